@@ -1,0 +1,69 @@
+"""The exceptions refcomp raises on bad input.
+
+Every message names the argument, what was expected and what came, e.g.::
+
+    ValidationError: scale: expected finite values > 0, got min=0.0
+
+Each class also derives from the built-in exception a Python user would
+expect (ValueError, TypeError, ...), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RefcompError",
+    "ValidationError",
+    "DTypeError",
+    "ShapeError",
+    "OverflowRiskError",
+    "BackendUnavailableError",
+    "FileFormatError",
+    "expect",
+]
+
+
+class RefcompError(Exception):
+    """Base class of every error refcomp raises on purpose."""
+
+
+class ValidationError(RefcompError, ValueError):
+    """An argument has a value outside its contract.
+
+    Parameters
+    ----------
+    argument : name of the offending argument (as the user typed it).
+    expected : what the contract asks for, in words.
+    got : what was received (value, dtype, shape ...), already formatted or any object.
+    """
+
+    def __init__(self, argument: str, expected: str, got: object):
+        self.argument = argument
+        self.expected = expected
+        self.got = got
+        super().__init__(f"{argument}: expected {expected}, got {got}")
+
+
+class DTypeError(ValidationError, TypeError):
+    """An argument has an unsupported or mismatched dtype."""
+
+
+class ShapeError(ValidationError):
+    """An argument has a shape that does not fit the others."""
+
+
+class OverflowRiskError(ValidationError, OverflowError):
+    """An exact integer result cannot be guaranteed in the requested accumulator."""
+
+
+class BackendUnavailableError(RefcompError, RuntimeError):
+    """A backend was requested explicitly but is not available here."""
+
+
+class FileFormatError(RefcompError, ValueError):
+    """A file is truncated, corrupted, of a foreign format or of an unknown version."""
+
+
+def expect(condition: bool, argument: str, expected: str, got: object, cls=ValidationError) -> None:
+    """Raise ``cls(argument, expected, got)`` unless ``condition`` holds."""
+    if not condition:
+        raise cls(argument, expected, got)

@@ -1,0 +1,48 @@
+import subprocess
+import sys
+
+import pytest
+
+import refcomp
+from refcomp import backend
+from refcomp.errors import BackendUnavailableError, DTypeError, ValidationError
+from refcomp.quant.dtypes import QDTYPES, qdtype
+
+
+def test_version_and_help():
+    out = subprocess.run([sys.executable, "-m", "refcomp", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and refcomp.__version__ in out.stdout
+    out = subprocess.run([sys.executable, "-m", "refcomp", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "usage: refcomp" in out.stdout
+
+
+def test_backend_names_are_validated():
+    with pytest.raises(ValidationError, match="backend"):
+        backend.implementation("matmul_integer", "cuda")
+    with pytest.raises(ValidationError, match="n: expected an int >= 1"):
+        refcomp.set_num_threads(0)
+
+
+def test_explicit_unavailable_backend_raises():
+    with pytest.raises(BackendUnavailableError):
+        backend.implementation("no_such_op", "c")
+    assert backend.implementation("no_such_op", "auto") is None
+
+
+@pytest.mark.parametrize("name", list(QDTYPES))
+def test_qdtype_resolves_every_spelling(name):
+    q = QDTYPES[name]
+    assert qdtype(name) is q and qdtype(q.onnx) is q and qdtype(q.np_dtype) is q
+
+
+def test_qdtype_matches_onnx_enum():
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper
+
+    for q in QDTYPES.values():
+        assert helper.tensor_dtype_to_np_dtype(q.onnx) == q.np_dtype, q.name
+
+
+def test_qdtype_rejects_float32():
+    with pytest.raises(DTypeError, match="dtype"):
+        qdtype("float32")
