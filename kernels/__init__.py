@@ -2,5 +2,97 @@
 
 Importing this package registers every available implementation with
 refcomp.backend; ops find them there. Nothing here defines semantics: the
-NumPy functions in refcomp.ops are the definitions.
+NumPy functions in refcomp.ops are the definitions, and tests/kernels/ prove
+each kernel equal to them.
+
+- backend "c": the C library in csrc/, bound by cffi as ``refcomp.kernels._crefcomp``
+  (built by ``pip install``; wrappers in :mod:`refcomp.kernels.c`).
+- backend "numba": :mod:`refcomp.kernels.numba` (compiled on first use, cached).
+
+If the C extension is missing (no compiler at install time) refcomp keeps
+working on numpy/numba and says so once (a RuntimeWarning-free UserWarning).
+:func:`c_status` / :func:`info` tell what is available.
+
+Registered ops (contracts in the common interface; shapes are 2-D, C-contiguous):
+``matmul_integer``, ``requantize_float``, ``requantize_fixed_point``,
+``csr_spmm_f32``, ``csr_spmm_i8`` (the last two serve refcomp.ops.sparse_linear
+and CSRMatrix @ X).
 """
+
+from __future__ import annotations
+
+import warnings
+
+from .. import backend as _backend
+
+__all__ = ["c_status", "info", "C_OPS", "NUMBA_OPS"]
+
+C_OPS = ("matmul_integer", "requantize_float", "requantize_fixed_point", "csr_spmm_f32", "csr_spmm_i8")
+NUMBA_OPS = C_OPS
+
+_c_error: str | None = None
+_numba_error: str | None = None
+
+
+def _register_c() -> None:
+    global _c_error
+    try:
+        from . import c
+    except ImportError as exc:  # extension not built
+        _c_error = f"{type(exc).__name__}: {exc}"
+        warnings.warn(
+            "refcomp: the C kernels (refcomp.kernels._crefcomp) are not built; using numpy/numba "
+            f"backends ({_c_error}). Reinstall with a C compiler to get them.",
+            stacklevel=3,
+        )
+        return
+    _backend.register("matmul_integer", "c", c.matmul_integer)
+    _backend.register("requantize_float", "c", c.requantize_float)
+    _backend.register("requantize_fixed_point", "c", c.requantize_fixed_point)
+    _backend.register("csr_spmm_f32", "c", c.csr_spmm_f32)
+    _backend.register("csr_spmm_i8", "c", c.csr_spmm_i8)
+
+
+def _register_numba() -> None:
+    global _numba_error
+    try:
+        import numba  # noqa: F401
+    except ImportError as exc:
+        _numba_error = str(exc)
+        return
+    # Registration is lazy per op: importing a kernel module compiles nothing
+    # until its first call (then cached on disk).
+    from .numba import matmul_integer as nb_mm
+    from .numba import requantize as nb_rq
+    from .numba import spmm as nb_spmm
+
+    _backend.register("matmul_integer", "numba", nb_mm.matmul_integer)
+    _backend.register("requantize_float", "numba", nb_rq.requantize_float)
+    _backend.register("requantize_fixed_point", "numba", nb_rq.requantize_fixed_point)
+    _backend.register("csr_spmm_f32", "numba", nb_spmm.csr_spmm_f32)
+    _backend.register("csr_spmm_i8", "numba", nb_spmm.csr_spmm_i8)
+
+
+def c_status() -> dict:
+    """Whether the C library is available, and which ISA paths run on this CPU.
+
+    ``{"available": bool, "error": str | None, "isas": [...], "best_isa": str | None}``
+    """
+    if _c_error is not None:
+        return {"available": False, "error": _c_error, "isas": [], "best_isa": None}
+    from . import c
+
+    return {"available": True, "error": None, "isas": c.supported_isas(), "best_isa": c.best_isa()}
+
+
+def info() -> str:
+    """One human-readable paragraph: backends, ISA paths, threads."""
+    st = c_status()
+    c_line = (f"c: available, ISA paths {', '.join(st['isas'])} (auto -> {st['best_isa']})"
+              if st["available"] else f"c: NOT available ({st['error']})")
+    nb_line = "numba: available" if _numba_error is None else f"numba: NOT available ({_numba_error})"
+    return f"{c_line}\n{nb_line}\nthreads: {_backend.get_num_threads()} (refcomp.set_num_threads)"
+
+
+_register_c()
+_register_numba()

@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS=test . scripts/_venv.sh
+# C library under AddressSanitizer + UBSan (KERNELS): every ISA path vs naive references.
+if command -v make >/dev/null 2>&1 && command -v "${CC:-cc}" >/dev/null 2>&1; then
+    make -s -C csrc BUILD=build/ci sanitize >/dev/null || { echo "scripts/test.sh: make -C csrc sanitize failed" >&2; exit 1; }
+fi
 status=0
 .venv/bin/python -m pytest -q "$@" || status=$?
 if [ "$status" -eq 5 ]; then

@@ -1,1 +1,34 @@
-"""See the package docstring of refcomp."""
+"""Compression algorithms: arrays (or models) in, compressed arrays (or models) out.
+
+Deep Compression building blocks (docs/deep_compression.md, numbered equations):
+
+prune     importance criteria, masks (unstructured, N:M, blocks, rows/filters,
+          channels; per-layer or global), schedules, mask application
+cluster   k-means weight sharing (linear / density / random init) and
+          trained-quantization centroid gradients
+huffman   canonical Huffman coding with a serialisable header
+storage   Deep Compression's relative-index CSR and the per-layer size table
+
+The other sub-modules (quantize, lowrank, distill, precision) are imported
+on use and document themselves.
+"""
+
+from . import cluster, huffman, prune, storage
+from .cluster import KMeansResult, centroid_gradients, kmeans, update_centroids
+from .huffman import HuffmanCode
+from .storage import RelativeIndexCSR, size_table, size_table_markdown
+
+__all__ = [
+    "prune",
+    "cluster",
+    "huffman",
+    "storage",
+    "kmeans",
+    "KMeansResult",
+    "centroid_gradients",
+    "update_centroids",
+    "HuffmanCode",
+    "RelativeIndexCSR",
+    "size_table",
+    "size_table_markdown",
+]

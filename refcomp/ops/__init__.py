@@ -1,1 +1,36 @@
-"""See the package docstring of refcomp."""
+"""ONNX-semantics golden ops in NumPy: the definitions refcomp's fast kernels must equal.
+
+Each op takes the ONNX inputs positionally in ONNX order, the ONNX attributes as
+keyword arguments with their ONNX names, and ``backend="auto" | "numpy" | "numba" | "c"``.
+The numeric contract (ranges, rounding, saturation, accumulators) is in
+refcomp/ops/README.md; departures of other runtimes in docs/deviations.md.
+"""
+
+from .conv_integer import conv_integer
+from .dequantize_linear import dequantize_linear
+from .dynamic_quantize_linear import dynamic_quantize_linear
+from .matmul_integer import matmul_integer
+from .qlinear_conv import qlinear_conv
+from .qlinear_matmul import qlinear_matmul
+from .quantize_linear import quantize_linear
+from .requantize import (
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    requantize,
+)
+from .sparse_linear import sparse_linear, sparse_linear_integer  # KERNELS: CSR weight (refcomp.formats.csr)
+
+__all__ = [
+    "quantize_linear",
+    "dequantize_linear",
+    "dynamic_quantize_linear",
+    "matmul_integer",
+    "qlinear_matmul",
+    "conv_integer",
+    "qlinear_conv",
+    "quantize_multiplier",
+    "multiply_by_quantized_multiplier",
+    "requantize",
+    "sparse_linear",
+    "sparse_linear_integer",
+]

@@ -1,1 +1,48 @@
-"""See the package docstring of refcomp."""
+"""The quantization core: dtypes, QParams, schemes, observers, fake quantization.
+
+- :mod:`~refcomp.quant.dtypes`     QDType table (int2 ... int32, float8, float4, float16, bfloat16)
+- :mod:`~refcomp.quant.rounding`   half_to_even (ONNX) / half_away (TFLite)
+- :mod:`~refcomp.quant.qparams`    QParams: scale, zero point, dtype, axis, block_size
+- :mod:`~refcomp.quant.choose`     choose_qparams: asymmetric / symmetric / restricted / reduce_range
+- :mod:`~refcomp.quant.affine`     quantize / dequantize (wrappers over refcomp.ops.*_linear)
+- :mod:`~refcomp.quant.fake_quant` fake_quantize, its straight-through gradient, FakeQuantize
+- :mod:`~refcomp.quant.observers`  MinMax, MovingAverageMinMax, Percentile, MSE, Entropy
+
+The arithmetic is taught in docs/quantization.md; code cites its equation numbers.
+"""
+
+from .affine import dequantize, quantize
+from .choose import choose_qparams, quant_range
+from .dtypes import QDTYPES, QDType, qdtype
+from .fake_quant import FakeQuantize, fake_quantize, fake_quantize_grad
+from .observers import (
+    EntropyObserver,
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    MSEObserver,
+    Observer,
+    PercentileObserver,
+)
+from .qparams import QParams
+from .rounding import ROUNDING_MODES
+
+__all__ = [
+    "QDType",
+    "QDTYPES",
+    "qdtype",
+    "ROUNDING_MODES",
+    "QParams",
+    "choose_qparams",
+    "quant_range",
+    "quantize",
+    "dequantize",
+    "fake_quantize",
+    "fake_quantize_grad",
+    "FakeQuantize",
+    "Observer",
+    "MinMaxObserver",
+    "MovingAverageMinMaxObserver",
+    "PercentileObserver",
+    "MSEObserver",
+    "EntropyObserver",
+]

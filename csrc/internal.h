@@ -1,0 +1,38 @@
+/*
+ * internal.h -- helpers shared by the csrc/ sources; not part of the API.
+ */
+#ifndef REFCOMP_INTERNAL_H
+#define REFCOMP_INTERNAL_H
+
+#include <stdint.h>
+
+#include "refcomp.h"
+
+/* Per-function target attributes let one translation unit hold scalar, AVX2
+ * and AVX-512 code without -march: each fast function is compiled for its
+ * ISA only and is called only after refcomp_isa_supported() said yes. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define REFCOMP_X86 1
+#define REFCOMP_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define REFCOMP_TARGET_AVX512VNNI \
+    __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+#else
+#define REFCOMP_X86 0
+#endif
+
+/* Resolve REFCOMP_ISA_AUTO and check support: returns the isa or REFCOMP_EISA. */
+int refcomp__resolve_isa(int isa);
+
+/* Run task(ctx, t) for t in [0, ntasks) on up to nthreads threads (the calling
+ * thread included). Tasks must write disjoint outputs. Returns REFCOMP_OK or
+ * REFCOMP_ETHREAD (then no task has been left half-run: the failing share is
+ * run on the calling thread instead, so the result is still complete). */
+typedef void (*refcomp__task_fn)(void *ctx, int64_t task);
+int refcomp__parallel_for(int nthreads, int64_t ntasks, refcomp__task_fn task, void *ctx);
+
+/* Wrapping int32 arithmetic without signed-overflow undefined behaviour. */
+static inline int32_t refcomp__wrap(uint32_t x) {
+    return (x <= 0x7fffffffu) ? (int32_t)x : (int32_t)(x - 0x80000000u) - 0x7fffffff - 1;
+}
+
+#endif

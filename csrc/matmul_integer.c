@@ -1,0 +1,401 @@
+/*
+ * matmul_integer.c -- exact integer GEMM, int8/uint8 x int8/uint8 -> int32.
+ *
+ *   C[i,j] = bias[j] + sum_k (A[i,k] - za[i]) (B[k,j] - zb[j])           (1)
+ *
+ * Numerics (docs/kernels.md, eq. 1-4):
+ *
+ * 1. Every operand pair is reduced to uint8 x int8, the only product
+ *    vpdpbusd knows, by shifting values and folding the shift into the
+ *    zero points:  a = a' + sa with a' = a ^ 0x80 = a + 128 (sa = -128) for
+ *    int8 A, a' = a (sa = 0) for uint8 A;  b = b' + sb with b' = b ^ 0x80 =
+ *    b - 128 (sb = 128) for uint8 B, b' = b (sb = 0) for int8 B. Then
+ *    (a - za)(b - zb) = (a' - za')(b' - zb') with za' = za - sa, zb' = zb - sb.
+ * 2. Zero-point folding: with ra'[i] = sum_k a'[i,k], cb'[j] = sum_k b'[k,j],
+ *      C = sum_k a' b' - zb' ra' - za' cb' + K za' zb' + bias              (2)
+ *    so the inner loop is a plain product of raw uint8 x int8 values.
+ * 3. Every term of (2) is computed in wrapping 32-bit arithmetic (uint32 in
+ *    C, vpaddd / vpmaddwd / vpdpbusd in SIMD, which all wrap), i.e. in
+ *    Z/2^32. (2) is an identity over the integers, hence also modulo 2^32:
+ *    the result is the exact value mod 2^32, which IS the exact value
+ *    whenever that fits int32. Intermediate terms may wrap freely.
+ * 4. No instruction on the path saturates: vpmaddwd multiplies 16-bit
+ *    a' in [0,255] by b' in [-128,127] and adds two products (|sum| <=
+ *    65280 < 2^31); vpdpbusd adds four uint8 x int8 products to an int32
+ *    lane with wrap-around (vpdpbusds, the saturating form, is never used;
+ *    neither is vpmaddubsw, whose int16 pair sum saturates at 255*127*2).
+ *
+ * Layout (the packed form): B in panels of NR = 64 columns; inside a panel,
+ * groups of 4 consecutive k; inside a group, 64 columns x 4 bytes, i.e.
+ * exactly one 256-byte block = four zmm registers of vpdpbusd operands.
+ * K is padded to a multiple of 4 and N to a multiple of 64 with zeros.
+ * A is packed per call into panels of MR = 6 rows with the same k groups.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+#include <immintrin.h>
+#endif
+
+#define NR 64 /* columns per B panel */
+#define MR 6  /* rows per A panel */
+#define KG 4  /* consecutive k per group */
+#define M_PANELS_PER_TASK 16
+#ifndef PF_DIST
+#define PF_DIST 1024 /* bytes of packed B prefetched ahead (4 k groups) */
+#endif
+
+struct refcomp_packed_b {
+    int64_t K, N;
+    int64_t kgroups, npanels;
+    int b_is_signed;
+    int8_t *data;    /* [npanels][kgroups][NR][KG], b' values */
+    uint32_t *colsum; /* [N], cb'[j] mod 2^32 */
+};
+
+/* --------------------------------------------------------------- packing */
+
+int refcomp_pack_b(int64_t K, int64_t N, const void *B, int64_t ldb, int b_is_signed,
+                   refcomp_packed_b **out) {
+    if (!out || K < 0 || N < 0 || (K > 0 && N > 0 && (!B || ldb < N))) return REFCOMP_EINVAL;
+    *out = NULL;
+    refcomp_packed_b *p = (refcomp_packed_b *)calloc(1, sizeof *p);
+    if (!p) return REFCOMP_ENOMEM;
+    p->K = K;
+    p->N = N;
+    p->kgroups = (K + KG - 1) / KG;
+    p->npanels = (N + NR - 1) / NR;
+    p->b_is_signed = b_is_signed ? 1 : 0;
+    size_t nbytes = (size_t)(p->npanels * p->kgroups) * NR * KG;
+    p->data = (int8_t *)calloc(nbytes ? nbytes : 1, 1);
+    p->colsum = (uint32_t *)calloc(N ? (size_t)N : 1, sizeof(uint32_t));
+    if (!p->data || !p->colsum) {
+        refcomp_packed_b_free(p);
+        return REFCOMP_ENOMEM;
+    }
+    const uint8_t flip = b_is_signed ? 0x00 : 0x80; /* b' = b - 128 for uint8 B */
+    const uint8_t *b = (const uint8_t *)B;
+    for (int64_t k = 0; k < K; ++k) {
+        const uint8_t *row = b + k * ldb;
+        int64_t g = k / KG, q = k % KG;
+        for (int64_t panel = 0; panel < p->npanels; ++panel) {
+            int64_t j0 = panel * NR, nc = N - j0 < NR ? N - j0 : NR;
+            int8_t *dst = p->data + ((panel * p->kgroups + g) * NR) * KG + q;
+            uint32_t *cs = p->colsum + j0;
+            for (int64_t c = 0; c < nc; ++c) {
+                int8_t v = (int8_t)(uint8_t)(row[j0 + c] ^ flip);
+                dst[c * KG] = v;
+                cs[c] += (uint32_t)(int32_t)v;
+            }
+        }
+    }
+    *out = p;
+    return REFCOMP_OK;
+}
+
+void refcomp_packed_b_free(refcomp_packed_b *packed) {
+    if (!packed) return;
+    free(packed->data);
+    free(packed->colsum);
+    free(packed);
+}
+
+int64_t refcomp_packed_b_rows(const refcomp_packed_b *packed) { return packed ? packed->K : -1; }
+int64_t refcomp_packed_b_cols(const refcomp_packed_b *packed) { return packed ? packed->N : -1; }
+
+/* A -> [mpanels][kgroups][MR][KG] of a' (uint8) or of a' widened to int16
+ * (AVX2 path), and ra'[i] mod 2^32. Rows are copied 4 bytes (one k group)
+ * at a time; the padding (k >= K, rows >= M) stays zero from calloc. */
+static void pack_a(int64_t M, int64_t K, const uint8_t *a, int64_t lda, int a_is_signed,
+                   int wide, void *dst, int64_t kgroups, uint32_t *rowsum) {
+    const uint8_t flip = a_is_signed ? 0x80 : 0x00; /* a' = a + 128 for int8 A */
+    const uint32_t flip4 = flip * 0x01010101u;
+    const int64_t full = K / KG;
+    for (int64_t i = 0; i < M; ++i) {
+        const uint8_t *row = a + i * lda;
+        const int64_t ip = i / MR, r = i % MR;
+        uint32_t s = 0;
+        for (int64_t k = 0; k < K; ++k) s += (uint8_t)(row[k] ^ flip);
+        rowsum[i] = s;
+        if (!wide) {
+            uint8_t *d = (uint8_t *)dst + (ip * kgroups * MR + r) * KG;
+            for (int64_t g = 0; g < full; ++g) {
+                uint32_t w;
+                memcpy(&w, row + g * KG, 4);
+                w ^= flip4;
+                memcpy(d + g * MR * KG, &w, 4);
+            }
+            for (int64_t k = full * KG; k < K; ++k) d[full * MR * KG + k % KG] = (uint8_t)(row[k] ^ flip);
+        } else {
+            uint16_t *d = (uint16_t *)dst + (ip * kgroups * MR + r) * KG;
+            for (int64_t g = 0; g < full; ++g)
+                for (int q = 0; q < KG; ++q) d[g * MR * KG + q] = (uint8_t)(row[g * KG + q] ^ flip);
+            for (int64_t k = full * KG; k < K; ++k) d[full * MR * KG + k % KG] = (uint8_t)(row[k] ^ flip);
+        }
+    }
+}
+
+/* ------------------------------------------------------- micro-kernels
+ * Each computes tile[r][c] = sum_k a'[r,k] b'[k,c] (mod 2^32) for one
+ * MR-row A panel and one NR-column B panel, rows r < mr. */
+
+static void kernel_scalar(int mr, const uint8_t *pa, const int8_t *pb, int64_t kgroups,
+                          uint32_t tile[MR][NR]) {
+    for (int r = 0; r < mr; ++r)
+        for (int c = 0; c < NR; ++c) tile[r][c] = 0;
+    for (int64_t g = 0; g < kgroups; ++g) {
+        const uint8_t *ag = pa + g * MR * KG;
+        const int8_t *bg = pb + g * NR * KG;
+        for (int r = 0; r < mr; ++r)
+            for (int c = 0; c < NR; ++c) {
+                uint32_t s = tile[r][c];
+                for (int q = 0; q < KG; ++q)
+                    s += (uint32_t)ag[r * KG + q] * (uint32_t)(int32_t)bg[c * KG + q];
+                tile[r][c] = s;
+            }
+    }
+}
+
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+
+/* AVX2: vpmaddwd on 16-bit operands. One 8-column strip at a time: a ymm of
+ * b' holds 4 columns x 4 k (sign-extended), a broadcast of 4 k of a' is
+ * multiplied in, giving 2 partial sums per column; vphaddd joins them. */
+REFCOMP_TARGET_AVX2 static inline __attribute__((always_inline)) void
+kernel_avx2_mr(const int mr, const uint16_t *pa, const int8_t *pb, int64_t kgroups,
+               uint32_t tile[MR][NR]) {
+    for (int s = 0; s < NR / 8; ++s) {
+        __m256i acc[MR][2];
+        for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+        for (int64_t g = 0; g < kgroups; ++g) {
+            __m256i braw = _mm256_loadu_si256((const __m256i *)(pb + (g * NR + s * 8) * KG));
+            __m256i b_lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(braw));
+            __m256i b_hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(braw, 1));
+            const uint16_t *ag = pa + g * MR * KG;
+            for (int r = 0; r < mr; ++r) {
+                int64_t a4;
+                memcpy(&a4, ag + r * KG, sizeof a4);
+                __m256i av = _mm256_set1_epi64x(a4);
+                acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, b_lo));
+                acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, b_hi));
+            }
+        }
+        for (int r = 0; r < mr; ++r) {
+            /* hadd within 128-bit lanes gives columns 0,1,4,5 | 2,3,6,7 */
+            __m256i h = _mm256_hadd_epi32(acc[r][0], acc[r][1]);
+            h = _mm256_permute4x64_epi64(h, 0xD8);
+            _mm256_storeu_si256((__m256i *)&tile[r][s * 8], h);
+        }
+    }
+}
+
+REFCOMP_TARGET_AVX2 static void kernel_avx2(int mr, const uint16_t *pa, const int8_t *pb,
+                                            int64_t kgroups, uint32_t tile[MR][NR]) {
+    switch (mr) {
+    case 6: kernel_avx2_mr(6, pa, pb, kgroups, tile); break;
+    case 5: kernel_avx2_mr(5, pa, pb, kgroups, tile); break;
+    case 4: kernel_avx2_mr(4, pa, pb, kgroups, tile); break;
+    case 3: kernel_avx2_mr(3, pa, pb, kgroups, tile); break;
+    case 2: kernel_avx2_mr(2, pa, pb, kgroups, tile); break;
+    default: kernel_avx2_mr(1, pa, pb, kgroups, tile); break;
+    }
+}
+
+/* AVX-512 VNNI: per k group, 4 zmm of b' (64 columns x 4 k) and one
+ * broadcast of 4 bytes of a' per row; vpdpbusd adds the 4 products of each
+ * column into its int32 lane (wrapping). The 6-row kernel keeps its 24
+ * accumulators in named registers (an array would live on the stack); rows
+ * past M are zero padding of the packed A, computed and not stored. */
+#define VNNI_ROW(r)                                                       \
+    do {                                                                  \
+        int32_t a4_;                                                      \
+        memcpy(&a4_, ag + (r) * KG, sizeof a4_);                          \
+        const __m512i av_ = _mm512_set1_epi32(a4_);                       \
+        c##r##0 = _mm512_dpbusd_epi32(c##r##0, av_, b0);                  \
+        c##r##1 = _mm512_dpbusd_epi32(c##r##1, av_, b1);                  \
+        c##r##2 = _mm512_dpbusd_epi32(c##r##2, av_, b2);                  \
+        c##r##3 = _mm512_dpbusd_epi32(c##r##3, av_, b3);                  \
+    } while (0)
+#define VNNI_DECL(r)                                                      \
+    __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = c##r##0, c##r##2 = c##r##0, \
+            c##r##3 = c##r##0
+#define VNNI_STORE(r)                                                     \
+    do {                                                                  \
+        _mm512_storeu_si512((void *)&tile[r][0], c##r##0);                \
+        _mm512_storeu_si512((void *)&tile[r][16], c##r##1);               \
+        _mm512_storeu_si512((void *)&tile[r][32], c##r##2);               \
+        _mm512_storeu_si512((void *)&tile[r][48], c##r##3);               \
+    } while (0)
+
+REFCOMP_TARGET_AVX512VNNI static void kernel_vnni6(const uint8_t *pa, const int8_t *pb,
+                                                   int64_t kgroups, uint32_t tile[MR][NR]) {
+    VNNI_DECL(0); VNNI_DECL(1); VNNI_DECL(2); VNNI_DECL(3); VNNI_DECL(4); VNNI_DECL(5);
+    for (int64_t g = 0; g < kgroups; ++g) {
+        const int8_t *bg = pb + g * NR * KG;
+        const uint8_t *ag = pa + g * MR * KG;
+        const __m512i b0 = _mm512_loadu_si512((const void *)(bg + 0));
+        const __m512i b1 = _mm512_loadu_si512((const void *)(bg + 64));
+        const __m512i b2 = _mm512_loadu_si512((const void *)(bg + 128));
+        const __m512i b3 = _mm512_loadu_si512((const void *)(bg + 192));
+        _mm_prefetch((const char *)(bg + PF_DIST), _MM_HINT_T0);
+        _mm_prefetch((const char *)(bg + PF_DIST + 64), _MM_HINT_T0);
+        _mm_prefetch((const char *)(bg + PF_DIST + 128), _MM_HINT_T0);
+        _mm_prefetch((const char *)(bg + PF_DIST + 192), _MM_HINT_T0);
+        VNNI_ROW(0); VNNI_ROW(1); VNNI_ROW(2); VNNI_ROW(3); VNNI_ROW(4); VNNI_ROW(5);
+    }
+    VNNI_STORE(0); VNNI_STORE(1); VNNI_STORE(2); VNNI_STORE(3); VNNI_STORE(4); VNNI_STORE(5);
+}
+
+/* one row (M = 1, matrix-vector): 4 accumulators, no wasted padding rows */
+REFCOMP_TARGET_AVX512VNNI static void kernel_vnni1(const uint8_t *pa, const int8_t *pb,
+                                                   int64_t kgroups, uint32_t tile[MR][NR]) {
+    VNNI_DECL(0);
+    for (int64_t g = 0; g < kgroups; ++g) {
+        const int8_t *bg = pb + g * NR * KG;
+        const uint8_t *ag = pa + g * MR * KG;
+        const __m512i b0 = _mm512_loadu_si512((const void *)(bg + 0));
+        const __m512i b1 = _mm512_loadu_si512((const void *)(bg + 64));
+        const __m512i b2 = _mm512_loadu_si512((const void *)(bg + 128));
+        const __m512i b3 = _mm512_loadu_si512((const void *)(bg + 192));
+        VNNI_ROW(0);
+    }
+    VNNI_STORE(0);
+}
+
+REFCOMP_TARGET_AVX512VNNI static void kernel_vnni(int mr, const uint8_t *pa, const int8_t *pb,
+                                                  int64_t kgroups, uint32_t tile[MR][NR]) {
+    if (mr == 1)
+        kernel_vnni1(pa, pb, kgroups, tile);
+    else
+        kernel_vnni6(pa, pb, kgroups, tile);
+}
+#endif
+
+/* ----------------------------------------------------------- the driver */
+
+typedef struct {
+    int isa;
+    int64_t M, N, K, kgroups, mpanels, mblocks;
+    const void *pa;         /* packed A */
+    const refcomp_packed_b *pb;
+    const uint32_t *rowsum; /* ra'[i] */
+    const uint32_t *zap;    /* za'[i] */
+    const uint32_t *zbp;    /* zb'[j] */
+    const uint32_t *colfix; /* cb'[j] - K zb'[j] */
+    const uint32_t *bias;   /* bias[j] or 0 */
+    int32_t *C;
+    int64_t ldc;
+} gemm_ctx;
+
+static void gemm_task(void *vctx, int64_t task) {
+    const gemm_ctx *x = (const gemm_ctx *)vctx;
+    int64_t jp = task / x->mblocks, mb = task % x->mblocks;
+    int64_t ip0 = mb * M_PANELS_PER_TASK, ip1 = ip0 + M_PANELS_PER_TASK;
+    if (ip1 > x->mpanels) ip1 = x->mpanels;
+    const int8_t *pb = x->pb->data + jp * x->kgroups * NR * KG;
+    int64_t j0 = jp * NR, nc = x->N - j0 < NR ? x->N - j0 : NR;
+    uint32_t tile[MR][NR];
+    for (int64_t ip = ip0; ip < ip1; ++ip) {
+        int64_t i0 = ip * MR;
+        int mr = (int)(x->M - i0 < MR ? x->M - i0 : MR);
+        switch (x->isa) {
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+        case REFCOMP_ISA_AVX512VNNI:
+            kernel_vnni(mr, (const uint8_t *)x->pa + ip * x->kgroups * MR * KG, pb, x->kgroups,
+                        tile);
+            break;
+        case REFCOMP_ISA_AVX2:
+            kernel_avx2(mr, (const uint16_t *)x->pa + ip * x->kgroups * MR * KG, pb, x->kgroups,
+                        tile);
+            break;
+#endif
+        default:
+            kernel_scalar(mr, (const uint8_t *)x->pa + ip * x->kgroups * MR * KG, pb, x->kgroups,
+                          tile);
+        }
+        /* epilogue, eq. (2): acc + bias - zb' ra' - za' (cb' - K zb') */
+        for (int r = 0; r < mr; ++r) {
+            int64_t i = i0 + r;
+            uint32_t ra = x->rowsum[i], za = x->zap[i];
+            int32_t *crow = x->C + i * x->ldc + j0;
+            for (int64_t c = 0; c < nc; ++c) {
+                int64_t j = j0 + c;
+                uint32_t v = tile[r][c] + x->bias[j] - x->zbp[j] * ra - za * x->colfix[j];
+                crow[c] = refcomp__wrap(v);
+            }
+        }
+    }
+}
+
+int refcomp_matmul_integer_packed(int isa, int nthreads, int64_t M, const void *A, int64_t lda,
+                                  int a_is_signed, const int32_t *a_zero_point,
+                                  const refcomp_packed_b *B, const int32_t *b_zero_point,
+                                  const int32_t *bias, int32_t *C, int64_t ldc) {
+    if (!B || M < 0) return REFCOMP_EINVAL;
+    const int64_t K = B->K, N = B->N;
+    if (M > 0 && N > 0 && (!C || ldc < N)) return REFCOMP_EINVAL;
+    if (M > 0 && K > 0 && (!A || lda < K)) return REFCOMP_EINVAL;
+    isa = refcomp__resolve_isa(isa);
+    if (isa < 0) return isa;
+    if (M == 0 || N == 0) return REFCOMP_OK;
+
+    const int wide = (isa == REFCOMP_ISA_AVX2);
+    const int64_t kgroups = B->kgroups;
+    const int64_t mpanels = (M + MR - 1) / MR;
+    size_t abytes = (size_t)(mpanels * kgroups) * MR * KG * (wide ? 2 : 1);
+    void *pa = calloc(abytes ? abytes : 1, 1);
+    uint32_t *rows = (uint32_t *)malloc(2 * (size_t)M * sizeof(uint32_t));
+    uint32_t *cols = (uint32_t *)malloc(3 * (size_t)N * sizeof(uint32_t));
+    if (!pa || !rows || !cols) {
+        free(pa);
+        free(rows);
+        free(cols);
+        return REFCOMP_ENOMEM;
+    }
+    uint32_t *rowsum = rows, *zap = rows + M;
+    uint32_t *zbp = cols, *colfix = cols + N, *biasv = cols + 2 * N;
+    pack_a(M, K, (const uint8_t *)A, lda, a_is_signed, wide, pa, kgroups, rowsum);
+    /* za' = za - sa (sa = -128 for int8 A), zb' = zb - sb (sb = 128 for uint8 B) */
+    const uint32_t sa = a_is_signed ? (uint32_t)-128 : 0u;
+    const uint32_t sb = B->b_is_signed ? 0u : 128u;
+    for (int64_t i = 0; i < M; ++i)
+        zap[i] = (a_zero_point ? (uint32_t)a_zero_point[i] : 0u) - sa;
+    for (int64_t j = 0; j < N; ++j) {
+        zbp[j] = (b_zero_point ? (uint32_t)b_zero_point[j] : 0u) - sb;
+        colfix[j] = B->colsum[j] - (uint32_t)K * zbp[j];
+        biasv[j] = bias ? (uint32_t)bias[j] : 0u;
+    }
+    gemm_ctx ctx = {isa,    M,   N,      K,      kgroups, mpanels,
+                    (mpanels + M_PANELS_PER_TASK - 1) / M_PANELS_PER_TASK,
+                    pa,     B,   rowsum, zap,    zbp,     colfix,
+                    biasv,  C,   ldc};
+    /* tiny problems: thread start-up would cost more than the work */
+    if ((double)M * (double)N * (double)K < 2.0e6) nthreads = 1;
+    int st = refcomp__parallel_for(nthreads, B->npanels * ctx.mblocks, gemm_task, &ctx);
+    free(pa);
+    free(rows);
+    free(cols);
+    return st;
+}
+
+int refcomp_matmul_integer(int isa, int nthreads, int64_t M, int64_t K, int64_t N, const void *A,
+                           int64_t lda, int a_is_signed, const int32_t *a_zero_point,
+                           const void *B, int64_t ldb, int b_is_signed,
+                           const int32_t *b_zero_point, const int32_t *bias, int32_t *C,
+                           int64_t ldc) {
+    if (M < 0 || K < 0 || N < 0) return REFCOMP_EINVAL;
+    if (M > 0 && K > 0 && (!A || lda < K)) return REFCOMP_EINVAL; /* before B is read */
+    if (M > 0 && N > 0 && (!C || ldc < N)) return REFCOMP_EINVAL;
+    int r = refcomp__resolve_isa(isa);
+    if (r < 0) return r;
+    refcomp_packed_b *pb = NULL;
+    int st = refcomp_pack_b(K, N, B, ldb, b_is_signed, &pb);
+    if (st != REFCOMP_OK) return st;
+    st = refcomp_matmul_integer_packed(isa, nthreads, M, A, lda, a_is_signed, a_zero_point, pb,
+                                       b_zero_point, bias, C, ldc);
+    refcomp_packed_b_free(pb);
+    return st;
+}

@@ -1,0 +1,160 @@
+/*
+ * refcomp.h -- the public C99 interface of refcomp's native kernels.
+ *
+ * One header for every caller: the cffi extension refcomp.kernels._crefcomp,
+ * and any C/C++ runtime that links librefcomp.a / librefcomp.so directly.
+ * The numeric contract of each function is stated here; csrc/README.md and
+ * docs/kernels.md explain why the fast paths meet it.
+ *
+ * Conventions
+ *   - Matrices are row-major with an explicit leading dimension (elements
+ *     between the starts of two consecutive rows); ld >= number of columns.
+ *   - Sizes are int64_t and must be >= 0; a size of 0 is a valid no-op.
+ *   - `isa` selects the code path: REFCOMP_ISA_AUTO picks the best one this
+ *     CPU supports; asking for a path the CPU (or this build) cannot run
+ *     returns REFCOMP_EISA.  The choice is an argument, never global state.
+ *   - `nthreads` >= 1 splits the output over that many POSIX threads; every
+ *     output element is computed by the same instruction sequence whatever
+ *     the split, so results are identical for every thread count.
+ *   - Functions return REFCOMP_OK (0) or a negative refcomp_status. They do
+ *     not print, abort or touch errno. Arguments are checked for null
+ *     pointers and impossible sizes; the *values* (indices of a CSR matrix,
+ *     ...) are the caller's responsibility where stated ("precondition").
+ */
+#ifndef REFCOMP_H
+#define REFCOMP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ status */
+enum refcomp_status {
+    REFCOMP_OK = 0,
+    REFCOMP_EINVAL = -1, /* null pointer, negative size, ld < columns ...   */
+    REFCOMP_ENOMEM = -2, /* allocation failed                              */
+    REFCOMP_EISA = -3,   /* the requested ISA path cannot run here         */
+    REFCOMP_ETHREAD = -4 /* pthread_create failed                          */
+};
+
+/* ---------------------------------------------------------------- ISA paths */
+enum refcomp_isa {
+    REFCOMP_ISA_AUTO = 0,      /* best supported path                      */
+    REFCOMP_ISA_SCALAR = 1,    /* portable C99, every machine              */
+    REFCOMP_ISA_AVX2 = 2,      /* AVX2 (vpmaddwd on 16-bit operands)       */
+    REFCOMP_ISA_AVX512VNNI = 3 /* AVX-512 F/BW/VL + VNNI (vpdpbusd)        */
+};
+
+/* 1 if `isa` can run on this CPU with this build, else 0 (AUTO -> 1). */
+int refcomp_isa_supported(int isa);
+/* The path REFCOMP_ISA_AUTO resolves to on this CPU. */
+int refcomp_isa_best(void);
+/* A static name: "scalar", "avx2", "avx512vnni" (or "unknown"). */
+const char *refcomp_isa_name(int isa);
+
+/* ------------------------------------------------------- integer GEMM (int32)
+ *
+ *   C[i,j] = bias[j] + sum_{k<K} (A[i,k] - a_zero_point[i]) * (B[k,j] - b_zero_point[j])
+ *
+ * A: M x K, uint8 (a_is_signed = 0) or int8 (a_is_signed = 1), leading dim lda.
+ * B: K x N, int8 (b_is_signed = 1) or uint8 (b_is_signed = 0), leading dim ldb.
+ * a_zero_point: int32[M] (one per row of A) or NULL for 0.
+ * b_zero_point: int32[N] (one per column of B) or NULL for 0.
+ * bias: int32[N] or NULL.   C: int32, M x N, leading dim ldc.
+ *
+ * Exactness: every path computes the right-hand side in two's-complement
+ * arithmetic modulo 2^32. So C is exact whenever the exact value fits in
+ * int32 -- in particular whenever K * max|A - za| * max|B - zb| + max|bias|
+ * <= 2^31 - 1, which is the precondition refcomp.ops checks before calling.
+ * Outside it, C is the exact value reduced modulo 2^32 (never saturated,
+ * never undefined behaviour). No path uses vpmaddubsw or vpdpbusds, the
+ * instructions that saturate.
+ */
+int refcomp_matmul_integer(int isa, int nthreads, int64_t M, int64_t K, int64_t N,
+                           const void *A, int64_t lda, int a_is_signed,
+                           const int32_t *a_zero_point,
+                           const void *B, int64_t ldb, int b_is_signed,
+                           const int32_t *b_zero_point,
+                           const int32_t *bias, int32_t *C, int64_t ldc);
+
+/* Packed B: B re-laid out once for every path (panels of 64 columns, groups
+ * of 4 consecutive k, values shifted to int8), plus its column sums.  Pack a
+ * weight once and reuse it across calls: same results as the unpacked call. */
+typedef struct refcomp_packed_b refcomp_packed_b;
+
+int refcomp_pack_b(int64_t K, int64_t N, const void *B, int64_t ldb, int b_is_signed,
+                   refcomp_packed_b **out);
+void refcomp_packed_b_free(refcomp_packed_b *packed);
+int64_t refcomp_packed_b_rows(const refcomp_packed_b *packed); /* K */
+int64_t refcomp_packed_b_cols(const refcomp_packed_b *packed); /* N */
+
+int refcomp_matmul_integer_packed(int isa, int nthreads, int64_t M,
+                                  const void *A, int64_t lda, int a_is_signed,
+                                  const int32_t *a_zero_point,
+                                  const refcomp_packed_b *B, const int32_t *b_zero_point,
+                                  const int32_t *bias, int32_t *C, int64_t ldc);
+
+/* ------------------------------------------------------- requantization
+ * Both: acc int32 M x N (leading dim ld_acc) -> out int32 M x N (leading dim
+ * ld_out), per-column parameters of length N (broadcast a per-tensor value
+ * by repeating it), result clipped to [qmin, qmax] (qmin <= qmax).
+ *
+ * Float method (ONNX QLinearMatMul / QLinearConv):
+ *   out = clip(round_half_even(float32(acc) * multiplier[j]) + zero_point[j], qmin, qmax)
+ * where float32(acc) rounds to nearest even, the product is ONE float32
+ * multiplication (round to nearest even, no FMA, no double), and the rounding
+ * to integer is half-to-even. Non-finite products (multiplier inf/nan) are
+ * the caller's problem: refcomp.ops rejects non-finite multipliers.
+ * A rounded value outside int32 saturates before the zero point is added
+ * (in int64), so the clip is always exact.
+ *
+ * Fixed-point method (gemmlowp / TFLite MultiplyByQuantizedMultiplier):
+ *   x  = acc * 2^max(shift,0)                        (saturated to int32)
+ *   h  = SaturatingRoundingDoublingHighMul(x, multiplier[j])
+ *   r  = RoundingDivideByPOT(h, max(-shift, 0))
+ *   out = clip(r + zero_point[j], qmin, qmax)        (sum in int64)
+ * with -31 <= shift[j] <= 30 (else REFCOMP_EINVAL).
+ */
+int refcomp_requantize_float(int64_t M, int64_t N, const int32_t *acc, int64_t ld_acc,
+                             const float *multiplier, const int32_t *zero_point,
+                             int32_t qmin, int32_t qmax, int32_t *out, int64_t ld_out);
+
+int refcomp_requantize_fixed_point(int64_t M, int64_t N, const int32_t *acc, int64_t ld_acc,
+                                   const int32_t *multiplier, const int32_t *shift,
+                                   const int32_t *zero_point, int32_t qmin, int32_t qmax,
+                                   int32_t *out, int64_t ld_out);
+
+/* gemmlowp's two primitives, exposed for tests and for C callers. */
+int32_t refcomp_saturating_rounding_doubling_high_mul(int32_t a, int32_t b);
+int32_t refcomp_rounding_divide_by_pot(int32_t x, int exponent); /* 0 <= exponent <= 31 */
+
+/* ------------------------------------------------------- sparse x dense
+ * W is a CSR matrix with `rows` rows: row r holds the entries
+ * data[p], column indices[p], for indptr[r] <= p < indptr[r+1].
+ * Precondition (checked by refcomp.formats.CSRMatrix, NOT here):
+ * indptr[0] = 0, indptr non-decreasing, every index in [0, cols of W).
+ *
+ * f32:  Y[r, :n] = sum_p data[p] * X[indices[p], :n]          (float32)
+ *   X: (cols of W) x n, leading dim ldx; Y: rows x n, leading dim ldy.
+ *   Each Y element is accumulated from 0 in CSR order; the AVX paths use
+ *   fused multiply-add, so each step rounds once instead of twice. Error
+ *   bound: |Y - exact| <= gamma_nnz(r) * sum_p |data[p]| |X[indices[p], j]|,
+ *   gamma_m = m*u/(1 - m*u), u = 2^-24.
+ * i8:   Y[r, :n] = sum_p data[p] * X[indices[p], :n]  in int32 modulo 2^32
+ *   data int8, X int16, Y int32: exact when the value fits int32.
+ */
+int refcomp_csr_spmm_f32(int isa, int nthreads, int64_t rows, int64_t n,
+                         const int64_t *indptr, const int64_t *indices, const float *data,
+                         const float *X, int64_t ldx, float *Y, int64_t ldy);
+
+int refcomp_csr_spmm_i8(int isa, int nthreads, int64_t rows, int64_t n,
+                        const int64_t *indptr, const int64_t *indices, const int8_t *data,
+                        const int16_t *X, int64_t ldx, int32_t *Y, int64_t ldy);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* REFCOMP_H */

@@ -1,0 +1,203 @@
+/*
+ * spmm.c -- CSR sparse matrix times dense matrix: Y = W X.
+ *
+ * Row-wise "axpy" form: Y[r, :] = sum_p data[p] * X[indices[p], :], the sum
+ * taken in CSR order starting from 0. X rows are contiguous, so each
+ * non-zero costs one broadcast and a few vector multiply-adds over the n
+ * columns (sparse_linear passes x^T, so n is the batch). Rows are split
+ * among threads; a row's arithmetic never depends on the split.
+ *
+ * float32: the scalar path rounds the product and the sum separately
+ * (compiled with -ffp-contract=off); the AVX2/AVX-512 paths use fused
+ * multiply-add, one rounding per step. Both stay within the bound stated in
+ * refcomp.h. int8: products and sums in int32 modulo 2^32 -- exact when the
+ * result fits int32 (refcomp.ops.sparse_linear checks a bound before calling).
+ */
+#include <math.h>
+
+#include "internal.h"
+
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+#include <immintrin.h>
+#endif
+
+#define ROWS_PER_TASK 16
+
+typedef struct {
+    int isa;
+    int64_t rows, n;
+    const int64_t *indptr, *indices;
+    const void *data;
+    const void *X;
+    int64_t ldx;
+    void *Y;
+    int64_t ldy;
+} spmm_ctx;
+
+/* ------------------------------------------------------------ float32 */
+
+static void spmm_f32_rows_scalar(const spmm_ctx *c, int64_t r0, int64_t r1) {
+    const float *data = (const float *)c->data, *X = (const float *)c->X;
+    float *Y = (float *)c->Y;
+    for (int64_t r = r0; r < r1; ++r) {
+        float *y = Y + r * c->ldy;
+        for (int64_t j = 0; j < c->n; ++j) y[j] = 0.0f;
+        for (int64_t p = c->indptr[r]; p < c->indptr[r + 1]; ++p) {
+            const float w = data[p];
+            const float *x = X + c->indices[p] * c->ldx;
+            for (int64_t j = 0; j < c->n; ++j) y[j] = y[j] + w * x[j];
+        }
+    }
+}
+
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+REFCOMP_TARGET_AVX2 static void spmm_f32_rows_avx2(const spmm_ctx *c, int64_t r0, int64_t r1) {
+    const float *data = (const float *)c->data, *X = (const float *)c->X;
+    float *Y = (float *)c->Y;
+    const int64_t n = c->n;
+    for (int64_t r = r0; r < r1; ++r) {
+        float *y = Y + r * c->ldy;
+        const int64_t p0 = c->indptr[r], p1 = c->indptr[r + 1];
+        int64_t j = 0;
+        for (; j + 64 <= n; j += 64) { /* 8 ymm accumulators */
+            __m256 acc[8];
+            for (int v = 0; v < 8; ++v) acc[v] = _mm256_setzero_ps();
+            for (int64_t p = p0; p < p1; ++p) {
+                __m256 w = _mm256_set1_ps(data[p]);
+                const float *x = X + c->indices[p] * c->ldx + j;
+                for (int v = 0; v < 8; ++v)
+                    acc[v] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + 8 * v), acc[v]);
+            }
+            for (int v = 0; v < 8; ++v) _mm256_storeu_ps(y + j + 8 * v, acc[v]);
+        }
+        for (; j + 8 <= n; j += 8) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int64_t p = p0; p < p1; ++p)
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(data[p]),
+                                      _mm256_loadu_ps(X + c->indices[p] * c->ldx + j), acc);
+            _mm256_storeu_ps(y + j, acc);
+        }
+        for (; j < n; ++j) {
+            float acc = 0.0f;
+            for (int64_t p = p0; p < p1; ++p) acc = fmaf(data[p], X[c->indices[p] * c->ldx + j], acc);
+            y[j] = acc;
+        }
+    }
+}
+
+REFCOMP_TARGET_AVX512VNNI static void spmm_f32_rows_avx512(const spmm_ctx *c, int64_t r0,
+                                                           int64_t r1) {
+    const float *data = (const float *)c->data, *X = (const float *)c->X;
+    float *Y = (float *)c->Y;
+    const int64_t n = c->n;
+    for (int64_t r = r0; r < r1; ++r) {
+        float *y = Y + r * c->ldy;
+        const int64_t p0 = c->indptr[r], p1 = c->indptr[r + 1];
+        int64_t j = 0;
+        for (; j + 128 <= n; j += 128) { /* 8 zmm accumulators */
+            __m512 acc[8];
+            for (int v = 0; v < 8; ++v) acc[v] = _mm512_setzero_ps();
+            for (int64_t p = p0; p < p1; ++p) {
+                __m512 w = _mm512_set1_ps(data[p]);
+                const float *x = X + c->indices[p] * c->ldx + j;
+                for (int v = 0; v < 8; ++v)
+                    acc[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * v), acc[v]);
+            }
+            for (int v = 0; v < 8; ++v) _mm512_storeu_ps(y + j + 16 * v, acc[v]);
+        }
+        for (; j < n; j += 16) { /* remaining columns, the last vector masked */
+            int64_t left = n - j;
+            __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+            __m512 acc = _mm512_setzero_ps();
+            for (int64_t p = p0; p < p1; ++p)
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(data[p]),
+                                      _mm512_maskz_loadu_ps(m, X + c->indices[p] * c->ldx + j), acc);
+            _mm512_mask_storeu_ps(y + j, m, acc);
+        }
+    }
+}
+#endif
+
+static void spmm_f32_task(void *vctx, int64_t task) {
+    const spmm_ctx *c = (const spmm_ctx *)vctx;
+    int64_t r0 = task * ROWS_PER_TASK, r1 = r0 + ROWS_PER_TASK;
+    if (r1 > c->rows) r1 = c->rows;
+    switch (c->isa) {
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+    case REFCOMP_ISA_AVX512VNNI: spmm_f32_rows_avx512(c, r0, r1); break;
+    case REFCOMP_ISA_AVX2: spmm_f32_rows_avx2(c, r0, r1); break;
+#endif
+    default: spmm_f32_rows_scalar(c, r0, r1);
+    }
+}
+
+/* ------------------------------------------------------------ int8 */
+
+static inline __attribute__((always_inline)) void spmm_i8_rows(const spmm_ctx *c, int64_t r0,
+                                                               int64_t r1) {
+    const int8_t *data = (const int8_t *)c->data;
+    const int16_t *X = (const int16_t *)c->X;
+    int32_t *Y = (int32_t *)c->Y;
+    for (int64_t r = r0; r < r1; ++r) {
+        uint32_t *y = (uint32_t *)(Y + r * c->ldy);
+        for (int64_t j = 0; j < c->n; ++j) y[j] = 0;
+        for (int64_t p = c->indptr[r]; p < c->indptr[r + 1]; ++p) {
+            const uint32_t w = (uint32_t)(int32_t)data[p];
+            const int16_t *x = X + c->indices[p] * c->ldx;
+            for (int64_t j = 0; j < c->n; ++j) y[j] += w * (uint32_t)(int32_t)x[j];
+        }
+    }
+}
+
+static void spmm_i8_rows_scalar(const spmm_ctx *c, int64_t r0, int64_t r1) {
+    spmm_i8_rows(c, r0, r1);
+}
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+/* the same loop, auto-vectorized for each ISA (wrapping uint32 arithmetic) */
+REFCOMP_TARGET_AVX2 static void spmm_i8_rows_avx2(const spmm_ctx *c, int64_t r0, int64_t r1) {
+    spmm_i8_rows(c, r0, r1);
+}
+REFCOMP_TARGET_AVX512VNNI static void spmm_i8_rows_avx512(const spmm_ctx *c, int64_t r0,
+                                                          int64_t r1) {
+    spmm_i8_rows(c, r0, r1);
+}
+#endif
+
+static void spmm_i8_task(void *vctx, int64_t task) {
+    const spmm_ctx *c = (const spmm_ctx *)vctx;
+    int64_t r0 = task * ROWS_PER_TASK, r1 = r0 + ROWS_PER_TASK;
+    if (r1 > c->rows) r1 = c->rows;
+    switch (c->isa) {
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+    case REFCOMP_ISA_AVX512VNNI: spmm_i8_rows_avx512(c, r0, r1); break;
+    case REFCOMP_ISA_AVX2: spmm_i8_rows_avx2(c, r0, r1); break;
+#endif
+    default: spmm_i8_rows_scalar(c, r0, r1);
+    }
+}
+
+static int spmm_run(int isa, int nthreads, int64_t rows, int64_t n, const int64_t *indptr,
+                    const int64_t *indices, const void *data, const void *X, int64_t ldx, void *Y,
+                    int64_t ldy, refcomp__task_fn task) {
+    if (rows < 0 || n < 0) return REFCOMP_EINVAL;
+    isa = refcomp__resolve_isa(isa);
+    if (isa < 0) return isa;
+    if (rows == 0 || n == 0) return REFCOMP_OK;
+    if (!indptr || !Y || ldy < n || ldx < n) return REFCOMP_EINVAL;
+    if (indptr[rows] > 0 && (!indices || !data || !X)) return REFCOMP_EINVAL;
+    spmm_ctx ctx = {isa, rows, n, indptr, indices, data, X, ldx, Y, ldy};
+    if ((double)indptr[rows] * (double)n < 1.0e6) nthreads = 1;
+    return refcomp__parallel_for(nthreads, (rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK, task, &ctx);
+}
+
+int refcomp_csr_spmm_f32(int isa, int nthreads, int64_t rows, int64_t n, const int64_t *indptr,
+                         const int64_t *indices, const float *data, const float *X, int64_t ldx,
+                         float *Y, int64_t ldy) {
+    return spmm_run(isa, nthreads, rows, n, indptr, indices, data, X, ldx, Y, ldy, spmm_f32_task);
+}
+
+int refcomp_csr_spmm_i8(int isa, int nthreads, int64_t rows, int64_t n, const int64_t *indptr,
+                        const int64_t *indices, const int8_t *data, const int16_t *X, int64_t ldx,
+                        int32_t *Y, int64_t ldy) {
+    return spmm_run(isa, nthreads, rows, n, indptr, indices, data, X, ldx, Y, ldy, spmm_i8_task);
+}

@@ -1,0 +1,239 @@
+/*
+ * test_driver.c -- checks every ISA path of the C library against naive
+ * int64 / double references, on random and extreme inputs. Run by
+ * `make test` and, under AddressSanitizer + UBSan, by `make sanitize`.
+ * Exit status 0 when every check passes.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "refcomp.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd(void) { /* xorshift64*: deterministic, no global libc state */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 2685821657736338717ull) >> 32);
+}
+
+static int failures = 0;
+#define CHECK(cond, ...)                                   \
+    do {                                                   \
+        if (!(cond)) {                                     \
+            if (failures++ < 20) {                         \
+                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+                fprintf(stderr, __VA_ARGS__);              \
+                fputc('\n', stderr);                       \
+            }                                              \
+        }                                                  \
+    } while (0)
+
+/* mode 0 random, 1 max (255 / 127), 2 min (0 / -128), 3 alternating extremes */
+static void fill_bytes(uint8_t *p, int64_t n, int is_signed, int mode) {
+    for (int64_t i = 0; i < n; ++i) {
+        uint8_t hi = is_signed ? 127 : 255, lo = is_signed ? (uint8_t)0x80 : 0;
+        switch (mode) {
+        case 1: p[i] = hi; break;
+        case 2: p[i] = lo; break;
+        case 3: p[i] = (rnd() & 1) ? hi : lo; break;
+        default: p[i] = (uint8_t)rnd();
+        }
+    }
+}
+
+static int64_t val(uint8_t b, int is_signed) { return is_signed ? (int64_t)(int8_t)b : (int64_t)b; }
+
+static void check_gemm(int64_t M, int64_t K, int64_t N, int as, int bs, int mode, int zp_mode) {
+    int64_t lda = K + 3, ldb = N + 5, ldc = N + 2; /* non-trivial leading dims */
+    uint8_t *A = malloc((size_t)(M * lda) + 1), *B = malloc((size_t)(K * ldb) + 1);
+    int32_t *za = malloc(sizeof(int32_t) * (size_t)(M + 1)), *zb = malloc(sizeof(int32_t) * (size_t)(N + 1));
+    int32_t *bias = malloc(sizeof(int32_t) * (size_t)(N + 1));
+    int32_t *C = malloc(sizeof(int32_t) * (size_t)(M * ldc + 1));
+    int64_t *ref = malloc(sizeof(int64_t) * (size_t)(M * N + 1));
+    fill_bytes(A, M * lda, as, mode);
+    fill_bytes(B, K * ldb, bs, mode == 3 ? 3 : (mode ? 3 - mode : 0)); /* opposite extremes */
+    for (int64_t i = 0; i < M; ++i)
+        za[i] = zp_mode == 0 ? 0 : (int32_t)val((uint8_t)rnd(), as);
+    for (int64_t j = 0; j < N; ++j) {
+        zb[j] = zp_mode == 0 ? 0 : (int32_t)val((uint8_t)rnd(), bs);
+        bias[j] = (int32_t)(rnd() % 2001) - 1000;
+    }
+    for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+            int64_t s = bias[j];
+            for (int64_t k = 0; k < K; ++k)
+                s += (val(A[i * lda + k], as) - za[i]) * (val(B[k * ldb + j], bs) - zb[j]);
+            ref[i * N + j] = s;
+        }
+    for (int isa = REFCOMP_ISA_SCALAR; isa <= REFCOMP_ISA_AVX512VNNI; ++isa) {
+        if (!refcomp_isa_supported(isa)) continue;
+        for (int threads = 1; threads <= 2; ++threads) {
+            memset(C, 0x55, sizeof(int32_t) * (size_t)(M * ldc));
+            int st = refcomp_matmul_integer(isa, threads, M, K, N, A, lda, as, za, B, ldb, bs, zb,
+                                            bias, C, ldc);
+            CHECK(st == REFCOMP_OK, "status %d", st);
+            for (int64_t i = 0; i < M; ++i)
+                for (int64_t j = 0; j < N; ++j) {
+                    int64_t r = ref[i * N + j];
+                    if (r < INT32_MIN || r > INT32_MAX) continue; /* outside the contract */
+                    CHECK(C[i * ldc + j] == r, "gemm %s t=%d M=%lld K=%lld N=%lld as=%d bs=%d mode=%d "
+                          "[%lld,%lld] got %d want %lld", refcomp_isa_name(isa), threads,
+                          (long long)M, (long long)K, (long long)N, as, bs, mode, (long long)i,
+                          (long long)j, C[i * ldc + j], (long long)r);
+                }
+        }
+    }
+    /* the packed form gives the same result */
+    refcomp_packed_b *pb = NULL;
+    CHECK(refcomp_pack_b(K, N, B, ldb, bs, &pb) == REFCOMP_OK, "pack_b");
+    if (pb) {
+        CHECK(refcomp_packed_b_rows(pb) == K && refcomp_packed_b_cols(pb) == N, "packed dims");
+        memset(C, 0, sizeof(int32_t) * (size_t)(M * ldc));
+        CHECK(refcomp_matmul_integer_packed(REFCOMP_ISA_AUTO, 1, M, A, lda, as, za, pb, zb, bias, C,
+                                            ldc) == REFCOMP_OK, "packed status");
+        for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j) {
+                int64_t r = ref[i * N + j];
+                if (r >= INT32_MIN && r <= INT32_MAX)
+                    CHECK(C[i * ldc + j] == r, "packed gemm [%lld,%lld]", (long long)i, (long long)j);
+            }
+        refcomp_packed_b_free(pb);
+    }
+    free(A); free(B); free(za); free(zb); free(bias); free(C); free(ref);
+}
+
+static void check_requantize(void) {
+    const int64_t M = 7, N = 19;
+    int32_t acc[7 * 19], out[7 * 19], zp[19], sh[19], mq[19];
+    float mult[19];
+    for (int64_t j = 0; j < N; ++j) {
+        zp[j] = (int32_t)(rnd() % 256) - 128;
+        mult[j] = (float)ldexp((double)(rnd() % 1000 + 1) / 1000.0, -(int)(rnd() % 12));
+        sh[j] = -(int32_t)(rnd() % 31);
+        mq[j] = (int32_t)(rnd() & 0x7fffffff);
+    }
+    for (int64_t i = 0; i < M * N; ++i) acc[i] = (int32_t)rnd();
+    acc[0] = INT32_MIN; acc[1] = INT32_MAX; acc[2] = 0; acc[3] = -1;
+    CHECK(refcomp_requantize_float(M, N, acc, N, mult, zp, -128, 127, out, N) == REFCOMP_OK, "rq");
+    for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+            float p = (float)acc[i * N + j] * mult[j];
+            double r = (double)rintf(p) + zp[j];
+            int32_t want = (int32_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
+            CHECK(out[i * N + j] == want, "requantize_float [%lld,%lld]", (long long)i, (long long)j);
+        }
+    CHECK(refcomp_requantize_fixed_point(M, N, acc, N, mq, sh, zp, 0, 255, out, N) == REFCOMP_OK,
+          "rqfp");
+    for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+            /* exact rational reference: acc * m / 2^(31 - shift), half away from zero
+             * twice (gemmlowp rounds the high mul, then the shift) */
+            int64_t ab = (int64_t)acc[i * N + j] * mq[j];
+            int64_t h = (ab >= 0 ? ab + (1ll << 30) : ab - (1ll << 30) + 1) / (1ll << 31);
+            int e = -sh[j];
+            int64_t q = h >= 0 ? (h + (e ? (1ll << (e - 1)) : 0)) >> e
+                               : -((-h + (e ? (1ll << (e - 1)) - 1 : 0)) >> e);
+            int64_t y = q + zp[j];
+            int32_t want = (int32_t)(y < 0 ? 0 : (y > 255 ? 255 : y));
+            CHECK(out[i * N + j] == want, "requantize_fixed_point [%lld,%lld] got %d want %d",
+                  (long long)i, (long long)j, out[i * N + j], want);
+        }
+    CHECK(refcomp_saturating_rounding_doubling_high_mul(INT32_MIN, INT32_MIN) == INT32_MAX, "srdhm");
+    CHECK(refcomp_rounding_divide_by_pot(-3, 1) == -2 && refcomp_rounding_divide_by_pot(3, 1) == 2 &&
+          refcomp_rounding_divide_by_pot(-5, 2) == -1, "rdivpot");
+    sh[0] = 31;
+    CHECK(refcomp_requantize_fixed_point(M, N, acc, N, mq, sh, zp, 0, 255, out, N) == REFCOMP_EINVAL,
+          "shift out of range rejected");
+}
+
+static void check_spmm(int64_t rows, int64_t cols, int64_t n, int density_pct) {
+    int64_t *indptr = malloc(sizeof(int64_t) * (size_t)(rows + 1));
+    int64_t *indices = malloc(sizeof(int64_t) * (size_t)(rows * cols + 1));
+    float *data = malloc(sizeof(float) * (size_t)(rows * cols + 1));
+    int8_t *data8 = malloc((size_t)(rows * cols + 1));
+    int64_t ldx = n + 1, ldy = n + 3;
+    float *X = malloc(sizeof(float) * (size_t)(cols * ldx + 1));
+    int16_t *X16 = malloc(sizeof(int16_t) * (size_t)(cols * ldx + 1));
+    float *Y = malloc(sizeof(float) * (size_t)(rows * ldy + 1));
+    int32_t *Y32 = malloc(sizeof(int32_t) * (size_t)(rows * ldy + 1));
+    int64_t nnz = 0;
+    indptr[0] = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t c = 0; c < cols; ++c)
+            if ((int)(rnd() % 100) < density_pct) {
+                indices[nnz] = c;
+                data[nnz] = (float)((int)(rnd() % 2001) - 1000) / 512.0f;
+                data8[nnz] = (int8_t)(uint8_t)rnd();
+                ++nnz;
+            }
+        indptr[r + 1] = nnz;
+    }
+    for (int64_t i = 0; i < cols * ldx; ++i) {
+        X[i] = (float)((int)(rnd() % 2001) - 1000) / 256.0f;
+        X16[i] = (int16_t)((int)(rnd() % 511) - 255);
+    }
+    for (int isa = REFCOMP_ISA_SCALAR; isa <= REFCOMP_ISA_AVX512VNNI; ++isa) {
+        if (!refcomp_isa_supported(isa)) continue;
+        for (int threads = 1; threads <= 2; ++threads) {
+            CHECK(refcomp_csr_spmm_f32(isa, threads, rows, n, indptr, indices, data, X, ldx, Y, ldy)
+                  == REFCOMP_OK, "spmm status");
+            CHECK(refcomp_csr_spmm_i8(isa, threads, rows, n, indptr, indices, data8, X16, ldx, Y32,
+                                      ldy) == REFCOMP_OK, "spmm i8 status");
+            for (int64_t r = 0; r < rows; ++r)
+                for (int64_t j = 0; j < n; ++j) {
+                    double exact = 0, absum = 0;
+                    int64_t iexact = 0;
+                    for (int64_t p = indptr[r]; p < indptr[r + 1]; ++p) {
+                        double t = (double)data[p] * X[indices[p] * ldx + j];
+                        exact += t;
+                        absum += fabs(t);
+                        iexact += (int64_t)data8[p] * X16[indices[p] * ldx + j];
+                    }
+                    double m = (double)(indptr[r + 1] - indptr[r]), u = ldexp(1.0, -24);
+                    double bound = m * u / (1 - m * u) * absum;
+                    CHECK(fabs(Y[r * ldy + j] - exact) <= bound, "spmm f32 %s [%lld,%lld]",
+                          refcomp_isa_name(isa), (long long)r, (long long)j);
+                    CHECK(Y32[r * ldy + j] == iexact, "spmm i8 %s [%lld,%lld]",
+                          refcomp_isa_name(isa), (long long)r, (long long)j);
+                }
+        }
+    }
+    free(indptr); free(indices); free(data); free(data8); free(X); free(X16); free(Y); free(Y32);
+}
+
+int main(void) {
+    printf("refcomp test driver: best ISA %s\n", refcomp_isa_name(refcomp_isa_best()));
+    for (int s = 1; s <= 17; s += 4)
+        for (int as = 0; as <= 1; ++as)
+            for (int bs = 0; bs <= 1; ++bs)
+                for (int mode = 0; mode <= 3; ++mode)
+                    check_gemm(s, s + 2 * mode + 1, 17 - s + 1, as, bs, mode, mode & 1);
+    check_gemm(13, 300, 130, 0, 1, 0, 1);
+    check_gemm(70, 257, 67, 1, 0, 3, 1);
+    check_gemm(3, 4099, 5, 0, 1, 1, 0); /* 255 * 127 * 4099 fits int32 */
+    check_gemm(2, 65536, 3, 0, 1, 3, 0);
+    check_gemm(1, 70000, 2, 0, 0, 1, 0); /* outside int32: only in-range entries are compared */
+    check_requantize();
+    check_spmm(37, 50, 130, 30);
+    check_spmm(20, 300, 17, 10);
+    check_spmm(5, 8, 1, 100);
+    check_spmm(0, 8, 3, 50);
+    /* argument checks */
+    int32_t c1[1];
+    uint8_t a1[1] = {1};
+    CHECK(refcomp_matmul_integer(0, 1, 1, 1, 1, NULL, 1, 0, NULL, a1, 1, 1, NULL, NULL, c1, 1) ==
+          REFCOMP_EINVAL, "null A rejected");
+    CHECK(refcomp_matmul_integer(99, 1, 1, 1, 1, a1, 1, 0, NULL, a1, 1, 1, NULL, NULL, c1, 1) ==
+          REFCOMP_EISA, "unknown isa rejected");
+    CHECK(refcomp_matmul_integer(0, 1, 1, 2, 1, a1, 1, 0, NULL, a1, 1, 1, NULL, NULL, c1, 1) ==
+          REFCOMP_EINVAL, "lda < K rejected");
+    if (failures) {
+        fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("all checks passed\n");
+    return 0;
+}

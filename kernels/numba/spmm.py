@@ -1,0 +1,62 @@
+"""Numba twins of the CSR x dense kernels of csrc/spmm.c (backend="numba").
+
+Y[r, :] = sum_p data[p] * X[indices[p], :] in CSR order from 0: float32
+(product and sum rounded separately: Numba does not contract to FMA without
+fastmath) or int8 x int16 -> int32 modulo 2**32. Rows are split by prange;
+a row's arithmetic does not depend on the split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ._threads import use_refcomp_threads
+
+__all__ = ["csr_spmm_f32", "csr_spmm_i8"]
+
+
+@njit(parallel=True, cache=True)
+def _spmm_f32(indptr, indices, data, X, Y):  # pragma: no cover - compiled
+    rows = Y.shape[0]
+    n = Y.shape[1]
+    for r in prange(rows):
+        y = Y[r]
+        y[:] = np.float32(0.0)
+        for p in range(indptr[r], indptr[r + 1]):
+            w = data[p]
+            x = X[indices[p]]
+            for j in range(n):
+                y[j] = y[j] + w * x[j]
+
+
+@njit(parallel=True, cache=True)
+def _spmm_i8(indptr, indices, data, X, Y):  # pragma: no cover - compiled
+    rows = Y.shape[0]
+    n = Y.shape[1]
+    for r in prange(rows):
+        y = Y[r]
+        y[:] = 0
+        for p in range(indptr[r], indptr[r + 1]):
+            w = np.int32(data[p])
+            x = X[indices[p]]
+            for j in range(n):
+                y[j] = np.int32(y[j] + w * np.int32(x[j]))
+
+
+def csr_spmm_f32(indptr, indices, data, shape, X, *, threads=None):
+    """Y = W @ X, W float32 CSR of ``shape``, X float32 [cols, n] (arrays validated by the caller)."""
+    Y = np.empty((shape[0], X.shape[1]), np.float32)
+    use_refcomp_threads(threads)
+    _spmm_f32(np.asarray(indptr, np.int64), np.asarray(indices, np.int64), np.asarray(data, np.float32),
+              np.ascontiguousarray(X, np.float32), Y)
+    return Y
+
+
+def csr_spmm_i8(indptr, indices, data, shape, X, *, threads=None):
+    """Y = W @ X in int32 (mod 2**32), W int8 CSR of ``shape``, X int16 [cols, n]."""
+    Y = np.empty((shape[0], X.shape[1]), np.int32)
+    use_refcomp_threads(threads)
+    _spmm_i8(np.asarray(indptr, np.int64), np.asarray(indices, np.int64), np.asarray(data, np.int8),
+             np.ascontiguousarray(X, np.int16), Y)
+    return Y

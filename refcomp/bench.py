@@ -1,0 +1,284 @@
+"""``refcomp bench``: time refcomp's kernels against the tools people would use instead.
+
+Two tables, every ratio measured in the same run on the same inputs:
+
+- int8 GEMM (uint8 A x int8 B -> int32), shapes (M, K, N) from the issue:
+  refcomp c (B packed once, as a runtime holds a weight), refcomp c through
+  ``refcomp.ops.matmul_integer`` (validation + packing per call), refcomp
+  numba, numpy float32 matmul, onnxruntime MatMulInteger (default session,
+  and with ``session.x64quantprecision=1``), onnx.reference. GOP/s = 2MKN/t.
+  The "exact" columns say whether onnxruntime's output equalled the exact
+  int32 result on these (random) inputs.
+- sparse_linear float32 (out = in = 1024, batch 128) by sparsity: refcomp c
+  and numba vs scipy.sparse (csr @ dense) and dense numpy float32.
+  GFLOP/s counted on non-zeros (2 nnz batch / t).
+
+Single-threaded unless --threads (numpy BLAS limited with threadpoolctl when
+installed, else OPENBLAS_NUM_THREADS must be set before start-up; onnxruntime
+sessions get intra_op_num_threads). Timing: best of several repeats of an
+adaptive loop. Benchmarks are not tests: nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import time
+
+import numpy as np
+
+HELP = "benchmark the C / Numba kernels against numpy, onnxruntime, onnx.reference and scipy"
+
+GEMM_SHAPES = [(128, 384, 1536), (128, 1536, 384), (512, 768, 768), (1024, 1024, 1024), (1, 1024, 1024)]
+SPARSITIES = [0.5, 0.7, 0.8, 0.9, 0.95, 0.98]
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--quick", action="store_true", help="shorter timing loops and fewer shapes")
+    parser.add_argument("--threads", type=int, default=1, help="threads for every library (default 1)")
+    parser.add_argument("--which", choices=["gemm", "spmm", "all"], default="all")
+    parser.add_argument("--output", help="also write the tables as Markdown into the '## Kernels' section of this "
+                        "file (e.g. docs/performance.md; other sections are kept)")
+
+
+# ------------------------------------------------------------------ timing
+def best_time(fn, *, min_time=0.2, repeats=3) -> float:
+    """Seconds per call: best over ``repeats`` loops of >= ``min_time`` seconds each."""
+    fn()  # warm-up (JIT, packing caches, page faults)
+    best = float("inf")
+    for _ in range(repeats):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            dt = time.perf_counter() - t0
+            if dt >= min_time:
+                break
+        best = min(best, dt / n)
+    return best
+
+
+@contextlib.contextmanager
+def blas_threads(n: int):
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # rely on OPENBLAS_NUM_THREADS / OMP_NUM_THREADS set by the caller
+        yield
+        return
+    with threadpool_limits(limits=n):
+        yield
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    from .kernels import c_status
+
+    st = c_status()
+    return (f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.machine()}, "
+            f"Python {platform.python_version()}, numpy {np.__version__}, "
+            f"refcomp C ISA auto -> {st['best_isa']} (paths: {', '.join(st['isas']) or 'none'})")
+
+
+# ------------------------------------------------------------------ GEMM
+def _ort_session(b: np.ndarray, threads: int, exact: bool):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    K, N = b.shape
+    node = helper.make_node("MatMulInteger", ["A", "B"], ["Y"])
+    graph = helper.make_graph(
+        [node], "mm",
+        [helper.make_tensor_value_info("A", TensorProto.UINT8, ["M", K])],
+        [helper.make_tensor_value_info("Y", TensorProto.INT32, ["M", N])],
+        initializer=[numpy_helper.from_array(b, "B")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    if exact:
+        so.add_session_config_entry("session.x64quantprecision", "1")
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess, onnx
+
+
+def gemm_rows(*, quick=False, threads=1, log=print):
+    from . import kernels  # noqa: F401  (registers backends)
+    from .kernels import c as ck
+    from .kernels.numba import matmul_integer as nbm
+    from .ops import matmul_integer
+
+    rng = np.random.default_rng(0)
+    min_time = 0.05 if quick else 0.25
+    shapes = GEMM_SHAPES[:1] + GEMM_SHAPES[-1:] if quick else GEMM_SHAPES
+    rows = []
+    for M, K, N in shapes:
+        a = rng.integers(0, 256, (M, K), dtype=np.uint8)
+        b = rng.integers(-128, 128, (K, N), dtype=np.int8)
+        exact = a.astype(np.int64) @ b.astype(np.int64)
+        ops = 2.0 * M * K * N
+        r = {"shape": (M, K, N)}
+        af, bf = a.astype(np.float32), b.astype(np.float32)
+        with blas_threads(threads):
+            r["numpy_f32"] = ops / best_time(lambda: af @ bf, min_time=min_time)
+        packed = ck.PackedB(b)
+        assert np.array_equal(ck.matmul_integer(a, packed), exact)
+        r["c"] = ops / best_time(lambda: ck.matmul_integer(a, packed, threads=1), min_time=min_time)
+        r["c_2t"] = ops / best_time(lambda: ck.matmul_integer(a, packed, threads=2), min_time=min_time)
+        r["c_op"] = ops / best_time(lambda: matmul_integer(a, b, backend="c"), min_time=min_time)
+        zm, zn = np.zeros(M, np.int32), np.zeros(N, np.int32)
+        assert np.array_equal(nbm.matmul_integer(a, b, zm, zn, threads=1), exact)
+        r["numba"] = ops / best_time(lambda: nbm.matmul_integer(a, b, zm, zn, threads=1), min_time=min_time)
+        try:
+            for key, ex in (("ort", False), ("ort_exact", True)):
+                sess, _ = _ort_session(b, threads, ex)
+                y = sess.run(None, {"A": a})[0]
+                r[key + "_is_exact"] = bool(np.array_equal(y, exact))
+                r[key] = ops / best_time(lambda: sess.run(None, {"A": a}), min_time=min_time)
+        except ImportError:
+            r["ort"] = r["ort_exact"] = None
+        if not quick or M * K * N <= 2**21:
+            try:
+                from onnx import helper, TensorProto
+                from onnx.reference import ReferenceEvaluator
+
+                node = helper.make_node("MatMulInteger", ["A", "B"], ["Y"])
+                g = helper.make_graph([node], "g", [helper.make_tensor_value_info("A", TensorProto.UINT8, None),
+                                                     helper.make_tensor_value_info("B", TensorProto.INT8, None)],
+                                      [helper.make_tensor_value_info("Y", TensorProto.INT32, None)])
+                ref = ReferenceEvaluator(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+                with blas_threads(threads):
+                    r["onnx_ref"] = ops / best_time(lambda: ref.run(None, {"A": a, "B": b}), min_time=min_time, repeats=1)
+            except ImportError:
+                r["onnx_ref"] = None
+        else:
+            r["onnx_ref"] = None
+        rows.append(r)
+        log(f"  gemm {M}x{K}x{N}: c {r['c'] / 1e9:.0f} GOP/s, ort {(r['ort'] or 0) / 1e9:.0f}, numpy f32 {r['numpy_f32'] / 1e9:.0f}")
+    return rows
+
+
+def _g(x):
+    return "n/a" if x is None else f"{x / 1e9:.1f}"
+
+
+def _ratio(x, y):
+    return "n/a" if not x or not y else f"{x / y:.2f}x"
+
+
+def gemm_table(rows) -> str:
+    head = ("| M×K×N | numpy f32 | ORT default | ORT exact (x64quantprecision) | onnx.reference | refcomp c | c via ops | numba "
+            "| c / ORT default | c / ORT exact | c / numpy f32 | numba / c | c 2-thread scaling |")
+    sep = "|" + "---|" * 13
+    lines = [head, sep]
+    for r in rows:
+        M, K, N = r["shape"]
+        ort = f"{_g(r['ort'])} ({'exact' if r.get('ort_is_exact') else 'NOT exact'})" if r.get("ort") else "n/a"
+        orte = f"{_g(r['ort_exact'])} ({'exact' if r.get('ort_exact_is_exact') else 'NOT exact'})" if r.get("ort_exact") else "n/a"
+        lines.append(
+            f"| {M}×{K}×{N} | {_g(r['numpy_f32'])} | {ort} | {orte} | {_g(r['onnx_ref'])} | {_g(r['c'])} | {_g(r['c_op'])} "
+            f"| {_g(r['numba'])} | {_ratio(r['c'], r['ort'])} | {_ratio(r['c'], r['ort_exact'])} | {_ratio(r['c'], r['numpy_f32'])} "
+            f"| {_ratio(r['numba'], r['c'])} | {_ratio(r['c_2t'], r['c'])} |")
+    return "\n".join(lines) + "\n\nGOP/s (2·M·K·N per second), single thread; uint8 A × int8 B (random); " \
+        "\"c\" = refcomp.kernels.c.matmul_integer with B packed once (PackedB), \"c via ops\" = " \
+        "refcomp.ops.matmul_integer(backend=\"c\") (validation + packing on every call).\n"
+
+
+# ------------------------------------------------------------------ SpMM
+def spmm_rows(*, quick=False, threads=1, log=print):
+    from .formats import CSRMatrix
+    from .kernels import c as ck
+    from .kernels.numba import spmm as nbs
+    from .ops import sparse_linear
+
+    rng = np.random.default_rng(0)
+    min_time = 0.05 if quick else 0.25
+    out_f, in_f, batch = 1024, 1024, 128
+    x = rng.standard_normal((batch, in_f)).astype(np.float32)
+    xT = np.ascontiguousarray(x.T)
+    Wfull = rng.standard_normal((out_f, in_f)).astype(np.float32)
+    rows = []
+    with blas_threads(threads):
+        t_dense = best_time(lambda: x @ Wfull.T, min_time=min_time)
+    for s in (SPARSITIES[1:4] if quick else SPARSITIES):
+        Wd = np.where(rng.random((out_f, in_f)) >= s, Wfull, 0).astype(np.float32)
+        W = CSRMatrix.from_dense(Wd)
+        flops = 2.0 * W.nnz * batch
+        r = {"sparsity": s, "nnz": W.nnz, "dense": flops / t_dense, "dense_time": t_dense}
+        shp = W.shape
+        r["c"] = flops / best_time(lambda: ck.csr_spmm_f32(W.indptr, W.indices, W.data, shp, xT, threads=1), min_time=min_time)
+        r["c_2t"] = flops / best_time(lambda: ck.csr_spmm_f32(W.indptr, W.indices, W.data, shp, xT, threads=2), min_time=min_time)
+        r["c_op"] = flops / best_time(lambda: sparse_linear(x, W, backend="c"), min_time=min_time)
+        r["numba"] = flops / best_time(lambda: nbs.csr_spmm_f32(W.indptr, W.indices, W.data, shp, xT, threads=1), min_time=min_time)
+        try:
+            S = W.to_scipy()
+            r["scipy"] = flops / best_time(lambda: S @ xT, min_time=min_time)
+        except ImportError:
+            r["scipy"] = None
+        rows.append(r)
+        log(f"  spmm {s:.0%}: c {r['c'] / 1e9:.1f} GFLOP/s, scipy {(r['scipy'] or 0) / 1e9:.1f}")
+    return rows
+
+
+def spmm_table(rows) -> str:
+    head = ("| sparsity | nnz | dense numpy f32 (on nnz) | scipy.sparse | refcomp c | sparse_linear (c, op) | numba "
+            "| c / scipy | c vs dense (time ratio) | c op vs dense | numba / c | c 2-thread scaling |")
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        lines.append(
+            f"| {r['sparsity']:.0%} | {r['nnz']} | {_g(r['dense'])} | {_g(r['scipy'])} | {_g(r['c'])} | {_g(r['c_op'])} "
+            f"| {_g(r['numba'])} | {_ratio(r['c'], r['scipy'])} | {_ratio(r['c'], r['dense'])} | {_ratio(r['c_op'], r['dense'])} "
+            f"| {_ratio(r['numba'], r['c'])} | {_ratio(r['c_2t'], r['c'])} |")
+    return "\n".join(lines) + ("\n\nGFLOP/s counted on non-zeros (2·nnz·batch per second; dense numpy column: the dense "
+                               "x @ W.T time expressed the same way, so \"c vs dense\" > 1 means the sparse kernel is faster "
+                               "than the dense product), out = in = 1024, batch 128, float32, single thread. \"refcomp c\" = "
+                               "W @ xᵀ kernel (csr_spmm_f32), \"sparse_linear (c, op)\" adds the two transposes.\n")
+
+
+def run(args) -> int:
+    parts = [f"Machine: {machine()}\n", f"Threads: {args.threads}; quick: {args.quick}\n"]
+    print(parts[0], end="")
+    if args.which in ("gemm", "all"):
+        print("int8 GEMM ...")
+        parts.append("### int8 GEMM\n\n" + gemm_table(gemm_rows(quick=args.quick, threads=args.threads)))
+    if args.which in ("spmm", "all"):
+        print("sparse_linear ...")
+        parts.append("### sparse_linear float32\n\n" + spmm_table(spmm_rows(quick=args.quick, threads=args.threads)))
+    text = "\n".join(parts)
+    print()
+    print(text)
+    if args.output:
+        write_section(args.output, "## Kernels", "### Measured by `refcomp bench`\n\n" + text)
+    return 0
+
+
+def write_section(path: str, heading: str, body: str) -> None:
+    """Replace (or append) the Markdown section starting at ``heading`` up to the next '## ' heading."""
+    try:
+        with open(path) as f:
+            old = f.read()
+    except FileNotFoundError:
+        old = "# Performance\n"
+    lines = old.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == heading), None)
+    new = [heading + "\n\n", body.rstrip() + "\n\n"]
+    if start is None:
+        lines = lines + (["\n"] if lines and lines[-1].strip() else []) + new
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines = lines[:start] + new + lines[end:]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(lines)
+    os.replace(tmp, path)

@@ -1,0 +1,370 @@
+"""Canonical Huffman coding of small-integer symbols (cluster indices, index gaps).
+
+Deep Compression §4 (Han, Mao, Dally 2016): the cluster indices and the
+relative sparse indices are far from uniform, so a Huffman code saves a
+further 20–30 % of the storage.
+
+The steps, each a function here:
+
+1. ``code_lengths(counts)`` — optimal prefix-code lengths from symbol counts
+   (Huffman 1952: repeatedly merge the two lightest subtrees). Ties are broken
+   deterministically: a min-heap ordered by (weight, id), leaves having id =
+   symbol and merged nodes new ids in creation order. With ``max_length``
+   the lengths are limited by package-merge (Larmore & Hirschberg 1990), the
+   optimal code under that limit.
+2. ``canonical_codes(lengths)`` — the canonical code for those lengths
+   (as DEFLATE, RFC 1951 §3.2.2): symbols sorted by (length, symbol) get
+   consecutive code values, shifted left when the length grows. Only the
+   lengths need to be stored: they are the serialisable header.
+3. ``encode`` packs the codes MSB-first into bytes (plus the exact bit count);
+   ``decode`` reverses it exactly and rejects streams that are not valid.
+
+Average code length L̄ = Σ p_s·l_s satisfies H ≤ L̄ < H + 1 with
+H = −Σ p_s log2 p_s the entropy (D.18, D.19 in docs/deep_compression.md).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
+from ._checks import integer
+
+__all__ = [
+    "HEADER_VERSION",
+    "HuffmanCode",
+    "code_lengths",
+    "canonical_codes",
+    "entropy_bits",
+    "encode",
+    "decode",
+]
+
+HEADER_VERSION = 1
+_MAX_LENGTH = 63  # codes are held in uint64 while packing
+
+
+def _counts_array(counts) -> np.ndarray:
+    c = np.asarray(counts)
+    if c.ndim != 1 or c.size == 0:
+        raise ShapeError("counts", "a non-empty 1-D array of counts per symbol", f"shape {c.shape}")
+    if not np.issubdtype(c.dtype, np.integer):
+        raise DTypeError("counts", "an integer array", f"dtype {c.dtype}")
+    if np.any(c < 0):
+        raise ValidationError("counts", "counts >= 0", f"min {c.min()}")
+    return c.astype(np.int64)
+
+
+def _huffman_lengths(counts: np.ndarray) -> np.ndarray:
+    lengths = np.zeros(counts.size, dtype=np.int64)
+    used = np.flatnonzero(counts)
+    if used.size == 1:
+        lengths[used[0]] = 1  # one symbol still needs one bit per occurrence
+        return lengths
+    # heap of (weight, id); children[id] = (left, right) for merged nodes
+    heap = [(int(counts[s]), int(s)) for s in used]
+    heapq.heapify(heap)
+    children = {}
+    next_id = counts.size
+    while len(heap) > 1:
+        w1, a = heapq.heappop(heap)
+        w2, b = heapq.heappop(heap)
+        children[next_id] = (a, b)
+        heapq.heappush(heap, (w1 + w2, next_id))
+        next_id += 1
+    stack = [(heap[0][1], 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node in children:
+            stack.extend((child, depth + 1) for child in children[node])
+        else:
+            lengths[node] = depth
+    return lengths
+
+
+def _package_merge_lengths(counts: np.ndarray, max_length: int) -> np.ndarray:
+    """Optimal lengths with l_s <= max_length (package-merge, Larmore & Hirschberg 1990).
+
+    Each leaf list holds the used symbols sorted by (count, symbol). ``max_length``
+    times: pair up the previous list's items into packages and merge them with a
+    fresh copy of the leaves. The first 2(n − 1) items of the last list are
+    chosen; a symbol's length is the number of chosen items containing it.
+    """
+    used = sorted(np.flatnonzero(counts), key=lambda s: (int(counts[s]), int(s)))
+    n = len(used)
+    leaves = [(int(counts[s]), (int(s),)) for s in used]
+    current = list(leaves)
+    for _ in range(max_length - 1):
+        packages = [(current[i][0] + current[i + 1][0], current[i][1] + current[i + 1][1])
+                    for i in range(0, len(current) - 1, 2)]
+        # stable merge: leaves before packages of equal weight
+        current = sorted(leaves + packages, key=lambda item: item[0])
+    lengths = np.zeros(counts.size, dtype=np.int64)
+    for _, symbols in current[: 2 * (n - 1)]:
+        for s in symbols:
+            lengths[s] += 1
+    return lengths
+
+
+def code_lengths(counts, *, max_length: int | None = None) -> np.ndarray:
+    """Huffman code length of every symbol from its count (0 for unused symbols).
+
+    counts : 1-D ints >= 0, counts[s] = occurrences of symbol s.
+    max_length : optional limit on any code length (1…63); must allow the used
+    symbols, i.e. 2^max_length >= number of used symbols.
+    Returns uint8 lengths.
+    """
+    c = _counts_array(counts)
+    used = int(np.count_nonzero(c))
+    if used == 0:
+        return np.zeros(c.size, dtype=np.uint8)
+    lengths = _huffman_lengths(c)
+    if max_length is not None:
+        limit = integer(max_length, "max_length", minimum=1, maximum=_MAX_LENGTH)
+        if used > (1 << limit):
+            raise ValidationError("max_length", f"2**max_length >= {used} used symbols", limit)
+        if lengths.max() > limit:
+            lengths = _package_merge_lengths(c, limit)
+    elif lengths.max() > _MAX_LENGTH:
+        lengths = _package_merge_lengths(c, _MAX_LENGTH)
+    return lengths.astype(np.uint8)
+
+
+def _check_lengths(lengths) -> np.ndarray:
+    ln = np.asarray(lengths)
+    if ln.ndim != 1 or ln.size == 0 or not np.issubdtype(ln.dtype, np.integer):
+        raise ValidationError("lengths", "a non-empty 1-D integer array of code lengths", f"{ln.dtype} {ln.shape}")
+    if np.any(ln < 0) or np.any(ln > _MAX_LENGTH):
+        raise ValidationError("lengths", f"code lengths in [0, {_MAX_LENGTH}]", f"range [{ln.min()}, {ln.max()}]")
+    ln = ln.astype(np.int64)
+    # Kraft inequality Σ 2^−l <= 1: otherwise no prefix code has these lengths
+    used = ln[ln > 0]
+    if used.size and sum(1 << (_MAX_LENGTH - int(v)) for v in used) > (1 << _MAX_LENGTH):
+        raise ValidationError("lengths", "lengths satisfying Kraft's inequality Σ 2^-l <= 1", "Σ 2^-l > 1")
+    return ln
+
+
+def canonical_codes(lengths) -> np.ndarray:
+    """Canonical code value of every symbol (uint64; meaningful for length > 0)  (D.20).
+
+    Symbols ordered by (length, symbol); code(first) = 0; code(next) =
+    (code(prev) + 1) << (len(next) − len(prev)). Codes are read MSB-first.
+    """
+    ln = _check_lengths(lengths)
+    codes = np.zeros(ln.size, dtype=np.uint64)
+    order = sorted(np.flatnonzero(ln), key=lambda s: (int(ln[s]), int(s)))
+    code, prev_len = 0, 0
+    for i, s in enumerate(order):
+        length = int(ln[s])
+        if i:
+            code = (code + 1) << (length - prev_len)
+        else:
+            code <<= length - prev_len  # first code is 0 of its length
+        codes[s] = code
+        prev_len = length
+    return codes
+
+
+def entropy_bits(counts) -> float:
+    """Shannon entropy H = −Σ p_s log2 p_s of the empirical distribution, in bits/symbol (D.18)."""
+    c = _counts_array(counts)
+    total = c.sum()
+    if total == 0:
+        return 0.0
+    p = c[c > 0] / total
+    return float(-np.sum(p * np.log2(p)))
+
+
+@dataclass(frozen=True, eq=False)
+class HuffmanCode:
+    """A canonical Huffman code over symbols 0…n−1, defined by its code lengths.
+
+    lengths : uint8 (n,), 0 = symbol has no code.  The header stored with an
+    encoded stream is just these lengths (``to_header`` / ``from_header``, JSON).
+    """
+
+    lengths: np.ndarray
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, HuffmanCode) and np.array_equal(self.lengths, other.lengths)
+
+    __hash__ = None
+
+    @classmethod
+    def from_counts(cls, counts, *, max_length: int | None = None) -> HuffmanCode:
+        return cls(code_lengths(counts, max_length=max_length))
+
+    @classmethod
+    def from_symbols(cls, symbols, n_symbols: int, *, max_length: int | None = None) -> HuffmanCode:
+        """Code fitted to the symbol frequencies of ``symbols`` (ints in [0, n_symbols))."""
+        s = _symbols_array(symbols, integer(n_symbols, "n_symbols", minimum=1))
+        return cls.from_counts(np.bincount(s, minlength=n_symbols), max_length=max_length)
+
+    @property
+    def n_symbols(self) -> int:
+        return int(np.asarray(self.lengths).size)
+
+    def codes(self) -> np.ndarray:
+        return canonical_codes(self.lengths)
+
+    def encoded_bits(self, symbols) -> int:
+        """Bit length of ``encode(symbols, self)`` without encoding."""
+        s = _symbols_array(symbols, self.n_symbols)
+        return int(np.sum(np.asarray(self.lengths, dtype=np.int64)[s]))
+
+    def header_bits(self) -> int:
+        """Size of the header as stored in a binary file: 8 bits per code length."""
+        return 8 * self.n_symbols
+
+    def to_header(self) -> dict:
+        return {"format": "refcomp.huffman", "version": HEADER_VERSION,
+                "code_lengths": [int(v) for v in np.asarray(self.lengths)]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_header(), separators=(",", ":"))
+
+    @classmethod
+    def from_header(cls, header) -> HuffmanCode:
+        if isinstance(header, (str, bytes)):
+            try:
+                header = json.loads(header)
+            except ValueError as exc:
+                raise FileFormatError(f"huffman header: not valid JSON ({exc})") from None
+        if not isinstance(header, dict) or header.get("format") != "refcomp.huffman":
+            raise FileFormatError("huffman header: expected a dict with format 'refcomp.huffman'")
+        if header.get("version") != HEADER_VERSION:
+            raise FileFormatError(f"huffman header: unknown version {header.get('version')!r} "
+                                  f"(this refcomp reads version {HEADER_VERSION})")
+        raw = header.get("code_lengths")
+        if not isinstance(raw, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
+            raise FileFormatError("huffman header: code_lengths must be a list of ints")
+        try:
+            ln = _check_lengths(np.array(raw, dtype=np.int64))
+        except ValidationError as exc:
+            raise FileFormatError(f"huffman header: {exc}") from None
+        return cls(ln.astype(np.uint8))
+
+
+def _symbols_array(symbols, n_symbols: int) -> np.ndarray:
+    s = np.asarray(symbols)
+    if not (np.issubdtype(s.dtype, np.integer) or (s.size == 0 and s.dtype == np.float64)):
+        raise DTypeError("symbols", "an integer array", f"dtype {s.dtype}")
+    s = s.ravel().astype(np.int64)
+    if s.size and (s.min() < 0 or s.max() >= n_symbols):
+        raise ValidationError("symbols", f"values in [0, {n_symbols - 1}]", f"range [{s.min()}, {s.max()}]")
+    return s
+
+
+def encode(symbols, code: HuffmanCode) -> tuple[bytes, int]:
+    """Pack the codes of ``symbols`` MSB-first: returns (bytes, number of valid bits).
+
+    The last byte is zero-padded. Every symbol must have a code (length > 0).
+    """
+    if not isinstance(code, HuffmanCode):
+        raise ValidationError("code", "a HuffmanCode", type(code).__name__)
+    s = _symbols_array(symbols, code.n_symbols)
+    ln = np.asarray(code.lengths, dtype=np.int64)
+    if s.size and np.any(ln[s] == 0):
+        missing = np.unique(s[ln[s] == 0])[:5].tolist()
+        raise ValidationError("symbols", "only symbols that have a code (length > 0)", f"uncoded {missing}")
+    if s.size == 0:
+        return b"", 0
+    codes = canonical_codes(ln)
+    sym_len = ln[s]
+    sym_code = codes[s]
+    start = np.cumsum(sym_len) - sym_len  # first bit of each symbol's code in the stream
+    stream = np.zeros(int(sym_len.sum()), dtype=np.uint8)
+    # bit j of a code of length l (MSB first) is (code >> (l − 1 − j)) & 1, for j < l
+    for j in range(int(sym_len.max())):
+        has = sym_len > j
+        shift = (sym_len[has] - 1 - j).astype(np.uint64)
+        stream[start[has] + j] = (sym_code[has] >> shift) & np.uint64(1)
+    return np.packbits(stream).tobytes(), int(stream.size)
+
+
+_TABLE_BITS = 20  # decode by table lookup when every code fits in this many bits
+
+
+def decode(data: bytes, nbits: int, code: HuffmanCode, *, count: int | None = None) -> np.ndarray:
+    """Decode ``nbits`` bits of ``data`` back to the symbols (int64 array).
+
+    count : optional number of symbols expected; a mismatch is an error.
+    Raises FileFormatError on a stream that is not a concatenation of codes
+    (invalid bit pattern, truncated last code, wrong count).
+    """
+    if not isinstance(code, HuffmanCode):
+        raise ValidationError("code", "a HuffmanCode", type(code).__name__)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DTypeError("data", "bytes", type(data).__name__)
+    nbits = integer(nbits, "nbits", minimum=0)
+    if nbits > 8 * len(data):
+        raise FileFormatError(f"huffman stream: nbits={nbits} but only {8 * len(data)} bits of data")
+    ln = np.asarray(code.lengths, dtype=np.int64)
+    codes = canonical_codes(ln)
+    bits = np.unpackbits(np.frombuffer(bytes(data), dtype=np.uint8))[:nbits].astype(np.int64)
+    used = np.flatnonzero(ln)
+    if nbits and used.size == 0:
+        raise FileFormatError("huffman stream: bits present but the code has no symbols")
+    out = []
+    if nbits:
+        width = int(ln.max())
+        if width <= _TABLE_BITS:
+            out = _decode_table(bits, ln, codes, used, width)
+        else:
+            out = _decode_bitwise(bits, ln, codes, used)
+    result = np.array(out, dtype=np.int64)
+    if count is not None and result.size != integer(count, "count", minimum=0):
+        raise FileFormatError(f"huffman stream: expected {count} symbols, decoded {result.size}")
+    return result
+
+
+def _decode_table(bits: np.ndarray, ln, codes, used, width: int) -> list[int]:
+    """Table decoding: the next ``width`` bits (zero-padded) index a 2^width table
+    giving (symbol, length), so each step is one lookup."""
+    table_sym = np.full(1 << width, -1, dtype=np.int64)
+    table_len = np.zeros(1 << width, dtype=np.int64)
+    for s in used:
+        length = int(ln[s])
+        first = int(codes[s]) << (width - length)
+        table_sym[first: first + (1 << (width - length))] = s
+        table_len[first: first + (1 << (width - length))] = length
+    n = bits.size
+    padded = np.concatenate([bits, np.zeros(width, dtype=np.int64)])
+    window = np.zeros(n, dtype=np.int64)
+    for j in range(width):  # window[p] = the width bits starting at p, MSB first
+        window = (window << 1) | padded[j: j + n]
+    sym_at = table_sym[window].tolist()
+    len_at = table_len[window].tolist()
+    out, pos = [], 0
+    while pos < n:
+        s = sym_at[pos]
+        if s < 0:
+            raise FileFormatError(f"huffman stream: invalid code at bit {pos}")
+        pos += len_at[pos]
+        out.append(s)
+    if pos != n:
+        raise FileFormatError(f"huffman stream: last code truncated (ends at bit {pos}, stream has {n})")
+    return out
+
+
+def _decode_bitwise(bits: np.ndarray, ln, codes, used) -> list[int]:
+    """Bit-by-bit canonical decoding, for codes longer than the table allows."""
+    lookup = {(int(ln[s]), int(codes[s])): int(s) for s in used}
+    max_len = int(ln.max())
+    out, value, length = [], 0, 0
+    for pos, bit in enumerate(bits.tolist()):
+        value = (value << 1) | bit
+        length += 1
+        s = lookup.get((length, value))
+        if s is not None:
+            out.append(s)
+            value, length = 0, 0
+        elif length >= max_len:
+            raise FileFormatError(f"huffman stream: invalid code ending at bit {pos}")
+    if length:
+        raise FileFormatError("huffman stream: last code truncated")
+    return out

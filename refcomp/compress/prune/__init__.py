@@ -1,0 +1,57 @@
+"""Pruning on arrays: importance criteria, masks, schedules, mask application.
+
+criteria   scores: magnitude, structure norms, activation-based, Taylor, SNIP
+masks      scores -> bool mask: unstructured, N:M, blocks, rows/filters, channels;
+           per-layer or global scope
+schedules  sparsity per step: one-shot, iterative, gradual cubic (Zhu & Gupta 2017)
+apply      keep pruned weights, their gradients and optimizer state at zero
+
+The math, with numbered equations, is in docs/deep_compression.md.
+"""
+
+from .apply import apply_mask, apply_masks, masked
+from .criteria import (
+    STRUCTURES,
+    activation_importance,
+    magnitude,
+    snip,
+    structure_norms,
+    taylor_first_order,
+)
+from .masks import (
+    block_mask,
+    channel_mask,
+    filter_mask,
+    global_masks,
+    layerwise_masks,
+    nm_mask,
+    row_mask,
+    sparsity_of,
+    unstructured_mask,
+)
+from .schedules import Cubic, Iterative, OneShot, Schedule
+
+__all__ = [
+    "STRUCTURES",
+    "magnitude",
+    "structure_norms",
+    "activation_importance",
+    "taylor_first_order",
+    "snip",
+    "unstructured_mask",
+    "nm_mask",
+    "block_mask",
+    "row_mask",
+    "filter_mask",
+    "channel_mask",
+    "global_masks",
+    "layerwise_masks",
+    "sparsity_of",
+    "Schedule",
+    "OneShot",
+    "Iterative",
+    "Cubic",
+    "apply_mask",
+    "apply_masks",
+    "masked",
+]

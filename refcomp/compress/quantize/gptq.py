@@ -1,0 +1,205 @@
+"""GPTQ: weight quantization with second-order error compensation.
+
+Frantar, Ashkboos, Hoefler, Alistarh, "GPTQ: Accurate Post-Training
+Quantization for Generative Pre-trained Transformers", ICLR 2023,
+arXiv:2210.17323, Algorithm 1. Math: docs/gptq_and_ptq.md §2, eqs. (4)-(9).
+
+Goal, row by row of W (out, in), for calibration inputs X (n, in)::
+
+    min_Ŵ ||X Wᵀ − X Ŵᵀ||²_F,  Hessian of this loss  H = 2 XᵀX          (4)
+
+Columns are quantized one at a time in a fixed order; after column j is
+rounded, the not-yet-quantized columns F absorb its error (Optimal Brain
+Surgeon update, Hassibi & Stork 1993)::
+
+    δ_F = −(w_j − q_j) / [H_F⁻¹]_jj · (H_F⁻¹)_{j,F}                         (5)
+
+and the inverse Hessian of the remaining columns is H_F⁻¹ with row/column j
+eliminated. GPTQ's observation: the rows (H_F⁻¹)_{j,F} / sqrt([H_F⁻¹]_jj) for
+the order 0, 1, 2 ... are exactly the rows of the upper Cholesky factor U of
+H⁻¹ (H⁻¹ = UᵀU), so (5) becomes::
+
+    e_j = (w_j − q_j) / U_jj,    W_{:, j+1:} −= e_j · U_{j, j+1:}          (6)
+
+Lazy batches (§3, "Step 2"): inside a block of B columns only the block is
+updated; the columns after it receive the whole block's update at once::
+
+    W_{:, i+B:} −= E · U_{i:i+B, i+B:}                                      (7)
+
+which gives the same result as B = 1 (up to float rounding) with B times
+fewer passes over W. Dampening (§3, "Step 3")::
+
+    H ← H + λ I,   λ = percdamp · mean(diag H)                              (8)
+
+Dead inputs (H_jj = 0: the input is always 0 in the calibration data): the
+column cannot influence the output, so w_j is set to 0 and H_jj to 1 (as in
+the authors' code). Act-order (the authors' ``--act-order``): columns are
+processed in order of decreasing H_jj. Groups: each group of ``group_size``
+consecutive columns gets its scale when the algorithm enters it, computed from
+the error-updated weights at that moment (eq. 9 in the docs); with act-order
+the scales are computed up front on the original column groups ("static
+groups"), so the stored layout is the same as RTN's: one scale per
+(row, j // group_size).
+
+Scaling H by any c > 0 leaves the result unchanged (λ scales with it and U
+scales by c^(−1/2) in both factors of (6)), so H = 2XᵀX/n (a mean) is used.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import ShapeError, ValidationError
+from ._checks import float_array, fraction, positive_int
+from .grid import (GroupQuantized, check_bits, check_group_size, grid_params,
+                   make_group_quantized, quantize_to_grid)
+
+__all__ = ["HessianAccumulator", "hessian_from_inputs", "gptq_quantize"]
+
+
+class HessianAccumulator:
+    """Running H = 2/n · Σ x xᵀ over calibration batches (eq. 4, averaged).
+
+    >>> acc = HessianAccumulator(n_in=784)
+    >>> for xb in batches: acc.add(xb)       # xb (..., 784): rows are inputs
+    >>> H = acc.hessian()
+
+    The sum is kept in float64, so the order of batches changes H only by
+    float64 rounding.
+    """
+
+    def __init__(self, n_in: int):
+        self.n_in = positive_int(n_in, "n_in")
+        self._xtx = np.zeros((self.n_in, self.n_in), dtype=np.float64)
+        self.n_samples = 0
+
+    def add(self, x) -> None:
+        """Add a batch of layer inputs ``x`` (..., n_in)."""
+        x = float_array(x, "x")
+        if x.ndim == 0 or x.shape[-1] != self.n_in:
+            raise ShapeError("x", f"an array whose last dimension is n_in={self.n_in}", f"shape {x.shape}")
+        x = x.reshape(-1, self.n_in)
+        self._xtx += x.T @ x
+        self.n_samples += x.shape[0]
+
+    def hessian(self) -> np.ndarray:
+        if self.n_samples == 0:
+            raise ValidationError("HessianAccumulator", "at least one sample added", "0 samples")
+        return 2.0 * self._xtx / self.n_samples
+
+
+def hessian_from_inputs(x) -> np.ndarray:
+    """H = 2/n · XᵀX for inputs ``x`` (..., in) flattened to (n, in)."""
+    x = float_array(x, "x")
+    if x.ndim == 0:
+        raise ShapeError("x", "an array (..., in)", "a scalar")
+    acc = HessianAccumulator(x.shape[-1])
+    acc.add(x)
+    return acc.hessian()
+
+
+def _upper_cholesky_of_inverse(h: np.ndarray) -> np.ndarray:
+    """U upper triangular with H⁻¹ = UᵀU (eq. 6); H symmetric positive definite."""
+    try:
+        lower = np.linalg.cholesky(h)  # H = L Lᵀ
+        lower_inv = np.linalg.inv(lower)
+        h_inv = lower_inv.T @ lower_inv  # H⁻¹ = L⁻ᵀ L⁻¹
+        return np.linalg.cholesky(h_inv).T
+    except np.linalg.LinAlgError:
+        raise ValidationError("hessian", "a positive definite matrix after dampening (raise percdamp)",
+                              "a matrix whose Cholesky factorization failed") from None
+
+
+def gptq_quantize(w, hessian, *, bits: int = 4, group_size: int | None = None, symmetric: bool = True,
+                  percdamp: float = 0.01, block_size: int = 128, act_order: bool = False) -> GroupQuantized:
+    """Quantize ``w`` (out, in) with GPTQ (Algorithm 1 of arXiv:2210.17323).
+
+    Parameters
+    ----------
+    w : (out, in) real array, finite — the layer computes y = x Wᵀ.
+    hessian : (in, in) symmetric positive semi-definite, e.g. from
+        HessianAccumulator / hessian_from_inputs (eq. 4).
+    bits, group_size, symmetric : the grid, as in rtn_quantize.
+    percdamp : λ / mean(diag H), eq. (8); 0 disables dampening.
+    block_size : B of the lazy batches, eq. (7); changes speed, not the result.
+    act_order : process columns by decreasing H_jj (static groups then).
+
+    Returns a GroupQuantized in the original column order.
+
+    With H = I and percdamp = 0, U = I: every update of (6) and (7) is zero
+    and GPTQ returns exactly the codes of RTN (tests/compress_algos).
+    """
+    w = float_array(w, "w", ndim=2)
+    h = float_array(hessian, "hessian", ndim=2)
+    out, n = w.shape
+    if h.shape != (n, n):
+        raise ShapeError("hessian", f"shape {(n, n)} for w of shape {w.shape}", f"shape {h.shape}")
+    g = check_group_size(group_size, n)  # also rejects n = 0
+    scale_h = max(float(np.max(np.abs(h))), np.finfo(np.float64).tiny)
+    if not np.allclose(h, h.T, rtol=0.0, atol=1e-10 * scale_h):
+        raise ValidationError("hessian", "a symmetric matrix", f"max |H − Hᵀ| = {np.max(np.abs(h - h.T)):.3g}")
+    b = check_bits(bits)
+    damp_frac = fraction(percdamp, "percdamp", low=0.0, high=float("inf"), high_open=True)
+    block = positive_int(block_size, "block_size")
+    symmetric = bool(symmetric)
+    n_groups = -(-n // g)
+
+    h = h.copy()
+    dead = np.diag(h) == 0
+    h[dead, dead] = 1.0
+    w[:, dead] = 0.0
+
+    scales = np.empty((out, n_groups), dtype=np.float32)
+    zeros = np.empty((out, n_groups), dtype=np.int32)
+    if act_order:
+        perm = np.argsort(-np.diag(h), kind="stable")
+        for k in range(n_groups):  # static groups: scales of the original column groups
+            cols = slice(k * g, min((k + 1) * g, n))
+            scales[:, k], zeros[:, k] = grid_params(w[:, cols], b, symmetric)
+        group_of = perm // g  # group of the column processed at position j
+    else:
+        perm = np.arange(n)
+        group_of = np.arange(n) // g
+    w = w[:, perm]
+    h = h[np.ix_(perm, perm)]
+
+    h[np.diag_indices(n)] += damp_frac * np.mean(np.diag(h))
+    u = _upper_cholesky_of_inverse(h)
+
+    codes = np.empty((out, n), dtype=np.int64)
+    for i1 in range(0, n, block):
+        i2 = min(i1 + block, n)
+        w_blk = w[:, i1:i2].copy()
+        err_blk = np.zeros((out, i2 - i1))
+        for i in range(i2 - i1):
+            j = i1 + i
+            k = group_of[j]
+            if not act_order and j % g == 0:
+                scales[:, k], zeros[:, k] = grid_params(
+                    _current_columns(w, w_blk, err_blk, u, i1, i2, i, min(j + g, n)), b, symmetric)
+            q = quantize_to_grid(w_blk[:, i], scales[:, k], zeros[:, k], b, symmetric)
+            codes[:, j] = q
+            w_hat = (q - zeros[:, k].astype(np.int64)) * scales[:, k].astype(np.float64)
+            err = (w_blk[:, i] - w_hat) / u[j, j]                       # eq. (6)
+            w_blk[:, i + 1:] -= np.outer(err, u[j, j + 1:i2])
+            err_blk[:, i] = err
+        w[:, i2:] -= err_blk @ u[i1:i2, i2:]                            # eq. (7)
+
+    codes_orig = np.empty_like(codes)
+    codes_orig[:, perm] = codes
+    return make_group_quantized(codes_orig, scales, zeros, b, g, symmetric)
+
+
+def _current_columns(w, w_blk, err_blk, u, i1, i2, i, stop):
+    """Columns i1+i .. stop-1 with every update so far applied (for a group's scale).
+
+    Inside the block they are in w_blk; after the block, W still lacks the
+    lazy update (7) of the columns quantized in this block, so it is added here:
+    the scale then does not depend on block_size.
+    """
+    j = i1 + i
+    inside = w_blk[:, i:min(stop, i2) - i1]
+    if stop <= i2:
+        return inside
+    after = w[:, i2:stop] - err_blk[:, :i] @ u[i1:j, i2:stop]
+    return np.concatenate([inside, after], axis=1)

@@ -1,0 +1,209 @@
+"""Datasets: scikit-learn's bundled digits, MNIST from IDX files, splits and batches.
+
+* :func:`digits` — 1,797 8×8 handwritten digits shipped inside scikit-learn
+  (no download): X float32 (1797, 64) scaled to [0, 1], y int64.
+* :func:`mnist` — the MNIST IDX files (LeCun, Cortes & Burges), gzip or raw,
+  checked against the official MD5 sums. The directory comes from the
+  ``path`` argument, else the environment variable ``REFCOMP_MNIST_DIR``,
+  else ``../shared/data/mnist`` next to the repository. ``download=True``
+  fetches missing files (only when asked; never in tests).
+* :func:`split_indices`, :func:`mnist_split` — deterministic train/test splits
+  from a seeded permutation (the 8,000 / 2,000 split of the MNIST test set).
+* :func:`batches` — mini-batches, shuffled by an explicit ``rng``.
+
+IDX format (http://yann.lecun.com/exdb/mnist/): big-endian magic
+``0x00 0x00 <type> <ndim>``, then ndim big-endian uint32 sizes, then the data;
+type 0x08 = unsigned byte (the only type MNIST uses; the others are accepted).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import FileFormatError, ShapeError, ValidationError
+
+__all__ = ["digits", "mnist", "read_idx", "split_indices", "mnist_split", "batches",
+           "MNIST_FILES", "default_mnist_dir"]
+
+#: file -> official MD5. The t10k sums are the ones published with the data in
+#: ../shared/data/mnist/README.md; the train sums are those of the same official
+#: files as listed by torchvision's MNIST resource table.
+MNIST_FILES = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+#: mean and standard deviation of MNIST training pixels in [0, 1] (the usual constants)
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8×8 digits: X float32 (1797, 64) in [0, 1] (pixel/16), y int64 (1797,)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:  # pragma: no cover - optional dependency
+        raise ImportError("refcomp.datasets.digits needs scikit-learn (pip install refcomp[data])") from exc
+    d = load_digits()
+    return (d.data / 16.0).astype(np.float32), d.target.astype(np.int64)
+
+
+def default_mnist_dir() -> Path:
+    env = os.environ.get("REFCOMP_MNIST_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
+
+
+def _parse_idx(raw: bytes, name: str) -> np.ndarray:
+    if len(raw) < 4:
+        raise FileFormatError(f"{name}: truncated IDX header ({len(raw)} bytes)")
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code not in _IDX_TYPES or ndim < 1:
+        raise FileFormatError(f"{name}: not an IDX file (magic {raw[:4].hex()})")
+    head = 4 + 4 * ndim
+    if len(raw) < head:
+        raise FileFormatError(f"{name}: truncated IDX header")
+    shape = struct.unpack(f">{ndim}I", raw[4:head])
+    dt = np.dtype(_IDX_TYPES[dtype_code])
+    need = int(np.prod(shape)) * dt.itemsize
+    if len(raw) - head != need:
+        raise FileFormatError(f"{name}: expected {need} data bytes for shape {shape}, got {len(raw) - head}")
+    return np.frombuffer(raw, dtype=dt, offset=head).reshape(shape).astype(dt.newbyteorder("="))
+
+
+def read_idx(file) -> np.ndarray:
+    """Read one IDX file (``.gz`` or raw, decided by the gzip magic bytes)."""
+    p = Path(file)
+    raw = p.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise FileFormatError(f"{p}: corrupted gzip stream ({exc})") from exc
+    return _parse_idx(raw, str(p))
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _download(name: str, dest: Path) -> None:
+    import urllib.request
+
+    dest.mkdir(parents=True, exist_ok=True)
+    last = None
+    for base in _MIRRORS:
+        try:
+            with urllib.request.urlopen(base + name, timeout=60) as r:
+                data = r.read()
+        except OSError as exc:
+            last = exc
+            continue
+        if hashlib.md5(data).hexdigest() != MNIST_FILES[name]:
+            last = FileFormatError(f"{base}{name}: MD5 mismatch")
+            continue
+        fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dest / name)
+        return
+    raise OSError(f"could not download {name}: {last}")
+
+
+def mnist(path=None, *, split: str = "test", download: bool = False, verify: bool = True):
+    """MNIST images uint8 (N, 28, 28) and labels uint8 (N,) of ``split`` ("train" | "test").
+
+    Looks for ``<prefix>-images-idx3-ubyte[.gz]`` and ``<prefix>-labels-idx1-ubyte[.gz]``
+    (prefix "train" or "t10k") in the directory. A ``.gz`` file is checked against
+    its official MD5 when ``verify``; a raw file is checked by its IDX header and size.
+    """
+    if split not in ("train", "test"):
+        raise ValidationError("split", "'train' or 'test'", repr(split))
+    d = Path(path) if path is not None else default_mnist_dir()
+    prefix = "train" if split == "train" else "t10k"
+    arrays = []
+    for kind, ndim in (("images-idx3", 3), ("labels-idx1", 1)):
+        gz = d / f"{prefix}-{kind}-ubyte.gz"
+        raw = d / f"{prefix}-{kind}-ubyte"
+        if not gz.exists() and not raw.exists():
+            if not download:
+                raise FileNotFoundError(
+                    f"MNIST file {gz.name} not found in {d} (pass path=, set REFCOMP_MNIST_DIR, "
+                    "or download=True)")
+            _download(gz.name, d)
+        f = gz if gz.exists() else raw
+        if f is gz and verify and _md5(gz) != MNIST_FILES[gz.name]:
+            raise FileFormatError(f"{gz}: MD5 {_md5(gz)} differs from the official {MNIST_FILES[gz.name]}")
+        a = read_idx(f)
+        if a.ndim != ndim or a.dtype != np.uint8:
+            raise FileFormatError(f"{f}: expected a uint8 IDX array of rank {ndim}, got {a.dtype} {a.shape}")
+        arrays.append(a)
+    images, labels = arrays
+    if images.shape[0] != labels.shape[0] or images.shape[1:] != (28, 28):
+        raise FileFormatError(f"{d}: {images.shape} images do not match {labels.shape} labels")
+    if labels.max() > 9:
+        raise FileFormatError(f"{d}: labels outside 0..9")
+    return images, labels
+
+
+def split_indices(n: int, n_train: int, n_test: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """perm = default_rng(seed).permutation(n); train = perm[:n_train], test = perm[n_train:n_train+n_test]."""
+    if n_train < 0 or n_test < 0 or n_train + n_test > n:
+        raise ValidationError("n_train + n_test", f"non-negative sizes summing to <= n={n}", (n_train, n_test))
+    perm = np.random.default_rng(seed).permutation(n)
+    return perm[:n_train], perm[n_train:n_train + n_test]
+
+
+def mnist_split(path=None, *, n_train: int = 8000, n_test: int = 2000, seed: int = 0,
+                normalize: bool = False, flatten: bool = False):
+    """The seeded split of the MNIST test set used for refcomp's accuracy figures.
+
+    Returns ``(x_train, y_train), (x_test, y_test)``; x float32 (N, 1, 28, 28)
+    (or (N, 784) when flatten) holding pixel/255 in [0, 1] (torchvision's ToTensor),
+    further standardised with MNIST_MEAN / MNIST_STD when ``normalize``; y int64.
+    The accuracy figures in docs/nn.md use normalize=False: with standardised
+    inputs (max 2.8) the Caffe LeNet-5, which has no activation between its
+    convolutions, diverges at lr 0.05 / momentum 0.9 in our runs.
+    """
+    images, labels = mnist(path, split="test")
+    tr, te = split_indices(len(labels), n_train, n_test, seed)
+    x = images.astype(np.float32) / np.float32(255)
+    if normalize:
+        x = (x - np.float32(MNIST_MEAN)) / np.float32(MNIST_STD)
+    x = x.reshape(-1, 784) if flatten else x[:, None, :, :]
+    y = labels.astype(np.int64)
+    return (np.ascontiguousarray(x[tr]), y[tr]), (np.ascontiguousarray(x[te]), y[te])
+
+
+def batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, rng=None, drop_last: bool = False
+            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (x[b], y[b]) mini-batches; order shuffled by ``rng`` (Generator or seed), else kept."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValidationError("batch_size", "an int >= 1", repr(batch_size))
+    if len(x) != len(y):
+        raise ShapeError("y", f"{len(x)} entries (as x)", len(y))
+    n = len(x)
+    if rng is None:
+        order = None
+    else:
+        g = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        order = g.permutation(n)
+    stop = n - n % batch_size if drop_last else n
+    for s in range(0, stop, batch_size):
+        if order is None:
+            yield x[s:s + batch_size], y[s:s + batch_size]
+        else:
+            idx = order[s:s + batch_size]
+            yield x[idx], y[idx]

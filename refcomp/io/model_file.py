@@ -1,0 +1,290 @@
+"""Model files: architecture + weights, as safetensors or npz, never pickle.
+
+Both containers hold the same two things:
+
+1. the tensors, named as in ``model.state_dict()`` — ``<layer>.<attribute>``
+   (``conv1.weight``, ``bn1.running_var``, ...); a weight held in a format other
+   than Dense is stored field by field as ``<layer>.weight.<field>``;
+2. a JSON header (UTF-8):
+
+   ==============  ============================================================
+   field           meaning
+   ==============  ============================================================
+   format          always "refcomp.model"
+   version         integer format version, currently 1 (a newer one is refused)
+   graph           the layer graph: {"type": "Sequential", "children": [
+                   {"name": "conv1", "type": "Conv2d", "config": {...}}, ...]}
+                   (config = the layer's constructor keyword arguments)
+   weights         {name: {"format": "Dense" | <refcomp.formats class>,
+                   "fields": [...]}} for every weight and parameter
+   tensors         {tensor name: {"dtype": ..., "shape": [...]}} — checked on load
+   metadata        free user metadata (JSON object)
+   ==============  ============================================================
+
+Where the header lives: safetensors — the string entry ``"refcomp"`` of the
+file's ``__metadata__`` (safetensors' own JSON header); npz — an array named
+``__refcomp_header__`` of dtype uint8 holding the JSON bytes (so that
+``np.load(..., allow_pickle=False)`` can read it).
+
+Writes are atomic (refcomp.io.atomic). Loading checks the container, the
+header, the version, the graph and every tensor's name, dtype and shape;
+anything truncated, corrupted, foreign or of an unknown version raises
+:class:`refcomp.errors.FileFormatError`. Loaded arrays are bit-identical to
+the saved ones.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FileFormatError, ValidationError
+from ..formats.dense import Dense
+from ..nn.module import LAYER_TYPES, Module, Parameter, Sequential
+from .atomic import write_atomic
+
+__all__ = ["save_model", "load_model", "FORMAT", "VERSION", "model_header"]
+
+FORMAT = "refcomp.model"
+VERSION = 1
+_NPZ_HEADER = "__refcomp_header__"
+_MAX_HEADER = 100 * 2 ** 20
+
+
+# --- graph ------------------------------------------------------------------
+def _graph(module: Module) -> dict:
+    if isinstance(module, Sequential):
+        return {"type": "Sequential",
+                "children": [{"name": n, **_graph(m)} for n, m in module.layers.items()]}
+    t = type(module).__name__
+    if LAYER_TYPES.get(t) is not type(module):
+        raise ValidationError("model", "layers registered with refcomp.nn.module.register_layer", t)
+    return {"type": t, "config": module.config()}
+
+
+def _build(node: dict, where: str) -> Module:
+    if not isinstance(node, dict) or "type" not in node:
+        raise FileFormatError(f"graph node {where or '<root>'}: expected an object with 'type'")
+    t = node["type"]
+    if t == "Sequential":
+        children = node.get("children")
+        if not isinstance(children, list):
+            raise FileFormatError(f"graph node {where or '<root>'}: Sequential without a children list")
+        seq = Sequential()
+        for ch in children:
+            name = ch.get("name") if isinstance(ch, dict) else None
+            if not isinstance(name, str):
+                raise FileFormatError(f"graph node {where or '<root>'}: child without a name")
+            try:
+                seq.add(name, _build(ch, f"{where}.{name}" if where else name))
+            except ValidationError as exc:
+                raise FileFormatError(f"graph node {where or '<root>'}: {exc}") from exc
+        return seq
+    cls = LAYER_TYPES.get(t)
+    if cls is None:
+        raise FileFormatError(f"graph node {where}: unknown layer type {t!r}")
+    cfg = node.get("config", {})
+    if not isinstance(cfg, dict):
+        raise FileFormatError(f"graph node {where}: config must be an object")
+    try:
+        return cls(**cfg)
+    except (TypeError, ValueError) as exc:
+        raise FileFormatError(f"graph node {where}: cannot build {t} from {cfg}: {exc}") from exc
+
+
+# --- header + tensors -----------------------------------------------------------
+def _tensors_and_header(model: Module, metadata: dict | None) -> tuple[dict, dict]:
+    tensors: dict[str, np.ndarray] = {}
+    weights: dict[str, dict] = {}
+    for name, w in model.named_weights():
+        if isinstance(w, (Dense, Parameter)):
+            tensors[name] = np.ascontiguousarray(w.data)
+            weights[name] = {"format": "Dense" if isinstance(w, Dense) else "Parameter", "fields": []}
+        else:
+            fields = w.fields()
+            if not hasattr(type(w), "from_fields"):
+                raise ValidationError(name, "a weight format with fields() and from_fields()",
+                                      type(w).__name__)
+            for f, a in fields.items():
+                tensors[f"{name}.{f}"] = np.ascontiguousarray(a)
+            weights[name] = {"format": type(w).__name__, "fields": list(fields)}
+    for name, b in model.named_buffers():
+        tensors[name] = np.ascontiguousarray(b)
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "graph": _graph(model),
+        "weights": weights,
+        "tensors": {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in tensors.items()},
+        "metadata": metadata or {},
+    }
+    return tensors, header
+
+
+def model_header(model: Module, metadata: dict | None = None) -> dict:
+    """The JSON header :func:`save_model` would write for ``model``."""
+    return _tensors_and_header(model, metadata)[1]
+
+
+def _check_header(header, path) -> dict:
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise FileFormatError(f"{path}: not a refcomp model file (header format "
+                              f"{header.get('format') if isinstance(header, dict) else None!r})")
+    v = header.get("version")
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise FileFormatError(f"{path}: bad format version {v!r}")
+    if v > VERSION:
+        raise FileFormatError(f"{path}: format version {v} is newer than this refcomp reads ({VERSION})")
+    for key, typ in (("graph", dict), ("weights", dict), ("tensors", dict)):
+        if not isinstance(header.get(key), typ):
+            raise FileFormatError(f"{path}: header field {key!r} missing or not a {typ.__name__}")
+    return header
+
+
+def _assemble(header: dict, tensors: dict, path) -> Module:
+    want = header["tensors"]
+    if set(want) != set(tensors):
+        missing, extra = sorted(set(want) - set(tensors)), sorted(set(tensors) - set(want))
+        raise FileFormatError(f"{path}: tensors do not match the header (missing {missing}, unexpected {extra})")
+    for k, spec in want.items():
+        a = tensors[k]
+        if not isinstance(spec, dict) or np.dtype(spec.get("dtype", "O")).str != a.dtype.str \
+                or list(a.shape) != list(spec.get("shape", [])):
+            raise FileFormatError(f"{path}: tensor {k!r} is {a.dtype.str} {list(a.shape)}, header says {spec}")
+    model = _build(header["graph"], "")
+    modules = dict(model.named_modules())
+    names = {n for n, _ in model.named_weights()}
+    if names != set(header["weights"]):
+        raise FileFormatError(f"{path}: weights {sorted(header['weights'])} do not match the graph's {sorted(names)}")
+    for name, spec in header["weights"].items():
+        owner, _, attr = name.rpartition(".")
+        mod = modules[owner]
+        old = getattr(mod, attr)
+        fmt = spec.get("format") if isinstance(spec, dict) else None
+        if fmt in ("Dense", "Parameter"):
+            a = tensors[name]
+            if a.shape != old.shape:
+                raise FileFormatError(f"{path}: tensor {name!r} has shape {a.shape}, the layer needs {old.shape}")
+            new = Dense(a.copy()) if fmt == "Dense" else Parameter(a.copy())
+            if fmt == "Dense" and hasattr(old, "trainable"):
+                new.trainable = old.trainable
+        else:
+            import refcomp.formats as formats
+
+            cls = getattr(formats, str(fmt), None) if fmt else None
+            if cls is None or not hasattr(cls, "from_fields"):
+                raise FileFormatError(f"{path}: weight {name!r} has unknown format {fmt!r}")
+            fields = {f: tensors[f"{name}.{f}"].copy() for f in spec.get("fields", [])}
+            try:
+                new = cls.from_fields(fields)
+            except (TypeError, ValueError) as exc:
+                raise FileFormatError(f"{path}: weight {name!r}: {exc}") from exc
+            if tuple(new.shape) != tuple(old.shape):
+                raise FileFormatError(f"{path}: weight {name!r} has shape {new.shape}, the layer needs {old.shape}")
+        setattr(mod, attr, new)
+    for name, b in model.named_buffers():
+        a = tensors[name]
+        if a.shape != b.shape:
+            raise FileFormatError(f"{path}: buffer {name!r} has shape {a.shape}, the layer needs {b.shape}")
+        owner, _, attr = name.rpartition(".")
+        setattr(modules[owner], attr, a.copy())
+    return model.eval()
+
+
+# --- containers ---------------------------------------------------------------------
+def _kind(path: Path, fmt: str | None) -> str:
+    fmt = fmt or {".safetensors": "safetensors", ".npz": "npz"}.get(path.suffix)
+    if fmt not in ("safetensors", "npz"):
+        raise ValidationError("format", "'safetensors' or 'npz' (or a path ending in one)", repr(fmt or path.suffix))
+    return fmt
+
+
+def save_model(model: Module, path, *, format: str | None = None, metadata: dict | None = None) -> Path:
+    """Write ``model`` (architecture + weights + buffers) to ``path`` atomically.
+
+    format : "safetensors" or "npz"; by default from the file suffix.
+    metadata : optional JSON-able dict stored in the header.
+    """
+    path = Path(path)
+    kind = _kind(path, format)
+    tensors, header = _tensors_and_header(model, metadata)
+    text = json.dumps(header, sort_keys=True)
+    if kind == "safetensors":
+        from safetensors.numpy import save
+
+        data = save(tensors, metadata={"refcomp": text})
+    else:
+        if _NPZ_HEADER in tensors:
+            raise ValidationError("model", f"no tensor named {_NPZ_HEADER}", "one")
+        buf = io.BytesIO()
+        np.savez(buf, **{_NPZ_HEADER: np.frombuffer(text.encode(), dtype=np.uint8)}, **tensors)
+        data = buf.getvalue()
+    return write_atomic(path, data)
+
+
+def _read_safetensors(raw: bytes, path) -> tuple[dict, dict]:
+    if len(raw) < 8:
+        raise FileFormatError(f"{path}: truncated safetensors file ({len(raw)} bytes)")
+    (n,) = struct.unpack("<Q", raw[:8])
+    if n > _MAX_HEADER or 8 + n > len(raw):
+        raise FileFormatError(f"{path}: truncated or foreign file (header length {n}, file {len(raw)} bytes)")
+    try:
+        st_header = json.loads(raw[8:8 + n].decode("utf-8"))
+        text = st_header["__metadata__"]["refcomp"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise FileFormatError(f"{path}: not a refcomp model file (no refcomp header: {exc!r})") from exc
+    try:
+        header = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(f"{path}: corrupted refcomp header: {exc}") from exc
+    _check_header(header, path)
+    try:
+        from safetensors.numpy import load
+
+        tensors = load(raw)
+    except Exception as exc:  # the Rust parser raises SafetensorError / others
+        raise FileFormatError(f"{path}: corrupted safetensors data: {exc}") from exc
+    return header, tensors
+
+
+def _read_npz(raw: bytes, path) -> tuple[dict, dict]:
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            names = list(z.files)
+            if _NPZ_HEADER not in names:
+                raise FileFormatError(f"{path}: not a refcomp model file (no {_NPZ_HEADER} array)")
+            arrays = {k: z[k] for k in names}
+    except FileFormatError:
+        raise
+    except ValueError as exc:  # object arrays need pickle, which is refused
+        raise FileFormatError(f"{path}: npz holds an array that needs pickle (object dtype): refused") from exc
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, struct.error) as exc:
+        raise FileFormatError(f"{path}: truncated or corrupted npz file: {exc}") from exc
+    h = arrays.pop(_NPZ_HEADER)
+    if h.dtype != np.uint8 or h.ndim != 1:
+        raise FileFormatError(f"{path}: {_NPZ_HEADER} must be a 1-D uint8 array")
+    try:
+        header = json.loads(h.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FileFormatError(f"{path}: corrupted refcomp header: {exc}") from exc
+    return _check_header(header, path), arrays
+
+
+def load_model(path) -> Module:
+    """Read a model written by :func:`save_model` (container detected from the bytes).
+
+    Returns the model in eval mode. Raises FileFormatError for anything that is
+    not a complete, consistent refcomp model file of a known version.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    if raw[:4] == b"PK\x03\x04" or raw[:4] == b"PK\x05\x06":
+        header, tensors = _read_npz(raw, path)
+    else:
+        header, tensors = _read_safetensors(raw, path)
+    return _assemble(header, tensors, path)

@@ -1,0 +1,140 @@
+"""Element-wise activations and their derivatives.
+
+=========  ====================================  =====================================
+layer      forward y = f(x)                      backward dL/dx = dy ⊙ f'(x)
+=========  ====================================  =====================================
+ReLU       max(x, 0)                             dy · [x > 0]          (f'(0) := 0)
+ReLU6      min(max(x, 0), 6)                     dy · [0 < x < 6]
+Tanh       tanh(x)                               dy · (1 − y²)
+Sigmoid    1 / (1 + e^(−x))                      dy · y · (1 − y)
+GELU       x · Φ(x), Φ(x) = ½(1 + erf(x/√2))     dy · (Φ(x) + x · φ(x)), φ the N(0,1) pdf
+GELU tanh  ½x(1 + tanh(√(2/π)(x + 0.044715x³)))  the derivative of that expression
+=========  ====================================  =====================================
+
+GELU: Hendrycks & Gimpel 2016; approximate="tanh" is their eq. for the fast
+form (PyTorch's ``approximate='tanh'``). Sigmoid is evaluated as
+e^x / (1 + e^x) for x < 0 so that no exp overflows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...errors import ShapeError, ValidationError
+from ..module import Module, register_layer
+from ._common import float_input, need_cache
+
+__all__ = ["ReLU", "ReLU6", "Tanh", "Sigmoid", "GELU"]
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+class _Elementwise(Module):
+    def __init__(self):
+        self._cache = None
+
+    def _check_dy(self, dy, ref):
+        if dy.shape != ref.shape:
+            raise ShapeError("dy", f"shape {ref.shape}", dy.shape)
+
+
+@register_layer
+class ReLU(_Elementwise):
+    def forward(self, x):
+        x = float_input(x, "x", tuple(range(0, 9)))
+        self._cache = x > 0
+        return np.maximum(x, 0)
+
+    def backward(self, dy):
+        need_cache(self._cache, self)
+        self._check_dy(dy, self._cache)
+        return dy * self._cache
+
+
+@register_layer
+class ReLU6(_Elementwise):
+    def forward(self, x):
+        x = float_input(x, "x", tuple(range(0, 9)))
+        self._cache = (x > 0) & (x < 6)
+        return np.clip(x, 0, 6)
+
+    def backward(self, dy):
+        need_cache(self._cache, self)
+        self._check_dy(dy, self._cache)
+        return dy * self._cache
+
+
+@register_layer
+class Tanh(_Elementwise):
+    def forward(self, x):
+        x = float_input(x, "x", tuple(range(0, 9)))
+        self._cache = np.tanh(x)
+        return self._cache
+
+    def backward(self, dy):
+        need_cache(self._cache, self)
+        self._check_dy(dy, self._cache)
+        y = self._cache
+        return dy * (1 - y * y)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^(−x)) without overflow: e^(−|x|) is always <= 1."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+@register_layer
+class Sigmoid(_Elementwise):
+    def forward(self, x):
+        x = float_input(x, "x", tuple(range(0, 9)))
+        self._cache = sigmoid(x)
+        return self._cache
+
+    def backward(self, dy):
+        need_cache(self._cache, self)
+        self._check_dy(dy, self._cache)
+        y = self._cache
+        return dy * y * (1 - y)
+
+
+@register_layer
+class GELU(_Elementwise):
+    """GELU, exact (erf, computed with math.erf per element) or approximate="tanh"."""
+
+    _C = math.sqrt(2.0 / math.pi)
+
+    def __init__(self, approximate: str = "none"):
+        if approximate not in ("none", "tanh"):
+            raise ValidationError("approximate", "'none' or 'tanh'", repr(approximate))
+        self.approximate = approximate
+        self._cache = None
+
+    def config(self) -> dict:
+        return {"approximate": self.approximate}
+
+    def forward(self, x):
+        x = float_input(x, "x", tuple(range(0, 9)))
+        self._cache = x
+        if self.approximate == "tanh":
+            t = np.tanh(self._C * (x + 0.044715 * x ** 3))
+            return (0.5 * x * (1 + t)).astype(x.dtype, copy=False)
+        cdf = 0.5 * (1 + _erf(x / math.sqrt(2.0)))
+        return (x * cdf).astype(x.dtype, copy=False)
+
+    def backward(self, dy):
+        need_cache(self._cache, self)
+        x = self._cache
+        self._check_dy(dy, x)
+        if self.approximate == "tanh":
+            u = self._C * (x + 0.044715 * x ** 3)
+            t = np.tanh(u)
+            du = self._C * (1 + 3 * 0.044715 * x * x)
+            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
+        else:
+            cdf = 0.5 * (1 + _erf(x / math.sqrt(2.0)))
+            pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+            d = cdf + x * pdf
+        return (dy * d).astype(dy.dtype, copy=False)

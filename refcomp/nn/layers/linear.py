@@ -1,0 +1,92 @@
+"""Linear: y = x·Wᵀ + b.
+
+Shapes: x (N, in), W (out, in), b (out,), y (N, out).
+
+Backward (dy = dL/dy, shape (N, out)):
+
+    dL/dx = dy · W          (N, in)
+    dL/dW = dyᵀ · x         (out, in)     only for a trainable (Dense) weight
+    dL/db = Σ_n dy[n, :]    (out,)
+
+The weight is a :class:`refcomp.formats.WeightFormat`: forward calls
+``W.matmul(x)``, so a quantized / sparse / factorized weight can replace the
+Dense one. Backward needs W itself for dL/dx and uses ``W.to_dense()``; a
+non-trainable format receives no gradient.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import ShapeError, ValidationError
+from ...formats.base import WeightFormat
+from ...formats.dense import Dense
+from ..init import init_bias, init_weight
+from ..module import Module, Parameter, _accumulate, as_rng, register_layer
+from ._common import float_input, need_cache, pos_int
+
+__all__ = ["Linear"]
+
+
+@register_layer
+class Linear(Module):
+    """Fully connected layer.
+
+    Parameters
+    ----------
+    in_features, out_features : sizes.
+    bias : add a learnable bias.
+    rng : Generator or int seed for the initial weights; None gives zeros
+        (used when the weights are loaded afterwards).
+    init : one of refcomp.nn.init.INITS.
+    dtype : float32 (default) or float64 (gradient checks).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, rng=None,
+                 init: str = "uniform_fan_in", dtype="float32"):
+        self.in_features = pos_int(in_features, "in_features")
+        self.out_features = pos_int(out_features, "out_features")
+        dtype = np.dtype(dtype)
+        shape = (self.out_features, self.in_features)
+        if rng is None:
+            w, b = np.zeros(shape, dtype), np.zeros(self.out_features, dtype)
+        else:
+            g = as_rng(rng)
+            w = init_weight(shape, self.in_features, self.out_features, init, g, dtype)
+            b = init_bias(self.out_features, self.in_features, init, g, dtype)
+        self.weight: WeightFormat = Dense(w)
+        self.bias = Parameter(b) if bias else None
+        self._x = None
+
+    accepts_input_grad = True
+
+    def config(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias is not None, "dtype": str(self.weight_dtype())}
+
+    def weight_dtype(self):
+        return getattr(self.weight, "dtype", np.dtype(np.float32))
+
+    def forward(self, x):
+        x = float_input(x, "x", 2)
+        if x.shape[1] != self.in_features:
+            raise ShapeError("x", f"(N, {self.in_features})", f"shape {x.shape}")
+        y = self.weight.matmul(x)
+        if self.bias is not None:
+            y += self.bias.data
+        self._x = x
+        return y
+
+    def backward(self, dy, *, input_grad: bool = True):
+        """dL/dx (None when ``input_grad`` is False: the first layer's dx is not needed)."""
+        need_cache(self._x, self)
+        x = self._x
+        if dy.shape != (x.shape[0], self.out_features):
+            raise ShapeError("dy", f"shape {(x.shape[0], self.out_features)}", dy.shape)
+        if getattr(self.weight, "trainable", False):
+            _accumulate(self.weight, dy.T @ x)
+        if self.bias is not None:
+            _accumulate(self.bias, dy.sum(axis=0))
+        if not input_grad:
+            return None
+        return dy @ self.weight.to_dense()

@@ -1,0 +1,281 @@
+"""Module, Parameter, Sequential: the containers every layer lives in.
+
+A layer is written as two explicit functions, no autograd:
+
+* ``forward(x)`` computes the output and keeps what backward needs (the cache);
+* ``backward(dy)`` takes dL/dy, *adds* dL/dθ into each parameter's ``.grad``
+  and returns dL/dx.
+
+Gradients accumulate (as in PyTorch) until :meth:`Module.zero_grad`.
+
+Names are stable: a parameter is called ``<layer name>.<attribute>`` (e.g.
+``conv1.weight``), which is how compression reports and model files refer to
+it. Parameters and sub-modules are discovered from the instance attributes in
+the order they were assigned.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import ShapeError, ValidationError
+from ..formats.base import WeightFormat
+
+__all__ = ["Parameter", "Module", "Sequential", "as_rng", "LAYER_TYPES", "register_layer"]
+
+#: layer type name -> class, for rebuilding a model from its JSON graph
+LAYER_TYPES: dict[str, type] = {}
+
+
+def register_layer(cls):
+    """Class decorator: make ``cls`` known to :func:`Module.from_config` by its name."""
+    LAYER_TYPES[cls.__name__] = cls
+    return cls
+
+
+def as_rng(rng, argument: str = "rng") -> np.random.Generator:
+    """``rng`` as a Generator: a Generator is used as is, an int seeds a new one."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
+    raise ValidationError(argument, "a numpy.random.Generator or an int seed", repr(rng))
+
+
+class Parameter:
+    """A trainable array that is not a weight format (biases, norm scales).
+
+    ``data`` is updated in place by optimizers; ``grad`` is dL/d(data) or None.
+    """
+
+    trainable = True
+
+    def __init__(self, data):
+        a = np.asarray(data)
+        if a.dtype.kind != "f":
+            a = a.astype(np.float32)
+        self.data = np.ascontiguousarray(a)
+        self.grad: np.ndarray | None = None
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+def _accumulate(p, g: np.ndarray) -> None:
+    """p.grad += g (allocating on first use); g is cast to the parameter's dtype."""
+    if p.grad is None:
+        p.grad = np.array(g, dtype=p.data.dtype, copy=True)
+    else:
+        p.grad += g
+
+
+class Module:
+    """Base class: forward/backward, parameters, buffers, train/eval mode.
+
+    Subclasses set ``_buffer_names`` for non-trainable state saved in files
+    (e.g. BatchNorm's running statistics) and implement :meth:`config`, the
+    JSON-able constructor arguments used to rebuild the layer from a file.
+    """
+
+    _buffer_names: tuple[str, ...] = ()
+    training: bool = True
+
+    # -- computation ---------------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    # -- structure -----------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        for name, v in vars(self).items():
+            if isinstance(v, Module):
+                yield name, v
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        yield prefix, self
+        for name, m in self.named_children():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def _own_parameters(self) -> Iterator[tuple[str, object]]:
+        """(attribute, Parameter or WeightFormat) held directly by this module."""
+        for name, v in vars(self).items():
+            if isinstance(v, (Parameter, WeightFormat)):
+                yield name, v
+
+    def named_weights(self, prefix: str = "") -> Iterator[tuple[str, object]]:
+        """Every Parameter and WeightFormat, trainable or not, with its dotted name."""
+        for mname, m in self.named_modules(prefix):
+            for pname, p in m._own_parameters():
+                yield (f"{mname}.{pname}" if mname else pname), p
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, object]]:
+        """The trainable ones (``trainable`` true): what optimizers update."""
+        for name, p in self.named_weights(prefix):
+            if getattr(p, "trainable", False):
+                yield name, p
+
+    def parameters(self) -> list:
+        return [p for _, p in self.named_parameters()]
+
+    def num_parameters(self) -> int:
+        """Number of scalars in all weights and parameters (trainable or not)."""
+        return int(sum(int(np.prod(p.shape)) for _, p in self.named_weights()))
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        for mname, m in self.named_modules(prefix):
+            for b in m._buffer_names:
+                yield (f"{mname}.{b}" if mname else b), getattr(m, b)
+
+    # -- modes and gradients -------------------------------------------------
+    def train(self, mode: bool = True) -> "Module":
+        for _, m in self.named_modules():
+            m.training = bool(mode)
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for _, p in self.named_weights():
+            if hasattr(p, "grad"):
+                p.grad = None
+
+    # -- export ----------------------------------------------------------------
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Name -> array for every Dense weight / Parameter and every buffer (no copies).
+
+        Weights stored in another format appear as ``<name>.<field>`` for each of its fields().
+        """
+        out: OrderedDict[str, np.ndarray] = OrderedDict()
+        for name, p in self.named_weights():
+            if isinstance(p, Parameter):
+                out[name] = p.data
+            else:
+                from ..formats.dense import Dense
+
+                if isinstance(p, Dense):
+                    out[name] = p.data
+                else:
+                    for f, a in p.fields().items():
+                        out[f"{name}.{f}"] = a
+        for name, b in self.named_buffers():
+            out[name] = b
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy arrays into the Dense weights, Parameters and buffers (shapes must match)."""
+        from ..formats.dense import Dense
+
+        want = {}
+        for name, p in self.named_weights():
+            if isinstance(p, (Parameter, Dense)):
+                want[name] = p
+        buffers = dict(self.named_buffers())
+        missing = [k for k in list(want) + list(buffers) if k not in state]
+        if missing:
+            raise ValidationError("state", f"entries for every weight and buffer", f"missing {missing}")
+        for name, p in want.items():
+            a = np.asarray(state[name])
+            if a.shape != p.data.shape:
+                raise ShapeError(f"state[{name!r}]", f"shape {p.data.shape}", a.shape)
+            p.data[...] = a
+        for name, b in buffers.items():
+            a = np.asarray(state[name])
+            if a.shape != b.shape:
+                raise ShapeError(f"state[{name!r}]", f"shape {b.shape}", a.shape)
+            b[...] = a
+
+    def config(self) -> dict:
+        """JSON-able constructor keyword arguments (rebuild with ``type(self)(**config)``)."""
+        return {}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.config().items())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+@register_layer
+class Sequential(Module):
+    """Layers applied in order; each has a stable name.
+
+    ``Sequential(Linear(...), ReLU())`` names them "0", "1", ...;
+    ``Sequential(("fc1", Linear(...)), ("relu1", ReLU()))`` uses the given names.
+    ``model["fc1"]`` and ``model[0]`` both return a layer.
+    """
+
+    accepts_input_grad = True
+
+    def __init__(self, *layers):
+        self.layers: OrderedDict[str, Module] = OrderedDict()
+        for i, item in enumerate(layers):
+            if isinstance(item, tuple):
+                name, layer = item
+            else:
+                name, layer = str(i), item
+            self.add(name, layer)
+
+    def add(self, name: str, layer: Module) -> None:
+        if not isinstance(layer, Module):
+            raise ValidationError(f"layer {name!r}", "a refcomp.nn.Module", type(layer).__name__)
+        if not isinstance(name, str) or not name or "." in name or name in self.layers:
+            raise ValidationError("name", "a new non-empty string without '.'", repr(name))
+        self.layers[name] = layer
+
+    def named_children(self):
+        yield from self.layers.items()
+
+    def __getitem__(self, key):
+        if isinstance(key, int):
+            return list(self.layers.values())[key]
+        return self.layers[key]
+
+    def __setitem__(self, key: str, layer: Module) -> None:
+        """Replace the layer called ``key`` (how compression swaps a layer)."""
+        if key not in self.layers:
+            raise ValidationError("key", f"one of {list(self.layers)}", repr(key))
+        self.layers[key] = layer
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers.values())
+
+    def forward(self, x):
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy, *, input_grad: bool = True):
+        """Back through the layers in reverse order; returns dL/dx.
+
+        ``input_grad=False`` (what ``train`` passes) lets the first layer skip
+        computing dL/dx, which nobody needs for the network input; then returns None.
+        """
+        layers = list(self.layers.values())
+        # layers after which nothing needs dx: the parameter-free prefix plus the first parametric layer
+        first = next((i for i, l in enumerate(layers) if any(True for _ in l.named_weights())), 0)
+        for i in range(len(layers) - 1, -1, -1):
+            layer = layers[i]
+            if not input_grad and i == first and getattr(layer, "accepts_input_grad", False):
+                return layer.backward(dy, input_grad=False)
+            dy = layer.backward(dy)
+        return dy
+
+    def __repr__(self) -> str:
+        inner = "\n".join(f"  ({n}): {l!r}".replace("\n", "\n  ") for n, l in self.layers.items())
+        return f"Sequential(\n{inner}\n)"

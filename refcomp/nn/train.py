@@ -1,0 +1,191 @@
+"""Training loop and evaluation.
+
+One epoch = one pass over the training set in mini-batches, shuffled by an
+explicit ``rng``; per batch:
+
+    logits = model.forward(x);  L = loss(logits, y) [+ R(θ)]
+    model.zero_grad();  model.backward(dL/dlogits) [+ ∂R/∂θ];  optimizer.step()
+
+The learning rate is ``schedule(epoch)`` at the start of each epoch.
+
+Progress display: with ``progress="auto"`` a tqdm bar (or a one-line
+carriage-return status if tqdm is missing) is drawn only when stdout is a
+terminal — so logs, CI and pipes stay quiet; ``progress="epoch"`` prints one
+line per epoch; ``progress=False`` prints nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from ..datasets import batches
+from ..errors import ShapeError, ValidationError
+from .losses import CrossEntropyLoss
+from .module import Module, as_rng
+from .optim import SGD
+from .schedules import CosineLR, Constant
+
+__all__ = ["train", "evaluate"]
+
+
+def _check_data(data, argument):
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise ValidationError(argument, "a pair (x, y)", type(data).__name__)
+    x, y = np.asarray(data[0]), np.asarray(data[1])
+    if len(x) != len(y) or len(x) == 0:
+        raise ShapeError(argument, "x and y with the same non-zero length", (len(x), len(y)))
+    return x, y
+
+
+def evaluate(model: Module, data, *, batch_size: int = 1000, loss=None) -> dict:
+    """Mean loss and accuracy of ``model`` on ``data = (x, y)`` in eval mode.
+
+    The model's previous train/eval mode is restored afterwards.
+    """
+    x, y = _check_data(data, "data")
+    loss = loss or CrossEntropyLoss()
+    was = model.training
+    model.eval()
+    total, correct = 0.0, 0
+    try:
+        for xb, yb in batches(x, y, batch_size):
+            z = model.forward(xb)
+            total += loss.forward(z, yb) * len(yb)
+            correct += int((z.argmax(axis=1) == yb).sum())
+    finally:
+        model.train(was)
+    return {"loss": total / len(y), "accuracy": correct / len(y)}
+
+
+class _Display:
+    def __init__(self, mode, epochs, n, stream):
+        if mode not in ("auto", "epoch", False, None, True):
+            raise ValidationError("progress", "'auto', 'epoch' or False", repr(mode))
+        self.stream = stream
+        tty = hasattr(stream, "isatty") and stream.isatty()
+        self.bar = (mode in ("auto", True)) and tty
+        self.lines = mode == "epoch"
+        self.epochs, self.n = epochs, n
+        self._tqdm = None
+        if self.bar:
+            try:
+                from tqdm import tqdm
+
+                self._tqdm = tqdm
+            except ImportError:
+                self._tqdm = None
+
+    def start(self, epoch):
+        self.t0 = time.perf_counter()
+        self.pbar = None
+        if self.bar and self._tqdm is not None:
+            self.pbar = self._tqdm(total=self.n, desc=f"epoch {epoch + 1}/{self.epochs}",
+                                   unit="sample", file=self.stream, leave=True)
+
+    def update(self, epoch, seen, loss, acc):
+        if not self.bar:
+            return
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        if self.pbar is not None:
+            self.pbar.n = seen
+            self.pbar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.4f}", refresh=False)
+            self.pbar.refresh()
+        else:
+            self.stream.write(f"\repoch {epoch + 1}/{self.epochs} {seen}/{self.n} loss {loss:.4f} "
+                              f"acc {acc:.4f} {seen / dt:.0f} samples/s")
+            self.stream.flush()
+
+    def end(self, rec):
+        if self.pbar is not None:
+            self.pbar.close()
+        elif self.bar:
+            self.stream.write("\n")
+        if self.lines:
+            msg = (f"epoch {rec['epoch']}/{self.epochs} lr {rec['lr']:.5f} loss {rec['loss']:.4f} "
+                   f"acc {rec['accuracy']:.4f} {rec['samples_per_s']:.0f} samples/s {rec['seconds']:.2f} s")
+            if "val_accuracy" in rec:
+                msg += f" val_loss {rec['val_loss']:.4f} val_acc {rec['val_accuracy']:.4f}"
+            print(msg, file=self.stream, flush=True)
+
+
+def train(model: Module, data, *, epochs: int = 1, batch_size: int = 64, optimizer=None,
+          lr: float = 0.05, momentum: float = 0.9, schedule="cosine", loss=None, rng=0,
+          val_data=None, regularizer=None, progress="auto", stream=None) -> list[dict]:
+    """Train ``model`` on ``data = (x, y)``; return one history record per epoch.
+
+    Parameters
+    ----------
+    optimizer : an Optimizer; default SGD(model.parameters(), lr, momentum).
+    schedule : "cosine" (CosineLR(lr, epochs)), "constant", None (leave optimizer.lr),
+        or a callable epoch -> lr.
+    loss : default CrossEntropyLoss(); any object with forward(pred, y) / backward().
+    rng : Generator or seed for the batch order (the only randomness here).
+    val_data : optional (x, y) evaluated after every epoch.
+    regularizer : optional refcomp.nn.regularizers object (penalty + gradient).
+
+    Each record: epoch, lr, loss (mean training loss incl. penalty), accuracy
+    (on the training batches as seen; NaN unless y holds integer class labels), seconds, samples_per_s, and val_loss /
+    val_accuracy when val_data is given.
+    """
+    x, y = _check_data(data, "data")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValidationError("epochs", "an int >= 1", repr(epochs))
+    g = as_rng(rng)
+    loss = loss or CrossEntropyLoss()
+    if optimizer is None:
+        optimizer = SGD(model.parameters(), lr=lr, momentum=momentum)
+    if schedule == "cosine":
+        schedule = CosineLR(optimizer.lr, epochs)
+    elif schedule == "constant":
+        schedule = Constant(optimizer.lr)
+    elif schedule is not None and not callable(schedule):
+        raise ValidationError("schedule", "'cosine', 'constant', None or a callable", repr(schedule))
+    display = _Display(progress, epochs, len(y), stream or sys.stdout)
+    classify = y.ndim == 1 and y.dtype.kind in "iu"   # accuracy only for class labels
+    history = []
+    for epoch in range(epochs):
+        if schedule is not None:
+            optimizer.lr = float(schedule(epoch))
+        model.train()
+        display.start(epoch)
+        t0 = time.perf_counter()
+        total, correct, seen = 0.0, 0, 0
+        for xb, yb in batches(x, y, batch_size, rng=g):
+            # overflow to inf is not silent here: the finite checks raise right after
+            with np.errstate(over="ignore", invalid="ignore"):
+                z = model.forward(xb)
+                finite = np.isfinite(z).all()
+                batch_loss = loss.forward(z, yb) if finite else np.nan
+                if regularizer is not None and finite:
+                    batch_loss += regularizer.penalty(model)
+            if not np.isfinite(batch_loss):
+                raise ValidationError("loss", "a finite value (training diverged; lower lr)",
+                                      f"{batch_loss} at epoch {epoch + 1}")
+            with np.errstate(over="ignore", invalid="ignore"):
+                model.zero_grad()
+                if getattr(model, "accepts_input_grad", False):
+                    model.backward(loss.backward(), input_grad=False)   # dL/d(input) is not needed
+                else:
+                    model.backward(loss.backward())
+                if regularizer is not None:
+                    regularizer.add_gradient(model)
+                optimizer.step()
+            nb = len(yb)
+            total += batch_loss * nb
+            seen += nb
+            if classify:
+                correct += int((z.argmax(axis=1) == yb).sum())
+            display.update(epoch, seen, total / seen, correct / seen if classify else float("nan"))
+        dt = time.perf_counter() - t0
+        rec = {"epoch": epoch + 1, "lr": optimizer.lr, "loss": total / seen,
+               "accuracy": correct / seen if classify else float("nan"), "seconds": dt, "samples_per_s": seen / dt}
+        if val_data is not None and classify:
+            v = evaluate(model, val_data, loss=type(loss)() if isinstance(loss, CrossEntropyLoss) else loss)
+            rec["val_loss"], rec["val_accuracy"] = v["loss"], v["accuracy"]
+        display.end(rec)
+        history.append(rec)
+    model.eval()
+    return history

@@ -1,0 +1,44 @@
+"""DynamicQuantizeLinear: uint8 quantization with parameters computed from x (ONNX DynamicQuantizeLinear-11).
+
+Source: ONNX operator spec DynamicQuantizeLinear, opset 11.
+
+Definition (float32 throughout, qmin = 0, qmax = 255)::
+
+    r_min = min(0, min(x)),  r_max = max(0, max(x))        (range widened to contain 0)
+    y_scale = (r_max - r_min) / 255,  or 1 / 255 when r_max == r_min        (eq. DQ1)
+    y_zero_point = round( clip(0 - r_min / y_scale, 0, 255) )                 (eq. DQ2)
+    y = clip( round(x / y_scale) + y_zero_point, 0, 255 )                     (eq. DQ3)
+
+Every operation is one float32 IEEE operation; round is half to even.
+0 is exactly representable: x = 0 maps to y_zero_point.
+Policy: x must be non-empty (the range of an empty tensor is undefined) and
+finite (NaN / Inf would make y_scale NaN / Inf); both raise ValidationError / ShapeError naming x.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend as _backend
+from ..errors import ShapeError
+from . import _validate as v
+
+__all__ = ["dynamic_quantize_linear"]
+
+
+def dynamic_quantize_linear(x, *, backend="auto"):
+    """ONNX DynamicQuantizeLinear: returns (y uint8 [x.shape], y_scale float32 [], y_zero_point uint8 [])."""
+    _backend.implementation("dynamic_quantize_linear", backend)
+    x = v.array(x, "x")
+    v.one_of(x, "x", (np.float32,))
+    if x.size == 0:
+        raise ShapeError("x", "a non-empty tensor (its range defines the scale)", f"shape {x.shape}")
+    v.finite(x, "x")
+    f32 = np.float32
+    r_max = max(f32(0), x.max())
+    r_min = min(f32(0), x.min())
+    span = f32(1) if r_max == r_min else f32(r_max - r_min)
+    scale = f32(span / f32(255))
+    zp = np.rint(np.clip(f32(0) - f32(r_min / scale), f32(0), f32(255)))
+    y = np.clip(np.rint(x / scale) + zp, 0, 255)
+    return y.astype(np.uint8), np.array(scale, np.float32), np.array(zp, np.uint8)

@@ -1,0 +1,210 @@
+"""MatMulInteger: integer matrix product with zero points, exact (ONNX MatMulInteger-10).
+
+Source: ONNX operator spec, MatMulInteger (opset 10, the only version).
+
+Definition
+----------
+::
+
+    Y[..., m, n] = sum_k (A[..., m, k] - a_zp[m]) * (B[..., k, n] - b_zp[n])     (eq. M1)
+
+A: uint8 | int8, shape [..., M, K] (or [K]); B: uint8 | int8, shape [..., K, N]
+(or [K]). Batch dimensions broadcast as in numpy.matmul; a 1-D A is a row
+vector and a 1-D B a column vector whose unit dimension is dropped from Y.
+a_zero_point has A's dtype and is a scalar (per tensor), an [M] vector (per row)
+or an N-D tensor of shape [..., M, 1]; b_zero_point has B's dtype and is a
+scalar, an [N] vector (per column) or [..., 1, N]. Y is int32.
+
+Accumulator and overflow: every term of eq. M1 is computed exactly in int64
+(|term| <= 255 * 255, so 2**47 terms fit). ONNX declares Y int32; an exact
+result outside int32 raises OverflowRiskError instead of wrapping.
+
+Fast kernels: a registered "matmul_integer" kernel is called only when
+``K * max|A - a_zp| * max|B - b_zp| <= 2**31 - 1``: then every partial sum
+fits int32, whatever the order of summation, and the kernel must be exact.
+
+numerics="x86_u8s8_int16_saturating" is NOT the ONNX definition: it emulates
+x86 GEMM kernels built on ``vpmaddubsw`` (u8 x s8 -> adjacent pairs summed
+with int16 saturation), the AVX2 / AVX-512BW (no VNNI) path of onnxruntime's
+MLAS, so that a test can predict what such a runtime returns. See
+:func:`_x86_u8s8_int16_saturating` and docs/deviations.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend as _backend
+from ..errors import DTypeError, OverflowRiskError, ShapeError, ValidationError
+from . import _validate as v
+
+__all__ = ["matmul_integer", "NUMERICS"]
+
+NUMERICS = ("exact", "x86_u8s8_int16_saturating")
+_INT8_TYPES = (np.uint8, np.int8)
+_INT32_MAX = 2**31 - 1
+_INT16_MIN, _INT16_MAX = -(2**15), 2**15 - 1
+
+
+def matmul_integer(A, B, a_zero_point=None, b_zero_point=None, *, numerics="exact", backend="auto"):
+    """ONNX MatMulInteger: Y = (A - a_zero_point) @ (B - b_zero_point), exact, int32 output.
+
+    Parameters
+    ----------
+    A : uint8 | int8 array [..., M, K] or [K].
+    B : uint8 | int8 array [..., K, N] or [K].
+    a_zero_point : optional, A's dtype; scalar, [M] (per row) or [..., M, 1].
+    b_zero_point : optional, B's dtype; scalar, [N] (per column) or [..., 1, N].
+    numerics : "exact" (ONNX, eq. M1) or "x86_u8s8_int16_saturating"
+        (emulation of a vpmaddubsw kernel, u8 A x s8 B only; not ONNX).
+    backend : "auto" | "numpy" | "numba" | "c".
+
+    Returns
+    -------
+    int32 array of shape broadcast(A.shape[:-2], B.shape[:-2]) + [M, N]
+    (the M / N dimension dropped for a 1-D A / B).
+
+    Raises
+    ------
+    DTypeError for dtypes other than uint8/int8 or a zero point whose dtype is
+    not its operand's; ShapeError for mismatched K or zero-point shapes;
+    OverflowRiskError when an exact result does not fit int32.
+    """
+    A = v.array(A, "A")
+    B = v.array(B, "B")
+    v.one_of(A, "A", _INT8_TYPES)
+    v.one_of(B, "B", _INT8_TYPES)
+    if numerics not in NUMERICS:
+        raise ValidationError("numerics", f"one of {NUMERICS}", repr(numerics))
+    if A.ndim == 0 or B.ndim == 0:
+        raise ShapeError("A" if A.ndim == 0 else "B", "an array with at least 1 dimension", "a scalar")
+
+    # 1-D operands become matrices; the unit dimension is dropped at the end (numpy.matmul rule).
+    squeeze_m, squeeze_n = A.ndim == 1, B.ndim == 1
+    A2 = A[None, :] if squeeze_m else A
+    B2 = B[:, None] if squeeze_n else B
+    M, K = A2.shape[-2:]
+    if B2.shape[-2] != K:
+        raise ShapeError("B", f"shape [..., {K}, N] (K = A.shape[-1] = {K})", f"shape {B.shape}")
+    try:
+        batch = np.broadcast_shapes(A2.shape[:-2], B2.shape[:-2])
+    except ValueError:
+        raise ShapeError("B", f"batch dimensions broadcastable with A's {A.shape[:-2]}", f"{B.shape[:-2]}") from None
+    N = B2.shape[-1]
+
+    azp = _zero_point(a_zero_point, "a_zero_point", A, M, "row", squeeze_m)
+    bzp = _zero_point(b_zero_point, "b_zero_point", B, N, "column", squeeze_n)
+
+    if numerics == "x86_u8s8_int16_saturating":
+        if A.dtype != np.uint8 or B.dtype != np.int8:
+            raise DTypeError("A, B", "uint8 A and int8 B for numerics='x86_u8s8_int16_saturating'",
+                             f"{A.dtype} A and {B.dtype} B")
+        y = _x86_u8s8_int16_saturating(A2, B2, azp, bzp)
+    else:
+        y = _exact(A2, B2, azp, bzp, batch, backend)
+
+    if squeeze_n:
+        y = y[..., 0]
+    if squeeze_m:
+        y = y[..., 0, :] if not squeeze_n else y[..., 0]
+    return y
+
+
+def _zero_point(zp, name, X, length, what, operand_is_1d):
+    """Zero point as an int64 array broadcastable against X's matrix form: [..., length, 1] for A, [..., 1, length] for B."""
+    is_a = name == "a_zero_point"
+    if zp is None:
+        return np.zeros((1, 1), np.int64)
+    z = v.array(zp, name)
+    if z.dtype != X.dtype:
+        raise DTypeError(name, f"dtype {X.dtype} (the dtype of {'A' if is_a else 'B'})", f"dtype {z.dtype}")
+    z = z.astype(np.int64)
+    if z.size == 1 and z.ndim <= 1:
+        return z.reshape(1, 1)
+    if z.ndim == 1:
+        if z.shape[0] != length:
+            raise ShapeError(name, f"a scalar or a per-{what} vector of length {length}", f"shape {z.shape}")
+        return z.reshape(length, 1) if is_a else z.reshape(1, length)
+    # N-D: [..., M, 1] for A, [..., 1, N] for B (ONNX spec).
+    want = (length, 1) if is_a else (1, length)
+    if operand_is_1d or z.shape[-2:] != want:
+        raise ShapeError(name, f"a scalar, [{length}] or [..., {want[0]}, {want[1]}]", f"shape {z.shape}")
+    return z
+
+
+def _exact(A, B, azp, bzp, batch, backend):
+    Ac = A.astype(np.int64) - azp
+    Bc = B.astype(np.int64) - bzp
+    K = A.shape[-1]
+    M, N = A.shape[-2], B.shape[-1]
+    if 0 in (M, N) or any(d == 0 for d in batch):
+        return np.zeros(batch + (M, N), np.int32)
+
+    fast = _backend.implementation("matmul_integer", backend)
+    if fast is not None and K > 0 and azp.ndim == 2 and bzp.ndim == 2:
+        bound = K * int(np.abs(Ac).max()) * int(np.abs(Bc).max())
+        if bound <= _INT32_MAX:
+            return _call_fast(fast, A, B, azp, bzp, batch)
+
+    y = np.matmul(Ac, Bc)  # eq. M1 in int64: exact
+    if y.size and (y.min() < -_INT32_MAX - 1 or y.max() > _INT32_MAX):
+        bad = int(y.max()) if y.max() > _INT32_MAX else int(y.min())
+        raise OverflowRiskError("Y", "an exact result that fits int32 (the ONNX output type)", f"{bad}")
+    return y.astype(np.int32)
+
+
+def _call_fast(fast, A, B, azp, bzp, batch):
+    M, K = A.shape[-2:]
+    N = B.shape[-1]
+    a_zp = np.ascontiguousarray(np.broadcast_to(azp, (M, 1))[:, 0], dtype=np.int32)
+    b_zp = np.ascontiguousarray(np.broadcast_to(bzp, (1, N))[0], dtype=np.int32)
+    Ab = np.broadcast_to(A, batch + (M, K))
+    Bb = np.broadcast_to(B, batch + (K, N))
+    out = np.empty(batch + (M, N), np.int32)
+    for idx in np.ndindex(*batch):
+        out[idx] = fast(np.ascontiguousarray(Ab[idx]), np.ascontiguousarray(Bb[idx]), a_zp, b_zp)
+    return out
+
+
+def _x86_u8s8_int16_saturating(A, B, azp, bzp):
+    """What a ``vpmaddubsw`` u8 x s8 GEMM kernel returns (onnxruntime MLAS, x86 without VNNI).
+
+    The kernel multiplies the *raw* bytes (zero points are not subtracted first)::
+
+        P[m, n] = sum_i sat16( A[m, 2i] * B[2i, n] + A[m, 2i+1] * B[2i+1, n] )   (eq. M2)
+
+    ``vpmaddubsw`` forms the two products of adjacent k (2i, 2i+1) exactly
+    (|u8 * s8| <= 32640) and adds them with signed 16-bit saturation (sat16 clips
+    to [-32768, 32767]); the pair sums are then widened and added in int32
+    (``vpmaddwd`` with ones, ``vpaddd``) without saturation. K is zero-padded to
+    a multiple of 4, which adds 0 pairs. The zero points are applied afterwards,
+    exactly, from row sums of A and column sums of B::
+
+        Y = P - a_zp * colsum(B) - b_zp * rowsum(A) + K * a_zp * b_zp          (eq. M3)
+
+    Source: onnxruntime MLAS, x86_64/QgemmU8X8KernelAvx2.S (macro
+    MultiplyAccumulateRowU8S8Avx2: vpbroadcastd of 4 bytes of A, vpmaddubsw
+    against packed B, vpmaddwd with 1s, vpaddd into accumulators that start
+    from the row / column sums) and QgemvU8S8KernelAvx2.S (the M = 1 path,
+    same pairing, the K remainder zero-padded).
+
+    Without saturating pairs eq. M2 + M3 equals eq. M1. A pair saturates only
+    when both bytes of A are large and both weights share a sign, e.g.
+    A = 255, B = -128 for every k: pair = -65280 -> -32768, so K = 64 gives
+    32 * -32768 = -1048576 instead of -2088960.
+    int32 wrap-around of the final sum is reproduced with two's complement.
+    """
+    a = A.astype(np.int64)
+    b = B.astype(np.int64)
+    K = a.shape[-1]
+    if K % 2:  # a trailing lone k pairs with a zero-padded k
+        a = np.concatenate([a, np.zeros(a.shape[:-1] + (1,), np.int64)], axis=-1)
+        b = np.concatenate([b, np.zeros(b.shape[:-2] + (1,) + b.shape[-1:], np.int64)], axis=-2)
+    # products[..., m, k, n]; pairs (2i, 2i+1) summed then saturated to int16
+    prod = a[..., :, :, None] * b[..., None, :, :]
+    pairs = prod[..., 0::2, :] + prod[..., 1::2, :]
+    p = np.clip(pairs, _INT16_MIN, _INT16_MAX).sum(axis=-2)
+    rowsum_a = A.astype(np.int64).sum(axis=-1, keepdims=True)  # [..., M, 1]
+    colsum_b = B.astype(np.int64).sum(axis=-2, keepdims=True)  # [..., 1, N]
+    y = p - azp * colsum_b - bzp * rowsum_a + K * azp * bzp
+    return ((y + 2**31) % 2**32 - 2**31).astype(np.int32)

@@ -1,0 +1,134 @@
+"""Importance criteria against their definitions written out element by element."""
+
+import numpy as np
+import pytest
+
+from refcomp.compress.prune import (
+    activation_importance,
+    magnitude,
+    snip,
+    structure_norms,
+    taylor_first_order,
+)
+from refcomp.errors import ShapeError, ValidationError
+
+
+def test_magnitude_is_abs():
+    w = np.array([[-2.0, 0.5], [0.0, -0.0]], dtype=np.float32)
+    np.testing.assert_array_equal(magnitude(w), [[2.0, 0.5], [0.0, 0.0]])
+    assert magnitude(w).dtype == np.float32
+
+
+def test_structure_norms_rows_channels_blocks():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(6, 4, 3, 3))
+    np.testing.assert_allclose(structure_norms(w, "row", ord=1), [np.abs(w[o]).sum() for o in range(6)])
+    np.testing.assert_allclose(structure_norms(w, "channel", ord=2),
+                               [np.sqrt((w[:, c] ** 2).sum()) for c in range(4)])
+    w2 = rng.normal(size=(4, 8))
+    blocks = structure_norms(w2, "block", ord=1, block_shape=(2, 4))
+    expected = [[np.abs(w2[i:i + 2, j:j + 4]).sum() for j in (0, 4)] for i in (0, 2)]
+    np.testing.assert_allclose(blocks, expected)
+
+
+def test_structure_norms_block_must_divide():
+    with pytest.raises(ShapeError, match="block_shape"):
+        structure_norms(np.ones((4, 6)), "block", block_shape=(4, 4))
+    with pytest.raises(ValidationError, match="structure"):
+        structure_norms(np.ones((4, 6)), "neuron")
+
+
+def test_activation_importance_linear_matches_definition():
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(3, 5))
+    x = rng.normal(size=(7, 5))
+    brute = np.mean([np.abs(x[n][None, :] * w) for n in range(7)], axis=0)
+    np.testing.assert_allclose(activation_importance(w, x), brute)
+    np.testing.assert_allclose(activation_importance(w, [x[:3], x[3:]]), brute)  # streamed batches
+
+
+def _conv_brute(w, x, stride, pad):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    oh = (h + 2 * pad - kh) // stride + 1
+    ow = (wd + 2 * pad - kw) // stride + 1
+    acc = np.zeros_like(w)
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                patch = xp[b, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
+                acc += np.abs(patch[None] * w)
+    return acc / (n * oh * ow)
+
+
+@pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1), (1, 2)])
+def test_activation_importance_conv_matches_definition(stride, pad):
+    rng = np.random.default_rng(2)
+    w = rng.normal(size=(2, 3, 3, 3))
+    x = rng.normal(size=(2, 3, 6, 5))
+    got = activation_importance(w, x, stride=stride, padding=pad)
+    np.testing.assert_allclose(got, _conv_brute(w, x, stride, pad), rtol=1e-12)
+
+
+def test_taylor_elementwise_and_accumulated():
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(4, 6))
+    g1, g2 = rng.normal(size=(2, 4, 6))
+    np.testing.assert_allclose(taylor_first_order(w, g1), np.abs(w * g1))
+    np.testing.assert_allclose(taylor_first_order(w, [g1, g2]), (np.abs(w * g1) + np.abs(w * g2)) / 2)
+    rows = taylor_first_order(w, [g1, g2], structure="row")
+    np.testing.assert_allclose(rows, (np.sum(w * g1, axis=1) ** 2 + np.sum(w * g2, axis=1) ** 2) / 2)
+
+
+def test_taylor_predicts_loss_change_to_first_order():
+    # L(w) = 1/2 ||X w − y||²; removing a small weight w_i changes L by ≈ −g_i w_i.
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(20, 6))
+    y = rng.normal(size=20)
+    w = 1e-4 * rng.normal(size=6)
+
+    def loss(v):
+        r = x @ v - y
+        return 0.5 * r @ r
+
+    g = x.T @ (x @ w - y)
+    for i in range(6):
+        v = w.copy()
+        v[i] = 0.0
+        # exact for a quadratic: ΔL = −g_i w_i + ½ (X^T X)_ii w_i²; the second-order part is tiny
+        second = 0.5 * (x[:, i] @ x[:, i]) * w[i] ** 2
+        assert loss(v) - loss(w) == pytest.approx(-g[i] * w[i] + second, rel=1e-6, abs=1e-12)
+        assert second < 0.01 * abs(g[i] * w[i])
+    np.testing.assert_allclose(taylor_first_order(w, g), np.abs(g * w))
+
+
+def test_snip_is_normalised_connection_sensitivity():
+    # g_j = ∂L(c ⊙ w)/∂c_j at c = 1, checked by central finite differences on c.
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(10, 4))
+    y = rng.normal(size=10)
+    w = rng.normal(size=4)
+
+    def loss(c):
+        r = x @ (c * w) - y
+        return 0.5 * r @ r
+
+    h = 1e-6
+    g_c = np.array([(loss(np.ones(4) + h * e) - loss(np.ones(4) - h * e)) / (2 * h) for e in np.eye(4)])
+    grad_w = x.T @ (x @ w - y)
+    s = snip(w, grad_w)
+    np.testing.assert_allclose(s, np.abs(g_c) / np.abs(g_c).sum(), rtol=1e-6)
+    assert s.sum() == pytest.approx(1.0)
+
+
+def test_snip_normalises_across_layers():
+    w = {"a": np.array([1.0, -2.0]), "b": np.array([[3.0]])}
+    g = {"a": np.array([1.0, 1.0]), "b": np.array([[1.0]])}
+    s = snip(w, g)
+    np.testing.assert_allclose(s["a"], [1 / 6, 2 / 6])
+    np.testing.assert_allclose(s["b"], [[3 / 6]])
+    with pytest.raises(ValidationError, match="grads"):
+        snip(w, {"a": g["a"]})
+    with pytest.raises(ValidationError, match="grads"):
+        snip(np.ones(3), np.zeros(3))

@@ -1,0 +1,131 @@
+"""Mask construction: exact counts, N:M groups, blocks, structures, global scope."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from refcomp.compress.prune import (
+    block_mask,
+    channel_mask,
+    global_masks,
+    layerwise_masks,
+    nm_mask,
+    row_mask,
+    sparsity_of,
+    structure_norms,
+    unstructured_mask,
+)
+
+# small integer-valued scores make ties frequent, which is what tie-breaking must survive
+scores_2d = hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=12),
+                       elements=st.integers(0, 5).map(float))
+ratios = st.floats(0.0, 0.999, exclude_max=False)
+
+
+def _kept_beat_pruned(scores, mask):
+    if mask.all() or not mask.any():
+        return True
+    return scores[mask].min() >= scores[~mask].max()
+
+
+@settings(max_examples=60)
+@given(scores_2d, ratios)
+def test_unstructured_exact_count_and_threshold(scores, s):
+    m = unstructured_mask(scores, s)
+    pruned = scores.size - m.sum()
+    assert abs(pruned - s * scores.size) <= 0.5
+    assert _kept_beat_pruned(scores, m)
+
+
+def test_unstructured_ties_keep_the_earlier_element():
+    m = unstructured_mask(np.array([1.0, 1.0, 1.0, 1.0]), 0.5)
+    np.testing.assert_array_equal(m, [True, True, False, False])
+
+
+@settings(max_examples=60)
+@given(st.integers(1, 8).flatmap(lambda m: st.tuples(st.integers(0, m), st.just(m))),
+       st.integers(1, 5), st.integers(1, 4), st.integers(0, 2**32 - 1), st.booleans())
+def test_nm_exactly_n_per_group(nm, rows, groups, seed, ties):
+    n, m = nm
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 3, size=(rows, groups * m)).astype(float) if ties else rng.random((rows, groups * m))
+    mask = nm_mask(scores, n, m)
+    per_group = mask.reshape(rows, groups, m)
+    assert (per_group.sum(axis=-1) == n).all()
+    g = scores.reshape(rows, groups, m)
+    for r in range(rows):
+        for j in range(groups):
+            assert _kept_beat_pruned(g[r, j], per_group[r, j])
+
+
+def test_nm_conv_groups_along_input_channels():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(3, 8, 2, 2))
+    mask = nm_mask(np.abs(w), 2, 4, axis=1)
+    # for every (filter, kh, kw), each run of 4 input channels keeps exactly 2
+    per = np.moveaxis(mask, 1, -1).reshape(3, 2, 2, 2, 4).sum(-1)
+    assert (per == 2).all()
+
+
+def test_nm_2_4_example():
+    s = np.array([[0.1, 0.9, 0.3, 0.5, 4.0, 3.0, 2.0, 1.0]])
+    np.testing.assert_array_equal(nm_mask(s, 2, 4),
+                                  [[False, True, False, True, True, True, False, False]])
+
+
+@settings(max_examples=40)
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), ratios,
+       st.integers(0, 2**32 - 1))
+def test_block_mask_removes_whole_blocks(bh, bw, nr, nc, s, seed):
+    w = np.random.default_rng(seed).normal(size=(bh * nr, bw * nc))
+    m = block_mask(structure_norms(w, "block", block_shape=(bh, bw)), s, (bh, bw))
+    assert m.shape == w.shape
+    tiles = m.reshape(nr, bh, nc, bw)
+    assert (tiles.all(axis=(1, 3)) | ~tiles.any(axis=(1, 3))).all()  # each block all or nothing
+    assert abs((~tiles.any(axis=(1, 3))).sum() - s * nr * nc) <= 0.5
+
+
+def test_row_and_channel_masks():
+    w = np.arange(24, dtype=float).reshape(4, 3, 2) - 12
+    rm = row_mask(structure_norms(w, "row"), 0.5, w.shape)
+    norms = structure_norms(w, "row")
+    kept_rows = np.flatnonzero(rm.all(axis=(1, 2)))
+    assert len(kept_rows) == 2 and set(kept_rows) == set(np.argsort(-norms, kind="stable")[:2])
+    assert (rm.all(axis=(1, 2)) | ~rm.any(axis=(1, 2))).all()
+    cm = channel_mask(structure_norms(w, "channel"), 1 / 3, w.shape)
+    assert cm.any(axis=(0, 2)).sum() == 2 and (cm.all(axis=(0, 2)) | ~cm.any(axis=(0, 2))).all()
+
+
+@settings(max_examples=60)
+@given(st.lists(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=6),
+                           elements=st.floats(-4, 4, allow_nan=False).map(abs)),
+                min_size=1, max_size=4),
+       ratios)
+def test_global_reaches_requested_sparsity_within_one_weight(arrays, s):
+    scores = {f"layer{i}": a for i, a in enumerate(arrays)}
+    masks = global_masks(scores, s)
+    total = sum(a.size for a in arrays)
+    pruned = sum((~m).sum() for m in masks.values())
+    assert abs(pruned - s * total) <= 1
+    kept = np.concatenate([scores[k][masks[k]] for k in scores])
+    gone = np.concatenate([scores[k][~masks[k]] for k in scores])
+    if kept.size and gone.size:
+        assert kept.min() >= gone.max()  # one threshold across all layers
+
+
+def test_global_exclude_and_layerwise():
+    scores = {"a": np.arange(10.0), "b": np.arange(10.0) + 100}
+    m = global_masks(scores, 0.5, exclude=["b"])
+    assert m["b"].all() and m["a"].sum() == 5
+    m = global_masks(scores, 0.5)
+    assert m["a"].sum() == 0 and m["b"].all()  # the threshold is shared: all of "a" goes
+    lw = layerwise_masks(scores, {"a": 0.2})
+    assert lw["a"].sum() == 8 and lw["b"].all()
+    lw = layerwise_masks(scores, 0.3)
+    assert lw["a"].sum() == 7 and lw["b"].sum() == 7
+
+
+def test_sparsity_of():
+    assert sparsity_of(np.array([0.0, 1.0, 0.0, 2.0])) == 0.5
+    assert sparsity_of(np.array([True, False, False, False])) == 0.75

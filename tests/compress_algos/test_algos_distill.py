@@ -1,0 +1,109 @@
+"""Distillation and hint losses: values by hand, gradients by finite differences."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from refcomp.compress.distill import cross_entropy, distillation_loss, hint_loss, log_softmax, softmax
+from refcomp.errors import DTypeError, ShapeError, ValidationError
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+def _fd(f, x, eps=1e-6):
+    g = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[idx] = eps
+        g[idx] = (f(x + e) - f(x - e)) / (2 * eps)
+    return g
+
+
+def test_softmax_is_stable_for_huge_logits():
+    z = np.array([[1e4, 0.0, -1e4], [1000.0, 1000.0, 1000.0]])
+    p = softmax(z)
+    assert np.all(np.isfinite(p)) and np.allclose(p.sum(1), 1)
+    np.testing.assert_allclose(p[1], 1 / 3)
+    np.testing.assert_allclose(log_softmax(z)[0], [0.0, -1e4, -2e4])
+
+
+@settings(max_examples=30)
+@given(st.integers(1, 5), st.integers(2, 7), st.floats(0.5, 20), st.floats(0, 1), seeds)
+def test_distillation_gradient_matches_finite_differences(n, k, temperature, alpha, seed):
+    rng = np.random.default_rng(seed)
+    s = rng.standard_normal((n, k)) * 3
+    t = rng.standard_normal((n, k)) * 3
+    y = rng.integers(0, k, n)
+    loss, grad = distillation_loss(s, t, y, temperature=temperature, alpha=alpha)
+    fd = _fd(lambda v: distillation_loss(v, t, y, temperature=temperature, alpha=alpha)[0], s)
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-8)
+    assert loss >= 0
+
+
+def test_distillation_loss_by_hand():
+    s = np.array([[2.0, 0.0, -1.0]])
+    t = np.array([[1.0, 1.0, 0.0]])
+    y = np.array([0])
+    T, a = 2.0, 0.3
+    p, q = softmax(t / T), softmax(s / T)
+    kl = np.sum(p * np.log(p / q))
+    ce = -np.log(softmax(s)[0, 0])
+    loss, _ = distillation_loss(s, t, y, temperature=T, alpha=a)
+    assert loss == pytest.approx(a * ce + (1 - a) * T * T * kl, rel=1e-12)
+    # α = 1 is plain cross-entropy; the student equal to the teacher with α = 0 has zero loss and gradient
+    assert distillation_loss(s, t, y, alpha=1.0)[0] == pytest.approx(cross_entropy(s, y)[0])
+    loss0, grad0 = distillation_loss(t, t, y, alpha=0.0)
+    assert loss0 == pytest.approx(0.0, abs=1e-12) and np.allclose(grad0, 0.0)
+
+
+def test_high_temperature_limit_is_logit_matching():
+    """Hinton §2.1: for T ≫ |logits| and zero-mean logits, T²·∂KL/∂s_i → (s_i − t_i) / (N·K)."""
+    rng = np.random.default_rng(0)
+    s = rng.standard_normal((4, 10))
+    t = rng.standard_normal((4, 10))
+    s -= s.mean(1, keepdims=True)
+    t -= t.mean(1, keepdims=True)
+    _, grad = distillation_loss(s, t, np.zeros(4, int), temperature=1e4, alpha=0.0)
+    # the next term of the expansion is O(|s|²/T) = O(1e-4) relative to the largest entry
+    np.testing.assert_allclose(grad, (s - t) / (4 * 10), rtol=0, atol=1e-4 * np.abs(s - t).max() / 40)
+
+
+@settings(max_examples=25)
+@given(st.sampled_from([(5, 4, 4, ()), (3, 4, 6, ()), (2, 3, 5, (4, 3)), (2, 2, 2, (3, 3))]), st.booleans(), seeds)
+def test_hint_loss_gradients_match_finite_differences(case, project, seed):
+    n, c_s, c_t, spatial = case
+    rng = np.random.default_rng(seed)
+    if not project:
+        c_t = c_s
+    u = rng.standard_normal((n, c_s, *spatial))
+    v = rng.standard_normal((n, c_t, *spatial))
+    p = rng.standard_normal((c_s, c_t)) if project else None
+    loss, gu, gp = hint_loss(u, v, p)
+    np.testing.assert_allclose(gu, _fd(lambda x: hint_loss(x, v, p)[0], u), rtol=1e-5, atol=1e-9)
+    if project:
+        np.testing.assert_allclose(gp, _fd(lambda x: hint_loss(u, v, x)[0], p), rtol=1e-5, atol=1e-9)
+        r = np.einsum("nc...,cd->nd...", u, p)
+        assert loss == pytest.approx(np.mean((r - v) ** 2))
+    else:
+        assert gp is None and loss == pytest.approx(np.mean((u - v) ** 2))
+
+
+def test_loss_argument_errors():
+    s = np.zeros((2, 3))
+    with pytest.raises(ValidationError, match="labels"):
+        distillation_loss(s, s, np.array([0, 3]))
+    with pytest.raises(DTypeError, match="labels"):
+        distillation_loss(s, s, np.array([0.0, 1.0]))
+    with pytest.raises(ShapeError, match="teacher_logits"):
+        distillation_loss(s, np.zeros((2, 4)), np.array([0, 1]))
+    with pytest.raises(ValidationError, match="temperature"):
+        distillation_loss(s, s, np.array([0, 1]), temperature=0.0)
+    with pytest.raises(ValidationError, match="alpha"):
+        distillation_loss(s, s, np.array([0, 1]), alpha=1.5)
+    with pytest.raises(ValidationError, match="finite"):
+        distillation_loss(np.array([[np.nan, 0.0]]), np.zeros((1, 2)), np.array([0]))
+    with pytest.raises(ShapeError, match="projection"):
+        hint_loss(np.zeros((2, 3)), np.zeros((2, 4)))
+    with pytest.raises(ShapeError, match="teacher_features"):
+        hint_loss(np.zeros((2, 3, 4, 4)), np.zeros((2, 3, 5, 5)))

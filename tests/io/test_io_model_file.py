@@ -1,0 +1,182 @@
+"""Model files: save -> load is bit-exact for every layer type; bad files raise FileFormatError."""
+
+import io
+import json
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+
+from refcomp import models, nn
+from refcomp.errors import FileFormatError, ValidationError
+from refcomp.io import load_model, model_header, save_model
+
+pytest.importorskip("safetensors")
+FORMATS = ["safetensors", "npz"]
+
+
+def every_layer_model():
+    """One model holding every layer type, with non-trivial buffers."""
+    m = nn.Sequential(
+        ("conv", nn.Conv2d(2, 4, 3, stride=(1, 2), padding=1, dilation=1, groups=2, rng=0)),
+        ("bn2", nn.BatchNorm2d(4)), ("relu6", nn.ReLU6()),
+        ("maxp", nn.MaxPool2d(2, 1, 1)), ("avgp", nn.AvgPool2d((2, 1))),
+        ("block", nn.Sequential(("gelu", nn.GELU("tanh")), ("sig", nn.Sigmoid()))),
+        ("gap", nn.GlobalAvgPool2d()),
+        ("fc", nn.Linear(4, 6, rng=1, dtype="float64")), ("bn1", nn.BatchNorm1d(6, dtype="float64")),
+        ("ln", nn.LayerNorm(6, dtype="float64")), ("tanh", nn.Tanh()), ("drop", nn.Dropout(0.3, rng=0)),
+        ("relu", nn.ReLU()), ("flat", nn.Flatten()), ("gelu", nn.GELU()),
+    )
+    rng = np.random.default_rng(5)
+    for _, layer in m.named_modules():
+        if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            layer.running_mean[:] = rng.standard_normal(layer.num_features)
+            layer.running_var[:] = rng.uniform(0.5, 2, layer.num_features)
+            layer.weight.data[:] = rng.uniform(0.5, 2, layer.num_features)
+    return m.eval()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_round_trip_every_layer_bit_exact(tmp_path, fmt):
+    m = every_layer_model()
+    path = save_model(m, tmp_path / f"m.{fmt}", metadata={"note": "test"})
+    back = load_model(path)
+    assert repr(back) == repr(m)
+    a, b = m.state_dict(), back.state_dict()
+    assert list(a) == list(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].tobytes() == b[k].tobytes(), k
+    x = np.random.default_rng(0).standard_normal((3, 2, 6, 7)).astype(np.float32)
+    assert m.forward(x).tobytes() == back.forward(x).tobytes()
+    assert not back.training
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no temp file left
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_round_trip_embedding_and_lenet(tmp_path, fmt):
+    emb = nn.Sequential(("emb", nn.Embedding(7, 3, rng=0)))
+    back = load_model(save_model(emb, tmp_path / f"e.{fmt}"))
+    assert back["emb"].weight.data.tobytes() == emb["emb"].weight.data.tobytes()
+    lenet = models.lenet5(3)
+    back = load_model(save_model(lenet, tmp_path / f"l.{fmt}"))
+    assert back.num_parameters() == 431_080
+    x = np.random.default_rng(1).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    assert lenet.eval().forward(x).tobytes() == back.forward(x).tobytes()
+
+
+def test_header_fields():
+    h = model_header(models.lenet5(), metadata={"k": 1})
+    assert h["format"] == "refcomp.model" and h["version"] == 1 and h["metadata"] == {"k": 1}
+    assert [c["name"] for c in h["graph"]["children"]][:2] == ["conv1", "pool1"]
+    assert h["graph"]["children"][0]["config"]["out_channels"] == 20
+    assert h["tensors"]["conv1.weight"] == {"dtype": "<f4", "shape": [20, 1, 5, 5]}
+    assert h["weights"]["conv1.weight"]["format"] == "Dense"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_truncated_files_rejected(tmp_path, fmt):
+    path = save_model(models.digits_mlp(), tmp_path / f"m.{fmt}")
+    raw = path.read_bytes()
+    for cut in (0, 5, 40, len(raw) // 2, len(raw) - 1):
+        path.write_bytes(raw[:cut])
+        with pytest.raises(FileFormatError):
+            load_model(path)
+
+
+def test_corrupted_safetensors_payload_rejected(tmp_path):
+    path = save_model(models.digits_mlp(), tmp_path / "m.safetensors")
+    raw = bytearray(path.read_bytes())
+    (n,) = struct.unpack("<Q", raw[:8])
+    raw[8 + 2] = ord("#")              # break the JSON header
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FileFormatError):
+        load_model(path)
+
+
+def _rewrite_header(path, edit):
+    from safetensors.numpy import load, save
+
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    meta = json.loads(raw[8:8 + n])["__metadata__"]
+    header = json.loads(meta["refcomp"])
+    edit(header)
+    path.write_bytes(save(load(raw), metadata={"refcomp": json.dumps(header)}))
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda h: h.update(version=99), "version 99 is newer"),
+    (lambda h: h.update(format="someone.else"), "not a refcomp model"),
+    (lambda h: h["graph"]["children"][0].update(type="Teleporter"), "unknown layer type"),
+    (lambda h: h["graph"]["children"][0]["config"].update(in_features=65), "shape"),
+    (lambda h: h["tensors"].pop("fc1.bias"), "do not match the header"),
+    (lambda h: h.pop("graph"), "graph"),
+])
+def test_wrong_header_rejected(tmp_path, edit, match):
+    path = save_model(models.digits_mlp(), tmp_path / "m.safetensors")
+    _rewrite_header(path, edit)
+    with pytest.raises(FileFormatError, match=match):
+        load_model(path)
+
+
+def test_npz_with_object_array_rejected(tmp_path):
+    path = tmp_path / "evil.npz"
+    header = json.dumps(model_header(models.digits_mlp())).encode()
+    np.savez(path, __refcomp_header__=np.frombuffer(header, np.uint8),
+             **{"fc1.weight": np.array([{"a": 1}], dtype=object)})
+    with pytest.raises(FileFormatError, match="pickle"):
+        load_model(path)
+
+
+def test_npz_wrong_header_rejected(tmp_path):
+    path = save_model(models.digits_mlp(), tmp_path / "m.npz")
+    with np.load(path) as z:
+        arrays = dict(z)
+    h = json.loads(arrays["__refcomp_header__"].tobytes())
+    h["version"] = 2
+    arrays["__refcomp_header__"] = np.frombuffer(json.dumps(h).encode(), np.uint8)
+    np.savez(path, **arrays)
+    with pytest.raises(FileFormatError, match="newer"):
+        load_model(path)
+    np.savez(path, x=np.zeros(3))
+    with pytest.raises(FileFormatError, match="not a refcomp model"):
+        load_model(path)
+
+
+def test_foreign_files_rejected(tmp_path):
+    from safetensors.numpy import save_file
+
+    foreign = tmp_path / "other.safetensors"
+    save_file({"w": np.zeros(3, np.float32)}, str(foreign))          # a valid safetensors, not ours
+    with pytest.raises(FileFormatError, match="not a refcomp model"):
+        load_model(foreign)
+    png = tmp_path / "picture.safetensors"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    with pytest.raises(FileFormatError):
+        load_model(png)
+    zf = tmp_path / "archive.npz"
+    with zipfile.ZipFile(zf, "w") as z:
+        z.writestr("readme.txt", "hello")
+    with pytest.raises(FileFormatError):
+        load_model(zf)
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    path = save_model(models.digits_mlp(0), tmp_path / "m.safetensors")
+    before = path.read_bytes()
+    import refcomp.io.atomic as atomic
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(atomic.os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_model(models.digits_mlp(1), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_save_rejects_unknown_suffix(tmp_path):
+    with pytest.raises(ValidationError, match="format"):
+        save_model(models.digits_mlp(), tmp_path / "m.pkl")

@@ -1,0 +1,207 @@
+"""CSRMatrix validation and conversions; W @ X and sparse_linear on every backend vs references."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from refcomp.errors import DTypeError, OverflowRiskError, ShapeError, ValidationError
+from refcomp.formats import CSRMatrix, WeightFormat
+from refcomp.ops import sparse_linear, sparse_linear_integer
+
+from .conftest import C_ISAS
+
+U32 = 2.0**-24
+
+
+def sparse_dense(rng, shape, density, dtype=np.float32):
+    W = rng.standard_normal(shape).astype(dtype)
+    W[rng.random(shape) >= density] = 0
+    return W
+
+
+# ------------------------------------------------------------------ validation
+GOOD = dict(indptr=[0, 2, 2, 3], indices=[0, 3, 1], data=np.array([1.0, 2.0, 3.0], np.float32), shape=(3, 4))
+
+
+def make(**kw):
+    args = dict(GOOD)
+    args.update(kw)
+    return CSRMatrix(args["indptr"], args["indices"], args["data"], args["shape"])
+
+
+def test_valid_matrix_round_trips():
+    W = make()
+    assert isinstance(W, WeightFormat)
+    np.testing.assert_array_equal(W.to_dense(), [[1, 0, 0, 2], [0, 0, 0, 0], [0, 3, 0, 0]])
+    assert W.nnz == 3 and W.nbytes == 4 * 8 + 3 * 8 + 3 * 4
+    assert set(W.fields()) == {"indptr", "indices", "data", "shape"}
+
+
+@pytest.mark.parametrize("kw,cls,match", [
+    (dict(indices=[3, 0, 1]), ValidationError, "sorted"),              # unsorted within row 0
+    (dict(indices=[2, 2, 1]), ValidationError, "unique"),              # duplicate within row 0
+    (dict(indices=[0, 4, 1]), ValidationError, r"\[0, 4\)"),          # column out of range
+    (dict(indices=[0, -1, 1]), ValidationError, "non-negative"),       # negative index
+    (dict(indptr=[0, 2, 1, 3]), ValidationError, "non-decreasing"),    # indptr goes back
+    (dict(indptr=[1, 2, 2, 3]), ValidationError, r"indptr\[0\]"),      # does not start at 0
+    (dict(indptr=[0, 2, 2, 4]), ValidationError, "nnz"),               # does not end at nnz
+    (dict(indptr=[0, 2, 3]), ShapeError, "rows \\+ 1"),                # wrong length
+    (dict(data=np.array([1, 2], np.float32)), ShapeError, "nnz"),
+    (dict(data=np.array([1, 2, 3], np.int32)), DTypeError, "int8"),
+    (dict(data=np.array([1, np.nan, 3], np.float32)), ValidationError, "finite"),
+    (dict(indices=np.array([0.0, 3.0, 1.0])), DTypeError, "integer"),
+    (dict(shape=(3, -4)), ShapeError, "non-negative"),
+])
+def test_malformed_csr_rejected(kw, cls, match):
+    with pytest.raises(cls, match=match):
+        make(**kw)
+
+
+def test_rows_boundary_is_not_an_unsorted_step():
+    W = CSRMatrix([0, 1, 1, 3, 4], [3, 0, 2, 0], np.ones(4, np.float32), (4, 4))  # 3 -> 0 crosses a row
+    assert W.nnz == 4
+
+
+def test_c_wrapper_rejects_malformed_csr_before_c():
+    if not C_ISAS:
+        pytest.skip("C kernels not built")
+    from refcomp.kernels import c
+
+    X = np.ones((4, 2), np.float32)
+    with pytest.raises(ValidationError, match="indices"):
+        c.csr_spmm_f32([0, 1], [7], np.ones(1, np.float32), (1, 4), X)
+    with pytest.raises(ValidationError, match="indptr"):
+        c.csr_spmm_f32([0, 5], [1], np.ones(1, np.float32), (1, 4), X)
+    with pytest.raises(ShapeError, match="X"):
+        c.csr_spmm_f32([0, 1], [1], np.ones(1, np.float32), (1, 4), np.ones((3, 2), np.float32))
+
+
+# ------------------------------------------------------------------ conversions
+def test_scipy_round_trip_and_product():
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(0)
+    W = sparse_dense(rng, (30, 40), 0.2)
+    C = CSRMatrix.from_dense(W)
+    S = C.to_scipy()
+    np.testing.assert_array_equal(S.toarray(), W)
+    C2 = CSRMatrix.from_scipy(sp.coo_array(W))
+    np.testing.assert_array_equal(C2.indptr, C.indptr)
+    np.testing.assert_array_equal(C2.indices, C.indices)
+    X = rng.standard_normal((40, 7)).astype(np.float32)
+    np.testing.assert_allclose(C.dot(X, backend="numpy"), S @ X, rtol=1e-5, atol=1e-5)
+    # scipy duplicates are summed, unsorted indices sorted
+    D = sp.csr_array((np.array([1.0, 2.0, 3.0]), np.array([2, 0, 2]), np.array([0, 3])), shape=(1, 3))
+    np.testing.assert_array_equal(CSRMatrix.from_scipy(D).to_dense(), [[2.0, 0.0, 4.0]])
+
+
+# ------------------------------------------------------------------ float products
+def _bound(W, X, extra=0):
+    """eq. S2: gamma_{m+extra} * sum |w x| per output."""
+    m = np.diff(W.indptr).astype(np.float64)[:, None] + extra
+    gamma = m * U32 / (1 - m * U32)
+    return gamma * (np.abs(W.to_dense().astype(np.float64)) @ np.abs(X.astype(np.float64)))
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.integers(1, 40), cols=st.integers(1, 40), n=st.integers(1, 140),
+       density=st.sampled_from([0.0, 0.05, 0.3, 1.0]), seed=st.integers(0, 2**32 - 1))
+def test_spmm_within_bound(fast, rows, cols, n, density, seed):
+    rng = np.random.default_rng(seed)
+    W = CSRMatrix.from_dense(sparse_dense(rng, (rows, cols), density))
+    X = (rng.standard_normal((cols, n)) * 10.0 ** rng.integers(-3, 4)).astype(np.float32)
+    exact = W.to_dense().astype(np.float64) @ X.astype(np.float64)
+    got = W.dot(X, backend=fast)
+    assert got.dtype == np.float32 and got.shape == (rows, n)
+    assert np.all(np.abs(got - exact) <= _bound(W, X)), np.abs(got - exact).max()
+
+
+def test_sparse_linear_bound_bias_and_vector(fast):
+    rng = np.random.default_rng(1)
+    for sparsity in (0.5, 0.9, 0.98):
+        Wd = sparse_dense(rng, (70, 130), 1 - sparsity)
+        W = CSRMatrix.from_dense(Wd)
+        x = rng.standard_normal((33, 130)).astype(np.float32)
+        b = rng.standard_normal(70).astype(np.float32)
+        exact = x.astype(np.float64) @ Wd.T.astype(np.float64) + b
+        y = sparse_linear(x, W, b, backend=fast)
+        bound = _bound(W, x.T, extra=1).T + np.abs(b) * 2 * U32
+        assert np.all(np.abs(y - exact) <= bound)
+        np.testing.assert_allclose(W.matmul(x), x @ Wd.T, rtol=1e-4, atol=1e-4)
+        yv = sparse_linear(x[3], W, b, backend=fast)
+        np.testing.assert_array_equal(yv, y[3])
+
+
+def test_spmm_non_contiguous_input(fast):
+    rng = np.random.default_rng(2)
+    W = CSRMatrix.from_dense(sparse_dense(rng, (20, 30), 0.3))
+    X = rng.standard_normal((60, 40)).astype(np.float32)[::2, ::3]  # (30, 14) strided
+    np.testing.assert_allclose(W.dot(X, backend=fast), W.to_dense() @ X, rtol=1e-5, atol=1e-5)
+
+
+def test_spmm_thread_invariance(fast, threads):
+    rng = np.random.default_rng(3)
+    W = CSRMatrix.from_dense(sparse_dense(rng, (300, 256), 0.2))
+    X = rng.standard_normal((256, 150)).astype(np.float32)
+    threads(1)
+    one = W.dot(X, backend=fast)
+    threads(2)
+    np.testing.assert_array_equal(W.dot(X, backend=fast), one)
+
+
+def test_sparse_linear_rejects_bad_input():
+    W = make()
+    with pytest.raises(ShapeError, match="x"):
+        sparse_linear(np.ones((2, 3), np.float32), W)
+    with pytest.raises(DTypeError, match="x"):
+        sparse_linear(np.ones((2, 4), np.int32), W)
+    with pytest.raises(ValidationError, match="W"):
+        sparse_linear(np.ones((2, 4), np.float32), W.to_dense())
+    with pytest.raises(ShapeError, match="bias"):
+        sparse_linear(np.ones((2, 4), np.float32), W, np.ones(4, np.float32))
+    with pytest.raises(ValidationError, match="finite"):
+        W.dot(np.full((4, 1), np.inf, np.float32))
+
+
+# ------------------------------------------------------------------ int8 products
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.integers(1, 30), cols=st.integers(1, 40), batch=st.integers(1, 20),
+       xdt=st.sampled_from([np.int8, np.uint8]), extreme=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_sparse_linear_integer_exact(fast, rows, cols, batch, xdt, extreme, seed):
+    rng = np.random.default_rng(seed)
+    Wd = rng.integers(-128, 128, (rows, cols)).astype(np.int8)
+    Wd[rng.random(Wd.shape) < 0.6] = 0
+    info = np.iinfo(xdt)
+    if extreme:
+        Wd[Wd != 0] = -128
+        x = np.full((batch, cols), info.max, xdt)
+        zx = info.min
+    else:
+        x = rng.integers(info.min, info.max + 1, (batch, cols)).astype(xdt)
+        zx = int(rng.integers(info.min, info.max + 1))
+    bias = rng.integers(-(2**20), 2**20, rows).astype(np.int32)
+    W = CSRMatrix.from_dense(Wd)
+    want = (x.astype(np.int64) - zx) @ Wd.T.astype(np.int64) + bias
+    got = sparse_linear_integer(x, W, bias, x_zero_point=zx, backend=fast)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(sparse_linear_integer(x, W, bias, x_zero_point=zx, backend="numpy"), want)
+
+
+def test_sparse_linear_integer_overflow_policy(fast):
+    # 70000 non-zeros of -128 times (255 - 0): beyond the int32 precondition
+    W = CSRMatrix(np.array([0, 70000, 140000]), np.tile(np.arange(70000), 2),
+                  np.concatenate([np.full(70000, -128), np.tile([127, -128], 35000)]).astype(np.int8), (2, 70000))
+    x = np.full((1, 70000), 255, np.uint8)
+    with pytest.raises(OverflowRiskError):
+        sparse_linear_integer(x, W, backend=fast)
+    W1 = CSRMatrix(W.indptr[1:] - 70000, W.indices[70000:], W.data[70000:], (1, 70000))
+    assert sparse_linear_integer(x, W1, backend=fast)[0, 0] == -35000 * 255  # fits: exact via int64
+
+
+def test_integer_dot_rejects_float_x():
+    W = CSRMatrix.from_dense(np.eye(3, dtype=np.int8))
+    with pytest.raises(DTypeError, match="X"):
+        W.dot(np.ones((3, 2), np.float32))
+    with pytest.raises(DTypeError, match="W"):
+        sparse_linear(np.ones((2, 3), np.float32), W)

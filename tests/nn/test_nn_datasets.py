@@ -1,0 +1,95 @@
+"""Datasets: MNIST IDX reading and checksums, digits, seeded splits, batches."""
+
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+
+from refcomp import datasets
+from refcomp.errors import FileFormatError, ValidationError
+
+
+def test_mnist_test_split_loads_and_verifies(mnist_dir):
+    images, labels = datasets.mnist(mnist_dir, split="test")
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (10000,) and set(np.unique(labels)) == set(range(10))
+    assert np.bincount(labels).tolist()[:3] == [980, 1135, 1032]   # the official t10k class counts
+
+
+def test_mnist_split_is_the_seed0_permutation(mnist_dir):
+    (xtr, ytr), (xte, yte) = datasets.mnist_split(mnist_dir, seed=0)
+    assert xtr.shape == (8000, 1, 28, 28) and xte.shape == (2000, 1, 28, 28) and xtr.dtype == np.float32
+    images, labels = datasets.mnist(mnist_dir)
+    perm = np.random.default_rng(0).permutation(10000)
+    np.testing.assert_array_equal(ytr, labels[perm[:8000]])
+    np.testing.assert_array_equal(xte[:, 0], images[perm[8000:]] / np.float32(255))
+    flat = datasets.mnist_split(mnist_dir, n_train=10, n_test=5, flatten=True, normalize=True)[0][0]
+    assert flat.shape == (10, 784) and flat.min() < 0
+
+
+def test_mnist_checksum_mismatch_and_raw_files(mnist_dir, tmp_path):
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        shutil.copy(mnist_dir / f"{name}.gz", tmp_path / f"{name}.gz")
+    # a re-compressed file holds the same data but not the official bytes
+    data = gzip.decompress((tmp_path / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(data, mtime=1))
+    with pytest.raises(FileFormatError, match="MD5"):
+        datasets.mnist(tmp_path)
+    # raw (uncompressed) IDX files are read too, checked by header and size
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(data)
+    images, labels = datasets.mnist(tmp_path)
+    assert labels.shape == (10000,)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(data[:-3])
+    with pytest.raises(FileFormatError, match="expected 10000 data bytes"):
+        datasets.mnist(tmp_path)
+
+
+def test_mnist_missing_directory_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("REFCOMP_MNIST_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="REFCOMP_MNIST_DIR"):
+        datasets.mnist()
+    with pytest.raises(ValidationError, match="split"):
+        datasets.mnist(split="validation")
+
+
+def test_read_idx_rejects_foreign_and_corrupted(tmp_path):
+    f = tmp_path / "x.idx"
+    f.write_bytes(b"\x00\x00\x08\x02" + (2).to_bytes(4, "big") + (3).to_bytes(4, "big") + bytes(range(6)))
+    np.testing.assert_array_equal(datasets.read_idx(f), [[0, 1, 2], [3, 4, 5]])
+    f.write_bytes(b"\x89PNG\r\n\x1a\n....")
+    with pytest.raises(FileFormatError, match="not an IDX"):
+        datasets.read_idx(f)
+    f.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + (4).to_bytes(4, "big") + b"ab")[:-6])
+    with pytest.raises(FileFormatError):
+        datasets.read_idx(f)
+
+
+def test_digits():
+    x, y = datasets.digits()
+    assert x.shape == (1797, 64) and x.dtype == np.float32 and 0 <= x.min() and x.max() == 1
+    assert y.dtype == np.int64 and set(np.unique(y)) == set(range(10))
+
+
+def test_split_indices_deterministic_and_disjoint():
+    a, b = datasets.split_indices(100, 70, 20, seed=3)
+    a2, b2 = datasets.split_indices(100, 70, 20, seed=3)
+    np.testing.assert_array_equal(a, a2)
+    assert len(set(a) | set(b)) == 90 and not set(a) & set(b)
+    assert not np.array_equal(a, datasets.split_indices(100, 70, 20, seed=4)[0])
+    with pytest.raises(ValidationError):
+        datasets.split_indices(10, 8, 5)
+
+
+def test_batches_cover_everything_once_in_seeded_order():
+    x = np.arange(10)[:, None] * 1.0
+    y = np.arange(10)
+    got = [yb for _, yb in datasets.batches(x, y, 4, rng=0)]
+    assert [len(b) for b in got] == [4, 4, 2]
+    assert sorted(np.concatenate(got)) == list(range(10))
+    again = [yb for _, yb in datasets.batches(x, y, 4, rng=0)]
+    assert all(np.array_equal(p, q) for p, q in zip(got, again))
+    assert [len(b) for _, b in datasets.batches(x, y, 4, drop_last=True)] == [4, 4]
+    with pytest.raises(ValidationError, match="batch_size"):
+        next(datasets.batches(x, y, 0))

@@ -1,0 +1,165 @@
+"""Training end to end (short CI versions of the accuracy runs), models, formats in layers."""
+
+import io
+
+import numpy as np
+import pytest
+
+from refcomp import datasets, models, nn
+from refcomp.errors import ShapeError, ValidationError
+from refcomp.formats.base import WeightFormat
+from refcomp.formats.dense import Dense
+
+
+def test_model_parameter_counts():
+    assert models.lenet5().num_parameters() == 431_080
+    assert models.lenet_300_100().num_parameters() == 266_610
+    names = [n for n, _ in models.lenet5().named_parameters()]
+    assert names[:4] == ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"]
+
+
+def test_models_are_seeded():
+    a, b, c = models.lenet5(1), models.lenet5(1), models.lenet5(2)
+    np.testing.assert_array_equal(a["conv1"].weight.data, b["conv1"].weight.data)
+    assert not np.array_equal(a["conv1"].weight.data, c["conv1"].weight.data)
+    bound = 1 / np.sqrt(25)
+    assert np.abs(a["conv1"].weight.data).max() <= bound
+    he = models.lenet_300_100(0, init="he_normal")["fc1"].weight.data
+    assert abs(he.std() - np.sqrt(2 / 784)) < 0.05 * np.sqrt(2 / 784)
+
+
+def test_digits_mlp_reaches_96_percent():
+    x, y = datasets.digits()
+    tr, te = datasets.split_indices(len(y), 1437, 360, seed=0)
+    model = models.digits_mlp(0)
+    hist = nn.train(model, (x[tr], y[tr]), epochs=30, lr=0.05, momentum=0.9, rng=0, progress=False)
+    assert hist[-1]["loss"] < hist[0]["loss"] / 5
+    assert nn.evaluate(model, (x[te], y[te]))["accuracy"] >= 0.96
+
+
+def test_training_is_deterministic_given_seeds():
+    x, y = datasets.digits()
+    runs = []
+    for _ in range(2):
+        m = models.digits_mlp(3)
+        nn.train(m, (x[:300], y[:300]), epochs=2, rng=5, progress=False)
+        runs.append(m["fc2"].weight.data.copy())
+    np.testing.assert_array_equal(*runs)
+
+
+def test_lenet_300_100_short_run_on_mnist(mnist_dir):
+    (xtr, ytr), (xte, yte) = datasets.mnist_split(mnist_dir, n_train=4000, n_test=1000, seed=0)
+    model = models.lenet_300_100(0)
+    nn.train(model, (xtr, ytr), epochs=3, lr=0.05, rng=0, progress=False)
+    assert nn.evaluate(model, (xte, yte))["accuracy"] >= 0.88
+
+
+def test_progress_is_quiet_off_terminal_and_lines_on_request():
+    x, y = datasets.digits()
+    out = io.StringIO()
+    nn.train(models.digits_mlp(0), (x[:128], y[:128]), epochs=2, progress="auto", stream=out)
+    assert out.getvalue() == ""
+    nn.train(models.digits_mlp(0), (x[:128], y[:128]), epochs=2, progress="epoch", stream=out,
+             val_data=(x[128:256], y[128:256]))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and "samples/s" in lines[0] and "val_acc" in lines[1]
+
+
+def test_evaluate_restores_mode_and_history_fields():
+    x, y = datasets.digits()
+    m = models.digits_mlp(0).train()
+    nn.evaluate(m, (x[:50], y[:50]))
+    assert m.training
+    h = nn.train(m, (x[:64], y[:64]), epochs=1, progress=False)
+    assert set(h[0]) >= {"epoch", "lr", "loss", "accuracy", "seconds", "samples_per_s"}
+
+
+def test_divergence_raises_instead_of_nan():
+    x, y = datasets.digits()
+    with pytest.raises(ValidationError, match="diverged|finite"):
+        # least squares with a step far above 2/λ_max: the iterates grow geometrically to inf
+        onehot = np.eye(10, dtype=np.float32)[y]
+        nn.train(nn.Sequential(nn.Linear(64, 10, rng=0)), (x * 100, onehot), epochs=50, lr=10.0,
+                 loss=nn.MSELoss(), progress=False)
+
+
+class ScaledWeight(WeightFormat):
+    """A non-trainable format: int8 codes times one scale (stands in for QTensor)."""
+
+    def __init__(self, w):
+        self.scale = np.abs(w).max() / 127
+        self.codes = np.round(w / self.scale).astype(np.int8)
+        self.shape = w.shape
+
+    def to_dense(self):
+        return (self.codes * self.scale).astype(np.float32)
+
+    @property
+    def nbytes(self):
+        return self.codes.nbytes + 4
+
+
+def test_layer_goes_through_its_weight_format():
+    rng = np.random.default_rng(0)
+    lin = nn.Linear(6, 4, rng=0)
+    q = ScaledWeight(lin.weight.data)
+    lin.weight = q
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    np.testing.assert_allclose(lin.forward(x), x @ q.to_dense().T + lin.bias.data, rtol=1e-6)
+    dx = lin.backward(np.ones((3, 4), np.float32))
+    np.testing.assert_allclose(dx, np.ones((3, 4)) @ q.to_dense(), rtol=1e-6)
+    # not trainable: no gradient, not in parameters(), optimizer leaves it alone
+    assert [n for n, _ in lin.named_parameters()] == ["bias"]
+    assert lin.num_parameters() == 28
+    conv = nn.Conv2d(2, 3, 3, rng=0)
+    conv.weight = ScaledWeight(conv.weight.data)
+    y = conv.forward(rng.standard_normal((1, 2, 5, 5)).astype(np.float32))
+    assert conv.backward(np.ones_like(y)).shape == (1, 2, 5, 5)
+
+
+def test_frozen_dense_weight_gets_no_gradient():
+    lin = nn.Linear(3, 2, rng=0)
+    lin.weight.trainable = False
+    lin.forward(np.ones((1, 3), np.float32))
+    lin.backward(np.ones((1, 2), np.float32))
+    assert lin.weight.grad is None
+
+
+def test_bad_inputs_raise_refcomp_errors():
+    with pytest.raises(ShapeError, match="x"):
+        nn.Linear(3, 2).forward(np.ones((2, 4), np.float32))
+    with pytest.raises(ShapeError, match="x"):
+        nn.Conv2d(1, 1, 5).forward(np.ones((1, 1, 3, 3), np.float32))
+    with pytest.raises(ValidationError, match="groups"):
+        nn.Conv2d(3, 4, 3, groups=2)
+    with pytest.raises(ValidationError, match="backward"):
+        nn.Linear(3, 2).backward(np.ones((1, 2)))
+    with pytest.raises(ValidationError, match="target"):
+        nn.CrossEntropyLoss()(np.zeros((2, 3)), np.array([0, 3]))
+    with pytest.raises(ValidationError, match="logits"):
+        nn.CrossEntropyLoss()(np.array([[np.nan, 0.0]]), np.array([0]))
+    with pytest.raises(ValidationError, match="kernel_size"):
+        nn.MaxPool2d(0)
+    with pytest.raises(ValidationError, match="rng"):
+        nn.Linear(2, 2, rng="seed")
+
+
+def test_sequential_names_and_replacement():
+    m = nn.Sequential(("a", nn.Linear(2, 3, rng=0)), ("b", nn.ReLU()))
+    assert m[0] is m["a"] and len(m) == 2
+    m["a"] = nn.Linear(2, 3, rng=1)
+    assert [n for n, _ in m.named_parameters()] == ["a.weight", "a.bias"]
+    with pytest.raises(ValidationError):
+        m.add("a", nn.ReLU())
+    sd = m.state_dict()
+    m2 = nn.Sequential(("a", nn.Linear(2, 3)), ("b", nn.ReLU()))
+    m2.load_state_dict(sd)
+    np.testing.assert_array_equal(m2["a"].weight.data, m["a"].weight.data)
+
+
+def test_cli_train_digits(tmp_path, capsys):
+    from refcomp.cli import main
+
+    out = tmp_path / "d.safetensors"
+    assert main(["train", "--model", "digits_mlp", "--epochs", "2", "--quiet", "--out", str(out)]) == 0
+    assert "test accuracy" in capsys.readouterr().out and out.exists()

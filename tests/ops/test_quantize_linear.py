@@ -1,0 +1,146 @@
+"""quantize_linear / dequantize_linear / dynamic_quantize_linear: the properties of issue 2, item 3."""
+
+import ml_dtypes
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from refcomp.ops import dequantize_linear, dynamic_quantize_linear, quantize_linear
+from refcomp.quant.dtypes import QDTYPES
+
+INT_TYPES = ["int2", "uint2", "int4", "uint4", "int8", "uint8", "int16", "uint16"]
+seeds = st.integers(0, 2**32 - 1)
+
+
+def zero_point(rng, q, shape=()):
+    return rng.integers(int(q.qmin), int(q.qmax) + 1, size=shape).astype(np.int64).astype(q.np_dtype)
+
+
+@settings(max_examples=80)
+@given(seed=seeds, name=st.sampled_from(INT_TYPES))
+def test_round_trip_error_at_most_half_a_step_inside_the_range(seed, name):
+    q = QDTYPES[name]
+    rng = np.random.default_rng(seed)
+    s = np.float32(rng.uniform(1e-3, 2))
+    z = zero_point(rng, q)
+    lo, hi = (q.qmin - int(z)) * float(s), (q.qmax - int(z)) * float(s)
+    x = rng.uniform(lo, hi, 100).astype(np.float32)
+    y = dequantize_linear(quantize_linear(x, s, z), s, z)
+    # 1e-6 relative slack: x / s and (q - z) * s are each rounded once in float32
+    assert np.all(np.abs(y.astype(np.float64) - x) <= float(s) / 2 * (1 + 1e-6) + 1e-6 * np.abs(x))
+
+
+@settings(max_examples=80)
+@given(seed=seeds, name=st.sampled_from(INT_TYPES))
+def test_quantize_of_dequantize_is_identity(seed, name):
+    q = QDTYPES[name]
+    rng = np.random.default_rng(seed)
+    qs = zero_point(rng, q, (64,))
+    s = np.float32(2.0 ** rng.integers(-8, 4) * rng.choice([1.0, 0.75, 1.25]))
+    z = zero_point(rng, q)
+    back = quantize_linear(dequantize_linear(qs, s, z), s, z)
+    assert back.dtype == qs.dtype
+    np.testing.assert_array_equal(back.astype(np.int64), qs.astype(np.int64))
+
+
+@settings(max_examples=60)
+@given(seed=seeds, name=st.sampled_from(INT_TYPES))
+def test_zero_maps_to_zero_point_exactly(seed, name):
+    q = QDTYPES[name]
+    rng = np.random.default_rng(seed)
+    s, z = np.float32(rng.uniform(1e-6, 1e3)), zero_point(rng, q)
+    y = quantize_linear(np.array([0.0, -0.0], np.float32), s, z)
+    assert np.all(y.astype(np.int64) == int(z))
+    assert np.all(dequantize_linear(y, s, z) == 0)
+
+
+@settings(max_examples=50)
+@given(seed=seeds, axis=st.sampled_from([0, 1, 2, -1]))
+def test_per_axis_equals_per_tensor_slice_by_slice(seed, axis):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32) * 10
+    n = x.shape[axis]
+    s = rng.uniform(0.01, 1, n).astype(np.float32)
+    z = rng.integers(-128, 128, n).astype(np.int8)
+    y = quantize_linear(x, s, z, axis=axis)
+    d = dequantize_linear(y, s, z, axis=axis)
+    for j in range(n):
+        sl = np.take(x, j, axis=axis)
+        np.testing.assert_array_equal(np.take(y, j, axis=axis), quantize_linear(sl, s[j], z[j]))
+        np.testing.assert_array_equal(np.take(d, j, axis=axis), dequantize_linear(np.take(y, j, axis=axis), s[j], z[j]))
+
+
+@settings(max_examples=50)
+@given(seed=seeds, block=st.integers(1, 7), dim=st.integers(1, 12))
+def test_blocked_equals_per_tensor_on_each_block(seed, block, dim):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((3, dim)).astype(np.float32) * 5
+    nb = -(-dim // block)
+    s = rng.uniform(0.01, 1, (3, nb)).astype(np.float32)
+    z = rng.integers(0, 16, (3, nb)).astype(ml_dtypes.uint4)
+    y = quantize_linear(x, s, z, axis=1, block_size=block)
+    assert y.dtype == np.dtype(ml_dtypes.uint4)
+    d = dequantize_linear(y, s, z, axis=1, block_size=block)
+    for r in range(3):
+        for b in range(nb):
+            cols = slice(b * block, min(dim, (b + 1) * block))
+            np.testing.assert_array_equal(y[r, cols], quantize_linear(x[r, cols], s[r, b], z[r, b]))
+            np.testing.assert_array_equal(d[r, cols], dequantize_linear(y[r, cols], s[r, b], z[r, b]))
+
+
+def test_rounding_modes_on_ties():
+    x = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5], np.float32)
+    np.testing.assert_array_equal(quantize_linear(x, np.float32(1), np.int8(0)), [0, 2, 2, 0, -2, -2])
+    np.testing.assert_array_equal(quantize_linear(x, np.float32(1), np.int8(0), rounding="half_away"),
+                                  [1, 2, 3, -1, -2, -3])
+
+
+def test_saturation_and_infinities():
+    x = np.array([1e6, -1e6, np.inf, -np.inf], np.float32)
+    np.testing.assert_array_equal(quantize_linear(x, np.float32(1), np.int8(0)), [127, -128, 127, -128])
+    np.testing.assert_array_equal(quantize_linear(x, np.float32(1), np.uint16(0)), [65535, 0, 65535, 0])
+
+
+def test_float8_saturate_flag_and_nan():
+    x = np.array([1e6, -1e6, np.inf, np.nan, 3.0], np.float32)
+    y = quantize_linear(x, np.float32(1), output_dtype=17)  # e4m3fn
+    assert y.dtype == np.dtype(ml_dtypes.float8_e4m3fn)
+    np.testing.assert_array_equal(y.astype(np.float32)[[0, 1, 2, 4]], [448, -448, 448, 3])
+    assert np.isnan(y.astype(np.float32)[3])
+    y = quantize_linear(x, np.float32(1), output_dtype=19, saturate=0)  # e5m2: overflow -> inf
+    np.testing.assert_array_equal(y.astype(np.float32)[:3], [np.inf, -np.inf, np.inf])
+    y = quantize_linear(x, np.float32(1), output_dtype=17, saturate=0)  # e4m3fn: overflow -> NaN
+    assert np.isnan(y.astype(np.float32)[:2]).all()
+
+
+def test_output_type_rules():
+    x = np.array([1.0], np.float32)
+    assert quantize_linear(x, np.float32(1)).dtype == np.uint8
+    assert quantize_linear(x, np.float32(1), output_dtype=22).dtype == np.dtype(ml_dtypes.int4)
+    assert quantize_linear(x, np.float32(1), np.int16(0)).dtype == np.int16
+    assert dequantize_linear(np.int8([3]), np.float16(0.5)).dtype == np.float16
+    assert dequantize_linear(np.int8([3]), np.float32(0.5), output_dtype=16).dtype == ml_dtypes.bfloat16
+
+
+def test_empty_in_empty_out():
+    e = np.zeros((0, 3), np.float32)
+    assert quantize_linear(e, np.float32(1), np.int8(0)).shape == (0, 3)
+    assert dequantize_linear(np.zeros((0, 3), np.int8), np.float32(1)).shape == (0, 3)
+
+
+@settings(max_examples=60)
+@given(seed=seeds, shape=st.sampled_from([(1,), (5,), (3, 4)]))
+def test_dynamic_quantize_covers_the_data_and_zero(seed, shape):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * rng.uniform(1e-3, 1e3)).astype(np.float32)
+    y, s, z = dynamic_quantize_linear(x)
+    assert s > 0 and y.dtype == np.uint8 and z.dtype == np.uint8
+    assert quantize_linear(np.float32(0), s, z) == z  # 0 is exactly representable
+    err = np.abs(dequantize_linear(y, s, z).astype(np.float64) - x)
+    # range widened to include 0 and rounded zero point: at most one step of error
+    assert np.all(err <= float(s) * (1 + 1e-5))
+
+
+def test_dynamic_quantize_constant_zero_tensor():
+    y, s, z = dynamic_quantize_linear(np.zeros(4, np.float32))
+    assert s == np.float32(1) / np.float32(255) and z == 0 and np.all(y == 0)

@@ -1,0 +1,142 @@
+"""requantize: float (eq. R1) vs fixed point (eq. R2), quantize_multiplier, the gemmlowp primitives."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from refcomp.errors import OverflowRiskError, ValidationError
+from refcomp.ops import multiply_by_quantized_multiplier, quantize_multiplier, requantize
+from refcomp.ops.requantize import rounding_divide_by_pot, saturating_rounding_doubling_high_mul
+
+I32_MIN, I32_MAX = -(2**31), 2**31 - 1
+seeds = st.integers(0, 2**32 - 1)
+
+
+@settings(max_examples=200)
+@given(M=st.floats(2.0**-31, 2.0**20, allow_nan=False, allow_infinity=False))
+def test_quantize_multiplier_reconstructs_within_2_pow_minus_31(M):
+    m, shift = quantize_multiplier(M)
+    m, shift = int(m), int(shift)
+    assert 2**30 <= m <= I32_MAX
+    rebuilt = m * 2.0 ** (shift - 31)
+    assert abs(rebuilt - M) <= M * 2.0**-31
+
+
+def test_quantize_multiplier_edges():
+    assert tuple(map(int, quantize_multiplier(0.5))) == (2**30, 0)
+    assert tuple(map(int, quantize_multiplier(1.0))) == (2**30, 1)
+    # q just below 1 rounds up to 2**31: carried into the shift
+    m, s = quantize_multiplier(np.nextafter(1.0, 0.0))
+    assert (int(m), int(s)) == (2**30, 1)
+    assert tuple(map(int, quantize_multiplier(2.0**-40))) == (0, 0)  # flushed
+    m, s = quantize_multiplier(np.array([0.25, 3.0]))
+    assert m.shape == s.shape == (2,) and m.dtype == np.int32
+
+
+@settings(max_examples=200)
+@given(a=st.integers(I32_MIN, I32_MAX), b=st.integers(I32_MIN, I32_MAX))
+def test_srdhm_equals_its_definition(a, b):
+    ab = a * b
+    s = ab + (2**30 if ab >= 0 else 1 - 2**30)
+    q = abs(s) >> 31  # truncate toward zero
+    want = I32_MAX if a == b == I32_MIN else (q if s >= 0 else -q)
+    assert int(saturating_rounding_doubling_high_mul(a, b)) == want
+
+
+def test_srdhm_saturation_case():
+    assert int(saturating_rounding_doubling_high_mul(I32_MIN, I32_MIN)) == I32_MAX
+    assert int(saturating_rounding_doubling_high_mul(I32_MIN, I32_MAX)) == -I32_MAX
+
+
+@settings(max_examples=200)
+@given(x=st.integers(I32_MIN, I32_MAX), e=st.integers(0, 31))
+def test_rounding_divide_by_pot_is_round_half_away(x, e):
+    from fractions import Fraction
+
+    q = Fraction(x, 2**e)
+    fl = q.numerator // q.denominator
+    frac = q - fl
+    want = fl + (1 if frac > Fraction(1, 2) or (frac == Fraction(1, 2) and x >= 0) else 0)
+    assert int(rounding_divide_by_pot(x, e)) == want
+
+
+@settings(max_examples=100)
+@given(seed=seeds, M=st.floats(1e-6, 0.99), zp=st.integers(-128, 127))
+def test_fixed_point_within_one_unit_of_float(seed, M, zp):
+    rng = np.random.default_rng(seed)
+    acc = rng.integers(-(2**24), 2**24, size=200).astype(np.int32)
+    yf = requantize(acc, np.float32(M), np.int8(zp), output_dtype="int8", method="float").astype(int)
+    yq = requantize(acc, np.float32(M), np.int8(zp), output_dtype="int8", method="fixed_point").astype(int)
+    assert np.max(np.abs(yf - yq)) <= 1
+
+
+def test_float_method_is_float32_round_half_even():
+    acc = np.array([1, 3, 5, -1, -3, 7], np.int32)
+    y = requantize(acc, np.float32(0.5), None, output_dtype="int8")  # 0.5, 1.5, 2.5 ... ties
+    np.testing.assert_array_equal(y, [0, 2, 2, 0, -2, 4])
+    yq = requantize(acc, np.float32(0.5), None, output_dtype="int8", method="fixed_point")
+    # M = 0.5 is m = 2**30, shift 0: only SRDHM rounds, ties upward (gemmlowp's nudge)
+    np.testing.assert_array_equal(yq, [1, 2, 3, 0, -1, 4])
+    yq = requantize(acc, np.float32(0.25), None, output_dtype="int8", method="fixed_point")
+    # M = 0.25 is m = 2**30, shift -1: SRDHM rounds acc/2, then RDivPOT rounds again
+    # (gemmlowp's double rounding: 1 * 0.25 -> SRDHM 0.5 -> 1 -> RDivPOT 0.5 -> 1)
+    np.testing.assert_array_equal(yq, [1, 1, 2, 0, -1, 2])
+
+
+def test_saturation_and_per_axis():
+    acc = np.array([[100000, -100000], [10, -10]], np.int32)
+    y = requantize(acc, np.array([1.0, 0.5], np.float32), np.array([0, 3]), output_dtype="uint8", axis=1)
+    np.testing.assert_array_equal(y, [[255, 0], [10, 0]])
+    assert y.dtype == np.uint8
+    y = requantize(acc, np.array([1.0, 0.5], np.float32), np.array([0, 3]), output_dtype="uint8", axis=1,
+                   method="fixed_point")
+    np.testing.assert_array_equal(y, [[255, 0], [10, 0]])
+
+
+def test_left_shift_overflow_raises():
+    with pytest.raises(OverflowRiskError, match="acc_int32"):
+        multiply_by_quantized_multiplier(np.array([2**30], np.int32), 2**30, 2)
+    assert int(multiply_by_quantized_multiplier(np.array([3], np.int32), 2**30, 2)[0]) == 6
+
+
+def test_bad_arguments():
+    acc = np.zeros(3, np.int32)
+    with pytest.raises(ValidationError, match="multiplier_or_scale"):
+        requantize(acc, np.float32(0), None, output_dtype="int8")
+    with pytest.raises(ValidationError, match="multiplier_or_scale"):
+        requantize(acc, np.float32(np.nan), None, output_dtype="int8")
+    with pytest.raises(ValidationError, match="acc_int32"):
+        requantize(acc.astype(np.int64), np.float32(1), None, output_dtype="int8")
+    with pytest.raises(ValidationError, match="zero_point"):
+        requantize(acc, np.float32(1), 300, output_dtype="uint8")
+    with pytest.raises(ValidationError, match="output_dtype"):
+        requantize(acc, np.float32(1), None, output_dtype="float8_e4m3fn")
+    with pytest.raises(ValidationError, match="method"):
+        requantize(acc, np.float32(1), None, output_dtype="int8", method="double")
+    with pytest.raises(ValidationError, match="real_multiplier"):
+        quantize_multiplier(-1.0)
+
+
+def test_fast_kernel_contract(monkeypatch):
+    """A registered kernel receives acc [M, N] int32 and per-column parameters [N] of the agreed dtypes."""
+    import refcomp.backend
+
+    seen = {}
+
+    def fake_float(acc, mult, zp, qmin, qmax):
+        seen["float"] = (acc.shape, mult.dtype, mult.shape, zp.dtype, zp.shape, qmin, qmax)
+        return np.zeros(acc.shape, np.int32)
+
+    def fake_fixed(acc, mult, shift, zp, qmin, qmax):
+        seen["fixed"] = (mult.dtype, mult.shape, shift.dtype, shift.shape, zp.dtype, zp.shape, qmin, qmax)
+        return np.zeros(acc.shape, np.int32)
+
+    table = {"requantize_float": fake_float, "requantize_fixed_point": fake_fixed}
+    monkeypatch.setattr(refcomp.backend, "implementation", lambda op, backend=None: table.get(op))
+    acc = np.arange(12, dtype=np.int32).reshape(3, 4)
+    requantize(acc, np.float32(0.1), np.int8(3), output_dtype="int8")
+    assert seen["float"] == ((3, 4), np.float32, (4,), np.int32, (4,), -128, 127)
+    requantize(acc, np.full(4, 0.1, np.float32), np.zeros(4, np.uint8), output_dtype="uint8", axis=1,
+               method="fixed_point")
+    assert seen["fixed"] == (np.int32, (4,), np.int32, (4,), np.int32, (4,), 0, 255)

@@ -1,0 +1,119 @@
+"""choose_qparams: the formulas of docs/quantization.md eqs. (4)-(9), checked on known values and properties."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from refcomp.errors import DTypeError, ShapeError, ValidationError
+from refcomp.quant import QDTYPES, choose_qparams, dequantize, quant_range, quantize
+
+INT_DTYPES = ["int2", "uint2", "int4", "uint4", "int8", "uint8", "int16", "uint16"]
+FLOAT_DTYPES = ["float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float4_e2m1fn"]
+
+
+def test_asymmetric_uint8_known_values():
+    qp = choose_qparams(-1.0, 2.0, "uint8")
+    assert qp.scale == np.float32(3.0 / 255)
+    assert int(qp.zero_point) == round(0 - (-1.0) / float(qp.scale))  # 85
+
+
+def test_symmetric_known_values():
+    assert choose_qparams(-1.0, 2.0, "int8", symmetric=True).scale == np.float32(2.0 / 127.5)
+    qp = choose_qparams(-1.0, 2.0, "uint8", symmetric=True)
+    assert int(qp.zero_point) == 128 and qp.scale == np.float32(2.0 / 127.5)
+    qp = choose_qparams(-1.0, 2.0, "int8", symmetric=True, restricted_range=True)
+    assert qp.scale == np.float32(2.0 / 127) and (qp.qmin, qp.qmax) == (-127, 127)
+
+
+@pytest.mark.parametrize("dtype,restricted,reduce,expected", [
+    ("int8", False, False, (-128, 127)),
+    ("int8", True, False, (-127, 127)),
+    ("int8", False, True, (-64, 63)),
+    ("uint8", False, True, (0, 127)),
+    ("int8", True, True, (-63, 63)),
+    ("int4", True, False, (-7, 7)),
+    ("uint16", False, True, (0, 32767)),
+])
+def test_quant_range(dtype, restricted, reduce, expected):
+    assert quant_range(dtype, restricted_range=restricted, reduce_range=reduce) == expected
+
+
+def test_range_is_extended_to_contain_zero():
+    qp = choose_qparams(2.0, 5.0, "uint8")  # all positive: lo becomes 0
+    assert int(qp.zero_point) == 0 and qp.scale == np.float32(5.0 / 255)
+    qp = choose_qparams(-5.0, -2.0, "uint8")
+    assert int(qp.zero_point) == 255
+
+
+def test_all_zero_range_gives_scale_one():
+    qp = choose_qparams(0.0, 0.0, "int8")
+    assert qp.scale == 1.0
+    assert quantize(np.zeros(3, np.float32), qp).tolist() == [int(qp.zero_point)] * 3
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_float_dtypes_map_amax_to_the_largest_finite(dtype):
+    qp = choose_qparams(-3.0, 1.5, dtype)
+    assert qp.scale == np.float32(3.0 / QDTYPES[dtype].qmax)
+    assert float(qp.zero_point.astype(np.float32)) == 0.0
+
+
+def test_float_dtypes_reject_integer_only_options():
+    with pytest.raises(ValidationError) as info:
+        choose_qparams(-1, 1, "float8_e4m3fn", restricted_range=True)
+    assert info.value.argument == "restricted_range"
+
+
+finite = st.floats(-1e6, 1e6, allow_nan=False, width=32)
+
+
+@settings(max_examples=80)
+@given(a=finite, b=finite, dtype=st.sampled_from(INT_DTYPES), symmetric=st.booleans(),
+       restricted=st.booleans(), reduce=st.booleans())
+def test_zero_is_exact_and_range_is_covered(a, b, dtype, symmetric, restricted, reduce):
+    lo, hi = min(a, b), max(a, b)
+    if reduce and QDTYPES[dtype].bits == 2:
+        return
+    qp = choose_qparams(lo, hi, dtype, symmetric=symmetric, restricted_range=restricted, reduce_range=reduce)
+    assert qp.scale > 0
+    # 0.0 quantizes to the zero point, and the zero point dequantizes to exactly 0.0
+    zero = quantize(np.zeros(1, np.float32), qp)
+    assert zero.astype(np.int64)[0] == int(qp.zero_point)
+    assert dequantize(zero, qp)[0] == 0.0
+    # the range is covered up to half a step (the zero point is an integer), and the
+    # float32 rounding of the scale (relative 2^-24 of the range)
+    rmin, rmax = qp.representable_range()
+    tol = 0.5 * float(qp.scale) + 2**-22 * max(-lo, hi)
+    assert rmin - tol <= lo and hi <= rmax + tol
+
+
+@settings(max_examples=40)
+@given(lo=st.lists(finite, min_size=1, max_size=6), dtype=st.sampled_from(INT_DTYPES + FLOAT_DTYPES),
+       symmetric=st.booleans())
+def test_per_axis_equals_per_tensor_per_channel(lo, dtype, symmetric):
+    lo = np.array(lo)
+    hi = lo + np.abs(lo[::-1]) + 1.0
+    qp = choose_qparams(lo, hi, dtype, symmetric=symmetric, axis=0)
+    for c in range(lo.size):
+        one = choose_qparams(lo[c], hi[c], dtype, symmetric=symmetric)
+        assert qp.scale[c] == one.scale
+        assert qp.zero_point.astype(np.float64)[c] == one.zero_point.astype(np.float64)
+
+
+@pytest.mark.parametrize("kwargs,exc,argument", [
+    (dict(min_val=1.0, max_val=0.0), ValidationError, "min_val"),
+    (dict(min_val=np.nan, max_val=0.0), ValidationError, "min_val"),
+    (dict(min_val=0.0, max_val=np.inf), ValidationError, "max_val"),
+    (dict(min_val=[0.0, 1.0], max_val=[1.0]), ShapeError, "max_val"),
+    (dict(min_val=[0.0, 1.0], max_val=[1.0, 2.0]), ShapeError, "min_val"),  # per-tensor needs one value
+    (dict(min_val=[], max_val=[], axis=0), ShapeError, "min_val"),
+    (dict(min_val="x", max_val=1.0), DTypeError, "min_val"),
+    (dict(min_val=0.0, max_val=1.0, dtype="int42"), DTypeError, "dtype"),
+    (dict(min_val=0.0, max_val=1.0, symmetric=1), ValidationError, "symmetric"),
+    (dict(min_val=0.0, max_val=1.0, dtype="int2", reduce_range=True), ValidationError, "reduce_range"),
+])
+def test_bad_input(kwargs, exc, argument):
+    with pytest.raises(exc) as info:
+        choose_qparams(**kwargs)
+    assert info.value.argument == argument

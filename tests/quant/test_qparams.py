@@ -1,0 +1,141 @@
+"""QParams: construction, validation (each error names its argument), layout, serialization."""
+
+import json
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from refcomp.errors import DTypeError, RefcompError, ShapeError, ValidationError
+from refcomp.quant import QDTYPES, QParams
+
+
+def test_per_tensor_defaults():
+    qp = QParams(0.5, 3, "uint8")
+    assert qp.scale.dtype == np.float32 and qp.scale.shape == ()
+    assert qp.zero_point.dtype == np.uint8 and int(qp.zero_point) == 3
+    assert qp.per_tensor and not qp.per_axis and not qp.per_block
+    assert (qp.qmin, qp.qmax) == (0, 255)
+
+
+def test_zero_point_defaults_to_zero_of_the_dtype():
+    qp = QParams([0.1, 0.2], None, "int4", axis=0)
+    assert qp.zero_point.dtype == ml_dtypes.int4
+    assert qp.zero_point.astype(int).tolist() == [0, 0]
+
+
+def test_immutable():
+    qp = QParams(1.0, 0, "int8")
+    with pytest.raises(AttributeError):
+        qp.scale = 2.0
+    with pytest.raises(ValueError):
+        qp.scale[...] = 2.0
+
+
+@pytest.mark.parametrize("name", sorted(QDTYPES))
+def test_every_dtype_roundtrips_through_json(name):
+    dt = QDTYPES[name]
+    zp = 0 if dt.is_float else int(dt.qmin) + 1
+    qp = QParams(np.float32(0.125), zp, name)
+    again = QParams.from_dict(json.loads(json.dumps(qp.to_dict())))
+    assert again == qp
+
+
+def test_blocked_and_narrowed_roundtrip():
+    scale = np.arange(1, 7, dtype=np.float32).reshape(2, 3) / 7
+    qp = QParams(scale, np.ones((2, 3), np.int8), "int8", axis=-1, block_size=4, qmin=-127, qmax=127)
+    assert qp.axis == 1 and qp.per_block and qp.narrowed
+    again = QParams.from_dict(json.loads(json.dumps(qp.to_dict())))
+    assert again == qp
+
+
+def test_check_shape_and_expand_per_axis():
+    qp = QParams([1.0, 2.0, 3.0], [0, 1, 2], "int8", axis=1)
+    assert qp.check_shape((4, 3, 5)) == 1
+    s, z = qp.expand((4, 3, 5))
+    assert s.shape == (1, 3, 1) and z.ravel().tolist() == [0, 1, 2]
+
+
+def test_expand_blocked_follows_onnx_ceil_rule():
+    # ONNX QuantizeLinear-21: element j along the axis uses scale j // block_size; last block may be short.
+    qp = QParams(np.array([[1.0, 2.0, 3.0]], np.float32), None, "int8", axis=1, block_size=4)
+    s, _ = qp.expand((1, 10))
+    assert s.ravel().tolist() == [1, 1, 1, 1, 2, 2, 2, 2, 3, 3]
+
+
+# ---- bad input: each raises a refcomp error that names the argument ---------------
+BAD = [
+    (dict(scale=0.0), ValidationError, "scale"),
+    (dict(scale=-1.0), ValidationError, "scale"),
+    (dict(scale=np.nan), ValidationError, "scale"),
+    (dict(scale=np.inf), ValidationError, "scale"),
+    (dict(scale=1e-60), ValidationError, "scale"),  # underflows in float32
+    (dict(scale=np.array([], np.float32), axis=0), ShapeError, "scale"),
+    (dict(scale="a"), DTypeError, "scale"),
+    (dict(scale=np.array([1 + 1j])), DTypeError, "scale"),
+    (dict(scale=1.0, zero_point=128, dtype="int8"), ValidationError, "zero_point"),
+    (dict(scale=1.0, zero_point=-1, dtype="uint8"), ValidationError, "zero_point"),
+    (dict(scale=1.0, zero_point=16, dtype="uint4"), ValidationError, "zero_point"),
+    (dict(scale=1.0, zero_point=np.int32(3), dtype="int8"), DTypeError, "zero_point"),
+    (dict(scale=1.0, zero_point=np.array(3, np.uint8), dtype="int8"), DTypeError, "zero_point"),
+    (dict(scale=1.0, zero_point=1.5, dtype="int8"), DTypeError, "zero_point"),
+    (dict(scale=1.0, zero_point=True, dtype="int8"), DTypeError, "zero_point"),
+    (dict(scale=1.0, zero_point=1, dtype="float8_e4m3fn"), ValidationError, "zero_point"),
+    (dict(scale=1.0, zero_point=1.0, dtype="float4_e2m1fn"), ValidationError, "zero_point"),
+    (dict(scale=[1.0, 2.0], zero_point=[1, 2, 3], dtype="int8", axis=0), ShapeError, "zero_point"),
+    (dict(scale=[1.0, 2.0]), ShapeError, "scale"),  # per-tensor needs one value
+    (dict(scale=[[1.0, 2.0]], axis=0), ShapeError, "scale"),  # per-axis needs 1-D
+    (dict(scale=1.0, dtype="int7"), DTypeError, "dtype"),
+    (dict(scale=1.0, dtype=np.float64), DTypeError, "dtype"),
+    (dict(scale=1.0, axis=1.5), ValidationError, "axis"),
+    (dict(scale=[[1.0]], axis=2, block_size=2), ValidationError, "axis"),
+    (dict(scale=[[1.0]], block_size=2), ValidationError, "axis"),
+    (dict(scale=[[1.0]], axis=0, block_size=-1), ValidationError, "block_size"),
+    (dict(scale=[[1.0]], axis=0, block_size=2.0), ValidationError, "block_size"),
+    (dict(scale=1.0, dtype="int8", qmin=-129), ValidationError, "qmin"),
+    (dict(scale=1.0, dtype="int8", qmin=5, qmax=5), ValidationError, "qmin"),
+    (dict(scale=1.0, dtype="int8", qmin=-127, zero_point=-128), ValidationError, "zero_point"),
+    (dict(scale=1.0, dtype="float8_e5m2", qmax=3), ValidationError, "qmax"),
+]
+
+
+@pytest.mark.parametrize("kwargs,exc,argument", BAD, ids=[f"{i}-{b[2]}" for i, b in enumerate(BAD)])
+def test_bad_input_names_the_argument(kwargs, exc, argument):
+    with pytest.raises(exc) as info:
+        QParams(**kwargs)
+    assert info.value.argument == argument
+    assert str(info.value).startswith(f"{argument}: expected")
+
+
+def test_axis_out_of_range_for_the_tensor():
+    qp = QParams([1.0, 2.0], None, "int8", axis=3)
+    with pytest.raises(ValidationError) as info:
+        qp.check_shape((2, 2))
+    assert info.value.argument == "axis"
+
+
+def test_per_axis_length_mismatch():
+    qp = QParams([1.0, 2.0], None, "int8", axis=0)
+    with pytest.raises(ShapeError) as info:
+        qp.check_shape((3, 2))
+    assert info.value.argument == "scale"
+
+
+def test_block_size_inconsistent_with_the_axis():
+    # 10 elements in blocks of 3 need ceil(10/3) = 4 scales, not 3
+    qp = QParams(np.ones((1, 3), np.float32), None, "int8", axis=1, block_size=3)
+    with pytest.raises(ShapeError) as info:
+        qp.check_shape((1, 10))
+    assert info.value.argument == "block_size"
+
+
+@pytest.mark.parametrize("d", [
+    {"dtype": "int8", "scale": 1.0},
+    {"dtype": "int8", "scale": 1.0, "zero_point": 0, "oops": 1},
+    {"dtype": "int8", "scale": 0.1, "zero_point": 0},  # 0.1 is not a float32 value
+    {"dtype": "int8", "scale": 1.0, "zero_point": 0, "scale_dtype": "float64"},
+    "not a dict",
+])
+def test_from_dict_rejects_foreign_dicts(d):
+    with pytest.raises(RefcompError):
+        QParams.from_dict(d)
