@@ -78,17 +78,25 @@ int refcomp_pack_b(int64_t K, int64_t N, const void *B, int64_t ldb, int b_is_si
     }
     const uint8_t flip = b_is_signed ? 0x00 : 0x80; /* b' = b - 128 for uint8 B */
     const uint8_t *b = (const uint8_t *)B;
-    for (int64_t k = 0; k < K; ++k) {
-        const uint8_t *row = b + k * ldb;
-        int64_t g = k / KG, q = k % KG;
+    /* one k group (4 rows of B) at a time: each column's 4 bytes are gathered
+     * and written as one 32-bit word, so the writes are sequential */
+    for (int64_t g = 0; g < p->kgroups; ++g) {
+        const int64_t k0 = g * KG, kn = K - k0 < KG ? K - k0 : KG;
+        const uint8_t *rows[KG];
+        for (int q = 0; q < KG; ++q) rows[q] = b + (k0 + (q < kn ? q : 0)) * ldb;
         for (int64_t panel = 0; panel < p->npanels; ++panel) {
-            int64_t j0 = panel * NR, nc = N - j0 < NR ? N - j0 : NR;
-            int8_t *dst = p->data + ((panel * p->kgroups + g) * NR) * KG + q;
-            uint32_t *cs = p->colsum + j0;
+            const int64_t j0 = panel * NR, nc = N - j0 < NR ? N - j0 : NR;
+            uint8_t *dst = (uint8_t *)p->data + (panel * p->kgroups + g) * NR * KG;
             for (int64_t c = 0; c < nc; ++c) {
-                int8_t v = (int8_t)(uint8_t)(row[j0 + c] ^ flip);
-                dst[c * KG] = v;
-                cs[c] += (uint32_t)(int32_t)v;
+                uint8_t v[KG] = {0, 0, 0, 0}; /* k >= K stays 0 */
+                uint32_t s = 0;
+                for (int q = 0; q < KG; ++q)
+                    if (q < kn) {
+                        v[q] = (uint8_t)(rows[q][j0 + c] ^ flip);
+                        s += (uint32_t)(int32_t)(int8_t)v[q];
+                    }
+                memcpy(dst + c * KG, v, KG);
+                p->colsum[j0 + c] += s;
             }
         }
     }

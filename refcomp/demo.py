@@ -63,8 +63,8 @@ def _errors(x, x_hat) -> dict:
 
 def _summary(a: np.ndarray) -> str:
     a = np.asarray(a, dtype=np.float64)
-    if a.size == 1:
-        return f"{a.item():.4g}"
+    if a.min() == a.max():
+        return f"{a.min():.4g}"
     return f"{a.min():.4g}..{a.max():.4g}"
 
 
@@ -129,10 +129,11 @@ def observers(dtype: str) -> list[tuple[str, object]]:
 
 
 # ---- the three tables --------------------------------------------------------------
-def weight_rows(w: np.ndarray, dtypes: list[str] | None = None) -> list[dict]:
+def weight_rows(w: np.ndarray, dtypes: list[str] | None = None, bits: list[int] | None = None) -> list[dict]:
     rows = []
     for name, spec in weight_schemes(w.shape[1]):
-        if dtypes and qdtype(spec["dtype"]).name not in dtypes:
+        dt = qdtype(spec["dtype"])
+        if (dtypes and dt.name not in dtypes) or (bits and dt.bits not in bits):
             continue
         qp = weight_qparams(w, spec)
         qt = QTensor.quantize(w, qp)
@@ -184,8 +185,11 @@ def layer_rows(w: np.ndarray, x: np.ndarray, act_qparams: dict[str, QParams]) ->
 
 
 def run_demo(seed: int = 0, out_features: int = 64, in_features: int = 128, batch: int = 256,
-             dtypes: list[str] | None = None, act_dtype: str = "uint8") -> dict:
-    """All three tables as lists of row dicts, plus the configuration."""
+             dtypes: list[str] | None = None, act_dtype: str = "uint8", bits: list[int] | None = None) -> dict:
+    """All three tables as lists of row dicts, plus the configuration.
+
+    dtypes / bits : keep only the weight schemes of these dtypes / bit widths (None: all).
+    """
     dtypes = [qdtype(d, "--dtype").name for d in dtypes] if dtypes else None
     act_dtype = qdtype(act_dtype, "--act-dtype").name
     w, calib, held_out = make_layer(seed, out_features, in_features, batch)
@@ -193,7 +197,7 @@ def run_demo(seed: int = 0, out_features: int = 64, in_features: int = 128, batc
     return {
         "config": {"seed": seed, "weight_shape": list(w.shape), "batch": batch, "calibration_batches": len(calib),
                    "act_dtype": act_dtype, "float32_weight_bytes": int(w.nbytes)},
-        "weights": weight_rows(w, dtypes),
+        "weights": weight_rows(w, dtypes, bits),
         "activations": act,
         "layer": layer_rows(w, held_out, qps),
     }
@@ -221,7 +225,8 @@ def format_report(result: dict) -> str:
         "Weights (min-max range; SQNR = 10 log10(sum x^2 / sum err^2); bytes include scales and zero points):",
         _table(result["weights"], [("scheme", "scheme", ""), ("scale", "scale", ""), ("zero_point", "zero point", ""),
                                    ("max_abs_err", "max|err|", ".3g"), ("mean_abs_err", "mean|err|", ".3g"),
-                                   ("sqnr_db", "SQNR dB", ".1f"), ("bytes", "bytes", "d"), ("ratio", "x smaller", ".2f")]),
+                                   ("sqnr_db", "SQNR dB", ".1f"), ("bytes", "bytes", "d"),
+                                   ("ratio", "x smaller", ".2f")]),
         "",
         f"Activations ({cfg['act_dtype']} asymmetric, per-tensor; calibrated on {cfg['calibration_batches']} batches "
         f"of {cfg['batch']}, measured on a held-out batch):",
@@ -246,6 +251,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random layer and data (default 0)")
     parser.add_argument("--dtype", action="append", metavar="DTYPE",
                         help="only weight schemes of this dtype (repeatable; e.g. int8, int4, float8_e4m3fn)")
+    parser.add_argument("--bits", type=int, action="append", metavar="N",
+                        help="only weight schemes of this bit width (repeatable; 8, 4)")
     parser.add_argument("--act-dtype", default="uint8", metavar="DTYPE",
                         help="activation dtype for the observers (default uint8)")
     parser.add_argument("--out-features", type=int, default=64)
@@ -260,7 +267,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("out_features", "in_features", "batch"):
         if getattr(args, name) < 1:
             raise ValidationError("--" + name.replace("_", "-"), "an int >= 1", getattr(args, name))
-    result = run_demo(args.seed, args.out_features, args.in_features, args.batch, args.dtype, args.act_dtype)
+    result = run_demo(args.seed, args.out_features, args.in_features, args.batch, args.dtype, args.act_dtype,
+                      args.bits)
     if args.json:
         json.dump(result, sys.stdout, indent=1, default=float)
         sys.stdout.write("\n")

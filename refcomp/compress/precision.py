@@ -73,8 +73,11 @@ def cast_weights(w, dtype: str = "float16", *, on_overflow: str = "raise") -> Ca
     one_of(dtype, "dtype", tuple(_STORAGE))
     one_of(on_overflow, "on_overflow", ("raise", "saturate"))
     src = np.asarray(w)
-    x32 = float_array(w, "w", dtype=np.float32)
-    x = x32.astype(np.float64)
+    x64 = float_array(w, "w")  # finite check on the input as given
+    with np.errstate(over="ignore"):
+        x32 = x64.astype(np.float32)  # beyond float32's range: inf here, then overflow below
+    # the reference the errors are measured against: the float32 weight (the input where that overflowed)
+    x = np.where(np.isfinite(x32), x32.astype(np.float64), x64)
     target = _STORAGE[dtype]
     fmax = float(ml_dtypes.finfo(target).max)
     with np.errstate(over="ignore"):
@@ -118,8 +121,8 @@ class DynamicLossScaler:
     clean-step counter resets and False is returned (skip the update);
     otherwise the counter grows and, on reaching ``growth_interval``,
     S ← min(S·growth, max_scale) and the counter resets; True is returned.
-    Defaults: S₀ = 2^16, backoff 1/2, growth 2, interval 2000 (the paper's
-    and PyTorch's defaults). Powers of two keep scaling exact.
+    Defaults: S₀ = 2^16, backoff 1/2, growth 2, interval 2000 (also the
+    defaults of PyTorch's GradScaler). Powers of two keep scaling exact.
     """
 
     def __init__(self, init_scale: float = 2.0**16, *, growth_factor: float = 2.0, backoff_factor: float = 0.5,

@@ -14,7 +14,9 @@ Size accounting (what a runtime must store, sub-byte codes packed)::
     nbytes       = ceil(size·bits / 8) + scale.nbytes + [ceil(zero_point.size·bits / 8)]
 
 The zero-point term is left out when every zero point is 0: ONNX makes the
-zero point optional and 0 is its default.
+zero point optional and 0 is its default. ``fields()`` holds exactly these
+bytes (2- and 4-bit codes packed as ONNX packs them, refcomp.quant.packing)
+plus a small JSON header.
 
 Convention for rank > 2 weights (as refcomp.formats.dense): ``matmul`` uses
 the weight viewed as the ``(out, rest)`` matrix.
@@ -29,6 +31,7 @@ import numpy as np
 
 from ..errors import DTypeError, FileFormatError, ValidationError
 from ..quant.affine import dequantize, quantize
+from ..quant.packing import pack_bits, packed_size, unpack_bits
 from ..quant.qparams import QParams
 from .base import WeightFormat
 
@@ -62,6 +65,9 @@ class QTensor(WeightFormat):
             raise DTypeError("qparams", "a refcomp.quant.QParams", type(qparams).__name__)
         if not isinstance(data, np.ndarray):
             raise DTypeError("data", "a numpy.ndarray", type(data).__name__)
+        if qparams.dtype.name in ("float16", "bfloat16"):
+            raise DTypeError("qparams.dtype", "a quantized dtype (float16/bfloat16 weights are Dense)",
+                             qparams.dtype.name)
         if data.dtype != qparams.dtype.np_dtype:
             raise DTypeError("data", f"an array of dtype {qparams.dtype.name} (qparams.dtype)", f"dtype {data.dtype}")
         if data.ndim < 1:
@@ -116,16 +122,24 @@ class QTensor(WeightFormat):
 
     # ---- fields (what a file stores) -------------------------------------------
     def fields(self) -> dict[str, np.ndarray]:
-        """Plain NumPy arrays: codes and zero point in a lossless container dtype
-        (int8/uint8 for sub-byte integers, uint8/uint16 bit patterns for float types),
-        the scale, and ``header``: the UTF-8 JSON of the layout (dtype, axis, block_size ...)."""
+        """Plain NumPy arrays, as a file stores them.
+
+        ``data`` and ``zero_point``: 2- and 4-bit codes packed into uint8 bytes
+        (ONNX's layout, refcomp.quant.packing), so a file holds ``nbytes``;
+        other codes in a plain container (int8 ... int32, uint8/uint16 bit
+        patterns for float8/float16/bfloat16). ``scale`` as stored.
+        ``header``: UTF-8 JSON of the layout (dtype, shape, axis, block_size ...).
+        """
         dt = self.qparams.dtype
         c = _container(dt)
 
         def enc(a):
+            if dt.bits < 8:
+                return pack_bits(a)
             return a.view(c) if dt.is_float else a.astype(c)
 
         meta = {k: v for k, v in self.qparams.to_dict().items() if k not in ("scale", "zero_point")}
+        meta["shape"] = list(self.data.shape)
         meta["version"] = _HEADER_VERSION
         header = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8).copy()
         return {"data": enc(self.data), "scale": self.qparams.scale, "zero_point": enc(self.qparams.zero_point),
@@ -146,17 +160,31 @@ class QTensor(WeightFormat):
         from ..quant.dtypes import qdtype
 
         dt = qdtype(meta.get("dtype"), "header.dtype")
-        c = _container(dt)
+        shape = meta.pop("shape", None)
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise FileFormatError(f"fields['header']: expected 'shape' as a list of sizes, got {shape!r}")
+        c = np.dtype(np.uint8) if dt.bits < 8 else _container(dt)
         data, zp = np.asarray(fields["data"]), np.asarray(fields["zero_point"])
+        scale = np.asarray(fields["scale"])
         for name, a in (("data", data), ("zero_point", zp)):
             if a.dtype != c:
                 raise FileFormatError(f"fields['{name}']: expected dtype {c} for {dt.name}, got {a.dtype}")
-        dec = (lambda a: a.view(dt.np_dtype)) if dt.is_float else (lambda a: a.astype(dt.np_dtype))
-        if not dt.is_float and data.size and (data.min() < dt.qmin or data.max() > dt.qmax):
+
+        def dec(a, shp):
+            if dt.bits < 8:
+                if a.ndim != 1 or a.size != packed_size(math.prod(shp), dt.bits):
+                    raise FileFormatError(f"fields: expected {packed_size(math.prod(shp), dt.bits)} packed bytes "
+                                          f"for shape {tuple(shp)}, got {a.size}")
+                return unpack_bits(a, dt, shp)
+            if tuple(a.shape) != tuple(shp):
+                raise FileFormatError(f"fields: expected shape {tuple(shp)}, got {a.shape}")
+            return a.view(dt.np_dtype) if dt.is_float else a.astype(dt.np_dtype)
+
+        if not dt.is_float and dt.bits >= 8 and data.size and (data.min() < dt.qmin or data.max() > dt.qmax):
             raise FileFormatError(f"fields['data']: expected codes in [{dt.qmin}, {dt.qmax}] for {dt.name}")
-        meta["scale"] = np.asarray(fields["scale"]).astype(np.float64).tolist()
-        meta["zero_point"] = dec(zp).astype(np.float64 if dt.is_float else np.int64).tolist()
-        return cls(dec(data), QParams.from_dict(meta))
+        meta["scale"] = scale.astype(np.float64).tolist()
+        meta["zero_point"] = dec(zp, scale.shape).astype(np.float64 if dt.is_float else np.int64).tolist()
+        return cls(dec(data, shape), QParams.from_dict(meta))
 
     def __repr__(self) -> str:
         return f"QTensor(shape={self.shape}, {self.qparams!r})"

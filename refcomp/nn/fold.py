@@ -51,7 +51,10 @@ def fold_pair(layer, bn):
     gamma = bn.weight.data.astype(np.float64) if bn.weight is not None else np.ones(o)
     beta = bn.bias.data.astype(np.float64) if bn.bias is not None else np.zeros(o)
     s = gamma / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
-    new = copy.deepcopy(layer)
+    new = copy.copy(layer)        # same configuration; weight and bias replaced below
+    for cache in ("_cache", "_x"):
+        if hasattr(new, cache):
+            setattr(new, cache, None)
     new.weight = Dense((w * s.reshape((o,) + (1,) * (w.ndim - 1))).astype(dtype))
     new.bias = Parameter((s * (b - bn.running_mean.astype(np.float64)) + beta).astype(dtype))
     return new

@@ -11,7 +11,8 @@ Definition::
   |x| > 2**24 round to nearest even, as in every ONNX runtime).
 - The product is one float32 multiplication (x_scale widened exactly to
   float32), then a cast to the output type: ``output_dtype`` if set, else
-  x_scale's dtype (float32 / float16 / bfloat16), round to nearest even.
+  x_scale's dtype (float32 / float16 / bfloat16), round to nearest even;
+  a value beyond the output type's range becomes ±Inf (IEEE overflow).
   This is what onnx.reference and onnxruntime compute.
 - Float inputs (float8, float4 e2m1) take the same formula; their zero point
   must be 0. A float8 NaN dequantizes to NaN (the input encodes NaN).
@@ -87,4 +88,5 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
             d = d - z.astype(np.int64)
         d = d.astype(np.float32)
     y = d * s.astype(np.float32)
-    return y.astype(out)
+    with np.errstate(over="ignore"):  # beyond float16's range: ±Inf, as IEEE (and onnxruntime) round it
+        return y.astype(out)

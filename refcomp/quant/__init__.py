@@ -7,6 +7,7 @@
 - :mod:`~refcomp.quant.affine`     quantize / dequantize (wrappers over refcomp.ops.*_linear)
 - :mod:`~refcomp.quant.fake_quant` fake_quantize, its straight-through gradient, FakeQuantize
 - :mod:`~refcomp.quant.observers`  MinMax, MovingAverageMinMax, Percentile, MSE, Entropy
+- :mod:`~refcomp.quant.packing`    2-/4-bit codes packed into bytes (ONNX layout)
 
 The arithmetic is taught in docs/quantization.md; code cites its equation numbers.
 """
@@ -23,6 +24,7 @@ from .observers import (
     Observer,
     PercentileObserver,
 )
+from .packing import pack_bits, unpack_bits
 from .qparams import QParams
 from .rounding import ROUNDING_MODES
 
@@ -45,4 +47,6 @@ __all__ = [
     "PercentileObserver",
     "MSEObserver",
     "EntropyObserver",
+    "pack_bits",
+    "unpack_bits",
 ]

@@ -379,4 +379,5 @@ class QParams:
             extra += f", block_size={self.block_size}"
         if self.narrowed:
             extra += f", qmin={self.qmin}, qmax={self.qmax}"
-        return f"QParams(scale={short(self.scale)}, zero_point={short(self.zero_point)}, dtype={self.dtype.name}{extra})"
+        return (f"QParams(scale={short(self.scale)}, zero_point={short(self.zero_point)}, "
+                f"dtype={self.dtype.name}{extra})")

@@ -58,6 +58,13 @@ def test_cast_relative_error_is_half_an_ulp_in_the_normal_range(seed, case):
     np.testing.assert_array_equal(r.array, ref)  # RNE, the NumPy / ml_dtypes cast itself
 
 
+def test_float64_beyond_float32_range_is_an_overflow_not_a_nan():
+    with pytest.raises(OverflowRiskError, match="1e"):
+        cast_weights(np.array([1e39, 2.0]), "bfloat16")
+    r = cast_weights(np.array([-1e39, 2.0]), "bfloat16", on_overflow="saturate")
+    assert r.n_saturated == 1 and r.array.astype(np.float64)[0] == -ml_dtypes.finfo(ml_dtypes.bfloat16).max
+
+
 def test_cast_rejects_non_finite_and_unknown_dtypes():
     with pytest.raises(ValidationError, match="finite"):
         cast_weights(np.array([np.nan], np.float32))
@@ -169,3 +176,35 @@ def test_bit_selection_errors_and_weight_sensitivity():
         assert row[2] > row[4] > row[8] > 0
     alloc = select_bitwidths(table, {"fc1": 600, "conv": 72}, 600 * 4 + 72 * 8)
     assert alloc.bits == {"fc1": 4, "conv": 8}
+
+
+def _fp16_grad(w16, x16, y16, loss_weight, loss_scale):
+    """∂(S·c·L)/∂w of L = mean((x w − y)²)/2, the upstream gradient and the product rounded to float16."""
+    err = (x16 @ w16 - y16).astype(np.float16)
+    with np.errstate(over="ignore"):  # overflow to inf is what the scaler must catch
+        upstream = (err.astype(np.float64) * (loss_scale * loss_weight / len(y16))).astype(np.float16)
+        return (x16.T @ upstream).astype(np.float16)
+
+
+def test_loss_scaling_rescues_fp16_gradients_and_training_matches_fp32():
+    """The point of §3.2 of Micikevicius et al.: unscaled fp16 gradients underflow to 0."""
+    rng = np.random.default_rng(0)
+    n, c = 256, 2.0**-20  # a loss weighted by c (like a small auxiliary loss): per-sample gradients ~4e-9
+    x = rng.standard_normal((n, 4)).astype(np.float32)
+    w_true = np.array([1.0, -2.0, 0.5, 0.25], np.float32)
+    x16, y16 = x.astype(np.float16), (x @ w_true).astype(np.float16)
+
+    g_plain = _fp16_grad(np.zeros(4, np.float16), x16, y16, c, 1.0)
+    assert np.all(g_plain == 0)  # below half of fp16's smallest subnormal (3e-8): no learning at all
+
+    # S starts far too high (2^40): the first steps overflow, are skipped, and S backs off
+    scaler = DynamicLossScaler(init_scale=2.0**40, max_scale=2.0**40, growth_interval=20)
+    mw = MasterWeights({"w": np.zeros(4, np.float32)}, "float16")
+    for _ in range(200):
+        g = _fp16_grad(mw.model_copy()["w"], x16, y16, c, scaler.scale)
+        if scaler.step({"w": g}):
+            mw.sgd_step({"w": g.astype(np.float32)}, lr=0.5 / c, loss_scale=scaler.last_scale)
+    assert scaler.skipped_steps >= 3  # (S grows back once the residual, and so the gradient, is small)
+    # the float32 least-squares solution, up to fp16 rounding of x, y and the model copy of w
+    w_ls = np.linalg.lstsq(x16.astype(np.float64), y16.astype(np.float64), rcond=None)[0]
+    np.testing.assert_allclose(mw.master["w"], w_ls, rtol=5e-3, atol=5e-3)

@@ -163,3 +163,15 @@ def test_cli_train_digits(tmp_path, capsys):
     out = tmp_path / "d.safetensors"
     assert main(["train", "--model", "digits_mlp", "--epochs", "2", "--quiet", "--out", str(out)]) == 0
     assert "test accuracy" in capsys.readouterr().out and out.exists()
+
+
+def test_progress_bar_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    x, y = datasets.digits()
+    out = Terminal()
+    nn.train(models.digits_mlp(0), (x[:256], y[:256]), epochs=2, progress="auto", stream=out)
+    text = out.getvalue()
+    assert "epoch 1/2" in text and "epoch 2/2" in text and "loss" in text and "acc" in text

@@ -153,6 +153,16 @@ def test_quantize_linear_float16(seed):
 
 
 @FEW
+@given(seed=seeds)
+def test_quantize_linear_float32_x_float16_scale(seed):
+    """docs/deviations.md D5: the division is in y_scale's float16 (onnxruntime agrees; onnx.reference does not)."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(64) * rng.uniform(0.1, 100)).astype(np.float32)
+    s, z = np.float16(rng.uniform(1e-2, 2)), U8(rng.integers(0, 256))
+    np.testing.assert_array_equal(ops.quantize_linear(x, s, z), run("QuantizeLinear", [x, s, z], [U8], opset=25)[0])
+
+
+@FEW
 @given(seed=seeds, zdt=st.sampled_from([U8, S8, np.uint16, np.int16, np.int32]), per_axis=st.booleans())
 def test_dequantize_linear(seed, zdt, per_axis):
     rng = np.random.default_rng(seed)

@@ -44,6 +44,12 @@ def test_cli_prints_tables(capsys):
     assert "int4 per-channel symmetric" in out and "SQNR dB" in out and "int8 per-tensor" not in out
 
 
+def test_cli_bits_filter(capsys):
+    assert main(["demo", "--bits", "4", "--out-features", "8", "--in-features", "32", "--batch", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "int4 block 32" in out and "float4_e2m1fn" in out and "float8" not in out
+
+
 def test_cli_json(capsys):
     assert main(["demo", "--json", "--out-features", "8", "--in-features", "32", "--batch", "32"]) == 0
     data = json.loads(capsys.readouterr().out)

@@ -100,6 +100,15 @@ def test_histogram_is_exact_under_growth_and_merging():
     assert h.abs_counts().sum() == allx.size
 
 
+def test_histogram_survives_a_batch_far_wider_than_the_first():
+    h = Histogram(bins=16)
+    h.add(np.array([1e-30, -1e-30]))
+    h.add(np.array([3e30, 0.5]))
+    h.add(np.array([-1e300]))
+    assert h.total == 5 and h.counts.size <= h.max_bins
+    np.testing.assert_array_equal(h.counts, np.histogram([1e-30, -1e-30, 3e30, 0.5, -1e300], bins=h.edges())[0])
+
+
 def test_histogram_zeros_before_width():
     h = Histogram(bins=4)
     h.add(np.zeros(3))

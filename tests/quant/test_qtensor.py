@@ -70,3 +70,21 @@ def test_from_fields_rejects_foreign_input():
         QTensor.from_fields({**f, "data": f["data"].astype(np.int16)})
     with pytest.raises(RefcompError):
         QTensor.from_fields({**f, "scale": np.array(-1.0, np.float32)})
+
+
+@pytest.mark.parametrize("dtype", QUANTIZABLE)
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_nbytes_is_what_the_fields_hold(dtype, symmetric):
+    w = _weight(shape=(5, 7))  # odd sizes: the last packed byte is partly padding
+    qp = choose_qparams(w.min(axis=1), w.max(axis=1), dtype, axis=0, symmetric=symmetric)
+    qt = QTensor.quantize(w, qp)
+    f = qt.fields()
+    stored = f["data"].nbytes + f["scale"].nbytes + (f["zero_point"].nbytes if qt._stores_zero_point() else 0)
+    assert qt.nbytes == stored
+
+
+def test_fields_reject_inconsistent_packed_sizes():
+    qt = QTensor.quantize(_weight(), choose_qparams(-3.0, 3.0, "int4"))
+    f = qt.fields()
+    with pytest.raises(FileFormatError):
+        QTensor.from_fields({**f, "data": f["data"][:-1]})

@@ -21,13 +21,13 @@ H⁻¹ (H⁻¹ = UᵀU), so (5) becomes::
 
     e_j = (w_j − q_j) / U_jj,    W_{:, j+1:} −= e_j · U_{j, j+1:}          (6)
 
-Lazy batches (§3, "Step 2"): inside a block of B columns only the block is
+Lazy batches (§4, "Step 2"): inside a block of B columns only the block is
 updated; the columns after it receive the whole block's update at once::
 
     W_{:, i+B:} −= E · U_{i:i+B, i+B:}                                      (7)
 
 which gives the same result as B = 1 (up to float rounding) with B times
-fewer passes over W. Dampening (§3, "Step 3")::
+fewer passes over W. Dampening (§4, "Step 3")::
 
     H ← H + λ I,   λ = percdamp · mean(diag H)                              (8)
 

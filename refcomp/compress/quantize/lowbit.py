@@ -99,9 +99,10 @@ def xnor_grad(w, grad, *, clip: float | None = 1.0) -> np.ndarray:
         ∂C/∂W_i = s_i / n · Σ_k g̃_k s_k  +  α · g̃_i · 1{|W_i| <= clip}     (17)
 
     The first term is the exact derivative through α = mean|W| (∂α/∂W_i =
-    s_i / n); the second is the STE of (15) scaled by α. XNOR-Net's eq. 7
-    writes the first term as g̃_i / n, which drops the sum over the channel;
-    (17) is the chain rule written out.
+    s_i / n); the second is the STE of (15) scaled by α. XNOR-Net's gradient
+    formula (§3.1), ∂C/∂W_i = g̃_i (1/n + α ∂sign/∂W_i), writes the first term
+    as g̃_i / n, which drops the sum over the channel; (17) is the chain rule
+    written out.
     """
     w = float_array(w, "w", ndim=(2, 3, 4, 5))
     g = _check_grad(grad, w)

@@ -9,12 +9,15 @@ A later batch with larger values extends the grid with new bins of the same
 width (as NVIDIA pytorch-quantization's HistogramCalibrator does), so earlier
 counts never move. When the grid would exceed ``max_bins`` bins, neighbouring
 pairs are merged (width doubles); since the grid is anchored at 0 the merged
-bins are again grid bins, so counts stay exact, only coarser.
+bins are again grid bins, so counts stay exact, only coarser. The merging
+happens before a batch is counted, so the grid never exceeds ``max_bins``.
 
 Used by the percentile, MSE and entropy observers (docs/quantization.md §7).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -60,6 +63,7 @@ class Histogram:
                 self._pending_zeros += values.size
                 return
             self.width = amax / self.bins
+        self._fit(float(values.min()), float(values.max()))
         k = np.floor(values / self.width).astype(np.int64)
         lo, hi = int(k.min()), int(k.max())
         if self.counts.size == 0:
@@ -74,7 +78,20 @@ class Histogram:
         if self._pending_zeros:
             self.counts[-self.start] += self._pending_zeros
             self._pending_zeros = 0
-        while self.counts.size > self.max_bins:
+
+    def _fit(self, vmin: float, vmax: float) -> None:
+        """Double the width (merging pairs) until old and new values fit in max_bins bins.
+
+        Done before any index is computed, so a batch 1e30 times wider than the
+        first one costs ~100 merges, not an int64 overflow or a huge array.
+        """
+        while True:
+            lo, hi = vmin / self.width, vmax / self.width
+            if np.isfinite(lo) and np.isfinite(hi):
+                k_lo = min(math.floor(lo), self.start)
+                k_hi = max(math.floor(hi), self.start + max(self.counts.size, 1) - 1)
+                if k_hi - k_lo + 1 <= self.max_bins:
+                    return
             self._merge_pairs()
 
     def _merge_pairs(self) -> None:

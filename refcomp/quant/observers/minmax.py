@@ -42,9 +42,8 @@ class MovingAverageMinMaxObserver(Observer):
     """
 
     def __init__(self, dtype="int8", *, averaging_constant: float = 0.01, **kwargs):
-        if isinstance(averaging_constant, bool) or not isinstance(averaging_constant, (int, float, np.floating)) or not (
-            0 < averaging_constant <= 1
-        ):
+        c = averaging_constant
+        if isinstance(c, bool) or not isinstance(c, (int, float, np.floating)) or not 0 < c <= 1:
             raise ValidationError("averaging_constant", "a number in (0, 1]", repr(averaging_constant))
         self.averaging_constant = float(averaging_constant)
         super().__init__(dtype, **kwargs)

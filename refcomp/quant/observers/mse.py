@@ -2,11 +2,11 @@
 
 Clipping trades two errors (Banner, Nahshan & Soudry 2019, "Post-training 4-bit
 quantization of convolutional networks for rapid-deployment", NeurIPS,
-arXiv:1810.05723, eq. 2-5): a narrow range makes the rounding step small but
+arXiv:1810.05723, ACIQ): a narrow range makes the rounding step small but
 saturates the tails; a wide one does the opposite. Banner et al. minimize the
 sum in closed form for a Laplace / Gaussian prior; here the minimum is found
 by search over the observed distribution itself, as NVIDIA's
-pytorch-quantization MSE calibrator does (Wu et al. 2020, arXiv:2004.09602 §4.1)::
+pytorch-quantization MSE calibrator does (Wu et al. 2020, arXiv:2004.09602)::
 
     alpha* = argmin_{alpha in {1/N, 2/N, ..., 1}}  sum_b n_b · (fq_alpha(c_b) - c_b)^2      (15)
     range  = clamp(alpha* · (min(min x, 0), max(max x, 0)), min x, max x)

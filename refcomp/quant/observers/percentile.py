@@ -9,9 +9,9 @@ a bin, so they are exact to one bin width and cost O(bins) memory however
 many batches are observed; the result is clamped to the observed [min, max].
 
 Source: Wu et al. 2020, "Integer Quantization for Deep Learning Inference:
-Principles and Empirical Evaluation" (arXiv:2004.09602) §4.1 (percentile
-calibration, 99.9 ... 99.9999), as in NVIDIA pytorch-quantization's
-HistogramCalibrator.
+Principles and Empirical Evaluation" (arXiv:2004.09602), who compare
+percentile calibration at 99.9 ... 99.9999 with max, entropy and MSE; the
+histogram follows NVIDIA pytorch-quantization's HistogramCalibrator.
 """
 
 from __future__ import annotations
