@@ -220,6 +220,8 @@ int main(void) {
     check_spmm(37, 50, 130, 30);
     check_spmm(20, 300, 17, 10);
     check_spmm(5, 8, 1, 100);
+    check_spmm(300, 1000, 130, 10); /* column-blocked AVX-512 path */
+    check_spmm(150, 3000, 20, 3);
     check_spmm(0, 8, 3, 50);
     /* argument checks */
     int32_t c1[1];

@@ -247,16 +247,29 @@ def format_report(result: dict) -> str:
 
 
 # ---- CLI --------------------------------------------------------------------------
+def _json_safe(obj):
+    """Strict JSON: NumPy numbers become Python numbers, ±inf / NaN (an exact SQNR) become strings."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else str(float(obj))
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random layer and data (default 0)")
     parser.add_argument("--dtype", action="append", metavar="DTYPE",
                         help="only weight schemes of this dtype (repeatable; e.g. int8, int4, float8_e4m3fn)")
     parser.add_argument("--bits", type=int, action="append", metavar="N",
                         help="only weight schemes of this bit width (repeatable; 8, 4)")
-    parser.add_argument("--act-dtype", default="uint8", metavar="DTYPE",
-                        help="activation dtype for the observers (default uint8)")
-    parser.add_argument("--out-features", type=int, default=64)
-    parser.add_argument("--in-features", type=int, default=128)
+    parser.add_argument("--act-dtype", default="uint8", choices=("uint8", "int8"),
+                        help="activation dtype for the observers and the W8A8 product (default uint8)")
+    parser.add_argument("--out-features", type=int, default=64, help="rows of the weight (default 64)")
+    parser.add_argument("--in-features", type=int, default=128, help="columns of the weight (default 128)")
     parser.add_argument("--batch", type=int, default=256, help="rows per activation batch")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of tables")
 
@@ -270,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_demo(args.seed, args.out_features, args.in_features, args.batch, args.dtype, args.act_dtype,
                       args.bits)
     if args.json:
-        json.dump(result, sys.stdout, indent=1, default=float)
+        json.dump(_json_safe(result), sys.stdout, indent=1, allow_nan=False)
         sys.stdout.write("\n")
     else:
         print(format_report(result))
