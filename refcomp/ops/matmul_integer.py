@@ -132,9 +132,14 @@ def _zero_point(zp, name, X, length, what, operand_is_1d):
     return z
 
 
+def _max_deviation(X, zp, axis):
+    """max |X - zp| over all elements, from per-row/column extremes (no int64 copy of X)."""
+    hi = X.max(axis=axis, keepdims=True).astype(np.int64)
+    lo = X.min(axis=axis, keepdims=True).astype(np.int64)
+    return int(np.maximum(np.abs(hi - zp), np.abs(lo - zp)).max())
+
+
 def _exact(A, B, azp, bzp, batch, backend):
-    Ac = A.astype(np.int64) - azp
-    Bc = B.astype(np.int64) - bzp
     K = A.shape[-1]
     M, N = A.shape[-2], B.shape[-1]
     if 0 in (M, N) or any(d == 0 for d in batch):
@@ -142,10 +147,12 @@ def _exact(A, B, azp, bzp, batch, backend):
 
     fast = _backend.implementation("matmul_integer", backend)
     if fast is not None and K > 0 and azp.ndim == 2 and bzp.ndim == 2:
-        bound = K * int(np.abs(Ac).max()) * int(np.abs(Bc).max())
+        bound = K * _max_deviation(A, azp, -1) * _max_deviation(B, bzp, -2)
         if bound <= _INT32_MAX:
             return _call_fast(fast, A, B, azp, bzp, batch)
 
+    Ac = A.astype(np.int64) - azp
+    Bc = B.astype(np.int64) - bzp
     y = np.matmul(Ac, Bc)  # eq. M1 in int64: exact
     if y.size and (y.min() < -_INT32_MAX - 1 or y.max() > _INT32_MAX):
         bad = int(y.max()) if y.max() > _INT32_MAX else int(y.min())

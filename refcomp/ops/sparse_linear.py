@@ -101,8 +101,9 @@ def sparse_linear(x, W, bias=None, *, backend="auto"):
     b = _check_bias(bias, W.shape[0], (np.float32, np.float64), "dtype float32 or float64")
     if b is not None and not np.all(np.isfinite(b)):
         raise ValidationError("bias", "finite values", "NaN or Inf")
-    # W @ x^T: each non-zero scales a contiguous row of x^T (batch values)
-    yT = W.dot(np.ascontiguousarray(x2.T), backend=backend)
+    # W @ x^T: each non-zero scales a contiguous row of x^T (batch values);
+    # the kernels make x^T contiguous (and cache-line aligned) themselves
+    yT = W.dot(x2.T, backend=backend)
     y = np.ascontiguousarray(yT.T)
     if b is not None:
         y = y + b  # one more rounding: the +1 of eq. S2

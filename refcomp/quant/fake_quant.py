@@ -1,6 +1,6 @@
 """Fake quantization and its straight-through gradient (docs/quantization.md §8).
 
-Forward, in float (eq. 13)::
+Forward, in float (eq. 17)::
 
     fq(x) = dequantize(quantize(x)) = (clip(round(x/s) + z, qmin, qmax) - z)·s
 
@@ -9,7 +9,7 @@ error during training (Jacob et al. 2018 §3; Krishnamoorthi 2018 §2.4).
 
 round() has zero derivative almost everywhere, so training replaces it by the
 identity in the backward pass: the straight-through estimator (Bengio,
-Léonard & Courville 2013, arXiv:1308.3432). Two variants (eq. 14)::
+Léonard & Courville 2013, arXiv:1308.3432). Two variants (eq. 18)::
 
     plain STE:    dL/dx = dL/dy
     clipped STE:  dL/dx = dL/dy · 1[qmin <= round(x/s) + z <= qmax]
@@ -38,7 +38,7 @@ __all__ = ["fake_quantize", "fake_quantize_grad", "FakeQuantize"]
 
 
 def fake_quantize(x, qparams: QParams, *, rounding: str = "half_to_even", backend: str = "auto") -> np.ndarray:
-    """dequantize(quantize(x)) (eq. 13). Returns float32 (float64 if x is float64).
+    """dequantize(quantize(x)) (eq. 17). Returns float32 (float64 if x is float64).
 
     The values are those of the float32 dequantization; returning float64 for
     float64 input only widens them (exact), so a float64 network keeps its dtype.
@@ -49,7 +49,7 @@ def fake_quantize(x, qparams: QParams, *, rounding: str = "half_to_even", backen
 
 
 def fake_quantize_grad(x, qparams: QParams, grad_out, *, clipped: bool = True) -> np.ndarray:
-    """Straight-through gradient of :func:`fake_quantize` w.r.t. x (eq. 14).
+    """Straight-through gradient of :func:`fake_quantize` w.r.t. x (eq. 18).
 
     x, grad_out : float arrays of the same shape. Returns grad_out's values
     (zeroed where the forward saturates when ``clipped``), in grad_out's dtype.

@@ -164,3 +164,15 @@ def test_bad_input(call, exc, argument):
     with pytest.raises(exc) as info:
         call()
     assert info.value.argument == argument
+
+
+@pytest.mark.parametrize("scale_dtype", [np.float16, ml_dtypes.bfloat16])
+def test_half_precision_scales_and_inputs(scale_dtype):
+    # ONNX allows float16 / bfloat16 scales; the division happens in the scale's type
+    qp = QParams(np.array(0.5, scale_dtype), 3, "uint8")
+    assert qp.scale.dtype == scale_dtype
+    x = np.array([1.0, 2.2, -10.0], scale_dtype)
+    assert quantize(x, qp).tolist() == [5, 7, 0]
+    y = dequantize(quantize(x, qp), qp)
+    assert y.dtype == scale_dtype and y.astype(np.float32).tolist() == [1.0, 2.0, -1.5]
+    assert QParams.from_dict(qp.to_dict()) == qp

@@ -1,4 +1,4 @@
-"""Fake quantization (eq. 13) and its straight-through gradients (eq. 14)."""
+"""Fake quantization (eq. 17) and its straight-through gradients (eq. 18)."""
 
 import numpy as np
 import pytest

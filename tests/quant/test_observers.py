@@ -254,3 +254,14 @@ def test_reset_forgets():
     obs.reset()
     obs.observe(np.array([-1.0, 1.0]))
     assert obs.range() == (-1.0, 1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, "bfloat16"])
+def test_accepts_every_float_input_dtype(dtype):
+    import ml_dtypes
+
+    dt = ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype
+    x = np.array([-2.0, 0.5, 3.0]).astype(dt)
+    for cls in ALL:
+        lo, hi = _make(cls, "int8").observe(x).range()
+        assert -2.0 <= lo <= hi <= 3.0

@@ -6,8 +6,8 @@ observer                        keeps                range (docs/quantization.md
 MinMaxObserver                  running min / max    eq. (10)
 MovingAverageMinMaxObserver     EMA of min / max     eq. (11)
 PercentileObserver              histogram            eq. (12)
-MSEObserver                     histogram            eq. (15)
-EntropyObserver                 histogram            eqs. (16)-(18)
+MSEObserver                     histogram            eq. (13)
+EntropyObserver                 histogram            eqs. (14)-(16)
 =============================  ===================  ============================
 
 Every observer: ``observe(x)`` per batch (returns self), ``range()``,

@@ -34,7 +34,7 @@ class HistogramObserver(Observer):
     def _range(self):
         lows, highs = [], []
         for c, hist in enumerate(self.histograms):
-            lo, hi = self._select(hist, float(self.min_val[c]), float(self.max_val[c]))
+            lo, hi = self._select(c, hist, float(self.min_val[c]), float(self.max_val[c]))
             mn, mx = float(self.min_val[c]), float(self.max_val[c])
             inside = (0 <= hi == -lo <= max(-mn, mx)) if self.symmetric else (mn <= lo <= hi <= mx)
             if not inside:  # pragma: no cover - a bug, not bad input
@@ -43,7 +43,7 @@ class HistogramObserver(Observer):
             highs.append(hi)
         return lows, highs
 
-    def _select(self, hist: Histogram, data_min: float, data_max: float) -> tuple[float, float]:
+    def _select(self, channel: int, hist: Histogram, data_min: float, data_max: float) -> tuple[float, float]:
         """The (lo, hi) this method picks for one channel.
 
         Asymmetric: data_min <= lo <= hi <= data_max. Symmetric: (-t, t) with 0 <= t <= max|x|.

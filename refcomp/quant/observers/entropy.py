@@ -10,11 +10,11 @@ width w, counts h_0 .. h_{n-1}, here accumulated over every batch) and for
 L quantization levels (128 for int8: the magnitudes of one sign), every
 candidate i = L .. n (T_i = i·w) is scored::
 
-    P_i = (h_0, ..., h_{i-2}, h_{i-1} + sum_{j>=i} h_j)           reference: outliers folded   (16)
+    P_i = (h_0, ..., h_{i-2}, h_{i-1} + sum_{j>=i} h_j)           reference: outliers folded   (14)
           into the last bin, because clipping saturates them there
     Q_i = h_0 .. h_{i-1} merged into L groups of near-equal size (bin j -> group floor(j·L/i)),
-          each group's total spread evenly over those of its bins where P_i != 0          (17)
-    D_i = KL(P_i || Q_i) = sum_j p_j log(p_j / q_j)   (P, Q normalized, zeros smoothed)   (18)
+          each group's total spread evenly over those of its bins where P_i != 0          (15)
+    D_i = KL(P_i || Q_i) = sum_j p_j log(p_j / q_j)   (P, Q normalized, zeros smoothed)   (16)
 
     T = T_m,  m = argmin_i D_i    (ties: the smallest i)
 
@@ -47,7 +47,7 @@ _SMOOTH = 1e-4
 
 
 def _smooth(d: np.ndarray) -> np.ndarray:
-    """Normalize; give zero bins eps and renormalize (eq. 18's smoothing)."""
+    """Normalize; give zero bins eps and renormalize (eq. 16's smoothing)."""
     d = d / d.sum()
     zeros = d == 0
     if zeros.any():
@@ -57,7 +57,7 @@ def _smooth(d: np.ndarray) -> np.ndarray:
 
 
 def kl_thresholds(abs_counts: np.ndarray, levels: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """(candidate bin counts i, divergences D_i) of eqs. (16)-(18) for a histogram of |x|.
+    """(candidate bin counts i, divergences D_i) of eqs. (14)-(16) for a histogram of |x|.
 
     abs_counts : counts h_0 .. h_{n-1} of |x| on equal-width bins starting at 0.
     levels : L. Candidates are i = L, L + stride, ..., n (n always included).
@@ -74,11 +74,11 @@ def kl_thresholds(abs_counts: np.ndarray, levels: int, stride: int = 1) -> tuple
     for c, i in enumerate(candidates):
         raw = h[:i]
         p = raw.copy()
-        p[-1] += tail[i]  # eq. (16)
+        p[-1] += tail[i]  # eq. (14)
         if p.sum() == 0:
             divergences[c] = np.inf
             continue
-        group = (np.arange(i) * levels) // i  # eq. (17)
+        group = (np.arange(i) * levels) // i  # eq. (15)
         nonzero = p != 0
         total = np.bincount(group, weights=raw, minlength=levels)
         members = np.bincount(group, weights=nonzero, minlength=levels)
@@ -87,23 +87,25 @@ def kl_thresholds(abs_counts: np.ndarray, levels: int, stride: int = 1) -> tuple
             divergences[c] = np.inf
             continue
         p, q = _smooth(p), _smooth(q)
-        divergences[c] = float(np.sum(p * np.log(p / q)))  # eq. (18)
+        divergences[c] = float(np.sum(p * np.log(p / q)))  # eq. (16)
     return candidates, divergences
 
 
 class EntropyObserver(HistogramObserver):
-    """Clipping threshold minimizing KL(P || Q) over the |x| histogram (eqs. 16-18).
+    """Clipping threshold minimizing KL(P || Q) over the |x| histogram (eqs. 14-16).
 
     num_quantized_bins : L; None derives it from the scheme (see module docstring).
     stride : step between candidate thresholds (1 = every bin, as TensorRT).
     """
 
     def __init__(self, dtype="int8", *, num_quantized_bins: int | None = None, stride: int = 1, **kwargs):
-        for name, val in (("num_quantized_bins", num_quantized_bins), ("stride", stride)):
-            if val is None and name == "num_quantized_bins":
-                continue
-            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < (2 if name != "stride" else 1):
-                raise ValidationError(name, "an int >= 2" if name != "stride" else "an int >= 1", repr(val))
+        def is_int(v, least):
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= least
+
+        if num_quantized_bins is not None and not is_int(num_quantized_bins, 2):
+            raise ValidationError("num_quantized_bins", "None or an int >= 2", repr(num_quantized_bins))
+        if not is_int(stride, 1):
+            raise ValidationError("stride", "an int >= 1", repr(stride))
         self.num_quantized_bins = num_quantized_bins
         self.stride = int(stride)
         super().__init__(dtype, **kwargs)
@@ -120,7 +122,7 @@ class EntropyObserver(HistogramObserver):
         return (hi - lo + 1) // 2
 
     def threshold(self, channel: int = 0) -> float:
-        """T for one channel (eq. 18's argmin), in the units of x."""
+        """T for one channel (eq. 16's argmin), in the units of x."""
         hist = self.histograms[channel]
         amax = max(-float(self.min_val[channel]), float(self.max_val[channel]))
         if hist.width is None:
@@ -129,8 +131,7 @@ class EntropyObserver(HistogramObserver):
         m = int(np.argmin(div))
         return min(float(candidates[m]) * hist.width, amax)
 
-    def _select(self, hist, data_min, data_max):
-        channel = next(c for c, h in enumerate(self.histograms) if h is hist)
+    def _select(self, channel, hist, data_min, data_max):
         t = self.threshold(channel)
         if self.symmetric:
             return -t, t

@@ -8,12 +8,12 @@ sum in closed form for a Laplace / Gaussian prior; here the minimum is found
 by search over the observed distribution itself, as NVIDIA's
 pytorch-quantization MSE calibrator does (Wu et al. 2020, arXiv:2004.09602)::
 
-    alpha* = argmin_{alpha in {1/N, 2/N, ..., 1}}  sum_b n_b · (fq_alpha(c_b) - c_b)^2      (15)
+    alpha* = argmin_{alpha in {1/N, 2/N, ..., 1}}  sum_b n_b · (fq_alpha(c_b) - c_b)^2      (13)
     range  = clamp(alpha* · (min(min x, 0), max(max x, 0)), min x, max x)
              (symmetric: ±alpha* · max|x|)
 
 where c_b are the centers of the accumulated histogram's bins, n_b their
-counts, and fq_alpha is fake quantization (eq. 13, the refcomp.ops
+counts, and fq_alpha is fake quantization (eq. 17, the refcomp.ops
 definition) with the QParams that choose_qparams gives for the candidate
 range. So the error is exact up to the bin width. Ties go to the largest
 alpha (the least clipping).
@@ -32,7 +32,7 @@ __all__ = ["MSEObserver"]
 
 
 class MSEObserver(HistogramObserver):
-    """Range minimizing the histogram-weighted squared fake-quantization error (eq. 15).
+    """Range minimizing the histogram-weighted squared fake-quantization error (eq. 13).
 
     num_candidates : N, the number of clipping ratios alpha = k/N tried (k = 1..N).
     """
@@ -44,7 +44,7 @@ class MSEObserver(HistogramObserver):
         super().__init__(dtype, **kwargs)
 
     def candidate_errors(self, channel: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """(alphas, weighted squared errors) of eq. (15) for one channel (for plots and tests)."""
+        """(alphas, weighted squared errors) of eq. (13) for one channel (for plots and tests)."""
         hist = self.histograms[channel]
         lo, hi = self._bounds(float(self.min_val[channel]), float(self.max_val[channel]))
         return self._errors(hist, lo, hi)
@@ -87,7 +87,7 @@ class MSEObserver(HistogramObserver):
         err = fake_quantize(np.ascontiguousarray(grid), qp).astype(np.float64) - grid
         return alphas, (err**2 * counts).sum(axis=1)
 
-    def _select(self, hist, data_min, data_max):
+    def _select(self, channel, hist, data_min, data_max):
         lo, hi = self._bounds(data_min, data_max)
         alphas, errors = self._errors(hist, lo, hi)
         best = int(np.flatnonzero(errors == errors.min())[-1])

@@ -39,7 +39,7 @@ class PercentileObserver(HistogramObserver):
         self.percentile = float(percentile)
         super().__init__(dtype, **kwargs)
 
-    def _select(self, hist, data_min, data_max):
+    def _select(self, channel, hist, data_min, data_max):
         p = self.percentile
         if self.symmetric:
             counts = hist.abs_counts()

@@ -1,0 +1,143 @@
+"""Trained quantization of a model: k-means weight sharing per layer, then centroid fine-tuning.
+
+Deep Compression (Han, Mao, Dally 2016, arXiv:1510.00149) §3: the surviving
+weights of each layer are clustered into k = 2^b shared values (D.13–D.15,
+refcomp.compress.cluster), and the shared values are then trained: a weight
+W_ij is tied to its centroid c_{I_ij}, so
+
+    ∂L/∂c_k = Σ_{i,j} ∂L/∂W_ij · 1(I_ij = k)          (D.16; paper eq. 3)
+
+and one step of SGD with momentum μ updates the codebook, never the indices:
+
+    v_k ← μ·v_k + ∂L/∂c_k,   c_k ← c_k − η·v_k,   W_ij ← c_{I_ij} · mask_ij      (D.17)
+
+Pruned weights (mask False) are not clustered, contribute no gradient and stay 0.
+Parameters that are not shared weights (biases, any layer left unclustered) keep
+training with plain SGD + momentum at the same learning rate, as in the paper's
+Caffe fine-tuning, which trains every remaining parameter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..errors import ValidationError
+from ..formats.clustered import Clustered
+from ._checks import bool_mask, integer
+from .cluster import centroid_gradients
+from .prune.model import prunable_layers
+
+__all__ = ["cluster_model", "finetune_centroids", "shared_weights"]
+
+
+def _per_layer(value, names, argument):
+    if isinstance(value, Mapping):
+        unknown = [n for n in value if n not in names]
+        if unknown:
+            raise ValidationError(argument, f"layer names among {list(names)}", f"unknown {unknown}")
+        return dict(value)
+    return {n: value for n in names}
+
+
+def shared_weights(clustered: Clustered) -> np.ndarray:
+    """W = codebook[I] with pruned positions 0 (the dense view of a Clustered weight)."""
+    return clustered.to_dense()
+
+
+def cluster_model(model, bits, *, masks: Mapping | None = None, layers=None, init: str = "linear",
+                  rng=None, max_iter: int = 100) -> dict:
+    """k-means weight sharing of each chosen layer; the model's weights become the shared values.
+
+    bits : one width for all layers or {name: bits} (1…8; the chosen layers are
+        then the mapping's keys).
+    masks : {name: bool mask}; default: the layer's non-zero weights (a pruned model).
+    Returns {name: Clustered} (codebook, indices, mask); the layer's Dense weight is
+    overwritten in place with codebook[indices]·mask.
+    """
+    if layers is None and isinstance(bits, Mapping):
+        layers = list(bits)
+    chosen = prunable_layers(model, layers)
+    widths = _per_layer(bits, list(chosen), "bits")
+    out = {}
+    for name, layer in chosen.items():
+        w = layer.weight.data
+        b = integer(widths[name], f"bits[{name!r}]", minimum=1, maximum=8)
+        if masks is not None and name in masks:
+            mk = bool_mask(masks[name], w.shape, f"masks[{name!r}]")
+        else:
+            mk = w != 0
+        if not mk.any():
+            raise ValidationError(f"masks[{name!r}]", "at least one kept weight to cluster", "all pruned")
+        c = Clustered.from_weight(w, b, mask=mk, init=init, rng=rng, max_iter=max_iter)
+        w[...] = c.to_dense()
+        out[name] = c
+    return out
+
+
+def finetune_centroids(model, clustered: Mapping, train_set, *, epochs: int = 1, lr: float = 1e-3,
+                       momentum: float = 0.9, batch_size: int = 64, rng=0, on_epoch=None) -> list[dict]:
+    """Train the codebooks of ``clustered`` (D.16, D.17) and every other parameter by SGD.
+
+    clustered : {name: Clustered} from :func:`cluster_model` (updated in place:
+        their ``codebook`` arrays change, indices and masks do not).
+    lr : step for the centroids *and* the other parameters. A centroid's gradient
+        is the sum over its cluster (hundreds of weights), so lr is usually ~10×
+        below the dense training rate.
+    Returns one record per epoch: epoch, loss, accuracy (on the training batches), seconds.
+    """
+    from ..datasets import batches
+    from ..nn.losses import CrossEntropyLoss
+    from ..nn.optim import SGD
+
+    epochs = integer(epochs, "epochs", minimum=0)
+    layers = prunable_layers(model, list(clustered))
+    for name, layer in layers.items():
+        if not isinstance(clustered[name], Clustered):
+            raise ValidationError(f"clustered[{name!r}]", "a Clustered weight", type(clustered[name]).__name__)
+        if clustered[name].shape != layer.weight.data.shape:
+            raise ValidationError(f"clustered[{name!r}]", f"shape {layer.weight.data.shape}",
+                                  clustered[name].shape)
+    shared_ids = {id(layer.weight) for layer in layers.values()}
+    others = [p for p in model.parameters() if id(p) not in shared_ids]
+    opt = SGD(others, lr=lr, momentum=momentum) if others else None
+    velocity = {name: np.zeros(c.codebook.shape, np.float64) for name, c in clustered.items()}
+    g = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    x, y = train_set
+    loss = CrossEntropyLoss()
+    history = []
+    for epoch in range(epochs):
+        model.train()
+        t0 = time.perf_counter()
+        total, correct, seen = 0.0, 0, 0
+        for xb, yb in batches(np.asarray(x), np.asarray(y), batch_size, rng=g):
+            model.zero_grad()
+            z = model.forward(xb)
+            batch_loss = loss.forward(z, yb)
+            model.backward(loss.backward())
+            for name, layer in layers.items():
+                c = clustered[name]
+                grad = layer.weight.grad
+                if grad is None:
+                    continue
+                cg = centroid_gradients(grad, c.indices, c.codebook.size, mask=c.mask)   # (D.16)
+                v = velocity[name]
+                v *= momentum
+                v += cg
+                c.codebook -= (lr * v).astype(c.codebook.dtype)                         # (D.17)
+                layer.weight.data[...] = c.to_dense()
+            if opt is not None:
+                opt.step()
+            total += batch_loss * len(yb)
+            correct += int((z.argmax(axis=1) == yb).sum())
+            seen += len(yb)
+        rec = {"epoch": epoch + 1, "loss": total / seen, "accuracy": correct / seen,
+               "seconds": time.perf_counter() - t0}
+        history.append(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
+    model.zero_grad()
+    model.eval()
+    return history
