@@ -24,11 +24,17 @@
 int refcomp__resolve_isa(int isa);
 
 /* Run task(ctx, t) for t in [0, ntasks) on up to nthreads threads (the calling
- * thread included). Tasks must write disjoint outputs. Returns REFCOMP_OK or
- * REFCOMP_ETHREAD (then no task has been left half-run: the failing share is
- * run on the calling thread instead, so the result is still complete). */
+ * thread included). Tasks must write disjoint outputs. If a thread cannot be
+ * created its share runs on the calling thread, so the work is always
+ * complete and the result is the same; returns REFCOMP_OK. */
 typedef void (*refcomp__task_fn)(void *ctx, int64_t task);
 int refcomp__parallel_for(int nthreads, int64_t ntasks, refcomp__task_fn task, void *ctx);
+
+/* refcomp_pack_b on a chosen path, and a view of the packed bytes (tests). */
+int refcomp__pack_b_isa(int isa, int64_t K, int64_t N, const void *B, int64_t ldb,
+                        int b_is_signed, refcomp_packed_b **out);
+const int8_t *refcomp__packed_b_data(const refcomp_packed_b *p, size_t *nbytes,
+                                     const uint32_t **colsum);
 
 /* Wrapping int32 arithmetic without signed-overflow undefined behaviour. */
 static inline int32_t refcomp__wrap(uint32_t x) {

@@ -58,10 +58,88 @@ struct refcomp_packed_b {
 
 /* --------------------------------------------------------------- packing */
 
-int refcomp_pack_b(int64_t K, int64_t N, const void *B, int64_t ldb, int b_is_signed,
-                   refcomp_packed_b **out) {
+/* Pack panel `panel` of B (all k groups) the portable way. */
+static void pack_b_panel_scalar(refcomp_packed_b *p, const uint8_t *b, int64_t ldb, uint8_t flip,
+                                int64_t panel) {
+    const int64_t K = p->K, j0 = panel * NR, nc = p->N - j0 < NR ? p->N - j0 : NR;
+    /* one k group (4 rows of B) at a time: each column's 4 bytes are gathered
+     * and written as one 32-bit word, so the writes are sequential */
+    for (int64_t g = 0; g < p->kgroups; ++g) {
+        const int64_t k0 = g * KG, kn = K - k0 < KG ? K - k0 : KG;
+        uint8_t *dst = (uint8_t *)p->data + (panel * p->kgroups + g) * NR * KG;
+        for (int64_t c = 0; c < nc; ++c) {
+            uint8_t v[KG] = {0, 0, 0, 0}; /* k >= K stays 0 */
+            uint32_t s = 0;
+            for (int q = 0; q < kn; ++q) {
+                v[q] = (uint8_t)(b[(k0 + q) * ldb + j0 + c] ^ flip);
+                s += (uint32_t)(int32_t)(int8_t)v[q];
+            }
+            memcpy(dst + c * KG, v, KG);
+            p->colsum[j0 + c] += s;
+        }
+    }
+}
+
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+/* The same panel with AVX-512: 4 rows x 64 columns of B are interleaved into
+ * [column][4 k] order by byte/word unpacks and a 4x4 transpose of 128-bit
+ * lanes; column sums come from vpdpbusd with a vector of ones (exact: it
+ * adds each column's four signed bytes into its int32 lane). Columns past N
+ * load as 0 and are not flipped, so the padding stays 0. */
+REFCOMP_TARGET_AVX512VNNI static void pack_b_panel_avx512(refcomp_packed_b *p, const uint8_t *b,
+                                                          int64_t ldb, uint8_t flip,
+                                                          int64_t panel) {
+    const int64_t K = p->K, j0 = panel * NR, nc = p->N - j0 < NR ? p->N - j0 : NR;
+    const __mmask64 m = nc >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << nc) - 1);
+    const __m512i flipv = _mm512_maskz_set1_epi8(m, (char)flip), ones = _mm512_set1_epi8(1);
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+    for (int64_t g = 0; g < p->kgroups; ++g) {
+        __m512i z[KG];
+        for (int q = 0; q < KG; ++q) {
+            const int64_t k = g * KG + q;
+            z[q] = k < K ? _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, b + k * ldb + j0), flipv)
+                         : _mm512_setzero_si512();
+        }
+        const __m512i t0 = _mm512_unpacklo_epi8(z[0], z[1]), t1 = _mm512_unpackhi_epi8(z[0], z[1]);
+        const __m512i t2 = _mm512_unpacklo_epi8(z[2], z[3]), t3 = _mm512_unpackhi_epi8(z[2], z[3]);
+        /* lane L of u0..u3: columns 16L+0..3, +4..7, +8..11, +12..15, 4 bytes each */
+        const __m512i u0 = _mm512_unpacklo_epi16(t0, t2), u1 = _mm512_unpackhi_epi16(t0, t2);
+        const __m512i u2 = _mm512_unpacklo_epi16(t1, t3), u3 = _mm512_unpackhi_epi16(t1, t3);
+        const __m512i v0 = _mm512_shuffle_i64x2(u0, u1, _MM_SHUFFLE(1, 0, 1, 0));
+        const __m512i v1 = _mm512_shuffle_i64x2(u2, u3, _MM_SHUFFLE(1, 0, 1, 0));
+        const __m512i v2 = _mm512_shuffle_i64x2(u0, u1, _MM_SHUFFLE(3, 2, 3, 2));
+        const __m512i v3 = _mm512_shuffle_i64x2(u2, u3, _MM_SHUFFLE(3, 2, 3, 2));
+        const __m512i o0 = _mm512_shuffle_i64x2(v0, v1, _MM_SHUFFLE(2, 0, 2, 0)); /* cols 0..15  */
+        const __m512i o1 = _mm512_shuffle_i64x2(v0, v1, _MM_SHUFFLE(3, 1, 3, 1)); /* cols 16..31 */
+        const __m512i o2 = _mm512_shuffle_i64x2(v2, v3, _MM_SHUFFLE(2, 0, 2, 0)); /* cols 32..47 */
+        const __m512i o3 = _mm512_shuffle_i64x2(v2, v3, _MM_SHUFFLE(3, 1, 3, 1)); /* cols 48..63 */
+        int8_t *dst = p->data + (panel * p->kgroups + g) * NR * KG;
+        _mm512_storeu_si512((void *)(dst + 0), o0);
+        _mm512_storeu_si512((void *)(dst + 64), o1);
+        _mm512_storeu_si512((void *)(dst + 128), o2);
+        _mm512_storeu_si512((void *)(dst + 192), o3);
+        s0 = _mm512_dpbusd_epi32(s0, ones, o0);
+        s1 = _mm512_dpbusd_epi32(s1, ones, o1);
+        s2 = _mm512_dpbusd_epi32(s2, ones, o2);
+        s3 = _mm512_dpbusd_epi32(s3, ones, o3);
+    }
+    uint32_t sums[NR];
+    _mm512_storeu_si512((void *)&sums[0], s0);
+    _mm512_storeu_si512((void *)&sums[16], s1);
+    _mm512_storeu_si512((void *)&sums[32], s2);
+    _mm512_storeu_si512((void *)&sums[48], s3);
+    for (int64_t c = 0; c < nc; ++c) p->colsum[j0 + c] += sums[c];
+}
+#endif
+
+/* refcomp_pack_b with an explicit path (the layout does not depend on it;
+ * the test driver checks that every path writes the same bytes). */
+int refcomp__pack_b_isa(int isa, int64_t K, int64_t N, const void *B, int64_t ldb,
+                        int b_is_signed, refcomp_packed_b **out) {
     if (!out || K < 0 || N < 0 || (K > 0 && N > 0 && (!B || ldb < N))) return REFCOMP_EINVAL;
     *out = NULL;
+    isa = refcomp__resolve_isa(isa);
+    if (isa < 0) return isa;
     refcomp_packed_b *p = (refcomp_packed_b *)calloc(1, sizeof *p);
     if (!p) return REFCOMP_ENOMEM;
     p->K = K;
@@ -77,31 +155,30 @@ int refcomp_pack_b(int64_t K, int64_t N, const void *B, int64_t ldb, int b_is_si
         return REFCOMP_ENOMEM;
     }
     const uint8_t flip = b_is_signed ? 0x00 : 0x80; /* b' = b - 128 for uint8 B */
-    const uint8_t *b = (const uint8_t *)B;
-    /* one k group (4 rows of B) at a time: each column's 4 bytes are gathered
-     * and written as one 32-bit word, so the writes are sequential */
-    for (int64_t g = 0; g < p->kgroups; ++g) {
-        const int64_t k0 = g * KG, kn = K - k0 < KG ? K - k0 : KG;
-        const uint8_t *rows[KG];
-        for (int q = 0; q < KG; ++q) rows[q] = b + (k0 + (q < kn ? q : 0)) * ldb;
-        for (int64_t panel = 0; panel < p->npanels; ++panel) {
-            const int64_t j0 = panel * NR, nc = N - j0 < NR ? N - j0 : NR;
-            uint8_t *dst = (uint8_t *)p->data + (panel * p->kgroups + g) * NR * KG;
-            for (int64_t c = 0; c < nc; ++c) {
-                uint8_t v[KG] = {0, 0, 0, 0}; /* k >= K stays 0 */
-                uint32_t s = 0;
-                for (int q = 0; q < KG; ++q)
-                    if (q < kn) {
-                        v[q] = (uint8_t)(rows[q][j0 + c] ^ flip);
-                        s += (uint32_t)(int32_t)(int8_t)v[q];
-                    }
-                memcpy(dst + c * KG, v, KG);
-                p->colsum[j0 + c] += s;
-            }
+    for (int64_t panel = 0; panel < p->npanels; ++panel) {
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+        if (isa == REFCOMP_ISA_AVX512VNNI) {
+            pack_b_panel_avx512(p, (const uint8_t *)B, ldb, flip, panel);
+            continue;
         }
+#endif
+        pack_b_panel_scalar(p, (const uint8_t *)B, ldb, flip, panel);
     }
     *out = p;
     return REFCOMP_OK;
+}
+
+int refcomp_pack_b(int64_t K, int64_t N, const void *B, int64_t ldb, int b_is_signed,
+                   refcomp_packed_b **out) {
+    return refcomp__pack_b_isa(REFCOMP_ISA_AUTO, K, N, B, ldb, b_is_signed, out);
+}
+
+/* The packed bytes and column sums, for the test driver's cross-path check. */
+const int8_t *refcomp__packed_b_data(const refcomp_packed_b *p, size_t *nbytes,
+                                     const uint32_t **colsum) {
+    *nbytes = (size_t)(p->npanels * p->kgroups) * NR * KG;
+    *colsum = p->colsum;
+    return p->data;
 }
 
 void refcomp_packed_b_free(refcomp_packed_b *packed) {
@@ -298,6 +375,36 @@ typedef struct {
     int64_t ldc;
 } gemm_ctx;
 
+/* C[i0+r, j0+c] = tile[r][c] + bias[j] - zb'[j] ra'[i] - za'[i] colfix[j] (mod 2^32):
+ * eq. (3) for the valid part of one tile. The same loop is compiled for each
+ * ISA (the baseline x86-64 build has no 32-bit vector multiply). */
+static inline __attribute__((always_inline)) void epilogue(const gemm_ctx *x,
+                                                           uint32_t tile[MR][NR], int64_t i0,
+                                                           int mr, int64_t j0, int64_t nc) {
+    const uint32_t *bias = x->bias + j0, *zbp = x->zbp + j0, *colfix = x->colfix + j0;
+    for (int r = 0; r < mr; ++r) {
+        const int64_t i = i0 + r;
+        const uint32_t ra = x->rowsum[i], za = x->zap[i];
+        uint32_t *crow = (uint32_t *)(x->C + i * x->ldc + j0); /* same bits as int32 */
+        const uint32_t *t = tile[r];
+        for (int64_t c = 0; c < nc; ++c) crow[c] = t[c] + bias[c] - zbp[c] * ra - za * colfix[c];
+    }
+}
+static void epilogue_scalar(const gemm_ctx *x, uint32_t tile[MR][NR], int64_t i0, int mr,
+                            int64_t j0, int64_t nc) {
+    epilogue(x, tile, i0, mr, j0, nc);
+}
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+REFCOMP_TARGET_AVX2 static void epilogue_avx2(const gemm_ctx *x, uint32_t tile[MR][NR], int64_t i0,
+                                              int mr, int64_t j0, int64_t nc) {
+    epilogue(x, tile, i0, mr, j0, nc);
+}
+REFCOMP_TARGET_AVX512VNNI static void epilogue_avx512(const gemm_ctx *x, uint32_t tile[MR][NR],
+                                                      int64_t i0, int mr, int64_t j0, int64_t nc) {
+    epilogue(x, tile, i0, mr, j0, nc);
+}
+#endif
+
 static void gemm_task(void *vctx, int64_t task) {
     const gemm_ctx *x = (const gemm_ctx *)vctx;
     int64_t jp = task / x->mblocks, mb = task % x->mblocks;
@@ -324,16 +431,13 @@ static void gemm_task(void *vctx, int64_t task) {
             kernel_scalar(mr, (const uint8_t *)x->pa + ip * x->kgroups * MR * KG, pb, x->kgroups,
                           tile);
         }
-        /* epilogue, eq. (2): acc + bias - zb' ra' - za' (cb' - K zb') */
-        for (int r = 0; r < mr; ++r) {
-            int64_t i = i0 + r;
-            uint32_t ra = x->rowsum[i], za = x->zap[i];
-            int32_t *crow = x->C + i * x->ldc + j0;
-            for (int64_t c = 0; c < nc; ++c) {
-                int64_t j = j0 + c;
-                uint32_t v = tile[r][c] + x->bias[j] - x->zbp[j] * ra - za * x->colfix[j];
-                crow[c] = refcomp__wrap(v);
-            }
+        /* epilogue, eq. (2): acc + bias - zb' ra' - za' (cb' - K zb'), compiled per ISA */
+        switch (x->isa) {
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+        case REFCOMP_ISA_AVX512VNNI: epilogue_avx512(x, tile, i0, mr, j0, nc); break;
+        case REFCOMP_ISA_AVX2: epilogue_avx2(x, tile, i0, mr, j0, nc); break;
+#endif
+        default: epilogue_scalar(x, tile, i0, mr, j0, nc);
         }
     }
 }

@@ -107,16 +107,21 @@ int refcomp_matmul_integer_packed(int isa, int nthreads, int64_t M,
  * where float32(acc) rounds to nearest even, the product is ONE float32
  * multiplication (round to nearest even, no FMA, no double), and the rounding
  * to integer is half-to-even. Non-finite products (multiplier inf/nan) are
- * the caller's problem: refcomp.ops rejects non-finite multipliers.
- * A rounded value outside int32 saturates before the zero point is added
- * (in int64), so the clip is always exact.
+ * the caller's problem: refcomp.ops rejects non-finite multipliers. The
+ * rounded value is clipped against [qmin - zp, qmax - zp] in double before
+ * zp is added, which equals clipping r + zp (exact in float64 for every
+ * |r| < 2^53; larger r is clipped either way), so no intermediate overflows.
+ * Requires qmin - zp and qmax - zp inside int32 (else REFCOMP_EINVAL).
+ * This function picks its own path (AVX2 when present and the bounds are
+ * below 2^24 in magnitude, else scalar): both give the same bits.
  *
  * Fixed-point method (gemmlowp / TFLite MultiplyByQuantizedMultiplier):
  *   x  = acc * 2^max(shift,0)                        (saturated to int32)
  *   h  = SaturatingRoundingDoublingHighMul(x, multiplier[j])
  *   r  = RoundingDivideByPOT(h, max(-shift, 0))
  *   out = clip(r + zero_point[j], qmin, qmax)        (sum in int64)
- * with -31 <= shift[j] <= 30 (else REFCOMP_EINVAL).
+ * with -31 <= shift[j] <= 30 (else REFCOMP_EINVAL). Scalar C (int64 where
+ * a sum could overflow); refcomp.ops raises instead of saturating x.
  */
 int refcomp_requantize_float(int64_t M, int64_t N, const int32_t *acc, int64_t ld_acc,
                              const float *multiplier, const int32_t *zero_point,
@@ -149,6 +154,15 @@ int32_t refcomp_rounding_divide_by_pot(int32_t x, int exponent); /* 0 <= exponen
 int refcomp_csr_spmm_f32(int isa, int nthreads, int64_t rows, int64_t n,
                          const int64_t *indptr, const int64_t *indices, const float *data,
                          const float *X, int64_t ldx, float *Y, int64_t ldy);
+
+/* sparse_linear (refcomp.ops.sparse_linear, eq. S1): y = x W^T + bias, float32.
+ *   x: batch x in (leading dim ldx); W: CSR with `out` rows, column indices in
+ *   [0, in); bias: float32[out] or NULL; y: batch x out (leading dim ldy).
+ * Computed as (W x^T)^T through refcomp_csr_spmm_f32 on aligned scratch copies,
+ * then ONE float32 addition of bias: same bits as refcomp_csr_spmm_f32 + add. */
+int refcomp_csr_linear_f32(int isa, int nthreads, int64_t batch, int64_t in, int64_t out,
+                           const int64_t *indptr, const int64_t *indices, const float *data,
+                           const float *x, int64_t ldx, const float *bias, float *y, int64_t ldy);
 
 int refcomp_csr_spmm_i8(int isa, int nthreads, int64_t rows, int64_t n,
                         const int64_t *indptr, const int64_t *indices, const int8_t *data,

@@ -14,6 +14,7 @@
  * result fits int32 (refcomp.ops.sparse_linear checks a bound before calling).
  */
 #include <math.h>
+#include <stdlib.h>
 
 #include "internal.h"
 
@@ -200,4 +201,49 @@ int refcomp_csr_spmm_i8(int isa, int nthreads, int64_t rows, int64_t n, const in
                         const int64_t *indices, const int8_t *data, const int16_t *X, int64_t ldx,
                         int32_t *Y, int64_t ldy) {
     return spmm_run(isa, nthreads, rows, n, indptr, indices, data, X, ldx, Y, ldy, spmm_i8_task);
+}
+
+/* ------------------------------------------------------ sparse_linear */
+
+/* dst[j, i] = src[i, j] for an r x c matrix, in tiles of 8 source rows x 64
+ * columns: rows of a wide matrix are often a multiple of 4 KiB apart and land
+ * in one L1 set, so a tile touches no more source rows than L1 has ways. */
+static void transpose_f32(int64_t r, int64_t c, const float *src, int64_t lds, float *dst,
+                          int64_t ldd) {
+    for (int64_t i0 = 0; i0 < r; i0 += 8)
+        for (int64_t j0 = 0; j0 < c; j0 += 64) {
+            const int64_t i1 = i0 + 8 < r ? i0 + 8 : r, j1 = j0 + 64 < c ? j0 + 64 : c;
+            for (int64_t j = j0; j < j1; ++j)
+                for (int64_t i = i0; i < i1; ++i) dst[j * ldd + i] = src[i * lds + j];
+        }
+}
+
+int refcomp_csr_linear_f32(int isa, int nthreads, int64_t batch, int64_t in, int64_t out,
+                           const int64_t *indptr, const int64_t *indices, const float *data,
+                           const float *x, int64_t ldx, const float *bias, float *y, int64_t ldy) {
+    if (batch < 0 || in < 0 || out < 0) return REFCOMP_EINVAL;
+    int r = refcomp__resolve_isa(isa);
+    if (r < 0) return r;
+    if (batch == 0 || out == 0) return REFCOMP_OK;
+    if (!indptr || !y || ldy < out || (in > 0 && (!x || ldx < in))) return REFCOMP_EINVAL;
+    /* x^T and y^T in 64-byte aligned scratch: rows of x^T are what each non-zero scales */
+    const int64_t ld = (batch + 15) / 16 * 16; /* rows start on a cache line */
+    void *xt_mem = NULL, *yt_mem = NULL;
+    if (posix_memalign(&xt_mem, 64, sizeof(float) * (size_t)((in ? in : 1) * ld)) != 0) return REFCOMP_ENOMEM;
+    if (posix_memalign(&yt_mem, 64, sizeof(float) * (size_t)(out * ld)) != 0) {
+        free(xt_mem);
+        return REFCOMP_ENOMEM;
+    }
+    float *xt = (float *)xt_mem, *yt = (float *)yt_mem;
+    transpose_f32(batch, in, x, ldx, xt, ld);
+    int st = refcomp_csr_spmm_f32(r, nthreads, out, batch, indptr, indices, data, xt, ld, yt, ld);
+    if (st == REFCOMP_OK) {
+        transpose_f32(out, batch, yt, ld, y, ldy);
+        if (bias) /* one float32 addition per output, as y = (W x^T)^T + bias */
+            for (int64_t b = 0; b < batch; ++b)
+                for (int64_t o = 0; o < out; ++o) y[b * ldy + o] = y[b * ldy + o] + bias[o];
+    }
+    free(xt_mem);
+    free(yt_mem);
+    return st;
 }

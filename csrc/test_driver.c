@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "refcomp.h"
+#include "internal.h" /* refcomp.h + the pack_b cross-path check */
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static uint32_t rnd(void) { /* xorshift64*: deterministic, no global libc state */
@@ -85,6 +85,26 @@ static void check_gemm(int64_t M, int64_t K, int64_t N, int as, int bs, int mode
                           (long long)j, C[i * ldc + j], (long long)r);
                 }
         }
+    }
+    /* every packing path writes the same bytes and column sums */
+    {
+        refcomp_packed_b *ref_p = NULL;
+        CHECK(refcomp__pack_b_isa(REFCOMP_ISA_SCALAR, K, N, B, ldb, bs, &ref_p) == REFCOMP_OK, "pack");
+        for (int isa = REFCOMP_ISA_AVX2; ref_p && isa <= REFCOMP_ISA_AVX512VNNI; ++isa) {
+            refcomp_packed_b *q = NULL;
+            if (!refcomp_isa_supported(isa)) continue;
+            CHECK(refcomp__pack_b_isa(isa, K, N, B, ldb, bs, &q) == REFCOMP_OK, "pack isa");
+            if (!q) continue;
+            size_t n1, n2;
+            const uint32_t *c1, *c2;
+            const int8_t *d1 = refcomp__packed_b_data(ref_p, &n1, &c1);
+            const int8_t *d2 = refcomp__packed_b_data(q, &n2, &c2);
+            CHECK(n1 == n2 && memcmp(d1, d2, n1) == 0, "packed bytes differ (%s)", refcomp_isa_name(isa));
+            CHECK(memcmp(c1, c2, sizeof(uint32_t) * (size_t)N) == 0, "column sums differ (%s)",
+                  refcomp_isa_name(isa));
+            refcomp_packed_b_free(q);
+        }
+        refcomp_packed_b_free(ref_p);
     }
     /* the packed form gives the same result */
     refcomp_packed_b *pb = NULL;
@@ -182,6 +202,20 @@ static void check_spmm(int64_t rows, int64_t cols, int64_t n, int density_pct) {
                   == REFCOMP_OK, "spmm status");
             CHECK(refcomp_csr_spmm_i8(isa, threads, rows, n, indptr, indices, data8, X16, ldx, Y32,
                                       ldy) == REFCOMP_OK, "spmm i8 status");
+            /* sparse_linear: y = x W^T + bias with x = X^T, same bits as spmm + one add */
+            float *xb = malloc(sizeof(float) * (size_t)(n * cols + 1));
+            float *yb = malloc(sizeof(float) * (size_t)(n * rows + 1));
+            float *bias = malloc(sizeof(float) * (size_t)(rows + 1));
+            for (int64_t j = 0; j < n; ++j)
+                for (int64_t k = 0; k < cols; ++k) xb[j * cols + k] = X[k * ldx + j];
+            for (int64_t r = 0; r < rows; ++r) bias[r] = (float)((int)(rnd() % 200) - 100) / 8.0f;
+            CHECK(refcomp_csr_linear_f32(isa, threads, n, cols, rows, indptr, indices, data, xb, cols,
+                                         bias, yb, rows) == REFCOMP_OK, "linear status");
+            for (int64_t r = 0; r < rows; ++r)
+                for (int64_t j = 0; j < n; ++j)
+                    CHECK(yb[j * rows + r] == Y[r * ldy + j] + bias[r], "linear %s [%lld,%lld]",
+                          refcomp_isa_name(isa), (long long)j, (long long)r);
+            free(xb); free(yb); free(bias);
             for (int64_t r = 0; r < rows; ++r)
                 for (int64_t j = 0; j < n; ++j) {
                     double exact = 0, absum = 0;
@@ -212,6 +246,8 @@ int main(void) {
                 for (int mode = 0; mode <= 3; ++mode)
                     check_gemm(s, s + 2 * mode + 1, 17 - s + 1, as, bs, mode, mode & 1);
     check_gemm(13, 300, 130, 0, 1, 0, 1);
+    check_gemm(4, 0, 5, 0, 1, 0, 1); /* K = 0: C = bias */
+    check_gemm(100, 1000, 70, 1, 1, 0, 1); /* several K blocks, several A panels */
     check_gemm(70, 257, 67, 1, 0, 3, 1);
     check_gemm(3, 4099, 5, 0, 1, 1, 0); /* 255 * 127 * 4099 fits int32 */
     check_gemm(2, 65536, 3, 0, 1, 3, 0);

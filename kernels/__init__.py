@@ -15,8 +15,8 @@ working on numpy/numba and says so once (a RuntimeWarning-free UserWarning).
 
 Registered ops (contracts in the common interface; shapes are 2-D, C-contiguous):
 ``matmul_integer``, ``requantize_float``, ``requantize_fixed_point``,
-``csr_spmm_f32``, ``csr_spmm_i8`` (the last two serve refcomp.ops.sparse_linear
-and CSRMatrix @ X).
+``csr_spmm_f32``, ``csr_spmm_i8`` (CSRMatrix @ X), ``csr_linear_f32``
+(refcomp.ops.sparse_linear: x @ W.T + bias).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from .. import backend as _backend
 
 __all__ = ["c_status", "info", "C_OPS", "NUMBA_OPS"]
 
-C_OPS = ("matmul_integer", "requantize_float", "requantize_fixed_point", "csr_spmm_f32", "csr_spmm_i8")
+C_OPS = ("matmul_integer", "requantize_float", "requantize_fixed_point", "csr_spmm_f32", "csr_spmm_i8",
+         "csr_linear_f32")
 NUMBA_OPS = C_OPS
 
 _c_error: str | None = None
@@ -51,6 +52,7 @@ def _register_c() -> None:
     _backend.register("requantize_fixed_point", "c", c.requantize_fixed_point)
     _backend.register("csr_spmm_f32", "c", c.csr_spmm_f32)
     _backend.register("csr_spmm_i8", "c", c.csr_spmm_i8)
+    _backend.register("csr_linear_f32", "c", c.csr_linear_f32)
 
 
 def _register_numba() -> None:
@@ -71,6 +73,7 @@ def _register_numba() -> None:
     _backend.register("requantize_fixed_point", "numba", nb_rq.requantize_fixed_point)
     _backend.register("csr_spmm_f32", "numba", nb_spmm.csr_spmm_f32)
     _backend.register("csr_spmm_i8", "numba", nb_spmm.csr_spmm_i8)
+    _backend.register("csr_linear_f32", "numba", nb_spmm.csr_linear_f32)
 
 
 def c_status() -> dict:

@@ -13,7 +13,7 @@ from numba import njit, prange
 
 from ._threads import use_refcomp_threads
 
-__all__ = ["csr_spmm_f32", "csr_spmm_i8"]
+__all__ = ["csr_spmm_f32", "csr_spmm_i8", "csr_linear_f32"]
 
 
 @njit(parallel=True, cache=True)
@@ -60,3 +60,11 @@ def csr_spmm_i8(indptr, indices, data, shape, X, *, threads=None):
     _spmm_i8(np.asarray(indptr, np.int64), np.asarray(indices, np.int64), np.asarray(data, np.int8),
              np.ascontiguousarray(X, np.int16), Y)
     return Y
+
+
+def csr_linear_f32(indptr, indices, data, shape, x, bias=None, *, threads=None):
+    """y = x @ W.T + bias = (W @ x.T).T + bias, float32 (one addition for the bias)."""
+    y = np.ascontiguousarray(csr_spmm_f32(indptr, indices, data, shape, np.ascontiguousarray(x.T), threads=threads).T)
+    if bias is not None:
+        y += np.asarray(bias, np.float32)
+    return y

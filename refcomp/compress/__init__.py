@@ -9,6 +9,15 @@ cluster   k-means weight sharing (linear / density / random init) and
 huffman   canonical Huffman coding with a serialisable header
 storage   Deep Compression's relative-index CSR and the per-layer size table
 
+On refcomp.nn models (imported on use):
+
+prune.model, prune.structured   masks on named layers, masked fine-tuning, schedules;
+          structured pruning that shrinks the model
+sensitivity           accuracy vs sparsity per layer (data + plot)
+deploy                pruned weights -> CSRMatrix, inference through the CSR kernels
+trained_quantization  k-means per layer + centroid fine-tuning (§3.3)
+deep_compression      the whole pipeline, its report; ``refcomp compress`` (cli)
+
 The other sub-modules (quantize, lowrank, distill, precision) are imported
 on use and document themselves.
 """

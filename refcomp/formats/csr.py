@@ -41,6 +41,8 @@ _INT32_MAX = 2**31 - 1
 
 def _int_vector(x, name: str) -> np.ndarray:
     a = np.asarray(x)
+    if a.size == 0 and a.ndim == 1:  # [] arrives as float64
+        a = a.astype(np.int64)
     if a.dtype.kind not in "iu":
         raise DTypeError(name, "an integer array", f"dtype {a.dtype}")
     if a.ndim != 1:

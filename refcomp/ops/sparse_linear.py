@@ -31,15 +31,16 @@ when ``max_row_nnz * max|W| * max|x - x_zero_point| <= 2**31 - 1`` (then no
 partial sum leaves int32); otherwise the NumPy int64 path runs. The bias is
 added in int64; a final result outside int32 raises OverflowRiskError.
 
-Kernels: the C and Numba kernels compute W @ x^T row by row ("csr_spmm_f32",
-"csr_spmm_i8": each non-zero scales one contiguous row of x^T), see
-csrc/spmm.c and docs/kernels.md.
+Kernels: the C and Numba kernels compute W @ x^T row by row (each non-zero
+scales one contiguous row of x^T): "csr_linear_f32" (transposes and bias
+included), "csr_spmm_i8"; see csrc/spmm.c and docs/kernels.md.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .. import backend as _backend
 from ..errors import DTypeError, OverflowRiskError, ShapeError, ValidationError
 from ..formats.csr import CSRMatrix, _spmm_int
 
@@ -101,8 +102,13 @@ def sparse_linear(x, W, bias=None, *, backend="auto"):
     b = _check_bias(bias, W.shape[0], (np.float32, np.float64), "dtype float32 or float64")
     if b is not None and not np.all(np.isfinite(b)):
         raise ValidationError("bias", "finite values", "NaN or Inf")
-    # W @ x^T: each non-zero scales a contiguous row of x^T (batch values);
-    # the kernels make x^T contiguous (and cache-line aligned) themselves
+    fast = None
+    if x2.dtype == np.float32 and W.data.dtype == np.float32 and (b is None or b.dtype == np.float32):
+        fast = _backend.implementation("csr_linear_f32", backend)
+    if fast is not None:  # (W x^T)^T + bias inside the kernel, transposes included
+        y = fast(W.indptr, W.indices, W.data, W.shape, x2, b)
+        return y[0] if vec else y
+    # W @ x^T: each non-zero scales a contiguous row of x^T (batch values)
     yT = W.dot(x2.T, backend=backend)
     y = np.ascontiguousarray(yT.T)
     if b is not None:

@@ -143,10 +143,15 @@ def test_spmm_thread_invariance(fast, threads):
     rng = np.random.default_rng(3)
     W = CSRMatrix.from_dense(sparse_dense(rng, (300, 256), 0.2))
     X = rng.standard_normal((256, 150)).astype(np.float32)
+    x = np.ascontiguousarray(X.T)
+    b = rng.standard_normal(300).astype(np.float32)
     threads(1)
     one = W.dot(X, backend=fast)
+    lin = sparse_linear(x, W, b, backend=fast)
     threads(2)
     np.testing.assert_array_equal(W.dot(X, backend=fast), one)
+    np.testing.assert_array_equal(sparse_linear(x, W, b, backend=fast), lin)
+    np.testing.assert_array_equal(lin, one.T + b)  # (W x^T)^T + b with one float32 add
 
 
 def test_sparse_linear_rejects_bad_input():

@@ -5,6 +5,8 @@ masks      scores -> bool mask: unstructured, N:M, blocks, rows/filters, channel
            per-layer or global scope
 schedules  sparsity per step: one-shot, iterative, gradual cubic (Zhu & Gupta 2017)
 apply      keep pruned weights, their gradients and optimizer state at zero
+model      the same on a refcomp.nn model: named layers, masked fine-tuning, schedules
+structured remove neurons / filters for real: a smaller dense model
 
 The math, with numbered equations, is in docs/deep_compression.md.
 """
@@ -29,7 +31,19 @@ from .masks import (
     sparsity_of,
     unstructured_mask,
 )
+from .model import (
+    MaskedOptimizer,
+    apply_model_masks,
+    layer_scores,
+    masked_fine_tune,
+    model_masks,
+    model_sparsity,
+    prunable_layers,
+    prune_model,
+    prune_with_schedule,
+)
 from .schedules import Cubic, Iterative, OneShot, Schedule
+from .structured import apply_structured, shrink, structured_keep
 
 __all__ = [
     "STRUCTURES",
@@ -54,4 +68,16 @@ __all__ = [
     "apply_mask",
     "apply_masks",
     "masked",
+    "prunable_layers",
+    "layer_scores",
+    "model_masks",
+    "apply_model_masks",
+    "prune_model",
+    "model_sparsity",
+    "MaskedOptimizer",
+    "masked_fine_tune",
+    "prune_with_schedule",
+    "structured_keep",
+    "apply_structured",
+    "shrink",
 ]

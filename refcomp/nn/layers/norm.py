@@ -138,6 +138,7 @@ class LayerNorm(Module):
             raise ValidationError("eps", "> 0", eps)
         self.eps = float(eps)
         dtype = np.dtype(dtype)
+        self.dtype = dtype
         self.weight = Parameter(np.ones(self.normalized_shape, dtype)) if elementwise_affine else None
         self.bias = Parameter(np.zeros(self.normalized_shape, dtype)) if elementwise_affine else None
         self._cache = None
@@ -145,7 +146,7 @@ class LayerNorm(Module):
     def config(self) -> dict:
         return {"normalized_shape": list(self.normalized_shape), "eps": self.eps,
                 "elementwise_affine": self.weight is not None,
-                "dtype": str(self.weight.data.dtype) if self.weight is not None else "float32"}
+                "dtype": str(self.dtype)}
 
     def forward(self, x):
         k = len(self.normalized_shape)

@@ -1,0 +1,99 @@
+"""float16 / bfloat16 weight storage for whole models.
+
+Each Conv2d / Linear weight (and bias) is rounded once, float32 -> float16 or
+bfloat16 with round-to-nearest-even (refcomp.compress.precision.cast_weights,
+docs/precision.md eq. 1), and stored in that 16-bit type: half the bytes.
+Computation stays float32 — a layer multiplies by the 16-bit weight widened
+to float32 (exact: every float16 / bfloat16 value is a float32 value), which
+is what a runtime with 16-bit weight storage and float32 arithmetic does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ValidationError
+from ..formats.base import WeightFormat
+from ..nn.layers import Conv2d, Linear
+from .precision import cast_weights
+from .quantize.model_graph import flat_layers, prepare
+
+__all__ = ["HalfPrecision", "cast_model", "mixed_precision_step"]
+
+
+class HalfPrecision(WeightFormat):
+    """A weight stored as float16 or bfloat16 (``data``); ``to_dense()`` is its float32 value."""
+
+    trainable = False
+
+    def __init__(self, data: np.ndarray):
+        if data.dtype.itemsize != 2:
+            raise ValidationError("data", "a float16 or bfloat16 array", data.dtype)
+        self.data = data
+        self.shape = data.shape
+
+    def to_dense(self) -> np.ndarray:
+        return self.data.astype(np.float32)
+
+    def matmul(self, x):
+        return x @ self.to_dense().reshape(self.shape[0], -1).T
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+    def fields(self):
+        return {"data": self.data}
+
+
+def cast_model(model, dtype: str = "float16", *, on_overflow: str = "raise"):
+    """A copy of ``model`` (BatchNorm folded) with Conv2d / Linear weights stored in ``dtype``.
+
+    Biases stay float32 (out values per layer, a small share of the bytes).
+    Returns (model, report {layer: {"max_abs_error", "max_rel_error", "n_flushed_to_zero"}}).
+    """
+    m = prepare(model)
+    report = {}
+    for name, layer in flat_layers(m):
+        if isinstance(layer, (Conv2d, Linear)):
+            r = cast_weights(layer.weight.to_dense(), dtype, on_overflow=on_overflow)
+            layer.weight = HalfPrecision(r.array)
+            report[name] = {"max_abs_error": r.max_abs_error, "max_rel_error": r.max_rel_error,
+                            "n_flushed_to_zero": r.n_flushed_to_zero}
+    return m, report
+
+
+def mixed_precision_step(model, master, scaler, x, y, loss, lr: float) -> bool:
+    """One training step with float16 compute, float32 master weights and dynamic loss scaling.
+
+    Micikevicius et al. 2018 (arXiv:1710.03740) §3, docs/precision.md eqs. 3-5:
+
+    1. the model's trainable arrays are set to the float16 copy of ``master``
+       (a refcomp.compress.precision.MasterWeights keyed by parameter name);
+    2. forward in float16; the loss is taken in float32 on the logits;
+    3. backward of S·L (S = ``scaler.scale``) in float16 — a gradient that
+       overflows becomes inf;
+    4. ``scaler.step(grads)``: if any gradient is inf/NaN the update is
+       skipped (the master weights are untouched) and S is reduced; otherwise
+       master ← master − lr·g/S.
+
+    Returns True when the update was applied.
+    """
+    if master.dtype != "float16":
+        raise ValidationError("master.dtype", "'float16' (the model computes in NumPy float16)", master.dtype)
+    params = dict(model.named_parameters())
+    if set(params) != set(master.master):
+        raise ValidationError("master", f"one entry per trainable parameter {sorted(params)}", sorted(master.master))
+    for name, arr in master.model_copy().items():
+        params[name].data = arr
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = model.forward(np.asarray(x, dtype=np.float16))
+        loss.forward(z.astype(np.float32), y)
+        dz = (loss.backward() * np.float32(scaler.scale)).astype(np.float16)
+        model.zero_grad()
+        model.backward(dz)
+    grads = {name: p.grad for name, p in params.items()}
+    ok = scaler.step(grads)          # inf/NaN anywhere (loss included: it makes the gradients NaN) skips
+    if ok:
+        master.sgd_step(grads, lr, loss_scale=scaler.last_scale)
+    return ok

@@ -1,0 +1,91 @@
+"""Binary and ternary models, retrained with the straight-through estimator.
+
+Every Conv2d / Linear keeps a float "latent" weight W that the optimizer
+updates; the forward pass uses its low-bit version Ŵ, the backward pass
+sends the gradient computed with Ŵ back to W (docs/gptq_and_ptq.md §4):
+
+* binary, XNOR-Net weights (Rastegari et al. 2016, arXiv:1603.05279 §3.1):
+  Ŵ_c = α_c · sign(W_c), α_c = mean|W_c| per output channel; gradient
+  refcomp.compress.quantize.lowbit.xnor_grad (exact through α, STE through
+  sign with the |W| <= 1 cut of Hubara et al. 2016).
+* ternary, TWN (Li & Liu 2016, arXiv:1605.04711 §2): Δ = 0.7·mean|W|,
+  Ŵ = α·t with t in {−1, 0, 1}, α per layer; gradient passed straight to W
+  (TWN Algorithm 1, lowbit.ternarize_grad).
+
+Activations stay float. Evaluating the trained model uses Ŵ (eval forward
+is the same as training forward). ``lowbit_bytes`` counts the size a packed
+file would have: 1 bit per binary and 2 bits per ternary weight, the float32
+α's and the float32 biases.
+"""
+
+from __future__ import annotations
+
+from ...errors import ValidationError
+from ...nn.layers import Conv2d, Linear
+from ...nn.module import Module
+from .lowbit import ternarize, ternarize_grad, xnor_binarize, xnor_grad
+from .model_graph import flat_layers, prepare, stages_of
+from .qat import QATCompute, QATModel
+
+__all__ = ["BinaryWeight", "TernaryWeight", "prepare_lowbit", "lowbit_bytes", "KINDS"]
+
+
+class BinaryWeight(Module):
+    """Ŵ = α·sign(W) per output channel (forward), xnor_grad (backward)."""
+
+    bits = 1
+
+    def forward(self, w):
+        codes, alpha = xnor_binarize(w)
+        self._w = w
+        return (codes * alpha.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
+
+    def backward(self, g):
+        return xnor_grad(self._w, g).astype(g.dtype)
+
+
+class TernaryWeight(Module):
+    """Ŵ = α·t, TWN (forward), straight-through (backward)."""
+
+    bits = 2
+
+    def forward(self, w):
+        codes, alpha = ternarize(w)
+        self._w = w
+        return (codes * alpha).astype(w.dtype)
+
+    def backward(self, g):
+        return ternarize_grad(self._w, g).astype(g.dtype)
+
+
+KINDS = {"binary": BinaryWeight, "ternary": TernaryWeight}
+
+
+def prepare_lowbit(model, kind: str) -> QATModel:
+    """A trainable copy of ``model`` (BatchNorm folded) whose Conv2d / Linear weights are ``kind``."""
+    if kind not in KINDS:
+        raise ValidationError("kind", f"one of {sorted(KINDS)}", repr(kind))
+    folded = prepare(model)
+    layers = []
+    for s in stages_of(folded):
+        if s.kind == "compute":
+            layers.append((s.name, QATCompute(s.layer, s.relu, None, weight_quant=KINDS[kind]())))
+        else:
+            layers.append((s.name, s.layer))
+    return QATModel(*layers)
+
+
+def lowbit_bytes(model: QATModel) -> int:
+    """Packed size: bits per weight, float32 α per channel (binary) / per layer (ternary), float32 biases."""
+    total = 0
+    for _, layer in flat_layers(model):
+        if isinstance(layer, QATCompute):
+            wq = layer.weight_quant
+            n = layer.weight.data.size
+            total += -(-n * wq.bits // 8)
+            total += 4 * (layer.weight.data.shape[0] if isinstance(wq, BinaryWeight) else 1)
+            total += 0 if layer.bias is None else layer.bias.data.nbytes
+        elif isinstance(layer, (Conv2d, Linear)):
+            raise ValidationError("model", "a model from prepare_lowbit", type(layer).__name__)
+    return int(total)
+

@@ -1,0 +1,153 @@
+"""Post-training static quantization of a refcomp.nn model (W8A8, integer-only).
+
+Recipe (Jacob et al. 2018 §2-3; Krishnamoorthi 2018 §3; Nagel et al. 2021,
+arXiv:2106.08295 §3; docs/gptq_and_ptq.md §5):
+
+1. Fold every BatchNorm into the Conv2d / Linear before it (refcomp.nn.fold).
+2. Calibrate: run the float model on calibration inputs; an observer per
+   activation sees the model input and the output of every compute stage
+   (after its fused ReLU). MaxPool2d / Flatten / ReLU outputs keep their
+   input's parameters. Observers: "minmax", "percentile", "mse", "entropy"
+   (refcomp.quant.observers), asymmetric per tensor, uint8 by default.
+3. Weights: symmetric per output channel, int8 restricted to [−127, 127]
+   (z_w = 0; the range keeps −w and w on mirrored codes):
+   s_w[o] = max|W[o]| / 127, q_w = clip(round(W / s_w), −127, 127).
+4. Biases int32 at scale s_x·s_w[o], multipliers M = s_x·s_w/s_y in fixed
+   point (integer_model eqs. I2-I3).
+
+The result is an IntegerModel (integer_model.py): evaluate() works on it,
+forward_int() maps codes to codes, simulate() gives its fake-quant twin.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import ValidationError
+from ...quant import (EntropyObserver, MinMaxObserver, MSEObserver, PercentileObserver, QParams,
+                      choose_qparams, quantize)
+from .integer_model import IntegerCompute, IntegerModel, IntegerStage
+from .model_graph import prepare, stages_of
+
+__all__ = ["OBSERVERS", "make_observer", "calibrate", "quantize_weight_per_channel", "quantize_static"]
+
+OBSERVERS = {"minmax": MinMaxObserver, "percentile": PercentileObserver, "mse": MSEObserver,
+             "entropy": EntropyObserver}
+
+
+def make_observer(kind: str, dtype: str = "uint8", **kwargs):
+    """An asymmetric per-tensor observer of the given kind."""
+    if kind not in OBSERVERS:
+        raise ValidationError("observer", f"one of {sorted(OBSERVERS)}", repr(kind))
+    return OBSERVERS[kind](dtype, **kwargs)
+
+
+def _check_batches(x, batch_size):
+    x = np.asarray(x)
+    if x.dtype.kind != "f" or x.ndim < 2 or len(x) == 0:
+        raise ValidationError("calibration_x", "a non-empty float array (N, ...)", f"{x.dtype} {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValidationError("calibration_x", "finite values", "NaN/Inf present")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValidationError("batch_size", "an int >= 1", repr(batch_size))
+    return x
+
+
+def calibrate(model, calibration_x, *, observer: str = "minmax", activation_dtype: str = "uint8",
+              batch_size: int = 500, observer_kwargs: dict | None = None) -> tuple[list, dict]:
+    """Run the (folded, float) model on ``calibration_x``; return (stages, {stage name: QParams}).
+
+    The key "input" holds the model input's QParams; every compute stage's
+    name holds its output's (after the fused ReLU).
+    """
+    x = _check_batches(calibration_x, batch_size)
+    stages = stages_of(model)
+    kw = observer_kwargs or {}
+    obs = {"input": make_observer(observer, activation_dtype, **kw)}
+    for s in stages:
+        if s.kind == "compute":
+            obs[s.name] = make_observer(observer, activation_dtype, **kw)
+    for i in range(0, len(x), batch_size):
+        h = x[i:i + batch_size]
+        obs["input"].observe(h)
+        for s in stages:
+            h = s.forward_float(h)
+            if s.kind == "compute":
+                obs[s.name].observe(h)
+    return stages, {k: o.qparams() for k, o in obs.items()}
+
+
+def quantize_weight_per_channel(w: np.ndarray, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel codes, range [−(2^(b−1) − 1), 2^(b−1) − 1] (step 3).
+
+    Returns (int8 codes with w's shape, float32 scales (O,)).
+    """
+    w = np.asarray(w, dtype=np.float32)
+    flat = w.reshape(w.shape[0], -1)
+    dtype = "int8" if bits == 8 else f"int{bits}"
+    qp = choose_qparams(flat.min(axis=1), flat.max(axis=1), dtype, symmetric=True, restricted_range=True, axis=0)
+    codes = quantize(flat, qp)
+    return np.asarray(codes).astype(np.int8).reshape(w.shape), np.asarray(qp.scale, dtype=np.float32)
+
+
+def _conv_attrs(layer) -> dict:
+    ph, pw = layer.padding
+    return {"strides": list(layer.stride), "pads": [ph, pw, ph, pw], "dilations": list(layer.dilation),
+            "group": layer.groups}
+
+
+def integer_model_from(stages, qparams: dict, *, weights: dict | None = None) -> IntegerModel:
+    """Assemble an IntegerModel from float stages and activation QParams.
+
+    ``weights`` may give, per compute stage name, (int8 codes, float32 scales);
+    by default the float weights are quantized per channel (step 3).
+    """
+    from ...nn.layers import Conv2d
+
+    current = qparams["input"]
+    out = []
+    for s in stages:
+        if s.kind == "compute":
+            layer = s.layer
+            if weights is not None and s.name in weights:
+                codes, scales = weights[s.name]
+            else:
+                codes, scales = quantize_weight_per_channel(layer.weight.to_dense())
+            bias = layer.bias.data if layer.bias is not None else None
+            conv = _conv_attrs(layer) if isinstance(layer, Conv2d) else None
+            stage = IntegerCompute.build(s.name, codes, scales, bias, current, qparams[s.name], relu=s.relu, conv=conv)
+            out.append(stage)
+            current = stage.y_qparams
+        elif s.kind == "maxpool":
+            p = s.layer
+            out.append(IntegerStage("maxpool", s.name, current, {"kernel_size": p.kernel_size, "stride": p.stride,
+                                                                 "padding": p.padding}))
+        else:
+            out.append(IntegerStage(s.kind, s.name, current))
+    return IntegerModel(qparams["input"], out)
+
+
+def quantize_static(model, calibration_x, *, observer: str = "minmax", activation_dtype: str = "uint8",
+                    batch_size: int = 500, observer_kwargs: dict | None = None) -> IntegerModel:
+    """W8A8 post-training static quantization (module docstring, steps 1-4).
+
+    Parameters
+    ----------
+    model : a refcomp.nn Sequential of Conv2d / Linear / ReLU / MaxPool2d /
+        Flatten / Dropout / BatchNorm (folded) layers; not modified.
+    calibration_x : float inputs (N, ...) the observers see.
+    observer : "minmax" | "percentile" | "mse" | "entropy".
+    activation_dtype : "uint8" (default, as onnxruntime) or "int8"; asymmetric per tensor.
+    """
+    if activation_dtype not in ("uint8", "int8"):
+        raise ValidationError("activation_dtype", "'uint8' or 'int8'", repr(activation_dtype))
+    folded = prepare(model)
+    stages, qparams = calibrate(folded, calibration_x, observer=observer, activation_dtype=activation_dtype,
+                                batch_size=batch_size, observer_kwargs=observer_kwargs)
+    return integer_model_from(stages, qparams)
+
+
+def activation_qparams(scale, zero_point, dtype="uint8") -> QParams:
+    """Per-tensor QParams from a scale and zero point (helper for QAT export and tests)."""
+    dt = np.uint8 if dtype == "uint8" else np.int8
+    return QParams(np.float32(scale), np.asarray(zero_point).astype(dt), dtype)
