@@ -13,8 +13,7 @@ import sys
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
-from refcomp import bench  # noqa: E402  (after the thread limits)
-from refcomp.cli import main  # noqa: E402
+from refcomp.cli import main  # noqa: E402  (after the thread limits)
 
 if __name__ == "__main__":
-    sys.exit(main(["bench", "--which", "gemm", *sys.argv[1:]]) if bench else 1)
+    sys.exit(main(["bench", "--which", "gemm", *sys.argv[1:]]))

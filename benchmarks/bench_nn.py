@@ -5,8 +5,8 @@
 Same model, same data (the seeded 8,000-sample MNIST split when the files are
 there, else random data of the same shape), same batches (64) and the same
 optimizer (SGD, momentum 0.9, lr 0.05). Both run in this process, one thread
-each (threadpoolctl limits NumPy's BLAS; torch.set_num_threads(1)). Prints
-the best of ``--repeat`` epoch times and the ratio refcomp / torch. A
+each (threadpoolctl limits NumPy's BLAS; torch.set_num_threads(1)), the two
+alternating. Prints the best of ``--repeat`` epoch times and the ratio refcomp / torch. A
 benchmark, not a test: nothing here gates CI.
 """
 
@@ -94,10 +94,16 @@ def main():
     print(f"data: {what}, {len(y)} samples, batch {args.batch}, best of {args.repeat}, 1 thread")
     with threadpool_limits(1):
         for name in args.models:
-            r = min(refcomp_epoch(name, x, y, args.batch) for _ in range(args.repeat))
+            # alternate the two so that a change in machine load hits both alike
+            rs, ts = [], []
+            for _ in range(args.repeat):
+                rs.append(refcomp_epoch(name, x, y, args.batch))
+                if torch is not None:
+                    ts.append(torch_epoch(name, x, y, args.batch))
+            r = min(rs)
             line = f"{name:14s} refcomp {r:6.3f} s/epoch"
-            if torch is not None:
-                t = min(torch_epoch(name, x, y, args.batch) for _ in range(args.repeat))
+            if ts:
+                t = min(ts)
                 line += f"   torch {t:6.3f} s/epoch   ratio refcomp/torch {r / t:5.2f}"
             print(line, flush=True)
 

@@ -2,8 +2,7 @@
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_spmm.py [--quick] [--clock cpu] [--output docs/performance.md]
 
-Single-threaded (BLAS limited before numpy is imported)
-prints one table whose ratios come from this run only.
+Single-threaded (BLAS limited before numpy is imported); prints one table whose ratios come from this run only.
 The same code runs as ``refcomp bench --which spmm`` (refcomp/bench.py).
 """
 
@@ -13,8 +12,7 @@ import sys
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
-from refcomp import bench  # noqa: E402  (after the thread limits)
-from refcomp.cli import main  # noqa: E402
+from refcomp.cli import main  # noqa: E402  (after the thread limits)
 
 if __name__ == "__main__":
-    sys.exit(main(["bench", "--which", "spmm", *sys.argv[1:]]) if bench else 1)
+    sys.exit(main(["bench", "--which", "spmm", *sys.argv[1:]]))

@@ -36,9 +36,4 @@ int refcomp__pack_b_isa(int isa, int64_t K, int64_t N, const void *B, int64_t ld
 const int8_t *refcomp__packed_b_data(const refcomp_packed_b *p, size_t *nbytes,
                                      const uint32_t **colsum);
 
-/* Wrapping int32 arithmetic without signed-overflow undefined behaviour. */
-static inline int32_t refcomp__wrap(uint32_t x) {
-    return (x <= 0x7fffffffu) ? (int32_t)x : (int32_t)(x - 0x80000000u) - 0x7fffffff - 1;
-}
-
 #endif

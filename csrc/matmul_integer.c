@@ -10,15 +10,15 @@
  *    zero points:  a = a' + sa with a' = a ^ 0x80 = a + 128 (sa = -128) for
  *    int8 A, a' = a (sa = 0) for uint8 A;  b = b' + sb with b' = b ^ 0x80 =
  *    b - 128 (sb = 128) for uint8 B, b' = b (sb = 0) for int8 B. Then
- *    (a - za)(b - zb) = (a' - za')(b' - zb') with za' = za - sa, zb' = zb - sb.
+ *    (a - za)(b - zb) = (a' - za')(b' - zb') with za' = za - sa, zb' = zb - sb.   (2)
  * 2. Zero-point folding: with ra'[i] = sum_k a'[i,k], cb'[j] = sum_k b'[k,j],
- *      C = sum_k a' b' - zb' ra' - za' cb' + K za' zb' + bias              (2)
+ *      C = sum_k a' b' - zb' ra' - za' cb' + K za' zb' + bias              (3)
  *    so the inner loop is a plain product of raw uint8 x int8 values.
- * 3. Every term of (2) is computed in wrapping 32-bit arithmetic (uint32 in
+ * 3. Every term of (3) is computed in wrapping 32-bit arithmetic (uint32 in
  *    C, vpaddd / vpmaddwd / vpdpbusd in SIMD, which all wrap), i.e. in
- *    Z/2^32. (2) is an identity over the integers, hence also modulo 2^32:
+ *    Z/2^32. (3) is an identity over the integers, hence also modulo 2^32:
  *    the result is the exact value mod 2^32, which IS the exact value
- *    whenever that fits int32. Intermediate terms may wrap freely.
+ *    whenever that fits int32 (4). Intermediate terms may wrap freely.
  * 4. No instruction on the path saturates: vpmaddwd multiplies 16-bit
  *    a' in [0,255] by b' in [-128,127] and adds two products (|sum| <=
  *    65280 < 2^31); vpdpbusd adds four uint8 x int8 products to an int32
@@ -44,9 +44,6 @@
 #define MR 6  /* rows per A panel */
 #define KG 4  /* consecutive k per group */
 #define M_PANELS_PER_TASK 16
-#ifndef PF_DIST
-#define PF_DIST 1024 /* bytes of packed B prefetched ahead (4 k groups) */
-#endif
 
 struct refcomp_packed_b {
     int64_t K, N;
@@ -57,6 +54,17 @@ struct refcomp_packed_b {
 };
 
 /* --------------------------------------------------------------- packing */
+
+/* Zeroed memory on a 64-byte boundary: every 64-byte vector load of packed
+ * data then touches one cache line, not two. Free with free(). */
+static void *zalloc64(size_t nbytes) {
+    void *p = NULL;
+    if (nbytes == 0) nbytes = 1;
+    nbytes = (nbytes + 63) / 64 * 64;
+    if (posix_memalign(&p, 64, nbytes) != 0) return NULL;
+    memset(p, 0, nbytes);
+    return p;
+}
 
 /* Pack panel `panel` of B (all k groups) the portable way. */
 static void pack_b_panel_scalar(refcomp_packed_b *p, const uint8_t *b, int64_t ldb, uint8_t flip,
@@ -148,7 +156,7 @@ int refcomp__pack_b_isa(int isa, int64_t K, int64_t N, const void *B, int64_t ld
     p->npanels = (N + NR - 1) / NR;
     p->b_is_signed = b_is_signed ? 1 : 0;
     size_t nbytes = (size_t)(p->npanels * p->kgroups) * NR * KG;
-    p->data = (int8_t *)calloc(nbytes ? nbytes : 1, 1);
+    p->data = (int8_t *)zalloc64(nbytes);
     p->colsum = (uint32_t *)calloc(N ? (size_t)N : 1, sizeof(uint32_t));
     if (!p->data || !p->colsum) {
         refcomp_packed_b_free(p);
@@ -193,7 +201,7 @@ int64_t refcomp_packed_b_cols(const refcomp_packed_b *packed) { return packed ? 
 
 /* A -> [mpanels][kgroups][MR][KG] of a' (uint8) or of a' widened to int16
  * (AVX2 path), and ra'[i] mod 2^32. Rows are copied 4 bytes (one k group)
- * at a time; the padding (k >= K, rows >= M) stays zero from calloc. */
+ * at a time; the padding (k >= K, rows >= M) stays zero from zalloc64. */
 static void pack_a(int64_t M, int64_t K, const uint8_t *a, int64_t lda, int a_is_signed,
                    int wide, void *dst, int64_t kgroups, uint32_t *rowsum) {
     const uint8_t flip = a_is_signed ? 0x80 : 0x00; /* a' = a + 128 for int8 A */
@@ -325,10 +333,6 @@ REFCOMP_TARGET_AVX512VNNI static void kernel_vnni6(const uint8_t *pa, const int8
         const __m512i b1 = _mm512_loadu_si512((const void *)(bg + 64));
         const __m512i b2 = _mm512_loadu_si512((const void *)(bg + 128));
         const __m512i b3 = _mm512_loadu_si512((const void *)(bg + 192));
-        _mm_prefetch((const char *)(bg + PF_DIST), _MM_HINT_T0);
-        _mm_prefetch((const char *)(bg + PF_DIST + 64), _MM_HINT_T0);
-        _mm_prefetch((const char *)(bg + PF_DIST + 128), _MM_HINT_T0);
-        _mm_prefetch((const char *)(bg + PF_DIST + 192), _MM_HINT_T0);
         VNNI_ROW(0); VNNI_ROW(1); VNNI_ROW(2); VNNI_ROW(3); VNNI_ROW(4); VNNI_ROW(5);
     }
     VNNI_STORE(0); VNNI_STORE(1); VNNI_STORE(2); VNNI_STORE(3); VNNI_STORE(4); VNNI_STORE(5);
@@ -412,7 +416,7 @@ static void gemm_task(void *vctx, int64_t task) {
     if (ip1 > x->mpanels) ip1 = x->mpanels;
     const int8_t *pb = x->pb->data + jp * x->kgroups * NR * KG;
     int64_t j0 = jp * NR, nc = x->N - j0 < NR ? x->N - j0 : NR;
-    uint32_t tile[MR][NR];
+    uint32_t tile[MR][NR] __attribute__((aligned(64)));
     for (int64_t ip = ip0; ip < ip1; ++ip) {
         int64_t i0 = ip * MR;
         int mr = (int)(x->M - i0 < MR ? x->M - i0 : MR);
@@ -431,7 +435,7 @@ static void gemm_task(void *vctx, int64_t task) {
             kernel_scalar(mr, (const uint8_t *)x->pa + ip * x->kgroups * MR * KG, pb, x->kgroups,
                           tile);
         }
-        /* epilogue, eq. (2): acc + bias - zb' ra' - za' (cb' - K zb'), compiled per ISA */
+        /* epilogue, eq. (3): acc + bias - zb' ra' - za' (cb' - K zb'), compiled per ISA */
         switch (x->isa) {
 #if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
         case REFCOMP_ISA_AVX512VNNI: epilogue_avx512(x, tile, i0, mr, j0, nc); break;
@@ -458,7 +462,7 @@ int refcomp_matmul_integer_packed(int isa, int nthreads, int64_t M, const void *
     const int64_t kgroups = B->kgroups;
     const int64_t mpanels = (M + MR - 1) / MR;
     size_t abytes = (size_t)(mpanels * kgroups) * MR * KG * (wide ? 2 : 1);
-    void *pa = calloc(abytes ? abytes : 1, 1);
+    void *pa = zalloc64(abytes);
     uint32_t *rows = (uint32_t *)malloc(2 * (size_t)M * sizeof(uint32_t));
     uint32_t *cols = (uint32_t *)malloc(3 * (size_t)N * sizeof(uint32_t));
     if (!pa || !rows || !cols) {

@@ -112,8 +112,8 @@ int refcomp_matmul_integer_packed(int isa, int nthreads, int64_t M,
  * zp is added, which equals clipping r + zp (exact in float64 for every
  * |r| < 2^53; larger r is clipped either way), so no intermediate overflows.
  * Requires qmin - zp and qmax - zp inside int32 (else REFCOMP_EINVAL).
- * This function picks its own path (AVX2 when present and the bounds are
- * below 2^24 in magnitude, else scalar): both give the same bits.
+ * Paths: AVX2 (also taken for REFCOMP_ISA_AVX512VNNI) when the bounds are
+ * below 2^24 in magnitude, else scalar; every path gives the same bits.
  *
  * Fixed-point method (gemmlowp / TFLite MultiplyByQuantizedMultiplier):
  *   x  = acc * 2^max(shift,0)                        (saturated to int32)
@@ -121,13 +121,14 @@ int refcomp_matmul_integer_packed(int isa, int nthreads, int64_t M,
  *   r  = RoundingDivideByPOT(h, max(-shift, 0))
  *   out = clip(r + zero_point[j], qmin, qmax)        (sum in int64)
  * with -31 <= shift[j] <= 30 (else REFCOMP_EINVAL). Scalar C (int64 where
- * a sum could overflow); refcomp.ops raises instead of saturating x.
+ * a sum could overflow) on every path; refcomp.ops raises instead of
+ * saturating x.
  */
-int refcomp_requantize_float(int64_t M, int64_t N, const int32_t *acc, int64_t ld_acc,
+int refcomp_requantize_float(int isa, int64_t M, int64_t N, const int32_t *acc, int64_t ld_acc,
                              const float *multiplier, const int32_t *zero_point,
                              int32_t qmin, int32_t qmax, int32_t *out, int64_t ld_out);
 
-int refcomp_requantize_fixed_point(int64_t M, int64_t N, const int32_t *acc, int64_t ld_acc,
+int refcomp_requantize_fixed_point(int isa, int64_t M, int64_t N, const int32_t *acc, int64_t ld_acc,
                                    const int32_t *multiplier, const int32_t *shift,
                                    const int32_t *zero_point, int32_t qmin, int32_t qmax,
                                    int32_t *out, int64_t ld_out);

@@ -69,10 +69,12 @@ REFCOMP_TARGET_AVX2 static void requant_float_avx2(int64_t M, int64_t N, const i
 }
 #endif
 
-int refcomp_requantize_float(int64_t M, int64_t N, const int32_t *acc, int64_t ld_acc,
+int refcomp_requantize_float(int isa, int64_t M, int64_t N, const int32_t *acc, int64_t ld_acc,
                              const float *multiplier, const int32_t *zero_point, int32_t qmin,
                              int32_t qmax, int32_t *out, int64_t ld_out) {
     if (M < 0 || N < 0 || qmin > qmax) return REFCOMP_EINVAL;
+    isa = refcomp__resolve_isa(isa);
+    if (isa < 0) return isa;
     if (M == 0 || N == 0) return REFCOMP_OK;
     if (!acc || !multiplier || !zero_point || !out || ld_acc < N || ld_out < N)
         return REFCOMP_EINVAL;
@@ -85,7 +87,7 @@ int refcomp_requantize_float(int64_t M, int64_t N, const int32_t *acc, int64_t l
         int64_t lo = (int64_t)qmin - zero_point[j], hi = (int64_t)qmax - zero_point[j];
         if (lo < -(1 << 24) || hi > (1 << 24)) exact_bounds = 0;
     }
-    if (exact_bounds && refcomp_isa_supported(REFCOMP_ISA_AVX2)) {
+    if (exact_bounds && isa >= REFCOMP_ISA_AVX2) {
         requant_float_avx2(M, N, acc, ld_acc, multiplier, zero_point, qmin, qmax, out, ld_out);
         return REFCOMP_OK;
     }
@@ -110,11 +112,13 @@ int32_t refcomp_rounding_divide_by_pot(int32_t x, int exponent) {
     return (int32_t)(q + (remainder > threshold ? 1 : 0));
 }
 
-int refcomp_requantize_fixed_point(int64_t M, int64_t N, const int32_t *acc, int64_t ld_acc,
-                                   const int32_t *multiplier, const int32_t *shift,
-                                   const int32_t *zero_point, int32_t qmin, int32_t qmax,
-                                   int32_t *out, int64_t ld_out) {
+int refcomp_requantize_fixed_point(int isa, int64_t M, int64_t N, const int32_t *acc,
+                                   int64_t ld_acc, const int32_t *multiplier,
+                                   const int32_t *shift, const int32_t *zero_point, int32_t qmin,
+                                   int32_t qmax, int32_t *out, int64_t ld_out) {
     if (M < 0 || N < 0 || qmin > qmax) return REFCOMP_EINVAL;
+    isa = refcomp__resolve_isa(isa); /* validated; one scalar path serves all */
+    if (isa < 0) return isa;
     if (M == 0 || N == 0) return REFCOMP_OK;
     if (!acc || !multiplier || !shift || !zero_point || !out || ld_acc < N || ld_out < N)
         return REFCOMP_EINVAL;

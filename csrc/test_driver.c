@@ -137,15 +137,19 @@ static void check_requantize(void) {
     }
     for (int64_t i = 0; i < M * N; ++i) acc[i] = (int32_t)rnd();
     acc[0] = INT32_MIN; acc[1] = INT32_MAX; acc[2] = 0; acc[3] = -1;
-    CHECK(refcomp_requantize_float(M, N, acc, N, mult, zp, -128, 127, out, N) == REFCOMP_OK, "rq");
-    for (int64_t i = 0; i < M; ++i)
-        for (int64_t j = 0; j < N; ++j) {
-            float p = (float)acc[i * N + j] * mult[j];
-            double r = (double)rintf(p) + zp[j];
-            int32_t want = (int32_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
-            CHECK(out[i * N + j] == want, "requantize_float [%lld,%lld]", (long long)i, (long long)j);
-        }
-    CHECK(refcomp_requantize_fixed_point(M, N, acc, N, mq, sh, zp, 0, 255, out, N) == REFCOMP_OK,
+    for (int isa = REFCOMP_ISA_SCALAR; isa <= REFCOMP_ISA_AVX512VNNI; ++isa) {
+        if (!refcomp_isa_supported(isa)) continue;
+        CHECK(refcomp_requantize_float(isa, M, N, acc, N, mult, zp, -128, 127, out, N) == REFCOMP_OK, "rq");
+        for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j) {
+                float p = (float)acc[i * N + j] * mult[j];
+                double r = (double)rintf(p) + zp[j];
+                int32_t want = (int32_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
+                CHECK(out[i * N + j] == want, "requantize_float %s [%lld,%lld]", refcomp_isa_name(isa),
+                      (long long)i, (long long)j);
+            }
+    }
+    CHECK(refcomp_requantize_fixed_point(0, M, N, acc, N, mq, sh, zp, 0, 255, out, N) == REFCOMP_OK,
           "rqfp");
     for (int64_t i = 0; i < M; ++i)
         for (int64_t j = 0; j < N; ++j) {
@@ -165,7 +169,7 @@ static void check_requantize(void) {
     CHECK(refcomp_rounding_divide_by_pot(-3, 1) == -2 && refcomp_rounding_divide_by_pot(3, 1) == 2 &&
           refcomp_rounding_divide_by_pot(-5, 2) == -1, "rdivpot");
     sh[0] = 31;
-    CHECK(refcomp_requantize_fixed_point(M, N, acc, N, mq, sh, zp, 0, 255, out, N) == REFCOMP_EINVAL,
+    CHECK(refcomp_requantize_fixed_point(0, M, N, acc, N, mq, sh, zp, 0, 255, out, N) == REFCOMP_EINVAL,
           "shift out of range rejected");
 }
 

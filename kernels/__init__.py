@@ -13,7 +13,8 @@ If the C extension is missing (no compiler at install time) refcomp keeps
 working on numpy/numba and says so once (a RuntimeWarning-free UserWarning).
 :func:`c_status` / :func:`info` tell what is available.
 
-Registered ops (contracts in the common interface; shapes are 2-D, C-contiguous):
+Registered ops (contracts in the common interface; shapes are 2-D, C-contiguous;
+the csr_* kernels take ``validated=True`` when their arrays come from a CSRMatrix):
 ``matmul_integer``, ``requantize_float``, ``requantize_fixed_point``,
 ``csr_spmm_f32``, ``csr_spmm_i8`` (CSRMatrix @ X), ``csr_linear_f32``
 (refcomp.ops.sparse_linear: x @ W.T + bias).

@@ -39,10 +39,10 @@ int refcomp_matmul_integer_packed(int isa, int nthreads, int64_t M,
                                   const refcomp_packed_b *B, const int32_t *b_zero_point,
                                   const int32_t *bias, int32_t *C, int64_t ldc);
 
-int refcomp_requantize_float(int64_t M, int64_t N, const int32_t *acc, int64_t ld_acc,
+int refcomp_requantize_float(int isa, int64_t M, int64_t N, const int32_t *acc, int64_t ld_acc,
                              const float *multiplier, const int32_t *zero_point,
                              int32_t qmin, int32_t qmax, int32_t *out, int64_t ld_out);
-int refcomp_requantize_fixed_point(int64_t M, int64_t N, const int32_t *acc, int64_t ld_acc,
+int refcomp_requantize_fixed_point(int isa, int64_t M, int64_t N, const int32_t *acc, int64_t ld_acc,
                                    const int32_t *multiplier, const int32_t *shift,
                                    const int32_t *zero_point, int32_t qmin, int32_t qmax,
                                    int32_t *out, int64_t ld_out);

@@ -178,7 +178,7 @@ def _zp_fits(zp, qmin, qmax):
         raise ValidationError("zero_point", "values with qmin - zp and qmax - zp inside int32", f"range [{zp.min()}, {zp.max()}]")
 
 
-def requantize_float(acc, multiplier, zero_point, qmin, qmax):
+def requantize_float(acc, multiplier, zero_point, qmin, qmax, *, isa=None):
     """clip(rint_even(f32(acc) * multiplier[j]) + zero_point[j], qmin, qmax) -> int32 (refcomp.ops eq. R1)."""
     acc = _acc_matrix(acc)
     M, N = acc.shape
@@ -190,13 +190,13 @@ def requantize_float(acc, multiplier, zero_point, qmin, qmax):
     _zp_fits(zp, qmin, qmax)
     out = np.empty((M, N), np.int32)
     if acc.size:
-        _check(lib.refcomp_requantize_float(M, N, _ptr("int32_t *", acc), N, _ptr("float *", m),
+        _check(lib.refcomp_requantize_float(_isa_code(isa), M, N, _ptr("int32_t *", acc), N, _ptr("float *", m),
                                             _ptr("int32_t *", zp), qmin, qmax, _ptr("int32_t *", out), N),
                "refcomp_requantize_float")
     return out
 
 
-def requantize_fixed_point(acc, multiplier, shift, zero_point, qmin, qmax):
+def requantize_fixed_point(acc, multiplier, shift, zero_point, qmin, qmax, *, isa=None):
     """clip(RDivPOT(SRDHM(acc * 2**max(s,0), m), max(-s,0)) + zp, qmin, qmax) -> int32 (refcomp.ops eq. R2).
 
     Left shifts (shift > 0) saturate acc * 2**shift to int32 here; refcomp.ops
@@ -213,13 +213,17 @@ def requantize_fixed_point(acc, multiplier, shift, zero_point, qmin, qmax):
     out = np.empty((M, N), np.int32)
     if acc.size:
         _check(lib.refcomp_requantize_fixed_point(
-            M, N, _ptr("int32_t *", acc), N, _ptr("int32_t *", m), _ptr("int32_t *", s),
+            _isa_code(isa), M, N, _ptr("int32_t *", acc), N, _ptr("int32_t *", m), _ptr("int32_t *", s),
             _ptr("int32_t *", zp), qmin, qmax, _ptr("int32_t *", out), N), "refcomp_requantize_fixed_point")
     return out
 
 
-def _csr_arrays(indptr, indices, data, rows: int, cols: int, data_dtype):
-    """The CSR arrays as the C library wants them; checks what C relies on (refcomp.h precondition)."""
+def _csr_arrays(indptr, indices, data, rows: int, cols: int, data_dtype, validated: bool = False):
+    """The CSR arrays as the C library wants them; checks what C relies on (refcomp.h precondition).
+
+    ``validated=True`` (arrays taken from a CSRMatrix, which checked the O(nnz)
+    invariants at construction and holds them read-only) keeps only the O(1) checks.
+    """
     indptr, indices = np.asarray(indptr), np.asarray(indices)
     for name, v in (("indptr", indptr), ("indices", indices)):
         if v.size and v.dtype.kind not in "iu":
@@ -232,12 +236,13 @@ def _csr_arrays(indptr, indices, data, rows: int, cols: int, data_dtype):
     if data.dtype != data_dtype:
         raise DTypeError("data", f"dtype {np.dtype(data_dtype)}", f"dtype {data.dtype}")
     data = np.ascontiguousarray(data)
-    if indptr.shape != (rows + 1,) or indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != indices.size:
+    if indptr.shape != (rows + 1,) or indptr[0] != 0 or indptr[-1] != indices.size or (
+            not validated and np.any(np.diff(indptr) < 0)):
         raise ValidationError("indptr", f"{rows + 1} non-decreasing offsets from 0 to nnz = {indices.size}",
                               f"shape {indptr.shape}")
     if data.shape != indices.shape:
         raise ShapeError("data", f"shape {indices.shape} (as indices)", f"shape {data.shape}")
-    if indices.size and (indices.min() < 0 or indices.max() >= cols):
+    if not validated and indices.size and (indices.min() < 0 or indices.max() >= cols):
         raise ValidationError("indices", f"column indices in [0, {cols})", f"range [{indices.min()}, {indices.max()}]")
     return indptr, indices, data
 
@@ -254,10 +259,10 @@ def _aligned_contiguous(X: np.ndarray, align: int = 64) -> np.ndarray:
     return out
 
 
-def csr_spmm_f32(indptr, indices, data, shape, X, *, isa=None, threads=None):
+def csr_spmm_f32(indptr, indices, data, shape, X, *, isa=None, threads=None, validated=False):
     """Y = W @ X for a float32 CSR W of ``shape`` (rows, cols) and dense X [cols, n] -> float32 [rows, n]."""
     rows, cols = shape
-    indptr, indices, data = _csr_arrays(indptr, indices, data, rows, cols, np.float32)
+    indptr, indices, data = _csr_arrays(indptr, indices, data, rows, cols, np.float32, validated)
     X = np.asarray(X)
     if X.dtype != np.float32:
         raise DTypeError("X", "dtype float32", f"dtype {X.dtype}")
@@ -275,10 +280,10 @@ def csr_spmm_f32(indptr, indices, data, shape, X, *, isa=None, threads=None):
     return Y
 
 
-def csr_spmm_i8(indptr, indices, data, shape, X, *, isa=None, threads=None):
+def csr_spmm_i8(indptr, indices, data, shape, X, *, isa=None, threads=None, validated=False):
     """Y = W @ X for an int8 CSR W and an int16 X [cols, n] -> int32 [rows, n], modulo 2**32."""
     rows, cols = shape
-    indptr, indices, data = _csr_arrays(indptr, indices, data, rows, cols, np.int8)
+    indptr, indices, data = _csr_arrays(indptr, indices, data, rows, cols, np.int8, validated)
     X = np.asarray(X)
     if X.dtype != np.int16:
         raise DTypeError("X", "dtype int16", f"dtype {X.dtype}")
@@ -296,13 +301,13 @@ def csr_spmm_i8(indptr, indices, data, shape, X, *, isa=None, threads=None):
     return Y
 
 
-def csr_linear_f32(indptr, indices, data, shape, x, bias=None, *, isa=None, threads=None):
+def csr_linear_f32(indptr, indices, data, shape, x, bias=None, *, isa=None, threads=None, validated=False):
     """y = x @ W.T + bias for a float32 CSR W of ``shape`` (out, in), x float32 [batch, in] -> [batch, out].
 
     The transposes happen in C (aligned scratch); same bits as csr_spmm_f32 on x.T plus one add.
     """
     rows, cols = shape
-    indptr, indices, data = _csr_arrays(indptr, indices, data, rows, cols, np.float32)
+    indptr, indices, data = _csr_arrays(indptr, indices, data, rows, cols, np.float32, validated)
     x = np.asarray(x)
     if x.dtype != np.float32:
         raise DTypeError("x", "dtype float32", f"dtype {x.dtype}")

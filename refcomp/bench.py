@@ -231,10 +231,10 @@ def spmm_rows(*, quick=False, threads=1, log=print):
         flops = 2.0 * W.nnz * batch
         r = {"sparsity": s, "nnz": W.nnz, "dense": flops / t_dense, "dense_time": t_dense}
         shp = W.shape
-        r["c"] = flops / best_time(lambda: ck.csr_spmm_f32(W.indptr, W.indices, W.data, shp, xT, threads=1), min_time=min_time)
+        r["c"] = flops / best_time(lambda: ck.csr_spmm_f32(W.indptr, W.indices, W.data, shp, xT, threads=1, validated=True), min_time=min_time)
         wall = time.perf_counter
-        r["c_1t_wall"] = flops / best_time(lambda: ck.csr_spmm_f32(W.indptr, W.indices, W.data, shp, xT, threads=1), min_time=min_time, clock=wall)
-        r["c_2t"] = flops / best_time(lambda: ck.csr_spmm_f32(W.indptr, W.indices, W.data, shp, xT, threads=2), min_time=min_time, clock=wall)
+        r["c_1t_wall"] = flops / best_time(lambda: ck.csr_spmm_f32(W.indptr, W.indices, W.data, shp, xT, threads=1, validated=True), min_time=min_time, clock=wall)
+        r["c_2t"] = flops / best_time(lambda: ck.csr_spmm_f32(W.indptr, W.indices, W.data, shp, xT, threads=2, validated=True), min_time=min_time, clock=wall)
         r["c_op"] = flops / best_time(lambda: sparse_linear(x, W, backend="c"), min_time=min_time)
         r["numba"] = flops / best_time(lambda: nbs.csr_spmm_f32(W.indptr, W.indices, W.data, shp, xT, threads=1), min_time=min_time)
         try:
@@ -278,26 +278,40 @@ def run(args) -> int:
     print()
     print(text)
     if args.output:
-        write_section(args.output, "## Kernels", "### Measured by `refcomp bench`\n\n" + text)
+        write_section(args.output, "## Kernels", text)
     return 0
 
 
+BEGIN, END = "<!-- refcomp bench: begin -->", "<!-- refcomp bench: end -->"
+
+
 def write_section(path: str, heading: str, body: str) -> None:
-    """Replace (or append) the Markdown section starting at ``heading`` up to the next '## ' heading."""
+    """Put ``body`` into the Markdown file ``path`` without touching anything else.
+
+    If the file has the markers BEGIN/END, only the text between them is
+    replaced (prose written around the tables survives a re-run). Otherwise a
+    section ``heading`` holding the markers is added (or replaces an existing
+    section of that name up to the next '## ' heading). Written atomically.
+    """
     try:
         with open(path) as f:
             old = f.read()
     except FileNotFoundError:
         old = "# Performance\n"
-    lines = old.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == heading), None)
-    new = [heading + "\n\n", body.rstrip() + "\n\n"]
-    if start is None:
-        lines = lines + (["\n"] if lines and lines[-1].strip() else []) + new
+    block = f"{BEGIN}\n{body.rstrip()}\n{END}"
+    if BEGIN in old and END in old and old.index(BEGIN) < old.index(END):
+        new = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):]
     else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines = lines[:start] + new + lines[end:]
+        lines = old.splitlines(keepends=True)
+        start = next((i for i, ln in enumerate(lines) if ln.rstrip() == heading), None)
+        section = [heading + "\n\n", block + "\n\n"]
+        if start is None:
+            lines = lines + (["\n"] if lines and lines[-1].strip() else []) + section
+        else:
+            end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+            lines = lines[:start] + section + lines[end:]
+        new = "".join(lines)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        f.writelines(lines)
+        f.write(new)
     os.replace(tmp, path)

@@ -1,6 +1,8 @@
 """Numba twins of the CSR x dense kernels of csrc/spmm.c (backend="numba").
 
-Y[r, :] = sum_p data[p] * X[indices[p], :] in CSR order from 0: float32
+The CSR arrays must satisfy refcomp.formats.CSRMatrix's invariants (callers
+pass a CSRMatrix's arrays; ``validated`` is accepted for the common kernel
+signature). Y[r, :] = sum_p data[p] * X[indices[p], :] in CSR order from 0: float32
 (product and sum rounded separately: Numba does not contract to FMA without
 fastmath) or int8 x int16 -> int32 modulo 2**32. Rows are split by prange;
 a row's arithmetic does not depend on the split.
@@ -44,7 +46,7 @@ def _spmm_i8(indptr, indices, data, X, Y):  # pragma: no cover - compiled
                 y[j] = np.int32(y[j] + w * np.int32(x[j]))
 
 
-def csr_spmm_f32(indptr, indices, data, shape, X, *, threads=None):
+def csr_spmm_f32(indptr, indices, data, shape, X, *, threads=None, validated=False):
     """Y = W @ X, W float32 CSR of ``shape``, X float32 [cols, n] (arrays validated by the caller)."""
     Y = np.empty((shape[0], X.shape[1]), np.float32)
     use_refcomp_threads(threads)
@@ -53,7 +55,7 @@ def csr_spmm_f32(indptr, indices, data, shape, X, *, threads=None):
     return Y
 
 
-def csr_spmm_i8(indptr, indices, data, shape, X, *, threads=None):
+def csr_spmm_i8(indptr, indices, data, shape, X, *, threads=None, validated=False):
     """Y = W @ X in int32 (mod 2**32), W int8 CSR of ``shape``, X int16 [cols, n]."""
     Y = np.empty((shape[0], X.shape[1]), np.int32)
     use_refcomp_threads(threads)
@@ -62,7 +64,7 @@ def csr_spmm_i8(indptr, indices, data, shape, X, *, threads=None):
     return Y
 
 
-def csr_linear_f32(indptr, indices, data, shape, x, bias=None, *, threads=None):
+def csr_linear_f32(indptr, indices, data, shape, x, bias=None, *, threads=None, validated=False):
     """y = x @ W.T + bias = (W @ x.T).T + bias, float32 (one addition for the bias)."""
     y = np.ascontiguousarray(csr_spmm_f32(indptr, indices, data, shape, np.ascontiguousarray(x.T), threads=threads).T)
     if bias is not None:

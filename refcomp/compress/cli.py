@@ -138,8 +138,16 @@ def run(args) -> int:
         say(f"sensitivity sweep: {seconds['sensitivity']:.1f} s")
     result = run_pipeline(model, train_set, test_set, config, progress=False if args.quiet else "auto",
                           stream=sys.stderr, log=say)
-    command = "refcomp compress " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
-        if len(sys.argv) > 1 and sys.argv[1] == "compress" else f"refcomp compress --model {args.model} --out {out}"
+    parts = ["refcomp", "compress", "--model", args.model, "--data", data, "--out", str(out)]
+    for flag, value in (("--config", args.config), ("--baseline", args.baseline),
+                        ("--baseline-epochs", args.baseline_epochs), ("--mnist-dir", args.mnist_dir)):
+        if value is not None:
+            parts += [flag, str(value)]
+    if args.seed:
+        parts += ["--seed", str(args.seed)]
+    if args.sensitivity:
+        parts.append("--sensitivity")
+    command = " ".join(shlex.quote(p) for p in parts)
     paths = write_report(result, out, title=f"Deep Compression of {name} on {data}", command=command,
                          extra_seconds=seconds, extra_markdown=extra)
     say(f"report: {paths['report']}")

@@ -47,7 +47,7 @@ class PipelineConfig:
 
     sparsity, weight_bits, index_bits : {layer name: value} (the layers compressed).
     prune_rounds, prune_epochs : R rounds of prune → retrain, ``prune_epochs`` epochs each.
-    prune_lr : retraining lr (cosine-decayed over all rounds).
+    prune_lr : retraining lr (cosine-decayed over all rounds); weight_decay : its L2 penalty.
     finetune_epochs, finetune_lr : centroid fine-tuning (§3.3).
     layout : "flat" (the paper's single stream) or "rows" (CSR with row pointers).
     """
@@ -58,6 +58,7 @@ class PipelineConfig:
     prune_rounds: int = 3
     prune_epochs: int = 2
     prune_lr: float = 0.01
+    weight_decay: float = 0.0
     momentum: float = 0.9
     batch_size: int = 64
     cluster_init: str = "linear"
@@ -85,7 +86,7 @@ class PipelineConfig:
         self.finetune_epochs = integer(self.finetune_epochs, "finetune_epochs", minimum=0)
         self.batch_size = integer(self.batch_size, "batch_size", minimum=1)
         self.seed = integer(self.seed, "seed", minimum=0)
-        for field in ("prune_lr", "finetune_lr", "momentum"):
+        for field in ("prune_lr", "finetune_lr", "momentum", "weight_decay"):
             v = getattr(self, field)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValidationError(field, "a finite number >= 0", repr(v))
@@ -120,10 +121,10 @@ PRESETS = {
         index_bits={"fc1": 5, "fc2": 5, "fc3": 5},
         prune_rounds=5, prune_epochs=10, prune_lr=0.02, finetune_epochs=1, finetune_lr=1e-4),
     "lenet5": dict(
-        sparsity={"conv1": 0.34, "conv2": 0.88, "fc1": 0.92, "fc2": 0.81},
-        weight_bits={"conv1": 8, "conv2": 8, "fc1": 5, "fc2": 5},
-        index_bits={"conv1": 8, "conv2": 8, "fc1": 5, "fc2": 5},
-        prune_rounds=3, prune_epochs=2, prune_lr=0.01, finetune_epochs=1, finetune_lr=1e-4),
+        sparsity={"conv1": 0.34, "conv2": 0.88, "fc1": 0.93, "fc2": 0.81},
+        weight_bits={"conv1": 5, "conv2": 5, "fc1": 5, "fc2": 5},
+        index_bits={"conv1": 4, "conv2": 5, "fc1": 5, "fc2": 5},
+        prune_rounds=4, prune_epochs=4, prune_lr=0.05, finetune_epochs=1, finetune_lr=1e-4),
     "digits_mlp": dict(
         sparsity={"fc1": 0.8, "fc2": 0.5},
         weight_bits={"fc1": 5, "fc2": 5},
@@ -243,7 +244,8 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
         t = time.perf_counter()
         masks = prune_with_schedule(model, Iterative(milestones), train_set,
                                     epochs=rounds * c.prune_epochs, sparsity_of_layer=c.sparsity,
-                                    lr=c.prune_lr, momentum=c.momentum, batch_size=c.batch_size,
+                                    lr=c.prune_lr, momentum=c.momentum, weight_decay=c.weight_decay,
+                                    batch_size=c.batch_size,
                                     rng=c.seed, callback=lambda e, m: bar.advance())
         seconds["prune_retrain"] = time.perf_counter() - t
         accuracy["pruned"] = _accuracy(model, test_set)
@@ -305,8 +307,6 @@ def _plot_sizes(result: PipelineResult, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    from .storage import size_breakdown
-
     rows = [r for r in result.table if r["layer"] != "total"]
     names = [r["layer"] for r in rows]
     parts = {"weight field (Huffman)": [], "index field (Huffman)": [], "codebook": [], "row pointers": []}
@@ -330,7 +330,8 @@ def _plot_sizes(result: PipelineResult, path: Path) -> bool:
     ax1.legend(fontsize=7)
     total = result.table[-1]
     stages = ["dense", "pruned (P)", "P+Q", "P+Q+H"]
-    pruned_bytes = sum(size_breakdown(result.storage[n])["kept"] for n in names) * 4
+    # P: the same relative-index entries holding float32 weights instead of cluster indices
+    pruned_bytes = sum(r["entries"] * (32 + r["index_bits"]) + r["row_pointer_bits"] for r in rows) / 8
     vals = [total["dense_bits"] / 8, pruned_bytes, total["pq_bytes"], total["pqh_bytes"]]
     ax2.bar(stages, np.array(vals) / 1024)
     ax2.set_yscale("log")

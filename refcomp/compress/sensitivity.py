@@ -6,7 +6,7 @@ accuracy; a layer whose curve stays flat to high s tolerates a high ratio.
 The curves pick per-layer ratios (scope "layer"); refcomp does not choose for
 you, it returns the data:
 
-    acc[l][s] = accuracy(model with W_l ← W_l ⊙ mask(|W_l|, s))    for l in layers, s in sparsities
+    acc[l][s] = accuracy(model with W_l ← W_l ⊙ mask(|W_l|, s))    for l in layers, s in sparsities   (D.24)
 """
 
 from __future__ import annotations

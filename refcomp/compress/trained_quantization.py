@@ -30,7 +30,7 @@ from ._checks import bool_mask, integer
 from .cluster import centroid_gradients
 from .prune.model import prunable_layers
 
-__all__ = ["cluster_model", "finetune_centroids", "shared_weights"]
+__all__ = ["cluster_model", "finetune_centroids"]
 
 
 def _per_layer(value, names, argument):
@@ -40,11 +40,6 @@ def _per_layer(value, names, argument):
             raise ValidationError(argument, f"layer names among {list(names)}", f"unknown {unknown}")
         return dict(value)
     return {n: value for n in names}
-
-
-def shared_weights(clustered: Clustered) -> np.ndarray:
-    """W = codebook[I] with pruned positions 0 (the dense view of a Clustered weight)."""
-    return clustered.to_dense()
 
 
 def cluster_model(model, bits, *, masks: Mapping | None = None, layers=None, init: str = "linear",

@@ -55,6 +55,9 @@ def _int_vector(x, name: str) -> np.ndarray:
 class CSRMatrix(WeightFormat):
     """A validated CSR matrix (see the module docstring for the invariants)."""
 
+    #: a pruned weight is frozen: layers propagate dL/dx through it but do not update it
+    trainable = False
+
     def __init__(self, indptr, indices, data, shape):
         try:
             rows, cols = (int(s) for s in shape)
@@ -215,7 +218,7 @@ class CSRMatrix(WeightFormat):
         if self.data.dtype == np.float32 and X.dtype == np.float32:
             fast = _backend.implementation("csr_spmm_f32", backend)
             if fast is not None:
-                return fast(self.indptr, self.indices, self.data, self.shape, X)
+                return fast(self.indptr, self.indices, self.data, self.shape, X, validated=True)
         dt = np.result_type(self.data, X)
         Y = np.zeros((rows, n), dt)
         for r in range(rows):
@@ -241,7 +244,7 @@ def _spmm_int(W: CSRMatrix, X16: np.ndarray, backend) -> np.ndarray:
     if bound <= _INT32_MAX:
         fast = _backend.implementation("csr_spmm_i8", backend)
         if fast is not None:
-            return fast(W.indptr, W.indices, W.data, W.shape, X16)
+            return fast(W.indptr, W.indices, W.data, W.shape, X16, validated=True)
     Y = np.zeros((rows, n), np.int64)
     for r in range(rows):
         p0, p1 = W.indptr[r], W.indptr[r + 1]

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from refcomp.compress.prune import apply_structured, shrink, structured_keep
 from refcomp.errors import ShapeError, ValidationError
-from refcomp.nn import Linear, ReLU, Sequential, Sigmoid
+from refcomp.nn import Linear, Sequential, Sigmoid
 
 from .helpers import convnet, mlp
 

@@ -28,3 +28,30 @@ def test_sanitized_driver(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "all checks passed" in r.stdout
+
+
+def test_missing_c_extension_warns_once_and_falls_back():
+    """Without the compiled extension refcomp still works (numba/numpy) and says so once."""
+    import subprocess
+    import sys
+
+    code = r"""
+import sys, warnings
+sys.modules["refcomp.kernels._crefcomp"] = None  # as if the C build had failed
+import numpy as np
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    import refcomp.kernels as k
+    from refcomp import backend
+    from refcomp.ops import matmul_integer
+    y = matmul_integer(np.full((2, 3), 255, np.uint8), np.full((3, 2), -128, np.int8))
+    y = matmul_integer(np.full((2, 3), 255, np.uint8), np.full((3, 2), -128, np.int8))
+msgs = [str(x.message) for x in w if "C kernels" in str(x.message)]
+assert len(msgs) == 1, msgs
+assert backend.available("matmul_integer") == ["numpy", "numba"], backend.available("matmul_integer")
+assert not k.c_status()["available"] and "NOT available" in k.info()
+assert (y == 3 * 255 * -128).all()
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr

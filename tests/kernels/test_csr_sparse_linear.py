@@ -210,3 +210,39 @@ def test_integer_dot_rejects_float_x():
         W.dot(np.ones((3, 2), np.float32))
     with pytest.raises(DTypeError, match="W"):
         sparse_linear(np.ones((2, 3), np.float32), W)
+
+
+def _canonical(indptr, indices, rows, cols):
+    """The CSR invariants, checked the slow obvious way."""
+    if len(indptr) != rows + 1 or indptr[0] != 0 or indptr[-1] != len(indices):
+        return False
+    for r in range(rows):
+        if indptr[r + 1] < indptr[r]:
+            return False
+        row = indices[indptr[r]:indptr[r + 1]]
+        if any(c < 0 or c >= cols for c in row) or any(b <= a for a, b in zip(row, row[1:])):
+            return False
+    return True
+
+
+@settings(max_examples=150)
+@given(rows=st.integers(0, 5), cols=st.integers(1, 6), data=st.data())
+def test_validator_accepts_exactly_canonical_csr(rows, cols, data):
+    nnz = data.draw(st.integers(0, 8))
+    indices = data.draw(st.lists(st.integers(-1, cols), min_size=nnz, max_size=nnz))
+    inner = sorted(data.draw(st.lists(st.integers(0, nnz), min_size=max(rows - 1, 0), max_size=max(rows - 1, 0))))
+    if data.draw(st.booleans()) and inner:  # sometimes break the order of indptr
+        inner = inner[::-1]
+    indptr = [0, *inner, nnz][: rows + 1] if rows else [data.draw(st.sampled_from([0, nnz]))]
+    if rows and len(indptr) < rows + 1:
+        indptr = indptr + [nnz] * (rows + 1 - len(indptr))
+    ok = _canonical(indptr, indices, rows, cols)
+    args = (np.array(indptr, np.int64), np.array(indices, np.int64), np.ones(nnz, np.float32), (rows, cols))
+    if ok:
+        W = CSRMatrix(*args)
+        sp = pytest.importorskip("scipy.sparse")
+        assert sp.csr_array((args[2], args[1], args[0]), shape=(rows, cols)).has_canonical_format
+        np.testing.assert_array_equal(CSRMatrix.from_dense(W.to_dense()).indices, W.indices)
+    else:
+        with pytest.raises(ValidationError):
+            CSRMatrix(*args)

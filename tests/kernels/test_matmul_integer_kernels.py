@@ -181,3 +181,14 @@ def test_auto_prefers_c_then_numba():
     elif "numba" in avail:
         assert fn.__module__.startswith("refcomp.kernels.numba")
     assert refcomp.get_num_threads() >= 1
+
+
+@pytest.mark.parametrize("m", [1, 31, 32, 45])  # numba switches loop forms at 32 rows
+@pytest.mark.parametrize("adt,bdt", [(np.uint8, np.int8), (np.int8, np.uint8)])
+def test_extremes_with_vector_zero_points_across_row_counts(fast, m, adt, bdt):
+    rng = np.random.default_rng(6)
+    a = int_array(rng, (m, 300), adt, "extremes")
+    b = int_array(rng, (300, 70), bdt, "extremes")
+    za = int_array(rng, (m,), adt, "extremes")
+    zb = int_array(rng, (70,), bdt, "extremes")
+    np.testing.assert_array_equal(matmul_integer(a, b, za, zb, backend=fast), reference(a, b, za[:, None], zb))

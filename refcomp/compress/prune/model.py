@@ -29,7 +29,7 @@ from ...formats.dense import Dense
 from .._checks import bool_mask, integer, ratio
 from .apply import apply_mask
 from .criteria import activation_importance, magnitude, snip, structure_norms, taylor_first_order
-from .masks import block_mask, channel_mask, global_masks, nm_mask, row_mask, unstructured_mask
+from .masks import global_masks, nm_mask, unstructured_mask
 
 __all__ = [
     "CRITERIA",
@@ -304,7 +304,7 @@ def model_sparsity(model, masks: Mapping | None = None) -> dict:
 class MaskedOptimizer:
     """Wraps a refcomp.nn optimizer so pruned weights, their gradients and its state stay 0.
 
-    step():  g[~mask] = 0;  inner.step();  W[~mask] = 0;  every state array of W: s[~mask] = 0.
+    step():  g[~mask] = 0;  inner.step();  W[~mask] = 0;  every state array of W: s[~mask] = 0   (D.23)
     Zeroing by assignment, not multiplication: NaN/inf cannot survive in a pruned slot.
     ``lr`` reads and writes the inner optimizer's (so refcomp.nn.train's schedules work).
     """
@@ -368,16 +368,17 @@ def masked_fine_tune(model, masks: Mapping, train_set, *, epochs: int = 1, lr: f
 def prune_with_schedule(model, schedule, train_set, *, epochs: int, sparsity_of_layer=None,
                         criterion: str = "magnitude", granularity: str = "unstructured", scope: str = "layer",
                         layers=None, calibration=None, lr: float = 0.01, momentum: float = 0.9,
-                        batch_size: int = 64, rng=0, callback=None, **mask_kw) -> dict:
+                        weight_decay: float = 0.0, batch_size: int = 64, rng=0, callback=None,
+                        **mask_kw) -> dict:
     """Prune while training, one schedule step per epoch (OneShot, Iterative or Cubic).
 
     At each epoch t that ``schedule.is_pruning_step(t)``, the masks are recomputed
     at sparsity s_t = ``schedule.sparsity(t)`` (times the per-layer factor
     ``sparsity_of_layer[name] / max`` when per-layer targets are given, so every
     layer reaches its own target at the schedule's end), keeping removed weights
-    removed; then one epoch of masked fine-tuning runs with lr decayed by a
-    cosine over ``epochs``. ``callback(epoch, masks)`` is called after each epoch.
-    Returns the final masks.
+    removed; then one epoch of masked fine-tuning (SGD with ``momentum`` and
+    L2 ``weight_decay``) runs with lr decayed by a cosine over ``epochs``.
+    ``callback(epoch, masks)`` is called after each epoch. Returns the final masks.
     """
     from ...nn.optim import SGD
     from ...nn.schedules import CosineLR
@@ -404,9 +405,11 @@ def prune_with_schedule(model, schedule, train_set, *, epochs: int, sparsity_of_
             masks = model_masks(scores, target, granularity=granularity, scope=scope, previous=masks, **mask_kw)
             apply_model_masks(model, masks)
             # a fresh optimizer keeps no momentum from before the new mask
-            opt = MaskedOptimizer(SGD(model.parameters(), lr=lr, momentum=momentum), model, masks)
+            opt = MaskedOptimizer(SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay),
+                                  model, masks)
         if opt is None:
-            opt = MaskedOptimizer(SGD(model.parameters(), lr=lr, momentum=momentum), model, masks)
+            opt = MaskedOptimizer(SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay),
+                                  model, masks)
         opt.lr = float(cosine(t))
         train(model, train_set, epochs=1, batch_size=batch_size, optimizer=opt, schedule=None, rng=g,
               progress=False)

@@ -7,8 +7,16 @@
 - cle             cross-layer equalization of two layers around a ReLU (DFQ §4.1)
 - grid            the uniform grid RTN and GPTQ round onto (GroupQuantized)
 
-These work on NumPy arrays only; wiring them to refcomp.nn layers (PTQ of
-whole models, QAT) builds on them.
+These work on NumPy arrays only. Whole refcomp.nn models (import the module):
+
+- ptq             static W8A8 PTQ: BN folding, calibration, IntegerModel
+- integer_model   integer-only inference (matmul_integer / conv_integer, fixed-point requantization)
+- simulate        the fake-quant float twin of an IntegerModel (same codes)
+- dynamic         dynamic quantization (activations quantized per batch)
+- weight_only     int8 / int4-group weight-only models by RTN or GPTQ
+- qat             quantization-aware training (observers or LSQ), export to integer
+- lowbit_model    binary / ternary models retrained with the STE
+- model_graph     a Sequential read as quantization stages
 """
 
 from .bias_correction import correct_bias, expected_output_shift, input_mean, relu_gaussian_mean

@@ -1,6 +1,6 @@
 """Dynamic quantization: int8 weights stored, activations quantized per batch at run time.
 
-For each Conv2d / Linear (docs/gptq_and_ptq.md §5; onnxruntime's
+For each Conv2d / Linear (docs/gptq_and_ptq.md §6; onnxruntime's
 "dynamic quantization", MatMulInteger + DynamicQuantizeLinear graph)::
 
     (q_x, s_x, z_x) = DynamicQuantizeLinear(x)        uint8, range of this batch incl. 0

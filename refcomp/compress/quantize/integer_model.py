@@ -3,7 +3,7 @@
 Jacob et al. 2018 (arXiv:1712.05877) §2: with per-tensor activation
 parameters (s_x, z_x), (s_y, z_y) and per-output-channel symmetric weights
 (s_w[o], z_w = 0), a Conv2d / Linear layer y = W x + b becomes, in integers
-(docs/gptq_and_ptq.md §6, eqs. I1-I4)::
+(docs/gptq_and_ptq.md §7, eqs. I1-I4)::
 
     acc[o]  = Σ_k (q_x[k] − z_x) · q_w[o, k]  +  q_b[o]                     (I1)
     q_b[o]  = round_half_even(b[o] / (s_x · s_w[o]))          int32          (I2)

@@ -2,7 +2,7 @@
 
 Every Conv2d / Linear keeps a float "latent" weight W that the optimizer
 updates; the forward pass uses its low-bit version Ŵ, the backward pass
-sends the gradient computed with Ŵ back to W (docs/gptq_and_ptq.md §4):
+sends the gradient computed with Ŵ back to W (docs/gptq_and_ptq.md §5):
 
 * binary, XNOR-Net weights (Rastegari et al. 2016, arXiv:1603.05279 §3.1):
   Ŵ_c = α_c · sign(W_c), α_c = mean|W_c| per output channel; gradient

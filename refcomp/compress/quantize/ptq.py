@@ -1,7 +1,7 @@
 """Post-training static quantization of a refcomp.nn model (W8A8, integer-only).
 
 Recipe (Jacob et al. 2018 §2-3; Krishnamoorthi 2018 §3; Nagel et al. 2021,
-arXiv:2106.08295 §3; docs/gptq_and_ptq.md §5):
+arXiv:2106.08295 §3; docs/gptq_and_ptq.md §6):
 
 1. Fold every BatchNorm into the Conv2d / Linear before it (refcomp.nn.fold).
 2. Calibrate: run the float model on calibration inputs; an observer per
@@ -24,12 +24,12 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ValidationError
-from ...quant import (EntropyObserver, MinMaxObserver, MSEObserver, PercentileObserver, QParams,
-                      choose_qparams, quantize)
+from ...quant import EntropyObserver, MinMaxObserver, MSEObserver, PercentileObserver, choose_qparams, quantize
 from .integer_model import IntegerCompute, IntegerModel, IntegerStage
 from .model_graph import prepare, stages_of
 
-__all__ = ["OBSERVERS", "make_observer", "calibrate", "quantize_weight_per_channel", "quantize_static"]
+__all__ = ["OBSERVERS", "make_observer", "calibrate", "quantize_weight_per_channel", "integer_model_from",
+           "quantize_static"]
 
 OBSERVERS = {"minmax": MinMaxObserver, "percentile": PercentileObserver, "mse": MSEObserver,
              "entropy": EntropyObserver}
@@ -146,8 +146,3 @@ def quantize_static(model, calibration_x, *, observer: str = "minmax", activatio
                                 batch_size=batch_size, observer_kwargs=observer_kwargs)
     return integer_model_from(stages, qparams)
 
-
-def activation_qparams(scale, zero_point, dtype="uint8") -> QParams:
-    """Per-tensor QParams from a scale and zero point (helper for QAT export and tests)."""
-    dt = np.uint8 if dtype == "uint8" else np.int8
-    return QParams(np.float32(scale), np.asarray(zero_point).astype(dt), dtype)

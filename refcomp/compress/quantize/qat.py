@@ -1,7 +1,7 @@
 """Quantization-aware training (QAT): fake-quant in the forward pass, straight-through backward.
 
 The model is trained as the float network that the integer model computes
-(Jacob et al. 2018 §3; Krishnamoorthi 2018 §3.2; docs/gptq_and_ptq.md §7):
+(Jacob et al. 2018 §3; Krishnamoorthi 2018 §3.2; docs/gptq_and_ptq.md §8):
 
 * BatchNorm is folded first (refcomp.nn.fold), so the weights trained are the
   ones the integer model will use.
@@ -131,7 +131,7 @@ class QATCompute(Module):
     accepts_input_grad = True
 
     def __init__(self, layer, relu: bool, out_quant: Module | None, *, weight_quant: Module | None = None):
-        self.weight = Dense(np.array(layer.weight.to_dense(), dtype=np.float32))
+        self.weight = Dense(np.array(layer.weight.to_dense(), copy=True))
         self.bias = layer.bias
         self._inner = [layer]            # in a list: its (fake-quant) weight is not a parameter of this model
         self.relu = bool(relu)

@@ -4,7 +4,7 @@ The simulation is the float network a QAT graph computes (Jacob et al. 2018
 §3, Krishnamoorthi 2018 §2.4): every tensor holds dequantized values
 x̂ = s·(q − z) and every layer is the float refcomp.nn layer (Conv2d's im2col,
 Linear's matmul, MaxPool2d, ReLU, Flatten) run on them. Two details make it
-reproduce the integer network bit for bit (docs/gptq_and_ptq.md §6):
+reproduce the integer network bit for bit (docs/gptq_and_ptq.md §7):
 
 1. Float64 with exact inputs. x̂ = (q − z)·s and ŵ = q_w·s_w are products of an
    8-bit integer and a 24-bit float32 significand: exact in float64. The layer

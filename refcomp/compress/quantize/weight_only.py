@@ -4,7 +4,7 @@ Every Conv2d / Linear weight W (O, K) — a convolution kernel read as its
 im2col matrix (O, C·kh·kw) — is replaced by a refcomp.formats.QTensor holding
 b-bit codes with one scale per output row (``group_size=None``) or per
 (row, group of ``group_size`` inputs); activations stay float. The layer
-computes x·Ŵᵀ with Ŵ the dequantized weight (docs/gptq_and_ptq.md §1-2).
+computes x·Ŵᵀ with Ŵ the dequantized weight (docs/gptq_and_ptq.md §1-2, §9).
 
 ``method="rtn"`` rounds every weight to its grid (rtn.py).
 

@@ -68,22 +68,24 @@ def im2col(xp: np.ndarray, kernel, stride, dilation, out_hw) -> np.ndarray:
 
 
 def col2im(dcolsT: np.ndarray, xp_shape, kernel, stride, dilation, out_hw) -> np.ndarray:
-    """Adjoint of im2col: sum every entry of the (C·kh·kw, N·OH·OW) matrix back to
-    the xp position it was read from; one vectorised add per kernel offset (u, v).
+    """Adjoint of im2col: sum every entry of dL/dcolsᵀ back onto the xp position it was read from.
 
-    Returns dL/dxp of shape xp_shape (N, C, Hp, Wp) as a transposed view of a
-    (C, N, Hp, Wp) buffer.
+    ``dcolsT`` is (C·kh·kw, OH·OW·N) with its columns ordered (i, j, n) — sample
+    index fastest — so that each kernel offset (u, v) adds one (C, OH, OW, N)
+    slab into a (C, Hp, Wp, N) buffer whose innermost runs are OW·N elements
+    long (NumPy's per-run overhead then vanishes). Returns dL/dxp (N, C, Hp, Wp),
+    C-contiguous.
     """
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
     n, c, hp, wp = xp_shape
-    dxp = np.zeros((c, n, hp, wp), dtype=dcolsT.dtype)
-    d6 = dcolsT.reshape(c, kh, kw, n, oh, ow)
+    dxp = np.zeros((c, hp, wp, n), dtype=dcolsT.dtype)
+    d6 = dcolsT.reshape(c, kh, kw, oh, ow, n)
     for u in range(kh):
         hs = u * dh
         for v in range(kw):
             ws = v * dw
-            dxp[:, :, hs:hs + sh * (oh - 1) + 1:sh, ws:ws + sw * (ow - 1) + 1:sw] += d6[:, u, v]
-    return dxp.transpose(1, 0, 2, 3)
+            dxp[:, hs:hs + sh * (oh - 1) + 1:sh, ws:ws + sw * (ow - 1) + 1:sw, :] += d6[:, u, v]
+    return np.ascontiguousarray(dxp.transpose(3, 0, 1, 2))
 
 
 @register_layer
@@ -194,21 +196,23 @@ class Conv2d(Module):
         if not (trainable or input_grad):
             return None
         w = self.weight.to_dense()
+        # dL/dcols is produced with its columns in (i, j, n) order, the layout col2im adds fastest
+        dy_ijn = dy.transpose(1, 2, 3, 0).reshape(o, -1) if input_grad else None
         if g == 1:
             if trainable:
                 _accumulate(self.weight, (dyT @ colsT.T).reshape(w.shape))
             if not input_grad:
                 return None
-            dcolsT = w.reshape(o, -1).T @ dyT                                # (K, N·OH·OW)
+            dcolsT = w.reshape(o, -1).T @ dy_ijn                             # (K, OH·OW·N)
         else:
             wg = w.reshape(g, o // g, -1)
-            dyg = dyT.reshape(g, o // g, -1)                                  # (g, O/g, N·OH·OW)
             if trainable:
+                dyg = dyT.reshape(g, o // g, -1)                              # (g, O/g, N·OH·OW)
                 cg = colsT.reshape(g, -1, colsT.shape[1])                      # (g, Kg, N·OH·OW)
                 _accumulate(self.weight, np.matmul(dyg, cg.transpose(0, 2, 1)).reshape(w.shape))
             if not input_grad:
                 return None
-            dcolsT = np.matmul(wg.transpose(0, 2, 1), dyg).reshape(colsT.shape[0], -1)
+            dcolsT = np.matmul(wg.transpose(0, 2, 1), dy_ijn.reshape(g, o // g, -1)).reshape(colsT.shape[0], -1)
         dxp = col2im(dcolsT, xp_shape, self.kernel_size, self.stride, self.dilation, (oh, ow))
         ph, pw = self.padding
         return dxp[:, :, ph:xp_shape[2] - ph, pw:xp_shape[3] - pw] if ph or pw else dxp

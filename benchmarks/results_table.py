@@ -1,0 +1,150 @@
+"""The results table of docs/results.md: accuracy and model bytes of every compression on LeNets.
+
+    nice -n 10 .venv/bin/python benchmarks/results_table.py [--models lenet5 lenet_300_100] [--quick]
+
+Data: the MNIST test set split 8,000 / 2,000 by the seed-0 permutation
+(refcomp.datasets.mnist_split), pixels in [0, 1]. The float models come from
+benchmarks/results_train.py (trained on first use, then cached). Calibration
+uses the first 1,000 training images; every fine-tune runs on the 8,000
+training images with SGD momentum 0.9, batch 64, batch order seed 0.
+Accuracy is on the 2,000 test images; bytes count every stored array
+(weights in their format, biases, scales, zero points, multipliers).
+
+Writes benchmarks/results_cache/results.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from results_train import CACHE, float_model  # noqa: E402
+
+from refcomp import datasets  # noqa: E402
+from refcomp.compress.lowrank_model import factorize_model  # noqa: E402
+from refcomp.compress.precision_model import cast_model  # noqa: E402
+from refcomp.compress.quantize.dynamic import quantize_dynamic  # noqa: E402
+from refcomp.compress.quantize.lowbit_model import lowbit_bytes, prepare_lowbit  # noqa: E402
+from refcomp.compress.quantize.ptq import quantize_static  # noqa: E402
+from refcomp.compress.quantize.qat import prepare_qat, to_integer, train_qat  # noqa: E402
+from refcomp.compress.quantize.simulate import simulate  # noqa: E402
+from refcomp.compress.quantize.weight_only import model_bytes, quantize_weights  # noqa: E402
+from refcomp.nn import evaluate, train  # noqa: E402
+
+SVD_RANKS = {"lenet5": {"fc1": [32, 16]}, "lenet_300_100": {"fc1": [64, 32], "fc2": [32, 16]}}
+
+
+def run_model(name: str, quick: bool) -> list[dict]:
+    (tr, te) = datasets.mnist_split()
+    calib = tr[0][:1000]
+    base = float_model(name)
+    rows = []
+    t_all = time.perf_counter()
+
+    def add(method, model, nbytes, note="", **extra):
+        acc = evaluate(model, te)["accuracy"]
+        rows.append({"model": name, "method": method, "accuracy": acc, "bytes": int(nbytes), "note": note, **extra})
+        print(f"{name:14s} {method:40s} {100 * acc:6.2f} % {nbytes:9d} B  {note}  "
+              f"[{time.perf_counter() - t_all:.0f} s]", flush=True)
+
+    fbytes = model_bytes(base)
+    add("float32", base, fbytes)
+
+    # W8A8 static PTQ, integer-only, four calibrations (uint8 activations), and int8 activations
+    for obs, act in (("minmax", "uint8"), ("percentile", "uint8"), ("mse", "uint8"), ("entropy", "uint8"),
+                     ("minmax", "int8")):
+        im = quantize_static(base, calib, observer=obs, activation_dtype=act)
+        note = ""
+        if obs == "minmax":
+            a = im.forward_int(im.quantize_input(te[0]))
+            b = simulate(im).forward_codes(te[0])
+            note = (f"integer vs fake-quant simulation, all {len(te[1])} test images: "
+                    f"{int(np.sum(a != b))} of {a.size} output codes differ")
+        add(f"W8A8 PTQ integer-only, {obs}, {act} activations", im, im.nbytes, note)
+
+    dyn = quantize_dynamic(base)
+    add("W8 dynamic (activations per batch)", dyn,
+        sum(m.nbytes for _, m in dyn.named_modules() if hasattr(m, "weight_codes")))
+
+    # W8A8 QAT: observers (frozen after epoch 1) and LSQ; exported to integer-only
+    qat_epochs = 1 if quick else 2
+    for lsq in (False, True):
+        q = prepare_qat(base, calib, lsq=lsq)
+        train_qat(q, tr, epochs=qat_epochs, freeze_observers_epoch=1, lr=0.005)
+        im = to_integer(q)
+        add(f"W8A8 QAT{' LSQ' if lsq else ''} ({qat_epochs} ep) integer-only", im, im.nbytes)
+
+    # weight-only RTN vs GPTQ
+    configs = [(8, None), (4, None), (4, 128), (4, 32), (2, 16)]
+    for bits, group in configs:
+        for method in ("rtn", "gptq"):
+            q, rep = quantize_weights(base, bits=bits, group_size=group, method=method, calibration_x=calib)
+            err = sum(r["output_mse"] for r in rep.values())
+            g = "per channel" if group is None else f"g{group}"
+            add(f"W{bits} weight-only {method.upper()} {g}", q, model_bytes(q), f"Σ layer output MSE {err:.3g}",
+                output_mse=err)
+
+    # binary / ternary, retrained with the STE
+    lb_epochs = 1 if quick else 3
+    for kind in ("binary", "ternary"):
+        q = prepare_lowbit(base, kind)
+        before = evaluate(q, te)["accuracy"]
+        train(q, tr, epochs=lb_epochs, lr=0.01, momentum=0.9, rng=0, progress=False)
+        add(f"{kind} weights, retrained {lb_epochs} ep", q, lowbit_bytes(q),
+            f"before retraining {100 * before:.2f} %")
+
+    # SVD of the fully connected layers at two ranks, fine-tuned
+    ranks = SVD_RANKS[name]
+    n_settings = len(next(iter(ranks.values())))
+    ft_epochs = 1 if quick else 2
+    for i in range(n_settings):
+        setting = {layer: r[i] for layer, r in ranks.items()}
+        f = factorize_model(base, setting)
+        before = evaluate(f, te)["accuracy"]
+        train(f, tr, epochs=ft_epochs, lr=0.005, momentum=0.9, rng=0, progress=False)
+        desc = ", ".join(f"{k} r={v}" for k, v in setting.items())
+        add(f"SVD {desc}, fine-tuned {ft_epochs} ep", f, model_bytes(f), f"before fine-tuning {100 * before:.2f} %")
+
+    for dt in ("float16", "bfloat16"):
+        h, _ = cast_model(base, dt)
+        add(f"{dt} weights", h, model_bytes(h))
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    out = ["| model | method | test accuracy | bytes | × smaller | note |", "|---|---|---|---|---|---|"]
+    floats = {r["model"]: r for r in rows if r["method"] == "float32"}
+    for r in rows:
+        f = floats[r["model"]]
+        out.append(f"| {r['model']} | {r['method']} | {100 * r['accuracy']:.2f} % | {r['bytes']:,} | "
+                   f"{f['bytes'] / r['bytes']:.1f} | {r['note']} |")
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["lenet5", "lenet_300_100"])
+    ap.add_argument("--quick", action="store_true", help="1-epoch fine-tunes (a smoke run)")
+    args = ap.parse_args()
+    t = time.perf_counter()
+    rows = []
+    for name in args.models:
+        rows += run_model(name, args.quick)
+    CACHE.mkdir(exist_ok=True)
+    (CACHE / "results.json").write_text(json.dumps(rows, indent=1))
+    print(f"\n{markdown(rows)}\n\ntotal {time.perf_counter() - t:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
