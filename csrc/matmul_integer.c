@@ -354,10 +354,28 @@ REFCOMP_TARGET_AVX512VNNI static void kernel_vnni1(const uint8_t *pa, const int8
     VNNI_STORE(0);
 }
 
+/* up to three rows (the tail of M = 128 is 2 rows): 12 accumulators */
+REFCOMP_TARGET_AVX512VNNI static void kernel_vnni3(const uint8_t *pa, const int8_t *pb,
+                                                   int64_t kgroups, uint32_t tile[MR][NR]) {
+    VNNI_DECL(0); VNNI_DECL(1); VNNI_DECL(2);
+    for (int64_t g = 0; g < kgroups; ++g) {
+        const int8_t *bg = pb + g * NR * KG;
+        const uint8_t *ag = pa + g * MR * KG;
+        const __m512i b0 = _mm512_loadu_si512((const void *)(bg + 0));
+        const __m512i b1 = _mm512_loadu_si512((const void *)(bg + 64));
+        const __m512i b2 = _mm512_loadu_si512((const void *)(bg + 128));
+        const __m512i b3 = _mm512_loadu_si512((const void *)(bg + 192));
+        VNNI_ROW(0); VNNI_ROW(1); VNNI_ROW(2);
+    }
+    VNNI_STORE(0); VNNI_STORE(1); VNNI_STORE(2);
+}
+
 REFCOMP_TARGET_AVX512VNNI static void kernel_vnni(int mr, const uint8_t *pa, const int8_t *pb,
                                                   int64_t kgroups, uint32_t tile[MR][NR]) {
     if (mr == 1)
         kernel_vnni1(pa, pb, kgroups, tile);
+    else if (mr <= 3)
+        kernel_vnni3(pa, pb, kgroups, tile);
     else
         kernel_vnni6(pa, pb, kgroups, tile);
 }

@@ -37,7 +37,7 @@ enum refcomp_status {
     REFCOMP_EINVAL = -1, /* null pointer, negative size, ld < columns ...   */
     REFCOMP_ENOMEM = -2, /* allocation failed                              */
     REFCOMP_EISA = -3,   /* the requested ISA path cannot run here         */
-    REFCOMP_ETHREAD = -4 /* pthread_create failed                          */
+    REFCOMP_ETHREAD = -4 /* reserved: a failed pthread_create falls back to the calling thread */
 };
 
 /* ---------------------------------------------------------------- ISA paths */
@@ -156,13 +156,25 @@ int refcomp_csr_spmm_f32(int isa, int nthreads, int64_t rows, int64_t n,
                          const int64_t *indptr, const int64_t *indices, const float *data,
                          const float *X, int64_t ldx, float *Y, int64_t ldy);
 
+/* The same product, W's columns cut into blocks: block_ptr[r * (nblocks + 1) + b]
+ * is the first non-zero of row r in block b (so block_ptr[r*(nblocks+1)] =
+ * indptr[r], block_ptr[r*(nblocks+1) + nblocks] = indptr[r+1], non-decreasing;
+ * checked, else REFCOMP_EINVAL). Each block's rows of X are reused by 128 rows
+ * of W while in L1. Bit-identical to refcomp_csr_spmm_f32 on the same path. */
+int refcomp_csr_spmm_f32_blocked(int isa, int nthreads, int64_t rows, int64_t n,
+                                 const int64_t *indptr, const int64_t *indices, const float *data,
+                                 int64_t nblocks, const int64_t *block_ptr, const float *X,
+                                 int64_t ldx, float *Y, int64_t ldy);
+
 /* sparse_linear (refcomp.ops.sparse_linear, eq. S1): y = x W^T + bias, float32.
  *   x: batch x in (leading dim ldx); W: CSR with `out` rows, column indices in
  *   [0, in); bias: float32[out] or NULL; y: batch x out (leading dim ldy).
- * Computed as (W x^T)^T through refcomp_csr_spmm_f32 on aligned scratch copies,
- * then ONE float32 addition of bias: same bits as refcomp_csr_spmm_f32 + add. */
+ * Computed as (W x^T)^T through refcomp_csr_spmm_f32 (or, with nblocks > 0 and
+ * block_ptr, refcomp_csr_spmm_f32_blocked: same bits) on aligned scratch
+ * copies, then ONE float32 addition of bias: same bits as spmm + add. */
 int refcomp_csr_linear_f32(int isa, int nthreads, int64_t batch, int64_t in, int64_t out,
                            const int64_t *indptr, const int64_t *indices, const float *data,
+                           int64_t nblocks, const int64_t *block_ptr,
                            const float *x, int64_t ldx, const float *bias, float *y, int64_t ldy);
 
 int refcomp_csr_spmm_i8(int isa, int nthreads, int64_t rows, int64_t n,

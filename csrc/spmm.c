@@ -23,6 +23,7 @@
 #endif
 
 #define ROWS_PER_TASK 16
+#define SPMM_BLOCK_ROWS 128 /* rows per task of the column-blocked kernel */
 
 typedef struct {
     int isa;
@@ -35,101 +36,124 @@ typedef struct {
     int64_t ldy;
 } spmm_ctx;
 
-/* ------------------------------------------------------------ float32 */
+/* ------------------------------------------------------------ float32
+ * A "segment" is part of one row of W, non-zeros [pa, pb):
+ *   y[:n] = (first ? 0 : y[:n]) + sum_{p in [pa, pb)} data[p] * X[indices[p], :n]
+ * one multiply-add chain per y element, in CSR order. A whole row is one
+ * segment; the column-blocked kernel below cuts rows into several, which
+ * gives the same bits. */
 
-static void spmm_f32_rows_scalar(const spmm_ctx *c, int64_t r0, int64_t r1) {
-    const float *data = (const float *)c->data, *X = (const float *)c->X;
-    float *Y = (float *)c->Y;
-    for (int64_t r = r0; r < r1; ++r) {
-        float *y = Y + r * c->ldy;
-        for (int64_t j = 0; j < c->n; ++j) y[j] = 0.0f;
-        for (int64_t p = c->indptr[r]; p < c->indptr[r + 1]; ++p) {
-            const float w = data[p];
-            const float *x = X + c->indices[p] * c->ldx;
-            for (int64_t j = 0; j < c->n; ++j) y[j] = y[j] + w * x[j];
-        }
+static void seg_f32_scalar(const float *data, const int64_t *indices, int64_t pa, int64_t pb,
+                           const float *X, int64_t ldx, int64_t n, float *y, int first) {
+    if (first)
+        for (int64_t j = 0; j < n; ++j) y[j] = 0.0f;
+    for (int64_t p = pa; p < pb; ++p) {
+        const float w = data[p];
+        const float *x = X + indices[p] * ldx;
+        for (int64_t j = 0; j < n; ++j) y[j] = y[j] + w * x[j];
     }
 }
 
 #if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
-REFCOMP_TARGET_AVX2 static void spmm_f32_rows_avx2(const spmm_ctx *c, int64_t r0, int64_t r1) {
-    const float *data = (const float *)c->data, *X = (const float *)c->X;
-    float *Y = (float *)c->Y;
-    const int64_t n = c->n;
-    for (int64_t r = r0; r < r1; ++r) {
-        float *y = Y + r * c->ldy;
-        const int64_t p0 = c->indptr[r], p1 = c->indptr[r + 1];
-        int64_t j = 0;
-        for (; j + 64 <= n; j += 64) { /* 8 ymm accumulators */
-            __m256 acc[8];
-            for (int v = 0; v < 8; ++v) acc[v] = _mm256_setzero_ps();
-            for (int64_t p = p0; p < p1; ++p) {
-                __m256 w = _mm256_set1_ps(data[p]);
-                const float *x = X + c->indices[p] * c->ldx + j;
-                for (int v = 0; v < 8; ++v)
-                    acc[v] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + 8 * v), acc[v]);
-            }
-            for (int v = 0; v < 8; ++v) _mm256_storeu_ps(y + j + 8 * v, acc[v]);
+REFCOMP_TARGET_AVX2 static void seg_f32_avx2(const float *data, const int64_t *indices,
+                                             int64_t pa, int64_t pb, const float *X, int64_t ldx,
+                                             int64_t n, float *y, int first) {
+    int64_t j = 0;
+    for (; j + 64 <= n; j += 64) { /* 8 ymm accumulators */
+        __m256 acc[8];
+        for (int v = 0; v < 8; ++v) acc[v] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(y + j + 8 * v);
+        for (int64_t p = pa; p < pb; ++p) {
+            const __m256 w = _mm256_set1_ps(data[p]);
+            const float *x = X + indices[p] * ldx + j;
+            for (int v = 0; v < 8; ++v) acc[v] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + 8 * v), acc[v]);
         }
-        for (; j + 8 <= n; j += 8) {
-            __m256 acc = _mm256_setzero_ps();
-            for (int64_t p = p0; p < p1; ++p)
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(data[p]),
-                                      _mm256_loadu_ps(X + c->indices[p] * c->ldx + j), acc);
-            _mm256_storeu_ps(y + j, acc);
-        }
-        for (; j < n; ++j) {
-            float acc = 0.0f;
-            for (int64_t p = p0; p < p1; ++p) acc = fmaf(data[p], X[c->indices[p] * c->ldx + j], acc);
-            y[j] = acc;
-        }
+        for (int v = 0; v < 8; ++v) _mm256_storeu_ps(y + j + 8 * v, acc[v]);
+    }
+    for (; j + 8 <= n; j += 8) {
+        __m256 acc = first ? _mm256_setzero_ps() : _mm256_loadu_ps(y + j);
+        for (int64_t p = pa; p < pb; ++p)
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(data[p]), _mm256_loadu_ps(X + indices[p] * ldx + j), acc);
+        _mm256_storeu_ps(y + j, acc);
+    }
+    for (; j < n; ++j) {
+        float acc = first ? 0.0f : y[j];
+        for (int64_t p = pa; p < pb; ++p) acc = fmaf(data[p], X[indices[p] * ldx + j], acc);
+        y[j] = acc;
     }
 }
 
-REFCOMP_TARGET_AVX512VNNI static void spmm_f32_rows_avx512(const spmm_ctx *c, int64_t r0,
-                                                           int64_t r1) {
-    const float *data = (const float *)c->data, *X = (const float *)c->X;
-    float *Y = (float *)c->Y;
-    const int64_t n = c->n;
-    for (int64_t r = r0; r < r1; ++r) {
-        float *y = Y + r * c->ldy;
-        const int64_t p0 = c->indptr[r], p1 = c->indptr[r + 1];
-        int64_t j = 0;
-        for (; j + 128 <= n; j += 128) { /* 8 zmm accumulators */
-            __m512 acc[8];
-            for (int v = 0; v < 8; ++v) acc[v] = _mm512_setzero_ps();
-            for (int64_t p = p0; p < p1; ++p) {
-                __m512 w = _mm512_set1_ps(data[p]);
-                const float *x = X + c->indices[p] * c->ldx + j;
-                for (int v = 0; v < 8; ++v)
-                    acc[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * v), acc[v]);
-            }
-            for (int v = 0; v < 8; ++v) _mm512_storeu_ps(y + j + 16 * v, acc[v]);
+REFCOMP_TARGET_AVX512VNNI static void seg_f32_avx512(const float *data, const int64_t *indices,
+                                                     int64_t pa, int64_t pb, const float *X,
+                                                     int64_t ldx, int64_t n, float *y, int first) {
+    int64_t j = 0;
+    for (; j + 128 <= n; j += 128) { /* 8 zmm accumulators */
+        __m512 acc[8];
+        for (int v = 0; v < 8; ++v) acc[v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(y + j + 16 * v);
+        for (int64_t p = pa; p < pb; ++p) {
+            const __m512 w = _mm512_set1_ps(data[p]);
+            const float *x = X + indices[p] * ldx + j;
+            for (int v = 0; v < 8; ++v) acc[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * v), acc[v]);
         }
-        for (; j < n; j += 16) { /* remaining columns, the last vector masked */
-            int64_t left = n - j;
-            __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
-            __m512 acc = _mm512_setzero_ps();
-            for (int64_t p = p0; p < p1; ++p)
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(data[p]),
-                                      _mm512_maskz_loadu_ps(m, X + c->indices[p] * c->ldx + j), acc);
-            _mm512_mask_storeu_ps(y + j, m, acc);
-        }
+        for (int v = 0; v < 8; ++v) _mm512_storeu_ps(y + j + 16 * v, acc[v]);
+    }
+    for (; j < n; j += 16) { /* remaining columns, the last vector masked */
+        const int64_t left = n - j;
+        const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+        __m512 acc = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, y + j);
+        for (int64_t p = pa; p < pb; ++p)
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(data[p]), _mm512_maskz_loadu_ps(m, X + indices[p] * ldx + j), acc);
+        _mm512_mask_storeu_ps(y + j, m, acc);
     }
 }
 #endif
+
+static void seg_f32(int isa, const float *data, const int64_t *indices, int64_t pa, int64_t pb,
+                    const float *X, int64_t ldx, int64_t n, float *y, int first) {
+    switch (isa) {
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+    case REFCOMP_ISA_AVX512VNNI: seg_f32_avx512(data, indices, pa, pb, X, ldx, n, y, first); break;
+    case REFCOMP_ISA_AVX2: seg_f32_avx2(data, indices, pa, pb, X, ldx, n, y, first); break;
+#endif
+    default: seg_f32_scalar(data, indices, pa, pb, X, ldx, n, y, first);
+    }
+}
 
 static void spmm_f32_task(void *vctx, int64_t task) {
     const spmm_ctx *c = (const spmm_ctx *)vctx;
     int64_t r0 = task * ROWS_PER_TASK, r1 = r0 + ROWS_PER_TASK;
     if (r1 > c->rows) r1 = c->rows;
-    switch (c->isa) {
-#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
-    case REFCOMP_ISA_AVX512VNNI: spmm_f32_rows_avx512(c, r0, r1); break;
-    case REFCOMP_ISA_AVX2: spmm_f32_rows_avx2(c, r0, r1); break;
-#endif
-    default: spmm_f32_rows_scalar(c, r0, r1);
-    }
+    for (int64_t r = r0; r < r1; ++r)
+        seg_f32(c->isa, (const float *)c->data, c->indices, c->indptr[r], c->indptr[r + 1],
+                (const float *)c->X, c->ldx, c->n, (float *)c->Y + r * c->ldy, 1);
+}
+
+/* Column-blocked: W's columns cut into blocks; for each block every row of
+ * the task adds its non-zeros of that block, so the block's rows of X
+ * (chosen by the caller to fit L1) serve all rows of the task instead of
+ * being re-read from L2 for each; partial sums wait in Y between blocks.
+ * Bit-identical to spmm_f32_task (same FMA chain per element). */
+typedef struct {
+    spmm_ctx base;
+    int64_t nblocks;
+    const int64_t *block_ptr; /* [rows][nblocks + 1] */
+} blocked_ctx;
+
+static void spmm_f32_blocked_task(void *vctx, int64_t task) {
+    const blocked_ctx *bc = (const blocked_ctx *)vctx;
+    const spmm_ctx *c = &bc->base;
+    const int64_t r0 = task * SPMM_BLOCK_ROWS;
+    const int64_t r1 = r0 + SPMM_BLOCK_ROWS < c->rows ? r0 + SPMM_BLOCK_ROWS : c->rows;
+    float *Y = (float *)c->Y;
+    for (int64_t r = r0; r < r1; ++r) /* rows without non-zeros */
+        if (c->indptr[r + 1] == c->indptr[r])
+            for (int64_t j = 0; j < c->n; ++j) Y[r * c->ldy + j] = 0.0f;
+    for (int64_t b = 0; b < bc->nblocks; ++b)
+        for (int64_t r = r0; r < r1; ++r) {
+            const int64_t *bp = bc->block_ptr + r * (bc->nblocks + 1);
+            if (bp[b + 1] > bp[b])
+                seg_f32(c->isa, (const float *)c->data, c->indices, bp[b], bp[b + 1],
+                        (const float *)c->X, c->ldx, c->n, Y + r * c->ldy, bp[b] == c->indptr[r]);
+        }
 }
 
 /* ------------------------------------------------------------ int8 */
@@ -197,6 +221,28 @@ int refcomp_csr_spmm_f32(int isa, int nthreads, int64_t rows, int64_t n, const i
     return spmm_run(isa, nthreads, rows, n, indptr, indices, data, X, ldx, Y, ldy, spmm_f32_task);
 }
 
+int refcomp_csr_spmm_f32_blocked(int isa, int nthreads, int64_t rows, int64_t n,
+                                 const int64_t *indptr, const int64_t *indices, const float *data,
+                                 int64_t nblocks, const int64_t *block_ptr, const float *X,
+                                 int64_t ldx, float *Y, int64_t ldy) {
+    if (rows < 0 || n < 0 || nblocks < 1) return REFCOMP_EINVAL;
+    isa = refcomp__resolve_isa(isa);
+    if (isa < 0) return isa;
+    if (rows == 0 || n == 0) return REFCOMP_OK;
+    if (!indptr || !block_ptr || !Y || ldy < n || ldx < n) return REFCOMP_EINVAL;
+    if (indptr[rows] > 0 && (!indices || !data || !X)) return REFCOMP_EINVAL;
+    for (int64_t r = 0; r < rows; ++r) { /* block_ptr must partition each row */
+        const int64_t *bp = block_ptr + r * (nblocks + 1);
+        if (bp[0] != indptr[r] || bp[nblocks] != indptr[r + 1]) return REFCOMP_EINVAL;
+        for (int64_t b = 0; b < nblocks; ++b)
+            if (bp[b + 1] < bp[b]) return REFCOMP_EINVAL;
+    }
+    blocked_ctx ctx = {{isa, rows, n, indptr, indices, data, X, ldx, Y, ldy}, nblocks, block_ptr};
+    if ((double)indptr[rows] * (double)n < 1.0e6) nthreads = 1;
+    return refcomp__parallel_for(nthreads, (rows + SPMM_BLOCK_ROWS - 1) / SPMM_BLOCK_ROWS,
+                                 spmm_f32_blocked_task, &ctx);
+}
+
 int refcomp_csr_spmm_i8(int isa, int nthreads, int64_t rows, int64_t n, const int64_t *indptr,
                         const int64_t *indices, const int8_t *data, const int16_t *X, int64_t ldx,
                         int32_t *Y, int64_t ldy) {
@@ -220,6 +266,7 @@ static void transpose_f32(int64_t r, int64_t c, const float *src, int64_t lds, f
 
 int refcomp_csr_linear_f32(int isa, int nthreads, int64_t batch, int64_t in, int64_t out,
                            const int64_t *indptr, const int64_t *indices, const float *data,
+                           int64_t nblocks, const int64_t *block_ptr,
                            const float *x, int64_t ldx, const float *bias, float *y, int64_t ldy) {
     if (batch < 0 || in < 0 || out < 0) return REFCOMP_EINVAL;
     int r = refcomp__resolve_isa(isa);
@@ -236,7 +283,10 @@ int refcomp_csr_linear_f32(int isa, int nthreads, int64_t batch, int64_t in, int
     }
     float *xt = (float *)xt_mem, *yt = (float *)yt_mem;
     transpose_f32(batch, in, x, ldx, xt, ld);
-    int st = refcomp_csr_spmm_f32(r, nthreads, out, batch, indptr, indices, data, xt, ld, yt, ld);
+    int st = nblocks > 0 && block_ptr
+                 ? refcomp_csr_spmm_f32_blocked(r, nthreads, out, batch, indptr, indices, data,
+                                                nblocks, block_ptr, xt, ld, yt, ld)
+                 : refcomp_csr_spmm_f32(r, nthreads, out, batch, indptr, indices, data, xt, ld, yt, ld);
     if (st == REFCOMP_OK) {
         transpose_f32(out, batch, yt, ld, y, ldy);
         if (bias) /* one float32 addition per output, as y = (W x^T)^T + bias */

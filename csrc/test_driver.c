@@ -213,8 +213,34 @@ static void check_spmm(int64_t rows, int64_t cols, int64_t n, int density_pct) {
             for (int64_t j = 0; j < n; ++j)
                 for (int64_t k = 0; k < cols; ++k) xb[j * cols + k] = X[k * ldx + j];
             for (int64_t r = 0; r < rows; ++r) bias[r] = (float)((int)(rnd() % 200) - 100) / 8.0f;
-            CHECK(refcomp_csr_linear_f32(isa, threads, n, cols, rows, indptr, indices, data, xb, cols,
-                                         bias, yb, rows) == REFCOMP_OK, "linear status");
+            CHECK(refcomp_csr_linear_f32(isa, threads, n, cols, rows, indptr, indices, data, 0, NULL,
+                                         xb, cols, bias, yb, rows) == REFCOMP_OK, "linear status");
+            /* column-blocked product: same bits, for several block widths */
+            for (int64_t kb = 1; kb <= cols; kb *= 7) {
+                const int64_t nb = (cols + kb - 1) / kb;
+                int64_t *bp = malloc(sizeof(int64_t) * (size_t)(rows * (nb + 1) + 1));
+                float *Yb = malloc(sizeof(float) * (size_t)(rows * ldy + 1));
+                for (int64_t r = 0; r < rows; ++r) {
+                    int64_t p = indptr[r];
+                    for (int64_t b = 0; b <= nb; ++b) {
+                        while (p < indptr[r + 1] && indices[p] < b * kb) ++p;
+                        bp[r * (nb + 1) + b] = b == nb ? indptr[r + 1] : p;
+                    }
+                }
+                CHECK(refcomp_csr_spmm_f32_blocked(isa, threads, rows, n, indptr, indices, data, nb, bp,
+                                                   X, ldx, Yb, ldy) == REFCOMP_OK, "blocked status");
+                for (int64_t r = 0; r < rows; ++r)
+                    for (int64_t j = 0; j < n; ++j)
+                        CHECK(Yb[r * ldy + j] == Y[r * ldy + j], "blocked %s kb=%lld [%lld,%lld]",
+                              refcomp_isa_name(isa), (long long)kb, (long long)r, (long long)j);
+                if (rows > 0) { /* a block_ptr that does not partition the rows is refused */
+                    bp[nb] += 1;
+                    CHECK(refcomp_csr_spmm_f32_blocked(isa, threads, rows, n, indptr, indices, data, nb,
+                                                       bp, X, ldx, Yb, ldy) == REFCOMP_EINVAL, "bad block_ptr");
+                }
+                free(bp);
+                free(Yb);
+            }
             for (int64_t r = 0; r < rows; ++r)
                 for (int64_t j = 0; j < n; ++j)
                     CHECK(yb[j * rows + r] == Y[r * ldy + j] + bias[r], "linear %s [%lld,%lld]",

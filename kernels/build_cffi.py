@@ -52,8 +52,13 @@ int32_t refcomp_rounding_divide_by_pot(int32_t x, int exponent);
 int refcomp_csr_spmm_f32(int isa, int nthreads, int64_t rows, int64_t n,
                          const int64_t *indptr, const int64_t *indices, const float *data,
                          const float *X, int64_t ldx, float *Y, int64_t ldy);
+int refcomp_csr_spmm_f32_blocked(int isa, int nthreads, int64_t rows, int64_t n,
+                                 const int64_t *indptr, const int64_t *indices, const float *data,
+                                 int64_t nblocks, const int64_t *block_ptr, const float *X,
+                                 int64_t ldx, float *Y, int64_t ldy);
 int refcomp_csr_linear_f32(int isa, int nthreads, int64_t batch, int64_t in, int64_t out,
                            const int64_t *indptr, const int64_t *indices, const float *data,
+                           int64_t nblocks, const int64_t *block_ptr,
                            const float *x, int64_t ldx, const float *bias, float *y, int64_t ldy);
 int refcomp_csr_spmm_i8(int isa, int nthreads, int64_t rows, int64_t n,
                         const int64_t *indptr, const int64_t *indices, const int8_t *data,

@@ -1,8 +1,8 @@
 """Numba twins of the CSR x dense kernels of csrc/spmm.c (backend="numba").
 
 The CSR arrays must satisfy refcomp.formats.CSRMatrix's invariants (callers
-pass a CSRMatrix's arrays; ``validated`` is accepted for the common kernel
-signature). Y[r, :] = sum_p data[p] * X[indices[p], :] in CSR order from 0: float32
+pass a CSRMatrix's arrays; ``validated`` and ``blocks`` -- the C kernel's
+column blocking -- are accepted for the common kernel signature and ignored). Y[r, :] = sum_p data[p] * X[indices[p], :] in CSR order from 0: float32
 (product and sum rounded separately: Numba does not contract to FMA without
 fastmath) or int8 x int16 -> int32 modulo 2**32. Rows are split by prange;
 a row's arithmetic does not depend on the split.
@@ -46,7 +46,7 @@ def _spmm_i8(indptr, indices, data, X, Y):  # pragma: no cover - compiled
                 y[j] = np.int32(y[j] + w * np.int32(x[j]))
 
 
-def csr_spmm_f32(indptr, indices, data, shape, X, *, threads=None, validated=False):
+def csr_spmm_f32(indptr, indices, data, shape, X, *, threads=None, validated=False, blocks=None):
     """Y = W @ X, W float32 CSR of ``shape``, X float32 [cols, n] (arrays validated by the caller)."""
     Y = np.empty((shape[0], X.shape[1]), np.float32)
     use_refcomp_threads(threads)
@@ -64,7 +64,7 @@ def csr_spmm_i8(indptr, indices, data, shape, X, *, threads=None, validated=Fals
     return Y
 
 
-def csr_linear_f32(indptr, indices, data, shape, x, bias=None, *, threads=None, validated=False):
+def csr_linear_f32(indptr, indices, data, shape, x, bias=None, *, threads=None, validated=False, blocks=None):
     """y = x @ W.T + bias = (W @ x.T).T + bias, float32 (one addition for the bias)."""
     y = np.ascontiguousarray(csr_spmm_f32(indptr, indices, data, shape, np.ascontiguousarray(x.T), threads=threads).T)
     if bias is not None:

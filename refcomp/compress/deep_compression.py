@@ -2,7 +2,7 @@
 
 Han, Mao, Dally 2016, "Deep Compression" (arXiv:1510.00149), Fig. 1:
 
-1. **prune** (§2): magnitude pruning to a per-layer ratio, in R prune → retrain
+1. **prune** (§2): magnitude (or another criterion) pruning to a per-layer ratio, in R prune → retrain
    rounds; round r (1…R) prunes layer l to s_l · (1 − (1 − r/R)³) (the cubic ramp
    of Zhu & Gupta 2017, D.12, taken over rounds), masks persist through the
    retraining (refcomp.compress.prune.model.MaskedOptimizer);
@@ -48,6 +48,8 @@ class PipelineConfig:
     sparsity, weight_bits, index_bits : {layer name: value} (the layers compressed).
     prune_rounds, prune_epochs : R rounds of prune → retrain, ``prune_epochs`` epochs each.
     prune_lr : retraining lr (cosine-decayed over all rounds); weight_decay : its L2 penalty.
+    criterion : "magnitude" (the paper's) | "activation" | "taylor" | "snip" (refcomp.compress.prune.model);
+        the data-driven ones use the first ``calibration_samples`` training samples.
     finetune_epochs, finetune_lr : centroid fine-tuning (§3.3).
     layout : "flat" (the paper's single stream) or "rows" (CSR with row pointers).
     """
@@ -56,6 +58,8 @@ class PipelineConfig:
     weight_bits: dict
     index_bits: dict
     prune_rounds: int = 3
+    criterion: str = "magnitude"
+    calibration_samples: int = 512
     prune_epochs: int = 2
     prune_lr: float = 0.01
     weight_decay: float = 0.0
@@ -85,6 +89,11 @@ class PipelineConfig:
         self.prune_epochs = integer(self.prune_epochs, "prune_epochs", minimum=1)
         self.finetune_epochs = integer(self.finetune_epochs, "finetune_epochs", minimum=0)
         self.batch_size = integer(self.batch_size, "batch_size", minimum=1)
+        self.calibration_samples = integer(self.calibration_samples, "calibration_samples", minimum=1)
+        from .prune.model import CRITERIA
+
+        if self.criterion not in CRITERIA:
+            raise ValidationError("criterion", f"one of {CRITERIA}", repr(self.criterion))
         self.seed = integer(self.seed, "seed", minimum=0)
         for field in ("prune_lr", "finetune_lr", "momentum", "weight_decay"):
             v = getattr(self, field)
@@ -245,7 +254,9 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
         masks = prune_with_schedule(model, Iterative(milestones), train_set,
                                     epochs=rounds * c.prune_epochs, sparsity_of_layer=c.sparsity,
                                     lr=c.prune_lr, momentum=c.momentum, weight_decay=c.weight_decay,
-                                    batch_size=c.batch_size,
+                                    batch_size=c.batch_size, criterion=c.criterion,
+                                    calibration=None if c.criterion == "magnitude" else
+                                    (train_set[0][:c.calibration_samples], train_set[1][:c.calibration_samples]),
                                     rng=c.seed, callback=lambda e, m: bar.advance())
         seconds["prune_retrain"] = time.perf_counter() - t
         accuracy["pruned"] = _accuracy(model, test_set)

@@ -148,6 +148,38 @@ class CSRMatrix(WeightFormat):
 
         return sp.csr_array((self.data.copy(), self.indices.copy(), self.indptr.copy()), shape=self.shape)
 
+    def column_blocks(self, n: int):
+        """(nblocks, block_ptr) for the column-blocked C kernel, or None when blocking would not pay.
+
+        W's columns are cut into blocks of kb: block_ptr[r, b] is the first
+        non-zero of row r with column >= b kb (so block_ptr[r, 0] = indptr[r],
+        block_ptr[r, -1] = indptr[r + 1]). kb starts at the number of X rows
+        that fill 32 KiB (L1) for n right-hand columns and doubles until an
+        average row has >= 24 non-zeros per block (below that, reloading the
+        partial sums per block costs more than the reuse of X saves; measured
+        on AMD Zen 4, docs/kernels.md). Cached per kb; the arrays are read-only.
+        """
+        rows, cols = self.shape
+        if rows < 256 or self.nnz == 0 or n < 16:
+            return None
+        kb = max(16, 32768 // (4 * n))
+        while kb < cols and self.density * kb < 24:
+            kb *= 2
+        if kb >= cols:
+            return None
+        cache = self.__dict__.setdefault("_column_blocks", {})
+        if kb not in cache:
+            nb = -(-cols // kb)
+            counts = np.zeros((rows, nb), np.int64)
+            np.add.at(counts, (self.row_ids(), self.indices // kb), 1)
+            bp = np.empty((rows, nb + 1), np.int64)
+            bp[:, 0] = 0
+            np.cumsum(counts, axis=1, out=bp[:, 1:])
+            bp += self.indptr[:-1, None]
+            bp.flags.writeable = False
+            cache[kb] = (nb, bp)
+        return cache[kb]
+
     def row_ids(self) -> np.ndarray:
         """The row of every stored entry, int64 [nnz]."""
         return np.repeat(np.arange(self.shape[0], dtype=np.int64), np.diff(self.indptr))
@@ -186,7 +218,9 @@ class CSRMatrix(WeightFormat):
         backend: a dot product per row); every backend is within
         |Y - exact| <= gamma_m sum_p |data[p] X[indices[p], j]|, m = nnz of row r,
         gamma_m = m u / (1 - m u), u the unit roundoff of the result dtype.
-        The "c"/"numba" kernels run for float32 data and float32 X.
+        The "c"/"numba" kernels run for float32 data and float32 X (the C kernel
+        copies X unless it is C-contiguous and 64-byte aligned; see
+        refcomp.kernels.c.aligned_array).
 
         int8 data: X int8/uint8/int16 -> exact int32 (OverflowRiskError when an
         exact value does not fit int32).
@@ -218,7 +252,8 @@ class CSRMatrix(WeightFormat):
         if self.data.dtype == np.float32 and X.dtype == np.float32:
             fast = _backend.implementation("csr_spmm_f32", backend)
             if fast is not None:
-                return fast(self.indptr, self.indices, self.data, self.shape, X, validated=True)
+                return fast(self.indptr, self.indices, self.data, self.shape, X, validated=True,
+                            blocks=self.column_blocks(X.shape[1]))
         dt = np.result_type(self.data, X)
         Y = np.zeros((rows, n), dt)
         for r in range(rows):

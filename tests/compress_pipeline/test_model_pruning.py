@@ -150,3 +150,21 @@ def test_model_bad_input():
         prune_model(m, 0.5, criterion="random")
     with pytest.raises(ShapeError, match=r"masks\['fc2'\]"):
         MaskedOptimizer(SGD(m.parameters(), lr=0.1), m, {"fc2": np.ones((2, 2), bool)})
+
+
+def test_block_granularity_on_a_conv_uses_the_im2col_matrix():
+    m = convnet()
+    mk = prune_model(m, {"conv2": 0.5}, granularity="block", block_shape=(1, 9))["conv2"]
+    # (1, 9) blocks of the (5, 6·3·3) matrix = whole 3x3 kernels of one (filter, channel) pair
+    per_kernel = mk.reshape(5, 6, 9).sum(axis=2)
+    assert set(np.unique(per_kernel)) <= {0, 9} and (per_kernel == 0).sum() == 15
+    with pytest.raises(ShapeError, match="block_shape"):
+        prune_model(convnet(), {"conv2": 0.5}, granularity="block", block_shape=(2, 4))
+
+
+def test_apply_model_masks_checks_shapes():
+    from refcomp.compress.prune import apply_model_masks
+    with pytest.raises(ShapeError, match=r"masks\['fc1'\]: expected shape \(16, 12\), got shape \(12, 16\)"):
+        apply_model_masks(mlp(), {"fc1": np.ones((12, 16), bool)})
+    with pytest.raises(ValidationError, match="unknown"):
+        apply_model_masks(mlp(), {"bogus": np.ones((12, 16), bool)})

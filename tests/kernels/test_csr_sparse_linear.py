@@ -246,3 +246,26 @@ def test_validator_accepts_exactly_canonical_csr(rows, cols, data):
     else:
         with pytest.raises(ValidationError):
             CSRMatrix(*args)
+
+
+@pytest.mark.skipif(not C_ISAS, reason="C kernels not built")
+@pytest.mark.parametrize("isa", C_ISAS)
+@pytest.mark.parametrize("density", [0.05, 0.2, 0.5])
+def test_column_blocked_kernel_gives_the_same_bits(isa, density):
+    from refcomp.kernels import c
+
+    rng = np.random.default_rng(7)
+    W = CSRMatrix.from_dense(sparse_dense(rng, (300, 700), density))
+    X = rng.standard_normal((700, 128)).astype(np.float32)
+    blocks = W.column_blocks(128)
+    assert blocks is not None and blocks[0] >= 2
+    flat = c.csr_spmm_f32(W.indptr, W.indices, W.data, W.shape, X, isa=isa)
+    blocked = c.csr_spmm_f32(W.indptr, W.indices, W.data, W.shape, X, isa=isa, blocks=blocks)
+    np.testing.assert_array_equal(blocked, flat)
+    x = np.ascontiguousarray(X.T)
+    np.testing.assert_array_equal(c.csr_linear_f32(W.indptr, W.indices, W.data, W.shape, x, isa=isa, blocks=blocks),
+                                  flat.T)
+    bad = (blocks[0], blocks[1].copy())
+    bad[1][0, -1] += 1  # does not partition row 0: the C library refuses it
+    with pytest.raises(ValidationError, match="blocks"):
+        c.csr_spmm_f32(W.indptr, W.indices, W.data, W.shape, X, isa=isa, blocks=bad)

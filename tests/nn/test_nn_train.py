@@ -175,3 +175,18 @@ def test_progress_bar_on_a_terminal():
     nn.train(models.digits_mlp(0), (x[:256], y[:256]), epochs=2, progress="auto", stream=out)
     text = out.getvalue()
     assert "epoch 1/2" in text and "epoch 2/2" in text and "loss" in text and "acc" in text
+
+
+def test_skipping_the_input_gradient_keeps_parameter_gradients():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
+    grads = []
+    for input_grad in (True, False):
+        m = models.lenet5(0)
+        dy = np.ones((4, 10), np.float32)
+        m.forward(x)
+        dx = m.backward(dy, input_grad=input_grad)
+        assert (dx is None) == (not input_grad)
+        grads.append({n: p.grad.copy() for n, p in m.named_parameters()})
+    for n in grads[0]:
+        np.testing.assert_array_equal(grads[0][n], grads[1][n])

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...errors import OverflowRiskError, ShapeError, ValidationError
+from ...errors import DTypeError, OverflowRiskError, ShapeError, ValidationError
 from ...nn.layers.pooling import MaxPool2d
 from ...nn.module import Module
 from ...ops import conv_integer, matmul_integer
@@ -195,7 +195,7 @@ class IntegerModel(Module):
 
     def forward_int(self, q: np.ndarray) -> np.ndarray:
         if q.dtype != self.input_qparams.dtype.np_dtype:
-            raise ShapeError("q", f"codes of dtype {self.input_qparams.dtype.name}", q.dtype)
+            raise DTypeError("q", f"codes of dtype {self.input_qparams.dtype.name}", q.dtype)
         for s in self.stages:
             q = s.forward_int(q)
         return q

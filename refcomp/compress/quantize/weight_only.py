@@ -27,6 +27,7 @@ import numpy as np
 
 from ...errors import ValidationError
 from ...nn.layers import Conv2d, Linear
+from ...nn.layers.conv import im2col
 from .gptq import HessianAccumulator, gptq_quantize
 from .model_graph import flat_layers, prepare
 from .rtn import rtn_quantize
@@ -38,8 +39,10 @@ def layer_inputs(layer, x: np.ndarray) -> np.ndarray:
     """The rows X the layer multiplies by Wᵀ: x itself (Linear) or the im2col fields (Conv2d, groups=1)."""
     if isinstance(layer, Linear):
         return x.reshape(len(x), -1)
-    layer.forward(x)                     # Conv2d caches colsT (K, N·OH·OW)
-    return layer._cache[0].T
+    _, _, oh, ow = layer.output_shape(x.shape)
+    ph, pw = layer.padding
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+    return im2col(xp, layer.kernel_size, layer.stride, layer.dilation, (oh, ow)).T   # (N·OH·OW, C·kh·kw)
 
 
 def quantize_weights(model, *, bits: int = 8, group_size: int | None = None, method: str = "rtn",
@@ -86,8 +89,6 @@ def quantize_weights(model, *, bits: int = 8, group_size: int | None = None, met
                 rec["output_mse"] = float(np.mean(d * d))
             report[name] = rec
             layer.weight = fmt
-            if isinstance(layer, Conv2d):
-                layer._cache = None
         if h is not None:
             # inputs of the next layer: through this layer, already quantized (eq. G1)
             h = np.concatenate([layer.forward(h[i:i + batch_size]) for i in range(0, len(h), batch_size)])

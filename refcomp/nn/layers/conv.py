@@ -27,6 +27,8 @@ Backward, dy of shape (N, O, OH, OW) flattened to dy2 (N·OH·OW, O):
     dL/dx    = col2im(dL/dcols): each (u, v) kernel offset adds its column slab
                back onto the strided positions it was read from — a loop over
                the kh·kw offsets (not over samples), the adjoint of im2col.
+               (dL/dcols is formed with columns in (i, j, n) order for speed;
+               see col2im.)
 
 The weight is a WeightFormat; with g = 1 the forward product goes through
 ``W.matmul(cols)`` (im2col form, see refcomp.formats.dense).
@@ -56,8 +58,9 @@ def im2col(xp: np.ndarray, kernel, stride, dilation, out_hw) -> np.ndarray:
     """Receptive fields of padded xp (N, C, Hp, Wp) as the (C·kh·kw, N·OH·OW) matrix colsᵀ (a copy).
 
     Row (c, u, v), column (n, i, j) holds xp[n, c, i·sh + u·dh, j·sw + v·dw]. This
-    transposed layout is copied with contiguous runs along j and makes col2im's
-    slabs contiguous; ``colsT.T`` is the textbook (N·OH·OW, C·kh·kw) cols matrix.
+    transposed layout is copied with contiguous runs along j (the textbook
+    (N·OH·OW, C·kh·kw) order would copy runs of kw); ``colsT.T`` is the textbook
+    cols matrix, as a view.
     """
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
     n, c = xp.shape[:2]
