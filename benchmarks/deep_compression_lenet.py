@@ -46,7 +46,8 @@ def main() -> int:
         failed += not ok
         pipeline_s = sum(v for k, v in r["seconds"].items() if not k.startswith("baseline") and k != "sensitivity")
         print(f"{name}: weights {r['weights_dense_bytes']:,} B -> {r['weights_pqh_bytes']:,} B = "
-              f"{r['weights_ratio']:.1f}x (target {TARGETS[name]:.0f}x), with biases {r['model_ratio']:.1f}x; "
+              f"{r['weights_ratio']:.1f}x (target {TARGETS[name]:.0f}x), with biases {r['model_ratio']:.1f}x, "
+              f"file {r['file_bytes']:,} B = {r['model_dense_bytes'] / r['file_bytes']:.1f}x; "
               f"accuracy {100 * acc['dense']:.2f} % -> {100 * acc['compressed']:.2f} % ({-drop:+.2f} pp); "
               f"pipeline {pipeline_s:.0f} s, wall {wall:.0f} s: {'PASS' if ok else 'MISS'}", flush=True)
     return 1 if failed else 0

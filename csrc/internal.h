@@ -33,7 +33,7 @@ int refcomp__parallel_for(int nthreads, int64_t ntasks, refcomp__task_fn task, v
 /* refcomp_pack_b on a chosen path, and a view of the packed bytes (tests). */
 int refcomp__pack_b_isa(int isa, int64_t K, int64_t N, const void *B, int64_t ldb,
                         int b_is_signed, refcomp_packed_b **out);
-const int8_t *refcomp__packed_b_data(const refcomp_packed_b *p, size_t *nbytes,
+const uint8_t *refcomp__packed_b_data(const refcomp_packed_b *p, size_t *nbytes,
                                      const uint32_t **colsum);
 
 #endif

@@ -81,7 +81,7 @@ int refcomp_matmul_integer(int isa, int nthreads, int64_t M, int64_t K, int64_t 
                            const int32_t *bias, int32_t *C, int64_t ldc);
 
 /* Packed B: B re-laid out once for every path (panels of 64 columns, groups
- * of 4 consecutive k, values shifted to int8), plus its column sums.  Pack a
+ * of 4 consecutive k, values shifted to uint8), plus its column sums.  Pack a
  * weight once and reuse it across calls: same results as the unpacked call. */
 typedef struct refcomp_packed_b refcomp_packed_b;
 

@@ -97,8 +97,8 @@ static void check_gemm(int64_t M, int64_t K, int64_t N, int as, int bs, int mode
             if (!q) continue;
             size_t n1, n2;
             const uint32_t *c1, *c2;
-            const int8_t *d1 = refcomp__packed_b_data(ref_p, &n1, &c1);
-            const int8_t *d2 = refcomp__packed_b_data(q, &n2, &c2);
+            const uint8_t *d1 = refcomp__packed_b_data(ref_p, &n1, &c1);
+            const uint8_t *d2 = refcomp__packed_b_data(q, &n2, &c2);
             CHECK(n1 == n2 && memcmp(d1, d2, n1) == 0, "packed bytes differ (%s)", refcomp_isa_name(isa));
             CHECK(memcmp(c1, c2, sizeof(uint32_t) * (size_t)N) == 0, "column sums differ (%s)",
                   refcomp_isa_name(isa));

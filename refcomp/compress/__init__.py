@@ -17,6 +17,7 @@ sensitivity           accuracy vs sparsity per layer (data + plot)
 deploy                pruned weights -> CSRMatrix, inference through the CSR kernels
 trained_quantization  k-means per layer + centroid fine-tuning (§3.3)
 deep_compression      the whole pipeline, its report; ``refcomp compress`` (cli)
+compressed_file       the compressed model as a file (the bit streams the size table counts)
 
 The other sub-modules (quantize, lowrank, distill, precision) are imported
 on use and document themselves.

@@ -9,7 +9,8 @@ from ``--baseline FILE``; cached as ``<out>/baseline.safetensors`` and reused
 on the next run), then prune → retrain → cluster → fine-tune centroids →
 Huffman (refcomp.compress.deep_compression). Writes ``report.md`` (accuracy
 per stage, the per-layer size table, the ratios, time per stage),
-``sizes.png`` and ``results.json``. A tqdm bar is shown when stderr is a
+``sizes.png``, ``results.json`` and ``model.rcdc``, the compressed model
+itself (refcomp.compress.compressed_file), which is read back and evaluated. A tqdm bar is shown when stderr is a
 terminal; otherwise only the summary lines are printed.
 
 Config (TOML, optional): top-level keys of PipelineConfig override the
@@ -137,7 +138,7 @@ def run(args) -> int:
             extra += "\n![sensitivity](sensitivity.png)\n"
         say(f"sensitivity sweep: {seconds['sensitivity']:.1f} s")
     result = run_pipeline(model, train_set, test_set, config, progress=False if args.quiet else "auto",
-                          stream=sys.stderr, log=say)
+                          stream=sys.stderr, log=say, save_to=out / "model.rcdc")
     parts = ["refcomp", "compress", "--model", args.model, "--data", data, "--out", str(out)]
     for flag, value in (("--config", args.config), ("--baseline", args.baseline),
                         ("--baseline-epochs", args.baseline_epochs), ("--mnist-dir", args.mnist_dir)):

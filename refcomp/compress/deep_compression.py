@@ -38,7 +38,7 @@ from .prune.schedules import Iterative
 from .storage import RelativeIndexCSR, size_table, size_table_markdown
 from .trained_quantization import cluster_model, finetune_centroids
 
-__all__ = ["PipelineConfig", "PipelineResult", "run_pipeline", "write_report", "PRESETS"]
+__all__ = ["PipelineConfig", "PipelineResult", "run_pipeline", "load_into", "write_report", "PRESETS"]
 
 
 @dataclasses.dataclass
@@ -154,6 +154,8 @@ class PipelineResult:
     bias_bytes: int
     dense_bytes: int               # every parameter as float32 (weights + biases)
     config: PipelineConfig
+    file: str | None = None        # the compressed file written (refcomp.compress.compressed_file)
+    file_bytes: int | None = None
 
     @property
     def weights_ratio(self) -> float:
@@ -172,6 +174,7 @@ class PipelineResult:
                 "weights_pq_bytes": total["pq_bytes"], "weights_ratio": self.weights_ratio,
                 "bias_bytes": self.bias_bytes, "model_dense_bytes": self.dense_bytes,
                 "model_ratio": self.model_ratio, "kept_pct": total["kept_pct"],
+                "file": self.file, "file_bytes": self.file_bytes,
                 "config": self.config.to_dict()}
 
 
@@ -222,11 +225,58 @@ def _bias_bytes(model, names) -> tuple[int, int]:
     return rest, total
 
 
+def _other_tensors(model, names) -> dict:
+    """Every parameter and buffer not stored as a compressed layer (biases, BatchNorm...), by dotted name."""
+    compressed = {f"{n}.weight" for n in names}
+    out = {}
+    for name, p in model.named_weights():
+        if name not in compressed:
+            out[name] = np.asarray(p.data if hasattr(p, "data") else p.to_dense())
+    for name, b in model.named_buffers():
+        out[name] = np.asarray(b)
+    return out
+
+
+def load_into(model, path):
+    """A copy of ``model`` with every weight, parameter and buffer read from a compressed file."""
+    import copy
+
+    from .compressed_file import load_compressed
+
+    layers, tensors, _ = load_compressed(path)
+    out = copy.deepcopy(model)
+    chosen = prunable_layers(out, list(layers))
+    for name, layer in chosen.items():
+        w = layers[name].to_dense()
+        if w.shape != layer.weight.data.shape:
+            raise ValidationError(f"{path}: layer {name!r}", f"shape {layer.weight.data.shape}", w.shape)
+        layer.weight.data[...] = w
+    weights = dict(out.named_weights())
+    buffers = dict(out.named_buffers())
+    for name, a in tensors.items():
+        if name in weights:
+            target = weights[name].data
+        elif name in buffers:
+            target = buffers[name]
+        else:
+            raise ValidationError(f"{path}: tensor {name!r}", "a parameter or buffer of the model", "unknown")
+        if target.shape != a.shape:
+            raise ValidationError(f"{path}: tensor {name!r}", f"shape {target.shape}", a.shape)
+        target[...] = a
+    missing = [n for n in _other_tensors(out, list(layers)) if n not in tensors]
+    if missing:
+        raise ValidationError(str(path), "every parameter of the model", f"missing {missing}")
+    return out
+
+
 def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress="auto",
-                 stream=None, log=None) -> PipelineResult:
+                 stream=None, log=None, save_to=None) -> PipelineResult:
     """Compress a trained ``model`` in place with ``config``; return the result (see the module docstring).
 
     log : optional callable(str) receiving one line per stage.
+    save_to : optional path: the compressed layers and the other parameters are written there
+        (refcomp.compress.compressed_file), read back into a copy of the model and evaluated
+        (accuracy["from_file"]).
     """
     import sys
 
@@ -300,6 +350,16 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
         result = PipelineResult(model=model, masks=masks, clustered=clustered, storage=storage, table=table,
                                 accuracy=accuracy, seconds=seconds, bias_bytes=bias, dense_bytes=dense,
                                 config=c)
+        if save_to is not None:
+            from .compressed_file import save_compressed
+
+            t = time.perf_counter()
+            # no metadata: the configuration is in the report, every header byte counts in the file size
+            path = save_compressed(save_to, storage, _other_tensors(model, names))
+            accuracy["from_file"] = _accuracy(load_into(model, path), test_set)
+            seconds["save_and_reload"] = time.perf_counter() - t
+            result.file, result.file_bytes = str(path), path.stat().st_size
+            say(f"written {path} ({result.file_bytes:,} bytes), reloaded: {100 * accuracy['from_file']:.2f} %")
         say(f"compressed: {100 * accuracy['compressed']:.2f} % (CSR kernels: "
             f"{100 * accuracy['compressed_csr']:.2f} %), weights {result.weights_ratio:.1f}x, "
             f"with biases {result.model_ratio:.1f}x")
@@ -386,6 +446,10 @@ def write_report(result: PipelineResult, out_dir, *, title: str = "Deep Compress
         f"Whole model incl. {result.bias_bytes:,} B of float32 biases: {result.dense_bytes:,} B -> "
         f"{total['pqh_bytes'] + result.bias_bytes:,} B (**{result.model_ratio:.1f}x**).",
         "",
+        *([f"File `{Path(result.file).name}`: {result.file_bytes:,} B on disk "
+           f"({result.dense_bytes / result.file_bytes:.1f}x the dense parameters; the difference to the "
+           "line above is its JSON header and 32-bit row pointers), read back and evaluated as "
+           "`from_file`.", ""] if result.file else []),
         "## Time", "",
         "| stage | seconds |", "|---|---|",
         *(f"| {k} | {v:.1f} |" for k, v in seconds.items()),

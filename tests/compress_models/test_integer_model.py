@@ -159,3 +159,20 @@ def test_lenet5_integer_equals_simulation_every_test_image(mnist_dir):
     im = quantize_static(m, tr[0][:1000])
     _same_codes(im, te[0])
     assert abs(evaluate(im, te)["accuracy"] - evaluate(m, te)["accuracy"]) <= 0.003
+
+
+@settings(max_examples=30)
+@given(seed=st.integers(0, 2**31 - 1), padding=st.integers(0, 2), stride=st.integers(1, 3),
+       dilation=st.integers(1, 2), act=st.sampled_from(["uint8", "int8"]))
+def test_conv_by_matmul_equals_conv_integer(seed, padding, stride, dilation, act):
+    """The im2col + matmul_integer route gives exactly ConvInteger's accumulators."""
+    import dataclasses
+
+    rng = np.random.default_rng(seed)
+    model = Sequential(("conv", Conv2d(2, 3, 3, stride=stride, padding=padding, dilation=dilation, rng=rng)),
+                       ("flatten", Flatten()))
+    im = quantize_static(model, rng.normal(size=(8, 2, 9, 9)).astype(np.float32), activation_dtype=act)
+    s = im.stages[0]
+    q = im.quantize_input((rng.normal(size=(5, 2, 9, 9)) * 2).astype(np.float32))
+    ref = dataclasses.replace(s, conv_impl="conv_integer")
+    np.testing.assert_array_equal(s.accumulate(q), ref.accumulate(q))

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from refcomp.compress.quantize.dynamic import quantize_dynamic
 from refcomp.compress.quantize.integer_model import IntegerCompute
@@ -85,3 +87,23 @@ def test_static_ptq_conv_weights_per_channel():
     conv1 = next(s for s in im.stages if isinstance(s, IntegerCompute))
     assert conv1.weight_scale.shape == (3,) and conv1.conv["pads"] == [0, 0, 0, 0]
     assert im.nbytes < model_bytes(m) / 2
+
+
+@settings(max_examples=15)
+@given(seed=st.integers(0, 2**31 - 1), bits=st.sampled_from([2, 4, 8]), group=st.sampled_from([None, 4, 8]),
+       method=st.sampled_from(["rtn", "gptq"]))
+def test_weight_only_weights_lie_on_the_grid(seed, bits, group, method):
+    """Every stored weight is s·q with q an integer code in the b-bit range of its (row, group)."""
+    from .models_for_tests import small_mlp
+
+    rng = np.random.default_rng(seed)
+    m = small_mlp(seed, sizes=(16, 12, 4))
+    q, _ = quantize_weights(m, bits=bits, group_size=group, method=method,
+                            calibration_x=rng.normal(size=(64, 16)).astype(np.float32))
+    for name in ("fc0", "fc1"):
+        w = q[name].weight
+        codes = w.data.astype(np.int64)
+        assert codes.min() >= -(2 ** (bits - 1)) and codes.max() <= 2 ** (bits - 1) - 1
+        scale = np.asarray(w.qparams.scale, dtype=np.float64)
+        s_full = scale[:, None] if scale.ndim == 1 else np.repeat(scale, group, axis=1)[:, :codes.shape[1]]
+        np.testing.assert_allclose(w.to_dense(), codes * s_full, rtol=1e-6, atol=0)

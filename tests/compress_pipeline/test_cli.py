@@ -41,8 +41,11 @@ def test_compress_cli_end_to_end(tmp_path, capsys):
     assert "| **total** | 9,472 | 28.4% |" in report          # kept (0.25·8192 + 0.5·1280) / 9472
     res = json.loads((out / "results.json").read_text())
     acc = res["accuracy"]
-    assert set(acc) == {"dense", "pruned", "clustered", "compressed", "compressed_csr"}
-    assert acc["compressed"] == acc["compressed_csr"] and acc["compressed"] > 0.85
+    assert set(acc) == {"dense", "pruned", "clustered", "compressed", "compressed_csr", "from_file"}
+    assert acc["compressed"] == acc["compressed_csr"] == acc["from_file"] and acc["compressed"] > 0.85
+    # the file holds what the table counts, plus its JSON header and 32-bit row pointers, plus the biases
+    assert res["file_bytes"] == (out / "model.rcdc").stat().st_size
+    assert res["weights_pqh_bytes"] + res["bias_bytes"] < res["file_bytes"] < res["weights_pqh_bytes"] + 3000
     assert res["config"]["index_bits"] == {"fc1": 4, "fc2": 3} and res["config"]["layout"] == "rows"
     assert res["weights_ratio"] == pytest.approx(9472 * 32 / (8 * res["weights_pqh_bytes"]), rel=1e-3)
     assert res["table"][-1]["row_pointer_bits"] > 0

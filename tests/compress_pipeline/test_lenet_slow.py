@@ -18,4 +18,5 @@ def test_lenet_300_100_reaches_40x_within_0_3_pp(mnist_dir, tmp_path, monkeypatc
     r = json.loads((tmp_path / "results.json").read_text())
     assert r["weights_ratio"] >= 40.0
     assert r["accuracy"]["dense"] - r["accuracy"]["compressed"] <= 0.003 + 1e-12
-    assert r["accuracy"]["compressed_csr"] == r["accuracy"]["compressed"]
+    assert r["accuracy"]["compressed_csr"] == r["accuracy"]["compressed"] == r["accuracy"]["from_file"]
+    assert r["model_dense_bytes"] / r["file_bytes"] >= 40.0  # the file on disk, biases and header included

@@ -1,6 +1,5 @@
 """Model files: save -> load is bit-exact for every layer type; bad files raise FileFormatError."""
 
-import io
 import json
 import struct
 import zipfile

@@ -8,7 +8,6 @@ import pytest
 from refcomp import datasets, models, nn
 from refcomp.errors import ShapeError, ValidationError
 from refcomp.formats.base import WeightFormat
-from refcomp.formats.dense import Dense
 
 
 def test_model_parameter_counts():

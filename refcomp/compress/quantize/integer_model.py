@@ -11,8 +11,10 @@ parameters (s_x, z_x), (s_y, z_y) and per-output-channel symmetric weights
     q_y[o]  = clip(MultiplyByQuantizedMultiplier(acc[o], m[o], shift[o]) + z_y,
                    lo, q_max),   lo = z_y if a ReLU is fused else q_min       (I4)
 
-(I1) runs through refcomp.ops.matmul_integer / conv_integer (exact, int32;
-their fast kernels are used when the accumulator provably fits int32), (I4)
+(I1) runs through refcomp.ops.matmul_integer (exact, int32; its fast kernels
+are used when the accumulator provably fits int32) — a Conv2d as im2col of
+the codes times the kernel matrix, or refcomp.ops.conv_integer itself
+(``conv_impl``; the two are equal, integer sums either way) — and (I4)
 through refcomp.ops.requantize(method="fixed_point") — gemmlowp's
 SaturatingRoundingDoublingHighMul then RoundingDivideByPOT. The fused ReLU
 is the clamp at z_y: the code z_y is the real 0, so max(q, z_y) is exactly
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import DTypeError, OverflowRiskError, ShapeError, ValidationError
+from ...nn.layers.conv import im2col
 from ...nn.layers.pooling import MaxPool2d
 from ...nn.module import Module
 from ...ops import conv_integer, matmul_integer
@@ -76,6 +79,8 @@ class IntegerCompute:
     multiplier, shift : int32 (O,), eq. (I3) from refcomp.ops.quantize_multiplier
     relu : a ReLU fused as the clamp at z_y
     conv : None for Linear; dict(strides, pads, dilations, group) for Conv2d
+    conv_impl : "matmul" (im2col + matmul_integer, the kernel route; groups=1)
+        or "conv_integer" (refcomp.ops.conv_integer); both exact, equal results
     """
 
     name: str
@@ -88,6 +93,7 @@ class IntegerCompute:
     shift: np.ndarray
     relu: bool = False
     conv: dict | None = None
+    conv_impl: str = "matmul"
     kind: str = field(default="compute", init=False)
 
     @classmethod
@@ -118,6 +124,8 @@ class IntegerCompute:
             if q.ndim != 2 or q.shape[1] != self.weight.shape[1]:
                 raise ShapeError(f"{self.name} input", f"(N, {self.weight.shape[1]}) codes", q.shape)
             acc = matmul_integer(q, self._weight_t(), zp, None)
+        elif self.conv_impl == "matmul" and self.conv["group"] == 1:
+            acc = self._conv_by_matmul(q, zp)
         else:
             acc = conv_integer(q, self.weight, zp, None, **self.conv)
         if self.bias is None:
@@ -132,8 +140,33 @@ class IntegerCompute:
     def _weight_t(self) -> np.ndarray:
         wt = getattr(self, "_wt", None)
         if wt is None:
-            wt = self._wt = np.ascontiguousarray(self.weight.T)   # (K, O): B of MatMulInteger
+            # (K, O): B of MatMulInteger; a kernel (O, C, kh, kw) as its im2col matrix (O, C·kh·kw)
+            wt = self._wt = np.ascontiguousarray(self.weight.reshape(self.weight.shape[0], -1).T)
         return wt
+
+    def _conv_by_matmul(self, q: np.ndarray, zp) -> np.ndarray:
+        """ConvInteger (eq. CI1 of refcomp.ops.conv_integer) as im2col + MatMulInteger.
+
+        The input is padded with the code z_x (the real 0, contributing 0 to
+        every sum, as ConvInteger pads); each output position's receptive
+        field becomes a row of the (N·OH·OW, C·kh·kw) code matrix. The sums are
+        the same integers, so the result equals conv_integer exactly (tested);
+        this route reaches the registered matmul_integer kernels.
+        """
+        if q.ndim != 4 or q.shape[1] != self.weight.shape[1]:
+            raise ShapeError(f"{self.name} input", f"(N, {self.weight.shape[1]}, H, W) codes", q.shape)
+        kh, kw = self.weight.shape[2:]
+        (sh, sw), (dh, dw) = self.conv["strides"], self.conv["dilations"]
+        ph, pw = self.conv["pads"][:2]
+        n, _, h, w = q.shape
+        oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        if oh < 1 or ow < 1:
+            raise ShapeError(f"{self.name} input", "spatial size at least the dilated kernel", q.shape)
+        qp = np.pad(q, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=zp) if ph or pw else q
+        cols = np.ascontiguousarray(im2col(qp, (kh, kw), (sh, sw), (dh, dw), (oh, ow)).T)   # (N·OH·OW, K)
+        acc = matmul_integer(cols, self._weight_t(), zp, None)                            # (N·OH·OW, O)
+        return np.ascontiguousarray(acc.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2))
 
     def forward_int(self, q: np.ndarray) -> np.ndarray:
         return requantize_codes(self.accumulate(q), self, 1)

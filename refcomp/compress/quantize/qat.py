@@ -180,11 +180,16 @@ class QATCompute(Module):
 
 
 class QATModel(Sequential):
-    """Sequential of the input quantizer, QATCompute stages and the unchanged pool/flatten/ReLU layers."""
+    """Sequential of the input quantizer, QATCompute stages and the unchanged pool/flatten/ReLU layers.
 
-    def __init__(self, *layers, lsq: bool = False):
+    ``signed`` maps "input" and each stage name to True when that activation
+    may be negative (LSQ then quantizes it to int8, else uint8).
+    """
+
+    def __init__(self, *layers, lsq: bool = False, signed: dict | None = None):
         super().__init__(*layers)
         self.lsq = lsq
+        self._signed = dict(signed or {})
 
     def freeze_observers(self, frozen: bool = True) -> None:
         for _, m in self.named_modules():
@@ -216,9 +221,9 @@ def prepare_qat(model, calibration_x, *, lsq: bool = False, batch_size: int = 50
                                                 weight_quant=LSQQuantizer(127, 127, axis=0) if lsq else None)))
         else:
             layers.append((s.name, s.layer))
-    m = QATModel(*layers, lsq=lsq)
-    m._signed = {s.name: not _nonneg_after(s) for s in stages if s.kind == "compute"}
-    m._signed["input"] = not nonneg_input
+    signed = {s.name: not _nonneg_after(s) for s in stages if s.kind == "compute"}
+    signed["input"] = not nonneg_input
+    m = QATModel(*layers, lsq=lsq, signed=signed)
     m.forward(x0[:batch_size])          # LSQ: initial steps from a first batch
     return m
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import ShapeError, ValidationError
+from ...errors import ShapeError
 from ...formats.base import WeightFormat
 from ...formats.dense import Dense
 from ..init import init_bias, init_weight
