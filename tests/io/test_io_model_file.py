@@ -179,3 +179,20 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
 def test_save_rejects_unknown_suffix(tmp_path):
     with pytest.raises(ValidationError, match="format"):
         save_model(models.digits_mlp(), tmp_path / "m.pkl")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_round_trip_non_dense_weight_format(tmp_path, fmt):
+    """A weight in another format is stored field by field and rebuilt with from_fields."""
+    lowrank = pytest.importorskip("refcomp.formats.lowrank")
+    m = models.lenet5(0).eval()
+    w = m["fc1"].weight.data
+    u, s, vt = np.linalg.svd(w.astype(np.float64), full_matrices=False)
+    m["fc1"].weight = lowrank.LowRank((u[:, :6] * s[:6]).astype(np.float32), vt[:6].astype(np.float32))
+    header = model_header(m)
+    assert header["weights"]["fc1.weight"]["format"] == "LowRank"
+    assert "fc1.weight.left" in header["tensors"] and "fc1.weight" not in header["tensors"]
+    back = load_model(save_model(m, tmp_path / f"lr.{fmt}"))
+    assert type(back["fc1"].weight).__name__ == "LowRank"
+    x = np.random.default_rng(2).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    assert back.forward(x).tobytes() == m.forward(x).tobytes()
