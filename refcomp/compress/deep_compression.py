@@ -15,8 +15,10 @@ Han, Mao, Dally 2016, "Deep Compression" (arXiv:1510.00149), Fig. 1:
 
 The accuracy reported for the compressed model is measured on weights
 *decoded from the stored bit fields* (RelativeIndexCSR.to_dense), and again
-through the CSR kernels (refcomp.compress.deploy), so the table describes
-exactly the model that was evaluated. Biases are kept as float32 and counted
+through the CSR kernels (refcomp.compress.deploy) and, with ``save_to``,
+after writing the compressed file and reading it back
+(refcomp.compress.compressed_file), so the table describes exactly the model
+that was evaluated. Biases are kept as float32 and counted
 separately (the paper's tables count weights only).
 """
 
