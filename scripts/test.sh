@@ -5,7 +5,12 @@ cd "$(dirname "$0")/.."
 EXTRAS=test . scripts/_venv.sh
 # C library under AddressSanitizer + UBSan (KERNELS): every ISA path vs naive references.
 if command -v make >/dev/null 2>&1 && command -v "${CC:-cc}" >/dev/null 2>&1; then
-    make -s -C csrc BUILD=build/ci sanitize >/dev/null || { echo "scripts/test.sh: make -C csrc sanitize failed" >&2; exit 1; }
+    echo "building csrc under -fsanitize=address,undefined and running its test driver" >&2
+    if ! make -s -C csrc BUILD=build/ci sanitize >.venv/sanitize.log 2>&1; then
+        cat .venv/sanitize.log >&2
+        echo "scripts/test.sh: make -C csrc sanitize failed" >&2
+        exit 1
+    fi
 fi
 status=0
 .venv/bin/python -m pytest -q "$@" || status=$?

@@ -18,7 +18,7 @@ from ..nn.layers import Conv2d, Linear
 from .precision import cast_weights
 from .quantize.model_graph import flat_layers, prepare
 
-__all__ = ["HalfPrecision", "cast_model", "mixed_precision_step"]
+__all__ = ["HalfPrecision", "cast_model", "mixed_precision_step", "select_layer_bits"]
 
 
 class HalfPrecision(WeightFormat):
@@ -97,3 +97,32 @@ def mixed_precision_step(model, master, scaler, x, y, loss, lr: float) -> bool:
     if ok:
         master.sgd_step(grads, lr, loss_scale=scaler.last_scale)
     return ok
+
+
+def select_layer_bits(model, calibration_x, avg_bits: float, *, bit_choices=(2, 4, 8),
+                      group_size: int | None = 16, method: str = "exact"):
+    """Per-layer weight widths under a size budget, from a sensitivity sweep (docs/precision.md §4).
+
+    Sensitivity of layer ℓ at b bits (eq. 6's additive model): the mean squared
+    error of the model's outputs on ``calibration_x`` when *only* ℓ's weights
+    are RTN-quantized to b bits (groups of ``group_size``), against the float
+    outputs. The budget is Σ_ℓ n_ℓ·b_ℓ <= avg_bits · Σ_ℓ n_ℓ (eq. 7), solved by
+    refcomp.compress.precision.select_bitwidths.
+
+    Returns (BitAllocation, sensitivity table {layer: {bits: error}}).
+    """
+    from .precision import select_bitwidths
+    from .quantize.weight_only import quantize_weights
+
+    x = np.asarray(calibration_x, dtype=np.float32)
+    ref = prepare(model).forward(x).astype(np.float64)
+    names = {n: l.weight.to_dense().size for n, l in flat_layers(prepare(model)) if isinstance(l, (Conv2d, Linear))}
+    sens = {}
+    for name in names:
+        sens[name] = {}
+        for b in bit_choices:
+            q, _ = quantize_weights(model, bits={name: int(b)}, group_size=group_size)
+            d = q.forward(x).astype(np.float64) - ref
+            sens[name][int(b)] = float(np.mean(d * d))
+    budget = int(avg_bits * sum(names.values()))
+    return select_bitwidths(sens, names, budget, method=method), sens

@@ -45,10 +45,14 @@ def layer_inputs(layer, x: np.ndarray) -> np.ndarray:
     return im2col(xp, layer.kernel_size, layer.stride, layer.dilation, (oh, ow)).T   # (N·OH·OW, C·kh·kw)
 
 
-def quantize_weights(model, *, bits: int = 8, group_size: int | None = None, method: str = "rtn",
+def quantize_weights(model, *, bits=8, group_size: int | None = None, method: str = "rtn",
                      calibration_x=None, percdamp: float = 0.01, act_order: bool = False,
                      batch_size: int = 256) -> tuple:
     """A copy of ``model`` with every Conv2d / Linear weight quantized (module docstring).
+
+    ``bits`` is one width for all layers, or a dict {layer name: bits} (mixed
+    precision, e.g. from refcomp.compress.precision_model.select_layer_bits);
+    a layer missing from the dict stays float.
 
     Returns (model, report) where report maps each layer name to
     {"shape", "bytes", "float_bytes", "output_mse"} — output_mse being the
@@ -64,7 +68,8 @@ def quantize_weights(model, *, bits: int = 8, group_size: int | None = None, met
     h = None if calibration_x is None else np.asarray(calibration_x, dtype=np.float32)
     report = {}
     for name, layer in layers:
-        if isinstance(layer, (Conv2d, Linear)):
+        b = bits.get(name) if isinstance(bits, dict) else bits
+        if isinstance(layer, (Conv2d, Linear)) and b is not None:
             if isinstance(layer, Conv2d) and layer.groups != 1:
                 raise ValidationError(f"layer {name!r}", "groups=1 for weight-only quantization", layer.groups)
             w = layer.weight.to_dense()
@@ -78,12 +83,12 @@ def quantize_weights(model, *, bits: int = 8, group_size: int | None = None, met
                     if x_rows is None:
                         x_rows = rows[: 4096]
             if method == "gptq":
-                q = gptq_quantize(w2, acc.hessian(), bits=bits, group_size=group_size, percdamp=percdamp,
+                q = gptq_quantize(w2, acc.hessian(), bits=b, group_size=group_size, percdamp=percdamp,
                                   act_order=act_order)
             else:
-                q = rtn_quantize(w2, bits=bits, group_size=group_size)
+                q = rtn_quantize(w2, bits=b, group_size=group_size)
             fmt = q.to_qtensor()      # (O, K); Conv2d multiplies a 2-D format by its im2col matrix
-            rec = {"shape": list(w.shape), "bytes": int(fmt.nbytes), "float_bytes": int(w.nbytes)}
+            rec = {"shape": list(w.shape), "bits": b, "bytes": int(fmt.nbytes), "float_bytes": int(w.nbytes)}
             if x_rows is not None:
                 d = x_rows @ (q.dequantize().astype(np.float64) - w2).T
                 rec["output_mse"] = float(np.mean(d * d))
