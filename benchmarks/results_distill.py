@@ -46,8 +46,9 @@ def mlp(sizes, seed, dropout=0.0):
     return Sequential(*layers)
 
 
-def teacher(train_set, epochs, dropout=0.0):
-    path = CACHE / ("teacher_1200.npz" if not dropout else f"teacher_1200_dropout{dropout}.npz")
+def teacher(train_set, epochs, dropout=0.0, tag=""):
+    """The 784-1200-1200-10 teacher trained on ``train_set`` (cached under a name with ``tag``)."""
+    path = CACHE / (f"teacher_1200{tag}.npz" if not dropout else f"teacher_1200{tag}_dropout{dropout}.npz")
     if path.exists():
         return load_model(path)
     m = mlp([784, 1200, 1200, 10], 0, dropout)
@@ -88,6 +89,29 @@ def run(hidden: int, epochs: int, alpha: float, temperature: float, teacher_epoc
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
+def select(hidden: int, epochs: int, teacher_epochs: int, teacher_dropout: float, seeds: list[int],
+           temperatures=(2.0, 3.0, 4.0, 6.0, 8.0), alphas=(0.0, 0.1, 0.3, 0.5)) -> dict:
+    """Choose (T, α) on a validation split: the last 1,000 of the 8,000 training images
+    (never the test images). A separate teacher is trained on the first 7,000 only: a
+    teacher that has seen the validation images leaks them into its soft targets."""
+    train_set, _ = datasets.mnist_split()
+    x, y = train_set
+    fit, val = (x[:7000], y[:7000]), (x[7000:], y[7000:])
+    tm = teacher(fit, teacher_epochs, teacher_dropout, tag="_fit7000")
+    scores = {}
+    for T in temperatures:
+        for a in alphas:
+            errs = []
+            for seed in seeds:
+                d = mlp([784, hidden, 10], seed)
+                distill_train(d, tm, fit, epochs=epochs, alpha=a, temperature=T, rng=seed)
+                errs.append(errors(d, val))
+            scores[(T, a)] = float(np.mean(errs))
+            print(json.dumps({"T": T, "alpha": a, "val_errors": errs}), flush=True)
+    (T, a), best = min(scores.items(), key=lambda kv: kv[1])
+    return {"T": T, "alpha": a, "val_errors": best}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hidden", type=int, default=30)
@@ -97,8 +121,15 @@ def main():
     ap.add_argument("--alpha", type=float, default=0.1)
     ap.add_argument("--temperature", type=float, default=3.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--select", action="store_true",
+                    help="choose T and alpha on a 7,000 / 1,000 split of the training images first")
     args = ap.parse_args()
-    print(json.dumps(run(args.hidden, args.epochs, args.alpha, args.temperature, args.teacher_epochs,
+    alpha, temperature = args.alpha, args.temperature
+    if args.select:
+        best = select(args.hidden, args.epochs, args.teacher_epochs, args.teacher_dropout, args.seeds)
+        print(json.dumps({"selected": best}), flush=True)
+        alpha, temperature = best["alpha"], best["T"]
+    print(json.dumps(run(args.hidden, args.epochs, alpha, temperature, args.teacher_epochs,
                          args.teacher_dropout, args.seeds)), flush=True)
 
 

@@ -33,7 +33,7 @@ from results_train import CACHE, float_model  # noqa: E402
 
 from refcomp import datasets  # noqa: E402
 from refcomp.compress.lowrank_model import factorize_model  # noqa: E402
-from refcomp.compress.precision_model import cast_model  # noqa: E402
+from refcomp.compress.precision_model import cast_model, select_layer_bits  # noqa: E402
 from refcomp.compress.quantize.dynamic import quantize_dynamic  # noqa: E402
 from refcomp.compress.quantize.lowbit_model import lowbit_bytes, prepare_lowbit  # noqa: E402
 from refcomp.compress.quantize.ptq import quantize_static  # noqa: E402
@@ -94,6 +94,14 @@ def run_model(name: str, quick: bool) -> list[dict]:
             g = "per channel" if group is None else f"g{group}"
             add(f"W{bits} weight-only {method.upper()} {g}", q, model_bytes(q), f"Σ layer output MSE {err:.3g}",
                 output_mse=err)
+
+    # per-layer widths from a sensitivity sweep under a 3 bits/weight budget vs uniform widths (RTN, groups of 16)
+    q, _ = quantize_weights(base, bits=4, group_size=16)
+    add("W4 weight-only RTN g16", q, model_bytes(q))
+    alloc, _ = select_layer_bits(base, calib, 3.0, bit_choices=(2, 4, 8), group_size=16)
+    q, _ = quantize_weights(base, bits=alloc.bits, group_size=16)
+    add("W{2,4,8} per layer, ≤ 3 bits/weight, RTN g16", q, model_bytes(q),
+        "widths " + ", ".join(f"{k} {v}" for k, v in alloc.bits.items()))
 
     # binary / ternary, retrained with the STE
     lb_epochs = 1 if quick else 3

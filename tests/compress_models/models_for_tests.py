@@ -31,6 +31,10 @@ def small_mlp(seed, sizes=(12, 16, 8, 4)):
 
 
 def digits_split():
+    """scikit-learn's digits, 1,437 / 360 (seed 0); skips the calling test without scikit-learn."""
+    import pytest
+
+    pytest.importorskip("sklearn")
     from refcomp.datasets import digits, split_indices
 
     x, y = digits()

@@ -151,3 +151,21 @@ def test_half_precision_storage(digits, dtype):
     # round to nearest: at most half an ulp of the largest weight (unit roundoff 2^-11 / 2^-8)
     w_max = float(np.abs(m["fc1"].weight.data).max())
     assert rep["fc1"]["max_abs_error"] <= w_max * (2**-11 if dtype == "float16" else 2**-8)
+
+
+def test_per_layer_bit_widths_under_budget(digits):
+    from refcomp.compress.precision_model import select_layer_bits
+    from refcomp.compress.quantize.weight_only import quantize_weights
+
+    m, tr, te, acc = digits
+    alloc, sens = select_layer_bits(m, tr[0][:300], 3.0, bit_choices=(2, 4, 8), group_size=16)
+    sizes = {"fc1": m["fc1"].weight.data.size, "fc2": m["fc2"].weight.data.size}
+    assert set(alloc.bits) == set(sizes)
+    assert sum(sizes[k] * b for k, b in alloc.bits.items()) <= 3.0 * sum(sizes.values())
+    for row in sens.values():                      # fewer bits never reduce the error here
+        assert row[2] >= row[4] >= row[8]
+    q, rep = quantize_weights(m, bits=alloc.bits, group_size=16)
+    assert {k: r["bits"] for k, r in rep.items()} == alloc.bits
+    assert evaluate(q, te)["accuracy"] >= acc - 0.05
+    only, rep = quantize_weights(m, bits={"fc2": 4})          # fc1 absent: stays float
+    assert set(rep) == {"fc2"} and type(only["fc1"].weight).__name__ == "Dense"

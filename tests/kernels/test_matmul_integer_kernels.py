@@ -183,7 +183,7 @@ def test_auto_prefers_c_then_numba():
     assert refcomp.get_num_threads() >= 1
 
 
-@pytest.mark.parametrize("m", [1, 31, 32, 45])  # numba switches loop forms at 32 rows
+@pytest.mark.parametrize("m", [1, 31, 32, 45])  # 1-row and 4-row numba tiles, remainders 1 and 3
 @pytest.mark.parametrize("adt,bdt", [(np.uint8, np.int8), (np.int8, np.uint8)])
 def test_extremes_with_vector_zero_points_across_row_counts(fast, m, adt, bdt):
     rng = np.random.default_rng(6)
