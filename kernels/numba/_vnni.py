@@ -60,11 +60,14 @@ def vnni_usable() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def tile_kernel(rows: int):
-    """Intrinsic ``tile(a, a_off, lda, bp, b_off, k4, c, c_off, ldc)``: rows x 64 tile.
+def tile_kernel(rows: int, panels: int = 1):
+    """Intrinsic ``tile(a, a_off, lda, bp, b_off, k4, c, c_off, ldc)``: rows x (64 panels) tile.
 
     Offsets are element offsets into the flat data of the arrays ``a`` (uint8),
-    ``bp`` (int8) and ``c`` (int32); ``k4`` = padded K / 4 steps; the caller
+    ``bp`` (B panels, bytes) and ``c`` (int32); ``k4`` = padded K / 4 steps;
+    ``panels`` consecutive B panels (each ``k4 * 256`` bytes) share one
+    broadcast of A, which gives a single row enough independent accumulators
+    (rows * 4 * panels zmm) to hide the instruction's latency. The caller
     guarantees every access is in bounds (matmul_integer.py sizes the buffers).
     """
 
@@ -91,7 +94,9 @@ def tile_kernel(rows: int):
             dpbusd = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.x86.avx512.vpdpbusd.512")
             zero = ir.Constant(vec, None)
-            nacc = rows * 4
+            width = 4 * panels  # zmm per row
+            nacc = rows * width
+            pstride = builder.mul(k4_, const(4 * PANEL))  # bytes from one panel to the next
 
             entry = builder.block
             loop = builder.append_basic_block("vnni.k")
@@ -107,8 +112,11 @@ def tile_kernel(rows: int):
                 p.add_incoming(zero, entry)
                 acc.append(p)
             bstep = builder.gep(bbase, [builder.mul(q, const(4 * PANEL))])
-            bv = [builder.load(builder.bitcast(builder.gep(bstep, [const(64 * col)]), vecp), align=1)
-                  for col in range(4)]
+            bv = []
+            for g in range(panels):
+                pstep = builder.gep(bstep, [builder.mul(pstride, const(g))])
+                bv += [builder.load(builder.bitcast(builder.gep(pstep, [const(64 * col)]), vecp), align=1)
+                       for col in range(4)]
             astep = builder.mul(q, const(4))
             new = []
             for r in range(rows):
@@ -116,8 +124,8 @@ def tile_kernel(rows: int):
                 word = builder.load(builder.bitcast(ptr, i32.as_pointer()), align=1)
                 bcast = builder.insert_element(ir.Constant(vec, ir.Undefined), word, ir.Constant(i32, 0))
                 bcast = builder.shuffle_vector(bcast, ir.Constant(vec, ir.Undefined), ir.Constant(vec, None))
-                for col in range(4):
-                    new.append(builder.call(dpbusd, [acc[r * 4 + col], bcast, bv[col]]))
+                for col in range(width):
+                    new.append(builder.call(dpbusd, [acc[r * width + col], bcast, bv[col]]))
             q_next = builder.add(q, const(1))
             q.add_incoming(q_next, loop)
             for p, v in zip(acc, new):
@@ -133,9 +141,9 @@ def tile_kernel(rows: int):
                 final.append(p)
             for r in range(rows):
                 row = builder.gep(cbase, [builder.mul(ldc_, const(r))])
-                for col in range(4):
+                for col in range(width):
                     ptr = builder.bitcast(builder.gep(row, [const(_LANES * col)]), vecp)
-                    builder.store(final[r * 4 + col], ptr, align=1)
+                    builder.store(final[r * width + col], ptr, align=1)
             return context.get_dummy_value()
 
         return sig, codegen

@@ -13,13 +13,15 @@ Every term is an integer, the raw sum wraps modulo 2**32 in int32 lanes and
 the correction is added in int64 and reduced modulo 2**32, so the result is
 the exact sum modulo 2**32 for every input: exact whenever it fits int32,
 which the op guarantees before calling (``K * max|a - za| * max|b - zb| <=
-2**31 - 1``).
+2**31 - 1``). A zero-point term is skipped when its zero point is 0: uint8 A
+times int8 B with zero points 0 is the raw product alone.
 
 Paths (``path=`` argument, default "auto"):
 
-- "vnni": AVX-512 VNNI ``vpdpbusd`` tiles of 4 rows x 64 columns (one row for
-  the last M mod 4 rows), B packed once per call into [N/64][K/4][64][4]
-  panels, A padded to a multiple of 4 bytes per row. The instruction is
+- "vnni": AVX-512 VNNI ``vpdpbusd`` tiles of 4 rows x 64 columns (1 row x 256
+  or 1 x 64 columns for the last M mod 4 rows), B packed into [N/64][K/4][64][4] panels (on every
+  call, or once with :class:`PackedB`), A padded to a multiple of 4 bytes per
+  row. The instruction is
   emitted through a Numba intrinsic (kernels/numba/_vnni.py): LLVM does not
   produce it from a Python loop. Used when the JIT targets a CPU with it.
 - "portable": plain Numba, 4 x 4 register-blocked dot products over k with B
@@ -43,25 +45,47 @@ __all__ = ["matmul_integer", "PackedB", "PATHS", "best_path"]
 
 PATHS = ("auto", "vnni", "portable")
 
-_tile4 = tile_kernel(4)
-_tile1 = tile_kernel(1)
+_SERIAL_BELOW = 2_000_000  # multiply-adds
+_tile4 = tile_kernel(4)  # 4 rows x 64 columns: 16 accumulators
+_tile1x4 = tile_kernel(1, 4)  # 1 row x 256 columns: 16 accumulators
+_tile1 = tile_kernel(1)  # 1 row x 64 columns: the last panels of the last rows
 
 
 # ------------------------------------------------------------------ packing
 @njit(cache=True)
 def _pack_b_panels(b, flip, k4, nb):  # pragma: no cover - compiled
     # panels[p, q, c, t] = b[4q + t, 64p + c] xor flip (bytes of int8 b'), zero padded;
-    # written in order, so each byte of the result is stored once, sequentially
+    # each step q interleaves four rows of B, written in order
     K, N = b.shape
     out = np.zeros((nb, k4, PANEL, 4), np.uint8)
     for p in range(nb):
-        cols = min(PANEL, N - PANEL * p)
+        j0 = PANEL * p
+        cols = min(PANEL, N - j0)
         for q in range(k4):
-            for t in range(min(4, K - 4 * q)):
-                row = b[4 * q + t]
+            o = out[p, q]
+            if 4 * q + 4 <= K:
+                r0, r1, r2, r3 = b[4 * q], b[4 * q + 1], b[4 * q + 2], b[4 * q + 3]
                 for c in range(cols):
-                    out[p, q, c, t] = row[PANEL * p + c] ^ flip
+                    o[c, 0] = r0[j0 + c] ^ flip
+                    o[c, 1] = r1[j0 + c] ^ flip
+                    o[c, 2] = r2[j0 + c] ^ flip
+                    o[c, 3] = r3[j0 + c] ^ flip
+            else:  # the last K mod 4 rows; the rest of the step stays zero
+                for t in range(K - 4 * q):
+                    row = b[4 * q + t]
+                    for c in range(cols):
+                        o[c, t] = row[j0 + c] ^ flip
     return out
+
+
+@njit(cache=True)
+def _column_sums(b):  # pragma: no cover - compiled
+    K, N = b.shape
+    cs = np.zeros(N, np.int64)
+    for k in range(K):
+        for j in range(N):
+            cs[j] += np.int64(b[k, j])
+    return cs
 
 
 def _raw_bytes(x, flip: int, shape) -> np.ndarray:
@@ -93,12 +117,22 @@ class PackedB:
         self.dtype = b.dtype
         K, N = b.shape
         self.flip = 0x80 if b.dtype == np.uint8 else 0
-        self.colsum = b.sum(axis=0, dtype=np.int64) - (128 * K if self.flip else 0)
+        self._b = b  # for colsum, computed only when a zero point needs it
+        self._colsum = None
         if self.path == "vnni":
             self.k4, self.nb = (K + 3) // 4, (N + PANEL - 1) // PANEL
             self.data = _pack_b_panels(np.ascontiguousarray(b).view(np.uint8), np.uint8(self.flip), self.k4, self.nb)
         else:
             self.data = _raw_bytes(b.T, self.flip, (N, K)).view(np.int8)
+
+    @property
+    def colsum(self) -> np.ndarray:
+        """colsum(b') = sum_k b'[k, j] in int64 (b' = b - 128 for uint8 B)."""
+        if self._colsum is None:
+            K = self.shape[0]
+            self._colsum = _column_sums(np.ascontiguousarray(self._b)) - (128 * K if self.flip else 0)
+            self._b = None
+        return self._colsum
 
 
 # ------------------------------------------------------------------ products
@@ -109,14 +143,21 @@ def _vnni_product(ap, panels, raw):  # pragma: no cover - compiled
     nb, k4 = panels.shape[0], panels.shape[1]
     ldc = raw.shape[1]
     m4 = M // 4
-    for t in prange(M // 4 * nb + M % 4 * nb):
-        p = t % nb
+    g4 = nb // 4  # groups of 4 panels for the last M mod 4 rows, then single panels
+    ng = g4 + nb % 4
+    for t in prange(m4 * nb + (M - 4 * m4) * ng):
         if t < m4 * nb:
-            i = 4 * (t // nb)
+            i, p = 4 * (t // nb), t % nb
             _tile4(ap, i * kp, kp, panels, p * k4 * 4 * PANEL, k4, raw, i * ldc + p * PANEL, ldc)
         else:
-            i = 4 * m4 + (t - m4 * nb) // nb
-            _tile1(ap, i * kp, kp, panels, p * k4 * 4 * PANEL, k4, raw, i * ldc + p * PANEL, ldc)
+            u = t - m4 * nb
+            i, g = 4 * m4 + u // ng, u % ng
+            if g < g4:
+                p = 4 * g
+                _tile1x4(ap, i * kp, kp, panels, p * k4 * 4 * PANEL, k4, raw, i * ldc + p * PANEL, ldc)
+            else:
+                p = 4 * g4 + g - g4
+                _tile1(ap, i * kp, kp, panels, p * k4 * 4 * PANEL, k4, raw, i * ldc + p * PANEL, ldc)
 
 
 @njit(parallel=True, cache=True)
@@ -198,15 +239,24 @@ def matmul_integer(a, b, a_zero_point, b_zero_point, *, threads=None, path="auto
     """
     pb = b if isinstance(b, PackedB) else PackedB(b, path=path)
     a = np.asarray(a)
+    if a.ndim != 2 or a.dtype not in (np.int8, np.uint8):
+        raise ValidationError("a", "a 2-D int8 or uint8 array", f"{a.ndim}-D {a.dtype}")
     M, K = a.shape
     N = pb.shape[1]
     if pb.shape[0] != K:
         raise ValidationError("b", f"{K} rows (the columns of a)", f"{pb.shape[0]}")
     # a' = a xor 0x80 turns int8 into uint8 (a = a' - 128); b' likewise turns uint8 into int8 (b = b' + 128)
     a_flip = 0x80 if a.dtype == np.int8 else 0
-    za = np.broadcast_to(np.asarray(a_zero_point, np.int64).reshape(-1), (M,)) + (128 if a_flip else 0)
-    zb = np.broadcast_to(np.asarray(b_zero_point, np.int64).reshape(-1), (N,)) - (128 if pb.flip else 0)
-    use_refcomp_threads(threads)
+    za = np.asarray(a_zero_point, np.int64).ravel()
+    zb = np.asarray(b_zero_point, np.int64).ravel()
+    if za.size not in (1, M) or zb.size not in (1, N):
+        raise ValidationError("a_zero_point / b_zero_point", f"scalars or [{M}] / [{N}]", f"{za.size} / {zb.size}")
+    if a_flip:
+        za = za + 128
+    if pb.flip:
+        zb = zb - 128
+    # like the C library: below ~2e6 multiply-adds a second thread costs more than it saves
+    use_refcomp_threads(1 if M * K * N < _SERIAL_BELOW else threads)
     out = np.empty((M, N), np.int32)
     if pb.path == "vnni":
         ap = _raw_bytes(a, a_flip, (M, 4 * pb.k4))
@@ -216,9 +266,14 @@ def matmul_integer(a, b, a_zero_point, b_zero_point, *, threads=None, path="auto
         ap = _raw_bytes(a, a_flip, (M, K))
         raw = out
         _blocked_product(ap, pb.data, raw)
-    if za.any() or zb.any():
-        rs = a.sum(axis=1, dtype=np.int64) + (128 * K if a_flip else 0)
-        _fold_zero_points(raw, rs, pb.colsum, np.ascontiguousarray(za), np.ascontiguousarray(zb), K, out)
+    fold_a, fold_b = bool(za.any()), bool(zb.any())
+    if fold_a or fold_b:
+        # a zero term needs no sum: rowsum(a') multiplies zb', colsum(b') multiplies za'
+        rs = a.sum(axis=1, dtype=np.int64) + (128 * K if a_flip else 0) if fold_b else np.zeros(M, np.int64)
+        cs = pb.colsum if fold_a else np.zeros(N, np.int64)
+        za = np.ascontiguousarray(np.broadcast_to(za, (M,)))
+        zb = np.ascontiguousarray(np.broadcast_to(zb, (N,)))
+        _fold_zero_points(raw, rs, cs, za, zb, K, out)
     elif raw is not out:
         out[...] = raw[:, :N]
     return out

@@ -2,8 +2,8 @@
 
 The op tests (test_matmul_integer_kernels.py) run the path "auto" picks; here
 each path is forced, on the sizes where its blocking has edges: rows not a
-multiple of 4 (1-row tiles), columns not a multiple of 64 (a padded panel) or
-of 4, K not a multiple of 4 (zero-padded bytes), and sums that wrap.
+multiple of 4 (1-row tiles, over 4 panels = 256 columns or 1), columns not a
+multiple of 64 (a padded panel) or of 4, K not a multiple of 4 (zero-padded bytes), and sums that wrap.
 """
 
 import numpy as np
@@ -31,7 +31,7 @@ def wrapped(a, b, za, zb):
 
 @pytest.mark.parametrize("path", PATHS)
 @settings(max_examples=40, deadline=None)
-@given(m=st.integers(1, 17), k=st.integers(1, 70), n=st.integers(1, 140),
+@given(m=st.integers(1, 17), k=st.integers(1, 70), n=st.integers(1, 300),
        adt=st.sampled_from(DTYPES), bdt=st.sampled_from(DTYPES),
        amode=st.sampled_from(MODES), bmode=st.sampled_from(MODES),
        zp=st.sampled_from(["none", "scalar", "vector"]), seed=st.integers(0, 2**32 - 1))
@@ -75,8 +75,10 @@ def test_packed_b_is_reusable_and_equals_unpacked(path):
 @pytest.mark.parametrize("path", PATHS)
 def test_one_and_two_threads_give_the_same_integers(path, threads):
     rng = np.random.default_rng(4)
-    a = int_array(rng, (23, 300), np.uint8)
-    b = int_array(rng, (300, 130), np.int8)
+    # 45 * 400 * 130 = 2.3e6 multiply-adds: above the size below which one thread runs anyway
+    a = int_array(rng, (45, 400), np.uint8)
+    b = int_array(rng, (400, 130), np.int8)
+    assert 45 * 400 * 130 >= nbm._SERIAL_BELOW
     one = nbm.matmul_integer(a, b, 7, -3, path=path, threads=1)
     two = nbm.matmul_integer(a, b, 7, -3, path=path, threads=2)
     np.testing.assert_array_equal(one, two)
@@ -91,6 +93,10 @@ def test_bad_path_and_mismatched_packed_b_are_rejected():
         nbm.matmul_integer(np.zeros((2, 3), np.uint8), pb, 0, 0)
     with pytest.raises(ValidationError, match="b"):
         nbm.PackedB(np.zeros((4, 2), np.int16))
+    with pytest.raises(ValidationError, match="a"):
+        nbm.matmul_integer(np.zeros((2, 4), np.int16), pb, 0, 0)
+    with pytest.raises(ValidationError, match="zero_point"):
+        nbm.matmul_integer(np.zeros((2, 4), np.uint8), pb, np.zeros(3, np.int32), 0)
 
 
 def test_vnni_path_is_refused_where_the_jit_cannot_emit_it(monkeypatch):

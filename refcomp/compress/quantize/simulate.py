@@ -8,9 +8,9 @@ reproduce the integer network bit for bit (docs/gptq_and_ptq.md §7):
 
 1. Float64 with exact inputs. x̂ = (q − z)·s and ŵ = q_w·s_w are products of an
    8-bit integer and a 24-bit float32 significand: exact in float64. The layer
-   output is then y = s_x·s_w[o]·(acc[o]) up to the rounding of the float64
-   sums, a relative error below K·2^-53 of Σ|terms| (about 1e-7 of one
-   accumulator step for K = 800), so
+   output is then y = s_x·s_w[o]·acc[o] up to the rounding of the float64
+   products and sums, an error below about K·2^-53·Σ|terms| (for LeNet-5's
+   K = 800 and |terms| <= 255·127: about 2e-6 of one accumulator step), so
 
        acc[o] = round(y[o] / (s_x·s_w[o]))                                 (S1)
 
@@ -19,8 +19,8 @@ reproduce the integer network bit for bit (docs/gptq_and_ptq.md §7):
    otherwise.
 2. The same requantization. Eq. (I4) rounds twice (gemmlowp's high multiply
    and the rounding shift) on products up to 2^62, which float64 cannot hold,
-   so (S1)'s accumulator goes through refcomp.compress.quantize.integer_model
-   .requantize_codes — the one definition both paths share. Its codes are
+   so (S1)'s accumulator goes through integer_model.requantize_codes — the
+   one definition both paths share. Its codes are
    dequantized again (ŷ = s_y·(q_y − z_y)) for the next float layer; the
    fused ReLU is the float ReLU on ŷ.
 
