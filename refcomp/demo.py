@@ -40,7 +40,8 @@ from .quant import (
     quantize,
 )
 
-HELP = "quantize a small random layer with several schemes and observers; print qparams, error, size"
+HELP = ("the main job: quantize a random layer with several schemes and observers (qparams, error, size), "
+        "then quantize and Deep-Compress a small trained network")
 
 __all__ = ["HELP", "add_arguments", "run", "run_demo", "format_report", "weight_schemes", "sqnr_db"]
 
@@ -272,6 +273,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-features", type=int, default=128, help="columns of the weight (default 128)")
     parser.add_argument("--batch", type=int, default=256, help="rows per activation batch")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of tables")
+    parser.add_argument("--layer-only", action="store_true",
+                        help="only the single-layer part (skip training and compressing the digits MLP)")
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs of the digits MLP (default 30)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -280,11 +284,20 @@ def run(args: argparse.Namespace) -> int:
     for name in ("out_features", "in_features", "batch"):
         if getattr(args, name) < 1:
             raise ValidationError("--" + name.replace("_", "-"), "an int >= 1", getattr(args, name))
+    if args.epochs < 1:
+        raise ValidationError("--epochs", "an int >= 1", args.epochs)
     result = run_demo(args.seed, args.out_features, args.in_features, args.batch, args.dtype, args.act_dtype,
                       args.bits)
+    if not args.json:
+        print(format_report(result), flush=True)
+    if not args.layer_only:
+        from .demo_model import format_model_report, run_model_demo
+
+        result["model"] = run_model_demo(args.seed, args.epochs)
+        if not args.json:
+            print()
+            print(format_model_report(result["model"]))
     if args.json:
         json.dump(_json_safe(result), sys.stdout, indent=1, allow_nan=False)
         sys.stdout.write("\n")
-    else:
-        print(format_report(result))
     return 0

@@ -39,19 +39,19 @@ def test_sqnr():
 
 
 def test_cli_prints_tables(capsys):
-    assert main(["demo", "--out-features", "8", "--in-features", "32", "--batch", "32", "--dtype", "int4"]) == 0
+    assert main(["demo", "--layer-only", "--out-features", "8", "--in-features", "32", "--batch", "32", "--dtype", "int4"]) == 0
     out = capsys.readouterr().out
     assert "int4 per-channel symmetric" in out and "SQNR dB" in out and "int8 per-tensor" not in out
 
 
 def test_cli_bits_filter(capsys):
-    assert main(["demo", "--bits", "4", "--out-features", "8", "--in-features", "32", "--batch", "32"]) == 0
+    assert main(["demo", "--layer-only", "--bits", "4", "--out-features", "8", "--in-features", "32", "--batch", "32"]) == 0
     out = capsys.readouterr().out
     assert "int4 block 32" in out and "float4_e2m1fn" in out and "float8" not in out
 
 
 def test_cli_json(capsys):
-    assert main(["demo", "--json", "--out-features", "8", "--in-features", "32", "--batch", "32"]) == 0
+    assert main(["demo", "--layer-only", "--json", "--out-features", "8", "--in-features", "32", "--batch", "32"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert set(data) == {"config", "weights", "activations", "layer"}
 
@@ -59,3 +59,20 @@ def test_cli_json(capsys):
 def test_cli_bad_option(capsys):
     assert main(["demo", "--dtype", "int7"]) == 2
     assert "--dtype" in capsys.readouterr().err
+
+
+def test_model_part_compresses_a_trained_network(capsys):
+    """The whole-model half: W8A8 integer-only equals its simulation; Deep Compression shrinks >= 8x."""
+    assert main(["demo", "--json", "--out-features", "8", "--in-features", "32", "--batch", "32"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    rows = {r["method"].split(" (")[0].split(",")[0]: r for r in data["model"]["rows"]}
+    assert rows["float32"]["accuracy"] > 0.95
+    assert rows["W8A8 PTQ"]["note"].startswith("integer vs fake-quant simulation: 0 of")
+    assert rows["W8A8 PTQ"]["accuracy"] >= rows["float32"]["accuracy"] - 0.01
+    assert 3.0 < rows["W8A8 PTQ"]["ratio"] <= 4.0
+    assert rows["Deep Compression"]["ratio"] > 8
+    assert rows["Deep Compression"]["accuracy"] >= rows["float32"]["accuracy"] - 0.02
+
+
+def test_cli_bad_epochs():
+    assert main(["demo", "--epochs", "0"]) == 2
