@@ -1,0 +1,73 @@
+"""Empirical bias correction of a whole model from calibration data (DFQ §4.2).
+
+Nagel et al. 2019 (arXiv:1906.04721) §4.2, "empirical bias correction";
+the array-level math is bias_correction.py (eq. 10), docs/gptq_and_ptq.md §3.
+
+For each compute layer with float weight W, quantized weight Ŵ and error
+ε = Ŵ − W, the output of the quantized layer on input x is y + (ε ⊛ x): its
+mean over the calibration inputs X_ℓ of that layer shifts by
+
+    Δ[o] = mean over images (and output positions) of (ε ⊛ x)[o]        (BC1)
+
+and b̂ = b − Δ removes the shift on those inputs. (ε ⊛ x) is the layer's own
+linear map with weight ε and no bias (a Linear's x εᵀ, a Conv2d's
+convolution with its stride, padding and dilation), so for a convolution the
+zero padding at the borders is accounted for exactly instead of assuming a
+per-channel mean that is constant over space (eq. 10's conv form). X_ℓ are
+the inputs the *float* model gives layer ℓ (DFQ's statistics come from the
+float network); the correction targets the weight-quantization error only,
+not the rounding of activations.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from ...errors import ShapeError, ValidationError
+from ...formats.dense import Dense
+
+__all__ = ["empirical_output_shift"]
+
+
+def _error_layer(layer, w_hat):
+    """A copy of ``layer`` computing (Ŵ − W) ⊛ x, without bias, in float64."""
+    w = layer.weight.to_dense().astype(np.float64)
+    w_hat = np.asarray(w_hat, dtype=np.float64)
+    if w_hat.shape != w.shape:
+        raise ShapeError("w_hat", f"the layer's weight shape {w.shape}", f"shape {w_hat.shape}")
+    err = copy.deepcopy(layer)
+    err.weight = Dense(w_hat - w, trainable=False)
+    err.bias = None
+    return err
+
+
+def empirical_output_shift(stages, calibration_x, w_hats: dict, *, batch_size: int = 500) -> dict:
+    """Δ of eq. (BC1) for every compute stage named in ``w_hats`` ({name: dequantized weight}).
+
+    stages : the float stages of a folded model (model_graph.stages_of), run
+        in order on ``calibration_x`` (N, ...) to get each layer's inputs.
+    Returns {name: float64 (out,)}.
+    """
+    x = np.asarray(calibration_x)
+    if x.dtype.kind != "f" or x.ndim < 2 or len(x) == 0:
+        raise ValidationError("calibration_x", "a non-empty float array (N, ...)", f"{x.dtype} {x.shape}")
+    names = {s.name for s in stages if s.kind == "compute"}
+    unknown = sorted(set(w_hats) - names)
+    if unknown:
+        raise ValidationError("w_hats", f"names of compute stages {sorted(names)}", unknown)
+    errs = {s.name: _error_layer(s.layer, w_hats[s.name]) for s in stages if s.name in w_hats}
+    sums = {name: 0.0 for name in errs}
+    counts = dict.fromkeys(errs, 0)
+    for i in range(0, len(x), batch_size):
+        h = x[i:i + batch_size]
+        for s in stages:
+            if s.name in errs:
+                d = errs[s.name].forward(h.astype(np.float64))
+                # channel axis 1; every other axis (image, position) is averaged
+                axes = (0,) + tuple(range(2, d.ndim))
+                sums[s.name] = sums[s.name] + d.sum(axis=axes)
+                counts[s.name] += d.size // d.shape[1]
+            h = s.forward_float(h)
+    return {name: sums[name] / counts[name] for name in errs}
