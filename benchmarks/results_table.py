@@ -1,6 +1,7 @@
 """The results table of docs/results.md: accuracy and model bytes of every compression on LeNets.
 
     nice -n 10 .venv/bin/python benchmarks/results_table.py [--models lenet5 lenet_300_100] [--quick]
+                                                            [--sections dfq conv_lowrank ...]
 
 Data: the MNIST test set split 8,000 / 2,000 by the seed-0 permutation
 (refcomp.datasets.mnist_split), pixels in [0, 1]. The float models come from
@@ -10,7 +11,8 @@ training images with SGD momentum 0.9, batch 64, batch order seed 0.
 Accuracy is on the 2,000 test images; bytes count every stored array
 (weights in their format, biases, scales, zero points, multipliers).
 
-Writes benchmarks/results_cache/results.json and prints a Markdown table.
+Writes benchmarks/results_cache/results.json (or results_<sections>.json
+when only some sections run) and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -43,9 +45,12 @@ from refcomp.compress.quantize.weight_only import model_bytes, quantize_weights 
 from refcomp.nn import evaluate, train  # noqa: E402
 
 SVD_RANKS = {"lenet5": {"fc1": [32, 16]}, "lenet_300_100": {"fc1": [64, 32], "fc2": [32, 16]}}
+# conv2 of LeNet-5 (50, 20, 5, 5): SVD ranks of the (50, 500) reshaped kernel, Tucker-2 (r_out, r_in)
+CONV_RANKS = {"lenet5": {"conv2": [16, 8, (16, 8), (8, 4)]}}
+SECTIONS = ("ptq", "dynamic", "qat", "weight_only", "layer_bits", "lowbit", "svd", "half", "dfq", "conv_lowrank")
 
 
-def run_model(name: str, quick: bool) -> list[dict]:
+def run_model(name: str, quick: bool, sections=SECTIONS) -> list[dict]:
     (tr, te) = datasets.mnist_split()
     calib = tr[0][:1000]
     base = float_model(name)
@@ -62,7 +67,7 @@ def run_model(name: str, quick: bool) -> list[dict]:
     add("float32", base, fbytes)
 
     # W8A8 static PTQ, integer-only, four calibrations (uint8 activations), and int8 activations
-    for obs, act in (("minmax", "uint8"), ("percentile", "uint8"), ("mse", "uint8"), ("entropy", "uint8"),
+    for obs, act in () if "ptq" not in sections else (("minmax", "uint8"), ("percentile", "uint8"), ("mse", "uint8"), ("entropy", "uint8"),
                      ("minmax", "int8")):
         im = quantize_static(base, calib, observer=obs, activation_dtype=act)
         note = ""
@@ -73,13 +78,14 @@ def run_model(name: str, quick: bool) -> list[dict]:
                     f"{int(np.sum(a != b))} of {a.size} output codes differ")
         add(f"W8A8 PTQ integer-only, {obs}, {act} activations", im, im.nbytes, note)
 
-    dyn = quantize_dynamic(base)
-    add("W8 dynamic (activations per batch)", dyn,
-        sum(m.nbytes for _, m in dyn.named_modules() if hasattr(m, "weight_codes")))
+    if "dynamic" in sections:
+        dyn = quantize_dynamic(base)
+        add("W8 dynamic (activations per batch)", dyn,
+            sum(m.nbytes for _, m in dyn.named_modules() if hasattr(m, "weight_codes")))
 
     # W8A8 QAT: observers (frozen after epoch 1) and LSQ; exported to integer-only
     qat_epochs = 1 if quick else 2
-    for lsq in (False, True):
+    for lsq in (False, True) if "qat" in sections else ():
         q = prepare_qat(base, calib, lsq=lsq)
         train_qat(q, tr, epochs=qat_epochs, freeze_observers_epoch=1, lr=0.005)
         im = to_integer(q)
@@ -87,7 +93,7 @@ def run_model(name: str, quick: bool) -> list[dict]:
 
     # weight-only RTN vs GPTQ
     configs = [(8, None), (4, None), (4, 128), (4, 32), (2, 16)]
-    for bits, group in configs:
+    for bits, group in configs if "weight_only" in sections else ():
         for method in ("rtn", "gptq"):
             q, rep = quantize_weights(base, bits=bits, group_size=group, method=method, calibration_x=calib)
             err = sum(r["output_mse"] for r in rep.values())
@@ -96,16 +102,17 @@ def run_model(name: str, quick: bool) -> list[dict]:
                 output_mse=err)
 
     # per-layer widths from a sensitivity sweep under a 3 bits/weight budget vs uniform widths (RTN, groups of 16)
-    q, _ = quantize_weights(base, bits=4, group_size=16)
-    add("W4 weight-only RTN g16", q, model_bytes(q))
-    alloc, _ = select_layer_bits(base, calib, 3.0, bit_choices=(2, 4, 8), group_size=16)
-    q, _ = quantize_weights(base, bits=alloc.bits, group_size=16)
-    add("W{2,4,8} per layer, ≤ 3 bits/weight, RTN g16", q, model_bytes(q),
-        "widths " + ", ".join(f"{k} {v}" for k, v in alloc.bits.items()))
+    if "layer_bits" in sections:
+        q, _ = quantize_weights(base, bits=4, group_size=16)
+        add("W4 weight-only RTN g16", q, model_bytes(q))
+        alloc, _ = select_layer_bits(base, calib, 3.0, bit_choices=(2, 4, 8), group_size=16)
+        q, _ = quantize_weights(base, bits=alloc.bits, group_size=16)
+        add("W{2,4,8} per layer, ≤ 3 bits/weight, RTN g16", q, model_bytes(q),
+            "widths " + ", ".join(f"{k} {v}" for k, v in alloc.bits.items()))
 
     # binary / ternary, retrained with the STE
     lb_epochs = 1 if quick else 3
-    for kind in ("binary", "ternary"):
+    for kind in ("binary", "ternary") if "lowbit" in sections else ():
         q = prepare_lowbit(base, kind)
         before = evaluate(q, te)["accuracy"]
         train(q, tr, epochs=lb_epochs, lr=0.01, momentum=0.9, rng=0, progress=False)
@@ -116,7 +123,7 @@ def run_model(name: str, quick: bool) -> list[dict]:
     ranks = SVD_RANKS[name]
     n_settings = len(next(iter(ranks.values())))
     ft_epochs = 1 if quick else 2
-    for i in range(n_settings):
+    for i in range(n_settings) if "svd" in sections else ():
         setting = {layer: r[i] for layer, r in ranks.items()}
         f = factorize_model(base, setting)
         before = evaluate(f, te)["accuracy"]
@@ -124,9 +131,38 @@ def run_model(name: str, quick: bool) -> list[dict]:
         desc = ", ".join(f"{k} r={v}" for k, v in setting.items())
         add(f"SVD {desc}, fine-tuned {ft_epochs} ep", f, model_bytes(f), f"before fine-tuning {100 * before:.2f} %")
 
-    for dt in ("float16", "bfloat16"):
+    for dt in ("float16", "bfloat16") if "half" in sections else ():
         h, _ = cast_model(base, dt)
         add(f"{dt} weights", h, model_bytes(h))
+
+    # cross-layer equalization and bias correction inside static PTQ (min-max, uint8 activations);
+    # 4-bit codes are held in int8 by the integer model, so W4 bytes equal W8 bytes here
+    # (note: logit error against float on the test images: MSE, and the mean over classes of |mean shift|,
+    # the quantity bias correction targets)
+    y_float = base.forward(te[0]).astype(np.float64) if "dfq" in sections else None
+    for bits, gran in ((8, "per_channel"), (8, "per_tensor"), (4, "per_channel"), (4, "per_tensor"),
+                       (2, "per_channel")) if "dfq" in sections else ():
+        for eq, bc in ((False, False), (True, False), (False, True), (True, True)):
+            im = quantize_static(base, calib, weight_bits=bits, weight_granularity=gran, equalize=eq,
+                                 bias_correction=bc)
+            d = im.forward(te[0]).astype(np.float64) - y_float
+            mse, shift = float(np.mean(d * d)), float(np.mean(np.abs(d.mean(axis=0))))
+            extra = "".join((" + CLE" if eq else "", " + BC" if bc else ""))
+            held = f"; {bits}-bit codes held in int8" if bits < 8 else ""
+            add(f"W{bits}A8 PTQ integer-only, minmax, weights {gran.replace('_', ' ')}{extra}", im, im.nbytes,
+                f"logit MSE {mse:.3g}, mean shift {shift:.3g}{held}", logit_mse=mse, logit_shift=shift)
+
+    # low-rank convolutions (LeNet-5 conv2): SVD of the reshaped kernel (two convs) and Tucker-2 (three)
+    for layer, settings in CONV_RANKS.get(name, {}).items() if "conv_lowrank" in sections else ():
+        n_orig = base[layer].weight.to_dense().size
+        for r in settings:
+            f = factorize_model(base, {layer: r})
+            before = evaluate(f, te)["accuracy"]
+            n_new = sum(sub.weight.to_dense().size for _, sub in f[layer].layers.items())
+            train(f, tr, epochs=ft_epochs, lr=0.005, momentum=0.9, rng=0, progress=False)
+            desc = f"Tucker-2 {layer} (r_out, r_in)={r}" if isinstance(r, tuple) else f"SVD {layer} r={r}"
+            add(f"{desc}, fine-tuned {ft_epochs} ep", f, model_bytes(f),
+                f"before fine-tuning {100 * before:.2f} %; {layer} weights {n_orig:,} → {n_new:,}")
     return rows
 
 
@@ -144,13 +180,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["lenet5", "lenet_300_100"])
     ap.add_argument("--quick", action="store_true", help="1-epoch fine-tunes (a smoke run)")
+    ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                    help="run only these groups of rows (the float32 row always runs)")
     args = ap.parse_args()
     t = time.perf_counter()
     rows = []
     for name in args.models:
-        rows += run_model(name, args.quick)
+        rows += run_model(name, args.quick, tuple(args.sections))
     CACHE.mkdir(exist_ok=True)
-    (CACHE / "results.json").write_text(json.dumps(rows, indent=1))
+    out = "results.json" if set(args.sections) == set(SECTIONS) else f"results_{'_'.join(args.sections)}.json"
+    (CACHE / out).write_text(json.dumps(rows, indent=1))
     print(f"\n{markdown(rows)}\n\ntotal {time.perf_counter() - t:.0f} s")
 
 

@@ -40,7 +40,8 @@ SPARSITIES = [0.5, 0.7, 0.8, 0.9, 0.95, 0.98]
 def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true", help="shorter timing loops and fewer shapes")
     parser.add_argument("--threads", type=int, default=1, help="threads for every library (default 1)")
-    parser.add_argument("--which", choices=["gemm", "spmm", "all"], default="all")
+    parser.add_argument("--which", choices=["gemm", "spmm", "threads", "all"], default="all",
+                        help="threads: only the 1 vs 2 thread scaling table (wall clock; needs a quiet machine)")
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
                         help="wall time, or process CPU time (steadier on a shared machine; single-thread columns only)")
     parser.add_argument("--output", help="also write the tables as Markdown into the '## Kernels' section of this "
@@ -175,6 +176,7 @@ def gemm_rows(*, quick=False, threads=1, log=print):
         assert np.array_equal(ck.matmul_integer(a, packed), exact)
         zm, zn = np.zeros(M, np.int32), np.zeros(N, np.int32)
         nb_packed = nbm.PackedB(b)
+        nb_portable = nbm.PackedB(b, path="portable")  # the plain-Numba path (what CPUs without VNNI run)
         assert np.array_equal(nbm.matmul_integer(a, nb_packed, zm, zn, threads=1), exact)
         wall = time.perf_counter
         cands = {
@@ -187,6 +189,7 @@ def gemm_rows(*, quick=False, threads=1, log=print):
             "numba_1t_wall": (lambda: nbm.matmul_integer(a, nb_packed, zm, zn, threads=1), wall),
             "numba_2t": (lambda: nbm.matmul_integer(a, nb_packed, zm, zn, threads=2), wall),
             "numba_op": lambda: matmul_integer(a, b, backend="numba"),
+            "numba_portable": lambda: nbm.matmul_integer(a, nb_portable, zm, zn, threads=threads),
         }
         try:
             for key, ex in (("ort", False), ("ort_exact", True)):
@@ -229,9 +232,9 @@ def _ratio(x, y):
 
 def gemm_table(rows) -> str:
     head = ("| M×K×N | numpy f32 | ORT default | ORT exact (x64quantprecision) | onnx.reference | refcomp c | c via ops | numba "
-            "| numba via ops | c / ORT default | c / ORT exact | c / numpy f32 | numba / c | c 2-thread scaling "
+            "| numba via ops | numba portable | c / ORT default | c / ORT exact | c / numpy f32 | numba / c | c 2-thread scaling "
             "| numba 2-thread scaling |")
-    sep = "|" + "---|" * 16
+    sep = "|" + "---|" * 17
     lines = [head, sep]
     for r in rows:
         M, K, N = r["shape"]
@@ -239,14 +242,14 @@ def gemm_table(rows) -> str:
         orte = f"{_g(r['ort_exact'])} ({'exact' if r.get('ort_exact_is_exact') else 'NOT exact'})" if r.get("ort_exact") else "n/a"
         lines.append(
             f"| {M}×{K}×{N} | {_g(r['numpy_f32'])} | {ort} | {orte} | {_g(r['onnx_ref'])} | {_g(r['c'])} | {_g(r['c_op'])} "
-            f"| {_g(r['numba'])} | {_g(r['numba_op'])} | {_ratio(r['c'], r['ort'])} | {_ratio(r['c'], r['ort_exact'])} "
+            f"| {_g(r['numba'])} | {_g(r['numba_op'])} | {_g(r['numba_portable'])} | {_ratio(r['c'], r['ort'])} | {_ratio(r['c'], r['ort_exact'])} "
             f"| {_ratio(r['c'], r['numpy_f32'])} | {_ratio(r['numba'], r['c'])} | {_ratio(r['c_2t'], r['c_1t_wall'])} "
             f"| {_ratio(r['numba_2t'], r['numba_1t_wall'])} |")
     return "\n".join(lines) + "\n\nGOP/s (2·M·K·N per second), threads as stated above (the scaling columns: 2 vs 1 thread, wall clock); uint8 A × int8 B (random); " \
         "\"c\" = refcomp.kernels.c.matmul_integer with B packed once (PackedB), \"c via ops\" = " \
         "refcomp.ops.matmul_integer(backend=\"c\") (validation + packing on every call); \"numba\" and " \
         "\"numba via ops\" likewise (refcomp.kernels.numba.matmul_integer.PackedB; path " \
-        f"{_numba_path()!r}).\n"
+        f"{_numba_path()!r}); \"numba portable\" = the same with path=\"portable\" (plain Numba, no VNNI intrinsic).\n"
 
 
 def _numba_path() -> str:
@@ -319,6 +322,79 @@ def spmm_table(rows) -> str:
         "(adds the two transposes).\n")
 
 
+# ------------------------------------------------------------------ thread scaling
+def _cpu_jiffies():
+    """(busy jiffies of the whole machine, jiffies of this process) from /proc, or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        with open("/proc/self/stat") as f:
+            own = f.read().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle, int(own[11]) + int(own[12])  # utime + stime
+
+
+def thread_rows(*, quick=False, log=print):
+    """Wall-clock time of 1 vs 2 threads for the c and numba kernels, with the CPU the rest of the machine used.
+
+    "others" = CPU-seconds per second that processes other than this one used
+    while the shape was timed (from /proc/stat): 0 on an idle 2-core machine,
+    1 when a neighbour keeps one core busy -- then a second thread has no core
+    to run on and the scaling says nothing about the kernel.
+    """
+    from .formats import CSRMatrix
+    from .kernels import c as ck
+    from .kernels.numba import matmul_integer as nbm
+    from .kernels.numba import spmm as nbs
+
+    rng = np.random.default_rng(0)
+    min_time = 0.05 if quick else 0.2
+    wall = time.perf_counter
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    jobs = []
+    for M, K, N in (GEMM_SHAPES[:1] if quick else GEMM_SHAPES[:4]):
+        a = rng.integers(0, 256, (M, K), dtype=np.uint8)
+        b = rng.integers(-128, 128, (K, N), dtype=np.int8)
+        pc, pn = ck.PackedB(b), nbm.PackedB(b)
+        z = np.zeros(1, np.int32)
+        jobs.append((f"int8 GEMM {M}×{K}×{N}", {
+            "c": lambda t, a=a, p=pc: ck.matmul_integer(a, p, threads=t),
+            "numba": lambda t, a=a, p=pn: nbm.matmul_integer(a, p, z, z, threads=t)}))
+    x = rng.standard_normal((128, 1024)).astype(np.float32)
+    xT = ck.aligned_array(x.T)
+    W = CSRMatrix.from_dense(np.where(rng.random((1024, 1024)) >= 0.9, rng.standard_normal((1024, 1024)), 0)
+                             .astype(np.float32))
+    blk = W.column_blocks(128)
+    jobs.append(("sparse_linear 90 %", {
+        "c": lambda t: ck.csr_spmm_f32(W.indptr, W.indices, W.data, W.shape, xT, threads=t, validated=True, blocks=blk),
+        "numba": lambda t: nbs.csr_spmm_f32(W.indptr, W.indices, W.data, W.shape, xT, threads=t)}))
+    rows = []
+    for name, fns in jobs:
+        cands = {f"{k}_{t}": ((lambda f=f, t=t: f(t)), wall) for k, f in fns.items() for t in (1, 2)}
+        j0, w0 = _cpu_jiffies(), wall()
+        t = interleaved_best(cands, min_time=min_time, rounds=3 if quick else 5)
+        j1, w1 = _cpu_jiffies(), wall()
+        others = None if j0 is None or j1 is None else max(0.0, ((j1[0] - j0[0]) - (j1[1] - j0[1])) / hz / (w1 - w0))
+        r = {"name": name, "others": others}
+        r.update({k: t[f"{k}_1"] / t[f"{k}_2"] for k in fns})
+        rows.append(r)
+        log(f"  {name}: c {r['c']:.2f}x, numba {r['numba']:.2f}x, others {others if others is None else round(others, 2)}")
+    return rows
+
+
+def thread_table(rows) -> str:
+    lines = ["| kernel | c: 2 threads / 1 thread | numba: 2 threads / 1 thread | CPU used by other processes meanwhile |",
+             "|---|---|---|---|"]
+    for r in rows:
+        o = "n/a" if r["others"] is None else f"{r['others']:.2f} cores"
+        lines.append(f"| {r['name']} | {r['c']:.2f}x | {r['numba']:.2f}x | {o} |")
+    return "\n".join(lines) + ("\n\nSpeed-up = best 1-thread wall time / best 2-thread wall time (interleaved, "
+                               "B packed once; sparse_linear = the W @ xᵀ kernel). Meaningful only when the last "
+                               "column is near 0: the machine has 2 cores.\n")
+
+
 def run(args) -> int:
     global _clock
     from .kernels import c_status
@@ -347,15 +423,41 @@ def _run(args) -> int:
     if args.which in ("spmm", "all"):
         print("sparse_linear ...")
         parts.append("### sparse_linear float32\n\n" + spmm_table(spmm_rows(quick=args.quick, threads=args.threads)))
+    if args.which == "threads":
+        print("thread scaling ...")
+        parts.append("### 2-thread scaling\n\n" + thread_table(thread_rows(quick=args.quick)))
     text = "\n".join(parts)
     print()
     print(text)
-    if args.output:
+    if args.output and args.which == "threads":
+        # its own marker pair, placed by hand in the prose: never replaces the main tables
+        if not write_block(args.output, text, THREADS_BEGIN, THREADS_END):
+            print(f"refcomp bench: {args.output} has no {THREADS_BEGIN} ... {THREADS_END} block; not written")
+            return 1
+    elif args.output:
         write_section(args.output, "## Kernels", text)
     return 0
 
 
 BEGIN, END = "<!-- refcomp bench: begin -->", "<!-- refcomp bench: end -->"
+THREADS_BEGIN, THREADS_END = "<!-- refcomp bench threads: begin -->", "<!-- refcomp bench threads: end -->"
+
+
+def write_block(path: str, body: str, begin: str, end: str) -> bool:
+    """Replace the text between the markers ``begin`` and ``end`` of ``path``; False if they are absent."""
+    try:
+        with open(path) as f:
+            old = f.read()
+    except FileNotFoundError:
+        return False
+    if begin not in old or end not in old or old.index(begin) > old.index(end):
+        return False
+    new = old[:old.index(begin)] + f"{begin}\n{body.rstrip()}\n{end}" + old[old.index(end) + len(end):]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(new)
+    os.replace(tmp, path)
+    return True
 
 
 def write_section(path: str, heading: str, body: str) -> None:

@@ -1,6 +1,6 @@
 """refcomp bench --output edits only its own block of docs/performance.md (other agents own other sections)."""
 
-from refcomp.bench import BEGIN, END, write_section
+from refcomp.bench import BEGIN, END, THREADS_BEGIN, THREADS_END, write_block, write_section
 
 
 def test_write_section_keeps_other_sections_and_prose(tmp_path):
@@ -21,3 +21,16 @@ def test_write_section_creates_file(tmp_path):
     p = tmp_path / "new.md"
     write_section(str(p), "## Kernels", "t")
     assert p.read_text().startswith("# Performance") and BEGIN in p.read_text()
+
+
+def test_thread_block_is_written_only_between_its_own_markers(tmp_path):
+    p = tmp_path / "performance.md"
+    p.write_text("# Performance\n\n## Kernels\n\nprose\n")
+    assert not write_block(str(p), "scaling v1", THREADS_BEGIN, THREADS_END)  # no markers: nothing written
+    assert p.read_text() == "# Performance\n\n## Kernels\n\nprose\n"
+    write_section(str(p), "## Kernels", "tables")
+    p.write_text(p.read_text().replace(BEGIN, f"prose\n{THREADS_BEGIN}\nold\n{THREADS_END}\nafter\n{BEGIN}"))
+    assert write_block(str(p), "scaling v2", THREADS_BEGIN, THREADS_END)
+    text = p.read_text()
+    assert "scaling v2" in text and "old" not in text and "tables" in text and "after" in text
+    assert text.count(BEGIN) == 1 and text.count(END) == 1

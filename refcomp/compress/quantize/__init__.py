@@ -9,7 +9,9 @@
 
 These work on NumPy arrays only. Whole refcomp.nn models (import the module):
 
-- ptq             static W8A8 PTQ: BN folding, calibration, IntegerModel
+- ptq             static W8A8 PTQ: BN folding, calibration, IntegerModel (CLE / bias correction options)
+- cle_model       cross-layer equalization along a model's chains of layers
+- bias_correction_model  empirical bias correction from a layer's calibration inputs
 - integer_model   integer-only inference (matmul_integer / conv_integer, fixed-point requantization)
 - simulate        the fake-quant float twin of an IntegerModel (same codes)
 - dynamic         dynamic quantization (activations quantized per batch)

@@ -15,6 +15,16 @@ arXiv:2106.08295 §3; docs/gptq_and_ptq.md §6):
 4. Biases int32 at scale s_x·s_w[o], multipliers M = s_x·s_w/s_y in fixed
    point (integer_model eqs. I2-I3).
 
+Options (Nagel et al. 2019, arXiv:1906.04721, DFQ): ``equalize=True`` runs
+cross-layer equalization on the folded model before calibration
+(cle_model.equalize_model: same float outputs, better balanced per-channel
+weight ranges); ``bias_correction=True`` subtracts, after step 3, each
+layer's mean output shift caused by weight quantization, measured on the
+float model's inputs to that layer over ``calibration_x``
+(bias_correction_model, eq. BC1). ``weight_bits`` (8, 4 or 2; codes held in
+int8) and ``weight_granularity="per_tensor"`` give the harsher settings
+where those two matter.
+
 The result is an IntegerModel (integer_model.py): evaluate() works on it,
 forward_int() maps codes to codes, simulate() gives its fake-quant twin.
 """
@@ -25,6 +35,8 @@ import numpy as np
 
 from ...errors import ValidationError
 from ...quant import EntropyObserver, MinMaxObserver, MSEObserver, PercentileObserver, choose_qparams, quantize
+from .bias_correction_model import empirical_output_shift
+from .cle_model import equalize_model
 from .integer_model import IntegerCompute, IntegerModel, IntegerStage
 from .model_graph import prepare, stages_of
 
@@ -77,17 +89,27 @@ def calibrate(model, calibration_x, *, observer: str = "minmax", activation_dtyp
     return stages, {k: o.qparams() for k, o in obs.items()}
 
 
-def quantize_weight_per_channel(w: np.ndarray, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def quantize_weight_per_channel(w: np.ndarray, bits: int = 8, *, per_tensor: bool = False
+                                ) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-output-channel codes, range [−(2^(b−1) − 1), 2^(b−1) − 1] (step 3).
 
+    ``per_tensor=True`` uses one scale max|W| / (2^(b−1) − 1) for the whole
+    tensor (repeated per channel, so the integer model is unchanged).
     Returns (int8 codes with w's shape, float32 scales (O,)).
     """
+    if bits not in (2, 4, 8):
+        raise ValidationError("weight_bits", "8, 4 or 2", repr(bits))
     w = np.asarray(w, dtype=np.float32)
     flat = w.reshape(w.shape[0], -1)
-    dtype = "int8" if bits == 8 else f"int{bits}"
-    qp = choose_qparams(flat.min(axis=1), flat.max(axis=1), dtype, symmetric=True, restricted_range=True, axis=0)
+    dtype = f"int{bits}"
+    if per_tensor:
+        qp = choose_qparams(flat.min(), flat.max(), dtype, symmetric=True, restricted_range=True)
+        scales = np.full(w.shape[0], np.asarray(qp.scale, dtype=np.float32).reshape(()), dtype=np.float32)
+    else:
+        qp = choose_qparams(flat.min(axis=1), flat.max(axis=1), dtype, symmetric=True, restricted_range=True, axis=0)
+        scales = np.asarray(qp.scale, dtype=np.float32)
     codes = quantize(flat, qp)
-    return np.asarray(codes).astype(np.int8).reshape(w.shape), np.asarray(qp.scale, dtype=np.float32)
+    return np.asarray(codes).astype(np.int8).reshape(w.shape), scales
 
 
 def _conv_attrs(layer) -> dict:
@@ -96,11 +118,14 @@ def _conv_attrs(layer) -> dict:
             "group": layer.groups}
 
 
-def integer_model_from(stages, qparams: dict, *, weights: dict | None = None) -> IntegerModel:
+def integer_model_from(stages, qparams: dict, *, weights: dict | None = None,
+                       biases: dict | None = None) -> IntegerModel:
     """Assemble an IntegerModel from float stages and activation QParams.
 
     ``weights`` may give, per compute stage name, (int8 codes, float32 scales);
     by default the float weights are quantized per channel (step 3).
+    ``biases`` may give, per compute stage name, the float bias to use instead
+    of the layer's (bias correction).
     """
     from ...nn.layers import Conv2d
 
@@ -114,6 +139,8 @@ def integer_model_from(stages, qparams: dict, *, weights: dict | None = None) ->
             else:
                 codes, scales = quantize_weight_per_channel(layer.weight.to_dense())
             bias = layer.bias.data if layer.bias is not None else None
+            if biases is not None and s.name in biases:
+                bias = biases[s.name]
             conv = _conv_attrs(layer) if isinstance(layer, Conv2d) else None
             stage = IntegerCompute.build(s.name, codes, scales, bias, current, qparams[s.name], relu=s.relu, conv=conv)
             out.append(stage)
@@ -128,7 +155,9 @@ def integer_model_from(stages, qparams: dict, *, weights: dict | None = None) ->
 
 
 def quantize_static(model, calibration_x, *, observer: str = "minmax", activation_dtype: str = "uint8",
-                    batch_size: int = 500, observer_kwargs: dict | None = None) -> IntegerModel:
+                    batch_size: int = 500, observer_kwargs: dict | None = None, equalize: bool = False,
+                    bias_correction: bool = False, weight_bits: int = 8,
+                    weight_granularity: str = "per_channel") -> IntegerModel:
     """W8A8 post-training static quantization (module docstring, steps 1-4).
 
     Parameters
@@ -138,11 +167,36 @@ def quantize_static(model, calibration_x, *, observer: str = "minmax", activatio
     calibration_x : float inputs (N, ...) the observers see.
     observer : "minmax" | "percentile" | "mse" | "entropy".
     activation_dtype : "uint8" (default, as onnxruntime) or "int8"; asymmetric per tensor.
+    equalize : cross-layer equalization after BN folding (cle_model).
+    bias_correction : empirical bias correction on ``calibration_x`` (bias_correction_model).
+    weight_bits : 8 (default), 4 or 2; symmetric restricted range, codes held in int8.
+    weight_granularity : "per_channel" (default) or "per_tensor".
     """
     if activation_dtype not in ("uint8", "int8"):
         raise ValidationError("activation_dtype", "'uint8' or 'int8'", repr(activation_dtype))
-    folded = prepare(model)
+    if weight_granularity not in ("per_channel", "per_tensor"):
+        raise ValidationError("weight_granularity", "'per_channel' or 'per_tensor'", repr(weight_granularity))
+    for name, flag in (("equalize", equalize), ("bias_correction", bias_correction)):
+        if not isinstance(flag, bool):
+            raise ValidationError(name, "a bool", repr(flag))
+    if isinstance(weight_bits, bool) or weight_bits not in (2, 4, 8):
+        raise ValidationError("weight_bits", "8, 4 or 2", repr(weight_bits))
+    folded = equalize_model(model)[0] if equalize else prepare(model)
     stages, qparams = calibrate(folded, calibration_x, observer=observer, activation_dtype=activation_dtype,
                                 batch_size=batch_size, observer_kwargs=observer_kwargs)
-    return integer_model_from(stages, qparams)
+    per_tensor = weight_granularity == "per_tensor"
+    weights = {s.name: quantize_weight_per_channel(s.layer.weight.to_dense(), weight_bits, per_tensor=per_tensor)
+               for s in stages if s.kind == "compute"}
+    biases = None
+    if bias_correction:
+        w_hats = {name: codes.astype(np.float64) * scales.astype(np.float64).reshape((-1,) + (1,) * (codes.ndim - 1))
+                  for name, (codes, scales) in weights.items()}
+        shifts = empirical_output_shift(stages, _check_batches(calibration_x, batch_size), w_hats,
+                                        batch_size=batch_size)
+        biases = {}
+        for s in stages:
+            if s.name in shifts:
+                b = np.zeros(s.layer.weight.shape[0]) if s.layer.bias is None else s.layer.bias.data.astype(np.float64)
+                biases[s.name] = (b - shifts[s.name]).astype(np.float32)
+    return integer_model_from(stages, qparams, weights=weights, biases=biases)
 
