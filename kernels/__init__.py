@@ -94,7 +94,12 @@ def info() -> str:
     st = c_status()
     c_line = (f"c: available, ISA paths {', '.join(st['isas'])} (auto -> {st['best_isa']})"
               if st["available"] else f"c: NOT available ({st['error']})")
-    nb_line = "numba: available" if _numba_error is None else f"numba: NOT available ({_numba_error})"
+    if _numba_error is None:
+        from .numba.matmul_integer import best_path
+
+        nb_line = f"numba: available (int8 GEMM path: {best_path()})"
+    else:
+        nb_line = f"numba: NOT available ({_numba_error})"
     return f"{c_line}\n{nb_line}\nthreads: {_backend.get_num_threads()} (refcomp.set_num_threads)"
 
 

@@ -25,7 +25,9 @@ The rows x 4 accumulators (16 zmm for 4 rows) stay in registers across the
 whole K loop (phi nodes), which is the register blocking of the C kernel
 (docs/kernels.md section 1.2). Only call this when :func:`vnni_usable` says the
 JIT targets a CPU with AVX-512 F/BW and VNNI: on any other target LLVM cannot
-select the instruction and aborts the process.
+select the instruction and aborts the process. Numba's on-disk cache of
+matmul_integer.py does not notice edits to this file: after changing it,
+delete kernels/numba/__pycache__/matmul_integer.*.nb[ci].
 """
 
 from __future__ import annotations

@@ -108,3 +108,24 @@ def test_vnni_path_is_refused_where_the_jit_cannot_emit_it(monkeypatch):
         nbm.matmul_integer(np.zeros((2, 3), np.uint8), np.zeros((3, 2), np.int8), 0, 0, path="vnni")
     assert isinstance(_vnni.vnni_usable(), bool)
     assert refcomp.get_num_threads() >= 1
+
+
+def test_generic_numba_target_uses_the_portable_path(tmp_path):
+    """With NUMBA_CPU_NAME=generic the VNNI intrinsic must never be compiled (LLVM would abort)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\n"
+            "from refcomp.ops import matmul_integer\n"
+            "from refcomp.kernels.numba import matmul_integer as nbm\n"
+            "assert nbm.best_path() == 'portable', nbm.best_path()\n"
+            "a = np.arange(35, dtype=np.uint8).reshape(5, 7); b = (np.arange(21, dtype=np.int8) - 10).reshape(7, 3)\n"
+            "want = (a.astype(np.int64) - 3) @ (b.astype(np.int64) + 2)\n"
+            "got = matmul_integer(a, b, np.uint8(3), np.int8(-2), backend='numba')\n"
+            "assert (got == want).all(), (got, want)\n"
+            "print('portable ok')\n")
+    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "portable ok" in res.stdout
