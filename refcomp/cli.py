@@ -7,7 +7,9 @@ Each sub-command lives in its own module that defines ``HELP`` (one line),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 
 from ._version import __version__
@@ -42,19 +44,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "_run", None):
-        parser.print_help()
-        return 0
-    from .errors import RefcompError
+@contextlib.contextmanager
+def _blas_threads(n: int):
+    """Run the command's BLAS calls on ``n`` threads (refcomp's thread count, 1 by default).
+
+    Why: training and compression results depend on the order of BLAS's float
+    sums, which depends on its thread count; pinning it makes every command
+    reproducible bit for bit on any machine (and at LeNet sizes one thread is
+    also the fastest). A BLAS reads its thread count when it is loaded, so the
+    environment variables are set (unless the user set them) before NumPy and
+    SciPy load theirs; a BLAS already loaded (``main`` called from Python) is
+    limited through threadpoolctl when it is installed (it comes with
+    scikit-learn).
+    """
+    if "numpy" not in sys.modules:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, str(n))
+    import numpy  # noqa: F401  (loads NumPy's BLAS, so threadpoolctl can see it)
 
     try:
-        return int(args._run(args) or 0)
-    except RefcompError as exc:
-        print(f"refcomp {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .backend import get_num_threads
+
+    with _blas_threads(get_num_threads()):
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "_run", None):
+            parser.print_help()
+            return 0
+        from .errors import RefcompError
+
+        try:
+            return int(args._run(args) or 0)
+        except RefcompError as exc:
+            print(f"refcomp {args.command}: error: {exc}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -46,3 +46,13 @@ def test_qdtype_matches_onnx_enum():
 def test_qdtype_rejects_float32():
     with pytest.raises(DTypeError, match="dtype"):
         qdtype("float32")
+
+
+def test_cli_pins_blas_threads_to_refcomp_thread_count():
+    """Commands run BLAS on refcomp's thread count, so training results do not depend on the core count."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from refcomp.cli import _blas_threads
+
+    with _blas_threads(1):
+        blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+        assert blas and all(i["num_threads"] == 1 for i in blas)
