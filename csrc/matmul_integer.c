@@ -377,6 +377,55 @@ REFCOMP_TARGET_AVX512VNNI static void kernel_vnni3(const uint8_t *pa, const uint
     VNNI_STORE(0); VNNI_STORE(1); VNNI_STORE(2);
 }
 
+/* Fused epilogue for uniform zero points (za'[i] = za', zb'[j] = zb' for all
+ * i, j -- the per-tensor case): eq. (3) splits into a column term and a row
+ * term, precomputed by the driver (mod 2^32),
+ *   colconst[j] = bias[j] - za' colfix[j],   rowconst[i] = -zb' ra'[i],
+ * so C = acc + colconst[j] + rowconst[i]: two vpaddd on the accumulators
+ * in registers and a (masked) store straight into C, instead of a store to
+ * the tile, a reload and two vpmulld per vector (epilogue_avx512). */
+#define VNNI_COLS_DECL                                                    \
+    const __mmask16 m0 = vmask(nc, 0), m1 = vmask(nc, 1), m2 = vmask(nc, 2), m3 = vmask(nc, 3); \
+    const __m512i k0 = _mm512_maskz_loadu_epi32(m0, colconst + 0);       \
+    const __m512i k1 = _mm512_maskz_loadu_epi32(m1, colconst + 16);      \
+    const __m512i k2 = _mm512_maskz_loadu_epi32(m2, colconst + 32);      \
+    const __m512i k3 = _mm512_maskz_loadu_epi32(m3, colconst + 48)
+#define VNNI_STORE_C(r)                                                   \
+    do {                                                                  \
+        if ((r) < mr) {                                                   \
+            const __m512i rc = _mm512_set1_epi32((int)rowconst[r]);       \
+            int32_t *crow = C + (int64_t)(r) * ldc;                       \
+            _mm512_mask_storeu_epi32(crow + 0, m0, _mm512_add_epi32(_mm512_add_epi32(c##r##0, k0), rc));  \
+            _mm512_mask_storeu_epi32(crow + 16, m1, _mm512_add_epi32(_mm512_add_epi32(c##r##1, k1), rc)); \
+            _mm512_mask_storeu_epi32(crow + 32, m2, _mm512_add_epi32(_mm512_add_epi32(c##r##2, k2), rc)); \
+            _mm512_mask_storeu_epi32(crow + 48, m3, _mm512_add_epi32(_mm512_add_epi32(c##r##3, k3), rc)); \
+        }                                                                 \
+    } while (0)
+
+/* lanes of 16-column vector v that are inside the nc valid columns */
+static inline __attribute__((always_inline)) __mmask16 vmask(int64_t nc, int v) {
+    const int64_t left = nc - 16 * v;
+    return left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1u);
+}
+
+REFCOMP_TARGET_AVX512VNNI static void kernel_vnni6_fused(int mr, const uint8_t *pa, const uint8_t *pb,
+                                                         int64_t kgroups, int32_t *C, int64_t ldc,
+                                                         const uint32_t *colconst,
+                                                         const uint32_t *rowconst, int64_t nc) {
+    VNNI_DECL(0); VNNI_DECL(1); VNNI_DECL(2); VNNI_DECL(3); VNNI_DECL(4); VNNI_DECL(5);
+    for (int64_t g = 0; g < kgroups; ++g) {
+        const uint8_t *bg = pb + g * NR * KG;
+        const uint8_t *ag = pa + g * MR * KG;
+        const __m512i b0 = _mm512_loadu_si512((const void *)(bg + 0));
+        const __m512i b1 = _mm512_loadu_si512((const void *)(bg + 64));
+        const __m512i b2 = _mm512_loadu_si512((const void *)(bg + 128));
+        const __m512i b3 = _mm512_loadu_si512((const void *)(bg + 192));
+        VNNI_ROW(0); VNNI_ROW(1); VNNI_ROW(2); VNNI_ROW(3); VNNI_ROW(4); VNNI_ROW(5);
+    }
+    VNNI_COLS_DECL;
+    VNNI_STORE_C(0); VNNI_STORE_C(1); VNNI_STORE_C(2); VNNI_STORE_C(3); VNNI_STORE_C(4); VNNI_STORE_C(5);
+}
+
 REFCOMP_TARGET_AVX512VNNI static void kernel_vnni(int mr, const uint8_t *pa, const uint8_t *pb,
                                                   int64_t kgroups, uint32_t tile[MR][NR]) {
     if (mr == 1)
@@ -400,6 +449,8 @@ typedef struct {
     const uint32_t *zbp;    /* zb'[j] */
     const uint32_t *colfix; /* cb'[j] - K zb'[j] */
     const uint32_t *bias;   /* bias[j] or 0 */
+    const uint32_t *colconst; /* bias[j] - za' colfix[j], when za', zb' are uniform, else NULL */
+    const uint32_t *rowconst; /* -zb' ra'[i], idem */
     int32_t *C;
     int64_t ldc;
 } gemm_ctx;
@@ -468,6 +519,14 @@ static void gemm_task(void *vctx, int64_t task) {
     for (int64_t ip = ip0; ip < ip1; ++ip) {
         int64_t i0 = ip * MR;
         int mr = (int)(x->M - i0 < MR ? x->M - i0 : MR);
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+        if (x->isa == REFCOMP_ISA_AVX512VNNI && x->colconst && mr > 3) {
+            kernel_vnni6_fused(mr, (const uint8_t *)x->pa + ip * x->kgroups * MR * KG, pb,
+                               x->kgroups, x->C + i0 * x->ldc + j0, x->ldc, x->colconst + j0,
+                               x->rowconst + i0, nc);
+            continue;
+        }
+#endif
         switch (x->isa) {
 #if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
         case REFCOMP_ISA_AVX512VNNI:
@@ -511,8 +570,8 @@ int refcomp_matmul_integer_packed(int isa, int nthreads, int64_t M, const void *
     const int64_t mpanels = (M + MR - 1) / MR;
     size_t abytes = (size_t)(mpanels * kgroups) * MR * KG * (wide ? 2 : 1);
     void *pa = zalloc64(abytes);
-    uint32_t *rows = (uint32_t *)malloc(2 * (size_t)M * sizeof(uint32_t));
-    uint32_t *cols = (uint32_t *)malloc(3 * (size_t)N * sizeof(uint32_t));
+    uint32_t *rows = (uint32_t *)malloc(3 * (size_t)M * sizeof(uint32_t));
+    uint32_t *cols = (uint32_t *)malloc(4 * (size_t)N * sizeof(uint32_t));
     if (!pa || !rows || !cols) {
         free(pa);
         free(rows);
@@ -532,10 +591,22 @@ int refcomp_matmul_integer_packed(int isa, int nthreads, int64_t M, const void *
         colfix[j] = B->colsum[j] - (uint32_t)K * zbp[j];
         biasv[j] = bias ? (uint32_t)bias[j] : 0u;
     }
+    /* per-tensor zero points (every za'[i] equal, every zb'[j] equal): the
+     * fused epilogue's row and column terms, eq. (3) regrouped mod 2^32 */
+    int uniform = 1;
+    for (int64_t i = 1; i < M && uniform; ++i) uniform = zap[i] == zap[0];
+    for (int64_t j = 1; j < N && uniform; ++j) uniform = zbp[j] == zbp[0];
+    uint32_t *colconst = NULL, *rowconst = NULL;
+    if (uniform && isa == REFCOMP_ISA_AVX512VNNI) {
+        colconst = cols + 3 * N;
+        rowconst = rows + 2 * M;
+        for (int64_t j = 0; j < N; ++j) colconst[j] = biasv[j] - zap[0] * colfix[j];
+        for (int64_t i = 0; i < M; ++i) rowconst[i] = 0u - zbp[0] * rowsum[i];
+    }
     gemm_ctx ctx = {isa,    M,   N,      K,      kgroups, mpanels,
                     (mpanels + M_PANELS_PER_TASK - 1) / M_PANELS_PER_TASK,
                     pa,     B,   rowsum, zap,    zbp,     colfix,
-                    biasv,  C,   ldc};
+                    biasv,  colconst, rowconst, C,   ldc};
     /* tiny problems: thread start-up would cost more than the work */
     if ((double)M * (double)N * (double)K < 2.0e6) nthreads = 1;
     int st = refcomp__parallel_for(nthreads, B->npanels * ctx.mblocks, gemm_task, &ctx);

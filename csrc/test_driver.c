@@ -55,10 +55,13 @@ static void check_gemm(int64_t M, int64_t K, int64_t N, int as, int bs, int mode
     int64_t *ref = malloc(sizeof(int64_t) * (size_t)(M * N + 1));
     fill_bytes(A, M * lda, as, mode);
     fill_bytes(B, K * ldb, bs, mode == 3 ? 3 : (mode ? 3 - mode : 0)); /* opposite extremes */
+    /* zp_mode 0: zero points 0; 1: random per row / column; 2: one random
+     * value for all rows and one for all columns (the fused-epilogue path) */
+    const int32_t za0 = (int32_t)val((uint8_t)rnd(), as), zb0 = (int32_t)val((uint8_t)rnd(), bs);
     for (int64_t i = 0; i < M; ++i)
-        za[i] = zp_mode == 0 ? 0 : (int32_t)val((uint8_t)rnd(), as);
+        za[i] = zp_mode == 0 ? 0 : zp_mode == 2 ? za0 : (int32_t)val((uint8_t)rnd(), as);
     for (int64_t j = 0; j < N; ++j) {
-        zb[j] = zp_mode == 0 ? 0 : (int32_t)val((uint8_t)rnd(), bs);
+        zb[j] = zp_mode == 0 ? 0 : zp_mode == 2 ? zb0 : (int32_t)val((uint8_t)rnd(), bs);
         bias[j] = (int32_t)(rnd() % 2001) - 1000;
     }
     for (int64_t i = 0; i < M; ++i)
@@ -275,6 +278,10 @@ int main(void) {
             for (int bs = 0; bs <= 1; ++bs)
                 for (int mode = 0; mode <= 3; ++mode)
                     check_gemm(s, s + 2 * mode + 1, 17 - s + 1, as, bs, mode, mode & 1);
+    for (int as = 0; as <= 1; ++as) /* uniform zero points: every tile shape, masked columns */
+        for (int bs = 0; bs <= 1; ++bs)
+            for (int mode = 0; mode <= 3; ++mode)
+                for (int64_t m = 1; m <= 13; m += 3) check_gemm(m, 5 + 7 * mode, 64 + 17 * m, as, bs, mode, 2);
     check_gemm(13, 300, 130, 0, 1, 0, 1);
     check_gemm(4, 0, 5, 0, 1, 0, 1); /* K = 0: C = bias */
     check_gemm(100, 1000, 70, 1, 1, 0, 1); /* several K blocks, several A panels */
