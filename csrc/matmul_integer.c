@@ -234,6 +234,63 @@ static void pack_a(int64_t M, int64_t K, const uint8_t *a, int64_t lda, int a_is
     }
 }
 
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+/* pack_a for the VNNI path (int8 a', not wide), 64 bytes of each of the MR
+ * rows of a panel at a time: a' = a ^ flip (masked past K, so the padding
+ * stays 0), ra' from vpdpbusd against a vector of ones (each lane adds four
+ * signed bytes of a', wrapping), and the [group][row][4 bytes] interleave as
+ * vpermt2d / blends of dwords: output dword o (0..95) of a 16-group chunk is
+ * dword o / MR of row o % MR. Same bytes and sums as pack_a. */
+REFCOMP_TARGET_AVX512VNNI static void pack_a_avx512(int64_t M, int64_t K, const uint8_t *a,
+                                                    int64_t lda, int a_is_signed, uint8_t *dst,
+                                                    int64_t kgroups, uint32_t *rowsum) {
+    const uint8_t flip = a_is_signed ? 0x00 : 0x80;
+    const __m512i ones = _mm512_set1_epi8(1);
+    /* per output vector v: indices into the (row 2p, row 2p+1) pair and which
+     * pair each lane comes from */
+    int32_t idx[MR][16];
+    __mmask16 from1[MR], from2[MR];
+    for (int v = 0; v < MR; ++v) {
+        from1[v] = from2[v] = 0;
+        for (int l = 0; l < 16; ++l) {
+            const int o = 16 * v + l, r = o % MR, g = o / MR;
+            idx[v][l] = g + 16 * (r & 1);
+            if (r / 2 == 1) from1[v] |= (__mmask16)(1u << l);
+            if (r / 2 == 2) from2[v] |= (__mmask16)(1u << l);
+        }
+    }
+    for (int64_t i0 = 0; i0 < M; i0 += MR) {
+        const int mr = M - i0 < MR ? (int)(M - i0) : MR;
+        uint8_t *panel = dst + (i0 / MR) * kgroups * MR * KG;
+        __m512i sum[MR], x[MR];
+        for (int r = 0; r < MR; ++r) sum[r] = _mm512_setzero_si512();
+        for (int64_t k0 = 0; k0 < K; k0 += 64) {
+            const int64_t kn = K - k0 < 64 ? K - k0 : 64;
+            const __mmask64 m = kn == 64 ? ~(__mmask64)0 : (((__mmask64)1 << kn) - 1);
+            const __m512i fl = _mm512_maskz_set1_epi8(m, (char)flip);
+            for (int r = 0; r < MR; ++r) {
+                x[r] = r < mr ? _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, a + (i0 + r) * lda + k0), fl)
+                              : _mm512_setzero_si512();
+                sum[r] = _mm512_dpbusd_epi32(sum[r], ones, x[r]); /* ones unsigned x a' signed */
+            }
+            const int64_t nbytes = (kn + KG - 1) / KG * MR * KG; /* of this chunk's groups */
+            uint8_t *d = panel + k0 / KG * MR * KG;
+            for (int v = 0; v < MR; ++v) {
+                const int64_t left = nbytes - 64 * v;
+                if (left <= 0) break;
+                const __m512i iv = _mm512_loadu_si512((const void *)idx[v]);
+                __m512i o = _mm512_permutex2var_epi32(x[0], iv, x[1]);
+                o = _mm512_mask_mov_epi32(o, from1[v], _mm512_permutex2var_epi32(x[2], iv, x[3]));
+                o = _mm512_mask_mov_epi32(o, from2[v], _mm512_permutex2var_epi32(x[4], iv, x[5]));
+                const __mmask64 sm = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+                _mm512_mask_storeu_epi8(d + 64 * v, sm, o);
+            }
+        }
+        for (int r = 0; r < mr; ++r) rowsum[i0 + r] = (uint32_t)_mm512_reduce_add_epi32(sum[r]);
+    }
+}
+#endif
+
 /* ------------------------------------------------------- micro-kernels
  * Each computes tile[r][c] = sum_k a'[r,k] b'[k,c] (mod 2^32) for one
  * MR-row A panel and one NR-column B panel, rows r < mr. */
@@ -319,6 +376,19 @@ REFCOMP_TARGET_AVX2 static void kernel_avx2(int mr, const int16_t *pa, const uin
         VNNI_DP(c##r##2, b2, ag + (r) * KG);                              \
         VNNI_DP(c##r##3, b3, ag + (r) * KG);                              \
     } while (0)
+/* Software prefetch of the B panel PF_GROUPS k groups (1 KiB) ahead into L1.
+ * The hardware prefetchers follow the panel too, but late: with it the
+ * 6-row kernels measured 5-10 % faster at K = 384..1536 (interleaved A/B runs
+ * on Zen 4, benchmarks/bench_gemm.py); the 1-row kernel, which is bound by
+ * the stream of B itself, measured ~7 % slower with it and goes without. */
+#define PF_GROUPS 4
+#define VNNI_PREFETCH_B(bg)                                                            \
+    do {                                                                              \
+        _mm_prefetch((const char *)((bg) + PF_GROUPS * NR * KG + 0), _MM_HINT_T0);    \
+        _mm_prefetch((const char *)((bg) + PF_GROUPS * NR * KG + 64), _MM_HINT_T0);   \
+        _mm_prefetch((const char *)((bg) + PF_GROUPS * NR * KG + 128), _MM_HINT_T0);  \
+        _mm_prefetch((const char *)((bg) + PF_GROUPS * NR * KG + 192), _MM_HINT_T0);  \
+    } while (0)
 #define VNNI_DECL(r)                                                      \
     __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = c##r##0, c##r##2 = c##r##0, \
             c##r##3 = c##r##0
@@ -340,6 +410,7 @@ REFCOMP_TARGET_AVX512VNNI static void kernel_vnni6(const uint8_t *pa, const uint
         const __m512i b1 = _mm512_loadu_si512((const void *)(bg + 64));
         const __m512i b2 = _mm512_loadu_si512((const void *)(bg + 128));
         const __m512i b3 = _mm512_loadu_si512((const void *)(bg + 192));
+        VNNI_PREFETCH_B(bg);
         VNNI_ROW(0); VNNI_ROW(1); VNNI_ROW(2); VNNI_ROW(3); VNNI_ROW(4); VNNI_ROW(5);
     }
     VNNI_STORE(0); VNNI_STORE(1); VNNI_STORE(2); VNNI_STORE(3); VNNI_STORE(4); VNNI_STORE(5);
@@ -420,6 +491,7 @@ REFCOMP_TARGET_AVX512VNNI static void kernel_vnni6_fused(int mr, const uint8_t *
         const __m512i b1 = _mm512_loadu_si512((const void *)(bg + 64));
         const __m512i b2 = _mm512_loadu_si512((const void *)(bg + 128));
         const __m512i b3 = _mm512_loadu_si512((const void *)(bg + 192));
+        VNNI_PREFETCH_B(bg);
         VNNI_ROW(0); VNNI_ROW(1); VNNI_ROW(2); VNNI_ROW(3); VNNI_ROW(4); VNNI_ROW(5);
     }
     VNNI_COLS_DECL;
@@ -580,7 +652,12 @@ int refcomp_matmul_integer_packed(int isa, int nthreads, int64_t M, const void *
     }
     uint32_t *rowsum = rows, *zap = rows + M;
     uint32_t *zbp = cols, *colfix = cols + N, *biasv = cols + 2 * N;
-    pack_a(M, K, (const uint8_t *)A, lda, a_is_signed, wide, pa, kgroups, rowsum);
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+    if (isa == REFCOMP_ISA_AVX512VNNI)
+        pack_a_avx512(M, K, (const uint8_t *)A, lda, a_is_signed, (uint8_t *)pa, kgroups, rowsum);
+    else
+#endif
+        pack_a(M, K, (const uint8_t *)A, lda, a_is_signed, wide, pa, kgroups, rowsum);
     /* za' = za - sa (sa = 128 for uint8 A), zb' = zb - sb (sb = -128 for int8 B) */
     const uint32_t sa = a_is_signed ? 0u : 128u;
     const uint32_t sb = B->b_is_signed ? (uint32_t)-128 : 0u;
