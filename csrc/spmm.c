@@ -251,17 +251,81 @@ int refcomp_csr_spmm_i8(int isa, int nthreads, int64_t rows, int64_t n, const in
 
 /* ------------------------------------------------------ sparse_linear */
 
-/* dst[j, i] = src[i, j] for an r x c matrix, in tiles of 8 source rows x 64
- * columns: rows of a wide matrix are often a multiple of 4 KiB apart and land
- * in one L1 set, so a tile touches no more source rows than L1 has ways. */
+/* dst[j, i] = src[i, j] (+ bias[i] when bias is given) for an r x c matrix,
+ * in tiles of 8 source rows x 64 columns: rows of a wide matrix are often a
+ * multiple of 4 KiB apart and land in one L1 set, so a tile touches no more
+ * source rows than L1 has ways. The bias add is the one float32 addition
+ * y = (W x^T)^T + bias, done while the value passes by. */
 static void transpose_f32(int64_t r, int64_t c, const float *src, int64_t lds, float *dst,
-                          int64_t ldd) {
+                          int64_t ldd, const float *bias) {
     for (int64_t i0 = 0; i0 < r; i0 += 8)
         for (int64_t j0 = 0; j0 < c; j0 += 64) {
             const int64_t i1 = i0 + 8 < r ? i0 + 8 : r, j1 = j0 + 64 < c ? j0 + 64 : c;
             for (int64_t j = j0; j < j1; ++j)
-                for (int64_t i = i0; i < i1; ++i) dst[j * ldd + i] = src[i * lds + j];
+                for (int64_t i = i0; i < i1; ++i)
+                    dst[j * ldd + i] = bias ? src[i * lds + j] + bias[i] : src[i * lds + j];
         }
+}
+
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+/* One 8 x 8 block (source rows i0.., columns j0..) through registers: the
+ * classic unpack / shuffle / 128-bit-lane permute transpose (pure data
+ * movement, so the values are the same bits), then the optional bias add. */
+REFCOMP_TARGET_AVX2 static inline __attribute__((always_inline)) void
+transpose8x8(const float *src, int64_t lds, float *dst, int64_t ldd, const float *bias) {
+    __m256 a[8], t[8], u[8];
+    for (int k = 0; k < 8; ++k) a[k] = _mm256_loadu_ps(src + k * lds);
+    for (int k = 0; k < 4; ++k) {
+        t[2 * k] = _mm256_unpacklo_ps(a[2 * k], a[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_ps(a[2 * k], a[2 * k + 1]);
+    }
+    for (int h = 0; h < 2; ++h) { /* rows 0-3 of the block, then rows 4-7 */
+        u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0x44);
+        u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h + 0], t[4 * h + 2], 0xEE);
+        u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+    }
+    const __m256 b = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+    __m256 v[8]; /* the immediates must be literal at every optimization level */
+    for (int k = 0; k < 4; ++k) v[k] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20);
+    for (int k = 0; k < 4; ++k) v[k + 4] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
+    for (int k = 0; k < 8; ++k) _mm256_storeu_ps(dst + k * ldd, bias ? _mm256_add_ps(v[k], b) : v[k]);
+}
+
+/* transpose_f32 by 8 x 8 blocks; the inner loop runs along the longer side
+ * (measured 3-4x faster than the scalar tiles either way round for 128 x 1024,
+ * where the other order sends eight 4 KiB-apart rows through one L1 set). */
+REFCOMP_TARGET_AVX2 static void transpose_f32_avx2(int64_t r, int64_t c, const float *src,
+                                                   int64_t lds, float *dst, int64_t ldd,
+                                                   const float *bias) {
+    const int64_t r8 = r / 8 * 8, c8 = c / 8 * 8;
+    if (c >= r) {
+        for (int64_t i0 = 0; i0 < r8; i0 += 8)
+            for (int64_t j0 = 0; j0 < c8; j0 += 8)
+                transpose8x8(src + i0 * lds + j0, lds, dst + j0 * ldd + i0, ldd, bias ? bias + i0 : NULL);
+    } else {
+        for (int64_t j0 = 0; j0 < c8; j0 += 8)
+            for (int64_t i0 = 0; i0 < r8; i0 += 8)
+                transpose8x8(src + i0 * lds + j0, lds, dst + j0 * ldd + i0, ldd, bias ? bias + i0 : NULL);
+    }
+    /* the edges: columns c8.. of every row, then rows r8.. of the first c8 columns */
+    for (int64_t i = 0; i < r; ++i)
+        for (int64_t j = c8; j < c; ++j) dst[j * ldd + i] = bias ? src[i * lds + j] + bias[i] : src[i * lds + j];
+    for (int64_t i = r8; i < r; ++i)
+        for (int64_t j = 0; j < c8; ++j) dst[j * ldd + i] = bias ? src[i * lds + j] + bias[i] : src[i * lds + j];
+}
+#endif
+
+static void transpose(int isa, int64_t r, int64_t c, const float *src, int64_t lds, float *dst,
+                      int64_t ldd, const float *bias) {
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+    if (isa == REFCOMP_ISA_AVX2 || isa == REFCOMP_ISA_AVX512VNNI) {
+        transpose_f32_avx2(r, c, src, lds, dst, ldd, bias);
+        return;
+    }
+#endif
+    (void)isa;
+    transpose_f32(r, c, src, lds, dst, ldd, bias);
 }
 
 int refcomp_csr_linear_f32(int isa, int nthreads, int64_t batch, int64_t in, int64_t out,
@@ -282,17 +346,13 @@ int refcomp_csr_linear_f32(int isa, int nthreads, int64_t batch, int64_t in, int
         return REFCOMP_ENOMEM;
     }
     float *xt = (float *)xt_mem, *yt = (float *)yt_mem;
-    transpose_f32(batch, in, x, ldx, xt, ld);
+    transpose(r, batch, in, x, ldx, xt, ld, NULL);
     int st = nblocks > 0 && block_ptr
                  ? refcomp_csr_spmm_f32_blocked(r, nthreads, out, batch, indptr, indices, data,
                                                 nblocks, block_ptr, xt, ld, yt, ld)
                  : refcomp_csr_spmm_f32(r, nthreads, out, batch, indptr, indices, data, xt, ld, yt, ld);
-    if (st == REFCOMP_OK) {
-        transpose_f32(out, batch, yt, ld, y, ldy);
-        if (bias) /* one float32 addition per output, as y = (W x^T)^T + bias */
-            for (int64_t b = 0; b < batch; ++b)
-                for (int64_t o = 0; o < out; ++o) y[b * ldy + o] = y[b * ldy + o] + bias[o];
-    }
+    if (st == REFCOMP_OK) /* y = yt^T + bias: one float32 addition per output */
+        transpose(r, out, batch, yt, ld, y, ldy, bias);
     free(xt_mem);
     free(yt_mem);
     return st;
