@@ -137,9 +137,18 @@ int refcomp_requantize_fixed_point(int isa, int64_t M, int64_t N, const int32_t 
 int32_t refcomp_saturating_rounding_doubling_high_mul(int32_t a, int32_t b);
 int32_t refcomp_rounding_divide_by_pot(int32_t x, int exponent); /* 0 <= exponent <= 31 */
 
+#define REFCOMP_INDEX_U16 16 /* uint16_t column indices */
+#define REFCOMP_INDEX_I32 32 /* int32_t column indices */
+
 /* ------------------------------------------------------- sparse x dense
  * W is a CSR matrix with `rows` rows: row r holds the entries
  * data[p], column indices[p], for indptr[r] <= p < indptr[r+1].
+ * Offsets are int64 (nnz may pass 2^31). Column indices are uint16 or int32,
+ * named by index_type: REFCOMP_INDEX_U16 (W has at most 65536 columns) or
+ * REFCOMP_INDEX_I32. The kernels are bound by memory traffic at high
+ * sparsity, and the narrower index stream leaves more of L2 to the rows of X:
+ * at 90 % sparsity measured ~4 % (int32) and ~8 % (uint16) faster than
+ * int64 indices (docs/kernels.md). Any other index_type: REFCOMP_EINVAL.
  * Precondition (checked by refcomp.formats.CSRMatrix, NOT here):
  * indptr[0] = 0, indptr non-decreasing, every index in [0, cols of W).
  *
@@ -153,8 +162,8 @@ int32_t refcomp_rounding_divide_by_pot(int32_t x, int exponent); /* 0 <= exponen
  *   data int8, X int16, Y int32: exact when the value fits int32.
  */
 int refcomp_csr_spmm_f32(int isa, int nthreads, int64_t rows, int64_t n,
-                         const int64_t *indptr, const int64_t *indices, const float *data,
-                         const float *X, int64_t ldx, float *Y, int64_t ldy);
+                         const int64_t *indptr, const void *indices, int index_type,
+                         const float *data, const float *X, int64_t ldx, float *Y, int64_t ldy);
 
 /* The same product, W's columns cut into blocks: block_ptr[r * (nblocks + 1) + b]
  * is the first non-zero of row r in block b (so block_ptr[r*(nblocks+1)] =
@@ -162,8 +171,8 @@ int refcomp_csr_spmm_f32(int isa, int nthreads, int64_t rows, int64_t n,
  * checked, else REFCOMP_EINVAL). Each block's rows of X are reused by 128 rows
  * of W while in L1. Bit-identical to refcomp_csr_spmm_f32 on the same path. */
 int refcomp_csr_spmm_f32_blocked(int isa, int nthreads, int64_t rows, int64_t n,
-                                 const int64_t *indptr, const int64_t *indices, const float *data,
-                                 int64_t nblocks, const int64_t *block_ptr, const float *X,
+                                 const int64_t *indptr, const void *indices, int index_type,
+                                 const float *data, int64_t nblocks, const int64_t *block_ptr, const float *X,
                                  int64_t ldx, float *Y, int64_t ldy);
 
 /* sparse_linear (refcomp.ops.sparse_linear, eq. S1): y = x W^T + bias, float32.
@@ -173,13 +182,13 @@ int refcomp_csr_spmm_f32_blocked(int isa, int nthreads, int64_t rows, int64_t n,
  * block_ptr, refcomp_csr_spmm_f32_blocked: same bits) on aligned scratch
  * copies, then ONE float32 addition of bias: same bits as spmm + add. */
 int refcomp_csr_linear_f32(int isa, int nthreads, int64_t batch, int64_t in, int64_t out,
-                           const int64_t *indptr, const int64_t *indices, const float *data,
-                           int64_t nblocks, const int64_t *block_ptr,
+                           const int64_t *indptr, const void *indices, int index_type,
+                           const float *data, int64_t nblocks, const int64_t *block_ptr,
                            const float *x, int64_t ldx, const float *bias, float *y, int64_t ldy);
 
 int refcomp_csr_spmm_i8(int isa, int nthreads, int64_t rows, int64_t n,
-                        const int64_t *indptr, const int64_t *indices, const int8_t *data,
-                        const int16_t *X, int64_t ldx, int32_t *Y, int64_t ldy);
+                        const int64_t *indptr, const void *indices, int index_type,
+                        const int8_t *data, const int16_t *X, int64_t ldx, int32_t *Y, int64_t ldy);
 
 #ifdef __cplusplus
 }

@@ -25,16 +25,13 @@
 #define ROWS_PER_TASK 16
 #define SPMM_BLOCK_ROWS 128 /* rows per task of the column-blocked kernel */
 
-typedef struct {
-    int isa;
-    int64_t rows, n;
-    const int64_t *indptr, *indices;
-    const void *data;
-    const void *X;
-    int64_t ldx;
-    void *Y;
-    int64_t ldy;
-} spmm_ctx;
+/* Column index p of W, stored as uint16 (REFCOMP_INDEX_U16) or int32
+ * (REFCOMP_INDEX_I32). Every caller below passes a literal `iw`, so each
+ * kernel is compiled once per index type with a plain load. */
+static inline __attribute__((always_inline)) int64_t col(const void *indices, int iw, int64_t p) {
+    return iw == REFCOMP_INDEX_U16 ? (int64_t)((const uint16_t *)indices)[p]
+                                   : (int64_t)((const int32_t *)indices)[p];
+}
 
 /* ------------------------------------------------------------ float32
  * A "segment" is part of one row of W, non-zeros [pa, pb):
@@ -42,29 +39,32 @@ typedef struct {
  * one multiply-add chain per y element, in CSR order. A whole row is one
  * segment; the column-blocked kernel below cuts rows into several, which
  * gives the same bits. */
+typedef void (*seg_fn)(const float *data, const void *indices, int64_t pa, int64_t pb,
+                       const float *X, int64_t ldx, int64_t n, float *y, int first);
 
-static void seg_f32_scalar(const float *data, const int64_t *indices, int64_t pa, int64_t pb,
-                           const float *X, int64_t ldx, int64_t n, float *y, int first) {
+static inline __attribute__((always_inline)) void
+seg_f32_scalar(int iw, const float *data, const void *indices, int64_t pa, int64_t pb,
+               const float *X, int64_t ldx, int64_t n, float *y, int first) {
     if (first)
         for (int64_t j = 0; j < n; ++j) y[j] = 0.0f;
     for (int64_t p = pa; p < pb; ++p) {
         const float w = data[p];
-        const float *x = X + indices[p] * ldx;
+        const float *x = X + col(indices, iw, p) * ldx;
         for (int64_t j = 0; j < n; ++j) y[j] = y[j] + w * x[j];
     }
 }
 
 #if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
-REFCOMP_TARGET_AVX2 static void seg_f32_avx2(const float *data, const int64_t *indices,
-                                             int64_t pa, int64_t pb, const float *X, int64_t ldx,
-                                             int64_t n, float *y, int first) {
+REFCOMP_TARGET_AVX2 static inline __attribute__((always_inline)) void
+seg_f32_avx2(int iw, const float *data, const void *indices, int64_t pa, int64_t pb,
+             const float *X, int64_t ldx, int64_t n, float *y, int first) {
     int64_t j = 0;
     for (; j + 64 <= n; j += 64) { /* 8 ymm accumulators */
         __m256 acc[8];
         for (int v = 0; v < 8; ++v) acc[v] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(y + j + 8 * v);
         for (int64_t p = pa; p < pb; ++p) {
             const __m256 w = _mm256_set1_ps(data[p]);
-            const float *x = X + indices[p] * ldx + j;
+            const float *x = X + col(indices, iw, p) * ldx + j;
             for (int v = 0; v < 8; ++v) acc[v] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + 8 * v), acc[v]);
         }
         for (int v = 0; v < 8; ++v) _mm256_storeu_ps(y + j + 8 * v, acc[v]);
@@ -72,26 +72,26 @@ REFCOMP_TARGET_AVX2 static void seg_f32_avx2(const float *data, const int64_t *i
     for (; j + 8 <= n; j += 8) {
         __m256 acc = first ? _mm256_setzero_ps() : _mm256_loadu_ps(y + j);
         for (int64_t p = pa; p < pb; ++p)
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(data[p]), _mm256_loadu_ps(X + indices[p] * ldx + j), acc);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(data[p]), _mm256_loadu_ps(X + col(indices, iw, p) * ldx + j), acc);
         _mm256_storeu_ps(y + j, acc);
     }
     for (; j < n; ++j) {
         float acc = first ? 0.0f : y[j];
-        for (int64_t p = pa; p < pb; ++p) acc = fmaf(data[p], X[indices[p] * ldx + j], acc);
+        for (int64_t p = pa; p < pb; ++p) acc = fmaf(data[p], X[col(indices, iw, p) * ldx + j], acc);
         y[j] = acc;
     }
 }
 
-REFCOMP_TARGET_AVX512VNNI static void seg_f32_avx512(const float *data, const int64_t *indices,
-                                                     int64_t pa, int64_t pb, const float *X,
-                                                     int64_t ldx, int64_t n, float *y, int first) {
+REFCOMP_TARGET_AVX512VNNI static inline __attribute__((always_inline)) void
+seg_f32_avx512(int iw, const float *data, const void *indices, int64_t pa, int64_t pb,
+               const float *X, int64_t ldx, int64_t n, float *y, int first) {
     int64_t j = 0;
     for (; j + 128 <= n; j += 128) { /* 8 zmm accumulators */
         __m512 acc[8];
         for (int v = 0; v < 8; ++v) acc[v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(y + j + 16 * v);
         for (int64_t p = pa; p < pb; ++p) {
             const __m512 w = _mm512_set1_ps(data[p]);
-            const float *x = X + indices[p] * ldx + j;
+            const float *x = X + col(indices, iw, p) * ldx + j;
             for (int v = 0; v < 8; ++v) acc[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * v), acc[v]);
         }
         for (int v = 0; v < 8; ++v) _mm512_storeu_ps(y + j + 16 * v, acc[v]);
@@ -101,37 +101,114 @@ REFCOMP_TARGET_AVX512VNNI static void seg_f32_avx512(const float *data, const in
         const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
         __m512 acc = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, y + j);
         for (int64_t p = pa; p < pb; ++p)
-            acc = _mm512_fmadd_ps(_mm512_set1_ps(data[p]), _mm512_maskz_loadu_ps(m, X + indices[p] * ldx + j), acc);
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(data[p]),
+                                  _mm512_maskz_loadu_ps(m, X + col(indices, iw, p) * ldx + j), acc);
         _mm512_mask_storeu_ps(y + j, m, acc);
     }
 }
 #endif
 
-static void seg_f32(int isa, const float *data, const int64_t *indices, int64_t pa, int64_t pb,
-                    const float *X, int64_t ldx, int64_t n, float *y, int first) {
+/* one compiled kernel per (ISA, index type) */
+#define SEG_INSTANCE(TARGET, name, body, iw)                                                     \
+    TARGET static void name(const float *data, const void *indices, int64_t pa, int64_t pb,    \
+                            const float *X, int64_t ldx, int64_t n, float *y, int first) {     \
+        body(iw, data, indices, pa, pb, X, ldx, n, y, first);                                  \
+    }
+SEG_INSTANCE(, seg_scalar_u16, seg_f32_scalar, REFCOMP_INDEX_U16)
+SEG_INSTANCE(, seg_scalar_i32, seg_f32_scalar, REFCOMP_INDEX_I32)
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+SEG_INSTANCE(REFCOMP_TARGET_AVX2, seg_avx2_u16, seg_f32_avx2, REFCOMP_INDEX_U16)
+SEG_INSTANCE(REFCOMP_TARGET_AVX2, seg_avx2_i32, seg_f32_avx2, REFCOMP_INDEX_I32)
+SEG_INSTANCE(REFCOMP_TARGET_AVX512VNNI, seg_avx512_u16, seg_f32_avx512, REFCOMP_INDEX_U16)
+SEG_INSTANCE(REFCOMP_TARGET_AVX512VNNI, seg_avx512_i32, seg_f32_avx512, REFCOMP_INDEX_I32)
+#endif
+
+static seg_fn select_seg(int isa, int iw) {
     switch (isa) {
 #if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
-    case REFCOMP_ISA_AVX512VNNI: seg_f32_avx512(data, indices, pa, pb, X, ldx, n, y, first); break;
-    case REFCOMP_ISA_AVX2: seg_f32_avx2(data, indices, pa, pb, X, ldx, n, y, first); break;
+    case REFCOMP_ISA_AVX512VNNI: return iw == REFCOMP_INDEX_U16 ? seg_avx512_u16 : seg_avx512_i32;
+    case REFCOMP_ISA_AVX2: return iw == REFCOMP_INDEX_U16 ? seg_avx2_u16 : seg_avx2_i32;
 #endif
-    default: seg_f32_scalar(data, indices, pa, pb, X, ldx, n, y, first);
+    default: return iw == REFCOMP_INDEX_U16 ? seg_scalar_u16 : seg_scalar_i32;
     }
 }
+
+/* ------------------------------------------------------------ int8 */
+
+typedef struct spmm_ctx spmm_ctx;
+typedef void (*rows_fn)(const spmm_ctx *c, int64_t r0, int64_t r1);
+
+struct spmm_ctx {
+    seg_fn seg;      /* float32 kernels */
+    rows_fn i8_rows; /* int8 kernel */
+    int iw;
+    int64_t rows, n;
+    const int64_t *indptr;
+    const void *indices;
+    const void *data;
+    const void *X;
+    int64_t ldx;
+    void *Y;
+    int64_t ldy;
+};
+
+static inline __attribute__((always_inline)) void spmm_i8_rows(int iw, const spmm_ctx *c,
+                                                               int64_t r0, int64_t r1) {
+    const int8_t *data = (const int8_t *)c->data;
+    const int16_t *X = (const int16_t *)c->X;
+    int32_t *Y = (int32_t *)c->Y;
+    for (int64_t r = r0; r < r1; ++r) {
+        uint32_t *y = (uint32_t *)(Y + r * c->ldy);
+        for (int64_t j = 0; j < c->n; ++j) y[j] = 0;
+        for (int64_t p = c->indptr[r]; p < c->indptr[r + 1]; ++p) {
+            const uint32_t w = (uint32_t)(int32_t)data[p];
+            const int16_t *x = X + col(c->indices, iw, p) * c->ldx;
+            for (int64_t j = 0; j < c->n; ++j) y[j] += w * (uint32_t)(int32_t)x[j];
+        }
+    }
+}
+
+/* the same loop, auto-vectorized for each ISA (wrapping uint32 arithmetic) */
+#define I8_INSTANCE(TARGET, name, iw)                                               \
+    TARGET static void name(const spmm_ctx *c, int64_t r0, int64_t r1) {           \
+        spmm_i8_rows(iw, c, r0, r1);                                               \
+    }
+I8_INSTANCE(, i8_scalar_u16, REFCOMP_INDEX_U16)
+I8_INSTANCE(, i8_scalar_i32, REFCOMP_INDEX_I32)
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+I8_INSTANCE(REFCOMP_TARGET_AVX2, i8_avx2_u16, REFCOMP_INDEX_U16)
+I8_INSTANCE(REFCOMP_TARGET_AVX2, i8_avx2_i32, REFCOMP_INDEX_I32)
+I8_INSTANCE(REFCOMP_TARGET_AVX512VNNI, i8_avx512_u16, REFCOMP_INDEX_U16)
+I8_INSTANCE(REFCOMP_TARGET_AVX512VNNI, i8_avx512_i32, REFCOMP_INDEX_I32)
+#endif
+
+static rows_fn select_i8(int isa, int iw) {
+    switch (isa) {
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+    case REFCOMP_ISA_AVX512VNNI: return iw == REFCOMP_INDEX_U16 ? i8_avx512_u16 : i8_avx512_i32;
+    case REFCOMP_ISA_AVX2: return iw == REFCOMP_INDEX_U16 ? i8_avx2_u16 : i8_avx2_i32;
+#endif
+    default: return iw == REFCOMP_INDEX_U16 ? i8_scalar_u16 : i8_scalar_i32;
+    }
+}
+
+/* ------------------------------------------------------------ tasks */
 
 static void spmm_f32_task(void *vctx, int64_t task) {
     const spmm_ctx *c = (const spmm_ctx *)vctx;
     int64_t r0 = task * ROWS_PER_TASK, r1 = r0 + ROWS_PER_TASK;
     if (r1 > c->rows) r1 = c->rows;
     for (int64_t r = r0; r < r1; ++r)
-        seg_f32(c->isa, (const float *)c->data, c->indices, c->indptr[r], c->indptr[r + 1],
-                (const float *)c->X, c->ldx, c->n, (float *)c->Y + r * c->ldy, 1);
+        c->seg((const float *)c->data, c->indices, c->indptr[r], c->indptr[r + 1], (const float *)c->X,
+               c->ldx, c->n, (float *)c->Y + r * c->ldy, 1);
 }
 
 /* Column-blocked: W's columns cut into blocks; for each block every row of
- * the task adds its non-zeros of that block, so the block's rows of X
- * (chosen by the caller to fit L1) serve all rows of the task instead of
- * being re-read from L2 for each; partial sums wait in Y between blocks.
- * Bit-identical to spmm_f32_task (same FMA chain per element). */
+ * the task adds its non-zeros of that block, so the block's rows of X (a
+ * slice chosen by CSRMatrix.column_blocks) serve all rows of the task while
+ * they are in cache, instead of the whole of X streaming past for every row;
+ * partial sums wait in Y between blocks. Bit-identical to spmm_f32_task
+ * (same FMA chain per element). */
 typedef struct {
     spmm_ctx base;
     int64_t nblocks;
@@ -151,102 +228,75 @@ static void spmm_f32_blocked_task(void *vctx, int64_t task) {
         for (int64_t r = r0; r < r1; ++r) {
             const int64_t *bp = bc->block_ptr + r * (bc->nblocks + 1);
             if (bp[b + 1] > bp[b])
-                seg_f32(c->isa, (const float *)c->data, c->indices, bp[b], bp[b + 1],
-                        (const float *)c->X, c->ldx, c->n, Y + r * c->ldy, bp[b] == c->indptr[r]);
+                c->seg((const float *)c->data, c->indices, bp[b], bp[b + 1], (const float *)c->X, c->ldx,
+                       c->n, Y + r * c->ldy, bp[b] == c->indptr[r]);
         }
 }
-
-/* ------------------------------------------------------------ int8 */
-
-static inline __attribute__((always_inline)) void spmm_i8_rows(const spmm_ctx *c, int64_t r0,
-                                                               int64_t r1) {
-    const int8_t *data = (const int8_t *)c->data;
-    const int16_t *X = (const int16_t *)c->X;
-    int32_t *Y = (int32_t *)c->Y;
-    for (int64_t r = r0; r < r1; ++r) {
-        uint32_t *y = (uint32_t *)(Y + r * c->ldy);
-        for (int64_t j = 0; j < c->n; ++j) y[j] = 0;
-        for (int64_t p = c->indptr[r]; p < c->indptr[r + 1]; ++p) {
-            const uint32_t w = (uint32_t)(int32_t)data[p];
-            const int16_t *x = X + c->indices[p] * c->ldx;
-            for (int64_t j = 0; j < c->n; ++j) y[j] += w * (uint32_t)(int32_t)x[j];
-        }
-    }
-}
-
-static void spmm_i8_rows_scalar(const spmm_ctx *c, int64_t r0, int64_t r1) {
-    spmm_i8_rows(c, r0, r1);
-}
-#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
-/* the same loop, auto-vectorized for each ISA (wrapping uint32 arithmetic) */
-REFCOMP_TARGET_AVX2 static void spmm_i8_rows_avx2(const spmm_ctx *c, int64_t r0, int64_t r1) {
-    spmm_i8_rows(c, r0, r1);
-}
-REFCOMP_TARGET_AVX512VNNI static void spmm_i8_rows_avx512(const spmm_ctx *c, int64_t r0,
-                                                          int64_t r1) {
-    spmm_i8_rows(c, r0, r1);
-}
-#endif
 
 static void spmm_i8_task(void *vctx, int64_t task) {
     const spmm_ctx *c = (const spmm_ctx *)vctx;
     int64_t r0 = task * ROWS_PER_TASK, r1 = r0 + ROWS_PER_TASK;
     if (r1 > c->rows) r1 = c->rows;
-    switch (c->isa) {
-#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
-    case REFCOMP_ISA_AVX512VNNI: spmm_i8_rows_avx512(c, r0, r1); break;
-    case REFCOMP_ISA_AVX2: spmm_i8_rows_avx2(c, r0, r1); break;
-#endif
-    default: spmm_i8_rows_scalar(c, r0, r1);
-    }
+    c->i8_rows(c, r0, r1);
 }
 
-static int spmm_run(int isa, int nthreads, int64_t rows, int64_t n, const int64_t *indptr,
-                    const int64_t *indices, const void *data, const void *X, int64_t ldx, void *Y,
-                    int64_t ldy, refcomp__task_fn task) {
+/* Checks shared by the entry points; fills *ctx. 1: nothing to do. */
+static int spmm_setup(int *isa, int64_t rows, int64_t n, const int64_t *indptr, const void *indices,
+                      int index_type, const void *data, const void *X, int64_t ldx, void *Y,
+                      int64_t ldy, spmm_ctx *ctx) {
     if (rows < 0 || n < 0) return REFCOMP_EINVAL;
-    isa = refcomp__resolve_isa(isa);
-    if (isa < 0) return isa;
-    if (rows == 0 || n == 0) return REFCOMP_OK;
+    if (index_type != REFCOMP_INDEX_U16 && index_type != REFCOMP_INDEX_I32) return REFCOMP_EINVAL;
+    *isa = refcomp__resolve_isa(*isa);
+    if (*isa < 0) return *isa;
+    if (rows == 0 || n == 0) return 1;
     if (!indptr || !Y || ldy < n || ldx < n) return REFCOMP_EINVAL;
     if (indptr[rows] > 0 && (!indices || !data || !X)) return REFCOMP_EINVAL;
-    spmm_ctx ctx = {isa, rows, n, indptr, indices, data, X, ldx, Y, ldy};
-    if ((double)indptr[rows] * (double)n < 1.0e6) nthreads = 1;
-    return refcomp__parallel_for(nthreads, (rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK, task, &ctx);
+    spmm_ctx c = {select_seg(*isa, index_type), select_i8(*isa, index_type), index_type, rows, n,
+                  indptr, indices, data, X, ldx, Y, ldy};
+    *ctx = c;
+    return REFCOMP_OK;
 }
 
 int refcomp_csr_spmm_f32(int isa, int nthreads, int64_t rows, int64_t n, const int64_t *indptr,
-                         const int64_t *indices, const float *data, const float *X, int64_t ldx,
-                         float *Y, int64_t ldy) {
-    return spmm_run(isa, nthreads, rows, n, indptr, indices, data, X, ldx, Y, ldy, spmm_f32_task);
+                         const void *indices, int index_type, const float *data, const float *X,
+                         int64_t ldx, float *Y, int64_t ldy) {
+    spmm_ctx ctx;
+    int st = spmm_setup(&isa, rows, n, indptr, indices, index_type, data, X, ldx, Y, ldy, &ctx);
+    if (st != REFCOMP_OK) return st == 1 ? REFCOMP_OK : st;
+    if ((double)indptr[rows] * (double)n < 1.0e6) nthreads = 1;
+    return refcomp__parallel_for(nthreads, (rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK, spmm_f32_task, &ctx);
 }
 
 int refcomp_csr_spmm_f32_blocked(int isa, int nthreads, int64_t rows, int64_t n,
-                                 const int64_t *indptr, const int64_t *indices, const float *data,
-                                 int64_t nblocks, const int64_t *block_ptr, const float *X,
-                                 int64_t ldx, float *Y, int64_t ldy) {
-    if (rows < 0 || n < 0 || nblocks < 1) return REFCOMP_EINVAL;
-    isa = refcomp__resolve_isa(isa);
-    if (isa < 0) return isa;
-    if (rows == 0 || n == 0) return REFCOMP_OK;
-    if (!indptr || !block_ptr || !Y || ldy < n || ldx < n) return REFCOMP_EINVAL;
-    if (indptr[rows] > 0 && (!indices || !data || !X)) return REFCOMP_EINVAL;
+                                 const int64_t *indptr, const void *indices, int index_type,
+                                 const float *data, int64_t nblocks, const int64_t *block_ptr,
+                                 const float *X, int64_t ldx, float *Y, int64_t ldy) {
+    if (nblocks < 1) return REFCOMP_EINVAL;
+    blocked_ctx ctx;
+    int st = spmm_setup(&isa, rows, n, indptr, indices, index_type, data, X, ldx, Y, ldy, &ctx.base);
+    if (st != REFCOMP_OK) return st == 1 ? REFCOMP_OK : st;
+    if (!block_ptr) return REFCOMP_EINVAL;
     for (int64_t r = 0; r < rows; ++r) { /* block_ptr must partition each row */
         const int64_t *bp = block_ptr + r * (nblocks + 1);
         if (bp[0] != indptr[r] || bp[nblocks] != indptr[r + 1]) return REFCOMP_EINVAL;
         for (int64_t b = 0; b < nblocks; ++b)
             if (bp[b + 1] < bp[b]) return REFCOMP_EINVAL;
     }
-    blocked_ctx ctx = {{isa, rows, n, indptr, indices, data, X, ldx, Y, ldy}, nblocks, block_ptr};
+    ctx.nblocks = nblocks;
+    ctx.block_ptr = block_ptr;
     if ((double)indptr[rows] * (double)n < 1.0e6) nthreads = 1;
     return refcomp__parallel_for(nthreads, (rows + SPMM_BLOCK_ROWS - 1) / SPMM_BLOCK_ROWS,
                                  spmm_f32_blocked_task, &ctx);
 }
 
 int refcomp_csr_spmm_i8(int isa, int nthreads, int64_t rows, int64_t n, const int64_t *indptr,
-                        const int64_t *indices, const int8_t *data, const int16_t *X, int64_t ldx,
-                        int32_t *Y, int64_t ldy) {
-    return spmm_run(isa, nthreads, rows, n, indptr, indices, data, X, ldx, Y, ldy, spmm_i8_task);
+                        const void *indices, int index_type, const int8_t *data, const int16_t *X,
+                        int64_t ldx, int32_t *Y, int64_t ldy) {
+    spmm_ctx ctx;
+    int st = spmm_setup(&isa, rows, n, indptr, indices, index_type, data, X, ldx, Y, ldy, &ctx);
+    if (st != REFCOMP_OK) return st == 1 ? REFCOMP_OK : st;
+    if ((double)indptr[rows] * (double)n < 1.0e6) nthreads = 1;
+    return refcomp__parallel_for(nthreads, (rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK, spmm_i8_task, &ctx);
 }
 
 /* ------------------------------------------------------ sparse_linear */
@@ -329,10 +379,11 @@ static void transpose(int isa, int64_t r, int64_t c, const float *src, int64_t l
 }
 
 int refcomp_csr_linear_f32(int isa, int nthreads, int64_t batch, int64_t in, int64_t out,
-                           const int64_t *indptr, const int64_t *indices, const float *data,
-                           int64_t nblocks, const int64_t *block_ptr,
+                           const int64_t *indptr, const void *indices, int index_type,
+                           const float *data, int64_t nblocks, const int64_t *block_ptr,
                            const float *x, int64_t ldx, const float *bias, float *y, int64_t ldy) {
     if (batch < 0 || in < 0 || out < 0) return REFCOMP_EINVAL;
+    if (index_type != REFCOMP_INDEX_U16 && index_type != REFCOMP_INDEX_I32) return REFCOMP_EINVAL;
     int r = refcomp__resolve_isa(isa);
     if (r < 0) return r;
     if (batch == 0 || out == 0) return REFCOMP_OK;
@@ -348,9 +399,10 @@ int refcomp_csr_linear_f32(int isa, int nthreads, int64_t batch, int64_t in, int
     float *xt = (float *)xt_mem, *yt = (float *)yt_mem;
     transpose(r, batch, in, x, ldx, xt, ld, NULL);
     int st = nblocks > 0 && block_ptr
-                 ? refcomp_csr_spmm_f32_blocked(r, nthreads, out, batch, indptr, indices, data,
+                 ? refcomp_csr_spmm_f32_blocked(r, nthreads, out, batch, indptr, indices, index_type, data,
                                                 nblocks, block_ptr, xt, ld, yt, ld)
-                 : refcomp_csr_spmm_f32(r, nthreads, out, batch, indptr, indices, data, xt, ld, yt, ld);
+                 : refcomp_csr_spmm_f32(r, nthreads, out, batch, indptr, indices, index_type, data, xt,
+                                        ld, yt, ld);
     if (st == REFCOMP_OK) /* y = yt^T + bias: one float32 addition per output */
         transpose(r, out, batch, yt, ld, y, ldy, bias);
     free(xt_mem);

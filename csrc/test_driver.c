@@ -178,7 +178,7 @@ static void check_requantize(void) {
 
 static void check_spmm(int64_t rows, int64_t cols, int64_t n, int density_pct) {
     int64_t *indptr = malloc(sizeof(int64_t) * (size_t)(rows + 1));
-    int64_t *indices = malloc(sizeof(int64_t) * (size_t)(rows * cols + 1));
+    int32_t *indices = malloc(sizeof(int32_t) * (size_t)(rows * cols + 1));
     float *data = malloc(sizeof(float) * (size_t)(rows * cols + 1));
     int8_t *data8 = malloc((size_t)(rows * cols + 1));
     int64_t ldx = n + 1, ldy = n + 3;
@@ -186,12 +186,15 @@ static void check_spmm(int64_t rows, int64_t cols, int64_t n, int density_pct) {
     int16_t *X16 = malloc(sizeof(int16_t) * (size_t)(cols * ldx + 1));
     float *Y = malloc(sizeof(float) * (size_t)(rows * ldy + 1));
     int32_t *Y32 = malloc(sizeof(int32_t) * (size_t)(rows * ldy + 1));
+    float *Ysame = malloc(sizeof(float) * (size_t)(rows * ldy + 1));
+    uint16_t *indices16 = malloc(sizeof(uint16_t) * (size_t)(rows * cols + 1));
     int64_t nnz = 0;
     indptr[0] = 0;
     for (int64_t r = 0; r < rows; ++r) {
         for (int64_t c = 0; c < cols; ++c)
             if ((int)(rnd() % 100) < density_pct) {
-                indices[nnz] = c;
+                indices[nnz] = (int32_t)c;
+                indices16[nnz] = (uint16_t)c;
                 data[nnz] = (float)((int)(rnd() % 2001) - 1000) / 512.0f;
                 data8[nnz] = (int8_t)(uint8_t)rnd();
                 ++nnz;
@@ -202,12 +205,24 @@ static void check_spmm(int64_t rows, int64_t cols, int64_t n, int density_pct) {
         X[i] = (float)((int)(rnd() % 2001) - 1000) / 256.0f;
         X16[i] = (int16_t)((int)(rnd() % 511) - 255);
     }
+    CHECK(refcomp_csr_spmm_f32(REFCOMP_ISA_AUTO, 1, rows, n, indptr, indices, 64, data, X, ldx, Y, ldy)
+          == REFCOMP_EINVAL, "unknown index type refused");
     for (int isa = REFCOMP_ISA_SCALAR; isa <= REFCOMP_ISA_AVX512VNNI; ++isa) {
         if (!refcomp_isa_supported(isa)) continue;
+        /* every check for int32 and for uint16 column indices; same bits from both */
+        for (int it = 0; it < 2; ++it)
         for (int threads = 1; threads <= 2; ++threads) {
-            CHECK(refcomp_csr_spmm_f32(isa, threads, rows, n, indptr, indices, data, X, ldx, Y, ldy)
+            const int itype = it ? REFCOMP_INDEX_U16 : REFCOMP_INDEX_I32;
+            const void *ix = it ? (const void *)indices16 : (const void *)indices;
+            CHECK(refcomp_csr_spmm_f32(isa, threads, rows, n, indptr, ix, itype, data, X, ldx, Y, ldy)
                   == REFCOMP_OK, "spmm status");
-            CHECK(refcomp_csr_spmm_i8(isa, threads, rows, n, indptr, indices, data8, X16, ldx, Y32,
+            if (it == 0 && threads == 1)
+                memcpy(Ysame, Y, sizeof(float) * (size_t)(rows * ldy));
+            for (int64_t r = 0; r < rows; ++r)
+                for (int64_t j = 0; j < n; ++j)
+                    CHECK(Y[r * ldy + j] == Ysame[r * ldy + j], "spmm %s index type %d threads %d [%lld,%lld]",
+                          refcomp_isa_name(isa), itype, threads, (long long)r, (long long)j);
+            CHECK(refcomp_csr_spmm_i8(isa, threads, rows, n, indptr, ix, itype, data8, X16, ldx, Y32,
                                       ldy) == REFCOMP_OK, "spmm i8 status");
             /* sparse_linear: y = x W^T + bias with x = X^T, same bits as spmm + one add */
             float *xb = malloc(sizeof(float) * (size_t)(n * cols + 1));
@@ -216,7 +231,7 @@ static void check_spmm(int64_t rows, int64_t cols, int64_t n, int density_pct) {
             for (int64_t j = 0; j < n; ++j)
                 for (int64_t k = 0; k < cols; ++k) xb[j * cols + k] = X[k * ldx + j];
             for (int64_t r = 0; r < rows; ++r) bias[r] = (float)((int)(rnd() % 200) - 100) / 8.0f;
-            CHECK(refcomp_csr_linear_f32(isa, threads, n, cols, rows, indptr, indices, data, 0, NULL,
+            CHECK(refcomp_csr_linear_f32(isa, threads, n, cols, rows, indptr, ix, itype, data, 0, NULL,
                                          xb, cols, bias, yb, rows) == REFCOMP_OK, "linear status");
             /* column-blocked product: same bits, for several block widths */
             for (int64_t kb = 1; kb <= cols; kb *= 7) {
@@ -230,7 +245,7 @@ static void check_spmm(int64_t rows, int64_t cols, int64_t n, int density_pct) {
                         bp[r * (nb + 1) + b] = b == nb ? indptr[r + 1] : p;
                     }
                 }
-                CHECK(refcomp_csr_spmm_f32_blocked(isa, threads, rows, n, indptr, indices, data, nb, bp,
+                CHECK(refcomp_csr_spmm_f32_blocked(isa, threads, rows, n, indptr, ix, itype, data, nb, bp,
                                                    X, ldx, Yb, ldy) == REFCOMP_OK, "blocked status");
                 for (int64_t r = 0; r < rows; ++r)
                     for (int64_t j = 0; j < n; ++j)
@@ -238,7 +253,7 @@ static void check_spmm(int64_t rows, int64_t cols, int64_t n, int density_pct) {
                               refcomp_isa_name(isa), (long long)kb, (long long)r, (long long)j);
                 if (rows > 0) { /* a block_ptr that does not partition the rows is refused */
                     bp[nb] += 1;
-                    CHECK(refcomp_csr_spmm_f32_blocked(isa, threads, rows, n, indptr, indices, data, nb,
+                    CHECK(refcomp_csr_spmm_f32_blocked(isa, threads, rows, n, indptr, ix, itype, data, nb,
                                                        bp, X, ldx, Yb, ldy) == REFCOMP_EINVAL, "bad block_ptr");
                 }
                 free(bp);
@@ -268,7 +283,8 @@ static void check_spmm(int64_t rows, int64_t cols, int64_t n, int density_pct) {
                 }
         }
     }
-    free(indptr); free(indices); free(data); free(data8); free(X); free(X16); free(Y); free(Y32);
+    free(indptr); free(indices); free(indices16); free(data); free(data8); free(X); free(X16); free(Y); free(Y32);
+    free(Ysame);
 }
 
 int main(void) {

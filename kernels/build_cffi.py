@@ -11,6 +11,7 @@ Run directly (``python kernels/build_cffi.py``) to build in place.
 from __future__ import annotations
 
 import os
+import re
 
 from cffi import FFI
 
@@ -18,52 +19,32 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _CSRC = os.path.join(os.path.dirname(_HERE), "csrc")
 SOURCES = ["cpu.c", "threads.c", "matmul_integer.c", "requantize.c", "spmm.c"]
 
-# The declarations of csrc/refcomp.h that Python uses (cffi's cdef takes no preprocessor).
-CDEF = """
-int refcomp_isa_supported(int isa);
-int refcomp_isa_best(void);
-const char *refcomp_isa_name(int isa);
+def cdef_from_header(path: str = os.path.join(_CSRC, "refcomp.h")) -> str:
+    """The declarations of csrc/refcomp.h in the form cffi's cdef takes.
 
-int refcomp_matmul_integer(int isa, int nthreads, int64_t M, int64_t K, int64_t N,
-                           const void *A, int64_t lda, int a_is_signed, const int32_t *a_zero_point,
-                           const void *B, int64_t ldb, int b_is_signed, const int32_t *b_zero_point,
-                           const int32_t *bias, int32_t *C, int64_t ldc);
-typedef struct refcomp_packed_b refcomp_packed_b;
-int refcomp_pack_b(int64_t K, int64_t N, const void *B, int64_t ldb, int b_is_signed,
-                   refcomp_packed_b **out);
-void refcomp_packed_b_free(refcomp_packed_b *packed);
-int64_t refcomp_packed_b_rows(const refcomp_packed_b *packed);
-int64_t refcomp_packed_b_cols(const refcomp_packed_b *packed);
-int refcomp_matmul_integer_packed(int isa, int nthreads, int64_t M,
-                                  const void *A, int64_t lda, int a_is_signed, const int32_t *a_zero_point,
-                                  const refcomp_packed_b *B, const int32_t *b_zero_point,
-                                  const int32_t *bias, int32_t *C, int64_t ldc);
+    cdef has no preprocessor, so: comments go, the ``extern "C"`` guard
+    blocks go, and of the other directives only integer ``#define``s stay
+    (cdef reads those as constants). Generated from the header, the binding
+    cannot drift from the C library it compiles.
+    """
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", "", text)
+    text = re.sub(r"#ifdef __cplusplus.*?#endif", "", text, flags=re.S)
+    keep = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            if re.fullmatch(r"#define\s+\w+\s+-?\d+", stripped):
+                keep.append(stripped)
+            continue
+        if stripped:
+            keep.append(line.rstrip())
+    return "\n".join(keep) + "\n"
 
-int refcomp_requantize_float(int isa, int64_t M, int64_t N, const int32_t *acc, int64_t ld_acc,
-                             const float *multiplier, const int32_t *zero_point,
-                             int32_t qmin, int32_t qmax, int32_t *out, int64_t ld_out);
-int refcomp_requantize_fixed_point(int isa, int64_t M, int64_t N, const int32_t *acc, int64_t ld_acc,
-                                   const int32_t *multiplier, const int32_t *shift,
-                                   const int32_t *zero_point, int32_t qmin, int32_t qmax,
-                                   int32_t *out, int64_t ld_out);
-int32_t refcomp_saturating_rounding_doubling_high_mul(int32_t a, int32_t b);
-int32_t refcomp_rounding_divide_by_pot(int32_t x, int exponent);
 
-int refcomp_csr_spmm_f32(int isa, int nthreads, int64_t rows, int64_t n,
-                         const int64_t *indptr, const int64_t *indices, const float *data,
-                         const float *X, int64_t ldx, float *Y, int64_t ldy);
-int refcomp_csr_spmm_f32_blocked(int isa, int nthreads, int64_t rows, int64_t n,
-                                 const int64_t *indptr, const int64_t *indices, const float *data,
-                                 int64_t nblocks, const int64_t *block_ptr, const float *X,
-                                 int64_t ldx, float *Y, int64_t ldy);
-int refcomp_csr_linear_f32(int isa, int nthreads, int64_t batch, int64_t in, int64_t out,
-                           const int64_t *indptr, const int64_t *indices, const float *data,
-                           int64_t nblocks, const int64_t *block_ptr,
-                           const float *x, int64_t ldx, const float *bias, float *y, int64_t ldy);
-int refcomp_csr_spmm_i8(int isa, int nthreads, int64_t rows, int64_t n,
-                        const int64_t *indptr, const int64_t *indices, const int8_t *data,
-                        const int16_t *X, int64_t ldx, int32_t *Y, int64_t ldy);
-"""
+CDEF = cdef_from_header()
 
 
 def _rel(path: str) -> str:

@@ -21,6 +21,8 @@ from .. import backend as _backend
 from ..errors import BackendUnavailableError, DTypeError, ShapeError, ValidationError
 from ._crefcomp import ffi, lib
 
+_INT32_MAX = 2**31 - 1
+
 __all__ = [
     "ISAS",
     "isa_supported",
@@ -219,11 +221,24 @@ def requantize_fixed_point(acc, multiplier, shift, zero_point, qmin, qmax, *, is
     return out
 
 
+def kernel_index_array(indices, cols: int) -> np.ndarray:
+    """Column indices (values in [0, cols)) in the C kernels' index type: uint16 when
+    cols <= 65536, else int32 (csrc/refcomp.h, REFCOMP_INDEX_*). No copy when they already are."""
+    dt = np.uint16 if cols <= 65536 else np.int32
+    return np.ascontiguousarray(indices, dtype=dt)
+
+
+def _index_type(indices: np.ndarray) -> int:
+    return lib.REFCOMP_INDEX_U16 if indices.dtype == np.uint16 else lib.REFCOMP_INDEX_I32
+
+
 def _csr_arrays(indptr, indices, data, rows: int, cols: int, data_dtype, validated: bool = False):
     """The CSR arrays as the C library wants them; checks what C relies on (refcomp.h precondition).
 
     ``validated=True`` (arrays taken from a CSRMatrix, which checked the O(nnz)
     invariants at construction and holds them read-only) keeps only the O(1) checks.
+    Column indices come back in the kernels' type (:func:`kernel_index_array`),
+    narrowed only after the range check, so no index can wrap into range.
     """
     indptr, indices = np.asarray(indptr), np.asarray(indices)
     for name, v in (("indptr", indptr), ("indices", indices)):
@@ -231,8 +246,10 @@ def _csr_arrays(indptr, indices, data, rows: int, cols: int, data_dtype, validat
             raise DTypeError(name, "an integer array", f"dtype {v.dtype}")
         if v.ndim != 1:
             raise ShapeError(name, "a 1-D array", f"shape {v.shape}")
+    if cols > _INT32_MAX:
+        raise ShapeError("shape", f"at most {_INT32_MAX} columns (the C kernels take int32 column indices)",
+                         f"{cols} columns")
     indptr = np.ascontiguousarray(indptr, dtype=np.int64)
-    indices = np.ascontiguousarray(indices, dtype=np.int64)
     data = np.asarray(data)
     if data.dtype != data_dtype:
         raise DTypeError("data", f"dtype {np.dtype(data_dtype)}", f"dtype {data.dtype}")
@@ -245,7 +262,7 @@ def _csr_arrays(indptr, indices, data, rows: int, cols: int, data_dtype, validat
         raise ShapeError("data", f"shape {indices.shape} (as indices)", f"shape {data.shape}")
     if not validated and indices.size and (indices.min() < 0 or indices.max() >= cols):
         raise ValidationError("indices", f"column indices in [0, {cols})", f"range [{indices.min()}, {indices.max()}]")
-    return indptr, indices, data
+    return indptr, kernel_index_array(indices, cols), data
 
 
 def aligned_array(X, align: int = 64) -> np.ndarray:
@@ -297,7 +314,7 @@ def csr_spmm_f32(indptr, indices, data, shape, X, *, isa=None, threads=None, val
     nb, bp_ptr, _keep = _blocks(blocks, rows)
     if rows and n and nb:
         st = lib.refcomp_csr_spmm_f32_blocked(isa_code, _threads(threads), rows, n, _ptr("int64_t *", indptr),
-                                              _ptr("int64_t *", indices), _ptr("float *", data), nb, bp_ptr,
+                                              ffi.from_buffer(indices), _index_type(indices), _ptr("float *", data), nb, bp_ptr,
                                               _ptr("float *", X), max(n, 1), _ptr("float *", Y), n)
         if st == -1:  # the only argument C checks that Python does not: the partition
             raise ValidationError("blocks", "block_ptr rows running from indptr[r] to indptr[r+1], non-decreasing",
@@ -305,7 +322,7 @@ def csr_spmm_f32(indptr, indices, data, shape, X, *, isa=None, threads=None, val
         _check(st, "refcomp_csr_spmm_f32_blocked")
     elif rows and n:
         _check(lib.refcomp_csr_spmm_f32(isa_code, _threads(threads), rows, n, _ptr("int64_t *", indptr),
-                                        _ptr("int64_t *", indices), _ptr("float *", data),
+                                        ffi.from_buffer(indices), _index_type(indices), _ptr("float *", data),
                                         _ptr("float *", X), max(n, 1), _ptr("float *", Y), n),
                "refcomp_csr_spmm_f32")
     return Y
@@ -326,7 +343,7 @@ def csr_spmm_i8(indptr, indices, data, shape, X, *, isa=None, threads=None, vali
     Y = np.empty((rows, n), np.int32)
     if rows and n:
         _check(lib.refcomp_csr_spmm_i8(isa_code, _threads(threads), rows, n, _ptr("int64_t *", indptr),
-                                       _ptr("int64_t *", indices), _ptr("int8_t *", data),
+                                       ffi.from_buffer(indices), _index_type(indices), _ptr("int8_t *", data),
                                        _ptr("int16_t *", X), max(n, 1), _ptr("int32_t *", Y), n),
                "refcomp_csr_spmm_i8")
     return Y
@@ -358,7 +375,7 @@ def csr_linear_f32(indptr, indices, data, shape, x, bias=None, *, isa=None, thre
     y = np.empty((batch, rows), np.float32)
     if batch and rows:
         _check(lib.refcomp_csr_linear_f32(isa_code, _threads(threads), batch, cols, rows, _ptr("int64_t *", indptr),
-                                          _ptr("int64_t *", indices), _ptr("float *", data), nb, bp_ptr,
+                                          ffi.from_buffer(indices), _index_type(indices), _ptr("float *", data), nb, bp_ptr,
                                           _ptr("float *", x),
                                           max(cols, 1), _opt("float *", b), _ptr("float *", y), rows),
                "refcomp_csr_linear_f32")

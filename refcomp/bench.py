@@ -282,13 +282,13 @@ def spmm_rows(*, quick=False, threads=1, log=print):
         wall = time.perf_counter
         cands = {
             "dense": lambda: x @ Wfull.T,
-            "c": lambda: ck.csr_spmm_f32(W.indptr, W.indices, W.data, shp, xT, threads=threads, validated=True, blocks=blk),
-            "c_1t_wall": (lambda: ck.csr_spmm_f32(W.indptr, W.indices, W.data, shp, xT, threads=1, validated=True,
+            "c": lambda: ck.csr_spmm_f32(W.indptr, W.kernel_indices, W.data, shp, xT, threads=threads, validated=True, blocks=blk),
+            "c_1t_wall": (lambda: ck.csr_spmm_f32(W.indptr, W.kernel_indices, W.data, shp, xT, threads=1, validated=True,
                                                   blocks=blk), wall),
-            "c_2t": (lambda: ck.csr_spmm_f32(W.indptr, W.indices, W.data, shp, xT, threads=2, validated=True,
+            "c_2t": (lambda: ck.csr_spmm_f32(W.indptr, W.kernel_indices, W.data, shp, xT, threads=2, validated=True,
                                              blocks=blk), wall),
             "c_op": lambda: sparse_linear(x, W, backend="c"),
-            "numba": lambda: nbs.csr_spmm_f32(W.indptr, W.indices, W.data, shp, xT, threads=threads),
+            "numba": lambda: nbs.csr_spmm_f32(W.indptr, W.kernel_indices, W.data, shp, xT, threads=threads),
         }
         try:
             S = W.to_scipy()
@@ -368,8 +368,8 @@ def thread_rows(*, quick=False, log=print):
                              .astype(np.float32))
     blk = W.column_blocks(128)
     jobs.append(("sparse_linear 90 %", {
-        "c": lambda t: ck.csr_spmm_f32(W.indptr, W.indices, W.data, W.shape, xT, threads=t, validated=True, blocks=blk),
-        "numba": lambda t: nbs.csr_spmm_f32(W.indptr, W.indices, W.data, W.shape, xT, threads=t)}))
+        "c": lambda t: ck.csr_spmm_f32(W.indptr, W.kernel_indices, W.data, W.shape, xT, threads=t, validated=True, blocks=blk),
+        "numba": lambda t: nbs.csr_spmm_f32(W.indptr, W.kernel_indices, W.data, W.shape, xT, threads=t)}))
     rows = []
     for name, fns in jobs:
         cands = {f"{k}_{t}": ((lambda f=f, t=t: f(t)), wall) for k, f in fns.items() for t in (1, 2)}

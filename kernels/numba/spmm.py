@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...errors import ShapeError
 from ._threads import use_refcomp_threads
 
 __all__ = ["csr_spmm_f32", "csr_spmm_i8", "csr_linear_f32"]
@@ -46,11 +47,20 @@ def _spmm_i8(indptr, indices, data, X, Y):  # pragma: no cover - compiled
                 y[j] = np.int32(y[j] + w * np.int32(x[j]))
 
 
+def _indices32(indices, shape):
+    # int32 column indices (whatever integer type comes in: one compiled
+    # specialization; CSRMatrix.kernel_indices may be uint16)
+    if shape[1] > np.iinfo(np.int32).max:
+        raise ShapeError("shape", f"at most {np.iinfo(np.int32).max} columns (int32 column indices)",
+                         f"{shape[1]} columns")
+    return np.asarray(indices, np.int32)
+
+
 def csr_spmm_f32(indptr, indices, data, shape, X, *, threads=None, validated=False, blocks=None):
     """Y = W @ X, W float32 CSR of ``shape``, X float32 [cols, n] (arrays validated by the caller)."""
     Y = np.empty((shape[0], X.shape[1]), np.float32)
     use_refcomp_threads(threads)
-    _spmm_f32(np.asarray(indptr, np.int64), np.asarray(indices, np.int64), np.asarray(data, np.float32),
+    _spmm_f32(np.asarray(indptr, np.int64), _indices32(indices, shape), np.asarray(data, np.float32),
               np.ascontiguousarray(X, np.float32), Y)
     return Y
 
@@ -59,7 +69,7 @@ def csr_spmm_i8(indptr, indices, data, shape, X, *, threads=None, validated=Fals
     """Y = W @ X in int32 (mod 2**32), W int8 CSR of ``shape``, X int16 [cols, n]."""
     Y = np.empty((shape[0], X.shape[1]), np.int32)
     use_refcomp_threads(threads)
-    _spmm_i8(np.asarray(indptr, np.int64), np.asarray(indices, np.int64), np.asarray(data, np.int8),
+    _spmm_i8(np.asarray(indptr, np.int64), _indices32(indices, shape), np.asarray(data, np.int8),
              np.ascontiguousarray(X, np.int16), Y)
     return Y
 

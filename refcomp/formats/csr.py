@@ -180,6 +180,25 @@ class CSRMatrix(WeightFormat):
             cache[kb] = (nb, bp)
         return cache[kb]
 
+    @property
+    def kernel_indices(self) -> np.ndarray:
+        """``indices`` in the C kernels' index type, made once and read-only.
+
+        uint16 when cols <= 65536, else int32 (csrc/refcomp.h, REFCOMP_INDEX_*):
+        at high sparsity the kernels are bound by memory traffic, and the
+        narrow index stream leaves more cache to the dense operand
+        (docs/kernels.md). Exact, since every index is < cols.
+        """
+        cached = self.__dict__.get("_kernel_indices")
+        if cached is None:
+            if self.shape[1] > _INT32_MAX:
+                raise ShapeError("W", f"at most {_INT32_MAX} columns for the kernels' int32 indices",
+                                 f"{self.shape[1]} columns")
+            cached = self.indices.astype(np.uint16 if self.shape[1] <= 65536 else np.int32)
+            cached.flags.writeable = False
+            self.__dict__["_kernel_indices"] = cached
+        return cached
+
     def row_ids(self) -> np.ndarray:
         """The row of every stored entry, int64 [nnz]."""
         return np.repeat(np.arange(self.shape[0], dtype=np.int64), np.diff(self.indptr))
@@ -249,10 +268,10 @@ class CSRMatrix(WeightFormat):
         if not np.all(np.isfinite(X)):
             raise ValidationError("X", "finite values", "NaN or Inf")
         rows, n = self.shape[0], X.shape[1]
-        if self.data.dtype == np.float32 and X.dtype == np.float32:
+        if self.data.dtype == np.float32 and X.dtype == np.float32 and self.shape[1] <= _INT32_MAX:
             fast = _backend.implementation("csr_spmm_f32", backend)
             if fast is not None:
-                return fast(self.indptr, self.indices, self.data, self.shape, X, validated=True,
+                return fast(self.indptr, self.kernel_indices, self.data, self.shape, X, validated=True,
                             blocks=self.column_blocks(X.shape[1]))
         dt = np.result_type(self.data, X)
         Y = np.zeros((rows, n), dt)
@@ -276,10 +295,10 @@ def _spmm_int(W: CSRMatrix, X16: np.ndarray, backend) -> np.ndarray:
         bound = row_nnz * int(np.abs(W.data.astype(np.int64)).max()) * int(np.abs(X16.astype(np.int64)).max())
     else:
         bound = 0
-    if bound <= _INT32_MAX:
+    if bound <= _INT32_MAX and W.shape[1] <= _INT32_MAX:
         fast = _backend.implementation("csr_spmm_i8", backend)
         if fast is not None:
-            return fast(W.indptr, W.indices, W.data, W.shape, X16, validated=True)
+            return fast(W.indptr, W.kernel_indices, W.data, W.shape, X16, validated=True)
     Y = np.zeros((rows, n), np.int64)
     for r in range(rows):
         p0, p1 = W.indptr[r], W.indptr[r + 1]

@@ -103,10 +103,11 @@ def sparse_linear(x, W, bias=None, *, backend="auto"):
     if b is not None and not np.all(np.isfinite(b)):
         raise ValidationError("bias", "finite values", "NaN or Inf")
     fast = None
-    if x2.dtype == np.float32 and W.data.dtype == np.float32 and (b is None or b.dtype == np.float32):
+    if (x2.dtype == np.float32 and W.data.dtype == np.float32 and (b is None or b.dtype == np.float32)
+            and W.shape[1] <= _INT32_MAX):  # the kernels take int32 column indices
         fast = _backend.implementation("csr_linear_f32", backend)
     if fast is not None:  # (W x^T)^T + bias inside the kernel, transposes included
-        y = fast(W.indptr, W.indices, W.data, W.shape, x2, b, validated=True, blocks=W.column_blocks(x2.shape[0]))
+        y = fast(W.indptr, W.kernel_indices, W.data, W.shape, x2, b, validated=True, blocks=W.column_blocks(x2.shape[0]))
         return y[0] if vec else y
     # W @ x^T: each non-zero scales a contiguous row of x^T (batch values)
     yT = W.dot(x2.T, backend=backend)

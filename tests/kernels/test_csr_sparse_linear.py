@@ -269,3 +269,50 @@ def test_column_blocked_kernel_gives_the_same_bits(isa, density):
     bad[1][0, -1] += 1  # does not partition row 0: the C library refuses it
     with pytest.raises(ValidationError, match="blocks"):
         c.csr_spmm_f32(W.indptr, W.indices, W.data, W.shape, X, isa=isa, blocks=bad)
+
+
+def test_kernel_indices_are_the_narrowest_type_cached_read_only_and_exact():
+    rng = np.random.default_rng(3)
+    W = CSRMatrix.from_dense(sparse_dense(rng, (40, 90), 0.2))
+    k = W.kernel_indices
+    assert k.dtype == np.uint16 and not k.flags.writeable
+    assert k is W.kernel_indices  # made once
+    np.testing.assert_array_equal(k.astype(np.int64), W.indices)
+    wide = CSRMatrix(np.array([0, 2]), np.array([3, 70000]), np.ones(2, np.float32), (1, 70001))
+    assert wide.kernel_indices.dtype == np.int32
+    np.testing.assert_array_equal(wide.kernel_indices, [3, 70000])
+
+
+@pytest.mark.skipif(not C_ISAS, reason="C kernels not built")
+@pytest.mark.parametrize("isa", C_ISAS)
+def test_c_kernels_take_any_integer_indices_alike(isa):
+    from refcomp.kernels import c
+
+    rng = np.random.default_rng(4)
+    W = CSRMatrix.from_dense(sparse_dense(rng, (50, 70), 0.3))
+    X = rng.standard_normal((70, 33)).astype(np.float32)
+    ref = c.csr_spmm_f32(W.indptr, W.indices, W.data, W.shape, X, isa=isa)
+    for idx in (W.kernel_indices, W.indices.astype(np.int32), W.indices.astype(np.uint16)):
+        np.testing.assert_array_equal(c.csr_spmm_f32(W.indptr, idx, W.data, W.shape, X, isa=isa), ref)
+    # an int64 index that a narrower type would wrap into range is rejected before narrowing
+    bad = W.indices.copy()
+    bad[0] = 2**32 + int(bad[0])
+    with pytest.raises(ValidationError, match="indices"):
+        c.csr_spmm_f32(W.indptr, bad, W.data, W.shape, X, isa=isa)
+    with pytest.raises(ShapeError, match="columns"):
+        c.csr_spmm_f32(W.indptr, W.indices, W.data, (50, 2**31), X, isa=isa)
+
+
+@pytest.mark.skipif(not C_ISAS, reason="C kernels not built")
+def test_wide_matrix_uses_int32_indices_with_the_same_result():
+    from refcomp.kernels import c
+
+    rng = np.random.default_rng(5)
+    cols = 70000  # past uint16
+    indptr = np.array([0, 3, 5])
+    indices = np.array([1, 40000, 69999, 0, 65536])
+    W = CSRMatrix(indptr, indices, rng.standard_normal(5).astype(np.float32), (2, cols))
+    X = np.zeros((cols, 4), np.float32)
+    X[indices] = rng.standard_normal((5, 4)).astype(np.float32)
+    got = c.csr_spmm_f32(W.indptr, W.kernel_indices, W.data, W.shape, X)
+    np.testing.assert_allclose(got, W.to_dense() @ X, rtol=1e-6, atol=1e-6)
