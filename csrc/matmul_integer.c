@@ -58,14 +58,20 @@ struct refcomp_packed_b {
 
 /* --------------------------------------------------------------- packing */
 
-/* Zeroed memory on a 64-byte boundary: every 64-byte vector load of packed
- * data then touches one cache line, not two. Free with free(). */
-static void *zalloc64(size_t nbytes) {
+/* Memory on a 64-byte boundary: every 64-byte vector load of packed data
+ * then touches one cache line, not two. Free with free(). */
+static void *alloc64(size_t nbytes) {
     void *p = NULL;
     if (nbytes == 0) nbytes = 1;
     nbytes = (nbytes + 63) / 64 * 64;
     if (posix_memalign(&p, 64, nbytes) != 0) return NULL;
-    memset(p, 0, nbytes);
+    return p;
+}
+
+/* The same, zeroed (the padding of the scalar packs relies on it). */
+static void *zalloc64(size_t nbytes) {
+    void *p = alloc64(nbytes);
+    if (p) memset(p, 0, nbytes ? nbytes : 1);
     return p;
 }
 
@@ -641,7 +647,13 @@ int refcomp_matmul_integer_packed(int isa, int nthreads, int64_t M, const void *
     const int64_t kgroups = B->kgroups;
     const int64_t mpanels = (M + MR - 1) / MR;
     size_t abytes = (size_t)(mpanels * kgroups) * MR * KG * (wide ? 2 : 1);
-    void *pa = zalloc64(abytes);
+    /* pack_a_avx512 writes every byte, padding included; the scalar pack_a
+     * leaves the padding to zalloc64 */
+    int vector_pack = 0;
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+    vector_pack = isa == REFCOMP_ISA_AVX512VNNI;
+#endif
+    void *pa = vector_pack ? alloc64(abytes) : zalloc64(abytes);
     uint32_t *rows = (uint32_t *)malloc(3 * (size_t)M * sizeof(uint32_t));
     uint32_t *cols = (uint32_t *)malloc(4 * (size_t)N * sizeof(uint32_t));
     if (!pa || !rows || !cols) {
@@ -653,7 +665,7 @@ int refcomp_matmul_integer_packed(int isa, int nthreads, int64_t M, const void *
     uint32_t *rowsum = rows, *zap = rows + M;
     uint32_t *zbp = cols, *colfix = cols + N, *biasv = cols + 2 * N;
 #if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
-    if (isa == REFCOMP_ISA_AVX512VNNI)
+    if (vector_pack)
         pack_a_avx512(M, K, (const uint8_t *)A, lda, a_is_signed, (uint8_t *)pa, kgroups, rowsum);
     else
 #endif
