@@ -80,3 +80,65 @@ def test_c_examples_in_docs_compile_and_print_what_the_docs_say(tmp_path):
         out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60).stdout.strip()
         # the GEMM example names the ISA it ran on; the integers are the same on every path
         assert out.split(": ")[-1] == printed.split(": ")[-1], (out, printed)
+
+
+def test_thread_pool_gives_identical_results_for_any_thread_count_and_survives_fork():
+    """csrc/threads.c keeps a pool of workers: results must not depend on the thread count or on
+    which pool state a call finds (growing, shrinking, reused), and a forked child must rebuild it."""
+    if not kernels.c_status()["available"]:
+        pytest.skip("C kernels not built")
+    import sys
+
+    code = r"""
+import os, sys
+import numpy as np
+from refcomp.kernels import c
+from refcomp.formats import CSRMatrix
+rng = np.random.default_rng(0)
+a = rng.integers(0, 256, (200, 300), dtype=np.uint8)
+b = rng.integers(-128, 128, (300, 260), dtype=np.int8)
+p = c.PackedB(b)
+want = c.matmul_integer(a, p, 3, -5, threads=1)
+W = CSRMatrix.from_dense(np.where(rng.random((300, 400)) < 0.2, rng.standard_normal((300, 400)), 0).astype(np.float32))
+X = rng.standard_normal((400, 130)).astype(np.float32)
+ywant = c.csr_spmm_f32(W.indptr, W.kernel_indices, W.data, W.shape, X, threads=1, validated=True)
+for t in (2, 3, 4, 2, 1, 4, 2) * 3:
+    assert np.array_equal(c.matmul_integer(a, p, 3, -5, threads=t), want), t
+    assert np.array_equal(c.csr_spmm_f32(W.indptr, W.kernel_indices, W.data, W.shape, X, threads=t, validated=True), ywant), t
+pid = os.fork()
+if pid == 0:  # the child: no workers survived the fork; the pool must rebuild, not hang
+    ok = all(np.array_equal(c.matmul_integer(a, p, 3, -5, threads=2), want) for _ in range(5))
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+assert os.WEXITSTATUS(status) == 0, status
+assert np.array_equal(c.matmul_integer(a, p, 3, -5, threads=2), want)
+print("ok")
+"""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+def test_concurrent_callers_share_the_pool_safely():
+    """Kernels called from several Python threads at once (the GIL is released in C): one job uses
+    the pool, the others start threads of their own; every result is the exact one."""
+    if not kernels.c_status()["available"]:
+        pytest.skip("C kernels not built")
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from refcomp.kernels import c
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (150, 400), dtype=np.uint8)
+    b = rng.integers(-128, 128, (400, 300), dtype=np.int8)
+    p = c.PackedB(b)
+    want = a.astype(np.int64) @ b.astype(np.int64)
+
+    def work(t):
+        return all(np.array_equal(c.matmul_integer(a, p, threads=t), want) for _ in range(10))
+
+    with ThreadPoolExecutor(4) as ex:
+        assert all(ex.map(work, [2, 3, 2, 4, 2, 2, 3, 2]))
