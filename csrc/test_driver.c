@@ -176,12 +176,13 @@ static void check_requantize(void) {
           "shift out of range rejected");
 }
 
-static void check_spmm(int64_t rows, int64_t cols, int64_t n, int density_pct) {
+static void check_spmm(int64_t rows, int64_t cols, int64_t n, int density_pct, int tight) {
     int64_t *indptr = malloc(sizeof(int64_t) * (size_t)(rows + 1));
     int32_t *indices = malloc(sizeof(int32_t) * (size_t)(rows * cols + 1));
     float *data = malloc(sizeof(float) * (size_t)(rows * cols + 1));
     int8_t *data8 = malloc((size_t)(rows * cols + 1));
-    int64_t ldx = n + 1, ldy = n + 3;
+    /* tight: ldx = ldy = n, so n = 128 takes the AVX-512 copy with literal strides */
+    int64_t ldx = tight ? n : n + 1, ldy = tight ? n : n + 3;
     float *X = malloc(sizeof(float) * (size_t)(cols * ldx + 1));
     int16_t *X16 = malloc(sizeof(int16_t) * (size_t)(cols * ldx + 1));
     float *Y = malloc(sizeof(float) * (size_t)(rows * ldy + 1));
@@ -306,12 +307,15 @@ int main(void) {
     check_gemm(2, 65536, 3, 0, 1, 3, 0);
     check_gemm(1, 70000, 2, 0, 0, 1, 0); /* outside int32: only in-range entries are compared */
     check_requantize();
-    check_spmm(37, 50, 130, 30);
-    check_spmm(20, 300, 17, 10);
-    check_spmm(5, 8, 1, 100);
-    check_spmm(300, 1000, 130, 10); /* column-blocked AVX-512 path */
-    check_spmm(150, 3000, 20, 3);
-    check_spmm(0, 8, 3, 50);
+    check_spmm(37, 50, 130, 30, 0);
+    check_spmm(20, 300, 17, 10, 0);
+    check_spmm(5, 8, 1, 100, 0);
+    check_spmm(300, 1000, 130, 10, 0); /* column-blocked AVX-512 path */
+    check_spmm(150, 3000, 20, 3, 0);
+    check_spmm(0, 8, 3, 50, 0);
+    check_spmm(37, 50, 128, 30, 1);   /* n = 128, contiguous: the literal-stride copies */
+    check_spmm(300, 1000, 128, 10, 1);
+    check_spmm(300, 1000, 128, 10, 0); /* n = 128 with padded rows: the general copies */
     /* argument checks */
     int32_t c1[1];
     uint8_t a1[1] = {1};
