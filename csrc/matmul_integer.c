@@ -382,19 +382,6 @@ REFCOMP_TARGET_AVX2 static void kernel_avx2(int mr, const int16_t *pa, const uin
         VNNI_DP(c##r##2, b2, ag + (r) * KG);                              \
         VNNI_DP(c##r##3, b3, ag + (r) * KG);                              \
     } while (0)
-/* Software prefetch of the B panel PF_GROUPS k groups (1 KiB) ahead into L1.
- * The hardware prefetchers follow the panel too, but late: with it the
- * 6-row kernels measured 5-10 % faster at K = 384..1536 (interleaved A/B runs
- * on Zen 4, benchmarks/bench_gemm.py); the 1-row kernel, which is bound by
- * the stream of B itself, measured ~7 % slower with it and goes without. */
-#define PF_GROUPS 4
-#define VNNI_PREFETCH_B(bg)                                                            \
-    do {                                                                              \
-        _mm_prefetch((const char *)((bg) + PF_GROUPS * NR * KG + 0), _MM_HINT_T0);    \
-        _mm_prefetch((const char *)((bg) + PF_GROUPS * NR * KG + 64), _MM_HINT_T0);   \
-        _mm_prefetch((const char *)((bg) + PF_GROUPS * NR * KG + 128), _MM_HINT_T0);  \
-        _mm_prefetch((const char *)((bg) + PF_GROUPS * NR * KG + 192), _MM_HINT_T0);  \
-    } while (0)
 #define VNNI_DECL(r)                                                      \
     __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = c##r##0, c##r##2 = c##r##0, \
             c##r##3 = c##r##0
@@ -416,7 +403,6 @@ REFCOMP_TARGET_AVX512VNNI static void kernel_vnni6(const uint8_t *pa, const uint
         const __m512i b1 = _mm512_loadu_si512((const void *)(bg + 64));
         const __m512i b2 = _mm512_loadu_si512((const void *)(bg + 128));
         const __m512i b3 = _mm512_loadu_si512((const void *)(bg + 192));
-        VNNI_PREFETCH_B(bg);
         VNNI_ROW(0); VNNI_ROW(1); VNNI_ROW(2); VNNI_ROW(3); VNNI_ROW(4); VNNI_ROW(5);
     }
     VNNI_STORE(0); VNNI_STORE(1); VNNI_STORE(2); VNNI_STORE(3); VNNI_STORE(4); VNNI_STORE(5);
@@ -497,7 +483,6 @@ REFCOMP_TARGET_AVX512VNNI static void kernel_vnni6_fused(int mr, const uint8_t *
         const __m512i b1 = _mm512_loadu_si512((const void *)(bg + 64));
         const __m512i b2 = _mm512_loadu_si512((const void *)(bg + 128));
         const __m512i b3 = _mm512_loadu_si512((const void *)(bg + 192));
-        VNNI_PREFETCH_B(bg);
         VNNI_ROW(0); VNNI_ROW(1); VNNI_ROW(2); VNNI_ROW(3); VNNI_ROW(4); VNNI_ROW(5);
     }
     VNNI_COLS_DECL;
