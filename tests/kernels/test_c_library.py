@@ -30,6 +30,26 @@ def test_sanitized_driver(tmp_path):
     assert "all checks passed" in r.stdout
 
 
+def _tsan_available(tmp_path) -> bool:
+    src = tmp_path / "probe.c"
+    src.write_text("int main(void) { return 0; }\n")
+    r = subprocess.run([os.environ.get("CC", "cc"), "-fsanitize=thread", str(src), "-o", str(tmp_path / "probe")],
+                       capture_output=True, text=True, timeout=60)
+    return r.returncode == 0 and subprocess.run([str(tmp_path / "probe")], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("make") is None or shutil.which(os.environ.get("CC", "cc")) is None,
+                    reason="no make / C compiler")
+def test_thread_sanitized_driver(tmp_path):
+    """make -C csrc tsan: the driver (1- and 2-thread calls through the pool) under ThreadSanitizer."""
+    if not _tsan_available(tmp_path):
+        pytest.skip("this toolchain cannot build or run -fsanitize=thread programs")
+    r = subprocess.run(["make", "-s", "-C", str(CSRC), f"BUILD={tmp_path}", "tsan"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "all checks passed" in r.stdout
+
+
 def test_missing_c_extension_warns_once_and_falls_back():
     """Without the compiled extension refcomp still works (numba/numpy) and says so once."""
     import subprocess
