@@ -303,6 +303,9 @@ int main(void) {
     check_gemm(4, 0, 5, 0, 1, 0, 1); /* K = 0: C = bias */
     check_gemm(100, 1000, 70, 1, 1, 0, 1); /* several K blocks, several A panels */
     check_gemm(70, 257, 67, 1, 0, 3, 1);
+    check_gemm(200, 77, 130, 0, 1, 1, 2); /* fused kernel over many panels per task, 2-row tail */
+    check_gemm(99, 64, 65, 1, 0, 0, 0);   /* idem, zero points 0 (uniform after the shift), 3-row tail */
+    check_gemm(196, 40, 64, 0, 1, 3, 2);  /* a 4-row last panel inside the fused kernel */
     check_gemm(3, 4099, 5, 0, 1, 1, 0); /* 255 * 127 * 4099 fits int32 */
     check_gemm(2, 65536, 3, 0, 1, 3, 0);
     check_gemm(1, 70000, 2, 0, 0, 1, 0); /* outside int32: only in-range entries are compared */
