@@ -596,8 +596,9 @@ static void gemm_task(void *vctx, int64_t task) {
          * of 1-3 rows (M mod 6) goes through the small kernels below */
         int64_t ipf = ip1;
         if (ipf > ip0 && x->M - (ipf - 1) * MR <= 3) --ipf;
-        kernel_vnni6_fused(x->M, ip0, ipf, (const uint8_t *)x->pa, pb, x->kgroups, x->C + j0, x->ldc,
-                           x->colconst + j0, x->rowconst, nc);
+        if (ipf > ip0)
+            kernel_vnni6_fused(x->M, ip0, ipf, (const uint8_t *)x->pa, pb, x->kgroups, x->C + j0,
+                               x->ldc, x->colconst + j0, x->rowconst, nc);
         ip0 = ipf;
     }
 #endif
