@@ -222,10 +222,11 @@ def requantize_fixed_point(acc, multiplier, shift, zero_point, qmin, qmax, *, is
 
 
 def kernel_index_array(indices, cols: int) -> np.ndarray:
-    """Column indices (values in [0, cols)) in the C kernels' index type: uint16 when
-    cols <= 65536, else int32 (csrc/refcomp.h, REFCOMP_INDEX_*). No copy when they already are."""
-    dt = np.uint16 if cols <= 65536 else np.int32
-    return np.ascontiguousarray(indices, dtype=dt)
+    """Column indices (values in [0, cols)) in the C kernels' index type
+    (refcomp.formats.csr.kernel_index_dtype); no copy when they already are."""
+    from ..formats.csr import kernel_index_dtype  # here: formats must not need the C build
+
+    return np.ascontiguousarray(indices, dtype=kernel_index_dtype(cols))
 
 
 def _index_type(indices: np.ndarray) -> int:

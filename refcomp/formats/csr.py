@@ -39,6 +39,17 @@ DATA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int8))
 _INT32_MAX = 2**31 - 1
 
 
+def kernel_index_dtype(cols: int) -> np.dtype:
+    """The column-index type the C kernels take for a matrix of ``cols`` columns.
+
+    uint16 when every index fits (cols <= 65536), else int32 (csrc/refcomp.h,
+    REFCOMP_INDEX_U16 / REFCOMP_INDEX_I32); wider matrices are not for the kernels.
+    """
+    if cols > _INT32_MAX:
+        raise ShapeError("cols", f"at most {_INT32_MAX} columns for the kernels' int32 indices", f"{cols}")
+    return np.dtype(np.uint16 if cols <= 65536 else np.int32)
+
+
 def _int_vector(x, name: str) -> np.ndarray:
     a = np.asarray(x)
     if a.size == 0 and a.ndim == 1:  # [] arrives as float64
@@ -194,10 +205,7 @@ class CSRMatrix(WeightFormat):
         """
         cached = self.__dict__.get("_kernel_indices")
         if cached is None:
-            if self.shape[1] > _INT32_MAX:
-                raise ShapeError("W", f"at most {_INT32_MAX} columns for the kernels' int32 indices",
-                                 f"{self.shape[1]} columns")
-            cached = self.indices.astype(np.uint16 if self.shape[1] <= 65536 else np.int32)
+            cached = self.indices.astype(kernel_index_dtype(self.shape[1]))
             cached.flags.writeable = False
             self.__dict__["_kernel_indices"] = cached
         return cached
