@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DTypeError, ShapeError, ValidationError
+from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
 from .base import WeightFormat
 
 __all__ = ["Clustered"]
@@ -100,10 +100,26 @@ class Clustered(WeightFormat):
         return (self.storage_bits + 7) // 8
 
     def fields(self) -> dict[str, np.ndarray]:
-        out = {"codebook": self.codebook, "indices": self.indices}
+        """codebook, indices, bits (one int64) and the mask if any -- what a file stores."""
+        out = {"codebook": self.codebook, "indices": self.indices, "bits": np.asarray([self.bits], np.int64)}
         if self.mask is not None:
             out["mask"] = self.mask
         return out
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, np.ndarray]) -> "Clustered":
+        """Inverse of :meth:`fields`, with the constructor's validation; FileFormatError otherwise."""
+        need, optional = {"codebook", "indices", "bits"}, {"mask"}
+        if not isinstance(fields, dict) or not need <= set(fields) <= need | optional:
+            got = sorted(fields) if isinstance(fields, dict) else type(fields).__name__
+            raise FileFormatError(f"fields: expected keys {sorted(need)} (+ mask), got {got}")
+        bits = np.asarray(fields["bits"])
+        if bits.dtype != np.int64 or bits.shape != (1,):
+            raise FileFormatError(f"fields['bits']: expected one int64 value, got {bits.dtype} {bits.shape}")
+        try:
+            return cls(fields["codebook"], fields["indices"], fields.get("mask"), bits=int(bits[0]))
+        except ValidationError as exc:
+            raise FileFormatError(f"fields: {exc}") from None
 
     def __repr__(self) -> str:
         return (f"Clustered(shape={self.shape}, bits={self.bits}, codebook={self.codebook.size} "

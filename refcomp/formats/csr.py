@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as _backend
-from ..errors import DTypeError, OverflowRiskError, ShapeError, ValidationError
+from ..errors import DTypeError, FileFormatError, OverflowRiskError, ShapeError, ValidationError
 from .base import WeightFormat
 
 __all__ = ["CSRMatrix", "DATA_DTYPES"]
@@ -233,8 +233,24 @@ class CSRMatrix(WeightFormat):
         return int(self.indptr.nbytes + self.indices.nbytes + self.data.nbytes)
 
     def fields(self) -> dict[str, np.ndarray]:
+        """indptr, indices, data and the shape (int64) -- what a file stores."""
         return {"indptr": self.indptr, "indices": self.indices, "data": self.data,
                 "shape": np.asarray(self.shape, np.int64)}
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, np.ndarray]) -> "CSRMatrix":
+        """Inverse of :meth:`fields`, with the constructor's validation; FileFormatError otherwise."""
+        want = {"indptr", "indices", "data", "shape"}
+        if not isinstance(fields, dict) or set(fields) != want:
+            got = sorted(fields) if isinstance(fields, dict) else type(fields).__name__
+            raise FileFormatError(f"fields: expected keys {sorted(want)}, got {got}")
+        shape = np.asarray(fields["shape"])
+        if shape.dtype != np.int64 or shape.shape != (2,):
+            raise FileFormatError(f"fields['shape']: expected 2 int64 values, got {shape.dtype} {shape.shape}")
+        try:
+            return cls(fields["indptr"], fields["indices"], fields["data"], tuple(shape.tolist()))
+        except ValidationError as exc:
+            raise FileFormatError(f"fields: {exc}") from None
 
     def __repr__(self) -> str:
         return f"CSRMatrix(shape={self.shape}, nnz={self.nnz}, dtype={self.data.dtype})"

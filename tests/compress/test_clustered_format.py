@@ -18,7 +18,7 @@ def test_to_dense_matmul_and_sizes():
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
     np.testing.assert_allclose(c.matmul(x), x @ dense.T)
     assert c.storage_bits == 6 * 2 + 3 * 32 + 6 and c.nbytes == -(-c.storage_bits // 8)
-    assert set(c.fields()) == {"codebook", "indices", "mask"}
+    assert set(c.fields()) == {"codebook", "indices", "bits", "mask"}
 
 
 def test_from_weight_is_kmeans():

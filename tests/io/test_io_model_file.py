@@ -196,3 +196,46 @@ def test_round_trip_non_dense_weight_format(tmp_path, fmt):
     assert type(back["fc1"].weight).__name__ == "LowRank"
     x = np.random.default_rng(2).standard_normal((2, 1, 28, 28)).astype(np.float32)
     assert back.forward(x).tobytes() == m.forward(x).tobytes()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_round_trip_sparse_and_clustered_weights(tmp_path, fmt):
+    """A Deep-Compression-style model (CSR, weight-shared and low-rank layers) saves and loads bit-exact."""
+    from refcomp.compress.lowrank import to_lowrank
+    from refcomp.formats import Clustered, CSRMatrix, LowRank
+
+    rng = np.random.default_rng(2)
+    m = models.lenet_300_100().eval()
+    w1 = m["fc1"].weight.to_dense()
+    m["fc1"].weight = CSRMatrix.from_dense(np.where(rng.random(w1.shape) < 0.1, w1, 0).astype(np.float32))
+    w2 = m["fc2"].weight.to_dense()
+    m["fc2"].weight = Clustered.from_weight(w2, 5, mask=rng.random(w2.shape) < 0.3, rng=0)
+    m["fc3"].weight = to_lowrank(m["fc3"].weight.to_dense(), rank=4)
+    back = load_model(save_model(m, tmp_path / f"dc.{fmt}"))
+    for name, cls in (("fc1", CSRMatrix), ("fc2", Clustered), ("fc3", LowRank)):
+        assert type(m[name].weight) is cls and type(back[name].weight) is cls
+        assert back[name].weight.to_dense().tobytes() == m[name].weight.to_dense().tobytes()
+    assert back["fc2"].weight.bits == 5 and back["fc1"].weight.nnz == m["fc1"].weight.nnz
+    x = rng.standard_normal((5, 1, 28, 28)).astype(np.float32)
+    assert back.forward(x).tobytes() == m.forward(x).tobytes()
+
+
+def test_malformed_sparse_fields_are_file_format_errors():
+    from refcomp.errors import FileFormatError
+    from refcomp.formats import Clustered, CSRMatrix
+
+    W = CSRMatrix.from_dense(np.array([[0, 1.5], [2.0, 0]], np.float32))
+    f = W.fields()
+    assert CSRMatrix.from_fields({k: v.copy() for k, v in f.items()}).to_dense().tobytes() == W.to_dense().tobytes()
+    with pytest.raises(FileFormatError, match="keys"):
+        CSRMatrix.from_fields({k: v for k, v in f.items() if k != "shape"})
+    with pytest.raises(FileFormatError, match="indices"):
+        CSRMatrix.from_fields({**f, "indices": np.array([1, 7])})  # out of range: the constructor's check
+    with pytest.raises(FileFormatError, match="shape"):
+        CSRMatrix.from_fields({**f, "shape": np.array([2, 2], np.int32)})
+    c = Clustered(np.array([0.5, -1.0], np.float32), np.array([[0, 1], [1, 1]]))
+    assert Clustered.from_fields(c.fields()).bits == c.bits
+    with pytest.raises(FileFormatError, match="bits"):
+        Clustered.from_fields({**c.fields(), "bits": np.array([9], np.int64)})
+    with pytest.raises(FileFormatError, match="keys"):
+        Clustered.from_fields({"codebook": c.codebook})
