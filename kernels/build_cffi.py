@@ -4,7 +4,8 @@ setup.py wires it with ``cffi_modules=["kernels/build_cffi.py:ffibuilder"]``;
 ``pip install -e .`` compiles csrc/*.c into the extension. Flags: -O3 and
 -ffp-contract=off (the float paths promise a given rounding sequence, see
 csrc/README.md); no -march: the SIMD functions carry target attributes and
-are chosen at run time. API-mode calls release the GIL.
+are chosen at run time. API-mode calls release the GIL. The declarations
+come from csrc/refcomp.h itself (:func:`cdef_from_header`).
 Run directly (``python kernels/build_cffi.py``) to build in place.
 """
 
@@ -18,6 +19,7 @@ from cffi import FFI
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _CSRC = os.path.join(os.path.dirname(_HERE), "csrc")
 SOURCES = ["cpu.c", "threads.c", "matmul_integer.c", "requantize.c", "spmm.c"]
+
 
 def cdef_from_header(path: str = os.path.join(_CSRC, "refcomp.h")) -> str:
     """The declarations of csrc/refcomp.h in the form cffi's cdef takes.
