@@ -382,6 +382,15 @@ REFCOMP_TARGET_AVX2 static void kernel_avx2(int mr, const int16_t *pa, const uin
         VNNI_DP(c##r##2, b2, ag + (r) * KG);                              \
         VNNI_DP(c##r##3, b3, ag + (r) * KG);                              \
     } while (0)
+/* k group g: the four zmm of b' (64 columns x 4 k) and the 4-byte row
+ * entries of a' that VNNI_ROW broadcasts (every VNNI kernel's loop head) */
+#define VNNI_LOAD_B(g)                                                    \
+    const uint8_t *bg = pb + (g) * NR * KG;                               \
+    const uint8_t *ag = pa + (g) * MR * KG;                               \
+    const __m512i b0 = _mm512_loadu_si512((const void *)(bg + 0));        \
+    const __m512i b1 = _mm512_loadu_si512((const void *)(bg + 64));       \
+    const __m512i b2 = _mm512_loadu_si512((const void *)(bg + 128));      \
+    const __m512i b3 = _mm512_loadu_si512((const void *)(bg + 192))
 #define VNNI_DECL(r)                                                      \
     __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = c##r##0, c##r##2 = c##r##0, \
             c##r##3 = c##r##0
@@ -397,12 +406,7 @@ REFCOMP_TARGET_AVX512VNNI static void kernel_vnni6(const uint8_t *pa, const uint
                                                    int64_t kgroups, uint32_t tile[MR][NR]) {
     VNNI_DECL(0); VNNI_DECL(1); VNNI_DECL(2); VNNI_DECL(3); VNNI_DECL(4); VNNI_DECL(5);
     for (int64_t g = 0; g < kgroups; ++g) {
-        const uint8_t *bg = pb + g * NR * KG;
-        const uint8_t *ag = pa + g * MR * KG;
-        const __m512i b0 = _mm512_loadu_si512((const void *)(bg + 0));
-        const __m512i b1 = _mm512_loadu_si512((const void *)(bg + 64));
-        const __m512i b2 = _mm512_loadu_si512((const void *)(bg + 128));
-        const __m512i b3 = _mm512_loadu_si512((const void *)(bg + 192));
+        VNNI_LOAD_B(g);
         VNNI_ROW(0); VNNI_ROW(1); VNNI_ROW(2); VNNI_ROW(3); VNNI_ROW(4); VNNI_ROW(5);
     }
     VNNI_STORE(0); VNNI_STORE(1); VNNI_STORE(2); VNNI_STORE(3); VNNI_STORE(4); VNNI_STORE(5);
@@ -413,12 +417,7 @@ REFCOMP_TARGET_AVX512VNNI static void kernel_vnni1(const uint8_t *pa, const uint
                                                    int64_t kgroups, uint32_t tile[MR][NR]) {
     VNNI_DECL(0);
     for (int64_t g = 0; g < kgroups; ++g) {
-        const uint8_t *bg = pb + g * NR * KG;
-        const uint8_t *ag = pa + g * MR * KG;
-        const __m512i b0 = _mm512_loadu_si512((const void *)(bg + 0));
-        const __m512i b1 = _mm512_loadu_si512((const void *)(bg + 64));
-        const __m512i b2 = _mm512_loadu_si512((const void *)(bg + 128));
-        const __m512i b3 = _mm512_loadu_si512((const void *)(bg + 192));
+        VNNI_LOAD_B(g);
         VNNI_ROW(0);
     }
     VNNI_STORE(0);
@@ -429,12 +428,7 @@ REFCOMP_TARGET_AVX512VNNI static void kernel_vnni3(const uint8_t *pa, const uint
                                                    int64_t kgroups, uint32_t tile[MR][NR]) {
     VNNI_DECL(0); VNNI_DECL(1); VNNI_DECL(2);
     for (int64_t g = 0; g < kgroups; ++g) {
-        const uint8_t *bg = pb + g * NR * KG;
-        const uint8_t *ag = pa + g * MR * KG;
-        const __m512i b0 = _mm512_loadu_si512((const void *)(bg + 0));
-        const __m512i b1 = _mm512_loadu_si512((const void *)(bg + 64));
-        const __m512i b2 = _mm512_loadu_si512((const void *)(bg + 128));
-        const __m512i b3 = _mm512_loadu_si512((const void *)(bg + 192));
+        VNNI_LOAD_B(g);
         VNNI_ROW(0); VNNI_ROW(1); VNNI_ROW(2);
     }
     VNNI_STORE(0); VNNI_STORE(1); VNNI_STORE(2);
@@ -488,12 +482,7 @@ REFCOMP_TARGET_AVX512VNNI static void kernel_vnni6_fused(int64_t M, int64_t ip0,
         const uint32_t *rowconst = rowconst_all + i0;
         VNNI_DECL(0); VNNI_DECL(1); VNNI_DECL(2); VNNI_DECL(3); VNNI_DECL(4); VNNI_DECL(5);
         for (int64_t g = 0; g < kgroups; ++g) {
-            const uint8_t *bg = pb + g * NR * KG;
-            const uint8_t *ag = pa + g * MR * KG;
-            const __m512i b0 = _mm512_loadu_si512((const void *)(bg + 0));
-            const __m512i b1 = _mm512_loadu_si512((const void *)(bg + 64));
-            const __m512i b2 = _mm512_loadu_si512((const void *)(bg + 128));
-            const __m512i b3 = _mm512_loadu_si512((const void *)(bg + 192));
+            VNNI_LOAD_B(g);
             VNNI_ROW(0); VNNI_ROW(1); VNNI_ROW(2); VNNI_ROW(3); VNNI_ROW(4); VNNI_ROW(5);
         }
         VNNI_STORE_C(0); VNNI_STORE_C(1); VNNI_STORE_C(2); VNNI_STORE_C(3); VNNI_STORE_C(4); VNNI_STORE_C(5);

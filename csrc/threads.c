@@ -177,9 +177,7 @@ int refcomp__parallel_for(int nthreads, int64_t ntasks, refcomp__task_fn task, v
         return REFCOMP_OK;
     }
     job_t job = {task, ctx, ntasks, 0, 0, 0, 0};
-    if (!pool_run(&job, nthreads - 1)) {
-        job.next = 0; /* the pool took nothing */
+    if (!pool_run(&job, nthreads - 1)) /* the pool took nothing: same job, own threads */
         run_with_own_threads(&job, nthreads);
-    }
     return REFCOMP_OK;
 }
