@@ -21,8 +21,6 @@ from .. import backend as _backend
 from ..errors import BackendUnavailableError, DTypeError, ShapeError, ValidationError
 from ._crefcomp import ffi, lib
 
-_INT32_MAX = 2**31 - 1
-
 __all__ = [
     "ISAS",
     "isa_supported",
@@ -247,9 +245,6 @@ def _csr_arrays(indptr, indices, data, rows: int, cols: int, data_dtype, validat
             raise DTypeError(name, "an integer array", f"dtype {v.dtype}")
         if v.ndim != 1:
             raise ShapeError(name, "a 1-D array", f"shape {v.shape}")
-    if cols > _INT32_MAX:
-        raise ShapeError("shape", f"at most {_INT32_MAX} columns (the C kernels take int32 column indices)",
-                         f"{cols} columns")
     indptr = np.ascontiguousarray(indptr, dtype=np.int64)
     data = np.asarray(data)
     if data.dtype != data_dtype:
