@@ -4,7 +4,7 @@
 
 Single-threaded (BLAS limited before numpy is imported; onnxruntime sessions with
 intra_op_num_threads=1); prints one table whose ratios come from this run only.
-The same code runs as ``refcomp bench --which gemm`` (refcomp/bench.py).
+The same code runs as ``refcomp bench --which gemm`` (benchmarks/harness.py).
 """
 
 import os

@@ -3,7 +3,7 @@
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_spmm.py [--quick] [--clock cpu] [--output docs/performance.md]
 
 Single-threaded (BLAS limited before numpy is imported); prints one table whose ratios come from this run only.
-The same code runs as ``refcomp bench --which spmm`` (refcomp/bench.py).
+The same code runs as ``refcomp bench --which spmm`` (benchmarks/harness.py).
 """
 
 import os

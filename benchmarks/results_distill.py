@@ -7,7 +7,7 @@ MNIST test set split 8,000 / 2,000 (seed 0), pixels in [0, 1]. Teacher:
 momentum 0.9, lr 0.05 cosine, batch 64, 30 epochs, seed 0 (cached in
 benchmarks/results_cache/). Student 784-H-10, for each seed: trained on the
 labels alone (cross-entropy), and from the same initialisation with the same
-batch order by refcomp.compress.distill_train (α, T), same epochs and
+batch order by refcomp.compress.distill.train (α, T), same epochs and
 optimiser. Prints one JSON line: test errors (out of 2,000) per seed, their
 means and the fraction of the student-teacher gap the distilled student closes.
 """
@@ -26,7 +26,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from refcomp import datasets  # noqa: E402
-from refcomp.compress.distill_train import distill_train  # noqa: E402
+from refcomp.compress.distill.train import distill_train  # noqa: E402
 from refcomp.io import load_model, save_model  # noqa: E402
 from refcomp.nn import Dropout, Flatten, Linear, ReLU, Sequential, evaluate, train  # noqa: E402
 

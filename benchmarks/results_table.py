@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_train import CACHE, float_model  # noqa: E402
 
 from refcomp import datasets  # noqa: E402
-from refcomp.compress.lowrank_model import factorize_model  # noqa: E402
-from refcomp.compress.precision_model import cast_model, select_layer_bits  # noqa: E402
+from refcomp.compress.lowrank.model import factorize_model  # noqa: E402
+from refcomp.compress.precision.model import cast_model, select_layer_bits  # noqa: E402
 from refcomp.compress.quantize.dynamic import quantize_dynamic  # noqa: E402
 from refcomp.compress.quantize.lowbit_model import lowbit_bytes, prepare_lowbit  # noqa: E402
 from refcomp.compress.quantize.ptq import quantize_static  # noqa: E402

@@ -26,6 +26,23 @@ import warnings
 
 from .. import backend as _backend
 
+try:  # the C extension exists only where a compiler was found at install time
+    from . import c
+except ImportError as exc:
+    c = None
+    _c_import_error: str | None = f"{type(exc).__name__}: {exc}"
+else:
+    _c_import_error = None
+try:  # Numba compiles nothing at import; each kernel compiles on its first call (then cached)
+    import numba  # noqa: F401
+except ImportError as exc:
+    _numba_import_error: str | None = str(exc)
+else:
+    _numba_import_error = None
+    from .numba import matmul_integer as nb_mm
+    from .numba import requantize as nb_rq
+    from .numba import spmm as nb_spmm
+
 __all__ = ["c_status", "info", "C_OPS", "NUMBA_OPS"]
 
 C_OPS = ("matmul_integer", "requantize_float", "requantize_fixed_point", "csr_spmm_f32", "csr_spmm_i8",
@@ -38,10 +55,8 @@ _numba_error: str | None = None
 
 def _register_c() -> None:
     global _c_error
-    try:
-        from . import c
-    except ImportError as exc:  # extension not built
-        _c_error = f"{type(exc).__name__}: {exc}"
+    if c is None:  # extension not built
+        _c_error = _c_import_error
         warnings.warn(
             "refcomp: the C kernels (refcomp.kernels._crefcomp) are not built; using numpy/numba "
             f"backends ({_c_error}). Reinstall with a C compiler to get them.",
@@ -58,17 +73,9 @@ def _register_c() -> None:
 
 def _register_numba() -> None:
     global _numba_error
-    try:
-        import numba  # noqa: F401
-    except ImportError as exc:
-        _numba_error = str(exc)
+    if _numba_import_error is not None:
+        _numba_error = _numba_import_error
         return
-    # Registration is lazy per op: importing a kernel module compiles nothing
-    # until its first call (then cached on disk).
-    from .numba import matmul_integer as nb_mm
-    from .numba import requantize as nb_rq
-    from .numba import spmm as nb_spmm
-
     _backend.register("matmul_integer", "numba", nb_mm.matmul_integer)
     _backend.register("requantize_float", "numba", nb_rq.requantize_float)
     _backend.register("requantize_fixed_point", "numba", nb_rq.requantize_fixed_point)
@@ -84,8 +91,6 @@ def c_status() -> dict:
     """
     if _c_error is not None:
         return {"available": False, "error": _c_error, "isas": [], "best_isa": None}
-    from . import c
-
     return {"available": True, "error": None, "isas": c.supported_isas(), "best_isa": c.best_isa()}
 
 
@@ -95,9 +100,7 @@ def info() -> str:
     c_line = (f"c: available, ISA paths {', '.join(st['isas'])} (auto -> {st['best_isa']})"
               if st["available"] else f"c: NOT available ({st['error']})")
     if _numba_error is None:
-        from .numba.matmul_integer import best_path
-
-        nb_line = f"numba: available (int8 GEMM path: {best_path()})"
+        nb_line = f"numba: available (int8 GEMM path: {nb_mm.best_path()})"
     else:
         nb_line = f"numba: NOT available ({_numba_error})"
     return f"{c_line}\n{nb_line}\nthreads: {_backend.get_num_threads()} (refcomp.set_num_threads)"

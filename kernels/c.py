@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import backend as _backend
 from ..errors import BackendUnavailableError, DTypeError, ShapeError, ValidationError
+from ..ops.csr_matmul import kernel_index_dtype
 from ._crefcomp import ffi, lib
 
 __all__ = [
@@ -221,8 +222,7 @@ def requantize_fixed_point(acc, multiplier, shift, zero_point, qmin, qmax, *, is
 
 def kernel_index_array(indices, cols: int) -> np.ndarray:
     """Column indices (values in [0, cols)) in the C kernels' index type
-    (refcomp.formats.csr.kernel_index_dtype); no copy when they already are."""
-    from ..formats.csr import kernel_index_dtype  # here: formats must not need the C build
+    (refcomp.ops.csr_matmul.kernel_index_dtype); no copy when they already are."""
 
     return np.ascontiguousarray(indices, dtype=kernel_index_dtype(cols))
 

@@ -6,7 +6,7 @@ import pytest
 import refcomp
 from refcomp import backend
 from refcomp.errors import BackendUnavailableError, DTypeError, ValidationError
-from refcomp.quant.dtypes import QDTYPES, qdtype
+from refcomp.numerics.dtypes import QDTYPES, qdtype
 
 
 def test_version_and_help():

@@ -1,44 +1,21 @@
-"""Compression algorithms: arrays (or models) in, compressed arrays (or models) out.
+"""Compression algorithms, one sub-package per family.
 
-Deep Compression building blocks (docs/deep_compression.md, numbered equations):
+Each family holds the array-level algorithm (arrays in, arrays or a weight
+format out) and, beside it, the model-level transform that applies it to the
+layers of a refcomp.nn model:
+quantize   uniform quantization: RTN, GPTQ, low-bit (binary, ternary,
+           power-of-two), static / dynamic PTQ, QAT, integer-only models,
+           cross-layer equalization, bias correction (docs/gptq_and_ptq.md)
+prune      importance criteria, masks, schedules, masked fine-tuning,
+           structured pruning, sensitivity, CSR deployment (docs/pruning.md)
+share      weight sharing: k-means clustering and trained quantization
+           (docs/deep_compression.md §§3-4)
+lowrank    truncated SVD and Tucker-2, and the layers they become (docs/lowrank.md)
+precision  float16 / bfloat16 storage, loss scaling, bit allocation (docs/precision.md)
+distill    knowledge-distillation losses and trainer (docs/distillation.md)
 
-prune     importance criteria, masks (unstructured, N:M, blocks, rows/filters,
-          channels; per-layer or global), schedules, mask application
-cluster   k-means weight sharing (linear / density / random init) and
-          trained-quantization centroid gradients
-huffman   canonical Huffman coding with a serialisable header
-storage   Deep Compression's relative-index CSR and the per-layer size table
-
-On refcomp.nn models (imported on use):
-
-prune.model, prune.structured   masks on named layers, masked fine-tuning, schedules;
-          structured pruning that shrinks the model
-sensitivity           accuracy vs sparsity per layer (data + plot)
-deploy                pruned weights -> CSRMatrix, inference through the CSR kernels
-trained_quantization  k-means per layer + centroid fine-tuning (§3.3)
-deep_compression      the whole pipeline, its report; ``refcomp compress`` (cli)
-compressed_file       the compressed model as a file (the bit streams the size table counts)
-
-The other sub-modules (quantize, lowrank, distill, precision) are imported
-on use and document themselves.
+How a compressed weight is *stored* (CSR, relative-index CSR, Clustered,
+Huffman-coded fields, QTensor, ...) is refcomp.formats, one layer below;
+pipelines that compose several families (Deep Compression) are
+refcomp.pipelines, one layer above.
 """
-
-from . import cluster, huffman, prune, storage
-from .cluster import KMeansResult, centroid_gradients, kmeans, update_centroids
-from .huffman import HuffmanCode
-from .storage import RelativeIndexCSR, size_table, size_table_markdown
-
-__all__ = [
-    "prune",
-    "cluster",
-    "huffman",
-    "storage",
-    "kmeans",
-    "KMeansResult",
-    "centroid_gradients",
-    "update_centroids",
-    "HuffmanCode",
-    "RelativeIndexCSR",
-    "size_table",
-    "size_table_markdown",
-]

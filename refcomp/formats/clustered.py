@@ -1,11 +1,11 @@
 """Clustered (weight-shared) weight: a codebook of k floats and one b-bit index per weight.
 
 Deep Compression §3 (Han, Mao, Dally 2016, arXiv:1510.00149): after k-means
-weight sharing (refcomp.compress.cluster) a layer of n weights is stored as
+weight sharing (refcomp.compress.share.cluster) a layer of n weights is stored as
 n·b bits of indices plus k·32 bits of codebook (k ≤ 2^b), compression
 rate n·32 / (n·b + k·32) (paper eq. 2). The optional ``mask`` marks pruned
 weights (False), whose value is 0 whatever their index says; how pruned
-weights are *not* stored at all is refcomp.compress.storage's business.
+weights are *not* stored at all is refcomp.formats.relative_csr's business.
 
     W[i, j] = codebook[indices[i, j]]   if mask[i, j]   else 0
 """
@@ -61,15 +61,6 @@ class Clustered(WeightFormat):
         self.mask = mask
         self.bits = int(bits)
         self.shape = tuple(idx.shape)
-
-    @classmethod
-    def from_weight(cls, weight, bits: int, *, mask=None, init: str = "linear", rng=None,
-                    max_iter: int = 100) -> Clustered:
-        """k-means weight sharing of ``weight`` (see refcomp.compress.cluster.kmeans)."""
-        from ..compress.cluster import kmeans
-
-        result = kmeans(weight, bits, mask=mask, init=init, rng=rng, max_iter=max_iter)
-        return cls(result.codebook, result.indices, mask, bits=bits)
 
     def to_dense(self) -> np.ndarray:
         w = self.codebook[self.indices]

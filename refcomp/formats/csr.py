@@ -29,25 +29,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend as _backend
-from ..errors import DTypeError, FileFormatError, OverflowRiskError, ShapeError, ValidationError
+from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
+from ..ops.csr_matmul import block_pointers, block_width, csr_matmul, kernel_index_dtype
+from ..ops.sparse_linear import sparse_linear, sparse_linear_integer
 from .base import WeightFormat
 
 __all__ = ["CSRMatrix", "DATA_DTYPES"]
 
 DATA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int8))
-_INT32_MAX = 2**31 - 1
-
-
-def kernel_index_dtype(cols: int) -> np.dtype:
-    """The column-index type the C kernels take for a matrix of ``cols`` columns.
-
-    uint16 when every index fits (cols <= 65536), else int32 (csrc/refcomp.h,
-    REFCOMP_INDEX_U16 / REFCOMP_INDEX_I32); wider matrices are not for the kernels.
-    """
-    if cols > _INT32_MAX:
-        raise ShapeError("cols", f"at most {_INT32_MAX} columns for the kernels' int32 indices", f"{cols}")
-    return np.dtype(np.uint16 if cols <= 65536 else np.int32)
 
 
 def _int_vector(x, name: str) -> np.ndarray:
@@ -68,6 +57,9 @@ class CSRMatrix(WeightFormat):
 
     #: a pruned weight is frozen: layers propagate dL/dx through it but do not update it
     trainable = False
+    #: the constructor checks the invariants, so refcomp.ops may hand the arrays to the
+    #: kernels unchecked (refcomp.ops.csr_matmul.csr_operand)
+    canonical_csr = True
 
     def __init__(self, indptr, indices, data, shape):
         try:
@@ -194,6 +186,21 @@ class CSRMatrix(WeightFormat):
             cache[kb] = (nb, bp)
         return cache[kb]
 
+    def column_blocks(self, n: int):
+        """(nblocks, block_ptr) for the column-blocked C kernel with n right-hand columns, or None.
+
+        The block width is refcomp.ops.csr_matmul.block_width (None: blocking
+        would not pay); the pointers (block_pointers) are made once per width
+        and cached, read-only.
+        """
+        kb = block_width(self.shape, self.nnz, n)
+        if kb is None:
+            return None
+        cache = self.__dict__.setdefault("_column_blocks", {})
+        if kb not in cache:
+            cache[kb] = block_pointers(self.indptr, self.indices, self.shape, kb)
+        return cache[kb]
+
     @property
     def kernel_indices(self) -> np.ndarray:
         """``indices`` in the C kernels' index type, made once and read-only.
@@ -257,80 +264,13 @@ class CSRMatrix(WeightFormat):
 
     # -------------------------------------------------------------- products
     def dot(self, X, *, backend="auto") -> np.ndarray:
-        """Y = W @ X for dense X of shape (cols, n) (or (cols,)): (rows, n).
-
-        float data: X float32/float64; the result has dtype result_type(data, X).
-        Each Y[r, j] = sum_p data[p] X[indices[p], j] summed in CSR order (numpy
-        backend: a dot product per row); every backend is within
-        |Y - exact| <= gamma_m sum_p |data[p] X[indices[p], j]|, m = nnz of row r,
-        gamma_m = m u / (1 - m u), u the unit roundoff of the result dtype.
-        The "c"/"numba" kernels run for float32 data and float32 X (the C kernel
-        copies X unless it is C-contiguous and 64-byte aligned; see
-        refcomp.kernels.c.aligned_array).
-
-        int8 data: X int8/uint8/int16 -> exact int32 (OverflowRiskError when an
-        exact value does not fit int32).
-        """
-        X = np.asarray(X)
-        vec = X.ndim == 1
-        X2 = X[:, None] if vec else X
-        if X2.ndim != 2 or X2.shape[0] != self.shape[1]:
-            raise ShapeError("X", f"shape ({self.shape[1]}, n) or ({self.shape[1]},)", f"shape {X.shape}")
-        Y = self._dot_int(X2, backend) if self.data.dtype == np.int8 else self._dot_float(X2, backend)
-        return Y[:, 0] if vec else Y
+        """Y = W @ X for dense X of shape (cols, n) (or (cols,)): refcomp.ops.csr_matmul."""
+        return csr_matmul(self, X, backend=backend)
 
     __matmul__ = dot
 
     def matmul(self, x) -> np.ndarray:
         """``x @ W.T`` (WeightFormat contract): refcomp.ops.sparse_linear without bias."""
-        from ..ops.sparse_linear import sparse_linear, sparse_linear_integer
-
         if self.data.dtype == np.int8:
             return sparse_linear_integer(x, self)
         return sparse_linear(x, self)
-
-    def _dot_float(self, X, backend):
-        if X.dtype.kind != "f" or X.dtype not in (np.float32, np.float64):
-            raise DTypeError("X", "dtype float32 or float64 (for float CSR data)", f"dtype {X.dtype}")
-        if not np.all(np.isfinite(X)):
-            raise ValidationError("X", "finite values", "NaN or Inf")
-        rows, n = self.shape[0], X.shape[1]
-        if self.data.dtype == np.float32 and X.dtype == np.float32 and self.shape[1] <= _INT32_MAX:
-            fast = _backend.implementation("csr_spmm_f32", backend)
-            if fast is not None:
-                return fast(self.indptr, self.kernel_indices, self.data, self.shape, X, validated=True,
-                            blocks=self.column_blocks(X.shape[1]))
-        dt = np.result_type(self.data, X)
-        Y = np.zeros((rows, n), dt)
-        for r in range(rows):
-            p0, p1 = self.indptr[r], self.indptr[r + 1]
-            if p1 > p0:
-                Y[r] = self.data[p0:p1].astype(dt) @ X[self.indices[p0:p1]].astype(dt)
-        return Y
-
-    def _dot_int(self, X, backend):
-        if X.dtype not in (np.int8, np.uint8, np.int16):
-            raise DTypeError("X", "dtype int8, uint8 or int16 (for int8 CSR data)", f"dtype {X.dtype}")
-        return _spmm_int(self, X.astype(np.int16), backend)
-
-
-def _spmm_int(W: CSRMatrix, X16: np.ndarray, backend) -> np.ndarray:
-    """Exact Y = W @ X16 in int32 (W int8 CSR, X16 int16 [cols, n])."""
-    rows, n = W.shape[0], X16.shape[1]
-    if W.nnz and X16.size:
-        row_nnz = int(np.diff(W.indptr).max())
-        bound = row_nnz * int(np.abs(W.data.astype(np.int64)).max()) * int(np.abs(X16.astype(np.int64)).max())
-    else:
-        bound = 0
-    if bound <= _INT32_MAX and W.shape[1] <= _INT32_MAX:
-        fast = _backend.implementation("csr_spmm_i8", backend)
-        if fast is not None:
-            return fast(W.indptr, W.kernel_indices, W.data, W.shape, X16, validated=True)
-    Y = np.zeros((rows, n), np.int64)
-    for r in range(rows):
-        p0, p1 = W.indptr[r], W.indptr[r + 1]
-        if p1 > p0:
-            Y[r] = W.data[p0:p1].astype(np.int64) @ X16[W.indices[p0:p1]].astype(np.int64)
-    if Y.size and (Y.min() < -_INT32_MAX - 1 or Y.max() > _INT32_MAX):
-        raise OverflowRiskError("W @ X", "exact int32 results", f"a value of {int(np.abs(Y).max())} in magnitude")
-    return Y.astype(np.int32)

@@ -2,7 +2,7 @@
 
     W ≈ L R,   L = U_r Σ_r  (out, r),   R = V_rᵀ  (r, in)
 
-(refcomp.compress.lowrank.truncated_svd makes them; docs/lowrank.md eq. (1).)
+(refcomp.compress.lowrank.factorize.truncated_svd makes them; docs/lowrank.md eq. (1).)
 The layer product y = x Wᵀ is computed factor by factor, never forming W::
 
     y = (x Rᵀ) Lᵀ = (x V_r) (U_r Σ_r)ᵀ                                   (docs/lowrank.md eq. 5)

@@ -30,6 +30,7 @@ import math
 import numpy as np
 
 from ..errors import DTypeError, FileFormatError, ValidationError
+from ..numerics.dtypes import qdtype
 from ..quant.affine import dequantize, quantize
 from ..quant.packing import pack_bits, packed_size, unpack_bits
 from ..quant.qparams import QParams
@@ -157,7 +158,6 @@ class QTensor(WeightFormat):
             raise FileFormatError(f"fields['header']: expected UTF-8 JSON, got undecodable bytes ({exc})") from None
         if not isinstance(meta, dict) or meta.pop("version", None) != _HEADER_VERSION:
             raise FileFormatError(f"fields['header']: expected version {_HEADER_VERSION}")
-        from ..quant.dtypes import qdtype
 
         dt = qdtype(meta.get("dtype"), "header.dtype")
         shape = meta.pop("shape", None)

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import formats
 from ..errors import FileFormatError, ValidationError
 from ..formats.dense import Dense
 from ..nn.module import LAYER_TYPES, Module, Parameter, Sequential
@@ -174,8 +175,6 @@ def _assemble(header: dict, tensors: dict, path) -> Module:
             if fmt == "Dense" and hasattr(old, "trainable"):
                 new.trainable = old.trainable
         else:
-            import refcomp.formats as formats
-
             cls = getattr(formats, str(fmt), None) if fmt else None
             if cls is None or not hasattr(cls, "from_fields"):
                 raise FileFormatError(f"{path}: weight {name!r} has unknown format {fmt!r}")

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import ShapeError, ValidationError
 from ..formats.base import WeightFormat
+from ..formats.dense import Dense
 
 __all__ = ["Parameter", "Module", "Sequential", "as_rng", "LAYER_TYPES", "register_layer"]
 
@@ -163,8 +164,6 @@ class Module:
             if isinstance(p, Parameter):
                 out[name] = p.data
             else:
-                from ..formats.dense import Dense
-
                 if isinstance(p, Dense):
                     out[name] = p.data
                 else:
@@ -176,7 +175,6 @@ class Module:
 
     def load_state_dict(self, state: dict) -> None:
         """Copy arrays into the Dense weights, Parameters and buffers (shapes must match)."""
-        from ..formats.dense import Dense
 
         want = {}
         for name, p in self.named_weights():

@@ -26,7 +26,7 @@ from ..errors import ShapeError, ValidationError
 from .losses import CrossEntropyLoss
 from .module import Module, as_rng
 from .optim import SGD
-from .schedules import CosineLR, Constant
+from .schedules import Constant, CosineLR
 
 __all__ = ["train", "evaluate"]
 

@@ -7,6 +7,7 @@ refcomp/ops/README.md; departures of other runtimes in docs/deviations.md.
 """
 
 from .conv_integer import conv_integer
+from .csr_matmul import csr_matmul
 from .dequantize_linear import dequantize_linear
 from .dynamic_quantize_linear import dynamic_quantize_linear
 from .matmul_integer import matmul_integer
@@ -18,7 +19,7 @@ from .requantize import (
     quantize_multiplier,
     requantize,
 )
-from .sparse_linear import sparse_linear, sparse_linear_integer  # KERNELS: CSR weight (refcomp.formats.csr)
+from .sparse_linear import sparse_linear, sparse_linear_integer  # W: a CSR weight (refcomp.formats.csr)
 
 __all__ = [
     "quantize_linear",
@@ -31,6 +32,7 @@ __all__ = [
     "quantize_multiplier",
     "multiply_by_quantized_multiplier",
     "requantize",
+    "csr_matmul",
     "sparse_linear",
     "sparse_linear_integer",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DTypeError, ShapeError, ValidationError
-from ..quant.dtypes import ONNX_FLOAT_TYPES, QDType, qdtype
+from ..numerics.dtypes import ONNX_FLOAT_TYPES, QDType, qdtype
 
 FLOAT_DTYPES = tuple(ONNX_FLOAT_TYPES.values())  # float32, float16, bfloat16
 

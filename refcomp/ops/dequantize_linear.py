@@ -30,8 +30,9 @@ import numpy as np
 
 from .. import backend as _backend
 from ..errors import DTypeError, ValidationError
-from ..quant.dtypes import ONNX_FLOAT_TYPES, qdtype
-from . import _broadcast, _validate as v
+from ..numerics.dtypes import ONNX_FLOAT_TYPES, qdtype
+from . import _broadcast
+from . import _validate as v
 
 __all__ = ["dequantize_linear"]
 
@@ -42,7 +43,7 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
 
     Parameters
     ----------
-    x : any quantized dtype of refcomp.quant.dtypes (int2..int32, uint2..uint16, float8, float4).
+    x : any quantized dtype of refcomp.numerics.dtypes (int2..int32, uint2..uint16, float8, float4).
     x_scale : float32 | float16 | bfloat16, finite > 0; scalar, [D_axis] or blocked.
     x_zero_point : optional, x's dtype, same shape as x_scale.
     axis, block_size : as in quantize_linear.

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import backend as _backend
 from ..errors import DTypeError, ShapeError
-from ..quant.dtypes import qdtype
+from ..numerics.dtypes import qdtype
 from . import _validate as v
 from .conv_integer import _conv_accumulate, _to_int32
 from .requantize import real_multiplier, requantize

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DTypeError, ShapeError
-from ..quant.dtypes import qdtype
+from ..numerics.dtypes import qdtype
 from . import _validate as v
 from .matmul_integer import matmul_integer
 from .requantize import _float_numpy, real_multiplier, requantize

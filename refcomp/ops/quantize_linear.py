@@ -13,7 +13,7 @@ Definition (integer outputs)::
   correctly rounded result because float32 has more than 2p + 2 bits).
 - ``round`` is round-half-to-even (ONNX); ``rounding="half_away"`` is a
   refcomp extension (TFLite's rule) and is not ONNX.
-- ``saturate`` clips to [qmin, qmax] of the output type (refcomp.quant.dtypes).
+- ``saturate`` clips to [qmin, qmax] of the output type (refcomp.numerics.dtypes).
 - ±Inf in x / y_scale saturates to qmax / qmin (the formula's limit).
 
 Float outputs (float8 e4m3fn / e4m3fnuz / e5m2 / e5m2fnuz, float4 e2m1)::
@@ -45,9 +45,10 @@ import numpy as np
 
 from .. import backend as _backend
 from ..errors import DTypeError, ValidationError
-from ..quant.dtypes import ONNX_FLOAT_TYPES, QDType, qdtype
-from ..quant.rounding import ROUNDING_MODES, round_with
-from . import _broadcast, _validate as v
+from ..numerics.dtypes import ONNX_FLOAT_TYPES, QDType, qdtype
+from ..numerics.rounding import ROUNDING_MODES, round_with
+from . import _broadcast
+from . import _validate as v
 
 __all__ = ["quantize_linear", "output_qdtype"]
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from .. import backend as _backend
 from ..errors import DTypeError, OverflowRiskError, ShapeError, ValidationError
-from ..quant.dtypes import qdtype
+from ..numerics.dtypes import qdtype
 from . import _validate as v
 
 __all__ = [

@@ -4,7 +4,8 @@ Definition (float)::
 
     y[b, o] = sum_{p in row o} W.data[p] * x[b, W.indices[p]]  +  bias[o]        (eq. S1)
 
-x: (batch, in) or (in,); W: CSRMatrix of shape (out, in); bias: (out,) or None;
+x: (batch, in) or (in,); W: CSRMatrix of shape (out, in) (any CSR operand of
+refcomp.ops.csr_matmul); bias: (out,) or None;
 y: (batch, out) (or (out,)), i.e. y = x @ W.T + bias with W stored sparse.
 
 Float precision: float32 x and float32 W give float32 y. The products and
@@ -42,17 +43,15 @@ import numpy as np
 
 from .. import backend as _backend
 from ..errors import DTypeError, OverflowRiskError, ShapeError, ValidationError
-from ..formats.csr import CSRMatrix, _spmm_int
+from .csr_matmul import csr_matmul, csr_matmul_int16, csr_operand
 
 __all__ = ["sparse_linear", "sparse_linear_integer"]
 
 _INT32_MAX = 2**31 - 1
 
 
-def _check_weight(W, integer: bool) -> CSRMatrix:
-    if not isinstance(W, CSRMatrix):
-        raise ValidationError("W", "a refcomp.formats.CSRMatrix (use CSRMatrix.from_dense / from_scipy)",
-                              type(W).__name__)
+def _check_weight(W, integer: bool):
+    csr_operand(W)
     if integer and W.data.dtype != np.int8:
         raise DTypeError("W", "int8 CSR data for sparse_linear_integer", f"dtype {W.data.dtype}")
     if not integer and W.data.dtype.kind != "f":
@@ -60,7 +59,7 @@ def _check_weight(W, integer: bool) -> CSRMatrix:
     return W
 
 
-def _check_x(x, W: CSRMatrix, dtypes, what: str):
+def _check_x(x, W, dtypes, what: str):
     x = np.asarray(x)
     if x.dtype not in tuple(np.dtype(d) for d in dtypes):
         raise DTypeError("x", what, f"dtype {x.dtype}")
@@ -110,7 +109,7 @@ def sparse_linear(x, W, bias=None, *, backend="auto"):
         y = fast(W.indptr, W.kernel_indices, W.data, W.shape, x2, b, validated=True, blocks=W.column_blocks(x2.shape[0]))
         return y[0] if vec else y
     # W @ x^T: each non-zero scales a contiguous row of x^T (batch values)
-    yT = W.dot(x2.T, backend=backend)
+    yT = csr_matmul(W, x2.T, backend=backend)
     y = np.ascontiguousarray(yT.T)
     if b is not None:
         y = y + b  # one more rounding: the +1 of eq. S2
@@ -140,7 +139,7 @@ def sparse_linear_integer(x, W, bias=None, *, x_zero_point=0, backend="auto"):
         raise ValidationError("x_zero_point", f"a scalar integer in [{info.min}, {info.max}] (x is {x2.dtype})", repr(x_zero_point))
     b = _check_bias(bias, W.shape[0], (np.int32,), "dtype int32")
     xT = np.ascontiguousarray(x2.T.astype(np.int16) - np.int16(int(zx)))  # in [-255, 255]
-    yT = _spmm_int(W, xT, backend).astype(np.int64)
+    yT = csr_matmul_int16(W, xT, backend).astype(np.int64)
     y = yT.T
     if b is not None:
         y = y + b.astype(np.int64)

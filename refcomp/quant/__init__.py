@@ -1,7 +1,7 @@
 """The quantization core: dtypes, QParams, schemes, observers, fake quantization.
 
-- :mod:`~refcomp.quant.dtypes`     QDType table (int2 ... int32, float8, float4, float16, bfloat16)
-- :mod:`~refcomp.quant.rounding`   half_to_even (ONNX) / half_away (TFLite)
+- :mod:`~refcomp.numerics.dtypes`     QDType table (int2 ... int32, float8, float4, float16, bfloat16)
+- :mod:`~refcomp.numerics.rounding`   half_to_even (ONNX) / half_away (TFLite)
 - :mod:`~refcomp.quant.qparams`    QParams: scale, zero point, dtype, axis, block_size
 - :mod:`~refcomp.quant.choose`     choose_qparams: asymmetric / symmetric / restricted / reduce_range
 - :mod:`~refcomp.quant.affine`     quantize / dequantize (wrappers over refcomp.ops.*_linear)
@@ -12,9 +12,10 @@
 The arithmetic is taught in docs/quantization.md; code cites its equation numbers.
 """
 
+from ..numerics.dtypes import QDTYPES, QDType, qdtype
+from ..numerics.rounding import ROUNDING_MODES
 from .affine import dequantize, quantize
 from .choose import choose_qparams, quant_range
-from .dtypes import QDTYPES, QDType, qdtype
 from .fake_quant import FakeQuantize, fake_quantize, fake_quantize_grad
 from .observers import (
     EntropyObserver,
@@ -26,7 +27,6 @@ from .observers import (
 )
 from .packing import pack_bits, unpack_bits
 from .qparams import QParams
-from .rounding import ROUNDING_MODES
 
 __all__ = [
     "QDType",

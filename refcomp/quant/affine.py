@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DTypeError, ValidationError
+from ..ops import dequantize_linear, quantize_linear
 from .qparams import QParams
 
 __all__ = ["quantize", "dequantize"]
@@ -53,7 +54,6 @@ def quantize(x, qparams: QParams, *, rounding: str = "half_to_even", saturate: b
     -------
     Array of x's shape and qparams.dtype's storage dtype (ml_dtypes for sub-byte / float8 / float4).
     """
-    from ..ops import quantize_linear
 
     qp = _check_qparams(qparams)
     if qp.dtype.name in _NOT_QUANTIZE_OUTPUTS:
@@ -76,7 +76,6 @@ def dequantize(q, qparams: QParams, *, backend: str = "auto") -> np.ndarray:
     q must have qparams.dtype's storage dtype. Returns float32 (the scale's dtype
     if the scale is float16 / bfloat16).
     """
-    from ..ops import dequantize_linear
 
     qp = _check_qparams(qparams)
     if not isinstance(q, np.ndarray):

@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DTypeError, ShapeError, ValidationError
-from .dtypes import QDType, qdtype
+from ..numerics.dtypes import QDType, qdtype
 from .qparams import QParams
 
 __all__ = ["choose_qparams", "quant_range"]
@@ -122,7 +122,7 @@ def choose_qparams(
     min_val, max_val : float or array (same shape), finite, min_val <= max_val.
         Scalars for per-tensor; 1-D (one per channel) with ``axis``; the scale
         shape with ``axis`` and ``block_size`` (per-block).
-    dtype : quantized dtype (see refcomp.quant.dtypes).
+    dtype : quantized dtype (see refcomp.numerics.dtypes).
     symmetric : eq. (6) instead of eq. (5) (integer dtypes; float dtypes are always symmetric).
     restricted_range, reduce_range : eq. (7) (integer dtypes only).
     axis, block_size : layout, passed on to :class:`QParams`.

@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from ..errors import DTypeError, ShapeError, ValidationError
-from .dtypes import qdtype
+from ..numerics.dtypes import qdtype
 
 __all__ = ["pack_bits", "unpack_bits", "packed_size"]
 

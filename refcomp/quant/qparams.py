@@ -43,7 +43,7 @@ import ml_dtypes
 import numpy as np
 
 from ..errors import DTypeError, ShapeError, ValidationError
-from .dtypes import QDType, qdtype
+from ..numerics.dtypes import QDType, qdtype
 
 __all__ = ["QParams", "SCALE_DTYPES"]
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refcomp.compress.cluster import (
+from refcomp.compress.share.cluster import (
     assign,
     centroid_gradients,
     initial_centroids,

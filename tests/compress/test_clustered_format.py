@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from refcomp.compress.share.cluster import cluster_weight
 from refcomp.errors import DTypeError, ShapeError, ValidationError
 from refcomp.formats import Clustered, WeightFormat
 
@@ -21,10 +22,10 @@ def test_to_dense_matmul_and_sizes():
     assert set(c.fields()) == {"codebook", "indices", "bits", "mask"}
 
 
-def test_from_weight_is_kmeans():
+def test_cluster_weight_is_kmeans():
     rng = np.random.default_rng(0)
     w = rng.normal(size=(16, 16)).astype(np.float32)
-    c = Clustered.from_weight(w, 4)
+    c = cluster_weight(w, 4)
     assert c.codebook.size == 16 and c.bits == 4
     assert np.abs(c.to_dense() - w).max() < np.ptp(w) / 8
 

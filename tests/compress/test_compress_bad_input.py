@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from refcomp.compress.cluster import kmeans
+from refcomp.compress.share.cluster import kmeans
 from refcomp.compress.prune import (
     apply_mask,
     block_mask,

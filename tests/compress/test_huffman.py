@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refcomp.compress.huffman import (
+from refcomp.formats.huffman import (
     HuffmanCode,
     canonical_codes,
     code_lengths,

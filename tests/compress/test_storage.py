@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from refcomp.compress.storage import (
+from refcomp.compress.share.cluster import cluster_weight
+from refcomp.formats.relative_csr import (
     RelativeIndexCSR,
     size_breakdown,
     size_table,
@@ -113,7 +114,7 @@ def test_size_table_total_and_markdown():
     for name, shape in (("fc1", (30, 40)), ("fc2", (10, 30))):
         w = rng.normal(size=shape)
         mask = np.abs(w) > 1.5
-        layers[name] = RelativeIndexCSR.from_clustered(Clustered.from_weight(w, 3, mask=mask), index_bits=4)
+        layers[name] = RelativeIndexCSR.from_clustered(cluster_weight(w, 3, mask=mask), index_bits=4)
     rows = size_table(layers)
     assert [r["layer"] for r in rows] == ["fc1", "fc2", "total"]
     total = rows[-1]

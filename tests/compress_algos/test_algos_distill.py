@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refcomp.compress.distill import cross_entropy, distillation_loss, hint_loss, log_softmax, softmax
+from refcomp.compress.distill.loss import cross_entropy, distillation_loss, hint_loss, log_softmax, softmax
 from refcomp.errors import DTypeError, ShapeError, ValidationError
 
 seeds = st.integers(0, 2**32 - 1)

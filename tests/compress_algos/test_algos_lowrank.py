@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refcomp.compress.lowrank import (choose_rank, conv_svd, svd_truncation_error, to_lowrank, truncated_svd,
+from refcomp.compress.lowrank.factorize import (choose_rank, conv_svd, svd_truncation_error, to_lowrank, truncated_svd,
                                       tucker2, tucker2_to_dense)
 from refcomp.errors import DTypeError, FileFormatError, ShapeError, ValidationError
 from refcomp.formats import LowRank, WeightFormat

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refcomp.compress.precision import (DynamicLossScaler, MasterWeights, cast_weights, select_bitwidths,
+from refcomp.compress.precision.casts import (DynamicLossScaler, MasterWeights, cast_weights, select_bitwidths,
                                         weight_sensitivity)
 from refcomp.errors import OverflowRiskError, ValidationError
 

@@ -193,7 +193,7 @@ def test_bad_arguments_are_named():
 def test_bias_correction_gives_a_bias_to_bias_free_layers():
     """A factorized model has bias-free first layers; BC gives them an int32 bias and the integer model still
     equals its simulation (CLE runs through the nested Sequentials too)."""
-    from refcomp.compress.lowrank_model import factorize_model
+    from refcomp.compress.lowrank.model import factorize_model
 
     m = factorize_model(small_cnn(7), {"conv2": 2, "fc": 3})
     x = _cnn_input(7, 30)

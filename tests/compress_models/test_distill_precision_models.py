@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from refcomp.compress.distill import distillation_loss
-from refcomp.compress.distill_train import distill_train, teacher_logits
-from refcomp.compress.precision import DynamicLossScaler, MasterWeights
-from refcomp.compress.precision_model import mixed_precision_step
+from refcomp.compress.distill.loss import distillation_loss
+from refcomp.compress.distill.train import distill_train, teacher_logits
+from refcomp.compress.precision.casts import DynamicLossScaler, MasterWeights
+from refcomp.compress.precision.model import mixed_precision_step
 from refcomp.errors import ValidationError
 from refcomp.nn import CrossEntropyLoss, Dropout, Linear, ReLU, Sequential, evaluate
 

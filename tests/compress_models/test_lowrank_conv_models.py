@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refcomp.compress.lowrank_model import factorize_conv, factorize_model, tucker2_conv
+from refcomp.compress.lowrank.model import factorize_conv, factorize_model, tucker2_conv
 from refcomp.compress.quantize.weight_only import model_bytes
 from refcomp.errors import ValidationError
 from refcomp.nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, evaluate, train

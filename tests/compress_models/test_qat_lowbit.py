@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from refcomp.compress.lowrank_model import factorize_linear, factorize_model
-from refcomp.compress.precision_model import HalfPrecision, cast_model
+from refcomp.compress.lowrank.model import factorize_linear, factorize_model
+from refcomp.compress.precision.model import HalfPrecision, cast_model
 from refcomp.compress.quantize.lowbit_model import lowbit_bytes, prepare_lowbit
 from refcomp.compress.quantize.qat import LSQQuantizer, QATCompute, prepare_qat, to_integer, train_qat
 from refcomp.compress.quantize.simulate import simulate
@@ -154,7 +154,7 @@ def test_half_precision_storage(digits, dtype):
 
 
 def test_per_layer_bit_widths_under_budget(digits):
-    from refcomp.compress.precision_model import select_layer_bits
+    from refcomp.compress.precision.model import select_layer_bits
     from refcomp.compress.quantize.weight_only import quantize_weights
 
     m, tr, te, acc = digits

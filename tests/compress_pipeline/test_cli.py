@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from refcomp.cli import main
-from refcomp.compress.deep_compression import PRESETS, PipelineConfig, run_pipeline
+from refcomp.pipelines.deep_compression import PRESETS, PipelineConfig, run_pipeline
 from refcomp.errors import ValidationError
 
 pytest.importorskip("sklearn")
@@ -112,7 +112,7 @@ def test_presets_are_valid_configs():
 def test_progress_bar_only_on_a_terminal():
     import io
 
-    from refcomp.compress.deep_compression import _Progress
+    from refcomp.pipelines.deep_compression import _Progress
     pytest.importorskip("tqdm")
 
     class Tty(io.StringIO):

@@ -5,9 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refcomp.compress.compressed_file import load_compressed, save_compressed
-from refcomp.compress.deep_compression import load_into
-from refcomp.compress.storage import RelativeIndexCSR, size_table
+from refcomp.compress.share.cluster import cluster_weight
+from refcomp.io.compressed_file import load_compressed, save_compressed
+from refcomp.pipelines.deep_compression import load_into
+from refcomp.formats.relative_csr import RelativeIndexCSR, size_table
 from refcomp.errors import FileFormatError, ValidationError
 from refcomp.formats.clustered import Clustered
 
@@ -19,7 +20,7 @@ def _layer(seed, density, bits, index_bits, layout, shape=(20, 30)):
     w = g.normal(size=shape).astype(np.float32)
     m = g.random(shape) < density
     m.flat[0] = True
-    return RelativeIndexCSR.from_clustered(Clustered.from_weight(w, bits, mask=m), index_bits=index_bits,
+    return RelativeIndexCSR.from_clustered(cluster_weight(w, bits, mask=m), index_bits=index_bits,
                                            layout=layout)
 
 
@@ -73,7 +74,7 @@ def test_corrupt_files_raise_file_format_error(tmp_path):
 
 def test_load_into_a_model_and_mismatch(tmp_path):
     m = mlp()
-    layer = RelativeIndexCSR.from_clustered(Clustered.from_weight(m["fc1"].weight.data, 3), index_bits=4,
+    layer = RelativeIndexCSR.from_clustered(cluster_weight(m["fc1"].weight.data, 3), index_bits=4,
                                             layout="flat")
     others = {n: p.data for n, p in m.named_weights() if n != "fc1.weight"}
     path = save_compressed(tmp_path / "m.rcdc", {"fc1": layer}, others)

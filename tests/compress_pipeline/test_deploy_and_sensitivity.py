@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from refcomp.compress.deploy import to_csr
+from refcomp.compress.prune.deploy import to_csr
 from refcomp.compress.prune import prune_model
-from refcomp.compress.sensitivity import plot_sensitivity, sensitivity, sensitivity_markdown
+from refcomp.compress.prune.sensitivity import plot_sensitivity, sensitivity, sensitivity_markdown
 from refcomp.errors import ValidationError
 from refcomp.formats.csr import CSRMatrix
 

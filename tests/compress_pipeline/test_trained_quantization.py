@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from refcomp.compress.prune import prune_model
-from refcomp.compress.trained_quantization import cluster_model, finetune_centroids
+from refcomp.compress.share.trained_quantization import cluster_model, finetune_centroids
 from refcomp.errors import ValidationError
 from refcomp.nn import CrossEntropyLoss, evaluate, train
 

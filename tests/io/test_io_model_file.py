@@ -7,6 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from refcomp.compress.share.cluster import cluster_weight
 from refcomp import models, nn
 from refcomp.errors import FileFormatError, ValidationError
 from refcomp.io import load_model, model_header, save_model
@@ -201,7 +202,7 @@ def test_round_trip_non_dense_weight_format(tmp_path, fmt):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_round_trip_sparse_and_clustered_weights(tmp_path, fmt):
     """A Deep-Compression-style model (CSR, weight-shared and low-rank layers) saves and loads bit-exact."""
-    from refcomp.compress.lowrank import to_lowrank
+    from refcomp.compress.lowrank.factorize import to_lowrank
     from refcomp.formats import Clustered, CSRMatrix, LowRank
 
     rng = np.random.default_rng(2)
@@ -209,7 +210,7 @@ def test_round_trip_sparse_and_clustered_weights(tmp_path, fmt):
     w1 = m["fc1"].weight.to_dense()
     m["fc1"].weight = CSRMatrix.from_dense(np.where(rng.random(w1.shape) < 0.1, w1, 0).astype(np.float32))
     w2 = m["fc2"].weight.to_dense()
-    m["fc2"].weight = Clustered.from_weight(w2, 5, mask=rng.random(w2.shape) < 0.3, rng=0)
+    m["fc2"].weight = cluster_weight(w2, 5, mask=rng.random(w2.shape) < 0.3, rng=0)
     m["fc3"].weight = to_lowrank(m["fc3"].weight.to_dense(), rank=4)
     back = load_model(save_model(m, tmp_path / f"dc.{fmt}"))
     for name, cls in (("fc1", CSRMatrix), ("fc2", Clustered), ("fc3", LowRank)):

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refcomp.ops import dequantize_linear, dynamic_quantize_linear, quantize_linear
-from refcomp.quant.dtypes import QDTYPES
+from refcomp.numerics.dtypes import QDTYPES
 
 INT_TYPES = ["int2", "uint2", "int4", "uint4", "int8", "uint8", "int16", "uint16"]
 seeds = st.integers(0, 2**32 - 1)

@@ -19,7 +19,7 @@ from onnx import helper  # noqa: E402
 from onnx.reference import ReferenceEvaluator  # noqa: E402
 
 import refcomp.ops as ops  # noqa: E402
-from refcomp.quant.dtypes import QDTYPES  # noqa: E402
+from refcomp.numerics.dtypes import QDTYPES  # noqa: E402
 
 TARGETS = [n for n in QDTYPES if n not in ("int32", "float16", "bfloat16")]
 INPUTS = [np.float32, np.float16, ml_dtypes.bfloat16]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from refcomp.cli import main
-from refcomp.demo import run_demo, sqnr_db
+from refcomp.cli.demo import run_demo, sqnr_db
 
 
 @pytest.fixture(scope="module")

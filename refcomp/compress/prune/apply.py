@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import bool_mask
 from ...errors import DTypeError, ValidationError
-from .._checks import bool_mask
 
 __all__ = ["apply_mask", "apply_masks", "masked"]
 

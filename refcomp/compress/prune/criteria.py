@@ -22,8 +22,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ...checks import float_array, integer, same_shape
 from ...errors import ShapeError, ValidationError
-from .._checks import float_array, integer, same_shape
 
 __all__ = [
     "STRUCTURES",

@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from ...checks import float_array, integer, keep_top, n_pruned, ratio
 from ...errors import ShapeError, ValidationError
-from .._checks import float_array, integer, keep_top, n_pruned, ratio
 
 __all__ = [
     "unstructured_mask",

@@ -24,12 +24,18 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ...checks import bool_mask, integer, ratio
 from ...errors import ShapeError, ValidationError
 from ...formats.dense import Dense
-from .._checks import bool_mask, integer, ratio
+from ...nn.layers import Conv2d, Linear
+from ...nn.losses import CrossEntropyLoss
+from ...nn.optim import SGD
+from ...nn.schedules import CosineLR
+from ...nn.train import train
 from .apply import apply_mask
 from .criteria import activation_importance, magnitude, snip, structure_norms, taylor_first_order
 from .masks import global_masks, nm_mask, unstructured_mask
+from .schedules import Schedule
 
 __all__ = [
     "CRITERIA",
@@ -55,7 +61,6 @@ def prunable_layers(model, names=None) -> dict:
     names : optional iterable of layer names to restrict to; an unknown or
         non-prunable name raises ValidationError listing the valid ones.
     """
-    from ...nn.layers import Conv2d, Linear
 
     if not hasattr(model, "named_modules"):
         raise ValidationError("model", "a refcomp.nn.Module", type(model).__name__)
@@ -115,7 +120,6 @@ def _layer_inputs(model, layers: dict, batches) -> dict:
 
 def _weight_gradients(model, layers: dict, batches, loss=None) -> dict:
     """Per-batch ∂L/∂W of each layer (cross-entropy on the calibration labels)."""
-    from ...nn.losses import CrossEntropyLoss
 
     loss = loss or CrossEntropyLoss()
     grads = {name: [] for name in layers}
@@ -356,8 +360,6 @@ def masked_fine_tune(model, masks: Mapping, train_set, *, epochs: int = 1, lr: f
                      momentum: float = 0.9, batch_size: int = 64, rng=0, schedule="cosine",
                      progress=False, val_data=None) -> list[dict]:
     """Retrain the surviving connections: refcomp.nn.train with a :class:`MaskedOptimizer` (SGD)."""
-    from ...nn.optim import SGD
-    from ...nn.train import train
 
     apply_model_masks(model, masks)
     opt = MaskedOptimizer(SGD(model.parameters(), lr=lr, momentum=momentum), model, masks)
@@ -380,10 +382,6 @@ def prune_with_schedule(model, schedule, train_set, *, epochs: int, sparsity_of_
     L2 ``weight_decay``) runs with lr decayed by a cosine over ``epochs``.
     ``callback(epoch, masks)`` is called after each epoch. Returns the final masks.
     """
-    from ...nn.optim import SGD
-    from ...nn.schedules import CosineLR
-    from ...nn.train import train
-    from .schedules import Schedule
 
     if not isinstance(schedule, Schedule):
         raise ValidationError("schedule", "a refcomp.compress.prune Schedule", type(schedule).__name__)

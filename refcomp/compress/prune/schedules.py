@@ -14,8 +14,8 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
+from ...checks import integer, ratio
 from ...errors import ValidationError
-from .._checks import integer, ratio
 
 __all__ = ["Schedule", "OneShot", "Iterative", "Cubic"]
 

@@ -25,16 +25,33 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ...checks import bool_mask
 from ...errors import ShapeError, ValidationError
-from .._checks import bool_mask
+from ...formats.dense import Dense
+from ...nn.layers import (
+    GELU,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2d,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    ReLU6,
+    Tanh,
+)
+from ...nn.module import Parameter, Sequential
+from .criteria import structure_norms
+from .masks import unstructured_mask
 from .model import prunable_layers
 
 __all__ = ["structured_keep", "apply_structured", "shrink"]
 
 
 def _top_level(model):
-    from ...nn.module import Sequential
-
     if not isinstance(model, Sequential):
         raise ValidationError("model", "a refcomp.nn.Sequential (structured shrink follows its layer order)",
                               type(model).__name__)
@@ -42,16 +59,12 @@ def _top_level(model):
 
 
 def _zero_preserving(layer) -> bool:
-    from ...nn.layers import (GELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Dropout, Flatten, GlobalAvgPool2d,
-                              MaxPool2d, ReLU, ReLU6, Tanh)
-
     return isinstance(layer, (ReLU, ReLU6, Tanh, GELU, MaxPool2d, AvgPool2d, GlobalAvgPool2d, Flatten, Dropout,
                                BatchNorm1d, BatchNorm2d))
 
 
 def _plan(model, names) -> dict:
     """For each pruned layer: (its index, BatchNorms between, next consumer index, Flatten between?)."""
-    from ...nn.layers import BatchNorm1d, BatchNorm2d, Conv2d, Flatten, Linear
 
     items = _top_level(model)
     index = {n: i for i, (n, _) in enumerate(items)}
@@ -86,8 +99,6 @@ def structured_keep(model, sparsity, *, norm: int = 1) -> dict:
 
     sparsity : {name: ratio} (fraction of rows removed from that layer).
     """
-    from .criteria import structure_norms
-    from .masks import unstructured_mask
 
     if not isinstance(sparsity, Mapping) or not sparsity:
         raise ValidationError("sparsity", "a non-empty mapping layer name -> ratio", type(sparsity).__name__)
@@ -137,9 +148,6 @@ def shrink(model, keep: Mapping):
     Call :func:`apply_structured` first (or prune so that the removed rows are
     zero); ``model`` itself is not modified.
     """
-    from ...formats.dense import Dense
-    from ...nn.layers import Conv2d, Linear
-    from ...nn.module import Parameter
 
     keep, _ = _check_keep(model, keep)
     plan = _plan(model, list(keep))

@@ -25,8 +25,17 @@ from .bias_correction import correct_bias, expected_output_shift, input_mean, re
 from .cle import equalization_scales, equalize_chain, equalize_pair
 from .gptq import HessianAccumulator, gptq_quantize, hessian_from_inputs
 from .grid import GroupQuantized
-from .lowbit import (PowerOfTwo, binarize, binarize_grad, power_of_two_grad, power_of_two_quantize,
-                     ternarize, ternarize_grad, xnor_binarize, xnor_grad)
+from .lowbit import (
+                     PowerOfTwo,
+                     binarize,
+                     binarize_grad,
+                     power_of_two_grad,
+                     power_of_two_quantize,
+                     ternarize,
+                     ternarize_grad,
+                     xnor_binarize,
+                     xnor_grad,
+)
 from .rtn import rtn_dequantize, rtn_quantize
 
 __all__ = [

@@ -51,8 +51,7 @@ import numpy as np
 
 from ...errors import ShapeError, ValidationError
 from ._checks import float_array, fraction, positive_int
-from .grid import (GroupQuantized, check_bits, check_group_size, grid_params,
-                   make_group_quantized, quantize_to_grid)
+from .grid import GroupQuantized, check_bits, check_group_size, grid_params, make_group_quantized, quantize_to_grid
 
 __all__ = ["HessianAccumulator", "hessian_from_inputs", "gptq_quantize"]
 

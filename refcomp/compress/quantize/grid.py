@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import ShapeError, ValidationError
+from ...formats.qtensor import QTensor
+from ...quant import QParams, qdtype
 from ._checks import positive_int
 
 __all__ = ["GroupQuantized", "code_range", "grid_params", "quantize_to_grid", "make_group_quantized",
@@ -146,8 +148,6 @@ class GroupQuantized:
         uint<b> (asymmetric), full dtype range: GPTQ's error feedback can
         reach the code −2^(b−1) that RTN's symmetric scale never uses.
         """
-        from ...formats.qtensor import QTensor
-        from ...quant import QParams, qdtype
 
         if self.bits not in (2, 4, 8):
             raise ValidationError("bits", "2, 4 or 8 (a QDType exists for them)", self.bits)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ValidationError
+from ...nn.layers import Conv2d
 from ...quant import EntropyObserver, MinMaxObserver, MSEObserver, PercentileObserver, choose_qparams, quantize
 from .bias_correction_model import empirical_output_shift
 from .cle_model import equalize_model
@@ -127,7 +128,6 @@ def integer_model_from(stages, qparams: dict, *, weights: dict | None = None,
     ``biases`` may give, per compute stage name, the float bias to use instead
     of the layer's (bias correction).
     """
-    from ...nn.layers import Conv2d
 
     current = qparams["input"]
     out = []

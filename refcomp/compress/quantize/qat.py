@@ -43,8 +43,15 @@ from ...formats.dense import Dense
 from ...nn.module import Module, Parameter, Sequential, as_rng
 from ...nn.optim import SGD
 from ...nn.schedules import CosineLR
-from ...quant import FakeQuantize, MovingAverageMinMaxObserver, QParams, choose_qparams, fake_quantize
-from ...quant import fake_quantize_grad
+from ...nn.train import train
+from ...quant import (
+    FakeQuantize,
+    MovingAverageMinMaxObserver,
+    QParams,
+    choose_qparams,
+    fake_quantize,
+    fake_quantize_grad,
+)
 from .model_graph import Stage, prepare, value_stage
 from .ptq import calibrate, integer_model_from, quantize_weight_per_channel
 
@@ -234,7 +241,6 @@ def train_qat(model: QATModel, data, *, epochs: int = 2, freeze_observers_epoch:
 
     Observers run during the first ``freeze_observers_epoch`` epochs, then freeze.
     """
-    from ...nn.train import train
 
     if not isinstance(model, QATModel):
         raise ValidationError("model", "a QATModel (from prepare_qat)", type(model).__name__)

@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import float_array
-from .grid import (GroupQuantized, check_bits, check_group_size, grid_params,
-                   make_group_quantized, quantize_to_grid)
+from .grid import GroupQuantized, check_bits, check_group_size, grid_params, make_group_quantized, quantize_to_grid
 
 __all__ = ["rtn_quantize", "rtn_dequantize"]
 

@@ -28,6 +28,7 @@ import numpy as np
 from ...errors import ValidationError
 from ...nn.layers import Conv2d, Linear
 from ...nn.layers.conv import im2col
+from ...nn.module import Parameter
 from .gptq import HessianAccumulator, gptq_quantize
 from .model_graph import flat_layers, prepare
 from .rtn import rtn_quantize
@@ -51,7 +52,7 @@ def quantize_weights(model, *, bits=8, group_size: int | None = None, method: st
     """A copy of ``model`` with every Conv2d / Linear weight quantized (module docstring).
 
     ``bits`` is one width for all layers, or a dict {layer name: bits} (mixed
-    precision, e.g. from refcomp.compress.precision_model.select_layer_bits);
+    precision, e.g. from refcomp.compress.precision.model.select_layer_bits);
     a layer missing from the dict stays float.
 
     Returns (model, report) where report maps each layer name to
@@ -102,6 +103,5 @@ def quantize_weights(model, *, bits=8, group_size: int | None = None, method: st
 
 def model_bytes(model) -> int:
     """Bytes of every weight (in its format: WeightFormat.nbytes) and every Parameter (bias ...)."""
-    from ...nn.module import Parameter
 
     return int(sum(p.data.nbytes if isinstance(p, Parameter) else p.nbytes for _, p in model.named_weights()))

@@ -22,8 +22,8 @@ import ml_dtypes
 import numpy as np
 
 from ...errors import DTypeError, ShapeError, ValidationError
+from ...numerics.dtypes import qdtype
 from ..choose import choose_qparams, quant_range
-from ..dtypes import qdtype
 from ..qparams import QParams
 
 __all__ = ["Observer"]

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import integer
 from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
-from ._checks import integer
 
 __all__ = [
     "HEADER_VERSION",

@@ -8,7 +8,7 @@ Layout (all integers little-endian)::
                                  "layers": [...], "tensors": [...], "metadata": {...}}
     payload  the segments the header points at (offset, length from the payload start)
 
-Per layer (a :class:`refcomp.compress.storage.RelativeIndexCSR` with a codebook)
+Per layer (a :class:`refcomp.formats.relative_csr.RelativeIndexCSR` with a codebook)
 the payload holds: the codebook (float32/float64 bytes); the weight field and
 the relative-index field, each either Huffman-coded — its code lengths
 (1 byte per symbol) followed by the MSB-first code stream — or packed at its
@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FileFormatError, ValidationError
-from .huffman import HuffmanCode, decode, encode
-from .storage import LAYOUTS, RelativeIndexCSR
+from ..formats.huffman import HuffmanCode, decode, encode
+from ..formats.relative_csr import LAYOUTS, RelativeIndexCSR
+from .atomic import write_atomic
 
 __all__ = ["FORMAT", "VERSION", "save_compressed", "load_compressed"]
 
@@ -76,7 +77,6 @@ def _field(payload: _Payload, symbols: np.ndarray, width: int) -> dict:
 def save_compressed(path, layers: Mapping[str, RelativeIndexCSR], tensors: Mapping[str, np.ndarray] | None = None,
                     *, metadata: dict | None = None) -> Path:
     """Write ``layers`` (clustered RelativeIndexCSR) and raw float ``tensors`` to ``path`` atomically."""
-    from ..io.atomic import write_atomic
 
     if not isinstance(layers, Mapping) or not layers:
         raise ValidationError("layers", "a non-empty mapping name -> RelativeIndexCSR", type(layers).__name__)

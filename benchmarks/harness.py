@@ -122,7 +122,7 @@ def machine() -> str:
                     break
     except OSError:
         pass
-    from .kernels import c_status
+    from refcomp.kernels import c_status
 
     st = c_status()
     return (f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.machine()}, "
@@ -156,10 +156,10 @@ def _ort_session(b: np.ndarray, threads: int, exact: bool):
 
 
 def gemm_rows(*, quick=False, threads=1, log=print):
-    from . import kernels  # noqa: F401  (registers backends)
-    from .kernels import c as ck
-    from .kernels.numba import matmul_integer as nbm
-    from .ops import matmul_integer
+    from refcomp import kernels  # noqa: F401  (registers backends)
+    from refcomp.kernels import c as ck
+    from refcomp.kernels.numba import matmul_integer as nbm
+    from refcomp.ops import matmul_integer
 
     rng = np.random.default_rng(0)
     min_time = 0.05 if quick else 0.25
@@ -203,7 +203,7 @@ def gemm_rows(*, quick=False, threads=1, log=print):
         r.update({k: ops / v for k, v in t.items()})
         if not quick or M * K * N <= 2**21:
             try:
-                from onnx import helper, TensorProto
+                from onnx import TensorProto, helper
                 from onnx.reference import ReferenceEvaluator
 
                 node = helper.make_node("MatMulInteger", ["A", "B"], ["Y"])
@@ -253,17 +253,17 @@ def gemm_table(rows) -> str:
 
 
 def _numba_path() -> str:
-    from .kernels.numba.matmul_integer import best_path
+    from refcomp.kernels.numba.matmul_integer import best_path
 
     return best_path()
 
 
 # ------------------------------------------------------------------ SpMM
 def spmm_rows(*, quick=False, threads=1, log=print):
-    from .formats import CSRMatrix
-    from .kernels import c as ck
-    from .kernels.numba import spmm as nbs
-    from .ops import sparse_linear
+    from refcomp.formats import CSRMatrix
+    from refcomp.kernels import c as ck
+    from refcomp.kernels.numba import spmm as nbs
+    from refcomp.ops import sparse_linear
 
     rng = np.random.default_rng(0)
     min_time = 0.05 if quick else 0.25
@@ -349,10 +349,10 @@ def thread_rows(*, quick=False, log=print):
     1 when a neighbour keeps one core busy -- then a second thread has no core
     to run on and the scaling says nothing about the kernel.
     """
-    from .formats import CSRMatrix
-    from .kernels import c as ck
-    from .kernels.numba import matmul_integer as nbm
-    from .kernels.numba import spmm as nbs
+    from refcomp.formats import CSRMatrix
+    from refcomp.kernels import c as ck
+    from refcomp.kernels.numba import matmul_integer as nbm
+    from refcomp.kernels.numba import spmm as nbs
 
     rng = np.random.default_rng(0)
     min_time = 0.05 if quick else 0.2
@@ -402,13 +402,13 @@ def thread_table(rows) -> str:
 
 def run(args) -> int:
     global _clock
-    from .kernels import c_status
+    from refcomp.kernels import c_status
 
     if not c_status()["available"]:
         print(f"refcomp bench: the C kernels are not built ({c_status()['error']}); nothing to compare")
         return 2
     _clock = CLOCKS[args.clock]
-    from . import backend
+    from refcomp import backend
 
     threads_before = backend.get_num_threads()
     backend.set_num_threads(args.threads)  # refcomp.ops calls ("via ops" columns)

@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import argparse
 
+from .. import datasets, models
+from ..errors import ValidationError
+from ..io import save_model
+from ..nn.train import evaluate, train
+
 HELP = "train a reference model (lenet5, lenet_300_100, digits_mlp) with refcomp.nn"
 
 
@@ -30,10 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from .. import datasets, models
-    from ..errors import ValidationError
-    from .train import evaluate, train
-
     data = args.data or ("digits" if args.model == "digits_mlp" else "mnist")
     if (data == "digits") != (args.model == "digits_mlp"):
         raise ValidationError("--data", f"{'digits' if args.model == 'digits_mlp' else 'mnist'} for {args.model}", data)
@@ -50,8 +51,6 @@ def run(args) -> int:
     print(f"{args.model}: test accuracy {100 * res['accuracy']:.2f} % on {len(test_set[1])} samples "
           f"(loss {res['loss']:.4f})")
     if args.out:
-        from ..io import save_model
-
         p = save_model(model, args.out, metadata={"model": args.model, "data": data, "epochs": args.epochs,
                                                    "test_accuracy": res["accuracy"]})
         print(f"saved {p}")

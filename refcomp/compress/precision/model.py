@@ -1,7 +1,7 @@
 """float16 / bfloat16 weight storage for whole models.
 
 Each Conv2d / Linear weight (and bias) is rounded once, float32 -> float16 or
-bfloat16 with round-to-nearest-even (refcomp.compress.precision.cast_weights,
+bfloat16 with round-to-nearest-even (refcomp.compress.precision.casts.cast_weights,
 docs/precision.md eq. 1), and stored in that 16-bit type: half the bytes.
 Computation stays float32 — a layer multiplies by the 16-bit weight widened
 to float32 (exact: every float16 / bfloat16 value is a float32 value), which
@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ValidationError
-from ..formats.base import WeightFormat
-from ..nn.layers import Conv2d, Linear
-from .precision import cast_weights
-from .quantize.model_graph import flat_layers, prepare
+from ...errors import ValidationError
+from ...formats.base import WeightFormat
+from ...nn.layers import Conv2d, Linear
+from ..quantize.model_graph import flat_layers, prepare
+from ..quantize.weight_only import quantize_weights
+from .casts import cast_weights, select_bitwidths
 
 __all__ = ["HalfPrecision", "cast_model", "mixed_precision_step", "select_layer_bits"]
 
@@ -69,7 +70,7 @@ def mixed_precision_step(model, master, scaler, x, y, loss, lr: float) -> bool:
     Micikevicius et al. 2018 (arXiv:1710.03740) §3, docs/precision.md eqs. 3-5:
 
     1. the model's trainable arrays are set to the float16 copy of ``master``
-       (a refcomp.compress.precision.MasterWeights keyed by parameter name);
+       (a refcomp.compress.precision.casts.MasterWeights keyed by parameter name);
     2. forward in float16; the loss is taken in float32 on the logits;
     3. backward of S·L (S = ``scaler.scale``) in float16 — a gradient that
        overflows becomes inf;
@@ -107,12 +108,10 @@ def select_layer_bits(model, calibration_x, avg_bits: float, *, bit_choices=(2, 
     error of the model's outputs on ``calibration_x`` when *only* ℓ's weights
     are RTN-quantized to b bits (groups of ``group_size``), against the float
     outputs. The budget is Σ_ℓ n_ℓ·b_ℓ <= avg_bits · Σ_ℓ n_ℓ (eq. 7), solved by
-    refcomp.compress.precision.select_bitwidths.
+    refcomp.compress.precision.casts.select_bitwidths.
 
     Returns (BitAllocation, sensitivity table {layer: {bits: error}}).
     """
-    from .precision import select_bitwidths
-    from .quantize.weight_only import quantize_weights
 
     x = np.asarray(calibration_x, dtype=np.float32)
     ref = prepare(model).forward(x).astype(np.float64)

@@ -12,14 +12,17 @@ import importlib
 import os
 import sys
 
-from ._version import __version__
+from .._version import __version__
+from ..backend import get_num_threads
+from ..errors import RefcompError
 
-# sub-command -> module; a module that is not there yet is simply not offered.
+# sub-command -> module, imported by name when the parser is built: after main() has
+# pinned BLAS's thread count, which must happen before NumPy loads (see _blas_threads).
 COMMANDS = {
-    "demo": "refcomp.demo",
-    "bench": "refcomp.bench",
-    "train": "refcomp.nn.cli",
-    "compress": "refcomp.compress.cli",
+    "demo": "refcomp.cli.demo",
+    "bench": "refcomp.cli.bench",
+    "train": "refcomp.cli.train",
+    "compress": "refcomp.cli.compress",
 }
 
 
@@ -32,12 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"refcomp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, modname in COMMANDS.items():
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:
-            if exc.name and modname.startswith(exc.name):
-                continue
-            raise
+        mod = importlib.import_module(modname)
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
@@ -72,15 +70,12 @@ def _blas_threads(n: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .backend import get_num_threads
-
     with _blas_threads(get_num_threads()):
         parser = build_parser()
         args = parser.parse_args(argv)
         if not getattr(args, "_run", None):
             parser.print_help()
             return 0
-        from .errors import RefcompError
 
         try:
             return int(args._run(args) or 0)

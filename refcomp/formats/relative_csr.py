@@ -25,7 +25,7 @@ Sizes (bits, D.22): entries·(weight_bits + index_bits) + codebook + row pointer
 (``layout="rows"`` only: rows + 1 pointers of ⌈log2(entries + 1)⌉ bits, the
 fewest that address every entry). With Huffman coding (P+Q+H), the weight and
 the index fields are each replaced by their canonical Huffman code
-(refcomp.compress.huffman) plus its header (8 bits per code length) when that
+(refcomp.formats.huffman) plus its header (8 bits per code length) when that
 is smaller, else kept fixed-width; one flag bit per field records the choice.
 """
 
@@ -37,8 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import bool_mask, float_array, integer
 from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
-from ._checks import bool_mask, float_array, integer
+from .clustered import Clustered
 from .huffman import HuffmanCode
 
 __all__ = [
@@ -158,7 +159,6 @@ class RelativeIndexCSR:
 
         Positions outside its mask are not stored (all stored if it has no mask).
         """
-        from ..formats.clustered import Clustered
 
         if not isinstance(clustered, Clustered):
             raise ValidationError("clustered", "a refcomp.formats.Clustered", type(clustered).__name__)

@@ -22,8 +22,10 @@ import copy
 
 import numpy as np
 
-from ..errors import ValidationError
-from .prune.model import prunable_layers
+from ...errors import ValidationError
+from ...formats.csr import CSRMatrix
+from ...nn.layers import Conv2d
+from .model import prunable_layers
 
 __all__ = ["to_csr"]
 
@@ -35,8 +37,6 @@ def to_csr(model, layers=None, *, min_sparsity: float = 0.0):
     The original model is untouched. Exact zeros are not stored (a kept weight
     that happens to be exactly 0 is dropped; the product is the same).
     """
-    from ..formats.csr import CSRMatrix
-    from ..nn.layers import Conv2d
 
     if not (0.0 <= float(min_sparsity) <= 1.0):
         raise ValidationError("min_sparsity", "a value in [0, 1]", min_sparsity)

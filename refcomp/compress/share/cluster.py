@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ShapeError, ValidationError
-from ._checks import bool_mask, float_array, integer
+from ...checks import bool_mask, float_array, integer
+from ...errors import ShapeError, ValidationError
+from ...formats.clustered import Clustered
 
 __all__ = [
     "INITS",
@@ -37,6 +38,7 @@ __all__ = [
     "lloyd_step",
     "within_cluster_sse",
     "kmeans",
+    "cluster_weight",
     "assign",
     "centroid_gradients",
     "update_centroids",
@@ -222,6 +224,16 @@ def kmeans(weights, bits: int, *, mask=None, init: str = "linear", rng=None,
         indices[~m] = 0
     return KMeansResult(codebook=codebook, indices=indices, bits=b, sse_history=history,
                         n_iter=n_iter, converged=converged)
+
+
+def cluster_weight(weight, bits: int, *, mask=None, init: str = "linear", rng=None,
+                   max_iter: int = 100) -> Clustered:
+    """k-means weight sharing of one weight, returned as its stored format (a Clustered).
+
+    Arguments as :func:`kmeans`; pruned weights (mask False) stay 0 in the format.
+    """
+    result = kmeans(weight, bits, mask=mask, init=init, rng=rng, max_iter=max_iter)
+    return Clustered(result.codebook, result.indices, mask, bits=result.bits)
 
 
 def centroid_gradients(grad, indices, n_clusters: int, *, mask=None) -> np.ndarray:

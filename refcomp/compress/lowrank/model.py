@@ -2,7 +2,7 @@
 
 A Linear layer y = x Wᵀ + b with W (out, in) is replaced by the truncated SVD
 W ≈ L R, L = U_r Σ_r (out, r), R = V_rᵀ (r, in) (docs/lowrank.md eq. 1,
-refcomp.compress.lowrank.truncated_svd; Eckart-Young: the best rank-r
+refcomp.compress.lowrank.factorize.truncated_svd; Eckart-Young: the best rank-r
 approximation in Frobenius norm)::
 
     y = (x Rᵀ) Lᵀ + b      =  Linear(in → r, no bias)  then  Linear(r → out, bias b)
@@ -13,8 +13,7 @@ refcomp.nn.train like any other (Denton et al. 2014, arXiv:1404.0736;
 Xue et al. 2013 retrain after the SVD in the same way).
 
 A Conv2d with kernel W (out, in, kh, kw) (groups = 1) is factorized in one
-of two ways (docs/lowrank.md §§4-5; refcomp.compress.lowrank):
-
+of two ways (docs/lowrank.md §§4-5; refcomp.compress.lowrank.factorize):
 - SVD of the reshaped kernel W (out, in·kh·kw) ≈ L R (conv_svd): a Conv2d
   (in → r, kh×kw, the original stride / padding / dilation, no bias), then
   a 1×1 Conv2d (r → out, bias b). Every output position sees the same
@@ -33,12 +32,12 @@ the original layer up to float rounding.
 
 from __future__ import annotations
 
-from ..errors import ValidationError
-from ..formats.dense import Dense
-from ..nn.layers import Conv2d, Linear
-from ..nn.module import Parameter, Sequential
-from .lowrank import conv_svd, truncated_svd, tucker2
-from .quantize.model_graph import prepare
+from ...errors import ValidationError
+from ...formats.dense import Dense
+from ...nn.layers import Conv2d, Linear
+from ...nn.module import Parameter, Sequential
+from ..quantize.model_graph import prepare
+from .factorize import conv_svd, truncated_svd, tucker2
 
 __all__ = ["factorize_linear", "factorize_conv", "tucker2_conv", "factorize_model"]
 
@@ -90,7 +89,7 @@ def factorize_conv(layer: Conv2d, rank: int) -> Sequential:
 def tucker2_conv(layer: Conv2d, ranks) -> Sequential:
     """Sequential(("first", 1×1 in → r_in), ("core", kh×kw r_in → r_out), ("last", 1×1 r_out → out)).
 
-    ranks : (r_out, r_in), as refcomp.compress.lowrank.tucker2.
+    ranks : (r_out, r_in), as refcomp.compress.lowrank.factorize.tucker2.
     """
     _check_conv(layer)
     w = layer.weight.to_dense()

@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from ..errors import DTypeError, ShapeError, ValidationError
+from .errors import DTypeError, ShapeError, ValidationError
 
 
 def float_array(x, argument: str, *, allow_empty: bool = True) -> np.ndarray:

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 import ml_dtypes
 import numpy as np
 
-from ..errors import OverflowRiskError, ValidationError
-from .quantize._checks import float_array, one_of, positive_int
+from ...errors import OverflowRiskError, ValidationError
+from ..quantize._checks import float_array, one_of, positive_int
+from ..quantize.rtn import rtn_quantize
 
 __all__ = [
     "CastReport",
@@ -312,7 +313,6 @@ def weight_sensitivity(weights: dict, bit_choices=(2, 4, 8), *, group_size: int 
     docs/gptq_and_ptq.md). Model-level sweeps (accuracy drop per layer)
     replace this proxy once layers are wired; the selection is the same.
     """
-    from .quantize.rtn import rtn_quantize
 
     table = {}
     for name, w in weights.items():

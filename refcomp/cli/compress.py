@@ -7,10 +7,10 @@
 Steps: dense baseline (trained with the `refcomp train` settings, or loaded
 from ``--baseline FILE``; cached as ``<out>/baseline.safetensors`` and reused
 on the next run), then prune → retrain → cluster → fine-tune centroids →
-Huffman (refcomp.compress.deep_compression). Writes ``report.md`` (accuracy
+Huffman (refcomp.pipelines.deep_compression). Writes ``report.md`` (accuracy
 per stage, the per-layer size table, the ratios, time per stage),
 ``sizes.png``, ``results.json`` and ``model.rcdc``, the compressed model
-itself (refcomp.compress.compressed_file), which is read back and evaluated. A tqdm bar is shown when stderr is a
+itself (refcomp.io.compressed_file), which is read back and evaluated. A tqdm bar is shown when stderr is a
 terminal; otherwise only the summary lines are printed.
 
 Config (TOML, optional): top-level keys of PipelineConfig override the
@@ -34,6 +34,13 @@ import shlex
 import sys
 import time
 from pathlib import Path
+
+from .. import datasets, models
+from ..compress.prune.sensitivity import plot_sensitivity, sensitivity, sensitivity_markdown
+from ..errors import FileFormatError, ValidationError
+from ..io import load_model, save_model
+from ..nn.train import evaluate, train
+from ..pipelines.deep_compression import PRESETS, PipelineConfig, run_pipeline, write_report
 
 HELP = "Deep Compression (prune, retrain, cluster, fine-tune centroids, Huffman) with a Markdown report"
 
@@ -61,9 +68,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_config(path, model_name):
-    from ..errors import FileFormatError, ValidationError
-    from .deep_compression import PRESETS, PipelineConfig
-
     base = PipelineConfig(**PRESETS[model_name])
     if path is None:
         return base
@@ -80,8 +84,6 @@ def _load_config(path, model_name):
 
 
 def _data(name, data, mnist_dir):
-    from .. import datasets
-
     if data == "digits":
         x, y = datasets.digits()
         tr, te = datasets.split_indices(len(y), 1437, 360, seed=0)
@@ -90,12 +92,6 @@ def _data(name, data, mnist_dir):
 
 
 def run(args) -> int:
-    from .. import models
-    from ..errors import ValidationError
-    from ..io import load_model, save_model
-    from ..nn.train import evaluate, train
-    from .deep_compression import run_pipeline, write_report
-
     name = _ALIASES[args.model]
     data = args.data or ("digits" if name == "digits_mlp" else "mnist")
     if (data == "digits") != (name == "digits_mlp"):
@@ -125,8 +121,6 @@ def run(args) -> int:
         say(f"dense baseline trained ({epochs} epochs, {seconds['baseline_train']:.1f} s) and saved to {baseline}")
     extra = ""
     if args.sensitivity:
-        from .sensitivity import plot_sensitivity, sensitivity, sensitivity_markdown
-
         t = time.perf_counter()
         curves = sensitivity(model, test_set, layers=list(config.sparsity),
                              sparsities=(0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98))

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ValidationError
-from ._checks import ratio
-from .prune.model import layer_scores, model_masks, prunable_layers
+from ...checks import ratio
+from ...errors import ValidationError
+from ...nn.train import evaluate
+from .model import layer_scores, model_masks, prunable_layers
 
 __all__ = ["sensitivity", "plot_sensitivity", "sensitivity_markdown"]
 
@@ -23,7 +24,6 @@ __all__ = ["sensitivity", "plot_sensitivity", "sensitivity_markdown"]
 def sensitivity(model, data, *, layers=None, sparsities=(0.0, 0.5, 0.7, 0.8, 0.9, 0.95),
                 criterion: str = "magnitude", calibration=None) -> dict:
     """{layer: [(sparsity, accuracy), ...]} on ``data = (x, y)``; the model is restored afterwards."""
-    from ..nn.train import evaluate
 
     sp = [ratio(s, f"sparsities[{i}]") for i, s in enumerate(sparsities)]
     if not sp:

@@ -5,7 +5,7 @@ Loss per batch (Hinton, Vinyals & Dean 2015, arXiv:1503.02531 §2; docs/distilla
     L = α · CE(y, softmax(s)) + (1 − α) · T² · KL(softmax(t/T) ‖ softmax(s/T))
 
 with s the student's and t the teacher's logits; the gradient w.r.t. s is
-eq. (3) of the docs (refcomp.compress.distill.distillation_loss) and flows
+eq. (3) of the docs (refcomp.compress.distill.loss.distillation_loss) and flows
 back through the student only.
 
 The teacher runs in eval mode (no dropout, BatchNorm running statistics), so
@@ -25,11 +25,12 @@ import time
 
 import numpy as np
 
-from ..errors import ShapeError, ValidationError
-from ..nn.module import Module, as_rng
-from ..nn.optim import SGD
-from ..nn.schedules import Constant, CosineLR
-from .distill import distillation_loss
+from ...errors import ShapeError, ValidationError
+from ...nn.module import Module, as_rng
+from ...nn.optim import SGD
+from ...nn.schedules import Constant, CosineLR
+from ...nn.train import evaluate
+from .loss import distillation_loss
 
 __all__ = ["teacher_logits", "distill_train"]
 
@@ -61,7 +62,6 @@ def distill_train(student: Module, teacher: Module, data, *, epochs: int = 10, b
 
     Each record: epoch, lr, loss (mean of L), accuracy (training batches), seconds.
     """
-    from ..nn.train import evaluate
 
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise ValidationError("data", "a pair (x, y)", type(data).__name__)

@@ -2,7 +2,7 @@
 
 Deep Compression (Han, Mao, Dally 2016, arXiv:1510.00149) §3: the surviving
 weights of each layer are clustered into k = 2^b shared values (D.13–D.15,
-refcomp.compress.cluster), and the shared values are then trained: a weight
+refcomp.compress.share.cluster), and the shared values are then trained: a weight
 W_ij is tied to its centroid c_{I_ij}, so
 
     ∂L/∂c_k = Σ_{i,j} ∂L/∂W_ij · 1(I_ij = k)          (D.16; paper eq. 3)
@@ -24,11 +24,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..errors import ValidationError
-from ..formats.clustered import Clustered
-from ._checks import bool_mask, integer
-from .cluster import centroid_gradients
-from .prune.model import prunable_layers
+from ...checks import bool_mask, integer
+from ...datasets import batches
+from ...errors import ValidationError
+from ...formats.clustered import Clustered
+from ...nn.losses import CrossEntropyLoss
+from ...nn.optim import SGD
+from ..prune.model import prunable_layers
+from .cluster import centroid_gradients, cluster_weight
 
 __all__ = ["cluster_model", "finetune_centroids"]
 
@@ -66,7 +69,7 @@ def cluster_model(model, bits, *, masks: Mapping | None = None, layers=None, ini
             mk = w != 0
         if not mk.any():
             raise ValidationError(f"masks[{name!r}]", "at least one kept weight to cluster", "all pruned")
-        c = Clustered.from_weight(w, b, mask=mk, init=init, rng=rng, max_iter=max_iter)
+        c = cluster_weight(w, b, mask=mk, init=init, rng=rng, max_iter=max_iter)
         w[...] = c.to_dense()
         out[name] = c
     return out
@@ -83,9 +86,6 @@ def finetune_centroids(model, clustered: Mapping, train_set, *, epochs: int = 1,
         below the dense training rate.
     Returns one record per epoch: epoch, loss, accuracy (on the training batches), seconds.
     """
-    from ..datasets import batches
-    from ..nn.losses import CrossEntropyLoss
-    from ..nn.optim import SGD
 
     epochs = integer(epochs, "epochs", minimum=0)
     layers = prunable_layers(model, list(clustered))

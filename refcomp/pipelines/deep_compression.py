@@ -8,16 +8,16 @@ Han, Mao, Dally 2016, "Deep Compression" (arXiv:1510.00149), Fig. 1:
    retraining (refcomp.compress.prune.model.MaskedOptimizer);
 2. **quantize** (§3): k-means weight sharing of the surviving weights with
    2^b_l linear-initialised centroids per layer, then centroid fine-tuning by
-   summed gradients (D.16, D.17; refcomp.compress.trained_quantization);
+   summed gradients (D.16, D.17; refcomp.compress.share.trained_quantization);
 3. **encode** (§2, §4): relative-index CSR with b_idx-bit gaps and b_l-bit
    cluster indices, then canonical Huffman coding of both fields
-   (refcomp.compress.storage, D.21, D.22).
+   (refcomp.formats.relative_csr, D.21, D.22).
 
 The accuracy reported for the compressed model is measured on weights
 *decoded from the stored bit fields* (RelativeIndexCSR.to_dense), and again
-through the CSR kernels (refcomp.compress.deploy) and, with ``save_to``,
+through the CSR kernels (refcomp.compress.prune.deploy) and, with ``save_to``,
 after writing the compressed file and reading it back
-(refcomp.compress.compressed_file), so the table describes exactly the model
+(refcomp.io.compressed_file), so the table describes exactly the model
 that was evaluated. Biases are kept as float32 and counted
 separately (the paper's tables count weights only).
 """
@@ -33,12 +33,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import integer, ratio
+from ..compress.prune.deploy import to_csr
+from ..compress.prune.model import CRITERIA, apply_model_masks, prunable_layers, prune_with_schedule
+from ..compress.prune.schedules import Iterative
+from ..compress.share.trained_quantization import cluster_model, finetune_centroids
 from ..errors import ValidationError
-from ._checks import integer, ratio
-from .prune.model import apply_model_masks, prunable_layers, prune_with_schedule
-from .prune.schedules import Iterative
-from .storage import RelativeIndexCSR, size_table, size_table_markdown
-from .trained_quantization import cluster_model, finetune_centroids
+from ..formats.relative_csr import RelativeIndexCSR, size_table, size_table_markdown
+from ..io.atomic import write_atomic
+from ..io.compressed_file import load_compressed, save_compressed
+from ..nn.train import evaluate
 
 __all__ = ["PipelineConfig", "PipelineResult", "run_pipeline", "load_into", "write_report", "PRESETS"]
 
@@ -92,7 +96,6 @@ class PipelineConfig:
         self.finetune_epochs = integer(self.finetune_epochs, "finetune_epochs", minimum=0)
         self.batch_size = integer(self.batch_size, "batch_size", minimum=1)
         self.calibration_samples = integer(self.calibration_samples, "calibration_samples", minimum=1)
-        from .prune.model import CRITERIA
 
         if self.criterion not in CRITERIA:
             raise ValidationError("criterion", f"one of {CRITERIA}", repr(self.criterion))
@@ -156,7 +159,7 @@ class PipelineResult:
     bias_bytes: int
     dense_bytes: int               # every parameter as float32 (weights + biases)
     config: PipelineConfig
-    file: str | None = None        # the compressed file written (refcomp.compress.compressed_file)
+    file: str | None = None        # the compressed file written (refcomp.io.compressed_file)
     file_bytes: int | None = None
 
     @property
@@ -210,8 +213,6 @@ class _Progress:
 
 
 def _accuracy(model, data) -> float:
-    from ..nn.train import evaluate
-
     return float(evaluate(model, data)["accuracy"])
 
 
@@ -243,7 +244,6 @@ def load_into(model, path):
     """A copy of ``model`` with every weight, parameter and buffer read from a compressed file."""
     import copy
 
-    from .compressed_file import load_compressed
 
     layers, tensors, _ = load_compressed(path)
     out = copy.deepcopy(model)
@@ -277,7 +277,7 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
 
     log : optional callable(str) receiving one line per stage.
     save_to : optional path: the compressed layers and the other parameters are written there
-        (refcomp.compress.compressed_file), read back into a copy of the model and evaluated
+        (refcomp.io.compressed_file), read back into a copy of the model and evaluated
         (accuracy["from_file"]).
     """
     import sys
@@ -343,7 +343,6 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
         apply_model_masks(model, masks)
         seconds["encode"] = time.perf_counter() - t
         accuracy["compressed"] = _accuracy(model, test_set)
-        from .deploy import to_csr
 
         t = time.perf_counter()
         accuracy["compressed_csr"] = _accuracy(to_csr(model, names), test_set)
@@ -353,8 +352,6 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
                                 accuracy=accuracy, seconds=seconds, bias_bytes=bias, dense_bytes=dense,
                                 config=c)
         if save_to is not None:
-            from .compressed_file import save_compressed
-
             t = time.perf_counter()
             # no metadata: the configuration is in the report, every header byte counts in the file size
             path = save_compressed(save_to, storage, _other_tensors(model, names))
@@ -423,7 +420,6 @@ def write_report(result: PipelineResult, out_dir, *, title: str = "Deep Compress
 
     extra_markdown : appended to the report (e.g. the sensitivity section of the CLI).
     """
-    from ..io.atomic import write_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

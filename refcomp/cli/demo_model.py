@@ -21,6 +21,12 @@ import time
 
 import numpy as np
 
+from .. import datasets, models
+from ..compress.quantize.ptq import quantize_static
+from ..compress.quantize.simulate import simulate
+from ..nn.train import evaluate, train
+from ..pipelines.deep_compression import PRESETS, PipelineConfig, run_pipeline
+
 __all__ = ["run_model_demo", "format_model_report"]
 
 
@@ -30,11 +36,6 @@ def _float_bytes(model) -> int:
 
 def run_model_demo(seed: int = 0, epochs: int = 30, log=None) -> dict:
     """Train the digits MLP, quantize it (W8A8 integer-only) and Deep-Compress it; return the rows."""
-    from . import datasets, models
-    from .compress.deep_compression import PRESETS, PipelineConfig, run_pipeline
-    from .compress.quantize.ptq import quantize_static
-    from .compress.quantize.simulate import simulate
-    from .nn.train import evaluate, train
 
     say = log or (lambda s: None)
     x, y = datasets.digits()

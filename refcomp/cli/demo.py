@@ -26,8 +26,10 @@ import sys
 
 import numpy as np
 
-from .formats.qtensor import QTensor
-from .quant import (
+from ..errors import ValidationError
+from ..formats.qtensor import QTensor
+from ..ops import matmul_integer
+from ..quant import (
     EntropyObserver,
     MinMaxObserver,
     MovingAverageMinMaxObserver,
@@ -39,6 +41,7 @@ from .quant import (
     qdtype,
     quantize,
 )
+from .demo_model import format_model_report, run_model_demo
 
 HELP = ("the main job: quantize a random layer with several schemes and observers (qparams, error, size), "
         "then quantize and Deep-Compress a small trained network")
@@ -167,7 +170,6 @@ def layer_rows(w: np.ndarray, x: np.ndarray, act_qparams: dict[str, QParams]) ->
 
     y[m, n] ≈ s_x · s_w[n] · Σ_k (Xq[m,k] - z_x)(Wq[n,k] - 0)      (docs/quantization.md eq. 19)
     """
-    from .ops import matmul_integer
 
     y_ref = x.astype(np.float64) @ w.astype(np.float64).T
     wq_p = weight_qparams(w, dict(dtype="int8", symmetric=True, granularity="channel"))
@@ -279,8 +281,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .errors import ValidationError
-
     for name in ("out_features", "in_features", "batch"):
         if getattr(args, name) < 1:
             raise ValidationError("--" + name.replace("_", "-"), "an int >= 1", getattr(args, name))
@@ -291,8 +291,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         print(format_report(result), flush=True)
     if not args.layer_only:
-        from .demo_model import format_model_report, run_model_demo
-
         result["model"] = run_model_demo(args.seed, args.epochs)
         if not args.json:
             print()

@@ -1,6 +1,11 @@
 """refcomp bench --output edits only its own block of docs/performance.md (other agents own other sections)."""
 
-from refcomp.bench import BEGIN, END, THREADS_BEGIN, THREADS_END, write_block, write_section
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from harness import BEGIN, END, THREADS_BEGIN, THREADS_END, write_block, write_section  # noqa: E402
 
 
 def test_write_section_keeps_other_sections_and_prose(tmp_path):

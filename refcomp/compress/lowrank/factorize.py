@@ -40,9 +40,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError, ValidationError
-from ..formats.lowrank import LowRank
-from .quantize._checks import float_array, fraction, positive_int
+from ...errors import ShapeError, ValidationError
+from ...formats.lowrank import LowRank
+from ..quantize._checks import float_array, fraction, positive_int
 
 __all__ = ["choose_rank", "truncated_svd", "svd_truncation_error", "to_lowrank", "conv_svd", "tucker2",
            "tucker2_to_dense"]

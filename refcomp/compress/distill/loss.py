@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DTypeError, ShapeError, ValidationError
-from .quantize._checks import float_array, fraction
+from ...errors import DTypeError, ShapeError, ValidationError
+from ..quantize._checks import float_array, fraction
 
 __all__ = ["log_softmax", "softmax", "cross_entropy", "distillation_loss", "hint_loss"]
 

@@ -1,0 +1,41 @@
+"""``refcomp bench``: the benchmark harness of a source checkout, benchmarks/harness.py.
+
+Benchmarks are not part of the library (they import onnxruntime, scipy and
+write docs/performance.md), so they live in benchmarks/ beside the package;
+this entry finds that file next to the installed sources and hands it the
+command line. From an installed wheel, without the checkout, it says so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from ..errors import RefcompError
+
+HELP = "benchmark the C / Numba kernels against numpy, onnxruntime, onnx.reference and scipy"
+
+HARNESS = Path(__file__).resolve().parents[2] / "benchmarks" / "harness.py"
+
+
+def _harness():
+    if not HARNESS.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("refcomp_benchmarks_harness", HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def add_arguments(parser) -> None:
+    harness = _harness()
+    if harness is not None:
+        harness.add_arguments(parser)
+
+
+def run(args) -> int:
+    harness = _harness()
+    if harness is None:
+        raise RefcompError(f"refcomp bench runs {HARNESS.relative_to(HARNESS.parents[1])} of a source checkout "
+                           f"(not found at {HARNESS})")
+    return harness.run(args)

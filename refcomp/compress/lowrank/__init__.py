@@ -1,0 +1,5 @@
+"""Low-rank factorization (docs/lowrank.md).
+
+factorize  the array-level algorithms: rank choice, truncated SVD, conv SVD, Tucker-2
+model      the model-level transform: a Linear / Conv2d becomes two or three layers
+"""

@@ -1,0 +1,5 @@
+"""Pipelines: compositions of compression families into one end-to-end run.
+
+deep_compression  prune -> retrain -> cluster -> fine-tune centroids -> Huffman
+                  (Han, Mao, Dally 2016), its configuration and report
+"""
