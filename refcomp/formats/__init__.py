@@ -1,26 +1,34 @@
-"""How one weight is stored: Dense, QTensor, CSRMatrix, LowRank, Clustered.
+"""How one weight is stored: every weight format, each a WeightFormat a layer holds.
 
-Every format derives from :class:`refcomp.formats.base.WeightFormat`.
+=================  ==============================================================
+Dense              the float array itself
+QTensor            quantized codes + QParams (per tensor, per axis, per block; any
+                   dtype of refcomp.numerics.dtypes, sub-byte packed, float8)
+CSRMatrix          compressed sparse rows (scipy's canonical form)
+RelativeIndexCSR   Deep Compression's CSR with fixed-width relative indices and
+                   cluster-index weights, optionally Huffman-coded (relative_csr)
+LowRank            two factors L R
+Clustered          codebook + per-weight cluster indices (+ pruning mask)
+HalfPrecision      float16 / bfloat16 storage
+PowerOfTwo         sign-and-exponent codes
+=================  ==============================================================
+
+Every format computes through refcomp.ops and never calls a compression
+algorithm (those are refcomp.compress, above). huffman is the entropy code
+the relative-index CSR uses for its fields.
 """
 
 from __future__ import annotations
 
-import importlib
-
 from .base import WeightFormat
+from .clustered import Clustered
+from .csr import CSRMatrix
+from .dense import Dense
+from .half import HalfPrecision
+from .lowrank import LowRank
+from .power_of_two import PowerOfTwo
+from .qtensor import QTensor
+from .relative_csr import RelativeIndexCSR
 
-_LAZY = {
-    "Dense": "refcomp.formats.dense",
-    "QTensor": "refcomp.formats.qtensor",
-    "CSRMatrix": "refcomp.formats.csr",
-    "LowRank": "refcomp.formats.lowrank",
-    "Clustered": "refcomp.formats.clustered",
-}
-
-__all__ = ["WeightFormat", *_LAZY]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'refcomp.formats' has no attribute {name!r}")
+__all__ = ["WeightFormat", "Dense", "QTensor", "CSRMatrix", "RelativeIndexCSR", "LowRank", "Clustered",
+           "HalfPrecision", "PowerOfTwo"]

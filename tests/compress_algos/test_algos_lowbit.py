@@ -99,7 +99,7 @@ def test_power_of_two_by_hand():
     q = power_of_two_quantize(w, bits=4, max_exponent=1)  # exponents [-5, 1] + zero
     assert q.min_exponent == -5
     # 5.0 clips to 2^1; −1e-4 underflows to 0; log-domain rounding flips at sqrt(2)
-    np.testing.assert_array_equal(q.dequantize(), np.float32([1, -0.25, 0.5, 0, 2, 0, 1, 2]))
+    np.testing.assert_array_equal(q.to_dense(), np.float32([1, -0.25, 0.5, 0, 2, 0, 1, 2]))
 
 
 @settings(max_examples=40)
@@ -107,7 +107,7 @@ def test_power_of_two_by_hand():
 def test_power_of_two_values_are_signed_powers_in_the_window(shape, seed, bits):
     w = np.random.default_rng(seed).standard_normal(shape)
     q = power_of_two_quantize(w, bits=bits)
-    v = q.dequantize().astype(np.float64)
+    v = q.to_dense().astype(np.float64)
     nz = v != 0
     e = np.log2(np.abs(v[nz]))
     np.testing.assert_array_equal(e, np.rint(e))

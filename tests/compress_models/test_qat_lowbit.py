@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from refcomp.compress.lowrank.model import factorize_linear, factorize_model
-from refcomp.compress.precision.model import HalfPrecision, cast_model
+from refcomp.compress.precision.model import cast_model
+from refcomp.formats.half import HalfPrecision
 from refcomp.compress.quantize.lowbit_model import lowbit_bytes, prepare_lowbit
 from refcomp.compress.quantize.qat import LSQQuantizer, QATCompute, prepare_qat, to_integer, train_qat
 from refcomp.compress.quantize.simulate import simulate

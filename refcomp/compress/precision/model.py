@@ -13,38 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ValidationError
-from ...formats.base import WeightFormat
+from ...formats.half import HalfPrecision
 from ...nn.layers import Conv2d, Linear
 from ..quantize.model_graph import flat_layers, prepare
 from ..quantize.weight_only import quantize_weights
 from .casts import cast_weights, select_bitwidths
 
-__all__ = ["HalfPrecision", "cast_model", "mixed_precision_step", "select_layer_bits"]
-
-
-class HalfPrecision(WeightFormat):
-    """A weight stored as float16 or bfloat16 (``data``); ``to_dense()`` is its float32 value."""
-
-    trainable = False
-
-    def __init__(self, data: np.ndarray):
-        if data.dtype.itemsize != 2:
-            raise ValidationError("data", "a float16 or bfloat16 array", data.dtype)
-        self.data = data
-        self.shape = data.shape
-
-    def to_dense(self) -> np.ndarray:
-        return self.data.astype(np.float32)
-
-    def matmul(self, x):
-        return x @ self.to_dense().reshape(self.shape[0], -1).T
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.data.nbytes)
-
-    def fields(self):
-        return {"data": self.data}
+__all__ = ["cast_model", "mixed_precision_step", "select_layer_bits"]
 
 
 def cast_model(model, dtype: str = "float16", *, on_overflow: str = "raise"):

@@ -13,11 +13,10 @@ derivative of a surrogate. The ``*_grad`` helpers below return ∂C/∂W.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from ...errors import ShapeError, ValidationError
+from ...formats.power_of_two import PowerOfTwo
 from ._checks import float_array, fraction, positive_int
 
 __all__ = [
@@ -157,28 +156,10 @@ def ternarize_grad(w, grad) -> np.ndarray:
 
 # --- power of two -----------------------------------------------------------
 
-@dataclass(frozen=True)
-class PowerOfTwo:
-    """Sign-and-exponent codes: ŵ = sign · 2^exponent, 0 where sign is 0.
-
-    sign : int8 in {−1, 0, 1}; exponent : int8 in [max_exponent − levels + 1, max_exponent].
-    """
-
-    sign: np.ndarray
-    exponent: np.ndarray
-    max_exponent: int
-    bits: int
-
-    @property
-    def min_exponent(self) -> int:
-        return self.max_exponent - (2 ** (self.bits - 1) - 1) + 1
-
-    def dequantize(self) -> np.ndarray:
-        return (self.sign * np.exp2(self.exponent.astype(np.float64))).astype(np.float32)
-
-
 def power_of_two_quantize(w, *, bits: int = 4, max_exponent: int | None = None) -> PowerOfTwo:
     """Logarithmic quantization (Miyashita, Lee, Murmann 2016, arXiv:1603.01025, §3), weights.
+
+    Returns the stored format, a refcomp.formats.PowerOfTwo.
 
     One bit is the sign; the other bits - 1 bits index 2^(bits-1) − 1
     exponents plus a code for zero::

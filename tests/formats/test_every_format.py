@@ -1,0 +1,66 @@
+"""Every weight format is held by a layer, computes through it, and saves and loads bit for bit.
+
+The cases below must cover every WeightFormat that refcomp.formats exports, so a
+new format without a file round trip fails here.
+"""
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import refcomp.formats as formats
+from refcomp import models
+from refcomp.compress.lowrank.factorize import to_lowrank
+from refcomp.compress.quantize.lowbit import power_of_two_quantize
+from refcomp.compress.share.cluster import cluster_weight
+from refcomp.formats import (Clustered, CSRMatrix, Dense, HalfPrecision, LowRank, PowerOfTwo, QTensor,
+                             WeightFormat)
+from refcomp.io import load_model, save_model
+from refcomp.quant import choose_qparams
+
+RNG = np.random.default_rng(7)
+W = RNG.standard_normal((100, 300)).astype(np.float32) * 0.05  # LeNet-300-100's fc2 shape: (100, 300)
+
+
+def _qtensor(w):
+    """int4, symmetric, one scale per block of 30 inputs of each row (the ONNX blocked layout)."""
+    blocks = w.reshape(w.shape[0], -1, 30)
+    qp = choose_qparams(blocks.min(axis=2), blocks.max(axis=2), "int4", symmetric=True, axis=1, block_size=30)
+    return QTensor.quantize(w, qp)
+
+
+CASES = {
+    Dense: lambda w: Dense(w.copy()),
+    QTensor: _qtensor,
+    CSRMatrix: lambda w: CSRMatrix.from_dense(np.where(np.abs(w) > 0.08, w, 0).astype(np.float32)),
+    LowRank: lambda w: to_lowrank(w, rank=8),
+    Clustered: lambda w: cluster_weight(w, 4, mask=np.abs(w) > 0.02, rng=0),
+    HalfPrecision: lambda w: HalfPrecision(w.astype(ml_dtypes.bfloat16)),
+    PowerOfTwo: lambda w: power_of_two_quantize(w, bits=4),
+}
+
+
+def test_the_cases_cover_every_exported_format():
+    exported = {getattr(formats, n) for n in formats.__all__}
+    want = {c for c in exported if isinstance(c, type) and issubclass(c, WeightFormat) and c is not WeightFormat}
+    assert want == set(CASES)
+
+
+@pytest.mark.parametrize("container", ["safetensors", "npz"])
+@pytest.mark.parametrize("cls", list(CASES), ids=lambda c: c.__name__)
+def test_layer_holds_the_format_and_the_file_keeps_it(cls, container, tmp_path):
+    m = models.lenet_300_100().eval()
+    fmt = CASES[cls](W)
+    assert isinstance(fmt, cls) and fmt.shape == W.shape
+    m["fc2"].weight = fmt
+    x = RNG.standard_normal((4, 784)).astype(np.float32)
+    y = m.forward(x)
+    # the layer multiplies by what the format stands for
+    h = np.maximum(m["fc1"].forward(x), 0)
+    want = h @ fmt.to_dense().T + m["fc2"].bias.data
+    np.testing.assert_allclose(m["fc2"].forward(h), want, rtol=1e-5, atol=1e-5)
+    back = load_model(save_model(m, tmp_path / f"m.{container}"))
+    assert type(back["fc2"].weight) is cls
+    assert back["fc2"].weight.to_dense().tobytes() == fmt.to_dense().tobytes()
+    assert back["fc2"].weight.nbytes == fmt.nbytes
+    assert back.forward(x).tobytes() == y.tobytes()
