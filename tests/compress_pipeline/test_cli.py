@@ -112,7 +112,7 @@ def test_presets_are_valid_configs():
 def test_progress_bar_only_on_a_terminal():
     import io
 
-    from refcomp.pipelines.deep_compression import _Progress
+    from refcomp.pipelines.deep_compression.run import _Progress
     pytest.importorskip("tqdm")
 
     class Tty(io.StringIO):

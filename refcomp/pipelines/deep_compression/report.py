@@ -1,0 +1,122 @@
+"""The Deep Compression report: Markdown with the paper's size table, JSON, the size plot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ...formats.relative_csr import size_table_markdown
+from ...io.atomic import write_atomic
+from .run import PipelineResult
+
+__all__ = ["write_report"]
+
+
+def _plot_sizes(result: PipelineResult, path: Path) -> bool:
+    """Stacked bars of each layer's compressed bytes (weight field, index field, codebook,
+    row pointers) after P+Q+H, next to its P+Q size. Returns False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = [r for r in result.table if r["layer"] != "total"]
+    names = [r["layer"] for r in rows]
+    parts = {"weight field (Huffman)": [], "index field (Huffman)": [], "codebook": [], "row pointers": []}
+    for r in rows:
+        e = r["entries"]
+        parts["weight field (Huffman)"].append(r["huffman_weight_bits"] * e / 8)
+        parts["index field (Huffman)"].append(r["huffman_index_bits"] * e / 8)
+        parts["codebook"].append(r["codebook_bits"] / 8)
+        parts["row pointers"].append(r["row_pointer_bits"] / 8)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    x = np.arange(len(names))
+    bottom = np.zeros(len(names))
+    for label, vals in parts.items():
+        ax1.bar(x, vals, bottom=bottom, label=label)
+        bottom += np.array(vals)
+    ax1.bar(x + 0.0, [r["pq_bytes"] for r in rows], fill=False, edgecolor="k", linestyle="--",
+            label="P+Q (no Huffman)")
+    ax1.set_xticks(x, names)
+    ax1.set_ylabel("bytes")
+    ax1.set_title("compressed size per layer (P+Q+H)")
+    ax1.legend(fontsize=7)
+    total = result.table[-1]
+    stages = ["dense", "pruned (P)", "P+Q", "P+Q+H"]
+    # P: the same relative-index entries holding float32 weights instead of cluster indices
+    pruned_bytes = sum(r["entries"] * (32 + r["index_bits"]) + r["row_pointer_bits"] for r in rows) / 8
+    vals = [total["dense_bits"] / 8, pruned_bytes, total["pq_bytes"], total["pqh_bytes"]]
+    ax2.bar(stages, np.array(vals) / 1024)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("KiB (log)")
+    ax2.set_title(f"weights: {total['dense_bits'] / 8 / 1024:.0f} KiB -> {total['pqh_bytes'] / 1024:.1f} KiB "
+                  f"({result.weights_ratio:.1f}x)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def write_report(result: PipelineResult, out_dir, *, title: str = "Deep Compression", command: str = "",
+                 extra_seconds: Mapping | None = None, extra_markdown: str = "") -> dict:
+    """Write report.md, results.json and sizes.png (if matplotlib) into ``out_dir``; return their paths.
+
+    extra_markdown : appended to the report (e.g. the sensitivity section of the CLI).
+    """
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds = dict(extra_seconds or {}, **result.seconds)
+    acc = result.accuracy
+    total = result.table[-1]
+    lines = [f"# {title}", ""]
+    if command:
+        lines += ["Command:", "", f"    {command}", ""]
+    lines += [
+        "## Accuracy (test set)", "",
+        "| stage | accuracy |", "|---|---|",
+        *(f"| {k} | {100 * v:.2f} % |" for k, v in acc.items()),
+        "",
+        f"Change from the dense baseline: {100 * (acc['compressed'] - acc['dense']):+.2f} percentage points "
+        "(evaluated on weights decoded from the stored bit fields; `compressed_csr` through the CSR kernels).",
+        "",
+        "## Size (paper Table 2/3 style; weights only)", "",
+        size_table_markdown(result.table),
+        f"Weights: {total['dense_bits'] / 8:,.0f} B dense -> {total['pqh_bytes']:,} B "
+        f"(**{result.weights_ratio:.1f}x**, P+Q+H; {total['dense_bits'] / 8 / total['pq_bytes']:.1f}x P+Q).",
+        f"Whole model incl. {result.bias_bytes:,} B of float32 biases: {result.dense_bytes:,} B -> "
+        f"{total['pqh_bytes'] + result.bias_bytes:,} B (**{result.model_ratio:.1f}x**).",
+        "",
+        *([f"File `{Path(result.file).name}`: {result.file_bytes:,} B on disk "
+           f"({result.dense_bytes / result.file_bytes:.1f}x the dense parameters; the difference to the "
+           "line above is its JSON header and 32-bit row pointers), read back and evaluated as "
+           "`from_file`.", ""] if result.file else []),
+        "## Time", "",
+        "| stage | seconds |", "|---|---|",
+        *(f"| {k} | {v:.1f} |" for k, v in seconds.items()),
+        f"| **total** | {sum(seconds.values()):.1f} |",
+        "",
+        "## Configuration", "",
+        "```json", json.dumps(result.config.to_dict(), indent=1, sort_keys=True), "```", "",
+    ]
+    png = out / "sizes.png"
+    if _plot_sizes(result, png):
+        lines += ["![size breakdown](sizes.png)", ""]
+    else:
+        png = None
+    if extra_markdown:
+        lines += [extra_markdown, ""]
+    paths = {"report": write_atomic(out / "report.md", "\n".join(lines).encode())}
+    summary = result.summary()
+    summary["seconds"] = seconds
+    summary["table"] = result.table
+    paths["json"] = write_atomic(out / "results.json",
+                                 json.dumps(summary, indent=1, sort_keys=True, default=float).encode())
+    if png is not None:
+        paths["plot"] = png
+    return paths

@@ -1,0 +1,240 @@
+"""Running the Deep Compression pipeline on a model: prune, retrain, cluster, fine-tune, encode, measure."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from ...compress.prune.deploy import to_csr
+from ...compress.prune.model import apply_model_masks, prunable_layers, prune_with_schedule
+from ...compress.prune.schedules import Iterative
+from ...compress.share.trained_quantization import cluster_model, finetune_centroids
+from ...errors import ValidationError
+from ...formats.relative_csr import RelativeIndexCSR, size_table
+from ...io.compressed_file import load_compressed, save_compressed
+from ...nn.train import evaluate
+from .config import PipelineConfig
+
+__all__ = ["PipelineResult", "run_pipeline", "load_into"]
+
+
+@dataclasses.dataclass
+class PipelineResult:
+    model: object                  # the compressed model (weights = decoded shared values)
+    masks: dict
+    clustered: dict
+    storage: dict                  # name -> RelativeIndexCSR
+    table: list                    # size_table rows (last = total)
+    accuracy: dict                 # stage -> test accuracy
+    seconds: dict                  # stage -> wall time
+    bias_bytes: int
+    dense_bytes: int               # every parameter as float32 (weights + biases)
+    config: PipelineConfig
+    file: str | None = None        # the compressed file written (refcomp.io.compressed_file)
+    file_bytes: int | None = None
+
+    @property
+    def weights_ratio(self) -> float:
+        """Dense float32 weights / compressed weights (P+Q+H), the paper's figure."""
+        return self.table[-1]["pqh_ratio"]
+
+    @property
+    def model_ratio(self) -> float:
+        """All parameters (weights + biases) dense / compressed weights + float32 biases."""
+        return self.dense_bytes / (self.table[-1]["pqh_bytes"] + self.bias_bytes)
+
+    def summary(self) -> dict:
+        total = self.table[-1]
+        return {"accuracy": self.accuracy, "seconds": self.seconds,
+                "weights_dense_bytes": total["dense_bits"] // 8, "weights_pqh_bytes": total["pqh_bytes"],
+                "weights_pq_bytes": total["pq_bytes"], "weights_ratio": self.weights_ratio,
+                "bias_bytes": self.bias_bytes, "model_dense_bytes": self.dense_bytes,
+                "model_ratio": self.model_ratio, "kept_pct": total["kept_pct"],
+                "file": self.file, "file_bytes": self.file_bytes,
+                "config": self.config.to_dict()}
+
+
+class _Progress:
+    """tqdm bar over the pipeline's epochs when ``stream`` is a terminal, else silent."""
+
+    def __init__(self, total: int, enabled, stream):
+        self.bar = None
+        tty = hasattr(stream, "isatty") and stream.isatty()
+        if enabled is True or (enabled == "auto" and tty):
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="epoch", file=stream, leave=True)
+            except ImportError:  # tqdm is optional
+                self.bar = None
+
+    def stage(self, name: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description(name)
+
+    def advance(self, n: int = 1, **postfix) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+            if postfix:
+                self.bar.set_postfix(**postfix)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _accuracy(model, data) -> float:
+    return float(evaluate(model, data)["accuracy"])
+
+
+def _bias_bytes(model, names) -> tuple[int, int]:
+    """(bytes of all non-compressed parameters as float32, bytes of every parameter as float32)."""
+    compressed = {id(l.weight) for l in prunable_layers(model, names).values()}
+    rest, total = 0, 0
+    for _, p in model.named_weights():
+        n = int(np.prod(p.shape))
+        total += 4 * n
+        if id(p) not in compressed:
+            rest += 4 * n
+    return rest, total
+
+
+def _other_tensors(model, names) -> dict:
+    """Every parameter and buffer not stored as a compressed layer (biases, BatchNorm...), by dotted name."""
+    compressed = {f"{n}.weight" for n in names}
+    out = {}
+    for name, p in model.named_weights():
+        if name not in compressed:
+            out[name] = np.asarray(p.data if hasattr(p, "data") else p.to_dense())
+    for name, b in model.named_buffers():
+        out[name] = np.asarray(b)
+    return out
+
+
+def load_into(model, path):
+    """A copy of ``model`` with every weight, parameter and buffer read from a compressed file."""
+    import copy
+
+
+    layers, tensors, _ = load_compressed(path)
+    out = copy.deepcopy(model)
+    chosen = prunable_layers(out, list(layers))
+    for name, layer in chosen.items():
+        w = layers[name].to_dense()
+        if w.shape != layer.weight.data.shape:
+            raise ValidationError(f"{path}: layer {name!r}", f"shape {layer.weight.data.shape}", w.shape)
+        layer.weight.data[...] = w
+    weights = dict(out.named_weights())
+    buffers = dict(out.named_buffers())
+    for name, a in tensors.items():
+        if name in weights:
+            target = weights[name].data
+        elif name in buffers:
+            target = buffers[name]
+        else:
+            raise ValidationError(f"{path}: tensor {name!r}", "a parameter or buffer of the model", "unknown")
+        if target.shape != a.shape:
+            raise ValidationError(f"{path}: tensor {name!r}", f"shape {target.shape}", a.shape)
+        target[...] = a
+    missing = [n for n in _other_tensors(out, list(layers)) if n not in tensors]
+    if missing:
+        raise ValidationError(str(path), "every parameter of the model", f"missing {missing}")
+    return out
+
+
+def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress="auto",
+                 stream=None, log=None, save_to=None) -> PipelineResult:
+    """Compress a trained ``model`` in place with ``config``; return the result (see the module docstring).
+
+    log : optional callable(str) receiving one line per stage.
+    save_to : optional path: the compressed layers and the other parameters are written there
+        (refcomp.io.compressed_file), read back into a copy of the model and evaluated
+        (accuracy["from_file"]).
+    """
+    import sys
+
+    if not isinstance(config, PipelineConfig):
+        raise ValidationError("config", "a PipelineConfig", type(config).__name__)
+    names = list(config.sparsity)
+    prunable_layers(model, names)  # unknown layer names fail here, before any work
+    say = log or (lambda s: None)
+    c = config
+    bar = _Progress(c.prune_rounds * c.prune_epochs + c.finetune_epochs, progress, stream or sys.stderr)
+    seconds, accuracy = {}, {}
+    try:
+        t = time.perf_counter()
+        accuracy["dense"] = _accuracy(model, test_set)
+        say(f"dense baseline: test accuracy {100 * accuracy['dense']:.2f} %")
+
+        # 1. prune -> retrain, R rounds on the cubic ramp
+        bar.stage("prune+retrain")
+        rounds = c.prune_rounds
+        top = max(c.sparsity.values())
+        milestones = [(r * c.prune_epochs, top * (1.0 - (1.0 - (r + 1) / rounds) ** 3)) for r in range(rounds)]
+        if top == 0.0:
+            milestones = [(0, 0.0)]
+        t = time.perf_counter()
+        masks = prune_with_schedule(model, Iterative(milestones), train_set,
+                                    epochs=rounds * c.prune_epochs, sparsity_of_layer=c.sparsity,
+                                    lr=c.prune_lr, momentum=c.momentum, weight_decay=c.weight_decay,
+                                    batch_size=c.batch_size, criterion=c.criterion,
+                                    calibration=None if c.criterion == "magnitude" else
+                                    (train_set[0][:c.calibration_samples], train_set[1][:c.calibration_samples]),
+                                    rng=c.seed, callback=lambda e, m: bar.advance())
+        seconds["prune_retrain"] = time.perf_counter() - t
+        accuracy["pruned"] = _accuracy(model, test_set)
+        say(f"pruned + retrained ({rounds} rounds x {c.prune_epochs} epochs): "
+            f"{100 * accuracy['pruned']:.2f} % in {seconds['prune_retrain']:.1f} s")
+
+        # 2. weight sharing + centroid fine-tuning
+        bar.stage("cluster")
+        t = time.perf_counter()
+        clustered = cluster_model(model, c.weight_bits, masks=masks, init=c.cluster_init,
+                                  rng=c.seed if c.cluster_init == "random" else None)
+        seconds["cluster"] = time.perf_counter() - t
+        accuracy["clustered"] = _accuracy(model, test_set)
+        bar.stage("fine-tune centroids")
+        t = time.perf_counter()
+        finetune_centroids(model, clustered, train_set, epochs=c.finetune_epochs, lr=c.finetune_lr,
+                           momentum=c.momentum, batch_size=c.batch_size, rng=c.seed + 1,
+                           on_epoch=lambda rec: bar.advance(loss=f"{rec['loss']:.4f}"))
+        seconds["finetune_centroids"] = time.perf_counter() - t
+        say(f"clustered: {100 * accuracy['clustered']:.2f} % ({seconds['cluster']:.1f} s), "
+            f"after centroid fine-tuning {c.finetune_epochs} epochs ({seconds['finetune_centroids']:.1f} s)")
+
+        # 3. encode, decode the stored fields back into the model, evaluate
+        bar.stage("encode")
+        t = time.perf_counter()
+        storage = {n: RelativeIndexCSR.from_clustered(clustered[n], index_bits=c.index_bits[n], layout=c.layout)
+                   for n in names}
+        table = size_table(storage)
+        layers = prunable_layers(model, names)
+        for n, layer in layers.items():
+            layer.weight.data[...] = storage[n].to_dense()
+        apply_model_masks(model, masks)
+        seconds["encode"] = time.perf_counter() - t
+        accuracy["compressed"] = _accuracy(model, test_set)
+
+        t = time.perf_counter()
+        accuracy["compressed_csr"] = _accuracy(to_csr(model, names), test_set)
+        seconds["evaluate_csr"] = time.perf_counter() - t
+        bias, dense = _bias_bytes(model, names)
+        result = PipelineResult(model=model, masks=masks, clustered=clustered, storage=storage, table=table,
+                                accuracy=accuracy, seconds=seconds, bias_bytes=bias, dense_bytes=dense,
+                                config=c)
+        if save_to is not None:
+            t = time.perf_counter()
+            # no metadata: the configuration is in the report, every header byte counts in the file size
+            path = save_compressed(save_to, storage, _other_tensors(model, names))
+            accuracy["from_file"] = _accuracy(load_into(model, path), test_set)
+            seconds["save_and_reload"] = time.perf_counter() - t
+            result.file, result.file_bytes = str(path), path.stat().st_size
+            say(f"written {path} ({result.file_bytes:,} bytes), reloaded: {100 * accuracy['from_file']:.2f} %")
+        say(f"compressed: {100 * accuracy['compressed']:.2f} % (CSR kernels: "
+            f"{100 * accuracy['compressed_csr']:.2f} %), weights {result.weights_ratio:.1f}x, "
+            f"with biases {result.model_ratio:.1f}x")
+        return result
+    finally:
+        bar.close()
