@@ -187,13 +187,27 @@ def mnist_split(path=None, *, n_train: int = 8000, n_test: int = 2000, seed: int
     return (np.ascontiguousarray(x[tr]), y[tr]), (np.ascontiguousarray(x[te]), y[te])
 
 
-def batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, rng=None, drop_last: bool = False
-            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (x[b], y[b]) mini-batches; order shuffled by ``rng`` (Generator or seed), else kept."""
+def batches(x: np.ndarray, y, batch_size: int, *, rng=None, drop_last: bool = False) -> Iterator[tuple]:
+    """Yield (x[b], y[b]) mini-batches; order shuffled by ``rng`` (Generator or seed), else kept.
+
+    ``y`` is an array or a tuple of arrays of x's length (several targets per
+    sample, e.g. labels and a teacher's logits); a tuple is cut the same way.
+    """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValidationError("batch_size", "an int >= 1", repr(batch_size))
-    if len(x) != len(y):
-        raise ShapeError("y", f"{len(x)} entries (as x)", len(y))
+    if isinstance(y, tuple):
+        for i, t in enumerate(y):
+            if len(t) != len(x):
+                raise ShapeError(f"y[{i}]", f"{len(x)} entries (as x)", len(t))
+
+        def take(sel):
+            return tuple(t[sel] for t in y)
+    else:
+        if len(x) != len(y):
+            raise ShapeError("y", f"{len(x)} entries (as x)", len(y))
+
+        def take(sel):
+            return y[sel]
     n = len(x)
     if rng is None:
         order = None
@@ -203,7 +217,7 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, rng=None, drop_las
     stop = n - n % batch_size if drop_last else n
     for s in range(0, stop, batch_size):
         if order is None:
-            yield x[s:s + batch_size], y[s:s + batch_size]
+            yield x[s:s + batch_size], take(slice(s, s + batch_size))
         else:
             idx = order[s:s + batch_size]
-            yield x[idx], y[idx]
+            yield x[idx], take(idx)

@@ -1,4 +1,4 @@
-"""Training loop and evaluation.
+"""The training loop (the one every algorithm trains with) and evaluation.
 
 One epoch = one pass over the training set in mini-batches, shuffled by an
 explicit ``rng``; per batch:
@@ -7,6 +7,19 @@ explicit ``rng``; per batch:
     model.zero_grad();  model.backward(dL/dlogits) [+ ∂R/∂θ];  optimizer.step()
 
 The learning rate is ``schedule(epoch)`` at the start of each epoch.
+
+What differs between algorithms is a part of that loop, never a loop of its own:
+
+- the **loss**: any object with ``forward(pred, y)`` and ``backward()``; ``y``
+  may be a tuple of per-sample targets (distillation: labels and the
+  teacher's logits, refcomp.compress.distill.train);
+- the **optimizer**: any object with ``step()`` and ``lr``; keeping pruned
+  weights at zero and fine-tuning shared centroids are optimizers that wrap
+  SGD (refcomp.compress.prune.model.MaskedOptimizer,
+  refcomp.compress.share.trained_quantization.CentroidOptimizer);
+- the **forward**: QAT is fake quantization inside the model's forward;
+- **callbacks**: objects with any of ``on_batch_start(x, y)`` and
+  ``on_epoch_end(record)``.
 
 Progress display: with ``progress="auto"`` a tqdm bar (or a one-line
 carriage-return status if tqdm is missing) is drawn only when stdout is a
@@ -32,12 +45,21 @@ __all__ = ["train", "evaluate"]
 
 
 def _check_data(data, argument):
+    """(x, y) as arrays; y may be a tuple of target arrays, each of x's length."""
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise ValidationError(argument, "a pair (x, y)", type(data).__name__)
-    x, y = np.asarray(data[0]), np.asarray(data[1])
-    if len(x) != len(y) or len(x) == 0:
-        raise ShapeError(argument, "x and y with the same non-zero length", (len(x), len(y)))
+    x = np.asarray(data[0])
+    y = tuple(np.asarray(t) for t in data[1]) if isinstance(data[1], tuple) else np.asarray(data[1])
+    for t in (y if isinstance(y, tuple) else (y,)):
+        if len(x) != len(t) or len(x) == 0:
+            raise ShapeError(argument, "x and y with the same non-zero length", (len(x), len(t)))
     return x, y
+
+
+def _labels(y):
+    """The class labels among the targets (the first of a tuple), or None when there are none."""
+    first = y[0] if isinstance(y, tuple) else y
+    return first if first.ndim == 1 and first.dtype.kind in "iu" else None
 
 
 def evaluate(model: Module, data, *, batch_size: int = 1000, loss=None) -> dict:
@@ -113,18 +135,21 @@ class _Display:
 
 def train(model: Module, data, *, epochs: int = 1, batch_size: int = 64, optimizer=None,
           lr: float = 0.05, momentum: float = 0.9, schedule="cosine", loss=None, rng=0,
-          val_data=None, regularizer=None, progress="auto", stream=None) -> list[dict]:
+          val_data=None, regularizer=None, callbacks=(), progress="auto", stream=None) -> list[dict]:
     """Train ``model`` on ``data = (x, y)``; return one history record per epoch.
 
     Parameters
     ----------
-    optimizer : an Optimizer; default SGD(model.parameters(), lr, momentum).
+    data : (x, y); y an array or a tuple of per-sample target arrays (the loss gets the tuple's batch).
+    optimizer : an Optimizer (anything with step() and lr); default SGD(model.parameters(), lr, momentum).
     schedule : "cosine" (CosineLR(lr, epochs)), "constant", None (leave optimizer.lr),
         or a callable epoch -> lr.
-    loss : default CrossEntropyLoss(); any object with forward(pred, y) / backward().
+    loss : default CrossEntropyLoss(); any object with forward(pred, y) / backward(). A loss with a
+        ``validation_loss()`` method names the loss ``val_data`` is measured with.
     rng : Generator or seed for the batch order (the only randomness here).
-    val_data : optional (x, y) evaluated after every epoch.
+    val_data : optional (x, labels) evaluated after every epoch.
     regularizer : optional refcomp.nn.regularizers object (penalty + gradient).
+    callbacks : objects with any of on_batch_start(x, y) (before the forward) and on_epoch_end(record).
 
     Each record: epoch, lr, loss (mean training loss incl. penalty), accuracy
     (on the training batches as seen; NaN unless y holds integer class labels), seconds, samples_per_s, and val_loss /
@@ -143,8 +168,11 @@ def train(model: Module, data, *, epochs: int = 1, batch_size: int = 64, optimiz
         schedule = Constant(optimizer.lr)
     elif schedule is not None and not callable(schedule):
         raise ValidationError("schedule", "'cosine', 'constant', None or a callable", repr(schedule))
-    display = _Display(progress, epochs, len(y), stream or sys.stdout)
-    classify = y.ndim == 1 and y.dtype.kind in "iu"   # accuracy only for class labels
+    display = _Display(progress, epochs, len(x), stream or sys.stdout)
+    labels_of = _labels(y)
+    classify = labels_of is not None   # accuracy only for class labels
+    batch_start = [c.on_batch_start for c in callbacks if hasattr(c, "on_batch_start")]
+    epoch_end = [c.on_epoch_end for c in callbacks if hasattr(c, "on_epoch_end")]
     history = []
     for epoch in range(epochs):
         if schedule is not None:
@@ -154,6 +182,8 @@ def train(model: Module, data, *, epochs: int = 1, batch_size: int = 64, optimiz
         t0 = time.perf_counter()
         total, correct, seen = 0.0, 0, 0
         for xb, yb in batches(x, y, batch_size, rng=g):
+            for f in batch_start:
+                f(xb, yb)
             # overflow to inf is not silent here: the finite checks raise right after
             with np.errstate(over="ignore", invalid="ignore"):
                 z = model.forward(xb)
@@ -173,19 +203,26 @@ def train(model: Module, data, *, epochs: int = 1, batch_size: int = 64, optimiz
                 if regularizer is not None:
                     regularizer.add_gradient(model)
                 optimizer.step()
-            nb = len(yb)
+            lb = yb[0] if isinstance(yb, tuple) else yb
+            nb = len(lb)
             total += batch_loss * nb
             seen += nb
             if classify:
-                correct += int((z.argmax(axis=1) == yb).sum())
+                correct += int((z.argmax(axis=1) == lb).sum())
             display.update(epoch, seen, total / seen, correct / seen if classify else float("nan"))
         dt = time.perf_counter() - t0
         rec = {"epoch": epoch + 1, "lr": optimizer.lr, "loss": total / seen,
                "accuracy": correct / seen if classify else float("nan"), "seconds": dt, "samples_per_s": seen / dt}
         if val_data is not None and classify:
-            v = evaluate(model, val_data, loss=type(loss)() if isinstance(loss, CrossEntropyLoss) else loss)
+            if hasattr(loss, "validation_loss"):
+                val_loss = loss.validation_loss()
+            else:
+                val_loss = type(loss)() if isinstance(loss, CrossEntropyLoss) else loss
+            v = evaluate(model, val_data, loss=val_loss)
             rec["val_loss"], rec["val_accuracy"] = v["loss"], v["accuracy"]
         display.end(rec)
         history.append(rec)
+        for f in epoch_end:
+            f(rec)
     model.eval()
     return history

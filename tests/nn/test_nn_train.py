@@ -189,3 +189,40 @@ def test_skipping_the_input_gradient_keeps_parameter_gradients():
         grads.append({n: p.grad.copy() for n, p in m.named_parameters()})
     for n in grads[0]:
         np.testing.assert_array_equal(grads[0][n], grads[1][n])
+
+
+def test_tuple_targets_and_callbacks_reach_the_loss():
+    """y may be a tuple of per-sample targets cut like x; callbacks see every batch and epoch."""
+    from refcomp.nn import Linear, Sequential
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((10, 3)).astype(np.float32)
+    labels = rng.integers(0, 2, 10)
+    extra = np.arange(10) * 100  # a second target, tied to each sample
+
+    class Recorder:
+        def __init__(self):
+            self.batches, self.epochs, self.seen_pairs = [], [], []
+
+        def on_batch_start(self, xb, yb):
+            self.batches.append(len(xb))
+
+        def on_epoch_end(self, rec):
+            self.epochs.append(rec["epoch"])
+
+        # a loss that checks the targets stay paired with their samples
+        def forward(self, z, y):
+            lb, ex = y
+            self.seen_pairs.extend(zip(lb.tolist(), ex.tolist()))
+            self._g = np.zeros_like(z)
+            return 0.0
+
+        def backward(self):
+            return self._g
+
+    r = Recorder()
+    model = Sequential(Linear(3, 2, rng=0))
+    hist = nn.train(model, (x, (labels, extra)), epochs=2, batch_size=4, loss=r, callbacks=[r], progress=False)
+    assert r.batches == [4, 4, 2] * 2 and r.epochs == [1, 2] and len(hist) == 2
+    assert sorted(r.seen_pairs) == sorted(list(zip(labels.tolist(), extra.tolist())) * 2)
+    assert np.isfinite(hist[0]["accuracy"])  # the first target holds class labels

@@ -15,24 +15,22 @@ up per batch (``cache_logits=True``): one teacher pass instead of one per
 epoch. Pass ``cache_logits=False`` when the inputs change between epochs
 (e.g. augmentation done by the caller) — then the teacher runs on every batch.
 
-The loop is refcomp.nn.train's: SGD with momentum, learning rate from a
-per-epoch schedule (cosine by default), batch order from an explicit ``rng``.
+The loop is refcomp.nn.train itself, given a :class:`DistillationLoss`:
+SGD with momentum, learning rate from a per-epoch schedule (cosine by
+default), batch order from an explicit ``rng``.
 """
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from ...errors import ShapeError, ValidationError
+from ...nn.losses import CrossEntropyLoss
 from ...nn.module import Module, as_rng
-from ...nn.optim import SGD
-from ...nn.schedules import Constant, CosineLR
-from ...nn.train import evaluate
+from ...nn.train import train
 from .loss import distillation_loss
 
-__all__ = ["teacher_logits", "distill_train"]
+__all__ = ["teacher_logits", "DistillationLoss", "distill_train"]
 
 
 def teacher_logits(teacher: Module, x: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
@@ -45,6 +43,37 @@ def teacher_logits(teacher: Module, x: np.ndarray, *, batch_size: int = 1000) ->
         return np.concatenate([teacher.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     finally:
         teacher.train(was)
+
+
+class DistillationLoss:
+    """Eq. (2) as a loss of refcomp.nn.train, with its gradient (3) w.r.t. the student's logits.
+
+    The batch targets are ``(labels, teacher_logits)`` (logits computed once,
+    train's data ``(x, (y, logits))``), or labels alone when ``teacher`` is
+    given: then, as a callback of the loop, it runs the teacher on each batch
+    before the student's forward. The validation loss is plain cross-entropy.
+    """
+
+    def __init__(self, *, temperature: float = 4.0, alpha: float = 0.5, teacher: Module | None = None):
+        self.temperature, self.alpha, self.teacher = temperature, alpha, teacher
+        self._teacher_batch = None
+
+    def on_batch_start(self, x, y) -> None:
+        if self.teacher is not None:
+            self._teacher_batch = teacher_logits(self.teacher, x)
+
+    def forward(self, student_logits, y) -> float:
+        labels, t = y if isinstance(y, tuple) else (y, self._teacher_batch)
+        loss, self._grad = distillation_loss(student_logits, t, labels, temperature=self.temperature,
+                                             alpha=self.alpha)
+        self._dtype = student_logits.dtype
+        return loss
+
+    def backward(self) -> np.ndarray:
+        return self._grad.astype(self._dtype)
+
+    def validation_loss(self) -> CrossEntropyLoss:
+        return CrossEntropyLoss()
 
 
 def distill_train(student: Module, teacher: Module, data, *, epochs: int = 10, batch_size: int = 64,
@@ -60,9 +89,8 @@ def distill_train(student: Module, teacher: Module, data, *, epochs: int = 10, b
     rng : Generator or seed for the batch order.
     val_data : optional (x, y): the record gets val_accuracy of the student.
 
-    Each record: epoch, lr, loss (mean of L), accuracy (training batches), seconds.
+    Each record is refcomp.nn.train's: epoch, lr, loss (mean of L), accuracy (training batches), seconds.
     """
-
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise ValidationError("data", "a pair (x, y)", type(data).__name__)
     x, y = np.asarray(data[0]), np.asarray(data[1])
@@ -70,47 +98,17 @@ def distill_train(student: Module, teacher: Module, data, *, epochs: int = 10, b
         raise ShapeError("data", "x and y with the same non-zero length", (len(x), len(y)))
     if y.ndim != 1 or y.dtype.kind not in "iu":
         raise ValidationError("data[1]", "integer class labels (N,)", f"{y.dtype} {y.shape}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValidationError("epochs", "an int >= 1", repr(epochs))
-    g = as_rng(rng)
-    optimizer = SGD(student.parameters(), lr=lr, momentum=momentum)
-    if schedule == "cosine":
-        sched = CosineLR(lr, epochs)
-    elif schedule == "constant":
-        sched = Constant(lr)
-    else:
+    if schedule not in ("cosine", "constant"):
         raise ValidationError("schedule", "'cosine' or 'constant'", repr(schedule))
-    cached = teacher_logits(teacher, x) if cache_logits else None
-    if cached is not None and cached.shape[0] != len(x):
-        raise ShapeError("teacher output", f"{len(x)} rows", cached.shape)
-    history = []
-    for epoch in range(epochs):
-        optimizer.lr = float(sched(epoch))
-        student.train()
-        t0 = time.perf_counter()
-        total, correct = 0.0, 0
-        order = g.permutation(len(x))
-        for start in range(0, len(x), batch_size):
-            idx = order[start:start + batch_size]
-            xb, yb = x[idx], y[idx]
-            t = cached[idx] if cached is not None else teacher_logits(teacher, xb)
-            s = student.forward(xb)
-            loss, grad = distillation_loss(s, t, yb, temperature=temperature, alpha=alpha)
-            if not np.isfinite(loss):
-                raise ValidationError("loss", "a finite value (training diverged; lower lr)",
-                                      f"{loss} at epoch {epoch + 1}")
-            student.zero_grad()
-            if getattr(student, "accepts_input_grad", False):
-                student.backward(grad.astype(s.dtype), input_grad=False)
-            else:
-                student.backward(grad.astype(s.dtype))
-            optimizer.step()
-            total += loss * len(idx)
-            correct += int((s.argmax(axis=1) == yb).sum())
-        rec = {"epoch": epoch + 1, "lr": optimizer.lr, "loss": total / len(x), "accuracy": correct / len(x),
-               "seconds": time.perf_counter() - t0}
-        if val_data is not None:
-            rec["val_accuracy"] = evaluate(student, val_data)["accuracy"]
-        history.append(rec)
-    student.eval()
-    return history
+    if not isinstance(teacher, Module):
+        raise ValidationError("teacher", "a refcomp.nn.Module", type(teacher).__name__)
+    if cache_logits:
+        cached = teacher_logits(teacher, x)
+        if cached.shape[0] != len(x):
+            raise ShapeError("teacher output", f"{len(x)} rows", cached.shape)
+        loss, targets = DistillationLoss(temperature=temperature, alpha=alpha), (y, cached)
+    else:
+        loss, targets = DistillationLoss(temperature=temperature, alpha=alpha, teacher=teacher), y
+    return train(student, (x, targets), epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                 schedule=schedule, loss=loss, rng=as_rng(rng), val_data=val_data, callbacks=[loss],
+                 progress=False)

@@ -19,21 +19,19 @@ Caffe fine-tuning, which trains every remaining parameter.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
 import numpy as np
 
 from ...checks import bool_mask, integer
-from ...datasets import batches
 from ...errors import ValidationError
 from ...formats.clustered import Clustered
-from ...nn.losses import CrossEntropyLoss
 from ...nn.optim import SGD
+from ...nn.train import train
 from ..prune.model import prunable_layers
 from .cluster import centroid_gradients, cluster_weight
 
-__all__ = ["cluster_model", "finetune_centroids"]
+__all__ = ["cluster_model", "CentroidOptimizer", "finetune_centroids"]
 
 
 def _per_layer(value, names, argument):
@@ -75,64 +73,75 @@ def cluster_model(model, bits, *, masks: Mapping | None = None, layers=None, ini
     return out
 
 
+class CentroidOptimizer:
+    """The optimizer of trained quantization: shared centroids by (D.16, D.17), the rest by SGD.
+
+    step(): for every clustered layer, the weight gradient is summed per
+    centroid (D.16), the codebook takes one SGD-with-momentum step with its own
+    float64 velocity (D.17), and the layer's dense weight is rewritten from the
+    codebook (pruned entries stay 0); then every other parameter (biases,
+    unclustered layers) takes an SGD step with the same lr and momentum.
+    A layer whose weight got no gradient is left as it is.
+    """
+
+    def __init__(self, model, clustered: Mapping, *, lr: float, momentum: float = 0.9):
+        self.layers = prunable_layers(model, list(clustered))
+        for name, layer in self.layers.items():
+            if not isinstance(clustered[name], Clustered):
+                raise ValidationError(f"clustered[{name!r}]", "a Clustered weight", type(clustered[name]).__name__)
+            if clustered[name].shape != layer.weight.data.shape:
+                raise ValidationError(f"clustered[{name!r}]", f"shape {layer.weight.data.shape}",
+                                      clustered[name].shape)
+        self.clustered, self.lr, self.momentum = clustered, lr, momentum
+        shared_ids = {id(layer.weight) for layer in self.layers.values()}
+        others = [p for p in model.parameters() if id(p) not in shared_ids]
+        self.others = SGD(others, lr=lr, momentum=momentum) if others else None
+        self.velocity = {name: np.zeros(c.codebook.shape, np.float64) for name, c in clustered.items()}
+
+    def step(self) -> None:
+        for name, layer in self.layers.items():
+            c = self.clustered[name]
+            grad = layer.weight.grad
+            if grad is None:
+                continue
+            cg = centroid_gradients(grad, c.indices, c.codebook.size, mask=c.mask)   # (D.16)
+            v = self.velocity[name]
+            v *= self.momentum
+            v += cg
+            c.codebook -= (self.lr * v).astype(c.codebook.dtype)                    # (D.17)
+            layer.weight.data[...] = c.to_dense()
+        if self.others is not None:
+            self.others.lr = self.lr
+            self.others.step()
+
+
+class _OnEpoch:
+    def __init__(self, fn):
+        self.on_epoch_end = fn
+
+
 def finetune_centroids(model, clustered: Mapping, train_set, *, epochs: int = 1, lr: float = 1e-3,
                        momentum: float = 0.9, batch_size: int = 64, rng=0, on_epoch=None) -> list[dict]:
     """Train the codebooks of ``clustered`` (D.16, D.17) and every other parameter by SGD.
 
     clustered : {name: Clustered} from :func:`cluster_model` (updated in place:
         their ``codebook`` arrays change, indices and masks do not).
-    lr : step for the centroids *and* the other parameters. A centroid's gradient
-        is the sum over its cluster (hundreds of weights), so lr is usually ~10×
-        below the dense training rate.
-    Returns one record per epoch: epoch, loss, accuracy (on the training batches), seconds.
-    """
+    lr : step for the centroids *and* the other parameters, constant. A
+        centroid's gradient is the sum over its cluster (hundreds of weights),
+        so lr is usually ~10× below the dense training rate.
+    on_epoch : optional callable given each epoch's record.
+    Returns refcomp.nn.train's records (epoch, lr, loss, accuracy on the training batches, seconds).
 
+    The loop is refcomp.nn.train with a :class:`CentroidOptimizer`.
+    """
     epochs = integer(epochs, "epochs", minimum=0)
-    layers = prunable_layers(model, list(clustered))
-    for name, layer in layers.items():
-        if not isinstance(clustered[name], Clustered):
-            raise ValidationError(f"clustered[{name!r}]", "a Clustered weight", type(clustered[name]).__name__)
-        if clustered[name].shape != layer.weight.data.shape:
-            raise ValidationError(f"clustered[{name!r}]", f"shape {layer.weight.data.shape}",
-                                  clustered[name].shape)
-    shared_ids = {id(layer.weight) for layer in layers.values()}
-    others = [p for p in model.parameters() if id(p) not in shared_ids]
-    opt = SGD(others, lr=lr, momentum=momentum) if others else None
-    velocity = {name: np.zeros(c.codebook.shape, np.float64) for name, c in clustered.items()}
-    g = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
-    x, y = train_set
-    loss = CrossEntropyLoss()
+    optimizer = CentroidOptimizer(model, clustered, lr=lr, momentum=momentum)
     history = []
-    for epoch in range(epochs):
-        model.train()
-        t0 = time.perf_counter()
-        total, correct, seen = 0.0, 0, 0
-        for xb, yb in batches(np.asarray(x), np.asarray(y), batch_size, rng=g):
-            model.zero_grad()
-            z = model.forward(xb)
-            batch_loss = loss.forward(z, yb)
-            model.backward(loss.backward())
-            for name, layer in layers.items():
-                c = clustered[name]
-                grad = layer.weight.grad
-                if grad is None:
-                    continue
-                cg = centroid_gradients(grad, c.indices, c.codebook.size, mask=c.mask)   # (D.16)
-                v = velocity[name]
-                v *= momentum
-                v += cg
-                c.codebook -= (lr * v).astype(c.codebook.dtype)                         # (D.17)
-                layer.weight.data[...] = c.to_dense()
-            if opt is not None:
-                opt.step()
-            total += batch_loss * len(yb)
-            correct += int((z.argmax(axis=1) == yb).sum())
-            seen += len(yb)
-        rec = {"epoch": epoch + 1, "loss": total / seen, "accuracy": correct / seen,
-               "seconds": time.perf_counter() - t0}
-        history.append(rec)
-        if on_epoch is not None:
-            on_epoch(rec)
+    if epochs:
+        x, y = train_set
+        history = train(model, (np.asarray(x), np.asarray(y)), epochs=epochs, batch_size=batch_size,
+                        optimizer=optimizer, schedule=None, rng=rng, progress=False,
+                        callbacks=[_OnEpoch(on_epoch)] if on_epoch is not None else ())
     model.zero_grad()
     model.eval()
     return history
