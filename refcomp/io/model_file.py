@@ -95,6 +95,8 @@ def _check_graph(node: dict, where: str) -> None:
                 and isinstance(n.get("module"), dict)):
             raise FileFormatError(f"{here}: nodes[{i}] must be an object with a string 'name', "
                                   f"a list of names 'inputs' and an object 'module'")
+        if not n["name"] or "." in n["name"]:
+            raise FileFormatError(f"{here}: node name {n['name']!r} is empty or contains '.'")
         t = n["module"].get("type")
         if not isinstance(t, str) or t not in LAYER_TYPES:
             raise FileFormatError(f"{here}: node {n['name']!r} has unknown layer type {t!r}")
