@@ -14,7 +14,9 @@ Both containers hold the same two things:
    version         integer format version, currently 1 (a newer one is refused)
    graph           the layer graph: {"type": "Sequential", "children": [
                    {"name": "conv1", "type": "Conv2d", "config": {...}}, ...]}
-                   (config = the layer's constructor keyword arguments)
+                   (config = the layer's constructor keyword arguments), or
+                   {"type": "Graph", "inputs": [...], "outputs": [...], "nodes":
+                   [{"name": "fc1", "inputs": ["x"], "module": {"type": ...}}]}
    weights         {name: {"format": "Dense" | <refcomp.formats class>,
                    "fields": [...]}} for every weight and parameter
    tensors         {tensor name: {"dtype": ..., "shape": [...]}} — checked on load
@@ -46,6 +48,7 @@ import numpy as np
 from .. import formats
 from ..errors import FileFormatError, ValidationError
 from ..formats.dense import Dense
+from ..nn.graph import Graph
 from ..nn.module import LAYER_TYPES, Module, Parameter, Sequential
 from .atomic import write_atomic
 
@@ -62,16 +65,73 @@ def _graph(module: Module) -> dict:
     if isinstance(module, Sequential):
         return {"type": "Sequential",
                 "children": [{"name": n, **_graph(m)} for n, m in module.layers.items()]}
+    if isinstance(module, Graph):
+        # a node keeps its module under "module": a Graph node's own "inputs" would collide
+        return {"type": "Graph", "inputs": list(module.inputs), "outputs": module.outputs,
+                "nodes": [{"name": n, "inputs": list(module.node_inputs[n]), "module": _graph(m)}
+                          for n, m in module.nodes.items()]}
     t = type(module).__name__
     if LAYER_TYPES.get(t) is not type(module):
         raise ValidationError("model", "layers registered with refcomp.nn.module.register_layer", t)
     return {"type": t, "config": module.config()}
 
 
+def _str_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _check_graph(node: dict, where: str) -> None:
+    """Validate a Graph description before anything is built (names, references, order, types)."""
+    here = f"graph node {where or '<root>'}"
+    for key in ("inputs", "outputs"):
+        if not _str_list(node.get(key)) or not node[key]:
+            raise FileFormatError(f"{here}: Graph field {key!r} must be a non-empty list of names")
+    nodes = node.get("nodes")
+    if not isinstance(nodes, list):
+        raise FileFormatError(f"{here}: Graph field 'nodes' must be a list")
+    entries = []
+    for i, n in enumerate(nodes):
+        if not (isinstance(n, dict) and isinstance(n.get("name"), str) and _str_list(n.get("inputs"))
+                and isinstance(n.get("module"), dict)):
+            raise FileFormatError(f"{here}: nodes[{i}] must be an object with a string 'name', "
+                                  f"a list of names 'inputs' and an object 'module'")
+        if not n["name"] or "." in n["name"]:
+            raise FileFormatError(f"{here}: node name {n['name']!r} is empty or contains '.'")
+        t = n["module"].get("type")
+        if not isinstance(t, str) or t not in LAYER_TYPES:
+            raise FileFormatError(f"{here}: node {n['name']!r} has unknown layer type {t!r}")
+        entries.append((n["name"], n["inputs"]))
+    names = [nm for nm, _ in entries]
+    defined = set(node["inputs"])
+    for name, inputs in entries:
+        if name in defined:
+            raise FileFormatError(f"{here}: duplicate name {name!r}")
+        for src in inputs:
+            if src not in defined:
+                why = ("is the node itself (a cycle)" if src == name
+                       else "is defined later (nodes must be in topological order)" if src in names
+                       else "is neither a graph input nor a node")
+                raise FileFormatError(f"{here}: node {name!r} reads {src!r}, which {why}")
+        defined.add(name)
+    for out in node["outputs"]:
+        if out not in defined:
+            raise FileFormatError(f"{here}: output {out!r} is neither a graph input nor a node")
+
+
 def _build(node: dict, where: str) -> Module:
     if not isinstance(node, dict) or "type" not in node:
         raise FileFormatError(f"graph node {where or '<root>'}: expected an object with 'type'")
     t = node["type"]
+    if t == "Graph":
+        _check_graph(node, where)
+        try:
+            g = Graph(inputs=node["inputs"])
+            for n in node["nodes"]:
+                g.add(n["name"], _build(n["module"], f"{where}.{n['name']}" if where else n["name"]), *n["inputs"])
+            g.outputs = node["outputs"]
+        except ValidationError as exc:
+            raise FileFormatError(f"graph node {where or '<root>'}: {exc}") from exc
+        return g
     if t == "Sequential":
         children = node.get("children")
         if not isinstance(children, list):

@@ -4,20 +4,25 @@ Everything is NumPy; every layer's backward is checked against finite
 differences in float64 (tests/nn). See docs/nn.md for the equations.
 """
 
-from . import init, losses, optim, regularizers, schedules
+from . import blocks, init, losses, optim, regularizers, schedules
+from .blocks import residual_block, transformer_encoder_block
 from .fold import fold_batchnorm, fold_pair
+from .graph import Graph
 from .layers import (GELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Embedding, Flatten,
                      GlobalAvgPool2d, LayerNorm, Linear, MaxPool2d, ReLU, ReLU6, Sigmoid, Tanh)
+from .layers import (Add, Concat, MatMul, Mul, MultiHeadAttention, Reshape, Shape, Softmax, Transpose)
 from .losses import CrossEntropyLoss, KLDivLoss, MSELoss
-from .module import LAYER_TYPES, Module, Parameter, Sequential
+from .module import LAYER_TYPES, HookHandle, Module, Parameter, Sequential
 from .optim import SGD, Adam, AdamW
 from .train import evaluate, train
 
 __all__ = [
-    "Module", "Parameter", "Sequential", "LAYER_TYPES",
+    "Module", "Parameter", "Sequential", "Graph", "HookHandle", "LAYER_TYPES",
     "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU", "ReLU6", "GELU", "Tanh",
     "Sigmoid", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten", "Dropout", "Embedding",
+    "Add", "Mul", "MatMul", "Softmax", "Concat", "Reshape", "Transpose", "Shape", "MultiHeadAttention",
+    "residual_block", "transformer_encoder_block",
     "CrossEntropyLoss", "KLDivLoss", "MSELoss", "SGD", "Adam", "AdamW",
     "fold_batchnorm", "fold_pair", "train", "evaluate",
-    "init", "losses", "optim", "regularizers", "schedules",
+    "blocks", "init", "losses", "optim", "regularizers", "schedules",
 ]

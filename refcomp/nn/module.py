@@ -12,12 +12,18 @@ Names are stable: a parameter is called ``<layer name>.<attribute>`` (e.g.
 ``conv1.weight``), which is how compression reports and model files refer to
 it. Parameters and sub-modules are discovered from the instance attributes in
 the order they were assigned.
+
+Containers (Sequential, Graph) run a child as ``child(*inputs)``, i.e.
+:meth:`Module.__call__`: its forward, then the forward hooks registered on it
+(:meth:`Module.register_forward_hook`) — the one way to observe a layer's
+inputs and output (calibration, GPTQ, activation statistics).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -25,7 +31,7 @@ from ..errors import ShapeError, ValidationError
 from ..formats.base import WeightFormat
 from ..formats.dense import Dense
 
-__all__ = ["Parameter", "Module", "Sequential", "as_rng", "LAYER_TYPES", "register_layer"]
+__all__ = ["Parameter", "Module", "Sequential", "HookHandle", "as_rng", "LAYER_TYPES", "register_layer"]
 
 #: layer type name -> class, for rebuilding a model from its JSON graph
 LAYER_TYPES: dict[str, type] = {}
@@ -77,6 +83,29 @@ def _accumulate(p, g: np.ndarray) -> None:
         p.grad += g
 
 
+class HookHandle:
+    """Returned by :meth:`Module.register_forward_hook`; ``remove()`` unregisters the hook.
+
+    Also a context manager: ``with layer.register_forward_hook(fn): ...`` removes it on exit.
+    """
+
+    _ids = itertools.count()
+
+    def __init__(self, hooks: "OrderedDict[int, Callable]"):
+        self._hooks = hooks
+        self.id = next(HookHandle._ids)
+
+    def remove(self) -> None:
+        """Unregister the hook (a second call does nothing)."""
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self) -> "HookHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
 class Module:
     """Base class: forward/backward, parameters, buffers, train/eval mode.
 
@@ -95,8 +124,36 @@ class Module:
     def backward(self, dy: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
+    def __call__(self, *inputs):
+        """``forward(*inputs)``, then each forward hook ``fn(self, inputs, output)`` in registration order.
+
+        This is how containers run their children. Without hooks it is exactly
+        ``forward`` (one dict lookup more).
+        """
+        y = self.forward(*inputs)
+        hooks = self.__dict__.get("_forward_hooks")
+        if hooks:
+            for fn in list(hooks.values()):     # a copy: a hook may remove itself
+                r = fn(self, inputs, y)
+                if r is not None:
+                    raise ValidationError("forward hook", "a function returning None (hooks observe, "
+                                          "they do not replace the output)", type(r).__name__)
+        return y
+
+    def register_forward_hook(self, fn: Callable) -> HookHandle:
+        """Call ``fn(module, inputs, output)`` after every forward run through ``module(...)``.
+
+        ``inputs`` is the tuple of positional inputs, ``output`` the result; the
+        arrays are the live ones (copy them to keep them). Returns a handle whose
+        ``remove()`` unregisters ``fn``. Hooks are not saved in model files.
+        """
+        if not callable(fn):
+            raise ValidationError("fn", "a callable fn(module, inputs, output)", type(fn).__name__)
+        # set lazily: Module subclasses do not call a base __init__
+        hooks = self.__dict__.setdefault("_forward_hooks", OrderedDict())
+        handle = HookHandle(hooks)
+        hooks[handle.id] = fn
+        return handle
 
     # -- structure -----------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, "Module"]]:
@@ -163,19 +220,17 @@ class Module:
         for name, p in self.named_weights():
             if isinstance(p, Parameter):
                 out[name] = p.data
+            elif isinstance(p, Dense):
+                out[name] = p.data
             else:
-                if isinstance(p, Dense):
-                    out[name] = p.data
-                else:
-                    for f, a in p.fields().items():
-                        out[f"{name}.{f}"] = a
+                for f, a in p.fields().items():
+                    out[f"{name}.{f}"] = a
         for name, b in self.named_buffers():
             out[name] = b
         return out
 
     def load_state_dict(self, state: dict) -> None:
         """Copy arrays into the Dense weights, Parameters and buffers (shapes must match)."""
-
         want = {}
         for name, p in self.named_weights():
             if isinstance(p, (Parameter, Dense)):
@@ -255,7 +310,7 @@ class Sequential(Module):
 
     def forward(self, x):
         for layer in self.layers.values():
-            x = layer.forward(x)
+            x = layer(x)        # through __call__: runs the layer's forward hooks
         return x
 
     def backward(self, dy, *, input_grad: bool = True):

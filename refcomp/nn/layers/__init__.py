@@ -1,14 +1,20 @@
 """Layers with explicit forward and backward (one subject per module)."""
 
 from .activations import GELU, ReLU, ReLU6, Sigmoid, Tanh
+from .arithmetic import Add, Mul
+from .attention import MultiHeadAttention
 from .conv import Conv2d
 from .dropout import Dropout
 from .embedding import Embedding
 from .flatten import Flatten
 from .linear import Linear
+from .matmul import MatMul
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from .shape import Concat, Reshape, Shape, Transpose
+from .softmax import Softmax
 
 __all__ = ["Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU", "ReLU6",
            "GELU", "Tanh", "Sigmoid", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
-           "Dropout", "Embedding"]
+           "Dropout", "Embedding", "Add", "Mul", "MatMul", "Softmax", "Concat", "Reshape", "Transpose",
+           "Shape", "MultiHeadAttention"]

@@ -1,0 +1,91 @@
+"""Element-wise binary operations with NumPy broadcasting: Add, Mul.
+
+Shapes: a and b broadcast to y's shape (NumPy / ONNX multidirectional
+broadcasting: align trailing axes, an axis of size 1 stretches).
+
+=====  ===========  ==========================  ==========================  ====
+layer  forward      dL/da                       dL/db                       ONNX
+=====  ===========  ==========================  ==========================  ====
+Add    y = a + b    unbroadcast(dy, a.shape)    unbroadcast(dy, b.shape)    Add
+Mul    y = a ⊙ b    unbroadcast(dy ⊙ b, a.sh.)  unbroadcast(dy ⊙ a, b.sh.)  Mul
+=====  ===========  ==========================  ==========================  ====
+
+unbroadcast sums the gradient over the axes that broadcasting stretched (the
+leading axes a lacks, and the axes where a has size 1): each element of a was
+used once per position of y it was stretched over, so its gradient is the sum
+of dy over those positions (the chain rule for a fan-out).
+
+Backward returns the tuple (dL/da, dL/db).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import ShapeError
+from ..module import Module, register_layer
+from ._common import float_input, need_cache
+
+__all__ = ["Add", "Mul", "unbroadcast"]
+
+_ANY_RANK = tuple(range(0, 9))
+
+
+def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``g`` (of the broadcast shape) down to ``shape``, the shape of one operand."""
+    lead = g.ndim - len(shape)
+    if lead:
+        g = g.sum(axis=tuple(range(lead)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if stretched:
+        g = g.sum(axis=stretched, keepdims=True)
+    return g
+
+
+def _broadcast_shape(a, b) -> tuple[int, ...]:
+    try:
+        return np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ShapeError("b", f"a shape that broadcasts with a's {a.shape}", f"shape {b.shape}") from None
+
+
+@register_layer
+class Add(Module):
+    """y = a + b with broadcasting (the residual connection)."""
+
+    def __init__(self):
+        self._shapes = None
+
+    def forward(self, a, b):
+        a, b = float_input(a, "a", _ANY_RANK), float_input(b, "b", _ANY_RANK)
+        y_shape = _broadcast_shape(a, b)
+        self._shapes = (a.shape, b.shape, y_shape)
+        return a + b
+
+    def backward(self, dy):
+        need_cache(self._shapes, self)
+        a_shape, b_shape, y_shape = self._shapes
+        if dy.shape != y_shape:
+            raise ShapeError("dy", f"shape {y_shape}", dy.shape)
+        return unbroadcast(dy, a_shape), unbroadcast(dy, b_shape)
+
+
+@register_layer
+class Mul(Module):
+    """y = a ⊙ b with broadcasting (gating, scaling by a learned or computed factor)."""
+
+    def __init__(self):
+        self._cache = None
+
+    def forward(self, a, b):
+        a, b = float_input(a, "a", _ANY_RANK), float_input(b, "b", _ANY_RANK)
+        y_shape = _broadcast_shape(a, b)
+        self._cache = (a, b, y_shape)
+        return a * b
+
+    def backward(self, dy):
+        need_cache(self._cache, self)
+        a, b, y_shape = self._cache
+        if dy.shape != y_shape:
+            raise ShapeError("dy", f"shape {y_shape}", dy.shape)
+        return unbroadcast(dy * b, a.shape), unbroadcast(dy * a, b.shape)

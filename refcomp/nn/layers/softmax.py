@@ -1,0 +1,61 @@
+"""Softmax along one axis (ONNX Softmax, opset 13+).
+
+Shapes: x any rank, y = x.shape, normalised along ``axis``:
+
+    y_i = exp(x_i − m) / Σ_j exp(x_j − m),     m = max_j x_j
+
+Subtracting the maximum changes nothing mathematically (it cancels) but keeps
+every exponent ≤ 0, so nothing overflows and the largest term is exactly 1.
+
+Backward (the Jacobian dy_i/dx_j = y_i(δ_ij − y_j) applied to dy):
+
+    dL/dx = y ⊙ (dy − Σ_axis dy ⊙ y)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import ShapeError, ValidationError
+from ..module import Module, register_layer
+from ._common import float_input, need_cache
+
+__all__ = ["Softmax", "softmax", "softmax_backward"]
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """exp(x − max) / Σ exp(x − max) along ``axis``, in x's dtype."""
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_backward(y: np.ndarray, dy: np.ndarray, axis: int = -1) -> np.ndarray:
+    """dL/dx = y ⊙ (dy − Σ_axis dy ⊙ y), given the forward's output y."""
+    return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
+
+
+@register_layer
+class Softmax(Module):
+    """Softmax along ``axis`` (default the last)."""
+
+    def __init__(self, axis: int = -1):
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise ValidationError("axis", "an int", repr(axis))
+        self.axis = int(axis)
+        self._y = None
+
+    def config(self) -> dict:
+        return {"axis": self.axis}
+
+    def forward(self, x):
+        x = float_input(x, "x", tuple(range(1, 9)))
+        if not -x.ndim <= self.axis < x.ndim:
+            raise ShapeError("x", f"a rank that has axis {self.axis}", f"shape {x.shape}")
+        self._y = softmax(x, self.axis)
+        return self._y
+
+    def backward(self, dy):
+        need_cache(self._y, self)
+        if dy.shape != self._y.shape:
+            raise ShapeError("dy", f"shape {self._y.shape}", dy.shape)
+        return softmax_backward(self._y, dy, self.axis)
