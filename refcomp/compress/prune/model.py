@@ -93,27 +93,23 @@ def _calibration_batches(data, batch_size: int):
 
 
 def _layer_inputs(model, layers: dict, batches) -> dict:
-    """Inputs seen by each layer over the calibration batches (eval mode), by name."""
+    """Inputs seen by each layer over the calibration batches (eval mode), by name, via forward hooks."""
     seen = {name: [] for name in layers}
 
-    def capture(name, layer):
-        original = layer.forward
-
-        def forward(x):
-            seen[name].append(np.array(x, copy=True))
-            return original(x)
-        return forward
+    def capture(name):
+        def hook(module, inputs, output):
+            seen[name].append(np.array(inputs[0], copy=True))
+        return hook
 
     was = model.training
     model.eval()
+    handles = [layer.register_forward_hook(capture(name)) for name, layer in layers.items()]
     try:
-        for name, layer in layers.items():
-            layer.forward = capture(name, layer)  # instance attribute shadows the method
         for xb, _ in batches:
             model.forward(xb)
     finally:
-        for layer in layers.values():
-            layer.__dict__.pop("forward", None)
+        for h in handles:
+            h.remove()
         model.train(was)
     return seen
 
