@@ -39,8 +39,9 @@ import numpy as np
 
 from ..checks import bool_mask, float_array, integer
 from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
+from .base import WeightFormat
 from .clustered import Clustered
-from .huffman import HuffmanCode
+from .huffman import HuffmanCode, decode, encode
 
 __all__ = [
     "LAYOUTS",
@@ -63,14 +64,14 @@ def _as_rows(shape: tuple[int, ...], layout: str) -> tuple[int, int]:
 
 
 @dataclass(eq=False)
-class RelativeIndexCSR:
+class RelativeIndexCSR(WeightFormat):
     """One layer in Deep Compression storage (see the module docstring, D.21).
 
     shape : logical (dense) shape; layout : "rows" or "flat".
     index_bits : width of the relative-index field (1…16).
     row_ptr : int64 (rows + 1,), entries (fillers included) of row r are
         row_ptr[r]:row_ptr[r+1]; rows = shape[0] ("rows") or 1 ("flat").
-    fields : relative-index field per entry, values in [0, 2^index_bits − 1].
+    index_fields : relative-index field per entry, values in [0, 2^index_bits − 1].
     values : per entry: cluster index (uint8, when ``codebook`` is given) or
         the float weight; 0 for fillers.
     codebook : float array or None.  weight_bits : bits per stored weight field
@@ -81,10 +82,13 @@ class RelativeIndexCSR:
     layout: str
     index_bits: int
     row_ptr: np.ndarray
-    fields: np.ndarray
+    index_fields: np.ndarray
     values: np.ndarray
     codebook: np.ndarray | None
     weight_bits: int
+
+    #: a stored (pruned and shared) weight is frozen; layers propagate dL/dx through it
+    trainable = False
 
     # ---------------------------------------------------------------- build
     @classmethod
@@ -171,11 +175,11 @@ class RelativeIndexCSR:
         """(row, column, entry) of every real (non-filler) entry, validated."""
         rows, cols = _as_rows(self.shape, self.layout)
         rp = np.asarray(self.row_ptr, dtype=np.int64)
-        f = np.asarray(self.fields).astype(np.int64)
+        f = np.asarray(self.index_fields).astype(np.int64)
         if rp.shape != (rows + 1,) or rp[0] != 0 or rp[-1] != f.size or np.any(np.diff(rp) < 0):
             raise FileFormatError(f"relative-index CSR: row_ptr inconsistent with {f.size} entries and {rows} rows")
         if np.asarray(self.values).shape != f.shape:
-            raise FileFormatError("relative-index CSR: values and fields differ in length")
+            raise FileFormatError("relative-index CSR: values and index fields differ in length")
         escape = (1 << self.index_bits) - 1
         if f.size and f.max() > escape:
             raise FileFormatError(f"relative-index CSR: field value {f.max()} exceeds {self.index_bits} bits")
@@ -229,14 +233,101 @@ class RelativeIndexCSR:
         out[r, c] = vals
         return out.reshape(self.shape)
 
+    def matmul(self, x: np.ndarray) -> np.ndarray:
+        """``x @ W.T`` of the decoded weight, viewed (out, in·kh·kw) (WeightFormat contract)."""
+        return x @ self.to_dense().reshape(self.shape[0], -1).T
+
+    @property
+    def nbytes(self) -> int:
+        """The stored size with Huffman coding where it pays (P+Q+H, D.22), in whole bytes."""
+        return size_breakdown(self)["pqh_bytes"]
+
+    # ----------------------------------------------------------- file fields
+    def fields(self) -> dict[str, np.ndarray]:
+        """The coded layer, what a model file stores (the bits the size table counts, D.22).
+
+        ``header`` int64: [layout (0 rows, 1 flat), index_bits, weight_bits,
+        entries, bits of the weight stream, bits of the index stream, *shape];
+        ``index_lengths`` / ``index_stream``: the relative-index field, Huffman-
+        coded (its code lengths, 1 byte per symbol, then the MSB-first stream)
+        when that is smaller, else packed at ``index_bits`` (no lengths); the
+        same for ``weight_lengths`` / ``weight_stream`` with a codebook, or the
+        float ``values`` without one; ``codebook``; ``row_ptr`` (uint32, layout
+        "rows" only).
+        """
+        out = {}
+        ilen, istream, ibits = _code_field(np.asarray(self.index_fields).astype(np.int64), self.index_bits)
+        out["index_lengths"], out["index_stream"] = ilen, istream
+        wbits = 0
+        if self.codebook is not None:
+            wlen, wstream, wbits = _code_field(np.asarray(self.values).astype(np.int64), self.weight_bits)
+            out["weight_lengths"], out["weight_stream"] = wlen, wstream
+            out["codebook"] = np.ascontiguousarray(self.codebook)
+        else:
+            out["values"] = np.ascontiguousarray(self.values)
+        if self.layout == "rows":
+            out["row_ptr"] = np.asarray(self.row_ptr).astype(np.uint32)
+        out["header"] = np.array([LAYOUTS.index(self.layout), self.index_bits, self.weight_bits, self.n_entries,
+                                  wbits, ibits, *self.shape], np.int64)
+        return out
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, np.ndarray]) -> "RelativeIndexCSR":
+        """Decode :meth:`fields`; every count, code and position is checked (FileFormatError)."""
+        if not isinstance(fields, dict) or "header" not in fields:
+            raise FileFormatError("fields: expected a dict with a 'header' entry")
+        h = np.asarray(fields["header"])
+        if h.dtype != np.int64 or h.ndim != 1 or h.size < 7:
+            raise FileFormatError(f"fields['header']: expected >= 7 int64 values, got {h.dtype} {h.shape}")
+        layout_id, ib, wb, n, wbits, ibits = (int(v) for v in h[:6])
+        shape = tuple(int(d) for d in h[6:])
+        if not (0 <= layout_id < len(LAYOUTS)) or not (1 <= ib <= 16) or not (1 <= wb <= 64) or n < 0 \
+                or min(shape) < 0:
+            raise FileFormatError(f"fields['header']: invalid layout, field widths, count or shape {h.tolist()}")
+        layout = LAYOUTS[layout_id]
+        clustered = "codebook" in fields
+        want = {"header", "index_lengths", "index_stream"} | ({"row_ptr"} if layout == "rows" else set()) \
+            | ({"codebook", "weight_lengths", "weight_stream"} if clustered else {"values"})
+        if set(fields) != want:
+            raise FileFormatError(f"fields: expected keys {sorted(want)}, got {sorted(fields)}")
+        index_fields = _decode_field(fields["index_lengths"], fields["index_stream"], ibits, ib, n, "index")
+        if clustered:
+            if wb > 8:
+                raise FileFormatError(f"fields['header']: weight fields of {wb} bits (at most 8 with a codebook)")
+            cb = np.asarray(fields["codebook"])
+            if cb.dtype not in (np.float32, np.float64) or cb.ndim != 1 or cb.size > (1 << wb) \
+                    or not np.all(np.isfinite(cb)):
+                raise FileFormatError(f"fields['codebook']: expected at most {1 << wb} finite floats, "
+                                      f"got {cb.dtype} {cb.shape}")
+            values = _decode_field(fields["weight_lengths"], fields["weight_stream"], wbits, wb, n, "weight")
+            if values.size and values.max() >= cb.size:
+                raise FileFormatError("fields: a cluster index beyond the codebook")
+            values = values.astype(np.uint8)
+        else:
+            cb = None
+            values = np.asarray(fields["values"])
+            if values.dtype not in (np.float32, np.float64) or values.shape != (n,):
+                raise FileFormatError(f"fields['values']: expected {n} floats, got {values.dtype} {values.shape}")
+        if layout == "rows":
+            rp = np.asarray(fields["row_ptr"])
+            if rp.dtype != np.uint32 or rp.ndim != 1:
+                raise FileFormatError(f"fields['row_ptr']: expected uint32, got {rp.dtype} {rp.shape}")
+            row_ptr = rp.astype(np.int64)
+        else:
+            row_ptr = np.array([0, n], np.int64)
+        layer = cls(shape, layout, ib, row_ptr, index_fields.astype(np.uint8 if ib <= 8 else np.uint16), values,
+                    cb, wb)
+        layer.to_mask()  # validates the row pointers and every position (FileFormatError)
+        return layer
+
     # ---------------------------------------------------------------- sizes
     @property
     def n_entries(self) -> int:
-        return int(np.asarray(self.fields).size)
+        return int(np.asarray(self.index_fields).size)
 
     @property
     def n_fillers(self) -> int:
-        return int(np.count_nonzero(np.asarray(self.fields) == (1 << self.index_bits) - 1))
+        return int(np.count_nonzero(np.asarray(self.index_fields) == (1 << self.index_bits) - 1))
 
     @property
     def n_kept(self) -> int:
@@ -251,7 +342,40 @@ class RelativeIndexCSR:
 
     def index_code(self) -> HuffmanCode:
         """Huffman code fitted to the relative-index fields."""
-        return HuffmanCode.from_symbols(self.fields, 1 << self.index_bits)
+        return HuffmanCode.from_symbols(self.index_fields, 1 << self.index_bits)
+
+
+def _code_field(symbols: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(code lengths, stream, bits): Huffman when it beats ``width`` bits per symbol lengths included (D.22),
+    else the fixed-width code (every length = width, i.e. plain b-bit binary) and no lengths stored."""
+    n_sym = 1 << width
+    code, lengths = HuffmanCode(np.full(n_sym, width, dtype=np.uint8)), np.zeros(0, np.uint8)
+    if symbols.size:
+        huff = HuffmanCode.from_symbols(symbols, n_sym)
+        if huff.encoded_bits(symbols) + huff.header_bits() < symbols.size * width:
+            code, lengths = huff, np.asarray(huff.lengths, dtype=np.uint8)
+    data, nbits = encode(symbols, code)
+    return lengths, np.frombuffer(data, np.uint8).copy(), nbits
+
+
+def _decode_field(lengths, stream, nbits: int, width: int, count: int, what: str) -> np.ndarray:
+    lengths, stream = np.asarray(lengths), np.asarray(stream)
+    if lengths.dtype != np.uint8 or stream.dtype != np.uint8 or lengths.ndim != 1 or stream.ndim != 1:
+        raise FileFormatError(f"fields: the {what} code lengths and stream must be 1-D uint8")
+    n_sym = 1 << width
+    if lengths.size == 0:
+        code = HuffmanCode(np.full(n_sym, width, dtype=np.uint8))
+    elif lengths.size == n_sym:
+        try:
+            code = HuffmanCode.from_header({"format": "refcomp.huffman", "version": 1,
+                                            "code_lengths": [int(v) for v in lengths]})
+        except (FileFormatError, ValidationError) as exc:
+            raise FileFormatError(f"fields: {what} code: {exc}") from None
+    else:
+        raise FileFormatError(f"fields: {lengths.size} {what} code lengths, expected {n_sym} (or 0: fixed width)")
+    if not 0 <= nbits <= 8 * stream.size:
+        raise FileFormatError(f"fields: {nbits} bits of {what} stream in {stream.size} bytes")
+    return decode(stream.tobytes(), nbits, code, count=count)
 
 
 def size_breakdown(layer: RelativeIndexCSR, *, dense_bits_per_weight: int = 32) -> dict:
@@ -280,7 +404,7 @@ def size_breakdown(layer: RelativeIndexCSR, *, dense_bits_per_weight: int = 32) 
     h_index = index_field
     if entries:
         icode = layer.index_code()
-        h_index = min(index_field, icode.encoded_bits(layer.fields) + icode.header_bits())
+        h_index = min(index_field, icode.encoded_bits(layer.index_fields) + icode.header_bits())
     pqh = h_weight + h_index + 2 + codebook_bits + row_ptr_bits
     dense = n * dense_bits_per_weight
     return {

@@ -96,7 +96,7 @@ def save_compressed(path, layers: Mapping[str, RelativeIndexCSR], tensors: Mappi
                  "entries": layer.n_entries, "codebook_dtype": cb.dtype.str, "codebook_size": int(cb.size),
                  "codebook": payload.add(cb.tobytes()),
                  "weights": _field(payload, np.asarray(layer.values).astype(np.int64), layer.weight_bits),
-                 "indices": _field(payload, np.asarray(layer.fields).astype(np.int64), layer.index_bits)}
+                 "indices": _field(payload, np.asarray(layer.index_fields).astype(np.int64), layer.index_bits)}
         if layer.layout == "rows":
             entry["row_ptr"] = payload.add(np.asarray(layer.row_ptr, dtype="<u4").tobytes())
         entries.append(entry)

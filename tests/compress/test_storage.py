@@ -30,7 +30,7 @@ def test_round_trip_from_mask(mask, index_bits, layout, seed):
     np.testing.assert_array_equal(s.to_mask(), mask)
     np.testing.assert_array_equal(s.to_dense(), np.where(mask, values, 0))
     assert s.n_kept == mask.sum()
-    assert s.fields.max(initial=0) <= 2 ** index_bits - 1
+    assert s.index_fields.max(initial=0) <= 2 ** index_bits - 1
 
 
 @settings(max_examples=60)
@@ -64,7 +64,7 @@ def test_fillers_bridge_long_gaps():
     mask = np.zeros((1, 16), dtype=bool)
     mask[0, [0, 15]] = True
     s = RelativeIndexCSR.encode(mask, np.arange(16.0).reshape(1, 16), index_bits=3)
-    assert s.fields.tolist() == [0, 7, 7, 0]
+    assert s.index_fields.tolist() == [0, 7, 7, 0]
     assert s.values.tolist() == [0.0, 0.0, 0.0, 15.0]
     assert (s.n_entries, s.n_fillers, s.n_kept) == (4, 2, 2)
     assert s.to_dense()[0, 15] == 15.0
@@ -84,9 +84,9 @@ def test_filler_count_formula(mask, index_bits):
 def test_rows_layout_restarts_each_row():
     mask = np.array([[False, True], [True, False]])
     s = RelativeIndexCSR.encode(mask, np.ones((2, 2)), index_bits=2, layout="rows")
-    assert s.row_ptr.tolist() == [0, 1, 2] and s.fields.tolist() == [1, 0]
+    assert s.row_ptr.tolist() == [0, 1, 2] and s.index_fields.tolist() == [1, 0]
     f = RelativeIndexCSR.encode(mask, np.ones((2, 2)), index_bits=2, layout="flat")
-    assert f.row_ptr.tolist() == [0, 2] and f.fields.tolist() == [1, 0]
+    assert f.row_ptr.tolist() == [0, 2] and f.index_fields.tolist() == [1, 0]
 
 
 def test_size_breakdown_counts_bits():
@@ -101,7 +101,7 @@ def test_size_breakdown_counts_bits():
     assert r["pq_bits"] == s.n_entries * (4 + 5) + 16 * 32 + ptr
     wcode, icode = s.weight_code(), s.index_code()
     weight = min(4 * s.n_entries, wcode.encoded_bits(s.values) + wcode.header_bits())
-    index = min(5 * s.n_entries, icode.encoded_bits(s.fields) + icode.header_bits())
+    index = min(5 * s.n_entries, icode.encoded_bits(s.index_fields) + icode.header_bits())
     assert r["pqh_bits"] == weight + index + 2 + 16 * 32 + ptr
     assert r["pqh_bits"] <= r["pq_bits"] + 2
     assert r["pq_ratio"] == pytest.approx(3000 * 32 / r["pq_bits"])
@@ -130,7 +130,7 @@ def test_corrupt_storage_is_rejected():
     mask = np.zeros((2, 8), dtype=bool)
     mask[:, [1, 6]] = True
     s = RelativeIndexCSR.encode(mask, np.ones((2, 8)), index_bits=3)
-    s.fields[1] = 6  # 1 + 1 + 6 + 1 = position 8: past the row
+    s.index_fields[1] = 6  # 1 + 1 + 6 + 1 = position 8: past the row
     with pytest.raises(FileFormatError, match="past"):
         s.to_dense()
     s = RelativeIndexCSR.encode(mask, np.ones((2, 8)), index_bits=3)

@@ -34,7 +34,7 @@ def test_round_trip_is_exact(tmp_path_factory, seed, density, bits, index_bits, 
     save_compressed(path, {"fc": layer}, {"fc.bias": bias}, metadata={"k": 1})
     layers, tensors, meta = load_compressed(path)
     np.testing.assert_array_equal(layers["fc"].to_dense(), layer.to_dense())
-    np.testing.assert_array_equal(layers["fc"].fields, layer.fields)
+    np.testing.assert_array_equal(layers["fc"].index_fields, layer.index_fields)
     np.testing.assert_array_equal(tensors["fc.bias"], bias)
     assert meta == {"k": 1}
 

@@ -14,7 +14,7 @@ from refcomp.compress.lowrank.factorize import to_lowrank
 from refcomp.compress.quantize.lowbit import power_of_two_quantize
 from refcomp.compress.share.cluster import cluster_weight
 from refcomp.formats import (Clustered, CSRMatrix, Dense, HalfPrecision, LowRank, PowerOfTwo, QTensor,
-                             WeightFormat)
+                             RelativeIndexCSR, WeightFormat)
 from refcomp.io import load_model, save_model
 from refcomp.quant import choose_qparams
 
@@ -37,6 +37,8 @@ CASES = {
     Clustered: lambda w: cluster_weight(w, 4, mask=np.abs(w) > 0.02, rng=0),
     HalfPrecision: lambda w: HalfPrecision(w.astype(ml_dtypes.bfloat16)),
     PowerOfTwo: lambda w: power_of_two_quantize(w, bits=4),
+    RelativeIndexCSR: lambda w: RelativeIndexCSR.from_clustered(cluster_weight(w, 4, mask=np.abs(w) > 0.06, rng=0),
+                                                                index_bits=4),
 }
 
 
