@@ -2,8 +2,9 @@
 
 Hypothesis: no deadline (the machine is shared and noisy); in CI (CI=true) the
 examples are derandomized so a landing run is reproducible.
-MNIST: tests that need it read REFCOMP_MNIST_DIR or ../shared/data/mnist and skip
-cleanly without it (fixture ``mnist_dir``).
+MNIST: tests that need it read REFCOMP_MNIST_DIR or ../shared/data/mnist (fixture
+``mnist_dir``) and skip without it, except in CI (CI=true), where the data is always
+there and its absence is a failure, not a silent skip.
 """
 
 import os
@@ -36,5 +37,7 @@ def pytest_collection_modifyitems(config, items):
 def mnist_dir() -> Path:
     d = Path(os.environ.get("REFCOMP_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
     if not (d / "t10k-images-idx3-ubyte.gz").exists() and not (d / "t10k-images-idx3-ubyte").exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"MNIST not found in {d}: CI must have it (set REFCOMP_MNIST_DIR)")
         pytest.skip(f"MNIST not found in {d} (set REFCOMP_MNIST_DIR)")
     return d
