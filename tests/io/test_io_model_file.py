@@ -240,3 +240,15 @@ def test_malformed_sparse_fields_are_file_format_errors():
         Clustered.from_fields({**c.fields(), "bits": np.array([9], np.int64)})
     with pytest.raises(FileFormatError, match="keys"):
         Clustered.from_fields({"codebook": c.codebook})
+
+
+def test_a_deep_compression_file_is_named_as_such(tmp_path):
+    """load_model on a .rcdc file says what the file is and what reads it."""
+    from refcomp.errors import FileFormatError
+    from refcomp.formats import RelativeIndexCSR
+    from refcomp.io.compressed_file import save_compressed
+
+    layer = RelativeIndexCSR.from_clustered(cluster_weight(np.ones((4, 6), np.float32), 1), index_bits=2)
+    path = save_compressed(tmp_path / "m.rcdc", {"fc": layer})
+    with pytest.raises(FileFormatError, match="Deep Compression file.*load_compressed"):
+        load_model(path)
