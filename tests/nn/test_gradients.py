@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nn_gradcheck import check_layer, check_loss
 from refcomp.errors import ValidationError
 from refcomp import nn
+
+from .nn_gradcheck import check_layer, check_loss
 
 F64 = "float64"
 

@@ -9,7 +9,7 @@ from refcomp.compress.quantize import (correct_bias, equalization_scales, equali
                                        expected_output_shift, input_mean, relu_gaussian_mean, rtn_quantize)
 from refcomp.errors import ShapeError
 
-from .conv_reference import conv2d
+from ..conv_reference import conv2d
 
 seeds = st.integers(0, 2**32 - 1)
 

@@ -16,7 +16,7 @@ from refcomp.compress.quantize.simulate import simulate
 from refcomp.errors import DTypeError, ValidationError
 from refcomp.nn import AvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, Sequential, Tanh
 
-from .models_for_tests import small_cnn, small_mlp
+from ..models_for_tests import small_cnn, small_mlp
 
 
 def _same_codes(im, x):

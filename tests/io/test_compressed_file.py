@@ -12,7 +12,7 @@ from refcomp.formats.relative_csr import RelativeIndexCSR, size_table
 from refcomp.errors import FileFormatError, ValidationError
 from refcomp.formats.clustered import Clustered
 
-from .helpers import mlp
+from .._support.helpers import mlp
 
 
 def _layer(seed, density, bits, index_bits, layout, shape=(20, 30)):

@@ -9,7 +9,7 @@ from refcomp.compress.prune import apply_structured, shrink, structured_keep
 from refcomp.errors import ShapeError, ValidationError
 from refcomp.nn import Linear, Sequential, Sigmoid
 
-from .helpers import convnet, mlp
+from ..._support.helpers import convnet, mlp
 
 
 def _keep_strategy(sizes):

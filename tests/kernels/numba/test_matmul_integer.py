@@ -15,7 +15,7 @@ import refcomp
 from refcomp.errors import BackendUnavailableError, ValidationError
 from refcomp.kernels.numba import matmul_integer as nbm
 
-from .conftest import int_array
+from ..conftest import int_array
 
 PATHS = ["portable"] + (["vnni"] if nbm.best_path() == "vnni" else [])
 DTYPES = (np.uint8, np.int8)

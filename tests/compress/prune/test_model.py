@@ -10,7 +10,7 @@ from refcomp.compress.prune import (Cubic, Iterative, MaskedOptimizer, OneShot, 
 from refcomp.errors import ShapeError, ValidationError
 from refcomp.nn import SGD, Adam
 
-from .helpers import blobs, convnet, mlp
+from ..._support.helpers import blobs, convnet, mlp
 
 
 def test_prunable_layers_and_unknown_name():

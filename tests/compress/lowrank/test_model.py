@@ -10,7 +10,7 @@ from refcomp.compress.quantize.weight_only import model_bytes
 from refcomp.errors import ValidationError
 from refcomp.nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, evaluate, train
 
-from .models_for_tests import digits_split
+from ..models_for_tests import digits_split
 
 seeds = st.integers(0, 2**32 - 1)
 

@@ -13,7 +13,7 @@ from refcomp.errors import ValidationError
 from refcomp.formats.qtensor import QTensor
 from refcomp.nn import evaluate
 
-from .models_for_tests import digits_split, small_cnn, trained_digits_mlp
+from ..models_for_tests import digits_split, small_cnn, trained_digits_mlp
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_static_ptq_conv_weights_per_channel():
        method=st.sampled_from(["rtn", "gptq"]))
 def test_weight_only_weights_lie_on_the_grid(seed, bits, group, method):
     """Every stored weight is s·q with q an integer code in the b-bit range of its (row, group)."""
-    from .models_for_tests import small_mlp
+    from ..models_for_tests import small_mlp
 
     rng = np.random.default_rng(seed)
     m = small_mlp(seed, sizes=(16, 12, 4))

@@ -9,7 +9,7 @@ from refcomp.compress.prune.sensitivity import plot_sensitivity, sensitivity, se
 from refcomp.errors import ValidationError
 from refcomp.formats.csr import CSRMatrix
 
-from .helpers import blobs, convnet, mlp
+from ..._support.helpers import blobs, convnet, mlp
 
 U32 = np.finfo(np.float32).eps / 2
 

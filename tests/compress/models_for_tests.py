@@ -1,4 +1,4 @@
-"""Small models and data shared by the tests of tests/compress_models."""
+"""Small models and data shared by the tests of tests/compress (whole-model tests of each family)."""
 
 import numpy as np
 

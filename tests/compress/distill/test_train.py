@@ -10,7 +10,7 @@ from refcomp.compress.precision.model import mixed_precision_step
 from refcomp.errors import ValidationError
 from refcomp.nn import CrossEntropyLoss, Dropout, Linear, ReLU, Sequential, evaluate
 
-from .models_for_tests import digits_split, small_mlp
+from ..models_for_tests import digits_split, small_mlp
 
 
 def test_distillation_gradient_through_student_by_finite_differences():

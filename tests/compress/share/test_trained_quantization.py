@@ -10,7 +10,7 @@ from refcomp.compress.share.trained_quantization import cluster_model, finetune_
 from refcomp.errors import ValidationError
 from refcomp.nn import CrossEntropyLoss, evaluate, train
 
-from .helpers import blobs, mlp
+from ..._support.helpers import blobs, mlp
 
 
 def _trained_pruned():

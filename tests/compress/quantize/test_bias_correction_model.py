@@ -14,7 +14,7 @@ from refcomp.errors import ShapeError, ValidationError
 from refcomp.models import lenet5
 from refcomp.nn import BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 
-from .models_for_tests import small_cnn, small_mlp
+from ..models_for_tests import small_cnn, small_mlp
 
 seeds = st.integers(0, 2**32 - 1)
 

@@ -10,7 +10,7 @@ from refcomp.compress.lowrank.factorize import (choose_rank, conv_svd, svd_trunc
 from refcomp.errors import DTypeError, FileFormatError, ShapeError, ValidationError
 from refcomp.formats import LowRank, WeightFormat
 
-from .conv_reference import conv2d
+from ..conv_reference import conv2d
 
 seeds = st.integers(0, 2**32 - 1)
 dims = st.integers(1, 40)

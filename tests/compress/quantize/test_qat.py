@@ -12,7 +12,7 @@ from refcomp.compress.quantize.weight_only import model_bytes
 from refcomp.errors import ValidationError
 from refcomp.nn import Linear, evaluate, train
 
-from .models_for_tests import digits_split, trained_digits_mlp
+from ..models_for_tests import digits_split, trained_digits_mlp
 
 
 @pytest.fixture(scope="module")

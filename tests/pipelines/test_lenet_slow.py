@@ -1,6 +1,6 @@
 """The paper's LeNet-300-100 row on the MNIST split (slow: REFCOMP_SLOW=1, about 2 minutes on 2 cores).
 
-The CI-sized version of the same path is test_cli.py (digits). LeNet-5 runs in
+The CI-sized version of the same path is tests/cli/test_compress.py (digits). LeNet-5 runs in
 benchmarks/deep_compression_lenet.py (about 5 minutes with its baseline).
 """
 
