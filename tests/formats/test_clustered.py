@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from refcomp.compress.share.cluster import cluster_weight
 from refcomp.errors import DTypeError, ShapeError, ValidationError
 from refcomp.formats import Clustered, WeightFormat
 
@@ -20,14 +19,6 @@ def test_to_dense_matmul_and_sizes():
     np.testing.assert_allclose(c.matmul(x), x @ dense.T)
     assert c.storage_bits == 6 * 2 + 3 * 32 + 6 and c.nbytes == -(-c.storage_bits // 8)
     assert set(c.fields()) == {"codebook", "indices", "bits", "mask"}
-
-
-def test_cluster_weight_is_kmeans():
-    rng = np.random.default_rng(0)
-    w = rng.normal(size=(16, 16)).astype(np.float32)
-    c = cluster_weight(w, 4)
-    assert c.codebook.size == 16 and c.bits == 4
-    assert np.abs(c.to_dense() - w).max() < np.ptp(w) / 8
 
 
 def test_validation():

@@ -1,13 +1,10 @@
 """Optimizer steps against hand-computed formulas; schedules; regularizers."""
 
-import math
-
 import numpy as np
 import pytest
 
 from refcomp import nn
 from refcomp.errors import ValidationError
-from refcomp.nn import regularizers, schedules
 from refcomp.nn.module import Parameter
 
 
@@ -71,49 +68,3 @@ def test_optimizer_skips_frozen_and_gradless():
     c = Parameter(np.array([1.0]))
     nn.SGD([a, b, c], lr=0.5).step()
     assert a.data[0] == 0.5 and b.data[0] == 1.0 and c.data[0] == 1.0
-
-
-def test_schedules():
-    assert schedules.StepLR(0.1, 3, 0.5)(7) == pytest.approx(0.1 * 0.25)
-    assert schedules.ExponentialLR(1.0, 0.9)(3) == pytest.approx(0.729)
-    cos = schedules.CosineLR(0.05, 10, eta_min=0.01)
-    assert cos(0) == 0.05 and cos(10) == pytest.approx(0.01) and cos(20) == pytest.approx(0.01)
-    assert cos(5) == pytest.approx(0.01 + 0.04 * (1 + math.cos(math.pi / 2)) / 2)
-    w = schedules.LinearWarmup(schedules.Constant(1.0), 4, start_factor=0.2)
-    assert [w(t) for t in range(6)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
-    with pytest.raises(ValidationError, match="t"):
-        cos(-1)
-
-
-def test_regularizer_penalties_and_gradients():
-    lin = nn.Linear(3, 2, rng=0, dtype="float64")
-    w = lin.weight.data
-    reg = regularizers.ElasticNet(l1=0.3, l2=0.2)
-    assert reg.penalty(lin) == pytest.approx(0.3 * np.abs(w).sum() + 0.1 * (w * w).sum())
-    lin.zero_grad()
-    reg.add_gradient(lin)
-    np.testing.assert_allclose(lin.weight.grad, 0.3 * np.sign(w) + 0.2 * w)
-    assert lin.bias.grad is None          # biases are not penalised by default
-    # finite differences of the penalty
-    h, num = 1e-6, np.zeros_like(w)
-    for i in np.ndindex(w.shape):
-        old = w[i]
-        w[i] = old + h
-        lp = reg.penalty(lin)
-        w[i] = old - h
-        lm = reg.penalty(lin)
-        w[i] = old
-        num[i] = (lp - lm) / (2 * h)
-    np.testing.assert_allclose(lin.weight.grad, num, rtol=1e-6)
-    assert regularizers.L1(0.1).l2 == 0 and regularizers.L2(0.1).l1 == 0
-
-
-def test_l1_training_makes_weights_small():
-    from refcomp import datasets, models
-
-    x, y = datasets.digits()
-    plain, sparse = models.digits_mlp(0), models.digits_mlp(0)
-    nn.train(plain, (x, y), epochs=3, progress=False)
-    nn.train(sparse, (x, y), epochs=3, progress=False, regularizer=regularizers.L1(1e-3))
-    small = lambda m: np.mean(np.abs(m["fc1"].weight.data) < 1e-2)  # noqa: E731
-    assert small(sparse) > small(plain) + 0.1

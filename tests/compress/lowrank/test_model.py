@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refcomp.compress.lowrank.model import factorize_conv, factorize_model, tucker2_conv
+from refcomp.compress.lowrank.model import factorize_conv, factorize_linear, factorize_model, tucker2_conv
 from refcomp.compress.quantize.weight_only import model_bytes
 from refcomp.errors import ValidationError
 from refcomp.nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, evaluate, train
@@ -86,3 +86,16 @@ def test_factorize_model_rejects_bad_ranks(digits_cnn):
     grouped = Conv2d(4, 4, 3, groups=2, rng=np.random.default_rng(0))
     with pytest.raises(ValidationError, match="groups"):
         factorize_conv(grouped, 2)
+
+
+def test_svd_replaces_one_layer_by_two(digits):
+    m, tr, te, acc = digits
+    full = factorize_linear(m["fc1"], rank=64)
+    x = te[0][:50]
+    np.testing.assert_allclose(full.forward(x), m["fc1"].forward(x), rtol=1e-4, atol=1e-4)   # full rank: exact
+    f = factorize_model(m, {"fc1": 8})
+    assert model_bytes(f) < model_bytes(m)
+    train(f, tr, epochs=3, lr=0.01, rng=0, progress=False)
+    assert evaluate(f, te)["accuracy"] >= acc - 0.05
+    with pytest.raises(ValidationError, match="ranks"):
+        factorize_model(m, {"relu1": 4})

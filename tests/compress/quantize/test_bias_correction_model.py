@@ -6,106 +6,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refcomp.compress.quantize.bias_correction_model import empirical_output_shift
-from refcomp.compress.quantize.cle_model import equalizable_chains, equalize_model
+from refcomp.compress.quantize.cle_model import equalize_model
 from refcomp.compress.quantize.model_graph import prepare, stages_of
 from refcomp.compress.quantize.ptq import quantize_static
 from refcomp.compress.quantize.simulate import simulate
 from refcomp.errors import ShapeError, ValidationError
-from refcomp.models import lenet5
-from refcomp.nn import BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
+from refcomp.nn import Linear, Sequential
 
 from ..models_for_tests import small_cnn, small_mlp
-
-seeds = st.integers(0, 2**32 - 1)
+from .cases import _bn_cnn, _cnn_input, _skewed_cnn, seeds
 
 
 def conv2d(x, w):
     """Direct 'valid' cross-correlation, stride 1: y[n,o,i,j] = Σ x[n,c,i+k,j+l]·w[o,c,k,l]."""
     windows = np.lib.stride_tricks.sliding_window_view(x, w.shape[2:], axis=(2, 3))
     return np.einsum("ncijkl,ockl->noij", windows, w)
-
-
-def _cnn_input(seed, n=40):
-    return np.random.default_rng(seed).random((n, 1, 10, 10), dtype=np.float32)
-
-
-def _skewed_cnn(seed):
-    """small_cnn with per-channel weight ranges spread over 3 decades (what CLE is for)."""
-    m = small_cnn(seed)
-    rng = np.random.default_rng(seed)
-    w = m["conv1"].weight.to_dense()
-    m["conv1"].weight.data[...] = w * (10.0 ** rng.uniform(-1.5, 1.5, w.shape[0]))[:, None, None, None]
-    return m
-
-
-def _bn_cnn(seed):
-    """conv -> BN -> ReLU -> pool -> conv -> BN -> ReLU -> flatten -> linear, with non-trivial BN statistics."""
-    rng = np.random.default_rng(seed)
-    m = Sequential(("conv1", Conv2d(1, 3, 3, rng=rng)), ("bn1", BatchNorm2d(3)), ("relu1", ReLU()),
-                   ("pool1", MaxPool2d(2)), ("conv2", Conv2d(3, 4, 2, rng=rng)), ("bn2", BatchNorm2d(4)),
-                   ("relu2", ReLU()), ("flatten", Flatten()), ("fc", Linear(4 * 3 * 3, 5, rng=rng)))
-    for bn in (m["bn1"], m["bn2"]):
-        c = bn.num_features
-        bn.running_mean[...] = rng.normal(0, 0.3, c)
-        bn.running_var[...] = rng.uniform(0.05, 4.0, c)
-        bn.weight.data[...] = rng.uniform(0.2, 3.0, c) * rng.choice([-1, 1], c)
-        bn.bias.data[...] = rng.normal(0, 0.5, c)
-    return m.eval()
-
-
-# --- cross-layer equalization --------------------------------------------------------------------------
-
-
-@settings(max_examples=25, deadline=None)
-@given(seeds, st.sampled_from(["relu", "linear_conv", "padded", "skewed", "bn", "mlp"]))
-def test_equalized_model_computes_the_same_outputs(seed, kind):
-    """Tolerance: max |Δy| <= 1e-5·(1 + max|y|) in float32 (one rounding of W1/s, b1/s, W2·s per weight)."""
-    if kind == "mlp":
-        m, x = small_mlp(seed % 1000), np.random.default_rng(seed).random((40, 12), dtype=np.float32)
-    else:
-        m = {"relu": lambda s: small_cnn(s), "linear_conv": lambda s: small_cnn(s, relu_after_conv=False),
-             "padded": lambda s: small_cnn(s, padding=1), "skewed": _skewed_cnn, "bn": _bn_cnn}[kind](seed % 1000)
-        x = _cnn_input(seed)
-    y = m.forward(x)
-    eq, report = equalize_model(m)
-    assert len(report) == 1 and len(next(iter(report))) == 3     # conv1 -> conv2 -> fc (or fc0 -> fc1 -> fc2)
-    y_eq = eq.forward(x)
-    assert np.max(np.abs(y_eq - y)) <= 1e-5 * (1 + np.max(np.abs(y)))
-    assert "bn1" not in eq.layers                                  # folded before equalizing
-
-
-def test_equalization_balances_the_ranges_across_the_flatten():
-    m = _skewed_cnn(3)
-    eq, _ = equalize_model(m)
-    w1 = eq["conv1"].weight.to_dense()
-    w2 = eq["conv2"].weight.to_dense()
-    np.testing.assert_allclose(np.abs(w1).max(axis=(1, 2, 3)), np.abs(w2).max(axis=(0, 2, 3)), rtol=1e-4)
-    # conv2's output channel c is fc's block of 9 flattened features
-    fc = eq["fc"].weight.to_dense().reshape(5, 4, 9)
-    np.testing.assert_allclose(np.abs(w2).max(axis=(1, 2, 3)), np.abs(fc).max(axis=(0, 2)), rtol=1e-4)
-    # before: conv1's ranges spread over ~3 decades; after: much less (the geometric mean with conv2's)
-    r_before = np.abs(m["conv1"].weight.to_dense()).max(axis=(1, 2, 3))
-    r_after = np.abs(w1).max(axis=(1, 2, 3))
-    assert r_after.max() / r_after.min() < r_before.max() / r_before.min()
-
-
-def test_chains_of_lenet5_and_breaks():
-    chains = equalizable_chains(prepare(lenet5(0)))
-    assert [[name for name, _, _ in c] for c in chains] == [["conv1", "conv2", "fc1", "fc2"]]
-    views = {name: view for name, _, view in chains[0]}
-    assert views["fc1"] == (500, 50, 16, 1)
-    # a grouped second conv cannot take W2's role: the chain breaks before it
-    rng = np.random.default_rng(0)
-    m = Sequential(("a", Conv2d(1, 4, 3, rng=rng)), ("r", ReLU()), ("b", Conv2d(4, 4, 3, groups=2, rng=rng)),
-                   ("c", Conv2d(4, 2, 1, rng=rng)))
-    assert [[n for n, _, _ in c] for c in equalizable_chains(m)] == [["b", "c"]]
-
-
-def test_equalize_does_not_modify_the_model():
-    m = small_cnn(0)
-    before = m["conv1"].weight.to_dense().copy()
-    equalize_model(m)
-    np.testing.assert_array_equal(m["conv1"].weight.to_dense(), before)
 
 
 # --- empirical bias correction --------------------------------------------------------------------------

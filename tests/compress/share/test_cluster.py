@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from refcomp.compress.share.cluster import (
     assign,
     centroid_gradients,
+    cluster_weight,
     initial_centroids,
     kmeans,
     lloyd_step,
@@ -137,3 +138,11 @@ def test_cluster_validation():
         centroid_gradients(np.ones(3), np.array([0, 1, 4]), 4)
     with pytest.raises(ValidationError, match="lr"):
         update_centroids(np.ones(2), np.ones(2), float("nan"))
+
+
+def test_cluster_weight_is_kmeans():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(16, 16)).astype(np.float32)
+    c = cluster_weight(w, 4)
+    assert c.codebook.size == 16 and c.bits == 4
+    assert np.abs(c.to_dense() - w).max() < np.ptp(w) / 8
