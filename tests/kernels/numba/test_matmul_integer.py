@@ -1,6 +1,6 @@
 """Both Numba int8 GEMM paths (VNNI tiles, portable 4 x 4 blocks) equal the int64 sum modulo 2**32.
 
-The op tests (test_matmul_integer_kernels.py) run the path "auto" picks; here
+The op tests (tests/kernels/test_matmul_integer.py) run the path "auto" picks; here
 each path is forced, on the sizes where its blocking has edges: rows not a
 multiple of 4 (1-row tiles, over 4 panels = 256 columns or 1), columns not a
 multiple of 64 (a padded panel) or of 4, K not a multiple of 4 (zero-padded bytes), and sums that wrap.
