@@ -1,10 +1,4 @@
-import sys
-from pathlib import Path
-
 import pytest
-
-# the gradient-check helper sits next to the tests
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nn_gradcheck import TOL, _numeric, _subset
+from .nn_gradcheck import TOL, _numeric, _subset
 
 
 def check_module(module, inputs, rng: np.random.Generator, *, max_coords: int = 60,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graph_gradcheck import check_module
+from .graph_gradcheck import check_module
 from refcomp import nn
 from refcomp.errors import ShapeError, ValidationError
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from graph_gradcheck import check_module
-from nn_gradcheck import check_layer
+from .graph_gradcheck import check_module
+from .nn_gradcheck import check_layer
 from refcomp import datasets, nn
 from refcomp.errors import ShapeError, ValidationError
 

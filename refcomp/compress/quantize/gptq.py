@@ -126,7 +126,7 @@ def gptq_quantize(w, hessian, *, bits: int = 4, group_size: int | None = None, s
     Returns a GroupQuantized in the original column order.
 
     With H = I and percdamp = 0, U = I: every update of (6) and (7) is zero
-    and GPTQ returns exactly the codes of RTN (tests/compress_algos).
+    and GPTQ returns exactly the codes of RTN (tests/compress/quantize/test_gptq.py).
     """
     w = float_array(w, "w", ndim=2)
     h = float_array(hessian, "hessian", ndim=2)

@@ -26,8 +26,8 @@ and the pooled tensor keeps its (s, z). Flatten reshapes codes. The logits'
 codes dequantize to float (a monotone map again: argmax is the same).
 
 refcomp.compress.quantize.simulate computes the same codes with float layers
-(the fake-quant simulation); tests/compress_models check that both give
-identical codes.
+(the fake-quant simulation); tests/compress/quantize/test_integer_model.py
+checks that both give identical codes.
 """
 
 from __future__ import annotations

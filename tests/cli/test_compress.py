@@ -1,0 +1,73 @@
+"""`refcomp compress` end to end on scikit-learn's digits (a few seconds), and its bad input."""
+
+import json
+
+import pytest
+
+from refcomp.cli import main
+
+pytest.importorskip("sklearn")
+
+TOML = """
+prune_rounds = 2
+prune_epochs = 2
+finetune_epochs = 1
+layout = "rows"
+[sparsity]
+fc1 = 0.75
+fc2 = 0.5
+[weight_bits]
+fc1 = 4
+fc2 = 4
+[index_bits]
+fc1 = 4
+fc2 = 3
+"""
+
+
+def test_compress_cli_end_to_end(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TOML)
+    out = tmp_path / "report"
+    args = ["compress", "--model", "digits_mlp", "--out", str(out), "--config", str(cfg), "--baseline-epochs", "8",
+            "--sensitivity"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "report:" in printed and "dense baseline trained" in printed
+    report = (out / "report.md").read_text()
+    assert "| **total** | 9,472 | 28.4% |" in report          # kept (0.25·8192 + 0.5·1280) / 9472
+    res = json.loads((out / "results.json").read_text())
+    acc = res["accuracy"]
+    assert set(acc) == {"dense", "pruned", "clustered", "compressed", "compressed_csr", "from_file"}
+    assert acc["compressed"] == acc["compressed_csr"] == acc["from_file"] and acc["compressed"] > 0.85
+    # the file holds what the table counts, plus its JSON header and 32-bit row pointers, plus the biases
+    assert res["file_bytes"] == (out / "model.rcdc").stat().st_size
+    assert res["weights_pqh_bytes"] + res["bias_bytes"] < res["file_bytes"] < res["weights_pqh_bytes"] + 3000
+    assert res["config"]["index_bits"] == {"fc1": 4, "fc2": 3} and res["config"]["layout"] == "rows"
+    assert res["weights_ratio"] == pytest.approx(9472 * 32 / (8 * res["weights_pqh_bytes"]), rel=1e-3)
+    assert res["table"][-1]["row_pointer_bits"] > 0
+    assert "## Pruning sensitivity" in report and "| fc2 |" in report
+    if pytest.importorskip("matplotlib"):
+        assert (out / "sizes.png").stat().st_size > 1000
+    # second run: the cached baseline is loaded, not retrained
+    assert main(args + ["--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+    assert json.loads((out / "results.json").read_text())["seconds"].get("baseline_load") is not None
+
+
+@pytest.mark.parametrize("toml, message", [
+    ("prune_round = 2\n", "config: expected keys among"),
+    ("[sparsity]\nfc1 = 1.0\nfc2 = 0.5\n", r"sparsity\['fc1'\]: expected a real number in \[0, 1\)"),
+    ("[weight_bits]\nfc1 = 9\nfc2 = 4\n", r"weight_bits\['fc1'\]: expected an integer in \[1, 8\]"),
+    ("[sparsity]\nfc1 = 0.5\nfc9 = 0.5\n", "weight_bits: expected the same layer names as sparsity"),
+    ("prune_rounds = [\n", "not valid TOML"),
+    ('criterion = "random"\n', "criterion: expected one of"),
+])
+def test_compress_cli_bad_config(tmp_path, capsys, toml, message):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml)
+    assert main(["compress", "--model", "digits_mlp", "--out", str(tmp_path / "r"), "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "refcomp compress: error:" in err
+    import re
+    assert re.search(message, err), err

@@ -1,0 +1,77 @@
+"""Distillation trainer (gradient by finite differences, cached logits) and fp16 training with loss scaling."""
+
+import numpy as np
+import pytest
+
+from refcomp.compress.distill.loss import distillation_loss
+from refcomp.compress.distill.train import distill_train, teacher_logits
+from refcomp.errors import ValidationError
+from refcomp.nn import Dropout, Linear, ReLU, Sequential, evaluate
+
+from ..models_for_tests import digits_split, small_mlp
+
+
+def test_distillation_gradient_through_student_by_finite_differences():
+    """dL/dθ from the trainer's path (loss gradient, then student.backward) vs central differences."""
+    rng = np.random.default_rng(0)
+    student = Sequential(("fc0", Linear(6, 5, rng=rng, dtype="float64")), ("relu", ReLU()),
+                         ("fc1", Linear(5, 4, rng=rng, dtype="float64")))
+    x = rng.normal(size=(7, 6))
+    t = rng.normal(size=(7, 4)) * 3
+    y = rng.integers(0, 4, size=7)
+
+    def loss():
+        return distillation_loss(student.forward(x), t, y, temperature=3.0, alpha=0.3)[0]
+
+    _, g = distillation_loss(student.forward(x), t, y, temperature=3.0, alpha=0.3)
+    student.zero_grad()
+    student.backward(g)
+    for name, p in student.named_parameters():
+        arr = p.data
+        num = np.zeros_like(arr)
+        for i in np.ndindex(arr.shape):
+            old = arr[i]
+            arr[i] = old + 1e-6
+            lp = loss()
+            arr[i] = old - 1e-6
+            lm = loss()
+            arr[i] = old
+            num[i] = (lp - lm) / 2e-6
+        np.testing.assert_allclose(p.grad, num, rtol=1e-5, atol=1e-8, err_msg=name)
+
+
+def test_cached_logits_give_the_same_training():
+    tr, te = digits_split()
+    teacher = small_mlp(1, sizes=(64, 32, 10))
+    teacher.add("drop", Dropout(0.5, rng=0))          # eval mode must switch it off
+    data = (tr[0][:300], tr[1][:300])
+    runs = []
+    for cache in (True, False):
+        student = small_mlp(2, sizes=(64, 8, 10))
+        h = distill_train(student, teacher, data, epochs=2, cache_logits=cache, rng=0)
+        runs.append((student["fc0"].weight.data.copy(), h[-1]["loss"]))
+    # equal up to float rounding: BLAS sums in another order for a 300-row than for a 64-row batch
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-4, atol=1e-6)
+    assert abs(runs[0][1] - runs[1][1]) < 1e-5
+    assert teacher.training                          # the teacher's mode is restored
+    np.testing.assert_array_equal(teacher_logits(teacher, te[0][:5]), teacher_logits(teacher, te[0][:5]))
+
+
+def test_distilled_student_learns_on_digits():
+    tr, te = digits_split()
+    from refcomp.nn import train
+
+    teacher = small_mlp(1, sizes=(64, 64, 10))
+    train(teacher, tr, epochs=15, lr=0.05, rng=0, progress=False)
+    student = small_mlp(2, sizes=(64, 8, 10))
+    h = distill_train(student, teacher, tr, epochs=15, alpha=0.2, temperature=3.0, val_data=te)
+    assert h[-1]["val_accuracy"] >= 0.85
+    assert evaluate(student, te)["accuracy"] == h[-1]["val_accuracy"]
+
+
+def test_distill_train_bad_input():
+    m = small_mlp(0, sizes=(4, 3))
+    with pytest.raises(ValidationError, match="data"):
+        distill_train(m, m, (np.zeros((2, 4), np.float32), np.zeros(2, np.float32)))
+    with pytest.raises(ValidationError, match="alpha"):
+        distill_train(m, m, (np.zeros((2, 4), np.float32), np.zeros(2, np.int64)), alpha=1.5)

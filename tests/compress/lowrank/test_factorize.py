@@ -1,0 +1,130 @@
+"""Truncated SVD (Eckart–Young), rank rules, the LowRank format, conv SVD and Tucker-2."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from refcomp.compress.lowrank.factorize import (
+    choose_rank,
+    conv_svd,
+    svd_truncation_error,
+    truncated_svd,
+    tucker2,
+    tucker2_to_dense,
+)
+from refcomp.errors import ValidationError
+
+from ..conv_reference import conv2d
+
+seeds = st.integers(0, 2**32 - 1)
+dims = st.integers(1, 40)
+
+
+@settings(max_examples=40)
+@given(dims, dims, st.sampled_from([np.float32, np.float64]), seeds)
+def test_full_rank_svd_is_exact(out, n_in, dtype, seed):
+    w = np.random.default_rng(seed).standard_normal((out, n_in)).astype(dtype)
+    left, right = truncated_svd(w, rank=min(out, n_in))
+    assert left.dtype == dtype and right.dtype == dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-12  # the tolerance stated in truncated_svd's docstring
+    assert np.linalg.norm(left.astype(np.float64) @ right - w) <= tol * np.linalg.norm(w)
+
+
+@settings(max_examples=40)
+@given(dims, dims, seeds, st.data())
+def test_truncation_error_is_the_discarded_energy_and_optimal(out, n_in, seed, data):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((out, n_in))
+    r = data.draw(st.integers(1, min(out, n_in)))
+    left, right = truncated_svd(w, rank=r)
+    sigma = np.linalg.svd(w, compute_uv=False)
+    err = np.linalg.norm(w - left @ right)
+    np.testing.assert_allclose(err, svd_truncation_error(sigma, r), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(err, np.sqrt(np.sum(sigma[r:] ** 2)), rtol=1e-9, atol=1e-12)
+    # Eckart–Young: no other rank-r matrix is closer (neither a nearby one nor a random one)
+    for eps in (1e-3, 1.0):
+        near = (left + eps * rng.standard_normal(left.shape)) @ (right + eps * rng.standard_normal(right.shape))
+        assert err <= np.linalg.norm(w - near) + 1e-12
+
+
+def test_rank_rules():
+    sigma = np.array([4.0, 2.0, 1.0, 1.0])  # energies 16, 4, 1, 1 of total 22
+    assert choose_rank(sigma, (4, 6), energy=16 / 22) == 1
+    assert choose_rank(sigma, (4, 6), energy=0.75) == 2
+    assert choose_rank(sigma, (4, 6), energy=21 / 22) == 3
+    assert choose_rank(sigma, (4, 6), energy=1.0) == 4
+    assert choose_rank(sigma, (4, 6), max_params=29) == 2  # 2·(4 + 6) = 20 <= 29 < 30
+    assert choose_rank(sigma, (4, 6), max_params=10**6) == 4
+    assert choose_rank(sigma, (4, 6), rank=3) == 3
+    with pytest.raises(ValidationError, match="exactly one"):
+        choose_rank(sigma, (4, 6), rank=2, energy=0.5)
+    with pytest.raises(ValidationError, match="exactly one"):
+        choose_rank(sigma, (4, 6))
+    with pytest.raises(ValidationError, match="rank"):
+        choose_rank(sigma, (4, 6), rank=5)
+    with pytest.raises(ValidationError, match="max_params"):
+        choose_rank(sigma, (4, 6), max_params=9)
+    with pytest.raises(ValidationError, match="energy"):
+        choose_rank(sigma, (4, 6), energy=0.0)
+
+
+def test_energy_rule_keeps_the_requested_fraction():
+    w = np.random.default_rng(0).standard_normal((30, 20)) @ np.diag(np.linspace(3, 0.1, 20))
+    sigma = np.linalg.svd(w, compute_uv=False)
+    for e in (0.5, 0.9, 0.99):
+        r = choose_rank(sigma, w.shape, energy=e)
+        kept = np.sum(sigma[:r] ** 2) / np.sum(sigma**2)
+        assert kept >= e and (r == 1 or np.sum(sigma[:r - 1] ** 2) / np.sum(sigma**2) < e)
+
+
+@pytest.mark.parametrize("rank", [None, 4])
+def test_conv_svd_is_two_convolutions(rank):
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((6, 3, 3, 3))
+    first, second = conv_svd(w, rank=rank or 6)
+    r = rank or 6
+    assert first.shape == (r, 3, 3, 3) and second.shape == (6, r, 1, 1)
+    x = rng.standard_normal((2, 3, 8, 8))
+    y_fact = conv2d(conv2d(x, first), second)
+    w_r = np.einsum("or,rikl->oikl", second[:, :, 0, 0], first)
+    np.testing.assert_allclose(y_fact, conv2d(x, w_r), rtol=1e-10, atol=1e-10)
+    if rank is None:  # full rank (6 = min(6, 27)): the original conv
+        np.testing.assert_allclose(y_fact, conv2d(x, w), rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=25)
+@given(st.integers(1, 8), st.integers(1, 8), st.sampled_from([1, 2, 3]), seeds, st.data())
+def test_tucker2_full_rank_exact_and_hosvd_error_bound(out, n_in, k, seed, data):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((out, n_in, k, k))
+    full = (min(out, n_in * k * k), min(n_in, out * k * k))
+    first, core, last = tucker2(w, full)
+    np.testing.assert_allclose(tucker2_to_dense(first, core, last), w, atol=1e-10)
+    r_out = data.draw(st.integers(1, full[0]))
+    r_in = data.draw(st.integers(1, full[1]))
+    first, core, last = tucker2(w, (r_out, r_in))
+    assert first.shape == (r_in, n_in, 1, 1) and core.shape == (r_out, r_in, k, k) and last.shape == (out, r_out, 1, 1)
+    # orthonormal factors
+    np.testing.assert_allclose(first[:, :, 0, 0] @ first[:, :, 0, 0].T, np.eye(r_in), atol=1e-10)
+    np.testing.assert_allclose(last[:, :, 0, 0].T @ last[:, :, 0, 0], np.eye(r_out), atol=1e-10)
+    # HOSVD bound (De Lathauwer et al. 2000): ||W − Ŵ||² <= Σ over modes of the discarded σ²
+    s0 = np.linalg.svd(w.reshape(out, -1), compute_uv=False)
+    s1 = np.linalg.svd(w.transpose(1, 0, 2, 3).reshape(n_in, -1), compute_uv=False)
+    err2 = np.sum((w - tucker2_to_dense(first, core, last)) ** 2)
+    assert err2 <= np.sum(s0[r_out:] ** 2) + np.sum(s1[r_in:] ** 2) + 1e-9
+
+
+def test_tucker2_runs_as_three_convolutions():
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((8, 6, 3, 3))
+    first, core, last = tucker2(w, (5, 4))
+    x = rng.standard_normal((2, 6, 7, 7))
+    y = conv2d(conv2d(conv2d(x, first), core), last)
+    np.testing.assert_allclose(y, conv2d(x, tucker2_to_dense(first, core, last)), rtol=1e-10, atol=1e-10)
+    f_e, c_e, l_e = tucker2(w, energy=0.999)
+    assert c_e.shape[2:] == (3, 3)
+    with pytest.raises(ValidationError, match="ranks"):
+        tucker2(w, (9, 4))
+    with pytest.raises(ValidationError, match="ranks/energy"):
+        tucker2(w)

@@ -1,0 +1,101 @@
+"""Low-rank Conv2d inside a model: SVD of the reshaped kernel (two convs) and Tucker-2 (three convs)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from refcomp.compress.lowrank.model import factorize_conv, factorize_linear, factorize_model, tucker2_conv
+from refcomp.compress.quantize.weight_only import model_bytes
+from refcomp.errors import ValidationError
+from refcomp.nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, evaluate, train
+
+from ..models_for_tests import digits_split
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seeds, st.integers(1, 4), st.integers(1, 6), st.integers(1, 3), st.integers(0, 2), st.integers(1, 2),
+       st.integers(1, 2))
+def test_full_rank_factorizations_equal_the_conv(seed, c_in, c_out, k, pad, stride, dilation):
+    """Full rank: max |Δy| <= 1e-5·(1 + max|y|) in float32, for any padding / stride / dilation."""
+    rng = np.random.default_rng(seed)
+    conv = Conv2d(c_in, c_out, k, stride=stride, padding=pad, dilation=dilation, rng=rng)
+    conv.bias.data[...] = rng.normal(size=c_out)
+    x = rng.normal(size=(3, c_in, 9, 9)).astype(np.float32)
+    y = conv.forward(x)
+    tol = 1e-5 * (1 + np.abs(y).max())
+    svd = factorize_conv(conv, min(c_out, c_in * k * k))
+    assert [type(l).__name__ for _, l in svd.named_children()] == ["Conv2d", "Conv2d"]
+    assert svd["second"].kernel_size == (1, 1)
+    assert np.abs(svd.forward(x) - y).max() <= tol
+    tk = tucker2_conv(conv, (min(c_out, c_in * k * k), min(c_in, c_out * k * k)))   # the unfoldings' ranks
+    assert tk["first"].kernel_size == (1, 1) and tk["core"].kernel_size == (k, k) and tk["last"].kernel_size == (1, 1)
+    assert np.abs(tk.forward(x) - y).max() <= tol
+
+
+def test_truncated_factorizations_store_fewer_weights():
+    conv = Conv2d(20, 50, 5, rng=np.random.default_rng(0))
+    svd = factorize_conv(conv, 8)
+    assert svd["first"].weight.shape == (8, 20, 5, 5) and svd["second"].weight.shape == (50, 8, 1, 1)
+    tk = tucker2_conv(conv, (12, 6))
+    assert tk["first"].weight.shape == (6, 20, 1, 1) and tk["core"].weight.shape == (12, 6, 5, 5)
+    assert tk["last"].weight.shape == (50, 12, 1, 1)
+    for f in (svd, tk):
+        assert model_bytes(f) < model_bytes(Sequential(("conv", conv)))
+
+
+def _digits_cnn():
+    rng = np.random.default_rng(0)
+    return Sequential(("conv1", Conv2d(1, 8, 3, padding=1, rng=rng)), ("relu1", ReLU()), ("pool1", MaxPool2d(2)),
+                      ("conv2", Conv2d(8, 16, 3, padding=1, rng=rng)), ("relu2", ReLU()), ("pool2", MaxPool2d(2)),
+                      ("flatten", Flatten()), ("fc", Linear(16 * 2 * 2, 10, rng=rng)))
+
+
+@pytest.fixture(scope="module")
+def digits_cnn():
+    (xtr, ytr), (xte, yte) = digits_split()
+    tr, te = (xtr.reshape(-1, 1, 8, 8), ytr), (xte.reshape(-1, 1, 8, 8), yte)
+    m = _digits_cnn()
+    train(m, tr, epochs=6, batch_size=64, lr=0.05, momentum=0.9, rng=0, progress=False)
+    return m, tr, te, evaluate(m, te)["accuracy"]
+
+
+@pytest.mark.parametrize("rank", [3, (3, 3)], ids=["svd", "tucker2"])
+def test_factorized_convs_fine_tune(digits_cnn, rank):
+    """The new layers are ordinary Dense Conv2d layers: training updates them and recovers accuracy."""
+    m, tr, te, acc = digits_cnn
+    assert acc >= 0.9
+    f = factorize_model(m, {"conv2": rank})
+    assert model_bytes(f) < model_bytes(m)
+    before = evaluate(f, te)["accuracy"]
+    first = f["conv2"]["first"].weight.to_dense().copy()
+    train(f, tr, epochs=2, batch_size=64, lr=0.01, momentum=0.9, rng=0, progress=False)
+    after = evaluate(f, te)["accuracy"]
+    assert not np.array_equal(f["conv2"]["first"].weight.to_dense(), first)
+    assert after > before and after >= acc - 0.06, (before, after, acc)
+
+
+def test_factorize_model_rejects_bad_ranks(digits_cnn):
+    m = digits_cnn[0]
+    with pytest.raises(ValidationError, match="ranks"):
+        factorize_model(m, {"fc": (2, 2)})
+    with pytest.raises(ValidationError, match="ranks"):
+        factorize_model(m, {"pool1": 2})
+    grouped = Conv2d(4, 4, 3, groups=2, rng=np.random.default_rng(0))
+    with pytest.raises(ValidationError, match="groups"):
+        factorize_conv(grouped, 2)
+
+
+def test_svd_replaces_one_layer_by_two(digits):
+    m, tr, te, acc = digits
+    full = factorize_linear(m["fc1"], rank=64)
+    x = te[0][:50]
+    np.testing.assert_allclose(full.forward(x), m["fc1"].forward(x), rtol=1e-4, atol=1e-4)   # full rank: exact
+    f = factorize_model(m, {"fc1": 8})
+    assert model_bytes(f) < model_bytes(m)
+    train(f, tr, epochs=3, lr=0.01, rng=0, progress=False)
+    assert evaluate(f, te)["accuracy"] >= acc - 0.05
+    with pytest.raises(ValidationError, match="ranks"):
+        factorize_model(m, {"relu1": 4})

@@ -1,0 +1,144 @@
+"""RTN and GPTQ: the grid, GPTQ = RTN on an identity Hessian, GPTQ = explicit OBS, GPTQ beats RTN."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from refcomp.compress.quantize import HessianAccumulator, gptq_quantize, hessian_from_inputs, rtn_quantize
+from refcomp.compress.quantize.grid import grid_params, quantize_to_grid
+from refcomp.errors import ShapeError, ValidationError
+
+from .cases import _weights, grids
+
+# --- GPTQ ---------------------------------------------------------------------
+
+
+@settings(max_examples=40)
+@given(grids, st.booleans(), st.sampled_from([1, 5, 128]))
+def test_gptq_on_identity_hessian_without_dampening_is_rtn(case, act_order, block):
+    out, n_in, bits, gs, sym, seed = case
+    w = _weights(out, n_in, seed)
+    q_rtn = rtn_quantize(w, bits=bits, group_size=gs, symmetric=sym)
+    q_gptq = gptq_quantize(w, np.eye(n_in), bits=bits, group_size=gs, symmetric=sym, percdamp=0.0,
+                           block_size=block, act_order=act_order)
+    np.testing.assert_array_equal(q_gptq.codes, q_rtn.codes)
+    np.testing.assert_array_equal(q_gptq.scales, q_rtn.scales)
+    np.testing.assert_array_equal(q_gptq.zero_points, q_rtn.zero_points)
+
+
+def _correlated_inputs(n, d, seed):
+    """Inputs with a few strong shared directions plus noise, like the activations of a trained layer."""
+    rng = np.random.default_rng(seed)
+    latent = rng.standard_normal((n, 8)) @ rng.standard_normal((8, d))
+    return latent + 0.3 * rng.standard_normal((n, d)) + rng.uniform(-1, 1, size=d)
+
+
+def _obs_reference(w, h, *, bits, group_size, symmetric, percdamp):
+    """GPTQ written as the plain OBS recursion (eq. 5): explicit H_F⁻¹, one column at a time, no Cholesky."""
+    w = w.astype(np.float64).copy()
+    h = h.copy()
+    n = w.shape[1]
+    dead = np.diag(h) == 0
+    h[dead, dead] = 1
+    w[:, dead] = 0
+    h += percdamp * np.mean(np.diag(h)) * np.eye(n)
+    h_inv = np.linalg.inv(h)
+    g = group_size or n
+    codes = np.empty(w.shape, dtype=np.int64)
+    for j in range(n):
+        if j % g == 0:
+            s, z = grid_params(w[:, j:j + g], bits, symmetric)
+        codes[:, j] = quantize_to_grid(w[:, j], s, z, bits, symmetric)
+        w_hat = (codes[:, j] - z) * s.astype(np.float64)
+        d = h_inv[j, j]
+        w[:, j:] -= np.outer((w[:, j] - w_hat) / d, h_inv[j, j:])
+        h_inv = h_inv - np.outer(h_inv[:, j], h_inv[j, :]) / d  # remove column j from the inverse
+    return codes
+
+
+@pytest.mark.parametrize("bits, group_size, symmetric", [(4, None, True), (3, 16, False), (2, 32, True)])
+def test_gptq_equals_explicit_obs_recursion(bits, group_size, symmetric):
+    x = _correlated_inputs(500, 48, seed=3)
+    x[:, 5] = 0.0  # a dead input
+    h = hessian_from_inputs(x)
+    w = _weights(12, 48, 4)
+    ref = _obs_reference(w, h, bits=bits, group_size=group_size, symmetric=symmetric, percdamp=0.01)
+    for block in (1, 7, 128):
+        q = gptq_quantize(w, h, bits=bits, group_size=group_size, symmetric=symmetric, block_size=block)
+        np.testing.assert_array_equal(q.codes.astype(np.int64), ref)
+
+
+@pytest.mark.parametrize("bits, group_size, symmetric, act_order", [
+    (4, None, True, False), (4, None, True, True), (4, 32, True, False), (4, 32, False, True),
+    (3, 64, False, False), (8, None, True, False),
+])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gptq_output_error_is_lower_than_rtn(bits, group_size, symmetric, act_order, seed):
+    x = _correlated_inputs(1024, 128, seed)
+    w = _weights(64, 128, seed + 10)
+    acc = HessianAccumulator(128)
+    for batch in np.array_split(x, 4):  # accumulated over calibration batches
+        acc.add(batch)
+    q_g = gptq_quantize(w, acc.hessian(), bits=bits, group_size=group_size, symmetric=symmetric,
+                        act_order=act_order)
+    q_r = rtn_quantize(w, bits=bits, group_size=group_size, symmetric=symmetric)
+    y = x @ w.T.astype(np.float64)
+    err_g = np.linalg.norm(y - x @ q_g.dequantize().T.astype(np.float64))
+    err_r = np.linalg.norm(y - x @ q_r.dequantize().T.astype(np.float64))
+    assert err_g < 0.9 * err_r, (err_g, err_r)
+
+
+def test_gptq_dead_inputs_give_zero_weights_and_hessian_scale_does_not_matter():
+    x = _correlated_inputs(300, 20, 5)
+    x[:, [0, 7]] = 0.0
+    h = hessian_from_inputs(x)
+    w = _weights(6, 20, 6)
+    q = gptq_quantize(w, h, bits=4)
+    assert np.all(q.dequantize()[:, [0, 7]] == 0)
+    np.testing.assert_array_equal(gptq_quantize(w, 1000.0 * h, bits=4).codes, q.codes)
+
+
+def test_hessian_accumulator_matches_one_shot_and_is_2xtx_over_n():
+    x = np.random.default_rng(0).standard_normal((3, 10, 6))
+    acc = HessianAccumulator(6)
+    for xb in x:
+        acc.add(xb)
+    flat = x.reshape(-1, 6)
+    np.testing.assert_allclose(acc.hessian(), 2 * flat.T @ flat / 30, rtol=1e-12)
+    np.testing.assert_allclose(hessian_from_inputs(x), acc.hessian(), rtol=1e-12)
+    assert acc.n_samples == 30
+
+
+def test_gptq_rejects_bad_hessians():
+    w = np.ones((2, 3))
+    with pytest.raises(ShapeError, match="hessian"):
+        gptq_quantize(w, np.eye(4))
+    with pytest.raises(ValidationError, match="symmetric"):
+        gptq_quantize(w, np.triu(np.ones((3, 3))))
+    with pytest.raises(ValidationError, match="positive definite"):
+        gptq_quantize(w, np.diag([1.0, 1.0, -5.0]), percdamp=0.0)
+    with pytest.raises(ValidationError, match="percdamp"):
+        gptq_quantize(w, np.eye(3), percdamp=-0.1)
+    with pytest.raises(ValidationError, match="HessianAccumulator"):
+        HessianAccumulator(3).hessian()
+    with pytest.raises(ShapeError, match="x"):
+        HessianAccumulator(3).add(np.ones((4, 5)))
+
+
+@settings(max_examples=25)
+@given(grids.filter(lambda c: c[2] in (2, 4, 8)), st.booleans())
+def test_to_qtensor_dequantizes_bit_for_bit(case, use_gptq):
+    """The grid maps onto refcomp.quant.QParams (per-axis / ONNX per-block) without any change."""
+    out, n_in, bits, gs, sym, seed = case
+    w = _weights(out, n_in, seed)
+    if use_gptq:
+        q = gptq_quantize(w, hessian_from_inputs(_correlated_inputs(64, n_in, seed)), bits=bits, group_size=gs,
+                          symmetric=sym)
+    else:
+        q = rtn_quantize(w, bits=bits, group_size=gs, symmetric=sym)
+    t = q.to_qtensor()
+    np.testing.assert_array_equal(t.to_dense(), q.dequantize())
+    assert t.nbytes == q.nbytes
+    with pytest.raises(ValidationError, match="bits"):
+        rtn_quantize(w, bits=3).to_qtensor()

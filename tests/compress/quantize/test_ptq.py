@@ -1,0 +1,109 @@
+"""PTQ static / dynamic / weight-only and GPTQ on whole models: accuracy and error sanity on digits."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from refcomp.compress.quantize.dynamic import quantize_dynamic
+from refcomp.compress.quantize.integer_model import IntegerCompute
+from refcomp.compress.quantize.ptq import quantize_static
+from refcomp.compress.quantize.weight_only import model_bytes, quantize_weights
+from refcomp.errors import ValidationError
+from refcomp.formats.qtensor import QTensor
+from refcomp.nn import evaluate
+
+from ..models_for_tests import digits_split, small_cnn, trained_digits_mlp
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+    tr, te = digits_split()
+    m = trained_digits_mlp()
+    return m, tr, te, evaluate(m, te)["accuracy"]
+
+
+@pytest.mark.parametrize("observer", ["minmax", "percentile", "mse", "entropy"])
+def test_static_ptq_accuracy_on_digits(digits_model, observer):
+    m, tr, te, acc = digits_model
+    assert acc >= 0.95
+    im = quantize_static(m, tr[0][:500], observer=observer)
+    q_acc = evaluate(im, te)["accuracy"]
+    assert q_acc >= acc - 0.02, (observer, q_acc, acc)
+    # the float model is left untouched
+    assert evaluate(m, te)["accuracy"] == acc
+
+
+def test_dynamic_quantization_on_digits(digits_model):
+    m, tr, te, acc = digits_model
+    d = quantize_dynamic(m)
+    assert evaluate(d, te)["accuracy"] >= acc - 0.01
+    y, yd = m.forward(te[0]), d.forward(te[0])
+    assert np.abs(y - yd).max() < 0.05 * np.abs(y).max()
+
+
+def test_dynamic_conv_matches_float_closely():
+    rng = np.random.default_rng(0)
+    m = small_cnn(0, padding=1)
+    x = rng.normal(size=(8, 1, 10, 10)).astype(np.float32)
+    d = quantize_dynamic(m)
+    y, yd = m.forward(x), d.forward(x)
+    assert np.abs(y - yd).max() < 0.05 * np.abs(y).max()
+
+
+def test_weight_only_int8_and_int4_groups(digits_model):
+    m, tr, te, acc = digits_model
+    float_bytes = model_bytes(m)
+    for bits, group, min_ratio in [(8, None, 3.5), (4, 32, 5.0), (4, None, 6.5)]:
+        q, rep = quantize_weights(m, bits=bits, group_size=group)
+        assert isinstance(q["fc1"].weight, QTensor)
+        assert float_bytes / model_bytes(q) >= min_ratio
+        assert evaluate(q, te)["accuracy"] >= acc - (0.01 if bits == 8 else 0.05)
+
+
+def test_gptq_beats_rtn_layer_errors(digits_model):
+    """W4 (per channel) and W2 (groups of 16): GPTQ's layer output error is below RTN's on every layer."""
+    m, tr, te, acc = digits_model
+    for bits, group in [(4, None), (2, 16)]:
+        _, rep_rtn = quantize_weights(m, bits=bits, group_size=group, method="rtn", calibration_x=tr[0][:512])
+        g, rep_gptq = quantize_weights(m, bits=bits, group_size=group, method="gptq", calibration_x=tr[0][:512])
+        for name in rep_rtn:
+            assert rep_gptq[name]["output_mse"] < rep_rtn[name]["output_mse"], (bits, name)
+    assert evaluate(g, te)["accuracy"] >= 0.8
+
+
+def test_weight_only_rejects_bad_arguments(digits_model):
+    m = digits_model[0]
+    with pytest.raises(ValidationError, match="method"):
+        quantize_weights(m, method="awq")
+    with pytest.raises(ValidationError, match="calibration_x"):
+        quantize_weights(m, method="gptq")
+
+
+def test_static_ptq_conv_weights_per_channel():
+    rng = np.random.default_rng(1)
+    m = small_cnn(2)
+    im = quantize_static(m, rng.normal(size=(32, 1, 10, 10)).astype(np.float32))
+    conv1 = next(s for s in im.stages if isinstance(s, IntegerCompute))
+    assert conv1.weight_scale.shape == (3,) and conv1.conv["pads"] == [0, 0, 0, 0]
+    assert im.nbytes < model_bytes(m) / 2
+
+
+@settings(max_examples=15)
+@given(seed=st.integers(0, 2**31 - 1), bits=st.sampled_from([2, 4, 8]), group=st.sampled_from([None, 4, 8]),
+       method=st.sampled_from(["rtn", "gptq"]))
+def test_weight_only_weights_lie_on_the_grid(seed, bits, group, method):
+    """Every stored weight is s·q with q an integer code in the b-bit range of its (row, group)."""
+    from ..models_for_tests import small_mlp
+
+    rng = np.random.default_rng(seed)
+    m = small_mlp(seed, sizes=(16, 12, 4))
+    q, _ = quantize_weights(m, bits=bits, group_size=group, method=method,
+                            calibration_x=rng.normal(size=(64, 16)).astype(np.float32))
+    for name in ("fc0", "fc1"):
+        w = q[name].weight
+        codes = w.data.astype(np.int64)
+        assert codes.min() >= -(2 ** (bits - 1)) and codes.max() <= 2 ** (bits - 1) - 1
+        scale = np.asarray(w.qparams.scale, dtype=np.float64)
+        s_full = scale[:, None] if scale.ndim == 1 else np.repeat(scale, group, axis=1)[:, :codes.shape[1]]
+        np.testing.assert_allclose(w.to_dense(), codes * s_full, rtol=1e-6, atol=0)

@@ -1,0 +1,97 @@
+"""QAT (observers and LSQ), binary / ternary retraining, low-rank and fp16 models."""
+
+import numpy as np
+import pytest
+
+from refcomp.compress.quantize.qat import LSQQuantizer, QATCompute, prepare_qat, to_integer, train_qat
+from refcomp.compress.quantize.simulate import simulate
+from refcomp.nn import Linear, evaluate
+
+
+@pytest.mark.parametrize("lsq", [False, True])
+def test_qat_trains_and_exports_to_integer(digits, lsq):
+    m, tr, te, acc = digits
+    q = prepare_qat(m, tr[0][:500], lsq=lsq)
+    hist = train_qat(q, tr, epochs=2, freeze_observers_epoch=1, lr=0.01)
+    assert len(hist) == 2 and all(np.isfinite(h["loss"]) for h in hist)
+    qat_acc = evaluate(q, te)["accuracy"]
+    assert qat_acc >= acc - 0.03
+    im = to_integer(q)
+    assert evaluate(im, te)["accuracy"] >= acc - 0.03
+    # the exported integer model still equals its simulation
+    np.testing.assert_array_equal(im.forward_int(im.quantize_input(te[0])), simulate(im).forward_codes(te[0]))
+
+
+def test_observers_frozen_after_set_epoch(digits):
+    m, tr, te, _ = digits
+    q = prepare_qat(m, tr[0][:500])
+    train_qat(q, tr, epochs=2, freeze_observers_epoch=1, lr=0.01)
+    before = {n: l.out_quant.qparams() for n, l in q.layers.items() if isinstance(l, QATCompute)}
+    train_qat(q, tr, epochs=1, freeze_observers_epoch=0, lr=0.01)     # frozen from the start
+    for n, l in q.layers.items():
+        if isinstance(l, QATCompute):
+            assert l.out_quant.qparams() == before[n]
+
+
+def _fd(f, x, eps=1e-6):
+    g = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + eps
+        fp = f()
+        x[i] = old - eps
+        fm = f()
+        x[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+def test_qat_layer_gradients_by_finite_differences():
+    """dL/dx is exact (the fake-quant weight is constant in x); dL/dW is the STE of dL/dŴ,
+    where dL/dŴ is checked by finite differences on Ŵ itself."""
+    rng = np.random.default_rng(0)
+    lin = Linear(5, 3, rng=rng, dtype="float64")
+    layer = QATCompute(lin, relu=False, out_quant=None)
+    x = rng.normal(size=(4, 5))
+    c = rng.normal(size=(4, 3))
+    y = layer.forward(x)
+    w_hat = lin.weight.data.copy()
+    layer.zero_grad()
+    dx = layer.backward(c)
+
+    def loss_x():
+        return float(np.sum(c * (x @ w_hat.T + lin.bias.data)))
+
+    np.testing.assert_allclose(dx, _fd(loss_x, x), rtol=1e-6, atol=1e-8)
+    wh = w_hat.astype(np.float64)
+
+    def loss_w():
+        return float(np.sum(c * (x @ wh.T + lin.bias.data)))
+
+    # clipped STE with a max-abs scale: every weight is inside the band, so the STE is the identity
+    np.testing.assert_allclose(layer.weight.grad, _fd(loss_w, wh), rtol=1e-6, atol=1e-8)
+    assert np.array_equal(y, x @ w_hat.T + lin.bias.data)
+
+
+def test_lsq_step_gradient_where_defined():
+    """LSQ (eq. L3): for saturated inputs v̂ = Q_P·s (or −Q_N·s), whose derivative in s is exactly
+    Q_P (−Q_N): finite differences agree there, times the gradient scale g = 1/sqrt(N·Q_P)."""
+    q = LSQQuantizer(4, 3, step=np.float64(0.5))
+    v = np.array([5.0, -7.0, 4.0, -3.0])          # v/s = 10, -14, 8, -6: all outside [-4, 3]
+    dy = np.array([1.0, 2.0, -1.0, 0.5])
+    q.forward(v)
+    dv = q.backward(dy)
+    assert np.all(dv == 0)
+    s = np.array([0.5])
+
+    def f():
+        return float(np.sum(dy * np.clip(np.rint(v / s[0]), -4, 3) * s[0]))
+
+    g = 1 / np.sqrt(v.size * 3)
+    np.testing.assert_allclose(q.step.grad, _fd(f, s)[0] * g, rtol=1e-6)
+    # inside the range the input gradient is the straight-through identity (eq. L2)
+    q2 = LSQQuantizer(128, 127, step=np.float64(1.0))
+    q2.forward(np.array([0.3, -2.6]))
+    np.testing.assert_array_equal(q2.backward(np.array([1.5, -2.0])), [1.5, -2.0])

@@ -1,0 +1,86 @@
+"""RTN on the grid: codes, rounding, groups, bad input."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from refcomp.compress.quantize import GroupQuantized, rtn_quantize
+from refcomp.compress.quantize.grid import code_range
+from refcomp.errors import ShapeError, ValidationError
+
+from .cases import _weights, grids
+
+
+@settings(max_examples=60)
+@given(grids)
+def test_rtn_codes_lie_on_the_grid_and_round_to_nearest(case):
+    out, n_in, bits, gs, sym, seed = case
+    w = _weights(out, n_in, seed)
+    q = rtn_quantize(w, bits=bits, group_size=gs, symmetric=sym)
+    qmin, qmax = code_range(bits, sym)
+    assert q.codes.dtype == (np.int8 if sym else np.uint8)
+    assert q.codes.min() >= qmin and q.codes.max() <= qmax
+    g = q.group_index()
+    s = q.scales.astype(np.float64)[:, g]
+    z = q.zero_points.astype(np.float64)[:, g]
+    w_hat = q.dequantize().astype(np.float64)
+    # on the grid: ŵ/s is an integer minus z (up to the float32 rounding of ŵ)
+    k = w_hat / s
+    assert np.all(np.abs(k - np.rint(k)) <= 2.0**-22 * (1 + np.abs(k)))
+    assert np.all((np.rint(k) + z >= qmin) & (np.rint(k) + z <= qmax))
+    # nearest grid point: |w − ŵ| <= s/2 (plus the float32 rounding of s, which can clip the extreme by ~1e-7·s)
+    err = np.abs(w.astype(np.float64) - w_hat)
+    assert np.all(err <= s * (0.5 + 1e-5) + 1e-30)
+    if sym:
+        assert np.all(q.zero_points == 0)
+        assert q.codes.min() >= -(2 ** (bits - 1) - 1)  # symmetric scale never reaches −2^(b−1)
+
+
+def test_rtn_int8_per_channel_by_hand():
+    w = np.array([[1.27, -0.5, 0.005], [0.0, 0.0, 0.0]], dtype=np.float32)
+    q = rtn_quantize(w, bits=8)
+    assert q.scales.shape == (2, 1) and q.scales[0, 0] == np.float32(1.27 / 127)
+    assert q.scales[1, 0] == 1.0  # all-zero row: scale 1, codes 0
+    np.testing.assert_array_equal(q.codes, [[127, -50, 0], [0, 0, 0]])
+
+
+def test_rtn_round_half_to_even_and_asymmetric_zero_point():
+    # s = 1 exactly (max |w| = 7 at 4 bits): 2.5 -> 2, 3.5 -> 4, -0.5 -> -0
+    q = rtn_quantize(np.array([[7.0, 2.5, 3.5, -0.5]]), bits=4)
+    np.testing.assert_array_equal(q.codes, [[7, 2, 4, 0]])
+    # asymmetric [-1, 14] at 4 bits: s = 1, z = 1; 0 is exact
+    qa = rtn_quantize(np.array([[-1.0, 0.0, 14.0, 6.5]]), bits=4, symmetric=False)
+    assert qa.zero_points[0, 0] == 1 and qa.scales[0, 0] == 1.0
+    np.testing.assert_array_equal(qa.codes, [[0, 1, 15, 7]])
+    np.testing.assert_array_equal(qa.dequantize(), [[-1.0, 0.0, 14.0, 6.0]])
+
+
+def test_rtn_int4_groups_layout_and_bytes():
+    w = _weights(16, 300, 1)
+    q = rtn_quantize(w, bits=4, group_size=128)
+    assert q.scales.shape == (16, 3)  # 128 + 128 + 44 columns
+    np.testing.assert_array_equal(q.group_index()[[0, 127, 128, 255, 256, 299]], [0, 0, 1, 1, 2, 2])
+    # group 2 gets its scale from its own 44 columns only
+    assert q.scales[0, 2] == np.float32(np.max(np.abs(w[0, 256:].astype(np.float64))) / 7)
+    assert q.nbytes == 16 * 300 * 4 // 8 + 16 * 3 * 4
+
+
+@pytest.mark.parametrize("kwargs, exc", [
+    (dict(bits=9), ValidationError),
+    (dict(bits=1), ValidationError),
+    (dict(group_size=0), ValidationError),
+    (dict(group_size=2.5), ValidationError),
+])
+def test_rtn_rejects_bad_arguments(kwargs, exc):
+    with pytest.raises(exc, match=next(iter(kwargs))):
+        rtn_quantize(np.ones((2, 4)), **kwargs)
+
+
+def test_rtn_rejects_bad_weights():
+    with pytest.raises(ShapeError, match="w"):
+        rtn_quantize(np.ones(4))
+    with pytest.raises(ValidationError, match="finite"):
+        rtn_quantize(np.array([[1.0, np.nan]]))
+    with pytest.raises(ShapeError, match="scales"):
+        GroupQuantized(np.zeros((2, 4), np.int8), np.ones((2, 2), np.float32), np.zeros((2, 1), np.int32),
+                       4, 4, True)

@@ -1,0 +1,110 @@
+"""CSRMatrix validation, conversions and kernel indices."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from refcomp.errors import DTypeError, ShapeError, ValidationError
+from refcomp.formats import CSRMatrix, WeightFormat
+
+from .._support.csr import make, sparse_dense
+
+
+def test_valid_matrix_round_trips():
+    W = make()
+    assert isinstance(W, WeightFormat)
+    np.testing.assert_array_equal(W.to_dense(), [[1, 0, 0, 2], [0, 0, 0, 0], [0, 3, 0, 0]])
+    assert W.nnz == 3 and W.nbytes == 4 * 8 + 3 * 8 + 3 * 4
+    assert set(W.fields()) == {"indptr", "indices", "data", "shape"}
+
+
+@pytest.mark.parametrize("kw,cls,match", [
+    (dict(indices=[3, 0, 1]), ValidationError, "sorted"),              # unsorted within row 0
+    (dict(indices=[2, 2, 1]), ValidationError, "unique"),              # duplicate within row 0
+    (dict(indices=[0, 4, 1]), ValidationError, r"\[0, 4\)"),          # column out of range
+    (dict(indices=[0, -1, 1]), ValidationError, "non-negative"),       # negative index
+    (dict(indptr=[0, 2, 1, 3]), ValidationError, "non-decreasing"),    # indptr goes back
+    (dict(indptr=[1, 2, 2, 3]), ValidationError, r"indptr\[0\]"),      # does not start at 0
+    (dict(indptr=[0, 2, 2, 4]), ValidationError, "nnz"),               # does not end at nnz
+    (dict(indptr=[0, 2, 3]), ShapeError, "rows \\+ 1"),                # wrong length
+    (dict(data=np.array([1, 2], np.float32)), ShapeError, "nnz"),
+    (dict(data=np.array([1, 2, 3], np.int32)), DTypeError, "int8"),
+    (dict(data=np.array([1, np.nan, 3], np.float32)), ValidationError, "finite"),
+    (dict(indices=np.array([0.0, 3.0, 1.0])), DTypeError, "integer"),
+    (dict(shape=(3, -4)), ShapeError, "non-negative"),
+])
+def test_malformed_csr_rejected(kw, cls, match):
+    with pytest.raises(cls, match=match):
+        make(**kw)
+
+
+def test_rows_boundary_is_not_an_unsorted_step():
+    W = CSRMatrix([0, 1, 1, 3, 4], [3, 0, 2, 0], np.ones(4, np.float32), (4, 4))  # 3 -> 0 crosses a row
+    assert W.nnz == 4
+
+
+# ------------------------------------------------------------------ conversions
+def test_scipy_round_trip_and_product():
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(0)
+    W = sparse_dense(rng, (30, 40), 0.2)
+    C = CSRMatrix.from_dense(W)
+    S = C.to_scipy()
+    np.testing.assert_array_equal(S.toarray(), W)
+    C2 = CSRMatrix.from_scipy(sp.coo_array(W))
+    np.testing.assert_array_equal(C2.indptr, C.indptr)
+    np.testing.assert_array_equal(C2.indices, C.indices)
+    X = rng.standard_normal((40, 7)).astype(np.float32)
+    np.testing.assert_allclose(C.dot(X, backend="numpy"), S @ X, rtol=1e-5, atol=1e-5)
+    # scipy duplicates are summed, unsorted indices sorted
+    D = sp.csr_array((np.array([1.0, 2.0, 3.0]), np.array([2, 0, 2]), np.array([0, 3])), shape=(1, 3))
+    np.testing.assert_array_equal(CSRMatrix.from_scipy(D).to_dense(), [[2.0, 0.0, 4.0]])
+
+
+def _canonical(indptr, indices, rows, cols):
+    """The CSR invariants, checked the slow obvious way."""
+    if len(indptr) != rows + 1 or indptr[0] != 0 or indptr[-1] != len(indices):
+        return False
+    for r in range(rows):
+        if indptr[r + 1] < indptr[r]:
+            return False
+        row = indices[indptr[r]:indptr[r + 1]]
+        if any(c < 0 or c >= cols for c in row) or any(b <= a for a, b in zip(row, row[1:])):
+            return False
+    return True
+
+
+@settings(max_examples=150)
+@given(rows=st.integers(0, 5), cols=st.integers(1, 6), data=st.data())
+def test_validator_accepts_exactly_canonical_csr(rows, cols, data):
+    nnz = data.draw(st.integers(0, 8))
+    indices = data.draw(st.lists(st.integers(-1, cols), min_size=nnz, max_size=nnz))
+    inner = sorted(data.draw(st.lists(st.integers(0, nnz), min_size=max(rows - 1, 0), max_size=max(rows - 1, 0))))
+    if data.draw(st.booleans()) and inner:  # sometimes break the order of indptr
+        inner = inner[::-1]
+    indptr = [0, *inner, nnz][: rows + 1] if rows else [data.draw(st.sampled_from([0, nnz]))]
+    if rows and len(indptr) < rows + 1:
+        indptr = indptr + [nnz] * (rows + 1 - len(indptr))
+    ok = _canonical(indptr, indices, rows, cols)
+    args = (np.array(indptr, np.int64), np.array(indices, np.int64), np.ones(nnz, np.float32), (rows, cols))
+    if ok:
+        W = CSRMatrix(*args)
+        sp = pytest.importorskip("scipy.sparse")
+        assert sp.csr_array((args[2], args[1], args[0]), shape=(rows, cols)).has_canonical_format
+        np.testing.assert_array_equal(CSRMatrix.from_dense(W.to_dense()).indices, W.indices)
+    else:
+        with pytest.raises(ValidationError):
+            CSRMatrix(*args)
+
+
+def test_kernel_indices_are_the_narrowest_type_cached_read_only_and_exact():
+    rng = np.random.default_rng(3)
+    W = CSRMatrix.from_dense(sparse_dense(rng, (40, 90), 0.2))
+    k = W.kernel_indices
+    assert k.dtype == np.uint16 and not k.flags.writeable
+    assert k is W.kernel_indices  # made once
+    np.testing.assert_array_equal(k.astype(np.int64), W.indices)
+    wide = CSRMatrix(np.array([0, 2]), np.array([3, 70000]), np.ones(2, np.float32), (1, 70001))
+    assert wide.kernel_indices.dtype == np.int32
+    np.testing.assert_array_equal(wide.kernel_indices, [3, 70000])
