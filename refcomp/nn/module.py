@@ -98,6 +98,11 @@ class Module:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
 
+    def _require_forward(self, cache) -> None:
+        """Raise ValidationError unless a forward() left ``cache`` (what backward() needs) behind."""
+        if cache is None:
+            raise ValidationError("backward", f"a preceding forward() of {type(self).__name__}", "none")
+
     # -- structure -----------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, "Module"]]:
         for name, v in vars(self).items():
