@@ -9,6 +9,8 @@
   fetches missing files (only when asked; never in tests).
 * :func:`split_indices`, :func:`mnist_split` — deterministic train/test splits
   from a seeded permutation (the 8,000 / 2,000 split of the MNIST test set).
+* :func:`load_split` — the train/test split of a dataset by name ("digits":
+  1,437 / 360; "mnist": :func:`mnist_split`), the one every command and test uses.
 * :func:`batches` — mini-batches, shuffled by an explicit ``rng``.
 
 IDX format (http://yann.lecun.com/exdb/mnist/): big-endian magic
@@ -28,10 +30,11 @@ from typing import Iterator
 
 import numpy as np
 
+from .checks import one_of
 from .errors import FileFormatError, ShapeError, ValidationError
 
-__all__ = ["digits", "mnist", "read_idx", "split_indices", "mnist_split", "batches",
-           "MNIST_FILES", "default_mnist_dir"]
+__all__ = ["digits", "mnist", "read_idx", "split_indices", "mnist_split", "load_split", "batches",
+           "MNIST_FILES", "default_mnist_dir", "SPLITS"]
 
 #: file -> official MD5. The t10k sums are the ones published with the data in
 #: ../shared/data/mnist/README.md; the train sums are those of the same official
@@ -185,6 +188,27 @@ def mnist_split(path=None, *, n_train: int = 8000, n_test: int = 2000, seed: int
     x = x.reshape(-1, 784) if flatten else x[:, None, :, :]
     y = labels.astype(np.int64)
     return (np.ascontiguousarray(x[tr]), y[tr]), (np.ascontiguousarray(x[te]), y[te])
+
+
+#: the datasets :func:`load_split` knows
+SPLITS = ("digits", "mnist")
+
+
+def load_split(name: str, *, seed: int = 0, path=None):
+    """``(x_train, y_train), (x_test, y_test)`` of the dataset ``name``, split by ``seed``.
+
+    "digits": :func:`digits` split 1,437 / 360 by ``split_indices(1797, 1437, 360, seed)``
+    (x float32 (N, 64), y int64). "mnist": ``mnist_split(path, seed=seed)``, the
+    8,000 / 2,000 split of the MNIST test set (x float32 (N, 1, 28, 28) in [0, 1],
+    y int64). ``path``: the MNIST directory (see :func:`mnist`); digits ignore it.
+    Raises ValidationError naming ``name`` for any other name.
+    """
+    one_of(name, "name", SPLITS)
+    if name == "mnist":
+        return mnist_split(path, seed=seed)
+    x, y = digits()
+    tr, te = split_indices(len(y), 1437, 360, seed=seed)
+    return (x[tr], y[tr]), (x[te], y[te])
 
 
 def batches(x: np.ndarray, y, batch_size: int, *, rng=None, drop_last: bool = False) -> Iterator[tuple]:

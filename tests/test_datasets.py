@@ -82,6 +82,40 @@ def test_split_indices_deterministic_and_disjoint():
         datasets.split_indices(10, 8, 5)
 
 
+def _assert_same_split(got, want):
+    for g, w in zip((*got[0], *got[1]), (*want[0], *want[1])):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_load_split_digits_is_the_1437_360_permutation(seed):
+    x, y = datasets.digits()
+    perm = np.random.default_rng(seed).permutation(1797)
+    tr, te = perm[:1437], perm[1437:]
+    _assert_same_split(datasets.load_split("digits", seed=seed), ((x[tr], y[tr]), (x[te], y[te])))
+    if seed == 0:
+        _assert_same_split(datasets.load_split("digits"), ((x[tr], y[tr]), (x[te], y[te])))
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_load_split_mnist_is_the_8000_2000_split_of_the_test_set(mnist_dir, seed):
+    images, labels = datasets.mnist(mnist_dir, split="test")
+    perm = np.random.default_rng(seed).permutation(10000)
+    tr, te = perm[:8000], perm[8000:]
+    x = (images.astype(np.float32) / np.float32(255))[:, None, :, :]
+    y = labels.astype(np.int64)
+    want = ((x[tr], y[tr]), (x[te], y[te]))
+    _assert_same_split(datasets.load_split("mnist", seed=seed, path=mnist_dir), want)
+    _assert_same_split(datasets.mnist_split(mnist_dir, seed=seed), want)
+
+
+def test_load_split_names_the_bad_name():
+    with pytest.raises(ValidationError) as info:
+        datasets.load_split("cifar10")
+    assert info.value.argument == "name" and "'digits'" in info.value.expected and info.value.got == "'cifar10'"
+
+
 def test_batches_cover_everything_once_in_seeded_order():
     x = np.arange(10)[:, None] * 1.0
     y = np.arange(10)

@@ -83,14 +83,6 @@ def _load_config(path, model_name):
     return PipelineConfig.from_dict(d, base)
 
 
-def _data(name, data, mnist_dir):
-    if data == "digits":
-        x, y = datasets.digits()
-        tr, te = datasets.split_indices(len(y), 1437, 360, seed=0)
-        return (x[tr], y[tr]), (x[te], y[te])
-    return datasets.mnist_split(mnist_dir, n_train=8000, n_test=2000, seed=0)
-
-
 def run(args) -> int:
     name = _ALIASES[args.model]
     data = args.data or ("digits" if name == "digits_mlp" else "mnist")
@@ -100,7 +92,7 @@ def run(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
-    train_set, test_set = _data(name, data, args.mnist_dir)
+    train_set, test_set = datasets.load_split(data, seed=0, path=args.mnist_dir)
 
     seconds = {}
     t = time.perf_counter()

@@ -38,9 +38,7 @@ def run_model_demo(seed: int = 0, epochs: int = 30, log=None) -> dict:
     """Train the digits MLP, quantize it (W8A8 integer-only) and Deep-Compress it; return the rows."""
 
     say = log or (lambda s: None)
-    x, y = datasets.digits()
-    tr, te = datasets.split_indices(len(y), 1437, 360, seed=0)
-    train_set, test_set = (x[tr], y[tr]), (x[te], y[te])
+    train_set, test_set = datasets.load_split("digits", seed=0)
 
     t = time.perf_counter()
     model = models.digits_mlp(seed)

@@ -38,12 +38,7 @@ def run(args) -> int:
     data = args.data or ("digits" if args.model == "digits_mlp" else "mnist")
     if (data == "digits") != (args.model == "digits_mlp"):
         raise ValidationError("--data", f"{'digits' if args.model == 'digits_mlp' else 'mnist'} for {args.model}", data)
-    if data == "digits":
-        x, y = datasets.digits()
-        tr, te = datasets.split_indices(len(y), 1437, 360, seed=args.seed)
-        train_set, test_set = (x[tr], y[tr]), (x[te], y[te])
-    else:
-        train_set, test_set = datasets.mnist_split(args.mnist_dir, seed=args.seed)
+    train_set, test_set = datasets.load_split(data, seed=args.seed, path=args.mnist_dir)
     model = models.build(args.model, args.seed)
     train(model, train_set, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
           momentum=args.momentum, rng=args.seed, progress=False if args.quiet else "epoch")

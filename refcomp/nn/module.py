@@ -155,6 +155,11 @@ class Module:
         hooks[handle.id] = fn
         return handle
 
+    def _require_forward(self, cache) -> None:
+        """Raise ValidationError unless a forward() left ``cache`` (what backward() needs) behind."""
+        if cache is None:
+            raise ValidationError("backward", f"a preceding forward() of {type(self).__name__}", "none")
+
     # -- structure -----------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, "Module"]]:
         for name, v in vars(self).items():

@@ -17,20 +17,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import integer, normalize_axis
 from ..errors import ShapeError, ValidationError
-from . import _validate as v
 
 
 def granularity(p: np.ndarray, name: str, x_shape: tuple, axis, block_size) -> str:
     """Check the shape of parameter ``p`` against x; return "tensor" | "axis" | "block"."""
-    block_size = v.int_attr(block_size, "block_size")
+    block_size = integer(block_size, "block_size")
     if block_size < 0:
         raise ValidationError("block_size", "an int >= 0 (0: no blocking)", block_size)
     if block_size == 0 and (p.ndim == 0 or (p.ndim == 1 and p.size == 1)):
         return "tensor"
     if len(x_shape) == 0:
         raise ShapeError(name, "a scalar for a 0-D input", f"shape {p.shape}")
-    ax = v.normalize_axis(axis, len(x_shape))
+    ax = normalize_axis(axis, len(x_shape))
     if block_size == 0:
         if p.ndim != 1 or p.shape[0] != x_shape[ax]:
             raise ShapeError(
@@ -56,7 +56,7 @@ def expand(p: np.ndarray, name: str, x_shape: tuple, axis, block_size) -> np.nda
     kind = granularity(p, name, x_shape, axis, block_size)
     if kind == "tensor":
         return p.reshape(())
-    ax = v.normalize_axis(axis, len(x_shape))
+    ax = normalize_axis(axis, len(x_shape))
     if kind == "axis":
         shape = [1] * len(x_shape)
         shape[ax] = p.shape[0]

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as _backend
+from ..checks import dtype_in, integer, numeric_array
 from ..errors import DTypeError, OverflowRiskError, ShapeError
-from . import _validate as v
 from ._conv_geometry import geometry
 
 __all__ = ["conv_integer"]
@@ -34,10 +34,10 @@ def conv_integer(x, w, x_zero_point=None, w_zero_point=None, *, auto_pad="NOTSET
                  kernel_shape=None, pads=None, strides=None, backend="auto"):
     """ONNX ConvInteger (eq. CI1): int32 [N, M, O1..On] from uint8/int8 x [N, C, D..] and w [M, C/group, k..]."""
     _backend.implementation("conv_integer", backend)
-    x = v.array(x, "x")
-    w = v.array(w, "w")
-    v.one_of(x, "x", _INT8_TYPES)
-    v.one_of(w, "w", _INT8_TYPES)
+    x = numeric_array(x, "x")
+    w = numeric_array(w, "w")
+    dtype_in(x, "x", _INT8_TYPES)
+    dtype_in(w, "w", _INT8_TYPES)
     acc = _conv_accumulate(x, w, x_zero_point, w_zero_point, auto_pad=auto_pad, dilations=dilations, group=group,
                            kernel_shape=kernel_shape, pads=pads, strides=strides)
     return _to_int32(acc)
@@ -53,7 +53,7 @@ def _to_int32(acc):
 def _zero_points(x, w, x_zero_point, w_zero_point, M):
     xz = np.zeros((), np.int64)
     if x_zero_point is not None:
-        z = v.array(x_zero_point, "x_zero_point")
+        z = numeric_array(x_zero_point, "x_zero_point")
         if z.dtype != x.dtype:
             raise DTypeError("x_zero_point", f"dtype {x.dtype} (the dtype of x)", f"dtype {z.dtype}")
         if z.size != 1 or z.ndim > 1:
@@ -61,7 +61,7 @@ def _zero_points(x, w, x_zero_point, w_zero_point, M):
         xz = z.astype(np.int64).reshape(())
     wz = np.zeros((1,), np.int64)
     if w_zero_point is not None:
-        z = v.array(w_zero_point, "w_zero_point")
+        z = numeric_array(w_zero_point, "w_zero_point")
         if z.dtype != w.dtype:
             raise DTypeError("w_zero_point", f"dtype {w.dtype} (the dtype of w)", f"dtype {z.dtype}")
         if not (z.size == 1 and z.ndim <= 1) and z.shape != (M,):
@@ -76,7 +76,7 @@ def _conv_accumulate(x, w, x_zero_point, w_zero_point, *, auto_pad, dilations, g
         raise ShapeError("x", "shape [N, C, D1, ..., Dn] with n >= 1", f"shape {x.shape}")
     if w.ndim != x.ndim:
         raise ShapeError("w", f"shape [M, C/group, k1..k{x.ndim - 2}] (rank {x.ndim}, like x)", f"shape {w.shape}")
-    G = v.int_attr(group, "group")
+    G = integer(group, "group")
     N, C = x.shape[:2]
     M, Cg = w.shape[:2]
     if G < 1 or C % G or M % G:

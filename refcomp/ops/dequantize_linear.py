@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as _backend
+from ..checks import integer, numeric_array
 from ..errors import DTypeError, ValidationError
 from ..numerics.dtypes import ONNX_FLOAT_TYPES, qdtype
 from . import _broadcast
@@ -54,14 +55,14 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
     float array of x's shape.
     """
     _backend.implementation("dequantize_linear", backend)
-    x = v.array(x, "x")
+    x = numeric_array(x, "x")
     q = qdtype(x.dtype, "x")
     if q.name in ("float16", "bfloat16"):
         raise DTypeError("x", "a quantized dtype (int2..int32, uint2..uint16, float8, float4)", q.name)
     scale = v.scale(x_scale, "x_scale")
-    if v.int_attr(precision, "precision") != 0:
+    if integer(precision, "precision") != 0:
         raise ValidationError("precision", "0 (not an attribute of ONNX DequantizeLinear)", precision)
-    od = v.int_attr(output_dtype, "output_dtype")
+    od = integer(output_dtype, "output_dtype")
     if od == 0:
         out = scale.dtype
     elif od in ONNX_FLOAT_TYPES:
@@ -70,7 +71,7 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis=1, block_size=0, ou
         raise DTypeError("output_dtype", "0 or a float TensorProto enum (1 float32, 10 float16, 16 bfloat16)", od)
 
     if x_zero_point is not None:
-        zp = v.array(x_zero_point, "x_zero_point")
+        zp = numeric_array(x_zero_point, "x_zero_point")
         if zp.dtype != x.dtype:
             raise DTypeError("x_zero_point", f"dtype {x.dtype} (the dtype of x)", f"dtype {zp.dtype}")
         _broadcast.same_shape(scale, zp, "x_scale", "x_zero_point")

@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as _backend
+from ..checks import dtype_in, finite, numeric_array
 from ..errors import ShapeError
-from . import _validate as v
 
 __all__ = ["dynamic_quantize_linear"]
 
@@ -29,11 +29,11 @@ __all__ = ["dynamic_quantize_linear"]
 def dynamic_quantize_linear(x, *, backend="auto"):
     """ONNX DynamicQuantizeLinear: returns (y uint8 [x.shape], y_scale float32 [], y_zero_point uint8 [])."""
     _backend.implementation("dynamic_quantize_linear", backend)
-    x = v.array(x, "x")
-    v.one_of(x, "x", (np.float32,))
+    x = numeric_array(x, "x")
+    dtype_in(x, "x", (np.float32,))
     if x.size == 0:
         raise ShapeError("x", "a non-empty tensor (its range defines the scale)", f"shape {x.shape}")
-    v.finite(x, "x")
+    finite(x, "x")
     f32 = np.float32
     r_max = max(f32(0), x.max())
     r_min = min(f32(0), x.min())

@@ -35,8 +35,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as _backend
+from ..checks import dtype_in, numeric_array
 from ..errors import DTypeError, OverflowRiskError, ShapeError, ValidationError
-from . import _validate as v
 
 __all__ = ["matmul_integer", "NUMERICS"]
 
@@ -70,10 +70,10 @@ def matmul_integer(A, B, a_zero_point=None, b_zero_point=None, *, numerics="exac
     not its operand's; ShapeError for mismatched K or zero-point shapes;
     OverflowRiskError when an exact result does not fit int32.
     """
-    A = v.array(A, "A")
-    B = v.array(B, "B")
-    v.one_of(A, "A", _INT8_TYPES)
-    v.one_of(B, "B", _INT8_TYPES)
+    A = numeric_array(A, "A")
+    B = numeric_array(B, "B")
+    dtype_in(A, "A", _INT8_TYPES)
+    dtype_in(B, "B", _INT8_TYPES)
     if numerics not in NUMERICS:
         raise ValidationError("numerics", f"one of {NUMERICS}", repr(numerics))
     if A.ndim == 0 or B.ndim == 0:
@@ -115,7 +115,7 @@ def _zero_point(zp, name, X, length, what, operand_is_1d):
     is_a = name == "a_zero_point"
     if zp is None:
         return np.zeros((1, 1), np.int64)
-    z = v.array(zp, name)
+    z = numeric_array(zp, name)
     if z.dtype != X.dtype:
         raise DTypeError(name, f"dtype {X.dtype} (the dtype of {'A' if is_a else 'B'})", f"dtype {z.dtype}")
     z = z.astype(np.int64)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as _backend
+from ..checks import dtype_in, numeric_array
 from ..errors import DTypeError, ShapeError
 from ..numerics.dtypes import qdtype
 from . import _validate as v
@@ -36,10 +37,10 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
                  backend="auto"):
     """ONNX QLinearConv: requantize(ConvInteger(x, w) + B, x_scale * w_scale / y_scale, y_zero_point)."""
     _backend.implementation("qlinear_conv", backend)
-    x = v.array(x, "x")
-    w = v.array(w, "w")
-    v.one_of(x, "x", (np.uint8, np.int8))
-    v.one_of(w, "w", (np.uint8, np.int8))
+    x = numeric_array(x, "x")
+    w = numeric_array(w, "w")
+    dtype_in(x, "x", (np.uint8, np.int8))
+    dtype_in(w, "w", (np.uint8, np.int8))
     sx, sw, sy = v.scale(x_scale, "x_scale"), v.scale(w_scale, "w_scale"), v.scale(y_scale, "y_scale")
     for s, name in ((sx, "x_scale"), (sy, "y_scale")):
         if s.size != 1:
@@ -51,15 +52,15 @@ def qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_
         raise ShapeError("w_scale", f"a scalar or [{M}] (per output channel)", f"shape {sw.shape}")
     if y_zero_point is None:
         raise DTypeError("y_zero_point", "a uint8 or int8 scalar (it decides the output type)", "None")
-    yz = v.array(y_zero_point, "y_zero_point")
-    v.one_of(yz, "y_zero_point", (np.uint8, np.int8))
+    yz = numeric_array(y_zero_point, "y_zero_point")
+    dtype_in(yz, "y_zero_point", (np.uint8, np.int8))
     if yz.size != 1:
         raise ShapeError("y_zero_point", "a scalar", f"shape {yz.shape}")
 
     acc = _conv_accumulate(x, w, x_zero_point, w_zero_point, auto_pad=auto_pad, dilations=dilations, group=group,
                            kernel_shape=kernel_shape, pads=pads, strides=strides)
     if B is not None:
-        bias = v.array(B, "B")
+        bias = numeric_array(B, "B")
         if bias.dtype != np.int32:
             raise DTypeError("B", "dtype int32", f"dtype {bias.dtype}")
         if bias.shape != (M,):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import dtype_in, numeric_array
 from ..errors import DTypeError, ShapeError
 from ..numerics.dtypes import qdtype
 from . import _validate as v
@@ -40,15 +41,15 @@ def _per(p, name, length, what):
 
 def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, *, backend="auto"):
     """ONNX QLinearMatMul: y = requantize((a - a_zp) @ (b - b_zp), a_scale * b_scale / y_scale, y_zp)."""
-    a = v.array(a, "a")
-    b = v.array(b, "b")
-    v.one_of(a, "a", (np.uint8, np.int8))
-    v.one_of(b, "b", (np.uint8, np.int8))
+    a = numeric_array(a, "a")
+    b = numeric_array(b, "b")
+    dtype_in(a, "a", (np.uint8, np.int8))
+    dtype_in(b, "b", (np.uint8, np.int8))
     sa, sb, sy = v.scale(a_scale, "a_scale"), v.scale(b_scale, "b_scale"), v.scale(y_scale, "y_scale")
     if y_zero_point is None:
         raise DTypeError("y_zero_point", "a uint8 or int8 scalar (it decides the output type)", "None")
-    yz = v.array(y_zero_point, "y_zero_point")
-    v.one_of(yz, "y_zero_point", (np.uint8, np.int8))
+    yz = numeric_array(y_zero_point, "y_zero_point")
+    dtype_in(yz, "y_zero_point", (np.uint8, np.int8))
     if yz.size != 1:
         raise ShapeError("y_zero_point", "a scalar", f"shape {yz.shape}")
     if sy.size != 1:

@@ -44,6 +44,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as _backend
+from ..checks import dtype_in, finite, integer, numeric_array
 from ..errors import DTypeError, ValidationError
 from ..numerics.dtypes import ONNX_FLOAT_TYPES, QDType, qdtype
 from ..numerics.rounding import ROUNDING_MODES, round_with
@@ -60,7 +61,7 @@ def output_qdtype(y_zero_point, output_dtype) -> QDType:
     """The quantized output type: zero point's dtype, else output_dtype, else uint8 (ONNX rule)."""
     out = None
     if output_dtype not in (0, None):
-        out = qdtype(v.int_attr(output_dtype, "output_dtype"), "output_dtype")
+        out = qdtype(integer(output_dtype, "output_dtype"), "output_dtype")
     if y_zero_point is not None:
         zq = qdtype(np.asarray(y_zero_point).dtype, "y_zero_point")
         if out is not None and out != zq:
@@ -95,21 +96,21 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
     Array of x's shape and the output type (ml_dtypes for sub-byte and float8/float4).
     """
     _backend.implementation("quantize_linear", backend)  # validates the name; no fast kernel
-    x = v.array(x, "x")
-    v.one_of(x, "x", _X_DTYPES)
+    x = numeric_array(x, "x")
+    dtype_in(x, "x", _X_DTYPES)
     scale = v.scale(y_scale, "y_scale")
     q = output_qdtype(y_zero_point, output_dtype)
     if rounding not in ROUNDING_MODES:
         raise ValidationError("rounding", f"one of {ROUNDING_MODES}", repr(rounding))
     if q.is_float and rounding != "half_to_even":
         raise ValidationError("rounding", f"'half_to_even' for a float output ({q.name})", repr(rounding))
-    sat = v.int_attr(saturate, "saturate")
+    sat = integer(saturate, "saturate")
     if sat not in (0, 1):
         raise ValidationError("saturate", "0 or 1", sat)
 
     zp = None
     if y_zero_point is not None:
-        zp = v.array(y_zero_point, "y_zero_point")
+        zp = numeric_array(y_zero_point, "y_zero_point")
         _broadcast.same_shape(scale, zp, "y_scale", "y_zero_point")
         if q.is_float and np.any(zp.astype(np.float32) != 0):
             raise ValidationError("y_zero_point", f"0 for a float output type ({q.name})", zp)
@@ -128,7 +129,7 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
             ratio = ratio + _broadcast.expand(zp, "y_zero_point", x.shape, axis, block_size).astype(ratio.dtype)
         return _to_float(ratio, x, q, sat)
     if np.isnan(x.astype(np.float32)).any():
-        v.finite(x, "x")  # raises, naming the first NaN
+        finite(x, "x")  # raises, naming the first NaN
     r = round_with(ratio.astype(np.float64), rounding)  # exact widening; rounding of the P-precision value
     if z is not None:
         r = r + z.astype(np.float64)
@@ -137,7 +138,7 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis=1, block_size=0, outp
 
 
 def _division_dtype(precision, scale):
-    p = v.int_attr(precision, "precision")
+    p = integer(precision, "precision")
     if p == 0:
         return scale.dtype
     if p not in ONNX_FLOAT_TYPES:
@@ -148,7 +149,7 @@ def _division_dtype(precision, scale):
 def _to_float(ratio, x, q, sat):
     if q.name.startswith("float4"):
         if np.isnan(x.astype(np.float32)).any():
-            v.finite(x, "x")
+            finite(x, "x")
         return ratio.astype(q.np_dtype)  # no Inf/NaN encoding: the cast saturates
     if sat:
         ratio = np.clip(ratio.astype(np.float32), q.qmin, q.qmax)  # NaN stays NaN

@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as _backend
+from ..checks import normalize_axis, numeric_array
 from ..errors import DTypeError, OverflowRiskError, ShapeError, ValidationError
 from ..numerics.dtypes import qdtype
 from . import _validate as v
@@ -171,7 +172,7 @@ def requantize(acc_int32, multiplier_or_scale, zero_point, *, output_dtype, meth
     -------
     Array of ``output_dtype`` with acc's shape.
     """
-    acc = v.array(acc_int32, "acc_int32")
+    acc = numeric_array(acc_int32, "acc_int32")
     if acc.dtype != np.int32:
         raise DTypeError("acc_int32", "dtype int32", f"dtype {acc.dtype}")
     q = qdtype(output_dtype, "output_dtype")
@@ -186,7 +187,7 @@ def requantize(acc_int32, multiplier_or_scale, zero_point, *, output_dtype, meth
             raise ShapeError("multiplier_or_scale", "(m, shift) of equal shapes", f"{mult.shape}, {shift.shape}")
         ref = mult
     else:
-        M = v.array(multiplier_or_scale, "multiplier_or_scale")
+        M = numeric_array(multiplier_or_scale, "multiplier_or_scale")
         if M.dtype.kind != "f":
             raise DTypeError("multiplier_or_scale", "a float multiplier (or (m, shift) for fixed_point)", f"dtype {M.dtype}")
         if M.size == 0 or not np.all(np.isfinite(M.astype(np.float64)) & (M.astype(np.float64) > 0)):
@@ -204,7 +205,7 @@ def requantize(acc_int32, multiplier_or_scale, zero_point, *, output_dtype, meth
             return p.reshape(())
         if axis is None:
             raise ShapeError(name, "a scalar when axis is None", f"shape {p.shape}")
-        ax = v.normalize_axis(axis, acc.ndim)
+        ax = normalize_axis(axis, acc.ndim)
         if p.ndim != 1 or p.shape[0] != acc.shape[ax]:
             raise ShapeError(name, f"a scalar or a vector of length acc.shape[{ax}] = {acc.shape[ax]}", f"shape {p.shape}")
         return p.reshape((-1,) + (1,) * (acc.ndim - 1 - ax))

@@ -35,11 +35,9 @@ def digits_split():
     import pytest
 
     pytest.importorskip("sklearn")
-    from refcomp.datasets import digits, split_indices
+    from refcomp.datasets import load_split
 
-    x, y = digits()
-    tr, te = split_indices(len(y), 1437, 360, seed=0)
-    return (x[tr], y[tr]), (x[te], y[te])
+    return load_split("digits", seed=0)
 
 
 _DIGITS_MODEL = {}

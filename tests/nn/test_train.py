@@ -11,12 +11,11 @@ from refcomp.formats.base import WeightFormat
 
 
 def test_digits_mlp_reaches_96_percent():
-    x, y = datasets.digits()
-    tr, te = datasets.split_indices(len(y), 1437, 360, seed=0)
+    train_set, test_set = datasets.load_split("digits", seed=0)
     model = models.digits_mlp(0)
-    hist = nn.train(model, (x[tr], y[tr]), epochs=30, lr=0.05, momentum=0.9, rng=0, progress=False)
+    hist = nn.train(model, train_set, epochs=30, lr=0.05, momentum=0.9, rng=0, progress=False)
     assert hist[-1]["loss"] < hist[0]["loss"] / 5
-    assert nn.evaluate(model, (x[te], y[te]))["accuracy"] >= 0.96
+    assert nn.evaluate(model, test_set)["accuracy"] >= 0.96
 
 
 def test_training_is_deterministic_given_seeds():

@@ -12,14 +12,13 @@ pytest.importorskip("sklearn")
 @pytest.mark.parametrize("criterion", ["taylor", "activation"])
 def test_pipeline_with_a_data_driven_criterion(criterion):
     from refcomp import datasets, models
-    x, y = datasets.digits()
-    tr, te = datasets.split_indices(len(y), 1437, 360, seed=0)
+    train_set, test_set = datasets.load_split("digits", seed=0)
     m = models.digits_mlp(0)
     from refcomp.nn import train
-    train(m, (x[tr], y[tr]), epochs=5, progress=False)
+    train(m, train_set, epochs=5, progress=False)
     cfg = PipelineConfig.from_dict({"criterion": criterion, "prune_rounds": 1, "prune_epochs": 1,
                                     "finetune_epochs": 0}, PipelineConfig(**PRESETS["digits_mlp"]))
-    r = run_pipeline(m, (x[tr], y[tr]), (x[te], y[te]), cfg, progress=False)
+    r = run_pipeline(m, train_set, test_set, cfg, progress=False)
     assert r.table[-1]["kept"] == round(0.2 * 8192) + round(0.5 * 1280)
     assert r.accuracy["compressed"] > 0.8
 

@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import float_array, real
 from ...errors import DTypeError, ShapeError, ValidationError
-from ..quantize._checks import float_array, fraction
 
 __all__ = ["log_softmax", "softmax", "cross_entropy", "distillation_loss", "hint_loss"]
 
@@ -55,7 +55,7 @@ def softmax(z, axis: int = -1) -> np.ndarray:
 
 
 def _logits(x, name: str) -> np.ndarray:
-    return float_array(x, name, ndim=2)
+    return float_array(x, name, ndim=2, dtype=np.float64, copy=True)
 
 
 def _labels(y, n: int, k: int) -> np.ndarray:
@@ -95,8 +95,8 @@ def distillation_loss(student_logits, teacher_logits, labels, *, temperature: fl
     t = _logits(teacher_logits, "teacher_logits")
     if t.shape != s.shape:
         raise ShapeError("teacher_logits", f"the shape of student_logits {s.shape}", f"shape {t.shape}")
-    temp = fraction(temperature, "temperature", low=0.0, high=float("inf"), low_open=True, high_open=True)
-    a = fraction(alpha, "alpha")
+    temp = real(temperature, "temperature", low=0, low_open=True)
+    a = real(alpha, "alpha", low=0, high=1)
     ce, grad_ce = cross_entropy(s, labels)
     n = s.shape[0]
     log_p = log_softmax(t / temp)
@@ -117,8 +117,8 @@ def hint_loss(student_features, teacher_features, projection=None) -> tuple[floa
     (then C_s must equal C_t).
     Returns (loss, ∂L/∂student_features, ∂L/∂projection or None).
     """
-    u = float_array(student_features, "student_features", ndim=(2, 3, 4, 5))
-    v = float_array(teacher_features, "teacher_features", ndim=(2, 3, 4, 5))
+    u = float_array(student_features, "student_features", ndim=(2, 3, 4, 5), dtype=np.float64, copy=True)
+    v = float_array(teacher_features, "teacher_features", ndim=(2, 3, 4, 5), dtype=np.float64, copy=True)
     if u.shape[0] != v.shape[0] or u.shape[2:] != v.shape[2:]:
         raise ShapeError("teacher_features", f"shape (N={u.shape[0]}, C_t, {', '.join(map(str, u.shape[2:]))}) "
                          "matching student_features except for channels", f"shape {v.shape}")
@@ -129,7 +129,7 @@ def hint_loss(student_features, teacher_features, projection=None) -> tuple[floa
         p = None
         r = u
     else:
-        p = float_array(projection, "projection", ndim=2)
+        p = float_array(projection, "projection", ndim=2, dtype=np.float64, copy=True)
         if p.shape != (u.shape[1], v.shape[1]):
             raise ShapeError("projection", f"shape ({u.shape[1]}, {v.shape[1]}) = (C_s, C_t)", f"shape {p.shape}")
         r = np.moveaxis(np.moveaxis(u, 1, -1) @ p, -1, 1)  # channel-wise linear map = 1×1 conv

@@ -40,9 +40,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import float_array, integer, real
 from ...errors import ShapeError, ValidationError
 from ...formats.lowrank import LowRank
-from ..quantize._checks import float_array, fraction, positive_int
 
 __all__ = ["choose_rank", "truncated_svd", "svd_truncation_error", "to_lowrank", "conv_svd", "tucker2",
            "tucker2_to_dense"]
@@ -58,19 +58,19 @@ def choose_rank(singular_values, shape, *, rank=None, energy=None, max_params=No
 
     Exactly one of rank, energy (in (0, 1]) and max_params must be given.
     """
-    sigma = float_array(singular_values, "singular_values", ndim=1)
+    sigma = float_array(singular_values, "singular_values", ndim=1, dtype=np.float64, copy=True)
     out, n_in = (int(d) for d in shape)
     full = min(out, n_in)
     given = [name for name, v in (("rank", rank), ("energy", energy), ("max_params", max_params)) if v is not None]
     if len(given) != 1:
         raise ValidationError("rank/energy/max_params", "exactly one of them", f"{given or 'none'}")
     if rank is not None:
-        r = positive_int(rank, "rank")
+        r = integer(rank, "rank", minimum=1)
         if r > full:
             raise ValidationError("rank", f"an integer in [1, min(out, in) = {full}]", repr(rank))
         return r
     if energy is not None:
-        e = fraction(energy, "energy", low_open=True)
+        e = real(energy, "energy", low=0, high=1, low_open=True)
         s2 = np.sort(sigma)[::-1] ** 2
         total = float(s2.sum())
         if total == 0.0:
@@ -78,7 +78,7 @@ def choose_rank(singular_values, shape, *, rank=None, energy=None, max_params=No
         # a relative slack of 1e-12 so that energy=1.0 is not missed by the last rounding of cumsum
         r = int(np.searchsorted(np.cumsum(s2), e * total * (1 - 1e-12), side="left")) + 1
         return min(r, full)
-    p = positive_int(max_params, "max_params")
+    p = integer(max_params, "max_params", minimum=1)
     r = p // (out + n_in)
     if r < 1:
         raise ValidationError("max_params", f"at least out + in = {out + n_in} (the size of a rank-1 pair)",
@@ -94,7 +94,7 @@ def truncated_svd(w, *, rank=None, energy=None, max_params=None) -> tuple[np.nda
     1e-5·||W||_F for float32, 1e-12·||W||_F for float64.
     """
     dt = _out_dtype(w)
-    w = float_array(w, "w", ndim=2)
+    w = float_array(w, "w", ndim=2, dtype=np.float64, copy=True)
     u, s, vt = np.linalg.svd(w, full_matrices=False)
     r = choose_rank(s, w.shape, rank=rank, energy=energy, max_params=max_params)
     return (u[:, :r] * s[:r]).astype(dt), vt[:r].astype(dt)
@@ -102,8 +102,8 @@ def truncated_svd(w, *, rank=None, energy=None, max_params=None) -> tuple[np.nda
 
 def svd_truncation_error(singular_values, rank: int) -> float:
     """sqrt(Σ_{i>r} σ_i²): ||W − W_r||_F of the best rank-r approximation, eq. (2)."""
-    s = np.sort(float_array(singular_values, "singular_values", ndim=1))[::-1]
-    r = positive_int(rank, "rank", minimum=0)
+    s = np.sort(float_array(singular_values, "singular_values", ndim=1, dtype=np.float64, copy=True))[::-1]
+    r = integer(rank, "rank", minimum=0)
     return float(np.sqrt(np.sum(s[r:] ** 2)))
 
 
@@ -151,7 +151,7 @@ def tucker2(w, ranks=None, *, energy=None) -> tuple[np.ndarray, np.ndarray, np.n
     first (r_in, in, 1, 1) = U_inᵀ, core (r_out, r_in, kh, kw), last (out, r_out, 1, 1) = U_out.
     """
     dt = _out_dtype(w)
-    w = float_array(w, "w", ndim=4)
+    w = float_array(w, "w", ndim=4, dtype=np.float64, copy=True)
     out, n_in, kh, kw = w.shape
     if (ranks is None) == (energy is None):
         raise ValidationError("ranks/energy", "exactly one of them", f"ranks={ranks!r}, energy={energy!r}")
@@ -175,9 +175,9 @@ def tucker2(w, ranks=None, *, energy=None) -> tuple[np.ndarray, np.ndarray, np.n
 
 def tucker2_to_dense(first, core, last) -> np.ndarray:
     """W = C ×_0 U_out ×_1 U_in (eq. 8) from the three kernels of tucker2."""
-    first = float_array(first, "first", ndim=4)
-    core = float_array(core, "core", ndim=4)
-    last = float_array(last, "last", ndim=4)
+    first = float_array(first, "first", ndim=4, dtype=np.float64, copy=True)
+    core = float_array(core, "core", ndim=4, dtype=np.float64, copy=True)
+    last = float_array(last, "last", ndim=4, dtype=np.float64, copy=True)
     if core.shape[:2] != (last.shape[1], first.shape[0]):
         raise ShapeError("core", f"shape ({last.shape[1]}, {first.shape[0]}, kh, kw) to match first/last",
                          f"shape {core.shape}")

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import ml_dtypes
 import numpy as np
 
+from ...checks import float_array, integer, one_of, real
 from ...errors import OverflowRiskError, ValidationError
-from ..quantize._checks import float_array, one_of, positive_int
 from ..quantize.rtn import rtn_quantize
 
 __all__ = [
@@ -74,7 +74,7 @@ def cast_weights(w, dtype: str = "float16", *, on_overflow: str = "raise") -> Ca
     one_of(dtype, "dtype", tuple(_STORAGE))
     one_of(on_overflow, "on_overflow", ("raise", "saturate"))
     src = np.asarray(w)
-    x64 = float_array(w, "w")  # finite check on the input as given
+    x64 = float_array(w, "w", dtype=np.float64, copy=True)  # finite check on the input as given
     with np.errstate(over="ignore"):
         x32 = x64.astype(np.float32)  # beyond float32's range: inf here, then overflow below
     # the reference the errors are measured against: the float32 weight (the input where that overflowed)
@@ -128,16 +128,16 @@ class DynamicLossScaler:
 
     def __init__(self, init_scale: float = 2.0**16, *, growth_factor: float = 2.0, backoff_factor: float = 0.5,
                  growth_interval: int = 2000, min_scale: float = 1.0, max_scale: float = 2.0**24):
-        self.scale = _positive_real(init_scale, "init_scale")
-        self.growth_factor = _positive_real(growth_factor, "growth_factor")
-        self.backoff_factor = _positive_real(backoff_factor, "backoff_factor")
+        self.scale = real(init_scale, "init_scale", low=0, low_open=True)
+        self.growth_factor = real(growth_factor, "growth_factor", low=0, low_open=True)
+        self.backoff_factor = real(backoff_factor, "backoff_factor", low=0, low_open=True)
         if self.growth_factor <= 1.0:
             raise ValidationError("growth_factor", "a real number > 1", repr(growth_factor))
         if self.backoff_factor >= 1.0:
             raise ValidationError("backoff_factor", "a real number in (0, 1)", repr(backoff_factor))
-        self.growth_interval = positive_int(growth_interval, "growth_interval")
-        self.min_scale = _positive_real(min_scale, "min_scale")
-        self.max_scale = _positive_real(max_scale, "max_scale")
+        self.growth_interval = integer(growth_interval, "growth_interval", minimum=1)
+        self.min_scale = real(min_scale, "min_scale", low=0, low_open=True)
+        self.max_scale = real(max_scale, "max_scale", low=0, low_open=True)
         if not self.min_scale <= self.scale <= self.max_scale:
             raise ValidationError("init_scale", f"a value in [min_scale, max_scale] = [{min_scale}, {max_scale}]",
                                   repr(init_scale))
@@ -176,12 +176,6 @@ class DynamicLossScaler:
         return one(grads)
 
 
-def _positive_real(v, name: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) or v <= 0:
-        raise ValidationError(name, "a finite real number > 0", repr(v))
-    return float(v)
-
-
 class MasterWeights:
     """float32 master weights with a low-precision model copy (arXiv:1710.03740 §3.1).
 
@@ -198,19 +192,19 @@ class MasterWeights:
         if not isinstance(params, dict):
             raise ValidationError("params", "a dict {name: array}", type(params).__name__)
         self.dtype = dtype
-        self.master = {k: float_array(v, f"params[{k!r}]", dtype=np.float32) for k, v in params.items()}
+        self.master = {k: float_array(v, f"params[{k!r}]", dtype=np.float32, copy=True) for k, v in params.items()}
 
     def model_copy(self) -> dict:
         """The master weights cast to the low-precision dtype (overflow raises, as in cast_weights)."""
         return {k: cast_weights(v, self.dtype).array for k, v in self.master.items()}
 
     def sgd_step(self, grads: dict, lr: float, *, loss_scale: float = 1.0) -> None:
-        lr = _positive_real(lr, "lr")
-        loss_scale = _positive_real(loss_scale, "loss_scale")
+        lr = real(lr, "lr", low=0, low_open=True)
+        loss_scale = real(loss_scale, "loss_scale", low=0, low_open=True)
         if set(grads) != set(self.master):
             raise ValidationError("grads", f"the keys {sorted(self.master)}", f"keys {sorted(grads)}")
         for k, g in grads.items():
-            g32 = float_array(g, f"grads[{k!r}]", dtype=np.float32)
+            g32 = float_array(g, f"grads[{k!r}]", dtype=np.float32, copy=True)
             if g32.shape != self.master[k].shape:
                 raise ValidationError(f"grads[{k!r}]", f"shape {self.master[k].shape}", f"shape {g32.shape}")
             self.master[k] -= np.float32(lr) * (g32 / np.float32(loss_scale))
@@ -233,10 +227,10 @@ def _check_table(sensitivity, sizes):
     for layer, row in sensitivity.items():
         if not isinstance(row, dict) or not row:
             raise ValidationError(f"sensitivity[{layer!r}]", "a non-empty dict {bits: error}", repr(row))
-        n = positive_int(sizes[layer], f"sizes[{layer!r}]")
+        n = integer(sizes[layer], f"sizes[{layer!r}]", minimum=1)
         opts = []
         for b, e in row.items():
-            positive_int(b, f"sensitivity[{layer!r}] key")
+            integer(b, f"sensitivity[{layer!r}] key", minimum=1)
             if isinstance(e, bool) or not isinstance(e, numbers.Real) or not np.isfinite(e) or e < 0:
                 raise ValidationError(f"sensitivity[{layer!r}][{b}]", "a finite error >= 0", repr(e))
             opts.append((int(b) * n, float(e), int(b)))
@@ -263,7 +257,7 @@ def select_bitwidths(sensitivity: dict, sizes: dict, budget_bits: int, *, method
     exceeds the budget.
     """
     table = _check_table(sensitivity, sizes)
-    budget = positive_int(budget_bits, "budget_bits", minimum=0)
+    budget = integer(budget_bits, "budget_bits", minimum=0)
     one_of(method, "method", ("exact", "greedy"))
     cheapest = sum(opts[0][0] for opts in table.values())
     if cheapest > budget:
@@ -316,7 +310,7 @@ def weight_sensitivity(weights: dict, bit_choices=(2, 4, 8), *, group_size: int 
 
     table = {}
     for name, w in weights.items():
-        w = float_array(w, f"weights[{name!r}]")
+        w = float_array(w, f"weights[{name!r}]", dtype=np.float64, copy=True)
         w2 = w.reshape(w.shape[0], -1) if w.ndim > 1 else w.reshape(1, -1)
         norm = float(np.sum(w2 * w2)) or 1.0
         row = {}

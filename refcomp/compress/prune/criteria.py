@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ...checks import float_array, integer, same_shape
+from ...checks import float_array, int_pair, integer, same_shape
 from ...errors import ShapeError, ValidationError
 
 __all__ = [
@@ -126,15 +126,6 @@ def _conv_input_abs_mean(x: np.ndarray, kernel_hw, stride, padding, dilation) ->
     return out
 
 
-def _pair(v, argument: str, minimum: int) -> tuple[int, int]:
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValidationError(argument, "an int or a pair of ints", repr(v))
-        return (integer(v[0], argument, minimum=minimum), integer(v[1], argument, minimum=minimum))
-    i = integer(v, argument, minimum=minimum)
-    return (i, i)
-
-
 def activation_importance(weight, inputs, *, stride=1, padding=0, dilation=1) -> np.ndarray:
     """Mean |activation × weight| over a calibration set  (D.3).
 
@@ -173,8 +164,8 @@ def activation_importance(weight, inputs, *, stride=1, padding=0, dilation=1) ->
     if w.ndim == 4:
         if x.ndim != 4 or x.shape[1] != w.shape[1]:
             raise ShapeError("inputs", f"shape (N, {w.shape[1]}, H, W)", f"shape {x.shape}")
-        a = _conv_input_abs_mean(x, w.shape[2:], _pair(stride, "stride", 1),
-                                 _pair(padding, "padding", 0), _pair(dilation, "dilation", 1))
+        a = _conv_input_abs_mean(x, w.shape[2:], int_pair(stride, "stride", minimum=1),
+                                 int_pair(padding, "padding", minimum=0), int_pair(dilation, "dilation", minimum=1))
         return np.abs(w) * a[None]
     raise ShapeError("weight", "a Linear (out, in) or Conv2d (out, in, kh, kw) weight", f"shape {w.shape}")
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from ...checks import float_array, integer, keep_top, n_pruned, ratio
+from ...checks import float_array, integer, normalize_axis, ratio
 from ...errors import ShapeError, ValidationError
 
 __all__ = [
@@ -36,6 +36,29 @@ __all__ = [
     "layerwise_masks",
     "sparsity_of",
 ]
+
+
+def keep_top(scores: np.ndarray, n_keep: int) -> np.ndarray:
+    """Boolean array of ``scores``' shape with exactly ``n_keep`` True: the largest scores.
+
+    Ties are broken deterministically: among equal scores the element with the
+    smaller row-major (C order) flat index is kept. (A stable sort of the
+    negated scores puts equal scores in index order.)
+    """
+    flat = np.asarray(scores, dtype=np.float64).ravel()
+    keep = np.zeros(flat.size, dtype=bool)
+    if n_keep > 0:
+        order = np.argsort(-flat, kind="stable")
+        keep[order[:n_keep]] = True
+    return keep.reshape(np.shape(scores))
+
+
+def n_pruned(size: int, sparsity: float) -> int:
+    """Number of elements to remove so that ``pruned / size`` is nearest ``sparsity``.
+
+    k = floor(s·n + 1/2), so |k − s·n| ≤ 1/2: the requested sparsity within half a weight.
+    """
+    return min(size, int(np.floor(sparsity * size + 0.5)))
 
 
 def unstructured_mask(scores, sparsity: float) -> np.ndarray:
@@ -70,7 +93,7 @@ def nm_mask(scores, n: int, m: int, *, axis: int = 1) -> np.ndarray:
         raise ValidationError("n", f"n <= m (= {m})", n)
     if s.ndim == 0:
         raise ShapeError("scores", "an array of >= 1 dims", "a scalar")
-    axis = integer(axis, "axis", minimum=-s.ndim, maximum=s.ndim - 1) % s.ndim
+    axis = normalize_axis(axis, s.ndim)
     length = s.shape[axis]
     if length % m:
         raise ShapeError("scores", f"a length along axis {axis} divisible by m = {m}", f"shape {s.shape}")

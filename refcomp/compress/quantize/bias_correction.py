@@ -27,15 +27,15 @@ import math
 
 import numpy as np
 
+from ...checks import float_array
 from ...errors import ShapeError
-from ._checks import float_array
 
 __all__ = ["expected_output_shift", "correct_bias", "input_mean", "relu_gaussian_mean"]
 
 
 def _check_pair(w, w_hat):
-    w = float_array(w, "w", ndim=(2, 4))
-    w_hat = float_array(w_hat, "w_hat", ndim=(2, 4))
+    w = float_array(w, "w", ndim=(2, 4), dtype=np.float64, copy=True)
+    w_hat = float_array(w_hat, "w_hat", ndim=(2, 4), dtype=np.float64, copy=True)
     if w_hat.shape != w.shape:
         raise ShapeError("w_hat", f"the shape of w {w.shape}", f"shape {w_hat.shape}")
     return w, w_hat
@@ -44,7 +44,7 @@ def _check_pair(w, w_hat):
 def expected_output_shift(w, w_hat, input_mean) -> np.ndarray:
     """ε E[x] = (Ŵ − W) E[x], shape (out,), for w, w_hat (out, in) or (out, in, kh, kw)."""
     w, w_hat = _check_pair(w, w_hat)
-    mu = float_array(input_mean, "input_mean", ndim=1)
+    mu = float_array(input_mean, "input_mean", ndim=1, dtype=np.float64, copy=True)
     if mu.shape[0] != w.shape[1]:
         raise ShapeError("input_mean", f"shape ({w.shape[1]},) (one mean per input channel of w)",
                          f"shape {mu.shape}")
@@ -57,7 +57,7 @@ def expected_output_shift(w, w_hat, input_mean) -> np.ndarray:
 def correct_bias(w, w_hat, bias, input_mean) -> np.ndarray:
     """b̂ = b − (Ŵ − W) E[x] (eq. 10); float32 (out,). ``bias`` may be None (zeros)."""
     shift = expected_output_shift(w, w_hat, input_mean)
-    b = np.zeros_like(shift) if bias is None else float_array(bias, "bias", ndim=1)
+    b = np.zeros_like(shift) if bias is None else float_array(bias, "bias", ndim=1, dtype=np.float64, copy=True)
     if b.shape != shift.shape:
         raise ShapeError("bias", f"shape {shift.shape} (one per output channel)", f"shape {b.shape}")
     return (b - shift).astype(np.float32)
@@ -65,7 +65,7 @@ def correct_bias(w, w_hat, bias, input_mean) -> np.ndarray:
 
 def input_mean(x, *, channel_axis: int = 1) -> np.ndarray:
     """Per-channel mean of a batch of layer inputs: (N, in) or (N, C, H, W) -> (in,) / (C,)."""
-    x = float_array(x, "x", ndim=(2, 3, 4, 5))
+    x = float_array(x, "x", ndim=(2, 3, 4, 5), dtype=np.float64, copy=True)
     axis = channel_axis % x.ndim
     return x.mean(axis=tuple(a for a in range(x.ndim) if a != axis))
 
@@ -75,8 +75,8 @@ _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 def relu_gaussian_mean(beta, gamma) -> np.ndarray:
     """E[max(z, 0)] for z ~ N(beta, gamma²), elementwise (eq. 11). gamma = 0 gives max(beta, 0)."""
-    beta = float_array(beta, "beta")
-    gamma = np.abs(float_array(gamma, "gamma"))
+    beta = float_array(beta, "beta", dtype=np.float64, copy=True)
+    gamma = np.abs(float_array(gamma, "gamma", dtype=np.float64, copy=True))
     beta, gamma = np.broadcast_arrays(beta, gamma)
     out = np.maximum(beta, 0.0).astype(np.float64)
     pos = gamma > 0

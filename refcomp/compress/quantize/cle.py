@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import float_array, integer
 from ...errors import ShapeError
-from ._checks import float_array, positive_int
 
 __all__ = ["equalization_scales", "equalize_pair", "equalize_chain"]
 
@@ -43,8 +43,8 @@ def _ranges(w1: np.ndarray, w2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def equalization_scales(w1, w2) -> np.ndarray:
     """s (out1,) of eq. (13), float64, all > 0."""
-    w1 = float_array(w1, "w1", ndim=(2, 4))
-    w2 = float_array(w2, "w2", ndim=(2, 4))
+    w1 = float_array(w1, "w1", ndim=(2, 4), dtype=np.float64, copy=True)
+    w2 = float_array(w2, "w2", ndim=(2, 4), dtype=np.float64, copy=True)
     r1, r2 = _ranges(w1, w2)
     s = np.ones_like(r1)
     ok = (r1 > 0) & (r2 > 0)
@@ -64,14 +64,14 @@ def equalize_pair(w1, b1, w2) -> tuple[np.ndarray, np.ndarray | None, np.ndarray
 
 def _equalize(w1, b1, w2):
     """equalize_pair in float64 (no rounding between sweeps of equalize_chain)."""
-    w1 = float_array(w1, "w1", ndim=(2, 4))
-    w2 = float_array(w2, "w2", ndim=(2, 4))
+    w1 = float_array(w1, "w1", ndim=(2, 4), dtype=np.float64, copy=True)
+    w2 = float_array(w2, "w2", ndim=(2, 4), dtype=np.float64, copy=True)
     s = equalization_scales(w1, w2)
     w1_new = w1 / s.reshape((-1,) + (1,) * (w1.ndim - 1))
     w2_new = w2 * s.reshape((1, -1) + (1,) * (w2.ndim - 2))
     b1_new = None
     if b1 is not None:
-        b = float_array(b1, "b1", ndim=1)
+        b = float_array(b1, "b1", ndim=1, dtype=np.float64, copy=True)
         if b.shape != (w1.shape[0],):
             raise ShapeError("b1", f"shape ({w1.shape[0]},)", f"shape {b.shape}")
         b1_new = b / s
@@ -86,11 +86,11 @@ def equalize_chain(weights, biases, *, max_iter: int = 20, tol: float = 1e-6):
     (each sweep does not increase the objective of DFQ). Returns new lists
     (weights float32, biases float32 or None) and the number of sweeps done.
     """
-    ws = [float_array(w, f"weights[{i}]", ndim=(2, 4)) for i, w in enumerate(weights)]
-    bs = [None if b is None else float_array(b, f"biases[{i}]", ndim=1) for i, b in enumerate(biases)]
+    ws = [float_array(w, f"weights[{i}]", ndim=(2, 4), dtype=np.float64, copy=True) for i, w in enumerate(weights)]
+    bs = [None if b is None else float_array(b, f"biases[{i}]", ndim=1, dtype=np.float64, copy=True) for i, b in enumerate(biases)]
     if len(bs) != len(ws):
         raise ShapeError("biases", f"{len(ws)} entries (one per weight, None allowed)", f"{len(bs)}")
-    max_iter = positive_int(max_iter, "max_iter")
+    max_iter = integer(max_iter, "max_iter", minimum=1)
     sweeps = 0
     for sweeps in range(1, max_iter + 1):
         worst = 0.0

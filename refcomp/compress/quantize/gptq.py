@@ -49,8 +49,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import float_array, integer, real
 from ...errors import ShapeError, ValidationError
-from ._checks import float_array, fraction, positive_int
 from .grid import GroupQuantized, check_bits, check_group_size, grid_params, make_group_quantized, quantize_to_grid
 
 __all__ = ["HessianAccumulator", "hessian_from_inputs", "gptq_quantize"]
@@ -68,13 +68,13 @@ class HessianAccumulator:
     """
 
     def __init__(self, n_in: int):
-        self.n_in = positive_int(n_in, "n_in")
+        self.n_in = integer(n_in, "n_in", minimum=1)
         self._xtx = np.zeros((self.n_in, self.n_in), dtype=np.float64)
         self.n_samples = 0
 
     def add(self, x) -> None:
         """Add a batch of layer inputs ``x`` (..., n_in)."""
-        x = float_array(x, "x")
+        x = float_array(x, "x", dtype=np.float64, copy=True)
         if x.ndim == 0 or x.shape[-1] != self.n_in:
             raise ShapeError("x", f"an array whose last dimension is n_in={self.n_in}", f"shape {x.shape}")
         x = x.reshape(-1, self.n_in)
@@ -89,7 +89,7 @@ class HessianAccumulator:
 
 def hessian_from_inputs(x) -> np.ndarray:
     """H = 2/n · XᵀX for inputs ``x`` (..., in) flattened to (n, in)."""
-    x = float_array(x, "x")
+    x = float_array(x, "x", dtype=np.float64, copy=True)
     if x.ndim == 0:
         raise ShapeError("x", "an array (..., in)", "a scalar")
     acc = HessianAccumulator(x.shape[-1])
@@ -128,8 +128,8 @@ def gptq_quantize(w, hessian, *, bits: int = 4, group_size: int | None = None, s
     With H = I and percdamp = 0, U = I: every update of (6) and (7) is zero
     and GPTQ returns exactly the codes of RTN (tests/compress/quantize/test_gptq.py).
     """
-    w = float_array(w, "w", ndim=2)
-    h = float_array(hessian, "hessian", ndim=2)
+    w = float_array(w, "w", ndim=2, dtype=np.float64, copy=True)
+    h = float_array(hessian, "hessian", ndim=2, dtype=np.float64, copy=True)
     out, n = w.shape
     if h.shape != (n, n):
         raise ShapeError("hessian", f"shape {(n, n)} for w of shape {w.shape}", f"shape {h.shape}")
@@ -138,8 +138,8 @@ def gptq_quantize(w, hessian, *, bits: int = 4, group_size: int | None = None, s
     if not np.allclose(h, h.T, rtol=0.0, atol=1e-10 * scale_h):
         raise ValidationError("hessian", "a symmetric matrix", f"max |H − Hᵀ| = {np.max(np.abs(h - h.T)):.3g}")
     b = check_bits(bits)
-    damp_frac = fraction(percdamp, "percdamp", low=0.0, high=float("inf"), high_open=True)
-    block = positive_int(block_size, "block_size")
+    damp_frac = real(percdamp, "percdamp", low=0)
+    block = integer(block_size, "block_size", minimum=1)
     symmetric = bool(symmetric)
     n_groups = -(-n // g)
 

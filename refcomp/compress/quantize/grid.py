@@ -32,17 +32,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...checks import integer
 from ...errors import ShapeError, ValidationError
 from ...formats.qtensor import QTensor
 from ...quant import QParams, qdtype
-from ._checks import positive_int
 
 __all__ = ["GroupQuantized", "code_range", "grid_params", "quantize_to_grid", "make_group_quantized",
            "check_bits", "check_group_size"]
 
 
 def check_bits(bits) -> int:
-    b = positive_int(bits, "bits", minimum=2)
+    b = integer(bits, "bits", minimum=2)
     if b > 8:
         raise ValidationError("bits", "an integer in [2, 8] (codes are stored one per int8/uint8)", repr(bits))
     return b
@@ -54,7 +54,7 @@ def check_group_size(group_size, n_in: int) -> int:
         raise ShapeError("w", "at least one input column", f"{n_in} columns")
     if group_size is None:
         return n_in
-    return min(positive_int(group_size, "group_size"), n_in)
+    return min(integer(group_size, "group_size", minimum=1), n_in)
 
 
 def code_range(bits: int, symmetric: bool) -> tuple[int, int]:

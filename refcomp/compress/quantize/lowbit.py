@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import float_array, integer, real
 from ...errors import ShapeError, ValidationError
 from ...formats.power_of_two import PowerOfTwo
-from ._checks import float_array, fraction, positive_int
 
 __all__ = [
     "binarize",
@@ -42,7 +42,7 @@ def _per_channel(v: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def _check_grad(grad, w: np.ndarray) -> np.ndarray:
-    g = float_array(grad, "grad")
+    g = float_array(grad, "grad", dtype=np.float64, copy=True)
     if g.shape != w.shape:
         raise ShapeError("grad", f"the shape of w {w.shape}", f"shape {g.shape}")
     return g
@@ -57,7 +57,7 @@ def binarize(w) -> np.ndarray:
 
     Returns int8 codes of w's shape (0 maps to +1, as in the paper).
     """
-    w = float_array(w, "w")
+    w = float_array(w, "w", dtype=np.float64, copy=True)
     return np.where(w >= 0, 1, -1).astype(np.int8)
 
 
@@ -69,11 +69,11 @@ def binarize_grad(w, grad, *, clip: float | None = 1.0) -> np.ndarray:
     through unchanged (BinaryConnect proper, which instead clips the latent
     weights to [−1, 1] after every update).
     """
-    w = float_array(w, "w")
+    w = float_array(w, "w", dtype=np.float64, copy=True)
     g = _check_grad(grad, w)
     if clip is None:
         return g
-    c = fraction(clip, "clip", low=0.0, high=float("inf"), low_open=True, high_open=True)
+    c = real(clip, "clip", low=0, low_open=True)
     return g * (np.abs(w) <= c)
 
 
@@ -85,7 +85,7 @@ def xnor_binarize(w) -> tuple[np.ndarray, np.ndarray]:
     α_c is the minimiser of ||W_c − α B||² over α for B = sign(W_c).
     Returns (codes int8 ±1, alpha float32 (out,)); ŵ = alpha[c] · codes.
     """
-    w = float_array(w, "w", ndim=(2, 3, 4, 5))
+    w = float_array(w, "w", ndim=(2, 3, 4, 5), dtype=np.float64, copy=True)
     alpha = np.mean(np.abs(w), axis=_channel_axes(w))
     return binarize(w), alpha.astype(np.float32)
 
@@ -103,7 +103,7 @@ def xnor_grad(w, grad, *, clip: float | None = 1.0) -> np.ndarray:
     as g̃_i / n, which drops the sum over the channel; (17) is the chain rule
     written out.
     """
-    w = float_array(w, "w", ndim=(2, 3, 4, 5))
+    w = float_array(w, "w", ndim=(2, 3, 4, 5), dtype=np.float64, copy=True)
     g = _check_grad(grad, w)
     axes = _channel_axes(w)
     n = int(np.prod(w.shape[1:]))
@@ -126,8 +126,8 @@ def ternarize(w, *, threshold_factor: float = 0.7, per_channel: bool = False) ->
     computes them per output channel (axis 0). Returns (codes int8 in
     {−1, 0, 1}, alpha float32: a scalar array or (out,)); ŵ = α · t.
     """
-    w = float_array(w, "w", ndim=(1, 2, 3, 4, 5))
-    f = fraction(threshold_factor, "threshold_factor", low=0.0, high=float("inf"), high_open=True)
+    w = float_array(w, "w", ndim=(1, 2, 3, 4, 5), dtype=np.float64, copy=True)
+    f = real(threshold_factor, "threshold_factor", low=0)
     axes = _channel_axes(w) if per_channel else None
     if per_channel and w.ndim < 2:
         raise ShapeError("w", "an array (out, ...) with at least 2 dimensions for per_channel=True",
@@ -150,7 +150,7 @@ def ternarize_grad(w, grad) -> np.ndarray:
     (Li & Liu 2016, Algorithm 1: "the gradient … is computed with the ternary
     weights and used to update the full-precision weights").
     """
-    w = float_array(w, "w")
+    w = float_array(w, "w", dtype=np.float64, copy=True)
     return _check_grad(grad, w)
 
 
@@ -172,8 +172,8 @@ def power_of_two_quantize(w, *, bits: int = 4, max_exponent: int | None = None) 
     The rounding is in the log domain (as in the paper), i.e. |w| rounds up
     above 2^(e+1/2) = 1.414·2^e, not at the linear midpoint 1.5·2^e.
     """
-    w = float_array(w, "w")
-    b = positive_int(bits, "bits", minimum=2)
+    w = float_array(w, "w", dtype=np.float64, copy=True)
+    b = integer(bits, "bits", minimum=2)
     if b > 8:
         raise ValidationError("bits", "an integer in [2, 8]", repr(bits))
     a = np.abs(w)
@@ -204,6 +204,6 @@ def power_of_two_grad(w, grad, *, max_exponent: int) -> np.ndarray:
     top (the same saturating STE as (15)); weights flushed to zero keep their
     gradient so that they can grow back.
     """
-    w = float_array(w, "w")
+    w = float_array(w, "w", dtype=np.float64, copy=True)
     g = _check_grad(grad, w)
     return g * (np.abs(w) <= 2.0 ** int(max_exponent))

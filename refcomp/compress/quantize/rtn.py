@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import float_array
+from ...checks import float_array
 from .grid import GroupQuantized, check_bits, check_group_size, grid_params, make_group_quantized, quantize_to_grid
 
 __all__ = ["rtn_quantize", "rtn_dequantize"]
@@ -36,7 +36,7 @@ def rtn_quantize(w, *, bits: int = 8, group_size: int | None = None, symmetric: 
 
     Returns a GroupQuantized (codes, float32 scales (out, n_groups), zero points).
     """
-    w = float_array(w, "w", ndim=2)
+    w = float_array(w, "w", ndim=2, dtype=np.float64, copy=True)
     b = check_bits(bits)
     g = check_group_size(group_size, w.shape[1])
     out, n_in = w.shape

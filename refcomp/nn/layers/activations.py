@@ -22,9 +22,9 @@ import math
 
 import numpy as np
 
+from ...checks import float_tensor
 from ...errors import ShapeError, ValidationError
 from ..module import Module, register_layer
-from ._common import float_input, need_cache
 
 __all__ = ["ReLU", "ReLU6", "Tanh", "Sigmoid", "GELU"]
 
@@ -43,12 +43,12 @@ class _Elementwise(Module):
 @register_layer
 class ReLU(_Elementwise):
     def forward(self, x):
-        x = float_input(x, "x", tuple(range(0, 9)))
+        x = float_tensor(x, "x", tuple(range(0, 9)))
         self._cache = x > 0
         return np.maximum(x, 0)
 
     def backward(self, dy):
-        need_cache(self._cache, self)
+        self._require_forward(self._cache)
         self._check_dy(dy, self._cache)
         return dy * self._cache
 
@@ -56,12 +56,12 @@ class ReLU(_Elementwise):
 @register_layer
 class ReLU6(_Elementwise):
     def forward(self, x):
-        x = float_input(x, "x", tuple(range(0, 9)))
+        x = float_tensor(x, "x", tuple(range(0, 9)))
         self._cache = (x > 0) & (x < 6)
         return np.clip(x, 0, 6)
 
     def backward(self, dy):
-        need_cache(self._cache, self)
+        self._require_forward(self._cache)
         self._check_dy(dy, self._cache)
         return dy * self._cache
 
@@ -69,12 +69,12 @@ class ReLU6(_Elementwise):
 @register_layer
 class Tanh(_Elementwise):
     def forward(self, x):
-        x = float_input(x, "x", tuple(range(0, 9)))
+        x = float_tensor(x, "x", tuple(range(0, 9)))
         self._cache = np.tanh(x)
         return self._cache
 
     def backward(self, dy):
-        need_cache(self._cache, self)
+        self._require_forward(self._cache)
         self._check_dy(dy, self._cache)
         y = self._cache
         return dy * (1 - y * y)
@@ -89,12 +89,12 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 @register_layer
 class Sigmoid(_Elementwise):
     def forward(self, x):
-        x = float_input(x, "x", tuple(range(0, 9)))
+        x = float_tensor(x, "x", tuple(range(0, 9)))
         self._cache = sigmoid(x)
         return self._cache
 
     def backward(self, dy):
-        need_cache(self._cache, self)
+        self._require_forward(self._cache)
         self._check_dy(dy, self._cache)
         y = self._cache
         return dy * y * (1 - y)
@@ -116,7 +116,7 @@ class GELU(_Elementwise):
         return {"approximate": self.approximate}
 
     def forward(self, x):
-        x = float_input(x, "x", tuple(range(0, 9)))
+        x = float_tensor(x, "x", tuple(range(0, 9)))
         self._cache = x
         if self.approximate == "tanh":
             t = np.tanh(self._C * (x + 0.044715 * x ** 3))
@@ -125,7 +125,7 @@ class GELU(_Elementwise):
         return (x * cdf).astype(x.dtype, copy=False)
 
     def backward(self, dy):
-        need_cache(self._cache, self)
+        self._require_forward(self._cache)
         x = self._cache
         self._check_dy(dy, x)
         if self.approximate == "tanh":

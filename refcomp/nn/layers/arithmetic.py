@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import float_tensor
 from ...errors import ShapeError
 from ..module import Module, register_layer
-from ._common import float_input, need_cache
 
 __all__ = ["Add", "Mul", "unbroadcast"]
 
@@ -57,13 +57,13 @@ class Add(Module):
         self._shapes = None
 
     def forward(self, a, b):
-        a, b = float_input(a, "a", _ANY_RANK), float_input(b, "b", _ANY_RANK)
+        a, b = float_tensor(a, "a", _ANY_RANK), float_tensor(b, "b", _ANY_RANK)
         y_shape = _broadcast_shape(a, b)
         self._shapes = (a.shape, b.shape, y_shape)
         return a + b
 
     def backward(self, dy):
-        need_cache(self._shapes, self)
+        self._require_forward(self._shapes)
         a_shape, b_shape, y_shape = self._shapes
         if dy.shape != y_shape:
             raise ShapeError("dy", f"shape {y_shape}", dy.shape)
@@ -78,13 +78,13 @@ class Mul(Module):
         self._cache = None
 
     def forward(self, a, b):
-        a, b = float_input(a, "a", _ANY_RANK), float_input(b, "b", _ANY_RANK)
+        a, b = float_tensor(a, "a", _ANY_RANK), float_tensor(b, "b", _ANY_RANK)
         y_shape = _broadcast_shape(a, b)
         self._cache = (a, b, y_shape)
         return a * b
 
     def backward(self, dy):
-        need_cache(self._cache, self)
+        self._require_forward(self._cache)
         a, b, y_shape = self._cache
         if dy.shape != y_shape:
             raise ShapeError("dy", f"shape {y_shape}", dy.shape)

@@ -40,9 +40,9 @@ import math
 
 import numpy as np
 
+from ...checks import float_tensor, integer
 from ...errors import ShapeError, ValidationError
 from ..module import Module, as_rng, register_layer
-from ._common import float_input, need_cache, pos_int
 from .linear import Linear
 from .softmax import softmax, softmax_backward
 
@@ -68,8 +68,8 @@ class MultiHeadAttention(Module):
 
     def __init__(self, d_model: int, num_heads: int, bias: bool = True, *, rng=None,
                  init: str = "uniform_fan_in", dtype="float32"):
-        self.d_model = pos_int(d_model, "d_model")
-        self.num_heads = pos_int(num_heads, "num_heads")
+        self.d_model = integer(d_model, "d_model", minimum=1)
+        self.num_heads = integer(num_heads, "num_heads", minimum=1)
         if self.d_model % self.num_heads:
             raise ValidationError("num_heads", f"a divisor of d_model={self.d_model}", self.num_heads)
         self.head_dim = self.d_model // self.num_heads
@@ -95,7 +95,7 @@ class MultiHeadAttention(Module):
         return heads.transpose(0, 2, 1, 3).reshape(n * t, self.d_model)
 
     def forward(self, x, mask=None):
-        x = float_input(x, "x", 3)
+        x = float_tensor(x, "x", 3)
         n, t, dm = x.shape
         if dm != self.d_model:
             raise ShapeError("x", f"(N, T, {self.d_model})", f"shape {x.shape}")
@@ -121,7 +121,7 @@ class MultiHeadAttention(Module):
 
     def backward(self, dy, *, input_grad: bool = True):
         """(dL/dx, None) with a mask, dL/dx without; None when ``input_grad`` is False."""
-        need_cache(self._cache, self)
+        self._require_forward(self._cache)
         q, k, v, p, has_mask = self._cache
         n, _, t, _ = q.shape
         if dy.shape != (n, t, self.d_model):

@@ -39,12 +39,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ...checks import float_tensor, int_pair, integer
 from ...errors import ShapeError, ValidationError
 from ...formats.base import WeightFormat
 from ...formats.dense import Dense
 from ..init import init_bias, init_weight
 from ..module import Module, Parameter, _accumulate, as_rng, register_layer
-from ._common import float_input, need_cache, pair, pos_int
 
 __all__ = ["Conv2d", "conv_output_size", "im2col", "col2im"]
 
@@ -107,16 +107,16 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, *, rng=None,
                  init: str = "uniform_fan_in", dtype="float32"):
-        self.in_channels = pos_int(in_channels, "in_channels")
-        self.out_channels = pos_int(out_channels, "out_channels")
-        self.groups = pos_int(groups, "groups")
+        self.in_channels = integer(in_channels, "in_channels", minimum=1)
+        self.out_channels = integer(out_channels, "out_channels", minimum=1)
+        self.groups = integer(groups, "groups", minimum=1)
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValidationError("groups", "a divisor of in_channels and out_channels",
                                   f"groups={groups}, in={in_channels}, out={out_channels}")
-        self.kernel_size = pair(kernel_size, "kernel_size", 1)
-        self.stride = pair(stride, "stride", 1)
-        self.padding = pair(padding, "padding", 0)
-        self.dilation = pair(dilation, "dilation", 1)
+        self.kernel_size = int_pair(kernel_size, "kernel_size", minimum=1)
+        self.stride = int_pair(stride, "stride", minimum=1)
+        self.padding = int_pair(padding, "padding", minimum=0)
+        self.dilation = int_pair(dilation, "dilation", minimum=1)
         dtype = np.dtype(dtype)
         kh, kw = self.kernel_size
         cg = self.in_channels // self.groups
@@ -158,7 +158,7 @@ class Conv2d(Module):
         return cols @ w.to_dense().reshape(self.out_channels, -1).T
 
     def forward(self, x):
-        x = float_input(x, "x", 4)
+        x = float_tensor(x, "x", 4)
         if x.shape[1] != self.in_channels:
             raise ShapeError("x", f"(N, {self.in_channels}, H, W)", f"shape {x.shape}")
         n, o, oh, ow = self.output_shape(x.shape)
@@ -186,7 +186,7 @@ class Conv2d(Module):
 
     def backward(self, dy, *, input_grad: bool = True):
         """dL/dx (None when ``input_grad`` is False: the first layer's dx is not needed)."""
-        need_cache(self._cache, self)
+        self._require_forward(self._cache)
         colsT, xp_shape, (oh, ow) = self._cache
         n = xp_shape[0]
         o, g = self.out_channels, self.groups

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import float_tensor
 from ...errors import ShapeError, ValidationError
 from ..module import Module, as_rng, register_layer
-from ._common import float_input, need_cache
 
 __all__ = ["Dropout"]
 
@@ -36,7 +36,7 @@ class Dropout(Module):
         return {"p": self.p}
 
     def forward(self, x):
-        x = float_input(x, "x", tuple(range(0, 9)))
+        x = float_tensor(x, "x", tuple(range(0, 9)))
         if not self.training or self.p == 0.0:
             self._mask = np.ones((), dtype=x.dtype)
             return x
@@ -47,7 +47,7 @@ class Dropout(Module):
         return x * self._mask
 
     def backward(self, dy):
-        need_cache(self._mask, self)
+        self._require_forward(self._mask)
         if self._mask.ndim and dy.shape != self._mask.shape:
             raise ShapeError("dy", f"shape {self._mask.shape}", dy.shape)
         return dy * self._mask

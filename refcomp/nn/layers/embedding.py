@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import integer
 from ...errors import DTypeError, ShapeError, ValidationError
 from ...formats.base import WeightFormat
 from ...formats.dense import Dense
 from ..module import Module, _accumulate, as_rng, register_layer
-from ._common import need_cache, pos_int
 
 __all__ = ["Embedding"]
 
@@ -23,8 +23,8 @@ class Embedding(Module):
     """Lookup table; initial rows N(0, 1) as in PyTorch (zeros when rng is None)."""
 
     def __init__(self, num_embeddings: int, embedding_dim: int, *, rng=None, dtype="float32"):
-        self.num_embeddings = pos_int(num_embeddings, "num_embeddings")
-        self.embedding_dim = pos_int(embedding_dim, "embedding_dim")
+        self.num_embeddings = integer(num_embeddings, "num_embeddings", minimum=1)
+        self.embedding_dim = integer(embedding_dim, "embedding_dim", minimum=1)
         shape = (self.num_embeddings, self.embedding_dim)
         w = np.zeros(shape, dtype) if rng is None else as_rng(rng).standard_normal(shape).astype(dtype)
         self.weight: WeightFormat = Dense(w)
@@ -45,7 +45,7 @@ class Embedding(Module):
         return self.weight.to_dense()[idx]
 
     def backward(self, dy):
-        need_cache(self._idx, self)
+        self._require_forward(self._idx)
         want = self._idx.shape + (self.embedding_dim,)
         if dy.shape != want:
             raise ShapeError("dy", f"shape {want}", dy.shape)

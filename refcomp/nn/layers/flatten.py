@@ -6,7 +6,6 @@ import numpy as np
 
 from ...errors import ShapeError
 from ..module import Module, register_layer
-from ._common import need_cache
 
 __all__ = ["Flatten"]
 
@@ -24,7 +23,7 @@ class Flatten(Module):
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dy):
-        need_cache(self._shape, self)
+        self._require_forward(self._shape)
         if dy.size != int(np.prod(self._shape)):
             raise ShapeError("dy", f"{int(np.prod(self._shape))} elements", dy.shape)
         return dy.reshape(self._shape)

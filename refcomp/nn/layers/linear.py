@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import float_tensor, integer
 from ...errors import ShapeError
 from ...formats.base import WeightFormat
 from ...formats.dense import Dense
 from ..init import init_bias, init_weight
 from ..module import Module, Parameter, _accumulate, as_rng, register_layer
-from ._common import float_input, need_cache, pos_int
 
 __all__ = ["Linear"]
 
@@ -44,8 +44,8 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, rng=None,
                  init: str = "uniform_fan_in", dtype="float32"):
-        self.in_features = pos_int(in_features, "in_features")
-        self.out_features = pos_int(out_features, "out_features")
+        self.in_features = integer(in_features, "in_features", minimum=1)
+        self.out_features = integer(out_features, "out_features", minimum=1)
         dtype = np.dtype(dtype)
         shape = (self.out_features, self.in_features)
         if rng is None:
@@ -68,7 +68,7 @@ class Linear(Module):
         return getattr(self.weight, "dtype", np.dtype(np.float32))
 
     def forward(self, x):
-        x = float_input(x, "x", 2)
+        x = float_tensor(x, "x", 2)
         if x.shape[1] != self.in_features:
             raise ShapeError("x", f"(N, {self.in_features})", f"shape {x.shape}")
         y = self.weight.matmul(x)
@@ -79,7 +79,7 @@ class Linear(Module):
 
     def backward(self, dy, *, input_grad: bool = True):
         """dL/dx (None when ``input_grad`` is False: the first layer's dx is not needed)."""
-        need_cache(self._x, self)
+        self._require_forward(self._x)
         x = self._x
         if dy.shape != (x.shape[0], self.out_features):
             raise ShapeError("dy", f"shape {(x.shape[0], self.out_features)}", dy.shape)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import float_tensor
 from ...errors import ShapeError
 from ..module import Module, register_layer
-from ._common import float_input, need_cache
 from .arithmetic import unbroadcast
 
 __all__ = ["MatMul"]
@@ -38,7 +38,7 @@ class MatMul(Module):
         self._cache = None
 
     def forward(self, a, b):
-        a, b = float_input(a, "a", _RANKS), float_input(b, "b", _RANKS)
+        a, b = float_tensor(a, "a", _RANKS), float_tensor(b, "b", _RANKS)
         if a.shape[-1] != b.shape[-2]:
             raise ShapeError("b", f"shape (..., {a.shape[-1]}, P) to match a's {a.shape}", f"shape {b.shape}")
         try:
@@ -49,7 +49,7 @@ class MatMul(Module):
         return a @ b
 
     def backward(self, dy):
-        need_cache(self._cache, self)
+        self._require_forward(self._cache)
         a, b, y_shape = self._cache
         if dy.shape != y_shape:
             raise ShapeError("dy", f"shape {y_shape}", dy.shape)

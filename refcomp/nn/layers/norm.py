@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import float_tensor, integer
 from ...errors import ShapeError, ValidationError
 from ..module import Module, Parameter, _accumulate, register_layer
-from ._common import float_input, need_cache, pos_int
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
 
@@ -47,7 +47,7 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
                  affine: bool = True, dtype="float32"):
-        self.num_features = pos_int(num_features, "num_features")
+        self.num_features = integer(num_features, "num_features", minimum=1)
         if not (eps > 0):
             raise ValidationError("eps", "> 0", eps)
         if not (0.0 <= momentum <= 1.0):
@@ -68,7 +68,7 @@ class _BatchNorm(Module):
         return (1, self.num_features) + (1,) * (x.ndim - 2)
 
     def forward(self, x):
-        x = float_input(x, "x", self._ranks)
+        x = float_tensor(x, "x", self._ranks)
         if x.shape[1] != self.num_features:
             raise ShapeError("x", f"{self.num_features} channels on axis 1", f"shape {x.shape}")
         bs = self._bshape(x)
@@ -96,7 +96,7 @@ class _BatchNorm(Module):
         return xhat * self.weight.data.reshape(bs) + self.bias.data.reshape(bs)
 
     def backward(self, dy):
-        need_cache(self._cache, self)
+        self._require_forward(self._cache)
         xhat, inv_std, axes, m, was_training = self._cache
         if dy.shape != xhat.shape:
             raise ShapeError("dy", f"shape {xhat.shape}", dy.shape)
@@ -133,7 +133,7 @@ class LayerNorm(Module):
                  dtype="float32"):
         if isinstance(normalized_shape, (int, np.integer)):
             normalized_shape = (normalized_shape,)
-        self.normalized_shape = tuple(pos_int(s, "normalized_shape") for s in normalized_shape)
+        self.normalized_shape = tuple(integer(s, "normalized_shape", minimum=1) for s in normalized_shape)
         if not (eps > 0):
             raise ValidationError("eps", "> 0", eps)
         self.eps = float(eps)
@@ -150,7 +150,7 @@ class LayerNorm(Module):
 
     def forward(self, x):
         k = len(self.normalized_shape)
-        x = float_input(x, "x", tuple(range(k, k + 8)))
+        x = float_tensor(x, "x", tuple(range(k, k + 8)))
         if x.shape[x.ndim - k:] != self.normalized_shape:
             raise ShapeError("x", f"trailing shape {self.normalized_shape}", f"shape {x.shape}")
         axes = tuple(range(x.ndim - k, x.ndim))
@@ -165,7 +165,7 @@ class LayerNorm(Module):
         return xhat * self.weight.data + self.bias.data
 
     def backward(self, dy):
-        need_cache(self._cache, self)
+        self._require_forward(self._cache)
         xhat, inv_std, axes, m = self._cache
         if dy.shape != xhat.shape:
             raise ShapeError("dy", f"shape {xhat.shape}", dy.shape)

@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import float_tensor, int_pair
 from ...errors import ShapeError, ValidationError
 from ..module import Module, register_layer
-from ._common import float_input, need_cache, pair
 
 __all__ = ["MaxPool2d", "AvgPool2d", "GlobalAvgPool2d"]
 
 
 class _Pool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0):
-        self.kernel_size = pair(kernel_size, "kernel_size", 1)
-        self.stride = self.kernel_size if stride is None else pair(stride, "stride", 1)
-        self.padding = pair(padding, "padding", 0)
+        self.kernel_size = int_pair(kernel_size, "kernel_size", minimum=1)
+        self.stride = self.kernel_size if stride is None else int_pair(stride, "stride", minimum=1)
+        self.padding = int_pair(padding, "padding", minimum=0)
         if self.padding[0] * 2 > self.kernel_size[0] or self.padding[1] * 2 > self.kernel_size[1]:
             raise ValidationError("padding", "at most half the kernel size", self.padding)
         self._cache = None
@@ -42,7 +42,7 @@ class _Pool2d(Module):
                 "padding": list(self.padding)}
 
     def _geometry(self, x):
-        x = float_input(x, "x", 4)
+        x = float_tensor(x, "x", 4)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         oh = (x.shape[2] + 2 * ph - kh) // sh + 1
         ow = (x.shape[3] + 2 * pw - kw) // sw + 1
@@ -105,7 +105,7 @@ class MaxPool2d(_Pool2d):
         return best
 
     def backward(self, dy):
-        need_cache(self._cache, self)
+        self._require_forward(self._cache)
         xp_shape, idx, (oh, ow) = self._cache
         if dy.shape != idx.shape:
             raise ShapeError("dy", f"shape {idx.shape}", dy.shape)
@@ -132,7 +132,7 @@ class AvgPool2d(_Pool2d):
         return acc * (1.0 / (self.kernel_size[0] * self.kernel_size[1]))
 
     def backward(self, dy):
-        need_cache(self._cache, self)
+        self._require_forward(self._cache)
         xp_shape, (oh, ow) = self._cache
         if dy.shape != (*xp_shape[:2], oh, ow):
             raise ShapeError("dy", f"shape {(*xp_shape[:2], oh, ow)}", dy.shape)
@@ -154,12 +154,12 @@ class GlobalAvgPool2d(Module):
         self._shape = None
 
     def forward(self, x):
-        x = float_input(x, "x", 4)
+        x = float_tensor(x, "x", 4)
         self._shape = x.shape
         return x.mean(axis=(2, 3))
 
     def backward(self, dy):
-        need_cache(self._shape, self)
+        self._require_forward(self._shape)
         n, c, h, w = self._shape
         if dy.shape != (n, c):
             raise ShapeError("dy", f"shape {(n, c)}", dy.shape)

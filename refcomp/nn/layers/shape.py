@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import float_tensor
 from ...errors import DTypeError, ShapeError, ValidationError
 from ..module import Module, register_layer
-from ._common import float_input, need_cache
 
 __all__ = ["Concat", "Reshape", "Transpose", "Shape"]
 
@@ -56,7 +56,7 @@ class Concat(Module):
     def forward(self, *xs):
         if not xs:
             raise ValidationError("inputs", "at least one array", "none")
-        xs = [float_input(x, f"inputs[{i}]", tuple(range(1, 9))) for i, x in enumerate(xs)]
+        xs = [float_tensor(x, f"inputs[{i}]", tuple(range(1, 9))) for i, x in enumerate(xs)]
         nd = xs[0].ndim
         if not -nd <= self.axis < nd:
             raise ShapeError("inputs[0]", f"a rank that has axis {self.axis}", f"shape {xs[0].shape}")
@@ -70,7 +70,7 @@ class Concat(Module):
         return y
 
     def backward(self, dy):
-        need_cache(self._sizes, self)
+        self._require_forward(self._sizes)
         ax, sizes, y_shape = self._sizes
         if dy.shape != y_shape:
             raise ShapeError("dy", f"shape {y_shape}", dy.shape)
@@ -114,7 +114,7 @@ class Reshape(Module):
         return y
 
     def backward(self, dy):
-        need_cache(self._cache, self)
+        self._require_forward(self._cache)
         x_shape, y_shape, two_inputs = self._cache
         if dy.shape != y_shape:
             raise ShapeError("dy", f"shape {y_shape}", dy.shape)
@@ -146,7 +146,7 @@ class Transpose(Module):
         return x.transpose(perm)
 
     def backward(self, dy):
-        need_cache(self._perm, self)
+        self._require_forward(self._perm)
         if dy.ndim != len(self._perm):
             raise ShapeError("dy", f"rank {len(self._perm)}", f"shape {dy.shape}")
         return dy.transpose(np.argsort(self._perm))
@@ -166,5 +166,5 @@ class Shape(Module):
 
     def backward(self, dy):
         """None: the output depends on x's shape only, never on its values."""
-        need_cache(self._ran, self)
+        self._require_forward(self._ran)
         return None

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import float_tensor
 from ...errors import ShapeError, ValidationError
 from ..module import Module, register_layer
-from ._common import float_input, need_cache
 
 __all__ = ["Softmax", "softmax", "softmax_backward"]
 
@@ -48,14 +48,14 @@ class Softmax(Module):
         return {"axis": self.axis}
 
     def forward(self, x):
-        x = float_input(x, "x", tuple(range(1, 9)))
+        x = float_tensor(x, "x", tuple(range(1, 9)))
         if not -x.ndim <= self.axis < x.ndim:
             raise ShapeError("x", f"a rank that has axis {self.axis}", f"shape {x.shape}")
         self._y = softmax(x, self.axis)
         return self._y
 
     def backward(self, dy):
-        need_cache(self._y, self)
+        self._require_forward(self._y)
         if dy.shape != self._y.shape:
             raise ShapeError("dy", f"shape {self._y.shape}", dy.shape)
         return softmax_backward(self._y, dy, self.axis)
