@@ -170,7 +170,6 @@ def layer_rows(w: np.ndarray, x: np.ndarray, act_qparams: dict[str, QParams]) ->
 
     y[m, n] ≈ s_x · s_w[n] · Σ_k (Xq[m,k] - z_x)(Wq[n,k] - 0)      (docs/quantization.md eq. 19)
     """
-
     y_ref = x.astype(np.float64) @ w.astype(np.float64).T
     wq_p = weight_qparams(w, dict(dtype="int8", symmetric=True, granularity="channel"))
     wq = quantize(w, wq_p)

@@ -36,7 +36,6 @@ def _float_bytes(model) -> int:
 
 def run_model_demo(seed: int = 0, epochs: int = 30, log=None) -> dict:
     """Train the digits MLP, quantize it (W8A8 integer-only) and Deep-Compress it; return the rows."""
-
     say = log or (lambda s: None)
     train_set, test_set = datasets.load_split("digits", seed=0)
 

@@ -163,7 +163,6 @@ class RelativeIndexCSR(WeightFormat):
 
         Positions outside its mask are not stored (all stored if it has no mask).
         """
-
         if not isinstance(clustered, Clustered):
             raise ValidationError("clustered", "a refcomp.formats.Clustered", type(clustered).__name__)
         m = clustered.mask if clustered.mask is not None else np.ones(clustered.shape, dtype=bool)

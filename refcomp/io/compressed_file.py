@@ -77,7 +77,6 @@ def _field(payload: _Payload, symbols: np.ndarray, width: int) -> dict:
 def save_compressed(path, layers: Mapping[str, RelativeIndexCSR], tensors: Mapping[str, np.ndarray] | None = None,
                     *, metadata: dict | None = None) -> Path:
     """Write ``layers`` (clustered RelativeIndexCSR) and raw float ``tensors`` to ``path`` atomically."""
-
     if not isinstance(layers, Mapping) or not layers:
         raise ValidationError("layers", "a non-empty mapping name -> RelativeIndexCSR", type(layers).__name__)
     payload = _Payload()

@@ -54,7 +54,6 @@ def quantize(x, qparams: QParams, *, rounding: str = "half_to_even", saturate: b
     -------
     Array of x's shape and qparams.dtype's storage dtype (ml_dtypes for sub-byte / float8 / float4).
     """
-
     qp = _check_qparams(qparams)
     if qp.dtype.name in _NOT_QUANTIZE_OUTPUTS:
         raise DTypeError("qparams.dtype", "a QuantizeLinear output type (int2..int16, uint2..uint16, float8, float4)",
@@ -76,7 +75,6 @@ def dequantize(q, qparams: QParams, *, backend: str = "auto") -> np.ndarray:
     q must have qparams.dtype's storage dtype. Returns float32 (the scale's dtype
     if the scale is float16 / bfloat16).
     """
-
     qp = _check_qparams(qparams)
     if not isinstance(q, np.ndarray):
         raise DTypeError("q", "a numpy.ndarray", type(q).__name__)

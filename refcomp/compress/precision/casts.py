@@ -307,7 +307,6 @@ def weight_sensitivity(weights: dict, bit_choices=(2, 4, 8), *, group_size: int 
     docs/gptq_and_ptq.md). Model-level sweeps (accuracy drop per layer)
     replace this proxy once layers are wired; the selection is the same.
     """
-
     table = {}
     for name, w in weights.items():
         w = float_array(w, f"weights[{name!r}]", dtype=np.float64, copy=True)

@@ -87,7 +87,6 @@ def select_layer_bits(model, calibration_x, avg_bits: float, *, bit_choices=(2, 
 
     Returns (BitAllocation, sensitivity table {layer: {bits: error}}).
     """
-
     x = np.asarray(calibration_x, dtype=np.float32)
     ref = prepare(model).forward(x).astype(np.float64)
     names = {n: l.weight.to_dense().size for n, l in flat_layers(prepare(model)) if isinstance(l, (Conv2d, Linear))}

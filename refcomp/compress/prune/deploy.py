@@ -37,7 +37,6 @@ def to_csr(model, layers=None, *, min_sparsity: float = 0.0):
     The original model is untouched. Exact zeros are not stored (a kept weight
     that happens to be exactly 0 is dropped; the product is the same).
     """
-
     if not (0.0 <= float(min_sparsity) <= 1.0):
         raise ValidationError("min_sparsity", "a value in [0, 1]", min_sparsity)
     out = copy.deepcopy(model)

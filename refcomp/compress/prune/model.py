@@ -61,7 +61,6 @@ def prunable_layers(model, names=None) -> dict:
     names : optional iterable of layer names to restrict to; an unknown or
         non-prunable name raises ValidationError listing the valid ones.
     """
-
     if not hasattr(model, "named_modules"):
         raise ValidationError("model", "a refcomp.nn.Module", type(model).__name__)
     found = {name: m for name, m in model.named_modules()
@@ -116,7 +115,6 @@ def _layer_inputs(model, layers: dict, batches) -> dict:
 
 def _weight_gradients(model, layers: dict, batches, loss=None) -> dict:
     """Per-batch ∂L/∂W of each layer (cross-entropy on the calibration labels)."""
-
     loss = loss or CrossEntropyLoss()
     grads = {name: [] for name in layers}
     was = model.training
@@ -356,7 +354,6 @@ def masked_fine_tune(model, masks: Mapping, train_set, *, epochs: int = 1, lr: f
                      momentum: float = 0.9, batch_size: int = 64, rng=0, schedule="cosine",
                      progress=False, val_data=None) -> list[dict]:
     """Retrain the surviving connections: refcomp.nn.train with a :class:`MaskedOptimizer` (SGD)."""
-
     apply_model_masks(model, masks)
     opt = MaskedOptimizer(SGD(model.parameters(), lr=lr, momentum=momentum), model, masks)
     return train(model, train_set, epochs=epochs, batch_size=batch_size, optimizer=opt, schedule=schedule,
@@ -378,7 +375,6 @@ def prune_with_schedule(model, schedule, train_set, *, epochs: int, sparsity_of_
     L2 ``weight_decay``) runs with lr decayed by a cosine over ``epochs``.
     ``callback(epoch, masks)`` is called after each epoch. Returns the final masks.
     """
-
     if not isinstance(schedule, Schedule):
         raise ValidationError("schedule", "a refcomp.compress.prune Schedule", type(schedule).__name__)
     epochs = integer(epochs, "epochs", minimum=1)

@@ -24,7 +24,6 @@ __all__ = ["sensitivity", "plot_sensitivity", "sensitivity_markdown"]
 def sensitivity(model, data, *, layers=None, sparsities=(0.0, 0.5, 0.7, 0.8, 0.9, 0.95),
                 criterion: str = "magnitude", calibration=None) -> dict:
     """{layer: [(sparsity, accuracy), ...]} on ``data = (x, y)``; the model is restored afterwards."""
-
     sp = [ratio(s, f"sparsities[{i}]") for i, s in enumerate(sparsities)]
     if not sp:
         raise ValidationError("sparsities", "at least one ratio", "none")

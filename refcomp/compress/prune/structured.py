@@ -65,7 +65,6 @@ def _zero_preserving(layer) -> bool:
 
 def _plan(model, names) -> dict:
     """For each pruned layer: (its index, BatchNorms between, next consumer index, Flatten between?)."""
-
     items = _top_level(model)
     index = {n: i for i, (n, _) in enumerate(items)}
     plan = {}
@@ -99,7 +98,6 @@ def structured_keep(model, sparsity, *, norm: int = 1) -> dict:
 
     sparsity : {name: ratio} (fraction of rows removed from that layer).
     """
-
     if not isinstance(sparsity, Mapping) or not sparsity:
         raise ValidationError("sparsity", "a non-empty mapping layer name -> ratio", type(sparsity).__name__)
     chosen = prunable_layers(model, list(sparsity))
@@ -148,7 +146,6 @@ def shrink(model, keep: Mapping):
     Call :func:`apply_structured` first (or prune so that the removed rows are
     zero); ``model`` itself is not modified.
     """
-
     keep, _ = _check_keep(model, keep)
     plan = _plan(model, list(keep))
     new = copy.deepcopy(model)

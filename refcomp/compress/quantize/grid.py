@@ -148,7 +148,6 @@ class GroupQuantized:
         uint<b> (asymmetric), full dtype range: GPTQ's error feedback can
         reach the code −2^(b−1) that RTN's symmetric scale never uses.
         """
-
         if self.bits not in (2, 4, 8):
             raise ValidationError("bits", "2, 4 or 8 (a QDType exists for them)", self.bits)
         dt = qdtype(("int" if self.symmetric else "uint") + str(self.bits))

@@ -128,7 +128,6 @@ def integer_model_from(stages, qparams: dict, *, weights: dict | None = None,
     ``biases`` may give, per compute stage name, the float bias to use instead
     of the layer's (bias correction).
     """
-
     current = qparams["input"]
     out = []
     for s in stages:

@@ -241,7 +241,6 @@ def train_qat(model: QATModel, data, *, epochs: int = 2, freeze_observers_epoch:
 
     Observers run during the first ``freeze_observers_epoch`` epochs, then freeze.
     """
-
     if not isinstance(model, QATModel):
         raise ValidationError("model", "a QATModel (from prepare_qat)", type(model).__name__)
     g = as_rng(rng)

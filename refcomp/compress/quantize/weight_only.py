@@ -103,5 +103,4 @@ def quantize_weights(model, *, bits=8, group_size: int | None = None, method: st
 
 def model_bytes(model) -> int:
     """Bytes of every weight (in its format: WeightFormat.nbytes) and every Parameter (bias ...)."""
-
     return int(sum(p.data.nbytes if isinstance(p, Parameter) else p.nbytes for _, p in model.named_weights()))

@@ -68,7 +68,6 @@ def write_report(result: PipelineResult, out_dir, *, title: str = "Deep Compress
 
     extra_markdown : appended to the report (e.g. the sensitivity section of the CLI).
     """
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seconds = dict(extra_seconds or {}, **result.seconds)
