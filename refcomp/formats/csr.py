@@ -152,41 +152,6 @@ class CSRMatrix(WeightFormat):
         return sp.csr_array((self.data.copy(), self.indices.copy(), self.indptr.copy()), shape=self.shape)
 
     def column_blocks(self, n: int):
-        """(nblocks, block_ptr) for the column-blocked C kernel, or None when blocking would not pay.
-
-        W's columns are cut into blocks of kb: block_ptr[r, b] is the first
-        non-zero of row r with column >= b kb (so block_ptr[r, 0] = indptr[r],
-        block_ptr[r, -1] = indptr[r + 1]). kb starts at the number of X rows
-        that fill 32 KiB (L1) for n right-hand columns and doubles until an
-        average row has >= 12 non-zeros per block (below that, reloading the
-        partial sums per block costs more than the reuse of X saves). Measured
-        on AMD Zen 4 with out = in = 1024, n = 128 (docs/kernels.md): the best
-        kb was 64 at 50 % sparsity, 64-128 at 80 %, 128 at 90 %, 256-512 at
-        95 %, no blocking at 98 %; this rule picks 64, 64, 128, 256, none.
-        Cached per kb; the arrays are read-only.
-        """
-        rows, cols = self.shape
-        if rows < 256 or self.nnz == 0 or n < 16:
-            return None
-        kb = max(16, 32768 // (4 * n))
-        while kb < cols and self.density * kb < 12:
-            kb *= 2
-        if kb >= cols:
-            return None
-        cache = self.__dict__.setdefault("_column_blocks", {})
-        if kb not in cache:
-            nb = -(-cols // kb)
-            counts = np.zeros((rows, nb), np.int64)
-            np.add.at(counts, (self.row_ids(), self.indices // kb), 1)
-            bp = np.empty((rows, nb + 1), np.int64)
-            bp[:, 0] = 0
-            np.cumsum(counts, axis=1, out=bp[:, 1:])
-            bp += self.indptr[:-1, None]
-            bp.flags.writeable = False
-            cache[kb] = (nb, bp)
-        return cache[kb]
-
-    def column_blocks(self, n: int):
         """(nblocks, block_ptr) for the column-blocked C kernel with n right-hand columns, or None.
 
         The block width is refcomp.ops.csr_matmul.block_width (None: blocking
