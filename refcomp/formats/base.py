@@ -13,6 +13,8 @@ import abc
 
 import numpy as np
 
+from ..errors import FileFormatError
+
 
 class WeightFormat(abc.ABC):
     """Abstract stored weight of logical shape ``shape`` (float semantics)."""
@@ -43,3 +45,14 @@ class WeightFormat(abc.ABC):
     def fields(self) -> dict[str, np.ndarray]:
         """The arrays that make up this format, by name (what a file stores)."""
         raise NotImplementedError
+
+
+def check_field_names(fields, want) -> None:
+    """FileFormatError unless ``fields`` is a dict with exactly the keys ``want``.
+
+    The first check of every ``from_fields``: a file's fields are read only
+    once their names are what the format writes.
+    """
+    if not isinstance(fields, dict) or set(fields) != set(want):
+        got = sorted(fields) if isinstance(fields, dict) else type(fields).__name__
+        raise FileFormatError(f"fields: expected keys {sorted(want)}, got {got}")

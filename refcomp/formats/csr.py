@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
 from ..ops.csr_matmul import block_pointers, block_width, csr_matmul, kernel_index_dtype
 from ..ops.sparse_linear import sparse_linear, sparse_linear_integer
-from .base import WeightFormat
+from .base import WeightFormat, check_field_names
 
 __all__ = ["CSRMatrix", "DATA_DTYPES"]
 
@@ -212,10 +212,7 @@ class CSRMatrix(WeightFormat):
     @classmethod
     def from_fields(cls, fields: dict[str, np.ndarray]) -> "CSRMatrix":
         """Inverse of :meth:`fields`, with the constructor's validation; FileFormatError otherwise."""
-        want = {"indptr", "indices", "data", "shape"}
-        if not isinstance(fields, dict) or set(fields) != want:
-            got = sorted(fields) if isinstance(fields, dict) else type(fields).__name__
-            raise FileFormatError(f"fields: expected keys {sorted(want)}, got {got}")
+        check_field_names(fields, {"indptr", "indices", "data", "shape"})
         shape = np.asarray(fields["shape"])
         if shape.dtype != np.int64 or shape.shape != (2,):
             raise FileFormatError(f"fields['shape']: expected 2 int64 values, got {shape.dtype} {shape.shape}")

@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
-from .base import WeightFormat
+from .base import WeightFormat, check_field_names
 
 __all__ = ["LowRank"]
 
@@ -86,9 +86,7 @@ class LowRank(WeightFormat):
     @classmethod
     def from_fields(cls, fields: dict[str, np.ndarray]) -> "LowRank":
         """Inverse of :meth:`fields`; FileFormatError for anything it did not write."""
-        if not isinstance(fields, dict) or set(fields) != {"left", "right", "shape"}:
-            got = sorted(fields) if isinstance(fields, dict) else type(fields).__name__
-            raise FileFormatError(f"fields: expected keys left, right, shape, got {got}")
+        check_field_names(fields, {"left", "right", "shape"})
         shape = np.asarray(fields["shape"])
         if shape.dtype != np.int64 or shape.ndim != 1:
             raise FileFormatError(f"fields['shape']: expected a 1-D int64 array, got {shape.dtype} {shape.shape}")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
-from .base import WeightFormat
+from .base import WeightFormat, check_field_names
 
 __all__ = ["PowerOfTwo"]
 
@@ -71,10 +71,7 @@ class PowerOfTwo(WeightFormat):
     @classmethod
     def from_fields(cls, fields: dict[str, np.ndarray]) -> "PowerOfTwo":
         """Inverse of :meth:`fields`, with the constructor's validation; FileFormatError otherwise."""
-        want = {"sign", "exponent", "window"}
-        if not isinstance(fields, dict) or set(fields) != want:
-            got = sorted(fields) if isinstance(fields, dict) else type(fields).__name__
-            raise FileFormatError(f"fields: expected keys {sorted(want)}, got {got}")
+        check_field_names(fields, {"sign", "exponent", "window"})
         window = np.asarray(fields["window"])
         if window.dtype != np.int64 or window.shape != (2,):
             raise FileFormatError(f"fields['window']: expected 2 int64 values, got {window.dtype} {window.shape}")

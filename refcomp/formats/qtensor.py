@@ -34,7 +34,7 @@ from ..numerics.dtypes import qdtype
 from ..quant.affine import dequantize, quantize
 from ..quant.packing import pack_bits, packed_size, unpack_bits
 from ..quant.qparams import QParams
-from .base import WeightFormat
+from .base import WeightFormat, check_field_names
 
 __all__ = ["QTensor"]
 
@@ -149,9 +149,7 @@ class QTensor(WeightFormat):
     @classmethod
     def from_fields(cls, fields: dict[str, np.ndarray]) -> "QTensor":
         """Inverse of :meth:`fields`; FileFormatError for anything it did not write."""
-        if not isinstance(fields, dict) or set(fields) != {"data", "scale", "zero_point", "header"}:
-            raise FileFormatError(f"fields: expected keys data, scale, zero_point, header, got "
-                                  f"{sorted(fields) if isinstance(fields, dict) else type(fields).__name__}")
+        check_field_names(fields, {"data", "scale", "zero_point", "header"})
         try:
             meta = json.loads(np.asarray(fields["header"], dtype=np.uint8).tobytes().decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:

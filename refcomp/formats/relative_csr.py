@@ -39,7 +39,7 @@ import numpy as np
 
 from ..checks import bool_mask, float_array, integer
 from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
-from .base import WeightFormat
+from .base import WeightFormat, check_field_names
 from .clustered import Clustered
 from .huffman import HuffmanCode, decode, encode
 
@@ -287,8 +287,7 @@ class RelativeIndexCSR(WeightFormat):
         clustered = "codebook" in fields
         want = {"header", "index_lengths", "index_stream"} | ({"row_ptr"} if layout == "rows" else set()) \
             | ({"codebook", "weight_lengths", "weight_stream"} if clustered else {"values"})
-        if set(fields) != want:
-            raise FileFormatError(f"fields: expected keys {sorted(want)}, got {sorted(fields)}")
+        check_field_names(fields, want)
         index_fields = _decode_field(fields["index_lengths"], fields["index_stream"], ibits, ib, n, "index")
         if clustered:
             if wb > 8:
