@@ -352,12 +352,15 @@ class MaskedOptimizer:
 
 def masked_fine_tune(model, masks: Mapping, train_set, *, epochs: int = 1, lr: float = 0.01,
                      momentum: float = 0.9, batch_size: int = 64, rng=0, schedule="cosine",
-                     progress=False, val_data=None) -> list[dict]:
-    """Retrain the surviving connections: refcomp.nn.train with a :class:`MaskedOptimizer` (SGD)."""
+                     progress=False, val_data=None, loss=None) -> list[dict]:
+    """Retrain the surviving connections: refcomp.nn.train with a :class:`MaskedOptimizer` (SGD).
+
+    loss : refcomp.nn.train's (default cross-entropy).
+    """
     apply_model_masks(model, masks)
     opt = MaskedOptimizer(SGD(model.parameters(), lr=lr, momentum=momentum), model, masks)
     return train(model, train_set, epochs=epochs, batch_size=batch_size, optimizer=opt, schedule=schedule,
-                 rng=rng, progress=progress, val_data=val_data)
+                 rng=rng, progress=progress, val_data=val_data, loss=loss)
 
 
 def prune_with_schedule(model, schedule, train_set, *, epochs: int, sparsity_of_layer=None,
