@@ -27,7 +27,14 @@ class Clustered(WeightFormat):
     indices : integer array (logical shape of the weight), values in [0, k).
     mask : optional bool array of the same shape, True = kept.
     bits : bits per stored index, 1…8; default: the fewest that address k entries.
+
+    A layer computes with codebook[indices]·mask. While ``trainable`` is set
+    (trained quantization, refcomp.compress.share.trained_quantization) the
+    layer's backward leaves dL/dW of that dense weight in ``grad``, which an
+    optimizer turns into centroid gradients; otherwise the weight is frozen.
     """
+
+    trainable = False
 
     def __init__(self, codebook, indices, mask=None, *, bits: int | None = None):
         c = np.asarray(codebook)
@@ -61,6 +68,11 @@ class Clustered(WeightFormat):
         self.mask = mask
         self.bits = int(bits)
         self.shape = tuple(idx.shape)
+        self.grad: np.ndarray | None = None
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.codebook.dtype
 
     def to_dense(self) -> np.ndarray:
         w = self.codebook[self.indices]

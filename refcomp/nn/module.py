@@ -76,9 +76,9 @@ class Parameter:
 
 
 def _accumulate(p, g: np.ndarray) -> None:
-    """p.grad += g (allocating on first use); g is cast to the parameter's dtype."""
+    """p.grad += g (allocating on first use); g is cast to the parameter's (or weight format's) dtype."""
     if p.grad is None:
-        p.grad = np.array(g, dtype=p.data.dtype, copy=True)
+        p.grad = np.array(g, dtype=p.data.dtype if hasattr(p, "data") else p.dtype, copy=True)
     else:
         p.grad += g
 

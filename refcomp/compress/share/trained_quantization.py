@@ -15,10 +15,17 @@ Pruned weights (mask False) are not clustered, contribute no gradient and stay 0
 Parameters that are not shared weights (biases, any layer left unclustered) keep
 training with plain SGD + momentum at the same learning rate, as in the paper's
 Caffe fine-tuning, which trains every remaining parameter.
+
+Both transforms take a model and return a new one with a report, the input
+untouched: :func:`cluster_model` gives a model whose clustered layers hold a
+refcomp.formats.Clustered weight, :func:`finetune_centroids` trains those
+codebooks inside refcomp.nn.train (the layer computes dL/dW of the shared
+weight as of any weight; :class:`CentroidOptimizer` turns it into (D.16, D.17)).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 import numpy as np
@@ -26,12 +33,13 @@ import numpy as np
 from ...checks import bool_mask, integer
 from ...errors import ValidationError
 from ...formats.clustered import Clustered
+from ...nn.layers import Conv2d, Linear
 from ...nn.optim import SGD
 from ...nn.train import train
 from ..prune.model import prunable_layers
 from .cluster import centroid_gradients, cluster_weight
 
-__all__ = ["cluster_model", "CentroidOptimizer", "finetune_centroids"]
+__all__ = ["cluster_model", "clustered_layers", "CentroidOptimizer", "finetune_centroids"]
 
 
 def _per_layer(value, names, argument):
@@ -44,20 +52,23 @@ def _per_layer(value, names, argument):
 
 
 def cluster_model(model, bits, *, masks: Mapping | None = None, layers=None, init: str = "linear",
-                  rng=None, max_iter: int = 100) -> dict:
-    """k-means weight sharing of each chosen layer; the model's weights become the shared values.
+                  rng=None, max_iter: int = 100) -> tuple:
+    """k-means weight sharing of each chosen layer: a copy of ``model`` whose layers hold Clustered weights.
 
     bits : one width for all layers or {name: bits} (1…8; the chosen layers are
         then the mapping's keys).
     masks : {name: bool mask}; default: the layer's non-zero weights (a pruned model).
-    Returns {name: Clustered} (codebook, indices, mask); the layer's Dense weight is
-    overwritten in place with codebook[indices]·mask.
+    Returns (model, report): the chosen layers of the copy hold a
+    refcomp.formats.Clustered (codebook, indices, mask; codebook[indices]·mask is
+    the weight); report {name: {"bits", "clusters", "kept", "sse"}}, sse the
+    within-cluster squared error of the kept weights. ``model`` is untouched.
     """
     if layers is None and isinstance(bits, Mapping):
         layers = list(bits)
-    chosen = prunable_layers(model, layers)
+    out = copy.deepcopy(model)
+    chosen = prunable_layers(out, layers)
     widths = _per_layer(bits, list(chosen), "bits")
-    out = {}
+    report = {}
     for name, layer in chosen.items():
         w = layer.weight.data
         b = integer(widths[name], f"bits[{name!r}]", minimum=1, maximum=8)
@@ -68,48 +79,52 @@ def cluster_model(model, bits, *, masks: Mapping | None = None, layers=None, ini
         if not mk.any():
             raise ValidationError(f"masks[{name!r}]", "at least one kept weight to cluster", "all pruned")
         c = cluster_weight(w, b, mask=mk, init=init, rng=rng, max_iter=max_iter)
-        w[...] = c.to_dense()
-        out[name] = c
-    return out
+        d = c.to_dense() - w
+        report[name] = {"bits": b, "clusters": int(c.codebook.size), "kept": int(mk.sum()),
+                        "sse": float(np.sum(d.astype(np.float64) ** 2))}
+        layer.weight = c
+    return out, report
+
+
+def clustered_layers(model) -> dict:
+    """{name: layer} of the Linear / Conv2d layers of ``model`` whose weight is a Clustered, in model order."""
+    return {name: m for name, m in model.named_modules()
+            if isinstance(m, (Linear, Conv2d)) and isinstance(m.weight, Clustered)}
 
 
 class CentroidOptimizer:
     """The optimizer of trained quantization: shared centroids by (D.16, D.17), the rest by SGD.
 
-    step(): for every clustered layer, the weight gradient is summed per
-    centroid (D.16), the codebook takes one SGD-with-momentum step with its own
-    float64 velocity (D.17), and the layer's dense weight is rewritten from the
-    codebook (pruned entries stay 0); then every other parameter (biases,
-    unclustered layers) takes an SGD step with the same lr and momentum.
-    A layer whose weight got no gradient is left as it is.
+    step(): for every layer holding a Clustered weight, that weight's gradient
+    dL/dW (which the layer's backward computes as for any weight) is summed per
+    centroid (D.16) and the codebook takes one SGD-with-momentum step with its
+    own float64 velocity (D.17); indices and mask never change, so the layer
+    computes with the new shared values at once. Then every other parameter
+    (biases, unclustered layers) takes an SGD step with the same lr and
+    momentum. A layer whose weight got no gradient is left as it is.
     """
 
-    def __init__(self, model, clustered: Mapping, *, lr: float, momentum: float = 0.9):
-        self.layers = prunable_layers(model, list(clustered))
-        for name, layer in self.layers.items():
-            if not isinstance(clustered[name], Clustered):
-                raise ValidationError(f"clustered[{name!r}]", "a Clustered weight", type(clustered[name]).__name__)
-            if clustered[name].shape != layer.weight.data.shape:
-                raise ValidationError(f"clustered[{name!r}]", f"shape {layer.weight.data.shape}",
-                                      clustered[name].shape)
-        self.clustered, self.lr, self.momentum = clustered, lr, momentum
+    def __init__(self, model, *, lr: float, momentum: float = 0.9):
+        self.layers = clustered_layers(model)
+        if not self.layers:
+            raise ValidationError("model", "layers holding Clustered weights (from cluster_model)", "none")
+        self.lr, self.momentum = lr, momentum
         shared_ids = {id(layer.weight) for layer in self.layers.values()}
         others = [p for p in model.parameters() if id(p) not in shared_ids]
         self.others = SGD(others, lr=lr, momentum=momentum) if others else None
-        self.velocity = {name: np.zeros(c.codebook.shape, np.float64) for name, c in clustered.items()}
+        self.velocity = {name: np.zeros(layer.weight.codebook.shape, np.float64)
+                         for name, layer in self.layers.items()}
 
     def step(self) -> None:
         for name, layer in self.layers.items():
-            c = self.clustered[name]
-            grad = layer.weight.grad
-            if grad is None:
+            c = layer.weight
+            if c.grad is None:
                 continue
-            cg = centroid_gradients(grad, c.indices, c.codebook.size, mask=c.mask)   # (D.16)
+            cg = centroid_gradients(c.grad, c.indices, c.codebook.size, mask=c.mask)   # (D.16)
             v = self.velocity[name]
             v *= self.momentum
             v += cg
             c.codebook -= (self.lr * v).astype(c.codebook.dtype)                    # (D.17)
-            layer.weight.data[...] = c.to_dense()
         if self.others is not None:
             self.others.lr = self.lr
             self.others.step()
@@ -120,28 +135,37 @@ class _OnEpoch:
         self.on_epoch_end = fn
 
 
-def finetune_centroids(model, clustered: Mapping, train_set, *, epochs: int = 1, lr: float = 1e-3,
-                       momentum: float = 0.9, batch_size: int = 64, rng=0, on_epoch=None) -> list[dict]:
-    """Train the codebooks of ``clustered`` (D.16, D.17) and every other parameter by SGD.
+def finetune_centroids(model, train_set, *, epochs: int = 1, lr: float = 1e-3, momentum: float = 0.9,
+                       batch_size: int = 64, rng=0, on_epoch=None) -> tuple:
+    """Train the shared centroids (D.16, D.17) and every other parameter by SGD: a new model and its history.
 
-    clustered : {name: Clustered} from :func:`cluster_model` (updated in place:
-        their ``codebook`` arrays change, indices and masks do not).
+    model : with Clustered weights (from :func:`cluster_model`); it is copied, not changed.
     lr : step for the centroids *and* the other parameters, constant. A
         centroid's gradient is the sum over its cluster (hundreds of weights),
         so lr is usually ~10× below the dense training rate.
     on_epoch : optional callable given each epoch's record.
-    Returns refcomp.nn.train's records (epoch, lr, loss, accuracy on the training batches, seconds).
+    Returns (model, history): the copy with trained codebooks (indices and
+    masks unchanged) and refcomp.nn.train's records (epoch, lr, loss, accuracy
+    on the training batches, seconds).
 
     The loop is refcomp.nn.train with a :class:`CentroidOptimizer`.
     """
     epochs = integer(epochs, "epochs", minimum=0)
-    optimizer = CentroidOptimizer(model, clustered, lr=lr, momentum=momentum)
+    out = copy.deepcopy(model)
+    shared = [layer.weight for layer in clustered_layers(out).values()]
+    optimizer = CentroidOptimizer(out, lr=lr, momentum=momentum)
     history = []
     if epochs:
         x, y = train_set
-        history = train(model, (np.asarray(x), np.asarray(y)), epochs=epochs, batch_size=batch_size,
-                        optimizer=optimizer, schedule=None, rng=rng, progress=False,
-                        callbacks=[_OnEpoch(on_epoch)] if on_epoch is not None else ())
-    model.zero_grad()
-    model.eval()
-    return history
+        for c in shared:  # the layers compute dL/dW for these while they train
+            c.trainable = True
+        try:
+            history = train(out, (np.asarray(x), np.asarray(y)), epochs=epochs, batch_size=batch_size,
+                            optimizer=optimizer, schedule=None, rng=rng, progress=False,
+                            callbacks=[_OnEpoch(on_epoch)] if on_epoch is not None else ())
+        finally:
+            for c in shared:
+                c.trainable = False
+    out.zero_grad()
+    out.eval()
+    return out, history

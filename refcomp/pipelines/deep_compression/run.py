@@ -10,8 +10,9 @@ import numpy as np
 from ...compress.prune.deploy import to_csr
 from ...compress.prune.model import apply_model_masks, prunable_layers, prune_with_schedule
 from ...compress.prune.schedules import Iterative
-from ...compress.share.trained_quantization import cluster_model, finetune_centroids
+from ...compress.share.trained_quantization import cluster_model, clustered_layers, finetune_centroids
 from ...errors import ValidationError
+from ...formats.dense import Dense
 from ...formats.relative_csr import RelativeIndexCSR, size_table
 from ...io.compressed_file import load_compressed, save_compressed
 from ...nn.train import evaluate
@@ -188,18 +189,18 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
         say(f"pruned + retrained ({rounds} rounds x {c.prune_epochs} epochs): "
             f"{100 * accuracy['pruned']:.2f} % in {seconds['prune_retrain']:.1f} s")
 
-        # 2. weight sharing + centroid fine-tuning
+        # 2. weight sharing + centroid fine-tuning: the layers hold Clustered weights
         bar.stage("cluster")
         t = time.perf_counter()
-        clustered = cluster_model(model, c.weight_bits, masks=masks, init=c.cluster_init,
+        shared, _ = cluster_model(model, c.weight_bits, masks=masks, init=c.cluster_init,
                                   rng=c.seed if c.cluster_init == "random" else None)
         seconds["cluster"] = time.perf_counter() - t
-        accuracy["clustered"] = _accuracy(model, test_set)
+        accuracy["clustered"] = _accuracy(shared, test_set)
         bar.stage("fine-tune centroids")
         t = time.perf_counter()
-        finetune_centroids(model, clustered, train_set, epochs=c.finetune_epochs, lr=c.finetune_lr,
-                           momentum=c.momentum, batch_size=c.batch_size, rng=c.seed + 1,
-                           on_epoch=lambda rec: bar.advance(loss=f"{rec['loss']:.4f}"))
+        shared, _ = finetune_centroids(shared, train_set, epochs=c.finetune_epochs, lr=c.finetune_lr,
+                                       momentum=c.momentum, batch_size=c.batch_size, rng=c.seed + 1,
+                                       on_epoch=lambda rec: bar.advance(loss=f"{rec['loss']:.4f}"))
         seconds["finetune_centroids"] = time.perf_counter() - t
         say(f"clustered: {100 * accuracy['clustered']:.2f} % ({seconds['cluster']:.1f} s), "
             f"after centroid fine-tuning {c.finetune_epochs} epochs ({seconds['finetune_centroids']:.1f} s)")
@@ -207,12 +208,14 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
         # 3. encode, decode the stored fields back into the model, evaluate
         bar.stage("encode")
         t = time.perf_counter()
+        clustered = {n: layer.weight for n, layer in clustered_layers(shared).items()}
         storage = {n: RelativeIndexCSR.from_clustered(clustered[n], index_bits=c.index_bits[n], layout=c.layout)
                    for n in names}
         table = size_table(storage)
-        layers = prunable_layers(model, names)
-        for n, layer in layers.items():
-            layer.weight.data[...] = storage[n].to_dense()
+        # the model as a runtime holds it: the weights decoded from the stored bit fields
+        model = shared
+        for n, layer in clustered_layers(model).items():
+            layer.weight = Dense(storage[n].to_dense())
         apply_model_masks(model, masks)
         seconds["encode"] = time.perf_counter() - t
         accuracy["compressed"] = _accuracy(model, test_set)

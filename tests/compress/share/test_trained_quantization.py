@@ -8,6 +8,8 @@ import pytest
 from refcomp.compress.prune import prune_model
 from refcomp.compress.share.trained_quantization import cluster_model, finetune_centroids
 from refcomp.errors import ValidationError
+from refcomp.formats import Clustered, Dense
+from refcomp.io import load_model, save_model
 from refcomp.nn import CrossEntropyLoss, evaluate, train
 
 from ..._support.helpers import blobs, mlp
@@ -23,48 +25,70 @@ def _trained_pruned():
 
 def test_cluster_model_shares_weights_and_keeps_pruned_zero():
     m, masks, _ = _trained_pruned()
-    cl = cluster_model(m, {"fc1": 3, "fc2": 2}, masks=masks)
+    before = {n: m[n].weight.data.copy() for n in ("fc1", "fc2")}
+    cm, report = cluster_model(m, {"fc1": 3, "fc2": 2}, masks=masks)
     for name, bits in (("fc1", 3), ("fc2", 2)):
-        w = m[name].weight.data
+        c = cm[name].weight
+        assert isinstance(c, Clustered)  # the layer holds the shared weight, no side dict
+        w = c.to_dense()
         assert (w[~masks[name]] == 0).all()
-        assert set(np.unique(w[masks[name]])) <= set(cl[name].codebook.tolist())
-        assert cl[name].codebook.size == 2 ** bits
+        assert set(np.unique(w[masks[name]])) <= set(c.codebook.tolist())
+        assert c.codebook.size == 2 ** bits
+        assert report[name]["bits"] == bits and report[name]["kept"] == masks[name].sum()
+        np.testing.assert_array_equal(m[name].weight.data, before[name])  # the input model is untouched
+    assert isinstance(cm["fc3"].weight, Dense)
 
 
 def test_one_finetune_step_is_the_summed_gradient_update():
     m, masks, (x, y) = _trained_pruned()
-    cl = cluster_model(m, {"fc1": 3, "fc2": 3}, masks=masks)
-    ref = copy.deepcopy(m)
+    cm, _ = cluster_model(m, {"fc1": 3, "fc2": 3}, masks=masks)
+    ref = copy.deepcopy(cm)  # its dense twin: the shared values as plain weights
+    for name in ("fc1", "fc2"):
+        ref[name].weight = Dense(cm[name].weight.to_dense())
     loss = CrossEntropyLoss()
     ref.train()
-    ref.zero_grad()  # train() leaves the last batch's gradient behind
+    ref.zero_grad()
     loss.forward(ref.forward(x), y)
     ref.backward(loss.backward())
     lr = 0.01
     expected = {}
     for name in ("fc1", "fc2"):
         g = ref[name].weight.grad
-        idx, mk = cl[name].indices, masks[name]
+        c = cm[name].weight
+        idx, mk = c.indices, masks[name]
         sums = np.array([g[(idx == k) & mk].sum() for k in range(8)])   # D.16 by hand
-        expected[name] = cl[name].codebook - lr * sums                    # D.17, first step, no momentum yet
-    finetune_centroids(m, cl, (x, y), epochs=1, lr=lr, momentum=0.0, batch_size=len(y), rng=0)
+        expected[name] = c.codebook - lr * sums                         # D.17, first step, no momentum yet
+    start = {name: cm[name].weight.codebook.copy() for name in ("fc1", "fc2")}
+    tuned, history = finetune_centroids(cm, (x, y), epochs=1, lr=lr, momentum=0.0, batch_size=len(y), rng=0)
+    assert len(history) == 1
     for name in ("fc1", "fc2"):
-        np.testing.assert_allclose(cl[name].codebook, expected[name], rtol=1e-5, atol=1e-7)
-        np.testing.assert_array_equal(m[name].weight.data, cl[name].to_dense())
+        c = tuned[name].weight
+        np.testing.assert_allclose(c.codebook, expected[name], rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(c.indices, cm[name].weight.indices)
+        np.testing.assert_array_equal(cm[name].weight.codebook, start[name])  # the input model is untouched
+        assert not c.trainable and c.grad is None
     # fc3 (not clustered) and the biases trained by plain SGD: the bias moved
-    assert not np.array_equal(m["fc3"].bias.data, ref["fc3"].bias.data)
+    assert not np.array_equal(tuned["fc3"].bias.data, ref["fc3"].bias.data)
 
 
 def test_finetuning_lowers_the_loss_and_keeps_the_structure():
     m, masks, data = _trained_pruned()
-    cl = cluster_model(m, {"fc1": 1, "fc2": 1}, masks=masks)   # 2 centroids: clustering hurts, training helps
-    before = evaluate(m, data)["loss"]
-    idx = {n: c.indices.copy() for n, c in cl.items()}
-    finetune_centroids(m, cl, data, epochs=3, lr=1e-3, batch_size=30)
-    assert evaluate(m, data)["loss"] < before
-    for n, c in cl.items():
-        np.testing.assert_array_equal(c.indices, idx[n])
-        assert (m[n].weight.data[~masks[n]] == 0).all()
+    cm, _ = cluster_model(m, {"fc1": 1, "fc2": 1}, masks=masks)   # 2 centroids: clustering hurts, training helps
+    before = evaluate(cm, data)["loss"]
+    idx = {n: cm[n].weight.indices.copy() for n in ("fc1", "fc2")}
+    tuned, _ = finetune_centroids(cm, data, epochs=3, lr=1e-3, batch_size=30)
+    assert evaluate(tuned, data)["loss"] < before
+    for n in idx:
+        np.testing.assert_array_equal(tuned[n].weight.indices, idx[n])
+        assert (tuned[n].weight.to_dense()[~masks[n]] == 0).all()
+
+
+def test_the_clustered_model_saves_and_loads(tmp_path):
+    m, masks, (x, _) = _trained_pruned()
+    cm, _ = cluster_model(m, {"fc1": 3, "fc2": 2}, masks=masks)
+    back = load_model(save_model(cm, tmp_path / "shared.safetensors"))
+    assert isinstance(back["fc1"].weight, Clustered)
+    assert back.forward(x).tobytes() == cm.eval().forward(x).tobytes()
 
 
 @pytest.mark.parametrize("bits", [0, 9, -1, 2.5])
