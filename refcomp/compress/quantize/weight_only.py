@@ -19,6 +19,11 @@ quantized*, so each layer also compensates the error its inputs carry::
 
 For a Conv2d, the rows of X_ℓ are its im2col receptive fields (one per
 output position), so the same (G1) applies to the (O, C·kh·kw) matrix.
+
+The model may be any refcomp.nn graph with one input: layer ℓ's inputs are
+captured with a forward hook while the calibration batches run through the
+whole (partly quantized) model, so "forward order" is the order of
+``named_modules()`` (a Graph's node order, a Sequential's layer order).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from ...nn.layers import Conv2d, Linear
 from ...nn.layers.conv import im2col
 from ...nn.module import Parameter
 from .gptq import HessianAccumulator, gptq_quantize
-from .model_graph import flat_layers, prepare
+from .model_graph import prepare
 from .rtn import rtn_quantize
 
 __all__ = ["quantize_weights", "layer_inputs", "model_bytes"]
@@ -65,40 +70,53 @@ def quantize_weights(model, *, bits=8, group_size: int | None = None, method: st
     if method == "gptq" and calibration_x is None:
         raise ValidationError("calibration_x", "calibration inputs (GPTQ needs a Hessian)", None)
     m = prepare(model)
-    layers = flat_layers(m)
+    layers = [(name, layer) for name, layer in m.named_modules() if isinstance(layer, (Conv2d, Linear))]
     h = None if calibration_x is None else np.asarray(calibration_x, dtype=np.float32)
     report = {}
     for name, layer in layers:
         b = bits.get(name) if isinstance(bits, dict) else bits
-        if isinstance(layer, (Conv2d, Linear)) and b is not None:
-            if isinstance(layer, Conv2d) and layer.groups != 1:
-                raise ValidationError(f"layer {name!r}", "groups=1 for weight-only quantization", layer.groups)
-            w = layer.weight.to_dense()
-            w2 = w.reshape(w.shape[0], -1).astype(np.float64)
-            x_rows = None
-            if h is not None:
-                acc = HessianAccumulator(w2.shape[1])
-                for i in range(0, len(h), batch_size):
-                    rows = layer_inputs(layer, h[i:i + batch_size]).astype(np.float64)
-                    acc.add(rows)
-                    if x_rows is None:
-                        x_rows = rows[: 4096]
-            if method == "gptq":
-                q = gptq_quantize(w2, acc.hessian(), bits=b, group_size=group_size, percdamp=percdamp,
-                                  act_order=act_order)
-            else:
-                q = rtn_quantize(w2, bits=b, group_size=group_size)
-            fmt = q.to_qtensor()      # (O, K); Conv2d multiplies a 2-D format by its im2col matrix
-            rec = {"shape": list(w.shape), "bits": b, "bytes": int(fmt.nbytes), "float_bytes": int(w.nbytes)}
-            if x_rows is not None:
-                d = x_rows @ (q.dequantize().astype(np.float64) - w2).T
-                rec["output_mse"] = float(np.mean(d * d))
-            report[name] = rec
-            layer.weight = fmt
+        if b is None:
+            continue
+        if isinstance(layer, Conv2d) and layer.groups != 1:
+            raise ValidationError(f"layer {name!r}", "groups=1 for weight-only quantization", layer.groups)
+        w = layer.weight.to_dense()
+        w2 = w.reshape(w.shape[0], -1).astype(np.float64)
+        x_rows = None
         if h is not None:
-            # inputs of the next layer: through this layer, already quantized (eq. G1)
-            h = np.concatenate([layer.forward(h[i:i + batch_size]) for i in range(0, len(h), batch_size)])
+            # (G1): the inputs this layer receives with the layers before it already quantized
+            acc = HessianAccumulator(w2.shape[1])
+            for rows in _calibration_rows(m, layer, h, batch_size):
+                acc.add(rows)
+                if x_rows is None:
+                    x_rows = rows[: 4096]
+        if method == "gptq":
+            q = gptq_quantize(w2, acc.hessian(), bits=b, group_size=group_size, percdamp=percdamp,
+                              act_order=act_order)
+        else:
+            q = rtn_quantize(w2, bits=b, group_size=group_size)
+        fmt = q.to_qtensor()      # (O, K); Conv2d multiplies a 2-D format by its im2col matrix
+        rec = {"shape": list(w.shape), "bits": b, "bytes": int(fmt.nbytes), "float_bytes": int(w.nbytes)}
+        if x_rows is not None:
+            d = x_rows @ (q.dequantize().astype(np.float64) - w2).T
+            rec["output_mse"] = float(np.mean(d * d))
+        report[name] = rec
+        layer.weight = fmt
     return m, report
+
+
+def _calibration_rows(model, layer, x: np.ndarray, batch_size: int):
+    """For each calibration batch, the rows ``layer`` multiplies by Wᵀ (float64), captured by a forward hook."""
+    seen = []
+    handle = layer.register_forward_hook(lambda module, inputs, output: seen.append(layer_inputs(layer, inputs[0])))
+    try:
+        for i in range(0, len(x), batch_size):
+            model.forward(x[i:i + batch_size])
+            if len(seen) != 1:
+                raise ValidationError("model", "a forward that runs each Conv2d / Linear once per batch",
+                                      f"{len(seen)} runs of one layer")
+            yield seen.pop().astype(np.float64)
+    finally:
+        handle.remove()
 
 
 def model_bytes(model) -> int:

@@ -1,0 +1,38 @@
+"""Weight-only RTN / GPTQ on a model graph: the inputs of each layer come from forward hooks."""
+
+import numpy as np
+import pytest
+
+from refcomp.compress.quantize.weight_only import quantize_weights
+from refcomp.formats import QTensor
+from refcomp.nn.blocks import transformer_encoder_block
+from refcomp.nn.layers import Linear
+
+
+@pytest.mark.parametrize("method", ["rtn", "gptq"])
+def test_quantize_a_transformer_block(method):
+    g = transformer_encoder_block(16, 2, 32, mask=False, rng=0).eval()
+    x = np.random.default_rng(1).standard_normal((64, 6, 16)).astype(np.float32)
+    q, report = quantize_weights(g, bits=8, method=method, calibration_x=x, batch_size=16)
+    linear = [n for n, m in g.named_modules() if isinstance(m, Linear)]
+    assert set(report) == set(linear) and "attn.q_proj" in report
+    for n, m in q.named_modules():
+        if isinstance(m, Linear):
+            assert isinstance(m.weight, QTensor)
+            assert report[n]["output_mse"] >= 0
+    y, y_q = g.forward(x), q.forward(x)
+    assert np.abs(y_q - y).max() < 0.05 * np.abs(y).max()   # 8-bit weights: a small change
+    # the input model is untouched
+    assert not any(isinstance(m.weight, QTensor) for _, m in g.named_modules() if isinstance(m, Linear))
+
+
+def test_gptq_uses_the_inputs_of_the_partly_quantized_model():
+    """Layer 2's Hessian comes from layer 1's *quantized* output (eq. G1): 2-bit layer 1 changes it."""
+    g = transformer_encoder_block(8, 2, 16, mask=False, rng=3).eval()
+    x = np.random.default_rng(4).standard_normal((32, 4, 8)).astype(np.float32)
+    names = [n for n, m in g.named_modules() if isinstance(m, Linear)]
+    last = names[-1]
+    _, fine = quantize_weights(g, bits={last: 4}, method="gptq", calibration_x=x, batch_size=8)
+    _, coarse = quantize_weights(g, bits={**{n: 2 for n in names[:-1]}, last: 4}, method="gptq",
+                                 calibration_x=x, batch_size=8)
+    assert fine[last]["output_mse"] != coarse[last]["output_mse"]
