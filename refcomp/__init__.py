@@ -1,14 +1,19 @@
 """refcomp: a reference implementation of neural-network compression.
 
-Sub-packages (imported on first use):
+Sub-packages, bottom layer first (imported on first use; each imports only
+the ones above it in this list, docs/architecture.md):
 
-- ``refcomp.quant``    quantized dtypes, QParams, observers, fake quantization
-- ``refcomp.ops``      ONNX-semantics golden ops in NumPy (the definitions)
-- ``refcomp.kernels``  fast twins of the ops (Numba, C via cffi)
-- ``refcomp.formats``  how one weight is stored (Dense, QTensor, CSR, ...)
-- ``refcomp.nn``       layers with forward/backward, losses, optimizers, training
-- ``refcomp.compress`` algorithms: model in, model out
-- ``refcomp.io``       files (safetensors / npz / ONNX), never pickle
+- ``refcomp.numerics``  the quantized-dtype table and the rounding modes
+- ``refcomp.ops``       ONNX-semantics golden ops in NumPy (the definitions)
+- ``refcomp.kernels``   fast twins of the ops (Numba, C via cffi)
+- ``refcomp.quant``     QParams, observers, fake quantization
+- ``refcomp.formats``   how one weight is stored (Dense, QTensor, CSR, Clustered, ...)
+- ``refcomp.datasets``  digits, MNIST, splits, mini-batches
+- ``refcomp.nn``        modules and model graphs, forward/backward, losses, optimizers, training
+- ``refcomp.models``    the reference LeNets
+- ``refcomp.io``        model files (safetensors / npz), never pickle
+- ``refcomp.compress``  algorithms by family: model in, model out
+- ``refcomp.pipelines`` compositions of families (Deep Compression)
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ __all__ = [
     "set_num_threads",
 ]
 
-_SUBPACKAGES = {"quant", "ops", "kernels", "formats", "nn", "compress", "io", "datasets", "models"}
+_SUBPACKAGES = {"numerics", "quant", "ops", "kernels", "formats", "nn", "compress", "io", "datasets", "models",
+                "pipelines", "checks"}
 
 
 def __getattr__(name: str):
