@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import DTypeError, OverflowRiskError, ShapeError, ValidationError
-from ...nn.layers.conv import im2col
 from ...nn.layers.pooling import MaxPool2d
 from ...nn.module import Module
 from ...ops import conv_integer, matmul_integer
+from ...ops.im2col import im2col
 from ...ops.requantize import quantize_multiplier, requantize
 from ...quant import QParams, dequantize, quantize
 

@@ -32,8 +32,8 @@ import numpy as np
 
 from ...errors import ValidationError
 from ...nn.layers import Conv2d, Linear
-from ...nn.layers.conv import im2col
 from ...nn.module import Parameter
+from ...ops.im2col import im2col
 from .gptq import HessianAccumulator, gptq_quantize
 from .model_graph import prepare
 from .rtn import rtn_quantize

@@ -11,7 +11,7 @@ Definition (group γ = o // (O/g) reads input channels γ·C/g … (γ+1)·C/g �
 
 where xp is x padded with ph / pw zeros on each side.
 
-How it is computed (im2col, Chellapilla et al. 2006): a strided view of xp
+How it is computed (im2col, Chellapilla et al. 2006; refcomp.ops.im2col): a strided view of xp
 lists every receptive field, copied once into the matrix
 
     cols[(n, i, j), (c, u, v)] = xp[n, c, i·sh + u·dh, j·sw + v·dw]     (N·OH·OW, C·kh·kw)
@@ -37,58 +37,16 @@ The weight is a WeightFormat; with g = 1 the forward product goes through
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from ...checks import float_tensor, int_pair, integer
 from ...errors import ShapeError, ValidationError
 from ...formats.base import WeightFormat
 from ...formats.dense import Dense
+from ...ops.im2col import col2im, conv_output_size, im2col
 from ..init import init_bias, init_weight
 from ..module import Module, Parameter, _accumulate, as_rng, register_layer
 
-__all__ = ["Conv2d", "conv_output_size", "im2col", "col2im"]
-
-
-def conv_output_size(size: int, k: int, stride: int, pad: int, dilation: int) -> int:
-    """floor((size + 2·pad − dilation·(k − 1) − 1) / stride) + 1."""
-    return (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
-
-
-def im2col(xp: np.ndarray, kernel, stride, dilation, out_hw) -> np.ndarray:
-    """Receptive fields of padded xp (N, C, Hp, Wp) as the (C·kh·kw, N·OH·OW) matrix colsᵀ (a copy).
-
-    Row (c, u, v), column (n, i, j) holds xp[n, c, i·sh + u·dh, j·sw + v·dw]. This
-    transposed layout is copied with contiguous runs along j (the textbook
-    (N·OH·OW, C·kh·kw) order would copy runs of kw); ``colsT.T`` is the textbook
-    cols matrix, as a view.
-    """
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
-    n, c = xp.shape[:2]
-    s_n, s_c, s_h, s_w = xp.strides
-    view = as_strided(xp, shape=(c, kh, kw, n, oh, ow),
-                      strides=(s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw), writeable=False)
-    return view.reshape(c * kh * kw, n * oh * ow)
-
-
-def col2im(dcolsT: np.ndarray, xp_shape, kernel, stride, dilation, out_hw) -> np.ndarray:
-    """Adjoint of im2col: sum every entry of dL/dcolsᵀ back onto the xp position it was read from.
-
-    ``dcolsT`` is (C·kh·kw, OH·OW·N) with its columns ordered (i, j, n) — sample
-    index fastest — so that each kernel offset (u, v) adds one (C, OH, OW, N)
-    slab into a (C, Hp, Wp, N) buffer whose innermost runs are OW·N elements
-    long (NumPy's per-run overhead then vanishes). Returns dL/dxp (N, C, Hp, Wp),
-    C-contiguous.
-    """
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
-    n, c, hp, wp = xp_shape
-    dxp = np.zeros((c, hp, wp, n), dtype=dcolsT.dtype)
-    d6 = dcolsT.reshape(c, kh, kw, oh, ow, n)
-    for u in range(kh):
-        hs = u * dh
-        for v in range(kw):
-            ws = v * dw
-            dxp[:, hs:hs + sh * (oh - 1) + 1:sh, ws:ws + sw * (ow - 1) + 1:sw, :] += d6[:, u, v]
-    return np.ascontiguousarray(dxp.transpose(3, 0, 1, 2))
+__all__ = ["Conv2d"]
 
 
 @register_layer
