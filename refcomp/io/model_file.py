@@ -343,8 +343,8 @@ def load_model(path) -> Module:
     path = Path(path)
     raw = path.read_bytes()
     if raw[:4] == b"RCDC":  # the Deep Compression file of refcomp compress (refcomp.io.compressed_file)
-        raise FileFormatError(f"{path}: a Deep Compression file (.rcdc), not a model file: read it with "
-                              "refcomp.io.compressed_file.load_compressed (or load_into a model)")
+        raise FileFormatError(f"{path}: a Deep Compression file (.rcdc), not a model file: convert it with "
+                              "refcomp.pipelines.deep_compression.load_into(model, path, stored=True) and save_model")
     if raw[:4] == b"PK\x03\x04" or raw[:4] == b"PK\x05\x06":
         header, tensors = _read_npz(raw, path)
     else:

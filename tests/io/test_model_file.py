@@ -250,5 +250,5 @@ def test_a_deep_compression_file_is_named_as_such(tmp_path):
 
     layer = RelativeIndexCSR.from_clustered(cluster_weight(np.ones((4, 6), np.float32), 1), index_bits=2)
     path = save_compressed(tmp_path / "m.rcdc", {"fc": layer})
-    with pytest.raises(FileFormatError, match="Deep Compression file.*load_compressed"):
+    with pytest.raises(FileFormatError, match="Deep Compression file.*load_into"):
         load_model(path)

@@ -59,3 +59,28 @@ def test_progress_bar_only_on_a_terminal():
         bar.close()
     assert "prune" in tty.getvalue() and "1/3" in tty.getvalue()
     assert pipe.getvalue() == ""
+
+
+def test_an_rcdc_file_converts_to_a_model_file(tmp_path):
+    """load_into(..., stored=True) + save_model: the same coded layers in a file load_model reads."""
+    from refcomp import datasets, models
+    from refcomp.formats import RelativeIndexCSR
+    from refcomp.io import load_model, save_model
+    from refcomp.nn import train
+    from refcomp.pipelines.deep_compression import load_into
+
+    train_set, test_set = datasets.load_split("digits", seed=0)
+    m = models.digits_mlp(0)
+    train(m, train_set, epochs=2, progress=False)
+    cfg = PipelineConfig.from_dict({"prune_rounds": 1, "prune_epochs": 1, "finetune_epochs": 0},
+                                   PipelineConfig(**PRESETS["digits_mlp"]))
+    r = run_pipeline(m, train_set, test_set, cfg, progress=False, save_to=tmp_path / "m.rcdc")
+    stored = load_into(models.digits_mlp(0), r.file, stored=True)
+    for name in cfg.sparsity:
+        assert isinstance(stored[name].weight, RelativeIndexCSR)
+        assert stored[name].weight.nbytes == r.storage[name].nbytes
+    back = load_model(save_model(stored, tmp_path / "m.safetensors"))
+    decoded = load_into(models.digits_mlp(0), r.file)
+    x = test_set[0]
+    assert back.forward(x).tobytes() == decoded.eval().forward(x).tobytes()
+    assert back.forward(x).tobytes() == r.model.eval().forward(x).tobytes()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 
@@ -114,19 +115,24 @@ def _other_tensors(model, names) -> dict:
     return out
 
 
-def load_into(model, path):
-    """A copy of ``model`` with every weight, parameter and buffer read from a compressed file."""
-    import copy
+def load_into(model, path, *, stored: bool = False):
+    """A copy of ``model`` with every weight, parameter and buffer read from a compressed (.rcdc) file.
 
-
+    stored : False, the compressed layers get the decoded Dense weights (what
+        the pipeline evaluates); True, they hold the RelativeIndexCSR itself,
+        so ``refcomp.io.save_model`` writes the same coded fields into a model
+        file that ``load_model`` reads: the converter from .rcdc files.
+    """
     layers, tensors, _ = load_compressed(path)
     out = copy.deepcopy(model)
     chosen = prunable_layers(out, list(layers))
     for name, layer in chosen.items():
-        w = layers[name].to_dense()
-        if w.shape != layer.weight.data.shape:
-            raise ValidationError(f"{path}: layer {name!r}", f"shape {layer.weight.data.shape}", w.shape)
-        layer.weight.data[...] = w
+        if tuple(layers[name].shape) != layer.weight.data.shape:
+            raise ValidationError(f"{path}: layer {name!r}", f"shape {layer.weight.data.shape}", layers[name].shape)
+        if stored:
+            layer.weight = layers[name]
+        else:
+            layer.weight.data[...] = layers[name].to_dense()
     weights = dict(out.named_weights())
     buffers = dict(out.named_buffers())
     for name, a in tensors.items():
