@@ -14,6 +14,11 @@ A conv kernel (out, c, kh, kw) can be held too (``shape=``): the factors then
 approximate its im2col matrix (out, c·kh·kw), ``matmul`` works on that matrix
 (the convention of refcomp.formats.Dense for rank > 2) and ``to_dense``
 reshapes to the kernel. Like every format but Dense it is not trainable.
+
+Composition: each factor may itself be a 2-D weight format instead of an array,
+e.g. QTensors for quantized low-rank factors (``LowRank(QTensor(L), QTensor(R))``);
+the product then runs through the factors' own ``matmul`` and the storage is
+theirs. A model file stores such factors as parts (refcomp.io.model_file).
 """
 
 from __future__ import annotations
@@ -38,17 +43,22 @@ class LowRank(WeightFormat):
     trainable = False
 
     def __init__(self, left, right, *, shape=None):
-        left = np.asarray(left)
-        right = np.asarray(right)
+        factors = []
         for name, a in (("left", left), ("right", right)):
-            if a.dtype not in (np.float32, np.float64):
-                raise DTypeError(name, "a float32 or float64 array", f"dtype {a.dtype}")
-            if a.ndim != 2:
-                raise ShapeError(name, "a 2-D array", f"shape {a.shape}")
+            if not isinstance(a, WeightFormat):
+                a = np.asarray(a)
+                if a.dtype not in (np.float32, np.float64):
+                    raise DTypeError(name, "a float32 or float64 array (or a 2-D weight format)", f"dtype {a.dtype}")
+                a = np.ascontiguousarray(a)
+            if len(a.shape) != 2:
+                raise ShapeError(name, "a 2-D array or weight format", f"shape {tuple(a.shape)}")
+            factors.append(a)
+        left, right = factors
         if left.shape[1] != right.shape[0]:
-            raise ShapeError("right", f"{left.shape[1]} rows (the columns of left {left.shape})",
-                             f"shape {right.shape}")
-        if left.dtype != right.dtype:
+            raise ShapeError("right", f"{left.shape[1]} rows (the columns of left {tuple(left.shape)})",
+                             f"shape {tuple(right.shape)}")
+        arrays = isinstance(left, np.ndarray) and isinstance(right, np.ndarray)
+        if arrays and left.dtype != right.dtype:
             raise DTypeError("right", f"the dtype of left ({left.dtype})", f"dtype {right.dtype}")
         matrix_shape = (left.shape[0], right.shape[1])
         if shape is None:
@@ -57,8 +67,8 @@ class LowRank(WeightFormat):
         if len(shape) < 2 or shape[0] != matrix_shape[0] or math.prod(shape[1:]) != matrix_shape[1]:
             raise ShapeError("shape", f"(out={matrix_shape[0]}, ...) with the trailing dims multiplying to "
                              f"{matrix_shape[1]}", f"{shape}")
-        self.left = np.ascontiguousarray(left)
-        self.right = np.ascontiguousarray(right)
+        self.left = left
+        self.right = right
         self.shape = shape
 
     @property
@@ -66,21 +76,24 @@ class LowRank(WeightFormat):
         return self.left.shape[1]
 
     def to_dense(self) -> np.ndarray:
-        return (self.left @ self.right).reshape(self.shape)
+        return (_dense(self.left) @ _dense(self.right)).reshape(self.shape)
 
     def matmul(self, x: np.ndarray) -> np.ndarray:
         """x @ W2.T = (x @ right.T) @ left.T for x (..., in), W2 the (out, in) matrix."""
         x = np.asarray(x)
         if x.ndim < 1 or x.shape[-1] != self.right.shape[1]:
             raise ShapeError("x", f"an array (..., {self.right.shape[1]})", f"shape {x.shape}")
-        return (x @ self.right.T) @ self.left.T
+        if isinstance(self.left, np.ndarray) and isinstance(self.right, np.ndarray):
+            return (x @ self.right.T) @ self.left.T
+        h = self.right.matmul(x) if isinstance(self.right, WeightFormat) else x @ self.right.T
+        return self.left.matmul(h) if isinstance(self.left, WeightFormat) else h @ self.left.T
 
     @property
     def nbytes(self) -> int:
-        return self.left.nbytes + self.right.nbytes
+        return int(self.left.nbytes + self.right.nbytes)
 
-    def fields(self) -> dict[str, np.ndarray]:
-        """left, right and the logical shape (int64) — what a file stores."""
+    def fields(self) -> dict:
+        """left, right (arrays, or weight formats: parts of a composition) and the logical shape (int64)."""
         return {"left": self.left, "right": self.right, "shape": np.asarray(self.shape, dtype=np.int64)}
 
     @classmethod
@@ -96,4 +109,10 @@ class LowRank(WeightFormat):
             raise FileFormatError(f"fields: {exc}") from None
 
     def __repr__(self) -> str:
-        return f"LowRank(shape={self.shape}, rank={self.rank}, dtype={self.left.dtype})"
+        kind = (f"dtype={self.left.dtype}" if isinstance(self.left, np.ndarray)
+                else f"factors={type(self.left).__name__}, {type(self.right).__name__}")
+        return f"LowRank(shape={self.shape}, rank={self.rank}, {kind})"
+
+
+def _dense(factor) -> np.ndarray:
+    return factor.to_dense() if isinstance(factor, WeightFormat) else factor

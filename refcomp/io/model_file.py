@@ -11,14 +11,18 @@ Both containers hold the same two things:
    field           meaning
    ==============  ============================================================
    format          always "refcomp.model"
-   version         integer format version, currently 1 (a newer one is refused)
+   version         integer format version (a newer one is refused): 2 when a
+                   weight is a composed format (below), else 1
    graph           the layer graph: {"type": "Sequential", "children": [
                    {"name": "conv1", "type": "Conv2d", "config": {...}}, ...]}
                    (config = the layer's constructor keyword arguments), or
                    {"type": "Graph", "inputs": [...], "outputs": [...], "nodes":
                    [{"name": "fc1", "inputs": ["x"], "module": {"type": ...}}]}
    weights         {name: {"format": "Dense" | <refcomp.formats class>,
-                   "fields": [...]}} for every weight and parameter
+                   "fields": [...]}} for every weight and parameter; a
+                   composed format (a LowRank whose factors are QTensors)
+                   adds "parts": {field: <the same spec of that format>},
+                   its tensors named ``<layer>.weight.<field>.<subfield>``
    tensors         {tensor name: {"dtype": ..., "shape": [...]}} — checked on load
    metadata        free user metadata (JSON object)
    ==============  ============================================================
@@ -47,6 +51,7 @@ import numpy as np
 
 from .. import formats
 from ..errors import FileFormatError, ValidationError
+from ..formats.base import WeightFormat
 from ..formats.dense import Dense
 from ..nn.graph import Graph
 from ..nn.module import LAYER_TYPES, Module, Parameter, Sequential
@@ -55,7 +60,7 @@ from .atomic import write_atomic
 __all__ = ["save_model", "load_model", "FORMAT", "VERSION", "model_header"]
 
 FORMAT = "refcomp.model"
-VERSION = 1
+VERSION = 2   # 2: weight formats composed of formats ("parts"); 1: everything else
 _NPZ_HEADER = "__refcomp_header__"
 _MAX_HEADER = 100 * 2 ** 20
 
@@ -159,6 +164,28 @@ def _build(node: dict, where: str) -> Module:
 
 
 # --- header + tensors -----------------------------------------------------------
+def _flatten(fmt, name: str, tensors: dict) -> dict:
+    """Store the fields of weight format ``fmt`` as tensors ``<name>.<field>``; return its header spec.
+
+    A field that is itself a weight format (a composition, e.g. a LowRank whose
+    factors are QTensors) is stored the same way under ``<name>.<field>`` and
+    described in the spec's "parts".
+    """
+    if not hasattr(type(fmt), "from_fields"):
+        raise ValidationError(name, "a weight format with fields() and from_fields()", type(fmt).__name__)
+    spec = {"format": type(fmt).__name__, "fields": []}
+    parts = {}
+    for f, a in fmt.fields().items():
+        if isinstance(a, WeightFormat):
+            parts[f] = _flatten(a, f"{name}.{f}", tensors)
+        else:
+            tensors[f"{name}.{f}"] = np.ascontiguousarray(a)
+            spec["fields"].append(f)
+    if parts:
+        spec["parts"] = parts
+    return spec
+
+
 def _tensors_and_header(model: Module, metadata: dict | None) -> tuple[dict, dict]:
     tensors: dict[str, np.ndarray] = {}
     weights: dict[str, dict] = {}
@@ -167,18 +194,13 @@ def _tensors_and_header(model: Module, metadata: dict | None) -> tuple[dict, dic
             tensors[name] = np.ascontiguousarray(w.data)
             weights[name] = {"format": "Dense" if isinstance(w, Dense) else "Parameter", "fields": []}
         else:
-            fields = w.fields()
-            if not hasattr(type(w), "from_fields"):
-                raise ValidationError(name, "a weight format with fields() and from_fields()",
-                                      type(w).__name__)
-            for f, a in fields.items():
-                tensors[f"{name}.{f}"] = np.ascontiguousarray(a)
-            weights[name] = {"format": type(w).__name__, "fields": list(fields)}
+            weights[name] = _flatten(w, name, tensors)
     for name, b in model.named_buffers():
         tensors[name] = np.ascontiguousarray(b)
     header = {
         "format": FORMAT,
-        "version": VERSION,
+        # version 2 only where it is needed (a composed format), so version-1 readers keep reading the rest
+        "version": VERSION if any("parts" in spec for spec in weights.values()) else 1,
         "graph": _graph(model),
         "weights": weights,
         "tensors": {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in tensors.items()},
@@ -205,6 +227,27 @@ def _check_header(header, path) -> dict:
         if not isinstance(header.get(key), typ):
             raise FileFormatError(f"{path}: header field {key!r} missing or not a {typ.__name__}")
     return header
+
+
+def _unflatten(spec, name: str, tensors: dict, path) -> WeightFormat:
+    """Rebuild the weight format ``spec`` describes from the tensors ``<name>.<field>`` (inverse of _flatten)."""
+    fmt = spec.get("format") if isinstance(spec, dict) else None
+    cls = getattr(formats, str(fmt), None) if fmt else None
+    if not (isinstance(cls, type) and issubclass(cls, WeightFormat) and hasattr(cls, "from_fields")):
+        raise FileFormatError(f"{path}: weight {name!r} has unknown format {fmt!r}")
+    names, parts = spec.get("fields", []), spec.get("parts", {})
+    if not isinstance(names, list) or not isinstance(parts, dict):
+        raise FileFormatError(f"{path}: weight {name!r}: 'fields' must be a list and 'parts' an object")
+    missing = [f for f in names if f"{name}.{f}" not in tensors]
+    if missing:
+        raise FileFormatError(f"{path}: weight {name!r}: no tensors for fields {missing}")
+    fields = {f: tensors[f"{name}.{f}"].copy() for f in names}
+    for f, sub in parts.items():
+        fields[f] = _unflatten(sub, f"{name}.{f}", tensors, path)
+    try:
+        return cls.from_fields(fields)
+    except (TypeError, ValueError) as exc:
+        raise FileFormatError(f"{path}: weight {name!r}: {exc}") from exc
 
 
 def _assemble(header: dict, tensors: dict, path) -> Module:
@@ -235,14 +278,7 @@ def _assemble(header: dict, tensors: dict, path) -> Module:
             if fmt == "Dense" and hasattr(old, "trainable"):
                 new.trainable = old.trainable
         else:
-            cls = getattr(formats, str(fmt), None) if fmt else None
-            if cls is None or not hasattr(cls, "from_fields"):
-                raise FileFormatError(f"{path}: weight {name!r} has unknown format {fmt!r}")
-            fields = {f: tensors[f"{name}.{f}"].copy() for f in spec.get("fields", [])}
-            try:
-                new = cls.from_fields(fields)
-            except (TypeError, ValueError) as exc:
-                raise FileFormatError(f"{path}: weight {name!r}: {exc}") from exc
+            new = _unflatten(spec, name, tensors, path)
             if tuple(new.shape) != tuple(old.shape):
                 raise FileFormatError(f"{path}: weight {name!r} has shape {new.shape}, the layer needs {old.shape}")
         setattr(mod, attr, new)

@@ -39,3 +39,73 @@ def test_lowrank_format():
         LowRank(np.ones((3, 2), dtype=np.int32), np.ones((2, 4)))
     with pytest.raises(ShapeError, match="x"):
         lr.matmul(np.ones((2, 29), np.float32))
+
+
+# --- composition: quantized low-rank factors
+
+
+def _quantized_factors(seed=0):
+    from refcomp.compress.lowrank.factorize import to_lowrank
+    from refcomp.formats import QTensor
+    from refcomp.quant import choose_qparams
+
+    w = np.random.default_rng(seed).standard_normal((24, 40)).astype(np.float32)
+    lr = to_lowrank(w, rank=6)
+
+    def q(a):  # int8, one symmetric scale per row
+        m = np.abs(a).max(axis=1)
+        return QTensor.quantize(a, choose_qparams(-m, m, "int8", symmetric=True, axis=0))
+
+    return w, lr, LowRank(q(lr.left), q(lr.right))
+
+
+def test_low_rank_of_quantized_factors_computes_through_the_factors():
+    _, lr, composed = _quantized_factors()
+    left, right = composed.left.to_dense(), composed.right.to_dense()
+    np.testing.assert_array_equal(composed.to_dense(), left @ right)          # W = Q(L) Q(R), nothing else
+    x = np.random.default_rng(1).standard_normal((5, 40)).astype(np.float32)
+    np.testing.assert_allclose(composed.matmul(x), (x @ right.T) @ left.T, rtol=1e-6, atol=1e-6)
+    assert composed.nbytes == composed.left.nbytes + composed.right.nbytes < lr.nbytes  # int8 codes + scales
+    np.testing.assert_allclose(composed.to_dense(), lr.to_dense(), atol=0.05 * np.abs(lr.to_dense()).max())
+
+
+@pytest.mark.parametrize("container", ["safetensors", "npz"])
+def test_a_composed_format_round_trips_through_a_model_file(container, tmp_path):
+    from refcomp import models
+    from refcomp.formats import QTensor
+    from refcomp.io import load_model, model_header, save_model
+    from refcomp.nn import Linear, ReLU, Sequential
+
+    _, _, composed = _quantized_factors()
+    m = Sequential(("fc1", Linear(40, 24, rng=0)), ("relu", ReLU()), ("fc2", Linear(24, 3, rng=1))).eval()
+    m["fc1"].weight = composed
+    header = model_header(m)
+    assert header["version"] == 2 and header["weights"]["fc1.weight"]["parts"]["left"]["format"] == "QTensor"
+    assert header["version"] == 2 and "fc1.weight.left.data" in header["tensors"]
+    assert model_header(models.digits_mlp())["version"] == 1   # files without compositions stay version 1
+    back = load_model(save_model(m, tmp_path / f"m.{container}"))
+    w = back["fc1"].weight
+    assert isinstance(w, LowRank) and isinstance(w.left, QTensor) and isinstance(w.right, QTensor)
+    x = np.random.default_rng(2).standard_normal((4, 40)).astype(np.float32)
+    assert back.forward(x).tobytes() == m.forward(x).tobytes()
+
+
+def test_a_composed_part_missing_from_the_file_is_a_file_format_error(tmp_path):
+    import json
+
+    from refcomp.errors import FileFormatError
+    from refcomp.io import load_model, save_model
+    from refcomp.nn import Linear, Sequential
+
+    _, _, composed = _quantized_factors()
+    m = Sequential(("fc1", Linear(40, 24, rng=0)))
+    m["fc1"].weight = composed
+    path = save_model(m, tmp_path / "m.npz")
+    with np.load(path) as z:
+        arrays = dict(z)
+    h = json.loads(arrays["__refcomp_header__"].tobytes())
+    h["weights"]["fc1.weight"]["parts"]["left"]["format"] = "NoSuchFormat"
+    arrays["__refcomp_header__"] = np.frombuffer(json.dumps(h).encode(), np.uint8)
+    np.savez(path, **arrays)
+    with pytest.raises(FileFormatError, match="unknown format"):
+        load_model(path)

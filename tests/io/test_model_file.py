@@ -11,6 +11,7 @@ from refcomp.compress.share.cluster import cluster_weight
 from refcomp import models, nn
 from refcomp.errors import FileFormatError, ValidationError
 from refcomp.io import load_model, model_header, save_model
+from refcomp.io.model_file import VERSION
 
 pytest.importorskip("safetensors")
 FORMATS = ["safetensors", "npz"]
@@ -134,7 +135,7 @@ def test_npz_wrong_header_rejected(tmp_path):
     with np.load(path) as z:
         arrays = dict(z)
     h = json.loads(arrays["__refcomp_header__"].tobytes())
-    h["version"] = 2
+    h["version"] = VERSION + 1  # newer than this refcomp reads
     arrays["__refcomp_header__"] = np.frombuffer(json.dumps(h).encode(), np.uint8)
     np.savez(path, **arrays)
     with pytest.raises(FileFormatError, match="newer"):
