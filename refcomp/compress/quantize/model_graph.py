@@ -29,7 +29,7 @@ from ...nn.fold import fold_batchnorm
 from ...nn.layers import Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
 from ...nn.module import Module, Sequential
 
-__all__ = ["Stage", "flat_layers", "stages_of", "value_stage", "prepare"]
+__all__ = ["Stage", "flat_layers", "stages_of", "stage_output_modules", "value_stage", "prepare"]
 
 
 @dataclass
@@ -87,6 +87,21 @@ def stages_of(model: Module) -> list[Stage]:
     if not any(s.kind == "compute" for s in stages):
         raise ValidationError("model", "at least one Conv2d or Linear layer", "none")
     return stages
+
+
+def stage_output_modules(model: Module) -> dict[str, Module]:
+    """{compute stage name: the layer whose output is the stage's output} (its fused ReLU, else itself).
+
+    A forward hook on these layers sees exactly what each compute stage hands
+    on (how calibration observes the activations).
+    """
+    layers = flat_layers(model)
+    out = {}
+    for s in stages_of(model):
+        if s.kind == "compute":
+            i = next(k for k, (_, layer) in enumerate(layers) if layer is s.layer)
+            out[s.name] = layers[i + 1][1] if s.relu else s.layer
+    return out
 
 
 def prepare(model: Module) -> Module:

@@ -39,7 +39,7 @@ from ...quant import EntropyObserver, MinMaxObserver, MSEObserver, PercentileObs
 from .bias_correction_model import empirical_output_shift
 from .cle_model import equalize_model
 from .integer_model import IntegerCompute, IntegerModel, IntegerStage
-from .model_graph import prepare, stages_of
+from .model_graph import prepare, stage_output_modules, stages_of
 
 __all__ = ["OBSERVERS", "make_observer", "calibrate", "quantize_weight_per_channel", "integer_model_from",
            "quantize_static"]
@@ -71,22 +71,33 @@ def calibrate(model, calibration_x, *, observer: str = "minmax", activation_dtyp
     """Run the (folded, float) model on ``calibration_x``; return (stages, {stage name: QParams}).
 
     The key "input" holds the model input's QParams; every compute stage's
-    name holds its output's (after the fused ReLU).
+    name holds its output's (after the fused ReLU), seen by a forward hook on
+    the layer that produces it (model_graph.stage_output_modules).
     """
     x = _check_batches(calibration_x, batch_size)
     stages = stages_of(model)
     kw = observer_kwargs or {}
     obs = {"input": make_observer(observer, activation_dtype, **kw)}
-    for s in stages:
-        if s.kind == "compute":
-            obs[s.name] = make_observer(observer, activation_dtype, **kw)
-    for i in range(0, len(x), batch_size):
-        h = x[i:i + batch_size]
-        obs["input"].observe(h)
-        for s in stages:
-            h = s.forward_float(h)
-            if s.kind == "compute":
-                obs[s.name].observe(h)
+    outputs = stage_output_modules(model)
+    for name in outputs:
+        obs[name] = make_observer(observer, activation_dtype, **kw)
+    def observing(o):
+        def hook(module, inputs, y):
+            o.observe(y)
+        return hook
+
+    handles = [module.register_forward_hook(observing(obs[name])) for name, module in outputs.items()]
+    was = model.training
+    model.eval()
+    try:
+        for i in range(0, len(x), batch_size):
+            h = x[i:i + batch_size]
+            obs["input"].observe(h)
+            model.forward(h)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was)
     return stages, {k: o.qparams() for k, o in obs.items()}
 
 
