@@ -27,6 +27,7 @@ import numpy as np
 
 from ...errors import ShapeError, ValidationError
 from ...formats.dense import Dense
+from .model_graph import stages_of
 
 __all__ = ["empirical_output_shift"]
 
@@ -43,16 +44,17 @@ def _error_layer(layer, w_hat):
     return err
 
 
-def empirical_output_shift(stages, calibration_x, w_hats: dict, *, batch_size: int = 500) -> dict:
+def empirical_output_shift(model, calibration_x, w_hats: dict, *, batch_size: int = 500) -> dict:
     """Δ of eq. (BC1) for every compute stage named in ``w_hats`` ({name: dequantized weight}).
 
-    stages : the float stages of a folded model (model_graph.stages_of), run
-        in order on ``calibration_x`` (N, ...) to get each layer's inputs.
+    model : a folded float model (model_graph.prepare); ``calibration_x`` (N, ...)
+        runs through it and a forward hook on each named layer takes its inputs.
     Returns {name: float64 (out,)}.
     """
     x = np.asarray(calibration_x)
     if x.dtype.kind != "f" or x.ndim < 2 or len(x) == 0:
         raise ValidationError("calibration_x", "a non-empty float array (N, ...)", f"{x.dtype} {x.shape}")
+    stages = stages_of(model)
     names = {s.name for s in stages if s.kind == "compute"}
     unknown = sorted(set(w_hats) - names)
     if unknown:
@@ -60,14 +62,24 @@ def empirical_output_shift(stages, calibration_x, w_hats: dict, *, batch_size: i
     errs = {s.name: _error_layer(s.layer, w_hats[s.name]) for s in stages if s.name in w_hats}
     sums = {name: 0.0 for name in errs}
     counts = dict.fromkeys(errs, 0)
-    for i in range(0, len(x), batch_size):
-        h = x[i:i + batch_size]
-        for s in stages:
-            if s.name in errs:
-                d = errs[s.name].forward(h.astype(np.float64))
-                # channel axis 1; every other axis (image, position) is averaged
-                axes = (0,) + tuple(range(2, d.ndim))
-                sums[s.name] = sums[s.name] + d.sum(axis=axes)
-                counts[s.name] += d.size // d.shape[1]
-            h = s.forward_float(h)
+
+    def accumulate(name):
+        def hook(module, inputs, output):
+            d = errs[name].forward(inputs[0].astype(np.float64))
+            # channel axis 1; every other axis (image, position) is averaged
+            axes = (0,) + tuple(range(2, d.ndim))
+            sums[name] = sums[name] + d.sum(axis=axes)
+            counts[name] += d.size // d.shape[1]
+        return hook
+
+    handles = [s.layer.register_forward_hook(accumulate(s.name)) for s in stages if s.name in errs]
+    was = model.training
+    model.eval()
+    try:
+        for i in range(0, len(x), batch_size):
+            model.forward(x[i:i + batch_size])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
     return {name: sums[name] / counts[name] for name in errs}

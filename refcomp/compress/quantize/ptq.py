@@ -201,7 +201,7 @@ def quantize_static(model, calibration_x, *, observer: str = "minmax", activatio
     if bias_correction:
         w_hats = {name: codes.astype(np.float64) * scales.astype(np.float64).reshape((-1,) + (1,) * (codes.ndim - 1))
                   for name, (codes, scales) in weights.items()}
-        shifts = empirical_output_shift(stages, _check_batches(calibration_x, batch_size), w_hats,
+        shifts = empirical_output_shift(folded, _check_batches(calibration_x, batch_size), w_hats,
                                         batch_size=batch_size)
         biases = {}
         for s in stages:

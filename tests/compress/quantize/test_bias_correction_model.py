@@ -33,7 +33,7 @@ def test_empirical_shift_is_the_mean_of_the_error_layer_output():
     x = _cnn_input(1)
     w_hats = {s.name: s.layer.weight.to_dense() + rng.normal(0, 0.05, s.layer.weight.shape)
               for s in stages if s.kind == "compute"}
-    shifts = empirical_output_shift(stages, x, w_hats, batch_size=7)
+    shifts = empirical_output_shift(m, x, w_hats, batch_size=7)
     eps1 = w_hats["conv1"] - m["conv1"].weight.to_dense()
     np.testing.assert_allclose(shifts["conv1"], conv2d(x.astype(np.float64), eps1).mean(axis=(0, 2, 3)), atol=1e-12)
     h = x
@@ -98,11 +98,11 @@ def test_bad_arguments_are_named():
         quantize_static(m, x, weight_granularity="per_group")
     with pytest.raises(ValidationError, match="equalize"):
         quantize_static(m, x, equalize="yes")
-    stages = stages_of(prepare(m))
+    folded = prepare(m)
     with pytest.raises(ValidationError, match="w_hats"):
-        empirical_output_shift(stages, x, {"nope": np.zeros((16, 12))})
+        empirical_output_shift(folded, x, {"nope": np.zeros((16, 12))})
     with pytest.raises(ShapeError, match="w_hat"):
-        empirical_output_shift(stages, x, {"fc0": np.zeros((3, 3))})
+        empirical_output_shift(folded, x, {"fc0": np.zeros((3, 3))})
 
 
 def test_bias_correction_gives_a_bias_to_bias_free_layers():
