@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import bool_mask
 from ..errors import DTypeError, ValidationError
 from .base import WeightFormat
 
@@ -29,14 +30,20 @@ class Dense(WeightFormat):
     array : floating array of any rank >= 1 (float16/32/64); stored without a copy
         when it already is a C-contiguous floating array.
 
+    mask : optional bool array of the array's shape, True = kept: a pruned
+        weight while it trains (refcomp.compress.prune). Its pruned entries are
+        zero, and the optimizer wrapper refcomp.compress.prune.model.MaskedOptimizer
+        keeps them, their gradients and its state at zero.
+
     Attributes
     ----------
     data : the array itself (optimizers update it in place).
     grad : dL/d(data) of the same shape, or None before the first backward.
     trainable : True (set False to freeze the weight).
+    mask : the pruning mask or None.
     """
 
-    def __init__(self, array, *, trainable: bool = True):
+    def __init__(self, array, *, trainable: bool = True, mask=None):
         a = np.asarray(array)
         if a.dtype.kind != "f":
             raise DTypeError("array", "a floating dtype (float16/32/64)", a.dtype)
@@ -45,6 +52,7 @@ class Dense(WeightFormat):
         self.data = np.ascontiguousarray(a)
         self.grad: np.ndarray | None = None
         self.trainable = bool(trainable)
+        self.mask = None if mask is None else bool_mask(mask, self.data.shape, "mask").copy()
 
     @property
     def shape(self) -> tuple[int, ...]:  # type: ignore[override]
@@ -71,14 +79,17 @@ class Dense(WeightFormat):
         return int(self.data.nbytes)
 
     def fields(self) -> dict[str, np.ndarray]:
-        return {"data": self.data}
+        """data, and the pruning mask when there is one."""
+        return {"data": self.data} if self.mask is None else {"data": self.data, "mask": self.mask}
 
     @classmethod
     def from_fields(cls, fields: dict[str, np.ndarray]) -> "Dense":
         """Inverse of :meth:`fields` (used by refcomp.io.model_file)."""
-        if set(fields) != {"data"}:
-            raise ValidationError("fields", "exactly {'data'}", sorted(fields))
-        return cls(fields["data"])
+        if not isinstance(fields, dict) or set(fields) not in ({"data"}, {"data", "mask"}):
+            got = sorted(fields) if isinstance(fields, dict) else type(fields).__name__
+            raise ValidationError("fields", "{'data'} or {'data', 'mask'}", got)
+        return cls(fields["data"], mask=fields.get("mask"))
 
     def __repr__(self) -> str:
-        return f"Dense(shape={self.shape}, dtype={self.data.dtype})"
+        masked = "" if self.mask is None else f", kept={int(self.mask.sum())}"
+        return f"Dense(shape={self.shape}, dtype={self.data.dtype}{masked})"

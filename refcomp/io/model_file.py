@@ -190,7 +190,7 @@ def _tensors_and_header(model: Module, metadata: dict | None) -> tuple[dict, dic
     tensors: dict[str, np.ndarray] = {}
     weights: dict[str, dict] = {}
     for name, w in model.named_weights():
-        if isinstance(w, (Dense, Parameter)):
+        if isinstance(w, Parameter) or (isinstance(w, Dense) and w.mask is None):
             tensors[name] = np.ascontiguousarray(w.data)
             weights[name] = {"format": "Dense" if isinstance(w, Dense) else "Parameter", "fields": []}
         else:
@@ -270,7 +270,7 @@ def _assemble(header: dict, tensors: dict, path) -> Module:
         mod = modules[owner]
         old = getattr(mod, attr)
         fmt = spec.get("format") if isinstance(spec, dict) else None
-        if fmt in ("Dense", "Parameter"):
+        if fmt in ("Dense", "Parameter") and not spec.get("fields"):
             a = tensors[name]
             if a.shape != old.shape:
                 raise FileFormatError(f"{path}: tensor {name!r} has shape {a.shape}, the layer needs {old.shape}")

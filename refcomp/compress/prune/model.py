@@ -11,6 +11,15 @@ Layers are addressed by their dotted module names (``"fc1"``, ``"conv2"``);
 only Linear and Conv2d layers with a Dense (trainable float) weight are
 prunable. Masks are dicts name -> bool array of the weight's shape.
 
+The transforms (:func:`prune_model`, :func:`masked_fine_tune`,
+:func:`prune_with_schedule`) take a model and return a new one with a report,
+the input untouched. A pruned layer of the result holds a *masked Dense*
+(refcomp.formats.Dense with ``mask``): its weight and its mask travel
+together, into training (MaskedOptimizer reads the masks from the weights)
+and into files; refcomp.compress.prune.deploy.to_csr turns it into a
+CSRMatrix for inference. :func:`apply_model_masks` is the in-place building
+block they use on their own copies.
+
 Fine-tuning with masks (Han et al. 2015, arXiv:1506.02626, §3): a removed
 connection must not come back. :class:`MaskedOptimizer` wraps any refcomp.nn
 optimizer and, at every step, zeroes the masked gradient entries *before* the
@@ -20,6 +29,7 @@ optimizer-state entries *after* it (so nothing can drift back).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 import numpy as np
@@ -45,6 +55,7 @@ __all__ = [
     "model_masks",
     "apply_model_masks",
     "prune_model",
+    "weight_masks",
     "model_sparsity",
     "MaskedOptimizer",
     "masked_fine_tune",
@@ -271,19 +282,43 @@ def apply_model_masks(model, masks: Mapping) -> None:
             apply_mask(layer.weight.grad, mk)
 
 
-def prune_model(model, sparsity=0.0, *, criterion: str = "magnitude", granularity: str = "unstructured",
-                scope: str = "layer", layers=None, data=None, previous=None, **mask_kw) -> dict:
-    """Score, mask and zero the chosen layers of ``model`` in place; return the masks.
-
-    ``sparsity`` as in :func:`model_masks` (a {name: ratio} mapping chooses the
-    layers when ``layers`` is None); other keywords go to :func:`model_masks`.
-    """
+def _prune(model, sparsity, *, criterion, granularity, scope, layers, data, previous, **mask_kw) -> dict:
+    """Score, mask and zero the chosen layers of ``model`` in place; return the masks."""
     if layers is None and isinstance(sparsity, Mapping):
         layers = list(sparsity)
     scores = layer_scores(model, criterion, layers=layers, data=data)
     masks = model_masks(scores, sparsity, granularity=granularity, scope=scope, previous=previous, **mask_kw)
     apply_model_masks(model, masks)
     return masks
+
+
+def _hold_masks(model, masks: Mapping) -> None:
+    """Give each pruned layer's Dense weight its mask (the masked Dense of the module docstring)."""
+    for name, layer in prunable_layers(model, list(masks)).items():
+        layer.weight.mask = bool_mask(masks[name], layer.weight.data.shape, f"masks[{name!r}]").copy()
+
+
+def weight_masks(model) -> dict:
+    """{name: mask} of the prunable layers whose Dense weight holds a pruning mask."""
+    return {name: layer.weight.mask for name, layer in prunable_layers(model).items()
+            if layer.weight.mask is not None}
+
+
+def prune_model(model, sparsity=0.0, *, criterion: str = "magnitude", granularity: str = "unstructured",
+                scope: str = "layer", layers=None, data=None, previous=None, **mask_kw) -> tuple:
+    """Score and mask the chosen layers: a pruned copy of ``model`` and a report.
+
+    ``sparsity`` as in :func:`model_masks` (a {name: ratio} mapping chooses the
+    layers when ``layers`` is None); other keywords go to :func:`model_masks`.
+    Returns (model, report): the copy's pruned layers hold masked Dense weights
+    (zero where pruned); report = {"masks": {name: mask}, "sparsity":
+    :func:`model_sparsity` of the copy}. ``model`` is untouched.
+    """
+    out = copy.deepcopy(model)
+    masks = _prune(out, sparsity, criterion=criterion, granularity=granularity, scope=scope, layers=layers,
+                   data=data, previous=previous, **mask_kw)
+    _hold_masks(out, masks)
+    return out, {"masks": masks, "sparsity": model_sparsity(out, masks)}
 
 
 def model_sparsity(model, masks: Mapping | None = None) -> dict:
@@ -303,13 +338,16 @@ class MaskedOptimizer:
     """Wraps a refcomp.nn optimizer so pruned weights, their gradients and its state stay 0.
 
     step():  g[~mask] = 0;  inner.step();  W[~mask] = 0;  every state array of W: s[~mask] = 0   (D.23)
+    masks : {name: mask}; default: the masks the model's Dense weights hold.
     Zeroing by assignment, not multiplication: NaN/inf cannot survive in a pruned slot.
     ``lr`` reads and writes the inner optimizer's (so refcomp.nn.train's schedules work).
     """
 
-    def __init__(self, optimizer, model, masks: Mapping):
+    def __init__(self, optimizer, model, masks: Mapping | None = None):
         if not hasattr(optimizer, "step") or not hasattr(optimizer, "state"):
             raise ValidationError("optimizer", "a refcomp.nn optimizer", type(optimizer).__name__)
+        if masks is None:  # the masks the weights hold (masked Dense)
+            masks = weight_masks(model)
         chosen = prunable_layers(model, list(masks))
         self.inner = optimizer
         self.pairs = [(layer.weight, bool_mask(masks[name], layer.weight.data.shape, f"masks[{name!r}]"))
@@ -350,24 +388,31 @@ class MaskedOptimizer:
                     buf[~mk] = 0
 
 
-def masked_fine_tune(model, masks: Mapping, train_set, *, epochs: int = 1, lr: float = 0.01,
+def masked_fine_tune(model, train_set, *, masks: Mapping | None = None, epochs: int = 1, lr: float = 0.01,
                      momentum: float = 0.9, batch_size: int = 64, rng=0, schedule="cosine",
-                     progress=False, val_data=None, loss=None) -> list[dict]:
+                     progress=False, val_data=None, loss=None) -> tuple:
     """Retrain the surviving connections: refcomp.nn.train with a :class:`MaskedOptimizer` (SGD).
 
+    masks : default: the masks the model's weights hold (from :func:`prune_model`).
     loss : refcomp.nn.train's (default cross-entropy).
+    Returns (model, history): a retrained copy whose pruned layers hold their
+    masks, and refcomp.nn.train's records. ``model`` is untouched.
     """
-    apply_model_masks(model, masks)
-    opt = MaskedOptimizer(SGD(model.parameters(), lr=lr, momentum=momentum), model, masks)
-    return train(model, train_set, epochs=epochs, batch_size=batch_size, optimizer=opt, schedule=schedule,
-                 rng=rng, progress=progress, val_data=val_data, loss=loss)
+    out = copy.deepcopy(model)
+    masks = weight_masks(out) if masks is None else masks
+    apply_model_masks(out, masks)
+    _hold_masks(out, masks)
+    opt = MaskedOptimizer(SGD(out.parameters(), lr=lr, momentum=momentum), out, masks)
+    history = train(out, train_set, epochs=epochs, batch_size=batch_size, optimizer=opt, schedule=schedule,
+                    rng=rng, progress=progress, val_data=val_data, loss=loss)
+    return out, history
 
 
 def prune_with_schedule(model, schedule, train_set, *, epochs: int, sparsity_of_layer=None,
                         criterion: str = "magnitude", granularity: str = "unstructured", scope: str = "layer",
                         layers=None, calibration=None, lr: float = 0.01, momentum: float = 0.9,
                         weight_decay: float = 0.0, batch_size: int = 64, rng=0, callback=None,
-                        **mask_kw) -> dict:
+                        **mask_kw) -> tuple:
     """Prune while training, one schedule step per epoch (OneShot, Iterative or Cubic).
 
     At each epoch t that ``schedule.is_pruning_step(t)``, the masks are recomputed
@@ -376,11 +421,14 @@ def prune_with_schedule(model, schedule, train_set, *, epochs: int, sparsity_of_
     layer reaches its own target at the schedule's end), keeping removed weights
     removed; then one epoch of masked fine-tuning (SGD with ``momentum`` and
     L2 ``weight_decay``) runs with lr decayed by a cosine over ``epochs``.
-    ``callback(epoch, masks)`` is called after each epoch. Returns the final masks.
+    ``callback(epoch, masks)`` is called after each epoch. Returns (model, report):
+    the pruned and retrained copy, its pruned layers holding their masks, and
+    {"masks": the final masks}. ``model`` is untouched.
     """
     if not isinstance(schedule, Schedule):
         raise ValidationError("schedule", "a refcomp.compress.prune Schedule", type(schedule).__name__)
     epochs = integer(epochs, "epochs", minimum=1)
+    model = copy.deepcopy(model)
     g = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
     chosen = prunable_layers(model, layers if sparsity_of_layer is None else list(sparsity_of_layer))
     masks = {n: np.ones(l.weight.data.shape, dtype=bool) for n, l in chosen.items()}
@@ -408,4 +456,5 @@ def prune_with_schedule(model, schedule, train_set, *, epochs: int, sparsity_of_
               progress=False)
         if callback is not None:
             callback(t, masks)
-    return masks
+    _hold_masks(model, masks)
+    return model, {"masks": masks}

@@ -183,13 +183,14 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
         if top == 0.0:
             milestones = [(0, 0.0)]
         t = time.perf_counter()
-        masks = prune_with_schedule(model, Iterative(milestones), train_set,
-                                    epochs=rounds * c.prune_epochs, sparsity_of_layer=c.sparsity,
-                                    lr=c.prune_lr, momentum=c.momentum, weight_decay=c.weight_decay,
-                                    batch_size=c.batch_size, criterion=c.criterion,
-                                    calibration=None if c.criterion == "magnitude" else
-                                    (train_set[0][:c.calibration_samples], train_set[1][:c.calibration_samples]),
-                                    rng=c.seed, callback=lambda e, m: bar.advance())
+        model, pruning = prune_with_schedule(
+            model, Iterative(milestones), train_set, epochs=rounds * c.prune_epochs, sparsity_of_layer=c.sparsity,
+            lr=c.prune_lr, momentum=c.momentum, weight_decay=c.weight_decay, batch_size=c.batch_size,
+            criterion=c.criterion,
+            calibration=None if c.criterion == "magnitude" else
+            (train_set[0][:c.calibration_samples], train_set[1][:c.calibration_samples]),
+            rng=c.seed, callback=lambda e, m: bar.advance())
+        masks = pruning["masks"]
         seconds["prune_retrain"] = time.perf_counter() - t
         accuracy["pruned"] = _accuracy(model, test_set)
         say(f"pruned + retrained ({rounds} rounds x {c.prune_epochs} epochs): "

@@ -24,7 +24,8 @@ def test_prune_a_transformer_block_to_csr_and_back(tmp_path):
     names = list(prunable_layers(g))
     assert {"attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj"} <= set(names)
     x = np.random.default_rng(0).standard_normal((3, 5, 16)).astype(np.float32)
-    masks = prune_model(g, {n: 0.75 for n in names})
+    g, report = prune_model(g, {n: 0.75 for n in names})
+    masks = report["masks"]
     s = model_sparsity(g, masks)
     assert all(abs(s[n] - 0.75) < 0.01 for n in names)
     for n, layer in prunable_layers(g).items():
@@ -41,7 +42,8 @@ def test_prune_a_transformer_block_to_csr_and_back(tmp_path):
 def test_masked_fine_tune_keeps_a_graph_pruned():
     g = transformer_encoder_block(8, 2, 16, mask=False, rng=1)
     names = list(prunable_layers(g))
-    masks = prune_model(g, {n: 0.5 for n in names})
+    g, report = prune_model(g, {n: 0.5 for n in names})
+    masks = report["masks"]
     rng = np.random.default_rng(2)
     x = rng.standard_normal((32, 4, 8)).astype(np.float32)
     target = rng.standard_normal((32, 4, 8)).astype(np.float32)
@@ -55,8 +57,8 @@ def test_masked_fine_tune_keeps_a_graph_pruned():
             return 2 * self._d
 
     before = [layer.weight.data.copy() for layer in prunable_layers(g).values()]
-    masked_fine_tune(g, masks, (x, target), epochs=1, lr=0.05, batch_size=8, loss=MSE())
-    after = prunable_layers(g)
+    tuned, _ = masked_fine_tune(g, (x, target), epochs=1, lr=0.05, batch_size=8, loss=MSE())
+    after = prunable_layers(tuned)
     assert any(not np.array_equal(b, a.weight.data) for b, a in zip(before, after.values()))  # it trained
     for n, layer in after.items():
         assert not layer.weight.data[~masks[n]].any()  # and stayed pruned

@@ -26,7 +26,8 @@ def test_prunable_layers_and_unknown_name():
 def test_global_magnitude_reaches_sparsity_within_one_weight(s):
     m = mlp()
     original = {k: l.weight.data.copy() for k, l in prunable_layers(m).items()}
-    masks = prune_model(m, s, scope="global")
+    m, report = prune_model(m, s, scope="global")
+    masks = report["masks"]
     n = sum(mk.size for mk in masks.values())
     removed = sum(int((~mk).sum()) for mk in masks.values())
     assert abs(removed - s * n) <= 1
@@ -39,18 +40,21 @@ def test_global_magnitude_reaches_sparsity_within_one_weight(s):
 
 def test_per_layer_ratios_and_granularities():
     m = mlp()
-    masks = prune_model(m, {"fc1": 0.5, "fc2": 0.25})
-    sp = model_sparsity(m)
+    pruned, report = prune_model(m, {"fc1": 0.5, "fc2": 0.25})
+    masks = report["masks"]
+    sp = model_sparsity(pruned)
+    assert report["sparsity"]["fc1"] == sp["fc1"]
+    assert model_sparsity(m)["fc1"] == 0.0  # the input model is untouched
     assert sp["fc1"] == pytest.approx(0.5) and sp["fc2"] == pytest.approx(0.25) and sp["fc3"] == 0.0
     assert set(masks) == {"fc1", "fc2"}
-    nm = prune_model(mlp(), granularity="nm", n=2, m=4)
+    nm = prune_model(mlp(), granularity="nm", n=2, m=4)[1]["masks"]
     for mk in nm.values():
         assert (mk.reshape(mk.shape[0], -1, 4).sum(axis=2) == 2).all()
-    rows = prune_model(mlp(), {"fc1": 0.25}, granularity="row")["fc1"]
+    rows = prune_model(mlp(), {"fc1": 0.25}, granularity="row")[1]["masks"]["fc1"]
     assert rows.all(axis=1).sum() == 12 and (~rows).all(axis=1).sum() == 4
-    ch = prune_model(convnet(), {"conv2": 0.5}, granularity="channel")["conv2"]
+    ch = prune_model(convnet(), {"conv2": 0.5}, granularity="channel")[1]["masks"]["conv2"]
     assert (~ch).all(axis=(0, 2, 3)).sum() == 3
-    blk = prune_model(mlp(), {"fc1": 0.5}, granularity="block", block_shape=(4, 4))["fc1"]
+    blk = prune_model(mlp(), {"fc1": 0.5}, granularity="block", block_shape=(4, 4))[1]["masks"]["fc1"]
     tiles = blk.reshape(4, 4, 3, 4).transpose(0, 2, 1, 3).reshape(12, 16)
     assert set(tiles.sum(axis=1)) <= {0, 16} and (~blk).sum() == 96
 
@@ -83,8 +87,9 @@ def test_activation_criterion_on_conv_runs_through_the_model():
 def test_masks_persist_through_fine_tuning(make_opt):
     x, y = blobs()
     m = mlp()
-    masks = prune_model(m, {"fc1": 0.7, "fc2": 0.5, "fc3": 0.3})
-    opt = MaskedOptimizer(make_opt(m.parameters()), m, masks)
+    m, report = prune_model(m, {"fc1": 0.7, "fc2": 0.5, "fc3": 0.3})
+    masks = report["masks"]
+    opt = MaskedOptimizer(make_opt(m.parameters()), m)   # the masks the weights hold
     from refcomp.nn import train
     train(m, (x, y), epochs=3, batch_size=16, optimizer=opt, schedule=None, progress=False)
     for name, layer in prunable_layers(m).items():
@@ -103,7 +108,8 @@ def test_without_the_wrapper_momentum_revives_pruned_weights():
     """The failure MaskedOptimizer prevents: a plain optimizer moves pruned weights off 0."""
     x, y = blobs()
     m = mlp()
-    masks = prune_model(m, {"fc1": 0.7})
+    m, report = prune_model(m, {"fc1": 0.7})
+    masks = report["masks"]
     from refcomp.nn import train
     train(m, (x, y), epochs=1, batch_size=16, optimizer=SGD(m.parameters(), lr=0.1, momentum=0.9),
           schedule=None, progress=False)
@@ -113,10 +119,12 @@ def test_without_the_wrapper_momentum_revives_pruned_weights():
 def test_masked_fine_tune_improves_a_pruned_model():
     x, y = blobs(n=300)
     m = mlp()
-    masks = prune_model(m, {"fc1": 0.8, "fc2": 0.8})
-    h = masked_fine_tune(m, masks, (x, y), epochs=5, lr=0.05)
+    m, _ = prune_model(m, {"fc1": 0.8, "fc2": 0.8})
+    tuned, h = masked_fine_tune(m, (x, y), epochs=5, lr=0.05)
     assert h[-1]["loss"] < h[0]["loss"]
-    assert model_sparsity(m)["fc1"] >= 0.8 - 1e-9
+    assert model_sparsity(tuned)["fc1"] >= 0.8 - 1e-9
+    assert tuned["fc1"].weight.mask is not None and not np.shares_memory(tuned["fc1"].weight.data,
+                                                                          m["fc1"].weight.data)
 
 
 @pytest.mark.parametrize("schedule", [OneShot(0.8), Iterative([(0, 0.4), (2, 0.6), (4, 0.8)]),
@@ -125,8 +133,9 @@ def test_schedules_reach_their_target_and_masks_only_shrink(schedule):
     x, y = blobs()
     m = mlp()
     seen = []
-    masks = prune_with_schedule(m, schedule, (x, y), epochs=5, lr=0.02,
-                                callback=lambda e, mk: seen.append({k: v.copy() for k, v in mk.items()}))
+    m, report = prune_with_schedule(m, schedule, (x, y), epochs=5, lr=0.02,
+                                    callback=lambda e, mk: seen.append({k: v.copy() for k, v in mk.items()}))
+    masks = report["masks"]
     sp = model_sparsity(m, masks)
     assert sp["total"] == pytest.approx(0.8, abs=0.01)
     for before, after in zip(seen, seen[1:]):
@@ -154,7 +163,7 @@ def test_model_bad_input():
 
 def test_block_granularity_on_a_conv_uses_the_im2col_matrix():
     m = convnet()
-    mk = prune_model(m, {"conv2": 0.5}, granularity="block", block_shape=(1, 9))["conv2"]
+    mk = prune_model(m, {"conv2": 0.5}, granularity="block", block_shape=(1, 9))[1]["masks"]["conv2"]
     # (1, 9) blocks of the (5, 6·3·3) matrix = whole 3x3 kernels of one (filter, channel) pair
     per_kernel = mk.reshape(5, 6, 9).sum(axis=2)
     assert set(np.unique(per_kernel)) <= {0, 9} and (per_kernel == 0).sum() == 15

@@ -19,8 +19,8 @@ def _trained_pruned():
     x, y = blobs(n=300)
     m = mlp()
     train(m, (x, y), epochs=5, batch_size=30, progress=False)
-    masks = prune_model(m, {"fc1": 0.6, "fc2": 0.5})
-    return m, masks, (x, y)
+    m, report = prune_model(m, {"fc1": 0.6, "fc2": 0.5})
+    return m, report["masks"], (x, y)
 
 
 def test_cluster_model_shares_weights_and_keeps_pruned_zero():
