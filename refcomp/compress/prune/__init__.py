@@ -41,6 +41,7 @@ from .model import (
     prunable_layers,
     prune_model,
     prune_with_schedule,
+    weight_masks,
 )
 from .schedules import Cubic, Iterative, OneShot, Schedule
 from .structured import apply_structured, shrink, structured_keep
@@ -73,6 +74,7 @@ __all__ = [
     "model_masks",
     "apply_model_masks",
     "prune_model",
+    "weight_masks",
     "model_sparsity",
     "MaskedOptimizer",
     "masked_fine_tune",
