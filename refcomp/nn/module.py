@@ -71,14 +71,18 @@ class Parameter:
     def shape(self):
         return self.data.shape
 
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
     def __repr__(self) -> str:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
 def _accumulate(p, g: np.ndarray) -> None:
-    """p.grad += g (allocating on first use); g is cast to the parameter's (or weight format's) dtype."""
+    """p.grad += g (allocating on first use); g is cast to p's dtype (a Parameter's or a trainable format's)."""
     if p.grad is None:
-        p.grad = np.array(g, dtype=p.data.dtype if hasattr(p, "data") else p.dtype, copy=True)
+        p.grad = np.array(g, dtype=p.dtype, copy=True)
     else:
         p.grad += g
 
@@ -223,9 +227,7 @@ class Module:
         """
         out: OrderedDict[str, np.ndarray] = OrderedDict()
         for name, p in self.named_weights():
-            if isinstance(p, Parameter):
-                out[name] = p.data
-            elif isinstance(p, Dense):
+            if isinstance(p, (Parameter, Dense)):
                 out[name] = p.data
             else:
                 for f, a in p.fields().items():
