@@ -30,15 +30,15 @@ try:  # the C extension exists only where a compiler was found at install time
     from . import c
 except ImportError as exc:
     c = None
-    _c_import_error: str | None = f"{type(exc).__name__}: {exc}"
+    _c_error: str | None = f"{type(exc).__name__}: {exc}"
 else:
-    _c_import_error = None
+    _c_error = None
 try:  # Numba compiles nothing at import; each kernel compiles on its first call (then cached)
     import numba  # noqa: F401
 except ImportError as exc:
-    _numba_import_error: str | None = str(exc)
+    _numba_error: str | None = str(exc)
 else:
-    _numba_import_error = None
+    _numba_error = None
     from .numba import matmul_integer as nb_mm
     from .numba import requantize as nb_rq
     from .numba import spmm as nb_spmm
@@ -49,14 +49,9 @@ C_OPS = ("matmul_integer", "requantize_float", "requantize_fixed_point", "csr_sp
          "csr_linear_f32")
 NUMBA_OPS = C_OPS
 
-_c_error: str | None = None
-_numba_error: str | None = None
-
 
 def _register_c() -> None:
-    global _c_error
     if c is None:  # extension not built
-        _c_error = _c_import_error
         warnings.warn(
             "refcomp: the C kernels (refcomp.kernels._crefcomp) are not built; using numpy/numba "
             f"backends ({_c_error}). Reinstall with a C compiler to get them.",
@@ -72,9 +67,7 @@ def _register_c() -> None:
 
 
 def _register_numba() -> None:
-    global _numba_error
-    if _numba_import_error is not None:
-        _numba_error = _numba_import_error
+    if _numba_error is not None:
         return
     _backend.register("matmul_integer", "numba", nb_mm.matmul_integer)
     _backend.register("requantize_float", "numba", nb_rq.requantize_float)
