@@ -46,6 +46,8 @@ from .huffman import HuffmanCode, decode, encode
 __all__ = [
     "LAYOUTS",
     "RelativeIndexCSR",
+    "code_field",
+    "decode_field",
     "size_breakdown",
     "size_table",
     "size_table_markdown",
@@ -255,11 +257,11 @@ class RelativeIndexCSR(WeightFormat):
         "rows" only).
         """
         out = {}
-        ilen, istream, ibits = _code_field(np.asarray(self.index_fields).astype(np.int64), self.index_bits)
+        ilen, istream, ibits = code_field(np.asarray(self.index_fields).astype(np.int64), self.index_bits)
         out["index_lengths"], out["index_stream"] = ilen, istream
         wbits = 0
         if self.codebook is not None:
-            wlen, wstream, wbits = _code_field(np.asarray(self.values).astype(np.int64), self.weight_bits)
+            wlen, wstream, wbits = code_field(np.asarray(self.values).astype(np.int64), self.weight_bits)
             out["weight_lengths"], out["weight_stream"] = wlen, wstream
             out["codebook"] = np.ascontiguousarray(self.codebook)
         else:
@@ -288,7 +290,7 @@ class RelativeIndexCSR(WeightFormat):
         want = {"header", "index_lengths", "index_stream"} | ({"row_ptr"} if layout == "rows" else set()) \
             | ({"codebook", "weight_lengths", "weight_stream"} if clustered else {"values"})
         check_field_names(fields, want)
-        index_fields = _decode_field(fields["index_lengths"], fields["index_stream"], ibits, ib, n, "index")
+        index_fields = decode_field(fields["index_lengths"], fields["index_stream"], ibits, ib, n, "index")
         if clustered:
             if wb > 8:
                 raise FileFormatError(f"fields['header']: weight fields of {wb} bits (at most 8 with a codebook)")
@@ -297,7 +299,7 @@ class RelativeIndexCSR(WeightFormat):
                     or not np.all(np.isfinite(cb)):
                 raise FileFormatError(f"fields['codebook']: expected at most {1 << wb} finite floats, "
                                       f"got {cb.dtype} {cb.shape}")
-            values = _decode_field(fields["weight_lengths"], fields["weight_stream"], wbits, wb, n, "weight")
+            values = decode_field(fields["weight_lengths"], fields["weight_stream"], wbits, wb, n, "weight")
             if values.size and values.max() >= cb.size:
                 raise FileFormatError("fields: a cluster index beyond the codebook")
             values = values.astype(np.uint8)
@@ -343,9 +345,13 @@ class RelativeIndexCSR(WeightFormat):
         return HuffmanCode.from_symbols(self.index_fields, 1 << self.index_bits)
 
 
-def _code_field(symbols: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """(code lengths, stream, bits): Huffman when it beats ``width`` bits per symbol lengths included (D.22),
-    else the fixed-width code (every length = width, i.e. plain b-bit binary) and no lengths stored."""
+def code_field(symbols: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """One field, coded: (code lengths uint8, MSB-first stream uint8, number of valid bits).
+
+    Huffman when that beats ``width`` bits per symbol, its code lengths
+    included (D.22); else the fixed-width code (every length = width, i.e.
+    plain b-bit binary) and no lengths (an empty array).
+    """
     n_sym = 1 << width
     code, lengths = HuffmanCode(np.full(n_sym, width, dtype=np.uint8)), np.zeros(0, np.uint8)
     if symbols.size:
@@ -356,7 +362,8 @@ def _code_field(symbols: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray
     return lengths, np.frombuffer(data, np.uint8).copy(), nbits
 
 
-def _decode_field(lengths, stream, nbits: int, width: int, count: int, what: str) -> np.ndarray:
+def decode_field(lengths, stream, nbits: int, width: int, count: int, what: str) -> np.ndarray:
+    """Inverse of :func:`code_field`: ``count`` symbols (int64); FileFormatError on anything inconsistent."""
     lengths, stream = np.asarray(lengths), np.asarray(stream)
     if lengths.dtype != np.uint8 or stream.dtype != np.uint8 or lengths.ndim != 1 or stream.ndim != 1:
         raise FileFormatError(f"fields: the {what} code lengths and stream must be 1-D uint8")

@@ -13,7 +13,8 @@ the payload holds: the codebook (float32/float64 bytes); the weight field and
 the relative-index field, each either Huffman-coded — its code lengths
 (1 byte per symbol) followed by the MSB-first code stream — or packed at its
 fixed width when that is smaller, exactly the choice size_breakdown makes
-(D.22); and, for ``layout="rows"``, the row pointers as uint32 (the size table
+(D.22) and the format's own fields make (refcomp.formats.relative_csr.code_field,
+used here); and, for ``layout="rows"``, the row pointers as uint32 (the size table
 counts ⌈log₂(entries + 1)⌉ bits per pointer; the file spends 32). A fixed-width
 field is written with the canonical code whose lengths all equal the width,
 which is plain b-bit binary. Other tensors (biases) are stored as raw arrays.
@@ -34,8 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FileFormatError, ValidationError
-from ..formats.huffman import HuffmanCode, decode, encode
-from ..formats.relative_csr import LAYOUTS, RelativeIndexCSR
+from ..formats.relative_csr import LAYOUTS, RelativeIndexCSR, code_field, decode_field
 from .atomic import write_atomic
 
 __all__ = ["FORMAT", "VERSION", "save_compressed", "load_compressed"]
@@ -58,19 +58,12 @@ class _Payload:
 
 
 def _field(payload: _Payload, symbols: np.ndarray, width: int) -> dict:
-    """Huffman-code ``symbols`` when that (lengths included) beats ``width`` bits each, else pack them."""
-    n_sym = 1 << width
-    fixed = HuffmanCode(np.full(n_sym, width, dtype=np.uint8))
-    choice, code = "fixed", fixed
-    if symbols.size:
-        huff = HuffmanCode.from_symbols(symbols, n_sym)
-        if huff.encoded_bits(symbols) + huff.header_bits() < symbols.size * width:
-            choice, code = "huffman", huff
-    out = {"coding": choice}
-    if choice == "huffman":
-        out["code_lengths"] = payload.add(np.asarray(code.lengths, dtype=np.uint8).tobytes())
-    data, nbits = encode(symbols, code)
-    out["stream"] = payload.add(data) + [nbits]
+    """Append the field as the format codes it (relative_csr.code_field: Huffman where it pays); its spec."""
+    lengths, stream, nbits = code_field(symbols, width)
+    out = {"coding": "huffman" if lengths.size else "fixed"}
+    if lengths.size:
+        out["code_lengths"] = payload.add(lengths.tobytes())
+    out["stream"] = payload.add(stream.tobytes()) + [nbits]
     return out
 
 
@@ -124,23 +117,20 @@ def _segment(payload: memoryview, seg, what: str) -> bytes:
 def _read_field(payload, spec, width: int, count: int, what: str) -> np.ndarray:
     if not isinstance(spec, dict) or spec.get("coding") not in ("fixed", "huffman"):
         raise FileFormatError(f"deep-compression file: bad coding for {what}")
-    n_sym = 1 << width
+    lengths = np.zeros(0, np.uint8)
     if spec["coding"] == "huffman":
         lengths = np.frombuffer(_segment(payload, spec.get("code_lengths"), what), dtype=np.uint8)
-        if lengths.size != n_sym:
-            raise FileFormatError(f"deep-compression file: {what} has {lengths.size} code lengths, expected {n_sym}")
-        try:
-            code = HuffmanCode.from_header({"format": "refcomp.huffman", "version": 1,
-                                            "code_lengths": [int(v) for v in lengths]})
-        except FileFormatError as exc:
-            raise FileFormatError(f"deep-compression file: {what}: {exc}") from None
-    else:
-        code = HuffmanCode(np.full(n_sym, width, dtype=np.uint8))
+        if lengths.size != 1 << width:
+            raise FileFormatError(f"deep-compression file: {what} has {lengths.size} code lengths, "
+                                  f"expected {1 << width}")
     stream = spec.get("stream")
-    data = _segment(payload, stream, what)
-    if len(stream) != 3 or not isinstance(stream[2], int) or stream[2] > 8 * len(data):
+    data = np.frombuffer(_segment(payload, stream, what), dtype=np.uint8)
+    if len(stream) != 3 or not isinstance(stream[2], int):
         raise FileFormatError(f"deep-compression file: bad bit count for {what}")
-    return decode(data, stream[2], code, count=count)
+    try:
+        return decode_field(lengths, data, stream[2], width, count, what)
+    except FileFormatError as exc:
+        raise FileFormatError(f"deep-compression file: {exc}") from None
 
 
 def load_compressed(path) -> tuple[dict, dict, dict]:
