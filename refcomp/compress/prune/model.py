@@ -273,13 +273,18 @@ def model_masks(scores: Mapping, sparsity=0.0, *, granularity: str = "unstructur
 
 
 def apply_model_masks(model, masks: Mapping) -> None:
-    """W_l ← W_l ⊙ mask_l in place for every named layer (gradients too, if any)."""
+    """W_l ← W_l ⊙ mask_l in place for every named layer (gradients too, if any); the weight keeps mask_l.
+
+    The in-place building block of the transforms below, which call it on their
+    own copies: afterwards each named layer holds a masked Dense (a copy of its mask).
+    """
     chosen = prunable_layers(model, list(masks))
     for name, layer in chosen.items():
         mk = bool_mask(masks[name], layer.weight.data.shape, f"masks[{name!r}]")
         apply_mask(layer.weight.data, mk)
         if layer.weight.grad is not None:
             apply_mask(layer.weight.grad, mk)
+        layer.weight.mask = mk.copy()
 
 
 def _prune(model, sparsity, *, criterion, granularity, scope, layers, data, previous, **mask_kw) -> dict:
@@ -290,12 +295,6 @@ def _prune(model, sparsity, *, criterion, granularity, scope, layers, data, prev
     masks = model_masks(scores, sparsity, granularity=granularity, scope=scope, previous=previous, **mask_kw)
     apply_model_masks(model, masks)
     return masks
-
-
-def _hold_masks(model, masks: Mapping) -> None:
-    """Give each pruned layer's Dense weight its mask (the masked Dense of the module docstring)."""
-    for name, layer in prunable_layers(model, list(masks)).items():
-        layer.weight.mask = bool_mask(masks[name], layer.weight.data.shape, f"masks[{name!r}]").copy()
 
 
 def weight_masks(model) -> dict:
@@ -317,7 +316,6 @@ def prune_model(model, sparsity=0.0, *, criterion: str = "magnitude", granularit
     out = copy.deepcopy(model)
     masks = _prune(out, sparsity, criterion=criterion, granularity=granularity, scope=scope, layers=layers,
                    data=data, previous=previous, **mask_kw)
-    _hold_masks(out, masks)
     return out, {"masks": masks, "sparsity": model_sparsity(out, masks)}
 
 
@@ -401,7 +399,6 @@ def masked_fine_tune(model, train_set, *, masks: Mapping | None = None, epochs: 
     out = copy.deepcopy(model)
     masks = weight_masks(out) if masks is None else masks
     apply_model_masks(out, masks)
-    _hold_masks(out, masks)
     opt = MaskedOptimizer(SGD(out.parameters(), lr=lr, momentum=momentum), out, masks)
     history = train(out, train_set, epochs=epochs, batch_size=batch_size, optimizer=opt, schedule=schedule,
                     rng=rng, progress=progress, val_data=val_data, loss=loss)
@@ -456,5 +453,4 @@ def prune_with_schedule(model, schedule, train_set, *, epochs: int, sparsity_of_
               progress=False)
         if callback is not None:
             callback(t, masks)
-    _hold_masks(model, masks)
     return model, {"masks": masks}
