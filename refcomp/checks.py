@@ -127,6 +127,7 @@ def finite(a: np.ndarray, argument: str) -> None:
     _finite(a, argument)
 
 
+# float_array's keyword ``finite`` hides the public function inside it, hence this private name
 def _finite(a: np.ndarray, argument: str) -> None:
     ok = np.isfinite(a)
     if not np.all(ok):

@@ -190,6 +190,8 @@ def _tensors_and_header(model: Module, metadata: dict | None) -> tuple[dict, dic
     tensors: dict[str, np.ndarray] = {}
     weights: dict[str, dict] = {}
     for name, w in model.named_weights():
+        # a plain Dense keeps the tensor name state_dict() uses (``conv1.weight``, files of
+        # version 1); a masked Dense has two fields and goes the general way below
         if isinstance(w, Parameter) or (isinstance(w, Dense) and w.mask is None):
             tensors[name] = np.ascontiguousarray(w.data)
             weights[name] = {"format": "Dense" if isinstance(w, Dense) else "Parameter", "fields": []}
