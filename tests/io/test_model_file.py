@@ -253,3 +253,21 @@ def test_a_deep_compression_file_is_named_as_such(tmp_path):
     path = save_compressed(tmp_path / "m.rcdc", {"fc": layer})
     with pytest.raises(FileFormatError, match="Deep Compression file.*load_into"):
         load_model(path)
+
+
+def test_a_composed_weight_spec_of_the_wrong_shape_is_a_file_format_error(tmp_path):
+    """The spec of a weight ("fields" a list, "parts" an object) is checked before any field is read."""
+    from refcomp.errors import FileFormatError
+    from refcomp.formats import LowRank
+
+    m = models.digits_mlp()
+    m["fc2"].weight = LowRank(np.ones((10, 2), np.float32), np.ones((2, 128), np.float32))
+    path = save_model(m, tmp_path / "m.npz")
+    with np.load(path) as z:
+        arrays = dict(z)
+    h = json.loads(arrays["__refcomp_header__"].tobytes())
+    h["weights"]["fc2.weight"]["fields"] = "left"
+    arrays["__refcomp_header__"] = np.frombuffer(json.dumps(h).encode(), np.uint8)
+    np.savez(path, **arrays)
+    with pytest.raises(FileFormatError, match="'fields' must be a list"):
+        load_model(path)

@@ -36,3 +36,20 @@ def test_gptq_uses_the_inputs_of_the_partly_quantized_model():
     _, coarse = quantize_weights(g, bits={**{n: 2 for n in names[:-1]}, last: 4}, method="gptq",
                                  calibration_x=x, batch_size=8)
     assert fine[last]["output_mse"] != coarse[last]["output_mse"]
+
+
+def test_a_layer_run_twice_per_forward_is_refused():
+    """GPTQ's inputs come from one forward hook call per batch; a layer reused inside a forward is ambiguous."""
+    from refcomp.errors import ValidationError
+    from refcomp.nn import Module
+
+    class Twice(Module):
+        def __init__(self):
+            self.fc = Linear(4, 4, rng=0)
+
+        def forward(self, x):
+            return self.fc(self.fc(x))
+
+    x = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    with pytest.raises(ValidationError, match="once per batch"):
+        quantize_weights(Twice(), bits=8, method="gptq", calibration_x=x)

@@ -96,3 +96,9 @@ def test_bits_outside_1_to_8(bits):
     m, masks, _ = _trained_pruned()
     with pytest.raises(ValidationError, match=r"bits\['fc1'\]: expected an integer"):
         cluster_model(m, {"fc1": bits}, masks=masks)
+
+
+def test_finetuning_a_model_without_shared_weights_is_refused():
+    m, _, data = _trained_pruned()
+    with pytest.raises(ValidationError, match="model: expected layers holding Clustered weights"):
+        finetune_centroids(m, data, epochs=1)
