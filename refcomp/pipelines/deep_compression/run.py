@@ -215,13 +215,14 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
         # 3. encode, decode the stored fields back into the model, evaluate
         bar.stage("encode")
         t = time.perf_counter()
-        clustered = {n: layer.weight for n, layer in clustered_layers(shared).items()}
+        layers = clustered_layers(shared)
+        clustered = {n: layer.weight for n, layer in layers.items()}
         storage = {n: RelativeIndexCSR.from_clustered(clustered[n], index_bits=c.index_bits[n], layout=c.layout)
                    for n in names}
         table = size_table(storage)
         # the model as a runtime holds it: the weights decoded from the stored bit fields
         model = shared
-        for n, layer in clustered_layers(model).items():
+        for n, layer in layers.items():
             layer.weight = Dense(storage[n].to_dense())
         apply_model_masks(model, masks)
         seconds["encode"] = time.perf_counter() - t
