@@ -245,7 +245,7 @@ class Module:
         buffers = dict(self.named_buffers())
         missing = [k for k in list(want) + list(buffers) if k not in state]
         if missing:
-            raise ValidationError("state", f"entries for every weight and buffer", f"missing {missing}")
+            raise ValidationError("state", "entries for every weight and buffer", f"missing {missing}")
         for name, p in want.items():
             a = np.asarray(state[name])
             if a.shape != p.data.shape:

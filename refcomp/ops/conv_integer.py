@@ -87,7 +87,6 @@ def _conv_accumulate(x, w, x_zero_point, w_zero_point, *, auto_pad, dilations, g
                  strides=strides)
     xz, wz = _zero_points(x, w, x_zero_point, w_zero_point, M)
 
-    n = x.ndim - 2
     # Padding with 0 after subtracting x_zp is padding x with x_zp (eq. CI1).
     xc = np.pad(x.astype(np.int64) - xz, [(0, 0), (0, 0)] + list(zip(g.pads_begin, g.pads_end)))
     wc = w.astype(np.int64) - wz.reshape((-1,) + (1,) * (w.ndim - 1))
