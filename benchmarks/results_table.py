@@ -38,6 +38,7 @@ from refcomp.compress.lowrank.model import factorize_model  # noqa: E402
 from refcomp.compress.precision.model import cast_model, select_layer_bits  # noqa: E402
 from refcomp.compress.quantize.dynamic import quantize_dynamic  # noqa: E402
 from refcomp.compress.quantize.lowbit_model import lowbit_bytes, prepare_lowbit  # noqa: E402
+from refcomp.compress.quantize.integer_model import integer_bytes, output_codes  # noqa: E402
 from refcomp.compress.quantize.ptq import quantize_static  # noqa: E402
 from refcomp.compress.quantize.qat import prepare_qat, to_integer, train_qat  # noqa: E402
 from refcomp.compress.quantize.simulate import simulate  # noqa: E402
@@ -72,11 +73,11 @@ def run_model(name: str, quick: bool, sections=SECTIONS) -> list[dict]:
         im = quantize_static(base, calib, observer=obs, activation_dtype=act)
         note = ""
         if obs == "minmax":
-            a = im.forward_int(im.quantize_input(te[0]))
-            b = simulate(im).forward_codes(te[0])
+            a = output_codes(im, te[0])
+            b = simulate(im, te[0])
             note = (f"integer vs fake-quant simulation, all {len(te[1])} test images: "
                     f"{int(np.sum(a != b))} of {a.size} output codes differ")
-        add(f"W8A8 PTQ integer-only, {obs}, {act} activations", im, im.nbytes, note)
+        add(f"W8A8 PTQ integer-only, {obs}, {act} activations", im, integer_bytes(im), note)
 
     if "dynamic" in sections:
         dyn = quantize_dynamic(base)
@@ -89,7 +90,7 @@ def run_model(name: str, quick: bool, sections=SECTIONS) -> list[dict]:
         q = prepare_qat(base, calib, lsq=lsq)
         train_qat(q, tr, epochs=qat_epochs, freeze_observers_epoch=1, lr=0.005)
         im = to_integer(q)
-        add(f"W8A8 QAT{' LSQ' if lsq else ''} ({qat_epochs} ep) integer-only", im, im.nbytes)
+        add(f"W8A8 QAT{' LSQ' if lsq else ''} ({qat_epochs} ep) integer-only", im, integer_bytes(im))
 
     # weight-only RTN vs GPTQ
     configs = [(8, None), (4, None), (4, 128), (4, 32), (2, 16)]
@@ -149,7 +150,7 @@ def run_model(name: str, quick: bool, sections=SECTIONS) -> list[dict]:
             mse, shift = float(np.mean(d * d)), float(np.mean(np.abs(d.mean(axis=0))))
             extra = "".join((" + CLE" if eq else "", " + BC" if bc else ""))
             held = f"; {bits}-bit codes held in int8" if bits < 8 else ""
-            add(f"W{bits}A8 PTQ integer-only, minmax, weights {gran.replace('_', ' ')}{extra}", im, im.nbytes,
+            add(f"W{bits}A8 PTQ integer-only, minmax, weights {gran.replace('_', ' ')}{extra}", im, integer_bytes(im),
                 f"logit MSE {mse:.3g}, mean shift {shift:.3g}{held}", logit_mse=mse, logit_shift=shift)
 
     # low-rank convolutions (LeNet-5 conv2): SVD of the reshaped kernel (two convs) and Tucker-2 (three)

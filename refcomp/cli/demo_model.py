@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from .. import datasets, models
+from ..compress.quantize.integer_model import integer_bytes, output_codes
 from ..compress.quantize.ptq import quantize_static
 from ..compress.quantize.simulate import simulate
 from ..nn.train import evaluate, train
@@ -51,12 +52,13 @@ def run_model_demo(seed: int = 0, epochs: int = 30, log=None) -> dict:
     t = time.perf_counter()
     int_model = quantize_static(model, train_set[0][:500], observer="minmax", activation_dtype="uint8")
     acc_int = evaluate(int_model, test_set)["accuracy"]
-    codes = int_model.forward_int(int_model.quantize_input(test_set[0]))
-    sim_codes = simulate(int_model).forward_codes(test_set[0])
+    codes = output_codes(int_model, test_set[0])
+    sim_codes = simulate(int_model, test_set[0])
     differ = int(np.count_nonzero(codes != sim_codes))
     say(f"W8A8 integer-only PTQ ({time.perf_counter() - t:.1f} s): {100 * acc_int:.2f} %")
-    rows.append({"method": "W8A8 PTQ, integer-only (min-max)", "accuracy": acc_int, "bytes": int_model.nbytes,
-                 "ratio": dense / int_model.nbytes,
+    int_bytes = integer_bytes(int_model)
+    rows.append({"method": "W8A8 PTQ, integer-only (min-max)", "accuracy": acc_int, "bytes": int_bytes,
+                 "ratio": dense / int_bytes,
                  "note": f"integer vs fake-quant simulation: {differ} of {codes.size} output codes differ"})
 
     t = time.perf_counter()

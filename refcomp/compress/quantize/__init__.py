@@ -9,11 +9,11 @@
 
 These work on NumPy arrays only. Whole refcomp.nn models (import the module):
 
-- ptq             static W8A8 PTQ: BN folding, calibration, IntegerModel (CLE / bias correction options)
+- ptq             static W8A8 PTQ: BN folding, calibration, the integer-only model (CLE / bias correction options)
 - cle_model       cross-layer equalization along a model's chains of layers
 - bias_correction_model  empirical bias correction from a layer's calibration inputs
-- integer_model   integer-only inference (matmul_integer / conv_integer, fixed-point requantization)
-- simulate        the fake-quant float twin of an IntegerModel (same codes)
+- integer_model   the integer-only model: layers holding QTensor weights and activation qparams
+- simulate        an integer-only model's output codes computed by float layers (the same codes)
 - dynamic         dynamic quantization (activations quantized per batch)
 - weight_only     int8 / int4-group weight-only models by RTN or GPTQ
 - qat             quantization-aware training (observers or LSQ), export to integer

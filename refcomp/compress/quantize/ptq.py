@@ -25,8 +25,11 @@ float model's inputs to that layer over ``calibration_x``
 int8) and ``weight_granularity="per_tensor"`` give the harsher settings
 where those two matter.
 
-The result is an IntegerModel (integer_model.py): evaluate() works on it,
-forward_int() maps codes to codes, simulate() gives its fake-quant twin.
+The result is the integer-only model (integer_model.py): a copy of the
+folded model whose Conv2d / Linear layers hold int8 QTensor weights and
+their activation QParams, between a QuantizeLinear and a DequantizeLinear.
+evaluate() works on it, integer_model.output_codes() gives its output codes,
+simulate() the same codes computed by float layers.
 """
 
 from __future__ import annotations
@@ -34,15 +37,14 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ValidationError
-from ...nn.layers import Conv2d
+from ...nn.module import Sequential
 from ...quant import EntropyObserver, MinMaxObserver, MSEObserver, PercentileObserver, choose_qparams, quantize
 from .bias_correction_model import empirical_output_shift
 from .cle_model import equalize_model
-from .integer_model import IntegerCompute, IntegerModel, IntegerStage
+from .integer_model import integer_model
 from .model_graph import prepare, stage_output_modules, stages_of
 
-__all__ = ["OBSERVERS", "make_observer", "calibrate", "quantize_weight_per_channel", "integer_model_from",
-           "quantize_static"]
+__all__ = ["OBSERVERS", "make_observer", "calibrate", "quantize_weight_per_channel", "quantize_static"]
 
 OBSERVERS = {"minmax": MinMaxObserver, "percentile": PercentileObserver, "mse": MSEObserver,
              "entropy": EntropyObserver}
@@ -130,44 +132,10 @@ def _conv_attrs(layer) -> dict:
             "group": layer.groups}
 
 
-def integer_model_from(stages, qparams: dict, *, weights: dict | None = None,
-                       biases: dict | None = None) -> IntegerModel:
-    """Assemble an IntegerModel from float stages and activation QParams.
-
-    ``weights`` may give, per compute stage name, (int8 codes, float32 scales);
-    by default the float weights are quantized per channel (step 3).
-    ``biases`` may give, per compute stage name, the float bias to use instead
-    of the layer's (bias correction).
-    """
-    current = qparams["input"]
-    out = []
-    for s in stages:
-        if s.kind == "compute":
-            layer = s.layer
-            if weights is not None and s.name in weights:
-                codes, scales = weights[s.name]
-            else:
-                codes, scales = quantize_weight_per_channel(layer.weight.to_dense())
-            bias = layer.bias.data if layer.bias is not None else None
-            if biases is not None and s.name in biases:
-                bias = biases[s.name]
-            conv = _conv_attrs(layer) if isinstance(layer, Conv2d) else None
-            stage = IntegerCompute.build(s.name, codes, scales, bias, current, qparams[s.name], relu=s.relu, conv=conv)
-            out.append(stage)
-            current = stage.y_qparams
-        elif s.kind == "maxpool":
-            p = s.layer
-            out.append(IntegerStage("maxpool", s.name, current, {"kernel_size": p.kernel_size, "stride": p.stride,
-                                                                 "padding": p.padding}))
-        else:
-            out.append(IntegerStage(s.kind, s.name, current))
-    return IntegerModel(qparams["input"], out)
-
-
 def quantize_static(model, calibration_x, *, observer: str = "minmax", activation_dtype: str = "uint8",
                     batch_size: int = 500, observer_kwargs: dict | None = None, equalize: bool = False,
                     bias_correction: bool = False, weight_bits: int = 8,
-                    weight_granularity: str = "per_channel") -> IntegerModel:
+                    weight_granularity: str = "per_channel") -> Sequential:
     """W8A8 post-training static quantization (module docstring, steps 1-4).
 
     Parameters
@@ -208,5 +176,5 @@ def quantize_static(model, calibration_x, *, observer: str = "minmax", activatio
             if s.name in shifts:
                 b = np.zeros(s.layer.weight.shape[0]) if s.layer.bias is None else s.layer.bias.data.astype(np.float64)
                 biases[s.name] = (b - shifts[s.name]).astype(np.float32)
-    return integer_model_from(stages, qparams, weights=weights, biases=biases)
+    return integer_model(folded, qparams, weights, biases=biases)
 

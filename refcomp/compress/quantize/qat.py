@@ -28,18 +28,20 @@ negative (the input, outputs of fused ReLUs) use uint8 (Q_N = 0, Q_P = 255),
 the others int8 ([−128, 127]); weights int8 [−127, 127] per output channel;
 zero points are 0. Initial step 2·mean|v| / sqrt(Q_P) (LSQ §2.1) on the first batch.
 
-``to_integer(qat_model)`` exports the trained model to an IntegerModel with
-exactly the trained scales.
+``to_integer(qat_model)`` exports the trained model to the integer-only
+model (integer_model.py) with exactly the trained scales.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 
 from ...errors import ValidationError
 from ...formats.dense import Dense
+from ...nn.layers import ReLU
 from ...nn.module import Module, Parameter, Sequential, as_rng
 from ...nn.optim import SGD
 from ...nn.schedules import CosineLR
@@ -52,8 +54,9 @@ from ...quant import (
     fake_quantize,
     fake_quantize_grad,
 )
-from .model_graph import Stage, prepare, value_stage
-from .ptq import calibrate, integer_model_from, quantize_weight_per_channel
+from .model_graph import Stage, prepare
+from .integer_model import integer_model
+from .ptq import calibrate, quantize_weight_per_channel
 
 __all__ = ["ObserverFakeQuant", "LSQQuantizer", "QATCompute", "QATModel", "prepare_qat", "train_qat", "to_integer"]
 
@@ -255,8 +258,8 @@ def train_qat(model: QATModel, data, *, epochs: int = 2, freeze_observers_epoch:
     return history
 
 
-def to_integer(model: QATModel):
-    """The IntegerModel with the QAT model's weights and activation parameters."""
+def to_integer(model: QATModel) -> Sequential:
+    """The integer-only model (integer_model.py) with the QAT model's weights and activation parameters."""
     if not isinstance(model, QATModel):
         raise ValidationError("model", "a QATModel (from prepare_qat)", type(model).__name__)
     layers = list(model.layers.items())
@@ -267,7 +270,7 @@ def to_integer(model: QATModel):
         return q.qparams()
 
     qparams = {"input": act_qparams(layers[0][1], "input")}
-    weights, stages = {}, []
+    weights, float_layers = {}, []
     for name, layer in layers[1:]:
         if isinstance(layer, QATCompute):
             w = layer.weight.data
@@ -279,9 +282,11 @@ def to_integer(model: QATModel):
             else:
                 weights[name] = quantize_weight_per_channel(w)
             qparams[name] = act_qparams(layer.out_quant, name)
-            inner = layer.layer
+            inner = copy.deepcopy(layer.layer)
             inner.bias = layer.bias
-            stages.append(Stage("compute", name, inner, layer.relu))
+            float_layers.append((name, inner))
+            if layer.relu:                  # the fused ReLU becomes a layer again: on codes, the clamp at z_y
+                float_layers.append((f"{name}_relu", ReLU()))
         else:
-            stages.append(value_stage(name, layer))
-    return integer_model_from(stages, qparams, weights=weights)
+            float_layers.append((name, layer))
+    return integer_model(Sequential(*float_layers), qparams, weights)

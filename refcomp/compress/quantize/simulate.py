@@ -1,4 +1,4 @@
-"""Fake-quant simulation of an IntegerModel: float layers, the same codes.
+"""Fake-quant simulation of an integer-only model: float layers, the same codes.
 
 The simulation is the float network a QAT graph computes (Jacob et al. 2018
 §3, Krishnamoorthi 2018 §2.4): every tensor holds dequantized values
@@ -19,10 +19,11 @@ reproduce the integer network bit for bit (docs/gptq_and_ptq.md §7):
    otherwise.
 2. The same requantization. Eq. (I4) rounds twice (gemmlowp's high multiply
    and the rounding shift) on products up to 2^62, which float64 cannot hold,
-   so (S1)'s accumulator goes through integer_model.requantize_codes — the
-   one definition both paths share. Its codes are
-   dequantized again (ŷ = s_y·(q_y − z_y)) for the next float layer; the
-   fused ReLU is the float ReLU on ŷ.
+   so (S1)'s accumulator goes through refcomp.ops.integer_linear's
+   requantize_accumulators — the one definition both paths share (with
+   requantization_params, eqs. I2-I3). Its codes are
+   dequantized again (ŷ = s_y·(q_y − z_y)) for the next float layer; a ReLU
+   is the float ReLU on ŷ.
 
 Everything else — the convolution or matrix product, zero points, padding,
 bias, pooling, flattening, the fused ReLU — is computed independently of
@@ -35,12 +36,13 @@ import numpy as np
 
 from ...errors import ValidationError
 from ...formats.dense import Dense
-from ...nn.layers import Conv2d, Flatten, Linear, MaxPool2d
-from ...nn.module import Module, Parameter
+from ...nn.layers import Conv2d, DequantizeLinear, Dropout, Flatten, Linear, MaxPool2d, QuantizeLinear, ReLU
+from ...nn.module import Parameter
+from ...ops.integer_linear import requantization_params, requantize_accumulators
 from ...quant import quantize
-from .integer_model import IntegerCompute, IntegerModel, requantize_codes
+from .model_graph import flat_layers
 
-__all__ = ["SimulatedModel", "simulate"]
+__all__ = ["simulate"]
 
 
 def _dequant64(q, qp) -> np.ndarray:
@@ -49,86 +51,57 @@ def _dequant64(q, qp) -> np.ndarray:
     return (q.astype(np.float64) - np.float64(np.asarray(qp.zero_point).astype(np.int64))) * s
 
 
-def _float_layer(stage: IntegerCompute):
-    """The float64 refcomp.nn layer with ŵ = q_w·s_w and b̂ = q_b·s_x·s_w."""
-    s_w = stage.weight_scale.astype(np.float64)
-    w_hat = stage.weight.astype(np.float64) * s_w.reshape((-1,) + (1,) * (stage.weight.ndim - 1))
-    s_x = np.float64(np.asarray(stage.x_qparams.scale, dtype=np.float32))
-    o = stage.out_channels
-    if stage.conv is None:
-        layer = Linear(stage.weight.shape[1], o, bias=stage.bias is not None, dtype="float64")
+def _float_layer(layer, s_w: np.ndarray, w_codes: np.ndarray, q_b):
+    """A float64 refcomp.nn layer like ``layer`` with ŵ = q_w·s_w and b̂ = q_b·s_x·s_w (passed scaled)."""
+    w_hat = w_codes.astype(np.float64) * s_w.astype(np.float64).reshape((-1,) + (1,) * (w_codes.ndim - 1))
+    o = w_codes.shape[0]
+    if isinstance(layer, Linear):
+        twin = Linear(w_codes.shape[1], o, bias=q_b is not None, dtype="float64")
     else:
-        c = stage.conv
-        ph, pw = c["pads"][0], c["pads"][1]
-        layer = Conv2d(stage.weight.shape[1] * c["group"], o, tuple(stage.weight.shape[2:]), stride=tuple(c["strides"]),
-                       padding=(ph, pw), dilation=tuple(c["dilations"]), groups=c["group"],
-                       bias=stage.bias is not None, dtype="float64")
-    layer.weight = Dense(w_hat, trainable=False)
-    if stage.bias is not None:
-        layer.bias = Parameter(stage.bias.astype(np.float64) * (s_x * s_w))
-    return layer
+        twin = Conv2d(w_codes.shape[1] * layer.groups, o, tuple(w_codes.shape[2:]), stride=layer.stride,
+                      padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
+                      bias=q_b is not None, dtype="float64")
+    twin.weight = Dense(w_hat, trainable=False)
+    return twin
 
 
-class SimulatedModel(Module):
-    """The fake-quant float twin of an IntegerModel (module docstring).
+def simulate(model, x) -> np.ndarray:
+    """The output codes of the integer-only ``model`` on float input ``x``, computed in float64 (docstring).
 
-    ``forward_codes(x)`` returns the output codes (to compare with
-    IntegerModel.forward_int); ``forward(x)`` the dequantized logits (float64).
+    ``model`` is what quantize_static / to_integer return (QuantizeLinear,
+    the layers, DequantizeLinear, in order).
     """
-
-    def __init__(self, model: IntegerModel):
-        if not isinstance(model, IntegerModel):
-            raise ValidationError("model", "an IntegerModel", type(model).__name__)
-        self.integer_model = model
-        self._steps = []
-        for s in model.stages:
-            if isinstance(s, IntegerCompute):
-                self._steps.append(("compute", s, _float_layer(s)))
-            elif s.kind == "maxpool":
-                self._steps.append(("maxpool", s, MaxPool2d(**s.pool)))
-            elif s.kind == "flatten":
-                self._steps.append(("flatten", s, Flatten()))
-            else:
-                self._steps.append((s.kind, s, None))
-
-    def _run(self, x):
-        m = self.integer_model
-        q = quantize(np.asarray(x, dtype=np.float32), m.input_qparams)
-        xh = _dequant64(q, m.input_qparams)
-        for kind, s, layer in self._steps:
-            if kind == "compute":
-                y = layer.forward(xh)
-                unit = (np.float64(np.asarray(s.x_qparams.scale, dtype=np.float32))
-                        * s.weight_scale.astype(np.float64)).reshape((-1,) + (1,) * (y.ndim - 2))
-                a = y / unit
-                acc = np.rint(a)                                                # eq. (S1)
-                if a.size and np.max(np.abs(a - acc)) > 1e-3:
-                    raise ValidationError(f"{s.name} simulation", "accumulators within 1e-3 of an integer",
-                                          float(np.max(np.abs(a - acc))))
-                codes = requantize_codes(acc.astype(np.int32), s, 1, fuse_relu=False)
-                xh = _dequant64(codes, s.y_qparams)
-                if s.relu:
-                    xh = np.maximum(xh, 0.0)     # the float ReLU; the integer path clamps codes at z_y
-            elif kind in ("maxpool", "flatten"):
-                xh = layer.forward(xh)
-            elif kind == "relu":
-                xh = np.maximum(xh, 0.0)
-        return xh
-
-    def forward_codes(self, x) -> np.ndarray:
-        """Output codes: round(ŷ / s_y) + z_y (exact: ŷ is a code times s_y in float64)."""
-        qp = self.integer_model.output_qparams
-        s = np.float64(np.asarray(qp.scale, dtype=np.float32))
-        z = np.int64(np.asarray(qp.zero_point).astype(np.int64))
-        return (np.rint(self._run(x) / s).astype(np.int64) + z).astype(qp.dtype.np_dtype)
-
-    def forward(self, x):
-        return self._run(x)
-
-    def backward(self, dy):
-        raise ValidationError("SimulatedModel", "inference only", "backward()")
-
-
-def simulate(model: IntegerModel) -> SimulatedModel:
-    """The fake-quant simulation of ``model`` (module docstring)."""
-    return SimulatedModel(model)
+    layers = flat_layers(model)
+    if not layers or not isinstance(layers[0][1], QuantizeLinear) or not isinstance(layers[-1][1], DequantizeLinear):
+        raise ValidationError("model", "an integer-only model (QuantizeLinear ... DequantizeLinear)",
+                              [type(m).__name__ for _, m in layers[:1] + layers[-1:]])
+    qp = layers[0][1].qparams
+    xh = _dequant64(quantize(np.asarray(x, dtype=np.float32), qp), qp)
+    for name, layer in layers[1:-1]:
+        if isinstance(layer, (Linear, Conv2d)) and layer.output_qparams is not None:
+            y_qp = layer.output_qparams
+            w = layer.weight
+            s_w = np.broadcast_to(np.asarray(w.qparams.scale, np.float32).reshape(-1), (w.shape[0],))
+            bias = None if layer.bias is None else layer.bias.data
+            q_b, m, sh = requantization_params(qp.scale, s_w, y_qp.scale, bias, name=name)
+            twin = _float_layer(layer, s_w, w.data, q_b)
+            unit = np.float64(np.asarray(qp.scale, dtype=np.float32)) * s_w.astype(np.float64)
+            if q_b is not None:
+                twin.bias = Parameter(q_b.astype(np.float64) * unit)
+            y = twin.forward(xh)
+            a = y / unit.reshape((-1,) + (1,) * (y.ndim - 2))
+            acc = np.rint(a)                                                    # eq. (S1)
+            if a.size and np.max(np.abs(a - acc)) > 1e-3:
+                raise ValidationError(f"{name} simulation", "accumulators within 1e-3 of an integer",
+                                      float(np.max(np.abs(a - acc))))
+            codes = requantize_accumulators(acc.astype(np.int32), m, sh, y_qp.zero_point, y_dtype=y_qp.dtype)
+            xh, qp = _dequant64(codes, y_qp), y_qp
+        elif isinstance(layer, (MaxPool2d, Flatten)):
+            xh = layer.forward(xh)
+        elif isinstance(layer, ReLU):
+            xh = np.maximum(xh, 0.0)          # the float ReLU; the integer path clamps codes at z_y
+        elif not isinstance(layer, Dropout):
+            raise ValidationError(f"model layer {name!r}", "a layer of an integer-only model", type(layer).__name__)
+    s = np.float64(np.asarray(qp.scale, dtype=np.float32))
+    z = np.int64(np.asarray(qp.zero_point).astype(np.int64))
+    return (np.rint(xh / s).astype(np.int64) + z).astype(qp.dtype.np_dtype)

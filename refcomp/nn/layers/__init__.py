@@ -11,10 +11,11 @@ from .linear import Linear
 from .matmul import MatMul
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from .quantize import DequantizeLinear, QuantizeLinear
 from .shape import Concat, Reshape, Shape, Transpose
 from .softmax import Softmax
 
 __all__ = ["Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU", "ReLU6",
            "GELU", "Tanh", "Sigmoid", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
            "Dropout", "Embedding", "Add", "Mul", "MatMul", "Softmax", "Concat", "Reshape", "Transpose",
-           "Shape", "MultiHeadAttention"]
+           "Shape", "MultiHeadAttention", "QuantizeLinear", "DequantizeLinear"]

@@ -24,6 +24,7 @@ import numpy as np
 
 from ...checks import float_tensor
 from ...errors import ShapeError, ValidationError
+from ...formats.qtensor import QTensor
 from ..module import Module, register_layer
 
 __all__ = ["ReLU", "ReLU6", "Tanh", "Sigmoid", "GELU"]
@@ -43,6 +44,9 @@ class _Elementwise(Module):
 @register_layer
 class ReLU(_Elementwise):
     def forward(self, x):
+        if isinstance(x, QTensor):
+            # z is the code of the real 0 and dequantization is increasing: max(q, z) is the code of relu(x̂)
+            return QTensor(np.maximum(x.data, x.qparams.zero_point), x.qparams)
         x = float_tensor(x, "x", tuple(range(0, 9)))
         self._cache = x > 0
         return np.maximum(x, 0)

@@ -32,6 +32,10 @@ Backward, dy of shape (N, O, OH, OW) flattened to dy2 (N·OH·OW, O):
 
 The weight is a WeightFormat; with g = 1 the forward product goes through
 ``W.matmul(cols)`` (im2col form, see refcomp.formats.dense).
+
+Given a QTensor input (inside an integer-only model), a layer with a QTensor
+weight and ``output_qparams`` maps codes to codes in integers
+(refcomp.nn.layers.quantize).
 """
 
 from __future__ import annotations
@@ -42,9 +46,11 @@ from ...checks import float_tensor, int_pair, integer
 from ...errors import ShapeError, ValidationError
 from ...formats.base import WeightFormat
 from ...formats.dense import Dense
+from ...formats.qtensor import QTensor
 from ...ops.im2col import col2im, conv_output_size, im2col
 from ..init import init_bias, init_weight
 from ..module import Module, Parameter, _accumulate, as_rng, register_layer
+from .quantize import integer_forward
 
 __all__ = ["Conv2d"]
 
@@ -92,6 +98,8 @@ class Conv2d(Module):
         self._cache = None
 
     accepts_input_grad = True
+    #: QParams of the output codes when the layer runs on QTensor inputs (integer-only model); else None
+    output_qparams = None
 
     def config(self) -> dict:
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -116,6 +124,9 @@ class Conv2d(Module):
         return cols @ w.to_dense().reshape(self.out_channels, -1).T
 
     def forward(self, x):
+        if isinstance(x, QTensor):
+            return integer_forward(self, x, conv={"strides": self.stride, "pads": self.padding,
+                                                  "dilations": self.dilation, "group": self.groups})
         x = float_tensor(x, "x", 4)
         if x.shape[1] != self.in_channels:
             raise ShapeError("x", f"(N, {self.in_channels}, H, W)", f"shape {x.shape}")

@@ -12,6 +12,7 @@ import numpy as np
 
 from ...checks import float_tensor
 from ...errors import ShapeError, ValidationError
+from ...formats.qtensor import QTensor
 from ..module import Module, as_rng, register_layer
 
 __all__ = ["Dropout"]
@@ -36,6 +37,8 @@ class Dropout(Module):
         return {"p": self.p}
 
     def forward(self, x):
+        if isinstance(x, QTensor) and not self.training:
+            return x                    # eval mode is the identity, on codes too
         x = float_tensor(x, "x", tuple(range(0, 9)))
         if not self.training or self.p == 0.0:
             self._mask = np.ones((), dtype=x.dtype)

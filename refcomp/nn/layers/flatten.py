@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ShapeError
+from ...formats.qtensor import QTensor
 from ..module import Module, register_layer
 
 __all__ = ["Flatten"]
@@ -16,6 +17,8 @@ class Flatten(Module):
         self._shape = None
 
     def forward(self, x):
+        if isinstance(x, QTensor):      # codes of a per-tensor QTensor: the reshape keeps their (s, z)
+            return QTensor(self.forward(x.data), x.qparams)
         x = np.asarray(x)
         if x.ndim < 1:
             raise ShapeError("x", "rank >= 1", f"shape {x.shape}")

@@ -12,6 +12,10 @@ The weight is a :class:`refcomp.formats.WeightFormat`: forward calls
 ``W.matmul(x)``, so a quantized / sparse / factorized weight can replace the
 Dense one. Backward needs W itself for dL/dx and uses ``W.to_dense()``; a
 non-trainable format receives no gradient.
+
+Given a QTensor input (inside an integer-only model), a layer with a QTensor
+weight and ``output_qparams`` maps codes to codes in integers
+(refcomp.nn.layers.quantize).
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from ...checks import float_tensor, integer
 from ...errors import ShapeError
 from ...formats.base import WeightFormat
 from ...formats.dense import Dense
+from ...formats.qtensor import QTensor
 from ..init import init_bias, init_weight
 from ..module import Module, Parameter, _accumulate, as_rng, register_layer
+from .quantize import integer_forward
 
 __all__ = ["Linear"]
 
@@ -59,6 +65,8 @@ class Linear(Module):
         self._x = None
 
     accepts_input_grad = True
+    #: QParams of the output codes when the layer runs on QTensor inputs (integer-only model); else None
+    output_qparams = None
 
     def config(self) -> dict:
         return {"in_features": self.in_features, "out_features": self.out_features,
@@ -68,6 +76,8 @@ class Linear(Module):
         return getattr(self.weight, "dtype", np.dtype(np.float32))
 
     def forward(self, x):
+        if isinstance(x, QTensor):
+            return integer_forward(self, x)
         x = float_tensor(x, "x", 2)
         if x.shape[1] != self.in_features:
             raise ShapeError("x", f"(N, {self.in_features})", f"shape {x.shape}")

@@ -23,6 +23,7 @@ import numpy as np
 
 from ...checks import float_tensor, int_pair
 from ...errors import ShapeError, ValidationError
+from ...formats.qtensor import QTensor
 from ..module import Module, register_layer
 
 __all__ = ["MaxPool2d", "AvgPool2d", "GlobalAvgPool2d"]
@@ -88,6 +89,10 @@ class MaxPool2d(_Pool2d):
     """Max over kernel_size windows; stride defaults to kernel_size."""
 
     def forward(self, x):
+        if isinstance(x, QTensor):
+            # dequantization is increasing (s > 0): the max of the codes is the code of the max, same (s, z);
+            # 8-bit codes are exact in float32
+            return QTensor(self.forward(x.data.astype(np.float32)).astype(x.data.dtype), x.qparams)
         x, oh, ow = self._geometry(x)
         xp = self._pad(x, -np.inf)
         best = idx = None

@@ -1,8 +1,9 @@
 """Integer-only inference equals its fake-quant simulation, code for code.
 
-The integer path runs refcomp.ops.matmul_integer / conv_integer (kernels when
-registered) and fixed-point requantization; the simulation runs the float
-refcomp.nn layers on dequantized values (refcomp.compress.quantize.simulate).
+The integer path runs refcomp.ops.integer_linear (matmul_integer / conv_integer,
+kernels when registered, and fixed-point requantization) inside the model's own
+layers; the simulation runs float refcomp.nn layers on dequantized values
+(refcomp.compress.quantize.simulate).
 """
 
 import numpy as np
@@ -10,18 +11,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refcomp.compress.quantize.integer_model import IntegerCompute, IntegerModel
+from refcomp.compress.quantize.integer_model import integer_layers, output_codes
 from refcomp.compress.quantize.ptq import quantize_static
 from refcomp.compress.quantize.simulate import simulate
 from refcomp.errors import DTypeError, ValidationError
+from refcomp.formats import QTensor
 from refcomp.nn import AvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, Sequential, Tanh
+from refcomp.nn.layers import DequantizeLinear, QuantizeLinear
+from refcomp.ops import conv_integer
+from refcomp.ops.integer_linear import requantization_params, requantize_accumulators
 
 from ..models_for_tests import small_cnn, small_mlp
 
 
 def _same_codes(im, x):
-    a = im.forward_int(im.quantize_input(x))
-    b = simulate(im).forward_codes(x)
+    a = output_codes(im, x)
+    b = simulate(im, x)
     assert a.dtype == b.dtype
     np.testing.assert_array_equal(a, b)
     return a
@@ -55,24 +60,36 @@ def test_weights_on_grid_and_fused_relu_clamps():
     rng = np.random.default_rng(0)
     model = small_cnn(1)
     im = quantize_static(model, rng.normal(size=(40, 1, 10, 10)).astype(np.float32))
-    computes = [s for s in im.stages if isinstance(s, IntegerCompute)]
-    assert [s.name for s in computes] == ["conv1", "conv2", "fc"]
-    for s, float_layer in zip(computes, [model["conv1"], model["conv2"], model["fc"]]):
+    computes = integer_layers(im)
+    assert [n for n, _ in computes] == ["model.conv1", "model.conv2", "model.fc"]
+    # the model is the float model with its weights swapped: same layer types, in the same order
+    assert [type(m).__name__ for m in im["model"]] == [type(m).__name__ for m in model]
+    for (_, s), float_layer in zip(computes, [model["conv1"], model["conv2"], model["fc"]]):
         w = float_layer.weight.to_dense()
-        assert s.weight.dtype == np.int8 and s.weight.min() >= -127 and s.weight.max() <= 127
+        assert isinstance(s.weight, QTensor)
+        codes, s_w = s.weight.data, np.asarray(s.weight.qparams.scale, np.float32)
+        assert codes.dtype == np.int8 and codes.min() >= -127 and codes.max() <= 127
+        assert np.all(s.weight.qparams.zero_point == 0) and s.weight.qparams.axis == 0
         # the largest |w| of every channel lands on ±127; ŵ = q·s_w is within s_w/2 of w
-        assert np.all(np.abs(s.weight.reshape(len(w), -1)).max(axis=1) == 127)
-        w_hat = s.weight.astype(np.float64) * s.weight_scale.reshape((-1,) + (1,) * (w.ndim - 1))
-        assert np.all(np.abs(w_hat - w) <= s.weight_scale.reshape((-1,) + (1,) * (w.ndim - 1)) / 2 * (1 + 1e-6))
-        assert s.bias.dtype == np.int32
-        unit = np.float64(s.x_qparams.scale) * s.weight_scale.astype(np.float64)
-        np.testing.assert_array_equal(s.bias, np.rint(float_layer.bias.data / unit))
-    # conv2 has a fused ReLU: its output codes never go below the zero point
-    q = im.quantize_input(rng.normal(size=(8, 1, 10, 10)).astype(np.float32))
-    for s in im.stages:
-        q = s.forward_int(q)
-        if s.name == "conv2":
-            assert q.min() >= s.y_qparams.zero_point
+        assert np.all(np.abs(codes.reshape(len(w), -1)).max(axis=1) == 127)
+        w_hat = codes.astype(np.float64) * s_w.reshape((-1,) + (1,) * (w.ndim - 1))
+        assert np.all(np.abs(w_hat - w) <= s_w.reshape((-1,) + (1,) * (w.ndim - 1)) / 2 * (1 + 1e-6))
+        np.testing.assert_array_equal(s.bias.data, float_layer.bias.data)
+    # the int32 bias of eq. (I2), written out: round(b / (s_x·s_w)), s_x the scale of conv1's input codes
+    conv1 = im["model"]["conv1"]
+    s_x = np.float64(np.asarray(im["quantize"].qparams.scale, np.float32))
+    unit = s_x * np.asarray(conv1.weight.qparams.scale, np.float32).astype(np.float64)
+    q_b, _, _ = requantization_params(
+        im["quantize"].qparams.scale, conv1.weight.qparams.scale, conv1.output_qparams.scale, conv1.bias.data)
+    assert q_b.dtype == np.int32
+    np.testing.assert_array_equal(q_b, np.rint(model["conv1"].bias.data.astype(np.float64) / unit))
+    # conv2 is followed by a ReLU: on codes it is the clamp at the zero point
+    seen = {}
+    im["model"]["relu2"].register_forward_hook(lambda m, inputs, y: seen.update(x=inputs[0], y=y))
+    im.forward(rng.normal(size=(8, 1, 10, 10)).astype(np.float32))
+    z = im["model"]["conv2"].output_qparams.zero_point
+    assert seen["y"].data.min() >= z
+    np.testing.assert_array_equal(seen["y"].data, np.maximum(seen["x"].data, z))
 
 
 def test_integer_model_close_to_float():
@@ -94,7 +111,7 @@ def test_batchnorm_is_folded_first():
     bn.running_var[...] = [0.5, 2.0, 1.5]
     calib = rng.normal(size=(32, 1, 10, 10)).astype(np.float32)
     im = quantize_static(model, calib)
-    assert [s.name for s in im.stages] == ["conv", "flatten", "fc"]
+    assert list(im["model"].layers) == ["conv", "flatten", "fc"]
     _same_codes(im, calib)
 
 
@@ -115,11 +132,22 @@ def test_bad_arguments():
     with pytest.raises(ValidationError, match="observer"):
         quantize_static(model, np.zeros((4, 12), np.float32), observer="median")
     im = quantize_static(model, np.ones((4, 12), np.float32))
-    with pytest.raises((ValidationError, DTypeError)):
-        im.forward_int(np.zeros((2, 12), np.int8))          # codes of the wrong dtype (input is uint8)
+    with pytest.raises(DTypeError, match="x"):
+        im.forward(np.zeros((2, 12), np.int8))              # codes where the model quantizes a float input
     with pytest.raises(ValidationError):
         im.backward(np.zeros((2, 4)))
-    assert isinstance(im, IntegerModel)
+    assert isinstance(im["quantize"], QuantizeLinear) and isinstance(im["dequantize"], DequantizeLinear)
+    fc = im["model"]["fc0"]
+    codes = QTensor(np.zeros((2, 12), np.uint8), im["quantize"].qparams)
+    float_fc = model["fc0"]
+    with pytest.raises(ValidationError, match="weight"):
+        float_fc.forward(codes)                             # codes into a layer whose weight is float
+    fc.output_qparams, saved = None, fc.output_qparams
+    with pytest.raises(ValidationError, match="output_qparams"):
+        fc.forward(codes)                                   # codes into a layer that has no output QParams
+    fc.output_qparams = saved
+    with pytest.raises(ValidationError, match="model"):
+        simulate(model, np.zeros((2, 12), np.float32))      # a float model has no codes to simulate
 
 
 @pytest.fixture(scope="module")
@@ -165,14 +193,17 @@ def test_lenet5_integer_equals_simulation_every_test_image(mnist_dir):
 @given(seed=st.integers(0, 2**31 - 1), padding=st.integers(0, 2), stride=st.integers(1, 3),
        dilation=st.integers(1, 2), act=st.sampled_from(["uint8", "int8"]))
 def test_conv_by_matmul_equals_conv_integer(seed, padding, stride, dilation, act):
-    """The im2col + matmul_integer route gives exactly ConvInteger's accumulators."""
-    import dataclasses
-
+    """The im2col + matmul_integer route gives exactly ConvInteger's accumulators, requantized the same way."""
     rng = np.random.default_rng(seed)
     model = Sequential(("conv", Conv2d(2, 3, 3, stride=stride, padding=padding, dilation=dilation, rng=rng)),
                        ("flatten", Flatten()))
     im = quantize_static(model, rng.normal(size=(8, 2, 9, 9)).astype(np.float32), activation_dtype=act)
-    s = im.stages[0]
-    q = im.quantize_input((rng.normal(size=(5, 2, 9, 9)) * 2).astype(np.float32))
-    ref = dataclasses.replace(s, conv_impl="conv_integer")
-    np.testing.assert_array_equal(s.accumulate(q), ref.accumulate(q))
+    conv = im["model"]["conv"]
+    q = im["quantize"].forward((rng.normal(size=(5, 2, 9, 9)) * 2).astype(np.float32))
+    x_qp, y_qp = q.qparams, conv.output_qparams
+    q_b, m, sh = requantization_params(x_qp.scale, conv.weight.qparams.scale, y_qp.scale, conv.bias.data)
+    acc = conv_integer(q.data, conv.weight.data, x_qp.zero_point.reshape(()), None, strides=[stride] * 2,
+                       pads=[padding] * 4, dilations=[dilation] * 2)
+    acc = (acc.astype(np.int64) + q_b.reshape(-1, 1, 1)).astype(np.int32)
+    ref = requantize_accumulators(acc, m, sh, y_qp.zero_point, y_dtype=y_qp.dtype)
+    np.testing.assert_array_equal(conv.forward(q).data, ref)

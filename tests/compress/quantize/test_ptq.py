@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refcomp.compress.quantize.dynamic import quantize_dynamic
-from refcomp.compress.quantize.integer_model import IntegerCompute
+from refcomp.compress.quantize.integer_model import integer_bytes, integer_layers
 from refcomp.compress.quantize.ptq import quantize_static
 from refcomp.compress.quantize.weight_only import model_bytes, quantize_weights
 from refcomp.errors import ValidationError
@@ -84,9 +84,9 @@ def test_static_ptq_conv_weights_per_channel():
     rng = np.random.default_rng(1)
     m = small_cnn(2)
     im = quantize_static(m, rng.normal(size=(32, 1, 10, 10)).astype(np.float32))
-    conv1 = next(s for s in im.stages if isinstance(s, IntegerCompute))
-    assert conv1.weight_scale.shape == (3,) and conv1.conv["pads"] == [0, 0, 0, 0]
-    assert im.nbytes < model_bytes(m) / 2
+    name, conv1 = integer_layers(im)[0]
+    assert name == "model.conv1" and conv1.weight.qparams.scale.shape == (3,) and conv1.padding == (0, 0)
+    assert integer_bytes(im) < model_bytes(m) / 2
 
 
 @settings(max_examples=15)

@@ -1,0 +1,41 @@
+"""The integer-only model's layers: QuantizeLinear / DequantizeLinear, and the layers that run on codes."""
+
+import numpy as np
+import pytest
+
+from refcomp.errors import DTypeError, ValidationError
+from refcomp.formats import QTensor
+from refcomp.nn import Dropout, Flatten, MaxPool2d, ReLU
+from refcomp.nn.layers import DequantizeLinear, QuantizeLinear
+from refcomp.quant import QParams
+
+
+@pytest.mark.parametrize("dtype, z", [("uint8", 37), ("int8", -5)])
+def test_codes_through_value_layers_equal_the_float_layers(dtype, z):
+    """Each layer on codes equals quantize(layer(dequantize(codes))): the quantization map is increasing."""
+    rng = np.random.default_rng(0)
+    qp = QParams(np.float32(0.05), np.array(z, dtype), dtype)
+    x = rng.normal(size=(2, 3, 6, 6)).astype(np.float32)
+    q = QuantizeLinear(qp).forward(x)
+    assert isinstance(q, QTensor) and q.qparams is qp
+    deq = DequantizeLinear()
+    for layer in (MaxPool2d(2), ReLU(), Flatten(), Dropout(0.5).eval()):
+        y = layer.forward(q)
+        assert isinstance(y, QTensor) and y.qparams is qp and y.data.dtype == q.data.dtype
+        want = QuantizeLinear(qp).forward(layer.forward(deq.forward(q)))
+        np.testing.assert_array_equal(y.data, want.data)
+
+
+def test_bad_inputs_are_named():
+    qp = QParams(np.float32(0.1), np.array(0, np.uint8), "uint8")
+    with pytest.raises(ValidationError, match="qparams"):
+        QuantizeLinear(QParams(np.ones(3, np.float32), np.zeros(3, np.int8), "int8", axis=0))
+    with pytest.raises(ValidationError, match="qparams"):
+        QuantizeLinear(QParams(np.float32(1), np.array(0, np.int32), "int32"))
+    with pytest.raises(DTypeError, match="x"):
+        QuantizeLinear(qp).forward(np.zeros((2, 2), np.uint8))
+    with pytest.raises(DTypeError, match="x"):
+        DequantizeLinear().forward(np.zeros((2, 2), np.float32))
+    codes = QTensor(np.zeros((2, 4), np.uint8), qp)
+    with pytest.raises(ValidationError):
+        Dropout(0.5, rng=0).forward(codes)          # training-mode dropout has no meaning on codes
