@@ -46,6 +46,10 @@ class WeightFormat(abc.ABC):
         """The arrays that make up this format, by name (what a file stores)."""
         raise NotImplementedError
 
+    def named_parameters(self):
+        """(name, Parameter) a format trains beside its own data; none for stored formats."""
+        return ()
+
 
 def check_field_names(fields, want) -> None:
     """FileFormatError unless ``fields`` is a dict with exactly the keys ``want``.

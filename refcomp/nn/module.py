@@ -80,7 +80,16 @@ class Parameter:
 
 
 def _accumulate(p, g: np.ndarray) -> None:
-    """p.grad += g (allocating on first use); g is cast to p's dtype (a Parameter's or a trainable format's)."""
+    """p.grad += g (allocating on first use); g is cast to p's dtype (a Parameter's or a trainable format's).
+
+    A format that computes with a function of its trained data (QAT's
+    FakeQuantized) receives g = dL/dŵ through its ``accumulate_grad`` and
+    applies its own gradient rule.
+    """
+    accumulate = getattr(p, "accumulate_grad", None)
+    if accumulate is not None:
+        accumulate(g)
+        return
     if p.grad is None:
         p.grad = np.array(g, dtype=p.dtype, copy=True)
     else:
@@ -176,10 +185,14 @@ class Module:
             yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def _own_parameters(self) -> Iterator[tuple[str, object]]:
-        """(attribute, Parameter or WeightFormat) held directly by this module."""
+        """(attribute, Parameter or WeightFormat) held directly by this module, and a format's own
+        trained parameters as ``<attribute>.<name>`` (an LSQ weight's step)."""
         for name, v in vars(self).items():
             if isinstance(v, (Parameter, WeightFormat)):
                 yield name, v
+            if isinstance(v, WeightFormat):
+                for sub, p in v.named_parameters():
+                    yield f"{name}.{sub}", p
 
     def named_weights(self, prefix: str = "") -> Iterator[tuple[str, object]]:
         """Every Parameter and WeightFormat, trainable or not, with its dotted name."""

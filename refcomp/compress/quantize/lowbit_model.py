@@ -22,15 +22,14 @@ from __future__ import annotations
 
 from ...errors import ValidationError
 from ...nn.layers import Conv2d, Linear
-from ...nn.module import Module
 from .lowbit import ternarize, ternarize_grad, xnor_binarize, xnor_grad
-from .model_graph import flat_layers, prepare, stages_of
-from .qat import QATCompute, QATModel
+from .model_graph import flat_layers, prepare
+from .qat import FakeQuantized, fake_quantized_model
 
 __all__ = ["BinaryWeight", "TernaryWeight", "prepare_lowbit", "lowbit_bytes", "KINDS"]
 
 
-class BinaryWeight(Module):
+class BinaryWeight:
     """Ŵ = α·sign(W) per output channel (forward), xnor_grad (backward)."""
 
     bits = 1
@@ -44,7 +43,7 @@ class BinaryWeight(Module):
         return xnor_grad(self._w, g).astype(g.dtype)
 
 
-class TernaryWeight(Module):
+class TernaryWeight:
     """Ŵ = α·t, TWN (forward), straight-through (backward)."""
 
     bits = 2
@@ -61,31 +60,24 @@ class TernaryWeight(Module):
 KINDS = {"binary": BinaryWeight, "ternary": TernaryWeight}
 
 
-def prepare_lowbit(model, kind: str) -> QATModel:
-    """A trainable copy of ``model`` (BatchNorm folded) whose Conv2d / Linear weights are ``kind``."""
+def prepare_lowbit(model, kind: str) -> Sequential:
+    """A trainable copy of ``model`` (BatchNorm folded) whose Conv2d / Linear weights are ``kind``
+    (FakeQuantized weights with a binary or ternary quantizer, qat.py)."""
     if kind not in KINDS:
         raise ValidationError("kind", f"one of {sorted(KINDS)}", repr(kind))
-    folded = prepare(model)
-    layers = []
-    for s in stages_of(folded):
-        if s.kind == "compute":
-            layers.append((s.name, QATCompute(s.layer, s.relu, None, weight_quant=KINDS[kind]())))
-        else:
-            layers.append((s.name, s.layer))
-    return QATModel(*layers)
+    return fake_quantized_model(prepare(model), lambda _name: KINDS[kind]())
 
 
-def lowbit_bytes(model: QATModel) -> int:
+def lowbit_bytes(model) -> int:
     """Packed size: bits per weight, float32 α per channel (binary) / per layer (ternary), float32 biases."""
     total = 0
     for _, layer in flat_layers(model):
-        if isinstance(layer, QATCompute):
-            wq = layer.weight_quant
-            n = layer.weight.data.size
-            total += -(-n * wq.bits // 8)
-            total += 4 * (layer.weight.data.shape[0] if isinstance(wq, BinaryWeight) else 1)
-            total += 0 if layer.bias is None else layer.bias.data.nbytes
-        elif isinstance(layer, (Conv2d, Linear)):
-            raise ValidationError("model", "a model from prepare_lowbit", type(layer).__name__)
+        if not isinstance(layer, (Conv2d, Linear)):
+            continue
+        w = layer.weight
+        if not (isinstance(w, FakeQuantized) and isinstance(w.quantizer, (BinaryWeight, TernaryWeight))):
+            raise ValidationError("model", "a model from prepare_lowbit", repr(w))
+        total += -(-w.data.size * w.quantizer.bits // 8)
+        total += 4 * (w.data.shape[0] if isinstance(w.quantizer, BinaryWeight) else 1)
+        total += 0 if layer.bias is None else layer.bias.data.nbytes
     return int(total)
-

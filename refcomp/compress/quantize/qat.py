@@ -1,7 +1,12 @@
 """Quantization-aware training (QAT): fake-quant in the forward pass, straight-through backward.
 
 The model is trained as the float network that the integer model computes
-(Jacob et al. 2018 §3; Krishnamoorthi 2018 §3.2; docs/gptq_and_ptq.md §8):
+(Jacob et al. 2018 §3; Krishnamoorthi 2018 §3.2; docs/gptq_and_ptq.md §8).
+It is a copy of the float model, transformed the way PTQ transforms it: each
+Conv2d / Linear keeps its place and its bias, its weight becomes a
+``FakeQuantized`` weight (the float master weight, computed with as ŵ), and
+an activation quantizer layer follows every compute layer (after its ReLU)
+and precedes the model input; ``refcomp.nn.train`` trains it as any model.
 
 * BatchNorm is folded first (refcomp.nn.fold), so the weights trained are the
   ones the integer model will use.
@@ -40,8 +45,9 @@ import math
 import numpy as np
 
 from ...errors import ValidationError
+from ...formats.base import WeightFormat
 from ...formats.dense import Dense
-from ...nn.layers import ReLU
+from ...nn.layers import Conv2d, Linear, ReLU
 from ...nn.module import Module, Parameter, Sequential, as_rng
 from ...nn.optim import SGD
 from ...nn.schedules import CosineLR
@@ -54,11 +60,12 @@ from ...quant import (
     fake_quantize,
     fake_quantize_grad,
 )
-from .model_graph import Stage, prepare
+from .model_graph import flat_layers, prepare, stages_of
 from .integer_model import integer_model
 from .ptq import calibrate, quantize_weight_per_channel
 
-__all__ = ["ObserverFakeQuant", "LSQQuantizer", "QATCompute", "QATModel", "prepare_qat", "train_qat", "to_integer"]
+__all__ = ["ObserverFakeQuant", "LSQQuantizer", "PerChannelFakeQuant", "FakeQuantized", "prepare_qat",
+           "freeze_observers", "train_qat", "to_integer"]
 
 
 class ObserverFakeQuant(Module):
@@ -131,162 +138,179 @@ def _weight_qparams(w: np.ndarray) -> QParams:
     return choose_qparams(flat.min(axis=1), flat.max(axis=1), "int8", symmetric=True, restricted_range=True, axis=0)
 
 
-class QATCompute(Module):
-    """A Conv2d / Linear (+ fused ReLU) with fake-quant weights and output.
+class PerChannelFakeQuant:
+    """ŵ = fake_quant(W) per output channel, symmetric int8 [−127, 127], s_w[o] = max|W[o]| / 127
+    recomputed from W at every call; backward: the clipped straight-through estimate."""
 
-    ``weight`` is the float master weight the optimizer updates; ``bias`` is
-    the float bias (quantized to int32 only at export). ``out_quant`` fake-quantizes the output.
-    """
-
-    accepts_input_grad = True
-
-    def __init__(self, layer, relu: bool, out_quant: Module | None, *, weight_quant: Module | None = None):
-        self.weight = Dense(np.array(layer.weight.to_dense(), copy=True))
-        self.bias = layer.bias
-        self._inner = [layer]            # in a list: its (fake-quant) weight is not a parameter of this model
-        self.relu = bool(relu)
-        self.out_quant = out_quant
-        self.weight_quant = weight_quant  # None: per-channel int8 fake quant; else forward(w) / backward(g)
-        self._cache = None
-
-    @property
-    def layer(self):
-        return self._inner[0]
-
-    def fake_weight(self) -> np.ndarray:
-        w = self.weight.data
-        if self.weight_quant is not None:
-            return self.weight_quant.forward(w)
+    def forward(self, w: np.ndarray) -> np.ndarray:
+        self._w = w
         return fake_quantize(w, _weight_qparams(w)).astype(w.dtype)
 
-    def forward(self, x):
-        w_hat = self.fake_weight()
-        inner = self.layer
-        inner.weight = Dense(w_hat)
-        inner.bias = self.bias
-        y = inner.forward(x)
-        mask = None
-        if self.relu:
-            mask = y > 0
-            y = y * mask
-        self._cache = mask
-        return y if self.out_quant is None else self.out_quant.forward(y)
-
-    def backward(self, dy, *, input_grad: bool = True):
-        g = dy if self.out_quant is None else self.out_quant.backward(dy)
-        if self.relu:
-            g = g * self._cache
-        inner = self.layer
-        inner.weight.grad = None
-        dx = inner.backward(g, input_grad=input_grad)
-        gw = inner.weight.grad
-        if self.weight_quant is not None:
-            gw = self.weight_quant.backward(gw)
-        else:
-            w = self.weight.data
-            gw = fake_quantize_grad(w, _weight_qparams(w), gw)         # clipped STE
-        self.weight.grad = gw if self.weight.grad is None else self.weight.grad + gw
-        return dx
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        return fake_quantize_grad(self._w, _weight_qparams(self._w), g)
 
 
-class QATModel(Sequential):
-    """Sequential of the input quantizer, QATCompute stages and the unchanged pool/flatten/ReLU layers.
+class FakeQuantized(WeightFormat):
+    """A float master weight that computes as its fake quantization ŵ = quantizer.forward(W) (QAT).
 
-    ``signed`` maps "input" and each stage name to True when that activation
-    may be negative (LSQ then quantizes it to int8, else uint8).
+    ``data`` is the master weight the optimizer updates; ``to_dense()`` is ŵ,
+    so the layer's forward and its dL/dx use ŵ, as the integer model will. The
+    layer's backward hands dL/dŵ to :meth:`accumulate_grad`, which stores
+    dL/dW = quantizer.backward(dL/dŵ) in ``grad`` (the straight-through
+    rule of the quantizer). ``quantizer``: PerChannelFakeQuant, an
+    LSQQuantizer (whose step is trained too: :meth:`named_parameters`), or a
+    binary / ternary quantizer (lowbit_model). A training-time weight: models
+    holding it are exported (``to_integer``), not saved.
     """
 
-    def __init__(self, *layers, lsq: bool = False, signed: dict | None = None):
-        super().__init__(*layers)
-        self.lsq = lsq
-        self._signed = dict(signed or {})
+    trainable = True
 
-    def freeze_observers(self, frozen: bool = True) -> None:
-        for _, m in self.named_modules():
-            if isinstance(m, ObserverFakeQuant):
-                m.frozen = frozen
+    def __init__(self, data, quantizer):
+        self.data = np.ascontiguousarray(np.array(data, copy=True))
+        if self.data.dtype.kind != "f":
+            raise ValidationError("data", "a float array", self.data.dtype)
+        self.quantizer = quantizer
+        self.grad = None
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def to_dense(self) -> np.ndarray:
+        return self.quantizer.forward(self.data)
+
+    def accumulate_grad(self, g: np.ndarray) -> None:
+        gw = self.quantizer.backward(np.asarray(g, dtype=self.data.dtype))
+        self.grad = gw if self.grad is None else self.grad + gw
+
+    def named_parameters(self):
+        """The quantizer's trained step (LSQ), as (name, Parameter)."""
+        step = getattr(self.quantizer, "step", None)
+        return [("step", step)] if step is not None else []
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+    def fields(self):
+        raise ValidationError("weight", "a stored format (export a QAT model with to_integer first)",
+                              "FakeQuantized")
+
+    def __repr__(self) -> str:
+        return f"FakeQuantized(shape={self.shape}, quantizer={type(self.quantizer).__name__})"
 
 
-def _nonneg_after(stage: Stage) -> bool:
-    return stage.kind == "compute" and stage.relu
+def fake_quantized_model(model, weight_quantizer, activation_quantizer=None, input_quantizer=None) -> Sequential:
+    """A flat copy of the folded ``model`` for training with fake quantization.
+
+    Every Conv2d / Linear weight becomes ``FakeQuantized(W, weight_quantizer(name))``;
+    with ``activation_quantizer(name, nonneg)``, a layer ``<name>_quant`` follows
+    each compute stage's output (after its ReLU), and ``input_quant`` =
+    ``input_quantizer()`` comes first. ``nonneg``: the stage ends in a ReLU.
+    """
+    folded = copy.deepcopy(model)
+    fused = {s.name: s.relu for s in stages_of(folded) if s.kind == "compute"}
+    layers = [] if input_quantizer is None else [("input_quant", input_quantizer())]
+    pending = None              # the compute layer whose quantizer goes after its ReLU
+    for dotted, layer in flat_layers(folded):
+        name = dotted.replace(".", "_")             # one flat Sequential
+        if isinstance(layer, (Conv2d, Linear)):
+            layer.weight = FakeQuantized(layer.weight.to_dense(), weight_quantizer(name))
+        layers.append((name, layer))
+        if activation_quantizer is None:
+            continue
+        if pending is not None:                     # this is the pending stage's ReLU (stages_of fused it)
+            layers.append((f"{pending}_quant", activation_quantizer(pending, True)))
+            pending = None
+        elif isinstance(layer, (Conv2d, Linear)):
+            if fused[dotted]:
+                pending = name
+            else:
+                layers.append((f"{name}_quant", activation_quantizer(name, False)))
+    return Sequential(*layers)
 
 
-def prepare_qat(model, calibration_x, *, lsq: bool = False, batch_size: int = 500) -> QATModel:
+def prepare_qat(model, calibration_x, *, lsq: bool = False, batch_size: int = 500) -> Sequential:
     """The QAT model of ``model`` (BatchNorm folded), activation ranges initialised on ``calibration_x``."""
     folded = prepare(model)
-    stages, qparams = calibrate(folded, calibration_x, observer="minmax", activation_dtype="uint8",
-                                batch_size=batch_size)
+    _, calibrated = calibrate(folded, calibration_x, observer="minmax", activation_dtype="uint8",
+                              batch_size=batch_size)
+    qparams = {k.replace(".", "_"): v for k, v in calibrated.items()}     # the QAT model's flat names
     x0 = np.asarray(calibration_x, dtype=np.float32)
-    nonneg_input = bool(x0.min() >= 0)
 
     def act(name, nonneg):
         if lsq:
             return LSQQuantizer(0, 255) if nonneg else LSQQuantizer(128, 127)
         return ObserverFakeQuant(qparams[name])
 
-    layers = [("input_quant", act("input", nonneg_input))]
-    for s in stages:
-        if s.kind == "compute":
-            layers.append((s.name, QATCompute(s.layer, s.relu, act(s.name, _nonneg_after(s)),
-                                                weight_quant=LSQQuantizer(127, 127, axis=0) if lsq else None)))
-        else:
-            layers.append((s.name, s.layer))
-    signed = {s.name: not _nonneg_after(s) for s in stages if s.kind == "compute"}
-    signed["input"] = not nonneg_input
-    m = QATModel(*layers, lsq=lsq, signed=signed)
+    m = fake_quantized_model(folded, lambda _name: LSQQuantizer(127, 127, axis=0) if lsq else PerChannelFakeQuant(),
+                             act, lambda: act("input", bool(x0.min() >= 0)))
     m.forward(x0[:batch_size])          # LSQ: initial steps from a first batch
     return m
 
 
-def train_qat(model: QATModel, data, *, epochs: int = 2, freeze_observers_epoch: int = 1, lr: float = 0.01,
+def freeze_observers(model, frozen: bool = True) -> None:
+    """Stop (or restart) every activation observer of a QAT model; (s, z) then stay fixed."""
+    for _, m in model.named_modules():
+        if isinstance(m, ObserverFakeQuant):
+            m.frozen = frozen
+
+
+def train_qat(model, data, *, epochs: int = 2, freeze_observers_epoch: int = 1, lr: float = 0.01,
               momentum: float = 0.9, batch_size: int = 64, rng=0) -> list[dict]:
     """Fine-tune ``model`` with refcomp.nn.train, one epoch at a time (cosine lr over ``epochs``).
 
     Observers run during the first ``freeze_observers_epoch`` epochs, then freeze.
     """
-    if not isinstance(model, QATModel):
-        raise ValidationError("model", "a QATModel (from prepare_qat)", type(model).__name__)
+    _check_qat_model(model)
     g = as_rng(rng)
     opt = SGD(model.parameters(), lr=lr, momentum=momentum)
     sched = CosineLR(lr, epochs)
     history = []
     for e in range(epochs):
-        model.freeze_observers(e >= freeze_observers_epoch)
+        freeze_observers(model, e >= freeze_observers_epoch)
         history += train(model, data, epochs=1, optimizer=opt, schedule=lambda _t, e=e: sched(e),
                          batch_size=batch_size, rng=g, progress=False)
-    model.freeze_observers(True)
+    freeze_observers(model, True)
     return history
 
 
-def to_integer(model: QATModel) -> Sequential:
+def _check_qat_model(model) -> list[tuple[str, Module]]:
+    layers = list(model.layers.items()) if isinstance(model, Sequential) else []
+    if not layers or layers[0][0] != "input_quant" or not any(
+            isinstance(getattr(m, "weight", None), FakeQuantized) for _, m in layers):
+        raise ValidationError("model", "a QAT model (from prepare_qat)", type(model).__name__)
+    return layers
+
+
+def _activation_qparams(q) -> QParams:
+    if isinstance(q, LSQQuantizer):          # unsigned after a ReLU (Q_N = 0), else signed
+        return q.qparams("uint8" if q.qn == 0 else "int8")
+    return q.qparams()
+
+
+def to_integer(model) -> Sequential:
     """The integer-only model (integer_model.py) with the QAT model's weights and activation parameters."""
-    if not isinstance(model, QATModel):
-        raise ValidationError("model", "a QATModel (from prepare_qat)", type(model).__name__)
-    layers = list(model.layers.items())
-
-    def act_qparams(q, key):
-        if isinstance(q, LSQQuantizer):
-            return q.qparams("int8" if model._signed[key] else "uint8")
-        return q.qparams()
-
-    qparams = {"input": act_qparams(layers[0][1], "input")}
+    layers = _check_qat_model(model)
+    qparams = {"input": _activation_qparams(layers[0][1])}
     weights, float_layers = {}, []
     for name, layer in layers[1:]:
-        if isinstance(layer, QATCompute):
-            w = layer.weight.data
-            if layer.weight_quant is not None:
-                s = layer.weight_quant.step.data.astype(np.float32)
+        if isinstance(layer, (ObserverFakeQuant, LSQQuantizer)):
+            qparams[name[:-len("_quant")]] = _activation_qparams(layer)
+            continue
+        if isinstance(getattr(layer, "weight", None), FakeQuantized):
+            w, quantizer = layer.weight.data, layer.weight.quantizer
+            if isinstance(quantizer, LSQQuantizer):
+                s = quantizer.step.data.astype(np.float32)
                 r = w.astype(np.float64) / s.astype(np.float64).reshape((-1,) + (1,) * (w.ndim - 1))
-                codes = np.clip(np.rint(r), -127, 127).astype(np.int8)
-                weights[name] = (codes, s)
+                weights[name] = (np.clip(np.rint(r), -127, 127).astype(np.int8), s)
             else:
                 weights[name] = quantize_weight_per_channel(w)
-            qparams[name] = act_qparams(layer.out_quant, name)
-            inner = copy.deepcopy(layer.layer)
-            inner.bias = layer.bias
-            float_layers.append((name, inner))
-            if layer.relu:                  # the fused ReLU becomes a layer again: on codes, the clamp at z_y
-                float_layers.append((f"{name}_relu", ReLU()))
-        else:
-            float_layers.append((name, layer))
+            layer = copy.copy(layer)
+            layer.weight = Dense(w)
+        float_layers.append((name, layer))
     return integer_model(Sequential(*float_layers), qparams, weights)

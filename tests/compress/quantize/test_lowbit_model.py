@@ -12,7 +12,7 @@ def test_binary_ternary_retraining(digits, kind, bits):
     m, tr, te, acc = digits
     q = prepare_lowbit(m, kind)
     fc1 = q["fc1"]
-    w_hat = fc1.fake_weight()
+    w_hat = fc1.weight.to_dense()
     # binary: ±α_c per output channel; ternary: {−α, 0, α} for the layer
     rows = w_hat if kind == "binary" else w_hat.reshape(1, -1)
     assert max(len(np.unique(r)) for r in rows) <= (2 if kind == "binary" else 3)

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from refcomp.compress.quantize.integer_model import output_codes
-from refcomp.compress.quantize.qat import LSQQuantizer, QATCompute, prepare_qat, to_integer, train_qat
+from refcomp.compress.quantize.qat import (
+    FakeQuantized,
+    LSQQuantizer,
+    ObserverFakeQuant,
+    PerChannelFakeQuant,
+    prepare_qat,
+    to_integer,
+    train_qat,
+)
 from refcomp.compress.quantize.simulate import simulate
 from refcomp.nn import Linear, evaluate
 
@@ -27,11 +35,12 @@ def test_observers_frozen_after_set_epoch(digits):
     m, tr, te, _ = digits
     q = prepare_qat(m, tr[0][:500])
     train_qat(q, tr, epochs=2, freeze_observers_epoch=1, lr=0.01)
-    before = {n: l.out_quant.qparams() for n, l in q.layers.items() if isinstance(l, QATCompute)}
+    before = {n: l.qparams() for n, l in q.layers.items() if isinstance(l, ObserverFakeQuant)}
+    assert len(before) == 3             # the input and the two Linear layers' outputs
     train_qat(q, tr, epochs=1, freeze_observers_epoch=0, lr=0.01)     # frozen from the start
     for n, l in q.layers.items():
-        if isinstance(l, QATCompute):
-            assert l.out_quant.qparams() == before[n]
+        if isinstance(l, ObserverFakeQuant):
+            assert l.qparams() == before[n]
 
 
 def _fd(f, x, eps=1e-6):
@@ -53,12 +62,14 @@ def test_qat_layer_gradients_by_finite_differences():
     """dL/dx is exact (the fake-quant weight is constant in x); dL/dW is the STE of dL/dŴ,
     where dL/dŴ is checked by finite differences on Ŵ itself."""
     rng = np.random.default_rng(0)
-    lin = Linear(5, 3, rng=rng, dtype="float64")
-    layer = QATCompute(lin, relu=False, out_quant=None)
+    layer = lin = Linear(5, 3, rng=rng, dtype="float64")
+    w = lin.weight.to_dense().copy()
+    lin.weight = FakeQuantized(w, PerChannelFakeQuant())
     x = rng.normal(size=(4, 5))
     c = rng.normal(size=(4, 3))
     y = layer.forward(x)
-    w_hat = lin.weight.data.copy()
+    w_hat = lin.weight.to_dense().copy()
+    assert not np.array_equal(w_hat, w) and np.array_equal(lin.weight.data, w)    # computes with ŵ, keeps W
     layer.zero_grad()
     dx = layer.backward(c)
 
