@@ -22,9 +22,10 @@ A Conv2d (groups = 1) holds the weight as its (out, C·kh·kw) im2col matrix
 and multiplies the im2col rows of its padded input. DynamicQuantizeLinear
 then sees the receptive fields instead of x; their range is the range of x
 widened to contain 0 (the padding is 0) whenever every input pixel lies in
-some receptive field (stride <= dilated kernel, as in every LeNet), so s_x
-and z_x and therefore y equal ConvInteger on the quantized x. A convolution
-whose stride skips pixels quantizes only the pixels it reads.
+some receptive field (always with stride 1, as in the LeNets), so s_x and
+z_x and therefore y equal ConvInteger on the quantized x. A convolution that
+skips pixels (a stride beyond the dilated kernel, a last row the stride steps
+over) quantizes only the pixels it reads.
 
 Storage (:attr:`nbytes`) is the QTensor's: codes, scales, zero points if not
 all 0. Fields (a file): the QTensor as the part ``weight``.
