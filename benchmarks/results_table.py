@@ -81,8 +81,7 @@ def run_model(name: str, quick: bool, sections=SECTIONS) -> list[dict]:
 
     if "dynamic" in sections:
         dyn = quantize_dynamic(base)
-        add("W8 dynamic (activations per batch)", dyn,
-            sum(m.nbytes for _, m in dyn.named_modules() if hasattr(m, "weight_codes")))
+        add("W8 dynamic (activations per batch)", dyn, model_bytes(dyn))
 
     # W8A8 QAT: observers (frozen after epoch 1) and LSQ; exported to integer-only
     qat_epochs = 1 if quick else 2

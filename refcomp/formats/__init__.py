@@ -11,6 +11,8 @@ LowRank            two factors L R
 Clustered          codebook + per-weight cluster indices (+ pruning mask)
 HalfPrecision      float16 / bfloat16 storage
 PowerOfTwo         sign-and-exponent codes
+DynamicQuantized   an int8 QTensor multiplied by the input quantized per call
+                   (DynamicQuantizeLinear + MatMulInteger, "dynamic quantization")
 =================  ==============================================================
 
 Every format computes through refcomp.ops and never calls a compression
@@ -24,6 +26,7 @@ from .base import WeightFormat
 from .clustered import Clustered
 from .csr import CSRMatrix
 from .dense import Dense
+from .dynamic import DynamicQuantized
 from .half import HalfPrecision
 from .lowrank import LowRank
 from .power_of_two import PowerOfTwo
@@ -31,4 +34,4 @@ from .qtensor import QTensor
 from .relative_csr import RelativeIndexCSR
 
 __all__ = ["WeightFormat", "Dense", "QTensor", "CSRMatrix", "RelativeIndexCSR", "LowRank", "Clustered",
-           "HalfPrecision", "PowerOfTwo"]
+           "HalfPrecision", "PowerOfTwo", "DynamicQuantized"]

@@ -35,7 +35,9 @@ file's ``__metadata__`` (safetensors' own JSON header); npz — an array named
 Writes are atomic (refcomp.io.atomic). Loading checks the container, the
 header, the version, the graph and every tensor's name, dtype and shape;
 anything truncated, corrupted, foreign or of an unknown version raises
-:class:`refcomp.errors.FileFormatError`. Loaded arrays are bit-identical to
+:class:`refcomp.errors.FileFormatError`. A weight's shape must be the layer's,
+or, for a convolution, its (out, C·kh·kw) im2col matrix (how weight-only and
+dynamic quantization store kernels). Loaded arrays are bit-identical to
 the saved ones.
 """
 
@@ -281,7 +283,9 @@ def _assemble(header: dict, tensors: dict, path) -> Module:
                 new.trainable = old.trainable
         else:
             new = _unflatten(spec, name, tensors, path)
-            if tuple(new.shape) != tuple(old.shape):
+            # a convolution may hold its kernel as the (out, C·kh·kw) im2col matrix (Conv2d._weight_matmul)
+            matrix = (old.shape[0], int(np.prod(old.shape[1:]))) if len(old.shape) > 2 else None
+            if tuple(new.shape) not in (tuple(old.shape), matrix):
                 raise FileFormatError(f"{path}: weight {name!r} has shape {new.shape}, the layer needs {old.shape}")
         setattr(mod, attr, new)
     for name, b in model.named_buffers():

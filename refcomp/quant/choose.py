@@ -14,6 +14,7 @@ Integer dtypes (docs/quantization.md §3, eqs. 4-8)::
         zero_point = (qmin + qmax + 1) // 2     # 0 for signed, 128 for uint8
 
     narrowed ranges (applied to [qmin, qmax] before (5) / (6))   (7)
+        bits=b:            b-bit codes held in the dtype   # int8, b=3 -> -4..3; uint4, b=3 -> 0..7
         restricted_range:  qmin += 1            # int8 -> -127..127
         reduce_range:      one bit less         # int8 -> -64..63, uint8 -> 0..127
 
@@ -52,14 +53,20 @@ __all__ = ["choose_qparams", "quant_range"]
 _TINY = float(np.finfo(np.float32).tiny)
 
 
-def quant_range(dtype="int8", *, restricted_range: bool = False, reduce_range: bool = False) -> tuple[int, int]:
+def quant_range(dtype="int8", *, restricted_range: bool = False, reduce_range: bool = False,
+                bits: int | None = None) -> tuple[int, int]:
     """The integer code range [qmin, qmax] a scheme uses (eq. 7).
 
     >>> quant_range("int8"), quant_range("int8", restricted_range=True), quant_range("uint8", reduce_range=True)
     ((-128, 127), (-127, 127), (0, 127))
+    >>> quant_range("int8", bits=3), quant_range("uint4", bits=3)
+    ((-4, 3), (0, 7))
 
-    reduce_range drops one bit (onnxruntime / fbgemm): on x86 the u8·s8 product pairs of
-    ``vpmaddubsw`` saturate in int16 (2·255·128 > 32767); 7-bit operands cannot.
+    ``bits`` keeps b-bit codes in a wider dtype (widths without a dtype of their
+    own, 3, 5, 6, 7: the codes of a b-bit integer, signed like the dtype);
+    None is the dtype's width. reduce_range then drops one bit more
+    (onnxruntime / fbgemm): on x86 the u8·s8 product pairs of ``vpmaddubsw``
+    saturate in int16 (2·255·128 > 32767); 7-bit operands cannot.
     """
     dt = qdtype(dtype, "dtype")
     _flag("restricted_range", restricted_range)
@@ -68,8 +75,14 @@ def quant_range(dtype="int8", *, restricted_range: bool = False, reduce_range: b
         for name, flag in (("restricted_range", restricted_range), ("reduce_range", reduce_range)):
             if flag:
                 raise ValidationError(name, f"False for the float dtype {dt.name}", flag)
+        if bits is not None:
+            raise ValidationError("bits", f"None for the float dtype {dt.name}", repr(bits))
         return dt.qmin, dt.qmax
-    bits = dt.bits - 1 if reduce_range else dt.bits
+    if bits is None:
+        bits = dt.bits
+    elif not (isinstance(bits, (int, np.integer)) and not isinstance(bits, (bool, np.bool_)) and 2 <= bits <= dt.bits):
+        raise ValidationError("bits", f"None or an int in [2, {dt.bits}] for {dt.name}", repr(bits))
+    bits = int(bits) - 1 if reduce_range else int(bits)
     if bits < 2:
         raise ValidationError("reduce_range", f"False for {dt.name} (one bit less leaves a single code)", True)
     if dt.signed:
@@ -112,6 +125,7 @@ def choose_qparams(
     symmetric: bool = False,
     restricted_range: bool = False,
     reduce_range: bool = False,
+    bits: int | None = None,
     axis: int | None = None,
     block_size: int | None = None,
 ) -> QParams:
@@ -124,7 +138,8 @@ def choose_qparams(
         shape with ``axis`` and ``block_size`` (per-block).
     dtype : quantized dtype (see refcomp.numerics.dtypes).
     symmetric : eq. (6) instead of eq. (5) (integer dtypes; float dtypes are always symmetric).
-    restricted_range, reduce_range : eq. (7) (integer dtypes only).
+    restricted_range, reduce_range, bits : eq. (7) (integer dtypes only); ``bits``
+        narrows the codes to a b-bit integer held in ``dtype`` (3-bit codes in int4).
     axis, block_size : layout, passed on to :class:`QParams`.
 
     Returns
@@ -134,7 +149,7 @@ def choose_qparams(
     """
     dt: QDType = qdtype(dtype, "dtype")
     _flag("symmetric", symmetric)
-    lo_code, hi_code = quant_range(dt, restricted_range=restricted_range, reduce_range=reduce_range)
+    lo_code, hi_code = quant_range(dt, restricted_range=restricted_range, reduce_range=reduce_range, bits=bits)
     mn = _as_bound(min_val, "min_val")
     mx = _as_bound(max_val, "max_val")
     if mn.shape != mx.shape:

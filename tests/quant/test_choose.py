@@ -39,6 +39,35 @@ def test_quant_range(dtype, restricted, reduce, expected):
     assert quant_range(dtype, restricted_range=restricted, reduce_range=reduce) == expected
 
 
+@pytest.mark.parametrize("dtype,bits,restricted,reduce,expected", [
+    ("int8", 3, False, False, (-4, 3)),
+    ("int4", 3, True, False, (-3, 3)),
+    ("uint8", 5, False, False, (0, 31)),
+    ("uint4", 3, False, False, (0, 7)),
+    ("int8", 8, False, False, (-128, 127)),
+    ("int8", 6, False, True, (-16, 15)),   # reduce_range drops one bit of the b
+])
+def test_quant_range_with_bits(dtype, bits, restricted, reduce, expected):
+    assert quant_range(dtype, bits=bits, restricted_range=restricted, reduce_range=reduce) == expected
+
+
+def test_bits_narrows_the_codes_inside_the_dtype():
+    # 3-bit symmetric restricted codes -3..3 in int4: s = max|x| / 3, the range kept on the QParams
+    qp = choose_qparams(-1.5, 3.0, "int4", symmetric=True, restricted_range=True, bits=3)
+    assert qp.scale == np.float32(3.0 / 3) and (qp.qmin, qp.qmax) == (-3, 3) and int(qp.zero_point) == 0
+    qp = choose_qparams(-1.0, 6.0, "uint8", bits=3)
+    assert qp.scale == np.float32(7.0 / 7) and int(qp.zero_point) == 1 and (qp.qmin, qp.qmax) == (0, 7)
+    assert not choose_qparams(-1.0, 6.0, "uint8", bits=8).narrowed
+
+
+@pytest.mark.parametrize("dtype,bits", [("int4", 5), ("int8", 1), ("int8", 2.0), ("int8", True),
+                                        ("float8_e4m3fn", 4)])
+def test_bad_bits(dtype, bits):
+    with pytest.raises(ValidationError) as info:
+        quant_range(dtype, bits=bits)
+    assert info.value.argument == "bits"
+
+
 def test_range_is_extended_to_contain_zero():
     qp = choose_qparams(2.0, 5.0, "uint8")  # all positive: lo becomes 0
     assert int(qp.zero_point) == 0 and qp.scale == np.float32(5.0 / 255)

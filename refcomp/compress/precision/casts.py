@@ -314,7 +314,7 @@ def weight_sensitivity(weights: dict, bit_choices=(2, 4, 8), *, group_size: int 
         norm = float(np.sum(w2 * w2)) or 1.0
         row = {}
         for b in bit_choices:
-            w_hat = rtn_quantize(w2, bits=b, group_size=group_size).dequantize().astype(np.float64)
+            w_hat = rtn_quantize(w2, bits=b, group_size=group_size).to_dense().astype(np.float64)
             row[int(b)] = float(np.sum((w2 - w_hat) ** 2)) / norm
         table[name] = row
     return table

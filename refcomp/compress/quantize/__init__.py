@@ -5,7 +5,7 @@
 - lowbit          binary (BinaryConnect, XNOR-Net), ternary (TWN), power-of-two
 - bias_correction the mean output shift of a quantized layer, removed (DFQ §4.2)
 - cle             cross-layer equalization of two layers around a ReLU (DFQ §4.1)
-- grid            the uniform grid RTN and GPTQ round onto (GroupQuantized)
+- grid            the uniform grid RTN and GPTQ round onto (their QTensor's QParams)
 
 These work on NumPy arrays only. Whole refcomp.nn models (import the module):
 
@@ -24,7 +24,6 @@ These work on NumPy arrays only. Whole refcomp.nn models (import the module):
 from .bias_correction import correct_bias, expected_output_shift, input_mean, relu_gaussian_mean
 from .cle import equalization_scales, equalize_chain, equalize_pair
 from .gptq import HessianAccumulator, gptq_quantize, hessian_from_inputs
-from .grid import GroupQuantized
 from .lowbit import (
                      PowerOfTwo,
                      binarize,
@@ -36,12 +35,10 @@ from .lowbit import (
                      xnor_binarize,
                      xnor_grad,
 )
-from .rtn import rtn_dequantize, rtn_quantize
+from .rtn import rtn_quantize
 
 __all__ = [
-    "GroupQuantized",
     "rtn_quantize",
-    "rtn_dequantize",
     "HessianAccumulator",
     "hessian_from_inputs",
     "gptq_quantize",

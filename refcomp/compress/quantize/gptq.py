@@ -51,7 +51,8 @@ import numpy as np
 
 from ...checks import float_array, integer, real
 from ...errors import ShapeError, ValidationError
-from .grid import GroupQuantized, check_bits, check_group_size, grid_params, make_group_quantized, quantize_to_grid
+from ...formats.qtensor import QTensor
+from .grid import check_bits, check_group_size, code_range, grid_qparams, group_ranges, round_to_grid
 
 __all__ = ["HessianAccumulator", "hessian_from_inputs", "gptq_quantize"]
 
@@ -110,7 +111,7 @@ def _upper_cholesky_of_inverse(h: np.ndarray) -> np.ndarray:
 
 
 def gptq_quantize(w, hessian, *, bits: int = 4, group_size: int | None = None, symmetric: bool = True,
-                  percdamp: float = 0.01, block_size: int = 128, act_order: bool = False) -> GroupQuantized:
+                  percdamp: float = 0.01, block_size: int = 128, act_order: bool = False) -> QTensor:
     """Quantize ``w`` (out, in) with GPTQ (Algorithm 1 of arXiv:2210.17323).
 
     Parameters
@@ -123,7 +124,9 @@ def gptq_quantize(w, hessian, *, bits: int = 4, group_size: int | None = None, s
     block_size : B of the lazy batches, eq. (7); changes speed, not the result.
     act_order : process columns by decreasing H_jj (static groups then).
 
-    Returns a GroupQuantized in the original column order.
+    Returns a QTensor (out, in) in the original column order, laid out as
+    rtn_quantize's: per-axis QParams per channel, per-block (axis 1,
+    block_size = group_size) in groups.
 
     With H = I and percdamp = 0, U = I: every update of (6) and (7) is zero
     and GPTQ returns exactly the codes of RTN (tests/compress/quantize/test_gptq.py).
@@ -148,13 +151,13 @@ def gptq_quantize(w, hessian, *, bits: int = 4, group_size: int | None = None, s
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
 
-    scales = np.empty((out, n_groups), dtype=np.float32)
-    zeros = np.empty((out, n_groups), dtype=np.int32)
+    # the (row, group) range each grid is chosen from (eqs. 1-2): the original columns with
+    # act-order (static groups), else the error-updated columns when the algorithm enters the group
+    lo = np.empty((out, n_groups))
+    hi = np.empty((out, n_groups))
     if act_order:
         perm = np.argsort(-np.diag(h), kind="stable")
-        for k in range(n_groups):  # static groups: scales of the original column groups
-            cols = slice(k * g, min((k + 1) * g, n))
-            scales[:, k], zeros[:, k] = grid_params(w[:, cols], b, symmetric)
+        lo[:], hi[:] = group_ranges(w, g)
         group_of = perm // g  # group of the column processed at position j
     else:
         perm = np.arange(n)
@@ -165,6 +168,19 @@ def gptq_quantize(w, hessian, *, bits: int = 4, group_size: int | None = None, s
     h[np.diag_indices(n)] += damp_frac * np.mean(np.diag(h))
     u = _upper_cholesky_of_inverse(h)
 
+    scales = np.empty((out, n_groups))  # the float32 scales, widened for the float64 arithmetic of (6)
+    zeros = np.empty((out, n_groups), dtype=np.int64)
+    qmin, qmax = code_range(b, symmetric)
+
+    def enter_group(k):
+        """Scale (float32 values) and zero point of every row's grid of group k, from lo/hi[:, k]."""
+        qp = grid_qparams(lo[:, k:k + 1], hi[:, k:k + 1], b, symmetric)
+        scales[:, k], zeros[:, k] = qp.scale, qp.zero_point
+
+    if act_order:
+        for k in range(n_groups):
+            enter_group(k)
+
     codes = np.empty((out, n), dtype=np.int64)
     for i1 in range(0, n, block):
         i2 = min(i1 + block, n)
@@ -174,11 +190,12 @@ def gptq_quantize(w, hessian, *, bits: int = 4, group_size: int | None = None, s
             j = i1 + i
             k = group_of[j]
             if not act_order and j % g == 0:
-                scales[:, k], zeros[:, k] = grid_params(
-                    _current_columns(w, w_blk, err_blk, u, i1, i2, i, min(j + g, n)), b, symmetric)
-            q = quantize_to_grid(w_blk[:, i], scales[:, k], zeros[:, k], b, symmetric)
+                cols = _current_columns(w, w_blk, err_blk, u, i1, i2, i, min(j + g, n))
+                lo[:, k], hi[:, k] = cols.min(axis=1), cols.max(axis=1)
+                enter_group(k)
+            q = round_to_grid(w_blk[:, i], scales[:, k], zeros[:, k], qmin, qmax)
             codes[:, j] = q
-            w_hat = (q - zeros[:, k].astype(np.int64)) * scales[:, k].astype(np.float64)
+            w_hat = (q - zeros[:, k]) * scales[:, k]
             err = (w_blk[:, i] - w_hat) / u[j, j]                       # eq. (6)
             w_blk[:, i + 1:] -= np.outer(err, u[j, j + 1:i2])
             err_blk[:, i] = err
@@ -186,7 +203,9 @@ def gptq_quantize(w, hessian, *, bits: int = 4, group_size: int | None = None, s
 
     codes_orig = np.empty_like(codes)
     codes_orig[:, perm] = codes
-    return make_group_quantized(codes_orig, scales, zeros, b, g, symmetric)
+    # the same grids as enter_group's (choose_qparams is element-wise), now in the QTensor's layout
+    qp = grid_qparams(lo, hi, b, symmetric, None if g == n else g)
+    return QTensor(codes_orig.astype(qp.dtype.np_dtype), qp)
 
 
 def _current_columns(w, w_blk, err_blk, u, i1, i2, i, stop):

@@ -19,38 +19,32 @@ from __future__ import annotations
 import numpy as np
 
 from ...checks import float_array
-from .grid import GroupQuantized, check_bits, check_group_size, grid_params, make_group_quantized, quantize_to_grid
+from ...formats.qtensor import QTensor
+from .grid import check_bits, check_group_size, grid_qparams, group_ranges, round_to_grid
 
-__all__ = ["rtn_quantize", "rtn_dequantize"]
+__all__ = ["rtn_quantize"]
 
 
-def rtn_quantize(w, *, bits: int = 8, group_size: int | None = None, symmetric: bool = True) -> GroupQuantized:
+def rtn_quantize(w, *, bits: int = 8, group_size: int | None = None, symmetric: bool = True) -> QTensor:
     """Quantize ``w`` (out, in) by rounding each weight to its group's grid.
 
     Parameters
     ----------
     w : (out, in) real array, finite.
-    bits : 2..8; codes int8 (symmetric) / uint8 (asymmetric).
-    group_size : input columns per scale; None = one scale per output row.
+    bits : 2..8; codes int<b> (symmetric) / uint<b> (asymmetric), held in int4 / int8
+        (uint4 / uint8) for the widths without a dtype (grid module docstring).
+    group_size : input columns per scale; None (or >= in) = one scale per output row.
     symmetric : eq. (1) (z = 0) or the min-max grid of eq. (2).
 
-    Returns a GroupQuantized (codes, float32 scales (out, n_groups), zero points).
+    Returns a QTensor (out, in): per-axis QParams (axis 0, float32 scale (out,))
+    per channel, per-block QParams (axis 1, block_size = group_size, scale
+    (out, n_groups)) in groups. ``to_dense()`` is ŵ = s·(q − z) (eq. 3), float32.
     """
     w = float_array(w, "w", ndim=2, dtype=np.float64, copy=True)
     b = check_bits(bits)
     g = check_group_size(group_size, w.shape[1])
-    out, n_in = w.shape
-    n_groups = -(-n_in // g)
-    codes = np.empty((out, n_in), dtype=np.int64)
-    scales = np.empty((out, n_groups), dtype=np.float32)
-    zeros = np.empty((out, n_groups), dtype=np.int32)
-    for k in range(n_groups):
-        cols = slice(k * g, min((k + 1) * g, n_in))
-        scales[:, k], zeros[:, k] = grid_params(w[:, cols], b, symmetric)
-        codes[:, cols] = quantize_to_grid(w[:, cols], scales[:, k], zeros[:, k], b, symmetric)
-    return make_group_quantized(codes, scales, zeros, b, g, bool(symmetric))
-
-
-def rtn_dequantize(q: GroupQuantized) -> np.ndarray:
-    """ŵ = s·(q − z), float32 (out, in)."""
-    return q.dequantize()
+    symmetric = bool(symmetric)
+    qp = grid_qparams(*group_ranges(w, g), b, symmetric, None if g == w.shape[1] else g)
+    scale, zero_point = qp.expand(w.shape)
+    codes = round_to_grid(w, scale, zero_point, qp.qmin, qp.qmax)
+    return QTensor(codes.astype(qp.dtype.np_dtype), qp)

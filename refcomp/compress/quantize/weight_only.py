@@ -94,13 +94,13 @@ def quantize_weights(model, *, bits=8, group_size: int | None = None, method: st
                               act_order=act_order)
         else:
             q = rtn_quantize(w2, bits=b, group_size=group_size)
-        fmt = q.to_qtensor()      # (O, K); Conv2d multiplies a 2-D format by its im2col matrix
-        rec = {"shape": list(w.shape), "bits": b, "bytes": int(fmt.nbytes), "float_bytes": int(w.nbytes)}
+        # q is (O, K): a Conv2d multiplies a 2-D format by its im2col matrix
+        rec = {"shape": list(w.shape), "bits": b, "bytes": int(q.nbytes), "float_bytes": int(w.nbytes)}
         if x_rows is not None:
-            d = x_rows @ (q.dequantize().astype(np.float64) - w2).T
+            d = x_rows @ (q.to_dense().astype(np.float64) - w2).T
             rec["output_mse"] = float(np.mean(d * d))
         report[name] = rec
-        layer.weight = fmt
+        layer.weight = q
     return m, report
 
 

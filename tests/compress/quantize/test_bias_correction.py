@@ -19,7 +19,7 @@ def test_bias_correction_restores_the_mean_output(out, n_in, seed):
     w = rng.standard_normal((out, n_in)).astype(np.float32)
     b = rng.standard_normal(out).astype(np.float32)
     x = relu(rng.standard_normal((256, n_in)) + 0.5)  # post-ReLU inputs: nonzero mean
-    w_hat = rtn_quantize(w, bits=3).dequantize()
+    w_hat = rtn_quantize(w, bits=3).to_dense()
     b_hat = correct_bias(w, w_hat, b, input_mean(x))
     y = x @ w.T.astype(np.float64) + b
     y_q = x @ w_hat.T.astype(np.float64) + b

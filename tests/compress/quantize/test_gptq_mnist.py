@@ -36,13 +36,13 @@ def test_float_classifier_and_dead_pixels(layer):
 
 @pytest.mark.parametrize("bits, group_size, min_gain", [(4, None, 4.0), (3, None, 25.0), (2, 32, 30.0)])
 def test_gptq_beats_rtn_on_mnist(layer, bits, group_size, min_gain):
-    rtn = _acc(layer, rtn_quantize(layer["w"], bits=bits, group_size=group_size).dequantize())
-    gptq = _acc(layer, gptq_quantize(layer["w"], layer["h"], bits=bits, group_size=group_size).dequantize())
+    rtn = _acc(layer, rtn_quantize(layer["w"], bits=bits, group_size=group_size).to_dense())
+    gptq = _acc(layer, gptq_quantize(layer["w"], layer["h"], bits=bits, group_size=group_size).to_dense())
     assert gptq >= rtn + min_gain, (rtn, gptq)
 
 
 def test_gptq_int4_stays_close_to_float_and_bias_correction_helps_rtn(layer):
     w = layer["w"]
-    assert _acc(layer, gptq_quantize(w, layer["h"], bits=4).dequantize()) >= _acc(layer, w) - 1.5
-    r = rtn_quantize(w, bits=3).dequantize()
+    assert _acc(layer, gptq_quantize(w, layer["h"], bits=4).to_dense()) >= _acc(layer, w) - 1.5
+    r = rtn_quantize(w, bits=3).to_dense()
     assert _acc(layer, r, correct_bias(w, r, layer["b"], layer["mu"])) >= _acc(layer, r) + 5.0

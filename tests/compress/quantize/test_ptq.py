@@ -1,11 +1,10 @@
-"""PTQ static / dynamic / weight-only and GPTQ on whole models: accuracy and error sanity on digits."""
+"""PTQ static / weight-only and GPTQ on whole models: accuracy and error sanity on digits."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refcomp.compress.quantize.dynamic import quantize_dynamic
 from refcomp.compress.quantize.integer_model import integer_bytes, integer_layers
 from refcomp.compress.quantize.ptq import quantize_static
 from refcomp.compress.quantize.weight_only import model_bytes, quantize_weights
@@ -32,23 +31,6 @@ def test_static_ptq_accuracy_on_digits(digits_model, observer):
     assert q_acc >= acc - 0.02, (observer, q_acc, acc)
     # the float model is left untouched
     assert evaluate(m, te)["accuracy"] == acc
-
-
-def test_dynamic_quantization_on_digits(digits_model):
-    m, tr, te, acc = digits_model
-    d = quantize_dynamic(m)
-    assert evaluate(d, te)["accuracy"] >= acc - 0.01
-    y, yd = m.forward(te[0]), d.forward(te[0])
-    assert np.abs(y - yd).max() < 0.05 * np.abs(y).max()
-
-
-def test_dynamic_conv_matches_float_closely():
-    rng = np.random.default_rng(0)
-    m = small_cnn(0, padding=1)
-    x = rng.normal(size=(8, 1, 10, 10)).astype(np.float32)
-    d = quantize_dynamic(m)
-    y, yd = m.forward(x), d.forward(x)
-    assert np.abs(y - yd).max() < 0.05 * np.abs(y).max()
 
 
 def test_weight_only_int8_and_int4_groups(digits_model):

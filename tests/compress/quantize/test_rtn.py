@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from refcomp.compress.quantize import GroupQuantized, rtn_quantize
+from refcomp.compress.quantize import rtn_quantize
 from refcomp.compress.quantize.grid import code_range
 from refcomp.errors import ShapeError, ValidationError
+from refcomp.formats import QTensor
+from refcomp.quant import QParams
 
 from .cases import _weights, grids
 
@@ -18,12 +20,15 @@ def test_rtn_codes_lie_on_the_grid_and_round_to_nearest(case):
     w = _weights(out, n_in, seed)
     q = rtn_quantize(w, bits=bits, group_size=gs, symmetric=sym)
     qmin, qmax = code_range(bits, sym)
-    assert q.codes.dtype == (np.int8 if sym else np.uint8)
-    assert q.codes.min() >= qmin and q.codes.max() <= qmax
-    g = q.group_index()
-    s = q.scales.astype(np.float64)[:, g]
-    z = q.zero_points.astype(np.float64)[:, g]
-    w_hat = q.dequantize().astype(np.float64)
+    assert isinstance(q, QTensor) and q.shape == w.shape
+    width = {2: 2, 3: 4, 4: 4, 8: 8}[bits]  # the smallest dtype that holds b-bit codes
+    assert q.qparams.dtype.name == ("int" if sym else "uint") + str(width)
+    assert (q.qparams.qmin, q.qparams.qmax) == (qmin, qmax)
+    codes = q.data.astype(np.int64)
+    assert codes.min() >= qmin and codes.max() <= qmax
+    s, z = q.qparams.expand(w.shape)
+    s, z = np.broadcast_to(s.astype(np.float64), w.shape), np.broadcast_to(z, w.shape)
+    w_hat = q.to_dense().astype(np.float64)
     # on the grid: ŵ/s is an integer minus z (up to the float32 rounding of ŵ)
     k = w_hat / s
     assert np.all(np.abs(k - np.rint(k)) <= 2.0**-22 * (1 + np.abs(k)))
@@ -32,36 +37,43 @@ def test_rtn_codes_lie_on_the_grid_and_round_to_nearest(case):
     err = np.abs(w.astype(np.float64) - w_hat)
     assert np.all(err <= s * (0.5 + 1e-5) + 1e-30)
     if sym:
-        assert np.all(q.zero_points == 0)
-        assert q.codes.min() >= -(2 ** (bits - 1) - 1)  # symmetric scale never reaches −2^(b−1)
+        assert np.all(q.qparams.zero_point.astype(np.int64) == 0)
+        assert codes.min() >= -(2 ** (bits - 1) - 1)  # symmetric scale never reaches −2^(b−1)
 
 
 def test_rtn_int8_per_channel_by_hand():
     w = np.array([[1.27, -0.5, 0.005], [0.0, 0.0, 0.0]], dtype=np.float32)
     q = rtn_quantize(w, bits=8)
-    assert q.scales.shape == (2, 1) and q.scales[0, 0] == np.float32(1.27 / 127)
-    assert q.scales[1, 0] == 1.0  # all-zero row: scale 1, codes 0
-    np.testing.assert_array_equal(q.codes, [[127, -50, 0], [0, 0, 0]])
+    assert q.qparams.per_axis and q.qparams.axis == 0  # per channel: one scale per row
+    assert q.qparams.scale.shape == (2,) and q.qparams.scale[0] == np.float32(1.27 / 127)
+    assert q.qparams.scale[1] == 1.0  # all-zero row: scale 1, codes 0
+    assert q.data.dtype == np.int8
+    np.testing.assert_array_equal(q.data, [[127, -50, 0], [0, 0, 0]])
 
 
 def test_rtn_round_half_to_even_and_asymmetric_zero_point():
     # s = 1 exactly (max |w| = 7 at 4 bits): 2.5 -> 2, 3.5 -> 4, -0.5 -> -0
     q = rtn_quantize(np.array([[7.0, 2.5, 3.5, -0.5]]), bits=4)
-    np.testing.assert_array_equal(q.codes, [[7, 2, 4, 0]])
+    np.testing.assert_array_equal(q.data.astype(np.int64), [[7, 2, 4, 0]])
     # asymmetric [-1, 14] at 4 bits: s = 1, z = 1; 0 is exact
     qa = rtn_quantize(np.array([[-1.0, 0.0, 14.0, 6.5]]), bits=4, symmetric=False)
-    assert qa.zero_points[0, 0] == 1 and qa.scales[0, 0] == 1.0
-    np.testing.assert_array_equal(qa.codes, [[0, 1, 15, 7]])
-    np.testing.assert_array_equal(qa.dequantize(), [[-1.0, 0.0, 14.0, 6.0]])
+    assert int(qa.qparams.zero_point[0]) == 1 and qa.qparams.scale[0] == 1.0
+    np.testing.assert_array_equal(qa.data.astype(np.int64), [[0, 1, 15, 7]])
+    np.testing.assert_array_equal(qa.to_dense(), [[-1.0, 0.0, 14.0, 6.0]])
 
 
 def test_rtn_int4_groups_layout_and_bytes():
     w = _weights(16, 300, 1)
     q = rtn_quantize(w, bits=4, group_size=128)
-    assert q.scales.shape == (16, 3)  # 128 + 128 + 44 columns
-    np.testing.assert_array_equal(q.group_index()[[0, 127, 128, 255, 256, 299]], [0, 0, 1, 1, 2, 2])
+    qp = q.qparams
+    assert qp.per_block and (qp.axis, qp.block_size) == (1, 128)  # the ONNX blocked layout
+    assert qp.scale.shape == (16, 3)  # 128 + 128 + 44 columns
+    scale, _ = qp.expand(w.shape)
+    assert scale.shape == w.shape
+    # columns 0, 127 | 128, 255 | 256, 299 use scales 0 | 1 | 2
+    np.testing.assert_array_equal(scale[0, [0, 127, 128, 255, 256, 299]], qp.scale[0, [0, 0, 1, 1, 2, 2]])
     # group 2 gets its scale from its own 44 columns only
-    assert q.scales[0, 2] == np.float32(np.max(np.abs(w[0, 256:].astype(np.float64))) / 7)
+    assert qp.scale[0, 2] == np.float32(np.max(np.abs(w[0, 256:].astype(np.float64))) / 7)
     assert q.nbytes == 16 * 300 * 4 // 8 + 16 * 3 * 4
 
 
@@ -81,6 +93,8 @@ def test_rtn_rejects_bad_weights():
         rtn_quantize(np.ones(4))
     with pytest.raises(ValidationError, match="finite"):
         rtn_quantize(np.array([[1.0, np.nan]]))
-    with pytest.raises(ShapeError, match="scales"):
-        GroupQuantized(np.zeros((2, 4), np.int8), np.ones((2, 2), np.float32), np.zeros((2, 1), np.int32),
-                       4, 4, True)
+    with pytest.raises(ShapeError, match="w"):
+        rtn_quantize(np.ones((2, 0)))
+    # the layout RTN returns is checked where it is built: a scale per (row, group) of 4 columns
+    with pytest.raises(ShapeError, match="block_size"):
+        QTensor(np.zeros((2, 4), np.int8), QParams(np.ones((2, 2), np.float32), None, "int8", axis=1, block_size=4))

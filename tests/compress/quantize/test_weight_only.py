@@ -53,3 +53,18 @@ def test_a_layer_run_twice_per_forward_is_refused():
     x = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
     with pytest.raises(ValidationError, match="once per batch"):
         quantize_weights(Twice(), bits=8, method="gptq", calibration_x=x)
+
+
+@pytest.mark.parametrize("bits, group_size", [(8, None), (4, 16), (3, None)])
+def test_a_weight_only_cnn_saves_and_loads_bit_for_bit(bits, group_size, tmp_path):
+    """Kernels are held as their (out, C·kh·kw) im2col matrices; the model file accepts that shape."""
+    from refcomp.io import load_model, save_model
+
+    from ..models_for_tests import small_cnn
+
+    q, rep = quantize_weights(small_cnn(4), bits=bits, group_size=group_size)
+    assert q["conv2"].weight.shape == (4, 3 * 2 * 2) and rep["conv2"]["bytes"] == q["conv2"].weight.nbytes
+    back = load_model(save_model(q, tmp_path / "m.safetensors"))
+    assert back["conv2"].weight.qparams == q["conv2"].weight.qparams
+    x = np.random.default_rng(0).random((2, 1, 10, 10), dtype=np.float32)
+    assert back.forward(x).tobytes() == q.forward(x).tobytes()

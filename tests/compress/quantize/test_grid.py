@@ -1,0 +1,109 @@
+"""The grid of RTN and GPTQ against eqs. (1)-(3) written out here, and wrong grids this check catches."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from refcomp.compress.quantize import rtn_quantize
+from refcomp.compress.quantize.grid import code_range, grid_dtype, grid_qparams
+from refcomp.errors import ShapeError
+from refcomp.formats import QTensor
+from refcomp.quant import QParams
+
+from .cases import _weights, grids
+
+
+def _reference_grid(w, bits, symmetric, group_size):
+    """Scale (float32) and zero point (int64) per (row, group), eqs. (1)-(2) of grid.py, written out in float64."""
+    w = np.asarray(w, dtype=np.float64)
+    g = group_size or w.shape[1]
+    scales, zeros = [], []
+    for j in range(0, w.shape[1], g):
+        cols = w[:, j:j + g]
+        if symmetric:
+            s = (np.max(np.abs(cols), axis=1) / (2 ** (bits - 1) - 1)).astype(np.float32)
+            s[s == 0] = 1.0
+            z = np.zeros(len(w), dtype=np.int64)
+        else:
+            lo = np.minimum(cols.min(axis=1), 0.0)                 # widened to contain 0
+            hi = np.maximum(cols.max(axis=1), 0.0)
+            s = ((hi - lo) / (2**bits - 1)).astype(np.float32)
+            s[s == 0] = 1.0
+            z = np.clip(np.rint(-lo / s.astype(np.float64)), 0, 2**bits - 1).astype(np.int64)  # half to even
+        scales.append(s)
+        zeros.append(z)
+    return np.stack(scales, axis=1), np.stack(zeros, axis=1)
+
+
+def _assert_on_the_grid(q, w, bits, symmetric, group_size):
+    """q holds the codes of eq. (3) on the grids of eqs. (1)-(2); AssertionError otherwise."""
+    s_ref, z_ref = _reference_grid(w, bits, symmetric, group_size)
+    out = w.shape[0]
+    np.testing.assert_array_equal(q.qparams.scale.reshape(out, -1), s_ref, err_msg="scale")
+    np.testing.assert_array_equal(q.qparams.zero_point.astype(np.int64).reshape(out, -1), z_ref,
+                                  err_msg="zero point")
+    qmin, qmax = code_range(bits, symmetric)
+    cols = np.arange(w.shape[1]) // (group_size or w.shape[1])
+    want = np.clip(np.rint(w.astype(np.float64) / s_ref[:, cols].astype(np.float64)) + z_ref[:, cols], qmin, qmax)
+    np.testing.assert_array_equal(q.data.astype(np.int64), want, err_msg="codes")
+
+
+@settings(max_examples=60)
+@given(grids)
+def test_rtn_is_the_grid_of_eqs_1_to_3(case):
+    out, n_in, bits, gs, sym, seed = case
+    w = _weights(out, n_in, seed)
+    _assert_on_the_grid(rtn_quantize(w, bits=bits, group_size=gs, symmetric=sym), w, bits, sym, gs)
+
+
+def _planted(w, scale, zero_point, bits):
+    """A QTensor with the given per-row grid (asymmetric, per channel) and the codes of eq. (3) on it."""
+    dt = grid_dtype(bits, False)
+    s = np.asarray(scale, dtype=np.float32)
+    z = np.asarray(zero_point, dtype=np.int64)
+    qmin, qmax = code_range(bits, False)
+    codes = np.clip(np.rint(w / s[:, None].astype(np.float64)) + z[:, None], qmin, qmax)
+    return QTensor(codes.astype(np.int64).astype(dt.np_dtype), QParams(s, z.astype(dt.np_dtype), dt, axis=0))
+
+
+def test_zero_point_rounds_half_to_even_and_a_half_away_zero_point_is_caught():
+    # 2 bits, asymmetric: [-2.5, 0.5] gives s = 3 / 3 = 1 and -lo / s = 2.5, a tie
+    w = np.array([[-2.5, 0.5, 0.0], [-0.5, 2.5, 1.0]])   # second row: -lo / s = 0.5
+    q = rtn_quantize(w, bits=2, symmetric=False)
+    np.testing.assert_array_equal(q.qparams.zero_point.astype(np.int64), [2, 0])  # half to even: 2.5 -> 2, 0.5 -> 0
+    _assert_on_the_grid(q, w, 2, False, None)
+    assert np.all(q.to_dense()[:, 2][w[:, 2] == 0] == 0)  # 0 is a code
+    half_away = _planted(w, [1.0, 1.0], [3, 1], 2)           # round half away from zero
+    with pytest.raises(AssertionError, match="zero point"):
+        _assert_on_the_grid(half_away, w, 2, False, None)
+
+
+def test_range_is_widened_to_contain_zero_and_an_unwidened_grid_is_caught():
+    # 4 bits, asymmetric, all weights in [2, 5]: lo = 0, so s = 5 / 15, z = 0 and 0 is exact
+    w = np.array([[2.0, 5.0, 3.5]])
+    q = rtn_quantize(w, bits=4, symmetric=False)
+    assert q.qparams.scale[0] == np.float32(5.0 / 15) and int(q.qparams.zero_point[0]) == 0
+    _assert_on_the_grid(q, w, 4, False, None)
+    lo, hi = 2.0, 5.0                                        # not widened: s = 3 / 15, z = clip(-10) = 0
+    unwidened = _planted(w, [(hi - lo) / 15], [0], 4)
+    with pytest.raises(AssertionError, match="scale"):
+        _assert_on_the_grid(unwidened, w, 4, False, None)
+
+
+def test_widths_without_a_dtype_are_held_in_the_next_one():
+    w = _weights(3, 40, 2)
+    for bits, dtype in [(3, "int4"), (5, "int8"), (6, "int8"), (7, "int8")]:
+        q = rtn_quantize(w, bits=bits)
+        assert q.qparams.dtype.name == dtype
+        assert (q.qparams.qmin, q.qparams.qmax) == (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        qa = rtn_quantize(w, bits=bits, symmetric=False)
+        assert qa.qparams.dtype.name == "u" + dtype and (qa.qparams.qmin, qa.qparams.qmax) == (0, 2**bits - 1)
+        _assert_on_the_grid(q, w, bits, True, None)
+        _assert_on_the_grid(qa, w, bits, False, None)
+    for bits in (2, 4, 8):  # a dtype of their own: the full range, no narrowing
+        assert not rtn_quantize(w, bits=bits).qparams.narrowed
+
+
+def test_grid_qparams_rejects_a_range_per_group_without_group_size():
+    with pytest.raises(ShapeError, match="w_min"):
+        grid_qparams(np.zeros((2, 3)), np.ones((2, 3)), 4, True)

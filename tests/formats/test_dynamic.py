@@ -1,0 +1,95 @@
+"""DynamicQuantized: eq. (D1) written out in NumPy, the ConvInteger graph it replaces, fields, bad input."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from refcomp.errors import DTypeError, FileFormatError, ShapeError, ValidationError
+from refcomp.formats import DynamicQuantized, QTensor
+from refcomp.nn import Conv2d
+from refcomp.ops import conv_integer, dynamic_quantize_linear
+from refcomp.quant import QParams, choose_qparams
+
+
+def _int8_weight(w, *, symmetric=True, dtype="int8"):
+    qp = choose_qparams(w.min(axis=1), w.max(axis=1), dtype, symmetric=symmetric, restricted_range=symmetric, axis=0)
+    return QTensor.quantize(w, qp)
+
+
+def _d1_reference(x, q):
+    """Eq. (D1) from the ONNX definitions: uint8 x from its range incl. 0, exact integer product, float32 scaling."""
+    x = x.astype(np.float32)
+    hi, lo = max(np.float32(0), x.max()), min(np.float32(0), x.min())
+    s_x = np.float32(1) if hi == lo else np.float32(np.float32(hi - lo) / np.float32(255))
+    z_x = np.rint(np.clip(-np.float32(lo / s_x), 0, 255))
+    q_x = np.clip(np.rint(x / s_x) + z_x, 0, 255).astype(np.int64)
+    z_w = q.qparams.zero_point.astype(np.int64)
+    acc = (q_x - int(z_x)) @ (q.data.astype(np.int64) - z_w[:, None]).T
+    return acc.astype(np.int32).astype(np.float32) * (s_x * q.qparams.scale)
+
+
+@settings(max_examples=40)
+@given(st.integers(1, 6), st.integers(1, 40), st.integers(1, 8), st.booleans(), st.integers(0, 2**32 - 1))
+def test_matmul_is_eq_d1(batch, n_in, out, symmetric, seed):
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((out, n_in)) * rng.uniform(0.01, 3)).astype(np.float32)
+    x = (rng.standard_normal((batch, n_in)) * rng.uniform(0.01, 10) + rng.uniform(-1, 1)).astype(np.float32)
+    q = _int8_weight(w, symmetric=symmetric, dtype="int8" if symmetric else "uint8")
+    fmt = DynamicQuantized(q)
+    y = fmt.matmul(x)
+    assert y.dtype == np.float32 and y.shape == (batch, out)
+    np.testing.assert_array_equal(y, _d1_reference(x, q))
+    assert fmt.shape == w.shape and fmt.nbytes == q.nbytes and fmt.storage_bits == q.storage_bits
+    np.testing.assert_array_equal(fmt.to_dense(), q.to_dense())
+
+
+@pytest.mark.parametrize("stride, padding, dilation", [(1, 0, 1), (1, 2, 1), (2, 1, 1), (1, 1, 2)])
+def test_conv2d_with_the_format_equals_conv_integer_of_the_quantized_input(stride, padding, dilation):
+    """Every input pixel lies in a receptive field here, so the im2col rows have the range of x (with 0)."""
+    rng = np.random.default_rng(stride + 3 * padding + 7 * dilation)
+    conv = Conv2d(3, 4, 3, stride=stride, padding=padding, dilation=dilation, rng=rng)
+    w = conv.weight.to_dense()
+    q = _int8_weight(w.reshape(4, -1))
+    conv.weight = DynamicQuantized(q)
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32) + 0.5
+    q_x, s_x, z_x = dynamic_quantize_linear(x)
+    acc = conv_integer(q_x, q.data.reshape(w.shape), z_x, None, strides=[stride] * 2, pads=[padding] * 4,
+                       dilations=[dilation] * 2)
+    want = acc.astype(np.float32) * (s_x * q.qparams.scale).reshape(1, -1, 1, 1) + conv.bias.data.reshape(1, -1, 1, 1)
+    np.testing.assert_array_equal(conv.forward(x), want)
+
+
+def test_fields_round_trip():
+    w = np.random.default_rng(1).standard_normal((5, 7)).astype(np.float32)
+    fmt = DynamicQuantized(_int8_weight(w))
+    fields = fmt.fields()
+    assert set(fields) == {"weight"} and isinstance(fields["weight"], QTensor)
+    back = DynamicQuantized.from_fields(fields)
+    x = np.random.default_rng(2).standard_normal((3, 7)).astype(np.float32)
+    assert back.weight.qparams == fmt.weight.qparams and back.matmul(x).tobytes() == fmt.matmul(x).tobytes()
+    with pytest.raises(FileFormatError, match="keys"):
+        DynamicQuantized.from_fields({"weight": fmt.weight, "bias": np.zeros(5)})
+    with pytest.raises(FileFormatError, match="weight"):
+        DynamicQuantized.from_fields({"weight": np.zeros((5, 7), np.int8)})
+
+
+def test_rejects_bad_weights_and_inputs():
+    w = np.random.default_rng(3).standard_normal((4, 6)).astype(np.float32)
+    with pytest.raises(DTypeError, match="weight"):
+        DynamicQuantized(w)
+    with pytest.raises(DTypeError, match="weight"):
+        DynamicQuantized(_int8_weight(w, dtype="int4"))
+    blocked = QParams(np.ones((4, 2), np.float32), None, "int8", axis=1, block_size=3)
+    with pytest.raises(ValidationError, match="weight"):
+        DynamicQuantized(QTensor.quantize(w, blocked))
+    kernel = QTensor.quantize(w.reshape(4, 2, 3), QParams(np.ones(4, np.float32), None, "int8", axis=0))
+    with pytest.raises(ShapeError, match="weight"):
+        DynamicQuantized(kernel)
+    fmt = DynamicQuantized(_int8_weight(w))
+    with pytest.raises(ShapeError, match="x"):
+        fmt.matmul(np.ones((2, 5), np.float32))
+    with pytest.raises(ShapeError, match="x"):
+        fmt.matmul(np.ones(6, np.float32))
+    with pytest.raises(ValidationError, match="x"):
+        fmt.matmul(np.full((1, 6), np.nan, np.float32))
