@@ -136,6 +136,9 @@ def _read_field(payload, spec, width: int, count: int, what: str) -> np.ndarray:
 def load_compressed(path) -> tuple[dict, dict, dict]:
     """Read a file written by :func:`save_compressed`: ({name: RelativeIndexCSR}, {name: array}, metadata)."""
     raw = Path(path).read_bytes()
+    if raw[:3] == b"RCM":  # refcomp.io.compact_file.MAGIC: the compact encoding of a model file
+        raise FileFormatError(f"{path}: a compact model file, not an .rcdc file: read it with "
+                              "refcomp.io.load_model")
     if raw[:4] != _MAGIC or len(raw) < 8:
         raise FileFormatError(f"{path}: not a refcomp deep-compression file (magic {raw[:4]!r})")
     (h,) = struct.unpack("<I", raw[4:8])

@@ -16,6 +16,7 @@ from refcomp.compress.share.cluster import cluster_weight
 from refcomp.formats import (Clustered, CSRMatrix, Dense, HalfPrecision, LowRank, PowerOfTwo, QTensor,
                              RelativeIndexCSR, WeightFormat)
 from refcomp.io import load_model, save_model
+from refcomp.io.model_file import SUFFIXES
 from refcomp.quant import choose_qparams
 
 RNG = np.random.default_rng(7)
@@ -48,7 +49,7 @@ def test_the_cases_cover_every_exported_format():
     assert want == set(CASES)
 
 
-@pytest.mark.parametrize("container", ["safetensors", "npz"])
+@pytest.mark.parametrize("container", ["safetensors", "npz", "compact"])
 @pytest.mark.parametrize("cls", list(CASES), ids=lambda c: c.__name__)
 def test_layer_holds_the_format_and_the_file_keeps_it(cls, container, tmp_path):
     m = models.lenet_300_100().eval()
@@ -61,7 +62,7 @@ def test_layer_holds_the_format_and_the_file_keeps_it(cls, container, tmp_path):
     h = np.maximum(m["fc1"].forward(x), 0)
     want = h @ fmt.to_dense().T + m["fc2"].bias.data
     np.testing.assert_allclose(m["fc2"].forward(h), want, rtol=1e-5, atol=1e-5)
-    back = load_model(save_model(m, tmp_path / f"m.{container}"))
+    back = load_model(save_model(m, tmp_path / f"m{SUFFIXES[container]}"))
     assert type(back["fc2"].weight) is cls
     assert back["fc2"].weight.to_dense().tobytes() == fmt.to_dense().tobytes()
     assert back["fc2"].weight.nbytes == fmt.nbytes
