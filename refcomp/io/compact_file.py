@@ -83,8 +83,8 @@ def read_header(raw: bytes, path) -> tuple[dict, memoryview]:
     if raw[:3] != MAGIC[:3]:
         raise FileFormatError(f"{path}: not a compact refcomp model file (magic {raw[:4]!r})")
     if raw[:4] != MAGIC:
-        raise FileFormatError(f"{path}: compact model file of layout {raw[3:4]!r}; this refcomp reads "
-                              f"{MAGIC[3:4]!r}")
+        raise FileFormatError(f"{path}: compact model file of layout version {raw[3:4].decode('latin-1')!r}; "
+                              f"this refcomp reads version {LAYOUT_VERSION}")
     if len(raw) < _PREFIX.size:
         raise FileFormatError(f"{path}: truncated compact model file ({len(raw)} bytes)")
     _, crc, c, h = _PREFIX.unpack_from(raw)
@@ -96,7 +96,7 @@ def read_header(raw: bytes, path) -> tuple[dict, memoryview]:
         raise FileFormatError(f"{path}: checksum mismatch: the file is corrupted or truncated")
     inflate = zlib.decompressobj()
     try:
-        # max_length: never inflate more than the declared length (+1 to see an overlong stream)
+        # max_length: never inflate more than the declared length (+1 to see an overlong stream; 0 = no limit)
         text = inflate.decompress(memoryview(raw)[_PREFIX.size:_PREFIX.size + c], h + 1)
     except zlib.error as exc:
         raise FileFormatError(f"{path}: header is not a valid deflate stream ({exc})") from None
