@@ -73,8 +73,8 @@ def _file_line(result: PipelineResult) -> str:
         line += (f" It holds {p['coded_fields']:,} B of coded weight fields (the table's streams, code lengths "
                  f"and codebooks in whole bytes per stream, row pointers at 32 bits), {p['other_tensors']:,} B "
                  f"of other tensors (biases) and a {p['header']:,} B header (the graph and tensor directory, "
-                 "deflated; a 16-byte prefix with a checksum; 64 B of field header per coded layer), which the "
-                 "table does not count.")
+                 "deflated; a 16-byte prefix with a checksum; the int64 field header of each coded layer), "
+                 "which the table does not count.")
     return line
 
 
