@@ -9,8 +9,11 @@ from ``--baseline FILE``; cached as ``<out>/baseline.safetensors`` and reused
 on the next run), then prune → retrain → cluster → fine-tune centroids →
 Huffman (refcomp.pipelines.deep_compression). Writes ``report.md`` (accuracy
 per stage, the per-layer size table, the ratios, time per stage),
-``sizes.png``, ``results.json`` and ``model.rcdc``, the compressed model
-itself (refcomp.io.compressed_file), which is read back and evaluated. A tqdm bar is shown when stderr is a
+``sizes.png``, ``results.json`` and ``model.rcm``, the compressed model
+itself: a model file in the compact encoding (refcomp.io.compact_file) whose
+layers hold the Huffman-coded RelativeIndexCSR weights, graph included, so
+``refcomp.io.load_model("<out>/model.rcm")`` returns a runnable model; it is
+read back that way and evaluated. A tqdm bar is shown when stderr is a
 terminal; otherwise only the summary lines are printed.
 
 Config (TOML, optional): top-level keys of PipelineConfig override the
@@ -47,6 +50,8 @@ HELP = "Deep Compression (prune, retrain, cluster, fine-tune centroids, Huffman)
 _ALIASES = {"lenet300": "lenet_300_100", "lenet_300_100": "lenet_300_100", "lenet5": "lenet5",
             "digits_mlp": "digits_mlp", "digits": "digits_mlp"}
 _BASELINE_EPOCHS = {"lenet_300_100": 20, "lenet5": 15, "digits_mlp": 30}
+#: the compressed model, in the compact encoding (refcomp.io.model_file.SUFFIXES["compact"])
+MODEL_FILE = "model.rcm"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,7 +129,7 @@ def run(args) -> int:
             extra += "\n![sensitivity](sensitivity.png)\n"
         say(f"sensitivity sweep: {seconds['sensitivity']:.1f} s")
     result = run_pipeline(model, train_set, test_set, config, progress=False if args.quiet else "auto",
-                          stream=sys.stderr, log=say, save_to=out / "model.rcdc")
+                          stream=sys.stderr, log=say, save_to=out / MODEL_FILE)
     parts = ["refcomp", "compress", "--model", args.model, "--data", data, "--out", str(out)]
     for flag, value in (("--config", args.config), ("--baseline", args.baseline),
                         ("--baseline-epochs", args.baseline_epochs), ("--mnist-dir", args.mnist_dir)):
@@ -137,5 +142,6 @@ def run(args) -> int:
     command = " ".join(shlex.quote(p) for p in parts)
     paths = write_report(result, out, title=f"Deep Compression of {name} on {data}", command=command,
                          extra_seconds=seconds, extra_markdown=extra)
+    say(f"compressed model: {result.file} (refcomp.io.load_model reads it)")
     say(f"report: {paths['report']}")
     return 0

@@ -283,7 +283,7 @@ class RelativeIndexCSR(WeightFormat):
         layout_id, ib, wb, n, wbits, ibits = (int(v) for v in h[:6])
         shape = tuple(int(d) for d in h[6:])
         if not (0 <= layout_id < len(LAYOUTS)) or not (1 <= ib <= 16) or not (1 <= wb <= 64) or n < 0 \
-                or min(shape) < 0:
+                or min(shape) < 0 or math.prod(shape) >= 2 ** 62:  # the size must not overflow int64 below
             raise FileFormatError(f"fields['header']: invalid layout, field widths, count or shape {h.tolist()}")
         layout = LAYOUTS[layout_id]
         clustered = "codebook" in fields
@@ -317,7 +317,9 @@ class RelativeIndexCSR(WeightFormat):
             row_ptr = np.array([0, n], np.int64)
         layer = cls(shape, layout, ib, row_ptr, index_fields.astype(np.uint8 if ib <= 8 else np.uint16), values,
                     cb, wb)
-        layer.to_mask()  # validates the row pointers and every position (FileFormatError)
+        # validates the row pointers and every position (FileFormatError) without building the
+        # (rows, cols) mask, so a file declaring a huge shape costs no memory before it is refused
+        layer._positions()
         return layer
 
     # ---------------------------------------------------------------- sizes

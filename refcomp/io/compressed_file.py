@@ -1,4 +1,12 @@
-"""The Deep Compression file: the per-layer bit streams the size table counts, written for real.
+"""The earlier Deep Compression file (.rcdc): the per-layer bit streams the size table counts.
+
+``refcomp compress`` now writes the compact encoding of the model file
+(refcomp.io.compact_file, ``model.rcm``), which holds the same coded fields
+plus the model's graph, and which ``refcomp.io.load_model`` reads. This
+module is kept to read (and, for tests, write) .rcdc files: an .rcdc has no
+graph, so it is read into a model the caller supplies,
+``refcomp.pipelines.deep_compression.load_into(model, path, stored=True)``,
+and ``save_model(..., format="compact")`` converts it.
 
 Layout (all integers little-endian)::
 
@@ -19,8 +27,7 @@ counts ⌈log₂(entries + 1)⌉ bits per pointer; the file spends 32). A fixed-
 field is written with the canonical code whose lengths all equal the width,
 which is plain b-bit binary. Other tensors (biases) are stored as raw arrays.
 
-The JSON header is the only cost the size table does not count; the CLI
-reports the file size next to the table. Reading validates everything
+The JSON header is the only cost the size table does not count. Reading validates everything
 (magic, version, offsets, counts, code streams, positions) and raises
 FileFormatError on anything inconsistent; no pickle, no eval.
 """
@@ -136,6 +143,9 @@ def _read_field(payload, spec, width: int, count: int, what: str) -> np.ndarray:
 def load_compressed(path) -> tuple[dict, dict, dict]:
     """Read a file written by :func:`save_compressed`: ({name: RelativeIndexCSR}, {name: array}, metadata)."""
     raw = Path(path).read_bytes()
+    if raw[:3] == b"RCM":  # refcomp.io.compact_file.MAGIC: the file refcomp compress writes now
+        raise FileFormatError(f"{path}: a compact model file, not an .rcdc file: read it with "
+                              "refcomp.io.load_model")
     if raw[:4] != _MAGIC or len(raw) < 8:
         raise FileFormatError(f"{path}: not a refcomp deep-compression file (magic {raw[:4]!r})")
     (h,) = struct.unpack("<I", raw[4:8])

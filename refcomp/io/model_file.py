@@ -1,6 +1,6 @@
-"""Model files: architecture + weights, as safetensors or npz, never pickle.
+"""Model files: architecture + weights, as safetensors, npz or the compact encoding; never pickle.
 
-Both containers hold the same two things:
+Every container holds the same two things:
 
 1. the tensors, named as in ``model.state_dict()`` — ``<layer>.<attribute>``
    (``conv1.weight``, ``bn1.running_var``, ...); a weight held in a format other
@@ -30,7 +30,12 @@ Both containers hold the same two things:
 Where the header lives: safetensors — the string entry ``"refcomp"`` of the
 file's ``__metadata__`` (safetensors' own JSON header); npz — an array named
 ``__refcomp_header__`` of dtype uint8 holding the JSON bytes (so that
-``np.load(..., allow_pickle=False)`` can read it).
+``np.load(..., allow_pickle=False)`` can read it); compact (``.rcm``,
+refcomp.io.compact_file, the file ``refcomp compress`` writes) — deflated
+after a 16-byte prefix with a checksum, the tensors packed behind it with no
+padding. The compact encoding of a model whose layers hold RelativeIndexCSR
+weights is the Deep Compression file: those weights' fields are the
+Huffman-coded bits the size table counts.
 
 Writes are atomic (refcomp.io.atomic). Loading checks the container, the
 header, the version, the graph and every tensor's name, dtype and shape;
@@ -38,7 +43,10 @@ anything truncated, corrupted, foreign or of an unknown version raises
 :class:`refcomp.errors.FileFormatError`. A weight's shape must be the layer's,
 or, for a convolution, its (out, C·kh·kw) im2col matrix (how weight-only and
 dynamic quantization store kernels). Loaded arrays are bit-identical to
-the saved ones.
+the saved ones. The container is recognised by its first bytes, whatever
+the file is called; a Deep Compression file of the earlier format
+(``.rcdc``, magic ``RCDC``; refcomp.io.compressed_file) is refused with the
+name of its converter.
 """
 
 from __future__ import annotations
@@ -57,9 +65,10 @@ from ..formats.base import WeightFormat
 from ..formats.dense import Dense
 from ..nn.graph import Graph
 from ..nn.module import LAYER_TYPES, Module, Parameter, Sequential
+from . import compact_file
 from .atomic import write_atomic
 
-__all__ = ["save_model", "load_model", "FORMAT", "VERSION", "model_header"]
+__all__ = ["save_model", "load_model", "FORMAT", "VERSION", "SUFFIXES", "model_header"]
 
 FORMAT = "refcomp.model"
 VERSION = 2   # 2: weight formats composed of formats ("parts"); 1: everything else
@@ -298,22 +307,31 @@ def _assemble(header: dict, tensors: dict, path) -> Module:
 
 
 # --- containers ---------------------------------------------------------------------
+#: container -> the file suffix that selects it
+SUFFIXES = {"safetensors": ".safetensors", "npz": ".npz", "compact": ".rcm"}
+
+
 def _kind(path: Path, fmt: str | None) -> str:
-    fmt = fmt or {".safetensors": "safetensors", ".npz": "npz"}.get(path.suffix)
-    if fmt not in ("safetensors", "npz"):
-        raise ValidationError("format", "'safetensors' or 'npz' (or a path ending in one)", repr(fmt or path.suffix))
+    fmt = fmt or {suffix: kind for kind, suffix in SUFFIXES.items()}.get(path.suffix)
+    if fmt not in SUFFIXES:
+        raise ValidationError("format", "'safetensors', 'npz' or 'compact' (or a path ending in .safetensors, "
+                              ".npz or .rcm)", repr(fmt or path.suffix))
     return fmt
 
 
 def save_model(model: Module, path, *, format: str | None = None, metadata: dict | None = None) -> Path:
     """Write ``model`` (architecture + weights + buffers) to ``path`` atomically.
 
-    format : "safetensors" or "npz"; by default from the file suffix.
+    format : the container: "safetensors", "npz" or "compact" (refcomp.io.compact_file:
+        the fewest bytes, what ``refcomp compress`` writes; plain NumPy dtypes only,
+        ValidationError otherwise); by default from the suffix (.safetensors, .npz, .rcm).
     metadata : optional JSON-able dict stored in the header.
     """
     path = Path(path)
     kind = _kind(path, format)
     tensors, header = _tensors_and_header(model, metadata)
+    if kind == "compact":
+        return write_atomic(path, compact_file.encode(header, tensors))
     text = json.dumps(header, sort_keys=True)
     if kind == "safetensors":
         from safetensors.numpy import save
@@ -384,10 +402,14 @@ def load_model(path) -> Module:
     """
     path = Path(path)
     raw = path.read_bytes()
-    if raw[:4] == b"RCDC":  # the Deep Compression file of refcomp compress (refcomp.io.compressed_file)
-        raise FileFormatError(f"{path}: a Deep Compression file (.rcdc), not a model file: convert it with "
-                              "refcomp.pipelines.deep_compression.load_into(model, path, stored=True) and save_model")
-    if raw[:4] == b"PK\x03\x04" or raw[:4] == b"PK\x05\x06":
+    if raw[:4] == b"RCDC":  # the Deep Compression file refcomp compress wrote before (refcomp.io.compressed_file)
+        raise FileFormatError(f"{path}: a Deep Compression file of the earlier format (.rcdc), which holds no "
+                              "graph: convert it with refcomp.pipelines.deep_compression.load_into(model, path, "
+                              "stored=True), given the model it was made from, and save_model(..., format='compact')")
+    if raw[:3] == compact_file.MAGIC[:3]:
+        header, payload = compact_file.read_header(raw, path)
+        tensors = compact_file.read_tensors(_check_header(header, path)["tensors"], payload, path)
+    elif raw[:4] == b"PK\x03\x04" or raw[:4] == b"PK\x05\x06":
         header, tensors = _read_npz(raw, path)
     else:
         header, tensors = _read_safetensors(raw, path)

@@ -40,9 +40,20 @@ def test_compress_cli_end_to_end(tmp_path, capsys):
     acc = res["accuracy"]
     assert set(acc) == {"dense", "pruned", "clustered", "compressed", "compressed_csr", "from_file"}
     assert acc["compressed"] == acc["compressed_csr"] == acc["from_file"] and acc["compressed"] > 0.85
-    # the file holds what the table counts, plus its JSON header and 32-bit row pointers, plus the biases
-    assert res["file_bytes"] == (out / "model.rcdc").stat().st_size
+    # the file holds what the table counts, plus its header and 32-bit row pointers, plus the biases
+    assert res["file_bytes"] == (out / "model.rcm").stat().st_size
     assert res["weights_pqh_bytes"] + res["bias_bytes"] < res["file_bytes"] < res["weights_pqh_bytes"] + 3000
+    assert sum(res["file_parts"].values()) == res["file_bytes"]
+    assert "compressed model:" in printed and "File `model.rcm`" in report
+    # the compressed model is a model file: load_model runs it without being given the model
+    from refcomp import datasets
+    from refcomp.formats import RelativeIndexCSR
+    from refcomp.io import load_model
+    from refcomp.nn.train import evaluate
+
+    back = load_model(out / "model.rcm")
+    assert isinstance(back["fc1"].weight, RelativeIndexCSR) and isinstance(back["fc2"].weight, RelativeIndexCSR)
+    assert evaluate(back, datasets.load_split("digits", seed=0)[1])["accuracy"] == acc["from_file"]
     assert res["config"]["index_bits"] == {"fc1": 4, "fc2": 3} and res["config"]["layout"] == "rows"
     assert res["weights_ratio"] == pytest.approx(9472 * 32 / (8 * res["weights_pqh_bytes"]), rel=1e-3)
     assert res["table"][-1]["row_pointer_bits"] > 0

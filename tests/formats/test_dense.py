@@ -7,6 +7,7 @@ from refcomp.compress.prune.model import MaskedOptimizer, prune_model, weight_ma
 from refcomp.errors import DTypeError, ShapeError, ValidationError
 from refcomp.formats import Dense
 from refcomp.io import load_model, save_model
+from refcomp.io.model_file import SUFFIXES
 from refcomp.nn import SGD, Linear, ReLU, Sequential
 
 
@@ -26,12 +27,12 @@ def test_fields_with_and_without_a_mask():
         Dense.from_fields({"data": w, "bits": w})
 
 
-@pytest.mark.parametrize("container", ["safetensors", "npz"])
+@pytest.mark.parametrize("container", ["safetensors", "npz", "compact"])
 def test_a_pruned_model_keeps_its_masks_in_the_file_and_in_training(container, tmp_path):
     rng = np.random.default_rng(0)
     m = Sequential(("fc1", Linear(8, 6, rng=0)), ("relu", ReLU()), ("fc2", Linear(6, 3, rng=1)))
     pruned, report = prune_model(m, {"fc1": 0.5})
-    back = load_model(save_model(pruned, tmp_path / f"p.{container}"))
+    back = load_model(save_model(pruned, tmp_path / f"p{SUFFIXES[container]}"))
     np.testing.assert_array_equal(back["fc1"].weight.mask, report["masks"]["fc1"])
     assert back["fc2"].weight.mask is None and set(weight_masks(back)) == {"fc1"}
     # training the loaded model with the masks its weights hold keeps the pruned entries at zero

@@ -17,6 +17,7 @@ from refcomp.compress.share.cluster import cluster_weight
 from refcomp.formats import (Clustered, CSRMatrix, Dense, DynamicQuantized, HalfPrecision, LowRank, PowerOfTwo,
                              QTensor, RelativeIndexCSR, WeightFormat)
 from refcomp.io import load_model, save_model
+from refcomp.io.model_file import SUFFIXES
 from refcomp.quant import choose_qparams
 
 RNG = np.random.default_rng(7)
@@ -50,7 +51,7 @@ def test_the_cases_cover_every_exported_format():
     assert want == set(CASES)
 
 
-@pytest.mark.parametrize("container", ["safetensors", "npz"])
+@pytest.mark.parametrize("container", ["safetensors", "npz", "compact"])
 @pytest.mark.parametrize("cls", list(CASES), ids=lambda c: c.__name__)
 def test_layer_holds_the_format_and_the_file_keeps_it(cls, container, tmp_path):
     m = models.lenet_300_100().eval()
@@ -69,7 +70,7 @@ def test_layer_holds_the_format_and_the_file_keeps_it(cls, container, tmp_path):
         np.testing.assert_allclose(m["fc2"].forward(h), want, rtol=0, atol=0.02 * np.abs(want).max())
     else:
         np.testing.assert_allclose(m["fc2"].forward(h), want, rtol=1e-5, atol=1e-5)
-    back = load_model(save_model(m, tmp_path / f"m.{container}"))
+    back = load_model(save_model(m, tmp_path / f"m{SUFFIXES[container]}"))
     assert type(back["fc2"].weight) is cls
     assert back["fc2"].weight.to_dense().tobytes() == fmt.to_dense().tobytes()
     assert back["fc2"].weight.nbytes == fmt.nbytes

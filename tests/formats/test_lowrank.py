@@ -69,11 +69,12 @@ def test_low_rank_of_quantized_factors_computes_through_the_factors():
     np.testing.assert_allclose(composed.to_dense(), lr.to_dense(), atol=0.05 * np.abs(lr.to_dense()).max())
 
 
-@pytest.mark.parametrize("container", ["safetensors", "npz"])
+@pytest.mark.parametrize("container", ["safetensors", "npz", "compact"])
 def test_a_composed_format_round_trips_through_a_model_file(container, tmp_path):
     from refcomp import models
     from refcomp.formats import QTensor
     from refcomp.io import load_model, model_header, save_model
+    from refcomp.io.model_file import SUFFIXES
     from refcomp.nn import Linear, ReLU, Sequential
 
     _, _, composed = _quantized_factors()
@@ -83,7 +84,7 @@ def test_a_composed_format_round_trips_through_a_model_file(container, tmp_path)
     assert header["version"] == 2 and header["weights"]["fc1.weight"]["parts"]["left"]["format"] == "QTensor"
     assert header["version"] == 2 and "fc1.weight.left.data" in header["tensors"]
     assert model_header(models.digits_mlp())["version"] == 1   # files without compositions stay version 1
-    back = load_model(save_model(m, tmp_path / f"m.{container}"))
+    back = load_model(save_model(m, tmp_path / f"m{SUFFIXES[container]}"))
     w = back["fc1"].weight
     assert isinstance(w, LowRank) and isinstance(w.left, QTensor) and isinstance(w.right, QTensor)
     x = np.random.default_rng(2).standard_normal((4, 40)).astype(np.float32)

@@ -10,9 +10,10 @@ import pytest
 from refcomp import datasets, nn
 from refcomp.errors import FileFormatError
 from refcomp.io import load_model, model_header, save_model
+from refcomp.io.model_file import SUFFIXES
 
 pytest.importorskip("safetensors")
-FORMATS = ["safetensors", "npz"]
+FORMATS = ["safetensors", "npz", "compact"]
 
 
 def resnet_model():
@@ -57,7 +58,7 @@ def test_resnet_trains_saves_and_loads_bit_exact(tmp_path):
     assert hist[-1]["loss"] < hist[0]["loss"]
     want = model.eval().forward(x[:50])
     for fmt in FORMATS:
-        back = load_model(save_model(model, tmp_path / f"resnet.{fmt}"))
+        back = load_model(save_model(model, tmp_path / f"resnet{SUFFIXES[fmt]}"))
         assert isinstance(back, nn.Graph) and not back.training
         assert_same_model(model, back)
         assert back.forward(x[:50]).tobytes() == want.tobytes()
@@ -83,7 +84,7 @@ def test_transformer_trains_saves_and_loads_bit_exact(tmp_path):
     assert losses[-1] < 0.9 * losses[0]
     want = model.eval().forward(ids, mask)
     for fmt in FORMATS:
-        back = load_model(save_model(model, tmp_path / f"bert.{fmt}"))
+        back = load_model(save_model(model, tmp_path / f"bert{SUFFIXES[fmt]}"))
         assert_same_model(model, back)
         assert back.forward(ids, mask).tobytes() == want.tobytes()
         assert back["layer0"]["attn"].q_proj.weight.data.tobytes() == \
@@ -98,7 +99,7 @@ def test_sequential_and_graph_nest_in_files(tmp_path, fmt):
     g.add("add", nn.Add(), "seq", "x")
     g.outputs = ["add"]
     model = nn.Sequential(("pre", nn.Linear(2, 3, rng=1)), ("res", g), ("soft", nn.Softmax()))
-    back = load_model(save_model(model, tmp_path / f"m.{fmt}"))
+    back = load_model(save_model(model, tmp_path / f"m{SUFFIXES[fmt]}"))
     assert_same_model(model, back)
     x = np.random.default_rng(1).standard_normal((4, 2)).astype(np.float32)
     assert back.forward(x).tobytes() == model.forward(x).tobytes()

@@ -11,10 +11,10 @@ from refcomp.compress.share.cluster import cluster_weight
 from refcomp import models, nn
 from refcomp.errors import FileFormatError, ValidationError
 from refcomp.io import load_model, model_header, save_model
-from refcomp.io.model_file import VERSION
+from refcomp.io.model_file import SUFFIXES, VERSION
 
 pytest.importorskip("safetensors")
-FORMATS = ["safetensors", "npz"]
+FORMATS = ["safetensors", "npz", "compact"]
 
 
 def every_layer_model():
@@ -41,7 +41,7 @@ def every_layer_model():
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_round_trip_every_layer_bit_exact(tmp_path, fmt):
     m = every_layer_model()
-    path = save_model(m, tmp_path / f"m.{fmt}", metadata={"note": "test"})
+    path = save_model(m, tmp_path / f"m{SUFFIXES[fmt]}", metadata={"note": "test"})
     back = load_model(path)
     assert repr(back) == repr(m)
     a, b = m.state_dict(), back.state_dict()
@@ -57,10 +57,10 @@ def test_round_trip_every_layer_bit_exact(tmp_path, fmt):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_round_trip_embedding_and_lenet(tmp_path, fmt):
     emb = nn.Sequential(("emb", nn.Embedding(7, 3, rng=0)))
-    back = load_model(save_model(emb, tmp_path / f"e.{fmt}"))
+    back = load_model(save_model(emb, tmp_path / f"e{SUFFIXES[fmt]}"))
     assert back["emb"].weight.data.tobytes() == emb["emb"].weight.data.tobytes()
     lenet = models.lenet5(3)
-    back = load_model(save_model(lenet, tmp_path / f"l.{fmt}"))
+    back = load_model(save_model(lenet, tmp_path / f"l{SUFFIXES[fmt]}"))
     assert back.num_parameters() == 431_080
     x = np.random.default_rng(1).standard_normal((2, 1, 28, 28)).astype(np.float32)
     assert lenet.eval().forward(x).tobytes() == back.forward(x).tobytes()
@@ -77,7 +77,7 @@ def test_header_fields():
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_truncated_files_rejected(tmp_path, fmt):
-    path = save_model(models.digits_mlp(), tmp_path / f"m.{fmt}")
+    path = save_model(models.digits_mlp(), tmp_path / f"m{SUFFIXES[fmt]}")
     raw = path.read_bytes()
     for cut in (0, 5, 40, len(raw) // 2, len(raw) - 1):
         path.write_bytes(raw[:cut])
@@ -194,7 +194,7 @@ def test_round_trip_non_dense_weight_format(tmp_path, fmt):
     header = model_header(m)
     assert header["weights"]["fc1.weight"]["format"] == "LowRank"
     assert "fc1.weight.left" in header["tensors"] and "fc1.weight" not in header["tensors"]
-    back = load_model(save_model(m, tmp_path / f"lr.{fmt}"))
+    back = load_model(save_model(m, tmp_path / f"lr{SUFFIXES[fmt]}"))
     assert type(back["fc1"].weight).__name__ == "LowRank"
     x = np.random.default_rng(2).standard_normal((2, 1, 28, 28)).astype(np.float32)
     assert back.forward(x).tobytes() == m.forward(x).tobytes()
@@ -213,7 +213,7 @@ def test_round_trip_sparse_and_clustered_weights(tmp_path, fmt):
     w2 = m["fc2"].weight.to_dense()
     m["fc2"].weight = cluster_weight(w2, 5, mask=rng.random(w2.shape) < 0.3, rng=0)
     m["fc3"].weight = to_lowrank(m["fc3"].weight.to_dense(), rank=4)
-    back = load_model(save_model(m, tmp_path / f"dc.{fmt}"))
+    back = load_model(save_model(m, tmp_path / f"dc{SUFFIXES[fmt]}"))
     for name, cls in (("fc1", CSRMatrix), ("fc2", Clustered), ("fc3", LowRank)):
         assert type(m[name].weight) is cls and type(back[name].weight) is cls
         assert back[name].weight.to_dense().tobytes() == m[name].weight.to_dense().tobytes()

@@ -1,5 +1,7 @@
 """The Deep Compression pipeline (run_pipeline, PipelineConfig, presets, progress)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -61,26 +63,64 @@ def test_progress_bar_only_on_a_terminal():
     assert pipe.getvalue() == ""
 
 
-def test_an_rcdc_file_converts_to_a_model_file(tmp_path):
-    """load_into(..., stored=True) + save_model: the same coded layers in a file load_model reads."""
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A short pipeline run on the digits MLP that writes its compressed model file."""
     from refcomp import datasets, models
-    from refcomp.formats import RelativeIndexCSR
-    from refcomp.io import load_model, save_model
     from refcomp.nn import train
-    from refcomp.pipelines.deep_compression import load_into
 
     train_set, test_set = datasets.load_split("digits", seed=0)
     m = models.digits_mlp(0)
     train(m, train_set, epochs=2, progress=False)
     cfg = PipelineConfig.from_dict({"prune_rounds": 1, "prune_epochs": 1, "finetune_epochs": 0},
                                    PipelineConfig(**PRESETS["digits_mlp"]))
-    r = run_pipeline(m, train_set, test_set, cfg, progress=False, save_to=tmp_path / "m.rcdc")
-    stored = load_into(models.digits_mlp(0), r.file, stored=True)
+    r = run_pipeline(m, train_set, test_set, cfg, progress=False,
+                     save_to=tmp_path_factory.mktemp("dc") / "model.rcm")
+    return r, cfg, test_set
+
+
+def test_the_pipeline_writes_a_model_file_load_model_runs(digits_run):
+    """save_to: the compact model file, graph included; load_model returns the evaluated model."""
+    from refcomp.formats import RelativeIndexCSR
+    from refcomp.io import load_model
+
+    r, cfg, test_set = digits_run
+    assert Path(r.file).read_bytes()[:4] == b"RCM1" and r.file_bytes == Path(r.file).stat().st_size
+    back = load_model(r.file)                   # no model builder: the file holds the graph
+    for name in cfg.sparsity:
+        assert isinstance(back[name].weight, RelativeIndexCSR)
+        assert back[name].weight.nbytes == r.storage[name].nbytes
+        assert back[name].weight.to_dense().tobytes() == r.storage[name].to_dense().tobytes()
+    x = test_set[0]
+    assert back.forward(x).tobytes() == r.model.eval().forward(x).tobytes()
+    assert r.accuracy["from_file"] == r.accuracy["compressed"]
+    parts = r.file_parts
+    assert sum(parts.values()) == r.file_bytes and parts["other_tensors"] == r.bias_bytes
+    # the coded fields are the table's P+Q+H bytes, up to whole bytes per stream (two streams per layer)
+    assert 0 <= parts["coded_fields"] - r.table[-1]["pqh_bytes"] <= 2 * len(cfg.sparsity)
+    assert parts["header"] < 600
+
+
+def test_an_rcdc_file_converts_to_a_model_file(digits_run, tmp_path):
+    """load_into(..., stored=True) + save_model: the same coded layers in a file load_model reads."""
+    from refcomp import models
+    from refcomp.formats import RelativeIndexCSR
+    from refcomp.io import load_model, save_model
+    from refcomp.io.compressed_file import save_compressed
+    from refcomp.pipelines.deep_compression import load_into
+    from refcomp.pipelines.deep_compression.run import _other_tensors
+
+    r, cfg, test_set = digits_run
+    # an .rcdc as refcomp compress wrote it before it wrote the compact model file
+    rcdc = save_compressed(tmp_path / "m.rcdc", r.storage, _other_tensors(r.model, list(cfg.sparsity)))
+    stored = load_into(models.digits_mlp(0), rcdc, stored=True)
     for name in cfg.sparsity:
         assert isinstance(stored[name].weight, RelativeIndexCSR)
         assert stored[name].weight.nbytes == r.storage[name].nbytes
     back = load_model(save_model(stored, tmp_path / "m.safetensors"))
-    decoded = load_into(models.digits_mlp(0), r.file)
+    decoded = load_into(models.digits_mlp(0), rcdc)
     x = test_set[0]
     assert back.forward(x).tobytes() == decoded.eval().forward(x).tobytes()
     assert back.forward(x).tobytes() == r.model.eval().forward(x).tobytes()
+    # converted to the compact encoding, it is the file the pipeline writes now, byte for byte
+    assert save_model(stored, tmp_path / "m.rcm").read_bytes() == Path(r.file).read_bytes()

@@ -20,3 +20,6 @@ def test_lenet_300_100_reaches_40x_within_0_3_pp(mnist_dir, tmp_path, monkeypatc
     assert r["accuracy"]["dense"] - r["accuracy"]["compressed"] <= 0.003 + 1e-12
     assert r["accuracy"]["compressed_csr"] == r["accuracy"]["compressed"] == r["accuracy"]["from_file"]
     assert r["model_dense_bytes"] / r["file_bytes"] >= 40.0  # the file on disk, biases and header included
+    from refcomp.io import load_model
+
+    assert r["file"] == str(tmp_path / "model.rcm") and load_model(r["file"])["fc1"].weight.nbytes > 0

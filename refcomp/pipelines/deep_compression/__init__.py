@@ -16,14 +16,17 @@ Han, Mao, Dally 2016, "Deep Compression" (arXiv:1510.00149), Fig. 1:
 The accuracy reported for the compressed model is measured on weights
 *decoded from the stored bit fields* (RelativeIndexCSR.to_dense), and again
 through the CSR kernels (refcomp.compress.prune.deploy) and, with ``save_to``,
-after writing the compressed file and reading it back
-(refcomp.io.compressed_file), so the table describes exactly the model
+after writing the compressed model file and reading it back with
+``refcomp.io.load_model`` (the compact encoding of the model file,
+refcomp.io.compact_file: the layers hold the RelativeIndexCSR, whose
+fields are the coded bits), so the table describes exactly the model
 that was evaluated. Biases are kept as float32 and counted
 separately (the paper's tables count weights only).
 """
 
 from .config import PRESETS, PipelineConfig
 from .report import write_report
-from .run import PipelineResult, load_into, run_pipeline
+from .run import PipelineResult, load_into, run_pipeline, stored_model
 
-__all__ = ["PipelineConfig", "PipelineResult", "run_pipeline", "load_into", "write_report", "PRESETS"]
+__all__ = ["PipelineConfig", "PipelineResult", "run_pipeline", "load_into", "stored_model", "write_report",
+           "PRESETS"]

@@ -15,11 +15,12 @@ from ...compress.share.trained_quantization import cluster_model, clustered_laye
 from ...errors import ValidationError
 from ...formats.dense import Dense
 from ...formats.relative_csr import RelativeIndexCSR, size_table
-from ...io.compressed_file import load_compressed, save_compressed
+from ...io.compressed_file import load_compressed
+from ...io.model_file import load_model, save_model
 from ...nn.train import evaluate
 from .config import PipelineConfig
 
-__all__ = ["PipelineResult", "run_pipeline", "load_into"]
+__all__ = ["PipelineResult", "run_pipeline", "load_into", "stored_model"]
 
 
 @dataclasses.dataclass
@@ -34,8 +35,9 @@ class PipelineResult:
     bias_bytes: int
     dense_bytes: int               # every parameter as float32 (weights + biases)
     config: PipelineConfig
-    file: str | None = None        # the compressed file written (refcomp.io.compressed_file)
-    file_bytes: int | None = None
+    file: str | None = None        # the compressed model file written (compact encoding, refcomp.io.compact_file)
+    file_bytes: int | None = None  # its whole size on disk; the ratios count the table's bits, not this
+    file_parts: dict | None = None  # file_bytes split: coded_fields, other_tensors, header (see _file_parts)
 
     @property
     def weights_ratio(self) -> float:
@@ -54,7 +56,7 @@ class PipelineResult:
                 "weights_pq_bytes": total["pq_bytes"], "weights_ratio": self.weights_ratio,
                 "bias_bytes": self.bias_bytes, "model_dense_bytes": self.dense_bytes,
                 "model_ratio": self.model_ratio, "kept_pct": total["kept_pct"],
-                "file": self.file, "file_bytes": self.file_bytes,
+                "file": self.file, "file_bytes": self.file_bytes, "file_parts": self.file_parts,
                 "config": self.config.to_dict()}
 
 
@@ -115,8 +117,31 @@ def _other_tensors(model, names) -> dict:
     return out
 
 
+def _file_parts(storage, model, names, file_bytes: int) -> dict:
+    """What the compact file's bytes hold: the coded fields (the table's P+Q+H streams, code lengths,
+    codebooks, whole bytes per stream, row pointers at 32 bits), the other tensors (biases, buffers)
+    and the header (prefix, deflated graph and directory, each coded layer's int64 field header)."""
+    coded = sum(a.nbytes for layer in storage.values() for k, a in layer.fields().items() if k != "header")
+    other = sum(a.nbytes for a in _other_tensors(model, names).values())
+    return {"coded_fields": int(coded), "other_tensors": int(other), "header": int(file_bytes - coded - other)}
+
+
+def stored_model(model, storage):
+    """A copy of ``model`` whose compressed layers hold their RelativeIndexCSR (``storage``: name -> layer).
+
+    This is the model the pipeline writes: ``save_model(stored_model(...), path, format="compact")``
+    stores each layer's Huffman-coded fields, the other parameters and the graph.
+    """
+    out = copy.deepcopy(model)
+    for name, layer in prunable_layers(out, list(storage)).items():
+        if tuple(storage[name].shape) != tuple(layer.weight.shape):
+            raise ValidationError(f"storage[{name!r}]", f"shape {tuple(layer.weight.shape)}", storage[name].shape)
+        layer.weight = storage[name]
+    return out
+
+
 def load_into(model, path, *, stored: bool = False):
-    """A copy of ``model`` with every weight, parameter and buffer read from a compressed (.rcdc) file.
+    """A copy of ``model`` with every weight, parameter and buffer read from an .rcdc file (the earlier format).
 
     stored : False, the compressed layers get the decoded Dense weights (what
         the pipeline evaluates); True, they hold the RelativeIndexCSR itself,
@@ -157,8 +182,8 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
 
     log : optional callable(str) receiving one line per stage.
     save_to : optional path: the compressed layers and the other parameters are written there
-        (refcomp.io.compressed_file), read back into a copy of the model and evaluated
-        (accuracy["from_file"]).
+        as a model file in the compact encoding (:func:`stored_model`, refcomp.io.compact_file),
+        read back with ``refcomp.io.load_model`` and evaluated (accuracy["from_file"]).
     """
     import sys
 
@@ -238,10 +263,11 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
         if save_to is not None:
             t = time.perf_counter()
             # no metadata: the configuration is in the report, every header byte counts in the file size
-            path = save_compressed(save_to, storage, _other_tensors(model, names))
-            accuracy["from_file"] = _accuracy(load_into(model, path), test_set)
+            path = save_model(stored_model(model, storage), save_to, format="compact")
+            accuracy["from_file"] = _accuracy(load_model(path), test_set)
             seconds["save_and_reload"] = time.perf_counter() - t
             result.file, result.file_bytes = str(path), path.stat().st_size
+            result.file_parts = _file_parts(storage, model, names, result.file_bytes)
             say(f"written {path} ({result.file_bytes:,} bytes), reloaded: {100 * accuracy['from_file']:.2f} %")
         say(f"compressed: {100 * accuracy['compressed']:.2f} % (CSR kernels: "
             f"{100 * accuracy['compressed_csr']:.2f} %), weights {result.weights_ratio:.1f}x, "
