@@ -70,7 +70,7 @@ def run_model(name: str, quick: bool, sections=SECTIONS) -> list[dict]:
     # W8A8 static PTQ, integer-only, four calibrations (uint8 activations), and int8 activations
     for obs, act in () if "ptq" not in sections else (("minmax", "uint8"), ("percentile", "uint8"), ("mse", "uint8"), ("entropy", "uint8"),
                      ("minmax", "int8")):
-        im = quantize_static(base, calib, observer=obs, activation_dtype=act)
+        im, _ = quantize_static(base, calib, observer=obs, activation_dtype=act)
         note = ""
         if obs == "minmax":
             a = output_codes(im, te[0])
@@ -80,15 +80,15 @@ def run_model(name: str, quick: bool, sections=SECTIONS) -> list[dict]:
         add(f"W8A8 PTQ integer-only, {obs}, {act} activations", im, integer_bytes(im), note)
 
     if "dynamic" in sections:
-        dyn = quantize_dynamic(base)
+        dyn, _ = quantize_dynamic(base)
         add("W8 dynamic (activations per batch)", dyn, model_bytes(dyn))
 
     # W8A8 QAT: observers (frozen after epoch 1) and LSQ; exported to integer-only
     qat_epochs = 1 if quick else 2
     for lsq in (False, True) if "qat" in sections else ():
-        q = prepare_qat(base, calib, lsq=lsq)
+        q, _ = prepare_qat(base, calib, lsq=lsq)
         train_qat(q, tr, epochs=qat_epochs, freeze_observers_epoch=1, lr=0.005)
-        im = to_integer(q)
+        im, _ = to_integer(q)
         add(f"W8A8 QAT{' LSQ' if lsq else ''} ({qat_epochs} ep) integer-only", im, integer_bytes(im))
 
     # weight-only RTN vs GPTQ
@@ -113,7 +113,7 @@ def run_model(name: str, quick: bool, sections=SECTIONS) -> list[dict]:
     # binary / ternary, retrained with the STE
     lb_epochs = 1 if quick else 3
     for kind in ("binary", "ternary") if "lowbit" in sections else ():
-        q = prepare_lowbit(base, kind)
+        q, _ = prepare_lowbit(base, kind)
         before = evaluate(q, te)["accuracy"]
         train(q, tr, epochs=lb_epochs, lr=0.01, momentum=0.9, rng=0, progress=False)
         add(f"{kind} weights, retrained {lb_epochs} ep", q, lowbit_bytes(q),
@@ -125,7 +125,7 @@ def run_model(name: str, quick: bool, sections=SECTIONS) -> list[dict]:
     ft_epochs = 1 if quick else 2
     for i in range(n_settings) if "svd" in sections else ():
         setting = {layer: r[i] for layer, r in ranks.items()}
-        f = factorize_model(base, setting)
+        f, _ = factorize_model(base, setting)
         before = evaluate(f, te)["accuracy"]
         train(f, tr, epochs=ft_epochs, lr=0.005, momentum=0.9, rng=0, progress=False)
         desc = ", ".join(f"{k} r={v}" for k, v in setting.items())
@@ -143,7 +143,7 @@ def run_model(name: str, quick: bool, sections=SECTIONS) -> list[dict]:
     for bits, gran in ((8, "per_channel"), (8, "per_tensor"), (4, "per_channel"), (4, "per_tensor"),
                        (2, "per_channel")) if "dfq" in sections else ():
         for eq, bc in ((False, False), (True, False), (False, True), (True, True)):
-            im = quantize_static(base, calib, weight_bits=bits, weight_granularity=gran, equalize=eq,
+            im, _ = quantize_static(base, calib, weight_bits=bits, weight_granularity=gran, equalize=eq,
                                  bias_correction=bc)
             d = im.forward(te[0]).astype(np.float64) - y_float
             mse, shift = float(np.mean(d * d)), float(np.mean(np.abs(d.mean(axis=0))))
@@ -156,7 +156,7 @@ def run_model(name: str, quick: bool, sections=SECTIONS) -> list[dict]:
     for layer, settings in CONV_RANKS.get(name, {}).items() if "conv_lowrank" in sections else ():
         n_orig = base[layer].weight.to_dense().size
         for r in settings:
-            f = factorize_model(base, {layer: r})
+            f, _ = factorize_model(base, {layer: r})
             before = evaluate(f, te)["accuracy"]
             n_new = sum(sub.weight.to_dense().size for _, sub in f[layer].layers.items())
             train(f, tr, epochs=ft_epochs, lr=0.005, momentum=0.9, rng=0, progress=False)

@@ -50,7 +50,7 @@ def run_model_demo(seed: int = 0, epochs: int = 30, log=None) -> dict:
     rows = [{"method": "float32 (refcomp.nn)", "accuracy": acc_float, "bytes": dense, "ratio": 1.0, "note": ""}]
 
     t = time.perf_counter()
-    int_model = quantize_static(model, train_set[0][:500], observer="minmax", activation_dtype="uint8")
+    int_model, _ = quantize_static(model, train_set[0][:500], observer="minmax", activation_dtype="uint8")
     acc_int = evaluate(int_model, test_set)["accuracy"]
     codes = output_codes(int_model, test_set[0])
     sim_codes = simulate(int_model, test_set[0])

@@ -37,6 +37,7 @@ from ...formats.dense import Dense
 from ...nn.layers import Conv2d, Linear
 from ...nn.module import Parameter, Sequential
 from ..quantize.model_graph import prepare
+from ..quantize.weight_only import model_bytes
 from .factorize import conv_svd, truncated_svd, tucker2
 
 __all__ = ["factorize_linear", "factorize_conv", "tucker2_conv", "factorize_model"]
@@ -103,8 +104,9 @@ def tucker2_conv(layer: Conv2d, ranks) -> Sequential:
     return Sequential(("first", first), ("core", core), ("last", last))
 
 
-def factorize_model(model, ranks: dict) -> Sequential:
-    """A copy of ``model`` (BatchNorm folded) with the top-level layers named in ``ranks`` factorized.
+def factorize_model(model, ranks: dict) -> tuple[Sequential, dict]:
+    """(a copy of ``model`` (BatchNorm folded) with the top-level layers named in ``ranks`` factorized,
+    report {name: {"rank", "bytes", "float_bytes"}}); ``model`` is not modified.
 
     ranks : {name: r} — truncated SVD of a Linear (factorize_linear) or of a
         reshaped Conv2d kernel (factorize_conv); {name: (r_out, r_in)} —
@@ -115,6 +117,7 @@ def factorize_model(model, ranks: dict) -> Sequential:
         raise ValidationError("model", "a refcomp.nn.Sequential", type(model).__name__)
     if not isinstance(ranks, dict):
         raise ValidationError("ranks", "a dict {layer name: rank or (r_out, r_in)}", type(ranks).__name__)
+    report = {}
     for name, rank in ranks.items():
         layer = m.layers.get(name)
         if not isinstance(layer, (Linear, Conv2d)):
@@ -128,4 +131,5 @@ def factorize_model(model, ranks: dict) -> Sequential:
             m[name] = factorize_conv(layer, rank)
         else:
             m[name] = factorize_linear(layer, rank)
-    return m
+        report[name] = {"rank": rank, "bytes": model_bytes(m[name]), "float_bytes": model_bytes(layer)}
+    return m, report

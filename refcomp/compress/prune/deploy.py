@@ -31,7 +31,8 @@ __all__ = ["to_csr"]
 
 
 def to_csr(model, layers=None, *, min_sparsity: float = 0.0):
-    """A copy of ``model`` whose chosen Linear / Conv2d (groups = 1) weights are CSRMatrix.
+    """(a copy of ``model`` whose chosen Linear / Conv2d (groups = 1) weights are CSRMatrix,
+    report {name: {"nnz", "sparsity", "bytes", "dense_bytes"}}).
 
     layers : names (default: every prunable layer whose sparsity is >= ``min_sparsity``).
     The original model is untouched. Exact zeros are not stored (a kept weight
@@ -41,6 +42,7 @@ def to_csr(model, layers=None, *, min_sparsity: float = 0.0):
         raise ValidationError("min_sparsity", "a value in [0, 1]", min_sparsity)
     out = copy.deepcopy(model)
     chosen = prunable_layers(out, layers)
+    report = {}
     for name, layer in chosen.items():
         w = layer.weight.data
         if isinstance(layer, Conv2d) and layer.groups != 1:
@@ -53,6 +55,8 @@ def to_csr(model, layers=None, *, min_sparsity: float = 0.0):
         if w2.dtype not in (np.float32, np.float64):
             w2 = w2.astype(np.float32)
         layer.weight = CSRMatrix.from_dense(np.ascontiguousarray(w2))
+        report[name] = {"nnz": int(layer.weight.nnz), "sparsity": float(sparsity), "bytes": int(layer.weight.nbytes),
+                        "dense_bytes": int(w.nbytes)}
     out.eval()
-    return out
+    return out, report
 

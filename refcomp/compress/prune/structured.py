@@ -118,8 +118,10 @@ def _check_keep(model, keep):
     return out, chosen
 
 
-def apply_structured(model, keep: Mapping) -> None:
-    """Step 1 in place: zero removed rows, their biases and the BatchNorm γ, β after them."""
+def apply_structured(model, keep: Mapping):
+    """Step 1: (a copy of ``model`` with the removed rows, their biases and the BatchNorm γ, β after
+    them zeroed, report {name: rows kept}); ``model`` is not modified."""
+    model = copy.deepcopy(model)
     keep, chosen = _check_keep(model, keep)
     plan = _plan(model, list(keep))
     for name, k in keep.items():
@@ -134,6 +136,7 @@ def apply_structured(model, keep: Mapping) -> None:
                 norm.bias.data[~k] = 0
             else:
                 raise ValidationError("keep", f"an affine BatchNorm after {name!r} (to zero its output)", bn)
+    return model, {name: int(k.sum()) for name, k in keep.items()}
 
 
 def _take(layer_array, k, axis):
@@ -141,7 +144,8 @@ def _take(layer_array, k, axis):
 
 
 def shrink(model, keep: Mapping):
-    """Step 2: a new, smaller Sequential without the removed rows and their inputs downstream.
+    """Step 2: (a new, smaller Sequential without the removed rows and their inputs downstream,
+    report {name: {"kept", "removed"}}).
 
     Call :func:`apply_structured` first (or prune so that the removed rows are
     zero); ``model`` itself is not modified.
@@ -185,4 +189,4 @@ def shrink(model, keep: Mapping):
                 cols = k
             nxt.weight = Dense(_take(w, cols, 1))
             nxt.in_features = int(cols.sum())
-    return new
+    return new, {name: {"kept": int(k.sum()), "removed": int((~k).sum())} for name, k in keep.items()}

@@ -36,16 +36,20 @@ def dynamic_weight(w) -> DynamicQuantized:
     return DynamicQuantized(QTensor.quantize(w2, qp))
 
 
-def quantize_dynamic(model) -> Module:
-    """A copy of ``model`` (BatchNorm folded) whose Conv2d / Linear layers hold DynamicQuantized weights.
+def quantize_dynamic(model) -> tuple[Module, dict]:
+    """(a copy of ``model`` (BatchNorm folded) whose Conv2d / Linear layers hold DynamicQuantized weights,
+    report {layer name: {"shape", "bytes", "float_bytes"}}).
 
     Any refcomp.nn graph; a grouped Conv2d (groups > 1) raises ValidationError
-    (its product is not one matrix product with the weight).
+    (its product is not one matrix product with the weight). ``model`` is not modified.
     """
     m = prepare(model)
+    report = {}
     for name, layer in m.named_modules():
         if isinstance(layer, Conv2d) and layer.groups != 1:
             raise ValidationError(f"layer {name!r}", "groups=1 for dynamic quantization", layer.groups)
         if isinstance(layer, (Conv2d, Linear)):
-            layer.weight = dynamic_weight(layer.weight.to_dense())
-    return m
+            w = layer.weight.to_dense()
+            layer.weight = dynamic_weight(w)
+            report[name] = {"shape": list(w.shape), "bytes": int(layer.weight.nbytes), "float_bytes": int(w.nbytes)}
+    return m, report

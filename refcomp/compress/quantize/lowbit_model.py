@@ -60,12 +60,13 @@ class TernaryWeight:
 KINDS = {"binary": BinaryWeight, "ternary": TernaryWeight}
 
 
-def prepare_lowbit(model, kind: str) -> Sequential:
-    """A trainable copy of ``model`` (BatchNorm folded) whose Conv2d / Linear weights are ``kind``
-    (FakeQuantized weights with a binary or ternary quantizer, qat.py)."""
+def prepare_lowbit(model, kind: str) -> tuple[Sequential, dict]:
+    """(a trainable copy of ``model`` (BatchNorm folded) whose Conv2d / Linear weights are ``kind``
+    (FakeQuantized weights with a binary or ternary quantizer, qat.py), report {"kind", "bytes"})."""
     if kind not in KINDS:
         raise ValidationError("kind", f"one of {sorted(KINDS)}", repr(kind))
-    return fake_quantized_model(prepare(model), lambda _name: KINDS[kind]())
+    m = fake_quantized_model(prepare(model), lambda _name: KINDS[kind]())
+    return m, {"kind": kind, "bytes": lowbit_bytes(m)}
 
 
 def lowbit_bytes(model) -> int:

@@ -41,7 +41,7 @@ from ...nn.module import Sequential
 from ...quant import EntropyObserver, MinMaxObserver, MSEObserver, PercentileObserver, choose_qparams, quantize
 from .bias_correction_model import empirical_output_shift
 from .cle_model import equalize_model
-from .integer_model import integer_model
+from .integer_model import integer_bytes, integer_model
 from .model_graph import prepare, stage_output_modules, stages_of
 
 __all__ = ["OBSERVERS", "make_observer", "calibrate", "quantize_weight_per_channel", "quantize_static"]
@@ -135,7 +135,7 @@ def _conv_attrs(layer) -> dict:
 def quantize_static(model, calibration_x, *, observer: str = "minmax", activation_dtype: str = "uint8",
                     batch_size: int = 500, observer_kwargs: dict | None = None, equalize: bool = False,
                     bias_correction: bool = False, weight_bits: int = 8,
-                    weight_granularity: str = "per_channel") -> Sequential:
+                    weight_granularity: str = "per_channel") -> tuple[Sequential, dict]:
     """W8A8 post-training static quantization (module docstring, steps 1-4).
 
     Parameters
@@ -159,7 +159,11 @@ def quantize_static(model, calibration_x, *, observer: str = "minmax", activatio
             raise ValidationError(name, "a bool", repr(flag))
     if isinstance(weight_bits, bool) or weight_bits not in (2, 4, 8):
         raise ValidationError("weight_bits", "8, 4 or 2", repr(weight_bits))
-    folded = equalize_model(model)[0] if equalize else prepare(model)
+    report = {}
+    if equalize:
+        folded, report["equalized_chains"] = equalize_model(model)
+    else:
+        folded = prepare(model)
     stages, qparams = calibrate(folded, calibration_x, observer=observer, activation_dtype=activation_dtype,
                                 batch_size=batch_size, observer_kwargs=observer_kwargs)
     per_tensor = weight_granularity == "per_tensor"
@@ -176,5 +180,7 @@ def quantize_static(model, calibration_x, *, observer: str = "minmax", activatio
             if s.name in shifts:
                 b = np.zeros(s.layer.weight.shape[0]) if s.layer.bias is None else s.layer.bias.data.astype(np.float64)
                 biases[s.name] = (b - shifts[s.name]).astype(np.float32)
-    return integer_model(folded, qparams, weights, biases=biases)
+        report["bias_shift"] = shifts
+    im = integer_model(folded, qparams, weights, biases=biases)
+    return im, {"activation_qparams": qparams, "bytes": integer_bytes(im), **report}
 

@@ -61,7 +61,7 @@ from ...quant import (
     fake_quantize_grad,
 )
 from .model_graph import flat_layers, prepare, stages_of
-from .integer_model import integer_model
+from .integer_model import integer_bytes, integer_model
 from .ptq import calibrate, quantize_weight_per_channel
 
 __all__ = ["ObserverFakeQuant", "LSQQuantizer", "PerChannelFakeQuant", "FakeQuantized", "prepare_qat",
@@ -234,8 +234,9 @@ def fake_quantized_model(model, weight_quantizer, activation_quantizer=None, inp
     return Sequential(*layers)
 
 
-def prepare_qat(model, calibration_x, *, lsq: bool = False, batch_size: int = 500) -> Sequential:
-    """The QAT model of ``model`` (BatchNorm folded), activation ranges initialised on ``calibration_x``."""
+def prepare_qat(model, calibration_x, *, lsq: bool = False, batch_size: int = 500) -> tuple[Sequential, dict]:
+    """(the QAT model of ``model`` (BatchNorm folded), activation ranges initialised on ``calibration_x``,
+    report {"activation_qparams": the calibrated ones}); ``model`` is not modified."""
     folded = prepare(model)
     _, calibrated = calibrate(folded, calibration_x, observer="minmax", activation_dtype="uint8",
                               batch_size=batch_size)
@@ -250,7 +251,7 @@ def prepare_qat(model, calibration_x, *, lsq: bool = False, batch_size: int = 50
     m = fake_quantized_model(folded, lambda _name: LSQQuantizer(127, 127, axis=0) if lsq else PerChannelFakeQuant(),
                              act, lambda: act("input", bool(x0.min() >= 0)))
     m.forward(x0[:batch_size])          # LSQ: initial steps from a first batch
-    return m
+    return m, {"activation_qparams": qparams}
 
 
 def freeze_observers(model, frozen: bool = True) -> None:
@@ -293,8 +294,9 @@ def _activation_qparams(q) -> QParams:
     return q.qparams()
 
 
-def to_integer(model) -> Sequential:
-    """The integer-only model (integer_model.py) with the QAT model's weights and activation parameters."""
+def to_integer(model) -> tuple[Sequential, dict]:
+    """(the integer-only model (integer_model.py) with the QAT model's weights and activation
+    parameters, report {"activation_qparams", "bytes"}); ``model`` is not modified."""
     layers = _check_qat_model(model)
     qparams = {"input": _activation_qparams(layers[0][1])}
     weights, float_layers = {}, []
@@ -313,4 +315,5 @@ def to_integer(model) -> Sequential:
             layer = copy.copy(layer)
             layer.weight = Dense(w)
         float_layers.append((name, layer))
-    return integer_model(Sequential(*float_layers), qparams, weights)
+    im = integer_model(Sequential(*float_layers), qparams, weights)
+    return im, {"activation_qparams": qparams, "bytes": integer_bytes(im)}

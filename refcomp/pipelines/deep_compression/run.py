@@ -254,7 +254,7 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
         accuracy["compressed"] = _accuracy(model, test_set)
 
         t = time.perf_counter()
-        accuracy["compressed_csr"] = _accuracy(to_csr(model, names), test_set)
+        accuracy["compressed_csr"] = _accuracy(to_csr(model, names)[0], test_set)
         seconds["evaluate_csr"] = time.perf_counter() - t
         bias, dense = _bias_bytes(model, names)
         result = PipelineResult(model=model, masks=masks, clustered=clustered, storage=storage, table=table,

@@ -67,7 +67,7 @@ def test_factorized_convs_fine_tune(digits_cnn, rank):
     """The new layers are ordinary Dense Conv2d layers: training updates them and recovers accuracy."""
     m, tr, te, acc = digits_cnn
     assert acc >= 0.9
-    f = factorize_model(m, {"conv2": rank})
+    f, _ = factorize_model(m, {"conv2": rank})
     assert model_bytes(f) < model_bytes(m)
     before = evaluate(f, te)["accuracy"]
     first = f["conv2"]["first"].weight.to_dense().copy()
@@ -93,7 +93,7 @@ def test_svd_replaces_one_layer_by_two(digits):
     full = factorize_linear(m["fc1"], rank=64)
     x = te[0][:50]
     np.testing.assert_allclose(full.forward(x), m["fc1"].forward(x), rtol=1e-4, atol=1e-4)   # full rank: exact
-    f = factorize_model(m, {"fc1": 8})
+    f, _ = factorize_model(m, {"fc1": 8})
     assert model_bytes(f) < model_bytes(m)
     train(f, tr, epochs=3, lr=0.01, rng=0, progress=False)
     assert evaluate(f, te)["accuracy"] >= acc - 0.05

@@ -21,7 +21,7 @@ def _bound(w2, x2, u):
 @pytest.mark.parametrize("backend_ok", [True])
 def test_csr_linear_model_equals_masked_dense(backend_ok):
     m, _ = prune_model(mlp(1), {"fc1": 0.8, "fc2": 0.7, "fc3": 0.5})
-    sparse = to_csr(m)
+    sparse, _ = to_csr(m)
     assert all(isinstance(sparse[n].weight, CSRMatrix) for n in ("fc1", "fc2", "fc3"))
     assert sparse["fc1"].weight.nnz == np.count_nonzero(m["fc1"].weight.data)
     x = np.random.default_rng(0).normal(size=(33, 12)).astype(np.float32)
@@ -36,7 +36,7 @@ def test_csr_linear_model_equals_masked_dense(backend_ok):
 
 def test_csr_conv_model_equals_masked_dense():
     m, _ = prune_model(convnet(2), {"conv1": 0.5, "conv2": 0.8, "fc1": 0.7})
-    sparse = to_csr(m, ["conv1", "conv2", "fc1"])
+    sparse, _ = to_csr(m, ["conv1", "conv2", "fc1"])
     assert isinstance(sparse["conv2"].weight, CSRMatrix) and sparse["conv2"].weight.shape == (5, 54)
     x = np.random.default_rng(0).normal(size=(4, 2, 8, 8)).astype(np.float32)
     np.testing.assert_allclose(sparse.forward(x), m.forward(x), rtol=1e-5, atol=1e-5)

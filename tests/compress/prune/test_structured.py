@@ -21,8 +21,8 @@ def _keep_strategy(sizes):
 def test_mlp_shrink_equals_masked(keep, seed):
     m = mlp(seed, dtype="float64")
     k = {"fc1": np.array(keep[0]), "fc2": np.array(keep[1])}
-    apply_structured(m, k)
-    small = shrink(m, k)
+    m, _ = apply_structured(m, k)
+    small, _ = shrink(m, k)
     x = np.random.default_rng(seed).normal(size=(5, 12))
     np.testing.assert_allclose(small.forward(x), m.forward(x), rtol=1e-12, atol=1e-12)
     assert small["fc1"].weight.shape == (sum(keep[0]), 12)
@@ -37,8 +37,8 @@ def test_conv_batchnorm_flatten_shrink_equals_masked(keep, seed):
     """conv1 -> BatchNorm -> ReLU -> pool -> conv2 -> Flatten -> fc1 -> fc2: every boundary kind."""
     m = convnet(seed, dtype="float64")
     k = {"conv1": np.array(keep[0]), "conv2": np.array(keep[1]), "fc1": np.array(keep[2])}
-    apply_structured(m, k)
-    small = shrink(m, k)
+    m, _ = apply_structured(m, k)
+    small, _ = shrink(m, k)
     x = np.random.default_rng(seed).normal(size=(3, 2, 8, 8))
     np.testing.assert_allclose(small.forward(x), m.forward(x), rtol=1e-10, atol=1e-10)
     assert small["bn1"].running_mean.shape == (sum(keep[0]),)
@@ -52,8 +52,8 @@ def test_float32_model_within_rounding_and_norm_based_choice():
     assert k["fc1"].sum() == 8 and k["fc2"].sum() == 6
     norms = np.abs(m["fc1"].weight.data).sum(axis=1)
     assert norms[k["fc1"]].min() >= norms[~k["fc1"]].max()
-    apply_structured(m, k)
-    small = shrink(m, k)
+    m, _ = apply_structured(m, k)
+    small, _ = shrink(m, k)
     x = np.random.default_rng(0).normal(size=(7, 12)).astype(np.float32)
     np.testing.assert_allclose(small.forward(x), m.forward(x), rtol=1e-5, atol=1e-5)
 
@@ -61,7 +61,7 @@ def test_float32_model_within_rounding_and_norm_based_choice():
 def test_structured_bad_input():
     m = mlp()
     with pytest.raises(ValidationError, match="output layer keeps all its outputs"):
-        apply_structured(m, {"fc3": np.array([True, False, True])})
+        m, _ = apply_structured(m, {"fc3": np.array([True, False, True])})
     with pytest.raises(ShapeError, match=r"keep\['fc1'\]: expected shape \(16,\)"):
         shrink(m, {"fc1": np.ones(5, bool)})
     with pytest.raises(ValidationError, match=r"keep\['fc1'\]: expected at least one kept row"):
@@ -70,4 +70,4 @@ def test_structured_bad_input():
         structured_keep(m, {"fc7": 0.5})
     sig = Sequential(("fc1", Linear(4, 4, rng=0)), ("act", Sigmoid()), ("fc2", Linear(4, 2, rng=0)))
     with pytest.raises(ValidationError, match="map 0 to 0"):
-        apply_structured(sig, {"fc1": np.array([True, False, True, True])})
+        sig, _ = apply_structured(sig, {"fc1": np.array([True, False, True, True])})

@@ -59,7 +59,7 @@ def test_bias_correction_reduces_the_mean_output_bias_of_a_quantized_layer(granu
     y = m.forward(test).astype(np.float64)
     bias = {}
     for bc in (False, True):
-        im = quantize_static(m, calib, weight_bits=4, weight_granularity=granularity, bias_correction=bc)
+        im, _ = quantize_static(m, calib, weight_bits=4, weight_granularity=granularity, bias_correction=bc)
         bias[bc] = np.abs((im.forward(test).astype(np.float64) - y).mean(axis=0)).mean()
     assert bias[True] * 3 < bias[False]
 
@@ -71,7 +71,7 @@ def test_bias_correction_reduces_output_error_of_a_cnn():
     y = m.forward(test)
     err = {}
     for bc in (False, True):
-        im = quantize_static(m, calib, weight_bits=4, weight_granularity="per_tensor", bias_correction=bc)
+        im, _ = quantize_static(m, calib, weight_bits=4, weight_granularity="per_tensor", bias_correction=bc)
         err[bc] = np.abs(im.forward(test) - y).mean()
     assert err[True] < err[False]
 
@@ -82,7 +82,7 @@ def test_integer_model_still_equals_its_simulation(seed, equalize, bc, weights):
     bits, gran = weights
     m = _bn_cnn(seed % 1000)
     x = _cnn_input(seed, 30)
-    im = quantize_static(m, x, equalize=equalize, bias_correction=bc, weight_bits=bits, weight_granularity=gran)
+    im, _ = quantize_static(m, x, equalize=equalize, bias_correction=bc, weight_bits=bits, weight_granularity=gran)
     np.testing.assert_array_equal(output_codes(im, x), simulate(im, x))
     limit = 2 ** (bits - 1) - 1
     for _, layer in integer_layers(im):
@@ -109,9 +109,9 @@ def test_bias_correction_gives_a_bias_to_bias_free_layers():
     equals its simulation (CLE runs through the nested Sequentials too)."""
     from refcomp.compress.lowrank.model import factorize_model
 
-    m = factorize_model(small_cnn(7), {"conv2": 2, "fc": 3})
+    m, _ = factorize_model(small_cnn(7), {"conv2": 2, "fc": 3})
     x = _cnn_input(7, 30)
-    im = quantize_static(m, x, equalize=True, bias_correction=True, weight_bits=4)
+    im, _ = quantize_static(m, x, equalize=True, bias_correction=True, weight_bits=4)
     firsts = [layer for name, layer in integer_layers(im) if name in ("model.conv2.first", "model.fc.first")]
     assert len(firsts) == 2 and all(layer.bias is not None for layer in firsts)
     assert all(m.bias is None for n, m in m.named_modules() if n in ("conv2.first", "fc.first"))

@@ -19,7 +19,7 @@ def test_dynamic_quantization_on_digits():
     _, te = digits_split()
     m = trained_digits_mlp()
     acc = evaluate(m, te)["accuracy"]
-    d = quantize_dynamic(m)
+    d, _ = quantize_dynamic(m)
     assert evaluate(d, te)["accuracy"] >= acc - 0.01
     y, yd = m.forward(te[0]), d.forward(te[0])
     assert np.abs(y - yd).max() < 0.05 * np.abs(y).max()
@@ -29,7 +29,7 @@ def test_dynamic_conv_matches_float_closely():
     rng = np.random.default_rng(0)
     m = small_cnn(0, padding=1)
     x = rng.normal(size=(8, 1, 10, 10)).astype(np.float32)
-    d = quantize_dynamic(m)
+    d, _ = quantize_dynamic(m)
     y, yd = m.forward(x), d.forward(x)
     assert np.abs(y - yd).max() < 0.05 * np.abs(y).max()
 
@@ -59,17 +59,17 @@ def _d1_graph(model, x):
 def test_outputs_are_those_of_the_dynamic_quantization_graph_bit_for_bit(padding, stride):
     m = small_cnn(3, padding=padding, stride=stride)
     x = np.random.default_rng(4).random((5, 1, 10, 10), dtype=np.float32) - 0.2
-    d = quantize_dynamic(m)
+    d, _ = quantize_dynamic(m)
     assert d.forward(x).tobytes() == _d1_graph(m, x).tobytes()
     _, te = digits_split()
     mlp = trained_digits_mlp()
-    assert quantize_dynamic(mlp).forward(te[0]).tobytes() == _d1_graph(mlp, te[0]).tobytes()
+    assert quantize_dynamic(mlp)[0].forward(te[0]).tobytes() == _d1_graph(mlp, te[0]).tobytes()
 
 
 def test_layers_hold_the_format_and_the_input_model_is_untouched():
     m = small_cnn(1)
     before = {k: v.copy() for k, v in m.state_dict().items()}
-    d = quantize_dynamic(m)
+    d, _ = quantize_dynamic(m)
     assert all(type(layer.weight) is Dense for _, layer in m.named_modules() if isinstance(layer, (Conv2d, Linear)))
     assert all(v.tobytes() == before[k].tobytes() for k, v in m.state_dict().items())
     for name, layer in d.named_modules():
@@ -89,7 +89,7 @@ def test_any_graph_and_grouped_convolutions_are_refused():
     g.add("add", nn.Add(), "fc", "x")
     g.outputs = ["add"]
     x = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
-    d = quantize_dynamic(g)
+    d, _ = quantize_dynamic(g)
     assert isinstance(d["fc"].weight, DynamicQuantized)
     np.testing.assert_array_equal(d.forward(x), d["fc"].weight.matmul(x) + d["fc"].bias.data + x)
     grouped = nn.Sequential(("conv", Conv2d(2, 4, 3, groups=2, rng=0)))
@@ -111,7 +111,7 @@ def test_dynamic_weight_is_int8_restricted_per_channel():
 def test_the_dynamic_model_saves_and_loads_bit_for_bit(container, tmp_path):
     from refcomp.io import load_model, save_model
 
-    d = quantize_dynamic(small_cnn(2, padding=1))
+    d, _ = quantize_dynamic(small_cnn(2, padding=1))
     back = load_model(save_model(d, tmp_path / f"m.{container}"))
     assert isinstance(back["conv1"].weight, DynamicQuantized) and isinstance(back["fc"].weight, DynamicQuantized)
     x = np.random.default_rng(6).random((3, 1, 10, 10), dtype=np.float32)

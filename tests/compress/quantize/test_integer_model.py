@@ -40,7 +40,7 @@ def test_cnn_integer_equals_simulation(seed, padding, stride, relu, act, observe
     rng = np.random.default_rng(seed)
     model = small_cnn(seed, padding=padding, stride=stride, relu_after_conv=relu)
     calib = (rng.normal(size=(40, 1, 10, 10)) + shift).astype(np.float32)
-    im = quantize_static(model, calib, observer=observer, activation_dtype=act)
+    im, _ = quantize_static(model, calib, observer=observer, activation_dtype=act)
     # fresh inputs, some outside the calibrated range: saturation must agree too
     x = (rng.normal(size=(16, 1, 10, 10)) * 2 + shift).astype(np.float32)
     _same_codes(im, x)
@@ -52,14 +52,14 @@ def test_mlp_integer_equals_simulation(seed, act, scale):
     rng = np.random.default_rng(seed)
     model = small_mlp(seed)
     calib = (rng.normal(size=(64, 12)) * scale).astype(np.float32)
-    im = quantize_static(model, calib, activation_dtype=act)
+    im, _ = quantize_static(model, calib, activation_dtype=act)
     _same_codes(im, (rng.normal(size=(32, 12)) * scale * 1.5).astype(np.float32))
 
 
 def test_weights_on_grid_and_fused_relu_clamps():
     rng = np.random.default_rng(0)
     model = small_cnn(1)
-    im = quantize_static(model, rng.normal(size=(40, 1, 10, 10)).astype(np.float32))
+    im, _ = quantize_static(model, rng.normal(size=(40, 1, 10, 10)).astype(np.float32))
     computes = integer_layers(im)
     assert [n for n, _ in computes] == ["model.conv1", "model.conv2", "model.fc"]
     # the model is the float model with its weights swapped: same layer types, in the same order
@@ -96,7 +96,7 @@ def test_integer_model_close_to_float():
     rng = np.random.default_rng(3)
     model = small_mlp(3)
     calib = rng.normal(size=(256, 12)).astype(np.float32)
-    im = quantize_static(model, calib)
+    im, _ = quantize_static(model, calib)
     y = model.forward(calib)
     err = np.abs(im.forward(calib) - y).max()
     assert err < 0.05 * np.abs(y).max()
@@ -110,7 +110,7 @@ def test_batchnorm_is_folded_first():
     bn.running_mean[...] = [0.1, -0.2, 0.3]
     bn.running_var[...] = [0.5, 2.0, 1.5]
     calib = rng.normal(size=(32, 1, 10, 10)).astype(np.float32)
-    im = quantize_static(model, calib)
+    im, _ = quantize_static(model, calib)
     assert list(im["model"].layers) == ["conv", "flatten", "fc"]
     _same_codes(im, calib)
 
@@ -131,7 +131,7 @@ def test_bad_arguments():
         quantize_static(model, np.zeros((4, 12), np.float32), activation_dtype="int16")
     with pytest.raises(ValidationError, match="observer"):
         quantize_static(model, np.zeros((4, 12), np.float32), observer="median")
-    im = quantize_static(model, np.ones((4, 12), np.float32))
+    im, _ = quantize_static(model, np.ones((4, 12), np.float32))
     with pytest.raises(DTypeError, match="x"):
         im.forward(np.zeros((2, 12), np.int8))              # codes where the model quantizes a float input
     with pytest.raises(ValidationError):
@@ -167,7 +167,7 @@ def test_lenet5_integer_equals_simulation_on_mnist_sample(lenet5_short):
     from refcomp.nn import evaluate
 
     m, tr, te = lenet5_short
-    im = quantize_static(m, tr[0][:500])
+    im, _ = quantize_static(m, tr[0][:500])
     x, y = te[0][:300], te[1][:300]
     _same_codes(im, x)
     assert abs(evaluate(im, (x, y))["accuracy"] - evaluate(m, (x, y))["accuracy"]) <= 0.02
@@ -184,7 +184,7 @@ def test_lenet5_integer_equals_simulation_every_test_image(mnist_dir):
     (tr, te) = mnist_split(mnist_dir)
     m = lenet5(0)
     train(m, tr, epochs=15, batch_size=64, lr=0.05, momentum=0.9, rng=0, progress=False)
-    im = quantize_static(m, tr[0][:1000])
+    im, _ = quantize_static(m, tr[0][:1000])
     _same_codes(im, te[0])
     assert abs(evaluate(im, te)["accuracy"] - evaluate(m, te)["accuracy"]) <= 0.003
 
@@ -197,7 +197,7 @@ def test_conv_by_matmul_equals_conv_integer(seed, padding, stride, dilation, act
     rng = np.random.default_rng(seed)
     model = Sequential(("conv", Conv2d(2, 3, 3, stride=stride, padding=padding, dilation=dilation, rng=rng)),
                        ("flatten", Flatten()))
-    im = quantize_static(model, rng.normal(size=(8, 2, 9, 9)).astype(np.float32), activation_dtype=act)
+    im, _ = quantize_static(model, rng.normal(size=(8, 2, 9, 9)).astype(np.float32), activation_dtype=act)
     conv = im["model"]["conv"]
     q = im["quantize"].forward((rng.normal(size=(5, 2, 9, 9)) * 2).astype(np.float32))
     x_qp, y_qp = q.qparams, conv.output_qparams

@@ -57,7 +57,9 @@ def test_xnor_grad_alpha_term_matches_finite_differences(shape, seed):
         return np.sum(g * np.mean(np.abs(v), axis=axes, keepdims=True) * sign)
 
     fd = np.zeros_like(w)
-    eps = 1e-6
+    # f is linear in each coordinate while no sign flips (|w| >= 0.05 > eps): a large step has no
+    # truncation error and 1000x less rounding error than 1e-6 (which failed at atol 1e-9 for some seeds)
+    eps = 1e-3
     for idx in np.ndindex(w.shape):
         e = np.zeros_like(w)
         e[idx] = eps

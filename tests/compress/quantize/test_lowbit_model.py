@@ -10,7 +10,7 @@ from refcomp.nn import evaluate, train
 @pytest.mark.parametrize("kind, bits", [("binary", 1), ("ternary", 2)])
 def test_binary_ternary_retraining(digits, kind, bits):
     m, tr, te, acc = digits
-    q = prepare_lowbit(m, kind)
+    q, _ = prepare_lowbit(m, kind)
     fc1 = q["fc1"]
     w_hat = fc1.weight.to_dense()
     # binary: ±α_c per output channel; ternary: {−α, 0, α} for the layer

@@ -26,7 +26,7 @@ def digits_model():
 def test_static_ptq_accuracy_on_digits(digits_model, observer):
     m, tr, te, acc = digits_model
     assert acc >= 0.95
-    im = quantize_static(m, tr[0][:500], observer=observer)
+    im, _ = quantize_static(m, tr[0][:500], observer=observer)
     q_acc = evaluate(im, te)["accuracy"]
     assert q_acc >= acc - 0.02, (observer, q_acc, acc)
     # the float model is left untouched
@@ -65,7 +65,7 @@ def test_weight_only_rejects_bad_arguments(digits_model):
 def test_static_ptq_conv_weights_per_channel():
     rng = np.random.default_rng(1)
     m = small_cnn(2)
-    im = quantize_static(m, rng.normal(size=(32, 1, 10, 10)).astype(np.float32))
+    im, _ = quantize_static(m, rng.normal(size=(32, 1, 10, 10)).astype(np.float32))
     name, conv1 = integer_layers(im)[0]
     assert name == "model.conv1" and conv1.weight.qparams.scale.shape == (3,) and conv1.padding == (0, 0)
     assert integer_bytes(im) < model_bytes(m) / 2

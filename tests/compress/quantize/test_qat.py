@@ -20,12 +20,12 @@ from refcomp.nn import Linear, evaluate
 @pytest.mark.parametrize("lsq", [False, True])
 def test_qat_trains_and_exports_to_integer(digits, lsq):
     m, tr, te, acc = digits
-    q = prepare_qat(m, tr[0][:500], lsq=lsq)
+    q, _ = prepare_qat(m, tr[0][:500], lsq=lsq)
     hist = train_qat(q, tr, epochs=2, freeze_observers_epoch=1, lr=0.01)
     assert len(hist) == 2 and all(np.isfinite(h["loss"]) for h in hist)
     qat_acc = evaluate(q, te)["accuracy"]
     assert qat_acc >= acc - 0.03
-    im = to_integer(q)
+    im, _ = to_integer(q)
     assert evaluate(im, te)["accuracy"] >= acc - 0.03
     # the exported integer model still equals its simulation
     np.testing.assert_array_equal(output_codes(im, te[0]), simulate(im, te[0]))
@@ -33,7 +33,7 @@ def test_qat_trains_and_exports_to_integer(digits, lsq):
 
 def test_observers_frozen_after_set_epoch(digits):
     m, tr, te, _ = digits
-    q = prepare_qat(m, tr[0][:500])
+    q, _ = prepare_qat(m, tr[0][:500])
     train_qat(q, tr, epochs=2, freeze_observers_epoch=1, lr=0.01)
     before = {n: l.qparams() for n, l in q.layers.items() if isinstance(l, ObserverFakeQuant)}
     assert len(before) == 3             # the input and the two Linear layers' outputs
