@@ -30,6 +30,7 @@ from ..formats.dense import Dense
 from .layers.conv import Conv2d
 from .layers.linear import Linear
 from .layers.norm import BatchNorm1d, BatchNorm2d
+from .graph import Graph
 from .module import Parameter, Sequential
 
 __all__ = ["fold_batchnorm", "fold_pair"]
@@ -60,15 +61,20 @@ def fold_pair(layer, bn):
     return new
 
 
-def fold_batchnorm(model: Sequential) -> Sequential:
+def fold_batchnorm(model):
     """A copy of ``model`` with every BatchNorm that directly follows a Conv2d/Linear
-    (in the same Sequential, nested ones included) folded into it and removed.
+    (in the same Sequential or Graph, nested ones included) folded into it and removed.
 
-    The surviving layer keeps its name; the BatchNorm's name disappears. The
-    returned model is in eval mode.
+    In a Graph, "directly follows" means: the BatchNorm node's one input is
+    the Conv2d/Linear node's output and nothing else reads that output (else
+    the unnormalised value is still needed). The surviving layer keeps its
+    name; the BatchNorm's name disappears (in a Graph, its readers read the
+    layer instead). The returned model is in eval mode.
     """
+    if isinstance(model, Graph):
+        return _fold_graph(model)
     if not isinstance(model, Sequential):
-        raise ValidationError("model", "a refcomp.nn.Sequential", type(model).__name__)
+        raise ValidationError("model", "a refcomp.nn.Sequential or Graph", type(model).__name__)
     out = Sequential()
     items = list(model.layers.items())
     i = 0
@@ -79,6 +85,32 @@ def fold_batchnorm(model: Sequential) -> Sequential:
             out.add(name, fold_pair(layer, nxt))
             i += 2
             continue
-        out.add(name, fold_batchnorm(layer) if isinstance(layer, Sequential) else copy.deepcopy(layer))
+        out.add(name, _fold_child(layer))
         i += 1
+    return out.eval()
+
+
+def _fold_child(module):
+    return fold_batchnorm(module) if isinstance(module, (Sequential, Graph)) else copy.deepcopy(module)
+
+
+def _fold_graph(graph: Graph) -> Graph:
+    readers: dict[str, int] = {}
+    for srcs in graph.node_inputs.values():
+        for s in srcs:
+            readers[s] = readers.get(s, 0) + 1
+    for o in graph.outputs:
+        readers[o] = readers.get(o, 0) + 1
+    out = Graph(inputs=graph.inputs)
+    renamed: dict[str, str] = {}           # folded BatchNorm node -> the layer node that now gives its value
+    for name, module in graph.nodes.items():
+        srcs = [renamed.get(s, s) for s in graph.node_inputs[name]]
+        src = srcs[0]
+        if (isinstance(module, (BatchNorm1d, BatchNorm2d)) and len(srcs) == 1 and src in out.nodes
+                and isinstance(out[src], (Conv2d, Linear)) and readers.get(src, 0) == 1):
+            out[src] = fold_pair(out[src], module)
+            renamed[name] = src
+            continue
+        out.add(name, _fold_child(module), *srcs)
+    out.outputs = [renamed.get(o, o) for o in graph.outputs]
     return out.eval()

@@ -59,3 +59,44 @@ def test_fold_differs_from_training_mode_and_rejects_non_dense():
         nn.fold_pair(nn.ReLU(), model["bn1"])
     with pytest.raises(ValidationError, match="bn"):
         nn.fold_pair(model["conv1"], model["bn3"])
+
+
+def _randomize_norms(model, rng):
+    for _, layer in model.named_modules():
+        if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            c = layer.num_features
+            layer.weight.data[:] = rng.uniform(0.5, 2, c)
+            layer.bias.data[:] = rng.standard_normal(c)
+            layer.running_mean[:] = rng.standard_normal(c)
+            layer.running_var[:] = rng.uniform(0.2, 3, c)
+
+
+def test_fold_in_a_graph_rewires_the_readers_of_the_norm():
+    """A ResNet block with a projection skip: all three BatchNorms fold, the Add reads the convolutions."""
+    from refcomp.nn.blocks import residual_block
+
+    rng = np.random.default_rng(2)
+    block = residual_block(3, 4, stride=2, rng=0, dtype="float64")
+    _randomize_norms(block, rng)
+    x = rng.standard_normal((2, 3, 8, 8))
+    want = block.eval().forward(x)
+    folded = nn.fold_batchnorm(block)
+    assert list(folded.nodes) == ["conv1", "relu1", "conv2", "skip_conv", "add", "relu2"]
+    assert folded.node_inputs["relu1"] == ("conv1",) and folded.node_inputs["add"] == ("conv2", "skip_conv")
+    np.testing.assert_allclose(folded.forward(x), want, rtol=1e-10, atol=1e-12)
+    assert "bn1" in block.nodes                       # the original is untouched
+
+
+def test_fold_in_a_graph_keeps_a_norm_whose_input_is_read_twice():
+    """If the convolution's raw output feeds another node too, folding would change that node's input."""
+    rng = np.random.default_rng(3)
+    g = nn.Graph(inputs=["x"])
+    g.add("conv", nn.Conv2d(2, 3, 3, padding=1, rng=0, dtype="float64"), "x")
+    g.add("bn", nn.BatchNorm2d(3, dtype="float64"), "conv")
+    g.add("add", nn.Add(), "bn", "conv")
+    g.outputs = ["add"]
+    _randomize_norms(g, rng)
+    x = rng.standard_normal((2, 2, 5, 5))
+    folded = nn.fold_batchnorm(g)
+    assert list(folded.nodes) == ["conv", "bn", "add"]
+    np.testing.assert_allclose(folded.forward(x), g.eval().forward(x), rtol=1e-12)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from ...errors import ValidationError
 from ...nn.fold import fold_batchnorm
 from ...nn.layers import Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
+from ...nn.graph import Graph
 from ...nn.module import Module, Sequential
 
 __all__ = ["Stage", "flat_layers", "stages_of", "stage_output_modules", "value_stage", "prepare"]
@@ -108,5 +109,5 @@ def prepare(model: Module) -> Module:
     """An eval-mode copy of ``model`` with every BatchNorm folded into the layer before it."""
     if not isinstance(model, Module):
         raise ValidationError("model", "a refcomp.nn.Module", type(model).__name__)
-    folded = fold_batchnorm(model) if isinstance(model, Sequential) else copy.deepcopy(model)
+    folded = fold_batchnorm(model) if isinstance(model, (Sequential, Graph)) else copy.deepcopy(model)
     return folded.eval()
