@@ -21,6 +21,12 @@ int32 sums through MatMulInteger (a Conv2d as im2col of the codes), then
 gemmlowp's fixed-point requantization. A ReLU after a compute layer is the
 clamp at z_y, applied to the codes.
 
+**Per-layer integer islands** (``qdq_model``, ``quantize_static(...,
+integer_only=False)``): on any graph — residual Adds, attention, LayerNorm,
+average pooling — each Conv2d / Linear becomes its own
+``QuantizeLinear -> layer -> DequantizeLinear`` (the ONNX QDQ pattern) and
+runs eqs. I1-I4 inside; everything between the islands stays float.
+
 Where the activation parameters come from: ``quantize_static`` (PTQ,
 calibration observers) and ``to_integer`` (QAT, the trained quantizers).
 ``simulate`` (simulate.py) computes the same codes with float layers.
@@ -35,11 +41,12 @@ import numpy as np
 from ...errors import ValidationError
 from ...formats.qtensor import QTensor
 from ...nn.layers import Conv2d, DequantizeLinear, Linear, QuantizeLinear
+from ...nn.graph import Graph
 from ...nn.module import Module, Parameter, Sequential
 from ...quant import QParams
 from .model_graph import stages_of
 
-__all__ = ["integer_model", "integer_layers", "integer_bytes", "output_codes"]
+__all__ = ["integer_model", "qdq_model", "integer_layers", "integer_bytes", "output_codes"]
 
 
 def _weight_qtensor(codes: np.ndarray, scales: np.ndarray) -> QTensor:
@@ -71,6 +78,37 @@ def integer_model(model: Module, qparams: dict, weights: dict, *, biases: dict |
         layer.output_qparams = qparams[s.name]
     return Sequential(("quantize", QuantizeLinear(qparams["input"])), ("model", body),
                       ("dequantize", DequantizeLinear())).eval()
+
+
+def _replace(root: Module, dotted: str, new: Module) -> None:
+    """Put ``new`` where the module named ``dotted`` is (a container's item, else its parent's attribute)."""
+    parent_name, _, key = dotted.rpartition(".")
+    parent = root if not parent_name else dict(root.named_modules())[parent_name]
+    if isinstance(parent, (Sequential, Graph)):
+        parent[key] = new
+    else:
+        setattr(parent, key, new)
+
+
+def qdq_model(model: Module, input_qparams: dict, output_qparams: dict, weights: dict) -> Module:
+    """A copy of ``model`` in which each named Conv2d / Linear runs on codes between its own
+    QuantizeLinear (``input_qparams[name]``) and DequantizeLinear, with ``weights[name]`` =
+    (int8 codes, float32 scales (O,)) and ``output_qparams[name]``; the rest stays float.
+
+    The wrapped layer keeps its name inside a Sequential ``quantize / layer / dequantize``
+    that takes its place. ``model`` is not modified.
+    """
+    body = copy.deepcopy(model).eval()
+    modules = dict(body.named_modules())
+    for name, (codes, scales) in weights.items():
+        layer = modules.get(name)
+        if not isinstance(layer, (Conv2d, Linear)) or not name:
+            raise ValidationError("weights", "names of Conv2d / Linear layers inside the model", repr(name))
+        layer.weight = _weight_qtensor(codes, scales)
+        layer.output_qparams = output_qparams[name]
+        _replace(body, name, Sequential(("quantize", QuantizeLinear(input_qparams[name])), ("layer", layer),
+                                        ("dequantize", DequantizeLinear())))
+    return body
 
 
 def integer_layers(model: Module) -> list[tuple[str, Module]]:

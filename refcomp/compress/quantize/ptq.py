@@ -1,4 +1,4 @@
-"""Post-training static quantization of a refcomp.nn model (W8A8, integer-only).
+"""Post-training static quantization of a refcomp.nn model (W8A8, integer-only or per layer).
 
 Recipe (Jacob et al. 2018 §2-3; Krishnamoorthi 2018 §3; Nagel et al. 2021,
 arXiv:2106.08295 §3; docs/gptq_and_ptq.md §6):
@@ -25,6 +25,14 @@ float model's inputs to that layer over ``calibration_x``
 int8) and ``weight_granularity="per_tensor"`` give the harsher settings
 where those two matter.
 
+``integer_only=False`` quantizes any graph (residual Adds, attention,
+LayerNorm, average pooling ...) layer by layer instead: every Conv2d / Linear
+gets observers on its own input and output and becomes an integer island
+between a QuantizeLinear and a DequantizeLinear (integer_model.qdq_model,
+the ONNX QDQ pattern); the other layers stay float. The options of the
+integer-only path that rewrite the chain (CLE, bias correction) are not
+available there.
+
 The result is the integer-only model (integer_model.py): a copy of the
 folded model whose Conv2d / Linear layers hold int8 QTensor weights and
 their activation QParams, between a QuantizeLinear and a DequantizeLinear.
@@ -41,7 +49,9 @@ from ...nn.module import Sequential
 from ...quant import EntropyObserver, MinMaxObserver, MSEObserver, PercentileObserver, choose_qparams, quantize
 from .bias_correction_model import empirical_output_shift
 from .cle_model import equalize_model
-from .integer_model import integer_bytes, integer_model
+from ...nn.layers import Conv2d, Linear
+from ...nn.module import Parameter
+from .integer_model import integer_bytes, integer_layers, integer_model, qdq_model
 from .model_graph import prepare, stage_output_modules, stages_of
 
 __all__ = ["OBSERVERS", "make_observer", "calibrate", "quantize_weight_per_channel", "quantize_static"]
@@ -135,7 +145,7 @@ def _conv_attrs(layer) -> dict:
 def quantize_static(model, calibration_x, *, observer: str = "minmax", activation_dtype: str = "uint8",
                     batch_size: int = 500, observer_kwargs: dict | None = None, equalize: bool = False,
                     bias_correction: bool = False, weight_bits: int = 8,
-                    weight_granularity: str = "per_channel") -> tuple[Sequential, dict]:
+                    weight_granularity: str = "per_channel", integer_only: bool = True) -> tuple[Sequential, dict]:
     """W8A8 post-training static quantization (module docstring, steps 1-4).
 
     Parameters
@@ -149,6 +159,10 @@ def quantize_static(model, calibration_x, *, observer: str = "minmax", activatio
     bias_correction : empirical bias correction on ``calibration_x`` (bias_correction_model).
     weight_bits : 8 (default), 4 or 2; symmetric restricted range, codes held in int8.
     weight_granularity : "per_channel" (default) or "per_tensor".
+    integer_only : True (default): the whole model on codes (a Sequential of the layers
+        above); False: any graph, each Conv2d / Linear an integer island (module docstring).
+
+    Returns (the quantized model, report {"activation_qparams", "bytes", ...}).
     """
     if activation_dtype not in ("uint8", "int8"):
         raise ValidationError("activation_dtype", "'uint8' or 'int8'", repr(activation_dtype))
@@ -159,6 +173,16 @@ def quantize_static(model, calibration_x, *, observer: str = "minmax", activatio
             raise ValidationError(name, "a bool", repr(flag))
     if isinstance(weight_bits, bool) or weight_bits not in (2, 4, 8):
         raise ValidationError("weight_bits", "8, 4 or 2", repr(weight_bits))
+    if not isinstance(integer_only, bool):
+        raise ValidationError("integer_only", "a bool", repr(integer_only))
+    if not integer_only:
+        for name, flag in (("equalize", equalize), ("bias_correction", bias_correction)):
+            if flag:
+                raise ValidationError(name, "False with integer_only=False (it rewrites the integer-only chain)",
+                                      flag)
+        return _quantize_per_layer(model, calibration_x, observer=observer, activation_dtype=activation_dtype,
+                                   batch_size=batch_size, observer_kwargs=observer_kwargs, weight_bits=weight_bits,
+                                   per_tensor=weight_granularity == "per_tensor")
     report = {}
     if equalize:
         folded, report["equalized_chains"] = equalize_model(model)
@@ -184,3 +208,40 @@ def quantize_static(model, calibration_x, *, observer: str = "minmax", activatio
     im = integer_model(folded, qparams, weights, biases=biases)
     return im, {"activation_qparams": qparams, "bytes": integer_bytes(im), **report}
 
+
+
+def _quantize_per_layer(model, calibration_x, *, observer, activation_dtype, batch_size, observer_kwargs,
+                        weight_bits, per_tensor):
+    """``integer_only=False``: observers on every Conv2d / Linear's input and output (forward hooks)."""
+    x = _check_batches(calibration_x, batch_size)
+    folded = prepare(model)
+    layers = {n: m for n, m in folded.named_modules() if isinstance(m, (Conv2d, Linear)) and n}
+    if not layers:
+        raise ValidationError("model", "at least one Conv2d or Linear layer inside a container", "none")
+    kw = observer_kwargs or {}
+    seen = {n: (make_observer(observer, activation_dtype, **kw), make_observer(observer, activation_dtype, **kw))
+            for n in layers}
+
+    def observing(name):
+        def hook(module, inputs, y):
+            seen[name][0].observe(inputs[0])
+            seen[name][1].observe(y)
+        return hook
+
+    handles = [layer.register_forward_hook(observing(n)) for n, layer in layers.items()]
+    try:
+        for i in range(0, len(x), batch_size):
+            folded.forward(x[i:i + batch_size])
+    finally:
+        for handle in handles:
+            handle.remove()
+    x_qp = {n: o[0].qparams() for n, o in seen.items()}
+    y_qp = {n: o[1].qparams() for n, o in seen.items()}
+    weights = {n: quantize_weight_per_channel(layer.weight.to_dense(), weight_bits, per_tensor=per_tensor)
+               for n, layer in layers.items()}
+    qm = qdq_model(folded, x_qp, y_qp, weights)
+    quantized = {id(p) for _, layer in integer_layers(qm) for p in (layer.weight, layer.bias) if p is not None}
+    float_rest = sum(p.data.nbytes if isinstance(p, Parameter) else p.nbytes
+                     for _, p in qm.named_weights() if id(p) not in quantized)
+    return qm, {"activation_qparams": {n: {"input": x_qp[n], "output": y_qp[n]} for n in layers},
+                "bytes": integer_bytes(qm) + int(float_rest)}

@@ -15,7 +15,7 @@ from refcomp.compress.quantize.integer_model import integer_layers, output_codes
 from refcomp.compress.quantize.ptq import quantize_static
 from refcomp.compress.quantize.simulate import simulate
 from refcomp.errors import DTypeError, ValidationError
-from refcomp.formats import QTensor
+from refcomp.formats import Dense, QTensor
 from refcomp.nn import AvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, Sequential, Tanh
 from refcomp.nn.layers import DequantizeLinear, QuantizeLinear
 from refcomp.ops import conv_integer
@@ -207,3 +207,47 @@ def test_conv_by_matmul_equals_conv_integer(seed, padding, stride, dilation, act
     acc = (acc.astype(np.int64) + q_b.reshape(-1, 1, 1)).astype(np.int32)
     ref = requantize_accumulators(acc, m, sh, y_qp.zero_point, y_dtype=y_qp.dtype)
     np.testing.assert_array_equal(conv.forward(q).data, ref)
+
+
+def test_per_layer_islands_on_a_residual_graph():
+    """integer_only=False: every convolution of a ResNet block (BatchNorm folded) runs on codes between its
+    own Quantize / Dequantize; the Add and ReLUs stay float. Each island's codes are the float layer's output
+    on the same dequantized values, quantized with its output QParams, within one code (fixed-point vs float
+    rounding of the requantization); the block's output is near the float one."""
+    from refcomp.nn.blocks import residual_block
+    from refcomp.quant import dequantize, quantize
+
+    rng = np.random.default_rng(4)
+    block = residual_block(3, 4, stride=2, rng=0)
+    x = rng.normal(size=(32, 3, 8, 8)).astype(np.float32)
+    qm, report = quantize_static(block, x, integer_only=False)
+    assert list(qm.nodes) == ["conv1", "relu1", "conv2", "skip_conv", "add", "relu2"]
+    for name in ("conv1", "conv2", "skip_conv"):
+        island = qm[name]
+        assert list(island.layers) == ["quantize", "layer", "dequantize"]
+        assert isinstance(island["layer"].weight, QTensor) and island["layer"].output_qparams is not None
+        assert report["activation_qparams"][name]["output"] is island["layer"].output_qparams
+    seen = {}
+    qm["conv2"]["layer"].register_forward_hook(lambda m, inputs, y: seen.update(x=inputs[0], y=y))
+    want = block.eval().forward(x)
+    got = qm.forward(x)
+    assert np.abs(got - want).max() < 0.03 * np.abs(want).max()
+    layer = qm["conv2"]["layer"]
+    twin = Conv2d(4, 4, 3, padding=1, rng=0)
+    twin.weight = Dense(layer.weight.to_dense())
+    twin.bias = layer.bias
+    ref = quantize(twin.forward(dequantize(seen["x"].data, seen["x"].qparams)), layer.output_qparams)
+    assert np.abs(ref.astype(np.int64) - seen["y"].data.astype(np.int64)).max() <= 1
+
+
+def test_per_layer_islands_accept_layers_without_an_integer_stage():
+    rng = np.random.default_rng(5)
+    model = Sequential(("conv", Conv2d(1, 2, 3, rng=rng)), ("tanh", Tanh()), ("pool", AvgPool2d(2)),
+                       ("flatten", Flatten()), ("fc", Linear(2 * 3 * 3, 3, rng=rng)))
+    x = rng.normal(size=(16, 1, 8, 8)).astype(np.float32)
+    qm, _ = quantize_static(model, x, integer_only=False, activation_dtype="int8")
+    assert np.abs(qm.forward(x) - model.forward(x)).max() < 0.05 * np.abs(model.forward(x)).max()
+    with pytest.raises(ValidationError, match="equalize"):
+        quantize_static(model, x, integer_only=False, equalize=True)
+    with pytest.raises(ValidationError, match="integer_only"):
+        quantize_static(model, x, integer_only="no")
