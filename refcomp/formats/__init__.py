@@ -4,7 +4,8 @@
 Dense              the float array itself
 QTensor            quantized codes + QParams (per tensor, per axis, per block; any
                    dtype of refcomp.numerics.dtypes, sub-byte packed, float8)
-CSRMatrix          compressed sparse rows (scipy's canonical form)
+CSRMatrix          compressed sparse rows (scipy's canonical form); the nnz values an
+                   array, a 1-D QTensor (quantized CSR) or a 1-D Clustered (clustered CSR)
 RelativeIndexCSR   Deep Compression's CSR with fixed-width relative indices and
                    cluster-index weights, optionally Huffman-coded (relative_csr)
 LowRank            two factors L R

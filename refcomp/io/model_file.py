@@ -190,7 +190,8 @@ def _flatten(fmt, name: str, tensors: dict) -> dict:
         if isinstance(a, WeightFormat):
             parts[f] = _flatten(a, f"{name}.{f}", tensors)
         else:
-            tensors[f"{name}.{f}"] = np.ascontiguousarray(a)
+            # order="C", not ascontiguousarray, which makes a 0-d field (a per-tensor scale) 1-d
+            tensors[f"{name}.{f}"] = np.asarray(a, order="C")
             spec["fields"].append(f)
     if parts:
         spec["parts"] = parts

@@ -1,7 +1,9 @@
 """Every weight format is held by a layer, computes through it, and saves and loads bit for bit.
 
 The cases below must cover every WeightFormat that refcomp.formats exports, so a
-new format without a file round trip fails here.
+new format without a file round trip fails here, and the compositions (a format
+whose fields are formats, stored as "parts"): the quantized and the clustered
+CSR, quantized low-rank factors.
 """
 
 import ml_dtypes
@@ -11,13 +13,15 @@ import pytest
 import refcomp.formats as formats
 from refcomp import models
 from refcomp.compress.lowrank.factorize import to_lowrank
+from refcomp.compress.prune.deploy import csr_weight
 from refcomp.compress.quantize.dynamic import dynamic_weight
 from refcomp.compress.quantize.lowbit import power_of_two_quantize
+from refcomp.compress.quantize.rtn import rtn_quantize
 from refcomp.compress.share.cluster import cluster_weight
 from refcomp.formats import (Clustered, CSRMatrix, Dense, DynamicQuantized, HalfPrecision, LowRank, PowerOfTwo,
                              QTensor, RelativeIndexCSR, WeightFormat)
 from refcomp.io import load_model, save_model
-from refcomp.io.model_file import SUFFIXES
+from refcomp.io.model_file import SUFFIXES, model_header
 from refcomp.quant import choose_qparams
 
 RNG = np.random.default_rng(7)
@@ -31,31 +35,65 @@ def _qtensor(w):
     return QTensor.quantize(w, qp)
 
 
+def _pruned(w, threshold=0.08):
+    return np.where(np.abs(w) > threshold, w, 0).astype(np.float32)
+
+
+def _quantized_lowrank(w):
+    lr = to_lowrank(w, rank=8)
+    return LowRank(rtn_quantize(lr.left), rtn_quantize(lr.right))
+
+
+#: case name -> (format class, the weight W in that format)
 CASES = {
-    Dense: lambda w: Dense(w.copy()),
-    QTensor: _qtensor,
-    CSRMatrix: lambda w: CSRMatrix.from_dense(np.where(np.abs(w) > 0.08, w, 0).astype(np.float32)),
-    LowRank: lambda w: to_lowrank(w, rank=8),
-    Clustered: lambda w: cluster_weight(w, 4, mask=np.abs(w) > 0.02, rng=0),
-    HalfPrecision: lambda w: HalfPrecision(w.astype(ml_dtypes.bfloat16)),
-    PowerOfTwo: lambda w: power_of_two_quantize(w, bits=4),
-    RelativeIndexCSR: lambda w: RelativeIndexCSR.from_clustered(cluster_weight(w, 4, mask=np.abs(w) > 0.06, rng=0),
-                                                                index_bits=4),
-    DynamicQuantized: dynamic_weight,
+    "Dense": (Dense, lambda w: Dense(w.copy())),
+    "QTensor": (QTensor, _qtensor),
+    "CSRMatrix": (CSRMatrix, lambda w: CSRMatrix.from_dense(_pruned(w))),
+    "CSRMatrix[QTensor int8]": (CSRMatrix, lambda w: csr_weight(_pruned(w), values="int8")),
+    "CSRMatrix[QTensor int4]": (CSRMatrix, lambda w: csr_weight(_pruned(w), values="int4")),
+    "CSRMatrix[Clustered]": (CSRMatrix, lambda w: csr_weight(cluster_weight(w, 3, mask=np.abs(w) > 0.08, rng=0))),
+    "LowRank": (LowRank, lambda w: to_lowrank(w, rank=8)),
+    "LowRank[QTensor]": (LowRank, _quantized_lowrank),
+    "Clustered": (Clustered, lambda w: cluster_weight(w, 4, mask=np.abs(w) > 0.02, rng=0)),
+    "HalfPrecision": (HalfPrecision, lambda w: HalfPrecision(w.astype(ml_dtypes.bfloat16))),
+    "PowerOfTwo": (PowerOfTwo, lambda w: power_of_two_quantize(w, bits=4)),
+    "RelativeIndexCSR": (RelativeIndexCSR, lambda w: RelativeIndexCSR.from_clustered(
+        cluster_weight(w, 4, mask=np.abs(w) > 0.06, rng=0), index_bits=4)),
+    "DynamicQuantized": (DynamicQuantized, dynamic_weight),
 }
 
 
 def test_the_cases_cover_every_exported_format():
     exported = {getattr(formats, n) for n in formats.__all__}
     want = {c for c in exported if isinstance(c, type) and issubclass(c, WeightFormat) and c is not WeightFormat}
-    assert want == set(CASES)
+    assert want == {cls for cls, _ in CASES.values()}
+
+
+def test_the_composition_cases_are_compositions():
+    for name, (_, make) in CASES.items():
+        if "[" in name:
+            assert any(isinstance(f, WeightFormat) for f in make(W).fields().values()), name
+
+
+def _stored(fmt, prefix="") -> dict:
+    """Every array a format stores, parts included: {path: (dtype, shape, bytes)}."""
+    out = {}
+    for k, a in fmt.fields().items():
+        if isinstance(a, WeightFormat):
+            out[f"{prefix}{k}:"] = type(a).__name__
+            out.update(_stored(a, f"{prefix}{k}."))
+        else:
+            a = np.asarray(a)
+            out[prefix + k] = (a.dtype.str, a.shape, a.tobytes())
+    return out
 
 
 @pytest.mark.parametrize("container", ["safetensors", "npz", "compact"])
-@pytest.mark.parametrize("cls", list(CASES), ids=lambda c: c.__name__)
-def test_layer_holds_the_format_and_the_file_keeps_it(cls, container, tmp_path):
+@pytest.mark.parametrize("case", list(CASES))
+def test_layer_holds_the_format_and_the_file_keeps_it(case, container, tmp_path):
+    cls, make = CASES[case]
     m = models.lenet_300_100().eval()
-    fmt = CASES[cls](W)
+    fmt = make(W)
     assert isinstance(fmt, cls) and fmt.shape == W.shape
     m["fc2"].weight = fmt
     x = RNG.standard_normal((4, 784)).astype(np.float32)
@@ -75,3 +113,6 @@ def test_layer_holds_the_format_and_the_file_keeps_it(cls, container, tmp_path):
     assert back["fc2"].weight.to_dense().tobytes() == fmt.to_dense().tobytes()
     assert back["fc2"].weight.nbytes == fmt.nbytes
     assert back.forward(x).tobytes() == y.tobytes()
+    # every stored array, parts included, bit for bit
+    assert _stored(back["fc2"].weight) == _stored(fmt)
+    assert model_header(back)["weights"]["fc2.weight"] == model_header(m)["weights"]["fc2.weight"]

@@ -271,3 +271,21 @@ def test_a_composed_weight_spec_of_the_wrong_shape_is_a_file_format_error(tmp_pa
     np.savez(path, **arrays)
     with pytest.raises(FileFormatError, match="'fields' must be a list"):
         load_model(path)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_per_tensor_qtensor_keeps_its_0d_scale(tmp_path, fmt):
+    """A per-tensor scale is a 0-d field; the file stores it as one, not as shape (1,)."""
+    from refcomp.formats import QTensor
+    from refcomp.quant import choose_qparams
+
+    m = models.lenet_300_100().eval()
+    w = m["fc2"].weight.data
+    m["fc2"].weight = QTensor.quantize(w, choose_qparams(float(w.min()), float(w.max()), "int4"))
+    assert m["fc2"].weight.qparams.scale.shape == ()
+    assert model_header(m)["tensors"]["fc2.weight.scale"]["shape"] == []
+    back = load_model(save_model(m, tmp_path / f"q{SUFFIXES[fmt]}"))
+    assert back["fc2"].weight.qparams.scale.shape == ()
+    assert back["fc2"].weight.data.tobytes() == m["fc2"].weight.data.tobytes()
+    x = np.random.default_rng(3).standard_normal((2, 784)).astype(np.float32)
+    assert back.forward(x).tobytes() == m.forward(x).tobytes()

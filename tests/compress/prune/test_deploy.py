@@ -1,11 +1,17 @@
 """Sparse deployment (CSR kernels == masked dense model) and the sensitivity sweep."""
 
+import copy
+
 import numpy as np
 import pytest
 
-from refcomp.compress.prune.deploy import to_csr
+from refcomp.compress.prune.deploy import csr_weight, to_csr
 from refcomp.compress.prune import prune_model
+from refcomp.compress.share.trained_quantization import cluster_model
+from refcomp.errors import DTypeError, ValidationError
+from refcomp.formats import Clustered, Dense, QTensor
 from refcomp.formats.csr import CSRMatrix
+from refcomp.quant import choose_qparams
 
 from ..._support.helpers import convnet, mlp
 
@@ -40,3 +46,65 @@ def test_csr_conv_model_equals_masked_dense():
     assert isinstance(sparse["conv2"].weight, CSRMatrix) and sparse["conv2"].weight.shape == (5, 54)
     x = np.random.default_rng(0).normal(size=(4, 2, 8, 8)).astype(np.float32)
     np.testing.assert_allclose(sparse.forward(x), m.forward(x), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------ stored values: quantized, clustered
+def _scatter(csr, values):
+    out = np.zeros(csr.shape, values.dtype)
+    out[np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr)), csr.indices] = values
+    return out
+
+
+def test_int8_values_are_per_tensor_symmetric_codes_of_the_kept_weights():
+    m, _ = prune_model(convnet(3), {"conv1": 0.5, "conv2": 0.8, "fc1": 0.7})
+    q, report = to_csr(m, ["conv2", "fc1"], values="int8")
+    for name in ("conv2", "fc1"):
+        w2 = m[name].weight.data.reshape(m[name].weight.shape[0], -1)
+        W = q[name].weight
+        assert isinstance(W, CSRMatrix) and isinstance(W.values, QTensor)
+        assert W.nnz == np.count_nonzero(w2) and W.values.qparams.dtype.name == "int8"
+        # the oracle, eq. (C1): s = max|w| / 127.5 (float32), codes rounded half to even, saturated
+        kept = w2[w2 != 0]
+        s = np.float32(np.abs(kept).max() / 127.5)
+        codes = np.clip(np.rint(kept / s), -128, 127).astype(np.int8)
+        np.testing.assert_array_equal(W.values.data, codes)
+        assert W.values.qparams.scale.item() == s and not W.values.qparams.zero_point.any()
+        np.testing.assert_array_equal(W.to_dense(), _scatter(W, codes.astype(np.float32) * s))
+        assert np.abs(W.to_dense() - w2).max() <= s / 2 * (1 + 1e-6)
+        assert report[name]["bytes"] == W.nbytes and report[name]["nnz"] == W.nnz
+    assert q["conv1"].weight is not None and not isinstance(q["conv1"].weight, CSRMatrix)
+    # the model computes with the dequantized weights (float semantics)
+    x = np.random.default_rng(1).normal(size=(3, 2, 8, 8)).astype(np.float32)
+    ref = copy.deepcopy(m)
+    ref["conv2"].weight = Dense(q["conv2"].weight.to_dense().reshape(m["conv2"].weight.shape))
+    ref["fc1"].weight = Dense(q["fc1"].weight.to_dense())
+    np.testing.assert_allclose(q.forward(x), ref.forward(x), rtol=1e-5, atol=1e-5)
+    assert isinstance(m["fc1"].weight, Dense)  # the input model is untouched
+
+
+def test_clustered_layers_become_the_clustered_csr_exactly():
+    m, _ = prune_model(mlp(2), {"fc1": 0.8, "fc2": 0.7, "fc3": 0.5})
+    shared, _ = cluster_model(m, 3, layers=["fc1", "fc2"], rng=0)
+    sparse, _ = to_csr(shared)
+    for name in ("fc1", "fc2"):
+        c, W = shared[name].weight, sparse[name].weight
+        assert isinstance(W.values, Clustered) and W.values.bits == 3
+        np.testing.assert_array_equal(W.values.codebook, c.codebook)
+        assert W.to_dense().tobytes() == c.to_dense().tobytes()
+        assert W.nbytes < to_csr(m, [name])[0][name].weight.nbytes
+    assert isinstance(sparse["fc3"].weight, CSRMatrix) and sparse["fc3"].weight.values is sparse["fc3"].weight.data
+    x = np.random.default_rng(4).normal(size=(5, 12)).astype(np.float32)
+    np.testing.assert_allclose(sparse.forward(x), shared.forward(x), rtol=1e-5, atol=1e-5)
+
+
+def test_values_must_be_a_signed_integer_dtype():
+    m, _ = prune_model(mlp(1), {"fc1": 0.5})
+    for bad in ("uint8", "float8e4m3fn"):
+        with pytest.raises(ValidationError, match="values"):
+            to_csr(m, values=bad)
+    with pytest.raises(ValidationError, match="values"):
+        to_csr(m, values="int9")
+    with pytest.raises(DTypeError, match="weight"):
+        csr_weight(QTensor.quantize(np.ones((2, 2), np.float32), choose_qparams(0.0, 1.0, "int8")))
+    W = csr_weight(m["fc1"].weight, values="int4")
+    assert W.values.qparams.dtype.name == "int4" and W.nbytes == 8 * 17 + 8 * W.nnz + -(-W.nnz // 2) + 4
