@@ -39,3 +39,16 @@ def test_bad_inputs_are_named():
     codes = QTensor(np.zeros((2, 4), np.uint8), qp)
     with pytest.raises(ValidationError):
         Dropout(0.5, rng=0).forward(codes)          # training-mode dropout has no meaning on codes
+
+
+def test_activation_qparams_from_a_file_are_checked():
+    from refcomp.nn import Linear
+
+    good = {"scale": 0.5, "zero_point": 3, "dtype": "uint8"}
+    assert Linear(2, 2, output_qparams=good).config()["output_qparams"] == good
+    assert QuantizeLinear(good).config() == {"qparams": good}
+    for bad in ({"scale": 0.5, "zero_point": 300, "dtype": "uint8"}, {"scale": 0.5, "zero_point": 0, "dtype": "int32"},
+                {"scale": "x", "zero_point": 0, "dtype": "int8"}, {"scale": -1.0, "zero_point": 0, "dtype": "int8"},
+                {"scale": 1.0, "dtype": "int8"}):
+        with pytest.raises(ValidationError):
+            Linear(2, 2, output_qparams=bad)

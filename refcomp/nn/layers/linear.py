@@ -29,7 +29,7 @@ from ...formats.dense import Dense
 from ...formats.qtensor import QTensor
 from ..init import init_bias, init_weight
 from ..module import Module, Parameter, _accumulate, as_rng, register_layer
-from .quantize import integer_forward
+from .quantize import activation_config, check_activation_qparams, integer_forward
 
 __all__ = ["Linear"]
 
@@ -46,10 +46,12 @@ class Linear(Module):
         (used when the weights are loaded afterwards).
     init : one of refcomp.nn.init.INITS.
     dtype : float32 (default) or float64 (gradient checks).
+    output_qparams : None, or the per-tensor QParams of the output codes when the layer
+        runs on QTensor inputs (set by the integer-only transforms; saved in model files).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, rng=None,
-                 init: str = "uniform_fan_in", dtype="float32"):
+                 init: str = "uniform_fan_in", dtype="float32", output_qparams=None):
         self.in_features = integer(in_features, "in_features", minimum=1)
         self.out_features = integer(out_features, "out_features", minimum=1)
         dtype = np.dtype(dtype)
@@ -62,15 +64,18 @@ class Linear(Module):
             b = init_bias(self.out_features, self.in_features, init, g, dtype)
         self.weight: WeightFormat = Dense(w)
         self.bias = Parameter(b) if bias else None
+        # the QParams of the output codes when the layer runs on QTensor inputs (integer-only model)
+        self.output_qparams = None if output_qparams is None else check_activation_qparams(output_qparams,
+                                                                                           "output_qparams")
         self._x = None
 
     accepts_input_grad = True
-    #: QParams of the output codes when the layer runs on QTensor inputs (integer-only model); else None
-    output_qparams = None
+    output_qparams = None       # set in __init__; the class default keeps copies made without it valid
 
     def config(self) -> dict:
         return {"in_features": self.in_features, "out_features": self.out_features,
-                "bias": self.bias is not None, "dtype": str(self.weight_dtype())}
+                "bias": self.bias is not None, "dtype": str(self.weight_dtype()),
+                **({} if self.output_qparams is None else {"output_qparams": activation_config(self.output_qparams)})}
 
     def weight_dtype(self):
         return getattr(self.weight, "dtype", np.dtype(np.float32))

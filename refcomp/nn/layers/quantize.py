@@ -25,13 +25,30 @@ from ...errors import DTypeError, ValidationError
 from ...formats.qtensor import QTensor
 from ...ops.integer_linear import integer_conv2d, integer_linear, requantization_params
 from ...quant import QParams, dequantize, quantize
-from ..module import Module
+from ..module import Module, register_layer
 
-__all__ = ["QuantizeLinear", "DequantizeLinear", "integer_forward", "check_activation_qparams"]
+__all__ = ["QuantizeLinear", "DequantizeLinear", "integer_forward", "check_activation_qparams",
+           "activation_config"]
 
 
 def check_activation_qparams(qparams, argument: str) -> QParams:
-    """An activation's QParams: per tensor, uint8 or int8 (what eqs. I1-I4 assume)."""
+    """An activation's QParams: per tensor, uint8 or int8 (what eqs. I1-I4 assume).
+
+    Also accepts the JSON form a model file stores, {"scale", "zero_point",
+    "dtype"} (:func:`activation_config`): the float32 scale survives JSON
+    exactly (a double holds every float32).
+    """
+    if isinstance(qparams, dict):
+        if set(qparams) != {"scale", "zero_point", "dtype"} or qparams["dtype"] not in ("uint8", "int8"):
+            raise ValidationError(argument, "{'scale', 'zero_point', 'dtype': 'uint8' | 'int8'}", repr(qparams))
+        dt = np.dtype(qparams["dtype"])
+        zp = qparams["zero_point"]
+        if isinstance(zp, bool) or not isinstance(zp, int) or not np.iinfo(dt).min <= zp <= np.iinfo(dt).max:
+            raise ValidationError(f"{argument}['zero_point']", f"an int in the {dt} range", repr(zp))
+        scale = qparams["scale"]
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+            raise ValidationError(f"{argument}['scale']", "a number", repr(scale))
+        qparams = QParams(np.float32(scale), np.array(zp, dt), qparams["dtype"])
     if not isinstance(qparams, QParams):
         raise ValidationError(argument, "a refcomp.quant.QParams", type(qparams).__name__)
     if not qparams.per_tensor or qparams.dtype.name not in ("uint8", "int8"):
@@ -39,11 +56,24 @@ def check_activation_qparams(qparams, argument: str) -> QParams:
     return qparams
 
 
-class QuantizeLinear(Module):
-    """float x -> QTensor(quantize(x, qparams), qparams) (ONNX QuantizeLinear)."""
+def activation_config(qparams: QParams) -> dict:
+    """The JSON form of an activation's QParams (what a model file's graph holds)."""
+    return {"scale": float(np.asarray(qparams.scale, np.float32).reshape(())),
+            "zero_point": int(np.asarray(qparams.zero_point).reshape(())), "dtype": qparams.dtype.name}
 
-    def __init__(self, qparams: QParams):
+
+@register_layer
+class QuantizeLinear(Module):
+    """float x -> QTensor(quantize(x, qparams), qparams) (ONNX QuantizeLinear).
+
+    ``qparams``: per-tensor uint8 / int8 QParams, or their JSON form (check_activation_qparams).
+    """
+
+    def __init__(self, qparams):
         self.qparams = check_activation_qparams(qparams, "qparams")
+
+    def config(self) -> dict:
+        return {"qparams": activation_config(self.qparams)}
 
     def forward(self, x):
         if isinstance(x, QTensor) or np.asarray(x).dtype.kind != "f":
@@ -58,6 +88,7 @@ class QuantizeLinear(Module):
         return f"QuantizeLinear({self.qparams!r})"
 
 
+@register_layer
 class DequantizeLinear(Module):
     """QTensor -> float32 (q − z)·s (ONNX DequantizeLinear); codes and scale come with the QTensor."""
 

@@ -251,3 +251,20 @@ def test_per_layer_islands_accept_layers_without_an_integer_stage():
         quantize_static(model, x, integer_only=False, equalize=True)
     with pytest.raises(ValidationError, match="integer_only"):
         quantize_static(model, x, integer_only="no")
+
+
+@pytest.mark.parametrize("integer_only", [True, False])
+def test_quantized_models_save_and_load_bit_for_bit(tmp_path, integer_only):
+    """A quantized model is a model: its QTensor weights, activation QParams and Quantize / Dequantize layers
+    go through the model file, and the loaded model gives the same outputs bit for bit."""
+    from refcomp.io import load_model, save_model
+
+    rng = np.random.default_rng(6)
+    model = small_cnn(6)
+    x = rng.normal(size=(16, 1, 10, 10)).astype(np.float32)
+    im, _ = quantize_static(model, x, activation_dtype="int8", integer_only=integer_only)
+    for suffix in (".safetensors", ".npz", ".rcm"):
+        back = load_model(save_model(im, tmp_path / f"m{suffix}"))
+        assert back.forward(x).tobytes() == im.forward(x).tobytes()
+        got = {n: m.output_qparams for n, m in integer_layers(back)}
+        assert got == {n: m.output_qparams for n, m in integer_layers(im)} and len(got) == 3
