@@ -36,7 +36,7 @@ def test_qdtype_resolves_every_spelling(name):
 
 
 def test_qdtype_matches_onnx_enum():
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import helper
 
     for q in QDTYPES.values():

@@ -12,12 +12,12 @@ from .layers import (GELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout,
                      GlobalAvgPool2d, LayerNorm, Linear, MaxPool2d, ReLU, ReLU6, Sigmoid, Tanh)
 from .layers import (Add, Concat, MatMul, Mul, MultiHeadAttention, Reshape, Shape, Softmax, Transpose)
 from .losses import CrossEntropyLoss, KLDivLoss, MSELoss
-from .module import LAYER_TYPES, HookHandle, Module, Parameter, Sequential
+from .module import LAYER_TYPES, HookHandle, Module, Parameter, Sequential, run_with_hooks
 from .optim import SGD, Adam, AdamW
 from .train import evaluate, train
 
 __all__ = [
-    "Module", "Parameter", "Sequential", "Graph", "HookHandle", "LAYER_TYPES",
+    "Module", "Parameter", "Sequential", "Graph", "HookHandle", "run_with_hooks", "LAYER_TYPES",
     "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU", "ReLU6", "GELU", "Tanh",
     "Sigmoid", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten", "Dropout", "Embedding",
     "Add", "Mul", "MatMul", "Softmax", "Concat", "Reshape", "Transpose", "Shape", "MultiHeadAttention",

@@ -31,7 +31,8 @@ from ..errors import ShapeError, ValidationError
 from ..formats.base import WeightFormat
 from ..formats.dense import Dense
 
-__all__ = ["Parameter", "Module", "Sequential", "HookHandle", "as_rng", "LAYER_TYPES", "register_layer"]
+__all__ = ["Parameter", "Module", "Sequential", "HookHandle", "run_with_hooks", "as_rng", "LAYER_TYPES",
+           "register_layer"]
 
 #: layer type name -> class, for rebuilding a model from its JSON graph
 LAYER_TYPES: dict[str, type] = {}
@@ -50,6 +51,26 @@ def as_rng(rng, argument: str = "rng") -> np.random.Generator:
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
         return np.random.default_rng(int(rng))
     raise ValidationError(argument, "a numpy.random.Generator or an int seed", repr(rng))
+
+
+def run_with_hooks(model, hooks, batches) -> None:
+    """Run ``model.forward`` in eval mode on each array of ``batches`` with the forward ``hooks``
+    [(module, fn(module, inputs, output)), ...] registered.
+
+    The hooks are removed and the model's mode restored afterwards, also on
+    error. This is how calibration, bias correction and activation-based
+    pruning see what the layers take and give.
+    """
+    handles = [module.register_forward_hook(fn) for module, fn in hooks]
+    was = model.training
+    model.eval()
+    try:
+        for xb in batches:
+            model.forward(xb)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was)
 
 
 class Parameter:

@@ -7,7 +7,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from refcomp.compress.share.cluster import cluster_weight
-from refcomp.errors import FileFormatError
 from refcomp.formats.huffman import HuffmanCode, encode
 from refcomp.formats.relative_csr import (
     RelativeIndexCSR,

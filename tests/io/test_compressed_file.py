@@ -10,7 +10,6 @@ from refcomp.io.compressed_file import load_compressed, save_compressed
 from refcomp.pipelines.deep_compression import load_into
 from refcomp.formats.relative_csr import RelativeIndexCSR, size_table
 from refcomp.errors import FileFormatError, ValidationError
-from refcomp.formats.clustered import Clustered
 
 from .._support.helpers import mlp
 

@@ -12,6 +12,16 @@ from refcomp import nn
 from refcomp.errors import ValidationError
 
 
+def _randomize_norms(model, rng):
+    for _, layer in model.named_modules():
+        if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            c = layer.num_features
+            layer.weight.data[:] = rng.uniform(0.5, 2, c)
+            layer.bias.data[:] = rng.standard_normal(c)
+            layer.running_mean[:] = rng.standard_normal(c)
+            layer.running_var[:] = rng.uniform(0.2, 3, c)
+
+
 def make_model(dtype, rng):
     m = nn.Sequential(
         ("conv1", nn.Conv2d(3, 6, 3, padding=1, rng=0, dtype=dtype)), ("bn1", nn.BatchNorm2d(6, dtype=dtype)),
@@ -20,13 +30,7 @@ def make_model(dtype, rng):
         ("pool", nn.GlobalAvgPool2d()),
         ("fc", nn.Linear(6, 5, rng=2, dtype=dtype)), ("bn3", nn.BatchNorm1d(5, dtype=dtype)),
     )
-    for _, layer in m.named_modules():
-        if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            c = layer.num_features
-            layer.weight.data[:] = rng.uniform(0.5, 2, c)
-            layer.bias.data[:] = rng.standard_normal(c)
-            layer.running_mean[:] = rng.standard_normal(c)
-            layer.running_var[:] = rng.uniform(0.2, 3, c)
+    _randomize_norms(m, rng)
     return m
 
 
@@ -60,15 +64,6 @@ def test_fold_differs_from_training_mode_and_rejects_non_dense():
     with pytest.raises(ValidationError, match="bn"):
         nn.fold_pair(model["conv1"], model["bn3"])
 
-
-def _randomize_norms(model, rng):
-    for _, layer in model.named_modules():
-        if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            c = layer.num_features
-            layer.weight.data[:] = rng.uniform(0.5, 2, c)
-            layer.bias.data[:] = rng.standard_normal(c)
-            layer.running_mean[:] = rng.standard_normal(c)
-            layer.running_var[:] = rng.uniform(0.2, 3, c)
 
 
 def test_fold_in_a_graph_rewires_the_readers_of_the_norm():

@@ -39,6 +39,7 @@ from ...errors import ShapeError, ValidationError
 from ...formats.dense import Dense
 from ...nn.layers import Conv2d, Linear
 from ...nn.losses import CrossEntropyLoss
+from ...nn.module import run_with_hooks
 from ...nn.optim import SGD
 from ...nn.schedules import CosineLR
 from ...nn.train import train
@@ -111,16 +112,7 @@ def _layer_inputs(model, layers: dict, batches) -> dict:
             seen[name].append(np.array(inputs[0], copy=True))
         return hook
 
-    was = model.training
-    model.eval()
-    handles = [layer.register_forward_hook(capture(name)) for name, layer in layers.items()]
-    try:
-        for xb, _ in batches:
-            model.forward(xb)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
+    run_with_hooks(model, [(layer, capture(name)) for name, layer in layers.items()], (xb for xb, _ in batches))
     return seen
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from ...errors import ShapeError, ValidationError
 from ...formats.dense import Dense
+from ...nn.module import run_with_hooks
 from .model_graph import stages_of
 
 __all__ = ["empirical_output_shift"]
@@ -72,14 +73,6 @@ def empirical_output_shift(model, calibration_x, w_hats: dict, *, batch_size: in
             counts[name] += d.size // d.shape[1]
         return hook
 
-    handles = [s.layer.register_forward_hook(accumulate(s.name)) for s in stages if s.name in errs]
-    was = model.training
-    model.eval()
-    try:
-        for i in range(0, len(x), batch_size):
-            model.forward(x[i:i + batch_size])
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
+    run_with_hooks(model, [(s.layer, accumulate(s.name)) for s in stages if s.name in errs],
+                   (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
     return {name: sums[name] / counts[name] for name in errs}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from ...errors import ValidationError
 from ...nn.layers import Conv2d, Linear
+from ...nn.module import Sequential
 from .lowbit import ternarize, ternarize_grad, xnor_binarize, xnor_grad
 from .model_graph import flat_layers, prepare
 from .qat import FakeQuantized, fake_quantized_model

@@ -50,7 +50,7 @@ from ...quant import EntropyObserver, MinMaxObserver, MSEObserver, PercentileObs
 from .bias_correction_model import empirical_output_shift
 from .cle_model import equalize_model
 from ...nn.layers import Conv2d, Linear
-from ...nn.module import Parameter
+from ...nn.module import Parameter, run_with_hooks
 from .integer_model import integer_bytes, integer_layers, integer_model, qdq_model
 from .model_graph import prepare, stage_output_modules, stages_of
 
@@ -98,18 +98,12 @@ def calibrate(model, calibration_x, *, observer: str = "minmax", activation_dtyp
             o.observe(y)
         return hook
 
-    handles = [module.register_forward_hook(observing(obs[name])) for name, module in outputs.items()]
-    was = model.training
-    model.eval()
-    try:
+    def batches():
         for i in range(0, len(x), batch_size):
-            h = x[i:i + batch_size]
-            obs["input"].observe(h)
-            model.forward(h)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was)
+            obs["input"].observe(x[i:i + batch_size])
+            yield x[i:i + batch_size]
+
+    run_with_hooks(model, [(module, observing(obs[name])) for name, module in outputs.items()], batches())
     return stages, {k: o.qparams() for k, o in obs.items()}
 
 
@@ -228,13 +222,8 @@ def _quantize_per_layer(model, calibration_x, *, observer, activation_dtype, bat
             seen[name][1].observe(y)
         return hook
 
-    handles = [layer.register_forward_hook(observing(n)) for n, layer in layers.items()]
-    try:
-        for i in range(0, len(x), batch_size):
-            folded.forward(x[i:i + batch_size])
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_with_hooks(folded, [(layer, observing(n)) for n, layer in layers.items()],
+                   (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
     x_qp = {n: o[0].qparams() for n, o in seen.items()}
     y_qp = {n: o[1].qparams() for n, o in seen.items()}
     weights = {n: quantize_weight_per_channel(layer.weight.to_dense(), weight_bits, per_tensor=per_tensor)

@@ -47,7 +47,7 @@ import numpy as np
 from ...errors import ValidationError
 from ...formats.base import WeightFormat
 from ...formats.dense import Dense
-from ...nn.layers import Conv2d, Linear, ReLU
+from ...nn.layers import Conv2d, Linear
 from ...nn.module import Module, Parameter, Sequential, as_rng
 from ...nn.optim import SGD
 from ...nn.schedules import CosineLR
