@@ -29,8 +29,12 @@ refcomp/formats/dynamic.py, node for node) and DynamicQuantizeLinear +
 DequantizeLinear around a float MatMul / Conv in "qdq" style; every other
 format (Dense, CSRMatrix, LowRank, Clustered, HalfPrecision, PowerOfTwo) is
 written dense, float32, from ``to_dense()`` — CSR included: onnxruntime
-1.32 accepts sparse initializers only by densifying them at load, and
-onnx.reference refuses them (docs/onnx.md), so nothing is gained.
+1.32 runs a MatMul whose B is a sparse initializer, but
+``onnx.checker.check_model(full_check=True)`` refuses the model (shape
+inference does not see a sparse initializer's shape: "Input tensors of
+wrong rank (0)") and onnx.reference 1.23 cannot read it ("SparseTensorProto
+has no data_location field"), so the export would fail its own contract
+(docs/onnx.md, "Sparse weights").
 
 Numerics (the contract, docs/onnx.md "Export"): the QOperator graph of an
 integer model made with ``requantize="float"`` computes eqs. (I1), (I2),
@@ -56,7 +60,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DTypeError, ValidationError
-from ..formats.dense import Dense
 from ..formats.dynamic import DynamicQuantized
 from ..formats.qtensor import QTensor
 from ..nn.graph import Graph
