@@ -14,10 +14,10 @@ style                  emitted for a Conv2d / Linear on codes (integer layer)
 "qdq"                  DequantizeLinear(x codes), DequantizeLinear(int8 W, axis = output channel),
                        DequantizeLinear(int32 bias, scale s_x·s_w), Conv / MatMul + Add, then
                        QuantizeLinear(s_y, z_y): the float-op-between-QDQ form (ONNX "QDQ")
-"qoperator"            QLinearConv (int32 bias input) for a Conv2d; QLinearMatMul for a Linear
-                       without bias; MatMulInteger + Add(int32 bias) + the float32
-                       requantization Cast·Mul·Round·Add·Clip·Cast for a Linear with bias
-                       (QLinearMatMul has no bias input)
+"qoperator"            QLinearConv (int32 bias input) for a Conv2d; MatMulInteger + Add(int32 bias)
+                       + the float32 requantization Cast·Mul·Round·Add·Clip·Cast for a Linear
+                       (not QLinearMatMul: no bias input, and neither runtime computes it as
+                       eq. I4', docs/deviations.md D3, D6)
 =====================  ===========================================================================
 
 Weights in other formats: a QTensor on a float layer (weight-only RTN / GPTQ)
@@ -297,21 +297,23 @@ def _integer_compute(b: _Builder, layer, x: _Value, name: str) -> _Value:
                 y = b.node("Add", [y, bias], f"{name}.add")
         return b.quantize(y, y_qp, f"{name}.y_q")
     # QOperator
-    xs, xz = b.qparams_consts(x_qp, f"{name}.x")
-    ys, yz = b.qparams_consts(y_qp, f"{name}.y")
-    ws = b.const(f"{name}.weight_scale", s_w)
-    wz = b.const(f"{name}.weight_zero_point", np.zeros(o, np.int8))
     if is_conv:
+        xs, xz = b.qparams_consts(x_qp, f"{name}.x")
+        ys, yz = b.qparams_consts(y_qp, f"{name}.y")
+        ws = b.const(f"{name}.weight_scale", s_w)
+        wz = b.const(f"{name}.weight_zero_point", np.zeros(o, np.int8))
         ins = [x.name, xs, xz, b.const(f"{name}.weight_q", codes), ws, wz, ys, yz]
         if q_b is not None:
             ins.append(b.const(f"{name}.bias_q", q_b))
         return _Value(b.node("QLinearConv", ins, name, **_conv_attrs(layer)), y_qp)
+    # Not QLinearMatMul: it has no bias input, onnx.reference requantizes it in float64 (deviations D3)
+    # and onnxruntime 1.32 runs it with saturating u8 x s8 pairs on AVX2-only CPUs even with
+    # session.x64quantprecision=1 (D6). The int32 sums, the int32 bias, then eq. (I4') node for node.
+    xz = b.const(f"{name}.x.zero_point", np.asarray(x_qp.zero_point).astype(x_qp.dtype.np_dtype))
     wt = b.const(f"{name}.weight_q", np.ascontiguousarray(codes.T))
-    if q_b is None:
-        return _Value(b.node("QLinearMatMul", [x.name, xs, xz, wt, ws, wz, ys, yz], name), y_qp)
-    # QLinearMatMul has no bias input: the int32 sums, the int32 bias, then eq. (I4') node for node
     acc = b.node("MatMulInteger", [x.name, wt, xz], f"{name}.acc")
-    acc = b.node("Add", [acc, b.const(f"{name}.bias_q", q_b)], f"{name}.acc_b")
+    if q_b is not None:
+        acc = b.node("Add", [acc, b.const(f"{name}.bias_q", q_b)], f"{name}.acc_b")
     M = np.asarray(real_multiplier(x_qp.scale, s_w, y_qp.scale), np.float32).reshape(-1)
     f = b.node("Cast", [acc], f"{name}.acc_f", to=b.onnx.TensorProto.FLOAT)
     r = b.node("Round", [b.node("Mul", [f, b.const(f"{name}.multiplier", M)], f"{name}.scaled")], f"{name}.rounded")

@@ -36,7 +36,7 @@ from refcomp.nn import Graph, Sequential  # noqa: E402
 from refcomp.nn.blocks import residual_block  # noqa: E402
 from refcomp.nn.fold import fold_batchnorm  # noqa: E402
 from refcomp.nn.layers import (GELU, Add, AvgPool2d, Conv2d, Embedding, Flatten, GlobalAvgPool2d,  # noqa: E402
-                               LayerNorm, Linear, ReLU6, Sigmoid, Softmax, Tanh)
+                               LayerNorm, Linear, ReLU, ReLU6, Sigmoid, Softmax, Tanh)
 from refcomp.onnx import export  # noqa: E402
 from refcomp.ops import dequantize_linear, quantize_linear  # noqa: E402
 
@@ -199,8 +199,8 @@ def test_static_integer_model_codes_bit_exact(static_models, case, style, tmp_pa
     proto = _exported(qm, style, shape, tmp_path)
     ops = {n.op_type for n in proto.graph.node}
     if style == "qoperator":
-        assert "QLinearConv" in ops if case == "lenet5" else "MatMulInteger" in ops
-        assert "DequantizeLinear" in ops and "Conv" not in ops and "MatMul" not in ops
+        assert "MatMulInteger" in ops and ("QLinearConv" in ops) == (case == "lenet5")
+        assert "DequantizeLinear" in ops and not ops & {"Conv", "MatMul", "QLinearMatMul"}
     else:
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops and not ops & {"QLinearConv", "MatMulInteger"}
     ref_y, ref_codes = run_ref(proto, x)
@@ -368,3 +368,63 @@ def test_export_is_deterministic_and_reads_the_model_only():
     b = export(qm, None, style="qoperator", input_shape=shape).SerializeToString()
     assert a == b
     assert isinstance(qm["model"]["flatten"], Flatten)
+
+
+@pytest.mark.parametrize("kwargs", [{"activation_dtype": "int8"}, {"weight_granularity": "per_tensor"},
+                                    {"bias": False}])
+@pytest.mark.parametrize("opset", [19, 21, 23])
+@pytest.mark.parametrize("style", ["qoperator", "qdq"])
+def test_static_variants_and_opsets_bit_exact(kwargs, opset, style):
+    """int8 activations (s8 × s8), one weight scale per tensor, Linear layers without bias; opsets 19-23."""
+    x = _mlp_data(32)
+    kwargs = dict(kwargs)
+    bias = kwargs.pop("bias", True)
+    model = Sequential(("fc1", Linear(64, 32, bias=bias, rng=1)), ("relu", ReLU()),
+                       ("fc2", Linear(32, 10, bias=bias, rng=2)))
+    qm, _ = quantize_static(model, x, requantize="float", **kwargs)
+    want = output_codes(qm, x)
+    proto = _exported(qm, style, (1, 64), opset=opset)
+    np.testing.assert_array_equal(run_ref(proto, x)[1], want)
+    np.testing.assert_array_equal(run_ort(proto, x)[1], want)
+
+
+def test_opsets_below_19_run_in_onnxruntime_only():
+    """Files of opset 13-18 are valid and onnxruntime runs them bit for bit; onnx.reference 1.23 implements
+    QuantizeLinear / DequantizeLinear only from opset 19, so the contract is tested from 19 (default 21)."""
+    x = _mlp_data(32)
+    qm, _ = quantize_static(digits_mlp(0), x, requantize="float")
+    proto = _exported(qm, "qoperator", (1, 64), opset=13)
+    np.testing.assert_array_equal(run_ort(proto, x)[1], output_codes(qm, x))
+    with pytest.raises(RuntimeError, match="DequantizeLinear"):
+        run_ref(proto, x)
+    float_proto = _exported(digits_mlp(0), "float", (1, 64), opset=13)
+    assert rel_err(run_ref(float_proto, x)[0], digits_mlp(0).forward(x)) <= 1e-5
+
+
+def test_qlinearmatmul_saturates_in_onnxruntime_even_with_x64quantprecision():
+    """docs/deviations.md D6: why the QOperator Linear is MatMulInteger + requantization, not QLinearMatMul.
+
+    onnxruntime 1.32's QLinearMatMul (u8 × s8) on an AVX2-only CPU equals the int16-saturating emulation
+    whether or not session.x64quantprecision is set (MatMulInteger, ConvInteger, QLinearConv honour it)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from refcomp.ops import matmul_integer, requantize
+    a = np.full((2, 64), 255, np.uint8)
+    b = np.full((64, 3), -128, np.int8)
+    inits = [numpy_helper.from_array(v, n) for n, v in (
+        ("as", np.float32(1.0)), ("az", np.uint8(0)), ("b", b), ("bs", np.float32(1.0)), ("bz", np.int8(0)),
+        ("ys", np.float32(1e5)), ("yz", np.uint8(128)))]
+    g = helper.make_graph([helper.make_node("QLinearMatMul", ["x", "as", "az", "b", "bs", "bz", "ys", "yz"], ["y"])],
+                          "g", [helper.make_tensor_value_info("x", TensorProto.UINT8, [2, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.UINT8, [2, 3])], initializer=inits)
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    exact = requantize(matmul_integer(a, b), np.float32(1e-5), np.uint8(128), output_dtype="uint8")
+    saturated = requantize(matmul_integer(a, b, numerics="x86_u8s8_int16_saturating"), np.float32(1e-5),
+                           np.uint8(128), output_dtype="uint8")
+    assert exact[0, 0] == 107 and saturated[0, 0] == 118
+    with open("/proc/cpuinfo") as f:
+        vnni = "vnni" in f.read()
+    for flag in (False, True):
+        got = run_ort(proto, a, exact=flag)[0]
+        np.testing.assert_array_equal(got, exact if vnni else saturated)
+    np.testing.assert_array_equal(run_ref(proto, a)[0], exact)
