@@ -118,11 +118,13 @@ def integer_layers(model: Module) -> list[tuple[str, Module]]:
 
 
 def integer_bytes(model: Module) -> int:
-    """Bytes a runtime stores: one byte per weight code, int32 bias, int32 multiplier and shift per channel."""
+    """Bytes a runtime stores: one byte per weight code, an int32 bias per channel, and the requantization
+    per channel: int32 multiplier and shift (fixed point, eq. I3) or one float32 M (``requantize="float"``, I3')."""
     total = 0
     for _, layer in integer_layers(model):
         o = layer.weight.shape[0]
-        total += layer.weight.data.size + 8 * o + (4 * o if layer.bias is not None else 0)
+        requant = 4 * o if layer.requantize == "float" else 8 * o
+        total += layer.weight.data.size + requant + (4 * o if layer.bias is not None else 0)
     return int(total)
 
 

@@ -126,3 +126,16 @@ def test_requantize_float_is_onnx_float32_requantization(tmp_path):
     np.testing.assert_array_equal(output_codes(load_model(path), x), output_codes(qm, x))
     with pytest.raises(ValidationError, match="requantize"):
         quantize_static(digits_mlp(0), x, requantize="gemmlowp")
+
+
+def test_integer_bytes_count_what_each_requantization_stores():
+    """Fixed point stores an int32 multiplier and shift per channel, the float form one float32 M."""
+    from refcomp.compress.quantize.integer_model import integer_bytes
+
+    rng = np.random.default_rng(7)
+    m = small_cnn(2)
+    x = rng.normal(size=(16, 1, 10, 10)).astype(np.float32)
+    fixed, _ = quantize_static(m, x)
+    flt, _ = quantize_static(m, x, requantize="float")
+    channels = sum(layer.weight.shape[0] for _, layer in integer_layers(fixed))
+    assert integer_bytes(fixed) - integer_bytes(flt) == 4 * channels
