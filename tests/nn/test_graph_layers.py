@@ -66,6 +66,9 @@ def test_constant_ignores_its_input_and_has_no_gradient():
     assert [n for n, _ in layer.named_buffers()] == ["value"] and not list(layer.named_parameters())
     empty = nn.Constant(**layer.config())
     assert empty.value.shape == (2, 3) and empty.value.dtype == np.float32
+    scalar = nn.Constant(np.float32(2.0))
+    assert scalar.forward(None).shape == () and scalar.value.shape == (1,)     # files hold no 0-d tensors
+    assert nn.Constant(**scalar.config()).forward(None).shape == ()
     with pytest.raises(DTypeError, match="^value:"):
         nn.Constant(np.array(["a"]))
     with pytest.raises(ValidationError, match="^shape:"):

@@ -8,6 +8,9 @@ node sits), so a Constant takes one, typically the graph's first input, and
 does not read it. Its value is a buffer: saved in model files, not trained
 (a weight that should be trained belongs in a Linear, Conv2d, LayerNorm ...).
 
+A 0-d value (a scalar such as √d) is kept as a (1,) buffer, because model
+files store no 0-d tensors, and returned with its own shape ().
+
 Backward: y does not depend on x, so dL/dx is None (no contribution), as for
 Shape.
 """
@@ -40,15 +43,16 @@ class Constant(Module):
         value = np.array(value)      # a copy: the caller's array may change later
         if value.dtype.name not in _DTYPES:
             raise DTypeError("value", f"one of the dtypes {', '.join(_DTYPES)}", value.dtype)
-        self.value = value
+        self.shape = value.shape
+        self.value = value.reshape(value.shape or (1,))
         self._ran = None
 
     def config(self) -> dict:
-        return {"shape": list(self.value.shape), "dtype": self.value.dtype.name}
+        return {"shape": list(self.shape), "dtype": self.value.dtype.name}
 
     def forward(self, x=None):
         self._ran = True
-        return self.value
+        return self.value.reshape(self.shape)
 
     def backward(self, dy):
         """None: the output does not depend on the input."""
