@@ -29,7 +29,7 @@ LAYERS = [
     {"refcomp.datasets"},
     {"refcomp.nn"},
     {"refcomp.models"},
-    {"refcomp.io"},
+    {"refcomp.io", "refcomp.onnx"},
     {"refcomp.compress"},
     {"refcomp.pipelines"},
     {"refcomp.cli", "refcomp.__main__", "refcomp"},
