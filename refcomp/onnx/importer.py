@@ -348,7 +348,7 @@ class _Importer:
         if self._axes(r1) is None or len(self._axes(r1)) != 1 or self._axes(r1)[0] not in last:
             return
         sub = self.only_user(r1.output[0], "Sub")
-        if sub is None or sub.input != [x, r1.output[0]] and list(sub.input) != [x, r1.output[0]]:
+        if sub is None or list(sub.input) != [x, r1.output[0]]:
             return
         users = self.consumers.get(sub.output[0], [])
         pow_ = next((n for n in users if n.op_type == "Pow"), None)
@@ -433,33 +433,44 @@ class _Importer:
 
 
 # --- one function per ONNX op (the ONNX spec section in each docstring) ----------------------------
-def _linear(imp, node, x: str, w: np.ndarray, b, output: str) -> None:
-    """Linear(W (out, in), b) on x; (N, in) directly, (..., in) as Reshape → Linear → Reshape."""
+def _linear(imp, node, x: str, x_shape, w: np.ndarray, b, output: str) -> None:
+    """Linear(W (out, in), b) on the refcomp value ``x`` of shape ``x_shape`` (None: unknown axis).
+
+    (N, in) goes straight in; (..., in) as Reshape (-1, in) → Linear → Reshape (..., out),
+    because Linear takes rows: the leading axes are restored from the static shape, one of
+    them may be dynamic (-1).
+    """
     lin = L.Linear(w.shape[1], w.shape[0], bias=b is not None)
     lin.weight = Dense(np.ascontiguousarray(w, np.float32))
     if b is not None:
         lin.bias = Parameter(np.ascontiguousarray(b, np.float32))
-    s = imp.shape(x)
+    s = x_shape
     if s is not None and len(s) == 2:
-        imp.add(node, lin, imp.value(x), output=output)
+        imp.add(node, lin, x, output=output)
         return
     if s is None or len(s) < 2 or sum(d is None for d in s[:-1]) > 1:
         raise imp._err(node, "an input of known rank >= 2 with at most one dynamic leading axis",
                        f"shape {s}")
-    rows = imp.add(node, L.Reshape([-1, w.shape[1]]), imp.value(x), output=False, suffix="_rows")
+    rows = imp.add(node, L.Reshape([-1, w.shape[1]]), x, output=False, suffix="_rows")
     y = imp.add(node, lin, rows, output=False)
     target = [-1 if d is None else d for d in s[:-1]] + [w.shape[0]]
     imp.add(node, L.Reshape(target), y, output=output, suffix="_unrows")
 
 
 def _bias_of(imp, node, out_features: int):
-    """The Add after a MatMul that adds a constant row of size out: (Add node, bias) or (None, None)."""
+    """The Add after a MatMul that adds a constant row of size out: (Add node, bias) or (None, None).
+
+    Only when the Add cannot change the result's rank (a (1, 1, out) bias on a 2-D product would
+    broadcast it to rank 3)."""
     add = imp.only_user(node.output[0], "Add")
     if add is None:
         return None, None
     other = imp._other(add, node.output[0])
     b = imp.consts.get(other)
+    s = imp.shape(node.input[0])
     if b is None or b.dtype != np.float32 or b.size != out_features or b.shape[-1:] != (out_features,):
+        return None, None
+    if b.ndim > 1 and (s is None or b.ndim > len(s)):
         return None, None
     return add, b.reshape(-1)
 
@@ -475,7 +486,8 @@ def _map_matmul(imp, node) -> None:
         add, bias = _bias_of(imp, node, w.shape[1])
         if add is not None:
             imp.skip.add(id(add))
-        _linear(imp, node, a, w.T, bias, add.output[0] if add is not None else node.output[0])
+        _linear(imp, node, imp.value(a), imp.shape(a), w.T, bias,
+                add.output[0] if add is not None else node.output[0])
         return
     if imp.is_const(a):
         raise imp._err(node, "a constant second operand or two activations", "a constant first operand")
@@ -498,13 +510,9 @@ def _map_gemm(imp, node) -> None:
                            f"shape {c.shape}")
         bias = np.broadcast_to(c.reshape(-1) * np.float32(beta), (w.shape[0],)).copy()
     x = imp.value(node.input[0])
-    if trans_a:
+    if trans_a:      # A is (K, M): Linear wants the rows of Aᵀ
         x = imp.add(node, L.Transpose([1, 0]), x, output=False, suffix="_transA")
-        imp.shapes[x] = (None, w.shape[1])
-        imp.vals[x] = x
-        _linear(imp, node, x, w, bias, node.output[0])
-        return
-    _linear(imp, node, node.input[0], w, bias, node.output[0])
+    _linear(imp, node, x, (None, w.shape[1]), w, bias, node.output[0])
 
 
 def _binary(cls):

@@ -163,7 +163,9 @@ def transformer(rng, opset=17, n=2, t=5, d=16, heads=2, ff=32):
                   "neg": np.array(-1e4, np.float64), "fzero": np.array(0.0, np.float64),
                   "two": np.array(2.0, np.float32), "eps": np.array(1e-6, np.float32),
                   "sqrt2": np.array(math.sqrt(2), np.float32), "c1": np.array(1.0, np.float32),
-                  "half": np.array(0.5, np.float32), "axes12": i64(1, 2), "axes0": i64(0), "last": i64(-1)})
+                  "half": np.array(0.5, np.float32), "axes12": i64(1, 2), "axes0": i64(0)})
+    if opset >= 18:
+        inits["last"] = i64(-1)
     N = helper.make_node
     nodes = []
     for k in "qkv":
@@ -272,6 +274,36 @@ def test_embedding_gather(tmp_path):
                {"table": _w(rng, 11, 8)})
     model = _check("embedding", m, {"ids": rng.integers(0, 11, (2, 4))}, tmp_path)
     assert type(model["embed"]).__name__ == "Embedding"
+
+
+def test_gemm_transa_batchnorm1d_dropout_flatten0(tmp_path):
+    """Gemm with transA and a scalar C, BatchNormalization on (N, C), Dropout (inference), Flatten axis 0."""
+    rng = np.random.default_rng(7)
+    N = helper.make_node
+    inits = {"w": _w(rng, 6, 4), "c": np.array(0.25, np.float32)}
+    bn = _bn(rng, "bn", 4, inits)
+    nodes = [N("Gemm", ["x", "w", "c"], ["h"], name="fc", transA=1, alpha=1.5, beta=0.5),
+             N("BatchNormalization", ["h", *bn], ["n"], name="bn"),
+             N("Dropout", ["n"], ["d"], name="drop"), N("Flatten", ["d"], ["y"], name="flat", axis=0)]
+    m = _model(nodes, [_f("x", [6, 3])], [_f("y", [1, 12])], inits)
+    _check("gemm_transA", m, {"x": rng.standard_normal((6, 3)).astype(np.float32)}, tmp_path)
+
+
+def test_padded_pools_and_decomposed_layernorm_without_affine(tmp_path):
+    """MaxPool and AveragePool (count_include_pad=1) with pads; a LayerNorm pattern without γ, β."""
+    rng = np.random.default_rng(8)
+    N = helper.make_node
+    inits = {"two": np.array(2.0, np.float32), "eps": np.array(1e-5, np.float32)}
+    nodes = [N("MaxPool", ["x"], ["mp"], name="mp", kernel_shape=[3, 3], pads=[1] * 4, strides=[1, 1]),
+             N("AveragePool", ["mp"], ["ap"], name="ap", kernel_shape=[2, 2], pads=[1] * 4, strides=[2, 2],
+               count_include_pad=1),
+             N("ReduceMean", ["ap"], ["mu"], name="mean", axes=[-1]), N("Sub", ["ap", "mu"], ["xc"], name="sub"),
+             N("Pow", ["xc", "two"], ["sq"], name="pow"), N("ReduceMean", ["sq"], ["var"], name="var", axes=[-1]),
+             N("Add", ["var", "eps"], ["ve"], name="eps"), N("Sqrt", ["ve"], ["sd"], name="sqrt"),
+             N("Div", ["xc", "sd"], ["y"], name="div")]
+    m = _model(nodes, [_f("x", ["N", 2, 6, 6])], [_f("y", ["N", 2, 4, 4])], inits)
+    model = _check("pools_ln", m, {"x": rng.standard_normal((2, 2, 6, 6)).astype(np.float32)}, tmp_path)
+    assert [type(v).__name__ for v in model.nodes.values()] == ["MaxPool2d", "AvgPool2d", "LayerNorm"]
 
 
 def test_external_data_inside_the_folder(tmp_path):
@@ -402,6 +434,10 @@ BAD = {
                               FileFormatError, "graph output 'y': a constant"),
     "not a model": (lambda p: 42, FileFormatError, "expected a path or an onnx.ModelProto"),
     "empty file": (lambda p: _empty(p), FileFormatError, "opset_import"),
+    "MatMul on two dynamic leading axes": (
+        lambda p: _tiny([N("MatMul", ["x", "W"], ["y"], name="mm")], {"W": np.zeros((4, 3), np.float32)},
+                        inputs=[_f("x", ["B", "T", 4])], outputs=[_f("y", ["B", "T", 3])]),
+        UnsupportedOperatorError, r"'mm' \(MatMul.*at most one dynamic leading axis"),
     "training-mode BatchNormalization": (
         lambda p: _tiny([N("BatchNormalization", ["x", "s", "s", "s", "s"], ["y"], name="bn", training_mode=1)],
                         {"s": np.ones(4, np.float32)}, outputs=[_f("y", ["N", 4])]),
