@@ -63,7 +63,7 @@ class _Importer:
         self.opset = opset_of(proto)
         g = proto.graph
         self.consts: dict[str, np.ndarray] = {}
-        for i, t in enumerate(g.initializer):
+        for t in g.initializer:
             if t.name in self.consts:
                 raise FileFormatError(f"initializer {t.name!r}: the name is used twice (duplicate names)")
             self.consts[t.name] = read_tensor(t, f"initializer {t.name!r}", folder)
@@ -125,7 +125,8 @@ class _Importer:
         return shapes
 
     def _err(self, node, expected: str, got) -> UnsupportedOperatorError:
-        return UnsupportedOperatorError(node.op_type, node.name or node.output[0], self.opset, expected, got)
+        name = node.name or (node.output[0] if len(node.output) else node.op_type)
+        return UnsupportedOperatorError(node.op_type, name, self.opset, expected, got)
 
     def attr(self, node, name: str, default=None):
         """A node attribute by name, its type checked against the default's (ONNX AttributeProto)."""

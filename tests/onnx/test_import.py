@@ -317,6 +317,37 @@ def test_external_data_inside_the_folder(tmp_path):
     np.testing.assert_array_equal(load(tmp_path / "ext.onnx").forward(x), load(m).forward(x))
 
 
+def test_imported_graph_trains_and_compresses():
+    """The result is an ordinary refcomp model: backward reaches every weight, and a weight-only
+    quantization (which swaps the Linear weights) keeps the output close."""
+    from refcomp.compress.quantize.weight_only import quantize_weights
+
+    rng = np.random.default_rng(9)
+    model = load(transformer(rng))
+    x = rng.standard_normal((2, 5, 16)).astype(np.float32)
+    model.train()
+    y = model.forward(x)
+    model.zero_grad()
+    dx = model.backward(np.ones_like(y))
+    assert dx.shape == x.shape and np.isfinite(dx).all()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert grads and all(g is not None and np.isfinite(g).all() for g in grads.values())
+    model.eval()
+    q, report = quantize_weights(model, bits=8)
+    assert len(report) == 6                       # the six projections / FFN Linears
+    assert _rel(q.forward(x), model.forward(x).astype(np.float64)) < 0.05
+
+
+def test_file_size_is_checked_before_reading(tmp_path, monkeypatch):
+    import refcomp.onnx._read as read
+
+    path = tmp_path / "m.onnx"
+    onnx.save(mlp(np.random.default_rng(0)), path)
+    monkeypatch.setattr(read, "MAX_FILE_BYTES", 100)
+    with pytest.raises(FileFormatError, match="more than the 100 a protobuf message can hold"):
+        load(path)
+
+
 def test_summary_of_measured_errors():
     """Runs last in this file: prints the measured errors (pytest -s) for docs/onnx.md."""
     for k, v in MEASURED.items():
