@@ -112,9 +112,34 @@ class _Importer:
         return out
 
     def _infer_shapes(self) -> dict[str, tuple]:
-        """Static shapes (None for a dynamic axis) from onnx's shape inference with data propagation."""
+        """Static shapes (None for a dynamic axis) from onnx's shape inference with data propagation.
+
+        Run once before folding (Shape of a static shape folds) and again after it, with the
+        folded values as initializers and their nodes removed, so that a Reshape whose target was
+        computed by folded nodes has a known output shape.
+        """
+        # inference needs the values of small (shape) tensors only: the large ones go in as dims and
+        # dtype alone, so the model's weights are not copied (infer_shapes serializes its argument)
+        numpy_helper = self.onnx.numpy_helper
+        light = self.onnx.ModelProto(ir_version=self.proto.ir_version)
+        light.opset_import.extend(self.proto.opset_import)
+        g = self.proto.graph
+        light.graph.node.extend(n for n in g.node if not all(o in self.consts for o in n.output if o))
+        light.graph.input.extend(g.input)
+        light.graph.output.extend(g.output)
+        light.graph.value_info.extend(g.value_info)
+        stored = {t.name: t for t in g.initializer}
+        for name, a in self.consts.items():
+            t = stored.get(name)
+            if a.size <= 64:
+                light.graph.initializer.append(numpy_helper.from_array(a, name))
+            elif t is not None:
+                light.graph.initializer.add(name=name, data_type=t.data_type, dims=t.dims)
+            else:
+                light.graph.initializer.add(name=name, dims=a.shape,
+                                            data_type=self.onnx.helper.np_dtype_to_tensor_dtype(a.dtype))
         try:
-            inferred = self.onnx.shape_inference.infer_shapes(self.proto, strict_mode=False, data_prop=True)
+            inferred = self.onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
         except Exception as exc:  # noqa: BLE001 - onnx raises several unrelated types; the cause is in the text
             raise FileFormatError(f"graph: onnx shape inference failed: {exc}") from None
         shapes = {}
@@ -705,5 +730,6 @@ def load(model) -> Graph:
     proto, folder = parse(model)
     imp = _Importer(proto, folder)
     imp.fold()
+    imp.shapes = imp._infer_shapes()     # again, with the folded values known
     imp.patterns()
     return imp.map()
