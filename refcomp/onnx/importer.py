@@ -244,7 +244,7 @@ class _Importer:
                 self.consts[node.output[0]] = self._constant(node)
                 continue
             ins = [i for i in node.input if i]
-            if node.op_type == "Shape" and ins[0] not in self.consts:
+            if node.op_type == "Shape" and ins and ins[0] not in self.consts:
                 s = self.shape(ins[0])
                 if s is None or any(d is None for d in s):
                     continue     # dynamic: left to the mapping pass, which refuses it by name
