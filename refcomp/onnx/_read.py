@@ -143,6 +143,19 @@ def read_tensor(t, where: str, folder=None) -> np.ndarray:
     return np.asarray(values).astype(dtype).reshape(dims)
 
 
+def check_names(graph) -> None:
+    """Every name is text: protobuf hands back bytes for a string field that is not valid UTF-8."""
+    named = [("initializer", t.name) for t in graph.initializer]
+    named += [("graph input", v.name) for v in graph.input] + [("graph output", v.name) for v in graph.output]
+    for node in graph.node:
+        named += [("node", node.name), ("op type", node.op_type), ("domain", node.domain)]
+        named += [("node input", i) for i in node.input] + [("node output", o) for o in node.output]
+        named += [("attribute", a.name) for a in node.attribute]
+    for what, name in named:
+        if not isinstance(name, str):
+            raise FileFormatError(f"{what} {name!r}: expected a UTF-8 name (corrupted file)")
+
+
 def toposort(graph, known: set[str]) -> list:
     """The nodes in an order where each runs after the producers of its inputs.
 

@@ -25,17 +25,12 @@ import re
 
 import numpy as np
 
-from ..errors import (
-    DTypeError,
-    FileFormatError,
-    UnsupportedOperatorError,
-    ValidationError,
-)
+from ..errors import DTypeError, FileFormatError, UnsupportedOperatorError, ValidationError
 from ..formats.dense import Dense
 from ..nn import layers as L
 from ..nn.graph import Graph
 from ..nn.module import Parameter
-from ._read import MAX_TENSOR_BYTES, onnx_module, opset_of, parse, read_tensor, toposort
+from ._read import MAX_TENSOR_BYTES, check_names, onnx_module, opset_of, parse, read_tensor, toposort
 
 __all__ = ["load"]
 
@@ -62,6 +57,7 @@ class _Importer:
         self.proto, self.folder = proto, folder
         self.opset = opset_of(proto)
         g = proto.graph
+        check_names(g)
         self.consts: dict[str, np.ndarray] = {}
         for t in g.initializer:
             if t.name in self.consts:
@@ -523,6 +519,8 @@ def _map_matmul(imp, node) -> None:
 def _map_gemm(imp, node) -> None:
     """Gemm (ONNX §Gemm-13): Y = α·A'·B' + β·C → Linear with W = α·B'ᵀ, b = β·C (C a row or scalar)."""
     alpha, beta = imp.attr(node, "alpha", 1.0), imp.attr(node, "beta", 1.0)
+    if not (math.isfinite(alpha) and math.isfinite(beta)):
+        raise imp._err(node, "finite alpha and beta", f"alpha={alpha}, beta={beta}")
     trans_a, trans_b = imp.attr(node, "transA", 0), imp.attr(node, "transB", 0)
     w = imp.weight(node, 1, "weight B")
     if w.ndim != 2:

@@ -20,17 +20,12 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from refcomp.errors import (
-    BackendUnavailableError,
-    DTypeError,
-    FileFormatError,
-    UnsupportedOperatorError,
-)
-from refcomp.io import load_model, save_model
-from refcomp.nn import Graph
-from refcomp.onnx import load
+from refcomp.errors import BackendUnavailableError, DTypeError, FileFormatError, UnsupportedOperatorError  # noqa: E402
+from refcomp.io import load_model, save_model  # noqa: E402
+from refcomp.nn import Graph  # noqa: E402
+from refcomp.onnx import load  # noqa: E402
 
 BOUND = 1e-5
 #: the measured errors, printed by the summary test (pytest -s) for docs/onnx.md
@@ -465,6 +460,9 @@ BAD = {
                               FileFormatError, "graph output 'y': a constant"),
     "not a model": (lambda p: 42, FileFormatError, "expected a path or an onnx.ModelProto"),
     "empty file": (lambda p: _empty(p), FileFormatError, "opset_import"),
+    "name not UTF-8": (lambda p: _not_utf8(p), FileFormatError, "expected a UTF-8 name"),
+    "infinite Gemm alpha": (lambda p: _tiny([N("Gemm", ["x", "W"], ["y"], name="fc", transB=1, alpha=float("inf"))]),
+                            UnsupportedOperatorError, "finite alpha and beta"),
     "MatMul on two dynamic leading axes": (
         lambda p: _tiny([N("MatMul", ["x", "W"], ["y"], name="mm")], {"W": np.zeros((4, 3), np.float32)},
                         inputs=[_f("x", ["B", "T", 4])], outputs=[_f("y", ["B", "T", 3])]),
@@ -474,6 +472,13 @@ BAD = {
                         {"s": np.ones(4, np.float32)}, outputs=[_f("y", ["N", 4])]),
         UnsupportedOperatorError, "training_mode 0"),
 }
+
+
+def _not_utf8(tmp_path):
+    raw = mlp(np.random.default_rng(0)).SerializeToString()
+    path = tmp_path / "names.onnx"
+    path.write_bytes(raw.replace(b"relu1", b"rel\xff1"))      # same length: the protobuf stays well formed
+    return path
 
 
 def _empty(tmp_path):
@@ -496,6 +501,27 @@ def test_bad_input_is_refused_with_a_named_error(kind, tmp_path):
 
 def test_bad_input_list_has_at_least_15_kinds():
     assert len(BAD) >= 15
+
+
+def test_cut_or_corrupted_files_raise_only_refcomp_errors(tmp_path):
+    """A file cut at any point or with one byte changed either loads or raises a RefcompError
+    (never an IndexError, a TypeError from a bytes name, a MemoryError ...)."""
+    from refcomp.errors import RefcompError
+
+    raw = transformer(np.random.default_rng(0)).SerializeToString()
+    rng = np.random.default_rng(1)
+    path = tmp_path / "c.onnx"
+    variants = [raw[:c] for c in range(0, len(raw), len(raw) // 40)]
+    for _ in range(60):
+        b = bytearray(raw)
+        b[rng.integers(len(b))] = rng.integers(256)
+        variants.append(bytes(b))
+    for v in variants:
+        path.write_bytes(v)
+        try:
+            load(path)
+        except RefcompError:
+            pass
 
 
 def test_missing_onnx_names_the_extra(monkeypatch):
