@@ -256,6 +256,10 @@ class _Importer:
             feeds = {i: self.consts[i] for i in ins}
             if node.op_type in _SIZED_BY_VALUES:
                 self._bound(node, feeds)
+            for o in node.output:     # any other op: its inferred output shape, when static, is bounded too
+                s = self.shape(o)
+                if s and all(d is not None for d in s) and math.prod(s) * 8 > MAX_TENSOR_BYTES:
+                    raise self._err(node, f"an output of at most {MAX_TENSOR_BYTES} bytes", f"shape {list(s)}")
             try:
                 outs = ReferenceEvaluator(node, opsets={"": self.opset}).run(None, feeds)
             except Exception as exc:  # noqa: BLE001 - onnx.reference raises what NumPy raises; name the node
@@ -321,7 +325,8 @@ class _Importer:
         pre = next((n for n in self.order if erf.input[0] in n.output), None)
         if pre is None or erf.input[0] in self.graph_outputs or len(self.consumers[erf.input[0]]) != 1:
             return
-        if pre.op_type == "Div" and self._scalar(pre.input[1], math.sqrt(2)) or pre.op_type == "Mul" and self._scalar(pre.input[1], 1 / math.sqrt(2)):
+        divided = pre.op_type == "Div" and self._scalar(pre.input[1], math.sqrt(2))
+        if divided or pre.op_type == "Mul" and self._scalar(pre.input[1], 1 / math.sqrt(2)):
             x = pre.input[0]
         elif pre.op_type == "Mul" and self._scalar(pre.input[0], 1 / math.sqrt(2)):
             x = pre.input[1]
@@ -641,8 +646,9 @@ def _map_concat(imp, node) -> None:
 def _map_gather(imp, node) -> None:
     """Gather (§Gather-13) of rows of a constant 2-D table by integer indices → Embedding."""
     if imp.attr(node, "axis", 0) != 0 or not imp.is_const(node.input[0]) or imp.is_const(node.input[1]):
+        data = "constant" if imp.is_const(node.input[0]) else "computed"
         raise imp._err(node, "rows (axis 0) of a constant table selected by computed indices",
-                       f"axis {imp.attr(node, 'axis', 0)}, data {'constant' if imp.is_const(node.input[0]) else 'computed'}")
+                       f"axis {imp.attr(node, 'axis', 0)}, {data} data")
     table = imp.weight(node, 0, "embedding table")
     if table.ndim != 2:
         raise imp._err(node, "a 2-D table", f"shape {table.shape}")

@@ -152,7 +152,8 @@ def transformer(rng, opset=17, n=2, t=5, d=16, heads=2, ff=32):
     inits.update({"W1": _w(rng, d, ff), "b1": _w(rng, ff, scale=0.1), "W2": _w(rng, ff, d), "b2": _w(rng, d, scale=0.1),
                   "g1": (1 + 0.1 * rng.standard_normal(d)).astype(np.float32), "be1": _w(rng, d, scale=0.1),
                   "g2": (1 + 0.1 * rng.standard_normal(d)).astype(np.float32), "be2": _w(rng, d, scale=0.1),
-                  "heads_tail": i64(heads, dk), "zero": np.array(0, np.int64), "one": np.array(1, np.int64), "split": i64(0, 0, heads, dk),
+                  "heads_tail": i64(heads, dk), "zero": np.array(0, np.int64), "one": np.array(1, np.int64),
+                  "split": i64(0, 0, heads, dk),
                   "merge": i64(0, 0, d), "sqrt_dk": np.array(math.sqrt(dk), np.float32),
                   "ids": np.array([[3, 4, 5, 0, 0], [1, 2, 3, 4, 5]][:n], np.int64)[:, :t],
                   "neg": np.array(-1e4, np.float64), "fzero": np.array(0.0, np.float64),
@@ -168,7 +169,8 @@ def transformer(rng, opset=17, n=2, t=5, d=16, heads=2, ff=32):
                   N("Add", [f"{k}_mm", f"b{k}"], [f"{k}_b"], name=f"{k}_bias")]
     # Q's head split target from the input's shape: [N, T, heads, dk] (folds: the shape is static)
     nodes += [N("Shape", ["x"], ["xs"], name="shape"),
-              N("Gather", ["xs", "zero"], ["n0"], name="g0", axis=0), N("Gather", ["xs", "one"], ["t0"], name="g1", axis=0),
+              N("Gather", ["xs", "zero"], ["n0"], name="g0", axis=0),
+              N("Gather", ["xs", "one"], ["t0"], name="g1", axis=0),
               N("Unsqueeze", ["n0", "axes0"], ["n1"], name="u0"), N("Unsqueeze", ["t0", "axes0"], ["t1"], name="u1"),
               N("Concat", ["n1", "t1", "heads_tail"], ["qshape"], name="cat_shape", axis=0),
               N("Reshape", ["q_b", "qshape"], ["q_r"], name="q_split"),
@@ -385,7 +387,8 @@ def _external(tmp_path, location, offset=0, length=48):
 
 
 def _cycle():
-    m = _tiny(nodes=[helper.make_node("Relu", ["b"], ["a"], name="r1"), helper.make_node("Relu", ["a"], ["b"], name="r2"),
+    m = _tiny(nodes=[helper.make_node("Relu", ["b"], ["a"], name="r1"),
+                     helper.make_node("Relu", ["a"], ["b"], name="r2"),
                      helper.make_node("Add", ["x", "b"], ["y"], name="add")], inits={})
     return m
 
@@ -433,8 +436,8 @@ BAD = {
                            FileFormatError, r"dims \[1048576, 1048576\] declare .* more than"),
     "raw data of the wrong size": (lambda p: _with_tensor(_raw_tensor("W", [3, 4], b"\0" * 40)),
                                    FileFormatError, "raw_data holds 40 bytes, dims .* need 48"),
-    "duplicate node outputs": (lambda p: _tiny([N("Relu", ["x"], ["y"], name="a"), N("Sigmoid", ["x"], ["y"], name="b")],
-                                               {}, outputs=[_f("y", ["N", 4])]),
+    "duplicate node outputs": (lambda p: _tiny([N("Relu", ["x"], ["y"], name="a"),
+                                                N("Sigmoid", ["x"], ["y"], name="b")], {}, outputs=[_f("y", ["N", 4])]),
                                FileFormatError, "'y' is produced twice"),
     "attribute of wrong type": (lambda p: _tiny([N("Gemm", ["x", "W"], ["y"], name="fc", transB=1.0)]),
                                 FileFormatError, "'fc' \\(Gemm\\): attribute 'transB' has type FLOAT, expected I"),
@@ -454,6 +457,10 @@ BAD = {
         lambda p: _tiny([N("ConstantOfShape", ["shape"], ["big"], name="cos"), N("Add", ["x", "big"], ["y"], name="a")],
                         {"shape": np.array([2 ** 20, 2 ** 20], np.int64)}),
         UnsupportedOperatorError, r"'cos' \(ConstantOfShape.*at most"),
+    "huge folded MatMul": (
+        lambda p: _tiny([N("MatMul", ["a", "b"], ["big"], name="outer"), N("Add", ["x", "big"], ["y"], name="add")],
+                        {"a": np.zeros((2 ** 16, 1), np.float32), "b": np.zeros((1, 2 ** 16), np.float32)}),
+        UnsupportedOperatorError, r"'outer' \(MatMul.*at most .* bytes, got shape \[65536, 65536\]"),
     "foreign domain": (lambda p: _tiny([N("FusedGemm", ["x", "W"], ["y"], name="fg", domain="com.microsoft")]),
                        UnsupportedOperatorError, "domain 'com.microsoft'"),
     "constant graph output": (lambda p: _tiny([N("Relu", ["W"], ["y"], name="r")], outputs=[_f("y", [3, 4])]),
