@@ -531,6 +531,14 @@ def test_cut_or_corrupted_files_raise_only_refcomp_errors(tmp_path):
             pass
 
 
+def test_importing_the_package_does_not_load_onnx():
+    import subprocess
+
+    code = "import sys, refcomp.onnx; print('onnx' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_missing_onnx_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)      # makes `import onnx` raise ImportError
     with pytest.raises(BackendUnavailableError, match=r"pip install refcomp\[interop\]"):
