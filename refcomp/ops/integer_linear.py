@@ -11,6 +11,16 @@ parameters (s_x, z_x), (s_y, z_y) and per-output-channel symmetric weights
     q_y[o]  = clip(MultiplyByQuantizedMultiplier(acc[o], m[o], shift[o]) + z_y,
                    q_min, q_max)                                              (I4)
 
+(I4) has a second form, ``method="float"``: ONNX QLinearMatMul / QLinearConv
+as onnxruntime computes them (eq. R1 of refcomp/ops/requantize.py)::
+
+    M[o]    = f32( f32(s_x · s_w[o]) / s_y )                                  (I3')
+    q_y[o]  = clip( round_half_even( f32(acc[o]) ·f32 M[o] ) + z_y, q_min, q_max )   (I4')
+
+with the same int32 bias (I2). It is what an exported QOperator graph
+computes (refcomp.onnx.export), so the integer model chosen with it
+(``quantize_static(..., requantize="float")``) equals that graph bit for bit.
+
 (I1) runs through :func:`refcomp.ops.matmul_integer` (exact, int32; its fast
 kernels are used when the accumulator provably fits int32) — a convolution
 as im2col of the codes times the kernel matrix (groups = 1), or
@@ -34,19 +44,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import OverflowRiskError, ShapeError
+from ..errors import OverflowRiskError, ShapeError, ValidationError
 from .conv_integer import conv_integer
 from .im2col import conv_output_size, im2col
 from .matmul_integer import matmul_integer
-from .requantize import quantize_multiplier, requantize
+from .requantize import quantize_multiplier, real_multiplier, requantize
 
-__all__ = ["requantization_params", "integer_linear", "integer_conv2d", "requantize_accumulators"]
+__all__ = ["requantization_params", "integer_linear", "integer_conv2d", "requantize_accumulators",
+           "REQUANTIZE_METHODS", "check_requantize"]
+
+#: the two forms of eq. (I4): gemmlowp fixed point (default) and ONNX's float32 (I4')
+REQUANTIZE_METHODS = ("fixed_point", "float")
+
+
+def check_requantize(method, argument: str = "requantize") -> str:
+    """``method`` if it is one of REQUANTIZE_METHODS, else ValidationError naming ``argument``."""
+    if not isinstance(method, str) or method not in REQUANTIZE_METHODS:
+        raise ValidationError(argument, f"one of {REQUANTIZE_METHODS}", repr(method))
+    return method
 
 _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
 
 
-def requantization_params(x_scale, w_scale, y_scale, bias, *, name: str = "layer"):
+def requantization_params(x_scale, w_scale, y_scale, bias, *, name: str = "layer", method: str = "fixed_point"):
     """Eqs. (I2)-(I3): (q_bias int32 (O,) or None, multiplier int32 (O,), shift int32 (O,)).
+
+    With ``method="float"`` (I3'): (q_bias, M float32 (O,), None), M as
+    onnxruntime forms it from the stored float32 scales.
 
     ``x_scale``, ``y_scale``: the float32 per-tensor scales; ``w_scale``:
     float32 (O,); ``bias``: float (O,) or None. The products are formed in
@@ -64,6 +88,9 @@ def requantization_params(x_scale, w_scale, y_scale, bias, *, name: str = "layer
         if np.any(qb < _I32_MIN) or np.any(qb > _I32_MAX):
             raise OverflowRiskError(f"{name}.bias", "b / (s_x·s_w) within int32", f"range [{qb.min()}, {qb.max()}]")
         q_b = qb.astype(np.int32)
+    if check_requantize(method, "method") == "float":
+        M = real_multiplier(np.float32(s_x), s_w, np.float32(s_y))
+        return q_b, np.asarray(M, np.float32).reshape(-1), None
     m, sh = quantize_multiplier(unit / s_y)
     return q_b, np.asarray(m, np.int32).reshape(-1), np.asarray(sh, np.int32).reshape(-1)
 
@@ -71,14 +98,18 @@ def requantization_params(x_scale, w_scale, y_scale, bias, *, name: str = "layer
 def requantize_accumulators(acc, multiplier, shift, y_zero_point, *, y_dtype, channel_axis: int = 1) -> np.ndarray:
     """Eq. (I4): int32 accumulators (channel along ``channel_axis``) -> output codes of ``y_dtype``.
 
+    ``shift`` None means eq. (I4'): ``multiplier`` is the float32 M of (I3').
     The channel axis is moved last and the rest flattened, so the 2-D
     per-column requantization kernel (refcomp.kernels) is used when registered.
     """
     moved = np.moveaxis(acc, channel_axis, -1)
     shape = moved.shape
     flat = np.ascontiguousarray(moved.reshape(-1, shape[-1]))
-    y = requantize(flat, (multiplier, shift), np.asarray(y_zero_point).astype(np.int64).reshape(()),
-                   output_dtype=y_dtype, method="fixed_point", axis=1)
+    zp = np.asarray(y_zero_point).astype(np.int64).reshape(())
+    if shift is None:
+        y = requantize(flat, np.asarray(multiplier, np.float32), zp, output_dtype=y_dtype, method="float", axis=1)
+    else:
+        y = requantize(flat, (multiplier, shift), zp, output_dtype=y_dtype, method="fixed_point", axis=1)
     return np.moveaxis(y.reshape(shape), -1, channel_axis)
 
 

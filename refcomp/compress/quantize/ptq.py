@@ -45,6 +45,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ValidationError
+from ...ops.integer_linear import check_requantize
 from ...nn.module import Sequential
 from ...quant import EntropyObserver, MinMaxObserver, MSEObserver, PercentileObserver, choose_qparams, quantize
 from .bias_correction_model import empirical_output_shift
@@ -139,7 +140,8 @@ def _conv_attrs(layer) -> dict:
 def quantize_static(model, calibration_x, *, observer: str = "minmax", activation_dtype: str = "uint8",
                     batch_size: int = 500, observer_kwargs: dict | None = None, equalize: bool = False,
                     bias_correction: bool = False, weight_bits: int = 8,
-                    weight_granularity: str = "per_channel", integer_only: bool = True) -> tuple[Sequential, dict]:
+                    weight_granularity: str = "per_channel", integer_only: bool = True,
+                    requantize: str = "fixed_point") -> tuple[Sequential, dict]:
     """W8A8 post-training static quantization (module docstring, steps 1-4).
 
     Parameters
@@ -155,6 +157,9 @@ def quantize_static(model, calibration_x, *, observer: str = "minmax", activatio
     weight_granularity : "per_channel" (default) or "per_tensor".
     integer_only : True (default): the whole model on codes (a Sequential of the layers
         above); False: any graph, each Conv2d / Linear an integer island (module docstring).
+    requantize : "fixed_point" (default: gemmlowp, eq. I4 of refcomp/ops/integer_linear.py)
+        or "float" (eq. I4': ONNX QLinearMatMul / QLinearConv as onnxruntime computes
+        them, what refcomp.onnx.export's QOperator graph runs); kept by every integer layer.
 
     Returns (the quantized model, report {"activation_qparams", "bytes", ...}).
     """
@@ -169,6 +174,18 @@ def quantize_static(model, calibration_x, *, observer: str = "minmax", activatio
         raise ValidationError("weight_bits", "8, 4 or 2", repr(weight_bits))
     if not isinstance(integer_only, bool):
         raise ValidationError("integer_only", "a bool", repr(integer_only))
+    check_requantize(requantize)
+    qm, report = _quantize_static(model, calibration_x, observer=observer, activation_dtype=activation_dtype,
+                                  batch_size=batch_size, observer_kwargs=observer_kwargs, equalize=equalize,
+                                  bias_correction=bias_correction, weight_bits=weight_bits,
+                                  weight_granularity=weight_granularity, integer_only=integer_only)
+    for _, layer in integer_layers(qm):
+        layer.requantize = requantize
+    return qm, report
+
+
+def _quantize_static(model, calibration_x, *, observer, activation_dtype, batch_size, observer_kwargs, equalize,
+                     bias_correction, weight_bits, weight_granularity, integer_only):
     if not integer_only:
         for name, flag in (("equalize", equalize), ("bias_correction", bias_correction)):
             if flag:

@@ -50,6 +50,7 @@ from ...formats.qtensor import QTensor
 from ...ops.im2col import col2im, conv_output_size, im2col
 from ..init import init_bias, init_weight
 from ..module import Module, Parameter, _accumulate, as_rng, register_layer
+from ...ops.integer_linear import check_requantize
 from .quantize import activation_config, check_activation_qparams, integer_forward
 
 __all__ = ["Conv2d"]
@@ -65,12 +66,13 @@ class Conv2d(Module):
     kernel_size, stride, dilation : int or (h, w) pair, >= 1.
     padding : int or (h, w) pair, >= 0, zeros added on both sides.
     groups : 1 = dense, in_channels = depthwise.
-    bias, rng, init, dtype, output_qparams : as for Linear (rng None gives zeros).
+    bias, rng, init, dtype, output_qparams, requantize : as for Linear (rng None gives zeros).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, *, rng=None,
-                 init: str = "uniform_fan_in", dtype="float32", output_qparams=None):
+                 init: str = "uniform_fan_in", dtype="float32", output_qparams=None,
+                 requantize: str = "fixed_point"):
         self.in_channels = integer(in_channels, "in_channels", minimum=1)
         self.out_channels = integer(out_channels, "out_channels", minimum=1)
         self.groups = integer(groups, "groups", minimum=1)
@@ -98,9 +100,11 @@ class Conv2d(Module):
         # the QParams of the output codes when the layer runs on QTensor inputs (integer-only model)
         self.output_qparams = None if output_qparams is None else check_activation_qparams(output_qparams,
                                                                                            "output_qparams")
+        self.requantize = check_requantize(requantize)
         self._cache = None
 
     accepts_input_grad = True
+    requantize = "fixed_point"  # class default, as for output_qparams
     output_qparams = None       # set in __init__; the class default keeps copies made without it valid
 
     def config(self) -> dict:
@@ -109,7 +113,8 @@ class Conv2d(Module):
                 "padding": list(self.padding), "dilation": list(self.dilation),
                 "groups": self.groups, "bias": self.bias is not None,
                 "dtype": str(getattr(self.weight, "dtype", np.dtype(np.float32))),
-                **({} if self.output_qparams is None else {"output_qparams": activation_config(self.output_qparams)})}
+                **({} if self.output_qparams is None else {"output_qparams": activation_config(self.output_qparams)}),
+                **({} if self.requantize == "fixed_point" else {"requantize": self.requantize})}
 
     def output_shape(self, x_shape) -> tuple[int, int, int, int]:
         n, _, h, w = x_shape

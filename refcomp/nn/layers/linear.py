@@ -29,6 +29,7 @@ from ...formats.dense import Dense
 from ...formats.qtensor import QTensor
 from ..init import init_bias, init_weight
 from ..module import Module, Parameter, _accumulate, as_rng, register_layer
+from ...ops.integer_linear import check_requantize
 from .quantize import activation_config, check_activation_qparams, integer_forward
 
 __all__ = ["Linear"]
@@ -48,10 +49,13 @@ class Linear(Module):
     dtype : float32 (default) or float64 (gradient checks).
     output_qparams : None, or the per-tensor QParams of the output codes when the layer
         runs on QTensor inputs (set by the integer-only transforms; saved in model files).
+    requantize : how the int32 sums become output codes on QTensor inputs: "fixed_point"
+        (gemmlowp, default) or "float" (ONNX QLinear* as onnxruntime runs it); saved in model files.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, rng=None,
-                 init: str = "uniform_fan_in", dtype="float32", output_qparams=None):
+                 init: str = "uniform_fan_in", dtype="float32", output_qparams=None,
+                 requantize: str = "fixed_point"):
         self.in_features = integer(in_features, "in_features", minimum=1)
         self.out_features = integer(out_features, "out_features", minimum=1)
         dtype = np.dtype(dtype)
@@ -67,15 +71,18 @@ class Linear(Module):
         # the QParams of the output codes when the layer runs on QTensor inputs (integer-only model)
         self.output_qparams = None if output_qparams is None else check_activation_qparams(output_qparams,
                                                                                            "output_qparams")
+        self.requantize = check_requantize(requantize)
         self._x = None
 
     accepts_input_grad = True
+    requantize = "fixed_point"  # class default, as for output_qparams
     output_qparams = None       # set in __init__; the class default keeps copies made without it valid
 
     def config(self) -> dict:
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "bias": self.bias is not None, "dtype": str(self.weight_dtype()),
-                **({} if self.output_qparams is None else {"output_qparams": activation_config(self.output_qparams)})}
+                **({} if self.output_qparams is None else {"output_qparams": activation_config(self.output_qparams)}),
+                **({} if self.requantize == "fixed_point" else {"requantize": self.requantize})}
 
     def weight_dtype(self):
         return getattr(self.weight, "dtype", np.dtype(np.float32))

@@ -23,7 +23,7 @@ import numpy as np
 
 from ...errors import DTypeError, ValidationError
 from ...formats.qtensor import QTensor
-from ...ops.integer_linear import integer_conv2d, integer_linear, requantization_params
+from ...ops.integer_linear import check_requantize, integer_conv2d, integer_linear, requantization_params
 from ...quant import QParams, dequantize, quantize
 from ..module import Module, register_layer
 
@@ -121,6 +121,9 @@ def integer_forward(layer, x: QTensor, *, conv: dict | None = None) -> QTensor:
     The layer needs a QTensor weight (see :func:`_weight_codes`) and its
     ``output_qparams``; the bias is the layer's float bias, quantized to int32
     at s_x·s_w (eq. I2), so a corrected bias takes effect without a rebuild.
+    The layer's ``requantize`` ("fixed_point", default: gemmlowp, eq. I4; or
+    "float": ONNX QLinearMatMul / QLinearConv as onnxruntime runs them, eq. I4')
+    chooses how the int32 sums become output codes.
     """
     name = type(layer).__name__
     codes, s_w = _weight_codes(layer, name)
@@ -129,7 +132,8 @@ def integer_forward(layer, x: QTensor, *, conv: dict | None = None) -> QTensor:
         raise ValidationError(f"{name}.output_qparams", "QParams for integer inputs (set by quantize_static)", None)
     x_qp = check_activation_qparams(x.qparams, "x.qparams")
     bias = None if layer.bias is None else layer.bias.data
-    q_b, m, sh = requantization_params(x_qp.scale, s_w, y_qp.scale, bias, name=name)
+    method = check_requantize(getattr(layer, "requantize", "fixed_point"), f"{name}.requantize")
+    q_b, m, sh = requantization_params(x_qp.scale, s_w, y_qp.scale, bias, name=name, method=method)
     common = dict(y_dtype=y_qp.dtype, name=name)
     if conv is None:
         w_t = layer.__dict__.get("_codes_t")

@@ -89,3 +89,40 @@ def test_weight_only_weights_lie_on_the_grid(seed, bits, group, method):
         scale = np.asarray(w.qparams.scale, dtype=np.float64)
         s_full = scale[:, None] if scale.ndim == 1 else np.repeat(scale, group, axis=1)[:, :codes.shape[1]]
         np.testing.assert_allclose(w.to_dense(), codes * s_full, rtol=1e-6, atol=0)
+
+
+def test_requantize_float_is_onnx_float32_requantization(tmp_path):
+    """requantize="float": each layer's codes are eq. (I4') of its int32 sums, kept in the model file."""
+    from refcomp.compress.quantize.integer_model import output_codes
+    from refcomp.io import load_model, save_model
+    from refcomp.models import digits_mlp
+    from refcomp.ops import matmul_integer, requantize
+    from refcomp.ops.requantize import real_multiplier
+
+    rng = np.random.default_rng(3)
+    x = (rng.random((40, 64)) * 16).astype(np.float32)
+    fixed, _ = quantize_static(digits_mlp(0), x)
+    qm, _ = quantize_static(digits_mlp(0), x, requantize="float")
+    layers = dict(integer_layers(qm))
+    assert {m.requantize for m in layers.values()} == {"float"}
+    assert {m.requantize for _, m in integer_layers(fixed)} == {"fixed_point"}
+    # the last layer by hand: codes of its input (after relu1), int32 sums + bias, float32 multiplier
+    seen = []
+    h = layers["model.fc2"].register_forward_hook(lambda _m, inp, y: seen.append((inp[0], y)))
+    qm.forward(x)
+    h.remove()
+    q_in, q_out = seen[0]
+    fc2 = layers["model.fc2"]
+    s_w = fc2.weight.qparams.scale.astype(np.float32)
+    acc = matmul_integer(q_in.data, fc2.weight.data.T.copy(), q_in.qparams.zero_point, None)
+    q_b = np.rint(fc2.bias.data.astype(np.float64) / (np.float64(q_in.qparams.scale) * s_w.astype(np.float64)))
+    acc = (acc.astype(np.int64) + q_b.astype(np.int64)).astype(np.int32)
+    M = real_multiplier(q_in.qparams.scale, s_w, fc2.output_qparams.scale)
+    want = requantize(acc, M, fc2.output_qparams.zero_point, output_dtype="uint8", method="float", axis=1)
+    np.testing.assert_array_equal(q_out.data, want)
+    # the choice is part of the layer configuration: saved and loaded
+    path = tmp_path / "q.safetensors"
+    save_model(qm, path)
+    np.testing.assert_array_equal(output_codes(load_model(path), x), output_codes(qm, x))
+    with pytest.raises(ValidationError, match="requantize"):
+        quantize_static(digits_mlp(0), x, requantize="gemmlowp")
