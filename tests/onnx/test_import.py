@@ -543,3 +543,18 @@ def test_missing_onnx_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)      # makes `import onnx` raise ImportError
     with pytest.raises(BackendUnavailableError, match=r"pip install refcomp\[interop\]"):
         load("model.onnx")
+
+
+@pytest.mark.parametrize("name", ["lenet5", "lenet_300_100", "residual_block"])
+def test_export_then_import_gives_the_same_model(name):
+    """refcomp → ONNX (float) → refcomp computes the same layers in the same order: equal bit for bit."""
+    from refcomp import models, nn
+    from refcomp.onnx import export
+
+    model, shape = {"lenet5": (lambda: models.lenet5(0), (1, 1, 28, 28)),
+                    "lenet_300_100": (lambda: models.lenet_300_100(0), (1, 784)),
+                    "residual_block": (lambda: nn.residual_block(4, 4, rng=0), (1, 4, 6, 6))}[name]
+    model = model().eval()
+    back = load(export(model, None, style="float", input_shape=shape))
+    x = np.random.default_rng(0).standard_normal((3, *shape[1:])).astype(np.float32)
+    np.testing.assert_array_equal(back.forward(x), model.forward(x))
