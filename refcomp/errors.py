@@ -18,6 +18,7 @@ __all__ = [
     "OverflowRiskError",
     "BackendUnavailableError",
     "FileFormatError",
+    "UnsupportedOperatorError",
     "expect",
 ]
 
@@ -61,6 +62,19 @@ class BackendUnavailableError(RefcompError, RuntimeError):
 
 class FileFormatError(RefcompError, ValueError):
     """A file is truncated, corrupted, of a foreign format or of an unknown version."""
+
+
+class UnsupportedOperatorError(ValidationError):
+    """A model file uses an operator (or an attribute value of one) that refcomp cannot represent.
+
+    The message names the node, its op type and the opset, e.g.::
+
+        UnsupportedOperatorError: node 'conv1' (Conv, opset 17): expected auto_pad NOTSET or VALID, got 'SAME_UPPER'
+    """
+
+    def __init__(self, op_type: str, node: str, opset: int, expected: str, got: object):
+        self.op_type, self.node, self.opset = op_type, node, opset
+        super().__init__(f"node {node!r} ({op_type}, opset {opset})", expected, got)
 
 
 def expect(condition: bool, argument: str, expected: str, got: object, cls=ValidationError) -> None:

@@ -9,8 +9,10 @@ from .blocks import residual_block, transformer_encoder_block
 from .fold import fold_batchnorm, fold_pair
 from .graph import Graph
 from .layers import (GELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Embedding, Flatten,
-                     GlobalAvgPool2d, LayerNorm, Linear, MaxPool2d, ReLU, ReLU6, Sigmoid, Tanh)
-from .layers import (Add, Concat, MatMul, Mul, MultiHeadAttention, Reshape, Shape, Softmax, Transpose)
+                     GlobalAvgPool2d, LayerNorm, LeakyReLU, Linear, MaxPool2d, ReLU, ReLU6, Sigmoid,
+                     Tanh)
+from .layers import (Add, Concat, Constant, Div, MatMul, Mul, MultiHeadAttention, Reshape, Shape, Softmax,
+                     Sub, Transpose)
 from .losses import CrossEntropyLoss, KLDivLoss, MSELoss
 from .module import LAYER_TYPES, HookHandle, Module, Parameter, Sequential, run_with_hooks
 from .optim import SGD, Adam, AdamW
@@ -20,7 +22,8 @@ __all__ = [
     "Module", "Parameter", "Sequential", "Graph", "HookHandle", "run_with_hooks", "LAYER_TYPES",
     "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU", "ReLU6", "GELU", "Tanh",
     "Sigmoid", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten", "Dropout", "Embedding",
-    "Add", "Mul", "MatMul", "Softmax", "Concat", "Reshape", "Transpose", "Shape", "MultiHeadAttention",
+    "LeakyReLU", "Add", "Sub", "Mul", "Div", "Constant", "MatMul", "Softmax", "Concat", "Reshape",
+    "Transpose", "Shape", "MultiHeadAttention",
     "residual_block", "transformer_encoder_block",
     "CrossEntropyLoss", "KLDivLoss", "MSELoss", "SGD", "Adam", "AdamW",
     "fold_batchnorm", "fold_pair", "train", "evaluate",

@@ -31,6 +31,50 @@ def test_add_mul_broadcast_gradients(shapes, op, seed):
     check_module(layer, [a, b], rng)
 
 
+@settings(max_examples=30, deadline=None)
+@given(shapes=broadcast_pair(), op=st.sampled_from([nn.Sub, nn.Div]), seed=st.integers(0, 2**31))
+def test_sub_div_broadcast_gradients(shapes, op, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(shapes[0])
+    # divisors kept away from 0, where a / b and its finite differences blow up
+    b = rng.uniform(0.5, 2.0, shapes[1]) * rng.choice([-1, 1], shapes[1])
+    layer = op()
+    y = layer.forward(a, b)
+    np.testing.assert_array_equal(y, a - b if op is nn.Sub else a / b)
+    check_module(layer, [a, b], rng)
+
+
+def test_leaky_relu_values_and_gradients():
+    rng = np.random.default_rng(0)
+    # values away from the kink at 0, where the finite difference straddles two slopes
+    x = rng.uniform(0.1, 2.0, (3, 4)) * rng.choice([-1, 1], (3, 4))
+    layer = nn.LeakyReLU(0.2)
+    np.testing.assert_array_equal(layer.forward(x), np.where(x >= 0, x, 0.2 * x))
+    assert layer.forward(x.astype(np.float32)).dtype == np.float32
+    check_module(layer, [x], rng)
+    with pytest.raises(ValidationError, match="^alpha:"):
+        nn.LeakyReLU(float("nan"))
+
+
+def test_constant_ignores_its_input_and_has_no_gradient():
+    value = np.arange(6, dtype=np.float32).reshape(2, 3)
+    layer = nn.Constant(value)
+    value[0, 0] = 9                                   # the layer kept its own copy
+    y = layer.forward(np.zeros(5))
+    assert y.shape == (2, 3) and y[0, 0] == 0
+    assert layer.backward(np.ones((2, 3))) is None
+    assert [n for n, _ in layer.named_buffers()] == ["value"] and not list(layer.named_parameters())
+    empty = nn.Constant(**layer.config())
+    assert empty.value.shape == (2, 3) and empty.value.dtype == np.float32
+    scalar = nn.Constant(np.float32(2.0))
+    assert scalar.forward(None).shape == () and scalar.value.shape == (1,)     # files hold no 0-d tensors
+    assert nn.Constant(**scalar.config()).forward(None).shape == ()
+    with pytest.raises(DTypeError, match="^value:"):
+        nn.Constant(np.array(["a"]))
+    with pytest.raises(ValidationError, match="^shape:"):
+        nn.Constant()
+
+
 @settings(max_examples=20, deadline=None)
 @given(batch_a=st.sampled_from([(), (3,), (1,), (2, 3), (2, 1)]), batch_b=st.sampled_from([(), (3,), (2, 3)]),
        m=st.integers(1, 3), k=st.integers(1, 4), p=st.integers(1, 3), seed=st.integers(0, 2**31))
@@ -113,7 +157,7 @@ def test_bad_inputs_raise_named_errors():
 
 
 def test_configs_rebuild_the_layers():
-    for layer in (nn.Add(), nn.Mul(), nn.MatMul(), nn.Softmax(1), nn.Concat(-1), nn.Reshape([0, -1]),
+    for layer in (nn.Add(), nn.Sub(), nn.Mul(), nn.Div(), nn.LeakyReLU(0.1), nn.Constant(np.zeros(2)), nn.MatMul(), nn.Softmax(1), nn.Concat(-1), nn.Reshape([0, -1]),
                   nn.Reshape(), nn.Transpose([1, 0]), nn.Shape(), nn.MultiHeadAttention(8, 2, bias=False)):
         assert nn.LAYER_TYPES[type(layer).__name__] is type(layer)
         assert repr(type(layer)(**layer.config())) == repr(layer)

@@ -1,8 +1,9 @@
 """Layers with explicit forward and backward (one subject per module)."""
 
-from .activations import GELU, ReLU, ReLU6, Sigmoid, Tanh
-from .arithmetic import Add, Mul
+from .activations import GELU, LeakyReLU, ReLU, ReLU6, Sigmoid, Tanh
+from .arithmetic import Add, Div, Mul, Sub
 from .attention import MultiHeadAttention
+from .constant import Constant
 from .conv import Conv2d
 from .dropout import Dropout
 from .embedding import Embedding
@@ -18,4 +19,5 @@ from .softmax import Softmax
 __all__ = ["Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU", "ReLU6",
            "GELU", "Tanh", "Sigmoid", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
            "Dropout", "Embedding", "Add", "Mul", "MatMul", "Softmax", "Concat", "Reshape", "Transpose",
-           "Shape", "MultiHeadAttention", "QuantizeLinear", "DequantizeLinear"]
+           "Shape", "MultiHeadAttention", "QuantizeLinear", "DequantizeLinear",
+           "Sub", "Div", "LeakyReLU", "Constant"]

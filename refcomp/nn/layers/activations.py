@@ -5,6 +5,7 @@ layer      forward y = f(x)                      backward dL/dx = dy ⊙ f'(x)
 =========  ====================================  =====================================
 ReLU       max(x, 0)                             dy · [x > 0]          (f'(0) := 0)
 ReLU6      min(max(x, 0), 6)                     dy · [0 < x < 6]
+LeakyReLU  x if x >= 0 else α·x                  dy · (1 if x >= 0 else α)   (ONNX LeakyRelu)
 Tanh       tanh(x)                               dy · (1 − y²)
 Sigmoid    1 / (1 + e^(−x))                      dy · y · (1 − y)
 GELU       x · Φ(x), Φ(x) = ½(1 + erf(x/√2))     dy · (Φ(x) + x · φ(x)), φ the N(0,1) pdf
@@ -27,7 +28,7 @@ from ...errors import ShapeError, ValidationError
 from ...formats.qtensor import QTensor
 from ..module import Module, register_layer
 
-__all__ = ["ReLU", "ReLU6", "Tanh", "Sigmoid", "GELU"]
+__all__ = ["ReLU", "ReLU6", "LeakyReLU", "Tanh", "Sigmoid", "GELU"]
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
@@ -63,6 +64,32 @@ class ReLU6(_Elementwise):
         x = float_tensor(x, "x", tuple(range(0, 9)))
         self._cache = (x > 0) & (x < 6)
         return np.clip(x, 0, 6)
+
+    def backward(self, dy):
+        self._require_forward(self._cache)
+        self._check_dy(dy, self._cache)
+        return dy * self._cache
+
+
+@register_layer
+class LeakyReLU(_Elementwise):
+    """y = x for x >= 0, α·x below (ONNX LeakyRelu, default α = 0.01)."""
+
+    def __init__(self, alpha: float = 0.01):
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not math.isfinite(alpha):
+            raise ValidationError("alpha", "a finite float", repr(alpha))
+        self.alpha = float(alpha)
+        self._cache = None
+
+    def config(self) -> dict:
+        return {"alpha": self.alpha}
+
+    def forward(self, x):
+        x = float_tensor(x, "x", tuple(range(0, 9)))
+        # the slope as an array of x's dtype, so a float32 x stays float32 (ONNX computes in T)
+        slope = np.where(x >= 0, x.dtype.type(1), x.dtype.type(self.alpha))
+        self._cache = slope
+        return x * slope
 
     def backward(self, dy):
         self._require_forward(self._cache)

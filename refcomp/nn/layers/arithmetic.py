@@ -1,4 +1,4 @@
-"""Element-wise binary operations with NumPy broadcasting: Add, Mul.
+"""Element-wise binary operations with NumPy broadcasting: Add, Sub, Mul, Div.
 
 Shapes: a and b broadcast to y's shape (NumPy / ONNX multidirectional
 broadcasting: align trailing axes, an axis of size 1 stretches).
@@ -7,7 +7,10 @@ broadcasting: align trailing axes, an axis of size 1 stretches).
 layer  forward      dL/da                       dL/db                       ONNX
 =====  ===========  ==========================  ==========================  ====
 Add    y = a + b    unbroadcast(dy, a.shape)    unbroadcast(dy, b.shape)    Add
+Sub    y = a − b    unbroadcast(dy, a.shape)    unbroadcast(−dy, b.shape)   Sub
 Mul    y = a ⊙ b    unbroadcast(dy ⊙ b, a.sh.)  unbroadcast(dy ⊙ a, b.sh.)  Mul
+Div    y = a / b    unbroadcast(dy / b, a.sh.)  unbroadcast(−dy ⊙ y / b,    Div
+                                                b.shape)
 =====  ===========  ==========================  ==========================  ====
 
 unbroadcast sums the gradient over the axes that broadcasting stretched (the
@@ -26,7 +29,7 @@ from ...checks import float_tensor
 from ...errors import ShapeError
 from ..module import Module, register_layer
 
-__all__ = ["Add", "Mul", "unbroadcast"]
+__all__ = ["Add", "Sub", "Mul", "Div", "unbroadcast"]
 
 _ANY_RANK = tuple(range(0, 9))
 
@@ -89,3 +92,50 @@ class Mul(Module):
         if dy.shape != y_shape:
             raise ShapeError("dy", f"shape {y_shape}", dy.shape)
         return unbroadcast(dy * b, a.shape), unbroadcast(dy * a, b.shape)
+
+
+@register_layer
+class Sub(Module):
+    """y = a − b with broadcasting (ONNX Sub; the centring step of a decomposed norm)."""
+
+    def __init__(self):
+        self._shapes = None
+
+    def forward(self, a, b):
+        a, b = float_tensor(a, "a", _ANY_RANK), float_tensor(b, "b", _ANY_RANK)
+        y_shape = _broadcast_shape(a, b)
+        self._shapes = (a.shape, b.shape, y_shape)
+        return a - b
+
+    def backward(self, dy):
+        self._require_forward(self._shapes)
+        a_shape, b_shape, y_shape = self._shapes
+        if dy.shape != y_shape:
+            raise ShapeError("dy", f"shape {y_shape}", dy.shape)
+        return unbroadcast(dy, a_shape), unbroadcast(-dy, b_shape)
+
+
+@register_layer
+class Div(Module):
+    """y = a / b with broadcasting (ONNX Div, e.g. attention scores by √d).
+
+    dL/db = −dy ⊙ a / b² = −dy ⊙ y / b, from the forward's y (no second division of a).
+    """
+
+    def __init__(self):
+        self._cache = None
+
+    def forward(self, a, b):
+        a, b = float_tensor(a, "a", _ANY_RANK), float_tensor(b, "b", _ANY_RANK)
+        _broadcast_shape(a, b)
+        y = a / b
+        self._cache = (a.shape, b, y)
+        return y
+
+    def backward(self, dy):
+        self._require_forward(self._cache)
+        a_shape, b, y = self._cache
+        if dy.shape != y.shape:
+            raise ShapeError("dy", f"shape {y.shape}", dy.shape)
+        g = dy / b
+        return unbroadcast(g, a_shape), unbroadcast(-g * y, b.shape)
