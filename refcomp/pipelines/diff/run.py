@@ -9,7 +9,10 @@ ONNX value (integer codes dequantized with the scale and zero point of the
 QuantizeLinear that made them or the DequantizeLinear that reads them; other
 integer values are left out). Layers are matched by name, after dropping a
 leading prefix that one side adds to all its names (``model.`` of an
-integer-only model); the model outputs are always compared, as ``(output)``.
+integer-only model); the nodes of a graph read from ONNX also answer to the
+ONNX value they compute (``fc1_matmul_MatMul`` to ``fc1``, ``Graph.onnx_values``),
+whichever naming matches more layers; the model outputs are always compared,
+as ``(output)``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,12 @@ __all__ = ["LayerOutput", "layer_outputs", "match_names", "compare", "diff_files
 #: the key of the models' final outputs
 OUTPUT = "(output)"
 RUNTIMES = ("refcomp", "onnxruntime")
+
+
+class Outputs(dict):
+    """{layer name: LayerOutput} and ``aliases``: {node name: ONNX value name} of an imported graph."""
+
+    aliases: dict = {}
 
 
 @dataclass
@@ -59,9 +68,8 @@ def _concat(parts, name):
                          [p.shape for p in parts[:3]]) from None
 
 
-def _module_outputs(model, x, batch_size, names=None) -> dict[str, LayerOutput]:
+def _module_outputs(model, x, batch_size) -> Outputs:
     """Every named module's output of a refcomp model on ``x`` (forward hooks), plus OUTPUT."""
-    names = names or {}
     seen: dict[str, list] = {}
     sat: dict[str, list] = {}
     order = []
@@ -69,7 +77,7 @@ def _module_outputs(model, x, batch_size, names=None) -> dict[str, LayerOutput]:
     for name, module in model.named_modules():
         if not name:
             continue
-        key = names.get(name, name)
+        key = name
         order.append(key)
 
         def hook(mod, inputs, out, key=key):
@@ -99,7 +107,8 @@ def _module_outputs(model, x, batch_size, names=None) -> dict[str, LayerOutput]:
         for h in handles:
             h.remove()
         model.train(was)
-    res = {}
+    res = Outputs()
+    res.aliases = dict(getattr(model, "onnx_values", None) or {})
     for key in order:
         if key in seen and len(seen[key]) == len(model_batches):
             s = sat.get(key)
@@ -159,7 +168,7 @@ def _onnxruntime_outputs(path, x, batch_size) -> dict[str, LayerOutput]:
     except Exception as exc:      # onnxruntime's own errors (shape, type)
         raise ShapeError("--data", f"inputs {path} accepts", f"{x.shape[1:]} per sample "
                          f"(onnxruntime: {str(exc).splitlines()[0][:200]})") from None
-    res = {}
+    res = Outputs()
     sizes = [len(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     for j, name in enumerate(names):
         parts = [r[j] for r in runs]
@@ -207,9 +216,8 @@ def layer_outputs(source, x, *, runtime: str = "refcomp", batch_size: int = 256)
             raise ValidationError("--runtime onnxruntime", "an .onnx file", str(path))
         return _onnxruntime_outputs(path, x, batch_size)
     model = rc_onnx.load(path) if is_onnx else load_model(path)
-    names = getattr(model, "onnx_values", None) or {}
     try:
-        return _module_outputs(model, x, batch_size, names)
+        return _module_outputs(model, x, batch_size)
     except RefcompError:
         raise
     except (ValueError, TypeError, IndexError) as exc:
@@ -241,9 +249,29 @@ def match_names(a_names, b_names) -> list[tuple[str, str]]:
     return best
 
 
+def _aliased(names, aliases) -> dict[str, str]:
+    """{name as the ONNX file names it: name}: the first component replaced by its alias."""
+    out = {}
+    for n in names:
+        head, _, rest = n.partition(".")
+        out[aliases.get(head, head) + ("." + rest if rest else "")] = n
+    return out
+
+
+def _match(outs_a, outs_b) -> list[tuple[str, str]]:
+    """match_names on the names or their ONNX aliases, whichever pairs more layers."""
+    best = []
+    for ra in ({n: n for n in outs_a}, _aliased(outs_a, getattr(outs_a, "aliases", {}))):
+        for rb in ({n: n for n in outs_b}, _aliased(outs_b, getattr(outs_b, "aliases", {}))):
+            pairs = [(ra[a], rb[b]) for a, b in match_names(list(ra), list(rb))]
+            if len(pairs) > len(best):
+                best = pairs
+    return best
+
+
 def compare(outs_a: dict, outs_b: dict) -> list[dict]:
     """One row per matched layer (and the outputs), worst SQNR first (ties: larger max error first)."""
-    pairs = match_names(list(outs_a), list(outs_b))
+    pairs = _match(outs_a, outs_b)
     if not pairs:
         raise ValidationError("models", "layers with names in common",
                               f"none (A: {', '.join(list(outs_a)[:6]) or '-'}; B: {', '.join(list(outs_b)[:6]) or '-'})")
