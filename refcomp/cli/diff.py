@@ -42,10 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
 
 
+def load_split(data: str, mnist_dir=None):
+    """``datasets.load_split(data, seed=0)``; missing MNIST files are a one-line error, not a traceback."""
+    try:
+        return datasets.load_split(data, seed=0, path=mnist_dir)
+    except FileNotFoundError as exc:
+        raise ValidationError("--mnist-dir", "a directory with the MNIST IDX files", str(exc)) from None
+
+
 def load_inputs(data: str, mnist_dir=None) -> np.ndarray:
     """The inputs named by ``--data``: a dataset's test inputs or an .npy file's array."""
     if data in datasets.SPLITS:
-        _, (x, _) = datasets.load_split(data, seed=0, path=mnist_dir)
+        _, (x, _) = load_split(data, mnist_dir)
         return x
     p = Path(data)
     if p.suffix.lower() != ".npy":
@@ -82,7 +90,7 @@ def run(args) -> int:
     rows = diff_files(args.a, args.b, x, runtime_a=runtimes["a"], runtime_b=runtimes["b"])
     shown = rows if args.layers is None else rows[:args.layers]
     if args.json:
-        out = {"a": args.a, "b": args.b, "data": args.data, "samples": int(len(x)),
+        out = {"a": args.a, "b": args.b, "data": args.data, "samples": len(x),
                "runtime": args.runtime,
                "layers": [{k: _json_number(v) for k, v in r.items()} for r in shown]}
         print(json.dumps(out, indent=2))

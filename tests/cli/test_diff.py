@@ -11,7 +11,14 @@ from refcomp.cli import main
 from refcomp.compress.quantize.ptq import quantize_static
 from refcomp.io import save_model
 from refcomp.nn import Linear, ReLU, Sequential
-from refcomp.pipelines.diff import cosine, diff_files, match_names, max_abs_error, saturated_share, sqnr_db
+from refcomp.pipelines.diff import (
+    cosine,
+    diff_files,
+    match_names,
+    max_abs_error,
+    saturated_share,
+    sqnr_db,
+)
 
 pytest.importorskip("sklearn")
 
@@ -39,7 +46,7 @@ def test_names_match_after_a_prefix():
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("diff")
-    (x, _), (xt, _) = datasets.load_split("digits", seed=0)
+    (x, _), _ = datasets.load_split("digits", seed=0)
     m = models.digits_mlp(0)
     q, _ = quantize_static(m, x[:256], requantize="float", integer_only=False)
     save_model(m, d / "float.safetensors")

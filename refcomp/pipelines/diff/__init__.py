@@ -6,7 +6,26 @@ run      the layer outputs of a refcomp model / ONNX file (refcomp or onnxruntim
 """
 
 from .metrics import cosine, max_abs_error, saturated_share, sqnr_db
-from .run import OUTPUT, LayerOutput, compare, diff_files, format_table, layer_outputs, match_names
+from .run import (
+           OUTPUT,
+           LayerOutput,
+           compare,
+           diff_files,
+           format_table,
+           layer_outputs,
+           match_names,
+)
 
-__all__ = ["sqnr_db", "cosine", "max_abs_error", "saturated_share", "OUTPUT", "LayerOutput", "compare",
-           "diff_files", "format_table", "layer_outputs", "match_names"]
+__all__ = [
+           "OUTPUT",
+           "LayerOutput",
+           "compare",
+           "cosine",
+           "diff_files",
+           "format_table",
+           "layer_outputs",
+           "match_names",
+           "max_abs_error",
+           "saturated_share",
+           "sqnr_db",
+]

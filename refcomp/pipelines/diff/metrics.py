@@ -13,7 +13,7 @@ import numpy as np
 
 from ...errors import ShapeError
 
-__all__ = ["sqnr_db", "cosine", "max_abs_error", "saturated_share"]
+__all__ = ["cosine", "max_abs_error", "saturated_share", "sqnr_db"]
 
 
 def _pair(a, b):

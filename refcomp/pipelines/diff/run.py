@@ -23,13 +23,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import BackendUnavailableError, FileFormatError, RefcompError, ShapeError, ValidationError
+from ... import onnx as rc_onnx
+from ...errors import (
+    BackendUnavailableError,
+    FileFormatError,
+    RefcompError,
+    ShapeError,
+    ValidationError,
+)
 from ...formats import QTensor
 from ...io import load_model
-from ... import onnx as rc_onnx
 from .metrics import cosine, max_abs_error, saturated_share, sqnr_db
 
-__all__ = ["LayerOutput", "layer_outputs", "match_names", "compare", "diff_files", "format_table", "OUTPUT"]
+__all__ = ["OUTPUT", "LayerOutput", "compare", "diff_files", "format_table", "layer_outputs", "match_names"]
 
 #: the key of the models' final outputs
 OUTPUT = "(output)"
@@ -39,7 +45,9 @@ RUNTIMES = ("refcomp", "onnxruntime")
 class Outputs(dict):
     """{layer name: LayerOutput} and ``aliases``: {node name: ONNX value name} of an imported graph."""
 
-    aliases: dict = {}
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.aliases: dict[str, str] = {}
 
 
 @dataclass
@@ -143,7 +151,7 @@ def _onnxruntime_outputs(path, x, batch_size) -> dict[str, LayerOutput]:
     try:
         proto = onnx.load(str(path))
         inferred = onnx.shape_inference.infer_shapes(proto)
-    except Exception as exc:      # protobuf / onnx errors: the file is not a readable ONNX model
+    except Exception as exc:  # noqa: BLE001  (protobuf / onnx errors: the file is not a readable ONNX model)
         raise FileFormatError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
     g = proto.graph
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
@@ -165,7 +173,7 @@ def _onnxruntime_outputs(path, x, batch_size) -> dict[str, LayerOutput]:
         input_name = sess.get_inputs()[0].name
         names = outputs + extra
         runs = [sess.run(names, {input_name: x[i:i + batch_size]}) for i in range(0, len(x), batch_size)]
-    except Exception as exc:      # onnxruntime's own errors (shape, type)
+    except Exception as exc:  # noqa: BLE001  (onnxruntime's own errors: shape, type)
         raise ShapeError("--data", f"inputs {path} accepts", f"{x.shape[1:]} per sample "
                          f"(onnxruntime: {str(exc).splitlines()[0][:200]})") from None
     res = Outputs()
@@ -280,10 +288,9 @@ def compare(outs_a: dict, outs_b: dict) -> list[dict]:
     rows = []
     for na, nb in pairs:
         a, b = outs_a[na], outs_b[nb]
-        if a.values.shape != b.values.shape:
-            if a.values.size != b.values.size:
-                raise ShapeError(f"output of layer {na!r}", f"shape {a.values.shape} (as in A)",
-                                 f"{b.values.shape} in B")
+        if a.values.shape != b.values.shape and a.values.size != b.values.size:   # (N, 400) = (N, 16, 5, 5)
+            raise ShapeError(f"output of layer {na!r}", f"shape {a.values.shape} (as in A)",
+                             f"{b.values.shape} in B")
         rows.append({"layer": nb if na == OUTPUT else (na if na == nb else f"{na} | {nb}"),
                      "a": na, "b": nb, "shape": list(a.values.shape[1:]),
                      "sqnr_db": sqnr_db(a.values, b.values), "cosine": cosine(a.values, b.values),
