@@ -6,7 +6,8 @@
 
 A and B: refcomp model files (.safetensors / .npz / .rcm, refcomp.io.load_model)
 or ONNX files (run by refcomp through refcomp.onnx.load, or with ``--runtime
-onnxruntime`` by onnxruntime with every intermediate value exposed). Layers are
+onnxruntime`` / ``onnxruntime-exact`` by onnxruntime with every intermediate
+value exposed; exact = session.x64quantprecision=1). Layers are
 matched by name (refcomp.pipelines.diff). Per layer: SQNR (dB) of B against A,
 cosine, max |B − A|, and the share of saturated codes (at q_min / q_max) where
 a layer outputs codes. ``--data``: "digits" / "mnist" (the test part of the
@@ -25,6 +26,7 @@ import numpy as np
 from .. import datasets
 from ..errors import FileFormatError, ValidationError
 from ..pipelines.diff import diff_files, format_table
+from ..pipelines.diff.run import RUNTIMES
 
 HELP = "compare two models (refcomp files or ONNX) layer by layer: SQNR, cosine, max error, saturation"
 
@@ -36,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'digits', 'mnist' (test part of the seed-0 split) or an .npy file of inputs")
     parser.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
     parser.add_argument("--samples", type=int, default=None, help="use the first N inputs only")
-    parser.add_argument("--runtime", default="refcomp", choices=["refcomp", "onnxruntime"],
-                        help="what runs the ONNX files (refcomp model files always run in refcomp)")
+    parser.add_argument("--runtime", default="refcomp", choices=list(RUNTIMES),
+                        help="what runs the ONNX files (refcomp model files always run in refcomp); "
+                             "onnxruntime-exact: with session.x64quantprecision=1")
     parser.add_argument("--layers", type=int, default=None, help="show the N worst layers only")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
 

@@ -131,3 +131,18 @@ def test_errors_are_one_line(files, tmp_path, capsys, case):
     err = capsys.readouterr().err.strip()
     assert err.startswith("refcomp diff: error:") and "\n" not in err and "Traceback" not in err
 
+
+
+def test_w8a8_model_against_its_qoperator_export(files, capsys):
+    """refcomp's integer islands and onnxruntime (exact setting) agree on every exposed value."""
+    onnx_mod = pytest.importorskip("refcomp.onnx")
+    pytest.importorskip("onnxruntime")
+    from refcomp.io import load_model
+
+    onnx_mod.export(load_model(files / "w8a8.rcm"), files / "w8a8.onnx", style="qoperator", input_shape=(1, 64))
+    rows = _json(capsys, ["diff", str(files / "w8a8.rcm"), str(files / "w8a8.onnx"), "--data", "digits",
+                          "--runtime", "onnxruntime-exact"])["layers"]
+    assert {"fc1.quantize", "fc1.layer", "fc1.dequantize", "relu1", "(output)"} <= {r["layer"] for r in rows}
+    assert all(r["sqnr_db"] == "inf" and r["max_abs_error"] == 0 for r in rows)
+    layer = next(r for r in rows if r["layer"] == "fc1.layer")       # codes on both sides: the same saturation
+    assert layer["saturated_a"] == layer["saturated_b"]

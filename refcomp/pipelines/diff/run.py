@@ -39,7 +39,9 @@ __all__ = ["OUTPUT", "LayerOutput", "compare", "diff_files", "format_table", "la
 
 #: the key of the models' final outputs
 OUTPUT = "(output)"
-RUNTIMES = ("refcomp", "onnxruntime")
+#: "onnxruntime-exact": onnxruntime with session.x64quantprecision=1 (u8 × s8 products without
+#: int16 saturation, docs/deviations.md D6), the setting under which its integer results equal refcomp's
+RUNTIMES = ("refcomp", "onnxruntime", "onnxruntime-exact")
 
 
 class Outputs(dict):
@@ -139,7 +141,7 @@ def _constant(consts, name):
     return None if a is None or a.size != 1 else a.reshape(())
 
 
-def _onnxruntime_outputs(path, x, batch_size) -> dict[str, LayerOutput]:
+def _onnxruntime_outputs(path, x, batch_size, exact=False) -> dict[str, LayerOutput]:
     """Every ONNX value's output of the file run by onnxruntime (module docstring)."""
     try:
         import onnx
@@ -169,7 +171,10 @@ def _onnxruntime_outputs(path, x, batch_size) -> dict[str, LayerOutput]:
                 extra.append(o)
                 g.output.append(onnx.helper.make_tensor_value_info(o, types[o], None))
     try:
-        sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        so = ort.SessionOptions()
+        if exact:
+            so.add_session_config_entry("session.x64quantprecision", "1")
+        sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
         input_name = sess.get_inputs()[0].name
         names = outputs + extra
         runs = [sess.run(names, {input_name: x[i:i + batch_size]}) for i in range(0, len(x), batch_size)]
@@ -209,20 +214,20 @@ def layer_outputs(source, x, *, runtime: str = "refcomp", batch_size: int = 256)
     """``{layer name: LayerOutput}`` of a model on inputs ``x`` (module docstring).
 
     ``source``: a refcomp Module, a refcomp model file or an ``.onnx`` file.
-    ``runtime``: "refcomp" or "onnxruntime" (ONNX files only).
+    ``runtime``: "refcomp", or for ONNX files "onnxruntime" / "onnxruntime-exact" (RUNTIMES).
     """
     if runtime not in RUNTIMES:
-        raise ValidationError("runtime", "'refcomp' or 'onnxruntime'", repr(runtime))
+        raise ValidationError("runtime", f"one of {', '.join(RUNTIMES)}", repr(runtime))
     if not isinstance(source, (str, Path)):
         return _module_outputs(source, x, batch_size)
     path = Path(source)
     if not path.is_file():
         raise ValidationError("model", "an existing file", str(path))
     is_onnx = path.suffix.lower() == ".onnx"
-    if runtime == "onnxruntime":
+    if runtime != "refcomp":
         if not is_onnx:
-            raise ValidationError("--runtime onnxruntime", "an .onnx file", str(path))
-        return _onnxruntime_outputs(path, x, batch_size)
+            raise ValidationError(f"--runtime {runtime}", "an .onnx file", str(path))
+        return _onnxruntime_outputs(path, x, batch_size, exact=runtime == "onnxruntime-exact")
     model = rc_onnx.load(path) if is_onnx else load_model(path)
     try:
         return _module_outputs(model, x, batch_size)
