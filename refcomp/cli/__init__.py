@@ -23,6 +23,7 @@ COMMANDS = {
     "bench": "refcomp.cli.bench",
     "train": "refcomp.cli.train",
     "compress": "refcomp.cli.compress",
+    "diff": "refcomp.cli.diff",
 }
 
 

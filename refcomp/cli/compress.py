@@ -16,6 +16,20 @@ layers hold the Huffman-coded RelativeIndexCSR weights, graph included, so
 read back that way and evaluated. A tqdm bar is shown when stderr is a
 terminal; otherwise only the summary lines are printed.
 
+ONNX route (``--onnx``): an ONNX model quantized by a recipe, calibrated on
+``--data`` (its training part), the refcomp model file ``<out>/model.rcm``
+and, with ``--export``, the ONNX file in ``--style`` qdq or qoperator::
+
+    refcomp compress --onnx lenet5.onnx --data mnist --recipe w8a8-static --out r --export r/w8a8.onnx
+    refcomp compress --onnx mlp.onnx --data digits --recipe w8a8-dynamic --out r --export r/q.onnx --style qoperator
+
+Recipes (``ONNX_RECIPES``): w8a8-static = quantize_static(..., integer_only=False,
+requantize="float"), each Conv / Linear an integer island whose export is
+bit-exact; w8a8-dynamic = quantize_dynamic; weight-only-w8 / weight-only-w4 =
+quantize_weights(bits=8 / 4, group_size=--group-size) (int4 codes are not
+exported: the QDQ export writes 8-bit initializers). Prints the float and the
+quantized accuracy on the test part and the file sizes.
+
 Config (TOML, optional): top-level keys of PipelineConfig override the
 model's preset, e.g.::
 
@@ -39,11 +53,25 @@ import time
 from pathlib import Path
 
 from .. import datasets, models
-from ..compress.prune.sensitivity import plot_sensitivity, sensitivity, sensitivity_markdown
+from .. import onnx as rc_onnx
+from ..compress.prune.sensitivity import (
+    plot_sensitivity,
+    sensitivity,
+    sensitivity_markdown,
+)
+from ..compress.quantize.dynamic import quantize_dynamic
+from ..compress.quantize.ptq import quantize_static
+from ..compress.quantize.weight_only import quantize_weights
 from ..errors import FileFormatError, ValidationError
 from ..io import load_model, save_model
 from ..nn.train import evaluate, train
-from ..pipelines.deep_compression import PRESETS, PipelineConfig, run_pipeline, write_report
+from ..pipelines.deep_compression import (
+    PRESETS,
+    PipelineConfig,
+    run_pipeline,
+    write_report,
+)
+from .diff import load_split
 
 HELP = "Deep Compression (prune, retrain, cluster, fine-tune centroids, Huffman) with a Markdown report"
 
@@ -52,6 +80,13 @@ _ALIASES = {"lenet300": "lenet_300_100", "lenet_300_100": "lenet_300_100", "lene
 _BASELINE_EPOCHS = {"lenet_300_100": 20, "lenet5": 15, "digits_mlp": 30}
 #: the compressed model, in the compact encoding (refcomp.io.model_file.SUFFIXES["compact"])
 MODEL_FILE = "model.rcm"
+#: --recipe of the ONNX route -> what it runs (module docstring)
+ONNX_RECIPES = {
+    "w8a8-static": "quantize_static(integer_only=False, requantize='float')",
+    "w8a8-dynamic": "quantize_dynamic",
+    "weight-only-w8": "quantize_weights(bits=8)",
+    "weight-only-w4": "quantize_weights(bits=4)",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +105,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also sweep accuracy vs sparsity per layer on the dense baseline "
                              "(sensitivity.png and a table in the report)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    onnx = parser.add_argument_group("ONNX models (instead of --model)")
+    onnx.add_argument("--onnx", default=None, metavar="FILE",
+                      help="quantize this float ONNX model by --recipe (--data: its inputs and labels)")
+    onnx.add_argument("--recipe", default=None, choices=sorted(ONNX_RECIPES), help="quantization recipe")
+    onnx.add_argument("--calibration", type=int, default=500,
+                      help="calibration inputs (the first N of the training part; default 500)")
+    onnx.add_argument("--group-size", type=int, default=None,
+                      help="weight-only recipes: one scale per group of this many inputs (default per channel)")
+    onnx.add_argument("--export", default=None, metavar="FILE", help="also write the quantized model as ONNX")
+    onnx.add_argument("--style", default="qdq", choices=["qdq", "qoperator"], help="ONNX export style")
 
 
 def _load_config(path, model_name):
@@ -88,7 +133,60 @@ def _load_config(path, model_name):
     return PipelineConfig.from_dict(d, base)
 
 
+def _quantize(model, recipe, calibration_x, group_size):
+    if recipe == "w8a8-static":
+        return quantize_static(model, calibration_x, integer_only=False, requantize="float")
+    if recipe == "w8a8-dynamic":
+        return quantize_dynamic(model)
+    return quantize_weights(model, bits=8 if recipe == "weight-only-w8" else 4, group_size=group_size)
+
+
+def run_onnx(args) -> int:
+    """The ONNX route: load, quantize by the recipe, evaluate, save (and export)."""
+    if args.recipe is None:
+        raise ValidationError("--recipe", f"one of {', '.join(sorted(ONNX_RECIPES))} with --onnx", None)
+    if args.calibration < 1:
+        raise ValidationError("--calibration", "an int >= 1", args.calibration)
+    if args.group_size is not None and args.recipe not in ("weight-only-w8", "weight-only-w4"):
+        raise ValidationError("--group-size", "a weight-only recipe", args.recipe)
+    src = Path(args.onnx)
+    if not src.is_file():
+        raise ValidationError("--onnx", "an existing ONNX file", str(src))
+    say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
+    data = args.data or "digits"
+    train_set, test_set = load_split(data, args.mnist_dir)
+    model = rc_onnx.load(src)
+    calibration_x = train_set[0][:args.calibration]
+    qmodel, _ = _quantize(model, args.recipe, calibration_x, args.group_size)
+    exported = None
+    if args.export:
+        exported = Path(args.export)
+        rc_onnx.export(qmodel, exported, style=args.style, input_shape=(1, *calibration_x.shape[1:]))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = save_model(qmodel, out / MODEL_FILE, format="compact",
+                      metadata={"onnx": src.name, "recipe": args.recipe, "data": data})
+    acc_f = evaluate(model, test_set)["accuracy"]
+    acc_q = evaluate(qmodel, test_set)["accuracy"]
+    calibrated = f", calibrated on {len(calibration_x)} {data} inputs" if args.recipe == "w8a8-static" else ""
+    say(f"{src.name} ({args.recipe}{calibrated}): test accuracy {100 * acc_f:.2f} % float -> {100 * acc_q:.2f} % quantized "
+        f"({100 * (acc_q - acc_f):+.2f} pp) on {len(test_set[1])} samples")
+    sizes = f"size: {src.name} {src.stat().st_size:,} B -> {path.name} {Path(path).stat().st_size:,} B"
+    if exported is not None:
+        sizes += f", {exported.name} {exported.stat().st_size:,} B ({args.style})"
+    say(sizes)
+    say(f"quantized model: {path} (refcomp.io.load_model reads it)")
+    if exported is not None:
+        say(f"ONNX export: {exported}")
+    return 0
+
+
 def run(args) -> int:
+    if args.onnx is not None:
+        return run_onnx(args)
+    for flag in ("recipe", "export", "group_size"):
+        if getattr(args, flag) is not None:
+            raise ValidationError(f"--{flag.replace('_', '-')}", "--onnx (it belongs to the ONNX route)", "no --onnx")
     name = _ALIASES[args.model]
     data = args.data or ("digits" if name == "digits_mlp" else "mnist")
     if (data == "digits") != (name == "digits_mlp"):

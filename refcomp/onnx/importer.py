@@ -456,6 +456,14 @@ class _Importer:
                     raise FileFormatError(f"graph output {o!r}: a constant (it does not depend on any input)")
                 raise FileFormatError(f"graph output {o!r}: not produced by any node (missing output)")
         self.g.outputs = [self.vals[o] for o in self.graph_outputs]
+        # which ONNX value each node computes, so tools (refcomp diff) can name a node's output as
+        # the ONNX file does: the last value mapped to it (a MatMul + Add Linear is the Add's
+        # output), a graph output (an Identity's) only when the node has no other name
+        names: dict[str, str] = {}
+        for name, r in self.vals.items():
+            if r in self.g.nodes and (name not in self.graph_outputs or r not in names):
+                names[r] = name
+        self.g.onnx_values = names
         return self.g.eval()
 
 
