@@ -30,6 +30,7 @@ from ..formats.dense import Dense
 from ..nn import layers as L
 from ..nn.graph import Graph
 from ..nn.module import Parameter
+from . import layers as OL
 from ._read import MAX_TENSOR_BYTES, check_names, onnx_module, opset_of, parse, read_tensor, toposort
 
 __all__ = ["load"]
@@ -628,10 +629,13 @@ def _map_flatten(imp, node) -> None:
 
 
 def _map_reshape(imp, node) -> None:
-    """Reshape (§Reshape-14): the target shape must be constant (after folding)."""
+    """Reshape (§Reshape-14): a constant target (after folding), or one computed from the Shape of an
+    activation (refcomp's two-input Reshape; allowzero 0)."""
     if node.input[1] not in imp.consts:
-        raise imp._err(node, "a constant shape input (a shape that folds)", f"the computed value {node.input[1]!r} "
-                       "(dynamic shape it cannot fold)")
+        if imp.attr(node, "allowzero", 0) != 0:
+            raise imp._err(node, "allowzero=0 for a computed shape", 1)
+        imp.add(node, L.Reshape(), imp.value(node.input[0]), imp.value(node.input[1]))
+        return
     shape = [int(d) for d in imp.consts[node.input[1]].reshape(-1)]
     if imp.attr(node, "allowzero", 0) == 1 and 0 in shape:
         raise imp._err(node, "allowzero=0 or no 0 in the shape", shape)
@@ -698,6 +702,42 @@ def _map_reduce_mean(imp, node) -> None:
     raise imp._err(node, "ReduceMean inside the LayerNorm pattern, or of constants", "a lone ReduceMean")
 
 
+def _map_shape(imp, node) -> None:
+    """Shape (§Shape-15) of an activation whose shape is not static (the whole shape: no start / end)."""
+    if imp.attr(node, "start", 0) != 0 or imp.attr(node, "end", None) is not None:
+        raise imp._err(node, "a Shape without start / end (or of a static shape, which folds)",
+                       f"start={imp.attr(node, 'start', 0)}, end={imp.attr(node, 'end', None)} on "
+                       f"shape {imp.shape(node.input[0])} (dynamic shape)")
+    imp.add(node, L.Shape(), imp.value(node.input[0]))
+
+
+def _map_unsqueeze(imp, node) -> None:
+    """Unsqueeze (§Unsqueeze-13) of an activation: axes a constant input."""
+    axes = imp.const(node, 1, "axes")
+    if axes.dtype.kind not in "iu":
+        raise DTypeError(f"node {node.name or node.output[0]!r} (Unsqueeze) axes", "int64", axes.dtype)
+    imp.add(node, OL.Unsqueeze([int(a) for a in axes.reshape(-1)]), imp.value(node.input[0]))
+
+
+_CAST_TO = {1: "float32", 6: "int32", 7: "int64", 9: "bool"}
+
+
+def _map_cast(imp, node) -> None:
+    """Cast (§Cast-19) of an activation to float32, int32, int64 or bool (saturate irrelevant for these)."""
+    to = imp.attr(node, "to", 0)
+    if to not in _CAST_TO:
+        raise imp._err(node, "a cast to FLOAT, INT32, INT64 or BOOL", f"to={to}")
+    imp.add(node, OL.Cast(_CAST_TO[to]), imp.value(node.input[0]))
+
+
+def _map_multi(cls):
+    def mapper(imp, node) -> None:
+        """Equal (§Equal-19), Where (§Where-16), Expand (§Expand-13) of activations; constant operands
+        become Constant nodes."""
+        imp.add(node, cls(), *(imp.value(i, node) for i in node.input))
+    return mapper
+
+
 _MAPPERS = {
     "MatMul": _map_matmul, "Gemm": _map_gemm,
     "Add": _binary(L.Add), "Sub": _binary(L.Sub), "Mul": _binary(L.Mul), "Div": _binary(L.Div),
@@ -711,6 +751,8 @@ _MAPPERS = {
     "Transpose": _unary(lambda imp, n: L.Transpose(imp.attr(n, "perm", None))),
     "Flatten": _map_flatten, "Reshape": _map_reshape, "Concat": _map_concat, "Gather": _map_gather,
     "LayerNormalization": _map_layernorm, "BatchNormalization": _map_batchnorm,
+    "Shape": _map_shape, "Unsqueeze": _map_unsqueeze, "Cast": _map_cast, "Equal": _map_multi(OL.Equal),
+    "Where": _map_multi(OL.Where), "Expand": _map_multi(OL.Expand),
     "Identity": _map_identity, "Dropout": _map_identity, "Erf": _map_erf, "ReduceMean": _map_reduce_mean,
 }
 
