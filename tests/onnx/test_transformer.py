@@ -114,6 +114,21 @@ def test_dynamic_qoperator_encoder_block_export():
     assert _rel(_ort(proto, feeds)[0], y) <= BOUND
 
 
+def test_dynamic_qoperator_bert_like_export():
+    """Embeddings stay float (Gather); the twelve Linear layers of two blocks run eq. D1 node for node."""
+    qm = quantize_dynamic(_bert_like())[0]
+    rng = np.random.default_rng(3)
+    _, mask = _data()
+    feeds = {"ids": rng.integers(0, 50, (3, T)).astype(np.int64),
+             "types": rng.integers(0, 2, (3, T)).astype(np.int64), "mask": mask}
+    y = qm.forward(feeds["ids"], feeds["types"], mask)
+    proto = export(qm, None, style="qoperator", input_shape={k: (1, T) for k in feeds},
+                   input_dtypes={k: "int64" for k in feeds})
+    assert [n.op_type for n in proto.graph.node].count("MatMulInteger") == 12
+    assert np.array_equal(ReferenceEvaluator(proto).run(None, feeds)[0], y)
+    assert _rel(_ort(proto, feeds)[0], y) <= BOUND
+
+
 def test_wrong_head_transpose_is_caught(monkeypatch):
     """A planted bug (the heads' transpose perm wrong in refcomp's forward) fails the comparison."""
     m = _block()
@@ -141,3 +156,142 @@ def test_bad_transformer_export_arguments():
         with pytest.raises(error, match=words) as info:
             call()
         assert isinstance(info.value, RefcompError)
+
+
+# -- import: a BERT-style graph as torch exports it ----------------------------------------------
+
+def _bert_onnx(layers=2, mask_style="sub_mul", opset=17, seed=0):
+    """Embeddings (word + position + token type Gathers, Add, LayerNorm), the additive mask from the
+    (N, T) attention_mask, ``layers`` post-LN encoder layers (MatMul + Add, Reshape (0, 0, H, d),
+    Transpose, Q·Kᵀ / √d + mask, Softmax, ·V, Erf GELU, LayerNormalization)."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(seed)
+    N = helper.make_node
+    inits, nodes = {}, []
+
+    def w(name, *shape, scale=None):
+        inits[name] = (rng.standard_normal(shape) * (scale or 1 / np.sqrt(shape[0]))).astype(np.float32)
+        return name
+
+    def c(name, value):
+        inits[name] = np.asarray(value)
+        return name
+
+    d = D // H
+    nodes += [N("Gather", [w("word", 50, D, scale=1.0), "input_ids"], ["e_w"], name="emb_word"),
+              N("Gather", [w("pos", 16, D, scale=1.0), c("pos_ids", np.arange(T, dtype=np.int64)[None])], ["e_p"]),
+              N("Gather", [w("tt", 2, D, scale=1.0), "token_type_ids"], ["e_t"], name="emb_type"),
+              N("Add", ["e_w", "e_t"], ["e_wt"]), N("Add", ["e_wt", "e_p"], ["e"]),
+              N("LayerNormalization", ["e", c("ln_e_g", np.ones(D, np.float32)), c("ln_e_b", np.zeros(D, np.float32))],
+                ["h0"], epsilon=1e-12, axis=-1)]
+    if mask_style == "sub_mul":      # Hugging Face BERT: (1 − m)·min, as torch.onnx exports it
+        nodes += [N("Unsqueeze", ["attention_mask", c("ax12", np.asarray([1, 2], np.int64))], ["m4"], name="m_unsq"),
+                  N("Cast", ["m4"], ["m4f"], to=TensorProto.FLOAT, name="m_cast"),
+                  N("Sub", [c("one", np.float32(1)), "m4f"], ["inv"], name="m_sub"),
+                  N("Mul", ["inv", c("minus", np.float32(-10000.0))], ["bias"], name="m_mul")]
+    else:                            # Equal / Where with finfo.min, expanded to (N, 1, T, T)
+        nodes += [N("Equal", ["attention_mask", c("zero", np.int64(0))], ["pad"], name="m_eq"),
+                  N("Where", ["pad", c("fmin", np.float32(np.finfo(np.float32).min)), c("fzero", np.float32(0))],
+                    ["b2"], name="m_where"),
+                  N("Unsqueeze", ["b2", c("ax12", np.asarray([1, 2], np.int64))], ["b4"], name="m_unsq"),
+                  N("Expand", ["b4", c("exp_shape", np.asarray([1, 1, T, 1], np.int64))], ["bias"], name="m_expand")]
+    h = "h0"
+    for i in range(layers):
+        p = f"l{i}_"
+
+        def lin(x, n_in, n_out, name):
+            nodes.append(N("MatMul", [x, w(p + name + "_W", n_in, n_out)], [p + name + "_mm"]))
+            nodes.append(N("Add", [p + name + "_mm", c(p + name + "_b", (rng.standard_normal(n_out) * 0.1)
+                                                        .astype(np.float32))], [p + name]))
+            return p + name
+
+        heads = c(p + "hs", np.asarray([0, 0, H, d], np.int64))
+        for key, perm in (("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3])):
+            nodes += [N("Reshape", [lin(h, D, D, key), heads], [p + key + "_h"]),
+                      N("Transpose", [p + key + "_h"], [p + key + "_t"], perm=perm)]
+        nodes += [N("MatMul", [p + "q_t", p + "k_t"], [p + "s"]),
+                  N("Div", [p + "s", c(p + "sqrt_d", np.float32(np.sqrt(d)))], [p + "s_d"]),
+                  N("Add", [p + "s_d", "bias"], [p + "s_m"]),
+                  N("Softmax", [p + "s_m"], [p + "probs"], axis=-1),
+                  N("MatMul", [p + "probs", p + "v_t"], [p + "ctx"]),
+                  N("Transpose", [p + "ctx"], [p + "ctx_t"], perm=[0, 2, 1, 3]),
+                  N("Reshape", [p + "ctx_t", c(p + "ms", np.asarray([0, 0, D], np.int64))], [p + "ctx_m"])]
+        o = lin(p + "ctx_m", D, D, "o")
+        nodes += [N("Add", [o, h], [p + "r1"]),
+                  N("LayerNormalization", [p + "r1", w(p + "g1", D, scale=1.0), w(p + "b1", D, scale=0.1)],
+                    [p + "h1"], epsilon=1e-12, axis=-1)]
+        f1 = lin(p + "h1", D, FF, "f1")
+        nodes += [N("Div", [f1, c(p + "sqrt2", np.float32(np.sqrt(2)))], [p + "g_d"]),
+                  N("Erf", [p + "g_d"], [p + "g_e"]),
+                  N("Add", [p + "g_e", c(p + "one", np.float32(1))], [p + "g_a"]),
+                  N("Mul", [f1, p + "g_a"], [p + "g_m"]),
+                  N("Mul", [p + "g_m", c(p + "half", np.float32(0.5))], [p + "gelu"])]
+        f2 = lin(p + "gelu", FF, D, "f2")
+        nodes += [N("Add", [f2, p + "h1"], [p + "r2"]),
+                  N("LayerNormalization", [p + "r2", w(p + "g2", D, scale=1.0), w(p + "b2", D, scale=0.1)],
+                    [p + "out"], epsilon=1e-12, axis=-1)]
+        h = p + "out"
+    nodes.append(N("Identity", [h], ["last_hidden_state"]))
+    ids = [helper.make_tensor_value_info(n, TensorProto.INT64, ["N", T])
+           for n in ("input_ids", "token_type_ids", "attention_mask")]
+    g = helper.make_graph(nodes, "bert", ids,
+                          [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["N", T, D])],
+                          initializer=[numpy_helper.from_array(a, n) for n, a in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 10
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def _bert_feeds(n=3, seed=1):
+    rng = np.random.default_rng(seed)
+    _, mask = _data(n)
+    return {"input_ids": rng.integers(0, 50, (n, T)).astype(np.int64),
+            "token_type_ids": rng.integers(0, 2, (n, T)).astype(np.int64), "attention_mask": mask}
+
+
+@pytest.mark.parametrize("mask_style,layers,opset", [("sub_mul", 2, 17), ("where", 1, 21)])
+def test_import_bert_style_graph(mask_style, layers, opset, tmp_path):
+    proto = _bert_onnx(layers, mask_style, opset)
+    feeds = _bert_feeds()
+    ref = _ort(proto, feeds, exact=False)[0]
+    model = load(proto)
+    kinds = {type(m).__name__ for _, m in model.named_modules()}
+    assert {"Embedding", "Unsqueeze", "Linear", "GELU", "LayerNorm", "Softmax", "MatMul"} <= kinds
+    assert ({"Cast", "Sub", "Mul"} if mask_style == "sub_mul" else {"Equal", "Where", "Expand"}) <= kinds
+    y = model.forward(*(feeds[k] for k in ("input_ids", "token_type_ids", "attention_mask")))
+    assert _rel(y, ref) <= BOUND
+    from refcomp.io import load_model, save_model      # the mask layers are saved by name like any layer
+    save_model(model, tmp_path / "bert.safetensors")
+    again = load_model(tmp_path / "bert.safetensors")
+    assert np.array_equal(again.forward(*(feeds[k] for k in ("input_ids", "token_type_ids", "attention_mask"))), y)
+
+
+def test_mask_layers_forward_backward_and_errors():
+    from refcomp.onnx.layers import Cast, Equal, Expand, Unsqueeze, Where
+    m = np.array([[1, 1, 0]], np.int64)
+    u = Unsqueeze([1, 2])
+    assert u.forward(m).shape == (1, 1, 1, 3) and u.backward(np.ones((1, 1, 1, 3))).shape == (1, 3)
+    assert Unsqueeze([-1]).forward(m).shape == (1, 3, 1)
+    c = Cast("float32")
+    f = c.forward(m)
+    assert f.dtype == np.float32 and c.backward(f) is None        # from integers: no gradient
+    pad = Equal().forward(m, np.int64(0))
+    assert pad.tolist() == [[False, False, True]]
+    w = Where()
+    a, b = np.float32(-5), np.zeros((1, 3), np.float32)
+    assert w.forward(pad, a, b).tolist() == [[0, 0, -5]]
+    g = w.backward(np.ones((1, 3), np.float32))
+    assert g[0] is None and float(g[1]) == 1 and g[2].tolist() == [[1, 1, 0]]
+    e = Expand()
+    y = e.forward(np.ones((1, 1, 3), np.float32), np.array([2, 1, 1], np.int64))
+    assert y.shape == (2, 1, 3) and e.backward(np.ones((2, 1, 3), np.float32))[0].tolist() == [[[2, 2, 2]]]
+    for call, error in [(lambda: Unsqueeze([]), ValidationError), (lambda: Cast("float16"), DTypeError),
+                        (lambda: Where().forward(m, a, b), DTypeError),
+                        (lambda: Equal().forward(np.ones(2), np.ones(3)), RefcompError),
+                        (lambda: Expand().forward(b, np.array([-1], np.int64)), DTypeError),
+                        (lambda: Unsqueeze([5]).forward(m), RefcompError)]:
+        with pytest.raises(error):
+            call()
+    for layer in (u, c, Equal(), w, e):      # configs rebuild them (model files store them by name)
+        assert repr(type(layer)(**layer.config())) == repr(layer)
