@@ -26,17 +26,21 @@ import re
 import numpy as np
 
 from ..errors import DTypeError, FileFormatError, UnsupportedOperatorError, ValidationError
+from ..formats.csr import CSRMatrix
 from ..formats.dense import Dense
+from ..formats.qtensor import QTensor
 from ..nn import layers as L
 from ..nn.graph import Graph
 from ..nn.module import Parameter
+from ..ops import quantize_linear
+from ..quant import QParams
 from . import layers as OL
 from ._read import MAX_TENSOR_BYTES, check_names, onnx_module, opset_of, parse, read_tensor, toposort
 
 __all__ = ["load"]
 
 #: ops computed only while folding constants (never mapped to a layer)
-FOLD_ONLY = {"Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Slice", "Cast", "ConstantOfShape", "Equal",
+FOLD_ONLY = {"QuantizeLinear", "DequantizeLinear", "Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Slice", "Cast", "ConstantOfShape", "Equal",
              "Where", "Expand", "Range", "Sqrt", "Pow", "Neg", "Not", "Less", "Greater", "And", "Or", "Min",
              "Max", "Floor", "Ceil", "ReduceProd", "ReduceSum", "ReduceMean", "Size", "Mod", "Abs", "Erf",
              "Identity", "Tile"}
@@ -64,8 +68,14 @@ class _Importer:
             if t.name in self.consts:
                 raise FileFormatError(f"initializer {t.name!r}: the name is used twice (duplicate names)")
             self.consts[t.name] = read_tensor(t, f"initializer {t.name!r}", folder)
-        if len(g.sparse_initializer):
-            raise FileFormatError("graph: sparse initializers are not read by the importer (export them dense)")
+        self.sparse: set[str] = set()            # constants read from sparse initializers (CSR weights)
+        self.qweights: dict[str, QTensor] = {}   # DequantizeLinear of constant codes -> its QTensor
+        for sp in g.sparse_initializer:
+            name = sp.values.name
+            if name in self.consts:
+                raise FileFormatError(f"sparse initializer {name!r}: the name is used twice (duplicate names)")
+            self.consts[name] = self._sparse(sp, f"sparse initializer {name!r}")
+            self.sparse.add(name)
         self.inputs = [v for v in g.input if v.name not in self.consts]
         if not self.inputs:
             raise FileFormatError("graph: no input besides the initializers (a refcomp Graph needs one)")
@@ -107,6 +117,84 @@ class _Importer:
             out = f"{base}_{k}"
         self.used.add(out)
         return out
+
+    def _sparse(self, sp, where: str) -> np.ndarray:
+        """A 2-D SparseTensorProto (ONNX IR "Sparse tensors": values [NNZ], indices [NNZ] linear or
+        [NNZ, 2]) as its dense float32 array, sizes checked before anything is allocated."""
+        dims = [int(d) for d in sp.dims]
+        if len(dims) != 2 or any(d < 0 for d in dims):
+            raise FileFormatError(f"{where}: dims {dims}, expected a 2-D matrix")
+        if dims[0] * dims[1] * 4 > MAX_TENSOR_BYTES:
+            raise FileFormatError(f"{where}: dims {dims} declare more than the {MAX_TENSOR_BYTES} bytes allowed")
+        values = read_tensor(sp.values, f"{where} values", self.folder)
+        indices = read_tensor(sp.indices, f"{where} indices", self.folder)
+        if values.dtype != np.float32:
+            raise DTypeError(f"{where} values", "float32", values.dtype)
+        nnz = values.size
+        if values.ndim != 1 or indices.dtype != np.int64 or indices.shape not in ((nnz,), (nnz, 2)):
+            raise FileFormatError(f"{where}: values [NNZ] and int64 indices [NNZ] or [NNZ, 2] expected, got values "
+                                  f"{list(values.shape)}, indices {indices.dtype} {list(indices.shape)}")
+        flat = indices if indices.ndim == 1 else indices[:, 0] * dims[1] + indices[:, 1]
+        if indices.ndim == 2 and nnz and ((indices < 0).any() or (indices >= np.asarray(dims)).any()):
+            raise FileFormatError(f"{where}: indices outside the dims {dims}")
+        if nnz and (flat.min() < 0 or flat.max() >= dims[0] * dims[1] or (np.diff(flat) <= 0).any()):
+            raise FileFormatError(f"{where}: indices must be in range and strictly increasing (ONNX IR)")
+        dense = np.zeros(dims[0] * dims[1], np.float32)
+        dense[flat] = values
+        return dense.reshape(dims)
+
+    def _fold_qdq(self, node) -> bool:
+        """QuantizeLinear / DequantizeLinear of constants, computed by refcomp.ops (any opset 13..21);
+        a DequantizeLinear of int8 / uint8 codes records the QTensor its weight becomes."""
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            return False
+        x, scale = self.consts[node.input[0]], self.consts[node.input[1]]
+        zp = self.consts[node.input[2]] if len(node.input) > 2 and node.input[2] else None
+        axis, block = self.attr(node, "axis", 1), self.attr(node, "block_size", 0)
+        if node.op_type == "QuantizeLinear":
+            try:
+                y = quantize_linear(x, scale, zp, axis=axis, block_size=block)
+            except ValidationError as exc:
+                raise self._err(node, "a QuantizeLinear refcomp.ops computes", str(exc)) from None
+            self.consts[node.output[0]] = np.asarray(y)
+            return True
+        if x.dtype not in (np.int8, np.uint8):
+            raise self._err(node, "int8 or uint8 codes", x.dtype)
+        try:
+            if x.ndim:
+                axis %= x.ndim
+            qp = QParams(scale, zp, x.dtype.name, axis=axis if scale.size > 1 or block else None,
+                         block_size=block or None)
+            qt = QTensor(x, qp)
+        except ValidationError as exc:
+            raise self._err(node, "a per-tensor, per-axis or blocked DequantizeLinear", str(exc)) from None
+        self.qweights[node.output[0]] = qt
+        self.consts[node.output[0]] = np.asarray(qt.to_dense(), np.float32)
+        return True
+
+    def weight_format(self, name: str, w: np.ndarray, transposed: bool):
+        """The WeightFormat of a Linear weight w (out, in) read from constant ``name`` (``transposed``:
+        w is the constant's transpose, MatMul's B): a CSRMatrix for a sparse initializer, a QTensor
+        for a DequantizeLinear of codes, else Dense."""
+        w = np.ascontiguousarray(w, np.float32)
+        if name in self.sparse:
+            return CSRMatrix.from_dense(w)
+        qt = self.qweights.get(name)
+        if qt is None:
+            return Dense(w)
+        qp = qt.qparams
+        codes, scale, zp = qt.data, qp.scale, qp.zero_point
+        axis = qp.axis
+        if axis is None:
+            scale, zp = np.asarray(scale).reshape(()), np.asarray(zp).reshape(())
+        if transposed:
+            codes = codes.T
+            if axis is not None:
+                axis = 1 - axis
+                if qp.block_size:
+                    scale, zp = scale.T, zp.T
+        return QTensor(np.ascontiguousarray(codes), QParams(np.array(scale, order="C"), np.array(zp, order="C"),
+                                                            qp.dtype, axis=axis, block_size=qp.block_size))
 
     def _infer_shapes(self) -> dict[str, tuple]:
         """Static shapes (None for a dynamic axis) from onnx's shape inference with data propagation.
@@ -253,6 +341,8 @@ class _Importer:
             if node.op_type not in FOLD_ONLY and node.op_type not in _MAPPERS:
                 continue         # unknown ops are refused by name in the mapping pass
             if node.op_type in SINCE and self.opset < SINCE[node.op_type]:
+                continue
+            if self._fold_qdq(node):
                 continue
             feeds = {i: self.consts[i] for i in ins}
             if node.op_type in _SIZED_BY_VALUES:
@@ -461,7 +551,7 @@ class _Importer:
 
 
 # --- one function per ONNX op (the ONNX spec section in each docstring) ----------------------------
-def _linear(imp, node, x: str, x_shape, w: np.ndarray, b, output: str) -> None:
+def _linear(imp, node, x: str, x_shape, w: np.ndarray, b, output: str, fmt=None) -> None:
     """Linear(W (out, in), b) on the refcomp value ``x`` of shape ``x_shape`` (None: unknown axis).
 
     (N, in) goes straight in; (..., in) as Reshape (-1, in) → Linear → Reshape (..., out),
@@ -469,7 +559,7 @@ def _linear(imp, node, x: str, x_shape, w: np.ndarray, b, output: str) -> None:
     them may be dynamic (-1).
     """
     lin = L.Linear(w.shape[1], w.shape[0], bias=b is not None)
-    lin.weight = Dense(np.ascontiguousarray(w, np.float32))
+    lin.weight = Dense(np.ascontiguousarray(w, np.float32)) if fmt is None else fmt
     if b is not None:
         lin.bias = Parameter(np.ascontiguousarray(b, np.float32))
     s = x_shape
@@ -515,7 +605,7 @@ def _map_matmul(imp, node) -> None:
         if add is not None:
             imp.skip.add(id(add))
         _linear(imp, node, imp.value(a), imp.shape(a), w.T, bias,
-                add.output[0] if add is not None else node.output[0])
+                add.output[0] if add is not None else node.output[0], imp.weight_format(b, w.T, True))
         return
     if imp.is_const(a):
         raise imp._err(node, "a constant second operand or two activations", "a constant first operand")
@@ -531,6 +621,7 @@ def _map_gemm(imp, node) -> None:
     w = imp.weight(node, 1, "weight B")
     if w.ndim != 2:
         raise imp._err(node, "a 2-D constant B", f"shape {w.shape}")
+    fmt = imp.weight_format(node.input[1], w if trans_b else w.T, not trans_b) if alpha == 1.0 else None
     w = (w if trans_b else w.T) * np.float32(alpha) if alpha != 1.0 else (w if trans_b else w.T)
     bias = None
     if len(node.input) > 2 and node.input[2]:
@@ -542,7 +633,7 @@ def _map_gemm(imp, node) -> None:
     x = imp.value(node.input[0])
     if trans_a:      # A is (K, M): Linear wants the rows of Aᵀ
         x = imp.add(node, L.Transpose([1, 0]), x, output=False, suffix="_transA")
-    _linear(imp, node, x, (None, w.shape[1]), w, bias, node.output[0])
+    _linear(imp, node, x, (None, w.shape[1]), w, bias, node.output[0], fmt)
 
 
 def _binary(cls):

@@ -295,3 +295,104 @@ def test_mask_layers_forward_backward_and_errors():
             call()
     for layer in (u, c, Equal(), w, e):      # configs rebuild them (model files store them by name)
         assert repr(type(layer)(**layer.config())) == repr(layer)
+
+
+# -- import: quantized and sparse initializers ------------------------------------------------------
+
+def _qdq_mlp(opset, per_axis, sparse=False, q_of_float=False):
+    """x (N, 16) -> MatMul(DequantizeLinear(int8 W)) + b -> Relu -> Gemm(transB, sparse or DQ W)."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(5)
+    N = helper.make_node
+    w1 = (rng.standard_normal((16, 24)) * 0.25).astype(np.float32)
+    scale = (np.abs(w1).max(axis=0) / 127).astype(np.float32) if per_axis else np.float32(np.abs(w1).max() / 127)
+    codes = np.clip(np.rint(w1 / scale), -127, 127).astype(np.int8)
+    zp = np.zeros(np.shape(scale), np.int8)
+    w2 = (rng.standard_normal((8, 24)) * 0.3).astype(np.float32)
+    w2[rng.random(w2.shape) < 0.7] = 0                       # 70 % zeros
+    inits = {"b1": (rng.standard_normal(24) * 0.1).astype(np.float32), "w1_s": scale, "w1_z": zp}
+    nodes = []
+    if q_of_float:      # QuantizeLinear of the float weight, then DequantizeLinear (as quantizers write it)
+        inits["w1_f"] = w1
+        nodes.append(N("QuantizeLinear", ["w1_f", "w1_s", "w1_z"], ["w1_q"], axis=1))
+    else:
+        inits["w1_q"] = codes
+    nodes += [N("DequantizeLinear", ["w1_q", "w1_s", "w1_z"], ["w1"], axis=1),
+              N("MatMul", ["x", "w1"], ["h"]), N("Add", ["h", "b1"], ["hb"]), N("Relu", ["hb"], ["r"]),
+              N("Gemm", ["r", "w2"], ["y"], transB=1)]
+    sparse_inits = []
+    if sparse:
+        flat = np.flatnonzero(w2)
+        sparse_inits.append(helper.make_sparse_tensor(numpy_helper.from_array(w2.reshape(-1)[flat], "w2"),
+                                                      numpy_helper.from_array(flat.astype(np.int64), "w2_idx"),
+                                                      list(w2.shape)))
+    else:
+        inits["w2"] = w2
+    g = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])],
+                          initializer=[numpy_helper.from_array(np.asarray(a), n) for n, a in inits.items()],
+                          sparse_initializer=sparse_inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 10
+    return m
+
+
+@pytest.mark.parametrize("opset,per_axis,q_of_float", [(13, False, False), (17, True, False), (21, True, True)])
+def test_import_dequantized_weights_become_qtensors(opset, per_axis, q_of_float):
+    from refcomp.formats.qtensor import QTensor
+    proto = _qdq_mlp(opset, per_axis, q_of_float=q_of_float)
+    model = load(proto)
+    lin = next(m for _, m in model.named_modules() if type(m).__name__ == "Linear")
+    assert isinstance(lin.weight, QTensor) and lin.weight.shape == (24, 16)
+    assert (lin.weight.qparams.axis == 0) if per_axis else lin.weight.qparams.axis is None
+    x = np.random.default_rng(0).standard_normal((5, 16)).astype(np.float32)
+    assert _rel(model.forward(x), _ort(proto, {"x": x}, exact=False)[0]) <= BOUND
+
+
+def test_import_sparse_initializer_becomes_csr():
+    from refcomp.formats.csr import CSRMatrix
+    proto = _qdq_mlp(17, True, sparse=True)
+    model = load(proto)
+    lins = [m for _, m in model.named_modules() if type(m).__name__ == "Linear"]
+    assert isinstance(lins[-1].weight, CSRMatrix) and lins[-1].weight.shape == (8, 24)
+    x = np.random.default_rng(0).standard_normal((5, 16)).astype(np.float32)
+    dense = load(_qdq_mlp(17, True, sparse=False)).forward(x)
+    assert _rel(model.forward(x), dense) <= BOUND
+    assert _rel(model.forward(x), _ort(proto, {"x": x}, exact=False)[0]) <= BOUND
+
+
+def test_bad_quantized_and_sparse_initializers_are_refused():
+    from onnx import TensorProto, helper, numpy_helper
+    from refcomp.errors import FileFormatError, UnsupportedOperatorError
+
+    def sparse_model(values, indices, dims):
+        sp = helper.make_sparse_tensor(numpy_helper.from_array(values, "w"), numpy_helper.from_array(indices, "i"),
+                                       dims)
+        g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "s",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], sparse_initializer=[sp])
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+
+    def dq_model(codes, activation=False):
+        inits = [numpy_helper.from_array(np.float32(0.1), "s")] + ([] if activation else
+                                                                   [numpy_helper.from_array(codes, "q")])
+        ins = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])]
+        qnode = [helper.make_node("QuantizeLinear", ["x", "s"], ["q"], name="q_act")] if activation else []
+        g = helper.make_graph(qnode + [helper.make_node("DequantizeLinear", ["q", "s"], ["w"], name="dq"),
+                                       helper.make_node("MatMul" if not activation else "Add", ["x", "w"], ["y"])],
+                              "d", ins, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=inits)
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)], ir_version=10)
+
+    v = np.ones(2, np.float32)
+    cases = [
+        (lambda: load(sparse_model(v, np.array([3, 1], np.int64), [4, 2])), FileFormatError, "increasing"),
+        (lambda: load(sparse_model(v, np.array([1, 9], np.int64), [4, 2])), FileFormatError, "in range"),
+        (lambda: load(sparse_model(v, np.array([0, 1], np.int64), [2, 2, 2])), FileFormatError, "2-D"),
+        (lambda: load(sparse_model(v, np.array([0, 1], np.int32), [4, 2])), FileFormatError, "int64 indices"),
+        (lambda: load(dq_model(np.ones((4, 3), np.int32))), UnsupportedOperatorError, "int8 or uint8"),
+        (lambda: load(dq_model(None, activation=True)), UnsupportedOperatorError, "QuantizeLinear"),
+    ]
+    for call, error, words in cases:
+        with pytest.raises(error, match=words):
+            call()
