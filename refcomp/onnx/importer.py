@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import DTypeError, FileFormatError, UnsupportedOperatorError, ValidationError
 from ..formats.csr import CSRMatrix
 from ..formats.dense import Dense
+from ..formats.dynamic import DynamicQuantized
 from ..formats.qtensor import QTensor
 from ..nn import layers as L
 from ..nn.graph import Graph
@@ -40,7 +41,7 @@ from ._read import MAX_TENSOR_BYTES, check_names, onnx_module, opset_of, parse, 
 __all__ = ["load"]
 
 #: ops computed only while folding constants (never mapped to a layer)
-FOLD_ONLY = {"QuantizeLinear", "DequantizeLinear", "Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Slice", "Cast", "ConstantOfShape", "Equal",
+FOLD_ONLY = {"DynamicQuantizeLinear", "MatMulInteger", "QuantizeLinear", "DequantizeLinear", "Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Slice", "Cast", "ConstantOfShape", "Equal",
              "Where", "Expand", "Range", "Sqrt", "Pow", "Neg", "Not", "Less", "Greater", "And", "Or", "Min",
              "Max", "Floor", "Ceil", "ReduceProd", "ReduceSum", "ReduceMean", "Size", "Mod", "Abs", "Erf",
              "Identity", "Tile"}
@@ -98,6 +99,7 @@ class _Importer:
         self.vals: dict[str, str] = {}        # ONNX value name -> refcomp value name
         self.skip: set[int] = set()           # nodes consumed by a fused pattern or a fused bias
         self.fused: dict[int, tuple] = {}     # id(last node of a pattern) -> (layer, input, output)
+        self.fused_fn: dict[int, object] = {}  # id(last node of a pattern) -> the function that maps it
         self.g = Graph(inputs=[self._fresh(n) for n in names])
         for n, r in zip(names, self.g.inputs):
             self.vals[n] = r
@@ -401,6 +403,56 @@ class _Importer:
                 self._gelu(node)
             elif node.op_type == "ReduceMean":
                 self._layernorm(node)
+            elif node.op_type == "DynamicQuantizeLinear":
+                self._dynamic_linear(node)
+
+    def _dynamic_linear(self, dql) -> None:
+        """Dynamic quantization as refcomp exports it (eq. D1 of refcomp/formats/dynamic.py):
+        (q, s_x, z_x) = DynamicQuantizeLinear(x); MatMulInteger(q, B codes, z_x, z_w) → Cast(float)
+        → Mul(·, Mul(s_x, s_w)) [→ Add(bias)] becomes one Linear with a DynamicQuantized weight."""
+        if len(dql.output) != 3:
+            return
+        q, sx, zx = dql.output
+        one = lambda name, op: self.only_user(name, op)    # noqa: E731
+        mmi, ms = one(q, "MatMulInteger"), one(sx, "Mul")
+        if mmi is None or ms is None or list(mmi.input[:3]) != [q, mmi.input[1], zx] or \
+                len(self.consumers.get(zx, [])) != 1 or zx in self.graph_outputs:
+            return
+        codes = self.consts.get(mmi.input[1])
+        zp = self.consts.get(mmi.input[3]) if len(mmi.input) > 3 and mmi.input[3] else np.zeros((), np.int8)
+        scale = self.consts.get(self._other(ms, sx) or "")
+        cast = one(mmi.output[0], "Cast")
+        if codes is None or zp is None or scale is None or cast is None or codes.ndim != 2 or \
+                codes.dtype not in (np.int8, np.uint8) or zp.dtype != codes.dtype or self.attr(cast, "to", 0) != 1:
+            return
+        my = one(cast.output[0], "Mul")
+        if my is None or self._other(my, cast.output[0]) != ms.output[0] or \
+                len(self.consumers.get(ms.output[0], [])) != 1:
+            return
+        o = codes.shape[1]
+        if scale.dtype != np.float32 or scale.size not in (1, o) or zp.size not in (1, o):
+            return
+        nodes = [dql, mmi, ms, cast, my]
+        add, bias = _bias_of(self, my, o)
+        last = my
+        if add is not None:
+            nodes.append(add)
+            last = add
+        per_tensor = scale.size == 1 and zp.size == 1
+        try:
+            qp = QParams(scale.reshape(()) if per_tensor else np.broadcast_to(scale.reshape(-1), (o,)).copy(),
+                         zp.reshape(()) if per_tensor else np.broadcast_to(zp.reshape(-1), (o,)).copy(),
+                         codes.dtype.name, axis=None if per_tensor else 0)
+            weight = DynamicQuantized(QTensor(np.ascontiguousarray(codes.T), qp))
+        except ValidationError:
+            return
+        x = dql.input[0]
+        for n in nodes:
+            self.skip.add(id(n))
+        last = max(nodes, key=lambda n: self.order.index(n))
+        out = add.output[0] if add is not None else my.output[0]
+        self.fused_fn[id(last)] = lambda: _linear(self, last, self.value(x), self.shape(x), codes.T.astype(np.float32),
+                                                  bias, out, weight)
 
     def _scalar(self, name: str, value: float, rtol: float = 1e-6) -> bool:
         a = self.consts.get(name)
@@ -515,6 +567,9 @@ class _Importer:
         for node in self.order:
             if node.domain not in ("", "ai.onnx"):
                 raise self._err(node, "an operator of the default ONNX domain", f"domain {node.domain!r}")
+            if id(node) in self.fused_fn:
+                self.fused_fn[id(node)]()
+                continue
             if id(node) in self.fused:
                 module, x, out, last = self.fused[id(node)]
                 self.add(last, module, self.value(x), output=out)

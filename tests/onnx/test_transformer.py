@@ -112,6 +112,10 @@ def test_dynamic_qoperator_encoder_block_export():
     feeds = {"x": x, "mask": mask}
     assert np.array_equal(ReferenceEvaluator(proto).run(None, feeds)[0], y)     # bit for bit
     assert _rel(_ort(proto, feeds)[0], y) <= BOUND
+    back = load(proto)          # the D1 node groups come back as Linear layers with DynamicQuantized weights
+    kinds = [type(m.weight).__name__ for _, m in back.named_modules() if type(m).__name__ == "Linear"]
+    assert kinds == ["DynamicQuantized"] * 6
+    assert np.array_equal(back.forward(x, mask), y)
 
 
 def test_dynamic_qoperator_bert_like_export():
@@ -127,6 +131,7 @@ def test_dynamic_qoperator_bert_like_export():
     assert [n.op_type for n in proto.graph.node].count("MatMulInteger") == 12
     assert np.array_equal(ReferenceEvaluator(proto).run(None, feeds)[0], y)
     assert _rel(_ort(proto, feeds)[0], y) <= BOUND
+    assert np.array_equal(load(proto).forward(feeds["ids"], feeds["types"], mask), y)
 
 
 def test_wrong_head_transpose_is_caught(monkeypatch):
