@@ -401,3 +401,10 @@ def test_bad_quantized_and_sparse_initializers_are_refused():
     for call, error, words in cases:
         with pytest.raises(error, match=words):
             call()
+
+
+def test_dynamic_mlp_export_loads_back_bit_for_bit():
+    from refcomp.models import digits_mlp
+    m = quantize_dynamic(digits_mlp(0))[0]
+    x = (np.random.default_rng(0).random((9, 64)) * 16).astype(np.float32)
+    assert np.array_equal(load(export(m, None, style="qoperator", input_shape=(1, 64))).forward(x), m.forward(x))
