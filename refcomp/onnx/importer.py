@@ -4,10 +4,12 @@ Three passes over the topologically sorted nodes (docs/onnx.md, "Import"):
 
 1. **fold**: a node whose inputs are all constants (initializers, Constant
    nodes, earlier folded values, the Shape of a statically known shape) is
-   computed once with onnx.reference and becomes a constant;
+   computed once with onnx.reference and becomes a constant (QuantizeLinear /
+   DequantizeLinear with refcomp.ops, recording the QTensor of dequantized codes);
 2. **patterns**: the decomposed forms of GELU (x·0.5·(1 + erf(x/√2))) and of
-   LayerNorm (ReduceMean, Sub, Pow, ReduceMean, Add ε, Sqrt, Div, then ·γ + β)
-   are recognised and replaced by one layer;
+   LayerNorm (ReduceMean, Sub, Pow, ReduceMean, Add ε, Sqrt, Div, then ·γ + β),
+   and dynamic quantization (DynamicQuantizeLinear → MatMulInteger → Cast → Mul
+   [→ Add]) are recognised and replaced by one layer;
 3. **map**: every remaining node becomes one refcomp layer (a few become two or
    three: a MatMul on (N, T, d) rows is Reshape → Linear → Reshape, because
    Linear takes (N, in)). A constant operand of a layer that has no weight
@@ -15,7 +17,10 @@ Three passes over the topologically sorted nodes (docs/onnx.md, "Import"):
 
 Weights (MatMul / Gemm B, Conv W, norms' γ β, Gather's table) become Dense
 float32 weights of Linear, Conv2d, LayerNorm, BatchNorm, Embedding; a MatMul
-followed by the Add of a constant row becomes one Linear with that bias.
+followed by the Add of a constant row becomes one Linear with that bias. A
+Linear weight read from a sparse initializer is a CSRMatrix, from a
+DequantizeLinear of codes a QTensor. The attention mask's ops on activations
+(Unsqueeze, Cast, Equal, Where, Expand) are the layers of refcomp/onnx/layers.py.
 """
 
 from __future__ import annotations
@@ -413,7 +418,7 @@ class _Importer:
         if len(dql.output) != 3:
             return
         q, sx, zx = dql.output
-        one = lambda name, op: self.only_user(name, op)    # noqa: E731
+        one = self.only_user
         mmi, ms = one(q, "MatMulInteger"), one(sx, "Mul")
         if mmi is None or ms is None or list(mmi.input[:3]) != [q, mmi.input[1], zx] or \
                 len(self.consumers.get(zx, [])) != 1 or zx in self.graph_outputs:
