@@ -70,20 +70,20 @@ def _bert_like(layers=2):
     return g.eval()
 
 
-@pytest.mark.parametrize("mask_dtype", [np.int64, np.float32])
-def test_float_encoder_block_export(mask_dtype):
+@pytest.mark.parametrize("mask_dtype,opset", [(np.int64, 21), (np.float32, 20), (np.int64, 23)])
+def test_float_encoder_block_export(mask_dtype, opset):
     m = _block()
     x, mask = _data(mask_dtype=mask_dtype)
     y = m.forward(x, mask)
-    proto = export(m, None, input_shape=SHAPES, input_dtypes={"mask": np.dtype(mask_dtype).name})
+    proto = export(m, None, input_shape=SHAPES, input_dtypes={"mask": np.dtype(mask_dtype).name}, opset=opset)
     ops = {n.op_type for n in proto.graph.node}
     assert {"MatMul", "Reshape", "Transpose", "Softmax", "Where", "Equal", "Unsqueeze", "Shape",
             "LayerNormalization", "Gelu"} <= ops
     feeds = {"x": x, "mask": mask}
     assert _rel(_ort(proto, feeds)[0], y) <= BOUND
     assert _rel(ReferenceEvaluator(proto).run(None, feeds)[0], y) <= BOUND
-    back = load(proto)          # round trip: the same layers, the same bits
-    assert np.array_equal(back.forward(x, mask), y)
+    if opset <= 21:             # round trip (the importer reads opsets 13..21): the same layers, the same bits
+        assert np.array_equal(load(proto).forward(x, mask), y)
 
 
 def test_float_bert_like_with_embeddings_export():
