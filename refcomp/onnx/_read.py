@@ -33,9 +33,10 @@ MAX_FILE_BYTES = 2 ** 31 - 1
 MAX_TENSOR_BYTES = 2 ** 31
 
 # TensorProto.DataType -> NumPy dtype, the element types refcomp reads (no strings, no 16-bit floats)
-_DTYPES = {1: np.float32, 11: np.float64, 6: np.int32, 7: np.int64, 9: np.bool_}
+_DTYPES = {1: np.float32, 11: np.float64, 6: np.int32, 7: np.int64, 9: np.bool_, 3: np.int8, 2: np.uint8}
 # the typed field that holds the values when raw_data is empty (TensorProto, "data" fields)
-_FIELDS = {1: "float_data", 11: "double_data", 6: "int32_data", 7: "int64_data", 9: "int32_data"}
+_FIELDS = {1: "float_data", 11: "double_data", 6: "int32_data", 7: "int64_data", 9: "int32_data", 3: "int32_data",
+           2: "int32_data"}
 
 
 def onnx_module():
@@ -120,7 +121,7 @@ def read_tensor(t, where: str, folder=None) -> np.ndarray:
     if dtype is None:
         name = onnx.TensorProto.DataType.Name(t.data_type) if t.data_type in onnx.TensorProto.DataType.values() \
             else str(t.data_type)
-        raise DTypeError(where, "a tensor of float32, float64, int32, int64 or bool", name)
+        raise DTypeError(where, "a tensor of float32, float64, int32, int64, bool, int8 or uint8", name)
     dims = [int(d) for d in t.dims]
     if any(d < 0 for d in dims):
         raise FileFormatError(f"{where}: negative dims {dims}")

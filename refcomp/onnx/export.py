@@ -63,9 +63,10 @@ from ..errors import DTypeError, ValidationError
 from ..formats.dynamic import DynamicQuantized
 from ..formats.qtensor import QTensor
 from ..nn.graph import Graph
-from ..nn.layers import (GELU, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, DequantizeLinear, Dropout,
-                         Flatten, GlobalAvgPool2d, LayerNorm, Linear, MaxPool2d, Mul, QuantizeLinear, ReLU, ReLU6,
-                         Sigmoid, Softmax, Tanh)
+from ..nn.layers import (GELU, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv2d, DequantizeLinear,
+                         Dropout, Embedding, Flatten, GlobalAvgPool2d, LayerNorm, Linear, MatMul, MaxPool2d, Mul,
+                         MultiHeadAttention, QuantizeLinear, ReLU, ReLU6, Reshape, Shape, Sigmoid, Softmax, Tanh,
+                         Transpose)
 from ..nn.module import Module, Sequential
 from ..ops.requantize import real_multiplier
 from ..quant import QParams
@@ -100,6 +101,7 @@ class _Builder:
         self.style, self.opset = style, opset
         self.nodes, self.initializers, self._used = [], [], set()
         self.dequantized = {}   # output of a DequantizeLinear layer -> the codes it read
+        self.input_dtypes = {}  # graph input name -> its NumPy dtype
 
     def name(self, base: str) -> str:
         base = base.replace("/", ".") or "t"
@@ -395,8 +397,62 @@ def _float_layer(b: _Builder, layer, xs: list[str], name: str) -> str:
         return b.node("Add", xs, name)
     if isinstance(layer, Mul):
         return b.node("Mul", xs, name)
+    if isinstance(layer, MatMul):
+        return b.node("MatMul", xs, name)
+    if isinstance(layer, Embedding):
+        table = np.ascontiguousarray(np.asarray(_check_weight(layer, name).to_dense(), np.float32))
+        return b.node("Gather", [b.const(f"{name}.weight", table), x], name, axis=0)
+    if isinstance(layer, Reshape):
+        target = xs[1] if len(xs) > 1 else b.const(f"{name}.shape", np.asarray(layer.shape, np.int64))
+        return b.node("Reshape", [x, target], name)
+    if isinstance(layer, Transpose):
+        return b.node("Transpose", [x], name, **({} if layer.perm is None else {"perm": list(layer.perm)}))
+    if isinstance(layer, Shape):
+        return b.node("Shape", [x], name)
+    if isinstance(layer, Concat):
+        return b.node("Concat", xs, name, axis=layer.axis)
+    if isinstance(layer, MultiHeadAttention):
+        return _attention(b, layer, xs, name)
     raise ValidationError(f"layer {name!r}", "a layer the exporter supports (docs/onnx.md, Export)",
                           type(layer).__name__)
+
+
+def _attention(b: _Builder, layer: MultiHeadAttention, xs: list[str], name: str) -> str:
+    """MultiHeadAttention as the standard subgraph (refcomp/nn/layers/attention.py, op for op).
+
+    Q, K, V = x·Wᵀ + b (MatMul + Add on (N, T, D); eq. D1 for DynamicQuantized weights, whose
+    per-tensor input range over (N, T, D) is the range over the N·T rows refcomp quantizes);
+    heads: Reshape (0, 0, H, d) → Transpose (0, 2, 1, 3) (K: (0, 2, 3, 1), i.e. Kᵀ);
+    S = MatMul(Q, Kᵀ) · f32(1/√d); mask: Where(Equal(mask, 0), finfo(float32).min, 0) unsqueezed to
+    (N, 1, 1, T) and added; P = Softmax(S, -1); O = MatMul(P, V) → Transpose (0, 2, 1, 3) →
+    Reshape (0, 0, D) → out_proj.
+    """
+    x = xs[0]
+    h, d = layer.num_heads, layer.head_dim
+    split = b.const(f"{name}.heads_shape", np.asarray([0, 0, h, d], np.int64))
+
+    def proj(p, key):
+        y = _float_compute(b, getattr(layer, p), x, f"{name}.{p}")
+        r = b.node("Reshape", [y, split], f"{name}.{key}_heads")
+        return b.node("Transpose", [r], f"{name}.{key}_t", perm=[0, 2, 3, 1] if key == "k" else [0, 2, 1, 3])
+
+    q, k, v = proj("q_proj", "q"), proj("k_proj", "k"), proj("v_proj", "v")
+    s = b.node("Mul", [b.node("MatMul", [q, k], f"{name}.qk"), b.const(f"{name}.scale", np.float32(layer.scale))],
+               f"{name}.scores")
+    if len(xs) > 1 and xs[1] is not None:
+        m = xs[1]
+        zero = b.const(f"{name}.mask_zero", np.zeros((), b.input_dtypes.get(m, np.float32)))
+        neg = b.node("Where", [b.node("Equal", [m, zero], f"{name}.padding"),
+                               b.const(f"{name}.mask_min", np.float32(np.finfo(np.float32).min)),
+                               b.const(f"{name}.mask_keep", np.float32(0))], f"{name}.mask_bias")
+        neg = b.node("Unsqueeze", [neg, b.const(f"{name}.mask_axes", np.asarray([1, 2], np.int64))],
+                     f"{name}.mask_bias4")
+        s = b.node("Add", [s, neg], f"{name}.masked")
+    p = b.node("Softmax", [s], f"{name}.probs", axis=-1)
+    o = b.node("Transpose", [b.node("MatMul", [p, v], f"{name}.context")], f"{name}.context_t", perm=[0, 2, 1, 3])
+    o = b.node("Reshape", [o, b.const(f"{name}.merge_shape", np.asarray([0, 0, layer.d_model], np.int64))],
+               f"{name}.merged")
+    return _float_compute(b, layer.out_proj, o, f"{name}.out_proj")
 
 
 def _emit(b: _Builder, module: Module, inputs: list[_Value], name: str) -> list[_Value]:
@@ -441,17 +497,51 @@ def _float_inputs(inputs, name, module):
         raise DTypeError(name, f"float inputs for {type(module).__name__}", "codes")
 
 
-def _check_arguments(model, path, style, input_shape, opset):
+def _check_shape(input_shape, argument):
+    if not isinstance(input_shape, (tuple, list)) or not input_shape or any(
+            isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in input_shape):
+        raise ValidationError(argument, "a tuple of ints >= 1, batch first, e.g. (1, 1, 28, 28)",
+                              repr(input_shape))
+
+
+_INPUT_DTYPES = ("float32", "int64", "int32")
+
+
+def _input_specs(model, input_shape, input_dtypes) -> list[tuple[str, tuple, np.dtype]]:
+    """(name, shape, dtype) of each graph input: ``input_shape`` a tuple for one input, else a dict."""
+    names = list(model.inputs) if isinstance(model, Graph) else ["x"]
+    if isinstance(input_shape, dict):
+        if sorted(input_shape) != sorted(names):
+            raise ValidationError("input_shape", f"a shape for each input {names}", repr(sorted(input_shape)))
+        shapes = [input_shape[n] for n in names]
+    elif len(names) == 1:
+        shapes = [input_shape]
+    else:
+        raise ValidationError("input_shape", f"a dict {{name: shape}} for the inputs {names}", repr(input_shape))
+    for n, s in zip(names, shapes):
+        _check_shape(s, "input_shape" if len(names) == 1 else f"input_shape[{n!r}]")
+    input_dtypes = {} if input_dtypes is None else input_dtypes
+    if not isinstance(input_dtypes, dict) or any(k not in names for k in input_dtypes):
+        raise ValidationError("input_dtypes", f"a dict whose keys are among the inputs {names}", repr(input_dtypes))
+    dtypes = []
+    for n in names:
+        try:
+            dt = np.dtype(input_dtypes.get(n, "float32")).name
+        except TypeError:
+            dt = None
+        if dt not in _INPUT_DTYPES:
+            raise DTypeError(f"input_dtypes[{n!r}]", f"one of {_INPUT_DTYPES}", repr(input_dtypes.get(n)))
+        dtypes.append(np.dtype(dt))
+    return list(zip(names, [tuple(int(d) for d in s) for s in shapes], dtypes))
+
+
+def _check_arguments(model, path, style, opset):
     if not isinstance(model, Module):
         raise ValidationError("model", "a refcomp.nn.Module", type(model).__name__)
     if style not in STYLES:
         raise ValidationError("style", f"one of {STYLES}", repr(style))
     if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or int(opset) not in OPSETS:
         raise ValidationError("opset", f"an int in [{OPSETS.start}, {OPSETS.stop - 1}]", repr(opset))
-    if not isinstance(input_shape, (tuple, list)) or not input_shape or any(
-            isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in input_shape):
-        raise ValidationError("input_shape", "a tuple of ints >= 1, batch first, e.g. (1, 1, 28, 28)",
-                              repr(input_shape))
     if path is not None:
         folder = os.path.dirname(os.path.abspath(os.fspath(path)))
         if not os.path.isdir(folder):
@@ -459,7 +549,7 @@ def _check_arguments(model, path, style, input_shape, opset):
 
 
 def export(model: Module, path=None, *, style: str = "float", input_shape, opset: int = 21,
-           expose_codes: bool = True):
+           expose_codes: bool = True, input_dtypes=None):
     """Write ``model`` as an ONNX file; returns the onnx.ModelProto.
 
     Parameters
@@ -469,22 +559,27 @@ def export(model: Module, path=None, *, style: str = "float", input_shape, opset
     path : the .onnx file (its folder must exist), or None to only return the proto.
     style : "float" | "qdq" | "qoperator" (module docstring).
     input_shape : the input's shape, batch first; the batch axis is written as the
-        symbolic dimension "N" so any batch size runs.
+        symbolic dimension "N" so any batch size runs. A Graph with several inputs
+        (a transformer's x and mask) takes a dict {input name: shape}.
+    input_dtypes : optional dict {input name: "float32" | "int64" | "int32"} (default
+        float32): token ids for an Embedding, an integer padding mask.
     opset : the default-domain opset, 13-23 (default 21).
     expose_codes : for a model whose output comes out of a DequantizeLinear, also
         output the codes it dequantizes (graph output "<output>.codes") so a runtime's
         integer result can be compared bit for bit.
 
-    Graph input "x" float32 ``input_shape``; output "y" float32 (plus the codes).
+    Graph inputs: the Graph's input names ("x" for any other model), float32 unless
+    ``input_dtypes`` says otherwise; output "y" float32 (plus the codes).
     ``onnx.checker.check_model(full_check=True)`` is run before anything is written.
     """
-    _check_arguments(model, path, style, input_shape, opset)
+    _check_arguments(model, path, style, opset)
+    specs = _input_specs(model, input_shape, input_dtypes)
     onnx = _onnx()
     b = _Builder(style, int(opset))
-    inputs = [_Value(n) for n in (model.inputs if isinstance(model, Graph) else ["x"])]
-    if len(inputs) != 1:
-        raise ValidationError("model", "a model with one input", f"{len(inputs)} inputs")
+    inputs = [_Value(n) for n, _, _ in specs]
+    b.input_dtypes = {n: dt for n, _, dt in specs}
     b._used.update(v.name for v in inputs)
+    b._used.add("y")
     outs = _emit(b, model, inputs, "")
     if len(outs) != 1 or outs[0].qparams is not None:
         raise ValidationError("model", "one float output (end an integer model with DequantizeLinear)",
@@ -496,9 +591,9 @@ def export(model: Module, path=None, *, style: str = "float", input_shape, opset
     if expose_codes and codes is not None:
         b.nodes.append(helper.make_node("Identity", [codes.name], ["y.codes"], name=b.name("codes.Identity")))
         graph_outputs.append(helper.make_tensor_value_info("y.codes", int(codes.qparams.dtype.onnx), None))
-    dims = ["N", *[int(d) for d in input_shape[1:]]]
-    graph = helper.make_graph(b.nodes, "refcomp", [helper.make_tensor_value_info("x", TP.FLOAT, dims)],
-                              graph_outputs, initializer=b.initializers)
+    graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(dt), ["N", *shape[1:]])
+                    for n, shape, dt in specs]
+    graph = helper.make_graph(b.nodes, "refcomp", graph_inputs, graph_outputs, initializer=b.initializers)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", int(opset))],
                               producer_name="refcomp", ir_version=_IR_VERSION)
     proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)

@@ -4,10 +4,12 @@ Three passes over the topologically sorted nodes (docs/onnx.md, "Import"):
 
 1. **fold**: a node whose inputs are all constants (initializers, Constant
    nodes, earlier folded values, the Shape of a statically known shape) is
-   computed once with onnx.reference and becomes a constant;
+   computed once with onnx.reference and becomes a constant (QuantizeLinear /
+   DequantizeLinear with refcomp.ops, recording the QTensor of dequantized codes);
 2. **patterns**: the decomposed forms of GELU (x·0.5·(1 + erf(x/√2))) and of
-   LayerNorm (ReduceMean, Sub, Pow, ReduceMean, Add ε, Sqrt, Div, then ·γ + β)
-   are recognised and replaced by one layer;
+   LayerNorm (ReduceMean, Sub, Pow, ReduceMean, Add ε, Sqrt, Div, then ·γ + β),
+   and dynamic quantization (DynamicQuantizeLinear → MatMulInteger → Cast → Mul
+   [→ Add]) are recognised and replaced by one layer;
 3. **map**: every remaining node becomes one refcomp layer (a few become two or
    three: a MatMul on (N, T, d) rows is Reshape → Linear → Reshape, because
    Linear takes (N, in)). A constant operand of a layer that has no weight
@@ -15,7 +17,10 @@ Three passes over the topologically sorted nodes (docs/onnx.md, "Import"):
 
 Weights (MatMul / Gemm B, Conv W, norms' γ β, Gather's table) become Dense
 float32 weights of Linear, Conv2d, LayerNorm, BatchNorm, Embedding; a MatMul
-followed by the Add of a constant row becomes one Linear with that bias.
+followed by the Add of a constant row becomes one Linear with that bias. A
+Linear weight read from a sparse initializer is a CSRMatrix, from a
+DequantizeLinear of codes a QTensor. The attention mask's ops on activations
+(Unsqueeze, Cast, Equal, Where, Expand) are the layers of refcomp/onnx/layers.py.
 """
 
 from __future__ import annotations
@@ -26,16 +31,22 @@ import re
 import numpy as np
 
 from ..errors import DTypeError, FileFormatError, UnsupportedOperatorError, ValidationError
+from ..formats.csr import CSRMatrix
 from ..formats.dense import Dense
+from ..formats.dynamic import DynamicQuantized
+from ..formats.qtensor import QTensor
 from ..nn import layers as L
 from ..nn.graph import Graph
 from ..nn.module import Parameter
+from ..ops import quantize_linear
+from ..quant import QParams
+from . import layers as OL
 from ._read import MAX_TENSOR_BYTES, check_names, onnx_module, opset_of, parse, read_tensor, toposort
 
 __all__ = ["load"]
 
 #: ops computed only while folding constants (never mapped to a layer)
-FOLD_ONLY = {"Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Slice", "Cast", "ConstantOfShape", "Equal",
+FOLD_ONLY = {"DynamicQuantizeLinear", "MatMulInteger", "QuantizeLinear", "DequantizeLinear", "Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Slice", "Cast", "ConstantOfShape", "Equal",
              "Where", "Expand", "Range", "Sqrt", "Pow", "Neg", "Not", "Less", "Greater", "And", "Or", "Min",
              "Max", "Floor", "Ceil", "ReduceProd", "ReduceSum", "ReduceMean", "Size", "Mod", "Abs", "Erf",
              "Identity", "Tile"}
@@ -63,8 +74,14 @@ class _Importer:
             if t.name in self.consts:
                 raise FileFormatError(f"initializer {t.name!r}: the name is used twice (duplicate names)")
             self.consts[t.name] = read_tensor(t, f"initializer {t.name!r}", folder)
-        if len(g.sparse_initializer):
-            raise FileFormatError("graph: sparse initializers are not read by the importer (export them dense)")
+        self.sparse: set[str] = set()            # constants read from sparse initializers (CSR weights)
+        self.qweights: dict[str, QTensor] = {}   # DequantizeLinear of constant codes -> its QTensor
+        for sp in g.sparse_initializer:
+            name = sp.values.name
+            if name in self.consts:
+                raise FileFormatError(f"sparse initializer {name!r}: the name is used twice (duplicate names)")
+            self.consts[name] = self._sparse(sp, f"sparse initializer {name!r}")
+            self.sparse.add(name)
         self.inputs = [v for v in g.input if v.name not in self.consts]
         if not self.inputs:
             raise FileFormatError("graph: no input besides the initializers (a refcomp Graph needs one)")
@@ -87,6 +104,7 @@ class _Importer:
         self.vals: dict[str, str] = {}        # ONNX value name -> refcomp value name
         self.skip: set[int] = set()           # nodes consumed by a fused pattern or a fused bias
         self.fused: dict[int, tuple] = {}     # id(last node of a pattern) -> (layer, input, output)
+        self.fused_fn: dict[int, object] = {}  # id(last node of a pattern) -> the function that maps it
         self.g = Graph(inputs=[self._fresh(n) for n in names])
         for n, r in zip(names, self.g.inputs):
             self.vals[n] = r
@@ -106,6 +124,84 @@ class _Importer:
             out = f"{base}_{k}"
         self.used.add(out)
         return out
+
+    def _sparse(self, sp, where: str) -> np.ndarray:
+        """A 2-D SparseTensorProto (ONNX IR "Sparse tensors": values [NNZ], indices [NNZ] linear or
+        [NNZ, 2]) as its dense float32 array, sizes checked before anything is allocated."""
+        dims = [int(d) for d in sp.dims]
+        if len(dims) != 2 or any(d < 0 for d in dims):
+            raise FileFormatError(f"{where}: dims {dims}, expected a 2-D matrix")
+        if dims[0] * dims[1] * 4 > MAX_TENSOR_BYTES:
+            raise FileFormatError(f"{where}: dims {dims} declare more than the {MAX_TENSOR_BYTES} bytes allowed")
+        values = read_tensor(sp.values, f"{where} values", self.folder)
+        indices = read_tensor(sp.indices, f"{where} indices", self.folder)
+        if values.dtype != np.float32:
+            raise DTypeError(f"{where} values", "float32", values.dtype)
+        nnz = values.size
+        if values.ndim != 1 or indices.dtype != np.int64 or indices.shape not in ((nnz,), (nnz, 2)):
+            raise FileFormatError(f"{where}: values [NNZ] and int64 indices [NNZ] or [NNZ, 2] expected, got values "
+                                  f"{list(values.shape)}, indices {indices.dtype} {list(indices.shape)}")
+        flat = indices if indices.ndim == 1 else indices[:, 0] * dims[1] + indices[:, 1]
+        if indices.ndim == 2 and nnz and ((indices < 0).any() or (indices >= np.asarray(dims)).any()):
+            raise FileFormatError(f"{where}: indices outside the dims {dims}")
+        if nnz and (flat.min() < 0 or flat.max() >= dims[0] * dims[1] or (np.diff(flat) <= 0).any()):
+            raise FileFormatError(f"{where}: indices must be in range and strictly increasing (ONNX IR)")
+        dense = np.zeros(dims[0] * dims[1], np.float32)
+        dense[flat] = values
+        return dense.reshape(dims)
+
+    def _fold_qdq(self, node) -> bool:
+        """QuantizeLinear / DequantizeLinear of constants, computed by refcomp.ops (any opset 13..21);
+        a DequantizeLinear of int8 / uint8 codes records the QTensor its weight becomes."""
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            return False
+        x, scale = self.consts[node.input[0]], self.consts[node.input[1]]
+        zp = self.consts[node.input[2]] if len(node.input) > 2 and node.input[2] else None
+        axis, block = self.attr(node, "axis", 1), self.attr(node, "block_size", 0)
+        if node.op_type == "QuantizeLinear":
+            try:
+                y = quantize_linear(x, scale, zp, axis=axis, block_size=block)
+            except ValidationError as exc:
+                raise self._err(node, "a QuantizeLinear refcomp.ops computes", str(exc)) from None
+            self.consts[node.output[0]] = np.asarray(y)
+            return True
+        if x.dtype not in (np.int8, np.uint8):
+            raise self._err(node, "int8 or uint8 codes", x.dtype)
+        try:
+            if x.ndim:
+                axis %= x.ndim
+            qp = QParams(scale, zp, x.dtype.name, axis=axis if scale.size > 1 or block else None,
+                         block_size=block or None)
+            qt = QTensor(x, qp)
+        except ValidationError as exc:
+            raise self._err(node, "a per-tensor, per-axis or blocked DequantizeLinear", str(exc)) from None
+        self.qweights[node.output[0]] = qt
+        self.consts[node.output[0]] = np.asarray(qt.to_dense(), np.float32)
+        return True
+
+    def weight_format(self, name: str, w: np.ndarray, transposed: bool):
+        """The WeightFormat of a Linear weight w (out, in) read from constant ``name`` (``transposed``:
+        w is the constant's transpose, MatMul's B): a CSRMatrix for a sparse initializer, a QTensor
+        for a DequantizeLinear of codes, else Dense."""
+        w = np.ascontiguousarray(w, np.float32)
+        if name in self.sparse:
+            return CSRMatrix.from_dense(w)
+        qt = self.qweights.get(name)
+        if qt is None:
+            return Dense(w)
+        qp = qt.qparams
+        codes, scale, zp = qt.data, qp.scale, qp.zero_point
+        axis = qp.axis
+        if axis is None:
+            scale, zp = np.asarray(scale).reshape(()), np.asarray(zp).reshape(())
+        if transposed:
+            codes = codes.T
+            if axis is not None:
+                axis = 1 - axis
+                if qp.block_size:
+                    scale, zp = scale.T, zp.T
+        return QTensor(np.ascontiguousarray(codes), QParams(np.array(scale, order="C"), np.array(zp, order="C"),
+                                                            qp.dtype, axis=axis, block_size=qp.block_size))
 
     def _infer_shapes(self) -> dict[str, tuple]:
         """Static shapes (None for a dynamic axis) from onnx's shape inference with data propagation.
@@ -253,6 +349,8 @@ class _Importer:
                 continue         # unknown ops are refused by name in the mapping pass
             if node.op_type in SINCE and self.opset < SINCE[node.op_type]:
                 continue
+            if self._fold_qdq(node):
+                continue
             feeds = {i: self.consts[i] for i in ins}
             if node.op_type in _SIZED_BY_VALUES:
                 self._bound(node, feeds)
@@ -310,6 +408,56 @@ class _Importer:
                 self._gelu(node)
             elif node.op_type == "ReduceMean":
                 self._layernorm(node)
+            elif node.op_type == "DynamicQuantizeLinear":
+                self._dynamic_linear(node)
+
+    def _dynamic_linear(self, dql) -> None:
+        """Dynamic quantization as refcomp exports it (eq. D1 of refcomp/formats/dynamic.py):
+        (q, s_x, z_x) = DynamicQuantizeLinear(x); MatMulInteger(q, B codes, z_x, z_w) → Cast(float)
+        → Mul(·, Mul(s_x, s_w)) [→ Add(bias)] becomes one Linear with a DynamicQuantized weight."""
+        if len(dql.output) != 3:
+            return
+        q, sx, zx = dql.output
+        one = self.only_user
+        mmi, ms = one(q, "MatMulInteger"), one(sx, "Mul")
+        if mmi is None or ms is None or list(mmi.input[:3]) != [q, mmi.input[1], zx] or \
+                len(self.consumers.get(zx, [])) != 1 or zx in self.graph_outputs:
+            return
+        codes = self.consts.get(mmi.input[1])
+        zp = self.consts.get(mmi.input[3]) if len(mmi.input) > 3 and mmi.input[3] else np.zeros((), np.int8)
+        scale = self.consts.get(self._other(ms, sx) or "")
+        cast = one(mmi.output[0], "Cast")
+        if codes is None or zp is None or scale is None or cast is None or codes.ndim != 2 or \
+                codes.dtype not in (np.int8, np.uint8) or zp.dtype != codes.dtype or self.attr(cast, "to", 0) != 1:
+            return
+        my = one(cast.output[0], "Mul")
+        if my is None or self._other(my, cast.output[0]) != ms.output[0] or \
+                len(self.consumers.get(ms.output[0], [])) != 1:
+            return
+        o = codes.shape[1]
+        if scale.dtype != np.float32 or scale.size not in (1, o) or zp.size not in (1, o):
+            return
+        nodes = [dql, mmi, ms, cast, my]
+        add, bias = _bias_of(self, my, o)
+        last = my
+        if add is not None:
+            nodes.append(add)
+            last = add
+        per_tensor = scale.size == 1 and zp.size == 1
+        try:
+            qp = QParams(scale.reshape(()) if per_tensor else np.broadcast_to(scale.reshape(-1), (o,)).copy(),
+                         zp.reshape(()) if per_tensor else np.broadcast_to(zp.reshape(-1), (o,)).copy(),
+                         codes.dtype.name, axis=None if per_tensor else 0)
+            weight = DynamicQuantized(QTensor(np.ascontiguousarray(codes.T), qp))
+        except ValidationError:
+            return
+        x = dql.input[0]
+        for n in nodes:
+            self.skip.add(id(n))
+        last = max(nodes, key=lambda n: self.order.index(n))
+        out = add.output[0] if add is not None else my.output[0]
+        self.fused_fn[id(last)] = lambda: _linear(self, last, self.value(x), self.shape(x), codes.T.astype(np.float32),
+                                                  bias, out, weight)
 
     def _scalar(self, name: str, value: float, rtol: float = 1e-6) -> bool:
         a = self.consts.get(name)
@@ -424,6 +572,9 @@ class _Importer:
         for node in self.order:
             if node.domain not in ("", "ai.onnx"):
                 raise self._err(node, "an operator of the default ONNX domain", f"domain {node.domain!r}")
+            if id(node) in self.fused_fn:
+                self.fused_fn[id(node)]()
+                continue
             if id(node) in self.fused:
                 module, x, out, last = self.fused[id(node)]
                 self.add(last, module, self.value(x), output=out)
@@ -468,7 +619,7 @@ class _Importer:
 
 
 # --- one function per ONNX op (the ONNX spec section in each docstring) ----------------------------
-def _linear(imp, node, x: str, x_shape, w: np.ndarray, b, output: str) -> None:
+def _linear(imp, node, x: str, x_shape, w: np.ndarray, b, output: str, fmt=None) -> None:
     """Linear(W (out, in), b) on the refcomp value ``x`` of shape ``x_shape`` (None: unknown axis).
 
     (N, in) goes straight in; (..., in) as Reshape (-1, in) → Linear → Reshape (..., out),
@@ -476,7 +627,7 @@ def _linear(imp, node, x: str, x_shape, w: np.ndarray, b, output: str) -> None:
     them may be dynamic (-1).
     """
     lin = L.Linear(w.shape[1], w.shape[0], bias=b is not None)
-    lin.weight = Dense(np.ascontiguousarray(w, np.float32))
+    lin.weight = Dense(np.ascontiguousarray(w, np.float32)) if fmt is None else fmt
     if b is not None:
         lin.bias = Parameter(np.ascontiguousarray(b, np.float32))
     s = x_shape
@@ -522,7 +673,7 @@ def _map_matmul(imp, node) -> None:
         if add is not None:
             imp.skip.add(id(add))
         _linear(imp, node, imp.value(a), imp.shape(a), w.T, bias,
-                add.output[0] if add is not None else node.output[0])
+                add.output[0] if add is not None else node.output[0], imp.weight_format(b, w.T, True))
         return
     if imp.is_const(a):
         raise imp._err(node, "a constant second operand or two activations", "a constant first operand")
@@ -538,6 +689,7 @@ def _map_gemm(imp, node) -> None:
     w = imp.weight(node, 1, "weight B")
     if w.ndim != 2:
         raise imp._err(node, "a 2-D constant B", f"shape {w.shape}")
+    fmt = imp.weight_format(node.input[1], w if trans_b else w.T, not trans_b) if alpha == 1.0 else None
     w = (w if trans_b else w.T) * np.float32(alpha) if alpha != 1.0 else (w if trans_b else w.T)
     bias = None
     if len(node.input) > 2 and node.input[2]:
@@ -549,7 +701,7 @@ def _map_gemm(imp, node) -> None:
     x = imp.value(node.input[0])
     if trans_a:      # A is (K, M): Linear wants the rows of Aᵀ
         x = imp.add(node, L.Transpose([1, 0]), x, output=False, suffix="_transA")
-    _linear(imp, node, x, (None, w.shape[1]), w, bias, node.output[0])
+    _linear(imp, node, x, (None, w.shape[1]), w, bias, node.output[0], fmt)
 
 
 def _binary(cls):
@@ -636,10 +788,13 @@ def _map_flatten(imp, node) -> None:
 
 
 def _map_reshape(imp, node) -> None:
-    """Reshape (§Reshape-14): the target shape must be constant (after folding)."""
+    """Reshape (§Reshape-14): a constant target (after folding), or one computed from the Shape of an
+    activation (refcomp's two-input Reshape; allowzero 0)."""
     if node.input[1] not in imp.consts:
-        raise imp._err(node, "a constant shape input (a shape that folds)", f"the computed value {node.input[1]!r} "
-                       "(dynamic shape it cannot fold)")
+        if imp.attr(node, "allowzero", 0) != 0:
+            raise imp._err(node, "allowzero=0 for a computed shape", 1)
+        imp.add(node, L.Reshape(), imp.value(node.input[0]), imp.value(node.input[1]))
+        return
     shape = [int(d) for d in imp.consts[node.input[1]].reshape(-1)]
     if imp.attr(node, "allowzero", 0) == 1 and 0 in shape:
         raise imp._err(node, "allowzero=0 or no 0 in the shape", shape)
@@ -706,6 +861,42 @@ def _map_reduce_mean(imp, node) -> None:
     raise imp._err(node, "ReduceMean inside the LayerNorm pattern, or of constants", "a lone ReduceMean")
 
 
+def _map_shape(imp, node) -> None:
+    """Shape (§Shape-15) of an activation whose shape is not static (the whole shape: no start / end)."""
+    if imp.attr(node, "start", 0) != 0 or imp.attr(node, "end", None) is not None:
+        raise imp._err(node, "a Shape without start / end (or of a static shape, which folds)",
+                       f"start={imp.attr(node, 'start', 0)}, end={imp.attr(node, 'end', None)} on "
+                       f"shape {imp.shape(node.input[0])} (dynamic shape)")
+    imp.add(node, L.Shape(), imp.value(node.input[0]))
+
+
+def _map_unsqueeze(imp, node) -> None:
+    """Unsqueeze (§Unsqueeze-13) of an activation: axes a constant input."""
+    axes = imp.const(node, 1, "axes")
+    if axes.dtype.kind not in "iu":
+        raise DTypeError(f"node {node.name or node.output[0]!r} (Unsqueeze) axes", "int64", axes.dtype)
+    imp.add(node, OL.Unsqueeze([int(a) for a in axes.reshape(-1)]), imp.value(node.input[0]))
+
+
+_CAST_TO = {1: "float32", 6: "int32", 7: "int64", 9: "bool"}
+
+
+def _map_cast(imp, node) -> None:
+    """Cast (§Cast-19) of an activation to float32, int32, int64 or bool (saturate irrelevant for these)."""
+    to = imp.attr(node, "to", 0)
+    if to not in _CAST_TO:
+        raise imp._err(node, "a cast to FLOAT, INT32, INT64 or BOOL", f"to={to}")
+    imp.add(node, OL.Cast(_CAST_TO[to]), imp.value(node.input[0]))
+
+
+def _map_multi(cls):
+    def mapper(imp, node) -> None:
+        """Equal (§Equal-19), Where (§Where-16), Expand (§Expand-13) of activations; constant operands
+        become Constant nodes."""
+        imp.add(node, cls(), *(imp.value(i, node) for i in node.input))
+    return mapper
+
+
 _MAPPERS = {
     "MatMul": _map_matmul, "Gemm": _map_gemm,
     "Add": _binary(L.Add), "Sub": _binary(L.Sub), "Mul": _binary(L.Mul), "Div": _binary(L.Div),
@@ -719,6 +910,8 @@ _MAPPERS = {
     "Transpose": _unary(lambda imp, n: L.Transpose(imp.attr(n, "perm", None))),
     "Flatten": _map_flatten, "Reshape": _map_reshape, "Concat": _map_concat, "Gather": _map_gather,
     "LayerNormalization": _map_layernorm, "BatchNormalization": _map_batchnorm,
+    "Shape": _map_shape, "Unsqueeze": _map_unsqueeze, "Cast": _map_cast, "Equal": _map_multi(OL.Equal),
+    "Where": _map_multi(OL.Where), "Expand": _map_multi(OL.Expand),
     "Identity": _map_identity, "Dropout": _map_identity, "Erf": _map_erf, "ReduceMean": _map_reduce_mean,
 }
 

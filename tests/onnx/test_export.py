@@ -35,8 +35,8 @@ from refcomp.models import digits_mlp, lenet5  # noqa: E402
 from refcomp.nn import Graph, Sequential  # noqa: E402
 from refcomp.nn.blocks import residual_block  # noqa: E402
 from refcomp.nn.fold import fold_batchnorm  # noqa: E402
-from refcomp.nn.layers import (GELU, Add, AvgPool2d, Conv2d, Embedding, Flatten, GlobalAvgPool2d,  # noqa: E402
-                               LayerNorm, Linear, ReLU, ReLU6, Sigmoid, Softmax, Tanh)
+from refcomp.nn.layers import (GELU, Add, AvgPool2d, Conv2d, Flatten, GlobalAvgPool2d,  # noqa: E402
+                               LayerNorm, LeakyReLU, Linear, ReLU, ReLU6, Sigmoid, Softmax, Tanh)
 from refcomp.onnx import export  # noqa: E402
 from refcomp.ops import dequantize_linear, quantize_linear  # noqa: E402
 
@@ -329,7 +329,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     qm, _ = quantize_static(digits_mlp(0), x, requantize="float")
     qat, _ = prepare_qat(digits_mlp(0), x)
     qat_fc = Sequential(("fc", next(m for _, m in qat.named_modules() if isinstance(m, Linear))))
-    embed = Sequential(("emb", Embedding(10, 4, rng=0)))
+    leaky = Sequential(("leaky", LeakyReLU(0.1)))
     cases = [
         (lambda: export(mlp, None, style="onnx", input_shape=(1, 64)), ValidationError, "style"),
         (lambda: export(mlp, None, style="float", input_shape=(1, 64), opset=12), ValidationError, "opset"),
@@ -341,7 +341,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
         (lambda: export(mlp, None, style="float", input_shape=(1, 0)), ValidationError, "input_shape"),
         (lambda: export(mlp, None, style="float", input_shape="64"), ValidationError, "input_shape"),
         (lambda: export("model", None, style="float", input_shape=(1, 64)), ValidationError, "Module"),
-        (lambda: export(embed, None, style="float", input_shape=(1, 3)), ValidationError, "Embedding"),
+        (lambda: export(leaky, None, style="float", input_shape=(1, 3)), ValidationError, "LeakyReLU"),
         (lambda: export(qat_fc, None, style="qdq", input_shape=(1, 64)), ValidationError, "FakeQuantized"),
         (lambda: export(qat, None, style="qdq", input_shape=(1, 64)), ValidationError, "ObserverFakeQuant"),
         (lambda: export(qm, None, style="float", input_shape=(1, 64)), ValidationError, "qoperator"),

@@ -409,13 +409,14 @@ BAD = {
     "op newer than the opset": (lambda p: _tiny([N("Gelu", ["x"], ["y"], name="g")], {}, opset=17),
                                 UnsupportedOperatorError, "Gelu is defined from opset 20"),
     "dynamic shape it cannot fold": (
-        lambda p: _tiny([N("Shape", ["x"], ["s"], name="shape"), N("Reshape", ["x", "s"], ["y"], name="rs")], {},
+        lambda p: _tiny([N("Shape", ["x"], ["s"], name="shape", end=1), N("Concat", ["s", "m1"], ["t"], axis=0),
+                         N("Reshape", ["x", "t"], ["y"], name="rs")], {"m1": np.asarray([-1], np.int64)},
                         outputs=[_f("y", ["N", 4])]),
         UnsupportedOperatorError, r"node 'shape' \(Shape, opset 17\).*dynamic shape"),
-    "non-constant Reshape shape": (
-        lambda p: _tiny([N("Reshape", ["x", "s"], ["y"], name="rs")], {},
+    "non-constant Reshape shape with allowzero": (
+        lambda p: _tiny([N("Reshape", ["x", "s"], ["y"], name="rs", allowzero=1)], {},
                         inputs=[_f("x", [2, 4]), helper.make_tensor_value_info("s", TensorProto.INT64, [2])]),
-        UnsupportedOperatorError, r"node 'rs' \(Reshape.*constant shape"),
+        UnsupportedOperatorError, r"node 'rs' \(Reshape.*allowzero"),
     "missing initializer": (lambda p: _tiny(inits={}), FileFormatError, "input 'W'.*missing input"),
     "missing graph input": (lambda p: _tiny([N("Relu", ["W"], ["y"], name="r")], inputs=[_f("W", [3, 4])]),
                             FileFormatError, "no input besides the initializers"),
