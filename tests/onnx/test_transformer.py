@@ -22,7 +22,7 @@ from refcomp.compress.quantize.dynamic import quantize_dynamic  # noqa: E402
 from refcomp.errors import DTypeError, RefcompError, ValidationError  # noqa: E402
 from refcomp.nn import Graph  # noqa: E402
 from refcomp.nn.blocks import transformer_encoder_block  # noqa: E402
-from refcomp.nn.layers import Add, Embedding, LayerNorm, Transpose  # noqa: E402
+from refcomp.nn.layers import Add, Embedding, LayerNorm  # noqa: E402
 from refcomp.onnx import export, load  # noqa: E402
 
 BOUND = 1e-5
