@@ -432,7 +432,12 @@ def _attention(b: _Builder, layer: MultiHeadAttention, xs: list[str], name: str)
     split = b.const(f"{name}.heads_shape", np.asarray([0, 0, h, d], np.int64))
 
     def proj(p, key):
-        y = _float_compute(b, getattr(layer, p), x, f"{name}.{p}")
+        linear = getattr(layer, p)
+        if not isinstance(linear, Linear):
+            # an integer island (static W8A8 per layer) inside attention: not written yet
+            raise ValidationError(f"{name}.{p}", "a Linear with a float, QTensor or DynamicQuantized weight",
+                                  type(linear).__name__)
+        y = _float_compute(b, linear, x, f"{name}.{p}")
         r = b.node("Reshape", [y, split], f"{name}.{key}_heads")
         return b.node("Transpose", [r], f"{name}.{key}_t", perm=[0, 2, 3, 1] if key == "k" else [0, 2, 1, 3])
 
