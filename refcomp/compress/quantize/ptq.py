@@ -131,12 +131,6 @@ def quantize_weight_per_channel(w: np.ndarray, bits: int = 8, *, per_tensor: boo
     return np.asarray(codes).astype(np.int8).reshape(w.shape), scales
 
 
-def _conv_attrs(layer) -> dict:
-    ph, pw = layer.padding
-    return {"strides": list(layer.stride), "pads": [ph, pw, ph, pw], "dilations": list(layer.dilation),
-            "group": layer.groups}
-
-
 def quantize_static(model, calibration_x, *, observer: str = "minmax", activation_dtype: str = "uint8",
                     batch_size: int = 500, observer_kwargs: dict | None = None, equalize: bool = False,
                     bias_correction: bool = False, weight_bits: int = 8,
