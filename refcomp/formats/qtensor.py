@@ -74,7 +74,11 @@ class QTensor(WeightFormat):
         if data.ndim < 1:
             raise ValidationError("data", "rank >= 1", f"rank {data.ndim}")
         qparams.check_shape(data.shape, "data")
-        if not qparams.dtype.is_float and data.size:
+        # the range check is vacuous (and, on activations, a full int64 copy) when the range is the
+        # storage dtype's own: every uint8 / int8 activation of the integer-only model
+        natural = data.dtype.kind in "iu" and (qparams.qmin, qparams.qmax) == (np.iinfo(data.dtype).min,
+                                                                                np.iinfo(data.dtype).max)
+        if not qparams.dtype.is_float and data.size and not natural:
             d = data.astype(np.int64)
             if d.min() < qparams.qmin or d.max() > qparams.qmax:
                 raise ValidationError("data", f"codes in [{qparams.qmin}, {qparams.qmax}]",
