@@ -52,90 +52,84 @@ def _broadcast_shape(a, b) -> tuple[int, ...]:
         raise ShapeError("b", f"a shape that broadcasts with a's {a.shape}", f"shape {b.shape}") from None
 
 
-@register_layer
-class Add(Module):
-    """y = a + b with broadcasting (the residual connection)."""
+class _Binary(Module):
+    """y = op(a, b) with broadcasting; a subclass gives the formula and its two partial gradients.
 
-    def __init__(self):
-        self._shapes = None
-
-    def forward(self, a, b):
-        a, b = float_tensor(a, "a", _ANY_RANK), float_tensor(b, "b", _ANY_RANK)
-        y_shape = _broadcast_shape(a, b)
-        self._shapes = (a.shape, b.shape, y_shape)
-        return a + b
-
-    def backward(self, dy):
-        self._require_forward(self._shapes)
-        a_shape, b_shape, y_shape = self._shapes
-        if dy.shape != y_shape:
-            raise ShapeError("dy", f"shape {y_shape}", dy.shape)
-        return unbroadcast(dy, a_shape), unbroadcast(dy, b_shape)
-
-
-@register_layer
-class Mul(Module):
-    """y = a ⊙ b with broadcasting (gating, scaling by a learned or computed factor)."""
-
-    def __init__(self):
-        self._cache = None
-
-    def forward(self, a, b):
-        a, b = float_tensor(a, "a", _ANY_RANK), float_tensor(b, "b", _ANY_RANK)
-        y_shape = _broadcast_shape(a, b)
-        self._cache = (a, b, y_shape)
-        return a * b
-
-    def backward(self, dy):
-        self._require_forward(self._cache)
-        a, b, y_shape = self._cache
-        if dy.shape != y_shape:
-            raise ShapeError("dy", f"shape {y_shape}", dy.shape)
-        return unbroadcast(dy * b, a.shape), unbroadcast(dy * a, b.shape)
-
-
-@register_layer
-class Sub(Module):
-    """y = a − b with broadcasting (ONNX Sub; the centring step of a decomposed norm)."""
-
-    def __init__(self):
-        self._shapes = None
-
-    def forward(self, a, b):
-        a, b = float_tensor(a, "a", _ANY_RANK), float_tensor(b, "b", _ANY_RANK)
-        y_shape = _broadcast_shape(a, b)
-        self._shapes = (a.shape, b.shape, y_shape)
-        return a - b
-
-    def backward(self, dy):
-        self._require_forward(self._shapes)
-        a_shape, b_shape, y_shape = self._shapes
-        if dy.shape != y_shape:
-            raise ShapeError("dy", f"shape {y_shape}", dy.shape)
-        return unbroadcast(dy, a_shape), unbroadcast(-dy, b_shape)
-
-
-@register_layer
-class Div(Module):
-    """y = a / b with broadcasting (ONNX Div, e.g. attention scores by √d).
-
-    dL/db = −dy ⊙ a / b² = −dy ⊙ y / b, from the forward's y (no second division of a).
+    ``forward`` checks the operands and keeps (a, b, y); ``backward`` checks dy and
+    unbroadcasts the subclass's gradients (of y's shape) to each operand's shape.
     """
 
     def __init__(self):
         self._cache = None
 
+    @staticmethod
+    def op(a, b):
+        raise NotImplementedError
+
+    @staticmethod
+    def grads(dy, a, b, y):
+        """(dL/da, dL/db) before unbroadcasting."""
+        raise NotImplementedError
+
     def forward(self, a, b):
         a, b = float_tensor(a, "a", _ANY_RANK), float_tensor(b, "b", _ANY_RANK)
         _broadcast_shape(a, b)
-        y = a / b
-        self._cache = (a.shape, b, y)
+        y = self.op(a, b)
+        self._cache = (a, b, y)
         return y
 
     def backward(self, dy):
         self._require_forward(self._cache)
-        a_shape, b, y = self._cache
+        a, b, y = self._cache
         if dy.shape != y.shape:
             raise ShapeError("dy", f"shape {y.shape}", dy.shape)
+        ga, gb = self.grads(dy, a, b, y)
+        return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
+
+
+@register_layer
+class Add(_Binary):
+    """y = a + b with broadcasting (the residual connection)."""
+
+    op = staticmethod(np.add)
+
+    @staticmethod
+    def grads(dy, a, b, y):
+        return dy, dy
+
+
+@register_layer
+class Sub(_Binary):
+    """y = a − b with broadcasting (ONNX Sub; the centring step of a decomposed norm)."""
+
+    op = staticmethod(np.subtract)
+
+    @staticmethod
+    def grads(dy, a, b, y):
+        return dy, -dy
+
+
+@register_layer
+class Mul(_Binary):
+    """y = a ⊙ b with broadcasting (gating, scaling by a learned or computed factor)."""
+
+    op = staticmethod(np.multiply)
+
+    @staticmethod
+    def grads(dy, a, b, y):
+        return dy * b, dy * a
+
+
+@register_layer
+class Div(_Binary):
+    """y = a / b with broadcasting (ONNX Div, e.g. attention scores by √d).
+
+    dL/db = −dy ⊙ a / b² = −dy ⊙ y / b, from the forward's y (no second division of a).
+    """
+
+    op = staticmethod(np.divide)
+
+    @staticmethod
+    def grads(dy, a, b, y):
         g = dy / b
-        return unbroadcast(g, a_shape), unbroadcast(-g * y, b.shape)
+        return g, -g * y
