@@ -30,6 +30,11 @@ def _numeric(fn, v: np.ndarray, idx) -> np.ndarray:
     return out
 
 
+def numeric_gradient(fn, v: np.ndarray) -> np.ndarray:
+    """The central difference of the scalar ``fn()`` in every coordinate of ``v`` (changed in place, restored)."""
+    return _numeric(fn, v, np.arange(v.size)).reshape(v.shape)
+
+
 def _subset(n, rng, max_coords):
     return np.arange(n) if n <= max_coords else rng.choice(n, max_coords, replace=False)
 

@@ -16,6 +16,8 @@ from refcomp.compress.quantize.qat import (
 from refcomp.compress.quantize.simulate import simulate
 from refcomp.nn import Linear, evaluate
 
+from ...nn.nn_gradcheck import numeric_gradient
+
 
 @pytest.mark.parametrize("lsq", [False, True])
 def test_qat_trains_and_exports_to_integer(digits, lsq):
@@ -43,21 +45,6 @@ def test_observers_frozen_after_set_epoch(digits):
             assert l.qparams() == before[n]
 
 
-def _fd(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + eps
-        fp = f()
-        x[i] = old - eps
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
-
-
 def test_qat_layer_gradients_by_finite_differences():
     """dL/dx is exact (the fake-quant weight is constant in x); dL/dW is the STE of dL/dŴ,
     where dL/dŴ is checked by finite differences on Ŵ itself."""
@@ -76,14 +63,14 @@ def test_qat_layer_gradients_by_finite_differences():
     def loss_x():
         return float(np.sum(c * (x @ w_hat.T + lin.bias.data)))
 
-    np.testing.assert_allclose(dx, _fd(loss_x, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dx, numeric_gradient(loss_x, x), rtol=1e-6, atol=1e-8)
     wh = w_hat.astype(np.float64)
 
     def loss_w():
         return float(np.sum(c * (x @ wh.T + lin.bias.data)))
 
     # clipped STE with a max-abs scale: every weight is inside the band, so the STE is the identity
-    np.testing.assert_allclose(layer.weight.grad, _fd(loss_w, wh), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(layer.weight.grad, numeric_gradient(loss_w, wh), rtol=1e-6, atol=1e-8)
     assert np.array_equal(y, x @ w_hat.T + lin.bias.data)
 
 
@@ -102,7 +89,7 @@ def test_lsq_step_gradient_where_defined():
         return float(np.sum(dy * np.clip(np.rint(v / s[0]), -4, 3) * s[0]))
 
     g = 1 / np.sqrt(v.size * 3)
-    np.testing.assert_allclose(q.step.grad, _fd(f, s)[0] * g, rtol=1e-6)
+    np.testing.assert_allclose(q.step.grad, numeric_gradient(f, s)[0] * g, rtol=1e-6)
     # inside the range the input gradient is the straight-through identity (eq. L2)
     q2 = LSQQuantizer(128, 127, step=np.float64(1.0))
     q2.forward(np.array([0.3, -2.6]))
