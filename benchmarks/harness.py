@@ -53,6 +53,17 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 _clock = time.perf_counter
 
 
+def _loop(fn, clock, min_time) -> float:
+    """Seconds per call of ``fn`` over one loop of at least ``min_time`` on ``clock``."""
+    n, t0 = 0, clock()
+    while True:
+        fn()
+        n += 1
+        dt = clock() - t0
+        if dt >= min_time:
+            return dt / n
+
+
 def best_time(fn, *, min_time=0.2, repeats=3, clock=None) -> float:
     """Seconds per call: best over ``repeats`` loops of >= ``min_time`` seconds each.
 
@@ -62,17 +73,7 @@ def best_time(fn, *, min_time=0.2, repeats=3, clock=None) -> float:
     """
     clock = clock or _clock
     fn()  # warm-up (JIT, packing caches, page faults)
-    best = float("inf")
-    for _ in range(repeats):
-        n, t0 = 0, clock()
-        while True:
-            fn()
-            n += 1
-            dt = clock() - t0
-            if dt >= min_time:
-                break
-        best = min(best, dt / n)
-    return best
+    return min(_loop(fn, clock, min_time) for _ in range(repeats))
 
 
 def interleaved_best(cands: dict, *, min_time=0.2, rounds=5) -> dict:
@@ -89,15 +90,7 @@ def interleaved_best(cands: dict, *, min_time=0.2, rounds=5) -> dict:
     best = {k: float("inf") for k in items}
     for _ in range(rounds):
         for k, (fn, clock) in items.items():
-            clock = clock or _clock
-            n, t0 = 0, clock()
-            while True:
-                fn()
-                n += 1
-                dt = clock() - t0
-                if dt >= min_time:
-                    break
-            best[k] = min(best[k], dt / n)
+            best[k] = min(best[k], _loop(fn, clock or _clock, min_time))
     return best
 
 
