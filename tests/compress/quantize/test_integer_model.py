@@ -268,3 +268,16 @@ def test_quantized_models_save_and_load_bit_for_bit(tmp_path, integer_only):
         assert back.forward(x).tobytes() == im.forward(x).tobytes()
         got = {n: m.output_qparams for n, m in integer_layers(back)}
         assert got == {n: m.output_qparams for n, m in integer_layers(im)} and len(got) == 3
+
+
+def test_integer_model_builders_name_what_is_missing():
+    from refcomp.compress.quantize.integer_model import integer_model, qdq_model
+    from refcomp.quant import QParams
+
+    model = small_mlp(1)
+    qp = QParams(np.float32(0.1), np.array(0, np.uint8), "uint8")
+    codes = (np.zeros((16, 12), np.int8), np.ones(16, np.float32))
+    with pytest.raises(ValidationError, match="weights"):
+        integer_model(model, {"input": qp, "fc0": qp}, {"fc0": codes})       # fc1, fc2 have no codes
+    with pytest.raises(ValidationError, match="weights"):
+        qdq_model(model, {"relu0": qp}, {"relu0": qp}, {"relu0": codes})       # not a Conv2d / Linear

@@ -94,3 +94,18 @@ def test_lsq_step_gradient_where_defined():
     q2 = LSQQuantizer(128, 127, step=np.float64(1.0))
     q2.forward(np.array([0.3, -2.6]))
     np.testing.assert_array_equal(q2.backward(np.array([1.5, -2.0])), [1.5, -2.0])
+
+
+def test_bad_qat_inputs_are_named():
+    from refcomp.errors import ValidationError
+    from refcomp.nn import ReLU, Sequential
+
+    plain = Sequential(("fc", Linear(3, 2, rng=0)), ("relu", ReLU()))
+    with pytest.raises(ValidationError, match="model"):
+        to_integer(plain)                              # not a QAT model: no input quantizer, no FakeQuantized
+    with pytest.raises(ValidationError, match="model"):
+        train_qat(plain, (np.zeros((4, 3), np.float32), np.zeros(4, np.int64)))
+    with pytest.raises(ValidationError, match="data"):
+        FakeQuantized(np.zeros((2, 3), np.int8), PerChannelFakeQuant())
+    with pytest.raises(ValidationError, match="to_integer"):
+        FakeQuantized(np.zeros((2, 3), np.float32), PerChannelFakeQuant()).fields()   # never stored
