@@ -8,7 +8,7 @@ from . import blocks, init, losses, optim, regularizers, schedules
 from .blocks import residual_block, transformer_encoder_block
 from .fold import fold_batchnorm, fold_pair
 from .graph import Graph
-from .layers import (GELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Embedding, Flatten,
+from .layers import (GELU, AvgPool2d, BatchNorm1d, BertEmbeddings, BatchNorm2d, Conv2d, Dropout, Embedding, Flatten,
                      GlobalAvgPool2d, LayerNorm, LeakyReLU, Linear, MaxPool2d, ReLU, ReLU6, Sigmoid,
                      Tanh)
 from .layers import (Add, Concat, Constant, Div, MatMul, Mul, MultiHeadAttention, Reshape, Shape, Softmax,
@@ -21,7 +21,7 @@ from .train import evaluate, train
 __all__ = [
     "Module", "Parameter", "Sequential", "Graph", "HookHandle", "run_with_hooks", "LAYER_TYPES",
     "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU", "ReLU6", "GELU", "Tanh",
-    "Sigmoid", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten", "Dropout", "Embedding",
+    "Sigmoid", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten", "Dropout", "Embedding", "BertEmbeddings",
     "LeakyReLU", "Add", "Sub", "Mul", "Div", "Constant", "MatMul", "Softmax", "Concat", "Reshape",
     "Transpose", "Shape", "MultiHeadAttention",
     "residual_block", "transformer_encoder_block",

@@ -61,9 +61,10 @@ def transformer_encoder_block(d_model: int, num_heads: int, d_ff: int, *, eps: f
     eps : LayerNorm epsilon (BERT's 1e-12).
     approximate : the GELU form, "none" (erf, BERT) or "tanh".
     mask : whether the graph has the padding-mask input (inputs ["x", "mask"], else ["x"]).
-    rng : Generator or seed for the weights (attention, then fc1, fc2).
+    rng : Generator or seed for the weights (attention, then fc1, fc2); None gives
+        zero weights, to be loaded (refcomp.models.minilm_l6).
     """
-    g = as_rng(rng)
+    g = None if rng is None else as_rng(rng)
     m = Graph(inputs=["x", "mask"] if mask else ["x"])
     m.add("attn", MultiHeadAttention(d_model, num_heads, rng=g, dtype=dtype), *m.inputs)
     m.add("add1", Add(), "x", "attn")

@@ -63,9 +63,9 @@ from ..errors import DTypeError, ValidationError
 from ..formats.dynamic import DynamicQuantized
 from ..formats.qtensor import QTensor
 from ..nn.graph import Graph
-from ..nn.layers import (GELU, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, Concat, Conv2d, DequantizeLinear,
-                         Dropout, Embedding, Flatten, GlobalAvgPool2d, LayerNorm, Linear, MatMul, MaxPool2d, Mul,
-                         MultiHeadAttention, QuantizeLinear, ReLU, ReLU6, Reshape, Shape, Sigmoid, Softmax, Tanh,
+from ..nn.layers import (GELU, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, BertEmbeddings, Concat, Conv2d,
+                         DequantizeLinear, Dropout, Embedding, Flatten, GlobalAvgPool2d, LayerNorm, Linear, MatMul,
+                         MaxPool2d, Mul, MultiHeadAttention, QuantizeLinear, ReLU, ReLU6, Reshape, Shape, Sigmoid, Softmax, Tanh,
                          Transpose)
 from ..nn.module import Module, Sequential
 from ..ops.requantize import real_multiplier
@@ -399,6 +399,8 @@ def _float_layer(b: _Builder, layer, xs: list[str], name: str) -> str:
         return b.node("Mul", xs, name)
     if isinstance(layer, MatMul):
         return b.node("MatMul", xs, name)
+    if isinstance(layer, BertEmbeddings):
+        return _bert_embeddings(b, layer, x, name)
     if isinstance(layer, Embedding):
         table = np.ascontiguousarray(np.asarray(_check_weight(layer, name).to_dense(), np.float32))
         return b.node("Gather", [b.const(f"{name}.weight", table), x], name, axis=0)
@@ -415,6 +417,23 @@ def _float_layer(b: _Builder, layer, xs: list[str], name: str) -> str:
         return _attention(b, layer, xs, name)
     raise ValidationError(f"layer {name!r}", "a layer the exporter supports (docs/onnx.md, Export)",
                           type(layer).__name__)
+
+
+def _bert_embeddings(b: _Builder, layer: BertEmbeddings, ids: str, name: str) -> str:
+    """(word[ids] + token_type[0]) + position[Range(0, T)], refcomp/nn/layers/embedding.py's order."""
+    def table(emb, key):
+        w = np.ascontiguousarray(np.asarray(_check_weight(emb, f"{name}.{key}").to_dense(), np.float32))
+        return b.const(f"{name}.{key}.weight", w)
+
+    word = b.node("Gather", [table(layer.word, "word"), ids], f"{name}.word", axis=0)
+    segment = b.node("Gather", [table(layer.token_type, "token_type"), b.const(f"{name}.segment", np.int64(0))],
+                     f"{name}.token_type", axis=0)
+    t = b.node("Gather", [b.node("Shape", [ids], f"{name}.ids_shape"), b.const(f"{name}.time_axis", np.int64(1))],
+               f"{name}.length", axis=0)
+    positions = b.node("Range", [b.const(f"{name}.start", np.int64(0)), t, b.const(f"{name}.step", np.int64(1))],
+                       f"{name}.positions")
+    pos = b.node("Gather", [table(layer.position, "position"), positions], f"{name}.position", axis=0)
+    return b.node("Add", [b.node("Add", [word, segment], f"{name}.word_segment"), pos], name)
 
 
 def _attention(b: _Builder, layer: MultiHeadAttention, xs: list[str], name: str) -> str:

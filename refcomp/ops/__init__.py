@@ -10,6 +10,7 @@ from .conv_integer import conv_integer
 from .csr_matmul import csr_matmul
 from .dequantize_linear import dequantize_linear
 from .dynamic_quantize_linear import dynamic_quantize_linear
+from .erf import erf
 from .matmul_integer import matmul_integer
 from .qlinear_conv import qlinear_conv
 from .qlinear_matmul import qlinear_matmul
@@ -25,6 +26,7 @@ __all__ = [
     "quantize_linear",
     "dequantize_linear",
     "dynamic_quantize_linear",
+    "erf",
     "matmul_integer",
     "qlinear_matmul",
     "conv_integer",

@@ -6,7 +6,7 @@ from .attention import MultiHeadAttention
 from .constant import Constant
 from .conv import Conv2d
 from .dropout import Dropout
-from .embedding import Embedding
+from .embedding import BertEmbeddings, Embedding
 from .flatten import Flatten
 from .linear import Linear
 from .matmul import MatMul
@@ -20,4 +20,4 @@ __all__ = ["Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU"
            "GELU", "Tanh", "Sigmoid", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
            "Dropout", "Embedding", "Add", "Mul", "MatMul", "Softmax", "Concat", "Reshape", "Transpose",
            "Shape", "MultiHeadAttention", "QuantizeLinear", "DequantizeLinear",
-           "Sub", "Div", "LeakyReLU", "Constant"]
+           "Sub", "Div", "LeakyReLU", "Constant", "BertEmbeddings"]

@@ -26,11 +26,10 @@ import numpy as np
 from ...checks import float_tensor
 from ...errors import ShapeError, ValidationError
 from ...formats.qtensor import QTensor
+from ...ops import erf
 from ..module import Module, register_layer
 
 __all__ = ["ReLU", "ReLU6", "LeakyReLU", "Tanh", "Sigmoid", "GELU"]
-
-_erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 class _Elementwise(Module):
@@ -133,7 +132,7 @@ class Sigmoid(_Elementwise):
 
 @register_layer
 class GELU(_Elementwise):
-    """GELU, exact (erf, computed with math.erf per element) or approximate="tanh"."""
+    """GELU, exact (erf: refcomp.ops.erf, the C library's erf per element) or approximate="tanh"."""
 
     _C = math.sqrt(2.0 / math.pi)
 
@@ -152,7 +151,7 @@ class GELU(_Elementwise):
         if self.approximate == "tanh":
             t = np.tanh(self._C * (x + 0.044715 * x ** 3))
             return (0.5 * x * (1 + t)).astype(x.dtype, copy=False)
-        cdf = 0.5 * (1 + _erf(x / math.sqrt(2.0)))
+        cdf = 0.5 * (1 + erf(x / np.asarray(math.sqrt(2.0), x.dtype)))
         return (x * cdf).astype(x.dtype, copy=False)
 
     def backward(self, dy):
@@ -165,7 +164,7 @@ class GELU(_Elementwise):
             du = self._C * (1 + 3 * 0.044715 * x * x)
             d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
         else:
-            cdf = 0.5 * (1 + _erf(x / math.sqrt(2.0)))
+            cdf = 0.5 * (1 + erf(x / np.asarray(math.sqrt(2.0), x.dtype)))
             pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
             d = cdf + x * pdf
         return (dy * d).astype(dy.dtype, copy=False)

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ValidationError
-from .nn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
-from .nn.module import Sequential
+from ..errors import ValidationError
+from ..nn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
+from ..nn.module import Sequential
 
 __all__ = ["lenet_300_100", "lenet5", "digits_mlp", "MODELS", "build"]
 
