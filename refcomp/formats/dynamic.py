@@ -12,6 +12,11 @@ docs/gptq_and_ptq.md §6)::
     acc = MatMulInteger(q_x, q_wᵀ, z_x, z_w)         int32 [batch, out], exact
     y   = float32(acc) · float32(s_x · s_w[o])       float32 [batch, out]          (D1)
 
+With ``per_token=True`` each row of x (a token of a transformer) gets its own
+range: (q_x, s_x[b], z_x[b]) = refcomp.ops.dynamic_quantize_rows(x), MatMulInteger
+takes z_x as its per-row a_zero_point, and y[b, o] = float32(acc[b, o]) ·
+float32(s_x[b] · s_w[o])                                                      (D2)
+
 ``matmul`` returns y without a bias: the layer adds its float bias (Linear,
 Conv2d), as the graph's Add after the Mul does. Both ops run through
 refcomp.ops (one definition each: ONNX DynamicQuantizeLinear-11 and
@@ -40,7 +45,7 @@ import numpy as np
 
 from ..checks import float_array
 from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
-from ..ops import dynamic_quantize_linear, matmul_integer
+from ..ops import dynamic_quantize_linear, dynamic_quantize_rows, matmul_integer
 from .base import WeightFormat, check_field_names
 from .qtensor import QTensor
 
@@ -52,11 +57,16 @@ class DynamicQuantized(WeightFormat):
 
     weight : QTensor (out, in), dtype int8 or uint8, QParams per tensor or per
         output channel (axis 0), full or narrowed range.
+    per_token : quantize each input row with its own range (eq. D2) instead of
+        one range for the whole input (eq. D1).
     """
 
     trainable = False
 
-    def __init__(self, weight: QTensor):
+    def __init__(self, weight: QTensor, *, per_token: bool = False):
+        if not isinstance(per_token, (bool, np.bool_)):
+            raise DTypeError("per_token", "a bool", type(per_token).__name__)
+        self.per_token = bool(per_token)
         if not isinstance(weight, QTensor):
             raise DTypeError("weight", "a refcomp.formats.QTensor", type(weight).__name__)
         qp = weight.qparams
@@ -80,10 +90,14 @@ class DynamicQuantized(WeightFormat):
         return self.weight.to_dense()
 
     def matmul(self, x: np.ndarray) -> np.ndarray:
-        """y of eq. (D1) for x (batch, in): float32 (batch, out), no bias."""
+        """y of eq. (D1), or (D2) per token, for x (batch, in): float32 (batch, out), no bias."""
         x = float_array(x, "x", dtype=np.float32, ndim=2)
         if x.shape[1] != self.shape[1]:
             raise ShapeError("x", f"(batch, {self.shape[1]})", f"shape {x.shape}")
+        if self.per_token:
+            q_x, s_x, z_x = dynamic_quantize_rows(x)
+            acc = matmul_integer(q_x, self._codes_t, z_x, self._zero_point)
+            return acc.astype(np.float32) * (s_x[:, None] * self._scale)
         q_x, s_x, z_x = dynamic_quantize_linear(x)
         acc = matmul_integer(q_x, self._codes_t, z_x, self._zero_point)
         return acc.astype(np.float32) * (s_x * self._scale)
@@ -97,17 +111,26 @@ class DynamicQuantized(WeightFormat):
         return self.weight.storage_bits
 
     def fields(self) -> dict:
-        """The QTensor, stored as the part ``weight`` (refcomp.io.model_file)."""
+        """The QTensor, stored as the part ``weight`` (refcomp.io.model_file), and
+        ``per_token`` (a uint8 scalar 1) when the input is quantized per row."""
+        if self.per_token:
+            return {"weight": self.weight, "per_token": np.array(1, np.uint8)}
         return {"weight": self.weight}
 
     @classmethod
     def from_fields(cls, fields: dict) -> DynamicQuantized:
         """Inverse of :meth:`fields`; FileFormatError for anything it did not write."""
-        check_field_names(fields, {"weight"})
+        per_token = isinstance(fields, dict) and "per_token" in fields
+        check_field_names(fields, {"weight", "per_token"} if per_token else {"weight"})
+        if per_token:
+            flag = fields["per_token"]
+            if not isinstance(flag, np.ndarray) or flag.shape != () or flag.dtype != np.uint8 or flag != 1:
+                raise FileFormatError("fields['per_token']: expected the uint8 scalar 1")
         try:
-            return cls(fields["weight"])
+            return cls(fields["weight"], per_token=per_token)
         except ValidationError as exc:
             raise FileFormatError(f"fields: {exc}") from None
 
     def __repr__(self) -> str:
-        return f"DynamicQuantized(shape={self.shape}, {self.weight.qparams!r})"
+        tokens = ", per_token=True" if self.per_token else ""
+        return f"DynamicQuantized(shape={self.shape}, {self.weight.qparams!r}{tokens})"

@@ -221,8 +221,73 @@ def _float_compute(b: _Builder, layer, x: str, name: str) -> str:
     return b.node("Add", [y, b.const(f"{name}.bias", np.asarray(layer.bias.data, np.float32))], name)
 
 
+def _reduce(b: _Builder, op: str, x: str, name: str) -> str:
+    """Reduce{Min,Max} over the last axis of a matrix, kept as a column (axes: an attribute before opset 18)."""
+    if b.opset >= 18:
+        return b.node(op, [x, b.const(f"{name}.axes", np.asarray([1], np.int64))], name, keepdims=1)
+    return b.node(op, [x], name, axes=[1], keepdims=1)
+
+
+def _dynamic_rows(b: _Builder, x: str, name: str):
+    """refcomp.ops.dynamic_quantize_rows on the (M, K) matrix x, op for op in float32:
+    (codes uint8 (M, K), scale float32 (M, 1), zero point uint8 (M,))."""
+    f32 = lambda v, k: b.const(f"{name}.{k}", np.float32(v))   # noqa: E731
+    zero = f32(0, "zero")
+    r_max = b.node("Max", [_reduce(b, "ReduceMax", x, f"{name}.row_max"), zero], f"{name}.r_max")
+    r_min = b.node("Min", [_reduce(b, "ReduceMin", x, f"{name}.row_min"), zero], f"{name}.r_min")
+    span = b.node("Where", [b.node("Equal", [r_max, r_min], f"{name}.flat"), f32(1, "one"),
+                            b.node("Sub", [r_max, r_min], f"{name}.range")], f"{name}.span")
+    scale = b.node("Div", [span, f32(255, "qmax")], f"{name}.scale")
+    zp = b.node("Round", [b.node("Clip", [b.node("Sub", [zero, b.node("Div", [r_min, scale], f"{name}.min_steps")],
+                                                 f"{name}.zp_real"), zero, f32(255, "zp_max")], f"{name}.zp_clip")],
+                f"{name}.zp")
+    q = b.node("Clip", [b.node("Add", [b.node("Round", [b.node("Div", [x, scale], f"{name}.steps")], f"{name}.rounded"),
+                                       zp], f"{name}.shifted"), zero, f32(255, "q_max")], f"{name}.clipped")
+    u8 = b.onnx.TensorProto.UINT8
+    zp_rows = b.node("Reshape", [b.node("Cast", [zp], f"{name}.zp_u8", to=u8),
+                                 b.const(f"{name}.rows", np.asarray([-1], np.int64))], f"{name}.zp_rows")
+    return b.node("Cast", [q], f"{name}.codes", to=u8), scale, zp_rows
+
+
+def _dynamic_per_token(b: _Builder, layer, w: DynamicQuantized, x: str, name: str) -> str:
+    """Eq. D2 of refcomp.formats.dynamic: x as rows (M, K), per-row codes, MatMulInteger with the (M,)
+    zero point, y = f32(acc) · (s_x[:, None] · s_w), back to x's leading shape."""
+    qp = w.weight.qparams
+    o, k = w.shape
+    shape = b.node("Shape", [x], f"{name}.x_shape")
+    rows = b.node("Reshape", [x, b.const(f"{name}.as_rows", np.asarray([-1, k], np.int64))], f"{name}.x_rows")
+    q_x, s_x, z_x = _dynamic_rows(b, rows, f"{name}.x_q")
+    codes = np.ascontiguousarray(np.asarray(w.weight.data).astype(qp.dtype.np_dtype).T)
+    zp = np.asarray(qp.zero_point).astype(qp.dtype.np_dtype).reshape(-1)
+    zp = zp[:1].reshape(()) if np.all(zp == zp[0]) else np.ascontiguousarray(np.broadcast_to(zp, (o,)))
+    # Σ_k (a − z_a)(b − z_b) = Σ_k a·(b − z_b) − z_a · Σ_k (b − z_b): onnxruntime's MatMulInteger takes
+    # only a scalar a_zero_point, so the per-row one is applied after, exactly, in int32
+    acc = b.node("MatMulInteger", [q_x, b.const(f"{name}.weight_q", codes), b.const(f"{name}.zero_u8", np.uint8(0)),
+                                   b.const(f"{name}.weight_zero_point", zp)], f"{name}.acc_a")
+    col_sums = (codes.astype(np.int64) - zp.astype(np.int64)).sum(axis=0).astype(np.int32)
+    z_a = b.node("Cast", [z_x], f"{name}.zp_i32", to=b.onnx.TensorProto.INT32)
+    shift = b.node("Mul", [b.node("Unsqueeze", [z_a, b.const(f"{name}.col_axis", np.asarray([1], np.int64))],
+                                  f"{name}.zp_col"), b.const(f"{name}.weight_col_sums", col_sums)], f"{name}.zp_shift")
+    acc = b.node("Sub", [acc, shift], f"{name}.acc")
+    s_w = np.ascontiguousarray(np.broadcast_to(np.asarray(qp.scale, np.float32).reshape(-1), (o,)))
+    s = b.node("Mul", [s_x, b.const(f"{name}.weight_scale", s_w)], f"{name}.scale")
+    y = b.node("Mul", [b.node("Cast", [acc], f"{name}.acc_f", to=b.onnx.TensorProto.FLOAT), s], f"{name}.y")
+    if layer.bias is not None:
+        y = b.node("Add", [y, b.const(f"{name}.bias", np.asarray(layer.bias.data, np.float32))], f"{name}.biased")
+    lead = b.node("Slice", [shape, b.const(f"{name}.lead_start", np.asarray([0], np.int64)),
+                            b.const(f"{name}.lead_end", np.asarray([-1], np.int64))], f"{name}.lead")
+    out_shape = b.node("Concat", [lead, b.const(f"{name}.out_features", np.asarray([o], np.int64))],
+                       f"{name}.out_shape", axis=0)
+    return b.node("Reshape", [y, out_shape], name)
+
+
 def _dynamic(b: _Builder, layer, w: DynamicQuantized, x: str, name: str) -> str:
     """Dynamic quantization (eq. D1): DynamicQuantizeLinear, then the integer product and the float scaling."""
+    if w.per_token:
+        if b.style != "qoperator":
+            raise ValidationError(f"layer {name!r}", "style='qoperator' for per-token dynamic quantization "
+                                  "(QDQ has no per-row run-time scale)", repr(b.style))
+        return _dynamic_per_token(b, layer, w, x, name)
     qp = w.weight.qparams
     o = w.shape[0]
     is_conv = isinstance(layer, Conv2d)

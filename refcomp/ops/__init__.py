@@ -9,7 +9,7 @@ refcomp/ops/README.md; departures of other runtimes in docs/deviations.md.
 from .conv_integer import conv_integer
 from .csr_matmul import csr_matmul
 from .dequantize_linear import dequantize_linear
-from .dynamic_quantize_linear import dynamic_quantize_linear
+from .dynamic_quantize_linear import dynamic_quantize_linear, dynamic_quantize_rows
 from .erf import erf
 from .matmul_integer import matmul_integer
 from .qlinear_conv import qlinear_conv
@@ -26,6 +26,7 @@ __all__ = [
     "quantize_linear",
     "dequantize_linear",
     "dynamic_quantize_linear",
+    "dynamic_quantize_rows",
     "erf",
     "matmul_integer",
     "qlinear_matmul",

@@ -23,7 +23,7 @@ from .. import backend as _backend
 from ..checks import dtype_in, finite, numeric_array
 from ..errors import ShapeError
 
-__all__ = ["dynamic_quantize_linear"]
+__all__ = ["dynamic_quantize_linear", "dynamic_quantize_rows"]
 
 
 def dynamic_quantize_linear(x, *, backend="auto"):
@@ -42,3 +42,40 @@ def dynamic_quantize_linear(x, *, backend="auto"):
     zp = np.rint(np.clip(f32(0) - f32(r_min / scale), f32(0), f32(255)))
     y = np.clip(np.rint(x / scale) + zp, 0, 255)
     return y.astype(np.uint8), np.array(scale, np.float32), np.array(zp, np.uint8)
+
+
+def dynamic_quantize_rows(x, *, backend="auto"):
+    """DynamicQuantizeLinear applied to each row of x on its own ("per-token" dynamic quantization).
+
+    x float32 (M, K), finite, K >= 1. For every row m, eqs. DQ1–DQ3 with the
+    range of that row only, in the same float32 operations as
+    :func:`dynamic_quantize_linear`::
+
+        r_min[m] = min(0, min_k x[m, k]),  r_max[m] = max(0, max_k x[m, k])
+        y_scale[m] = (r_max[m] − r_min[m]) / 255  (1/255 when equal)
+        y_zero_point[m] = round(clip(−r_min[m] / y_scale[m], 0, 255))
+        y[m, k] = clip(round(x[m, k] / y_scale[m]) + y_zero_point[m], 0, 255)
+
+    Returns (y uint8 (M, K), y_scale float32 (M,), y_zero_point uint8 (M,)); row m
+    equals dynamic_quantize_linear(x[m]) exactly. A token whose activations are
+    small is no longer quantized with the step of the largest one in the batch
+    (the outlier features of transformers: Dettmers et al. 2022, LLM.int8(),
+    §3; Yao et al. 2022, ZeroQuant, §3 "token-wise quantization"). ONNX has no
+    such op; its graph form is ReduceMin/ReduceMax per row, then
+    QuantizeLinear with the (M,) scale on axis 0, and MatMulInteger takes the
+    (M,) zero point per row.
+    """
+    _backend.implementation("dynamic_quantize_linear", backend)
+    x = numeric_array(x, "x")
+    dtype_in(x, "x", (np.float32,))
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise ShapeError("x", "a (M, K) matrix with K >= 1 (each row's range defines its scale)", f"shape {x.shape}")
+    finite(x, "x")
+    f32 = np.float32
+    r_max = np.maximum(f32(0), x.max(axis=1, initial=-np.inf))
+    r_min = np.minimum(f32(0), x.min(axis=1, initial=np.inf))
+    span = np.where(r_max == r_min, f32(1), (r_max - r_min).astype(f32))
+    scale = (span / f32(255)).astype(f32)
+    zp = np.rint(np.clip(f32(0) - (r_min / scale).astype(f32), f32(0), f32(255)))
+    y = np.clip(np.rint(x / scale[:, None]) + zp[:, None], 0, 255)
+    return y.astype(np.uint8), scale, zp.astype(np.uint8)

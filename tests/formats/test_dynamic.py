@@ -44,6 +44,47 @@ def test_matmul_is_eq_d1(batch, n_in, out, symmetric, seed):
     np.testing.assert_array_equal(fmt.to_dense(), q.to_dense())
 
 
+def _d2_reference(x, q):
+    """Eq. (D2): eq. (D1) on each row alone, written out row by row."""
+    return np.concatenate([_d1_reference(row[None, :], q) for row in x])
+
+
+@settings(max_examples=40)
+@given(st.integers(1, 6), st.integers(1, 40), st.integers(1, 8), st.booleans(), st.integers(0, 2**32 - 1))
+def test_per_token_matmul_is_eq_d2(batch, n_in, out, symmetric, seed):
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((out, n_in)) * rng.uniform(0.01, 3)).astype(np.float32)
+    x = (rng.standard_normal((batch, n_in)) * rng.uniform(0.01, 10) + rng.uniform(-1, 1)).astype(np.float32)
+    x *= rng.uniform(0.01, 50, (batch, 1)).astype(np.float32)      # rows of very different ranges
+    q = _int8_weight(w, symmetric=symmetric, dtype="int8" if symmetric else "uint8")
+    y = DynamicQuantized(q, per_token=True).matmul(x)
+    np.testing.assert_array_equal(y, _d2_reference(x, q))
+
+
+def test_per_token_is_more_accurate_on_rows_of_different_ranges():
+    """The point of eq. (D2): a row of small activations keeps its resolution beside a large one."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((16, 64)).astype(np.float32)
+    x = rng.standard_normal((8, 64)).astype(np.float32)
+    x[0] *= 100                                                   # one outlier token
+    q = _int8_weight(w)
+    exact = x @ q.to_dense().T
+    err = {pt: np.abs(DynamicQuantized(q, per_token=pt).matmul(x) - exact)[1:].max() for pt in (False, True)}
+    assert err[True] < err[False] / 20
+
+
+def test_per_token_fields_round_trip_and_bad_flags():
+    q = _int8_weight(np.random.default_rng(1).standard_normal((4, 6)).astype(np.float32))
+    f = DynamicQuantized(q, per_token=True)
+    back = DynamicQuantized.from_fields(f.fields())
+    assert back.per_token and "per_token=True" in repr(back)
+    assert not DynamicQuantized.from_fields(DynamicQuantized(q).fields()).per_token
+    with pytest.raises(FileFormatError, match="per_token"):
+        DynamicQuantized.from_fields({"weight": q, "per_token": np.array(2, np.uint8)})
+    with pytest.raises(DTypeError, match="per_token"):
+        DynamicQuantized(q, per_token="yes")
+
+
 @pytest.mark.parametrize("stride, padding, dilation", [(1, 0, 1), (1, 2, 1), (2, 1, 1), (1, 1, 2)])
 def test_conv2d_with_the_format_equals_conv_integer_of_the_quantized_input(stride, padding, dilation):
     """Every input pixel lies in a receptive field here, so the im2col rows have the range of x (with 0)."""

@@ -305,6 +305,23 @@ def test_dynamic_qoperator_bit_exact(case):
     np.testing.assert_array_equal(run_ort(proto, x)[0], y)
 
 
+def test_dynamic_per_token_qoperator_bit_exact():
+    """Per-token dynamic quantization (eq. D2) as ReduceMin/Max, Div, Round, Clip and MatMulInteger
+    with the per-row zero point applied after: bit for bit in onnx.reference and onnxruntime."""
+    build, data, shape = CASES["mlp"]
+    x = data()
+    x[3] *= 40                                         # one row far wider than the others
+    dm, _ = quantize_dynamic(build(), per_token=True)
+    proto = _exported(dm, "qoperator", shape)
+    ops = [n.op_type for n in proto.graph.node]
+    assert "DynamicQuantizeLinear" not in ops and ops.count("MatMulInteger") == 2
+    y = dm.forward(x)
+    np.testing.assert_array_equal(run_ref(proto, x)[0], y)
+    np.testing.assert_array_equal(run_ort(proto, x)[0], y)
+    with pytest.raises(ValidationError, match="qoperator"):
+        _exported(dm, "qdq", shape)
+
+
 @pytest.mark.parametrize("case", ["mlp", "lenet5"])
 def test_dynamic_qdq_within_float_sum_bound(case):
     """QDQ form (DynamicQuantizeLinear -> DequantizeLinear -> float op): exact products, float32 sums.

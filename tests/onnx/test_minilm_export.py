@@ -6,9 +6,12 @@ Bounds, on the last hidden state of 4 sentences (measured in the comments):
   Softmax and LayerNormalization are its own kernels, and 6 layers add their roundings.
 - dynamic QOperator: onnx.reference equals refcomp bit for bit (the same float32
   operations, integer products exact); onnxruntime (exact integer products with
-  session.x64quantprecision=1) within 1e-3 relative: a float difference of one ulp
-  before a DynamicQuantizeLinear can move a code by one, which the layers after it
-  carry along; the sentence embeddings agree to a cosine of 1 − 1e-5.
+  session.x64quantprecision=1): a float difference of one ulp before the
+  activations are quantized can move a code by one, which the layers after it
+  carry along. Per tensor the hidden states stay within 1e-3 relative; per token
+  (one range per token, so a token's codes move together) only the sentence
+  embeddings are bounded: cosine ≥ 1 − 1e-3 to refcomp's. On Linear layers alone
+  the export is bit-exact in onnxruntime too (tests/onnx/test_export.py).
 """
 
 import numpy as np
@@ -57,15 +60,22 @@ def test_float_export_runs_in_onnxruntime(minilm_model, feeds):
     assert _rel(got, y) <= 1e-5                    # measured 8.1e-7
 
 
-def test_dynamic_qoperator_export(minilm_model, feeds):
-    q, _ = quantize_dynamic(minilm_model)
+@pytest.mark.parametrize("per_token", [False, True])
+def test_dynamic_qoperator_export(minilm_model, feeds, per_token):
+    q, _ = quantize_dynamic(minilm_model, per_token=per_token)
     proto = _export(q, feeds, "qoperator")
     ops = [n.op_type for n in proto.graph.node]
-    assert ops.count("MatMulInteger") == 36 and ops.count("DynamicQuantizeLinear") == 36
+    assert ops.count("MatMulInteger") == 36
+    assert ops.count("DynamicQuantizeLinear") == (0 if per_token else 36)
     y = q(feeds["input_ids"], feeds["attention_mask"])
     assert np.array_equal(ReferenceEvaluator(proto).run(None, feeds)[0], y)
     got = _session(proto, exact=True).run(None, feeds)[0]
-    assert _rel(got, y) <= 1e-3                    # measured 2.4e-7 (no code moved here)
+    # hidden states: measured 2.4e-7 per tensor; per token 1.4e-2 (one range per token: a float
+    # difference upstream moves codes of a token more often, and a token's values move together)
+    if not per_token:
+        assert _rel(got, y) <= 1e-3                    # measured 2.4e-7 (no code moved here)
     mask = feeds["attention_mask"]
     cos = (mean_pool(got, mask) * mean_pool(y, mask)).sum(axis=1)
-    assert cos.min() >= 1 - 1e-5
+    # measured 1 − 6e-8 per tensor; 1 − 5e-4 per token (about half the quantization error itself:
+    # each token's codes are re-drawn from its own range after every float difference)
+    assert cos.min() >= 1 - (1e-3 if per_token else 1e-5)

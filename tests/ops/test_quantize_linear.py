@@ -144,3 +144,22 @@ def test_dynamic_quantize_covers_the_data_and_zero(seed, shape):
 def test_dynamic_quantize_constant_zero_tensor():
     y, s, z = dynamic_quantize_linear(np.zeros(4, np.float32))
     assert s == np.float32(1) / np.float32(255) and z == 0 and np.all(y == 0)
+
+
+def test_dynamic_quantize_rows_is_dq1_to_dq3_on_each_row():
+    """Each row written out with eqs. DQ1–DQ3 in float32, scalar by scalar."""
+    from refcomp.ops import dynamic_quantize_rows
+
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((6, 9)) * rng.uniform(0.01, 30, (6, 1))).astype(np.float32)
+    x[2] = 0                                   # a flat row: scale 1/255, zero point 0
+    x[4] = np.abs(x[4])                        # a row without negatives: zero point 0
+    y, scale, zp = dynamic_quantize_rows(x)
+    f32 = np.float32
+    for m, row in enumerate(x):
+        hi, lo = max(f32(0), row.max()), min(f32(0), row.min())
+        s = f32(f32(1) / f32(255)) if hi == lo else f32(f32(hi - lo) / f32(255))
+        z = np.rint(np.clip(f32(0) - f32(lo / s), 0, 255))
+        assert scale[m] == s and zp[m] == z
+        np.testing.assert_array_equal(y[m], np.clip(np.rint(row / s) + z, 0, 255).astype(np.uint8))
+    assert y.dtype == zp.dtype == np.uint8 and scale.dtype == np.float32

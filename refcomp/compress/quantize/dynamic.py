@@ -29,16 +29,21 @@ from .model_graph import prepare
 __all__ = ["dynamic_weight", "quantize_dynamic"]
 
 
-def dynamic_weight(w) -> DynamicQuantized:
-    """The int8 per-output-channel weight of eq. (D1) for ``w`` (out, ...), held as its (out, rest) matrix."""
+def dynamic_weight(w, *, per_token: bool = False) -> DynamicQuantized:
+    """The int8 per-output-channel weight of eq. (D1) (or D2, ``per_token``) for ``w`` (out, ...),
+    held as its (out, rest) matrix."""
     w2 = np.asarray(w, dtype=np.float32).reshape(len(w), -1)
     qp = choose_qparams(w2.min(axis=1), w2.max(axis=1), "int8", symmetric=True, restricted_range=True, axis=0)
-    return DynamicQuantized(QTensor.quantize(w2, qp))
+    return DynamicQuantized(QTensor.quantize(w2, qp), per_token=per_token)
 
 
-def quantize_dynamic(model) -> tuple[Module, dict]:
+def quantize_dynamic(model, *, per_token: bool = False) -> tuple[Module, dict]:
     """(a copy of ``model`` (BatchNorm folded) whose Conv2d / Linear layers hold DynamicQuantized weights,
     report {layer name: {"shape", "bytes", "float_bytes"}}).
+
+    per_token : quantize each input row (a transformer's token) with its own
+        range (refcomp.formats.dynamic, eq. D2) instead of one range per call.
+        Only for Linear layers: a convolution's rows are receptive fields, not tokens.
 
     Any refcomp.nn graph; a grouped Conv2d (groups > 1) raises ValidationError
     (its product is not one matrix product with the weight). ``model`` is not modified.
@@ -48,8 +53,10 @@ def quantize_dynamic(model) -> tuple[Module, dict]:
     for name, layer in m.named_modules():
         if isinstance(layer, Conv2d) and layer.groups != 1:
             raise ValidationError(f"layer {name!r}", "groups=1 for dynamic quantization", layer.groups)
+        if isinstance(layer, Conv2d) and per_token:
+            raise ValidationError(f"layer {name!r}", "Linear layers only for per_token=True", "a Conv2d")
         if isinstance(layer, (Conv2d, Linear)):
             w = layer.weight.to_dense()
-            layer.weight = dynamic_weight(w)
+            layer.weight = dynamic_weight(w, per_token=per_token)
             report[name] = {"shape": list(w.shape), "bytes": int(layer.weight.nbytes), "float_bytes": int(w.nbytes)}
     return m, report
