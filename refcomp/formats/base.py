@@ -32,6 +32,12 @@ class WeightFormat(abc.ABC):
         Formats override this with a cheaper computation (sparse, factorized ...)."""
         return x @ self.to_dense().T
 
+    def take_rows(self, idx) -> np.ndarray:
+        """Rows ``idx`` (any integer shape) of the dense weight: ``to_dense()[idx]``, float32
+        idx.shape + shape[1:] (an embedding lookup). Formats that can decode only those rows
+        override it, with the same values."""
+        return self.to_dense()[idx]
+
     @property
     @abc.abstractmethod
     def nbytes(self) -> int:

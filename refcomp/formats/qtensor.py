@@ -100,6 +100,22 @@ class QTensor(WeightFormat):
         """The float32 weight ``(data - zero_point)·scale`` (eq. 2)."""
         return dequantize(self.data, self.qparams)
 
+    def take_rows(self, idx) -> np.ndarray:
+        """``to_dense()[idx]``, decoding only the rows looked up when the QParams are per tensor or per
+        row (axis 0): an int8 embedding table stays int8 in memory. Same eq. 2, same values."""
+        qp = self.qparams
+        idx = np.asarray(idx)
+        if len(self.shape) < 2 or qp.block_size or not (qp.per_tensor or (qp.axis or 0) % len(self.shape) == 0):
+            return self.to_dense()[idx]
+        flat = idx.reshape(-1)
+        if qp.per_tensor:
+            sub = qp
+        else:
+            zp = None if qp.zero_point is None else qp.zero_point[flat]
+            sub = QParams(qp.scale[flat], zp, qp.dtype.name, axis=0, qmin=qp.qmin, qmax=qp.qmax)
+        rows = dequantize(self.data[flat], sub)
+        return rows.reshape(idx.shape + self.shape[1:])
+
     def matmul(self, x: np.ndarray) -> np.ndarray:
         """``x @ W2.T`` with W2 the dequantized ``(out, rest)`` matrix; x: (batch, rest)."""
         w = self.to_dense()

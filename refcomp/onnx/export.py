@@ -467,8 +467,7 @@ def _float_layer(b: _Builder, layer, xs: list[str], name: str) -> str:
     if isinstance(layer, BertEmbeddings):
         return _bert_embeddings(b, layer, x, name)
     if isinstance(layer, Embedding):
-        table = np.ascontiguousarray(np.asarray(_check_weight(layer, name).to_dense(), np.float32))
-        return b.node("Gather", [b.const(f"{name}.weight", table), x], name, axis=0)
+        return _lookup(b, layer, x, name)
     if isinstance(layer, Reshape):
         target = xs[1] if len(xs) > 1 else b.const(f"{name}.shape", np.asarray(layer.shape, np.int64))
         return b.node("Reshape", [x, target], name)
@@ -484,20 +483,45 @@ def _float_layer(b: _Builder, layer, xs: list[str], name: str) -> str:
                           type(layer).__name__)
 
 
+def _lookup(b: _Builder, layer: Embedding, ids: str, name: str) -> str:
+    """Gather rows ``ids`` of an Embedding's table. A QTensor table quantized per row (or per tensor)
+    stays integer in the file: Gather the codes and the rows' scales, then eq. 2 as
+    refcomp.ops.dequantize_linear computes it: f32(q − z) · s."""
+    w = _check_weight(layer, name)
+    qp = getattr(w, "qparams", None)
+    if not isinstance(w, QTensor) or qp.block_size or qp.dtype.name not in ("int8", "uint8") or not (
+            qp.per_tensor or qp.axis % 2 == 0):
+        table = np.ascontiguousarray(np.asarray(w.to_dense(), np.float32))
+        return b.node("Gather", [b.const(f"{name}.weight", table), ids], name, axis=0)
+    codes = b.node("Gather", [b.const(f"{name}.weight_q", np.ascontiguousarray(w.data)), ids], f"{name}.codes", axis=0)
+    d = codes
+    if np.any(qp.zero_point != 0):
+        zp = np.asarray(qp.zero_point).astype(np.int32)
+        z = b.const(f"{name}.zero_point", zp) if qp.per_tensor else b.node(
+            "Gather", [b.const(f"{name}.zero_point", zp), ids], f"{name}.row_zero_point", axis=0)
+        if not qp.per_tensor:
+            z = b.node("Unsqueeze", [z, b.const(f"{name}.z_axis", np.asarray([-1], np.int64))], f"{name}.z_col")
+        d = b.node("Sub", [b.node("Cast", [codes], f"{name}.codes_i32", to=b.onnx.TensorProto.INT32), z],
+                   f"{name}.centred")
+    d = b.node("Cast", [d], f"{name}.codes_f", to=b.onnx.TensorProto.FLOAT)
+    scale = np.asarray(qp.scale, np.float32)
+    if qp.per_tensor:
+        s = b.const(f"{name}.scale", scale.reshape(()))
+    else:
+        s = b.node("Unsqueeze", [b.node("Gather", [b.const(f"{name}.scale", scale), ids], f"{name}.row_scale", axis=0),
+                                 b.const(f"{name}.s_axis", np.asarray([-1], np.int64))], f"{name}.s_col")
+    return b.node("Mul", [d, s], name)
+
+
 def _bert_embeddings(b: _Builder, layer: BertEmbeddings, ids: str, name: str) -> str:
     """(word[ids] + token_type[0]) + position[Range(0, T)], refcomp/nn/layers/embedding.py's order."""
-    def table(emb, key):
-        w = np.ascontiguousarray(np.asarray(_check_weight(emb, f"{name}.{key}").to_dense(), np.float32))
-        return b.const(f"{name}.{key}.weight", w)
-
-    word = b.node("Gather", [table(layer.word, "word"), ids], f"{name}.word", axis=0)
-    segment = b.node("Gather", [table(layer.token_type, "token_type"), b.const(f"{name}.segment", np.int64(0))],
-                     f"{name}.token_type", axis=0)
+    word = _lookup(b, layer.word, ids, f"{name}.word")
+    segment = _lookup(b, layer.token_type, b.const(f"{name}.segment", np.int64(0)), f"{name}.token_type")
     t = b.node("Gather", [b.node("Shape", [ids], f"{name}.ids_shape"), b.const(f"{name}.time_axis", np.int64(1))],
                f"{name}.length", axis=0)
     positions = b.node("Range", [b.const(f"{name}.start", np.int64(0)), t, b.const(f"{name}.step", np.int64(1))],
                        f"{name}.positions")
-    pos = b.node("Gather", [table(layer.position, "position"), positions], f"{name}.position", axis=0)
+    pos = _lookup(b, layer.position, positions, f"{name}.position")
     return b.node("Add", [b.node("Add", [word, segment], f"{name}.word_segment"), pos], name)
 
 

@@ -209,6 +209,14 @@ class QParams:
     def __setattr__(self, name, value):
         raise AttributeError("QParams is immutable")
 
+    # immutable, with read-only arrays: a copy may share this object (copy.deepcopy of a model
+    # would otherwise rebuild it through __setattr__)
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
     # ---- the integer range -------------------------------------------------
     @property
     def qmin(self):

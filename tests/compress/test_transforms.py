@@ -15,6 +15,7 @@ from refcomp.compress.prune.model import masked_fine_tune, prune_model
 from refcomp.compress.prune.structured import apply_structured, shrink
 from refcomp.compress.quantize.cle_model import equalize_model
 from refcomp.compress.quantize.dynamic import quantize_dynamic
+from refcomp.compress.quantize.embedding import quantize_embeddings
 from refcomp.compress.quantize.lowbit_model import prepare_lowbit
 from refcomp.compress.quantize.ptq import quantize_static
 from refcomp.compress.quantize.qat import prepare_qat, to_integer
@@ -39,6 +40,7 @@ TRANSFORMS = {
     "quantize_weights rtn": lambda m: quantize_weights(m, bits=4),
     "quantize_weights gptq": lambda m: quantize_weights(m, bits=4, method="gptq", calibration_x=X),
     "quantize_dynamic": quantize_dynamic,
+    "quantize_embeddings": quantize_embeddings,
     "quantize_static": lambda m: quantize_static(m, X, equalize=True, bias_correction=True),
     "prepare_qat": lambda m: prepare_qat(m, X),
     "to_integer": lambda m: to_integer(prepare_qat(m, X)[0]),

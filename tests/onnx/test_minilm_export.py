@@ -79,3 +79,16 @@ def test_dynamic_qoperator_export(minilm_model, feeds, per_token):
     # measured 1 − 6e-8 per tensor; 1 − 5e-4 per token (about half the quantization error itself:
     # each token's codes are re-drawn from its own range after every float difference)
     assert cos.min() >= 1 - (1e-3 if per_token else 1e-5)
+
+
+def test_int8_embeddings_export_as_int8_tables(minilm_model, feeds):
+    """Per-row int8 tables stay int8 in the file (Gather codes and scales) and compute the same floats."""
+    from refcomp.compress.quantize.embedding import quantize_embeddings
+
+    q, _ = quantize_embeddings(quantize_dynamic(minilm_model, per_token=True)[0])
+    proto = _export(q, feeds, "qoperator")
+    tables = [i for i in proto.graph.initializer if i.name.endswith(".weight_q") and "embeddings" in i.name]
+    assert len(tables) == 3 and all(t.data_type == onnx.TensorProto.INT8 for t in tables)
+    assert proto.ByteSize() < 25e6                  # 90 MB in float
+    y = q(feeds["input_ids"], feeds["attention_mask"])
+    assert np.array_equal(ReferenceEvaluator(proto).run(None, feeds)[0], y)

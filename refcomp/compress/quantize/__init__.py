@@ -14,7 +14,8 @@ These work on NumPy arrays only. Whole refcomp.nn models (import the module):
 - bias_correction_model  empirical bias correction from a layer's calibration inputs
 - integer_model   the integer-only model: layers holding QTensor weights and activation qparams
 - simulate        an integer-only model's output codes computed by float layers (the same codes)
-- dynamic         dynamic quantization (activations quantized per batch)
+- dynamic         dynamic quantization (activations quantized per batch or per token)
+- embedding       int8 embedding tables, one scale per row
 - weight_only     int8 / int4-group weight-only models by RTN or GPTQ
 - qat             quantization-aware training (observers or LSQ), export to integer
 - lowbit_model    binary / ternary models retrained with the STE

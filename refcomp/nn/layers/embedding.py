@@ -42,7 +42,7 @@ class Embedding(Module):
             raise ValidationError("idx", f"values in [0, {self.num_embeddings})",
                                   f"range [{idx.min()}, {idx.max()}]")
         self._idx = idx
-        return self.weight.to_dense()[idx]
+        return self.weight.take_rows(idx)
 
     def backward(self, dy):
         self._require_forward(self._idx)
