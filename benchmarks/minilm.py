@@ -155,7 +155,8 @@ def main(argv=None) -> int:
         row["x_ort_fp32"] = best[row["variant"]] / ort_fp32
 
     print(f"machine: {machine()}")
-    print(f"sentences: {n}; latency: one [32, 128] batch, 1 thread, CPU time, best of {args.rounds} interleaved")
+    rounds = 2 if args.quick else args.rounds
+    print(f"sentences: {n}; latency: one [32, 128] batch, 1 thread, CPU time, best of {rounds} interleaved")
     head = "| variant | cos mean | cos min | NN@10 | NN@10 unpadded | MB | ms | × ORT int8 | × ORT fp32 |"
     print(head)
     print("|" + " --- |" * (head.count("|") - 1))

@@ -24,6 +24,7 @@ COMMANDS = {
     "train": "refcomp.cli.train",
     "compress": "refcomp.cli.compress",
     "diff": "refcomp.cli.diff",
+    "embed": "refcomp.cli.embed",
 }
 
 

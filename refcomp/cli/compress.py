@@ -30,6 +30,15 @@ quantize_weights(bits=8 / 4, group_size=--group-size) (int4 codes are not
 exported: the QDQ export writes 8-bit initializers). Prints the float and the
 quantized accuracy on the test part and the file sizes.
 
+all-MiniLM-L6-v2 (``--model minilm``): the pretrained sentence encoder
+compressed by a named recipe (refcomp.pipelines.minilm.RECIPES), written as
+``<out>/model.rcm`` for ``refcomp embed --model-file``; ``--export`` also
+writes it as ONNX (QOperator for the dynamic recipes). With ``--golden`` (the
+folder of golden.npz, default ../shared/data/minilm when present) it is scored
+on the golden sentences (cosine to the fp32 reference, NN@10)::
+
+    refcomp compress --model minilm --recipe w8a8-dynamic-per-token --out r --export r/minilm.onnx
+
 Config (TOML, optional): top-level keys of PipelineConfig override the
 model's preset, e.g.::
 
@@ -64,6 +73,7 @@ from ..compress.quantize.ptq import quantize_static
 from ..compress.quantize.weight_only import quantize_weights
 from ..errors import FileFormatError, ValidationError
 from ..io import load_model, save_model
+from ..models.minilm_l6 import embed, minilm
 from ..nn.train import evaluate, train
 from ..pipelines.deep_compression import (
     PRESETS,
@@ -71,6 +81,8 @@ from ..pipelines.deep_compression import (
     run_pipeline,
     write_report,
 )
+from ..pipelines.minilm import RECIPES as MINILM_RECIPES
+from ..pipelines.minilm import compress_minilm, score
 from .diff import load_split
 
 HELP = "Deep Compression (prune, retrain, cluster, fine-tune centroids, Huffman) with a Markdown report"
@@ -90,8 +102,8 @@ ONNX_RECIPES = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="lenet300", choices=sorted(_ALIASES),
-                        help="reference model (lenet300 = LeNet-300-100)")
+    parser.add_argument("--model", default="lenet300", choices=sorted(_ALIASES) + ["minilm"],
+                        help="reference model (lenet300 = LeNet-300-100; minilm = all-MiniLM-L6-v2, with --recipe)")
     parser.add_argument("--data", default=None, choices=["mnist", "digits"],
                         help="default: digits for digits_mlp, else mnist (8,000 / 2,000 seed-0 split)")
     parser.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
@@ -108,7 +120,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     onnx = parser.add_argument_group("ONNX models (instead of --model)")
     onnx.add_argument("--onnx", default=None, metavar="FILE",
                       help="quantize this float ONNX model by --recipe (--data: its inputs and labels)")
-    onnx.add_argument("--recipe", default=None, choices=sorted(ONNX_RECIPES), help="quantization recipe")
+    onnx.add_argument("--recipe", default=None, choices=sorted(set(ONNX_RECIPES) | set(MINILM_RECIPES)),
+                      help=f"quantization recipe: {', '.join(sorted(ONNX_RECIPES))} for --onnx; "
+                           f"{', '.join(sorted(MINILM_RECIPES))} for --model minilm")
+    onnx.add_argument("--golden", default=None, metavar="DIR",
+                      help="--model minilm: score on this folder's golden.npz (default ../shared/data/minilm if present)")
     onnx.add_argument("--calibration", type=int, default=500,
                       help="calibration inputs (the first N of the training part; default 500)")
     onnx.add_argument("--group-size", type=int, default=None,
@@ -143,8 +159,8 @@ def _quantize(model, recipe, calibration_x, group_size):
 
 def run_onnx(args) -> int:
     """The ONNX route: load, quantize by the recipe, evaluate, save (and export)."""
-    if args.recipe is None:
-        raise ValidationError("--recipe", f"one of {', '.join(sorted(ONNX_RECIPES))} with --onnx", None)
+    if args.recipe not in ONNX_RECIPES:
+        raise ValidationError("--recipe", f"one of {', '.join(sorted(ONNX_RECIPES))} with --onnx", args.recipe)
     if args.calibration < 1:
         raise ValidationError("--calibration", "an int >= 1", args.calibration)
     if args.group_size is not None and args.recipe not in ("weight-only-w8", "weight-only-w4"):
@@ -181,10 +197,54 @@ def run_onnx(args) -> int:
     return 0
 
 
+def run_minilm(args) -> int:
+    """all-MiniLM-L6-v2 by a recipe: compress, save, (export), score on the golden set."""
+    if args.recipe not in MINILM_RECIPES:
+        raise ValidationError("--recipe", f"one of {', '.join(sorted(MINILM_RECIPES))} with --model minilm",
+                              args.recipe)
+    for flag in ("onnx", "group_size", "config", "baseline", "data"):
+        if getattr(args, flag) is not None:
+            raise ValidationError(f"--{flag.replace('_', '-')}", "not with --model minilm", getattr(args, flag))
+    golden = Path(args.golden) if args.golden else Path(__file__).resolve().parents[3] / "shared" / "data" / "minilm"
+    if args.golden and not (golden / "golden.npz").is_file():
+        raise ValidationError("--golden", "a folder holding golden.npz", repr(args.golden))
+    if args.export and Path(args.export).suffix != ".onnx":
+        raise ValidationError("--export", "a path ending in .onnx", repr(args.export))
+    if args.export and not (Path(args.export).resolve().parent.is_dir()
+                            or Path(args.export).resolve().parent == Path(args.out).resolve()):
+        raise ValidationError("--export", "a file in an existing folder", repr(args.export))
+    say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    fp32 = minilm()
+    model, _ = compress_minilm(fp32, args.recipe)
+    path = save_model(model, out / MODEL_FILE, format="compact", metadata={"model": "all-MiniLM-L6-v2",
+                                                                          "recipe": args.recipe})
+    say(f"all-MiniLM-L6-v2, recipe {args.recipe} ({MINILM_RECIPES[args.recipe][1]}): "
+        f"{Path(path).stat().st_size / 1e6:.1f} MB -> {path} ({time.perf_counter() - t:.1f} s)")
+    if args.export:
+        shapes = {"input_ids": (1, 128), "attention_mask": (1, 128)}
+        rc_onnx.export(model, args.export, style="float" if args.recipe == "fp32" else "qoperator",
+                       input_shape=shapes, input_dtypes={k: "int64" for k in shapes})
+        say(f"ONNX export: {args.export} ({Path(args.export).stat().st_size / 1e6:.1f} MB)")
+    if (golden / "golden.npz").is_file():
+        import numpy as np
+
+        with np.load(golden / "golden.npz", allow_pickle=False) as z:
+            ids, mask, ref = z["input_ids"], z["attention_mask"], z["embeddings"]
+        s = score(embed(model, input_ids=ids, attention_mask=mask), ref)
+        say(f"on the {len(ref)} golden sentences (batches of 32 padded to 128): cosine to fp32 mean "
+            f"{s['cos_mean']:.5f}, min {s['cos_min']:.5f}, NN@10 {s['nn10']:.3f}")
+    return 0
+
+
 def run(args) -> int:
+    if args.model == "minilm":
+        return run_minilm(args)
     if args.onnx is not None:
         return run_onnx(args)
-    for flag in ("recipe", "export", "group_size"):
+    for flag in ("recipe", "export", "group_size", "golden"):
         if getattr(args, flag) is not None:
             raise ValidationError(f"--{flag.replace('_', '-')}", "--onnx (it belongs to the ONNX route)", "no --onnx")
     name = _ALIASES[args.model]

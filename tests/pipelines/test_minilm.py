@@ -1,0 +1,50 @@
+"""refcomp.pipelines.minilm: the scores by their definitions (scipy as the oracle), and each recipe's floor."""
+
+import numpy as np
+import pytest
+
+from refcomp.errors import ShapeError, ValidationError
+from refcomp.models.minilm_l6 import embed
+from refcomp.pipelines.minilm import RECIPES, compress_minilm, cosine_rows, nn_at_k, score
+
+N = 32
+
+
+def test_cosine_and_nn_at_k_against_scipy():
+    spatial = pytest.importorskip("scipy.spatial.distance")
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((40, 8))
+    e = ref + 0.3 * rng.standard_normal((40, 8))
+    want_cos = 1 - np.array([spatial.cosine(a, b) for a, b in zip(e, ref)])
+    np.testing.assert_allclose(cosine_rows(e, ref), want_cos, rtol=1e-12)
+    d_e, d_r = spatial.squareform(spatial.pdist(e, "cosine")), spatial.squareform(spatial.pdist(ref, "cosine"))
+    np.fill_diagonal(d_e, np.inf)
+    np.fill_diagonal(d_r, np.inf)
+    kept = [len(set(np.argsort(d_e[i])[:5]) & set(np.argsort(d_r[i])[:5])) / 5 for i in range(40)]
+    assert nn_at_k(e, ref, 5) == pytest.approx(np.mean(kept))
+    assert nn_at_k(ref, ref, 5) == 1.0 and score(ref, ref)["cos_min"] == pytest.approx(1.0)
+
+
+def test_bad_shapes():
+    with pytest.raises(ShapeError, match="embeddings"):
+        cosine_rows(np.ones((3, 4)), np.ones((3, 5)))
+    with pytest.raises(ShapeError, match="k=10"):
+        nn_at_k(np.ones((5, 4)), np.ones((5, 4)))
+    with pytest.raises(ValidationError, match="recipe"):
+        compress_minilm(None, "w3a3")
+
+
+#: each recipe's floor on the first golden batch (cosine to the fp32 golden embeddings; measured on all
+#: 512 in docs/minilm.md): the issue's targets for dynamic W8A8 are mean >= 0.995 and min >= 0.99
+FLOORS = {"fp32": (0.99999, 0.99999), "w8a8-dynamic": (0.99, 0.975), "w8a8-dynamic-per-token": (0.998, 0.995),
+          "w8a8-dynamic-per-token-int8-emb": (0.998, 0.995)}
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_recipe_floor(recipe, minilm_model, minilm_golden):
+    model, _ = compress_minilm(minilm_model, recipe)
+    e = embed(model, input_ids=minilm_golden["input_ids"][:N], attention_mask=minilm_golden["attention_mask"][:N])
+    cos = cosine_rows(e, minilm_golden["embeddings"][:N])
+    mean, low = FLOORS[recipe]
+    assert cos.mean() >= mean and cos.min() >= low
+    assert set(FLOORS) == set(RECIPES)
