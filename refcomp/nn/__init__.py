@@ -14,12 +14,12 @@ from .layers import (GELU, AvgPool2d, BatchNorm1d, BertEmbeddings, BatchNorm2d, 
 from .layers import (Add, Concat, Constant, Div, MatMul, Mul, MultiHeadAttention, Reshape, Shape, Softmax,
                      Sub, Transpose)
 from .losses import CrossEntropyLoss, KLDivLoss, MSELoss
-from .module import LAYER_TYPES, HookHandle, Module, Parameter, Sequential, run_with_hooks
+from .module import LAYER_TYPES, HookHandle, Module, Parameter, Sequential, run_batch, run_with_hooks
 from .optim import SGD, Adam, AdamW
 from .train import evaluate, train
 
 __all__ = [
-    "Module", "Parameter", "Sequential", "Graph", "HookHandle", "run_with_hooks", "LAYER_TYPES",
+    "Module", "Parameter", "Sequential", "Graph", "HookHandle", "run_with_hooks", "run_batch", "LAYER_TYPES",
     "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU", "ReLU6", "GELU", "Tanh",
     "Sigmoid", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten", "Dropout", "Embedding", "BertEmbeddings",
     "LeakyReLU", "Add", "Sub", "Mul", "Div", "Constant", "MatMul", "Softmax", "Concat", "Reshape",

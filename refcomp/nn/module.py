@@ -31,8 +31,8 @@ from ..errors import ShapeError, ValidationError
 from ..formats.base import WeightFormat
 from ..formats.dense import Dense
 
-__all__ = ["Parameter", "Module", "Sequential", "HookHandle", "run_with_hooks", "as_rng", "LAYER_TYPES",
-           "register_layer"]
+__all__ = ["Parameter", "Module", "Sequential", "HookHandle", "run_with_hooks", "run_batch", "as_rng",
+           "LAYER_TYPES", "register_layer"]
 
 #: layer type name -> class, for rebuilding a model from its JSON graph
 LAYER_TYPES: dict[str, type] = {}
@@ -53,20 +53,34 @@ def as_rng(rng, argument: str = "rng") -> np.random.Generator:
     raise ValidationError(argument, "a numpy.random.Generator or an int seed", repr(rng))
 
 
+def run_batch(model, batch):
+    """``model.forward`` on one calibration batch; returns its output.
+
+    A batch is either one array, the input of a one-input model
+    (``model.forward(batch)``), or a tuple of arrays, the inputs of a
+    multi-input model in the order of its ``inputs`` (``model.forward(*batch)``;
+    e.g. ``(input_ids, attention_mask)`` for a BERT encoder). Only a tuple is
+    unpacked: a list or an array is always one input, so a one-input model is
+    called exactly as before.
+    """
+    return model.forward(*batch) if isinstance(batch, tuple) else model.forward(batch)
+
+
 def run_with_hooks(model, hooks, batches) -> None:
-    """Run ``model.forward`` in eval mode on each array of ``batches`` with the forward ``hooks``
+    """Run ``model.forward`` in eval mode on each batch of ``batches`` with the forward ``hooks``
     [(module, fn(module, inputs, output)), ...] registered.
 
-    The hooks are removed and the model's mode restored afterwards, also on
-    error. This is how calibration, bias correction and activation-based
-    pruning see what the layers take and give.
+    A batch is one array, or a tuple of arrays for a multi-input model
+    (:func:`run_batch`). The hooks are removed and the model's mode restored
+    afterwards, also on error. This is how calibration, bias correction and
+    activation-based pruning see what the layers take and give.
     """
     handles = [module.register_forward_hook(fn) for module, fn in hooks]
     was = model.training
     model.eval()
     try:
         for xb in batches:
-            model.forward(xb)
+            run_batch(model, xb)
     finally:
         for handle in handles:
             handle.remove()

@@ -224,3 +224,17 @@ def test_hooks_do_not_change_results_and_may_not_replace_outputs():
 def test_repr_lists_nodes_and_inputs():
     r = repr(fan_out_graph())
     assert r.startswith("Graph(inputs=['x'], outputs=['mul'])") and "(add <- fc2, x): Add()" in r
+
+
+def test_run_with_hooks_unpacks_tuple_batches_for_a_multi_input_graph():
+    """A batch that is a tuple is the graph's inputs in order (model.forward(*batch)); an array is one input."""
+    block = nn.blocks.transformer_encoder_block(8, 2, 16, rng=0).train()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 8)).astype(np.float32)
+    mask = np.array([[1, 1, 0], [1, 1, 1]])
+    seen = []
+    nn.run_with_hooks(block, [(block["fc1"], lambda m, i, o: seen.append(i[0].shape))], [(x, mask), (x[:1], mask[:1])])
+    assert seen == [(6, 8), (3, 8)] and block.training          # the mode is restored
+    np.testing.assert_array_equal(nn.run_batch(block.eval(), (x, mask)), block.forward(x, mask))
+    one = nn.blocks.transformer_encoder_block(8, 2, 16, mask=False, rng=0).eval()
+    np.testing.assert_array_equal(nn.run_batch(one, x), one.forward(x))

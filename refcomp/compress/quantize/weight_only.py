@@ -20,19 +20,32 @@ quantized*, so each layer also compensates the error its inputs carry::
 For a Conv2d, the rows of X_ℓ are its im2col receptive fields (one per
 output position), so the same (G1) applies to the (O, C·kh·kw) matrix.
 
-The model may be any refcomp.nn graph with one input: layer ℓ's inputs are
-captured with a forward hook while the calibration batches run through the
-whole (partly quantized) model, so "forward order" is the order of
-``named_modules()`` (a Graph's node order, a Sequential's layer order).
+The model may be any refcomp.nn model or graph, with one input or several:
+layer ℓ's inputs are captured with a forward hook while the calibration
+batches run through the whole (partly quantized) model, so "forward order" is
+the order of ``named_modules()`` (a Graph's node order, a Sequential's layer
+order). Calibration data, for a model with inputs (a_1, …, a_m):
+
+* one input: an array (N, ...), cut into ``batch_size`` rows (float32);
+* several inputs: a tuple (A_1, …, A_m) of arrays with the same N, cut into
+  ``batch_size`` rows jointly, each keeping its dtype (token ids stay int);
+* ``calibration_batches``: the batches themselves, each an array or a tuple,
+  run as ``model.forward(*batch)`` (refcomp.nn.run_batch). Their shapes may
+  differ from batch to batch: sentences bucketed by length, so that few
+  padding positions enter the Hessian.
+
+Every row a layer multiplies counts in its Hessian, padding positions of a
+sequence model included (the layer computes them, although a masked mean
+pool ignores them); bucketing by length keeps them few.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ...errors import ValidationError
+from ...errors import ShapeError, ValidationError
 from ...nn.layers import Conv2d, Linear
-from ...nn.module import Parameter
+from ...nn.module import Parameter, run_batch
 from ...ops.im2col import im2col
 from .gptq import HessianAccumulator, gptq_quantize
 from .model_graph import prepare
@@ -53,25 +66,42 @@ def layer_inputs(layer, x: np.ndarray) -> np.ndarray:
 
 def quantize_weights(model, *, bits=8, group_size: int | None = None, method: str = "rtn",
                      calibration_x=None, percdamp: float = 0.01, act_order: bool = False,
-                     batch_size: int = 256) -> tuple:
+                     batch_size: int = 256, calibration_batches=None) -> tuple:
     """A copy of ``model`` with every Conv2d / Linear weight quantized (module docstring).
 
     ``bits`` is one width for all layers, or a dict {layer name: bits} (mixed
     precision, e.g. from refcomp.compress.precision.model.select_layer_bits);
     a layer missing from the dict stays float.
 
+    ``calibration_x`` is an array (N, ...) for a one-input model, or a tuple of
+    arrays (N, ...), one per model input in the order of its ``inputs``, cut
+    into batches of ``batch_size`` samples. ``calibration_batches`` instead
+    gives the batches as a sequence, each an array or a tuple of arrays
+    (``model.forward(*batch)``), used as given. At most one of the two; GPTQ
+    needs one of them.
+
     Returns (model, report) where report maps each layer name to
     {"shape", "bytes", "float_bytes", "output_mse"} — output_mse being the
     mean squared error of X Ŵᵀ against X Wᵀ on the layer's calibration inputs
-    (only with calibration_x).
+    (only with calibration data; at most 4,096 rows of the first batch).
     """
     if method not in ("rtn", "gptq"):
         raise ValidationError("method", "'rtn' or 'gptq'", repr(method))
-    if method == "gptq" and calibration_x is None:
+    if calibration_x is not None and calibration_batches is not None:
+        raise ValidationError("calibration_batches", "None when calibration_x is given (one source of "
+                              "calibration data)", "both given")
+    if method == "gptq" and calibration_x is None and calibration_batches is None:
         raise ValidationError("calibration_x", "calibration inputs (GPTQ needs a Hessian)", None)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValidationError("batch_size", "an int >= 1", repr(batch_size))
+    if calibration_batches is not None:
+        batches = _given_batches(calibration_batches)
+    elif calibration_x is not None:
+        batches = _cut_batches(calibration_x, int(batch_size))
+    else:
+        batches = None
     m = prepare(model)
     layers = [(name, layer) for name, layer in m.named_modules() if isinstance(layer, (Conv2d, Linear))]
-    h = None if calibration_x is None else np.asarray(calibration_x, dtype=np.float32)
     report = {}
     for name, layer in layers:
         b = bits.get(name) if isinstance(bits, dict) else bits
@@ -82,10 +112,10 @@ def quantize_weights(model, *, bits=8, group_size: int | None = None, method: st
         w = layer.weight.to_dense()
         w2 = w.reshape(w.shape[0], -1).astype(np.float64)
         x_rows = None
-        if h is not None:
+        if batches is not None:
             # (G1): the inputs this layer receives with the layers before it already quantized
             acc = HessianAccumulator(w2.shape[1])
-            for rows in _calibration_rows(m, layer, h, batch_size):
+            for rows in _calibration_rows(m, layer, batches):
                 acc.add(rows)
                 if x_rows is None:
                     x_rows = rows[: 4096]
@@ -104,13 +134,55 @@ def quantize_weights(model, *, bits=8, group_size: int | None = None, method: st
     return m, report
 
 
-def _calibration_rows(model, layer, x: np.ndarray, batch_size: int):
+def _model_inputs(arrays: tuple, argument: str) -> tuple:
+    """A tuple of arrays (n, ...) with one common n >= 1, the inputs of a multi-input model; dtypes kept."""
+    if not arrays:
+        raise ValidationError(argument, "a non-empty tuple of arrays (one per model input)", "()")
+    arrays = tuple(np.asarray(a) for a in arrays)   # dtypes kept: token ids must stay integers
+    n = {a.shape[0] if a.ndim else None for a in arrays}
+    if None in n or len(n) != 1 or 0 in n:
+        raise ShapeError(argument, "arrays (n, ...) with one common n >= 1", f"shapes {[a.shape for a in arrays]}")
+    return arrays
+
+
+def _cut_batches(x, batch_size: int) -> list:
+    """``calibration_x`` as a list of batches of ``batch_size`` samples: arrays, or tuples of arrays."""
+    if isinstance(x, tuple):
+        arrays = _model_inputs(x, "calibration_x")
+        return [tuple(a[i:i + batch_size] for a in arrays) for i in range(0, len(arrays[0]), batch_size)]
+    a = np.asarray(x, dtype=np.float32)             # one input: float32, as it always was
+    if a.ndim == 0 or len(a) == 0:
+        raise ShapeError("calibration_x", "a non-empty array (N, ...)", f"shape {a.shape}")
+    return [a[i:i + batch_size] for i in range(0, len(a), batch_size)]
+
+
+def _given_batches(batches) -> list:
+    """``calibration_batches`` as a list (it is run once per layer), each batch an array or a tuple of arrays."""
+    if isinstance(batches, (np.ndarray, tuple)) or not hasattr(batches, "__iter__"):
+        # a tuple would be read as one batch's inputs, an array as one batch: refuse both rather than guess
+        raise ValidationError("calibration_batches", "a list of batches (each an array or a tuple of arrays)",
+                              type(batches).__name__)
+    out = []
+    for i, b in enumerate(batches):
+        if isinstance(b, tuple):
+            b = _model_inputs(b, f"calibration_batches[{i}]")
+        else:
+            b = np.asarray(b)
+            if b.ndim == 0 or len(b) == 0:
+                raise ShapeError(f"calibration_batches[{i}]", "a non-empty array (n, ...)", f"shape {b.shape}")
+        out.append(b)
+    if not out:
+        raise ValidationError("calibration_batches", "at least one batch", "none")
+    return out
+
+
+def _calibration_rows(model, layer, batches: list):
     """For each calibration batch, the rows ``layer`` multiplies by Wᵀ (float64), captured by a forward hook."""
     seen = []
     handle = layer.register_forward_hook(lambda module, inputs, output: seen.append(layer_inputs(layer, inputs[0])))
     try:
-        for i in range(0, len(x), batch_size):
-            model.forward(x[i:i + batch_size])
+        for batch in batches:
+            run_batch(model, batch)
             if len(seen) != 1:
                 raise ValidationError("model", "a forward that runs each Conv2d / Linear once per batch",
                                       f"{len(seen)} runs of one layer")

@@ -68,3 +68,145 @@ def test_a_weight_only_cnn_saves_and_loads_bit_for_bit(bits, group_size, tmp_pat
     assert back["conv2"].weight.qparams == q["conv2"].weight.qparams
     x = np.random.default_rng(0).random((2, 1, 10, 10), dtype=np.float32)
     assert back.forward(x).tobytes() == q.forward(x).tobytes()
+
+
+# ---- models with several inputs: calibration batches are tuples, run as model.forward(*batch) ----------------
+
+def _two_input_block_and_data(n=96, t=8, seed=1):
+    """A masked encoder block (inputs x, mask) and inputs whose 32 features span 4 directions plus noise:
+    correlated inputs, where GPTQ's Hessian-weighted rounding matters (docs/gptq_and_ptq.md §2)."""
+    g = transformer_encoder_block(32, 4, 64, rng=0).eval()
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, t, 4)) @ rng.standard_normal((4, 32)) + 0.1 * rng.standard_normal((n, t, 32))
+    mask = np.ones((n, t), np.int64)
+    mask[::2, 5:] = 0                                  # every other sequence padded after 5 tokens
+    return g, x.astype(np.float32), mask
+
+
+@pytest.mark.parametrize("group_size", [None, 32])
+def test_gptq_beats_rtn_on_a_two_input_graph(group_size):
+    g, x, mask = _two_input_block_and_data()
+    assert g.inputs == ["x", "mask"]
+    calib, held_out = (x[:64], mask[:64]), (x[64:], mask[64:])
+    y = g.forward(*held_out)
+    err, layer_mse = {}, {}
+    for method in ("rtn", "gptq"):
+        q, rep = quantize_weights(g, bits=4, group_size=group_size, method=method, calibration_x=calib,
+                                  batch_size=16)
+        assert all(isinstance(m.weight, QTensor) for _, m in q.named_modules() if isinstance(m, Linear))
+        err[method] = np.linalg.norm(q.forward(*held_out) - y) / np.linalg.norm(y)
+        layer_mse[method] = sum(r["output_mse"] for r in rep.values())
+    # measured (group None / 32): block output error 0.035 vs 0.011, summed layer MSE 0.020 vs 0.0014
+    assert layer_mse["gptq"] < 0.2 * layer_mse["rtn"]
+    assert err["gptq"] < 0.5 * err["rtn"]
+
+
+def test_two_input_gptq_uses_the_inputs_of_the_partly_quantized_model():
+    """Eq. (G1) with tuple batches: fc2's Hessian sees its inputs after 2-bit earlier layers, so its error changes."""
+    g, x, mask = _two_input_block_and_data(n=32)
+    names = [n for n, m in g.named_modules() if isinstance(m, Linear)]
+    last = names[-1]
+    _, fine = quantize_weights(g, bits={last: 4}, method="gptq", calibration_x=(x, mask), batch_size=8)
+    _, coarse = quantize_weights(g, bits={**{n: 2 for n in names[:-1]}, last: 4}, method="gptq",
+                                 calibration_x=(x, mask), batch_size=8)
+    assert fine[last]["output_mse"] != coarse[last]["output_mse"]
+
+
+def test_tuple_calibration_equals_the_same_batches_given_explicitly():
+    """calibration_x=(X, M) cut by batch_size is calibration_batches=[(X[i:i+b], M[i:i+b]), ...], bit for bit."""
+    g, x, mask = _two_input_block_and_data(n=40)
+    a, _ = quantize_weights(g, bits=4, group_size=16, method="gptq", calibration_x=(x, mask), batch_size=16)
+    batches = [(x[i:i + 16], mask[i:i + 16]) for i in range(0, 40, 16)]
+    b, _ = quantize_weights(g, bits=4, group_size=16, method="gptq", calibration_batches=batches)
+    for (n, la), (_, lb) in zip(a.named_modules(), b.named_modules()):
+        if isinstance(la, Linear):
+            assert la.weight.data.tobytes() == lb.weight.data.tobytes(), n
+
+
+def test_one_input_batches_may_differ_in_length():
+    """A one-input graph takes arrays as batches; sequence lengths may differ from batch to batch."""
+    g = transformer_encoder_block(16, 2, 32, mask=False, rng=0).eval()
+    rng = np.random.default_rng(2)
+    batches = [rng.standard_normal((8, t, 16)).astype(np.float32) for t in (3, 5, 9)]
+    q, rep = quantize_weights(g, bits=4, method="gptq", calibration_batches=batches)
+    assert rep["fc1"]["output_mse"] >= 0 and isinstance(q["fc1"].weight, QTensor)
+
+
+def test_bad_calibration_data_is_refused():
+    from refcomp.errors import ShapeError, ValidationError
+
+    g, x, mask = _two_input_block_and_data(n=16)
+    with pytest.raises(ShapeError, match="calibration_x"):
+        quantize_weights(g, bits=4, method="gptq", calibration_x=(x, mask[:8]))       # different N
+    with pytest.raises(ValidationError, match="calibration_x"):
+        quantize_weights(g, bits=4, method="gptq", calibration_x=())
+    with pytest.raises(ValidationError, match="calibration_batches"):
+        quantize_weights(g, bits=4, method="gptq", calibration_x=(x, mask), calibration_batches=[(x, mask)])
+    with pytest.raises(ValidationError, match="calibration_batches"):
+        quantize_weights(g, bits=4, method="gptq", calibration_batches=[])
+    with pytest.raises(ValidationError, match="calibration_batches"):
+        quantize_weights(g, bits=4, method="gptq", calibration_batches=(x, mask))    # a tuple is one batch
+    with pytest.raises(ValidationError, match=r"calibration_batches\[0\]"):
+        quantize_weights(g, bits=4, method="gptq", calibration_batches=[()])
+    with pytest.raises(ShapeError, match=r"calibration_batches\[1\]"):
+        quantize_weights(g, bits=4, method="gptq", calibration_batches=[(x, mask), (x[:4], mask[:3])])
+    with pytest.raises(ValidationError, match="batch_size"):
+        quantize_weights(g, bits=4, method="gptq", calibration_x=(x, mask), batch_size=0)
+    with pytest.raises(ValidationError, match="inputs"):
+        quantize_weights(g, bits=4, method="gptq", calibration_x=x)                   # mask missing
+
+
+# ---- all-MiniLM-L6-v2, first block: W4 GPTQ beats W4 RTN (benchmarks/minilm_weight_only.py: all 6) -------------
+
+@pytest.fixture(scope="module")
+def minilm_1_block(minilm_model):
+    # minilm_model has skipped (or failed, in CI) already when the model package is missing
+    from refcomp.models import minilm
+
+    return minilm(layers=1)
+
+
+def _length_batches(ids, mask, rows, size):
+    """(ids, mask) batches of ``size`` sentences sorted by length, each cut to its longest: few padding rows."""
+    rows = rows[np.argsort(mask[rows].sum(axis=1), kind="stable")]
+    out = []
+    for i in range(0, len(rows), size):
+        r = rows[i:i + size]
+        t = int(mask[r].sum(axis=1).max())
+        out.append((ids[r, :t].astype(np.int64), mask[r, :t].astype(np.int64)))
+    return out
+
+
+def test_gptq_beats_rtn_on_minilm_w4_group_64(minilm_1_block, minilm_golden, tmp_path):
+    from refcomp.io import load_model, save_model
+    from refcomp.models.minilm_l6 import mean_pool
+
+    ids, mask = minilm_golden["input_ids"], minilm_golden["attention_mask"]
+    calib = _length_batches(ids, mask, np.arange(448, 512), 16)       # the last 64 sentences
+    held_out = _length_batches(ids, mask, np.arange(64), 32)         # the first 64: disjoint
+
+    def embed(m):
+        return np.concatenate([mean_pool(m(i, k), k) for i, k in held_out])
+
+    ref = embed(minilm_1_block)
+    lost = {}
+    for method in ("rtn", "gptq"):
+        q, _ = quantize_weights(minilm_1_block, bits=4, group_size=64, method=method,
+                                calibration_batches=calib if method == "gptq" else None)
+        e = embed(q)
+        lost[method] = 1 - float(np.mean((e * ref).sum(axis=1)))    # 1 − mean cosine (rows are unit norm)
+    # measured: 1 − cos 0.0069 (RTN) vs 0.0017 (GPTQ); GPTQ without its error feedback is RTN
+    assert lost["gptq"] < 0.5 * lost["rtn"], lost
+
+    # int4 codes are packed two per byte in the model file: the file is the fp32 file less 7/8 of
+    # every Linear weight's bytes, plus its scales and zero points (and a few header bytes)
+    linear = [m.weight for _, m in q.named_modules() if isinstance(m, Linear)]
+    assert all(w.qparams.dtype.name == "int4" for w in linear)
+    codes = sum(w.data.size for w in linear)
+    scales = sum(w.qparams.scale.size for w in linear)
+    f32 = save_model(minilm_1_block, tmp_path / "f.safetensors").stat().st_size
+    w4 = save_model(q, tmp_path / "q.safetensors").stat().st_size
+    stored = codes // 2 + 4 * scales + scales // 2                     # codes, float32 scales, int4 zero points
+    assert 0 <= w4 - (f32 - 4 * codes + stored) < 64 * 1024            # the headers: JSON of 6 QTensors
+    back = load_model(tmp_path / "q.safetensors")
+    assert np.array_equal(embed(back), e)
