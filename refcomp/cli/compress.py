@@ -82,8 +82,9 @@ from ..pipelines.deep_compression import (
     write_report,
 )
 from ..pipelines.minilm import RECIPES as MINILM_RECIPES
-from ..pipelines.minilm import compress_minilm, score
+from ..pipelines.minilm import calibration_batches, compress_minilm, score
 from .diff import load_split
+from .embed import read_sentences
 
 HELP = "Deep Compression (prune, retrain, cluster, fine-tune centroids, Huffman) with a Markdown report"
 
@@ -123,6 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     onnx.add_argument("--recipe", default=None, choices=sorted(set(ONNX_RECIPES) | set(MINILM_RECIPES)),
                       help=f"quantization recipe: {', '.join(sorted(ONNX_RECIPES))} for --onnx; "
                            f"{', '.join(sorted(MINILM_RECIPES))} for --model minilm")
+    onnx.add_argument("--calibration-text", default=None, metavar="FILE",
+                      help="--model minilm, static and GPTQ recipes: calibration sentences, one per line")
     onnx.add_argument("--golden", default=None, metavar="DIR",
                       help="--model minilm: score on this folder's golden.npz (default ../shared/data/minilm if present)")
     onnx.add_argument("--calibration", type=int, default=500,
@@ -213,15 +216,20 @@ def run_minilm(args) -> int:
     if args.export and not (Path(args.export).resolve().parent.is_dir()
                             or Path(args.export).resolve().parent == Path(args.out).resolve()):
         raise ValidationError("--export", "a file in an existing folder", repr(args.export))
+    needs = MINILM_RECIPES[args.recipe][1]
+    if needs != (args.calibration_text is not None):
+        raise ValidationError("--calibration-text", f"{'a' if needs else 'no'} calibration file for the recipe "
+                              f"{args.recipe}", args.calibration_text)
+    calibration = calibration_batches(read_sentences(args.calibration_text, "--calibration-text")) if needs else None
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     fp32 = minilm()
-    model, _ = compress_minilm(fp32, args.recipe)
+    model, _ = compress_minilm(fp32, args.recipe, calibration)
     path = save_model(model, out / MODEL_FILE, format="compact", metadata={"model": "all-MiniLM-L6-v2",
                                                                           "recipe": args.recipe})
-    say(f"all-MiniLM-L6-v2, recipe {args.recipe} ({MINILM_RECIPES[args.recipe][1]}): "
+    say(f"all-MiniLM-L6-v2, recipe {args.recipe} ({MINILM_RECIPES[args.recipe][2]}): "
         f"{Path(path).stat().st_size / 1e6:.1f} MB -> {path} ({time.perf_counter() - t:.1f} s)")
     if args.export:
         shapes = {"input_ids": (1, 128), "attention_mask": (1, 128)}
@@ -244,7 +252,7 @@ def run(args) -> int:
         return run_minilm(args)
     if args.onnx is not None:
         return run_onnx(args)
-    for flag in ("recipe", "export", "group_size", "golden"):
+    for flag in ("recipe", "export", "group_size", "golden", "calibration_text"):
         if getattr(args, flag) is not None:
             raise ValidationError(f"--{flag.replace('_', '-')}", "--onnx (it belongs to the ONNX route)", "no --onnx")
     name = _ALIASES[args.model]

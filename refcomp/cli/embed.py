@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import FileFormatError, ValidationError
 from ..io import load_model, write_atomic
 from ..models.minilm_l6 import embed, minilm, tokenizer
-from ..pipelines.minilm import RECIPES, compress_minilm, score
+from ..pipelines.minilm import RECIPES, calibration_batches, compress_minilm, score
 
 HELP = "sentence embeddings of a text file by all-MiniLM-L6-v2 (fp32, a recipe, or a model file)"
 
@@ -39,21 +39,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None,
                         help="folder with model.safetensors and tokenizer.json (default: the installed package)")
     parser.add_argument("--batch", type=int, default=32, help="sentences per forward (default 32)")
+    parser.add_argument("--calibration-text", default=None, metavar="FILE",
+                        help="calibration sentences for the static and GPTQ recipes, one per line")
     parser.add_argument("--compare", default=None, metavar="NPY", help="reference embeddings to score against")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
-def _sentences(path: str) -> list[str]:
+def read_sentences(path: str, argument: str = "sentences") -> list[str]:
+    """The non-empty lines of a UTF-8 text file; ValidationError naming ``argument`` otherwise."""
     p = Path(path)
     if not p.is_file():
-        raise ValidationError("sentences", "an existing text file", repr(path))
+        raise ValidationError(argument, "an existing text file", repr(path))
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
         raise FileFormatError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     out = [s for s in lines if s.strip()]
     if not out:
-        raise ValidationError("sentences", "a file with at least one non-empty line", repr(path))
+        raise ValidationError(argument, "a file with at least one non-empty line", repr(path))
     return out
 
 
@@ -85,13 +88,19 @@ def run(args) -> int:
     if args.model_file is not None and not Path(args.model_file).is_file():
         raise ValidationError("--model-file", "an existing model file (refcomp compress --model minilm)",
                               repr(args.model_file))
-    sentences = _sentences(args.sentences)
+    needs = args.model_file is None and RECIPES[args.recipe][1]
+    if needs != (args.calibration_text is not None):
+        raise ValidationError("--calibration-text", f"{'a' if needs else 'no'} calibration file here "
+                              f"(recipe {args.recipe})", args.calibration_text)
+    calibration = read_sentences(args.calibration_text, "--calibration-text") if needs else None
+    sentences = read_sentences(args.sentences)
     ref = _reference(args.compare, len(sentences)) if args.compare else None
     tok = tokenizer(args.weights)
     if args.model_file is not None:
         model, what = load_model(args.model_file), args.model_file
     else:
-        model, _ = compress_minilm(minilm(args.weights), args.recipe)
+        batches = None if calibration is None else calibration_batches(calibration, tok=tok)
+        model, _ = compress_minilm(minilm(args.weights), args.recipe, batches)
         what = f"all-MiniLM-L6-v2, recipe {args.recipe}"
     t = time.perf_counter()
     e = embed(model, sentences, batch=args.batch, tok=tok)

@@ -14,6 +14,8 @@ HalfPrecision      float16 / bfloat16 storage
 PowerOfTwo         sign-and-exponent codes
 DynamicQuantized   an int8 QTensor multiplied by the input quantized per call
                    (DynamicQuantizeLinear + MatMulInteger, "dynamic quantization")
+StaticQuantized    an int8 QTensor multiplied by the input quantized with calibrated
+                   QParams, optionally SmoothQuant-smoothed ("static W8A8", float out)
 =================  ==============================================================
 
 Every format computes through refcomp.ops and never calls a compression
@@ -33,6 +35,7 @@ from .lowrank import LowRank
 from .power_of_two import PowerOfTwo
 from .qtensor import QTensor
 from .relative_csr import RelativeIndexCSR
+from .static import StaticQuantized
 
 __all__ = ["WeightFormat", "Dense", "QTensor", "CSRMatrix", "RelativeIndexCSR", "LowRank", "Clustered",
-           "HalfPrecision", "PowerOfTwo", "DynamicQuantized"]
+           "HalfPrecision", "PowerOfTwo", "DynamicQuantized", "StaticQuantized"]

@@ -62,6 +62,7 @@ import numpy as np
 from ..errors import DTypeError, ValidationError
 from ..formats.dynamic import DynamicQuantized
 from ..formats.qtensor import QTensor
+from ..formats.static import StaticQuantized
 from ..nn.graph import Graph
 from ..nn.layers import (GELU, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, BertEmbeddings, Concat, Conv2d,
                          DequantizeLinear, Dropout, Embedding, Flatten, GlobalAvgPool2d, LayerNorm, Linear, MatMul,
@@ -210,6 +211,8 @@ def _float_compute(b: _Builder, layer, x: str, name: str) -> str:
     w = _check_weight(layer, name)
     if isinstance(w, DynamicQuantized):
         return _dynamic(b, layer, w, x, name)
+    if isinstance(w, StaticQuantized):
+        return _static_input(b, layer, w, x, name)
     if isinstance(layer, Conv2d):
         wn = _float_weight(b, layer, _conv_shape(layer), name, transpose=False)
         ins = [x, wn] + ([] if layer.bias is None else [b.const(f"{name}.bias", np.asarray(layer.bias.data, np.float32))])
@@ -279,6 +282,33 @@ def _dynamic_per_token(b: _Builder, layer, w: DynamicQuantized, x: str, name: st
     out_shape = b.node("Concat", [lead, b.const(f"{name}.out_features", np.asarray([o], np.int64))],
                        f"{name}.out_shape", axis=0)
     return b.node("Reshape", [y, out_shape], name)
+
+
+def _static_input(b: _Builder, layer, w: StaticQuantized, x: str, name: str) -> str:
+    """Eq. S1 of refcomp.formats.static: [Div by m,] QuantizeLinear with the calibrated QParams,
+    MatMulInteger, y = f32(acc) · f32(s_x · s_w) [+ bias]; x of any rank (..., in)."""
+    if isinstance(layer, Conv2d):
+        raise ValidationError(f"layer {name!r}", "a Linear for a StaticQuantized weight", "a Conv2d")
+    if b.style != "qoperator":
+        raise ValidationError("style", "'qoperator' for StaticQuantized weights", repr(b.style))
+    qp = w.weight.qparams
+    o = w.shape[0]
+    if w.smooth is not None:
+        x = b.node("Div", [x, b.const(f"{name}.smooth", w.smooth)], f"{name}.smoothed")
+    iq = w.input_qparams
+    z_x = b.const(f"{name}.x_zero_point", np.asarray(iq.zero_point, np.uint8).reshape(()))
+    q_x = b.node("QuantizeLinear", [x, b.const(f"{name}.x_scale", np.asarray(iq.scale, np.float32).reshape(())), z_x],
+                 f"{name}.x_q")
+    codes = np.ascontiguousarray(np.asarray(w.weight.data).astype(np.int8).T)
+    zp = np.asarray(qp.zero_point).astype(np.int8).reshape(-1)
+    zp = zp[:1].reshape(()) if np.all(zp == zp[0]) else np.ascontiguousarray(np.broadcast_to(zp, (o,)))
+    acc = b.node("MatMulInteger", [q_x, b.const(f"{name}.weight_q", codes), z_x,
+                                   b.const(f"{name}.weight_zero_point", zp)], f"{name}.acc")
+    # f32(s_x · s_w[o]) as StaticQuantized forms it, one constant
+    y = b.node("Mul", [b.node("Cast", [acc], f"{name}.acc_f", to=b.onnx.TensorProto.FLOAT),
+                       b.const(f"{name}.scale", np.ascontiguousarray(np.broadcast_to(w._scale, (o,))))], f"{name}.y")
+    return y if layer.bias is None else b.node("Add", [y, b.const(f"{name}.bias",
+                                                                  np.asarray(layer.bias.data, np.float32))], name)
 
 
 def _dynamic(b: _Builder, layer, w: DynamicQuantized, x: str, name: str) -> str:

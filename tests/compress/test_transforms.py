@@ -16,6 +16,7 @@ from refcomp.compress.prune.structured import apply_structured, shrink
 from refcomp.compress.quantize.cle_model import equalize_model
 from refcomp.compress.quantize.dynamic import quantize_dynamic
 from refcomp.compress.quantize.embedding import quantize_embeddings
+from refcomp.compress.quantize.static_inputs import quantize_static_inputs
 from refcomp.compress.quantize.lowbit_model import prepare_lowbit
 from refcomp.compress.quantize.ptq import quantize_static
 from refcomp.compress.quantize.qat import prepare_qat, to_integer
@@ -41,6 +42,7 @@ TRANSFORMS = {
     "quantize_weights gptq": lambda m: quantize_weights(m, bits=4, method="gptq", calibration_x=X),
     "quantize_dynamic": quantize_dynamic,
     "quantize_embeddings": quantize_embeddings,
+    "quantize_static_inputs": lambda m: quantize_static_inputs(m, [X], smooth_alpha=0.5),
     "quantize_static": lambda m: quantize_static(m, X, equalize=True, bias_correction=True),
     "prepare_qat": lambda m: prepare_qat(m, X),
     "to_integer": lambda m: to_integer(prepare_qat(m, X)[0]),

@@ -19,7 +19,7 @@ from refcomp.compress.quantize.lowbit import power_of_two_quantize
 from refcomp.compress.quantize.rtn import rtn_quantize
 from refcomp.compress.share.cluster import cluster_weight
 from refcomp.formats import (Clustered, CSRMatrix, Dense, DynamicQuantized, HalfPrecision, LowRank, PowerOfTwo,
-                             QTensor, RelativeIndexCSR, WeightFormat)
+                             QTensor, RelativeIndexCSR, StaticQuantized, WeightFormat)
 from refcomp.io import load_model, save_model
 from refcomp.io.model_file import SUFFIXES, model_header
 from refcomp.quant import choose_qparams
@@ -37,6 +37,16 @@ def _qtensor(w):
 
 def _pruned(w, threshold=0.08):
     return np.where(np.abs(w) > threshold, w, 0).astype(np.float32)
+
+
+def _static(w):
+    """Static input quantization with smoothing: the weight as stored is W·diag(m)."""
+    from refcomp.quant import QParams
+
+    m = np.linspace(0.5, 2, w.shape[1]).astype(np.float32)
+    ws = w * m
+    qp = choose_qparams(ws.min(axis=1), ws.max(axis=1), "int8", symmetric=True, restricted_range=True, axis=0)
+    return StaticQuantized(QTensor.quantize(ws, qp), QParams(np.float32(0.02), np.uint8(0), "uint8"), smooth=m)
 
 
 def _quantized_lowrank(w):
@@ -60,6 +70,7 @@ CASES = {
     "RelativeIndexCSR": (RelativeIndexCSR, lambda w: RelativeIndexCSR.from_clustered(
         cluster_weight(w, 4, mask=np.abs(w) > 0.06, rng=0), index_bits=4)),
     "DynamicQuantized": (DynamicQuantized, dynamic_weight),
+    "StaticQuantized": (StaticQuantized, _static),
 }
 
 
@@ -101,7 +112,7 @@ def test_layer_holds_the_format_and_the_file_keeps_it(case, container, tmp_path)
     # the layer multiplies by what the format stands for
     h = np.maximum(m["fc1"].forward(x), 0)
     want = h @ fmt.to_dense().T + m["fc2"].bias.data
-    if cls is DynamicQuantized:
+    if cls in (DynamicQuantized, StaticQuantized):
         # the input is quantized too (eq. D1): the layer adds its bias to the format's own product,
         # which is near the product with the dequantized weight
         np.testing.assert_array_equal(m["fc2"].forward(h), fmt.matmul(h) + m["fc2"].bias.data)

@@ -322,6 +322,25 @@ def test_dynamic_per_token_qoperator_bit_exact():
         _exported(dm, "qdq", shape)
 
 
+@pytest.mark.parametrize("smooth_alpha", [None, 0.5])
+def test_static_input_qoperator_bit_exact(smooth_alpha):
+    """StaticQuantized (eq. S1): [Div by m,] QuantizeLinear with the calibrated QParams, MatMulInteger, Mul;
+    bit for bit in both runtimes, also for inputs beyond the calibrated range (saturating codes)."""
+    from refcomp.compress.quantize.static_inputs import quantize_static_inputs
+
+    build, data, shape = CASES["mlp"]
+    x = data()
+    sm, _ = quantize_static_inputs(build(), [x[: len(x) // 2]], smooth_alpha=smooth_alpha)
+    proto = _exported(sm, "qoperator", shape)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("QuantizeLinear") == 2 and ops.count("MatMulInteger") == 2
+    assert ("Div" in ops) == (smooth_alpha is not None)
+    x = x * 1.5
+    y = sm.forward(x)
+    np.testing.assert_array_equal(run_ref(proto, x)[0], y)
+    np.testing.assert_array_equal(run_ort(proto, x)[0], y)
+
+
 @pytest.mark.parametrize("case", ["mlp", "lenet5"])
 def test_dynamic_qdq_within_float_sum_bound(case):
     """QDQ form (DynamicQuantizeLinear -> DequantizeLinear -> float op): exact products, float32 sums.

@@ -4,7 +4,7 @@ recipes   recipe name -> the transforms it applies to the fp32 graph (refcomp.co
 score     cosine to reference embeddings (mean / min) and NN@10, the neighbourhood kept
 """
 
-from .recipes import RECIPES, compress_minilm
+from .recipes import RECIPES, calibration_batches, compress_minilm
 from .score import cosine_rows, nn_at_k, score
 
-__all__ = ["RECIPES", "compress_minilm", "cosine_rows", "nn_at_k", "score"]
+__all__ = ["RECIPES", "calibration_batches", "compress_minilm", "cosine_rows", "nn_at_k", "score"]

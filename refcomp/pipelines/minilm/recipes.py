@@ -9,52 +9,74 @@ w8a8-dynamic                       quantize_dynamic: int8 weights per channel, u
 w8a8-dynamic-per-token             quantize_dynamic(per_token=True): activations per token (D2)
 w8a8-dynamic-per-token-int8-emb    the above, and the embedding tables int8 per row
                                    (refcomp.compress.quantize.embedding)
+w8a8-static *                      quantize_static_inputs(observer="mse"): every Linear's
+                                   input quantized with calibrated QParams (formats.static S1)
+w8a8-static-smoothquant *          the same after SmoothQuant (α = 0.5)
+w4-rtn-g128                        weight-only int4, one scale per 128 inputs, rounded to nearest
+w4-gptq-g128 *                     weight-only int4 g128 by GPTQ (Frantar et al. 2022)
 =================================  ===========================================================
 
-Every Linear of the int8 recipes runs through the exact integer product
-(MatMulInteger, refcomp.ops.matmul_integer); attention scores, softmax,
-LayerNorm and GELU stay float32, as in onnxruntime's dynamic quantization.
+\\* needs calibration batches: ``(input_ids, attention_mask)`` tuples (e.g. from
+:func:`calibration_batches` of some sentences). Every Linear of the int8
+recipes runs through the exact integer product (MatMulInteger,
+refcomp.ops.matmul_integer); attention scores, softmax, LayerNorm and GELU stay
+float32, as in onnxruntime's quantized models.
 """
 
 from __future__ import annotations
 
 from ...compress.quantize.dynamic import quantize_dynamic
 from ...compress.quantize.embedding import quantize_embeddings
+from ...compress.quantize.static_inputs import quantize_static_inputs
+from ...compress.quantize.weight_only import quantize_weights
 from ...errors import ValidationError
+from ...models.minilm_l6 import tokenize
 
-__all__ = ["RECIPES", "compress_minilm"]
-
-
-def _fp32(m):
-    return m, {}
+__all__ = ["RECIPES", "compress_minilm", "calibration_batches"]
 
 
-def _dynamic(m):
-    return quantize_dynamic(m)
-
-
-def _per_token(m):
-    return quantize_dynamic(m, per_token=True)
-
-
-def _per_token_int8_emb(m):
+def _per_token_int8_emb(m, calib):
     q, report = quantize_dynamic(m, per_token=True)
     q, emb = quantize_embeddings(q)
     return q, {**report, **emb}
 
 
-#: recipe name -> (transform (model) -> (model, report), one-line description)
+#: recipe name -> (transform (model, calibration) -> (model, report), needs calibration, description)
 RECIPES = {
-    "fp32": (_fp32, "the pretrained float32 graph"),
-    "w8a8-dynamic": (_dynamic, "int8 weights per channel, uint8 activations per tensor"),
-    "w8a8-dynamic-per-token": (_per_token, "int8 weights per channel, uint8 activations per token"),
-    "w8a8-dynamic-per-token-int8-emb": (_per_token_int8_emb,
+    "fp32": (lambda m, c: (m, {}), False, "the pretrained float32 graph"),
+    "w8a8-dynamic": (lambda m, c: quantize_dynamic(m), False,
+                     "int8 weights per channel, uint8 activations per tensor"),
+    "w8a8-dynamic-per-token": (lambda m, c: quantize_dynamic(m, per_token=True), False,
+                               "int8 weights per channel, uint8 activations per token"),
+    "w8a8-dynamic-per-token-int8-emb": (_per_token_int8_emb, False,
                                         "per-token W8A8 and int8 embedding tables (one scale per row)"),
+    "w8a8-static": (lambda m, c: quantize_static_inputs(m, c, observer="mse"), True,
+                    "int8 weights per channel, uint8 inputs with calibrated (MSE) ranges"),
+    "w8a8-static-smoothquant": (lambda m, c: quantize_static_inputs(m, c, observer="mse", smooth_alpha=0.5), True,
+                                "static W8A8 after SmoothQuant, alpha 0.5"),
+    "w4-rtn-g128": (lambda m, c: quantize_weights(m, bits=4, group_size=128), False,
+                    "weight-only int4, groups of 128, round to nearest"),
+    "w4-gptq-g128": (lambda m, c: quantize_weights(m, bits=4, group_size=128, method="gptq",
+                                                   calibration_batches=c), True,
+                     "weight-only int4, groups of 128, GPTQ"),
 }
 
 
-def compress_minilm(model, recipe: str):
-    """(compressed copy of ``model``, report {layer: sizes}) by the named recipe; ``model`` is untouched."""
+def calibration_batches(sentences, *, batch: int = 8, tok=None) -> list[tuple]:
+    """(input_ids, attention_mask) batches of ``sentences``, sorted by length so that little
+    padding enters the calibration statistics (padding rows are computed and seen too)."""
+    order = sorted(sentences, key=len)
+    return [tokenize(order[i:i + batch], tok=tok) for i in range(0, len(order), batch)]
+
+
+def compress_minilm(model, recipe: str, calibration=None):
+    """(compressed copy of ``model``, report) by the named recipe; ``model`` is untouched.
+
+    calibration : batches for the recipes marked * (module docstring), else ignored.
+    """
     if recipe not in RECIPES:
         raise ValidationError("recipe", f"one of {sorted(RECIPES)}", repr(recipe))
-    return RECIPES[recipe][0](model)
+    fn, needs, _ = RECIPES[recipe]
+    if needs and not calibration:
+        raise ValidationError("calibration", f"calibration batches for the recipe {recipe!r}", "none")
+    return fn(model, calibration)
