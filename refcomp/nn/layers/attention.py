@@ -110,11 +110,12 @@ class MultiHeadAttention(Module):
         q = self._heads(self.q_proj(rows), n, t)
         k = self._heads(self.k_proj(rows), n, t)
         v = self._heads(self.v_proj(rows), n, t)
-        s = (q @ k.transpose(0, 1, 3, 2)) * self.scale              # (N, H, T, T)
+        s = q @ k.transpose(0, 1, 3, 2)                             # (N, H, T, T)
+        s *= self.scale                                             # in place: the same products
         if mask is not None:
             neg = np.where(mask == 0, np.finfo(s.dtype).min, 0).astype(s.dtype)
-            s = s + neg[:, None, None, :]                           # same for every head and query
-        p = softmax(s, axis=-1)
+            s += neg[:, None, None, :]                              # same for every head and query
+        p = softmax(s, axis=-1, overwrite_x=True)
         y = self.out_proj(self._rows(p @ v, n, t))
         self._cache = (q, k, v, p, mask is not None)
         return y.reshape(n, t, dm)

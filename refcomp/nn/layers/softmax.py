@@ -23,10 +23,17 @@ from ..module import Module, register_layer
 __all__ = ["Softmax", "softmax", "softmax_backward"]
 
 
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """exp(x − max) / Σ exp(x − max) along ``axis``, in x's dtype."""
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+def softmax(x: np.ndarray, axis: int = -1, *, overwrite_x: bool = False) -> np.ndarray:
+    """exp(x − max) / Σ exp(x − max) along ``axis``, in x's dtype.
+
+    ``overwrite_x``: compute in x's own memory and return it (the same operations, so the same
+    values): attention's scores are not needed afterwards, and a (N, H, T, T) array less per
+    layer is what its cost is made of."""
+    e = x if overwrite_x else x.copy()
+    e -= x.max(axis=axis, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
 
 
 def softmax_backward(y: np.ndarray, dy: np.ndarray, axis: int = -1) -> np.ndarray:
