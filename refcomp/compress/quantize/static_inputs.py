@@ -78,13 +78,17 @@ def _run(model, batches, layers, fn):
 
 
 def quantize_static_inputs(model, calibration, *, observer: str = "minmax", observer_kwargs: dict | None = None,
-                           smooth_alpha: float | None = None) -> tuple[Module, dict]:
+                           smooth_alpha: float | None = None, smooth_layers=None) -> tuple[Module, dict]:
     """(a copy of ``model`` whose Linear layers hold StaticQuantized weights, report per layer).
 
     calibration : batches for ``model(*batch)`` (module docstring).
     observer : "minmax" | "percentile" | "mse" | "entropy" (uint8, asymmetric, per tensor).
     observer_kwargs : passed to the observer (e.g. {"percentile": 99.99}).
     smooth_alpha : None (no smoothing) or α in [0, 1] for SmoothQuant (step 1).
+    smooth_layers : the Linear layers to smooth (names), default all. The paper smooths the
+        inputs that come out of a LayerNorm (a transformer's Q, K, V projections and first FFN
+        layer), where the outlier channels are; on other inputs (after GELU) the smoothed
+        x/m can have worse outliers than x (docs/minilm.md, outliers).
 
     The report: {layer: {"input_scale", "input_zero_point", "smooth_max", "bytes", "float_bytes"}}.
     ``model`` is not modified.
@@ -101,6 +105,13 @@ def quantize_static_inputs(model, calibration, *, observer: str = "minmax", obse
         raise ValidationError("model", "at least one Linear layer with a float (Dense) weight", "none")
     w = {n: l.weight.to_dense() for n, l in layers}
     smooth = {n: None for n, _ in layers}
+    names = [n for n, _ in layers]
+    if smooth_layers is not None:
+        unknown = sorted(set(smooth_layers) - set(names))
+        if smooth_alpha is None or unknown:
+            raise ValidationError("smooth_layers", "names of Linear layers, with smooth_alpha",
+                                  unknown[:3] if unknown else "smooth_alpha=None")
+    to_smooth = set(names if smooth_layers is None else smooth_layers)
     if smooth_alpha is not None:
         x_absmax = {n: np.zeros(l.in_features) for n, l in layers}
 
@@ -108,7 +119,8 @@ def quantize_static_inputs(model, calibration, *, observer: str = "minmax", obse
             np.maximum(x_absmax[name], np.abs(rows).max(axis=0), out=x_absmax[name])
 
         _run(m, batches, layers, channel_max)
-        smooth = {n: smoothing_factors(x_absmax[n], np.abs(w[n]).max(axis=0), smooth_alpha) for n, _ in layers}
+        smooth = {n: smoothing_factors(x_absmax[n], np.abs(w[n]).max(axis=0), smooth_alpha) if n in to_smooth
+                  else None for n in names}
     observers = {n: make_observer(observer, "uint8", **(observer_kwargs or {})) for n, _ in layers}
 
     def observe(name, rows):

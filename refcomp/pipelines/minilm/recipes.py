@@ -11,7 +11,8 @@ w8a8-dynamic-per-token-int8-emb    the above, and the embedding tables int8 per 
                                    (refcomp.compress.quantize.embedding)
 w8a8-static *                      quantize_static_inputs(observer="mse"): every Linear's
                                    input quantized with calibrated QParams (formats.static S1)
-w8a8-static-smoothquant *          the same after SmoothQuant (α = 0.5)
+w8a8-static-smoothquant *          the same after SmoothQuant (α = 0.5) of the inputs that
+                                   come out of a LayerNorm (Q, K, V, fc1)
 w4-rtn-g128                        weight-only int4, one scale per 128 inputs, rounded to nearest
 w4-gptq-g128 *                     weight-only int4 g128 by GPTQ (Frantar et al. 2022)
 =================================  ===========================================================
@@ -41,6 +42,11 @@ def _per_token_int8_emb(m, calib):
     return q, {**report, **emb}
 
 
+def _after_layernorm(m):
+    """The Linear layers fed by a LayerNorm: Q, K, V and fc1 of every block (SmoothQuant §4)."""
+    return [n for n, _ in m.named_modules() if n.endswith(("attn.q_proj", "attn.k_proj", "attn.v_proj", ".fc1"))]
+
+
 #: recipe name -> (transform (model, calibration) -> (model, report), needs calibration, description)
 RECIPES = {
     "fp32": (lambda m, c: (m, {}), False, "the pretrained float32 graph"),
@@ -52,8 +58,9 @@ RECIPES = {
                                         "per-token W8A8 and int8 embedding tables (one scale per row)"),
     "w8a8-static": (lambda m, c: quantize_static_inputs(m, c, observer="mse"), True,
                     "int8 weights per channel, uint8 inputs with calibrated (MSE) ranges"),
-    "w8a8-static-smoothquant": (lambda m, c: quantize_static_inputs(m, c, observer="mse", smooth_alpha=0.5), True,
-                                "static W8A8 after SmoothQuant, alpha 0.5"),
+    "w8a8-static-smoothquant": (lambda m, c: quantize_static_inputs(m, c, observer="mse", smooth_alpha=0.5,
+                                                                    smooth_layers=_after_layernorm(m)), True,
+                                "static W8A8 after SmoothQuant (alpha 0.5) of the LayerNorm outputs"),
     "w4-rtn-g128": (lambda m, c: quantize_weights(m, bits=4, group_size=128), False,
                     "weight-only int4, groups of 128, round to nearest"),
     "w4-gptq-g128": (lambda m, c: quantize_weights(m, bits=4, group_size=128, method="gptq",

@@ -69,3 +69,12 @@ def test_bad_arguments():
         quantize_static_inputs(_mlp(), [np.ones((2, 16), np.float32)], smooth_alpha=1.5)
     with pytest.raises(ValidationError, match="calibration"):
         quantize_static_inputs(_mlp(), [])
+    with pytest.raises(ValidationError, match="smooth_layers"):
+        quantize_static_inputs(_mlp(), [np.ones((2, 16), np.float32)], smooth_alpha=0.5, smooth_layers=["fc9"])
+
+
+def test_only_the_named_layers_are_smoothed():
+    x = np.random.default_rng(3).standard_normal((32, 16)).astype(np.float32)
+    q, report = quantize_static_inputs(_mlp(), [x], smooth_alpha=0.5, smooth_layers=["fc1"])
+    assert q["fc1"].weight.smooth is not None and q["fc2"].weight.smooth is None
+    assert report["fc2"]["smooth_max"] is None
