@@ -11,6 +11,7 @@ from .csr_matmul import csr_matmul
 from .dequantize_linear import dequantize_linear
 from .dynamic_quantize_linear import dynamic_quantize_linear
 from .erf import erf
+from .gelu import gelu
 from .matmul_integer import matmul_integer
 from .qlinear_conv import qlinear_conv
 from .qlinear_matmul import qlinear_matmul
@@ -27,6 +28,7 @@ __all__ = [
     "dequantize_linear",
     "dynamic_quantize_linear",
     "erf",
+    "gelu",
     "matmul_integer",
     "qlinear_matmul",
     "conv_integer",
