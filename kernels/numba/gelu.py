@@ -29,6 +29,7 @@ SQRT2, LOG2E = f32(1.41421354), f32(1.44269504)
 LN2_HI, LN2_LO = f32(0.693145751953125), f32(1.42860677e-06)
 MAGIC = f32(12582912.0)  # 1.5·2^23: (t + M) − M rounds t to an integer, ties to even
 ONE, HALF = f32(1.0), f32(0.5)
+POW2_NEG = np.array([2.0 ** -k for k in range(24)], f32)  # 2^-k, k in [0, 23]: exact; a table, not a pow() call
 
 
 @njit(cache=True, inline="always")
@@ -36,26 +37,26 @@ def _gelu1(x):  # pragma: no cover - compiled
     z = x / SQRT2
     a = abs(z)
     a = a if a < ERF_ZMAX else ERF_ZMAX  # NaN -> ZMAX; y stays NaN through x
-    if a < ERF_Z0:
-        w = a * a
-        p = ERF_R[5]
-        for j in range(4, -1, -1):
-            p = p * w + ERF_R[j]
-        e = a + a * p
-    else:
-        v = -(a * a)
-        kf = (v * LOG2E + MAGIC) - MAGIC
-        r = (v - kf * LN2_HI) - kf * LN2_LO
-        p = EXP_E[4]
-        for j in range(3, -1, -1):
-            p = p * r + EXP_E[j]
-        p = (r * r) * p + r + ONE
-        scale = f32(2.0 ** int(kf))  # 2^k, k in [-23, 0]: exact
-        t = a * ERF_A + ERF_B
-        g = ERF_G[8]
-        for j in range(7, -1, -1):
-            g = g * t + ERF_G[j]
-        e = ONE - (p * scale) * g
+    # both branches, then a select, as the AVX2 path does: no branch lets LLVM vectorize the loop
+    w = a * a
+    p = ERF_R[5]
+    for j in range(4, -1, -1):
+        p = p * w + ERF_R[j]
+    e_small = a + a * p
+    v = -w
+    kf = (v * LOG2E + MAGIC) - MAGIC
+    r = (v - kf * LN2_HI) - kf * LN2_LO
+    q = EXP_E[4]
+    for j in range(3, -1, -1):
+        q = q * r + EXP_E[j]
+    q = (r * r) * q + r + ONE
+    scale = POW2_NEG[-int(kf)]  # 2^k, k = kf in [-23, 0] since a <= ZMAX
+    t = a * ERF_A + ERF_B
+    g = ERF_G[8]
+    for j in range(7, -1, -1):
+        g = g * t + ERF_G[j]
+    e_big = ONE - (q * scale) * g
+    e = e_small if a < ERF_Z0 else e_big
     e = f32(math.copysign(e, z))
     return x * (HALF * (ONE + e))
 
