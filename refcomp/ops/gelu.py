@@ -57,7 +57,7 @@ _TANH_C = math.sqrt(2.0 / math.pi)
 
 
 def gelu(x, *, approximate: str = "none", backend="auto") -> np.ndarray:
-    """Gelu(x) element-wise (eq. G1, or eq. G3 for approximate="tanh"); x float32 / float64, same shape and dtype out."""
+    """Gelu(x) element-wise (eq. G1, or G3 for approximate="tanh"); x float32 / float64, same shape and dtype out."""
     x = numeric_array(x, "x")
     dtype_in(x, "x", (np.float32, np.float64))
     one_of(approximate, "approximate", ("none", "tanh"))

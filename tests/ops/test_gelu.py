@@ -1,4 +1,4 @@
-"""refcomp.ops.gelu (the NumPy definition) against an independent oracle (scipy.special), its fixed points and errors."""
+"""refcomp.ops.gelu (the NumPy definition) against an independent oracle (scipy.special), fixed points, errors."""
 
 import math
 
