@@ -190,6 +190,29 @@ int refcomp_csr_spmm_i8(int isa, int nthreads, int64_t rows, int64_t n,
                         const int64_t *indptr, const void *indices, int index_type,
                         const int8_t *data, const int16_t *X, int64_t ldx, int32_t *Y, int64_t ldy);
 
+/* ------------------------------------------------------- GELU (float32)
+ * ONNX Gelu-20, approximate = "none":  y[i] = x[i] * Phi(x[i]),
+ * Phi(x) = (1 + erf(x / sqrt 2)) / 2, for i < n; y may equal x (in place).
+ * Evaluated as the NumPy definition (refcomp.ops.gelu, eq. G1) evaluates it,
+ * one float32 rounding per step:
+ *     z = x / f32(sqrt 2),  e = erf(z),  y = x * (0.5 * (1 + e))
+ * with e from gelu.c's own polynomial erf (within 1.13 ulp of the true erf)
+ * instead of the C library's double erf. Bound against the definition:
+ *     |y - y_def| <= 2^-24 |x| + ulp(y_def)                       (eq. G2)
+ * because e is within 1 ulp (<= 2^-24) of the definition's e, 1 + e then
+ * moves by at most 2^-24 plus one rounding step, and the product rounds once.
+ * For x > 0 that is within 2 ulp of y_def; for x < 0 it is the absolute error
+ * the definition itself makes when it rounds 1 + e to float32 (2^-25 |x|).
+ * Never NaN for finite x; y = x for x >= 5.57, y = -0 for x <= -5.57; NaN -> NaN,
+ * +inf -> +inf, -inf -> NaN (-inf * 0, as the definition).
+ * Paths: scalar (every multiplication and addition rounded; the Numba twin
+ * returns the same bits) and AVX2 + FMA (also run for REFCOMP_ISA_AVX512VNNI;
+ * the same polynomials with fused Horner steps; its last n mod 8 elements run
+ * the scalar code). Both meet eq. G2, so they are within twice it of each
+ * other. Results do not depend on nthreads.
+ */
+int refcomp_gelu_f32(int isa, int nthreads, int64_t n, const float *x, float *y);
+
 #ifdef __cplusplus
 }
 #endif

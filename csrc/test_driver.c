@@ -288,6 +288,53 @@ static void check_spmm(int64_t rows, int64_t cols, int64_t n, int density_pct, i
     free(Ysame);
 }
 
+
+/* GELU: every path meets eq. G2 of refcomp.h against the definition's
+ * sequence of float32 steps with the C library's erf. */
+static float gelu_def(float x) {
+    float z = x / 1.41421354f;
+    float e = (float)erf((double)z);
+    return x * (0.5f * (1.0f + e));
+}
+
+static void check_gelu(int64_t n, int mode) {
+    float *x = calloc((size_t)(n + 1), sizeof(float)), *ys = calloc((size_t)(n + 1), sizeof(float));
+    float *y = calloc((size_t)(n + 1), sizeof(float));
+    for (int64_t i = 0; i < n; ++i) {
+        if (mode == 0) { /* any bit pattern: every exponent, denormals, inf, NaN */
+            uint32_t b = rnd();
+            memcpy(&x[i], &b, sizeof(float));
+        } else { /* the range where erf is not yet +-1 */
+            x[i] = ((float)rnd() / 4294967296.0f - 0.5f) * 16.0f;
+        }
+    }
+    for (int isa = REFCOMP_ISA_SCALAR; isa <= REFCOMP_ISA_AVX512VNNI; ++isa) {
+        if (!refcomp_isa_supported(isa)) continue;
+        CHECK(refcomp_gelu_f32(isa, 1, n, x, ys) == REFCOMP_OK, "gelu status");
+        for (int64_t i = 0; i < n; ++i) {
+            float d = gelu_def(x[i]);
+            if (isnan(d) || isnan(ys[i])) {
+                CHECK(isnan(d) && isnan(ys[i]), "gelu %s NaN mismatch at x = %a: %a vs %a", refcomp_isa_name(isa),
+                      (double)x[i], (double)ys[i], (double)d);
+                continue;
+            }
+            double ulp = (double)nextafterf(fabsf(d), INFINITY) - fabsf(d);
+            double bound = ldexp(fabs((double)x[i]), -24) + ulp;
+            CHECK(fabs((double)ys[i] - d) <= bound, "gelu %s eq. G2 at x = %a: %a vs %a", refcomp_isa_name(isa),
+                  (double)x[i], (double)ys[i], (double)d);
+        }
+        /* 2 threads and in place: the same bits as 1 thread on this path */
+        CHECK(refcomp_gelu_f32(isa, 2, n, x, y) == REFCOMP_OK, "gelu status");
+        CHECK(n == 0 || memcmp(y, ys, sizeof(float) * (size_t)n) == 0, "gelu %s 2 threads", refcomp_isa_name(isa));
+        memcpy(y, x, sizeof(float) * (size_t)n);
+        CHECK(refcomp_gelu_f32(isa, 1, n, y, y) == REFCOMP_OK, "gelu in place status");
+        CHECK(n == 0 || memcmp(y, ys, sizeof(float) * (size_t)n) == 0, "gelu %s in place", refcomp_isa_name(isa));
+    }
+    free(x);
+    free(ys);
+    free(y);
+}
+
 int main(void) {
     printf("refcomp test driver: best ISA %s\n", refcomp_isa_name(refcomp_isa_best()));
     for (int s = 1; s <= 17; s += 4)
@@ -319,6 +366,22 @@ int main(void) {
     check_spmm(37, 50, 128, 30, 1);   /* n = 128, contiguous: the literal-stride copies */
     check_spmm(300, 1000, 128, 10, 1);
     check_spmm(300, 1000, 128, 10, 0); /* n = 128 with padded rows: the general copies */
+    for (int64_t n = 0; n <= 19; ++n) check_gelu(n, (int)(n & 1)); /* vector tails */
+    check_gelu(100000, 0);
+    check_gelu(100000, 1);
+    {
+        float sx[8] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-45f, -1e-45f, 3.0e38f}, sy[8];
+        for (int isa = REFCOMP_ISA_SCALAR; isa <= REFCOMP_ISA_AVX512VNNI; ++isa) {
+            if (!refcomp_isa_supported(isa)) continue;
+            CHECK(refcomp_gelu_f32(isa, 1, 8, sx, sy) == REFCOMP_OK, "gelu specials status");
+            CHECK(sy[0] == 0.0f && !signbit(sy[0]) && sy[1] == 0.0f && signbit(sy[1]), "gelu(+-0)");
+            CHECK(sy[2] == INFINITY && isnan(sy[3]) && isnan(sy[4]), "gelu(inf, -inf, nan)");
+            CHECK(sy[7] == 3.0e38f, "gelu(huge) = huge");
+        }
+        CHECK(refcomp_gelu_f32(0, 1, -1, sx, sy) == REFCOMP_EINVAL, "gelu n < 0 rejected");
+        CHECK(refcomp_gelu_f32(0, 1, 1, NULL, sy) == REFCOMP_EINVAL, "gelu null x rejected");
+        CHECK(refcomp_gelu_f32(99, 1, 1, sx, sy) == REFCOMP_EISA, "gelu unknown isa rejected");
+    }
     /* argument checks */
     int32_t c1[1];
     uint8_t a1[1] = {1};

@@ -17,7 +17,8 @@ Registered ops (contracts in the common interface; shapes are 2-D, C-contiguous;
 the csr_* kernels take ``validated=True`` when their arrays come from a CSRMatrix):
 ``matmul_integer``, ``requantize_float``, ``requantize_fixed_point``,
 ``csr_spmm_f32``, ``csr_spmm_i8`` (CSRMatrix @ X), ``csr_linear_f32``
-(refcomp.ops.sparse_linear: x @ W.T + bias); Numba only: ``erf``.
+(refcomp.ops.sparse_linear: x @ W.T + bias), ``gelu`` (float32, within eq. G2
+of refcomp.ops.gelu, not bit-exact); Numba only: ``erf``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ except ImportError as exc:
 else:
     _numba_error = None
     from .numba import erf as nb_erf
+    from .numba import gelu as nb_gelu
     from .numba import matmul_integer as nb_mm
     from .numba import requantize as nb_rq
     from .numba import spmm as nb_spmm
@@ -47,7 +49,7 @@ else:
 __all__ = ["c_status", "info", "C_OPS", "NUMBA_OPS"]
 
 C_OPS = ("matmul_integer", "requantize_float", "requantize_fixed_point", "csr_spmm_f32", "csr_spmm_i8",
-         "csr_linear_f32")
+         "csr_linear_f32", "gelu")
 NUMBA_OPS = C_OPS + ("erf",)
 
 
@@ -65,6 +67,7 @@ def _register_c() -> None:
     _backend.register("csr_spmm_f32", "c", c.csr_spmm_f32)
     _backend.register("csr_spmm_i8", "c", c.csr_spmm_i8)
     _backend.register("csr_linear_f32", "c", c.csr_linear_f32)
+    _backend.register("gelu", "c", c.gelu)
 
 
 def _register_numba() -> None:
@@ -77,6 +80,7 @@ def _register_numba() -> None:
     _backend.register("csr_spmm_i8", "numba", nb_spmm.csr_spmm_i8)
     _backend.register("csr_linear_f32", "numba", nb_spmm.csr_linear_f32)
     _backend.register("erf", "numba", nb_erf.erf)
+    _backend.register("gelu", "numba", nb_gelu.gelu)
 
 
 def c_status() -> dict:

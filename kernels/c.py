@@ -35,6 +35,7 @@ __all__ = [
     "csr_spmm_i8",
     "csr_linear_f32",
     "aligned_array",
+    "gelu",
 ]
 
 ISAS = {"auto": 0, "scalar": 1, "avx2": 2, "avx512vnni": 3}
@@ -375,4 +376,21 @@ def csr_linear_f32(indptr, indices, data, shape, x, bias=None, *, isa=None, thre
                                           _ptr("float *", x),
                                           max(cols, 1), _opt("float *", b), _ptr("float *", y), rows),
                "refcomp_csr_linear_f32")
+    return y
+
+
+def gelu(x, *, isa=None, threads=None):
+    """y = x·Φ(x) on float32 x of any shape (refcomp.ops.gelu, approximate="none"), within eq. G2 of it.
+
+    csrc/gelu.c: the definition's float32 steps with a polynomial erf; see refcomp.h for the bound.
+    """
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        raise DTypeError("x", "dtype float32", f"dtype {x.dtype}")
+    xc = np.ascontiguousarray(x)
+    isa_code = _isa_code(isa)
+    y = np.empty(x.shape, np.float32)
+    if y.size:
+        _check(lib.refcomp_gelu_f32(isa_code, _threads(threads), y.size, _ptr("float *", xc), _ptr("float *", y)),
+               "refcomp_gelu_f32")
     return y

@@ -11,6 +11,7 @@ from .csr_matmul import csr_matmul
 from .dequantize_linear import dequantize_linear
 from .dynamic_quantize_linear import dynamic_quantize_linear, dynamic_quantize_rows
 from .erf import erf
+from .gelu import gelu
 from .matmul_integer import matmul_integer
 from .qlinear_conv import qlinear_conv
 from .qlinear_matmul import qlinear_matmul
@@ -28,6 +29,7 @@ __all__ = [
     "dynamic_quantize_linear",
     "dynamic_quantize_rows",
     "erf",
+    "gelu",
     "matmul_integer",
     "qlinear_matmul",
     "conv_integer",

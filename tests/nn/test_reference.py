@@ -146,3 +146,14 @@ def test_kl_temperature_scaling():
     p4 = np.exp(t / 4) / np.exp(t / 4).sum(1, keepdims=True)
     q4 = np.exp(s / 4) / np.exp(s / 4).sum(1, keepdims=True)
     assert np.isclose(kl4(s, t), 16 * np.mean((p4 * np.log(p4 / q4)).sum(1)))
+
+
+def test_gelu_forward_is_ops_gelu():
+    """float64 runs the definition bit for bit; float32 the fast kernel (ops.gelu's backend "auto")."""
+    from refcomp import ops
+
+    x = np.random.default_rng(0).standard_normal((4, 33)) * 3
+    np.testing.assert_array_equal(nn.GELU().forward(x), ops.gelu(x, backend="numpy"))
+    x32 = x.astype(np.float32)
+    np.testing.assert_array_equal(nn.GELU().forward(x32), ops.gelu(x32))
+    np.testing.assert_array_equal(nn.GELU("tanh").forward(x32), ops.gelu(x32, approximate="tanh", backend="numpy"))

@@ -26,7 +26,7 @@ import numpy as np
 from ...checks import float_tensor
 from ...errors import ShapeError, ValidationError
 from ...formats.qtensor import QTensor
-from ...ops import erf
+from ...ops import erf, gelu
 from ..module import Module, register_layer
 
 __all__ = ["ReLU", "ReLU6", "LeakyReLU", "Tanh", "Sigmoid", "GELU"]
@@ -132,7 +132,11 @@ class Sigmoid(_Elementwise):
 
 @register_layer
 class GELU(_Elementwise):
-    """GELU, exact (erf: refcomp.ops.erf, the C library's erf per element) or approximate="tanh"."""
+    """GELU (refcomp.ops.gelu, ONNX Gelu-20): exact (erf) or approximate="tanh".
+
+    forward: float64 evaluates the definition (the C library's erf per element);
+    float32 under backend "auto" runs the C / Numba kernel, within eq. G2 of it.
+    backward: Φ(x) + x·φ(x) from refcomp.ops.erf, exactly as before."""
 
     _C = math.sqrt(2.0 / math.pi)
 
@@ -148,11 +152,9 @@ class GELU(_Elementwise):
     def forward(self, x):
         x = float_tensor(x, "x", tuple(range(0, 9)))
         self._cache = x
-        if self.approximate == "tanh":
-            t = np.tanh(self._C * (x + 0.044715 * x ** 3))
-            return (0.5 * x * (1 + t)).astype(x.dtype, copy=False)
-        cdf = 0.5 * (1 + erf(x / np.asarray(math.sqrt(2.0), x.dtype)))
-        return (x * cdf).astype(x.dtype, copy=False)
+        # refcomp.ops.gelu: float32 runs the fast kernel (within eq. G2 of the definition),
+        # float64 the definition itself, so gradient checks compare against the exact formula
+        return gelu(x, approximate=self.approximate)
 
     def backward(self, dy):
         self._require_forward(self._cache)
