@@ -4,8 +4,9 @@ and onnx.reference with refcomp's outputs.
 Bounds, on the last hidden state of 4 sentences (measured in the comments):
 - float: onnxruntime within 1e-5 relative (max|Δ| / max|y|) of refcomp; its Gelu,
   Softmax and LayerNormalization are its own kernels, and 6 layers add their roundings.
-- dynamic QOperator: onnx.reference equals refcomp bit for bit (the same float32
-  operations, integer products exact); onnxruntime (exact integer products with
+- dynamic QOperator: onnx.reference equals refcomp run on its NumPy definitions bit
+  for bit (the same float32 operations, integer products exact; by default refcomp's
+  GELU is the C kernel, within its stated bound of the definition); onnxruntime (exact integer products with
   session.x64quantprecision=1): a float difference of one ulp before the
   activations are quantized can move a code by one, which the layers after it
   carry along. Per tensor the hidden states stay within 1e-3 relative; per token
@@ -21,6 +22,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx.reference import ReferenceEvaluator  # noqa: E402
 
+from refcomp import backend  # noqa: E402
 from refcomp.compress.quantize.dynamic import quantize_dynamic  # noqa: E402
 from refcomp.models.minilm_l6 import mean_pool, tokenize  # noqa: E402
 from refcomp.onnx import export  # noqa: E402
@@ -35,6 +37,17 @@ def _session(proto, exact):
     if exact:
         so.add_session_config_entry("session.x64quantprecision", "1")
     return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _definitions(model, feeds):
+    """refcomp's output with every op its NumPy definition (GELU's erf exact, as onnx.reference's):
+    the fast GELU kernel is within a stated bound of it (refcomp/ops/gelu.py), not equal."""
+    before = backend.get_backend()
+    backend.set_backend("numpy")
+    try:
+        return model(feeds["input_ids"], feeds["attention_mask"])
+    finally:
+        backend.set_backend(before)
 
 
 def _rel(y, ref):
@@ -68,7 +81,7 @@ def test_dynamic_qoperator_export(minilm_model, feeds, per_token):
     assert ops.count("MatMulInteger") == 36
     assert ops.count("DynamicQuantizeLinear") == (0 if per_token else 36)
     y = q(feeds["input_ids"], feeds["attention_mask"])
-    assert np.array_equal(ReferenceEvaluator(proto).run(None, feeds)[0], y)
+    assert np.array_equal(ReferenceEvaluator(proto).run(None, feeds)[0], _definitions(q, feeds))
     got = _session(proto, exact=True).run(None, feeds)[0]
     # hidden states: measured 2.4e-7 per tensor; per token 1.4e-2 (one range per token: a float
     # difference upstream moves codes of a token more often, and a token's values move together)
@@ -91,4 +104,4 @@ def test_int8_embeddings_export_as_int8_tables(minilm_model, feeds):
     assert len(tables) == 3 and all(t.data_type == onnx.TensorProto.INT8 for t in tables)
     assert proto.ByteSize() < 25e6                  # 90 MB in float
     y = q(feeds["input_ids"], feeds["attention_mask"])
-    assert np.array_equal(ReferenceEvaluator(proto).run(None, feeds)[0], y)
+    assert np.array_equal(ReferenceEvaluator(proto).run(None, feeds)[0], _definitions(q, feeds))
