@@ -15,6 +15,7 @@ import numpy as np
 from ...errors import ValidationError
 from ...formats.half import HalfPrecision
 from ...nn.layers import Conv2d, Linear
+from ...nn.module import run_batch
 from ..quantize.model_graph import flat_layers, prepare
 from ..quantize.weight_only import quantize_weights
 from .casts import cast_weights, select_bitwidths
@@ -85,17 +86,24 @@ def select_layer_bits(model, calibration_x, avg_bits: float, *, bit_choices=(2, 
     outputs. The budget is Σ_ℓ n_ℓ·b_ℓ <= avg_bits · Σ_ℓ n_ℓ (eq. 7), solved by
     refcomp.compress.precision.casts.select_bitwidths.
 
+    ``calibration_x``: an array, or for a model with several inputs a tuple of
+    arrays (a transformer's input_ids and attention_mask), run as one batch
+    (refcomp.nn.run_batch). Layers are named as in ``named_modules()``, so a
+    graph's are dotted ("layer0.fc1").
+
     Returns (BitAllocation, sensitivity table {layer: {bits: error}}).
     """
-    x = np.asarray(calibration_x, dtype=np.float32)
-    ref = prepare(model).forward(x).astype(np.float64)
-    names = {n: l.weight.to_dense().size for n, l in flat_layers(prepare(model)) if isinstance(l, (Conv2d, Linear))}
+    x = tuple(np.asarray(a) for a in calibration_x) if isinstance(calibration_x, tuple) else \
+        np.asarray(calibration_x, dtype=np.float32)
+    base = prepare(model)
+    ref = run_batch(base, x).astype(np.float64)
+    names = {n: l.weight.to_dense().size for n, l in base.named_modules() if isinstance(l, (Conv2d, Linear))}
     sens = {}
     for name in names:
         sens[name] = {}
         for b in bit_choices:
             q, _ = quantize_weights(model, bits={name: int(b)}, group_size=group_size)
-            d = q.forward(x).astype(np.float64) - ref
+            d = run_batch(q, x).astype(np.float64) - ref
             sens[name][int(b)] = float(np.mean(d * d))
     budget = int(avg_bits * sum(names.values()))
     return select_bitwidths(sens, names, budget, method=method), sens

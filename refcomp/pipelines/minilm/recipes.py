@@ -15,6 +15,9 @@ w8a8-static-smoothquant *          the same after SmoothQuant (α = 0.5) of the 
                                    come out of a LayerNorm (Q, K, V, fc1)
 w4-rtn-g128                        weight-only int4, one scale per 128 inputs, rounded to nearest
 w4-gptq-g128 *                     weight-only int4 g128 by GPTQ (Frantar et al. 2022)
+w4w8-mixed-g128 *                  weight-only, each Linear int4 or int8 (RTN, g128) chosen by
+                                   sensitivity under a budget of 5 bits per weight on average
+                                   (refcomp.compress.precision.model.select_layer_bits)
 =================================  ===========================================================
 
 \\* needs calibration batches: ``(input_ids, attention_mask)`` tuples (e.g. from
@@ -26,6 +29,7 @@ float32, as in onnxruntime's quantized models.
 
 from __future__ import annotations
 
+from ...compress.precision.model import select_layer_bits
 from ...compress.quantize.dynamic import quantize_dynamic
 from ...compress.quantize.embedding import quantize_embeddings
 from ...compress.quantize.static_inputs import quantize_static_inputs
@@ -40,6 +44,13 @@ def _per_token_int8_emb(m, calib):
     q, report = quantize_dynamic(m, per_token=True)
     q, emb = quantize_embeddings(q)
     return q, {**report, **emb}
+
+
+def _mixed(m, calib):
+    """Sensitivity on one calibration batch (the longest: the batches are sorted by length)."""
+    alloc, sens = select_layer_bits(m, calib[-1], 5.0, bit_choices=(4, 8), group_size=128)
+    q, report = quantize_weights(m, bits=alloc.bits, group_size=128)
+    return q, {"bits": alloc.bits, "sensitivity": sens, "layers": report}
 
 
 def _after_layernorm(m):
@@ -66,6 +77,7 @@ RECIPES = {
     "w4-gptq-g128": (lambda m, c: quantize_weights(m, bits=4, group_size=128, method="gptq",
                                                    calibration_batches=c), True,
                      "weight-only int4, groups of 128, GPTQ"),
+    "w4w8-mixed-g128": (_mixed, True, "weight-only int4 / int8 per layer by sensitivity, 5 bits on average"),
 }
 
 
