@@ -18,7 +18,9 @@ the csr_* kernels take ``validated=True`` when their arrays come from a CSRMatri
 ``matmul_integer``, ``requantize_float``, ``requantize_fixed_point``,
 ``csr_spmm_f32``, ``csr_spmm_i8`` (CSRMatrix @ X), ``csr_linear_f32``
 (refcomp.ops.sparse_linear: x @ W.T + bias), ``gelu`` (float32, within eq. G2
-of refcomp.ops.gelu, not bit-exact); Numba only: ``erf``.
+of refcomp.ops.gelu, not bit-exact), ``pack_b`` (B [K, N] int8 / uint8 -> the
+backend's packed B, which its ``matmul_integer`` takes in place of B;
+refcomp.ops.PackedWeight makes and caches it); Numba only: ``erf``.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ else:
 
 __all__ = ["c_status", "info", "C_OPS", "NUMBA_OPS"]
 
-C_OPS = ("matmul_integer", "requantize_float", "requantize_fixed_point", "csr_spmm_f32", "csr_spmm_i8",
+C_OPS = ("matmul_integer", "pack_b", "requantize_float", "requantize_fixed_point", "csr_spmm_f32", "csr_spmm_i8",
          "csr_linear_f32", "gelu")
 NUMBA_OPS = C_OPS + ("erf",)
 
@@ -62,6 +64,7 @@ def _register_c() -> None:
         )
         return
     _backend.register("matmul_integer", "c", c.matmul_integer)
+    _backend.register("pack_b", "c", c.PackedB)
     _backend.register("requantize_float", "c", c.requantize_float)
     _backend.register("requantize_fixed_point", "c", c.requantize_fixed_point)
     _backend.register("csr_spmm_f32", "c", c.csr_spmm_f32)
@@ -74,6 +77,7 @@ def _register_numba() -> None:
     if _numba_error is not None:
         return
     _backend.register("matmul_integer", "numba", nb_mm.matmul_integer)
+    _backend.register("pack_b", "numba", nb_mm.PackedB)
     _backend.register("requantize_float", "numba", nb_rq.requantize_float)
     _backend.register("requantize_fixed_point", "numba", nb_rq.requantize_fixed_point)
     _backend.register("csr_spmm_f32", "numba", nb_spmm.csr_spmm_f32)
