@@ -33,14 +33,23 @@ def dynamic_quantize_linear(x, *, backend="auto"):
     dtype_in(x, "x", (np.float32,))
     if x.size == 0:
         raise ShapeError("x", "a non-empty tensor (its range defines the scale)", f"shape {x.shape}")
-    finite(x, "x")
+    hi, lo = x.max(), x.min()
+    # max / min propagate NaN and show any ±inf, so they decide finiteness without a pass of
+    # isfinite over x; finite() then names the first offending element
+    if not (np.isfinite(hi) and np.isfinite(lo)):
+        finite(x, "x")
     f32 = np.float32
-    r_max = max(f32(0), x.max())
-    r_min = min(f32(0), x.min())
+    r_max = max(f32(0), hi)
+    r_min = min(f32(0), lo)
     span = f32(1) if r_max == r_min else f32(r_max - r_min)
     scale = f32(span / f32(255))
     zp = np.rint(np.clip(f32(0) - f32(r_min / scale), f32(0), f32(255)))
-    y = np.clip(np.rint(x / scale) + zp, 0, 255)
+    # eq. DQ3 step by step in one float32 buffer (the same IEEE operations as
+    # clip(rint(x / scale) + zp, 0, 255), without a temporary per step)
+    y = np.divide(x, scale, dtype=np.float32)
+    np.rint(y, out=y)
+    np.add(y, zp, out=y)
+    np.clip(y, 0, 255, out=y)
     return y.astype(np.uint8), np.array(scale, np.float32), np.array(zp, np.uint8)
 
 
