@@ -20,7 +20,9 @@ the csr_* kernels take ``validated=True`` when their arrays come from a CSRMatri
 (refcomp.ops.sparse_linear: x @ W.T + bias), ``gelu`` (float32, within eq. G2
 of refcomp.ops.gelu, not bit-exact), ``pack_b`` (B [K, N] int8 / uint8 -> the
 backend's packed B, which its ``matmul_integer`` takes in place of B;
-refcomp.ops.PackedWeight makes and caches it); Numba only: ``erf``.
+refcomp.ops.PackedWeight makes and caches it); Numba only: ``erf``,
+``dynamic_quantize_linear`` (its eq. DQ3, x float32 -> uint8 codes, given
+the scale and zero point the op computed).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ except ImportError as exc:
     _numba_error: str | None = str(exc)
 else:
     _numba_error = None
+    from .numba import dynamic_quantize as nb_dq
     from .numba import erf as nb_erf
     from .numba import gelu as nb_gelu
     from .numba import matmul_integer as nb_mm
@@ -52,7 +55,7 @@ __all__ = ["c_status", "info", "C_OPS", "NUMBA_OPS"]
 
 C_OPS = ("matmul_integer", "pack_b", "requantize_float", "requantize_fixed_point", "csr_spmm_f32", "csr_spmm_i8",
          "csr_linear_f32", "gelu")
-NUMBA_OPS = C_OPS + ("erf",)
+NUMBA_OPS = C_OPS + ("erf", "dynamic_quantize_linear")
 
 
 def _register_c() -> None:
@@ -85,6 +88,7 @@ def _register_numba() -> None:
     _backend.register("csr_linear_f32", "numba", nb_spmm.csr_linear_f32)
     _backend.register("erf", "numba", nb_erf.erf)
     _backend.register("gelu", "numba", nb_gelu.gelu)
+    _backend.register("dynamic_quantize_linear", "numba", nb_dq.quantize_dq3)
 
 
 def c_status() -> dict:
