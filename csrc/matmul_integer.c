@@ -149,6 +149,65 @@ REFCOMP_TARGET_AVX512VNNI static void pack_b_panel_avx512(refcomp_packed_b *p, c
 }
 #endif
 
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+/* The same panel with AVX2, for full panels (64 columns; a last, narrower
+ * panel stays scalar: AVX2 has no byte-masked loads). 32 columns of 4 rows
+ * at a time: byte and word unpacks give [column][4 k] inside each 128-bit
+ * lane, vperm2i128 puts the columns in order. Column sums: vpmaddubsw of the
+ * unsigned bytes by 1 (pairs: <= 510, no saturation) then vpmaddwd by 1, the
+ * exact sum of each column's 4 bytes in its int32 lane. A last k group of
+ * 1-3 rows goes through the scalar loop. Same bytes and sums as the scalar
+ * pack (the test driver compares them); ~0.5 ms -> well under 0.1 ms for
+ * 384 x 1536 on Zen 3, which a product with B not packed in advance pays. */
+REFCOMP_TARGET_AVX2 static void pack_b_panel_avx2(refcomp_packed_b *p, const uint8_t *b, int64_t ldb,
+                                                   uint8_t flip, int64_t panel) {
+    const int64_t K = p->K, j0 = panel * NR, full = K / KG;
+    const __m256i flipv = _mm256_set1_epi8((char)flip), ones8 = _mm256_set1_epi8(1);
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    __m256i sum[NR / 8];
+    for (int v = 0; v < NR / 8; ++v) sum[v] = _mm256_setzero_si256();
+    for (int64_t g = 0; g < full; ++g) {
+        uint8_t *dst = p->data + (panel * p->kgroups + g) * NR * KG;
+        for (int h = 0; h < NR / 32; ++h) {
+            __m256i z[KG];
+            for (int q = 0; q < KG; ++q)
+                z[q] = _mm256_xor_si256(
+                    _mm256_loadu_si256((const __m256i *)(b + (g * KG + q) * ldb + j0 + 32 * h)), flipv);
+            const __m256i t0 = _mm256_unpacklo_epi8(z[0], z[1]), t1 = _mm256_unpackhi_epi8(z[0], z[1]);
+            const __m256i t2 = _mm256_unpacklo_epi8(z[2], z[3]), t3 = _mm256_unpackhi_epi8(z[2], z[3]);
+            /* per lane L (columns 16L..16L+15): u0 columns 0-3, u1 4-7, u2 8-11, u3 12-15 */
+            const __m256i u0 = _mm256_unpacklo_epi16(t0, t2), u1 = _mm256_unpackhi_epi16(t0, t2);
+            const __m256i u2 = _mm256_unpacklo_epi16(t1, t3), u3 = _mm256_unpackhi_epi16(t1, t3);
+            __m256i o[4];
+            o[0] = _mm256_permute2x128_si256(u0, u1, 0x20); /* columns 0..7   */
+            o[1] = _mm256_permute2x128_si256(u2, u3, 0x20); /* columns 8..15  */
+            o[2] = _mm256_permute2x128_si256(u0, u1, 0x31); /* columns 16..23 */
+            o[3] = _mm256_permute2x128_si256(u2, u3, 0x31); /* columns 24..31 */
+            for (int v = 0; v < 4; ++v) {
+                _mm256_storeu_si256((__m256i *)(dst + (32 * h + 8 * v) * KG), o[v]);
+                sum[4 * h + v] = _mm256_add_epi32(
+                    sum[4 * h + v], _mm256_madd_epi16(_mm256_maddubs_epi16(o[v], ones8), ones16));
+            }
+        }
+    }
+    uint32_t sums[NR];
+    for (int v = 0; v < NR / 8; ++v) _mm256_storeu_si256((__m256i *)&sums[8 * v], sum[v]);
+    for (int64_t c = 0; c < NR; ++c) p->colsum[j0 + c] += sums[c];
+    if (full < p->kgroups) { /* the last 1-3 rows, zero padded */
+        const int64_t k0 = full * KG, kn = K - k0;
+        uint8_t *dst = p->data + (panel * p->kgroups + full) * NR * KG;
+        for (int64_t c = 0; c < NR; ++c) {
+            uint32_t s = 0;
+            for (int64_t q = 0; q < kn; ++q) {
+                dst[c * KG + q] = (uint8_t)(b[(k0 + q) * ldb + j0 + c] ^ flip);
+                s += dst[c * KG + q];
+            }
+            p->colsum[j0 + c] += s;
+        }
+    }
+}
+#endif
+
 /* refcomp_pack_b with an explicit path (the layout does not depend on it;
  * the test driver checks that every path writes the same bytes). */
 int refcomp__pack_b_isa(int isa, int64_t K, int64_t N, const void *B, int64_t ldb,
@@ -176,6 +235,10 @@ int refcomp__pack_b_isa(int isa, int64_t K, int64_t N, const void *B, int64_t ld
 #if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
         if (isa == REFCOMP_ISA_AVX512VNNI) {
             pack_b_panel_avx512(p, (const uint8_t *)B, ldb, flip, panel);
+            continue;
+        }
+        if (isa == REFCOMP_ISA_AVX2 && p->N - panel * NR >= NR) {
+            pack_b_panel_avx2(p, (const uint8_t *)B, ldb, flip, panel);
             continue;
         }
 #endif
