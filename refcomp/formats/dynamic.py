@@ -48,7 +48,12 @@ import numpy as np
 
 from ..checks import float_array
 from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
-from ..ops import dynamic_quantize_linear, dynamic_quantize_rows, matmul_integer, pack_weight
+from ..ops import (
+    dynamic_quantize_linear,
+    dynamic_quantize_rows,
+    matmul_integer,
+    pack_weight,
+)
 from .base import WeightFormat, check_field_names
 from .qtensor import QTensor
 
