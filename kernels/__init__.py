@@ -18,7 +18,11 @@ the csr_* kernels take ``validated=True`` when their arrays come from a CSRMatri
 ``matmul_integer``, ``requantize_float``, ``requantize_fixed_point``,
 ``csr_spmm_f32``, ``csr_spmm_i8`` (CSRMatrix @ X), ``csr_linear_f32``
 (refcomp.ops.sparse_linear: x @ W.T + bias), ``gelu`` (float32, within eq. G2
-of refcomp.ops.gelu, not bit-exact); Numba only: ``erf``.
+of refcomp.ops.gelu, not bit-exact), ``pack_b`` (B [K, N] int8 / uint8 -> the
+backend's packed B, which its ``matmul_integer`` takes in place of B;
+refcomp.ops.PackedWeight makes and caches it); Numba only: ``erf``,
+``dynamic_quantize_linear`` (its eq. DQ3, x float32 -> uint8 codes, given
+the scale and zero point the op computed).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ except ImportError as exc:
     _numba_error: str | None = str(exc)
 else:
     _numba_error = None
+    from .numba import dynamic_quantize as nb_dq
     from .numba import erf as nb_erf
     from .numba import gelu as nb_gelu
     from .numba import matmul_integer as nb_mm
@@ -48,9 +53,9 @@ else:
 
 __all__ = ["c_status", "info", "C_OPS", "NUMBA_OPS"]
 
-C_OPS = ("matmul_integer", "requantize_float", "requantize_fixed_point", "csr_spmm_f32", "csr_spmm_i8",
+C_OPS = ("matmul_integer", "pack_b", "requantize_float", "requantize_fixed_point", "csr_spmm_f32", "csr_spmm_i8",
          "csr_linear_f32", "gelu")
-NUMBA_OPS = C_OPS + ("erf",)
+NUMBA_OPS = C_OPS + ("erf", "dynamic_quantize_linear")
 
 
 def _register_c() -> None:
@@ -62,6 +67,7 @@ def _register_c() -> None:
         )
         return
     _backend.register("matmul_integer", "c", c.matmul_integer)
+    _backend.register("pack_b", "c", c.PackedB)
     _backend.register("requantize_float", "c", c.requantize_float)
     _backend.register("requantize_fixed_point", "c", c.requantize_fixed_point)
     _backend.register("csr_spmm_f32", "c", c.csr_spmm_f32)
@@ -74,6 +80,7 @@ def _register_numba() -> None:
     if _numba_error is not None:
         return
     _backend.register("matmul_integer", "numba", nb_mm.matmul_integer)
+    _backend.register("pack_b", "numba", nb_mm.PackedB)
     _backend.register("requantize_float", "numba", nb_rq.requantize_float)
     _backend.register("requantize_fixed_point", "numba", nb_rq.requantize_fixed_point)
     _backend.register("csr_spmm_f32", "numba", nb_spmm.csr_spmm_f32)
@@ -81,6 +88,7 @@ def _register_numba() -> None:
     _backend.register("csr_linear_f32", "numba", nb_spmm.csr_linear_f32)
     _backend.register("erf", "numba", nb_erf.erf)
     _backend.register("gelu", "numba", nb_gelu.gelu)
+    _backend.register("dynamic_quantize_linear", "numba", nb_dq.quantize_dq3)
 
 
 def c_status() -> dict:

@@ -83,25 +83,46 @@ def implementation(op: str, backend: str | None = None) -> Callable | None:
     An explicit "numba"/"c" that is not available raises BackendUnavailableError;
     "auto" silently falls back (c > numba > numpy).
     """
+    return _choose(op, backend)[1]
+
+
+def resolve(op: str, backend: str | None = None) -> tuple[str, Callable | None]:
+    """``(name, fn)``: what :func:`implementation` returns and the backend it chose ("numpy", ``None``).
+
+    For ops whose fast twin needs a companion of the same backend: a packed
+    weight of "matmul_integer" is made by that backend's "pack_b".
+    """
+    return _choose(op, backend)
+
+
+def _choose(op: str, backend: str | None) -> tuple[str, Callable | None]:
     backend = _check_name(_default_backend if backend is None else backend)
     if backend == "auto":
         backend = _default_backend if _default_backend != "auto" else "auto"
     if backend == "numpy":
-        return None
+        return "numpy", None
     _load_kernels()
     if backend == "auto":
         for b in _PREFERENCE:
             fn = _registry.get((op, b))
             if fn is not None:
-                return fn
-        return None
+                return b, fn
+        return "numpy", None
     fn = _registry.get((op, backend))
     if fn is None:
         raise BackendUnavailableError(
             f"backend {backend!r} is not available for {op!r} on this machine "
             f"(available: {available(op)})"
         )
-    return fn
+    return backend, fn
+
+
+def lookup(op: str, backend: str) -> Callable | None:
+    """The ``backend`` ("c" | "numba") implementation of ``op``, or ``None``; no fallback, no error."""
+    if backend not in _PREFERENCE:
+        return None
+    _load_kernels()
+    return _registry.get((op, backend))
 
 
 def available(op: str) -> list[str]:

@@ -29,6 +29,19 @@ def test_explicit_unavailable_backend_raises():
     assert backend.implementation("no_such_op", "auto") is None
 
 
+def test_resolve_names_the_backend_it_chose_and_lookup_never_falls_back():
+    assert backend.resolve("matmul_integer", "numpy") == ("numpy", None)
+    name, fn = backend.resolve("matmul_integer", "auto")
+    assert fn is backend.implementation("matmul_integer", "auto")
+    avail = backend.available("matmul_integer")  # numpy first, then the fast ones in the order "auto" prefers
+    assert name == (avail[1] if len(avail) > 1 else "numpy")
+    if fn is not None:
+        assert backend.lookup("matmul_integer", name) is fn
+    assert backend.lookup("no_such_op", "c") is None and backend.lookup("matmul_integer", "numpy") is None
+    with pytest.raises(BackendUnavailableError):
+        backend.resolve("no_such_op", "c")
+
+
 @pytest.mark.parametrize("name", list(QDTYPES))
 def test_qdtype_resolves_every_spelling(name):
     q = QDTYPES[name]

@@ -33,7 +33,10 @@ skips pixels (a stride beyond the dilated kernel, a last row the stride steps
 over) quantizes only the pixels it reads.
 
 Storage (:attr:`nbytes`) is the QTensor's: codes, scales, zero points if not
-all 0. Fields (a file): the QTensor as the part ``weight``.
+all 0. Fields (a file): the QTensor as the part ``weight``. q_wᵀ is held as a
+:class:`refcomp.ops.PackedWeight`, made once per weight (the C / Numba kernels'
+packed layout on the first product), so no product re-packs it; that is a
+cache, not storage: it is neither counted, saved nor copied.
 
 Source: ONNX operator specs DynamicQuantizeLinear (opset 11) and
 MatMulInteger (opset 10); onnxruntime.quantization.quantize_dynamic.
@@ -45,7 +48,12 @@ import numpy as np
 
 from ..checks import float_array
 from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
-from ..ops import dynamic_quantize_linear, dynamic_quantize_rows, matmul_integer
+from ..ops import (
+    dynamic_quantize_linear,
+    dynamic_quantize_rows,
+    matmul_integer,
+    pack_weight,
+)
 from .base import WeightFormat, check_field_names
 from .qtensor import QTensor
 
@@ -79,10 +87,11 @@ class DynamicQuantized(WeightFormat):
             raise ValidationError("weight", "QParams per tensor or per output channel (axis 0)", qp.granularity)
         self.weight = weight
         self.shape = weight.shape
-        # B of MatMulInteger is q_wᵀ (in, out); its zero point runs along the columns (one per output)
-        self._codes_t = np.ascontiguousarray(weight.data.T)
+        # B of MatMulInteger is q_wᵀ (in, out); its zero point runs along the columns (one per output).
+        # Packed once here, not per product: a cache beside the QTensor, never stored (fields, nbytes)
+        # and dropped by copies (PackedWeight.__getstate__), so a deep copy rebuilds it on first use.
         zp = qp.zero_point
-        self._zero_point = zp if np.any(zp.astype(np.int64) != 0) else None
+        self._weight_t = pack_weight(weight.data.T, zp if np.any(zp.astype(np.int64) != 0) else None)
         self._scale = qp.scale.astype(np.float32)
 
     def to_dense(self) -> np.ndarray:
@@ -91,16 +100,20 @@ class DynamicQuantized(WeightFormat):
 
     def matmul(self, x: np.ndarray) -> np.ndarray:
         """y of eq. (D1), or (D2) per token, for x (batch, in): float32 (batch, out), no bias."""
-        x = float_array(x, "x", dtype=np.float32, ndim=2)
+        # finiteness is checked once, by the input quantizer (ValidationError naming x)
+        x = float_array(x, "x", dtype=np.float32, ndim=2, finite=False)
         if x.shape[1] != self.shape[1]:
             raise ShapeError("x", f"(batch, {self.shape[1]})", f"shape {x.shape}")
         if self.per_token:
             q_x, s_x, z_x = dynamic_quantize_rows(x)
-            acc = matmul_integer(q_x, self._codes_t, z_x, self._zero_point)
-            return acc.astype(np.float32) * (s_x[:, None] * self._scale)
-        q_x, s_x, z_x = dynamic_quantize_linear(x)
-        acc = matmul_integer(q_x, self._codes_t, z_x, self._zero_point)
-        return acc.astype(np.float32) * (s_x * self._scale)
+            s = s_x[:, None] * self._scale
+        else:
+            q_x, s_x, z_x = dynamic_quantize_linear(x)
+            s = s_x * self._scale
+        acc = matmul_integer(q_x, self._weight_t, z_x)
+        # float32(acc) · float32(s_x · s_w): the cast happens inside the multiply (the same
+        # int32 -> float32 conversion as astype), one pass over acc instead of two
+        return np.multiply(acc, s, dtype=np.float32)
 
     @property
     def nbytes(self) -> int:

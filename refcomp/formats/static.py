@@ -31,7 +31,7 @@ import numpy as np
 
 from ..checks import float_array
 from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
-from ..ops import matmul_integer, quantize_linear
+from ..ops import matmul_integer, pack_weight, quantize_linear
 from ..quant import QParams
 from .base import WeightFormat, check_field_names
 from .qtensor import QTensor
@@ -72,9 +72,9 @@ class StaticQuantized(WeightFormat):
             smooth.flags.writeable = False
         self.weight, self.input_qparams, self.smooth = weight, input_qparams, smooth
         self.shape = weight.shape
-        self._codes_t = np.ascontiguousarray(weight.data.T)
+        # B of MatMulInteger, q_wᵀ (in, out) with its zero point, packed once (a cache, as in DynamicQuantized)
         zp = qp.zero_point
-        self._zero_point = zp if np.any(zp.astype(np.int64) != 0) else None
+        self._weight_t = pack_weight(weight.data.T, zp if np.any(zp.astype(np.int64) != 0) else None)
         self._scale = (np.float32(input_qparams.scale) * qp.scale.astype(np.float32)).astype(np.float32)
         self._z_x = np.asarray(input_qparams.zero_point, np.uint8).reshape(())
 
@@ -93,8 +93,8 @@ class StaticQuantized(WeightFormat):
         x = float_array(x, "x", dtype=np.float32, ndim=2)
         if x.shape[1] != self.shape[1]:
             raise ShapeError("x", f"(batch, {self.shape[1]})", f"shape {x.shape}")
-        acc = matmul_integer(self.quantize_input(x), self._codes_t, self._z_x, self._zero_point)
-        return acc.astype(np.float32) * self._scale
+        acc = matmul_integer(self.quantize_input(x), self._weight_t, self._z_x)
+        return np.multiply(acc, self._scale, dtype=np.float32)  # float32(acc) · scale, one pass
 
     @property
     def nbytes(self) -> int:

@@ -12,7 +12,7 @@ from .dequantize_linear import dequantize_linear
 from .dynamic_quantize_linear import dynamic_quantize_linear, dynamic_quantize_rows
 from .erf import erf
 from .gelu import gelu
-from .matmul_integer import matmul_integer
+from .matmul_integer import PackedWeight, matmul_integer, pack_weight
 from .qlinear_conv import qlinear_conv
 from .qlinear_matmul import qlinear_matmul
 from .quantize_linear import quantize_linear
@@ -31,6 +31,8 @@ __all__ = [
     "erf",
     "gelu",
     "matmul_integer",
+    "pack_weight",
+    "PackedWeight",
     "qlinear_matmul",
     "conv_integer",
     "qlinear_conv",

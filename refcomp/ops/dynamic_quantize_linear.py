@@ -11,6 +11,10 @@ Definition (float32 throughout, qmin = 0, qmax = 255)::
 
 Every operation is one float32 IEEE operation; round is half to even.
 0 is exactly representable: x = 0 maps to y_zero_point.
+Fast path: a registered "dynamic_quantize_linear" kernel (Numba) computes
+eq. DQ3 only, from the y_scale and y_zero_point computed here, with the same
+float32 operations in one pass; tests/kernels prove it byte-equal.
+
 Policy: x must be non-empty (the range of an empty tensor is undefined) and
 finite (NaN / Inf would make y_scale NaN / Inf); both raise ValidationError / ShapeError naming x.
 """
@@ -28,19 +32,30 @@ __all__ = ["dynamic_quantize_linear", "dynamic_quantize_rows"]
 
 def dynamic_quantize_linear(x, *, backend="auto"):
     """ONNX DynamicQuantizeLinear: returns (y uint8 [x.shape], y_scale float32 [], y_zero_point uint8 [])."""
-    _backend.implementation("dynamic_quantize_linear", backend)
+    fast = _backend.implementation("dynamic_quantize_linear", backend)  # eq. DQ3 only
     x = numeric_array(x, "x")
     dtype_in(x, "x", (np.float32,))
     if x.size == 0:
         raise ShapeError("x", "a non-empty tensor (its range defines the scale)", f"shape {x.shape}")
-    finite(x, "x")
+    hi, lo = x.max(), x.min()
+    # max / min propagate NaN and show any ±inf, so they decide finiteness without a pass of
+    # isfinite over x; finite() then names the first offending element
+    if not (np.isfinite(hi) and np.isfinite(lo)):
+        finite(x, "x")
     f32 = np.float32
-    r_max = max(f32(0), x.max())
-    r_min = min(f32(0), x.min())
+    r_max = max(f32(0), hi)
+    r_min = min(f32(0), lo)
     span = f32(1) if r_max == r_min else f32(r_max - r_min)
     scale = f32(span / f32(255))
     zp = np.rint(np.clip(f32(0) - f32(r_min / scale), f32(0), f32(255)))
-    y = np.clip(np.rint(x / scale) + zp, 0, 255)
+    if fast is not None:  # the same float32 operations in one pass (kernels/numba/dynamic_quantize.py)
+        return fast(x, scale, zp), np.array(scale, np.float32), np.array(zp, np.uint8)
+    # eq. DQ3 step by step in one float32 buffer (the same IEEE operations as
+    # clip(rint(x / scale) + zp, 0, 255), without a temporary per step)
+    y = np.divide(x, scale, dtype=np.float32)
+    np.rint(y, out=y)
+    np.add(y, zp, out=y)
+    np.clip(y, 0, 255, out=y)
     return y.astype(np.uint8), np.array(scale, np.float32), np.array(zp, np.uint8)
 
 

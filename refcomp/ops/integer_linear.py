@@ -128,7 +128,9 @@ def integer_linear(q_x, x_zero_point, w_codes_t, q_bias, multiplier, shift, y_ze
                    name: str = "layer") -> np.ndarray:
     """Eqs. (I1) + (I4) for a Linear: (N, K) codes -> (N, O) codes.
 
-    ``w_codes_t`` is the weight transposed, (K, O): B of MatMulInteger.
+    ``w_codes_t`` is the weight transposed, (K, O): B of MatMulInteger, an
+    int8 / uint8 array or a :class:`refcomp.ops.PackedWeight` with zero point
+    0 (a layer's weight, packed once).
     """
     if q_x.ndim != 2 or q_x.shape[1] != w_codes_t.shape[0]:
         raise ShapeError(f"{name} input", f"(N, {w_codes_t.shape[0]}) codes", q_x.shape)

@@ -23,6 +23,12 @@ Fast kernels: a registered "matmul_integer" kernel is called only when
 ``K * max|A - a_zp| * max|B - b_zp| <= 2**31 - 1``: then every partial sum
 fits int32, whatever the order of summation, and the kernel must be exact.
 
+Packed weight: when one B multiplies many A (a layer's weight), :func:`pack_weight`
+makes a :class:`PackedWeight` once; ``matmul_integer(A, packed, a_zero_point)``
+then gives the same integers as ``matmul_integer(A, B, a_zero_point,
+b_zero_point)`` without re-validating B, rescanning it for the overflow
+precondition, or (C, Numba) re-packing it into the kernel's layout per call.
+
 numerics="x86_u8s8_int16_saturating" is NOT the ONNX definition: it emulates
 x86 GEMM kernels built on ``vpmaddubsw`` (u8 x s8 -> adjacent pairs summed
 with int16 saturation), the AVX2 / AVX-512BW (no VNNI) path of onnxruntime's
@@ -38,12 +44,110 @@ from .. import backend as _backend
 from ..checks import dtype_in, numeric_array
 from ..errors import DTypeError, OverflowRiskError, ShapeError, ValidationError
 
-__all__ = ["matmul_integer", "NUMERICS"]
+__all__ = ["matmul_integer", "pack_weight", "PackedWeight", "NUMERICS"]
 
 NUMERICS = ("exact", "x86_u8s8_int16_saturating")
 _INT8_TYPES = (np.uint8, np.int8)
 _INT32_MAX = 2**31 - 1
 _INT16_MIN, _INT16_MAX = -(2**15), 2**15 - 1
+
+
+class PackedWeight:
+    """B of eq. M1 with its zero point, prepared once for many products (see :func:`pack_weight`).
+
+    Attributes
+    ----------
+    B : uint8 | int8 array [K, N], read-only (what the NumPy definition multiplies).
+    b_zero_point : None or B's dtype, scalar or [N], read-only (as given to :func:`pack_weight`).
+    max_deviation : int, max |B - b_zero_point| over all of B: the B factor of the
+        fast kernels' precondition ``K * max|A - a_zp| * max|B - b_zp| <= 2**31 - 1``.
+    shape, dtype : B's.
+
+    The kernels' packed forms are made on first use, one per backend, and
+    cached in the object; they are a cache, never part of its value: copies
+    and pickles drop them (a cffi handle to C memory can be neither copied
+    nor pickled) and they are rebuilt on the next product.
+    """
+
+    def __init__(self, B, b_zero_point=None):
+        B = numeric_array(B, "B")
+        dtype_in(B, "B", _INT8_TYPES)
+        if B.ndim != 2:
+            raise ShapeError("B", "a 2-D weight [K, N]", f"shape {B.shape}")
+        K, N = B.shape
+        self._bzp = _zero_point(b_zero_point, "b_zero_point", B, N, "column", False)
+        if self._bzp.ndim != 2:  # [..., 1, N] with batch dimensions: not a weight's zero point
+            raise ShapeError("b_zero_point", f"a scalar, [{N}] or [1, {N}]", f"shape {np.shape(b_zero_point)}")
+        # a private read-only copy: the packed forms are made from it later, so it must not change under them
+        self.B = np.array(B, order="C")
+        self.B.flags.writeable = False
+        if b_zero_point is None:
+            self.b_zero_point = None
+        else:
+            self.b_zero_point = np.array(b_zero_point, dtype=B.dtype)
+            self.b_zero_point.flags.writeable = False
+        self.max_deviation = _max_deviation(self.B, self._bzp, -2) if K and N else 0
+        # the zero point as the kernels take it (int32 [N]), made once
+        self._b_zp_int32 = np.ascontiguousarray(np.broadcast_to(self._bzp, (1, N))[0], dtype=np.int32)
+        self._b_zp_int32.flags.writeable = False
+        self._packed = {}  # backend name -> that backend's packed B (or the plain B if it has none)
+
+    @property
+    def shape(self) -> tuple:
+        return self.B.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.B.dtype
+
+    def packed_for(self, backend: str):
+        """B in the layout of ``backend``'s "matmul_integer" kernel: its "pack_b" of B, made once, or B itself."""
+        p = self._packed.get(backend)
+        if p is None:
+            pack = _backend.lookup("pack_b", backend)
+            # a backend without "pack_b" takes the plain array; a race here only packs twice
+            p = self._packed[backend] = self.B if pack is None else pack(self.B)
+        return p
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_packed"] = {}  # the cache, not the value (see the class docstring)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        for a in (self.B, self.b_zero_point, self._b_zp_int32):  # a deep copy's arrays come back writeable
+            if a is not None:
+                a.flags.writeable = False
+
+    def __repr__(self) -> str:
+        zp = "None" if self.b_zero_point is None else f"{self.b_zero_point.shape or 'scalar'}"
+        return f"PackedWeight(shape={self.shape}, dtype={self.dtype}, b_zero_point={zp})"
+
+
+def pack_weight(B, b_zero_point=None) -> PackedWeight:
+    """B [K, N] and its zero point, validated and prepared once for ``matmul_integer(A, packed, a_zero_point)``.
+
+    Parameters
+    ----------
+    B : uint8 | int8 array [K, N] (2-D: a weight; batched B is not packed).
+    b_zero_point : optional, B's dtype; scalar, [N] (per column) or [1, N].
+
+    Returns
+    -------
+    PackedWeight holding a read-only copy of B, its zero point and
+    max |B - b_zero_point| (so the fast kernels' int32 precondition, eq. M1's
+    "Fast kernels" paragraph, costs no scan of B per call). The C / Numba
+    kernels' packed layouts are made lazily, on the first product with each
+    backend. ``matmul_integer(A, pack_weight(B, zb), za)`` equals
+    ``matmul_integer(A, B, za, zb)`` bit for bit on every backend.
+
+    Raises
+    ------
+    DTypeError for B not uint8/int8 or a zero point not of B's dtype;
+    ShapeError for B not 2-D or a zero point of the wrong shape.
+    """
+    return PackedWeight(B, b_zero_point)
 
 
 def matmul_integer(A, B, a_zero_point=None, b_zero_point=None, *, numerics="exact", backend="auto"):
@@ -52,9 +156,11 @@ def matmul_integer(A, B, a_zero_point=None, b_zero_point=None, *, numerics="exac
     Parameters
     ----------
     A : uint8 | int8 array [..., M, K] or [K].
-    B : uint8 | int8 array [..., K, N] or [K].
+    B : uint8 | int8 array [..., K, N] or [K]; or a :class:`PackedWeight` (B [K, N]
+        with its zero point, from :func:`pack_weight`).
     a_zero_point : optional, A's dtype; scalar, [M] (per row) or [..., M, 1].
     b_zero_point : optional, B's dtype; scalar, [N] (per column) or [..., 1, N].
+        Must be None when B is a PackedWeight (its zero point is packed with it).
     numerics : "exact" (ONNX, eq. M1) or "x86_u8s8_int16_saturating"
         (emulation of a vpmaddubsw kernel, u8 A x s8 B only; not ONNX).
     backend : "auto" | "numpy" | "numba" | "c".
@@ -68,8 +174,15 @@ def matmul_integer(A, B, a_zero_point=None, b_zero_point=None, *, numerics="exac
     ------
     DTypeError for dtypes other than uint8/int8 or a zero point whose dtype is
     not its operand's; ShapeError for mismatched K or zero-point shapes;
-    OverflowRiskError when an exact result does not fit int32.
+    OverflowRiskError when an exact result does not fit int32; ValidationError
+    naming b_zero_point when one is given with a PackedWeight.
     """
+    packed = B if isinstance(B, PackedWeight) else None
+    if packed is not None:
+        if b_zero_point is not None:
+            raise ValidationError("b_zero_point", "None when B is a PackedWeight (its zero point is packed with it)",
+                                  f"a zero point of shape {np.shape(b_zero_point)}")
+        B = packed.B
     A = numeric_array(A, "A")
     B = numeric_array(B, "B")
     dtype_in(A, "A", _INT8_TYPES)
@@ -93,7 +206,7 @@ def matmul_integer(A, B, a_zero_point=None, b_zero_point=None, *, numerics="exac
     N = B2.shape[-1]
 
     azp = _zero_point(a_zero_point, "a_zero_point", A, M, "row", squeeze_m)
-    bzp = _zero_point(b_zero_point, "b_zero_point", B, N, "column", squeeze_n)
+    bzp = packed._bzp if packed is not None else _zero_point(b_zero_point, "b_zero_point", B, N, "column", squeeze_n)
 
     if numerics == "x86_u8s8_int16_saturating":
         if A.dtype != np.uint8 or B.dtype != np.int8:
@@ -101,7 +214,7 @@ def matmul_integer(A, B, a_zero_point=None, b_zero_point=None, *, numerics="exac
                              f"{A.dtype} A and {B.dtype} B")
         y = _x86_u8s8_int16_saturating(A2, B2, azp, bzp)
     else:
-        y = _exact(A2, B2, azp, bzp, batch, backend)
+        y = _exact(A2, B2, azp, bzp, batch, backend, packed)
 
     if squeeze_n:
         y = y[..., 0]
@@ -139,18 +252,25 @@ def _max_deviation(X, zp, axis):
     return int(np.maximum(np.abs(hi - zp), np.abs(lo - zp)).max())
 
 
-def _exact(A, B, azp, bzp, batch, backend):
+def _exact(A, B, azp, bzp, batch, backend, packed=None):
     K = A.shape[-1]
     M, N = A.shape[-2], B.shape[-1]
     if 0 in (M, N) or any(d == 0 for d in batch):
         return np.zeros(batch + (M, N), np.int32)
 
-    fast = _backend.implementation("matmul_integer", backend)
+    if packed is None:
+        name, fast = None, _backend.implementation("matmul_integer", backend)
+    else:
+        name, fast = _backend.resolve("matmul_integer", backend)
     if fast is not None and K > 0 and azp.ndim == 2 and bzp.ndim == 2:
         # An 8-bit operand minus a zero point of its own dtype lies in [-255, 255], so for
-        # K <= 33025 the bound holds for every input; only larger K needs a look at the data.
-        if K * 255 * 255 <= _INT32_MAX or K * _max_deviation(A, azp, -1) * _max_deviation(B, bzp, -2) <= _INT32_MAX:
-            return _call_fast(fast, A, B, azp, bzp, batch)
+        # K <= 33025 the bound holds for every input; only larger K needs a look at the data
+        # (for a packed B, its half was taken once by pack_weight).
+        if K * 255 * 255 <= _INT32_MAX or K * _max_deviation(A, azp, -1) * (
+                packed.max_deviation if packed is not None else _max_deviation(B, bzp, -2)) <= _INT32_MAX:
+            if packed is not None:
+                return _call_fast(fast, A, packed.packed_for(name), azp, packed._b_zp_int32, batch, N)
+            return _call_fast(fast, A, B, azp, bzp, batch, N)
 
     Ac = A.astype(np.int64) - azp
     Bc = B.astype(np.int64) - bzp
@@ -161,18 +281,22 @@ def _exact(A, B, azp, bzp, batch, backend):
     return y.astype(np.int32)
 
 
-def _call_fast(fast, A, B, azp, bzp, batch):
+def _call_fast(fast, A, B, azp, bzp, batch, N):
+    """The kernel on each [M, K] x [K, N] matrix of the batch; B is an array or a backend's packed B [K, N]
+    (then not batched), bzp an int64 [1, N] / [1, 1] or, for a packed B, already int32 [N]."""
     M, K = A.shape[-2:]
-    N = B.shape[-1]
+    plain = isinstance(B, np.ndarray)
     a_zp = np.ascontiguousarray(np.broadcast_to(azp, (M, 1))[:, 0], dtype=np.int32)
-    b_zp = np.ascontiguousarray(np.broadcast_to(bzp, (1, N))[0], dtype=np.int32)
+    b_zp = np.ascontiguousarray(np.broadcast_to(bzp, (1, N))[0], dtype=np.int32) if bzp.ndim == 2 else bzp
+    if plain:
+        B = np.ascontiguousarray(B)
     if not batch:
-        return fast(np.ascontiguousarray(A), np.ascontiguousarray(B), a_zp, b_zp)
+        return fast(np.ascontiguousarray(A), B, a_zp, b_zp)
     Ab = np.broadcast_to(A, batch + (M, K))
-    Bb = np.broadcast_to(B, batch + (K, N))
+    Bb = np.broadcast_to(B, batch + (K, N)) if plain else None
     out = np.empty(batch + (M, N), np.int32)
     for idx in np.ndindex(*batch):
-        out[idx] = fast(np.ascontiguousarray(Ab[idx]), np.ascontiguousarray(Bb[idx]), a_zp, b_zp)
+        out[idx] = fast(np.ascontiguousarray(Ab[idx]), np.ascontiguousarray(Bb[idx]) if plain else B, a_zp, b_zp)
     return out
 
 

@@ -1,10 +1,13 @@
 """DynamicQuantized: eq. (D1) written out in NumPy, the ConvInteger graph it replaces, fields, bad input."""
 
+import copy
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from refcomp import backend as _backend
 from refcomp.errors import DTypeError, FileFormatError, ShapeError, ValidationError
 from refcomp.formats import DynamicQuantized, QTensor
 from refcomp.nn import Conv2d
@@ -99,6 +102,28 @@ def test_conv2d_with_the_format_equals_conv_integer_of_the_quantized_input(strid
                        dilations=[dilation] * 2)
     want = acc.astype(np.float32) * (s_x * q.qparams.scale).reshape(1, -1, 1, 1) + conv.bias.data.reshape(1, -1, 1, 1)
     np.testing.assert_array_equal(conv.forward(x), want)
+
+
+def test_the_weight_is_packed_once_and_copies_drop_the_cache(monkeypatch):
+    """No product re-packs q_wᵀ; nbytes and fields are the QTensor's; deep copies (model transforms) work."""
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((70, 40)).astype(np.float32)
+    q = _int8_weight(w, symmetric=False, dtype="uint8")  # per-channel zero points, packed with the weight
+    fmt = DynamicQuantized(q)
+    packs = []
+    for b in _backend.available("pack_b")[1:]:
+        real = _backend.lookup("pack_b", b)
+        monkeypatch.setitem(_backend._registry, ("pack_b", b), lambda B, real=real: packs.append(B.shape) or real(B))
+    x = rng.standard_normal((6, 40)).astype(np.float32)
+    y = fmt.matmul(x)
+    for _ in range(2):
+        np.testing.assert_array_equal(fmt.matmul(x), y)
+    np.testing.assert_array_equal(y, _d1_reference(x, q))
+    assert packs == ([(40, 70)] if len(_backend.available("pack_b")) > 1 else [])
+    assert fmt.nbytes == q.nbytes and set(fmt.fields()) == {"weight"}
+    twin = copy.deepcopy(fmt)  # after a product: the cffi handle in the cache must not be copied
+    assert twin._weight_t._packed == {} and twin.nbytes == fmt.nbytes
+    np.testing.assert_array_equal(twin.matmul(x), y)
 
 
 def test_fields_round_trip():

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import refcomp
 from refcomp.errors import BackendUnavailableError, OverflowRiskError, ValidationError
-from refcomp.ops import matmul_integer
+from refcomp.ops import matmul_integer, pack_weight
 
 from .conftest import C_ISAS, int_array
 
@@ -55,6 +55,36 @@ def test_fast_equals_numpy(fast, p):
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(want, reference(a, b, 0 if za is None else za.reshape(-1, 1) if np.ndim(za) else za,
                                                   0 if zb is None else zb))
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(problems(max_dim=70), st.booleans())
+def test_packed_weight_equals_the_plain_call(fast, p, batched):
+    """ops.matmul_integer(A, pack_weight(B, zb), za) == ops.matmul_integer(A, B, za, zb) on every backend / ISA path."""
+    a, b, za, zb = p
+    if batched:  # a batch of A against one packed B: the packed form is shared by every matrix
+        a = np.stack([a, a[::-1]])
+        za = None if za is None or np.ndim(za) else za
+    pw = pack_weight(b, zb)
+    want = matmul_integer(a, b, za, zb, backend="numpy")
+    got = matmul_integer(a, pw, za, backend=fast)
+    np.testing.assert_array_equal(got, want)
+    assert set(pw._packed) == {fast}  # made for this backend, on first use
+    cached = pw._packed[fast]
+    np.testing.assert_array_equal(matmul_integer(a, pw, za, backend=fast), want)
+    assert pw._packed[fast] is cached  # ... and only once
+
+
+def test_packed_weight_caches_the_backends_own_packed_b(fast):
+    from refcomp import backend
+
+    rng = np.random.default_rng(8)
+    a, b = int_array(rng, (9, 70), np.uint8), int_array(rng, (70, 130), np.int8)
+    pw = pack_weight(b, np.int8(-7))
+    want = reference(a, b, 128, -7)
+    np.testing.assert_array_equal(matmul_integer(a, pw, np.uint8(128), backend=fast), want)
+    assert type(pw._packed[fast]) is backend.lookup("pack_b", fast)  # c.PackedB / numba PackedB, not the array
+    np.testing.assert_array_equal(matmul_integer(a, pw, np.uint8(128), backend="numpy"), want)
 
 
 @pytest.mark.parametrize("adt,bdt", [(np.uint8, np.int8), (np.int8, np.int8), (np.uint8, np.uint8), (np.int8, np.uint8)])

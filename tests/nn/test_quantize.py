@@ -52,3 +52,25 @@ def test_activation_qparams_from_a_file_are_checked():
                 {"scale": 1.0, "dtype": "int8"}):
         with pytest.raises(ValidationError):
             Linear(2, 2, output_qparams=bad)
+
+
+def test_an_integer_linear_packs_its_weight_once_and_deep_copies():
+    """B of MatMulInteger is a PackedWeight made on the first call and reused; copies drop its cache."""
+    import copy
+
+    from refcomp.nn import Linear
+    from refcomp.ops import PackedWeight
+
+    rng = np.random.default_rng(1)
+    w_qp = QParams(np.full(3, 0.02, np.float32), np.zeros(3, np.int8), "int8", axis=0)
+    layer = Linear(5, 3, rng=0, output_qparams={"scale": 0.1, "zero_point": 0, "dtype": "int8"})
+    layer.weight = QTensor.quantize(rng.normal(size=(3, 5)).astype(np.float32), w_qp)
+    x = QuantizeLinear(QParams(np.float32(0.05), np.array(10, np.uint8), "uint8")).forward(
+        rng.normal(size=(4, 5)).astype(np.float32))
+    y = layer.forward(x)
+    packed = layer._codes_t[1]
+    assert isinstance(packed, PackedWeight) and packed.shape == (5, 3)
+    np.testing.assert_array_equal(layer.forward(x).data, y.data)
+    assert layer._codes_t[1] is packed
+    twin = copy.deepcopy(layer)
+    np.testing.assert_array_equal(twin.forward(x).data, y.data)

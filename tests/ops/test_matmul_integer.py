@@ -1,4 +1,8 @@
-"""matmul_integer: eq. M1 against an independent Python-int definition, broadcasting, the x86 emulation."""
+"""matmul_integer: eq. M1 against an independent Python-int definition, broadcasting, the x86 emulation,
+the packed weight (pack_weight) and the fast-kernel dispatch contract."""
+
+import copy
+import pickle
 
 import numpy as np
 import pytest
@@ -6,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import refcomp.backend
-from refcomp.errors import OverflowRiskError
-from refcomp.ops import matmul_integer
+from refcomp.errors import DTypeError, OverflowRiskError, ShapeError, ValidationError
+from refcomp.ops import PackedWeight, matmul_integer, pack_weight
 
 U8, S8 = np.uint8, np.int8
 seeds = st.integers(0, 2**32 - 1)
@@ -161,3 +165,113 @@ def test_fast_kernel_called_only_within_int32_bound(monkeypatch):
         matmul_integer(np.full((1, K), 255, U8), np.full((K, 1), -128, S8))
     assert calls == []
     assert y.shape == (2, 3, 5)
+
+
+def test_fast_kernel_with_a_packed_weight_keeps_the_bound_and_packs_once(monkeypatch):
+    """The precondition reads max|B - b_zp| from the PackedWeight; "pack_b" runs once per backend."""
+    calls, packs = [], []
+
+    def fake(a, b, a_zp, b_zp):
+        assert isinstance(b, tuple) and b[0] == "packed"  # what the fake "pack_b" made, not the array
+        assert a_zp.dtype == np.int32 and b_zp.dtype == np.int32 and b_zp.shape == (b[1].shape[1],)
+        calls.append(a.shape)
+        return np.matmul(a.astype(np.int64) - a_zp[:, None], b[1].astype(np.int64) - b_zp[None, :]).astype(np.int32)
+
+    def fake_pack(b):
+        packs.append(b.shape)
+        return ("packed", b)
+
+    monkeypatch.setattr(refcomp.backend, "resolve", lambda op, backend=None: ("c", fake))
+    monkeypatch.setattr(refcomp.backend, "lookup", lambda op, backend: fake_pack if (op, backend) == ("pack_b", "c") else None)
+    rng = np.random.default_rng(1)
+    A, B, zb = ints(rng, U8, (2, 3, 8)), ints(rng, S8, (8, 5)), ints(rng, S8, (5,))
+    p = pack_weight(B, zb)
+    for _ in range(3):
+        np.testing.assert_array_equal(matmul_integer(A, p, U8(3)), matmul_integer(A, B, U8(3), zb, backend="numpy"))
+    assert calls == [(3, 8)] * 6 and packs == [(8, 5)]
+    calls.clear()
+    K = 70000  # 70000 * 255 * 128 > 2**31 - 1
+    small = pack_weight(np.ones((K, 1), S8), S8(0))
+    assert small.max_deviation == 1
+    matmul_integer(np.ones((1, K), U8), small, U8(0))
+    assert calls == [(1, K)]
+    calls.clear()
+    big = pack_weight(np.full((K, 1), -128, S8))
+    assert big.max_deviation == 128
+    with pytest.raises(OverflowRiskError):
+        matmul_integer(np.full((1, K), 255, U8), big)
+    assert calls == []
+
+
+# ---------------------------------------------------------------- packed weight
+
+
+@settings(max_examples=60)
+@given(seed=seeds, m=st.integers(1, 6), k=st.integers(0, 40), n=st.integers(1, 7), adt=st.sampled_from([U8, S8]),
+       bdt=st.sampled_from([U8, S8]), zb_kind=st.sampled_from(["none", "scalar", "vector", "row"]),
+       a_shape=st.sampled_from(["2d", "1d", "batch"]), backend=st.sampled_from(["numpy", "auto"]))
+def test_packed_weight_equals_the_plain_call(seed, m, k, n, adt, bdt, zb_kind, a_shape, backend):
+    rng = np.random.default_rng(seed)
+    B = ints(rng, bdt, (k, n))
+    zb = {"none": None, "scalar": ints(rng, bdt, ()), "vector": ints(rng, bdt, (n,)),
+          "row": ints(rng, bdt, (1, n))}[zb_kind]
+    A = ints(rng, adt, {"2d": (m, k), "1d": (k,), "batch": (2, m, k)}[a_shape])
+    az = ints(rng, adt, (m,) if a_shape == "2d" else ())
+    p = pack_weight(B, zb)
+    want = matmul_integer(A, B, az, zb, backend=backend)
+    got = matmul_integer(A, p, az, backend=backend)
+    assert got.dtype == np.int32 and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(matmul_integer(A, p, az, backend=backend), want)  # the cached packed form
+    if adt == U8 and bdt == S8 and a_shape == "2d":
+        np.testing.assert_array_equal(matmul_integer(A, p, az, numerics="x86_u8s8_int16_saturating"),
+                                      matmul_integer(A, B, az, zb, numerics="x86_u8s8_int16_saturating"))
+
+
+def test_packed_weight_holds_a_read_only_copy_and_its_statistic():
+    rng = np.random.default_rng(3)
+    B = ints(rng, S8, (6, 4))
+    zb = np.array([1, -2, 3, 0], S8)
+    p = pack_weight(B, zb)
+    assert isinstance(p, PackedWeight) and p.shape == (6, 4) and p.dtype == np.int8
+    assert p.max_deviation == int(np.abs(B.astype(np.int64) - zb).max())
+    assert not p.B.flags.writeable and not p.b_zero_point.flags.writeable
+    want = matmul_integer(np.ones((2, 6), U8), B, None, zb)
+    B[:] = 0  # the caller's array changes; the packed weight must not
+    zb[:] = 0
+    np.testing.assert_array_equal(matmul_integer(np.ones((2, 6), U8), p), want)
+    assert pack_weight(np.zeros((0, 3), U8)).max_deviation == 0
+    np.testing.assert_array_equal(matmul_integer(np.zeros((2, 0), U8), pack_weight(np.zeros((0, 3), U8))),
+                                  np.zeros((2, 3), np.int32))
+
+
+def test_packed_weight_copies_and_pickles_without_its_cache():
+    rng = np.random.default_rng(4)
+    A, B = ints(rng, U8, (5, 9)), ints(rng, S8, (9, 70))
+    p = pack_weight(B, S8(-3))
+    want = matmul_integer(A, p, U8(128))  # fills the cache of the fast backend, if any
+    for q in (copy.deepcopy(p), copy.copy(p), pickle.loads(pickle.dumps(p))):
+        assert q._packed == {} and not q.B.flags.writeable
+        np.testing.assert_array_equal(q.B, B)
+        np.testing.assert_array_equal(matmul_integer(A, q, U8(128)), want)
+
+
+def test_packed_weight_bad_input_names_the_argument():
+    B = np.zeros((3, 2), S8)
+    p = pack_weight(B)
+    with pytest.raises(ValidationError, match="b_zero_point"):
+        matmul_integer(np.zeros((1, 3), U8), p, None, S8(0))
+    with pytest.raises(ShapeError, match="B"):
+        pack_weight(np.zeros(3, S8))
+    with pytest.raises(ShapeError, match="B"):
+        pack_weight(np.zeros((2, 3, 2), S8))
+    with pytest.raises(DTypeError, match="B"):
+        pack_weight(np.zeros((3, 2), np.int16))
+    with pytest.raises(DTypeError, match="b_zero_point"):
+        pack_weight(B, U8(0))
+    with pytest.raises(ShapeError, match="b_zero_point"):
+        pack_weight(B, np.zeros(3, S8))
+    with pytest.raises(ShapeError, match="b_zero_point"):
+        pack_weight(B, np.zeros((2, 1, 2), S8))
+    with pytest.raises(ShapeError, match="B"):
+        matmul_integer(np.zeros((1, 4), U8), p)

@@ -141,6 +141,26 @@ def test_dynamic_quantize_covers_the_data_and_zero(seed, shape):
     assert np.all(err <= float(s) * (1 + 1e-5))
 
 
+@settings(max_examples=60)
+@given(seed=seeds, shape=st.sampled_from([(1,), (7,), (3, 4), (2, 3, 5)]), ties=st.booleans())
+def test_dynamic_quantize_is_eqs_dq1_to_dq3_as_written(seed, shape, ties):
+    """The op (one float32 buffer, finiteness from min / max) equals the spec's formulas term by term."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * rng.uniform(1e-3, 1e3) + rng.uniform(-2, 2)).astype(np.float32)
+    f32 = np.float32
+    r_max, r_min = max(f32(0), x.max()), min(f32(0), x.min())
+    s = f32(1) / f32(255) if r_max == r_min else f32(f32(r_max - r_min) / f32(255))
+    if ties:  # values at exact half steps, where rint's half-to-even decides
+        x = (np.floor(x / s) + f32(0.5)).astype(np.float32) * s
+        r_max, r_min = max(f32(0), x.max()), min(f32(0), x.min())
+        s = f32(1) / f32(255) if r_max == r_min else f32(f32(r_max - r_min) / f32(255))
+    z = np.rint(np.clip(f32(0) - f32(r_min / s), f32(0), f32(255)))
+    want = np.clip(np.rint(x / s) + z, 0, 255).astype(np.uint8)
+    y, y_s, y_z = dynamic_quantize_linear(x)
+    assert y_s == s and y_z == z and y.shape == x.shape
+    np.testing.assert_array_equal(y, want)
+
+
 def test_dynamic_quantize_constant_zero_tensor():
     y, s, z = dynamic_quantize_linear(np.zeros(4, np.float32))
     assert s == np.float32(1) / np.float32(255) and z == 0 and np.all(y == 0)

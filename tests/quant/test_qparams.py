@@ -32,6 +32,17 @@ def test_immutable():
         qp.scale[...] = 2.0
 
 
+def test_copies_are_the_object_itself():
+    """Immutable with read-only arrays, so a (deep) copy may share it; copy's slot-by-slot setattr would raise."""
+    import copy
+
+    qp = QParams(np.float32([0.1, 0.2]), np.int8([1, -1]), "int8", axis=0, qmin=-127)
+    assert copy.copy(qp) is qp and copy.deepcopy(qp) is qp
+    holder = {"a": qp, "b": [qp]}
+    twin = copy.deepcopy(holder)
+    assert twin["a"] is qp and twin["b"][0] is qp
+
+
 @pytest.mark.parametrize("name", sorted(QDTYPES))
 def test_every_dtype_roundtrips_through_json(name):
     dt = QDTYPES[name]

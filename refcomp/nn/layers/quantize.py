@@ -24,6 +24,7 @@ import numpy as np
 from ...errors import DTypeError, ValidationError
 from ...formats.qtensor import QTensor
 from ...ops.integer_linear import check_requantize, integer_conv2d, integer_linear, requantization_params
+from ...ops.matmul_integer import pack_weight
 from ...quant import QParams, dequantize, quantize
 from ..module import Module, register_layer
 
@@ -137,8 +138,8 @@ def integer_forward(layer, x: QTensor, *, conv: dict | None = None) -> QTensor:
     common = dict(y_dtype=y_qp.dtype, name=name)
     if conv is None:
         w_t = layer.__dict__.get("_codes_t")
-        if w_t is None or w_t[0] is not codes:          # (K, O) once per weight: B of MatMulInteger
-            w_t = layer._codes_t = (codes, np.ascontiguousarray(codes.T))
+        if w_t is None or w_t[0] is not codes:          # (K, O) once per weight: B of MatMulInteger,
+            w_t = layer._codes_t = (codes, pack_weight(codes.T))  # packed once, not per call
         q = integer_linear(x.data, x_qp.zero_point, w_t[1], q_b, m, sh, y_qp.zero_point, **common)
     else:
         q = integer_conv2d(x.data, x_qp.zero_point, codes, q_b, m, sh, y_qp.zero_point, **conv, **common)

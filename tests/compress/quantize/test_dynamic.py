@@ -117,3 +117,15 @@ def test_the_dynamic_model_saves_and_loads_bit_for_bit(container, tmp_path):
     x = np.random.default_rng(6).random((3, 1, 10, 10), dtype=np.float32)
     assert back.forward(x).tobytes() == d.forward(x).tobytes()
     assert model_bytes(back) == model_bytes(d)
+
+
+def test_a_dynamic_model_deep_copies_after_running():
+    """Model transforms deep-copy models: the QParams (immutable) and the packed-weight cache must allow it."""
+    import copy
+
+    m = small_cnn(2)
+    x = np.random.default_rng(6).random((3, 1, 10, 10), dtype=np.float32) - 0.2
+    d, _ = quantize_dynamic(m)
+    y = d.forward(x)  # fills each weight's packed-B cache (a cffi handle with the C backend)
+    twin = copy.deepcopy(d)
+    assert twin.forward(x).tobytes() == y.tobytes() and model_bytes(twin) == model_bytes(d)
