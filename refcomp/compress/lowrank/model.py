@@ -35,7 +35,8 @@ from __future__ import annotations
 from ...errors import ValidationError
 from ...formats.dense import Dense
 from ...nn.layers import Conv2d, Linear
-from ...nn.module import Parameter, Sequential
+from ...nn.graph import Graph
+from ...nn.module import Module, Parameter, Sequential
 from ..quantize.model_graph import prepare
 from ..quantize.weight_only import model_bytes
 from .factorize import conv_svd, truncated_svd, tucker2
@@ -104,32 +105,46 @@ def tucker2_conv(layer: Conv2d, ranks) -> Sequential:
     return Sequential(("first", first), ("core", core), ("last", last))
 
 
-def factorize_model(model, ranks: dict) -> tuple[Sequential, dict]:
-    """(a copy of ``model`` (BatchNorm folded) with the top-level layers named in ``ranks`` factorized,
+def _replace(root, dotted: str, new) -> None:
+    """Put ``new`` where the module named ``dotted`` is: a container's node, else its parent's attribute
+    (a MultiHeadAttention's ``q_proj``)."""
+    parent_name, _, key = dotted.rpartition(".")
+    parent = root if not parent_name else dict(root.named_modules())[parent_name]
+    if isinstance(parent, (Sequential, Graph)):
+        parent[key] = new
+    else:
+        setattr(parent, key, new)
+
+
+def factorize_model(model, ranks: dict) -> tuple[Module, dict]:
+    """(a copy of ``model`` (BatchNorm folded) with the layers named in ``ranks`` factorized,
     report {name: {"rank", "bytes", "float_bytes"}}); ``model`` is not modified.
 
     ranks : {name: r} — truncated SVD of a Linear (factorize_linear) or of a
         reshaped Conv2d kernel (factorize_conv); {name: (r_out, r_in)} —
-        Tucker-2 of a Conv2d (tucker2_conv).
+        Tucker-2 of a Conv2d (tucker2_conv). Names as in ``named_modules()``:
+        a Sequential's layer names, or a graph's dotted ones ("layer0.fc1",
+        "layer0.attn.q_proj"); the factorized layer takes the original's place.
     """
     m = prepare(model)
-    if not isinstance(m, Sequential):
-        raise ValidationError("model", "a refcomp.nn.Sequential", type(model).__name__)
     if not isinstance(ranks, dict):
         raise ValidationError("ranks", "a dict {layer name: rank or (r_out, r_in)}", type(ranks).__name__)
+    modules = dict(m.named_modules())
     report = {}
     for name, rank in ranks.items():
-        layer = m.layers.get(name)
+        layer = modules.get(name)
         if not isinstance(layer, (Linear, Conv2d)):
-            names = [n for n, l in m.layers.items() if isinstance(l, (Linear, Conv2d))]
-            raise ValidationError("ranks", f"names of top-level Linear / Conv2d layers {names}", name)
+            names = [n for n, l in modules.items() if isinstance(l, (Linear, Conv2d))]
+            shown = names if len(names) <= 8 else names[:8] + ["..."]
+            raise ValidationError("ranks", f"names of Linear / Conv2d layers {shown}", name)
         if isinstance(rank, (tuple, list)):
             if not isinstance(layer, Conv2d):
                 raise ValidationError(f"ranks[{name!r}]", "an int rank (Tucker-2 ranks are for Conv2d)", repr(rank))
-            m[name] = tucker2_conv(layer, rank)
+            new = tucker2_conv(layer, rank)
         elif isinstance(layer, Conv2d):
-            m[name] = factorize_conv(layer, rank)
+            new = factorize_conv(layer, rank)
         else:
-            m[name] = factorize_linear(layer, rank)
-        report[name] = {"rank": rank, "bytes": model_bytes(m[name]), "float_bytes": model_bytes(layer)}
+            new = factorize_linear(layer, rank)
+        _replace(m, name, new)
+        report[name] = {"rank": rank, "bytes": model_bytes(new), "float_bytes": model_bytes(layer)}
     return m, report

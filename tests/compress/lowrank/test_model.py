@@ -99,3 +99,24 @@ def test_svd_replaces_one_layer_by_two(digits):
     assert evaluate(f, te)["accuracy"] >= acc - 0.05
     with pytest.raises(ValidationError, match="ranks"):
         factorize_model(m, {"relu1": 4})
+
+
+def test_factorize_model_on_a_graph_by_dotted_names():
+    """A transformer block's FFN and one attention projection: full rank equals the block, rank r
+    stores r·(in + out) weights and the factorized layers take the originals' places."""
+    from refcomp.nn import Graph
+    from refcomp.nn.blocks import transformer_encoder_block
+
+    block = transformer_encoder_block(16, 4, 32, rng=0).eval()
+    x = np.random.default_rng(1).standard_normal((2, 5, 16)).astype(np.float32)
+    mask = np.ones((2, 5), np.int64)
+    full, _ = factorize_model(block, {"fc1": 16, "fc2": 16, "attn.q_proj": 16})
+    assert isinstance(full, Graph) and isinstance(full["fc1"], Sequential)
+    assert isinstance(full["attn"].q_proj, Sequential)
+    np.testing.assert_allclose(full(x, mask), block(x, mask), atol=2e-5)
+    low, report = factorize_model(block, {"fc1": 4})
+    assert report["fc1"]["bytes"] == 4 * (16 + 32) * 4 + 32 * 4          # factors + the bias, float32
+    assert not np.allclose(low(x, mask), block(x, mask), atol=1e-3)
+    assert isinstance(block["fc1"], Linear)                                # the input is untouched
+    with pytest.raises(ValidationError, match="ranks"):
+        factorize_model(block, {"layer9.fc1": 2})
