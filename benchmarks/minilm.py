@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         save_model(model, path)
         sizes[name] = path.stat().st_size
         runs[name] = model
-    shapes = {"input_ids": (32, 128), "attention_mask": (32, 128)}
+    shapes = {"input_ids": (32, "T"), "attention_mask": (32, "T")}        # any sentence length
     export(fp32, tmp / "fp32.onnx", input_shape=shapes, input_dtypes={k: "int64" for k in shapes})
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic

@@ -232,7 +232,7 @@ def run_minilm(args) -> int:
     say(f"all-MiniLM-L6-v2, recipe {args.recipe} ({MINILM_RECIPES[args.recipe][2]}): "
         f"{Path(path).stat().st_size / 1e6:.1f} MB -> {path} ({time.perf_counter() - t:.1f} s)")
     if args.export:
-        shapes = {"input_ids": (1, 128), "attention_mask": (1, 128)}
+        shapes = {"input_ids": (1, "T"), "attention_mask": (1, "T")}     # any batch, any length
         rc_onnx.export(model, args.export, style="float" if args.recipe == "fp32" else "qoperator",
                        input_shape=shapes, input_dtypes={k: "int64" for k in shapes})
         say(f"ONNX export: {args.export} ({Path(args.export).stat().st_size / 1e6:.1f} MB)")

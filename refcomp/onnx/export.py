@@ -640,11 +640,17 @@ def _float_inputs(inputs, name, module):
         raise DTypeError(name, f"float inputs for {type(module).__name__}", "codes")
 
 
+def _dim_ok(d, first: bool) -> bool:
+    if isinstance(d, str):                      # a symbolic dimension (not the batch: that is always "N")
+        return not first and d.isidentifier() and d != "N"
+    return not isinstance(d, bool) and isinstance(d, (int, np.integer)) and d >= 1
+
+
 def _check_shape(input_shape, argument):
     if not isinstance(input_shape, (tuple, list)) or not input_shape or any(
-            isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in input_shape):
-        raise ValidationError(argument, "a tuple of ints >= 1, batch first, e.g. (1, 1, 28, 28)",
-                              repr(input_shape))
+            not _dim_ok(d, i == 0) for i, d in enumerate(input_shape)):
+        raise ValidationError(argument, "a tuple of ints >= 1, batch first, e.g. (1, 1, 28, 28); a later "
+                              "dimension may be a name such as \"T\" (symbolic)", repr(input_shape))
 
 
 _INPUT_DTYPES = ("float32", "int64", "int32")
@@ -675,7 +681,7 @@ def _input_specs(model, input_shape, input_dtypes) -> list[tuple[str, tuple, np.
         if dt not in _INPUT_DTYPES:
             raise DTypeError(f"input_dtypes[{n!r}]", f"one of {_INPUT_DTYPES}", repr(input_dtypes.get(n)))
         dtypes.append(np.dtype(dt))
-    return list(zip(names, [tuple(int(d) for d in s) for s in shapes], dtypes))
+    return list(zip(names, [tuple(d if isinstance(d, str) else int(d) for d in s) for s in shapes], dtypes))
 
 
 def _check_arguments(model, path, style, opset):
@@ -702,7 +708,8 @@ def export(model: Module, path=None, *, style: str = "float", input_shape, opset
     path : the .onnx file (its folder must exist), or None to only return the proto.
     style : "float" | "qdq" | "qoperator" (module docstring).
     input_shape : the input's shape, batch first; the batch axis is written as the
-        symbolic dimension "N" so any batch size runs. A Graph with several inputs
+        symbolic dimension "N" so any batch size runs, and a later dimension given
+        as a name (e.g. ``(1, "T")`` for token ids) is symbolic too: any length runs. A Graph with several inputs
         (a transformer's x and mask) takes a dict {input name: shape}.
     input_dtypes : optional dict {input name: "float32" | "int64" | "int32"} (default
         float32): token ids for an Embedding, an integer padding mask.

@@ -105,3 +105,22 @@ def test_int8_embeddings_export_as_int8_tables(minilm_model, feeds):
     assert proto.ByteSize() < 25e6                  # 90 MB in float
     y = q(feeds["input_ids"], feeds["attention_mask"])
     assert np.array_equal(ReferenceEvaluator(proto).run(None, feeds)[0], _definitions(q, feeds))
+
+
+def test_symbolic_sequence_length_runs_any_length(minilm_model):
+    """input_shape (1, "T"): batch and length symbolic, so one file serves every sentence length."""
+    from refcomp.errors import ValidationError
+
+    m = minilm_model
+    shapes = {"input_ids": (1, "T"), "attention_mask": (1, "T")}
+    proto = export(m, None, input_shape=shapes, input_dtypes=DTYPES)
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["N", "T"]
+    session = _session(proto, exact=False)
+    for n, t in ((1, 3), (2, 11)):
+        ids = np.full((n, t), 1000, np.int64)
+        mask = np.ones((n, t), np.int64)
+        assert _rel(session.run(None, {"input_ids": ids, "attention_mask": mask})[0], m(ids, mask)) <= 1e-5
+    for bad in (("T", 5), (1, "N"), (1, "2x")):
+        with pytest.raises(ValidationError, match="input_shape"):
+            export(m, None, input_shape={"input_ids": bad, "attention_mask": (1, 5)}, input_dtypes=DTYPES)
