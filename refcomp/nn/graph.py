@@ -37,9 +37,9 @@ from collections import OrderedDict
 import numpy as np
 
 from ..errors import ShapeError, ValidationError
-from .module import Module, register_layer
+from .module import Module, Sequential, register_layer
 
-__all__ = ["Graph"]
+__all__ = ["Graph", "replace_module"]
 
 
 def _check_name(name, argument: str) -> str:
@@ -223,3 +223,16 @@ class Graph(Module):
         lines = [f"  ({n} <- {', '.join(self.node_inputs[n])}): {m!r}".replace("\n", "\n  ")
                  for n, m in self.nodes.items()]
         return f"Graph(inputs={self.inputs}, outputs={self._outputs})(\n" + "\n".join(lines) + "\n)"
+
+
+def replace_module(root: Module, dotted: str, new: Module) -> None:
+    """Put ``new`` where the module named ``dotted`` (as in ``root.named_modules()``) is: a Sequential's
+    or Graph's node keeps its place and inputs; any other parent gets the attribute (an attention's
+    ``q_proj``). How a transform swaps a layer that may sit anywhere in a model."""
+    parent_name, _, key = dotted.rpartition(".")
+    parent = root if not parent_name else dict(root.named_modules())[parent_name]
+    if isinstance(parent, (Sequential, Graph)):
+        parent[key] = new
+    else:
+        setattr(parent, key, new)
+

@@ -103,7 +103,6 @@ def test_int8_embeddings_export_as_int8_tables(minilm_model, feeds):
     tables = [i for i in proto.graph.initializer if i.name.endswith(".weight_q") and "embeddings" in i.name]
     assert len(tables) == 3 and all(t.data_type == onnx.TensorProto.INT8 for t in tables)
     assert proto.ByteSize() < 25e6                  # 90 MB in float
-    y = q(feeds["input_ids"], feeds["attention_mask"])
     assert np.array_equal(ReferenceEvaluator(proto).run(None, feeds)[0], _definitions(q, feeds))
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 from ...errors import ValidationError
 from ...formats.dense import Dense
 from ...nn.layers import Conv2d, Linear
-from ...nn.graph import Graph
+from ...nn.graph import replace_module
 from ...nn.module import Module, Parameter, Sequential
 from ..quantize.model_graph import prepare
 from ..quantize.weight_only import model_bytes
@@ -105,17 +105,6 @@ def tucker2_conv(layer: Conv2d, ranks) -> Sequential:
     return Sequential(("first", first), ("core", core), ("last", last))
 
 
-def _replace(root, dotted: str, new) -> None:
-    """Put ``new`` where the module named ``dotted`` is: a container's node, else its parent's attribute
-    (a MultiHeadAttention's ``q_proj``)."""
-    parent_name, _, key = dotted.rpartition(".")
-    parent = root if not parent_name else dict(root.named_modules())[parent_name]
-    if isinstance(parent, (Sequential, Graph)):
-        parent[key] = new
-    else:
-        setattr(parent, key, new)
-
-
 def factorize_model(model, ranks: dict) -> tuple[Module, dict]:
     """(a copy of ``model`` (BatchNorm folded) with the layers named in ``ranks`` factorized,
     report {name: {"rank", "bytes", "float_bytes"}}); ``model`` is not modified.
@@ -145,6 +134,6 @@ def factorize_model(model, ranks: dict) -> tuple[Module, dict]:
             new = factorize_conv(layer, rank)
         else:
             new = factorize_linear(layer, rank)
-        _replace(m, name, new)
+        replace_module(m, name, new)
         report[name] = {"rank": rank, "bytes": model_bytes(new), "float_bytes": model_bytes(layer)}
     return m, report

@@ -41,7 +41,7 @@ import numpy as np
 from ...errors import ValidationError
 from ...formats.qtensor import QTensor
 from ...nn.layers import Conv2d, DequantizeLinear, Linear, QuantizeLinear
-from ...nn.graph import Graph
+from ...nn.graph import replace_module
 from ...nn.module import Module, Parameter, Sequential
 from ...quant import QParams
 from .model_graph import stages_of
@@ -80,16 +80,6 @@ def integer_model(model: Module, qparams: dict, weights: dict, *, biases: dict |
                       ("dequantize", DequantizeLinear())).eval()
 
 
-def _replace(root: Module, dotted: str, new: Module) -> None:
-    """Put ``new`` where the module named ``dotted`` is (a container's item, else its parent's attribute)."""
-    parent_name, _, key = dotted.rpartition(".")
-    parent = root if not parent_name else dict(root.named_modules())[parent_name]
-    if isinstance(parent, (Sequential, Graph)):
-        parent[key] = new
-    else:
-        setattr(parent, key, new)
-
-
 def qdq_model(model: Module, input_qparams: dict, output_qparams: dict, weights: dict) -> Module:
     """A copy of ``model`` in which each named Conv2d / Linear runs on codes between its own
     QuantizeLinear (``input_qparams[name]``) and DequantizeLinear, with ``weights[name]`` =
@@ -106,7 +96,7 @@ def qdq_model(model: Module, input_qparams: dict, output_qparams: dict, weights:
             raise ValidationError("weights", "names of Conv2d / Linear layers inside the model", repr(name))
         layer.weight = _weight_qtensor(codes, scales)
         layer.output_qparams = output_qparams[name]
-        _replace(body, name, Sequential(("quantize", QuantizeLinear(input_qparams[name])), ("layer", layer),
+        replace_module(body, name, Sequential(("quantize", QuantizeLinear(input_qparams[name])), ("layer", layer),
                                         ("dequantize", DequantizeLinear())))
     return body
 
