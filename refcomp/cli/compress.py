@@ -82,7 +82,7 @@ from ..pipelines.deep_compression import (
     write_report,
 )
 from ..pipelines.minilm import RECIPES as MINILM_RECIPES
-from ..pipelines.minilm import calibration_batches, compress_minilm, score
+from ..pipelines.minilm import calibration_batches, compress_minilm, format_score, score
 from .diff import load_split
 from .embed import read_sentences
 
@@ -242,8 +242,7 @@ def run_minilm(args) -> int:
         with np.load(golden / "golden.npz", allow_pickle=False) as z:
             ids, mask, ref = z["input_ids"], z["attention_mask"], z["embeddings"]
         s = score(embed(model, input_ids=ids, attention_mask=mask), ref)
-        say(f"on the {len(ref)} golden sentences (batches of 32 padded to 128): cosine to fp32 mean "
-            f"{s['cos_mean']:.5f}, min {s['cos_min']:.5f}, NN@10 {s['nn10']:.3f}")
+        say(f"on the {len(ref)} golden sentences (batches of 32 padded to 128), against fp32: {format_score(s)}")
     return 0
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import FileFormatError, ValidationError
 from ..io import load_model, write_atomic
 from ..models.minilm_l6 import embed, minilm, tokenizer
-from ..pipelines.minilm import RECIPES, calibration_batches, compress_minilm, score
+from ..pipelines.minilm import RECIPES, calibration_batches, compress_minilm, format_score, score
 
 HELP = "sentence embeddings of a text file by all-MiniLM-L6-v2 (fp32, a recipe, or a model file)"
 
@@ -111,6 +111,5 @@ def run(args) -> int:
     write_atomic(out, buf.getvalue())
     say(f"{len(sentences)} sentences embedded by {what} in {seconds:.1f} s -> {out} {e.shape}")
     if ref is not None:
-        s = score(e, ref)
-        say(f"against {args.compare}: cosine mean {s['cos_mean']:.5f}, min {s['cos_min']:.5f}, NN@10 {s['nn10']:.3f}")
+        say(f"against {args.compare}: {format_score(score(e, ref))}")
     return 0

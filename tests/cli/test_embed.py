@@ -60,3 +60,13 @@ def test_embed_refuses_an_empty_or_missing_sentence_file(tmp_path, capsys):
     assert main(["embed", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "e.npy")]) == 2
     assert main(["embed", str(tmp_path / "none.txt"), "--out", str(tmp_path / "e.npy")]) == 2
     assert capsys.readouterr().err.count("sentences") == 2
+
+
+def test_embed_of_a_few_sentences_scores_without_nn10(tmp_path, minilm_golden, minilm_model, capsys):
+    """NN@10 needs more than 10 sentences: with 3 the cosine is printed alone, and nothing fails."""
+    (tmp_path / "s3.txt").write_text("\n".join(minilm_golden["sentences"][:3]), encoding="utf-8")
+    np.save(tmp_path / "r3.npy", minilm_golden["embeddings_unpadded"][:3])
+    assert main(["embed", str(tmp_path / "s3.txt"), "--out", str(tmp_path / "e3.npy"),
+                 "--compare", str(tmp_path / "r3.npy")]) == 0
+    out = capsys.readouterr().out
+    assert "cosine mean 1.00000" in out and "NN@10" not in out

@@ -5,6 +5,6 @@ score     cosine to reference embeddings (mean / min) and NN@10, the neighbourho
 """
 
 from .recipes import RECIPES, calibration_batches, compress_minilm
-from .score import cosine_rows, nn_at_k, score
+from .score import cosine_rows, format_score, nn_at_k, score
 
-__all__ = ["RECIPES", "calibration_batches", "compress_minilm", "cosine_rows", "nn_at_k", "score"]
+__all__ = ["RECIPES", "calibration_batches", "compress_minilm", "cosine_rows", "format_score", "nn_at_k", "score"]

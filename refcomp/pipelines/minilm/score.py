@@ -17,7 +17,7 @@ import numpy as np
 
 from ...errors import ShapeError
 
-__all__ = ["cosine_rows", "nn_at_k", "score"]
+__all__ = ["cosine_rows", "nn_at_k", "score", "format_score"]
 
 
 def _pair(e, ref):
@@ -54,6 +54,13 @@ def nn_at_k(e, ref, k: int = 10) -> float:
 
 
 def score(e, ref, k: int = 10) -> dict:
-    """{"cos_mean", "cos_min", "nn10"} of ``e`` against ``ref``."""
+    """{"cos_mean", "cos_min", "nn10"} of ``e`` against ``ref``; NN@k is None for k or fewer rows."""
     cos = cosine_rows(e, ref)
-    return {"cos_mean": float(cos.mean()), "cos_min": float(cos.min()), f"nn{k}": nn_at_k(e, ref, k)}
+    nn = nn_at_k(e, ref, k) if len(cos) > k else None
+    return {"cos_mean": float(cos.mean()), "cos_min": float(cos.min()), f"nn{k}": nn}
+
+
+def format_score(s: dict) -> str:
+    """'cosine mean …, min …, NN@10 …' (NN@10 left out when there were too few rows)."""
+    nn = "" if s.get("nn10") is None else f", NN@10 {s['nn10']:.3f}"
+    return f"cosine mean {s['cos_mean']:.5f}, min {s['cos_min']:.5f}{nn}"
