@@ -252,6 +252,17 @@ def _dynamic_rows(b: _Builder, x: str, name: str):
     return b.node("Cast", [q], f"{name}.codes", to=u8), scale, zp_rows
 
 
+def _integer_weight(qt: QTensor):
+    """(codes (out, ...) in the QTensor's dtype, zero point: a scalar when every output channel's agrees,
+    else one per output channel) for MatMulInteger / ConvInteger. One scalar when it can be: onnxruntime's
+    ConvInteger takes only a scalar w_zero_point."""
+    qp = qt.qparams
+    codes = np.asarray(qt.data).astype(qp.dtype.np_dtype)
+    zp = np.asarray(qp.zero_point).astype(qp.dtype.np_dtype).reshape(-1)
+    zp = zp[:1].reshape(()) if np.all(zp == zp[0]) else np.ascontiguousarray(np.broadcast_to(zp, (codes.shape[0],)))
+    return codes, zp
+
+
 def _dynamic_per_token(b: _Builder, layer, w: DynamicQuantized, x: str, name: str) -> str:
     """Eq. D2 of refcomp.formats.dynamic: x as rows (M, K), per-row codes, MatMulInteger with the (M,)
     zero point, y = f32(acc) · (s_x[:, None] · s_w), back to x's leading shape."""
@@ -260,9 +271,8 @@ def _dynamic_per_token(b: _Builder, layer, w: DynamicQuantized, x: str, name: st
     shape = b.node("Shape", [x], f"{name}.x_shape")
     rows = b.node("Reshape", [x, b.const(f"{name}.as_rows", np.asarray([-1, k], np.int64))], f"{name}.x_rows")
     q_x, s_x, z_x = _dynamic_rows(b, rows, f"{name}.x_q")
-    codes = np.ascontiguousarray(np.asarray(w.weight.data).astype(qp.dtype.np_dtype).T)
-    zp = np.asarray(qp.zero_point).astype(qp.dtype.np_dtype).reshape(-1)
-    zp = zp[:1].reshape(()) if np.all(zp == zp[0]) else np.ascontiguousarray(np.broadcast_to(zp, (o,)))
+    codes, zp = _integer_weight(w.weight)
+    codes = np.ascontiguousarray(codes.T)
     # Σ_k (a − z_a)(b − z_b) = Σ_k a·(b − z_b) − z_a · Σ_k (b − z_b): onnxruntime's MatMulInteger takes
     # only a scalar a_zero_point, so the per-row one is applied after, exactly, in int32
     acc = b.node("MatMulInteger", [q_x, b.const(f"{name}.weight_q", codes), b.const(f"{name}.zero_u8", np.uint8(0)),
@@ -291,7 +301,6 @@ def _static_input(b: _Builder, layer, w: StaticQuantized, x: str, name: str) -> 
         raise ValidationError(f"layer {name!r}", "a Linear for a StaticQuantized weight", "a Conv2d")
     if b.style != "qoperator":
         raise ValidationError("style", "'qoperator' for StaticQuantized weights", repr(b.style))
-    qp = w.weight.qparams
     o = w.shape[0]
     if w.smooth is not None:
         x = b.node("Div", [x, b.const(f"{name}.smooth", w.smooth)], f"{name}.smoothed")
@@ -299,10 +308,8 @@ def _static_input(b: _Builder, layer, w: StaticQuantized, x: str, name: str) -> 
     z_x = b.const(f"{name}.x_zero_point", np.asarray(iq.zero_point, np.uint8).reshape(()))
     q_x = b.node("QuantizeLinear", [x, b.const(f"{name}.x_scale", np.asarray(iq.scale, np.float32).reshape(())), z_x],
                  f"{name}.x_q")
-    codes = np.ascontiguousarray(np.asarray(w.weight.data).astype(np.int8).T)
-    zp = np.asarray(qp.zero_point).astype(np.int8).reshape(-1)
-    zp = zp[:1].reshape(()) if np.all(zp == zp[0]) else np.ascontiguousarray(np.broadcast_to(zp, (o,)))
-    acc = b.node("MatMulInteger", [q_x, b.const(f"{name}.weight_q", codes), z_x,
+    codes, zp = _integer_weight(w.weight)
+    acc = b.node("MatMulInteger", [q_x, b.const(f"{name}.weight_q", np.ascontiguousarray(codes.T)), z_x,
                                    b.const(f"{name}.weight_zero_point", zp)], f"{name}.acc")
     # f32(s_x · s_w[o]) as StaticQuantized forms it, one constant
     y = b.node("Mul", [b.node("Cast", [acc], f"{name}.acc_f", to=b.onnx.TensorProto.FLOAT),
@@ -332,10 +339,7 @@ def _dynamic(b: _Builder, layer, w: DynamicQuantized, x: str, name: str) -> str:
             return y
         y = b.node("MatMul", [xf, _weight_dq(b, w.weight, shape, name, transpose=True)], f"{name}.matmul")
         return y if bias is None else b.node("Add", [y, b.const(f"{name}.bias", bias)], name)
-    codes = np.asarray(w.weight.data).astype(qp.dtype.np_dtype)
-    zp = np.asarray(qp.zero_point).astype(qp.dtype.np_dtype).reshape(-1)
-    # one zero point when all agree: onnxruntime's ConvInteger takes only a scalar w_zero_point
-    zp = zp[:1].reshape(()) if np.all(zp == zp[0]) else np.broadcast_to(zp, (o,))
+    codes, zp = _integer_weight(w.weight)
     scale = np.broadcast_to(np.asarray(qp.scale, np.float32).reshape(-1), (o,))
     if is_conv:
         if layer.groups != 1:
