@@ -35,7 +35,7 @@ from ...formats.dense import Dense
 from ...formats.qtensor import QTensor
 from ...formats.static import StaticQuantized
 from ...nn.layers import Linear
-from ...nn.module import Module
+from ...nn.module import Module, run_with_hooks
 from ...quant import choose_qparams
 from .model_graph import prepare
 from .ptq import OBSERVERS, make_observer
@@ -53,7 +53,7 @@ def smoothing_factors(x_absmax, w_absmax, alpha: float) -> np.ndarray:
     return np.maximum(m, 1e-5).astype(np.float32)
 
 
-def _batches(calibration):
+def _batches(calibration) -> list:
     try:
         batches = list(calibration)
     except TypeError:
@@ -61,20 +61,14 @@ def _batches(calibration):
                               type(calibration).__name__) from None
     if not batches:
         raise ValidationError("calibration", "at least one batch", "none")
-    return [b if isinstance(b, tuple) else (b,) for b in batches]
+    return batches
 
 
 def _run(model, batches, layers, fn):
     """Call fn(name, rows) with the (rows, in) input of each Linear, for every batch."""
-    handles = [layer.register_forward_hook(
-        lambda mod, inputs, out, name=name: fn(name, np.asarray(inputs[0]).reshape(-1, mod.in_features)))
-        for name, layer in layers]
-    try:
-        for b in batches:
-            model(*b)
-    finally:
-        for h in handles:
-            h.remove()
+    hooks = [(layer, lambda mod, inputs, out, name=name: fn(name, np.asarray(inputs[0]).reshape(-1, mod.in_features)))
+             for name, layer in layers]
+    run_with_hooks(model, hooks, batches)
 
 
 def quantize_static_inputs(model, calibration, *, observer: str = "minmax", observer_kwargs: dict | None = None,
