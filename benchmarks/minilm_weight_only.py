@@ -49,6 +49,7 @@ from refcomp.formats import QTensor  # noqa: E402
 from refcomp.io import save_model  # noqa: E402
 from refcomp.models.minilm_l6 import mean_pool, minilm  # noqa: E402
 from refcomp.nn.layers import Linear  # noqa: E402
+from refcomp.pipelines.minilm import cosine_rows, nn_at_k  # noqa: E402
 
 CALIBRATION = slice(448, 512)
 
@@ -65,21 +66,6 @@ def trimmed_batches(ids, mask, order, size):
 
 def embed_batches(model, batches):
     return np.concatenate([mean_pool(model(i, m), m) for i, m in batches])
-
-
-def nn_at_k(e, ref, k=10):
-    """Mean share of each row's k nearest neighbours (cosine, itself excluded) in ``e`` that are those in ``ref``."""
-    def knn(a):
-        a = a / np.linalg.norm(a, axis=1, keepdims=True)
-        s = a @ a.T
-        np.fill_diagonal(s, -np.inf)
-        return np.argsort(-s, axis=1, kind="stable")[:, :k]
-    a, b = knn(e), knn(ref)
-    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b)]))
-
-
-def cosines(e, ref):
-    return (e * ref).sum(1) / np.linalg.norm(e, axis=1) / np.linalg.norm(ref, axis=1)
 
 
 def sizes(model, tmp):
@@ -123,7 +109,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         def row(name, group, m, seconds):
             e = embed_batches(m, ev)
-            c = cosines(e, ref)
+            c = cosine_rows(e, ref)
             lin, allw, (st, rcm) = sizes(m, tmp)
             print(f"| {name} | {group} | {c.mean():.5f} | {c.min():.5f} | {nn_at_k(e, ref):.3f} | "
                   f"{lin / 1e6:.2f} | {allw / 1e6:.2f} | {st / 1e6:.2f} | {rcm / 1e6:.2f} | {seconds} |", flush=True)

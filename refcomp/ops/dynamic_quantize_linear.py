@@ -76,9 +76,8 @@ def dynamic_quantize_rows(x, *, backend="auto"):
     small is no longer quantized with the step of the largest one in the batch
     (the outlier features of transformers: Dettmers et al. 2022, LLM.int8(),
     §3; Yao et al. 2022, ZeroQuant, §3 "token-wise quantization"). ONNX has no
-    such op; its graph form is ReduceMin/ReduceMax per row, then
-    QuantizeLinear with the (M,) scale on axis 0, and MatMulInteger takes the
-    (M,) zero point per row.
+    such op; refcomp.onnx.export writes it as ReduceMin/ReduceMax per row and
+    the float32 Div / Round / Clip of these equations (docs/onnx.md, "Styles").
     """
     _backend.implementation("dynamic_quantize_linear", backend)
     x = numeric_array(x, "x")
