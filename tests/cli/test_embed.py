@@ -47,6 +47,8 @@ def test_compress_then_embed_the_model_file(sentences, tmp_path, capsys, minilm_
     (["--out", "{tmp}/e.npy", "--model-file", "{tmp}/nope.rcm"], "--model-file"),
     (["--out", "{tmp}/e.npy", "--compare", "{tmp}/s.txt"], "--compare"),
     (["--out", "{tmp}/e.npy", "--model-file", "{tmp}/s.txt", "--recipe", "w8a8-dynamic"], "--recipe"),
+    (["--out", "{tmp}/e.npy", "--recipe", "w8a8-static"], "--calibration-text"),
+    (["--out", "{tmp}/e.npy", "--calibration-text", "{tmp}/s.txt"], "--calibration-text"),
 ])
 def test_embed_mistakes_are_refused_without_a_traceback(sentences, tmp_path, capsys, argv, words):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
@@ -70,3 +72,17 @@ def test_embed_of_a_few_sentences_scores_without_nn10(tmp_path, minilm_golden, m
                  "--compare", str(tmp_path / "r3.npy")]) == 0
     out = capsys.readouterr().out
     assert "cosine mean 1.00000" in out and "NN@10" not in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--recipe", "w8a8-static"], "--calibration-text"),
+    (["--recipe", "fp32", "--calibration-text", "{tmp}/s.txt"], "--calibration-text"),
+    (["--recipe", "w8a8-dynamic", "--export", "{tmp}/m.txt"], "--export"),
+    (["--recipe", "w8a8-dynamic", "--data", "digits"], "--data"),
+])
+def test_compress_minilm_mistakes_are_refused_before_any_work(sentences, tmp_path, capsys, argv, words):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(["compress", "--model", "minilm", "--out", str(tmp_path / "r"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
