@@ -34,6 +34,19 @@ kh×kw (r_in → r_out, original stride/padding/dilation), 1×1 (r_out → out,
 weight U_out, original bias). Kim et al. pick the ranks with VBMF; here they
 are given (or chosen per mode by the energy rule (3)). With full ranks the
 U's are square orthogonal and (8) is exact.
+
+Data-aware (whitened) SVD: what matters is the layer's output on its inputs
+X (n, in), not W itself. With H = 2XᵀX/n = S Sᵀ (Cholesky, S lower; H damped
+as in GPTQ so that it is positive definite),
+||X (W − M)ᵀ||²_F = (n/2) ||(W − M) S||²_F, and the best rank-r M for that
+norm is the truncated SVD of W S mapped back (Eckart-Young in the inner
+product of H; Wang et al. 2024, SVD-LLM, arXiv:2403.07378 §3.1, "truncation-
+aware data whitening")::
+
+    W S = U Σ Vᵀ,   L = U_r Σ_r,   R = V_rᵀ S⁻¹                              (11)
+    ||X (W − L R)ᵀ||²_F = (n/2) Σ_{i>r} σ_i(W S)²                            (12)
+
+and the energy rule (3) then reads on the output energy, σ_i(W S).
 """
 
 from __future__ import annotations
@@ -43,6 +56,7 @@ import numpy as np
 from ...checks import float_array, integer, real
 from ...errors import ShapeError, ValidationError
 from ...formats.lowrank import LowRank
+from ..quantize.gptq import check_hessian, dampen
 
 __all__ = ["choose_rank", "truncated_svd", "svd_truncation_error", "to_lowrank", "conv_svd", "tucker2",
            "tucker2_to_dense"]
@@ -86,8 +100,14 @@ def choose_rank(singular_values, shape, *, rank=None, energy=None, max_params=No
     return min(r, full)
 
 
-def truncated_svd(w, *, rank=None, energy=None, max_params=None) -> tuple[np.ndarray, np.ndarray]:
+def truncated_svd(w, *, rank=None, energy=None, max_params=None, hessian=None,
+                  percdamp: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
     """(L, R) with L = U_r Σ_r (out, r) and R = V_rᵀ (r, in), eq. (1).
+
+    hessian : None — the best rank-r W_r in Frobenius norm (1)-(2); or H
+        (in, in) = 2XᵀX/n of the layer's inputs (gptq.HessianAccumulator) —
+        the best for the output error on those inputs, the whitened SVD (11),
+        with H + percdamp·mean(diag H)·I factored.
 
     Computed in float64 (np.linalg.svd), returned in w's dtype when it is
     float32/float64. At full rank L R = W to float rounding: the tests allow
@@ -95,9 +115,22 @@ def truncated_svd(w, *, rank=None, energy=None, max_params=None) -> tuple[np.nda
     """
     dt = _out_dtype(w)
     w = float_array(w, "w", ndim=2, dtype=np.float64, copy=True)
-    u, s, vt = np.linalg.svd(w, full_matrices=False)
+    if hessian is None:
+        u, s, vt = np.linalg.svd(w, full_matrices=False)
+        r = choose_rank(s, w.shape, rank=rank, energy=energy, max_params=max_params)
+        return (u[:, :r] * s[:r]).astype(dt), vt[:r].astype(dt)
+    h = check_hessian(hessian, w.shape[1], w.shape)
+    dampen(h, real(percdamp, "percdamp", low=0))
+    try:
+        chol = np.linalg.cholesky(h)                                   # H = S Sᵀ
+    except np.linalg.LinAlgError:
+        raise ValidationError("hessian", "a positive definite matrix after dampening (raise percdamp)",
+                              "a matrix whose Cholesky factorization failed") from None
+    u, s, vt = np.linalg.svd(w @ chol, full_matrices=False)            # (11)
     r = choose_rank(s, w.shape, rank=rank, energy=energy, max_params=max_params)
-    return (u[:, :r] * s[:r]).astype(dt), vt[:r].astype(dt)
+    # R = V_rᵀ S⁻¹, i.e. R S = V_rᵀ: a triangular solve Sᵀ Rᵀ = V_r, no inverse formed
+    right = np.linalg.solve(chol.T, vt[:r].T).T
+    return (u[:, :r] * s[:r]).astype(dt), right.astype(dt)
 
 
 def svd_truncation_error(singular_values, rank: int) -> float:
@@ -121,17 +154,20 @@ def to_lowrank(w, *, rank=None, energy=None, max_params=None) -> LowRank:
     return LowRank(left, right, shape=a.shape)
 
 
-def conv_svd(w, *, rank=None, energy=None, max_params=None) -> tuple[np.ndarray, np.ndarray]:
+def conv_svd(w, *, rank=None, energy=None, max_params=None, hessian=None,
+             percdamp: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
     """A Conv2d kernel (out, in, kh, kw) as two convs: (first (r, in, kh, kw), second (out, r, 1, 1)).
 
     first carries the original stride / padding / dilation; second is 1×1
     with the original bias. max_params counts both kernels: r·(out + in·kh·kw).
+    hessian : None, or H (in·kh·kw)² of the im2col rows (whitened SVD (11)).
     """
     w = np.asarray(w)
     if w.ndim != 4:
         raise ShapeError("w", "a 4-D conv kernel (out, in, kh, kw)", f"shape {w.shape}")
     out, n_in, kh, kw = w.shape
-    left, right = truncated_svd(w.reshape(out, n_in * kh * kw), rank=rank, energy=energy, max_params=max_params)
+    left, right = truncated_svd(w.reshape(out, n_in * kh * kw), rank=rank, energy=energy, max_params=max_params,
+                                hessian=hessian, percdamp=percdamp)
     r = left.shape[1]
     return right.reshape(r, n_in, kh, kw), left.reshape(out, r, 1, 1)
 

@@ -32,24 +32,29 @@ the original layer up to float rounding.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ...errors import ValidationError
 from ...formats.dense import Dense
 from ...nn.layers import Conv2d, Linear
 from ...nn.graph import replace_module
 from ...nn.module import Module, Parameter, Sequential
 from ..quantize.model_graph import prepare
-from ..quantize.weight_only import model_bytes
+from ..quantize.weight_only import layerwise_hessians, model_bytes
 from .factorize import conv_svd, truncated_svd, tucker2
 
 __all__ = ["factorize_linear", "factorize_conv", "tucker2_conv", "factorize_model"]
 
 
-def factorize_linear(layer: Linear, rank: int) -> Sequential:
-    """Sequential(("first", Linear(in, r, bias=False)), ("second", Linear(r, out))) equal to L R."""
+def factorize_linear(layer: Linear, rank: int, *, hessian=None, percdamp: float = 0.01) -> Sequential:
+    """Sequential(("first", Linear(in, r, bias=False)), ("second", Linear(r, out))) equal to L R.
+
+    hessian : None (plain truncated SVD) or H of the layer's inputs (the whitened SVD,
+    docs/lowrank.md eq. 11: the best rank r for the layer's output on those inputs)."""
     if not isinstance(layer, Linear):
         raise ValidationError("layer", "a refcomp.nn.Linear", type(layer).__name__)
     w = layer.weight.to_dense()
-    left, right = truncated_svd(w, rank=rank)
+    left, right = truncated_svd(w, rank=rank, hessian=hessian, percdamp=percdamp)
     r = left.shape[1]
     dt = str(w.dtype)
     first = Linear(layer.in_features, r, bias=False, dtype=dt)
@@ -75,11 +80,12 @@ def _conv(n_in, n_out, kernel, *, like=None, bias=False, weight, dtype):
     return c
 
 
-def factorize_conv(layer: Conv2d, rank: int) -> Sequential:
-    """Sequential(("first", Conv2d(in, r, kh×kw, no bias)), ("second", Conv2d(r, out, 1×1))) by conv_svd."""
+def factorize_conv(layer: Conv2d, rank: int, *, hessian=None, percdamp: float = 0.01) -> Sequential:
+    """Sequential(("first", Conv2d(in, r, kh×kw, no bias)), ("second", Conv2d(r, out, 1×1))) by conv_svd
+    (whitened by ``hessian`` of the im2col rows when given)."""
     _check_conv(layer)
     w = layer.weight.to_dense()
-    first_w, second_w = conv_svd(w, rank=rank)
+    first_w, second_w = conv_svd(w, rank=rank, hessian=hessian, percdamp=percdamp)
     r, dt = first_w.shape[0], str(w.dtype)
     first = _conv(layer.in_channels, r, layer.kernel_size, like=layer, weight=first_w, dtype=dt)
     second = _conv(r, layer.out_channels, 1, bias=layer.bias is not None, weight=second_w, dtype=dt)
@@ -105,21 +111,26 @@ def tucker2_conv(layer: Conv2d, ranks) -> Sequential:
     return Sequential(("first", first), ("core", core), ("last", last))
 
 
-def factorize_model(model, ranks: dict) -> tuple[Module, dict]:
+def factorize_model(model, ranks: dict, *, calibration_batches=None, percdamp: float = 0.01) -> tuple[Module, dict]:
     """(a copy of ``model`` (BatchNorm folded) with the layers named in ``ranks`` factorized,
-    report {name: {"rank", "bytes", "float_bytes"}}); ``model`` is not modified.
+    report {name: {"rank", "bytes", "float_bytes"}}); ``model`` is untouched.
 
     ranks : {name: r} — truncated SVD of a Linear (factorize_linear) or of a
         reshaped Conv2d kernel (factorize_conv); {name: (r_out, r_in)} —
         Tucker-2 of a Conv2d (tucker2_conv). Names as in ``named_modules()``:
         a Sequential's layer names, or a graph's dotted ones ("layer0.fc1",
         "layer0.attn.q_proj"); the factorized layer takes the original's place.
+    calibration_batches : None, or batches as for GPTQ (each an array or a
+        tuple of arrays): then every SVD is the whitened one (docs/lowrank.md
+        eq. 11), layer by layer in model order, each whitened by the inputs it
+        receives from the already-factorized layers before it
+        (quantize.weight_only.layerwise_hessians); the report adds
+        "output_mse" on those inputs. Tucker-2 ranks are refused then.
     """
     m = prepare(model)
     if not isinstance(ranks, dict):
         raise ValidationError("ranks", "a dict {layer name: rank or (r_out, r_in)}", type(ranks).__name__)
     modules = dict(m.named_modules())
-    report = {}
     for name, rank in ranks.items():
         layer = modules.get(name)
         if not isinstance(layer, (Linear, Conv2d)):
@@ -129,11 +140,30 @@ def factorize_model(model, ranks: dict) -> tuple[Module, dict]:
         if isinstance(rank, (tuple, list)):
             if not isinstance(layer, Conv2d):
                 raise ValidationError(f"ranks[{name!r}]", "an int rank (Tucker-2 ranks are for Conv2d)", repr(rank))
+            if calibration_batches is not None:
+                raise ValidationError(f"ranks[{name!r}]", "an int rank (the whitened factorization is an SVD; "
+                                      "Tucker-2 has no calibration form here)", repr(rank))
+    if calibration_batches is None:
+        stats = ((name, modules[name], None, None) for name in ranks)
+    else:
+        stats = layerwise_hessians(m, list(ranks), calibration_batches)
+    report = {}
+    for name, layer, hessian, x_rows in stats:
+        rank = ranks[name]
+        if isinstance(rank, (tuple, list)):
             new = tucker2_conv(layer, rank)
         elif isinstance(layer, Conv2d):
-            new = factorize_conv(layer, rank)
+            new = factorize_conv(layer, rank, hessian=hessian, percdamp=percdamp)
         else:
-            new = factorize_linear(layer, rank)
+            new = factorize_linear(layer, rank, hessian=hessian, percdamp=percdamp)
         replace_module(m, name, new)
         report[name] = {"rank": rank, "bytes": model_bytes(new), "float_bytes": model_bytes(layer)}
+        if x_rows is not None:
+            w = layer.weight.to_dense()
+            w2 = w.reshape(w.shape[0], -1).astype(np.float64)
+            left, right = (new["second"], new["first"])
+            w_r = (left.weight.to_dense().reshape(w.shape[0], -1).astype(np.float64)
+                   @ right.weight.to_dense().reshape(right.weight.shape[0], -1).astype(np.float64))
+            d = x_rows @ (w_r - w2).T
+            report[name]["output_mse"] = float(np.mean(d * d))
     return m, report

@@ -7,6 +7,7 @@ schedules  sparsity per step: one-shot, iterative, gradual cubic (Zhu & Gupta 20
 apply      keep pruned weights, their gradients and optimizer state at zero
 model      the same on a refcomp.nn model: named layers, masked fine-tuning, schedules
 structured remove neurons / filters for real: a smaller dense model
+sparsegpt  one-shot pruning with OBS error compensation from calibration inputs (SparseGPT)
 
 The math, with numbered equations, is in docs/deep_compression.md.
 """
@@ -44,6 +45,7 @@ from .model import (
     weight_masks,
 )
 from .schedules import Cubic, Iterative, OneShot, Schedule
+from .sparsegpt import sparsegpt_model, sparsegpt_prune
 from .structured import apply_structured, shrink, structured_keep
 
 __all__ = [
@@ -82,4 +84,6 @@ __all__ = [
     "structured_keep",
     "apply_structured",
     "shrink",
+    "sparsegpt_prune",
+    "sparsegpt_model",
 ]

@@ -54,7 +54,8 @@ from ...errors import ShapeError, ValidationError
 from ...formats.qtensor import QTensor
 from .grid import check_bits, check_group_size, code_range, grid_qparams, group_ranges, round_to_grid
 
-__all__ = ["HessianAccumulator", "hessian_from_inputs", "gptq_quantize"]
+__all__ = ["HessianAccumulator", "hessian_from_inputs", "check_hessian", "drop_dead_inputs", "dampen",
+           "upper_cholesky_of_inverse", "gptq_quantize"]
 
 
 class HessianAccumulator:
@@ -98,7 +99,31 @@ def hessian_from_inputs(x) -> np.ndarray:
     return acc.hessian()
 
 
-def _upper_cholesky_of_inverse(h: np.ndarray) -> np.ndarray:
+def check_hessian(hessian, n: int, w_shape) -> np.ndarray:
+    """``hessian`` as a float64 copy, checked to be (n, n) and symmetric."""
+    h = float_array(hessian, "hessian", ndim=2, dtype=np.float64, copy=True)
+    if h.shape != (n, n):
+        raise ShapeError("hessian", f"shape {(n, n)} for w of shape {tuple(w_shape)}", f"shape {h.shape}")
+    scale_h = max(float(np.max(np.abs(h))), np.finfo(np.float64).tiny) if h.size else 1.0
+    if not np.allclose(h, h.T, rtol=0.0, atol=1e-10 * scale_h):
+        raise ValidationError("hessian", "a symmetric matrix", f"max |H − Hᵀ| = {np.max(np.abs(h - h.T)):.3g}")
+    return h
+
+
+def drop_dead_inputs(w: np.ndarray, h: np.ndarray) -> None:
+    """In place: an input never seen in calibration (H_jj = 0) cannot move the output, so its
+    weights become 0 and H_jj 1 (keeps H invertible; the authors' code does the same)."""
+    dead = np.diag(h) == 0
+    h[dead, dead] = 1.0
+    w[:, dead] = 0.0
+
+
+def dampen(h: np.ndarray, percdamp: float) -> None:
+    """In place: H ← H + λ I with λ = percdamp · mean(diag H), eq. (8)."""
+    h[np.diag_indices(len(h))] += percdamp * np.mean(np.diag(h))
+
+
+def upper_cholesky_of_inverse(h: np.ndarray) -> np.ndarray:
     """U upper triangular with H⁻¹ = UᵀU (eq. 6); H symmetric positive definite."""
     try:
         lower = np.linalg.cholesky(h)  # H = L Lᵀ
@@ -132,24 +157,16 @@ def gptq_quantize(w, hessian, *, bits: int = 4, group_size: int | None = None, s
     and GPTQ returns exactly the codes of RTN (tests/compress/quantize/test_gptq.py).
     """
     w = float_array(w, "w", ndim=2, dtype=np.float64, copy=True)
-    h = float_array(hessian, "hessian", ndim=2, dtype=np.float64, copy=True)
     out, n = w.shape
-    if h.shape != (n, n):
-        raise ShapeError("hessian", f"shape {(n, n)} for w of shape {w.shape}", f"shape {h.shape}")
     g = check_group_size(group_size, n)  # also rejects n = 0
-    scale_h = max(float(np.max(np.abs(h))), np.finfo(np.float64).tiny)
-    if not np.allclose(h, h.T, rtol=0.0, atol=1e-10 * scale_h):
-        raise ValidationError("hessian", "a symmetric matrix", f"max |H − Hᵀ| = {np.max(np.abs(h - h.T)):.3g}")
+    h = check_hessian(hessian, n, w.shape)
     b = check_bits(bits)
     damp_frac = real(percdamp, "percdamp", low=0)
     block = integer(block_size, "block_size", minimum=1)
     symmetric = bool(symmetric)
     n_groups = -(-n // g)
 
-    h = h.copy()
-    dead = np.diag(h) == 0
-    h[dead, dead] = 1.0
-    w[:, dead] = 0.0
+    drop_dead_inputs(w, h)
 
     # the (row, group) range each grid is chosen from (eqs. 1-2): the original columns with
     # act-order (static groups), else the error-updated columns when the algorithm enters the group
@@ -165,8 +182,8 @@ def gptq_quantize(w, hessian, *, bits: int = 4, group_size: int | None = None, s
     w = w[:, perm]
     h = h[np.ix_(perm, perm)]
 
-    h[np.diag_indices(n)] += damp_frac * np.mean(np.diag(h))
-    u = _upper_cholesky_of_inverse(h)
+    dampen(h, damp_frac)
+    u = upper_cholesky_of_inverse(h)
 
     scales = np.empty((out, n_groups))  # the float32 scales, widened for the float64 arithmetic of (6)
     zeros = np.empty((out, n_groups), dtype=np.int64)

@@ -51,7 +51,7 @@ from .gptq import HessianAccumulator, gptq_quantize
 from .model_graph import prepare
 from .rtn import rtn_quantize
 
-__all__ = ["quantize_weights", "layer_inputs", "model_bytes"]
+__all__ = ["quantize_weights", "layer_inputs", "layerwise_hessians", "calibration_batch_list", "model_bytes"]
 
 
 def layer_inputs(layer, x: np.ndarray) -> np.ndarray:
@@ -95,33 +95,27 @@ def quantize_weights(model, *, bits=8, group_size: int | None = None, method: st
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValidationError("batch_size", "an int >= 1", repr(batch_size))
     if calibration_batches is not None:
-        batches = _given_batches(calibration_batches)
+        batches = calibration_batch_list(calibration_batches)
     elif calibration_x is not None:
         batches = _cut_batches(calibration_x, int(batch_size))
     else:
         batches = None
     m = prepare(model)
     layers = [(name, layer) for name, layer in m.named_modules() if isinstance(layer, (Conv2d, Linear))]
-    report = {}
-    for name, layer in layers:
-        b = bits.get(name) if isinstance(bits, dict) else bits
-        if b is None:
-            continue
+    chosen = [(name, layer) for name, layer in layers
+              if (bits.get(name) if isinstance(bits, dict) else bits) is not None]
+    for name, layer in chosen:
         if isinstance(layer, Conv2d) and layer.groups != 1:
             raise ValidationError(f"layer {name!r}", "groups=1 for weight-only quantization", layer.groups)
+    stats = (layerwise_hessians(m, [n for n, _ in chosen], batches) if batches is not None
+             else ((name, layer, None, None) for name, layer in chosen))
+    report = {}
+    for name, layer, hessian, x_rows in stats:
+        b = bits.get(name) if isinstance(bits, dict) else bits
         w = layer.weight.to_dense()
         w2 = w.reshape(w.shape[0], -1).astype(np.float64)
-        x_rows = None
-        if batches is not None:
-            # (G1): the inputs this layer receives with the layers before it already quantized
-            acc = HessianAccumulator(w2.shape[1])
-            for rows in _calibration_rows(m, layer, batches):
-                acc.add(rows)
-                if x_rows is None:
-                    x_rows = rows[: 4096]
         if method == "gptq":
-            q = gptq_quantize(w2, acc.hessian(), bits=b, group_size=group_size, percdamp=percdamp,
-                              act_order=act_order)
+            q = gptq_quantize(w2, hessian, bits=b, group_size=group_size, percdamp=percdamp, act_order=act_order)
         else:
             q = rtn_quantize(w2, bits=b, group_size=group_size)
         # q is (O, K): a Conv2d multiplies a 2-D format by its im2col matrix
@@ -132,6 +126,35 @@ def quantize_weights(model, *, bits=8, group_size: int | None = None, method: st
         report[name] = rec
         layer.weight = q
     return m, report
+
+
+def layerwise_hessians(model, names, batches):
+    """For each layer named in ``names``, in model order: (name, layer, H, x_rows).
+
+    H = 2/n · XᵀX (gptq eq. 4) of the rows X the layer multiplies by Wᵀ
+    (layer_inputs) while ``batches`` run through ``model`` as it is *when the
+    layer's turn comes*: this is a generator, so a caller that replaces a
+    layer's weight (or the layer itself, nn.replace_module) before asking for
+    the next one makes every later layer see the already-compressed inputs —
+    the sequential order (G1) of GPTQ, shared by SparseGPT and whitened
+    low-rank. x_rows: at most 4,096 rows of the first batch (for an
+    output-error report). One forward pass per layer and batch.
+    """
+    batches = calibration_batch_list(batches)
+    modules = dict(model.named_modules())
+    order = [n for n in modules if n in set(names)]
+    missing = [n for n in names if n not in modules or not isinstance(modules[n], (Conv2d, Linear))]
+    if missing:
+        raise ValidationError("layers", "names of Linear / Conv2d layers of the model", f"unknown {missing}")
+    for name in order:
+        layer = modules[name]
+        w = layer.weight
+        acc, x_rows = HessianAccumulator(int(np.prod(w.shape[1:]))), None
+        for rows in _calibration_rows(model, layer, batches):
+            acc.add(rows)
+            if x_rows is None:
+                x_rows = rows[: 4096]
+        yield name, layer, acc.hessian(), x_rows
 
 
 def _model_inputs(arrays: tuple, argument: str) -> tuple:
@@ -156,8 +179,8 @@ def _cut_batches(x, batch_size: int) -> list:
     return [a[i:i + batch_size] for i in range(0, len(a), batch_size)]
 
 
-def _given_batches(batches) -> list:
-    """``calibration_batches`` as a list (it is run once per layer), each batch an array or a tuple of arrays."""
+def calibration_batch_list(batches) -> list:
+    """``calibration_batches`` checked, as a list (it is run once per layer); each batch an array or a tuple of arrays."""
     if isinstance(batches, (np.ndarray, tuple)) or not hasattr(batches, "__iter__"):
         # a tuple would be read as one batch's inputs, an array as one batch: refuse both rather than guess
         raise ValidationError("calibration_batches", "a list of batches (each an array or a tuple of arrays)",

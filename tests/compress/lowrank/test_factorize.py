@@ -13,7 +13,7 @@ from refcomp.compress.lowrank.factorize import (
     tucker2,
     tucker2_to_dense,
 )
-from refcomp.errors import ValidationError
+from refcomp.errors import ShapeError, ValidationError
 
 from ..conv_reference import conv2d
 
@@ -128,3 +128,52 @@ def test_tucker2_runs_as_three_convolutions():
         tucker2(w, (9, 4))
     with pytest.raises(ValidationError, match="ranks/energy"):
         tucker2(w)
+
+
+# ---------------------------------------------------------------- whitened SVD, eqs. (11)-(12)
+
+def _outlier_inputs(rng, n, n_in):
+    """Correlated inputs with per-feature scales spread over ~e^±2: where the plain SVD aims wrong."""
+    mix = rng.normal(size=(n_in, n_in)) / np.sqrt(n_in) + np.eye(n_in)
+    return rng.normal(size=(n, n_in)) @ mix * np.exp(rng.normal(size=n_in))
+
+
+def _reduced_rank_regression_error(x, w, r):
+    """Oracle sharing no code with the whitened SVD: Y = X Wᵀ lies in X's column space, so its best
+    rank-r approximation Y V_r V_rᵀ (Eckart-Young on Y) is X (V_r V_rᵀ W)ᵀ, the best M; its squared
+    error is the tail Σ_{i>r} σ_i(Y)²."""
+    s = np.linalg.svd(x @ w.T, compute_uv=False)
+    return float(np.sum(s[r:] ** 2))
+
+
+@pytest.mark.parametrize("seed, r", [(0, 1), (1, 3), (2, 5)])
+def test_whitened_svd_is_the_best_rank_r_for_the_output(seed, r):
+    rng = np.random.default_rng(seed)
+    x = _outlier_inputs(rng, 300, 9)
+    w = rng.normal(size=(7, 9))
+    h = 2.0 * x.T @ x / len(x)
+    left, right = truncated_svd(w, rank=r, hessian=h, percdamp=0.0)
+    assert left.shape == (7, r) and right.shape == (r, 9)
+    err = float(np.sum((x @ (w - left @ right).T) ** 2))
+    np.testing.assert_allclose(err, _reduced_rank_regression_error(x, w, r), rtol=1e-9)
+    # eq. (12): the error is (n/2) times the discarded σ² of W S
+    s = np.linalg.svd(w @ np.linalg.cholesky(h), compute_uv=False)
+    np.testing.assert_allclose(err, len(x) / 2 * np.sum(s[r:] ** 2), rtol=1e-9)
+    plain_l, plain_r = truncated_svd(w, rank=r)
+    assert err < float(np.sum((x @ (w - plain_l @ plain_r).T) ** 2))
+
+
+def test_whitened_svd_at_full_rank_is_w_and_keeps_float32():
+    rng = np.random.default_rng(3)
+    x = _outlier_inputs(rng, 100, 6)
+    w = rng.normal(size=(4, 6)).astype(np.float32)
+    left, right = truncated_svd(w, rank=4, hessian=2.0 * x.T @ x / 100)
+    assert left.dtype == right.dtype == np.float32
+    np.testing.assert_allclose(left @ right, w, atol=1e-5)
+
+
+def test_whitened_svd_refuses_a_wrong_hessian():
+    with pytest.raises(ShapeError, match="hessian"):
+        truncated_svd(np.ones((3, 4)), rank=1, hessian=np.eye(3))
+    with pytest.raises(ValidationError, match="hessian"):
+        truncated_svd(np.ones((3, 4)), rank=1, hessian=-np.eye(4), percdamp=0.0)
