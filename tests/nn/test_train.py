@@ -8,6 +8,7 @@ import pytest
 from refcomp import datasets, models, nn
 from refcomp.errors import ShapeError, ValidationError
 from refcomp.formats.base import WeightFormat
+from refcomp.nn import Linear, Sequential, train
 
 
 def test_digits_mlp_reaches_96_percent():
@@ -200,3 +201,49 @@ def test_tuple_targets_and_callbacks_reach_the_loss():
     assert r.batches == [4, 4, 2] * 2 and r.epochs == [1, 2] and len(hist) == 2
     assert sorted(r.seen_pairs) == sorted(list(zip(labels.tolist(), extra.tolist())) * 2)
     assert np.isfinite(hist[0]["accuracy"])  # the first target holds class labels
+
+
+# ------------------------------------------------ the loop against SGD written out (an oracle sharing no code)
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _full_batch_problem(seed=0, n=40, d=5, k=3):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y = rng.integers(0, k, size=n)
+    model = Sequential(("fc", Linear(d, k, rng=rng)))
+    return model, x, y
+
+
+def _sgd_by_hand(w, b, x, y, lrs, momentum, grad_of_logits):
+    """w, b after full-batch SGD with the given per-epoch lrs: v ← μ v + g (v₀ = g), p ← p − lr v."""
+    w, b = w.astype(np.float64), b.astype(np.float64)
+    vw = vb = None
+    for lr in lrs:
+        g = grad_of_logits(x @ w.T + b)                  # ∂L/∂z (n, k), the mean already in it
+        gw, gb = g.T @ x, g.sum(axis=0)
+        vw = gw if vw is None else momentum * vw + gw
+        vb = gb if vb is None else momentum * vb + gb
+        w, b = w - lr * vw, b - lr * vb
+    return w, b
+
+
+@pytest.mark.parametrize("schedule, momentum", [("cosine", 0.0), ("cosine", 0.9), ("constant", 0.5)])
+def test_train_is_sgd_with_its_schedule_written_out(schedule, momentum):
+    """Full-batch training = SGD by hand on the cross-entropy gradient (softmax − onehot)/N with
+    lr_e = lr·(1 + cos(π e / E))/2 (cosine) or lr: a loop that ignores the schedule, the momentum or
+    the batch mean fails here."""
+    model, x, y = _full_batch_problem()
+    w0, b0 = model["fc"].weight.to_dense().copy(), model["fc"].bias.data.copy()
+    epochs, lr = 4, 0.3
+    train(model, (x, y), epochs=epochs, batch_size=len(x), lr=lr, momentum=momentum, schedule=schedule,
+          rng=0, progress=False)
+    lrs = [lr * (1 + np.cos(np.pi * e / epochs)) / 2 if schedule == "cosine" else lr for e in range(epochs)]
+    onehot = np.eye(3)[y]
+    w, b = _sgd_by_hand(w0, b0, x.astype(np.float64), y, lrs, momentum,
+                        lambda z: (_softmax(z) - onehot) / len(x))
+    np.testing.assert_allclose(model["fc"].weight.to_dense(), w, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(model["fc"].bias.data, b, rtol=1e-4, atol=1e-5)

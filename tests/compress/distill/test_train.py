@@ -6,6 +6,7 @@ import pytest
 from refcomp.compress.distill.loss import distillation_loss
 from refcomp.compress.distill.train import distill_train, teacher_logits
 from refcomp.errors import ValidationError
+from refcomp.formats.dense import Dense
 from refcomp.nn import Dropout, Linear, ReLU, Sequential, evaluate
 
 from ..models_for_tests import digits_split, small_mlp
@@ -75,3 +76,36 @@ def test_distill_train_bad_input():
         distill_train(m, m, (np.zeros((2, 4), np.float32), np.zeros(2, np.float32)))
     with pytest.raises(ValidationError, match="alpha"):
         distill_train(m, m, (np.zeros((2, 4), np.float32), np.zeros(2, np.int64)), alpha=1.5)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("temperature, alpha", [(1.0, 0.5), (4.0, 0.3), (8.0, 0.0)])
+@pytest.mark.parametrize("cache_logits", [True, False])
+def test_distill_train_is_sgd_on_hintons_gradient_written_out(temperature, alpha, cache_logits):
+    """Full-batch distillation = SGD by hand on ∂L/∂s = [α (softmax(s) − onehot) + (1 − α) T
+    (softmax(s/T) − softmax(t/T))] / N (Hinton et al. 2015 §2, eq. 3 of docs/distillation.md, written
+    here from the paper): a trainer that drops the temperature, the T factor, the teacher or α fails."""
+    rng = np.random.default_rng(0)
+    n, d, k = 40, 6, 4
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y = rng.integers(0, k, size=n)
+    teacher = Sequential(("fc", Linear(d, k, rng=rng)))
+    teacher["fc"].weight = Dense(teacher["fc"].weight.to_dense() * 3)     # confident, so that T matters
+    student = Sequential(("fc", Linear(d, k, rng=rng)))
+    w, b = student["fc"].weight.to_dense().astype(np.float64), student["fc"].bias.data.astype(np.float64)
+    t = x.astype(np.float64) @ teacher["fc"].weight.to_dense().T.astype(np.float64) + teacher["fc"].bias.data
+    lr, epochs = 0.5, 3
+    distill_train(student, teacher, (x, y), epochs=epochs, batch_size=n, lr=lr, momentum=0.0, schedule="constant",
+                  alpha=alpha, temperature=temperature, cache_logits=cache_logits, rng=0)
+    onehot, xd = np.eye(k)[y], x.astype(np.float64)
+    for _ in range(epochs):
+        s = xd @ w.T + b
+        g = (alpha * (_softmax(s) - onehot)
+             + (1 - alpha) * temperature * (_softmax(s / temperature) - _softmax(t / temperature))) / n
+        w, b = w - lr * g.T @ xd, b - lr * g.sum(axis=0)
+    np.testing.assert_allclose(student["fc"].weight.to_dense(), w, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(student["fc"].bias.data, b, rtol=1e-4, atol=1e-5)

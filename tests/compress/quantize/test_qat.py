@@ -109,3 +109,24 @@ def test_bad_qat_inputs_are_named():
         FakeQuantized(np.zeros((2, 3), np.int8), PerChannelFakeQuant())
     with pytest.raises(ValidationError, match="to_integer"):
         FakeQuantized(np.zeros((2, 3), np.float32), PerChannelFakeQuant()).fields()   # never stored
+
+
+def test_prepared_model_computes_with_the_int8_grid_written_out():
+    """Every Linear of prepare_qat's model computes with ŵ = clip(round_half_even(W / s), −127, 127)·s,
+    s = max|W[o]| / 127 per output channel (module docstring, Jacob et al. 2018 §3), written out here;
+    a preparation that leaves a weight float fails."""
+    from ..models_for_tests import small_mlp
+
+    rng = np.random.default_rng(0)
+    m = small_mlp(0)
+    q, _ = prepare_qat(m, rng.normal(size=(64, 12)).astype(np.float32))
+    layers = [name for name, layer in m.named_modules() if isinstance(layer, Linear)]
+    assert layers
+    found = dict(q.named_modules())
+    for name in layers:
+        layer = next(v for k, v in found.items() if k.split(".")[-1] == name and isinstance(v, Linear))
+        w = m[name].weight.to_dense().astype(np.float64)
+        s = np.abs(w).max(axis=1, keepdims=True) / 127
+        expected = np.clip(np.round(w / s), -127, 127) * s
+        np.testing.assert_allclose(layer.weight.to_dense(), expected, rtol=1e-6, atol=1e-7)
+        assert len(np.unique(np.round(layer.weight.to_dense() / s.astype(np.float32)))) > 2
