@@ -1,6 +1,6 @@
 """all-MiniLM-L6-v2: every refcomp variant against onnxruntime, measured side by side in one run.
 
-    python benchmarks/minilm.py [--quick] [--rounds 5] [--json out.json]
+    python benchmarks/minilm.py [--quick] [--rounds 5] [--json out.json] [--only RECIPE ...]
 
 For each variant: cosine of its sentence embeddings to the fp32 golden set
 (../shared/data/minilm, or $REFCOMP_MINILM_GOLDEN; batches of 32 padded to 128,
@@ -21,7 +21,9 @@ The refcomp variants are the named recipes of refcomp.pipelines.minilm; the
 static and GPTQ ones calibrate on the last 64 sentences (448..511).
 
 A benchmark, not a test: it asserts nothing about speed. --quick: 128
-sentences, 2 rounds, no unpadded column, no GPTQ.
+sentences, 2 rounds, no unpadded column, none of the slow-to-compress recipes
+(GPTQ, mixed, SparseGPT, low-rank). --only R [R ...]: these recipes (and fp32
+and onnxruntime, for the ratios).
 """
 
 from __future__ import annotations
@@ -56,16 +58,19 @@ GOLDEN = Path(os.environ.get("REFCOMP_MINILM_GOLDEN", REPO.parent / "shared" / "
 
 #: the recipes timed and scored (refcomp.pipelines.minilm.RECIPES), in table order
 VARIANTS = ["fp32", "w8a8-dynamic", "w8a8-dynamic-per-token", "w8a8-dynamic-per-token-int8-emb", "w8a8-static",
-            "w8a8-static-smoothquant", "w4-rtn-g128", "w4-gptq-g128", "w4w8-mixed-g128"]
+            "w8a8-static-smoothquant", "w4-rtn-g128", "w4-gptq-g128", "w4w8-mixed-g128", "ffn-sparse50-sparsegpt",
+            "ffn-2of4-sparsegpt", "ffn-lowrank256-whitened"]
+#: the slow-to-compress ones --quick leaves out
+SLOW = ("w4-gptq-g128", "w4w8-mixed-g128", "ffn-sparse50-sparsegpt", "ffn-2of4-sparsegpt", "ffn-lowrank256-whitened")
 #: calibration sentences of the static and GPTQ recipes: the last 64 of the 512 (they are also among
 #: the 512 scored, 12.5 % of them; the first 448 alone give the same digits to ±0.0003)
 CALIBRATION = slice(448, 512)
 
 
-def refcomp_variants(fp32, sentences, quick=False):
-    """name -> model, each a recipe applied to the fp32 graph."""
+def refcomp_variants(fp32, sentences, quick=False, only=None):
+    """name -> model, each a recipe applied to the fp32 graph (``only``: these and fp32)."""
     calib = calibration_batches(sentences[CALIBRATION])
-    names = [v for v in VARIANTS if not (quick and v in ("w4-gptq-g128", "w4w8-mixed-g128"))]
+    names = [v for v in VARIANTS if not (quick and v in SLOW) and (only is None or v in only or v == "fp32")]
     out = {}
     for v in names:
         t = time.perf_counter()
@@ -103,6 +108,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", help="also write the rows here")
+    ap.add_argument("--only", nargs="+", choices=VARIANTS, help="only these recipes (and fp32, onnxruntime)")
     args = ap.parse_args(argv)
     with np.load(GOLDEN / "golden.npz", allow_pickle=False) as z:
         g = {k: z[k] for k in z.files}
@@ -115,7 +121,7 @@ def main(argv=None) -> int:
     sizes = {}
     tmp = Path(tempfile.mkdtemp(prefix="refcomp_minilm_"))
     sentences = (GOLDEN / "sentences.txt").read_text(encoding="utf-8").splitlines()
-    for name, model in refcomp_variants(fp32, sentences, args.quick).items():
+    for name, model in refcomp_variants(fp32, sentences, args.quick, args.only).items():
         path = tmp / f"{len(runs)}.rcm"
         save_model(model, path)
         sizes[name] = path.stat().st_size

@@ -18,6 +18,11 @@ w4-gptq-g128 *                     weight-only int4 g128 by GPTQ (Frantar et al.
 w4w8-mixed-g128 *                  weight-only, each Linear int4 or int8 (RTN, g128) chosen by
                                    sensitivity under a budget of 5 bits per weight on average
                                    (refcomp.compress.precision.model.select_layer_bits)
+ffn-sparse50-sparsegpt *           the FFN (fc1, fc2 of every block) 50 % unstructured by SparseGPT
+                                   (Frantar & Alistarh 2023), stored CSR: the sparse kernels
+ffn-2of4-sparsegpt *               the FFN 2:4 (2 kept of every 4 inputs) by SparseGPT, CSR
+ffn-lowrank256-whitened *          the FFN factorized at rank 256 by the whitened SVD (the best
+                                   rank for each layer's output on the calibration inputs)
 =================================  ===========================================================
 
 \\* needs calibration batches: ``(input_ids, attention_mask)`` tuples (e.g. from
@@ -29,7 +34,10 @@ float32, as in onnxruntime's quantized models.
 
 from __future__ import annotations
 
+from ...compress.lowrank.model import factorize_model
 from ...compress.precision.model import select_layer_bits
+from ...compress.prune.deploy import to_csr
+from ...compress.prune.sparsegpt import sparsegpt_model
 from ...compress.quantize.dynamic import quantize_dynamic
 from ...compress.quantize.embedding import quantize_embeddings
 from ...compress.quantize.static_inputs import quantize_static_inputs
@@ -51,6 +59,17 @@ def _mixed(m, calib):
     alloc, sens = select_layer_bits(m, calib[-1], 5.0, bit_choices=(4, 8), group_size=128)
     q, report = quantize_weights(m, bits=alloc.bits, group_size=128)
     return q, {"bits": alloc.bits, "sensitivity": sens, "layers": report}
+
+
+def _ffn(m):
+    """fc1 and fc2 of every block: two thirds of the encoder's Linear weights."""
+    return [n for n, _ in m.named_modules() if n.endswith((".fc1", ".fc2"))]
+
+
+def _sparse_ffn(m, calib, **kind):
+    pruned, report = sparsegpt_model(m, calibration_batches=calib, layers=_ffn(m), **kind)
+    deployed, csr = to_csr(pruned, _ffn(m))
+    return deployed, {name: {**report[name], **csr[name]} for name in report}
 
 
 def _after_layernorm(m):
@@ -78,6 +97,11 @@ RECIPES = {
                                                    calibration_batches=c), True,
                      "weight-only int4, groups of 128, GPTQ"),
     "w4w8-mixed-g128": (_mixed, True, "weight-only int4 / int8 per layer by sensitivity, 5 bits on average"),
+    "ffn-sparse50-sparsegpt": (lambda m, c: _sparse_ffn(m, c, sparsity=0.5), True,
+                               "FFN 50 % unstructured by SparseGPT, CSR (sparse kernels)"),
+    "ffn-2of4-sparsegpt": (lambda m, c: _sparse_ffn(m, c, n_m=(2, 4)), True, "FFN 2:4 by SparseGPT, CSR"),
+    "ffn-lowrank256-whitened": (lambda m, c: factorize_model(m, dict.fromkeys(_ffn(m), 256), calibration_batches=c),
+                                True, "FFN at rank 256 by the whitened SVD"),
 }
 
 
