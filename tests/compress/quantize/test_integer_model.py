@@ -3,7 +3,9 @@
 The integer path runs refcomp.ops.integer_linear (matmul_integer / conv_integer,
 kernels when registered, and fixed-point requantization) inside the model's own
 layers; the simulation runs float refcomp.nn layers on dequantized values
-(refcomp.compress.quantize.simulate).
+(refcomp.compress.quantize.simulate). The simulation shares the requantization
+code with the integer path, so the MLP is also checked against the formulas
+written out in Python integers (_oracle_codes), which share no code with it.
 """
 
 import numpy as np
@@ -281,3 +283,66 @@ def test_integer_model_builders_name_what_is_missing():
         integer_model(model, {"input": qp, "fc0": qp}, {"fc0": codes})       # fc1, fc2 have no codes
     with pytest.raises(ValidationError, match="weights"):
         qdq_model(model, {"relu0": qp}, {"relu0": qp}, {"relu0": codes})       # not a Conv2d / Linear
+
+
+# ---------------------------------------------- an oracle that shares no code with the integer path
+
+def _oracle_codes(im, x):
+    """The integer MLP's output codes from the formulas alone, in Python integers:
+    QuantizeLinear q = clip(round_half_even(f32(x) / f32(s)) + z) (ONNX QuantizeLinear-19);
+    acc = Σ (q_x − z_x)·q_w + round_half_even(b / (s_x·s_w)) (Jacob et al. 2018 eq. 7-9);
+    M = f32(f32(s_x·s_w) / s_y), (m, n) by TFLite QuantizeMultiplier (frexp, m = ⌊q·2³¹ + ½⌋);
+    y = clip(RDivPOT(SRDHM(acc·2^max(n,0), m), max(−n,0)) + z_y) with gemmlowp's roundings
+    (SRDHM ties upward, RDivPOT ties away from zero); a fused ReLU clamps at z_y."""
+    import math
+
+    def srdhm(a, b):
+        v = a * b + (2**30 if a * b >= 0 else 1 - 2**30)
+        q = abs(v) // 2**31 if v >= 0 else -(abs(v) // 2**31)          # C's division: toward zero
+        return max(min(q, 2**31 - 1), -2**31)
+
+    def rdivpot(v, e):
+        mask = (1 << e) - 1
+        rem, thresh = v & mask, (mask >> 1) + (1 if v < 0 else 0)
+        return (v >> e) + (1 if rem > thresh else 0)
+
+    def multiplier(m_real):
+        q, n = math.frexp(float(m_real))
+        m = math.floor(q * 2**31 + 0.5)
+        return (m // 2, n + 1) if m == 2**31 else (m, n)
+
+    qx = im["quantize"].qparams
+    lo, hi = (0, 255) if qx.dtype.name == "uint8" else (-128, 127)
+    s_x, z_x = np.float32(qx.scale), int(qx.zero_point)
+    codes = np.clip(np.rint(x.astype(np.float32) / s_x) + z_x, lo, hi).astype(np.int64)
+    layers = list(im["model"])
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Linear):
+            continue
+        relu = i + 1 < len(layers) and type(layers[i + 1]).__name__ == "ReLU"
+        q_w = layer.weight.data.astype(np.int64)
+        s_w = np.asarray(layer.weight.qparams.scale, np.float32)
+        oq = layer.output_qparams
+        s_y, z_y = np.float32(oq.scale), int(oq.zero_point)
+        lo, hi = (0, 255) if oq.dtype.name == "uint8" else (-128, 127)
+        out = np.empty((len(codes), len(q_w)), np.int64)
+        for o in range(len(q_w)):
+            q_b = int(np.rint(np.float64(layer.bias.data[o]) / (np.float64(s_x) * np.float64(s_w[o]))))
+            m, n = multiplier(np.float32(np.float32(s_x * s_w[o]) / s_y))
+            for r in range(len(codes)):
+                acc = int(np.dot(codes[r] - z_x, q_w[o])) + q_b
+                y = rdivpot(srdhm(acc * 2 ** max(n, 0), m), max(-n, 0)) + z_y
+                out[r, o] = min(max(y, z_y if relu else lo), hi)
+        codes, s_x, z_x = out, s_y, z_y
+    return codes
+
+
+@pytest.mark.parametrize("seed, act", [(0, "uint8"), (1, "int8"), (2, "uint8")])
+def test_mlp_integer_equals_the_formulas_written_out(seed, act):
+    """The integer MLP against _oracle_codes (no refcomp op in it): the simulation shares the
+    requantization code with the integer path, so only this catches a bug common to both."""
+    rng = np.random.default_rng(seed)
+    model = small_mlp(seed)
+    im, _ = quantize_static(model, rng.normal(size=(64, 12)).astype(np.float32), activation_dtype=act)
+    x = (rng.normal(size=(24, 12)) * 1.5).astype(np.float32)
+    np.testing.assert_array_equal(output_codes(im, x).astype(np.int64), _oracle_codes(im, x))
