@@ -124,3 +124,46 @@ def test_an_rcdc_file_converts_to_a_model_file(digits_run, tmp_path):
     assert back.forward(x).tobytes() == r.model.eval().forward(x).tobytes()
     # converted to the compact encoding, it is the file the pipeline writes now, byte for byte
     assert save_model(stored, tmp_path / "m.rcm").read_bytes() == Path(r.file).read_bytes()
+
+
+def test_pipeline_prunes_gradually_and_fine_tunes_the_centroids(monkeypatch):
+    """The two steps a shortcut would skip: pruning reaches its sparsity on the cubic ramp over the
+    rounds (Zhu & Gupta 2017; never one shot), and the centroids move after clustering (Han et al. 2016
+    §3.3: fine-tuning the shared values), lowering the training loss."""
+    import copy
+
+    from refcomp import datasets, models
+    from refcomp.nn import train
+    from refcomp.pipelines.deep_compression import run as run_module
+
+    seen = {}
+    real_prune, real_cluster = run_module.prune_with_schedule, run_module.cluster_model
+
+    def prune_spy(model, schedule, *args, **kwargs):
+        seen["ramp"] = [schedule.sparsity(e) for e in range(kwargs["epochs"])]
+        return real_prune(model, schedule, *args, **kwargs)
+
+    def cluster_spy(*args, **kwargs):
+        shared, report = real_cluster(*args, **kwargs)
+        seen["clustered"] = copy.deepcopy(shared)
+        return shared, report
+
+    monkeypatch.setattr(run_module, "prune_with_schedule", prune_spy)
+    monkeypatch.setattr(run_module, "cluster_model", cluster_spy)
+    train_set, test_set = datasets.load_split("digits", seed=0)
+    m = models.digits_mlp(0)
+    train(m, train_set, epochs=2, progress=False)
+    cfg = PipelineConfig.from_dict({"prune_rounds": 3, "prune_epochs": 1, "finetune_epochs": 2, "finetune_lr": 0.01,
+                                    "weight_bits": {"fc1": 2, "fc2": 2}}, PipelineConfig(**PRESETS["digits_mlp"]))
+    r = run_pipeline(m, train_set, test_set, cfg, progress=False)
+    ramp = seen["ramp"]
+    assert ramp == sorted(ramp) and ramp[0] == pytest.approx(0.8 * (1 - (2 / 3) ** 3)) and ramp[-1] == 0.8
+    before = {n: layer.weight.codebook for n, layer in run_module.clustered_layers(seen["clustered"]).items()}
+    for name in cfg.sparsity:
+        assert not np.allclose(r.clustered[name].codebook, before[name])
+    from refcomp.nn.losses import CrossEntropyLoss
+
+    def loss(model):
+        return CrossEntropyLoss().forward(model.eval().forward(train_set[0]), train_set[1])
+
+    assert loss(r.model) < loss(seen["clustered"])
