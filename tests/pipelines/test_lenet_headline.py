@@ -1,4 +1,4 @@
-"""The paper's LeNet-300-100 row on the MNIST split (slow: REFCOMP_SLOW=1, about 2 minutes on 2 cores).
+"""The paper's LeNet-300-100 row on the MNIST split, in CI (about a minute on 2 cores).
 
 The CI-sized version of the same path is tests/cli/test_compress.py (digits). LeNet-5 runs in
 benchmarks/deep_compression_lenet.py (about 5 minutes with its baseline).
@@ -11,7 +11,6 @@ import pytest
 from refcomp.cli import main
 
 
-@pytest.mark.slow
 def test_lenet_300_100_reaches_40x_within_0_3_pp(mnist_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("REFCOMP_MNIST_DIR", str(mnist_dir))
     assert main(["compress", "--model", "lenet300", "--out", str(tmp_path), "--quiet"]) == 0
