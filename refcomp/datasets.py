@@ -24,7 +24,6 @@ import gzip
 import hashlib
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -117,10 +116,9 @@ def _download(name: str, dest: Path) -> None:
         if hashlib.md5(data).hexdigest() != MNIST_FILES[name]:
             last = FileFormatError(f"{base}{name}: MD5 mismatch")
             continue
-        fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest / name)
+        from .io.atomic import write_atomic   # atomic, with the usual permissions (mkstemp alone: 0600)
+
+        write_atomic(dest / name, data)
         return
     raise OSError(f"could not download {name}: {last}")
 
