@@ -26,6 +26,7 @@ from ..errors import FileFormatError, ValidationError
 from ..io import load_model, write_atomic
 from ..models.minilm_l6 import embed, minilm, tokenizer
 from ..pipelines.minilm import RECIPES, calibration_batches, compress_minilm, format_score, score
+from . import _common
 
 HELP = "sentence embeddings of a text file by all-MiniLM-L6-v2 (fp32, a recipe, or a model file)"
 
@@ -77,10 +78,7 @@ def run(args) -> int:
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
     out = Path(args.out)
     # every argument is checked before the model runs, so a mistake never costs the computation
-    if out.suffix != ".npy":
-        raise ValidationError("--out", "a path ending in .npy", repr(args.out))
-    if not out.parent.is_dir():
-        raise ValidationError("--out", "a file in an existing folder", repr(args.out))
+    _common.output_file(out, "--out", (".npy",))
     if args.batch < 1:
         raise ValidationError("--batch", "an int >= 1", args.batch)
     if args.model_file is not None and args.recipe != "fp32":
