@@ -183,6 +183,8 @@ def run_onnx(args) -> int:
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
     data = args.data or "digits"
     train_set, test_set = load_split(data, args.mnist_dir)
+    if args.recipe == "w8a8-static" and args.calibration > len(train_set[0]):
+        raise UsageError("--calibration", f"at most {len(train_set[0])} (the {data} training part)", args.calibration)
     model = rc_onnx.load(src)
     calibration_x = train_set[0][:args.calibration]
     qmodel, _ = _quantize(model, args.recipe, calibration_x, args.group_size)

@@ -96,6 +96,12 @@ def run(args) -> int:
     tok = tokenizer(args.weights)
     if args.model_file is not None:
         model, what = load_model(args.model_file), args.model_file
+        if list(getattr(model, "inputs", ())) != ["input_ids", "attention_mask"]:
+            # any other model would fail inside its first layer with a bare TypeError
+            raise _common.UsageError("--model-file", "a sentence encoder taking input_ids and attention_mask",
+                                     f"{args.model_file!r}, a {type(model).__name__} with inputs "
+                                     f"{list(getattr(model, 'inputs', ['x']))}",
+                                     "write one with refcomp compress --model minilm --recipe R --out DIR")
     else:
         batches = None if calibration is None else calibration_batches(calibration, tok=tok)
         model, _ = compress_minilm(minilm(args.weights), args.recipe, batches)
