@@ -76,7 +76,7 @@ def _hint(exc: BaseException, command: str) -> str:
     if hint:
         return hint
     if isinstance(exc, FileFormatError):
-        return "is it a file refcomp wrote, complete and of this version?"
+        return "is it the file you meant: the right kind, complete, and (if refcomp wrote it) from this version?"
     if isinstance(exc, MemoryError):
         return "try smaller sizes or fewer samples"
     if isinstance(exc, OSError):

@@ -83,6 +83,16 @@ def output_file(path, argument: str, suffixes: tuple[str, ...]) -> Path:
     return p
 
 
+def output_file_in(path, argument: str, suffixes: tuple[str, ...], out: Path) -> Path:
+    """:func:`output_file`, except that the file may go into the folder ``out`` the command creates."""
+    p = Path(path)
+    if p.absolute().parent == out.absolute() and not out.exists():
+        if p.suffix not in suffixes:
+            raise UsageError(argument, f"a path ending in {' or '.join(suffixes)}", repr(str(path)))
+        return p
+    return output_file(p, argument, suffixes)
+
+
 def output_dir(path, argument: str) -> Path:
     """A folder the command will create (with its parents) or fill: not a file; somewhere writable."""
     p = Path(path)

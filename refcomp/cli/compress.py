@@ -179,7 +179,7 @@ def run_onnx(args) -> int:
             raise UsageError(f"--{flag.replace('_', '-')}", "not with --onnx (it belongs to the Deep Compression "
                              "or MiniLM route)", getattr(args, flag))
     out = _common.output_dir(args.out, "--out")
-    exported = _common.output_file(args.export, "--export", (".onnx",)) if args.export else None
+    exported = _common.output_file_in(args.export, "--export", (".onnx",), out) if args.export else None
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
     data = args.data or "digits"
     train_set, test_set = load_split(data, args.mnist_dir)
@@ -188,9 +188,9 @@ def run_onnx(args) -> int:
     model = rc_onnx.load(src)
     calibration_x = train_set[0][:args.calibration]
     qmodel, _ = _quantize(model, args.recipe, calibration_x, args.group_size)
+    out.mkdir(parents=True, exist_ok=True)          # only now: a failure above leaves no empty folder behind
     if exported is not None:
         rc_onnx.export(qmodel, exported, style=args.style, input_shape=(1, *calibration_x.shape[1:]))
-    out.mkdir(parents=True, exist_ok=True)
     path = save_model(qmodel, out / MODEL_FILE, format="compact",
                       metadata={"onnx": src.name, "recipe": args.recipe, "data": data})
     acc_f = evaluate(model, test_set)["accuracy"]
@@ -220,12 +220,8 @@ def run_minilm(args) -> int:
     if args.golden and not (golden / "golden.npz").is_file():
         raise ValidationError("--golden", "a folder holding golden.npz", repr(args.golden))
     out = _common.output_dir(args.out, "--out")
-    if args.export and Path(args.export).suffix != ".onnx":
-        raise ValidationError("--export", "a path ending in .onnx", repr(args.export))
-    if args.export and Path(args.export).absolute().parent != out.absolute():   # <out> is created below
-        _common.output_file(args.export, "--export", (".onnx",))
-    elif args.export and Path(args.export).is_dir():
-        raise UsageError("--export", "a file name, not a folder", repr(args.export))
+    if args.export:
+        _common.output_file_in(args.export, "--export", (".onnx",), out)
     needs = MINILM_RECIPES[args.recipe][1]
     if needs != (args.calibration_text is not None):
         raise ValidationError("--calibration-text", f"{'a' if needs else 'no'} calibration file for the recipe "
@@ -308,7 +304,7 @@ def _check_architecture(model, name: str, path: Path) -> None:
     if want != got:
         raise UsageError("--baseline", f"a dense {name} model (--model)", f"{path} holding other tensors: "
                          f"{', '.join(f'{k} {v}' for k, v in list(got.items())[:4])}",
-                         "pass the --model the baseline was trained as")
+                         "--baseline takes a dense model of the --model (refcomp train --out writes one)")
 
 
 def run(args) -> int:

@@ -22,7 +22,8 @@ def mlp_onnx(tmp_path_factory):
 @pytest.mark.parametrize("recipe,style", [("w8a8-static", "qoperator"), ("w8a8-static", "qdq"),
                                           ("w8a8-dynamic", "qoperator"), ("weight-only-w8", "qdq")])
 def test_recipe_saves_and_exports(mlp_onnx, tmp_path, capsys, recipe, style):
-    out, exported = tmp_path / "r", tmp_path / "q.onnx"
+    # the export may go into the --out folder the command creates (README's example)
+    out, exported = tmp_path / "r", tmp_path / "r" / "q.onnx"
     assert main(["compress", "--onnx", str(mlp_onnx), "--data", "digits", "--recipe", recipe,
                  "--out", str(out), "--export", str(exported), "--style", style]) == 0
     printed = capsys.readouterr().out
