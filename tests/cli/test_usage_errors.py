@@ -144,3 +144,17 @@ def test_deprecated_model_names_still_work_with_a_warning(capsys):
     assert args.model == "lenet_300_100"
     assert capsys.readouterr().err.count("deprecated") == 2
     assert set(_common.MODELS) == set(models.MODELS)
+
+
+@pytest.mark.parametrize("case", ["train --out under a file", "compress --baseline bad header"])
+def test_the_real_command_prints_no_traceback(places, case):
+    """The same through `python -m refcomp` (the installed entry point's path): stderr as a user sees it."""
+    import subprocess
+    import sys
+
+    argv, needle = BAD[case]
+    proc = subprocess.run([sys.executable, "-m", "refcomp", *[a.format(**places) for a in argv]],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 2 and ": error: " in lines[0] and needle in lines[0] + lines[1] and ": hint: " in lines[1]
