@@ -178,6 +178,8 @@ def run_onnx(args) -> int:
         if getattr(args, flag) is not None:
             raise UsageError(f"--{flag.replace('_', '-')}", "not with --onnx (it belongs to the Deep Compression "
                              "or MiniLM route)", getattr(args, flag))
+    if args.sensitivity:
+        raise UsageError("--sensitivity", "not with --onnx (it sweeps the Deep Compression baseline)", "--sensitivity")
     out = _common.output_dir(args.out, "--out")
     exported = _common.output_file_in(args.export, "--export", (".onnx",), out) if args.export else None
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
@@ -216,6 +218,9 @@ def run_minilm(args) -> int:
     for flag in ("onnx", "group_size", "config", "baseline", "data", "baseline_epochs", "seed", "mnist_dir"):
         if getattr(args, flag) is not None:
             raise ValidationError(f"--{flag.replace('_', '-')}", "not with --model minilm", getattr(args, flag))
+    if args.sensitivity:
+        raise UsageError("--sensitivity", "not with --model minilm (it sweeps the Deep Compression baseline)",
+                         "--sensitivity")
     golden = Path(args.golden) if args.golden else Path(__file__).resolve().parents[3] / "shared" / "data" / "minilm"
     if args.golden and not (golden / "golden.npz").is_file():
         raise ValidationError("--golden", "a folder holding golden.npz", repr(args.golden))

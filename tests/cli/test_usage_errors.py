@@ -57,6 +57,8 @@ BAD = {
                                     "--out", "{tmp}/r", "--export", "{dir_onnx}"], "--export"),
     "compress --onnx --out under a file": (["compress", "--onnx", "{junk_onnx}", "--recipe", "w8a8-dynamic",
                                             "--out", "{file}/r"], "--out"),
+    "compress --onnx --sensitivity": (["compress", "--onnx", "{junk_onnx}", "--recipe", "w8a8-dynamic",
+                                       "--out", "{tmp}/r", "--sensitivity"], "--sensitivity"),
     "compress --model minilm --out a file": (["compress", "--model", "minilm", "--recipe", "fp32",
                                               "--out", "{file}"], "--out"),
     "demo --bits 3": (["demo", "--bits", "3"], "--bits"),
