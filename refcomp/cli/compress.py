@@ -115,7 +115,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="report directory (created)")
     parser.add_argument("--config", default=None, help="TOML file overriding the model's preset")
     parser.add_argument("--baseline", default=None,
-                        help="trained dense model file (default: <out>/baseline.safetensors, trained if missing)")
+                        help="trained dense model file of --model (default: <out>/baseline.safetensors, trained "
+                             "if missing, reused only if made by the same model, data, epochs, seed and refcomp "
+                             "version, else refused)")
     parser.add_argument("--baseline-epochs", type=int, default=None, help="epochs when the baseline is trained")
     parser.add_argument("--seed", type=int, default=None,
                         help="model init and batch order of the baseline when it is trained (default 0)")
