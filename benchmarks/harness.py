@@ -31,6 +31,8 @@ import time
 
 import numpy as np
 
+from refcomp.io import write_atomic  # no partial file on Ctrl-C; the file keeps its mode
+
 HELP = "benchmark the C / Numba kernels against numpy, onnxruntime, onnx.reference and scipy"
 
 GEMM_SHAPES = [(128, 384, 1536), (128, 1536, 384), (512, 768, 768), (1024, 1024, 1024), (1, 1024, 1024)]
@@ -398,8 +400,10 @@ def run(args) -> int:
     from refcomp.kernels import c_status
 
     if not c_status()["available"]:
-        print(f"refcomp bench: the C kernels are not built ({c_status()['error']}); nothing to compare")
-        return 2
+        from refcomp.errors import BackendUnavailableError
+
+        raise BackendUnavailableError(f"the C kernels are not built ({c_status()['error']}); nothing to compare "
+                                      "(build them: pip install -e . with a C compiler, see csrc/README.md)")
     _clock = CLOCKS[args.clock]
     from refcomp import backend
 
@@ -451,10 +455,7 @@ def write_block(path: str, body: str, begin: str, end: str) -> bool:
     if begin not in old or end not in old or old.index(begin) > old.index(end):
         return False
     new = old[:old.index(begin)] + f"{begin}\n{body.rstrip()}\n{end}" + old[old.index(end) + len(end):]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(new)
-    os.replace(tmp, path)
+    write_atomic(path, new.encode())
     return True
 
 
@@ -484,7 +485,4 @@ def write_section(path: str, heading: str, body: str) -> None:
             end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
             lines = lines[:start] + section + lines[end:]
         new = "".join(lines)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(new)
-    os.replace(tmp, path)
+    write_atomic(path, new.encode())

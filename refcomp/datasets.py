@@ -118,9 +118,20 @@ def _download(name: str, dest: Path) -> None:
             last = FileFormatError(f"{base}{name}: MD5 mismatch")
             continue
         fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest / name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                # the usual permissions (mkstemp alone gives 0600); refcomp.io.write_atomic does the
+                # same, but datasets sits below refcomp.io in the layer order (tests/test_layers.py)
+                mask = os.umask(0o022)
+                os.umask(mask)
+                if hasattr(os, "fchmod"):
+                    os.fchmod(f.fileno(), 0o666 & ~mask)
+                f.write(data)
+            os.replace(tmp, dest / name)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
         return
     raise OSError(f"could not download {name}: {last}")
 

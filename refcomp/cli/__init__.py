@@ -14,7 +14,7 @@ import sys
 
 from .._version import __version__
 from ..backend import get_num_threads
-from ..errors import RefcompError
+from ..errors import FileFormatError, RefcompError
 
 # sub-command -> module, imported by name when the parser is built: after main() has
 # pinned BLAS's thread count, which must happen before NumPy loads (see _blas_threads).
@@ -71,19 +71,64 @@ def _blas_threads(n: int):
         yield
 
 
-def main(argv: list[str] | None = None) -> int:
-    with _blas_threads(get_num_threads()):
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if not getattr(args, "_run", None):
-            parser.print_help()
-            return 0
+def _hint(exc: BaseException, command: str) -> str:
+    hint = getattr(exc, "hint", None)
+    if hint:
+        return hint
+    if isinstance(exc, FileFormatError):
+        return "is it the file you meant: the right kind, complete, and (if refcomp wrote it) from this version?"
+    if isinstance(exc, MemoryError):
+        return "try smaller sizes or fewer samples"
+    if isinstance(exc, OSError):
+        return "check the path: does it exist, is it a file or a folder as expected, may you write there?"
+    return f"see 'refcomp {command} --help'"
 
-        try:
+
+def _os_message(exc: OSError) -> str:
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    return f"{exc.strerror or exc}: {where}" if where else str(exc.strerror or exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit status.
+
+    0 success; 2 a usage mistake (argparse's, a RefcompError, an OS error such as a
+    missing folder or a full disk, or memory), printed as one ``refcomp CMD: error:``
+    line and a hint line, never a traceback; 130 interrupted (Ctrl-C), printed as
+    one line. A traceback is left only for a bug in refcomp itself.
+    """
+    prog = "refcomp"
+    try:
+        with _blas_threads(get_num_threads()):
+            parser = build_parser()
+            try:
+                args = parser.parse_args(argv)
+            except SystemExit as exc:       # argparse: --help, --version, or a usage error it printed
+                return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+            if not getattr(args, "_run", None):
+                parser.print_help()
+                return 0
+            prog = f"refcomp {args.command}"
             return int(args._run(args) or 0)
-        except RefcompError as exc:
-            print(f"refcomp {args.command}: error: {exc}", file=sys.stderr)
-            return 2
+    except KeyboardInterrupt:
+        # partial output cannot be left behind: every file is written atomically (refcomp.io.atomic)
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # stdout closed early (refcomp demo | head): not an error; silence the flush at exit too
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (RefcompError, OSError, MemoryError) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, RefcompError):
+            message = _os_message(exc)
+        elif isinstance(exc, MemoryError) and not str(exc):
+            message = "out of memory"
+        else:
+            message = str(exc)
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: hint: {_hint(exc, prog.partition(' ')[2] or '')}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

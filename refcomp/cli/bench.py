@@ -12,6 +12,8 @@ import importlib.util
 from pathlib import Path
 
 from ..errors import RefcompError
+from . import _common
+from ._common import UsageError
 
 HELP = "benchmark the C / Numba kernels against numpy, onnxruntime, onnx.reference and scipy"
 
@@ -38,4 +40,16 @@ def run(args) -> int:
     if harness is None:
         raise RefcompError(f"refcomp bench runs {HARNESS.relative_to(HARNESS.parents[1])} of a source checkout "
                            f"(not found at {HARNESS})")
+    # checked before minutes of timing loops
+    if args.threads < 1:
+        raise UsageError("--threads", "an int >= 1", args.threads)
+    if args.output:
+        out = _common.output_file(args.output, "--output", (".md",))
+        if args.which == "threads":
+            # that table goes between markers placed by hand: without them nothing would be written
+            text = out.read_text(encoding="utf-8") if out.is_file() else ""
+            if harness.THREADS_BEGIN not in text or harness.THREADS_END not in text:
+                raise UsageError("--output", f"with --which threads, a Markdown file holding the lines "
+                                 f"{harness.THREADS_BEGIN} and {harness.THREADS_END}", repr(args.output),
+                                 "place the two markers where the table should go")
     return harness.run(args)

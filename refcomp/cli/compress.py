@@ -1,12 +1,15 @@
 """``refcomp compress``: the Deep Compression pipeline on a reference model, report to a directory.
 
-    refcomp compress --model lenet300 --data mnist --out report-lenet300
+    refcomp compress --model lenet_300_100 --data mnist --out report-lenet_300_100
     refcomp compress --model lenet5 --out report-lenet5 --config my.toml
     refcomp compress --model digits_mlp --data digits --out /tmp/r --baseline-epochs 10
 
 Steps: dense baseline (trained with the `refcomp train` settings, or loaded
 from ``--baseline FILE``; cached as ``<out>/baseline.safetensors`` and reused
-on the next run), then prune → retrain → cluster → fine-tune centroids →
+on the next run only if it was made the same way: the cache records the model,
+data, split, epochs, seed, training settings and refcomp version, and a
+cache that differs in any of them is refused, never silently reused nor
+overwritten — delete it to retrain), then prune → retrain → cluster → fine-tune centroids →
 Huffman (refcomp.pipelines.deep_compression). Writes ``report.md`` (accuracy
 per stage, the per-layer size table, the ratios, time per stage),
 ``sizes.png``, ``results.json`` and ``model.rcm``, the compressed model
@@ -83,13 +86,14 @@ from ..pipelines.deep_compression import (
 )
 from ..pipelines.minilm import RECIPES as MINILM_RECIPES
 from ..pipelines.minilm import calibration_batches, compress_minilm, format_score, score
-from .diff import load_split
+from .._version import __version__
+from ..io.model_file import SUFFIXES
+from . import _common
+from ._common import MODELS, UsageError, load_split
 from .embed import read_sentences
 
 HELP = "Deep Compression (prune, retrain, cluster, fine-tune centroids, Huffman) with a Markdown report"
 
-_ALIASES = {"lenet300": "lenet_300_100", "lenet_300_100": "lenet_300_100", "lenet5": "lenet5",
-            "digits_mlp": "digits_mlp", "digits": "digits_mlp"}
 _BASELINE_EPOCHS = {"lenet_300_100": 20, "lenet5": 15, "digits_mlp": 30}
 #: the compressed model, in the compact encoding (refcomp.io.model_file.SUFFIXES["compact"])
 MODEL_FILE = "model.rcm"
@@ -103,17 +107,20 @@ ONNX_RECIPES = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="lenet300", choices=sorted(_ALIASES) + ["minilm"],
-                        help="reference model (lenet300 = LeNet-300-100; minilm = all-MiniLM-L6-v2, with --recipe)")
+    parser.add_argument("--model", default="lenet_300_100", type=_common.model_name, choices=[*MODELS, "minilm"],
+                        help="reference model (default lenet_300_100; minilm = all-MiniLM-L6-v2, with --recipe)")
     parser.add_argument("--data", default=None, choices=["mnist", "digits"],
                         help="default: digits for digits_mlp, else mnist (8,000 / 2,000 seed-0 split)")
     parser.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
     parser.add_argument("--out", required=True, help="report directory (created)")
     parser.add_argument("--config", default=None, help="TOML file overriding the model's preset")
     parser.add_argument("--baseline", default=None,
-                        help="trained dense model file (default: <out>/baseline.safetensors, trained if missing)")
+                        help="trained dense model file of --model (default: <out>/baseline.safetensors, trained "
+                             "if missing, reused only if made by the same model, data, epochs, seed and refcomp "
+                             "version, else refused)")
     parser.add_argument("--baseline-epochs", type=int, default=None, help="epochs when the baseline is trained")
-    parser.add_argument("--seed", type=int, default=0, help="model init and batch order of the baseline")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="model init and batch order of the baseline when it is trained (default 0)")
     parser.add_argument("--sensitivity", action="store_true",
                         help="also sweep accuracy vs sparsity per layer on the dense baseline "
                              "(sensitivity.png and a table in the report)")
@@ -168,21 +175,26 @@ def run_onnx(args) -> int:
         raise ValidationError("--calibration", "an int >= 1", args.calibration)
     if args.group_size is not None and args.recipe not in ("weight-only-w8", "weight-only-w4"):
         raise ValidationError("--group-size", "a weight-only recipe", args.recipe)
-    src = Path(args.onnx)
-    if not src.is_file():
-        raise ValidationError("--onnx", "an existing ONNX file", str(src))
+    src = _common.input_file(args.onnx, "--onnx", "ONNX file")
+    for flag in ("baseline", "baseline_epochs", "seed", "config", "calibration_text", "golden"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag.replace('_', '-')}", "not with --onnx (it belongs to the Deep Compression "
+                             "or MiniLM route)", getattr(args, flag))
+    if args.sensitivity:
+        raise UsageError("--sensitivity", "not with --onnx (it sweeps the Deep Compression baseline)", "--sensitivity")
+    out = _common.output_dir(args.out, "--out")
+    exported = _common.output_file_in(args.export, "--export", (".onnx",), out) if args.export else None
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
     data = args.data or "digits"
     train_set, test_set = load_split(data, args.mnist_dir)
+    if args.recipe == "w8a8-static" and args.calibration > len(train_set[0]):
+        raise UsageError("--calibration", f"at most {len(train_set[0])} (the {data} training part)", args.calibration)
     model = rc_onnx.load(src)
     calibration_x = train_set[0][:args.calibration]
     qmodel, _ = _quantize(model, args.recipe, calibration_x, args.group_size)
-    exported = None
-    if args.export:
-        exported = Path(args.export)
+    out.mkdir(parents=True, exist_ok=True)          # only now: a failure above leaves no empty folder behind
+    if exported is not None:
         rc_onnx.export(qmodel, exported, style=args.style, input_shape=(1, *calibration_x.shape[1:]))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     path = save_model(qmodel, out / MODEL_FILE, format="compact",
                       metadata={"onnx": src.name, "recipe": args.recipe, "data": data})
     acc_f = evaluate(model, test_set)["accuracy"]
@@ -205,28 +217,28 @@ def run_minilm(args) -> int:
     if args.recipe not in MINILM_RECIPES:
         raise ValidationError("--recipe", f"one of {', '.join(sorted(MINILM_RECIPES))} with --model minilm",
                               args.recipe)
-    for flag in ("onnx", "group_size", "config", "baseline", "data"):
+    for flag in ("onnx", "group_size", "config", "baseline", "data", "baseline_epochs", "seed", "mnist_dir"):
         if getattr(args, flag) is not None:
             raise ValidationError(f"--{flag.replace('_', '-')}", "not with --model minilm", getattr(args, flag))
+    if args.sensitivity:
+        raise UsageError("--sensitivity", "not with --model minilm (it sweeps the Deep Compression baseline)",
+                         "--sensitivity")
     golden = Path(args.golden) if args.golden else Path(__file__).resolve().parents[3] / "shared" / "data" / "minilm"
     if args.golden and not (golden / "golden.npz").is_file():
         raise ValidationError("--golden", "a folder holding golden.npz", repr(args.golden))
-    if args.export and Path(args.export).suffix != ".onnx":
-        raise ValidationError("--export", "a path ending in .onnx", repr(args.export))
-    if args.export and not (Path(args.export).resolve().parent.is_dir()
-                            or Path(args.export).resolve().parent == Path(args.out).resolve()):
-        raise ValidationError("--export", "a file in an existing folder", repr(args.export))
+    out = _common.output_dir(args.out, "--out")
+    if args.export:
+        _common.output_file_in(args.export, "--export", (".onnx",), out)
     needs = MINILM_RECIPES[args.recipe][1]
     if needs != (args.calibration_text is not None):
         raise ValidationError("--calibration-text", f"{'a' if needs else 'no'} calibration file for the recipe "
                               f"{args.recipe}", args.calibration_text)
     calibration = calibration_batches(read_sentences(args.calibration_text, "--calibration-text")) if needs else None
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     fp32 = minilm()
     model, _ = compress_minilm(fp32, args.recipe, calibration)
+    out.mkdir(parents=True, exist_ok=True)       # only now: a failure above leaves no empty folder behind
     path = save_model(model, out / MODEL_FILE, format="compact", metadata={"model": "all-MiniLM-L6-v2",
                                                                           "recipe": args.recipe})
     say(f"all-MiniLM-L6-v2, recipe {args.recipe} ({MINILM_RECIPES[args.recipe][2]}): "
@@ -246,6 +258,62 @@ def run_minilm(args) -> int:
     return 0
 
 
+#: how `compress` trains a baseline (the `refcomp train` settings); part of the cache key
+_BASELINE_TRAINING = {"batch_size": 64, "lr": 0.05, "momentum": 0.9, "schedule": "cosine"}
+BASELINE_FILE = "baseline.safetensors"
+
+
+def baseline_key(name: str, data: str, train_set, test_set, epochs: int, seed: int) -> dict:
+    """Everything that made a trained baseline; stored in its file's metadata, compared on reuse."""
+    return {"model": name, "data": data,
+            "split": {"seed": 0, "train": int(len(train_set[1])), "test": int(len(test_set[1]))},
+            "epochs": int(epochs), "seed": int(seed), **_BASELINE_TRAINING, "refcomp_version": __version__}
+
+
+def _cached_metadata(path: Path) -> dict:
+    """The metadata of a cached baseline (safetensors: the refcomp header of its __metadata__)."""
+    import json
+
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            header = json.loads((f.metadata() or {})["refcomp"])
+        meta = header["metadata"]
+    except OSError:
+        raise
+    except Exception as exc:  # SafetensorError, KeyError, JSONDecodeError ...: not a baseline we wrote
+        raise FileFormatError(f"{path}: not a baseline refcomp compress wrote ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict):
+        raise FileFormatError(f"{path}: not a baseline refcomp compress wrote (metadata {meta!r})")
+    return meta
+
+
+def _check_cached(path: Path, key: dict) -> None:
+    """Refuse a cached baseline made otherwise than this command would make it."""
+    hint = (f"delete {path} to train a new baseline, or choose another --out (the cache is never overwritten "
+            "silently: it may have cost hours)")
+    try:
+        meta = _cached_metadata(path)
+    except FileFormatError as exc:
+        raise UsageError(f"--out {path.parent}", "a folder whose cached baseline refcomp can read",
+                         str(exc), hint) from None
+    diffs = [f"{k} {meta.get(k, '(missing)')!r} in the file, {v!r} here" for k, v in key.items() if meta.get(k) != v]
+    if diffs:
+        raise UsageError(f"cached baseline {path}", "one trained as this command asks",
+                         "; ".join(diffs), hint)
+
+
+def _check_architecture(model, name: str, path: Path) -> None:
+    """A --baseline must be the --model: same tensors, same shapes (else the pipeline fails late, or worse)."""
+    want = {k: tuple(v.shape) for k, v in models.build(name, 0).state_dict().items()}
+    got = {k: tuple(getattr(v, "shape", ())) for k, v in model.state_dict().items()}
+    if want != got:
+        raise UsageError("--baseline", f"a dense {name} model (--model)", f"{path} holding other tensors: "
+                         f"{', '.join(f'{k} {v}' for k, v in list(got.items())[:4])}",
+                         "--baseline takes a dense model of the --model (refcomp train --out writes one)")
+
+
 def run(args) -> int:
     if args.model == "minilm":
         return run_minilm(args)
@@ -254,33 +322,57 @@ def run(args) -> int:
     for flag in ("recipe", "export", "group_size", "golden", "calibration_text"):
         if getattr(args, flag) is not None:
             raise ValidationError(f"--{flag.replace('_', '-')}", "--onnx (it belongs to the ONNX route)", "no --onnx")
-    name = _ALIASES[args.model]
+    # everything is checked before the first minute of work (data, baseline training)
+    name = args.model
     data = args.data or ("digits" if name == "digits_mlp" else "mnist")
     if (data == "digits") != (name == "digits_mlp"):
         raise ValidationError("--data", f"{'digits' if name == 'digits_mlp' else 'mnist'} for {name}", data)
+    out = _common.output_dir(args.out, "--out")
     config = _load_config(args.config, name)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
-    train_set, test_set = datasets.load_split(data, seed=0, path=args.mnist_dir)
-
-    seconds = {}
-    t = time.perf_counter()
-    baseline = Path(args.baseline) if args.baseline else out / "baseline.safetensors"
-    if baseline.exists():
-        model = load_model(baseline)
-        say(f"dense baseline loaded from {baseline}")
-        seconds["baseline_load"] = time.perf_counter() - t
+    _common.positive_int(args.baseline_epochs, "--baseline-epochs")
+    _common.seed(args.seed)
+    if args.baseline is not None:
+        for flag in ("baseline_epochs", "seed"):
+            if getattr(args, flag) is not None:
+                raise UsageError(f"--{flag.replace('_', '-')}", "no value with --baseline (that model is trained "
+                                 "already)", getattr(args, flag), "drop it, or drop --baseline to train one")
+        baseline = _common.input_file(args.baseline, "--baseline", "model file")
+        if baseline.suffix not in SUFFIXES.values():
+            raise UsageError("--baseline", f"a model file ({', '.join(SUFFIXES.values())})", repr(args.baseline))
     else:
-        epochs = args.baseline_epochs or _BASELINE_EPOCHS[name]
-        model = models.build(name, args.seed)
-        train(model, train_set, epochs=epochs, batch_size=64, lr=0.05, momentum=0.9, schedule="cosine",
-              rng=args.seed, progress="auto" if not args.quiet else False, stream=sys.stderr)
-        acc = evaluate(model, test_set)["accuracy"]
-        save_model(model, baseline, metadata={"model": name, "data": data, "epochs": epochs,
-                                              "test_accuracy": acc})
-        seconds["baseline_train"] = time.perf_counter() - t
-        say(f"dense baseline trained ({epochs} epochs, {seconds['baseline_train']:.1f} s) and saved to {baseline}")
+        baseline = out / BASELINE_FILE
+        if baseline.is_dir() or (baseline.exists() and not baseline.is_file()):
+            raise UsageError(f"--out {out}", f"a folder whose {BASELINE_FILE} is a file", f"{baseline} a folder",
+                             f"remove {baseline}")
+    seed = args.seed or 0
+    epochs = args.baseline_epochs or _BASELINE_EPOCHS[name]
+    say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
+    train_set, test_set = load_split(data, args.mnist_dir)
+    key = baseline_key(name, data, train_set, test_set, epochs, seed)
+    if args.baseline is None and baseline.exists():
+        _check_cached(baseline, key)
+
+    with _common.made_dir(out):
+        seconds = {}
+        t = time.perf_counter()
+        if baseline.exists():
+            model = load_model(baseline)
+            if args.baseline is not None:
+                _check_architecture(model, name, baseline)
+            say(f"dense baseline loaded from {baseline}")
+            seconds["baseline_load"] = time.perf_counter() - t
+        else:
+            model = models.build(name, seed)
+            train(model, train_set, epochs=epochs, **_BASELINE_TRAINING, rng=seed,
+                  progress="auto" if not args.quiet else False, stream=sys.stderr)
+            acc = evaluate(model, test_set)["accuracy"]
+            save_model(model, baseline, metadata={**key, "test_accuracy": acc})
+            seconds["baseline_train"] = time.perf_counter() - t
+            say(f"dense baseline trained ({epochs} epochs, {seconds['baseline_train']:.1f} s) and saved to {baseline}")
+        return _compress(args, name, data, model, config, train_set, test_set, out, seconds, say)
+
+
+def _compress(args, name, data, model, config, train_set, test_set, out, seconds, say) -> int:
     extra = ""
     if args.sensitivity:
         t = time.perf_counter()
@@ -295,13 +387,12 @@ def run(args) -> int:
         say(f"sensitivity sweep: {seconds['sensitivity']:.1f} s")
     result = run_pipeline(model, train_set, test_set, config, progress=False if args.quiet else "auto",
                           stream=sys.stderr, log=say, save_to=out / MODEL_FILE)
-    parts = ["refcomp", "compress", "--model", args.model, "--data", data, "--out", str(out)]
+    parts = ["refcomp", "compress", "--model", name, "--data", data, "--out", str(out)]
     for flag, value in (("--config", args.config), ("--baseline", args.baseline),
-                        ("--baseline-epochs", args.baseline_epochs), ("--mnist-dir", args.mnist_dir)):
+                        ("--baseline-epochs", args.baseline_epochs), ("--mnist-dir", args.mnist_dir),
+                        ("--seed", args.seed)):
         if value is not None:
             parts += [flag, str(value)]
-    if args.seed:
-        parts += ["--seed", str(args.seed)]
     if args.sensitivity:
         parts.append("--sensitivity")
     command = " ".join(shlex.quote(p) for p in parts)

@@ -108,6 +108,11 @@ def weight_schemes(in_features: int = 128) -> list[tuple[str, dict]]:
     ]
 
 
+#: the dtypes and bit widths of the weight table (the choices of --dtype and --bits)
+WEIGHT_DTYPES = tuple(dict.fromkeys(qdtype(spec["dtype"]).name for _, spec in weight_schemes()))
+WEIGHT_BITS = tuple(sorted({qdtype(d).bits for d in WEIGHT_DTYPES}, reverse=True))
+
+
 def weight_qparams(w: np.ndarray, spec: dict) -> QParams:
     """Min-max QParams of W for one scheme (weights are known: their exact range is used)."""
     spec = dict(spec)
@@ -264,10 +269,11 @@ def _json_safe(obj):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random layer and data (default 0)")
-    parser.add_argument("--dtype", action="append", metavar="DTYPE",
-                        help="only weight schemes of this dtype (repeatable; e.g. int8, int4, float8_e4m3fn)")
-    parser.add_argument("--bits", type=int, action="append", metavar="N",
-                        help="only weight schemes of this bit width (repeatable; 8, 4)")
+    # the choices are what the weight table holds: any other value would only print an empty table
+    parser.add_argument("--dtype", action="append", choices=WEIGHT_DTYPES, metavar="DTYPE",
+                        help=f"only weight schemes of this dtype (repeatable; {', '.join(WEIGHT_DTYPES)})")
+    parser.add_argument("--bits", type=int, action="append", choices=WEIGHT_BITS, metavar="N",
+                        help=f"only weight schemes of this bit width (repeatable; {', '.join(map(str, WEIGHT_BITS))})")
     parser.add_argument("--act-dtype", default="uint8", choices=("uint8", "int8"),
                         help="activation dtype for the observers and the W8A8 product (default uint8)")
     parser.add_argument("--out-features", type=int, default=64, help="rows of the weight (default 64)")
@@ -280,6 +286,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.seed < 0:
+        raise ValidationError("--seed", "an int >= 0", args.seed)
+    if (args.dtype or args.bits) and not any(
+            (not args.dtype or qdtype(spec["dtype"]).name in args.dtype)
+            and (not args.bits or qdtype(spec["dtype"]).bits in args.bits) for _, spec in weight_schemes()):
+        raise ValidationError("--dtype / --bits", "a combination some weight scheme has "
+                              f"(dtype: bits {', '.join(f'{d}: {qdtype(d).bits}' for d in WEIGHT_DTYPES)})",
+                              f"--dtype {args.dtype} --bits {args.bits}")
     for name in ("out_features", "in_features", "batch"):
         if getattr(args, name) < 1:
             raise ValidationError("--" + name.replace("_", "-"), "an int >= 1", getattr(args, name))

@@ -27,6 +27,7 @@ from .. import datasets
 from ..errors import FileFormatError, ValidationError
 from ..pipelines.diff import diff_files, format_table
 from ..pipelines.diff.run import RUNTIMES
+from ._common import load_split
 
 HELP = "compare two models (refcomp files or ONNX) layer by layer: SQNR, cosine, max error, saturation"
 
@@ -43,14 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "onnxruntime-exact: with session.x64quantprecision=1")
     parser.add_argument("--layers", type=int, default=None, help="show the N worst layers only")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-
-
-def load_split(data: str, mnist_dir=None):
-    """``datasets.load_split(data, seed=0)``; missing MNIST files are a one-line error, not a traceback."""
-    try:
-        return datasets.load_split(data, seed=0, path=mnist_dir)
-    except FileNotFoundError as exc:
-        raise ValidationError("--mnist-dir", "a directory with the MNIST IDX files", str(exc)) from None
 
 
 def load_inputs(data: str, mnist_dir=None) -> np.ndarray:

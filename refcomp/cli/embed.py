@@ -26,6 +26,7 @@ from ..errors import FileFormatError, ValidationError
 from ..io import load_model, write_atomic
 from ..models.minilm_l6 import embed, minilm, tokenizer
 from ..pipelines.minilm import RECIPES, calibration_batches, compress_minilm, format_score, score
+from . import _common
 
 HELP = "sentence embeddings of a text file by all-MiniLM-L6-v2 (fp32, a recipe, or a model file)"
 
@@ -77,10 +78,7 @@ def run(args) -> int:
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
     out = Path(args.out)
     # every argument is checked before the model runs, so a mistake never costs the computation
-    if out.suffix != ".npy":
-        raise ValidationError("--out", "a path ending in .npy", repr(args.out))
-    if not out.parent.is_dir():
-        raise ValidationError("--out", "a file in an existing folder", repr(args.out))
+    _common.output_file(out, "--out", (".npy",))
     if args.batch < 1:
         raise ValidationError("--batch", "an int >= 1", args.batch)
     if args.model_file is not None and args.recipe != "fp32":
@@ -98,6 +96,12 @@ def run(args) -> int:
     tok = tokenizer(args.weights)
     if args.model_file is not None:
         model, what = load_model(args.model_file), args.model_file
+        if list(getattr(model, "inputs", ())) != ["input_ids", "attention_mask"]:
+            # any other model would fail inside its first layer with a bare TypeError
+            raise _common.UsageError("--model-file", "a sentence encoder taking input_ids and attention_mask",
+                                     f"{args.model_file!r}, a {type(model).__name__} with inputs "
+                                     f"{list(getattr(model, 'inputs', ['x']))}",
+                                     "write one with refcomp compress --model minilm --recipe R --out DIR")
     else:
         batches = None if calibration is None else calibration_batches(calibration, tok=tok)
         model, _ = compress_minilm(minilm(args.weights), args.recipe, batches)

@@ -11,17 +11,21 @@ Data: "mnist" = the seeded 8,000 / 2,000 split of the MNIST test set
 from __future__ import annotations
 
 import argparse
+import math
 
-from .. import datasets, models
-from ..errors import ValidationError
+from .. import models
 from ..io import save_model
+from ..io.model_file import SUFFIXES
 from ..nn.train import evaluate, train
+from . import _common
+from ._common import MODELS, UsageError
 
-HELP = "train a reference model (lenet5, lenet_300_100, digits_mlp) with refcomp.nn"
+HELP = f"train a reference model ({', '.join(MODELS)}) with refcomp.nn"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="lenet5", choices=["lenet5", "lenet_300_100", "digits_mlp"])
+    parser.add_argument("--model", default="lenet5", type=_common.model_name, choices=MODELS,
+                        help="the model (default lenet5)")
     parser.add_argument("--data", default=None, choices=["mnist", "digits"],
                         help="default: digits for digits_mlp, else mnist")
     parser.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
@@ -35,10 +39,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    # every argument is checked before the data is loaded and the model trained, so that a
+    # mistake (above all in --out) never throws a trained model away
     data = args.data or ("digits" if args.model == "digits_mlp" else "mnist")
     if (data == "digits") != (args.model == "digits_mlp"):
-        raise ValidationError("--data", f"{'digits' if args.model == 'digits_mlp' else 'mnist'} for {args.model}", data)
-    train_set, test_set = datasets.load_split(data, seed=args.seed, path=args.mnist_dir)
+        raise UsageError("--data", f"{'digits' if args.model == 'digits_mlp' else 'mnist'} for {args.model}", data)
+    if args.out:
+        _common.output_file(args.out, "--out", tuple(SUFFIXES.values()))
+    _common.positive_int(args.epochs, "--epochs")
+    _common.positive_int(args.batch_size, "--batch-size")
+    _common.seed(args.seed)
+    _common.momentum(args.momentum)
+    if not (math.isfinite(args.lr) and args.lr >= 0):
+        raise UsageError("--lr", "a finite number >= 0", args.lr)
+    train_set, test_set = _common.load_split(data, args.mnist_dir, seed=args.seed)
     model = models.build(args.model, args.seed)
     train(model, train_set, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
           momentum=args.momentum, rng=args.seed, progress=False if args.quiet else "epoch")

@@ -60,6 +60,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DTypeError, ValidationError
+from ..io.atomic import write_atomic
 from ..formats.dynamic import DynamicQuantized
 from ..formats.qtensor import QTensor
 from ..formats.static import StaticQuantized
@@ -753,6 +754,7 @@ def export(model: Module, path=None, *, style: str = "float", input_shape, opset
     proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     onnx.checker.check_model(proto, full_check=True)
     if path is not None:
-        onnx.save_model(proto, os.fspath(path))
+        # atomic (a complete file or none, even on Ctrl-C), with the usual permissions
+        write_atomic(os.fspath(path), proto.SerializeToString())
     return proto
 

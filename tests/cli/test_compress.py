@@ -82,3 +82,43 @@ def test_compress_cli_bad_config(tmp_path, capsys, toml, message):
     assert "refcomp compress: error:" in err
     import re
     assert re.search(message, err), err
+
+
+def _metadata(path):
+    from refcomp.cli.compress import _cached_metadata
+
+    return _cached_metadata(path)
+
+
+def test_the_cached_baseline_is_keyed_by_what_made_it(tmp_path, capsys):
+    """<out>/baseline.safetensors is reused only if model, data, split, epochs, seed, training settings and
+    refcomp version all match; otherwise the command is refused and the cache left as it was."""
+    from refcomp import __version__, models
+    from refcomp.io import save_model
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("prune_rounds = 1\nprune_epochs = 1\nfinetune_epochs = 1\n")
+    out = tmp_path / "r"
+    args = ["compress", "--model", "digits_mlp", "--out", str(out), "--config", str(cfg), "--quiet"]
+    assert main(args + ["--baseline-epochs", "1"]) == 0
+    cache = out / "baseline.safetensors"
+    meta = _metadata(cache)
+    assert {k: meta[k] for k in ("model", "data", "epochs", "seed", "refcomp_version")} == {
+        "model": "digits_mlp", "data": "digits", "epochs": 1, "seed": 0, "refcomp_version": __version__}
+    assert meta["split"] == {"seed": 0, "train": 1437, "test": 360}
+    saved = cache.read_bytes()
+    capsys.readouterr()
+    for extra, differs in ((["--baseline-epochs", "2"], "epochs 1 in the file, 2 here"),
+                           (["--baseline-epochs", "1", "--seed", "1"], "seed 0 in the file, 1 here")):
+        assert main(args + extra) == 2
+        err = capsys.readouterr().err
+        assert "cached baseline" in err and differs in err and f"delete {cache}" in err
+        assert cache.read_bytes() == saved                    # refused, not retrained over
+    assert main(args + ["--baseline-epochs", "1"]) == 0     # the same command reuses it
+    # a cache of another model, and one without a key (written before keys existed), are refused too
+    save_model(models.lenet_300_100(0), cache, metadata={**meta, "model": "lenet_300_100"})
+    assert main(args + ["--baseline-epochs", "1"]) == 2
+    assert "model 'lenet_300_100' in the file, 'digits_mlp' here" in capsys.readouterr().err
+    save_model(models.digits_mlp(0), cache, metadata={"model": "digits_mlp", "data": "digits", "epochs": 1})
+    assert main(args + ["--baseline-epochs", "1"]) == 2
+    assert "refcomp_version '(missing)' in the file" in capsys.readouterr().err

@@ -128,8 +128,8 @@ def test_errors_are_one_line(files, tmp_path, capsys, case):
     else:
         data = "cifar"
     assert main(["diff", a, b, "--data", data]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("refcomp diff: error:") and "\n" not in err and "Traceback" not in err
+    lines = capsys.readouterr().err.strip().splitlines()          # the error, then how to fix it
+    assert len(lines) == 2 and lines[0].startswith("refcomp diff: error:") and lines[1].startswith("refcomp diff: hint:")
 
 
 

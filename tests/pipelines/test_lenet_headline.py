@@ -13,7 +13,7 @@ from refcomp.cli import main
 
 def test_lenet_300_100_reaches_40x_within_0_3_pp(mnist_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("REFCOMP_MNIST_DIR", str(mnist_dir))
-    assert main(["compress", "--model", "lenet300", "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["compress", "--model", "lenet_300_100", "--out", str(tmp_path), "--quiet"]) == 0
     r = json.loads((tmp_path / "results.json").read_text())
     assert r["weights_ratio"] >= 40.0
     assert r["accuracy"]["dense"] - r["accuracy"]["compressed"] <= 0.003 + 1e-12

@@ -11,10 +11,13 @@ you, it returns the data:
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
 from ...checks import ratio
 from ...errors import ValidationError
+from ...io.atomic import write_atomic
 from ...nn.train import evaluate
 from .model import layer_scores, model_masks, prunable_layers
 
@@ -75,6 +78,8 @@ def plot_sensitivity(curves: dict, path) -> bool:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    write_atomic(path, buf.getvalue())      # a complete PNG or none (Ctrl-C), with the usual permissions
     plt.close(fig)
     return True

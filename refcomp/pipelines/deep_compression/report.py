@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,7 +58,9 @@ def _plot_sizes(result: PipelineResult, path: Path) -> bool:
     ax2.set_title(f"weights: {total['dense_bits'] / 8 / 1024:.0f} KiB -> {total['pqh_bytes'] / 1024:.1f} KiB "
                   f"({result.weights_ratio:.1f}x)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    write_atomic(path, buf.getvalue())      # a complete PNG or none (Ctrl-C), with the usual permissions
     plt.close(fig)
     return True
 
