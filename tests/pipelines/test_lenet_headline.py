@@ -6,8 +6,6 @@ benchmarks/deep_compression_lenet.py (about 5 minutes with its baseline).
 
 import json
 
-import pytest
-
 from refcomp.cli import main
 
 
