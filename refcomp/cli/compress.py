@@ -64,7 +64,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import datasets, models
+from .. import models
 from .. import onnx as rc_onnx
 from ..compress.prune.sensitivity import (
     plot_sensitivity,
