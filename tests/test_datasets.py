@@ -127,3 +127,40 @@ def test_batches_cover_everything_once_in_seeded_order():
     assert [len(b) for _, b in datasets.batches(x, y, 4, drop_last=True)] == [4, 4]
     with pytest.raises(ValidationError, match="batch_size"):
         next(datasets.batches(x, y, 0))
+
+
+def test_mnist_protocol_is_55000_5000_10000_with_the_readme_statistics(mnist_dir):
+    """The papers' protocol: the training split (label counts and pixel moments of the data README)
+    minus its last 5,000 for validation, and the 10,000 test images, untouched."""
+    (xtr, ytr), (xva, yva), (xte, yte) = datasets.mnist_protocol(mnist_dir)
+    assert xtr.shape == (55000, 1, 28, 28) and xva.shape == (5000, 1, 28, 28) and xte.shape == (10000, 1, 28, 28)
+    assert xtr.dtype == np.float32 and ytr.dtype == np.int64
+    labels = np.concatenate([ytr, yva])
+    np.testing.assert_array_equal(np.bincount(labels), [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
+    pixels = np.concatenate([xtr, xva]).astype(np.float64)
+    assert abs(pixels.mean() - 0.1307) < 5e-5 and abs(pixels.std() - 0.3081) < 5e-5
+    raw_images, raw_labels = datasets.mnist(mnist_dir, split="train")
+    np.testing.assert_array_equal(yva, raw_labels[55000:])                       # the last 5,000, in order
+    np.testing.assert_array_equal(xva[:, 0], raw_images[55000:].astype(np.float32) / 255)
+    test_images, test_labels = datasets.mnist(mnist_dir, split="test")
+    np.testing.assert_array_equal(yte, test_labels)
+    (f, _), _, _ = datasets.mnist_protocol(mnist_dir, n_val=1000, flatten=True)
+    assert f.shape == (59000, 784)
+    with pytest.raises(ValidationError, match="n_val"):
+        datasets.mnist_protocol(mnist_dir, n_val=60000)
+
+
+def test_recompressed_training_files_are_verified_by_their_content(mnist_dir, tmp_path):
+    """The shared training .gz files are re-compressed (their .gz MD5 is not the official one):
+    they pass by the MD5 of their content, and a file whose content differs is refused."""
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        shutil.copy(mnist_dir / name, tmp_path / name)
+    datasets.mnist(tmp_path, split="train")                                       # passes
+    with gzip.open(mnist_dir / "train-labels-idx1-ubyte.gz", "rb") as f:
+        raw = bytearray(f.read())
+    raw[-1] = (raw[-1] + 1) % 10                                                   # one label changed
+    with gzip.open(tmp_path / "train-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(bytes(raw))
+    with pytest.raises(FileFormatError, match="content is not the official"):
+        datasets.mnist(tmp_path, split="train")
+    datasets.mnist(tmp_path, split="train", verify=False)                          # asked not to check
