@@ -287,14 +287,24 @@ def encode(symbols, code: HuffmanCode) -> tuple[bytes, int]:
 
 
 _TABLE_BITS = 20  # decode by table lookup when every code fits in this many bits
+_CHUNK = 1 << 16  # bits decoded per step: bounds the working arrays whatever the stream length
 
 
-def decode(data: bytes, nbits: int, code: HuffmanCode, *, count: int | None = None) -> np.ndarray:
-    """Decode ``nbits`` bits of ``data`` back to the symbols (int64 array).
+def decode(data: bytes, nbits: int, code: HuffmanCode, *, count: int | None = None, dtype=np.int64) -> np.ndarray:
+    """Decode ``nbits`` bits of ``data`` back to the symbols (an array of ``dtype``, int64 by default).
 
-    count : optional number of symbols expected; a mismatch is an error.
+    count : optional number of symbols expected; a mismatch is an error. With
+        it, the stream length is checked against ``count`` × the shortest and
+        longest code length *before* anything is decoded, and decoding stops
+        after ``count`` symbols: a stream that cannot hold ``count`` symbols
+        costs nothing, and no stream costs more than ``count`` symbols.
+    dtype : the integer dtype of the result (a reader holding symbols < 2^16
+        passes uint16 so the result takes 2 bytes per symbol, not 8).
     Raises FileFormatError on a stream that is not a concatenation of codes
     (invalid bit pattern, truncated last code, wrong count).
+
+    Memory: the bits (1 byte each), the result and O(2^min(max length, 20) +
+    _CHUNK) working space; time proportional to ``nbits``.
     """
     if not isinstance(code, HuffmanCode):
         raise ValidationError("code", "a HuffmanCode", type(code).__name__)
@@ -303,55 +313,93 @@ def decode(data: bytes, nbits: int, code: HuffmanCode, *, count: int | None = No
     nbits = integer(nbits, "nbits", minimum=0)
     if nbits > 8 * len(data):
         raise FileFormatError(f"huffman stream: nbits={nbits} but only {8 * len(data)} bits of data")
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu":
+        raise DTypeError("dtype", "an integer dtype", str(dtype))
     ln = np.asarray(code.lengths, dtype=np.int64)
-    codes = canonical_codes(ln)
-    bits = np.unpackbits(np.frombuffer(bytes(data), dtype=np.uint8))[:nbits].astype(np.int64)
     used = np.flatnonzero(ln)
     if nbits and used.size == 0:
         raise FileFormatError("huffman stream: bits present but the code has no symbols")
-    out = []
-    if nbits:
+    if used.size and int(used[-1]) > np.iinfo(dtype).max:
+        raise DTypeError("dtype", f"an integer dtype holding symbol {int(used[-1])}", str(dtype))
+    if count is not None:
+        count = integer(count, "count", minimum=0)
+        shortest, longest = (int(ln[used].min()), int(ln[used].max())) if used.size else (0, 0)
+        # every symbol takes between the shortest and the longest code: check before decoding anything
+        if not count * shortest <= nbits <= count * longest:
+            raise FileFormatError(f"huffman stream: {nbits} bits cannot hold {count} symbols of "
+                                  f"{shortest}…{longest} bits each")
+    if nbits == 0:
+        result = np.zeros(0, dtype=dtype)
+    else:
+        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=nbits)   # 1 byte per bit
         width = int(ln.max())
-        if width <= _TABLE_BITS:
-            out = _decode_table(bits, ln, codes, used, width)
+        if int(ln[used].min()) == width:
+            result = _decode_fixed(bits, used, width, dtype)
+        elif width <= _TABLE_BITS:
+            result = _decode_table(bits, ln, canonical_codes(ln), used, width, count, dtype)
         else:
-            out = _decode_bitwise(bits, ln, codes, used)
-    result = np.array(out, dtype=np.int64)
-    if count is not None and result.size != integer(count, "count", minimum=0):
+            result = _decode_bitwise(bits, ln, canonical_codes(ln), used, count, dtype)
+    if count is not None and result.size != count:
         raise FileFormatError(f"huffman stream: expected {count} symbols, decoded {result.size}")
     return result
 
 
-def _decode_table(bits: np.ndarray, ln, codes, used, width: int) -> list[int]:
+def _decode_fixed(bits: np.ndarray, used: np.ndarray, width: int, dtype) -> np.ndarray:
+    """Every code has the same length: the canonical code of the k-th used symbol is k in binary (vectorised)."""
+    if bits.size % width:
+        raise FileFormatError(f"huffman stream: last code truncated ({bits.size} bits, codes of {width})")
+    groups = bits.reshape(-1, width)
+    value = np.zeros(groups.shape[0], dtype=np.uint64)
+    for j in range(width):
+        value = (value << np.uint64(1)) | groups[:, j]
+    bad = np.flatnonzero(value >= used.size)
+    if bad.size:
+        raise FileFormatError(f"huffman stream: invalid code at bit {int(bad[0]) * width}")
+    return used[value.astype(np.int64)].astype(dtype)
+
+
+def _decode_table(bits: np.ndarray, ln, codes, used, width: int, count, dtype) -> np.ndarray:
     """Table decoding: the next ``width`` bits (zero-padded) index a 2^width table
-    giving (symbol, length), so each step is one lookup."""
-    table_sym = np.full(1 << width, -1, dtype=np.int64)
-    table_len = np.zeros(1 << width, dtype=np.int64)
+    giving (symbol, length), so each step is one lookup. The windows are built
+    _CHUNK bits at a time, so the working arrays stay small."""
+    table_sym = np.full(1 << width, -1, dtype=np.int32)
+    table_len = np.zeros(1 << width, dtype=np.uint8)
     for s in used:
         length = int(ln[s])
         first = int(codes[s]) << (width - length)
         table_sym[first: first + (1 << (width - length))] = s
         table_len[first: first + (1 << (width - length))] = length
     n = bits.size
-    padded = np.concatenate([bits, np.zeros(width, dtype=np.int64)])
-    window = np.zeros(n, dtype=np.int64)
-    for j in range(width):  # window[p] = the width bits starting at p, MSB first
-        window = (window << 1) | padded[j: j + n]
-    sym_at = table_sym[window].tolist()
-    len_at = table_len[window].tolist()
-    out, pos = [], 0
-    while pos < n:
-        s = sym_at[pos]
-        if s < 0:
-            raise FileFormatError(f"huffman stream: invalid code at bit {pos}")
-        pos += len_at[pos]
-        out.append(s)
+    out, parts, pos = [], [], 0
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        if pos >= stop:
+            continue
+        seg = bits[start: stop + width]
+        if seg.size < stop - start + width:   # zero-pad past the end of the stream
+            seg = np.concatenate([seg, np.zeros(stop - start + width - seg.size, dtype=np.uint8)])
+        window = np.zeros(stop - start, dtype=np.uint32)
+        for j in range(width):  # window[p] = the width bits starting at start + p, MSB first
+            window = (window << np.uint32(1)) | seg[j: j + stop - start]
+        sym_at = table_sym[window].tolist()
+        len_at = table_len[window].tolist()
+        while pos < stop:
+            s = sym_at[pos - start]
+            if s < 0:
+                raise FileFormatError(f"huffman stream: invalid code at bit {pos}")
+            pos += len_at[pos - start]
+            out.append(s)
+        if count is not None and len(out) + sum(p.size for p in parts) > count:
+            raise FileFormatError(f"huffman stream: more than the expected {count} symbols")
+        parts.append(np.array(out, dtype=dtype))
+        out = []
     if pos != n:
         raise FileFormatError(f"huffman stream: last code truncated (ends at bit {pos}, stream has {n})")
-    return out
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
-def _decode_bitwise(bits: np.ndarray, ln, codes, used) -> list[int]:
+def _decode_bitwise(bits: np.ndarray, ln, codes, used, count, dtype) -> np.ndarray:
     """Bit-by-bit canonical decoding, for codes longer than the table allows."""
     lookup = {(int(ln[s]), int(codes[s])): int(s) for s in used}
     max_len = int(ln.max())
@@ -363,8 +411,10 @@ def _decode_bitwise(bits: np.ndarray, ln, codes, used) -> list[int]:
         if s is not None:
             out.append(s)
             value, length = 0, 0
+            if count is not None and len(out) > count:
+                raise FileFormatError(f"huffman stream: more than the expected {count} symbols")
         elif length >= max_len:
             raise FileFormatError(f"huffman stream: invalid code ending at bit {pos}")
     if length:
         raise FileFormatError("huffman stream: last code truncated")
-    return out
+    return np.array(out, dtype=dtype)
