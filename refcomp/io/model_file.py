@@ -25,6 +25,11 @@ Every container holds the same two things:
                    its tensors named ``<layer>.weight.<field>.<subfield>``
    tensors         {tensor name: {"dtype": ..., "shape": [...]}} — checked on load
    metadata        free user metadata (JSON object)
+   checksum        safetensors and npz only: CRC-32 (zlib.crc32) of the header
+                   without this field (JSON, sorted keys, no spaces) followed by
+                   every tensor's bytes in sorted name order; absent in files
+                   written before it (read without the check) and in the
+                   compact encoding (whose prefix holds a CRC-32 of the file)
    ==============  ============================================================
 
 Where the header lives: safetensors — the string entry ``"refcomp"`` of the
@@ -245,6 +250,18 @@ def model_header(model: Module, metadata: dict | None = None) -> dict:
     return _tensors_and_header(model, metadata)[1]
 
 
+def _checksum(header: dict, tensors: dict) -> int:
+    """CRC-32 of the header (without "checksum") and of every tensor's bytes, in sorted name order.
+
+    safetensors has no checksum of its own and npz only one per member: without this a flipped
+    bit in a weight, or in a header number (a stride, an eps), loads silently as another model."""
+    text = json.dumps({k: v for k, v in header.items() if k != "checksum"}, sort_keys=True, separators=(",", ":"))
+    crc = zlib.crc32(text.encode())
+    for name in sorted(tensors):
+        crc = zlib.crc32(np.ascontiguousarray(tensors[name]).reshape(-1).view(np.uint8), crc)
+    return crc
+
+
 def _check_header(header, path) -> dict:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise FileFormatError(f"{path}: not a refcomp model file (header format "
@@ -334,6 +351,9 @@ def _assemble(header: dict, tensors: dict, path) -> Module:
         dt, shape = _dtype(spec, k, path)
         if dt.str != a.dtype.str or tuple(a.shape) != shape:
             raise FileFormatError(f"{path}: tensor {k!r} is {a.dtype.str} {list(a.shape)}, header says {spec}")
+    if "checksum" in header and header["checksum"] != _checksum(header, tensors):
+        raise FileFormatError(f"{path}: checksum mismatch: the file is corrupted")
+    for k, a in tensors.items():
         _check_values(k, a, path)
     # the weights first, from the tensors alone: their shapes bound what the graph may allocate below
     weights: dict[str, object] = {}
@@ -419,6 +439,7 @@ def save_model(model: Module, path, *, format: str | None = None, metadata: dict
     tensors, header = _tensors_and_header(model, metadata)
     if kind == "compact":
         return write_atomic(path, compact_file.encode(header, tensors))
+    header["checksum"] = _checksum(header, tensors)
     text = json.dumps(header, sort_keys=True)
     if kind == "safetensors":
         from safetensors.numpy import save

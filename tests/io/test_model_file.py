@@ -11,7 +11,7 @@ from refcomp.compress.share.cluster import cluster_weight
 from refcomp import models, nn
 from refcomp.errors import FileFormatError, ValidationError
 from refcomp.io import load_model, model_header, save_model
-from refcomp.io.model_file import SUFFIXES, VERSION
+from refcomp.io.model_file import SUFFIXES, VERSION, _checksum
 
 pytest.importorskip("safetensors")
 FORMATS = ["safetensors", "npz", "compact"]
@@ -103,7 +103,10 @@ def _rewrite_header(path, edit):
     meta = json.loads(raw[8:8 + n])["__metadata__"]
     header = json.loads(meta["refcomp"])
     edit(header)
-    path.write_bytes(save(load(raw), metadata={"refcomp": json.dumps(header)}))
+    tensors = load(raw)
+    # a checksum made for the edited header: what is tested is the check behind it
+    header["checksum"] = _checksum(header, tensors)
+    path.write_bytes(save(tensors, metadata={"refcomp": json.dumps(header)}))
 
 
 @pytest.mark.parametrize("edit,match", [
@@ -269,6 +272,7 @@ def test_a_composed_weight_spec_of_the_wrong_shape_is_a_file_format_error(tmp_pa
         arrays = dict(z)
     h = json.loads(arrays["__refcomp_header__"].tobytes())
     h["weights"]["fc2.weight"]["fields"] = "left"
+    h["checksum"] = _checksum(h, {k: v for k, v in arrays.items() if k != "__refcomp_header__"})
     arrays["__refcomp_header__"] = np.frombuffer(json.dumps(h).encode(), np.uint8)
     np.savez(path, **arrays)
     with pytest.raises(FileFormatError, match="'fields' must be a list"):
@@ -425,3 +429,28 @@ def _npy(a) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.asarray(a))
     return buf.getvalue()
+
+
+def _same_model(a, b) -> bool:
+    from refcomp.io.model_file import _graph
+
+    sa, sb = dict(a.state_dict()), dict(b.state_dict())
+    return _graph(a) == _graph(b) and sa.keys() == sb.keys() and all(
+        sa[k].dtype == sb[k].dtype and sa[k].tobytes() == sb[k].tobytes() for k in sa)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_flipped_bit_is_refused_or_changes_nothing(tmp_path, fmt):
+    """The header's checksum (safetensors, npz) or the file's (compact): no flip loads as another model."""
+    m = every_layer_model()
+    raw = save_model(m, tmp_path / f"m{SUFFIXES[fmt]}").read_bytes()
+    p = tmp_path / f"flip{SUFFIXES[fmt]}"
+    for bit in np.random.default_rng(1).choice(8 * len(raw), size=60, replace=False):
+        data = bytearray(raw)
+        data[bit // 8] ^= 1 << (bit % 8)
+        p.write_bytes(bytes(data))
+        try:
+            back = load_model(p)
+        except FileFormatError:
+            continue
+        assert _same_model(back, m), f"bit {bit} of {len(raw)} bytes loads as another model"
