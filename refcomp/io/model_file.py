@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 import zipfile
 import zlib
@@ -181,7 +182,7 @@ def _build(node: dict, where: str, depth: int = 0) -> Module:
             except ValidationError as exc:
                 raise FileFormatError(f"graph node {where or '<root>'}: {exc}") from exc
         return seq
-    cls = LAYER_TYPES.get(t)
+    cls = LAYER_TYPES.get(t) if isinstance(t, str) else None    # a list or object "type" is unhashable
     if cls is None:
         raise FileFormatError(f"graph node {where}: unknown layer type {t!r}")
     cfg = node.get("config", {})
@@ -305,10 +306,9 @@ def _dtype(spec, name: str, path) -> tuple[np.dtype, tuple[int, ...]]:
     """The dtype and shape a directory entry declares, checked (kind, rank, sizes) before any array is read."""
     dtype = spec.get("dtype") if isinstance(spec, dict) else None
     shape = spec.get("shape") if isinstance(spec, dict) else None
-    try:
-        dt = np.dtype(dtype) if isinstance(dtype, str) else None
-    except TypeError:
-        dt = None
+    # only the form dtype.str takes ("<f4", "|b1"): np.dtype() of any other string is a small
+    # language (comma lists, repeat counts evaluated by ast.literal_eval) with exceptions of its own
+    dt = np.dtype(dtype) if isinstance(dtype, str) and re.fullmatch(r"[<>|][biuf](1|2|4|8)", dtype) else None
     if dt is None or dt.kind not in _KINDS or dt.hasobject:
         raise FileFormatError(f"{path}: tensor {name!r} has dtype {str(dtype)[:40]!r}; a model file holds "
                               "bool, integer or float tensors")
@@ -400,7 +400,15 @@ def _assemble(header: dict, tensors: dict, path) -> Module:
             if tuple(new.shape) not in (tuple(old.shape), matrix):
                 raise FileFormatError(f"{path}: weight {name!r} has shape {new.shape}, the layer needs {old.shape}")
         setattr(mod, attr, new)
-    for name, b in model.named_buffers():
+    buffers = dict(model.named_buffers())
+    # every tensor is a weight, a field of a weight format or a buffer: none missing, none left over
+    fields = {k for k in tensors for w, (fmt, _) in weights.items() if fmt is None and k.startswith(w + ".")}
+    missing = sorted(set(buffers) - set(tensors))
+    unused = sorted(set(tensors) - set(buffers) - {w for w, (fmt, _) in weights.items() if fmt} - fields)
+    if missing or unused:
+        raise FileFormatError(f"{path}: tensors do not match the graph's buffers (missing {missing[:10]}, "
+                              f"used by no layer {unused[:10]})")
+    for name, b in buffers.items():
         a = tensors[name]
         if a.shape != b.shape or a.dtype != b.dtype:
             raise FileFormatError(f"{path}: buffer {name!r} has shape {a.shape} and dtype {a.dtype}, the layer "
@@ -514,7 +522,8 @@ def _read_npz(raw: bytes, path) -> tuple[dict, dict]:
     try:
         z = zipfile.ZipFile(io.BytesIO(raw))
         infos = z.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, struct.error) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, struct.error,
+            NotImplementedError) as exc:     # NotImplementedError: a zip "version needed" zipfile lacks
         raise FileFormatError(f"{path}: truncated or corrupted npz file: {exc}") from exc
     members: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
@@ -547,8 +556,10 @@ def _read_npz(raw: bytes, path) -> tuple[dict, dict]:
             arrays[name] = _read_npy(z, info, dtype, shape, path)
     except FileFormatError:
         raise
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error, zlib.error, NotImplementedError) as exc:
-        # ValueError: np.lib.format on a bad .npy header; BadZipFile: a CRC mismatch of a member
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, SyntaxError, TypeError, struct.error, zlib.error,
+            NotImplementedError) as exc:
+        # ValueError, SyntaxError, TypeError: np.lib.format on a bad .npy header (its dict is read with
+        # ast.literal_eval); BadZipFile: a CRC mismatch of a member
         raise FileFormatError(f"{path}: truncated or corrupted npz file: {exc}") from exc
     return header, arrays
 
