@@ -287,7 +287,7 @@ def encode(symbols, code: HuffmanCode) -> tuple[bytes, int]:
 
 
 _TABLE_BITS = 20  # decode by table lookup when every code fits in this many bits
-_CHUNK = 1 << 16  # bits decoded per step: bounds the working arrays whatever the stream length
+_CHUNK = 1 << 15  # bits decoded per step: bounds the working arrays whatever the stream length
 
 
 def decode(data: bytes, nbits: int, code: HuffmanCode, *, count: int | None = None, dtype=np.int64) -> np.ndarray:
@@ -360,40 +360,61 @@ def _decode_fixed(bits: np.ndarray, used: np.ndarray, width: int, dtype) -> np.n
 
 
 def _decode_table(bits: np.ndarray, ln, codes, used, width: int, count, dtype) -> np.ndarray:
-    """Table decoding: the next ``width`` bits (zero-padded) index a 2^width table
-    giving (symbol, length), so each step is one lookup. The windows are built
-    _CHUNK bits at a time, so the working arrays stay small."""
+    """Table decoding, vectorised: the next ``width`` bits (zero-padded) index a 2^width table giving
+    (symbol, length) at *every* bit position of a chunk of _CHUNK bits; the code boundaries are then
+    the chain p -> p + length(p) from the chunk's first boundary, found by pointer doubling (binary
+    lifting over 17 levels of the jump table) instead of a Python loop over symbols. Working memory
+    is O(_CHUNK · 17) whatever the stream length; time O(bits · 17) in NumPy."""
     table_sym = np.full(1 << width, -1, dtype=np.int32)
-    table_len = np.zeros(1 << width, dtype=np.uint8)
+    table_len = np.zeros(1 << width, dtype=np.int32)
     for s in used:
         length = int(ln[s])
         first = int(codes[s]) << (width - length)
         table_sym[first: first + (1 << (width - length))] = s
         table_len[first: first + (1 << (width - length))] = length
     n = bits.size
-    out, parts, pos = [], [], 0
+    parts, total, pos = [], 0, 0
+    levels = int(_CHUNK).bit_length()          # 2^levels > _CHUNK >= the longest chain in a chunk
     for start in range(0, n, _CHUNK):
-        stop = min(start + _CHUNK, n)
-        if pos >= stop:
+        size = min(_CHUNK, n - start)
+        if pos >= start + size:                # a code longer than the rest of this chunk: none starts here
             continue
-        seg = bits[start: stop + width]
-        if seg.size < stop - start + width:   # zero-pad past the end of the stream
-            seg = np.concatenate([seg, np.zeros(stop - start + width - seg.size, dtype=np.uint8)])
-        window = np.zeros(stop - start, dtype=np.uint32)
-        for j in range(width):  # window[p] = the width bits starting at start + p, MSB first
-            window = (window << np.uint32(1)) | seg[j: j + stop - start]
-        sym_at = table_sym[window].tolist()
-        len_at = table_len[window].tolist()
-        while pos < stop:
-            s = sym_at[pos - start]
-            if s < 0:
-                raise FileFormatError(f"huffman stream: invalid code at bit {pos}")
-            pos += len_at[pos - start]
-            out.append(s)
-        if count is not None and len(out) + sum(p.size for p in parts) > count:
+        seg = bits[start: start + size + width]
+        if seg.size < size + width:           # zero-pad past the end of the stream
+            seg = np.concatenate([seg, np.zeros(size + width - seg.size, dtype=np.uint8)])
+        window = np.zeros(size, dtype=np.uint32)
+        for j in range(width):                 # window[p] = the width bits starting at start + p, MSB first
+            window = (window << np.uint32(1)) | seg[j: j + size]
+        sym_at = table_sym[window]
+        # next boundary after a code starting at p; an invalid code (-1) and every code running past
+        # the chunk jump to the sentinel ``size`` (which jumps to itself)
+        nxt = np.arange(size, dtype=np.int32) + table_len[window]
+        jump = np.append(np.where((sym_at >= 0) & (nxt < size), nxt, size), size).astype(np.int32)
+        lifts = [jump]
+        for _ in range(levels - 1):
+            lifts.append(lifts[-1][lifts[-1]])
+        first = pos - start
+        steps, p = 0, first
+        for k in range(levels - 1, -1, -1):   # the number of jumps that stay inside the chunk
+            q = int(lifts[k][p])
+            if q < size:
+                p, steps = q, steps + (1 << k)
+        chain = np.array([first], dtype=np.int32)
+        for k in range(levels):                # chain[i] = jump^i(first) for i < 2^(k+1): doubling
+            if chain.size > steps:
+                break
+            chain = np.concatenate([chain, lifts[k][chain]])
+        chain = chain[:steps + 1]
+        del lifts
+        syms = sym_at[chain]
+        bad = np.flatnonzero(syms < 0)
+        if bad.size:
+            raise FileFormatError(f"huffman stream: invalid code at bit {start + int(chain[bad[0]])}")
+        pos = start + int(chain[-1]) + int(table_len[window[chain[-1]]])
+        total += syms.size
+        if count is not None and total > count:
             raise FileFormatError(f"huffman stream: more than the expected {count} symbols")
-        parts.append(np.array(out, dtype=dtype))
-        out = []
+        parts.append(syms.astype(dtype))
     if pos != n:
         raise FileFormatError(f"huffman stream: last code truncated (ends at bit {pos}, stream has {n})")
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
