@@ -288,6 +288,7 @@ def encode(symbols, code: HuffmanCode) -> tuple[bytes, int]:
 
 _TABLE_BITS = 20  # decode by table lookup when every code fits in this many bits
 _CHUNK = 1 << 15  # bits decoded per step: bounds the working arrays whatever the stream length
+_STRIDE_BITS = 7  # code boundaries found 128 at a time (see _decode_table)
 
 
 def decode(data: bytes, nbits: int, code: HuffmanCode, *, count: int | None = None, dtype=np.int64) -> np.ndarray:
@@ -332,14 +333,14 @@ def decode(data: bytes, nbits: int, code: HuffmanCode, *, count: int | None = No
     if nbits == 0:
         result = np.zeros(0, dtype=dtype)
     else:
-        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=nbits)   # 1 byte per bit
+        raw = np.frombuffer(data, dtype=np.uint8)
         width = int(ln.max())
         if int(ln[used].min()) == width:
-            result = _decode_fixed(bits, used, width, dtype)
+            result = _decode_fixed(np.unpackbits(raw, count=nbits), used, width, dtype)
         elif width <= _TABLE_BITS:
-            result = _decode_table(bits, ln, canonical_codes(ln), used, width, count, dtype)
+            result = _decode_table(raw, nbits, ln, canonical_codes(ln), used, width, count, dtype)
         else:
-            result = _decode_bitwise(bits, ln, canonical_codes(ln), used, count, dtype)
+            result = _decode_bitwise(np.unpackbits(raw, count=nbits), ln, canonical_codes(ln), used, count, dtype)
     if count is not None and result.size != count:
         raise FileFormatError(f"huffman stream: expected {count} symbols, decoded {result.size}")
     return result
@@ -359,12 +360,13 @@ def _decode_fixed(bits: np.ndarray, used: np.ndarray, width: int, dtype) -> np.n
     return used[value.astype(np.int64)].astype(dtype)
 
 
-def _decode_table(bits: np.ndarray, ln, codes, used, width: int, count, dtype) -> np.ndarray:
+def _decode_table(raw: np.ndarray, n: int, ln, codes, used, width: int, count, dtype) -> np.ndarray:
     """Table decoding, vectorised: the next ``width`` bits (zero-padded) index a 2^width table giving
     (symbol, length) at *every* bit position of a chunk of _CHUNK bits; the code boundaries are then
-    the chain p -> p + length(p) from the chunk's first boundary, found by pointer doubling (binary
-    lifting over 17 levels of the jump table) instead of a Python loop over symbols. Working memory
-    is O(_CHUNK · 17) whatever the stream length; time O(bits · 17) in NumPy."""
+    the chain p -> p + length(p) from the chunk's first boundary, found by pointer doubling (the jump
+    table raised to the powers 2^k, k <= _STRIDE_BITS) instead of a Python loop over symbols.
+    Working memory is O(_CHUNK · _STRIDE_BITS) whatever the stream length; time O(bits · _STRIDE_BITS)
+    in NumPy plus one Python step per 128 symbols."""
     table_sym = np.full(1 << width, -1, dtype=np.int32)
     table_len = np.zeros(1 << width, dtype=np.int32)
     for s in used:
@@ -372,51 +374,67 @@ def _decode_table(bits: np.ndarray, ln, codes, used, width: int, count, dtype) -
         first = int(codes[s]) << (width - length)
         table_sym[first: first + (1 << (width - length))] = s
         table_len[first: first + (1 << (width - length))] = length
-    n = bits.size
+    # with a count, the result is filled in place (no list of parts to concatenate at the end)
+    out = np.empty(count, dtype=dtype) if count is not None else None
     parts, total, pos = [], 0, 0
-    levels = int(_CHUNK).bit_length()          # 2^levels > _CHUNK >= the longest chain in a chunk
     for start in range(0, n, _CHUNK):
         size = min(_CHUNK, n - start)
         if pos >= start + size:                # a code longer than the rest of this chunk: none starts here
             continue
-        seg = bits[start: start + size + width]
-        if seg.size < size + width:           # zero-pad past the end of the stream
-            seg = np.concatenate([seg, np.zeros(size + width - seg.size, dtype=np.uint8)])
-        window = np.zeros(size, dtype=np.uint32)
-        for j in range(width):                 # window[p] = the width bits starting at start + p, MSB first
-            window = (window << np.uint32(1)) | seg[j: j + size]
+        # window[p] = the width bits starting at bit start + p, MSB first, read from the bytes: the
+        # big-endian 32-bit word at byte (start + p) // 8, shifted by the bit offset (width <= 20 < 25)
+        b0 = start // 8                        # _CHUNK is a multiple of 8: every chunk starts on a byte
+        nb = (size + 7) // 8 + 4
+        seg = raw[b0: b0 + nb].astype(np.uint64)
+        if seg.size < nb:                      # zero-pad past the end of the stream
+            seg = np.concatenate([seg, np.zeros(nb - seg.size, dtype=np.uint64)])
+        words = (seg[:-3] << np.uint64(24)) | (seg[1:-2] << np.uint64(16)) | (seg[2:-1] << np.uint64(8)) | seg[3:]
+        local = np.arange(size, dtype=np.uint64)
+        window = ((words[local >> np.uint64(3)] << (local & np.uint64(7))) & np.uint64(0xFFFFFFFF)) \
+            >> np.uint64(32 - width)
+        del seg, words, local
         sym_at = table_sym[window]
         # next boundary after a code starting at p; an invalid code (-1) and every code running past
         # the chunk jump to the sentinel ``size`` (which jumps to itself)
         nxt = np.arange(size, dtype=np.int32) + table_len[window]
-        jump = np.append(np.where((sym_at >= 0) & (nxt < size), nxt, size), size).astype(np.int32)
-        lifts = [jump]
-        for _ in range(levels - 1):
+        jump = np.append(np.where((sym_at >= 0) & (nxt < size), nxt, size), size).astype(np.intp)
+        lifts = [jump]                         # lifts[k] = jump^(2^k), k = 0 … _STRIDE_BITS
+        for _ in range(_STRIDE_BITS):
             lifts.append(lifts[-1][lifts[-1]])
+        # every 2^_STRIDE_BITS-th boundary, in Python (a few hundred per chunk at most), then the rest
+        # of the jumps inside the chunk by binary descent
         first = pos - start
-        steps, p = 0, first
-        for k in range(levels - 1, -1, -1):   # the number of jumps that stay inside the chunk
+        marks, p, stride = [first], first, lifts[_STRIDE_BITS]
+        while (q := int(stride[p])) < size:
+            marks.append(q)
+            p = q
+        steps = (len(marks) - 1) << _STRIDE_BITS
+        for k in range(_STRIDE_BITS - 1, -1, -1):
             q = int(lifts[k][p])
             if q < size:
                 p, steps = q, steps + (1 << k)
-        chain = np.array([first], dtype=np.int32)
-        for k in range(levels):                # chain[i] = jump^i(first) for i < 2^(k+1): doubling
-            if chain.size > steps:
-                break
-            chain = np.concatenate([chain, lifts[k][chain]])
-        chain = chain[:steps + 1]
-        del lifts
+        # row i = the 2^_STRIDE_BITS boundaries from marks[i], by doubling: jump^j(marks[i]), j < 2^_STRIDE_BITS
+        rows = np.array(marks, dtype=np.intp)[:, None]
+        for k in range(_STRIDE_BITS):
+            rows = np.concatenate([rows, lifts[k][rows]], axis=1)
+        chain = rows.ravel()[:steps + 1]
+        del lifts, rows
         syms = sym_at[chain]
         bad = np.flatnonzero(syms < 0)
         if bad.size:
             raise FileFormatError(f"huffman stream: invalid code at bit {start + int(chain[bad[0]])}")
         pos = start + int(chain[-1]) + int(table_len[window[chain[-1]]])
-        total += syms.size
-        if count is not None and total > count:
+        if count is not None and total + syms.size > count:
             raise FileFormatError(f"huffman stream: more than the expected {count} symbols")
-        parts.append(syms.astype(dtype))
+        if out is not None:
+            out[total: total + syms.size] = syms
+        else:
+            parts.append(syms.astype(dtype))
+        total += syms.size
     if pos != n:
         raise FileFormatError(f"huffman stream: last code truncated (ends at bit {pos}, stream has {n})")
+    if out is not None:
+        return out[:total]     # fewer than count: decode() reports the mismatch
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
