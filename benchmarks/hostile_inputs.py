@@ -1,6 +1,6 @@
 """Hostile inputs against every file loader: crashes, wrong exceptions, silent corruptions, worst cost.
 
-    .venv/bin/python benchmarks/hostile_inputs.py            # ~1 min; --rounds N for more inputs
+    .venv/bin/python benchmarks/hostile_inputs.py            # ~3 min; --rounds N for more inputs
 
 Not a test (the suite's fuzz test, tests/io/test_fuzz_loaders.py, draws from the
 same generator, tests/_support/hostile.py). Inputs:
@@ -68,9 +68,23 @@ def _big_seeds(tmp: Path) -> dict:
     return out
 
 
-def _audit_cases(seeds: dict, tmp: Path) -> list[tuple[str, str, bytes]]:
-    """(kind, label, bytes) of the three cases the audit measured."""
+def _audit_cases(seeds: dict, tmp: Path, kind: str) -> list[tuple[str, str, bytes]]:
+    """(kind, label, bytes) of the cases the audit measured, for the loader ``kind``."""
     rng = np.random.default_rng(0)
+    cases = []
+    if kind not in ("huffman", "safetensors", "npz", "compact"):
+        return cases
+    if kind == "huffman":
+        return _huffman_cases(seeds, rng)
+    header, tensors = hostile._model_parts(kind, seeds[kind].raw)
+    header["graph"]["children"][4]["config"].update(in_features=20000, out_features=20000, rng=5)
+    cases.append((kind, "audit: graph says Linear(20000, 20000) + seed", hostile._model_bytes(kind, header, tensors)))
+    if kind == "npz":
+        cases.append(("npz", "audit: ~2 MB npz, a member inflating to 2 GiB", _bomb(seeds, tmp)))
+    return cases
+
+
+def _huffman_cases(seeds: dict, rng) -> list[tuple[str, str, bytes]]:
     cases = []
     huf = seeds["huffman"].raw
     stream = rng.integers(0, 256, 4 << 20, dtype=np.uint8).tobytes()
@@ -87,12 +101,11 @@ def _audit_cases(seeds: dict, tmp: Path) -> list[tuple[str, str, bytes]]:
     cases.append(("huffman", "legit: a valid 4 MB stream of 15 M symbols",
                   hostile._huffman_envelope(symbols.size, nbits, 4, np.asarray(code.lengths, np.uint8),
                                             np.frombuffer(data, np.uint8))))
-    for kind in ("safetensors", "npz", "compact"):
-        header, tensors = hostile._model_parts(kind, seeds[kind].raw)
-        header["graph"]["children"][4]["config"].update(in_features=20000, out_features=20000, rng=5)
-        cases.append((kind, "audit: graph says Linear(20000, 20000) + seed",
-                       hostile._model_bytes(kind, header, tensors)))
-    # an npz of ~2 MB whose member inflates to 2 GiB (its header agreeing: float32 (16384, 32768))
+    return cases
+
+
+def _bomb(seeds: dict, tmp: Path) -> bytes:
+    """An npz of ~2 MB whose member inflates to 2 GiB (its header agreeing: float32 (16384, 32768))."""
     header, tensors = hostile._model_parts("npz", seeds["npz"].raw)
     name = "fc.weight"
     header["tensors"][name] = {"dtype": "<f4", "shape": [16384, 32768]}
@@ -111,8 +124,7 @@ def _audit_cases(seeds: dict, tmp: Path) -> list[tuple[str, str, bytes]]:
             zero = bytes(64 * MB)
             for _ in range(32):
                 f.write(zero)
-    cases.append(("npz", "audit: ~2 MB npz, a member inflating to 2 GiB", path.read_bytes()))
-    return cases
+    return path.read_bytes()
 
 
 def _npy(a) -> bytes:
@@ -125,8 +137,6 @@ def _npy(a) -> bytes:
 
 def _worker(kind: str, rounds: int) -> None:
     """Run every input of one kind; one JSON line per input on stdout."""
-    import resource
-
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         seeds = hostile.seeds(tmp)
@@ -139,14 +149,12 @@ def _worker(kind: str, rounds: int) -> None:
         if kind in big:
             jobs += [(f"{m} (big seed)", big[kind], hostile.mutate(big[kind], m, rng))
                      for _ in range(max(1, rounds // 3)) for m in hostile.MUTATIONS]
-        jobs += [(label, seeds[kind], raw) for k, label, raw in _audit_cases(seeds, tmp) if k == kind]
+        jobs += [(label, seeds[kind], raw) for _, label, raw in _audit_cases(seeds, tmp, kind)]
         for label, seed, raw in jobs:
             o = hostile.run(kind, label.split(" ")[0], raw, seed.reference, tmp)
             print(json.dumps({"kind": kind, "mutation": label, "size": o.size, "result": o.result,
                               "error": o.error, "seconds": o.seconds, "peak": o.peak_bytes,
                               "corrupt": o.silent_corruption}), flush=True)
-        print(json.dumps({"kind": kind, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}),
-              flush=True)
 
 
 def main() -> int:
@@ -157,19 +165,18 @@ def main() -> int:
     if args.worker:
         _worker(args.worker, args.rounds)
         return 0
-    rows, crashes, rss = [], [], {}
+    rows, crashes = [], []
     for kind in hostile.KINDS:
         proc = subprocess.run([sys.executable, __file__, "--worker", kind, "--rounds", str(args.rounds)],
                               capture_output=True, text=True, cwd=ROOT)
         lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
         rows += [x for x in lines if "result" in x]
-        rss.update({x["kind"]: x["maxrss_kb"] for x in lines if "maxrss_kb" in x})
         if proc.returncode != 0:
             crashes.append(f"{kind}: exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
     print(f"{len(rows)} hostile inputs over {len({r['kind'] for r in rows})} loaders "
           f"(rounds={args.rounds})\n")
     print(f"{'kind':<12} {'inputs':>6} {'same':>5} {'other':>5} {'refused':>7} {'wrong':>5} {'corrupt':>7} "
-          f"{'worst s':>8} {'worst MiB':>9} {'max RSS MiB':>11}")
+          f"{'worst s':>8} {'worst MiB':>9}")
     for kind in hostile.KINDS:
         rs = [r for r in rows if r["kind"] == kind]
         if not rs:
@@ -177,7 +184,7 @@ def main() -> int:
         c = {k: sum(r["result"] == k for r in rs) for k in ("same", "other", "refused", "wrong")}
         print(f"{kind:<12} {len(rs):>6} {c['same']:>5} {c['other']:>5} {c['refused']:>7} {c['wrong']:>5} "
               f"{sum(r['corrupt'] for r in rs):>7} {max(r['seconds'] for r in rs):>8.3f} "
-              f"{max(r['peak'] for r in rs) / MB:>9.1f} {rss.get(kind, 0) / 1024:>11.0f}")
+              f"{max(r['peak'] for r in rs) / MB:>9.1f}")
     # the targets are about hostile inputs; the valid 4 MB stream is printed below, for scale
     small = [r for r in rows if r["size"] <= 4 * MB and not r["mutation"].startswith("legit")]
     slow = max(small, key=lambda r: r["seconds"])

@@ -42,10 +42,16 @@ padding. The compact encoding of a model whose layers hold RelativeIndexCSR
 weights is the Deep Compression file: those weights' fields are the
 Huffman-coded bits the size table counts.
 
-Writes are atomic (refcomp.io.atomic). Loading checks the container, the
-header, the version, the graph and every tensor's name, dtype and shape;
-anything truncated, corrupted, foreign or of an unknown version raises
-:class:`refcomp.errors.FileFormatError`. A weight's shape must be the layer's,
+Writes are atomic (refcomp.io.atomic). Loading checks, in this order: the
+container and its sizes (npz: every member's declared uncompressed size,
+before it is inflated), the header (no name twice, a known version), every
+tensor's name, dtype and shape against the header, the checksum, the values
+(finite floats, 0/1 bools), the weight formats, then builds the graph within
+an allocation budget of what the tensors account for (no random init), and
+checks each tensor against its layer (dtype, shape, a BatchNorm variance
+>= 0). Anything truncated, corrupted, forged, foreign or of an unknown
+version raises :class:`refcomp.errors.FileFormatError`; docs/reliability.md
+lists the hostile inputs and the time and memory bounds. A weight's shape must be the layer's,
 or, for a convolution, its (out, C·kh·kw) im2col matrix (how weight-only and
 dynamic quantization store kernels). Loaded arrays are bit-identical to
 the saved ones. The container is recognised by its first bytes, whatever
