@@ -20,10 +20,11 @@ type 0x08 = unsigned byte (the only type MNIST uses; the others are accepted).
 
 from __future__ import annotations
 
-import gzip
+import math
 import hashlib
 import os
 import struct
+import zlib
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -80,7 +81,7 @@ def _parse_idx(raw: bytes, name: str) -> np.ndarray:
         raise FileFormatError(f"{name}: truncated IDX header")
     shape = struct.unpack(f">{ndim}I", raw[4:head])
     dt = np.dtype(_IDX_TYPES[dtype_code])
-    need = int(np.prod(shape)) * dt.itemsize
+    need = math.prod(shape) * dt.itemsize      # Python ints: 255 dims of 2^32 - 1 cannot overflow
     if len(raw) - head != need:
         raise FileFormatError(f"{name}: expected {need} data bytes for shape {shape}, got {len(raw) - head}")
     return np.frombuffer(raw, dtype=dt, offset=head).reshape(shape).astype(dt.newbyteorder("="))
@@ -91,11 +92,28 @@ def read_idx(file) -> np.ndarray:
     p = Path(file)
     raw = p.read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise FileFormatError(f"{p}: corrupted gzip stream ({exc})") from exc
+        raw = _gunzip(raw, p)
     return _parse_idx(raw, str(p))
+
+
+#: a gzipped IDX file may inflate to at most this many times its size (plus 1 MiB); MNIST's inflate 2–5×
+_GZIP_INFLATE = 64
+
+
+def _gunzip(raw: bytes, p) -> bytes:
+    """Inflate at most _GZIP_INFLATE × the file (+ 1 MiB): gzip.decompress would inflate a bomb whole."""
+    limit = _GZIP_INFLATE * len(raw) + (1 << 20)
+    inflate = zlib.decompressobj(wbits=31)       # 31: gzip header and trailer (CRC-32 checked)
+    try:
+        out = inflate.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise FileFormatError(f"{p}: corrupted gzip stream ({exc})") from None
+    if len(out) > limit:
+        raise FileFormatError(f"{p}: gzip stream inflates to more than {_GZIP_INFLATE} times the file "
+                              f"({len(raw)} bytes)")
+    if not inflate.eof or inflate.unused_data:
+        raise FileFormatError(f"{p}: corrupted gzip stream (truncated, or bytes after its end)")
+    return out
 
 
 def _md5(path: Path) -> str:
