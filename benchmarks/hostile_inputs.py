@@ -11,7 +11,8 @@ same generator, tests/_support/hostile.py). Inputs:
 - "big" seeds of ~1–3.5 MB (a 700×1000 Linear model in each container, a Deep
   Compression model of a 1000×2000 layer) with the same mutations, so that the
   worst time and memory are measured on inputs near the 4 MB of the target;
-- the audit's cases: a 4 MiB Huffman stream whose count says 2,376 symbols; a
+- the audit's cases (and a gzipped IDX file inflating to 256 MiB, the same kind
+  of bomb as the npz's): a 4 MiB Huffman stream whose count says 2,376 symbols; a
   small model file whose graph says Linear(20000, 20000) with an init seed; an
   npz of ~2 MB holding a member that inflates to 2 GiB; and, for scale, the
   costliest valid input of 4 MB: a Huffman stream of 15 M symbols (~2 bits each).
@@ -72,6 +73,13 @@ def _audit_cases(seeds: dict, tmp: Path, kind: str) -> list[tuple[str, str, byte
     """(kind, label, bytes) of the cases the audit measured, for the loader ``kind``."""
     rng = np.random.default_rng(0)
     cases = []
+    if kind == "idx":     # not in the audit, the same kind of bomb: ~250 KB of gzip inflating to 256 MiB
+        import zlib
+
+        deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
+        body = deflate.compress(b"\x00\x00\x08\x01" + (256 << 20).to_bytes(4, "big"))
+        body += b"".join(deflate.compress(bytes(MB)) for _ in range(256)) + deflate.flush()
+        return [("idx", "audit-like: gzipped IDX inflating to 256 MiB", body)]
     if kind not in ("huffman", "safetensors", "npz", "compact"):
         return cases
     if kind == "huffman":

@@ -12,7 +12,8 @@ Kinds (one seed file each, a small but complete example of the format):
 - ``rcdc``: the earlier Deep Compression file (refcomp.io.compressed_file);
 - ``huffman``: a bare field stream for relative_csr.decode_field, in a small
   envelope of this module (count, bit count, width, code lengths, stream);
-- ``onnx``: a model exported by refcomp.onnx.
+- ``onnx``: a model exported by refcomp.onnx;
+- ``idx``: a gzipped MNIST-style IDX file (refcomp.datasets.read_idx).
 
 Mutations: bit flips and truncations (byte damage: a checksummed format must
 refuse it or load the very same model), appended bytes, size fields set to
@@ -30,6 +31,7 @@ its documented errors for a valid file using what refcomp cannot represent),
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import struct
@@ -50,15 +52,15 @@ from refcomp.io import compact_file, load_model, save_model
 from refcomp.io.compressed_file import load_compressed, save_compressed
 from refcomp.io.model_file import _checksum, _graph
 
-KINDS = ("safetensors", "npz", "compact", "compact_dc", "rcdc", "huffman", "onnx")
+KINDS = ("safetensors", "npz", "compact", "compact_dc", "rcdc", "huffman", "onnx", "idx")
 MUTATIONS = ("flip1", "flip8", "truncate", "append", "size_lie", "size_lie_crc", "header_lie", "value_lie")
 #: byte damage: loading must refuse it or give the seed's very model
 DAMAGE = ("flip1", "flip8", "truncate", "append", "size_lie")
 #: the kinds that carry a checksum, where byte damage must never load as something else (a bare Huffman
 #: stream and an ONNX protobuf have none: damage there can only be refused where it breaks the structure)
-CHECKSUMMED = ("safetensors", "npz", "compact", "compact_dc", "rcdc")
+CHECKSUMMED = ("safetensors", "npz", "compact", "compact_dc", "rcdc", "idx")     # idx: gzip's CRC-32
 _SUFFIX = {"safetensors": ".safetensors", "npz": ".npz", "compact": ".rcm", "compact_dc": ".rcm",
-           "rcdc": ".rcdc", "huffman": ".huf", "onnx": ".onnx"}
+           "rcdc": ".rcdc", "huffman": ".huf", "onnx": ".onnx", "idx": "-idx3-ubyte.gz"}
 _LIES = (0, -1, 1, 7, 255, 20000, 2 ** 31, 2 ** 32 + 5, 2 ** 40, 2 ** 62, 1.5, -0.0, True, None, "x", [], {})
 
 
@@ -138,6 +140,9 @@ def seeds(tmp: Path) -> dict[str, Seed]:
     symbols = np.asarray(dc["fc1"].weight.index_fields).astype(np.int64)
     lengths, stream, nbits = code_field(symbols, 4)
     out["huffman"] = Seed("huffman", _huffman_envelope(symbols.size, nbits, 4, lengths, stream), symbols)
+    images = np.random.default_rng(1).integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    idx = b"\x00\x00\x08\x03" + struct.pack(">III", *images.shape) + images.tobytes()
+    out["idx"] = Seed("idx", gzip.compress(idx, mtime=0), images)
     onnx_raw = _onnx_seed()
     if onnx_raw is not None:
         out["onnx"] = Seed("onnx", onnx_raw, load("onnx", onnx_raw, tmp))
@@ -148,6 +153,8 @@ def seeds(tmp: Path) -> dict[str, Seed]:
 def _same(kind: str, got, ref) -> bool:
     if kind == "huffman":
         return np.array_equal(np.asarray(got, np.int64), ref)
+    if kind == "idx":
+        return got.dtype == ref.dtype and got.shape == ref.shape and np.array_equal(got, ref)
     if kind == "rcdc":
         (gl, gt, _), (rl, rt) = got, ref
         # fields, not to_dense(): a header lie may declare a legitimately huge sparse shape
@@ -187,6 +194,10 @@ def load(kind: str, raw: bytes, folder: Path):
     path.write_bytes(raw)
     if kind == "rcdc":
         return load_compressed(path)
+    if kind == "idx":
+        from refcomp.datasets import read_idx
+
+        return read_idx(path)
     if kind == "onnx":
         from refcomp.onnx import load as load_onnx
 
@@ -439,6 +450,13 @@ def mutate(seed: Seed, mutation: str, rng: np.random.Generator) -> bytes:
         return raw + rng.integers(0, 256, int(rng.choice([1, 7, 4096])), dtype=np.uint8).tobytes()
     if mutation in ("size_lie", "size_lie_crc"):
         return _size_lie(kind, raw, rng, fix=mutation == "size_lie_crc")
+    if kind == "idx":                   # no JSON header: lies in the IDX dims, gzipped again (valid CRC)
+        data = bytearray(gzip.decompress(raw))
+        off = 4 + 4 * int(rng.integers(3))
+        struct.pack_into(">I", data, off, int(rng.choice([0, 1, 21, 2 ** 31, 2 ** 32 - 1, 28 * 1000])))
+        if mutation == "value_lie":
+            data[3] = int(rng.choice([0, 1, 4, 255]))      # the rank
+        return gzip.compress(bytes(data), mtime=0)
     if kind in ("huffman", "onnx"):     # no JSON header: lies in the fields instead
         return _size_lie(kind, _flip(raw, rng, 1) if kind == "onnx" else raw, rng, fix=True)
     if mutation == "value_lie" and kind not in ("rcdc",):

@@ -4,7 +4,7 @@ The inputs (tests/_support/hostile.py): bit flips, truncations, appended bytes,
 size fields set to lies (with and without a matching checksum), and header or
 tensor lies re-encoded with a valid checksum, over the safetensors, npz and
 compact model files, the Deep Compression files (compact and .rcdc), a bare
-Huffman field stream and an ONNX model. benchmarks/hostile_inputs.py runs a
+Huffman field stream, an ONNX model and a gzipped IDX file. benchmarks/hostile_inputs.py runs a
 larger fixed set and reports the numbers docs/reliability.md quotes.
 
 Bounds per input (generous, yet far below what the audit measured: 9 s and
