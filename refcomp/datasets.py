@@ -25,10 +25,11 @@ type 0x08 = unsigned byte (the only type MNIST uses; the others are accepted).
 
 from __future__ import annotations
 
-import gzip
+import math
 import hashlib
 import os
 import struct
+import zlib
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -91,7 +92,7 @@ def _parse_idx(raw: bytes, name: str) -> np.ndarray:
         raise FileFormatError(f"{name}: truncated IDX header")
     shape = struct.unpack(f">{ndim}I", raw[4:head])
     dt = np.dtype(_IDX_TYPES[dtype_code])
-    need = int(np.prod(shape)) * dt.itemsize
+    need = math.prod(shape) * dt.itemsize      # Python ints: 255 dims of 2^32 - 1 cannot overflow
     if len(raw) - head != need:
         raise FileFormatError(f"{name}: expected {need} data bytes for shape {shape}, got {len(raw) - head}")
     return np.frombuffer(raw, dtype=dt, offset=head).reshape(shape).astype(dt.newbyteorder("="))
@@ -102,11 +103,28 @@ def read_idx(file) -> np.ndarray:
     p = Path(file)
     raw = p.read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise FileFormatError(f"{p}: corrupted gzip stream ({exc})") from exc
+        raw = _gunzip(raw, p)
     return _parse_idx(raw, str(p))
+
+
+#: a gzipped IDX file may inflate to at most this many times its size (plus 1 MiB); MNIST's inflate 2–5×
+_GZIP_INFLATE = 64
+
+
+def _gunzip(raw: bytes, p) -> bytes:
+    """Inflate at most _GZIP_INFLATE × the file (+ 1 MiB): gzip.decompress would inflate a bomb whole."""
+    limit = _GZIP_INFLATE * len(raw) + (1 << 20)
+    inflate = zlib.decompressobj(wbits=31)       # 31: gzip header and trailer (CRC-32 checked)
+    try:
+        out = inflate.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise FileFormatError(f"{p}: corrupted gzip stream ({exc})") from None
+    if len(out) > limit:
+        raise FileFormatError(f"{p}: gzip stream inflates to more than {_GZIP_INFLATE} times the file "
+                              f"({len(raw)} bytes)")
+    if not inflate.eof or inflate.unused_data:
+        raise FileFormatError(f"{p}: corrupted gzip stream (truncated, or bytes after its end)")
+    return out
 
 
 def _md5(path: Path) -> str:
@@ -170,9 +188,7 @@ def mnist(path=None, *, split: str = "test", download: bool = False, verify: boo
                     "or download=True)")
             _download(gz.name, d)
         f = gz if gz.exists() else raw
-        if f is gz and verify:
-            _verify_gz(gz)
-        a = read_idx(f)
+        a = _read_verified_gz(gz) if f is gz and verify else read_idx(f)
         if a.ndim != ndim or a.dtype != np.uint8:
             raise FileFormatError(f"{f}: expected a uint8 IDX array of rank {ndim}, got {a.dtype} {a.shape}")
         arrays.append(a)
@@ -184,22 +200,19 @@ def mnist(path=None, *, split: str = "test", download: bool = False, verify: boo
     return images, labels
 
 
-def _verify_gz(gz: Path) -> None:
-    """The official file, or the official bytes re-compressed (gzip stores no checksum of its own
-    input we could compare with the published one, so the content is decompressed and hashed)."""
-    digest = _md5(gz)
-    if digest == MNIST_FILES[gz.name]:
-        return
-    raw = MNIST_RAW_MD5.get(gz.name)
-    if raw is not None:
-        h = hashlib.md5()
-        with gzip.open(gz, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        if h.hexdigest() == raw:
-            return
-    raise FileFormatError(f"{gz}: MD5 {digest} differs from the official {MNIST_FILES[gz.name]}"
-                          + (f" and its content is not the official one (MD5 {raw})" if raw else ""))
+def _read_verified_gz(gz: Path) -> np.ndarray:
+    """The IDX array of an official .gz file, or of the official bytes re-compressed: gzip keeps no
+    checksum comparable with a published one, so those are checked by the MD5 of the inflated bytes
+    (inflated once, within _gunzip's bound, and parsed from the same bytes)."""
+    packed = gz.read_bytes()
+    data = _gunzip(packed, gz)
+    digest = hashlib.md5(packed).hexdigest()
+    if digest != MNIST_FILES[gz.name]:
+        raw = MNIST_RAW_MD5.get(gz.name)
+        if raw is None or hashlib.md5(data).hexdigest() != raw:
+            raise FileFormatError(f"{gz}: MD5 {digest} differs from the official {MNIST_FILES[gz.name]}"
+                                  + (f" and its content is not the official one (MD5 {raw})" if raw else ""))
+    return _parse_idx(data, str(gz))
 
 
 def mnist_protocol(path=None, *, n_val: int = 5000, normalize: bool = False, flatten: bool = False):

@@ -164,3 +164,19 @@ def test_recompressed_training_files_are_verified_by_their_content(mnist_dir, tm
     with pytest.raises(FileFormatError, match="content is not the official"):
         datasets.mnist(tmp_path, split="train")
     datasets.mnist(tmp_path, split="train", verify=False)                          # asked not to check
+
+
+def test_read_idx_refuses_a_gzip_bomb_before_inflating_it(tmp_path):
+    """gzip.decompress inflated the whole stream: 256 MiB here, from a file of ~250 KB."""
+    import zlib
+
+    from refcomp.errors import FileFormatError
+    from tests._support.bounds import bounded
+
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head = b"\x00\x00\x08\x01" + (256 << 20).to_bytes(4, "big")        # uint8, rank 1, 256 Mi entries
+    body = deflate.compress(head) + b"".join(deflate.compress(bytes(1 << 20)) for _ in range(256))
+    f = tmp_path / "bomb-idx1-ubyte.gz"
+    f.write_bytes(body + deflate.flush())
+    with bounded(max_mib=64, max_seconds=2), pytest.raises(FileFormatError, match="inflates to more"):
+        datasets.read_idx(f)

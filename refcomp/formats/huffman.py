@@ -287,14 +287,25 @@ def encode(symbols, code: HuffmanCode) -> tuple[bytes, int]:
 
 
 _TABLE_BITS = 20  # decode by table lookup when every code fits in this many bits
+_CHUNK = 1 << 15  # bits decoded per step: bounds the working arrays whatever the stream length
+_STRIDE_BITS = 7  # code boundaries found 128 at a time (see _decode_table)
 
 
-def decode(data: bytes, nbits: int, code: HuffmanCode, *, count: int | None = None) -> np.ndarray:
-    """Decode ``nbits`` bits of ``data`` back to the symbols (int64 array).
+def decode(data: bytes, nbits: int, code: HuffmanCode, *, count: int | None = None, dtype=np.int64) -> np.ndarray:
+    """Decode ``nbits`` bits of ``data`` back to the symbols (an array of ``dtype``, int64 by default).
 
-    count : optional number of symbols expected; a mismatch is an error.
+    count : optional number of symbols expected; a mismatch is an error. With
+        it, the stream length is checked against ``count`` × the shortest and
+        longest code length *before* anything is decoded, and decoding stops
+        after ``count`` symbols: a stream that cannot hold ``count`` symbols
+        costs nothing, and no stream costs more than ``count`` symbols.
+    dtype : the integer dtype of the result (a reader holding symbols < 2^16
+        passes uint16 so the result takes 2 bytes per symbol, not 8).
     Raises FileFormatError on a stream that is not a concatenation of codes
     (invalid bit pattern, truncated last code, wrong count).
+
+    Memory: the bits (1 byte each), the result and O(2^min(max length, 20) +
+    _CHUNK) working space; time proportional to ``nbits``.
     """
     if not isinstance(code, HuffmanCode):
         raise ValidationError("code", "a HuffmanCode", type(code).__name__)
@@ -303,55 +314,131 @@ def decode(data: bytes, nbits: int, code: HuffmanCode, *, count: int | None = No
     nbits = integer(nbits, "nbits", minimum=0)
     if nbits > 8 * len(data):
         raise FileFormatError(f"huffman stream: nbits={nbits} but only {8 * len(data)} bits of data")
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu":
+        raise DTypeError("dtype", "an integer dtype", str(dtype))
     ln = np.asarray(code.lengths, dtype=np.int64)
-    codes = canonical_codes(ln)
-    bits = np.unpackbits(np.frombuffer(bytes(data), dtype=np.uint8))[:nbits].astype(np.int64)
     used = np.flatnonzero(ln)
     if nbits and used.size == 0:
         raise FileFormatError("huffman stream: bits present but the code has no symbols")
-    out = []
-    if nbits:
+    if used.size and int(used[-1]) > np.iinfo(dtype).max:
+        raise DTypeError("dtype", f"an integer dtype holding symbol {int(used[-1])}", str(dtype))
+    if count is not None:
+        count = integer(count, "count", minimum=0)
+        shortest, longest = (int(ln[used].min()), int(ln[used].max())) if used.size else (0, 0)
+        # every symbol takes between the shortest and the longest code: check before decoding anything
+        if not count * shortest <= nbits <= count * longest:
+            raise FileFormatError(f"huffman stream: {nbits} bits cannot hold {count} symbols of "
+                                  f"{shortest}…{longest} bits each")
+    if nbits == 0:
+        result = np.zeros(0, dtype=dtype)
+    else:
+        raw = np.frombuffer(data, dtype=np.uint8)
         width = int(ln.max())
-        if width <= _TABLE_BITS:
-            out = _decode_table(bits, ln, codes, used, width)
+        if int(ln[used].min()) == width:
+            result = _decode_fixed(np.unpackbits(raw, count=nbits), used, width, dtype)
+        elif width <= _TABLE_BITS:
+            result = _decode_table(raw, nbits, ln, canonical_codes(ln), used, width, count, dtype)
         else:
-            out = _decode_bitwise(bits, ln, codes, used)
-    result = np.array(out, dtype=np.int64)
-    if count is not None and result.size != integer(count, "count", minimum=0):
+            result = _decode_bitwise(np.unpackbits(raw, count=nbits), ln, canonical_codes(ln), used, count, dtype)
+    if count is not None and result.size != count:
         raise FileFormatError(f"huffman stream: expected {count} symbols, decoded {result.size}")
     return result
 
 
-def _decode_table(bits: np.ndarray, ln, codes, used, width: int) -> list[int]:
-    """Table decoding: the next ``width`` bits (zero-padded) index a 2^width table
-    giving (symbol, length), so each step is one lookup."""
-    table_sym = np.full(1 << width, -1, dtype=np.int64)
-    table_len = np.zeros(1 << width, dtype=np.int64)
+def _decode_fixed(bits: np.ndarray, used: np.ndarray, width: int, dtype) -> np.ndarray:
+    """Every code has the same length: the canonical code of the k-th used symbol is k in binary (vectorised)."""
+    if bits.size % width:
+        raise FileFormatError(f"huffman stream: last code truncated ({bits.size} bits, codes of {width})")
+    groups = bits.reshape(-1, width)
+    value = np.zeros(groups.shape[0], dtype=np.uint64)
+    for j in range(width):
+        value = (value << np.uint64(1)) | groups[:, j]
+    bad = np.flatnonzero(value >= used.size)
+    if bad.size:
+        raise FileFormatError(f"huffman stream: invalid code at bit {int(bad[0]) * width}")
+    return used[value.astype(np.int64)].astype(dtype)
+
+
+def _decode_table(raw: np.ndarray, n: int, ln, codes, used, width: int, count, dtype) -> np.ndarray:
+    """Table decoding, vectorised: the next ``width`` bits (zero-padded) index a 2^width table giving
+    (symbol, length) at *every* bit position of a chunk of _CHUNK bits; the code boundaries are then
+    the chain p -> p + length(p) from the chunk's first boundary, found by pointer doubling (the jump
+    table raised to the powers 2^k, k <= _STRIDE_BITS) instead of a Python loop over symbols.
+    Working memory is O(_CHUNK · _STRIDE_BITS) whatever the stream length; time O(bits · _STRIDE_BITS)
+    in NumPy plus one Python step per 128 symbols."""
+    table_sym = np.full(1 << width, -1, dtype=np.int32)
+    table_len = np.zeros(1 << width, dtype=np.int32)
     for s in used:
         length = int(ln[s])
         first = int(codes[s]) << (width - length)
         table_sym[first: first + (1 << (width - length))] = s
         table_len[first: first + (1 << (width - length))] = length
-    n = bits.size
-    padded = np.concatenate([bits, np.zeros(width, dtype=np.int64)])
-    window = np.zeros(n, dtype=np.int64)
-    for j in range(width):  # window[p] = the width bits starting at p, MSB first
-        window = (window << 1) | padded[j: j + n]
-    sym_at = table_sym[window].tolist()
-    len_at = table_len[window].tolist()
-    out, pos = [], 0
-    while pos < n:
-        s = sym_at[pos]
-        if s < 0:
-            raise FileFormatError(f"huffman stream: invalid code at bit {pos}")
-        pos += len_at[pos]
-        out.append(s)
+    # with a count, the result is filled in place (no list of parts to concatenate at the end)
+    out = np.empty(count, dtype=dtype) if count is not None else None
+    parts, total, pos = [], 0, 0
+    for start in range(0, n, _CHUNK):
+        size = min(_CHUNK, n - start)
+        if pos >= start + size:                # a code longer than the rest of this chunk: none starts here
+            continue
+        # window[p] = the width bits starting at bit start + p, MSB first, read from the bytes: the
+        # big-endian 32-bit word at byte (start + p) // 8, shifted by the bit offset (width <= 20 < 25)
+        b0 = start // 8                        # _CHUNK is a multiple of 8: every chunk starts on a byte
+        nb = (size + 7) // 8 + 4
+        seg = raw[b0: b0 + nb].astype(np.uint64)
+        if seg.size < nb:                      # zero-pad past the end of the stream
+            seg = np.concatenate([seg, np.zeros(nb - seg.size, dtype=np.uint64)])
+        words = (seg[:-3] << np.uint64(24)) | (seg[1:-2] << np.uint64(16)) | (seg[2:-1] << np.uint64(8)) | seg[3:]
+        local = np.arange(size, dtype=np.uint64)
+        window = ((words[local >> np.uint64(3)] << (local & np.uint64(7))) & np.uint64(0xFFFFFFFF)) \
+            >> np.uint64(32 - width)
+        del seg, words, local
+        sym_at = table_sym[window]
+        # next boundary after a code starting at p; an invalid code (-1) and every code running past
+        # the chunk jump to the sentinel ``size`` (which jumps to itself)
+        nxt = np.arange(size, dtype=np.int32) + table_len[window]
+        jump = np.append(np.where((sym_at >= 0) & (nxt < size), nxt, size), size).astype(np.intp)
+        lifts = [jump]                         # lifts[k] = jump^(2^k), k = 0 … _STRIDE_BITS
+        for _ in range(_STRIDE_BITS):
+            lifts.append(lifts[-1][lifts[-1]])
+        # every 2^_STRIDE_BITS-th boundary, in Python (a few hundred per chunk at most), then the rest
+        # of the jumps inside the chunk by binary descent
+        first = pos - start
+        marks, p, stride = [first], first, lifts[_STRIDE_BITS]
+        while (q := int(stride[p])) < size:
+            marks.append(q)
+            p = q
+        steps = (len(marks) - 1) << _STRIDE_BITS
+        for k in range(_STRIDE_BITS - 1, -1, -1):
+            q = int(lifts[k][p])
+            if q < size:
+                p, steps = q, steps + (1 << k)
+        # row i = the 2^_STRIDE_BITS boundaries from marks[i], by doubling: jump^j(marks[i]), j < 2^_STRIDE_BITS
+        rows = np.array(marks, dtype=np.intp)[:, None]
+        for k in range(_STRIDE_BITS):
+            rows = np.concatenate([rows, lifts[k][rows]], axis=1)
+        chain = rows.ravel()[:steps + 1]
+        del lifts, rows
+        syms = sym_at[chain]
+        bad = np.flatnonzero(syms < 0)
+        if bad.size:
+            raise FileFormatError(f"huffman stream: invalid code at bit {start + int(chain[bad[0]])}")
+        pos = start + int(chain[-1]) + int(table_len[window[chain[-1]]])
+        if count is not None and total + syms.size > count:
+            raise FileFormatError(f"huffman stream: more than the expected {count} symbols")
+        if out is not None:
+            out[total: total + syms.size] = syms
+        else:
+            parts.append(syms.astype(dtype))
+        total += syms.size
     if pos != n:
         raise FileFormatError(f"huffman stream: last code truncated (ends at bit {pos}, stream has {n})")
-    return out
+    if out is not None:
+        return out[:total]     # fewer than count: decode() reports the mismatch
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
-def _decode_bitwise(bits: np.ndarray, ln, codes, used) -> list[int]:
+def _decode_bitwise(bits: np.ndarray, ln, codes, used, count, dtype) -> np.ndarray:
     """Bit-by-bit canonical decoding, for codes longer than the table allows."""
     lookup = {(int(ln[s]), int(codes[s])): int(s) for s in used}
     max_len = int(ln.max())
@@ -363,8 +450,10 @@ def _decode_bitwise(bits: np.ndarray, ln, codes, used) -> list[int]:
         if s is not None:
             out.append(s)
             value, length = 0, 0
+            if count is not None and len(out) > count:
+                raise FileFormatError(f"huffman stream: more than the expected {count} symbols")
         elif length >= max_len:
             raise FileFormatError(f"huffman stream: invalid code ending at bit {pos}")
     if length:
         raise FileFormatError("huffman stream: last code truncated")
-    return out
+    return np.array(out, dtype=dtype)

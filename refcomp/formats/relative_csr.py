@@ -365,7 +365,7 @@ def code_field(symbols: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray,
 
 
 def decode_field(lengths, stream, nbits: int, width: int, count: int, what: str) -> np.ndarray:
-    """Inverse of :func:`code_field`: ``count`` symbols (int64); FileFormatError on anything inconsistent."""
+    """Inverse of :func:`code_field`: ``count`` symbols (uint16, int64 above 16 bits); FileFormatError on anything inconsistent."""
     lengths, stream = np.asarray(lengths), np.asarray(stream)
     if lengths.dtype != np.uint8 or stream.dtype != np.uint8 or lengths.ndim != 1 or stream.ndim != 1:
         raise FileFormatError(f"fields: the {what} code lengths and stream must be 1-D uint8")
@@ -382,7 +382,8 @@ def decode_field(lengths, stream, nbits: int, width: int, count: int, what: str)
         raise FileFormatError(f"fields: {lengths.size} {what} code lengths, expected {n_sym} (or 0: fixed width)")
     if not 0 <= nbits <= 8 * stream.size:
         raise FileFormatError(f"fields: {nbits} bits of {what} stream in {stream.size} bytes")
-    return decode(stream.tobytes(), nbits, code, count=count)
+    # uint16: every symbol of a field of at most 16 bits fits, at a quarter of int64's memory
+    return decode(stream.tobytes(), nbits, code, count=count, dtype=np.uint16 if width <= 16 else np.int64)
 
 
 def size_breakdown(layer: RelativeIndexCSR, *, dense_bits_per_weight: int = 32) -> dict:

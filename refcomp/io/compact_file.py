@@ -46,6 +46,7 @@ import zlib
 import numpy as np
 
 from ..errors import FileFormatError, ValidationError
+from ._json import load_json
 
 __all__ = ["MAGIC", "LAYOUT_VERSION", "DTYPES", "encode", "read_header", "read_tensors"]
 
@@ -102,10 +103,8 @@ def read_header(raw: bytes, path) -> tuple[dict, memoryview]:
         raise FileFormatError(f"{path}: header is not a valid deflate stream ({exc})") from None
     if len(text) != h or not inflate.eof or inflate.unconsumed_tail or inflate.unused_data:
         raise FileFormatError(f"{path}: header does not inflate to the declared {h} bytes")
-    try:
-        header = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise FileFormatError(f"{path}: header is not valid JSON ({exc})") from None
+    # load_json: a name written twice, deep nesting or bad UTF-8 is a FileFormatError too
+    header = load_json(text, f"{path}: header")
     return header, memoryview(raw)[_PREFIX.size + c:]
 
 

@@ -21,11 +21,45 @@ accuracies quoted in docs/nn.md were obtained with it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import math
+
 import numpy as np
 
 from ..errors import ValidationError
 
-__all__ = ["INITS", "init_weight", "init_bias"]
+__all__ = ["INITS", "init_weight", "init_bias", "allocate", "allocation_budget"]
+
+# Bytes the layers being built may still allocate, or None (no limit). Set by a file
+# loader (refcomp.io.model_file) to what the file's tensors need, so that a graph
+# declaring larger layers than the file holds is refused before its arrays exist.
+_BUDGET: contextvars.ContextVar = contextvars.ContextVar("refcomp_allocation_budget", default=None)
+
+
+@contextlib.contextmanager
+def allocation_budget(nbytes: int, error):
+    """Within the block, :func:`allocate` raises ``error(message)`` once more than ``nbytes`` are asked for."""
+    token = _BUDGET.set([int(nbytes), error])
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+def allocate(shape, dtype, fill=0) -> np.ndarray:
+    """``np.full(shape, fill, dtype)`` for a layer's initial weight or buffer, charged to the
+    :func:`allocation_budget` in force (checked before anything is allocated)."""
+    budget = _BUDGET.get()
+    dtype = np.dtype(dtype)
+    if budget is not None:
+        shape_t = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        need = math.prod(int(d) for d in shape_t) * dtype.itemsize   # Python ints: no overflow
+        if need > budget[0]:
+            raise budget[1](f"a layer asks for {dtype} {list(shape_t)} ({need} bytes), more than the "
+                            f"{budget[0]} bytes the file's tensors leave for it")
+        budget[0] -= need
+    return np.zeros(shape, dtype) if fill == 0 else np.full(shape, fill, dtype)
 
 INITS = ("uniform_fan_in", "he_normal", "he_uniform", "glorot_uniform", "glorot_normal")
 

@@ -118,6 +118,10 @@ def read_tensor(t, where: str, folder=None) -> np.ndarray:
     """A TensorProto as a NumPy array, its dims and byte count checked before anything is allocated."""
     onnx = onnx_module()
     dtype = _DTYPES.get(t.data_type)
+    if dtype is None and (t.data_type == onnx.TensorProto.UNDEFINED
+                          or t.data_type not in onnx.TensorProto.DataType.values()):
+        # not an ONNX element type at all: a damaged file, not one refcomp merely does not support
+        raise FileFormatError(f"{where}: element type {t.data_type} is not an ONNX data type")
     if dtype is None:
         name = onnx.TensorProto.DataType.Name(t.data_type) if t.data_type in onnx.TensorProto.DataType.values() \
             else str(t.data_type)

@@ -270,6 +270,7 @@ def test_a_model_file_with_values_of_the_wrong_length_is_refused(tmp_path):
     key = "fc2.weight.data.data"
     arrays[key] = arrays[key][:-1]
     header["tensors"][key]["shape"] = list(arrays[key].shape)
+    header.pop("checksum")      # as a file written before the checksum: what is tested is the check behind it
     text = np.frombuffer(json.dumps(header).encode(), np.uint8)
     np.savez(tmp_path / "bad.npz", __refcomp_header__=text, **arrays)
     with pytest.raises(FileFormatError, match="fc2.weight"):

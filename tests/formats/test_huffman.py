@@ -181,3 +181,46 @@ def test_encode_validation():
         code_lengths(np.array([1, -1]))
     with pytest.raises(ValidationError, match="max_length"):
         code_lengths(np.array([1, 1, 1, 1, 1]), max_length=2)
+
+
+def test_a_stream_too_long_for_its_count_is_refused_before_decoding():
+    """The audit's case: 4 MiB of stream whose header says 2,376 symbols cost 9 s and 1.6 GB before
+    the count was compared; the length check comes first now."""
+    from tests._support.bounds import bounded
+
+    code = HuffmanCode(np.array([1, 2, 3, 3], np.uint8))
+    data = np.random.default_rng(0).integers(0, 256, 4 << 20, dtype=np.uint8).tobytes()
+    with bounded(max_mib=8, max_seconds=0.5), pytest.raises(FileFormatError, match="cannot hold 2376"):
+        decode(data, 8 * len(data), code, count=2376)
+
+
+def test_decoding_memory_is_a_small_multiple_of_the_stream():
+    """Chunked table decoding: the bits (1 byte each) and the result, not 8-byte integers per bit."""
+    from tests._support.bounds import bounded
+
+    x = _skewed(3, 8, 150_000)
+    code = HuffmanCode.from_symbols(x, 8)
+    data, nbits = encode(x, code)
+    # the decoder before: four 8-byte integers per bit (here ~10 MiB); now ~1 byte per bit
+    with bounded(max_mib=12 * len(data) / 2 ** 20 + 3, max_seconds=10):
+        y = decode(data, nbits, code, count=x.size, dtype=np.uint16)
+    assert y.dtype == np.uint16 and np.array_equal(y, x)
+
+
+def test_decoding_stops_after_count_symbols():
+    """50 one-bit codes pass the length check for 20 symbols of 1…3 bits; decoding stops past the 20th."""
+    code = HuffmanCode(np.array([1, 2, 3, 3], np.uint8))
+    data, nbits = encode(np.zeros(50, np.int64), code)
+    with pytest.raises(FileFormatError, match="more than the expected 20"):
+        decode(data, nbits, code, count=20)
+
+
+@pytest.mark.parametrize("lengths", [[2, 2, 2, 2], [3, 3, 3, 3, 3]])
+def test_equal_length_codes_decode_vectorised_and_refuse_unused_codes(lengths):
+    code = HuffmanCode(np.array(lengths, np.uint8))
+    x = np.arange(len(lengths)).repeat(3)
+    data, nbits = encode(x, code)
+    assert decode(data, nbits, code, count=x.size).tolist() == x.tolist()
+    if len(lengths) == 5:   # code 111 (and 101, 110) belong to no symbol
+        with pytest.raises(FileFormatError, match="invalid code"):
+            decode(b"\xe0", 3, code)

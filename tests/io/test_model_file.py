@@ -11,7 +11,7 @@ from refcomp.compress.share.cluster import cluster_weight
 from refcomp import models, nn
 from refcomp.errors import FileFormatError, ValidationError
 from refcomp.io import load_model, model_header, save_model
-from refcomp.io.model_file import SUFFIXES, VERSION
+from refcomp.io.model_file import SUFFIXES, VERSION, _checksum
 
 pytest.importorskip("safetensors")
 FORMATS = ["safetensors", "npz", "compact"]
@@ -103,7 +103,10 @@ def _rewrite_header(path, edit):
     meta = json.loads(raw[8:8 + n])["__metadata__"]
     header = json.loads(meta["refcomp"])
     edit(header)
-    path.write_bytes(save(load(raw), metadata={"refcomp": json.dumps(header)}))
+    tensors = load(raw)
+    # a checksum made for the edited header: what is tested is the check behind it
+    header["checksum"] = _checksum(header, tensors)
+    path.write_bytes(save(tensors, metadata={"refcomp": json.dumps(header)}))
 
 
 @pytest.mark.parametrize("edit,match", [
@@ -123,9 +126,11 @@ def test_wrong_header_rejected(tmp_path, edit, match):
 
 def test_npz_with_object_array_rejected(tmp_path):
     path = tmp_path / "evil.npz"
-    header = json.dumps(model_header(models.digits_mlp())).encode()
+    model = models.digits_mlp()
+    header = json.dumps(model_header(model)).encode()
+    # every tensor present, so that the object array itself is what is refused (not a missing name)
     np.savez(path, __refcomp_header__=np.frombuffer(header, np.uint8),
-             **{"fc1.weight": np.array([{"a": 1}], dtype=object)})
+             **{**model.state_dict(), "fc1.weight": np.array([{"a": 1}], dtype=object)})
     with pytest.raises(FileFormatError, match="pickle"):
         load_model(path)
 
@@ -267,6 +272,7 @@ def test_a_composed_weight_spec_of_the_wrong_shape_is_a_file_format_error(tmp_pa
         arrays = dict(z)
     h = json.loads(arrays["__refcomp_header__"].tobytes())
     h["weights"]["fc2.weight"]["fields"] = "left"
+    h["checksum"] = _checksum(h, {k: v for k, v in arrays.items() if k != "__refcomp_header__"})
     arrays["__refcomp_header__"] = np.frombuffer(json.dumps(h).encode(), np.uint8)
     np.savez(path, **arrays)
     with pytest.raises(FileFormatError, match="'fields' must be a list"):
@@ -289,3 +295,162 @@ def test_a_per_tensor_qtensor_keeps_its_0d_scale(tmp_path, fmt):
     assert back["fc2"].weight.data.tobytes() == m["fc2"].weight.data.tobytes()
     x = np.random.default_rng(3).standard_normal((2, 784)).astype(np.float32)
     assert back.forward(x).tobytes() == m.forward(x).tobytes()
+
+
+# --- hostile files: refused before any allocation, as FileFormatError --------------------------------
+def test_a_graph_declaring_larger_layers_than_its_tensors_is_refused_before_building(tmp_path):
+    """The audit's case: a 1.6 KB file whose graph says Linear(20000, 20000) with an init seed cost
+    15–28 s and 4.6 GB (built and initialised before the tensors were checked)."""
+    from tests._support.bounds import bounded
+
+    path = save_model(models.digits_mlp(), tmp_path / "m.safetensors")
+    _rewrite_header(path, lambda h: h["graph"]["children"][0]["config"].update(
+        in_features=20000, out_features=20000, rng=5))
+    with bounded(max_mib=16, max_seconds=2), pytest.raises(FileFormatError, match="more than the"):
+        load_model(path)
+
+
+def test_loading_draws_no_random_initialisation(tmp_path, monkeypatch):
+    """An "rng" in a layer's config is ignored: every weight comes from the file."""
+    from refcomp.nn.layers import linear
+
+    path = save_model(models.digits_mlp(), tmp_path / "m.safetensors")
+    _rewrite_header(path, lambda h: h["graph"]["children"][0]["config"].update(rng=5))
+    monkeypatch.setattr(linear, "init_weight", lambda *a, **k: pytest.fail("random init while loading"))
+    load_model(path)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("what,edit,match", [
+    ("NaN weight", lambda m: m["fc1"].weight.data.__setitem__((0, 0), np.nan), "NaN or infinite"),
+    ("inf bias", lambda m: m["fc2"].bias.data.__setitem__(0, -np.inf), "NaN or infinite"),
+])
+def test_non_finite_values_are_refused(tmp_path, fmt, what, edit, match):
+    m = models.digits_mlp()
+    edit(m)
+    path = save_model(m, tmp_path / f"m{SUFFIXES[fmt]}")
+    with pytest.raises(FileFormatError, match=match):
+        load_model(path)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_negative_batchnorm_variance_is_refused(tmp_path, fmt):
+    m = every_layer_model()
+    m["bn2"].running_var[1] = -0.5
+    path = save_model(m, tmp_path / f"m{SUFFIXES[fmt]}")
+    with pytest.raises(FileFormatError, match="negative variance"):
+        load_model(path)
+
+
+def _npz_with(tmp_path, model, header_edit=None, **replace):
+    header = model_header(model)
+    if header_edit:
+        header_edit(header)
+    path = tmp_path / "m.npz"
+    np.savez(path, __refcomp_header__=np.frombuffer(json.dumps(header).encode(), np.uint8),
+             **{**model.state_dict(), **replace})
+    return path
+
+
+def test_a_complex_batchnorm_variance_is_refused(tmp_path):
+    m = every_layer_model()
+    var = m["bn1"].running_var.astype(np.complex128)
+    path = _npz_with(tmp_path, m, lambda h: h["tensors"]["bn1.running_var"].update(dtype="<c16"),
+                     **{"bn1.running_var": var})
+    with pytest.raises(FileFormatError, match="bool, integer or float"):
+        load_model(path)
+
+
+def test_a_tensor_of_another_dtype_than_its_layer_is_refused(tmp_path):
+    m = models.digits_mlp()
+    w = m["fc1"].weight.data.astype(np.float64)
+    path = _npz_with(tmp_path, m, lambda h: h["tensors"]["fc1.weight"].update(dtype="<f8"), **{"fc1.weight": w})
+    with pytest.raises(FileFormatError, match="dtype"):
+        load_model(path)
+
+
+def test_a_name_written_twice_in_a_header_is_refused(tmp_path):
+    """JSON keeps the last of two equal keys: two tensors or layers of one name would replace each other."""
+    path = save_model(models.digits_mlp(), tmp_path / "m.safetensors")
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    st = json.loads(raw[8:8 + n])
+    meta = st["__metadata__"]["refcomp"]
+    twice = meta.replace('"tensors": {', '"tensors": {"fc1.bias": {"dtype": "<f4", "shape": [1]}, ', 1)
+    assert twice != meta
+    st["__metadata__"]["refcomp"] = twice
+    text = json.dumps(st).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+    with pytest.raises(FileFormatError, match="appears twice"):
+        load_model(path)
+
+
+def test_an_npz_member_written_twice_is_refused(tmp_path):
+    m = models.digits_mlp()
+    path = _npz_with(tmp_path, m)
+    with zipfile.ZipFile(path, "a") as z, pytest.warns(UserWarning, match="Duplicate"):
+        z.writestr("fc1.bias.npy", z.read("fc1.bias.npy"))
+    with pytest.raises(FileFormatError, match="appears twice"):
+        load_model(path)
+
+
+def test_an_npz_zip_bomb_is_refused_before_inflating(tmp_path):
+    """The audit's case, scaled down: a small npz whose member inflates to far more than the file
+    (128 MiB of zeros deflated to ~130 KB, the refcomp header agreeing with it)."""
+    from tests._support.bounds import bounded
+
+    m = models.digits_mlp()
+    header = model_header(m)
+    header["tensors"]["fc1.weight"]["shape"] = [4096, 8192]
+    npy_header = b"\x93NUMPY\x01\x00v\x00" + (
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (4096, 8192), }".ljust(117) + "\n").encode()
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("__refcomp_header__.npy", _npy(np.frombuffer(json.dumps(header).encode(), np.uint8)))
+        for name, a in m.state_dict().items():
+            if name != "fc1.weight":
+                z.writestr(f"{name}.npy", _npy(a))
+        info = zipfile.ZipInfo("fc1.weight.npy")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with z.open(info, "w", force_zip64=True) as f:
+            f.write(npy_header)
+            zero = bytes(1 << 20)
+            for _ in range(128):
+                f.write(zero)
+    assert path.stat().st_size < 1 << 20
+    with bounded(max_mib=32, max_seconds=2), pytest.raises(FileFormatError, match="uncompressed"):
+        load_model(path)
+
+
+def _npy(a) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(a))
+    return buf.getvalue()
+
+
+def _same_model(a, b) -> bool:
+    from refcomp.io.model_file import _graph
+
+    sa, sb = dict(a.state_dict()), dict(b.state_dict())
+    return _graph(a) == _graph(b) and sa.keys() == sb.keys() and all(
+        sa[k].dtype == sb[k].dtype and sa[k].tobytes() == sb[k].tobytes() for k in sa)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_flipped_bit_is_refused_or_changes_nothing(tmp_path, fmt):
+    """The header's checksum (safetensors, npz) or the file's (compact): no flip loads as another model."""
+    m = every_layer_model()
+    raw = save_model(m, tmp_path / f"m{SUFFIXES[fmt]}").read_bytes()
+    p = tmp_path / f"flip{SUFFIXES[fmt]}"
+    for bit in np.random.default_rng(1).choice(8 * len(raw), size=60, replace=False):
+        data = bytearray(raw)
+        data[bit // 8] ^= 1 << (bit % 8)
+        p.write_bytes(bytes(data))
+        try:
+            back = load_model(p)
+        except FileFormatError:
+            continue
+        assert _same_model(back, m), f"bit {bit} of {len(raw)} bytes loads as another model"

@@ -21,6 +21,7 @@ import numpy as np
 
 from ...checks import integer
 from ...errors import DTypeError, ValidationError
+from ..init import allocate
 from ..module import Module, register_layer
 
 __all__ = ["Constant"]
@@ -39,7 +40,7 @@ class Constant(Module):
             if shape is None or not isinstance(shape, (list, tuple)):
                 raise ValidationError("shape", "a list of sizes when value is None", repr(shape))
             dtype = "float32" if dtype is None else str(np.dtype(dtype))
-            value = np.zeros([integer(s, "shape", minimum=0) for s in shape], dtype)
+            value = allocate([integer(s, "shape", minimum=0) for s in shape], dtype)
         value = np.array(value)      # a copy: the caller's array may change later
         if value.dtype.name not in _DTYPES:
             raise DTypeError("value", f"one of the dtypes {', '.join(_DTYPES)}", value.dtype)

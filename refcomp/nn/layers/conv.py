@@ -48,7 +48,7 @@ from ...formats.base import WeightFormat
 from ...formats.dense import Dense
 from ...formats.qtensor import QTensor
 from ...ops.im2col import col2im, conv_output_size, im2col
-from ..init import init_bias, init_weight
+from ..init import allocate, init_bias, init_weight
 from ..module import Module, Parameter, _accumulate, as_rng, register_layer
 from ...ops.integer_linear import check_requantize
 from .quantize import activation_config, check_activation_qparams, integer_forward
@@ -90,7 +90,7 @@ class Conv2d(Module):
         fan_in = cg * kh * kw
         fan_out = self.out_channels // self.groups * kh * kw
         if rng is None:
-            w, b = np.zeros(shape, dtype), np.zeros(self.out_channels, dtype)
+            w, b = allocate(shape, dtype), allocate(self.out_channels, dtype)
         else:
             g = as_rng(rng)
             w = init_weight(shape, fan_in, fan_out, init, g, dtype)

@@ -13,6 +13,7 @@ from ...checks import integer
 from ...errors import DTypeError, ShapeError, ValidationError
 from ...formats.base import WeightFormat
 from ...formats.dense import Dense
+from ..init import allocate
 from ..module import Module, _accumulate, as_rng, register_layer
 
 __all__ = ["Embedding", "BertEmbeddings"]
@@ -26,7 +27,7 @@ class Embedding(Module):
         self.num_embeddings = integer(num_embeddings, "num_embeddings", minimum=1)
         self.embedding_dim = integer(embedding_dim, "embedding_dim", minimum=1)
         shape = (self.num_embeddings, self.embedding_dim)
-        w = np.zeros(shape, dtype) if rng is None else as_rng(rng).standard_normal(shape).astype(dtype)
+        w = allocate(shape, dtype) if rng is None else as_rng(rng).standard_normal(shape).astype(dtype)
         self.weight: WeightFormat = Dense(w)
         self._idx = None
 

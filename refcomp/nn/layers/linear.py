@@ -27,7 +27,7 @@ from ...errors import ShapeError
 from ...formats.base import WeightFormat
 from ...formats.dense import Dense
 from ...formats.qtensor import QTensor
-from ..init import init_bias, init_weight
+from ..init import allocate, init_bias, init_weight
 from ..module import Module, Parameter, _accumulate, as_rng, register_layer
 from ...ops.integer_linear import check_requantize
 from .quantize import activation_config, check_activation_qparams, integer_forward
@@ -61,7 +61,7 @@ class Linear(Module):
         dtype = np.dtype(dtype)
         shape = (self.out_features, self.in_features)
         if rng is None:
-            w, b = np.zeros(shape, dtype), np.zeros(self.out_features, dtype)
+            w, b = allocate(shape, dtype), allocate(self.out_features, dtype)
         else:
             g = as_rng(rng)
             w = init_weight(shape, self.in_features, self.out_features, init, g, dtype)

@@ -30,6 +30,7 @@ import numpy as np
 
 from ...checks import float_tensor, integer
 from ...errors import ShapeError, ValidationError
+from ..init import allocate
 from ..module import Module, Parameter, _accumulate, register_layer
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm"]
@@ -54,10 +55,10 @@ class _BatchNorm(Module):
             raise ValidationError("momentum", "in [0, 1]", momentum)
         self.eps, self.momentum = float(eps), float(momentum)
         dtype = np.dtype(dtype)
-        self.weight = Parameter(np.ones(num_features, dtype)) if affine else None
-        self.bias = Parameter(np.zeros(num_features, dtype)) if affine else None
-        self.running_mean = np.zeros(num_features, dtype)
-        self.running_var = np.ones(num_features, dtype)
+        self.weight = Parameter(allocate(num_features, dtype, 1)) if affine else None
+        self.bias = Parameter(allocate(num_features, dtype)) if affine else None
+        self.running_mean = allocate(num_features, dtype)
+        self.running_var = allocate(num_features, dtype, 1)
         self._cache = None
 
     def config(self) -> dict:
@@ -139,8 +140,8 @@ class LayerNorm(Module):
         self.eps = float(eps)
         dtype = np.dtype(dtype)
         self.dtype = dtype
-        self.weight = Parameter(np.ones(self.normalized_shape, dtype)) if elementwise_affine else None
-        self.bias = Parameter(np.zeros(self.normalized_shape, dtype)) if elementwise_affine else None
+        self.weight = Parameter(allocate(self.normalized_shape, dtype, 1)) if elementwise_affine else None
+        self.bias = Parameter(allocate(self.normalized_shape, dtype)) if elementwise_affine else None
         self._cache = None
 
     def config(self) -> dict:
