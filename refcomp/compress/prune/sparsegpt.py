@@ -148,10 +148,12 @@ def sparsegpt_model(model, *, calibration_batches, layers=None, sparsity: float 
     m = prepare(model)
     found = [n for n, layer in m.named_modules() if isinstance(layer, (Linear, Conv2d))]
     names = found if layers is None else ([layers] if isinstance(layers, str) else list(layers))
+    modules = dict(m.named_modules())
+    for name in names:   # before any calibration pass
+        if isinstance(modules.get(name), Conv2d) and modules[name].groups != 1:
+            raise ValidationError(f"layer {name!r}", "groups=1 (its im2col matrix is pruned)", modules[name].groups)
     report = {}
     for name, layer, hessian, x_rows in layerwise_hessians(m, names, calibration_batches):
-        if isinstance(layer, Conv2d) and layer.groups != 1:
-            raise ValidationError(f"layer {name!r}", "groups=1 (its im2col matrix is pruned)", layer.groups)
         w = layer.weight.to_dense()
         w2 = w.reshape(w.shape[0], -1)
         pruned, keep = sparsegpt_prune(w2, hessian, sparsity=sparsity, n_m=n_m, percdamp=percdamp,

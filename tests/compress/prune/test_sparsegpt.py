@@ -112,6 +112,39 @@ def test_dead_input_is_pruned_without_harm():
     assert np.all(got[:, 3] == 0)
 
 
+def _u_diagonal(h, percdamp):
+    """diag(U), U upper triangular with H⁻¹ = UᵀU, from an explicit inverse (numpy.linalg only)."""
+    h = h + percdamp * np.mean(np.diag(h)) * np.eye(len(h))
+    return np.diag(np.linalg.cholesky(np.linalg.inv(h)).T)
+
+
+def test_masks_are_chosen_by_the_obs_saliency_written_out():
+    """(S3): the first block's unstructured mask and the first group's N:M mask keep the largest
+    w² / U_jj² (the columns not yet compensated there hold the original weights)."""
+    rng = np.random.default_rng(6)
+    x = _correlated(rng, 400, 12, spread=1.0)
+    w = rng.normal(size=(5, 12))
+    h = _hessian(x)
+    d = _u_diagonal(h, 0.01)
+    _, keep = sparsegpt_prune(w, h, sparsity=0.5, block_size=12)
+    score = w ** 2 / d ** 2
+    np.testing.assert_array_equal(keep, score >= np.sort(score.ravel())[30])
+    _, keep24 = sparsegpt_prune(w, h, n_m=(2, 4))
+    first = score[:, :4]
+    np.testing.assert_array_equal(keep24[:, :4], first >= np.sort(first, axis=1)[:, [2]])
+
+
+def test_defaults_are_the_papers_and_a_single_input_column_works():
+    rng = np.random.default_rng(7)
+    x = _correlated(rng, 200, 8)
+    w, h = rng.normal(size=(4, 8)), _hessian(x)
+    default, _ = sparsegpt_prune(w, h, sparsity=0.5)
+    np.testing.assert_array_equal(default, sparsegpt_prune(w, h, sparsity=0.5, percdamp=0.01, block_size=128)[0])
+    assert not np.array_equal(default, sparsegpt_prune(w, h, sparsity=0.5, percdamp=0.5)[0])
+    one, keep = sparsegpt_prune(np.array([[1.0], [-2.0], [0.5]]), np.array([[2.0]]), sparsity=0.0)
+    np.testing.assert_array_equal(one, [[1.0], [-2.0], [0.5]]) and keep.all()
+
+
 @pytest.mark.parametrize("kwargs, error", [
     ({}, ValidationError),
     ({"sparsity": 0.5, "n_m": (2, 4)}, ValidationError),
@@ -125,8 +158,15 @@ def test_dead_input_is_pruned_without_harm():
 ])
 def test_bad_arguments_name_themselves(kwargs, error):
     kwargs = {"hessian": np.eye(8), **kwargs}
-    with pytest.raises(error):
+    named = {"mask": "mask", "hessian": "hessian"}.get(next((k for k in ("mask", "hessian") if k in kwargs
+                                                             and len(kwargs) == 2 and k != "hessian"), None))
+    with pytest.raises(error, match=named or "sparsity|n_m|w|hessian"):
         sparsegpt_prune(np.ones((4, 8)), **kwargs)
+
+
+def test_empty_weight_is_refused():
+    with pytest.raises(ShapeError, match="w"):
+        sparsegpt_prune(np.ones((0, 4)), np.eye(4), sparsity=0.5)
 
 
 def test_sparsegpt_model_prunes_in_order_and_beats_magnitude():
@@ -140,6 +180,11 @@ def test_sparsegpt_model_prunes_in_order_and_beats_magnitude():
     x = (rng.normal(size=(256, 16)) * np.exp(rng.normal(size=16))).astype(np.float32)
     pruned, report = sparsegpt_model(m, calibration_batches=[x[:128], x[128:]], layers=["fc0", "fc1"], sparsity=0.5)
     assert set(report) == {"fc0", "fc1"}
+    assert all(r["sparsity"] == 0.5 for r in report.values())
+    # report["fc0"]["output_mse"]: fc0's inputs are the model's, so it is the error on (≤ 4,096 of) them
+    d = x[:128].astype(np.float64) @ (pruned["fc0"].weight.to_dense().astype(np.float64)
+                                      - m["fc0"].weight.to_dense()).T
+    np.testing.assert_allclose(report["fc0"]["output_mse"], np.mean(d * d), rtol=1e-5)
     for name in ("fc0", "fc1"):
         w = pruned[name].weight
         assert isinstance(w, Dense) and w.mask.mean() == 0.5 and np.all(w.data[~w.mask] == 0)
@@ -153,3 +198,22 @@ def test_sparsegpt_model_prunes_in_order_and_beats_magnitude():
         sparsegpt_model(m, calibration_batches=[x])
     with pytest.raises(ValidationError, match="layers"):
         sparsegpt_model(m, calibration_batches=[x], layers=["relu0"], sparsity=0.5)
+
+
+def test_sparsegpt_model_defaults_to_every_layer_and_prunes_convolutions():
+    from ..models_for_tests import small_cnn
+
+    rng = np.random.default_rng(1)
+    m = small_cnn(0, channels=(4, 8))
+    x = rng.normal(size=(32, 1, 10, 10)).astype(np.float32)
+    pruned, report = sparsegpt_model(m, calibration_batches=[x], sparsity=0.5)
+    assert set(report) == {"conv1", "conv2", "fc"}
+    conv = pruned["conv2"].weight
+    assert conv.shape == m["conv2"].weight.shape and conv.mask.shape == conv.shape
+    assert abs(conv.mask.mean() - 0.5) < 0.02
+    from refcomp.nn import Conv2d, Sequential
+
+    grouped = Sequential(("conv", Conv2d(2, 2, 3, groups=2, rng=rng)))
+    with pytest.raises(ValidationError, match="groups"):
+        sparsegpt_model(grouped, calibration_batches=[rng.normal(size=(2, 2, 5, 5)).astype(np.float32)],
+                        sparsity=0.5)
