@@ -80,9 +80,12 @@ int refcomp_matmul_integer(int isa, int nthreads, int64_t M, int64_t K, int64_t 
                            const int32_t *b_zero_point,
                            const int32_t *bias, int32_t *C, int64_t ldc);
 
-/* Packed B: B re-laid out once for every path (panels of 64 columns, groups
- * of 4 consecutive k, values shifted to uint8), plus its column sums.  Pack a
- * weight once and reuse it across calls: same results as the unpacked call. */
+/* Packed B: B re-laid out once (values shifted to uint8, groups of 4
+ * consecutive k), plus its column sums. The layout is the one the best path
+ * of this CPU reads: bytes in panels of 64 columns (AVX-512 VNNI, scalar),
+ * or int16 k pairs in strips of 16 columns (AVX2; about twice the memory of
+ * B). Every isa multiplies either layout. Pack a weight once and reuse it
+ * across calls: same results as the unpacked call. */
 typedef struct refcomp_packed_b refcomp_packed_b;
 
 int refcomp_pack_b(int64_t K, int64_t N, const void *B, int64_t ldb, int b_is_signed,

@@ -89,41 +89,65 @@ static void check_gemm(int64_t M, int64_t K, int64_t N, int as, int bs, int mode
                 }
         }
     }
-    /* every packing path writes the same bytes and column sums */
-    {
-        refcomp_packed_b *ref_p = NULL;
-        CHECK(refcomp__pack_b_isa(REFCOMP_ISA_SCALAR, K, N, B, ldb, bs, &ref_p) == REFCOMP_OK, "pack");
-        for (int isa = REFCOMP_ISA_AVX2; ref_p && isa <= REFCOMP_ISA_AVX512VNNI; ++isa) {
-            refcomp_packed_b *q = NULL;
-            if (!refcomp_isa_supported(isa)) continue;
-            CHECK(refcomp__pack_b_isa(isa, K, N, B, ldb, bs, &q) == REFCOMP_OK, "pack isa");
-            if (!q) continue;
-            size_t n1, n2;
-            const uint32_t *c1, *c2;
-            const uint8_t *d1 = refcomp__packed_b_data(ref_p, &n1, &c1);
-            const uint8_t *d2 = refcomp__packed_b_data(q, &n2, &c2);
-            CHECK(n1 == n2 && memcmp(d1, d2, n1) == 0, "packed bytes differ (%s)", refcomp_isa_name(isa));
-            CHECK(memcmp(c1, c2, sizeof(uint32_t) * (size_t)N) == 0, "column sums differ (%s)",
-                  refcomp_isa_name(isa));
-            refcomp_packed_b_free(q);
+    /* every packing path writes its layout (AVX2: int16 pairs, the others
+     * bytes; internal.h) with the right column sums, and every path's kernel
+     * multiplies every pack: the byte-layout AVX2 kernel serves an AVX2 call
+     * on a VNNI-made pack, the pair kernels a scalar or VNNI call on an
+     * AVX2-made one */
+    for (int pisa = REFCOMP_ISA_SCALAR; pisa <= REFCOMP_ISA_AVX512VNNI; ++pisa) {
+        refcomp_packed_b *q = NULL;
+        if (!refcomp_isa_supported(pisa)) continue;
+        CHECK(refcomp__pack_b_isa(pisa, K, N, B, ldb, bs, &q) == REFCOMP_OK, "pack %s", refcomp_isa_name(pisa));
+        if (!q) continue;
+        CHECK(refcomp_packed_b_rows(q) == K && refcomp_packed_b_cols(q) == N, "packed dims");
+        size_t nbytes;
+        const uint32_t *colsum;
+        int layout;
+        const uint8_t *d = refcomp__packed_b_data(q, &nbytes, &colsum, &layout);
+        const int pairs = pisa == REFCOMP_ISA_AVX2;
+        CHECK(layout == (pairs ? REFCOMP__LAYOUT_I16X2 : REFCOMP__LAYOUT_U8X4), "layout of %s",
+              refcomp_isa_name(pisa));
+        const int64_t kg = (K + 3) / 4, cols = pairs ? 16 : 64, nb = (N + cols - 1) / cols;
+        const size_t want_bytes = (size_t)(nb * kg * cols * 4) * (pairs ? 2 : 1);
+        CHECK(nbytes == want_bytes, "packed size %zu, want %zu (%s)", nbytes, want_bytes, refcomp_isa_name(pisa));
+        int bad = 0;
+        for (int64_t blk = 0; nbytes == want_bytes && blk < nb; ++blk)
+            for (int64_t g = 0; g < kg; ++g)
+                for (int64_t c = 0; c < cols; ++c)
+                    for (int q4 = 0; q4 < 4; ++q4) {
+                        const int64_t k = 4 * g + q4, j = blk * cols + c;
+                        const unsigned want = k < K && j < N ? (uint8_t)(B[k * ldb + j] ^ (bs ? 0x80 : 0)) : 0;
+                        unsigned got;
+                        if (pairs) {
+                            int16_t v;
+                            memcpy(&v, d + 2 * ((((blk * kg + g) * 2 + q4 / 2) * 16 + c) * 2 + q4 % 2), 2);
+                            got = (unsigned)(uint16_t)v;
+                        } else {
+                            got = d[((blk * kg + g) * 64 + c) * 4 + q4];
+                        }
+                        bad += got != want;
+                    }
+        CHECK(bad == 0, "%d packed values wrong (%s)", bad, refcomp_isa_name(pisa));
+        for (int64_t j = 0; j < N; ++j) {
+            uint32_t s = 0;
+            for (int64_t k = 0; k < K; ++k) s += (uint8_t)(B[k * ldb + j] ^ (bs ? 0x80 : 0));
+            CHECK(colsum[j] == s, "column sum %lld (%s)", (long long)j, refcomp_isa_name(pisa));
         }
-        refcomp_packed_b_free(ref_p);
-    }
-    /* the packed form gives the same result */
-    refcomp_packed_b *pb = NULL;
-    CHECK(refcomp_pack_b(K, N, B, ldb, bs, &pb) == REFCOMP_OK, "pack_b");
-    if (pb) {
-        CHECK(refcomp_packed_b_rows(pb) == K && refcomp_packed_b_cols(pb) == N, "packed dims");
-        memset(C, 0, sizeof(int32_t) * (size_t)(M * ldc));
-        CHECK(refcomp_matmul_integer_packed(REFCOMP_ISA_AUTO, 1, M, A, lda, as, za, pb, zb, bias, C,
-                                            ldc) == REFCOMP_OK, "packed status");
-        for (int64_t i = 0; i < M; ++i)
-            for (int64_t j = 0; j < N; ++j) {
-                int64_t r = ref[i * N + j];
-                if (r >= INT32_MIN && r <= INT32_MAX)
-                    CHECK(C[i * ldc + j] == r, "packed gemm [%lld,%lld]", (long long)i, (long long)j);
-            }
-        refcomp_packed_b_free(pb);
+        for (int isa = REFCOMP_ISA_SCALAR; isa <= REFCOMP_ISA_AVX512VNNI; ++isa) {
+            if (!refcomp_isa_supported(isa)) continue;
+            memset(C, 0x55, sizeof(int32_t) * (size_t)(M * ldc));
+            CHECK(refcomp_matmul_integer_packed(isa, 1, M, A, lda, as, za, q, zb, bias, C, ldc) == REFCOMP_OK,
+                  "packed status");
+            for (int64_t i = 0; i < M; ++i)
+                for (int64_t j = 0; j < N; ++j) {
+                    int64_t r = ref[i * N + j];
+                    if (r >= INT32_MIN && r <= INT32_MAX)
+                        CHECK(C[i * ldc + j] == r, "packed gemm, pack %s, run %s, M=%lld K=%lld N=%lld [%lld,%lld]",
+                              refcomp_isa_name(pisa), refcomp_isa_name(isa), (long long)M, (long long)K,
+                              (long long)N, (long long)i, (long long)j);
+                }
+        }
+        refcomp_packed_b_free(q);
     }
     free(A); free(B); free(za); free(zb); free(bias); free(C); free(ref);
 }
@@ -346,6 +370,15 @@ int main(void) {
         for (int bs = 0; bs <= 1; ++bs)
             for (int mode = 0; mode <= 3; ++mode)
                 for (int64_t m = 1; m <= 13; m += 3) check_gemm(m, 5 + 7 * mode, 64 + 17 * m, as, bs, mode, 2);
+    /* the pair layout's edges: M = 1..7 (every short last panel), K mod 4 = 0..3
+     * and odd, N around a 16-column strip and a 64-column panel */
+    for (int64_t m = 1; m <= 7; ++m)
+        for (int64_t k = 1; k <= 9; k += 2 + (m & 1))
+            check_gemm(m, k + 4 * m, 1 + 5 * m + 16 * (m % 5), (int)(m & 1), (int)(k & 1), (int)(m % 4), (int)(k % 3));
+    check_gemm(7, 6, 16, 0, 1, 0, 2);
+    check_gemm(7, 10, 48, 1, 1, 3, 1);
+    check_gemm(12, 18, 63, 0, 0, 1, 2);
+    check_gemm(25, 130, 129, 0, 1, 0, 2);
     check_gemm(13, 300, 130, 0, 1, 0, 1);
     check_gemm(4, 0, 5, 0, 1, 0, 1); /* K = 0: C = bias */
     check_gemm(100, 1000, 70, 1, 1, 0, 1); /* several K blocks, several A panels */
