@@ -551,10 +551,23 @@ REFCOMP_TARGET_AVX2 static void kernel_avx2(int mr, const int16_t *pa, const uin
             _mm256_store_si256((__m256i *)(void *)&tile[r][8], c##r##1);                      \
         }                                                                                     \
     } while (0)
+/* the fused epilogue (see VNNI_STORE_C): C = acc + colconst[j] + rowconst[i] */
+#define PAIRS_STORE_C(r)                                                                      \
+    do {                                                                                      \
+        if ((r) < rows) {                                                                     \
+            const __m256i rc = _mm256_set1_epi32((int)rowconst[r]);                           \
+            int32_t *crow = C + (int64_t)(r) * ldc;                                           \
+            _mm256_storeu_si256((__m256i *)(void *)crow,                                      \
+                                _mm256_add_epi32(_mm256_add_epi32(c##r##0, k0), rc));          \
+            _mm256_storeu_si256((__m256i *)(void *)(crow + 8),                                \
+                                _mm256_add_epi32(_mm256_add_epi32(c##r##1, k1), rc));          \
+        }                                                                                     \
+    } while (0)
 
 REFCOMP_TARGET_AVX2 static inline __attribute__((always_inline)) void
 kernel_pairs_rows(const int rows, const int16_t *pa, const int16_t *pb, int64_t kgroups,
-                  uint32_t tile[MR][NR]) {
+                  uint32_t tile[MR][NR], int32_t *C, int64_t ldc, const uint32_t *colconst,
+                  const uint32_t *rowconst) {
     /* named accumulators, not an array: an array lived on the stack */
     __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
@@ -566,15 +579,24 @@ kernel_pairs_rows(const int rows, const int16_t *pa, const int16_t *pb, int64_t 
             PAIRS_ROW(0, h); PAIRS_ROW(1, h); PAIRS_ROW(2, h); PAIRS_ROW(3, h); PAIRS_ROW(4, h); PAIRS_ROW(5, h);
         }
     }
+    if (C) { /* a full strip with per-tensor zero points: straight into C */
+        const __m256i k0 = _mm256_loadu_si256((const __m256i *)(const void *)colconst);
+        const __m256i k1 = _mm256_loadu_si256((const __m256i *)(const void *)(colconst + 8));
+        PAIRS_STORE_C(0); PAIRS_STORE_C(1); PAIRS_STORE_C(2); PAIRS_STORE_C(3); PAIRS_STORE_C(4); PAIRS_STORE_C(5);
+        return;
+    }
     PAIRS_STORE(0); PAIRS_STORE(1); PAIRS_STORE(2); PAIRS_STORE(3); PAIRS_STORE(4); PAIRS_STORE(5);
 }
 
 /* One out-of-line instance per row count: each gets its own register
- * allocation, which a switch over inlined copies in one function did not. */
+ * allocation, which a switch over inlined copies in one function did not.
+ * C non-NULL: C (the tile's top left, leading dim ldc) = acc + colconst[c]
+ * + rowconst[r] for all 16 columns; else the accumulators go to tile. */
 #define KERNEL_PAIRS(n)                                                                     \
     REFCOMP_TARGET_AVX2 __attribute__((noinline)) static void kernel_pairs##n(              \
-        const int16_t *pa, const int16_t *pb, int64_t kgroups, uint32_t tile[MR][NR]) {     \
-        kernel_pairs_rows(n, pa, pb, kgroups, tile);                                        \
+        const int16_t *pa, const int16_t *pb, int64_t kgroups, uint32_t tile[MR][NR],       \
+        int32_t *C, int64_t ldc, const uint32_t *colconst, const uint32_t *rowconst) {      \
+        kernel_pairs_rows(n, pa, pb, kgroups, tile, C, ldc, colconst, rowconst);            \
     }
 KERNEL_PAIRS(1)
 KERNEL_PAIRS(2)
@@ -584,14 +606,15 @@ KERNEL_PAIRS(5)
 KERNEL_PAIRS(6)
 
 static void kernel_pairs(int mr, const int16_t *pa, const int16_t *pb, int64_t kgroups,
-                         uint32_t tile[MR][NR]) {
+                         uint32_t tile[MR][NR], int32_t *C, int64_t ldc, const uint32_t *colconst,
+                         const uint32_t *rowconst) {
     switch (mr) {
-    case 6: kernel_pairs6(pa, pb, kgroups, tile); break;
-    case 5: kernel_pairs5(pa, pb, kgroups, tile); break;
-    case 4: kernel_pairs4(pa, pb, kgroups, tile); break;
-    case 3: kernel_pairs3(pa, pb, kgroups, tile); break;
-    case 2: kernel_pairs2(pa, pb, kgroups, tile); break;
-    default: kernel_pairs1(pa, pb, kgroups, tile); break;
+    case 6: kernel_pairs6(pa, pb, kgroups, tile, C, ldc, colconst, rowconst); break;
+    case 5: kernel_pairs5(pa, pb, kgroups, tile, C, ldc, colconst, rowconst); break;
+    case 4: kernel_pairs4(pa, pb, kgroups, tile, C, ldc, colconst, rowconst); break;
+    case 3: kernel_pairs3(pa, pb, kgroups, tile, C, ldc, colconst, rowconst); break;
+    case 2: kernel_pairs2(pa, pb, kgroups, tile, C, ldc, colconst, rowconst); break;
+    default: kernel_pairs1(pa, pb, kgroups, tile, C, ldc, colconst, rowconst); break;
     }
 }
 
@@ -839,7 +862,8 @@ static void epilogue_isa(const gemm_ctx *x, uint32_t tile[MR][NR], int64_t i0, i
 
 /* A task on LAYOUT_I16X2: each of the task's A panels against the 16-column
  * strips of 64-column panel jp (the A panel stays in L1, the four strips come
- * from L2; measured ~4 % faster at M = 4096 than strips outer, A inner). */
+ * from L2; measured ~4 % faster at M = 4096 than strips outer, A inner, and
+ * no different from two strips per pass, whose B would stay in L1). */
 static void gemm_task_pairs(const gemm_ctx *x, int64_t jp, int64_t ip0, int64_t ip1) {
     uint32_t tile[MR][NR] __attribute__((aligned(64)));
     const int64_t s1 = (jp + 1) * (NR / NS) < x->pb->nstrips ? (jp + 1) * (NR / NS) : x->pb->nstrips;
@@ -850,9 +874,14 @@ static void gemm_task_pairs(const gemm_ctx *x, int64_t jp, int64_t ip0, int64_t 
             const int64_t i0 = ip * MR;
             const int mr = (int)(x->M - i0 < MR ? x->M - i0 : MR);
 #if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
-            if (x->kern == KERN_AVX2_PAIRS)
-                kernel_pairs(mr, (const int16_t *)x->pa + ip * x->kgroups * MR * KG, pb, x->kgroups, tile);
-            else
+            if (x->kern == KERN_AVX2_PAIRS) {
+                /* per-tensor zero points and a full strip: the kernel writes C */
+                const int fused = x->colconst && nc == NS;
+                kernel_pairs(mr, (const int16_t *)x->pa + ip * x->kgroups * MR * KG, pb, x->kgroups, tile,
+                             fused ? x->C + i0 * x->ldc + j0 : NULL, x->ldc,
+                             fused ? x->colconst + j0 : NULL, fused ? x->rowconst + i0 : NULL);
+                if (fused) continue;
+            } else
 #endif
                 kernel_scalar_pairs(mr, (const uint8_t *)x->pa + ip * x->kgroups * MR * KG, pb,
                                     x->kgroups, tile);
