@@ -543,10 +543,10 @@ REFCOMP_TARGET_AVX2 static void kernel_avx2(int mr, const int16_t *pa, const uin
 /* acc += vpmaddwd(broadcast of row r's two int16 a', b') for both 8-column
  * halves, one asm statement per row: from intrinsics GCC 12 hoists the
  * broadcasts of all rows and regroups (acc + p0) + p1 as acc + (p0 + p1),
- * which needs more than 16 ymm and spills accumulators (108 vs 141 GOP/s at
- * 4096 x 384 x 1536). Both vpmaddwd before both vpaddd: 148 -> 158 GOP/s for
- * the kernel alone in L1 on Zen 3 (the adds no longer wait in the queue
- * right behind the multiply they depend on). */
+ * which needs more than 16 ymm and spills accumulators (108 vs 132 GOP/s at
+ * 4096 x 384 x 1536 on Zen 3). Both vpmaddwd before both vpaddd: 132 -> 141,
+ * and 148 -> 158 GOP/s for the kernel alone with its data in L1 (the adds
+ * no longer wait in the queue right behind the multiply they depend on). */
 #define PAIRS_ROW(r, h)                                                                       \
     do {                                                                                      \
         if ((r) < rows) {                                                                     \
