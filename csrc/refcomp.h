@@ -216,6 +216,23 @@ int refcomp_csr_spmm_i8(int isa, int nthreads, int64_t rows, int64_t n,
  */
 int refcomp_gelu_f32(int isa, int nthreads, int64_t n, const float *x, float *y);
 
+/* ------------------------------------------------------- per-row dynamic quantization
+ * refcomp.ops.dynamic_quantize_rows (ONNX DynamicQuantizeLinear on each row of
+ * its own), float32 x: M x K (leading dim ldx), K >= 1 -> y uint8 M x K
+ * (leading dim ldy), scale float32[M], zero_point uint8[M]. For each row m:
+ *   r_max = max(0, max_k x[m,k]),  r_min = min(0, min_k x[m,k])
+ *   scale[m] = (r_max - r_min) / 255  (1 / 255 when r_max == r_min)
+ *   zero_point[m] = round(clip(0 - r_min / scale[m], 0, 255))
+ *   y[m,k] = clip(round(x[m,k] / scale[m]) + zero_point[m], 0, 255)
+ * every step one float32 IEEE operation, round half to even: the same bits
+ * as the NumPy definition on every path (scalar; AVX2, also taken for
+ * REFCOMP_ISA_AVX512VNNI) and for every nthreads. Precondition (checked by
+ * refcomp.ops, NOT here): every x finite. K < 1 or ld < K: REFCOMP_EINVAL.
+ */
+int refcomp_dynamic_quantize_rows_f32(int isa, int nthreads, int64_t M, int64_t K, const float *x,
+                                      int64_t ldx, uint8_t *y, int64_t ldy, float *scale,
+                                      uint8_t *zero_point);
+
 #ifdef __cplusplus
 }
 #endif

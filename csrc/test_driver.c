@@ -152,6 +152,66 @@ static void check_gemm(int64_t M, int64_t K, int64_t N, int as, int bs, int mode
     free(A); free(B); free(za); free(zb); free(bias); free(C); free(ref);
 }
 
+/* refcomp_dynamic_quantize_rows_f32 on every path against the definition
+ * written out here step by step in float32 (volatile: one rounding per
+ * step, as NumPy), on rows with every kind of range, ties of the rounding
+ * (x / scale = n + 0.5) and lengths around the vector widths */
+static void check_dynamic_quantize(void) {
+    const int64_t M = 23, K = 71, ldx = K + 3, ldy = K + 5;
+    float *x = malloc(sizeof(float) * (size_t)(M * ldx));
+    uint8_t *y = malloc((size_t)(M * ldy)), *zp = malloc((size_t)M);
+    float *sc = malloc(sizeof(float) * (size_t)M);
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t k = 0; k < ldx; ++k) {
+            float v = (float)((int)(rnd() % 20001) - 10000) / 997.0f;
+            switch (m % 6) {
+            case 1: v = v < 0 ? -v : v; break;       /* all >= 0: zero point 0 */
+            case 2: v = v > 0 ? -v : v; break;       /* all <= 0: zero point 255 */
+            case 3: v = 0.0f; break;                 /* all 0: scale 1 / 255 */
+            case 4: v = (float)((int)(rnd() % 511) - 255) * 0.5f; break; /* halves: ties */
+            case 5: v = (k % 7) ? 0.0f : (float)(int)(rnd() % 3) - 1.0f; break;
+            default: break;
+            }
+            x[m * ldx + k] = v;
+        }
+    for (int isa = REFCOMP_ISA_SCALAR; isa <= REFCOMP_ISA_AVX512VNNI; ++isa) {
+        if (!refcomp_isa_supported(isa)) continue;
+        for (int64_t kk = 1; kk <= K; kk += (kk < 40 ? 1 : 15)) /* row lengths 1..40, then 55, 70 */
+            for (int threads = 1; threads <= 2; ++threads) {
+                memset(y, 0xAB, (size_t)(M * ldy));
+                CHECK(refcomp_dynamic_quantize_rows_f32(isa, threads, M, kk, x, ldx, y, ldy, sc, zp) == REFCOMP_OK,
+                      "dq status");
+                for (int64_t m = 0; m < M; ++m) {
+                    volatile float hi = 0.0f, lo = 0.0f;
+                    for (int64_t k = 0; k < kk; ++k) {
+                        if (x[m * ldx + k] > hi) hi = x[m * ldx + k];
+                        if (x[m * ldx + k] < lo) lo = x[m * ldx + k];
+                    }
+                    volatile float span = hi == lo ? 1.0f : hi - lo;
+                    volatile float s = span / 255.0f;
+                    volatile float q = lo / s;
+                    volatile float z = 0.0f - q;
+                    z = z < 0.0f ? 0.0f : (z > 255.0f ? 255.0f : z);
+                    const float zr = rintf(z);
+                    CHECK(sc[m] == s && zp[m] == (uint8_t)zr, "dq params %s K=%lld row %lld",
+                          refcomp_isa_name(isa), (long long)kk, (long long)m);
+                    for (int64_t k = 0; k < kk; ++k) {
+                        volatile float d = x[m * ldx + k] / s;
+                        volatile float v = rintf(d) + zr;
+                        v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+                        CHECK(y[m * ldy + k] == (uint8_t)v, "dq %s K=%lld [%lld,%lld] got %d want %d",
+                              refcomp_isa_name(isa), (long long)kk, (long long)m, (long long)k,
+                              y[m * ldy + k], (int)(uint8_t)v);
+                    }
+                    for (int64_t k = kk; k < ldy; ++k) CHECK(y[m * ldy + k] == 0xAB, "dq wrote past K");
+                }
+            }
+    }
+    CHECK(refcomp_dynamic_quantize_rows_f32(0, 1, 2, 0, x, ldx, y, ldy, sc, zp) == REFCOMP_EINVAL, "dq K = 0");
+    CHECK(refcomp_dynamic_quantize_rows_f32(0, 1, 0, 3, NULL, 3, NULL, 3, NULL, NULL) == REFCOMP_OK, "dq M = 0");
+    free(x); free(y); free(zp); free(sc);
+}
+
 static void check_requantize(void) {
     const int64_t M = 7, N = 19;
     int32_t acc[7 * 19], out[7 * 19], zp[19], sh[19], mq[19];
@@ -390,6 +450,7 @@ int main(void) {
     check_gemm(2, 65536, 3, 0, 1, 3, 0);
     check_gemm(1, 70000, 2, 0, 0, 1, 0); /* outside int32: only in-range entries are compared */
     check_requantize();
+    check_dynamic_quantize();
     check_spmm(37, 50, 130, 30, 0);
     check_spmm(20, 300, 17, 10, 0);
     check_spmm(5, 8, 1, 100, 0);

@@ -79,12 +79,14 @@ def dynamic_quantize_rows(x, *, backend="auto"):
     such op; refcomp.onnx.export writes it as ReduceMin/ReduceMax per row and
     the float32 Div / Round / Clip of these equations (docs/onnx.md, "Styles").
     """
-    _backend.implementation("dynamic_quantize_linear", backend)
+    fast = _backend.implementation("dynamic_quantize_rows", backend)
     x = numeric_array(x, "x")
     dtype_in(x, "x", (np.float32,))
     if x.ndim != 2 or x.shape[1] == 0:
         raise ShapeError("x", "a (M, K) matrix with K >= 1 (each row's range defines its scale)", f"shape {x.shape}")
     finite(x, "x")
+    if fast is not None:  # the same float32 operations, one pass per row (csrc/dynamic_quantize.c)
+        return fast(x)
     f32 = np.float32
     r_max = np.maximum(f32(0), x.max(axis=1, initial=-np.inf))
     r_min = np.minimum(f32(0), x.min(axis=1, initial=np.inf))
