@@ -13,7 +13,11 @@ Every operation is one float32 IEEE operation; round is half to even.
 0 is exactly representable: x = 0 maps to y_zero_point.
 Fast path: a registered "dynamic_quantize_linear" kernel (Numba) computes
 eq. DQ3 only, from the y_scale and y_zero_point computed here, with the same
-float32 operations in one pass; tests/kernels prove it byte-equal.
+float32 operations in one pass; tests/kernels prove it byte-equal. For
+:func:`dynamic_quantize_rows`, a registered "dynamic_quantize_rows" kernel (C,
+csrc/dynamic_quantize.c) computes all of DQ1–DQ3 per row with the same
+float32 operations, byte-equal too (there is no Numba one: backend="numba"
+raises BackendUnavailableError for it).
 
 Policy: x must be non-empty (the range of an empty tensor is undefined) and
 finite (NaN / Inf would make y_scale NaN / Inf); both raise ValidationError / ShapeError naming x.
