@@ -30,10 +30,16 @@ int refcomp__resolve_isa(int isa);
 typedef void (*refcomp__task_fn)(void *ctx, int64_t task);
 int refcomp__parallel_for(int nthreads, int64_t ntasks, refcomp__task_fn task, void *ctx);
 
-/* refcomp_pack_b on a chosen path, and a view of the packed bytes (tests). */
+/* refcomp_pack_b on a chosen path, and a view of the packed bytes, their
+ * layout and the column sums (tests). The layouts (matmul_integer.c):
+ * U8X4, b' bytes [N/64][K/4][64 columns][4 k], made by the scalar and VNNI
+ * paths; I16X2, int16 b' [N/16][K/4][2 k pairs][16 columns][2 k], made by
+ * the AVX2 path. N and K are rounded up, the padding is 0. */
+#define REFCOMP__LAYOUT_U8X4 0
+#define REFCOMP__LAYOUT_I16X2 1
 int refcomp__pack_b_isa(int isa, int64_t K, int64_t N, const void *B, int64_t ldb,
                         int b_is_signed, refcomp_packed_b **out);
 const uint8_t *refcomp__packed_b_data(const refcomp_packed_b *p, size_t *nbytes,
-                                     const uint32_t **colsum);
+                                     const uint32_t **colsum, int *layout);
 
 #endif

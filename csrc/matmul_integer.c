@@ -20,19 +20,35 @@
  *    Z/2^32. (3) is an identity over the integers, hence also modulo 2^32:
  *    the result is the exact value mod 2^32, which IS the exact value
  *    whenever that fits int32 (4). Intermediate terms may wrap freely.
- * 4. No instruction on the path saturates: vpmaddwd multiplies 16-bit
- *    a' in [-128,127] by b' in [0,255] and adds two products (|sum| <=
- *    65280 < 2^31); vpdpbusd adds four uint8 x int8 products to an int32
- *    lane with wrap-around (vpdpbusds, the saturating form, is never used;
- *    neither is vpmaddubsw, whose int16 pair sum saturates at 255*127*2).
+ * 4. No instruction on the path saturates. vpmaddwd (AVX2) multiplies
+ *    int16 a' in [-128,127] (sign-extended) by int16 b' in [0,255] (zero-
+ *    extended: stored so in the pair layout, widened per pass from bytes in
+ *    the byte layout) and adds the two products of a 32-bit lane: |pair
+ *    sum| <= 2 * 128 * 255 = 65280 < 2^31, exact (the one case vpmaddwd
+ *    wraps, both pairs -32768 * -32768, cannot occur); vpaddd then adds the
+ *    pair sums with wrap-around. vpdpbusd (VNNI) adds four uint8 x int8
+ *    products to an int32 lane with wrap-around (vpdpbusds, the saturating
+ *    form, is never used; neither is vpmaddubsw, whose int16 pair sum
+ *    saturates at 255*127*2).
  *
- * Layout (the packed form): B in panels of NR = 64 columns; inside a panel,
- * groups of 4 consecutive k; inside a group, 64 columns x 4 bytes, i.e.
- * exactly one 256-byte block = four zmm registers of vpdpbusd operands.
- * A's 4 bytes per row and group are the instruction's broadcast memory
- * operand ({1to16}), which costs no separate broadcast instruction.
- * K is padded to a multiple of 4 and N to a multiple of 64 with zeros.
- * A is packed per call into panels of MR = 6 rows with the same k groups.
+ * Layouts of the packed B (refcomp_packed_b.layout; the path that packs
+ * chooses, every path multiplies either):
+ *  - LAYOUT_U8X4 (VNNI and scalar packs): panels of NR = 64 columns; inside
+ *    a panel, groups of 4 consecutive k; inside a group, 64 columns x 4
+ *    bytes, i.e. exactly one 256-byte block = four zmm registers of
+ *    vpdpbusd operands. A's 4 bytes per row and group are the
+ *    instruction's broadcast memory operand ({1to16}), which costs no
+ *    separate broadcast instruction. N is padded to a multiple of 64.
+ *  - LAYOUT_I16X2 (AVX2 pack): strips of NS = 16 columns; inside a strip,
+ *    the same groups of 4 k as 2 k pairs; inside a pair, 16 columns x 2
+ *    int16 b' (32 bytes per 8 columns = one ymm, each 32-bit lane one
+ *    column's two consecutive b'). A broadcast of a row's two int16 a'
+ *    times that ymm is, by vpmaddwd, 8 columns' partial sums: no horizontal
+ *    add, no widening per pass. Twice the bytes per element of the byte
+ *    layout; N is padded to a multiple of 16.
+ * K is padded to a multiple of 4 with zeros in both.
+ * A is packed per call into panels of MR = 6 rows with the same k groups
+ * (int16 a' for the vpmaddwd kernels, bytes for the others).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -48,13 +64,28 @@
 #define KG 4  /* consecutive k per group */
 #define M_PANELS_PER_TASK 16
 
+/* The two packed layouts of B (refcomp_packed_b.layout), chosen by the path
+ * that packs it (refcomp__pack_b_isa); every path multiplies either. */
+#define LAYOUT_U8X4 REFCOMP__LAYOUT_U8X4   /* bytes: [npanels][kgroups][NR][KG] (VNNI, scalar) */
+#define LAYOUT_I16X2 REFCOMP__LAYOUT_I16X2 /* int16 pairs: [nstrips][kgroups][2][NS][2] (AVX2) */
+#define NS 16          /* columns per strip of LAYOUT_I16X2 */
+
 struct refcomp_packed_b {
     int64_t K, N;
-    int64_t kgroups, npanels;
+    int64_t kgroups, npanels, nstrips;
     int b_is_signed;
-    uint8_t *data;   /* [npanels][kgroups][NR][KG], b' values */
+    int layout;       /* LAYOUT_U8X4 or LAYOUT_I16X2 */
+    uint8_t *data;    /* b' values in that layout, zero padded */
     uint32_t *colsum; /* [N], cb'[j] mod 2^32 */
 };
+
+/* Bytes of packed data: 256 per (64-column panel, k group) for LAYOUT_U8X4,
+ * 128 per (16-column strip, k group) for LAYOUT_I16X2 (int16 b', so twice
+ * the bytes per element, but N is padded to 16 instead of 64). */
+static size_t packed_bytes(const refcomp_packed_b *p) {
+    return p->layout == LAYOUT_I16X2 ? (size_t)(p->nstrips * p->kgroups) * NS * KG * sizeof(int16_t)
+                                     : (size_t)(p->npanels * p->kgroups) * NR * KG;
+}
 
 /* --------------------------------------------------------------- packing */
 
@@ -149,67 +180,78 @@ REFCOMP_TARGET_AVX512VNNI static void pack_b_panel_avx512(refcomp_packed_b *p, c
 }
 #endif
 
+/* LAYOUT_I16X2, strip `strip` (columns 16 strip .. +15), k groups g0 and
+ * later, the portable way: element (k, c) of the strip, k = 4g + 2h + q, is
+ * int16 b' at [g][h][c][q], so each 32-bit lane of a 16-column row of one k
+ * pair h holds one column's two consecutive b' -- the operand vpmaddwd
+ * multiplies by a broadcast pair of a'. k >= K and columns >= N stay 0. */
+static void pack_b_strip_pairs_scalar(refcomp_packed_b *p, const uint8_t *b, int64_t ldb, uint8_t flip,
+                                      int64_t strip, int64_t g0) {
+    const int64_t K = p->K, j0 = strip * NS, nc = p->N - j0 < NS ? p->N - j0 : NS;
+    int16_t *base = (int16_t *)(void *)p->data + strip * p->kgroups * NS * KG;
+    /* the buffer is not zeroed in advance (the AVX2 pass writes every byte of
+     * its groups): the padding of these groups is */
+    memset(base + g0 * NS * KG, 0, (size_t)(p->kgroups - g0) * NS * KG * sizeof(int16_t));
+    for (int64_t g = g0; g < p->kgroups; ++g)
+        for (int q4 = 0; q4 < KG; ++q4) {
+            const int64_t k = g * KG + q4;
+            if (k >= K) break;
+            int16_t *dst = base + (g * 2 + q4 / 2) * NS * 2 + q4 % 2;
+            for (int64_t c = 0; c < nc; ++c) {
+                const uint8_t v = (uint8_t)(b[k * ldb + j0 + c] ^ flip);
+                dst[c * 2] = v;
+                p->colsum[j0 + c] += v;
+            }
+        }
+}
+
 #if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
-/* The same panel with AVX2, for full panels (64 columns; a last, narrower
- * panel stays scalar: AVX2 has no byte-masked loads). 32 columns of 4 rows
- * at a time: byte and word unpacks give [column][4 k] inside each 128-bit
- * lane, vperm2i128 puts the columns in order. Column sums: vpmaddubsw of the
- * unsigned bytes by 1 (pairs: <= 510, no saturation) then vpmaddwd by 1, the
- * exact sum of each column's 4 bytes in its int32 lane. A last k group of
- * 1-3 rows goes through the scalar loop. Same bytes and sums as the scalar
- * pack (the test driver compares them); ~0.5 ms -> well under 0.1 ms for
- * 384 x 1536 on Zen 3, which a product with B not packed in advance pays. */
-REFCOMP_TARGET_AVX2 static void pack_b_panel_avx2(refcomp_packed_b *p, const uint8_t *b, int64_t ldb,
-                                                   uint8_t flip, int64_t panel) {
-    const int64_t K = p->K, j0 = panel * NR, full = K / KG;
-    const __m256i flipv = _mm256_set1_epi8((char)flip), ones8 = _mm256_set1_epi8(1);
+/* The same for nstr <= 4 full strips side by side (up to 64 columns, so
+ * each row of B is read a cache line at a time, not 16 bytes per pass):
+ * per k pair and strip, the two rows' 16 bytes are interleaved by
+ * vpunpck{l,h}bw (b'[k][c], b'[k+1][c] side by side) and zero-extended to
+ * int16 by vpmovzxbw: 8 columns x 2 k per ymm. Column sums: vpmaddwd by 1
+ * adds each column's two b' into its int32 lane. The last k group of 1-3
+ * rows goes through the scalar loop. 384 x 1536 on Zen 3: 0.092 ms one
+ * strip at a time into a zeroed buffer, 0.044 ms so (the byte layout's
+ * AVX2 pass took 0.041 ms for half the bytes). */
+REFCOMP_TARGET_AVX2 static void pack_b_strips_pairs_avx2(refcomp_packed_b *p, const uint8_t *b,
+                                                         int64_t ldb, uint8_t flip, int64_t strip0,
+                                                         int nstr) {
+    const int64_t full = p->K / KG;
+    const __m128i flipv = _mm_set1_epi8((char)flip);
     const __m256i ones16 = _mm256_set1_epi16(1);
-    __m256i sum[NR / 8];
-    for (int v = 0; v < NR / 8; ++v) sum[v] = _mm256_setzero_si256();
-    for (int64_t g = 0; g < full; ++g) {
-        uint8_t *dst = p->data + (panel * p->kgroups + g) * NR * KG;
-        for (int h = 0; h < NR / 32; ++h) {
-            __m256i z[KG];
-            for (int q = 0; q < KG; ++q)
-                z[q] = _mm256_xor_si256(
-                    _mm256_loadu_si256((const __m256i *)(b + (g * KG + q) * ldb + j0 + 32 * h)), flipv);
-            const __m256i t0 = _mm256_unpacklo_epi8(z[0], z[1]), t1 = _mm256_unpackhi_epi8(z[0], z[1]);
-            const __m256i t2 = _mm256_unpacklo_epi8(z[2], z[3]), t3 = _mm256_unpackhi_epi8(z[2], z[3]);
-            /* per lane L (columns 16L..16L+15): u0 columns 0-3, u1 4-7, u2 8-11, u3 12-15 */
-            const __m256i u0 = _mm256_unpacklo_epi16(t0, t2), u1 = _mm256_unpackhi_epi16(t0, t2);
-            const __m256i u2 = _mm256_unpacklo_epi16(t1, t3), u3 = _mm256_unpackhi_epi16(t1, t3);
-            __m256i o[4];
-            o[0] = _mm256_permute2x128_si256(u0, u1, 0x20); /* columns 0..7   */
-            o[1] = _mm256_permute2x128_si256(u2, u3, 0x20); /* columns 8..15  */
-            o[2] = _mm256_permute2x128_si256(u0, u1, 0x31); /* columns 16..23 */
-            o[3] = _mm256_permute2x128_si256(u2, u3, 0x31); /* columns 24..31 */
-            for (int v = 0; v < 4; ++v) {
-                _mm256_storeu_si256((__m256i *)(dst + (32 * h + 8 * v) * KG), o[v]);
-                sum[4 * h + v] = _mm256_add_epi32(
-                    sum[4 * h + v], _mm256_madd_epi16(_mm256_maddubs_epi16(o[v], ones8), ones16));
+    __m256i sum[2 * NR / NS];
+    for (int v = 0; v < 2 * nstr; ++v) sum[v] = _mm256_setzero_si256();
+    for (int64_t g = 0; g < full; ++g)
+        for (int h = 0; h < 2; ++h) {
+            const uint8_t *r0 = b + (g * KG + 2 * h) * ldb + strip0 * NS, *r1 = r0 + ldb;
+            for (int t = 0; t < nstr; ++t) {
+                const __m128i x0 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r0 + t * NS)), flipv);
+                const __m128i x1 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r1 + t * NS)), flipv);
+                const __m256i lo = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(x0, x1)); /* columns 0..7  */
+                const __m256i hi = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(x0, x1)); /* columns 8..15 */
+                int16_t *dst = (int16_t *)(void *)p->data + ((strip0 + t) * p->kgroups + g) * NS * KG + h * NS * 2;
+                _mm256_store_si256((__m256i *)(void *)dst, lo);
+                _mm256_store_si256((__m256i *)(void *)(dst + 16), hi);
+                sum[2 * t] = _mm256_add_epi32(sum[2 * t], _mm256_madd_epi16(lo, ones16));
+                sum[2 * t + 1] = _mm256_add_epi32(sum[2 * t + 1], _mm256_madd_epi16(hi, ones16));
             }
         }
-    }
-    uint32_t sums[NR];
-    for (int v = 0; v < NR / 8; ++v) _mm256_storeu_si256((__m256i *)&sums[8 * v], sum[v]);
-    for (int64_t c = 0; c < NR; ++c) p->colsum[j0 + c] += sums[c];
-    if (full < p->kgroups) { /* the last 1-3 rows, zero padded */
-        const int64_t k0 = full * KG, kn = K - k0;
-        uint8_t *dst = p->data + (panel * p->kgroups + full) * NR * KG;
-        for (int64_t c = 0; c < NR; ++c) {
-            uint32_t s = 0;
-            for (int64_t q = 0; q < kn; ++q) {
-                dst[c * KG + q] = (uint8_t)(b[(k0 + q) * ldb + j0 + c] ^ flip);
-                s += dst[c * KG + q];
-            }
-            p->colsum[j0 + c] += s;
-        }
+    for (int t = 0; t < nstr; ++t) {
+        uint32_t sums[NS];
+        _mm256_storeu_si256((__m256i *)(void *)&sums[0], sum[2 * t]);
+        _mm256_storeu_si256((__m256i *)(void *)&sums[8], sum[2 * t + 1]);
+        for (int c = 0; c < NS; ++c) p->colsum[(strip0 + t) * NS + c] += sums[c];
+        pack_b_strip_pairs_scalar(p, b, ldb, flip, strip0 + t, full);
     }
 }
 #endif
 
-/* refcomp_pack_b with an explicit path (the layout does not depend on it;
- * the test driver checks that every path writes the same bytes). */
+/* refcomp_pack_b with an explicit path, which picks the layout: the AVX2
+ * path packs LAYOUT_I16X2 (what its kernel reads straight from memory), the
+ * others LAYOUT_U8X4 (the VNNI operands; the scalar path keeps the portable
+ * byte form). The test driver checks each path's bytes against its layout. */
 int refcomp__pack_b_isa(int isa, int64_t K, int64_t N, const void *B, int64_t ldb,
                         int b_is_signed, refcomp_packed_b **out) {
     if (!out || K < 0 || N < 0 || (K > 0 && N > 0 && (!B || ldb < N))) return REFCOMP_EINVAL;
@@ -222,23 +264,38 @@ int refcomp__pack_b_isa(int isa, int64_t K, int64_t N, const void *B, int64_t ld
     p->N = N;
     p->kgroups = (K + KG - 1) / KG;
     p->npanels = (N + NR - 1) / NR;
+    p->nstrips = (N + NS - 1) / NS;
     p->b_is_signed = b_is_signed ? 1 : 0;
-    size_t nbytes = (size_t)(p->npanels * p->kgroups) * NR * KG;
-    p->data = (uint8_t *)zalloc64(nbytes);
+    p->layout = isa == REFCOMP_ISA_AVX2 ? LAYOUT_I16X2 : LAYOUT_U8X4;
+    /* the pair packers zero their own padding */
+    p->data = (uint8_t *)(p->layout == LAYOUT_I16X2 ? alloc64(packed_bytes(p)) : zalloc64(packed_bytes(p)));
     p->colsum = (uint32_t *)calloc(N ? (size_t)N : 1, sizeof(uint32_t));
     if (!p->data || !p->colsum) {
         refcomp_packed_b_free(p);
         return REFCOMP_ENOMEM;
     }
     const uint8_t flip = b_is_signed ? 0x80 : 0x00; /* b' = b + 128 for int8 B */
+    if (p->layout == LAYOUT_I16X2) {
+        for (int64_t strip = 0; strip < p->nstrips;) {
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+            const int64_t nfull = p->N / NS - strip; /* full strips left */
+            if (nfull > 0) {
+                const int nstr = nfull < NR / NS ? (int)nfull : NR / NS;
+                pack_b_strips_pairs_avx2(p, (const uint8_t *)B, ldb, flip, strip, nstr);
+                strip += nstr;
+                continue;
+            }
+#endif
+            pack_b_strip_pairs_scalar(p, (const uint8_t *)B, ldb, flip, strip, 0);
+            ++strip;
+        }
+        *out = p;
+        return REFCOMP_OK;
+    }
     for (int64_t panel = 0; panel < p->npanels; ++panel) {
 #if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
         if (isa == REFCOMP_ISA_AVX512VNNI) {
             pack_b_panel_avx512(p, (const uint8_t *)B, ldb, flip, panel);
-            continue;
-        }
-        if (isa == REFCOMP_ISA_AVX2 && p->N - panel * NR >= NR) {
-            pack_b_panel_avx2(p, (const uint8_t *)B, ldb, flip, panel);
             continue;
         }
 #endif
@@ -253,10 +310,11 @@ int refcomp_pack_b(int64_t K, int64_t N, const void *B, int64_t ldb, int b_is_si
     return refcomp__pack_b_isa(REFCOMP_ISA_AUTO, K, N, B, ldb, b_is_signed, out);
 }
 
-/* The packed bytes and column sums, for the test driver's cross-path check. */
+/* The packed bytes, layout and column sums, for the test driver. */
 const uint8_t *refcomp__packed_b_data(const refcomp_packed_b *p, size_t *nbytes,
-                                     const uint32_t **colsum) {
-    *nbytes = (size_t)(p->npanels * p->kgroups) * NR * KG;
+                                     const uint32_t **colsum, int *layout) {
+    *nbytes = packed_bytes(p);
+    *layout = p->layout;
     *colsum = p->colsum;
     return p->data;
 }
@@ -381,6 +439,26 @@ static void kernel_scalar(int mr, const uint8_t *pa, const uint8_t *pb, int64_t 
     }
 }
 
+/* kernel_scalar on a LAYOUT_I16X2 strip (16 columns): b'[4g + 2h + q][c]
+ * at [g][h][c][q]; A as for kernel_scalar (int8 a', [g][r][q]). */
+static void kernel_scalar_pairs(int mr, const uint8_t *pa, const int16_t *pb, int64_t kgroups,
+                                uint32_t tile[MR][NR]) {
+    for (int r = 0; r < mr; ++r)
+        for (int c = 0; c < NS; ++c) tile[r][c] = 0;
+    for (int64_t g = 0; g < kgroups; ++g) {
+        const uint8_t *ag = pa + g * MR * KG;
+        const int16_t *bg = pb + g * 2 * NS * 2;
+        for (int r = 0; r < mr; ++r)
+            for (int c = 0; c < NS; ++c) {
+                uint32_t s = tile[r][c];
+                for (int q = 0; q < KG; ++q)
+                    s += (uint32_t)(int32_t)(int8_t)ag[r * KG + q] *
+                         (uint32_t)bg[(q / 2) * NS * 2 + c * 2 + q % 2];
+                tile[r][c] = s;
+            }
+    }
+}
+
 #if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
 
 /* AVX2: vpmaddwd on 16-bit operands. One 8-column strip at a time: a ymm of
@@ -450,6 +528,110 @@ REFCOMP_TARGET_AVX2 static void kernel_avx2(int mr, const int16_t *pa, const uin
     case 3: kernel_avx2_rows(3, 0, pa, pb, kgroups, tile); break;
     case 2: kernel_avx2_rows(2, 0, pa, pb, kgroups, tile); break;
     default: kernel_avx2_rows(1, 0, pa, pb, kgroups, tile); break;
+    }
+}
+
+/* AVX2 on LAYOUT_I16X2: a 6-row x 16-column tile in 12 ymm accumulators.
+ * Per k pair: 2 ymm of b' (16 columns x 2 k as int16, each 32-bit lane one
+ * column's pair), one vpbroadcastd per row of its two int16 a', and
+ * vpmaddwd gives each column's two products summed in its int32 lane --
+ * the final per-column sums, so no vphaddd, and no zero extension of B per
+ * pass (the packing did it once). 12 accumulators + 2 b' + 1 broadcast +
+ * 1 product = 16 ymm, no spill (GCC 12 -O3; check the asm when changing
+ * this). The rows are a compile-time constant of each instance, so the
+ * unused accumulators of a short last panel vanish. tile[r][c], c < 16. */
+/* acc += vpmaddwd(broadcast of row r's two int16 a', b') for both 8-column
+ * halves, one asm statement per row: from intrinsics GCC 12 hoists the
+ * broadcasts of all rows and regroups (acc + p0) + p1 as acc + (p0 + p1),
+ * which needs more than 16 ymm and spills accumulators (108 vs 132 GOP/s at
+ * 4096 x 384 x 1536 on Zen 3). Both vpmaddwd before both vpaddd: 132 -> 141,
+ * and 148 -> 158 GOP/s for the kernel alone with its data in L1 (the adds
+ * no longer wait in the queue right behind the multiply they depend on). */
+#define PAIRS_ROW(r, h)                                                                       \
+    do {                                                                                      \
+        if ((r) < rows) {                                                                     \
+            __m256i t, u;                                                                     \
+            __asm__("vpbroadcastd %[a], %[t]\n\t"                                              \
+                    "vpmaddwd %[b0], %[t], %[u]\n\t"                                           \
+                    "vpmaddwd %[b1], %[t], %[t]\n\t"                                           \
+                    "vpaddd %[u], %[c0], %[c0]\n\t"                                            \
+                    "vpaddd %[t], %[c1], %[c1]"                                               \
+                    : [c0] "+x"(c##r##0), [c1] "+x"(c##r##1), [t] "=&x"(t), [u] "=&x"(u)      \
+                    : [a] "m"(*(const int32_t *)(const void *)(ag + (r) * KG + 2 * (h))),     \
+                      [b0] "x"(b0), [b1] "x"(b1));                                            \
+        }                                                                                     \
+    } while (0)
+#define PAIRS_STORE(r)                                                                        \
+    do {                                                                                      \
+        if ((r) < rows) {                                                                     \
+            _mm256_store_si256((__m256i *)(void *)&tile[r][0], c##r##0);                      \
+            _mm256_store_si256((__m256i *)(void *)&tile[r][8], c##r##1);                      \
+        }                                                                                     \
+    } while (0)
+/* the fused epilogue (see VNNI_STORE_C): C = acc + colconst[j] + rowconst[i] */
+#define PAIRS_STORE_C(r)                                                                      \
+    do {                                                                                      \
+        if ((r) < rows) {                                                                     \
+            const __m256i rc = _mm256_set1_epi32((int)rowconst[r]);                           \
+            int32_t *crow = C + (int64_t)(r) * ldc;                                           \
+            _mm256_storeu_si256((__m256i *)(void *)crow,                                      \
+                                _mm256_add_epi32(_mm256_add_epi32(c##r##0, k0), rc));          \
+            _mm256_storeu_si256((__m256i *)(void *)(crow + 8),                                \
+                                _mm256_add_epi32(_mm256_add_epi32(c##r##1, k1), rc));          \
+        }                                                                                     \
+    } while (0)
+
+REFCOMP_TARGET_AVX2 static inline __attribute__((always_inline)) void
+kernel_pairs_rows(const int rows, const int16_t *pa, const int16_t *pb, int64_t kgroups,
+                  uint32_t tile[MR][NR], int32_t *C, int64_t ldc, const uint32_t *colconst,
+                  const uint32_t *rowconst) {
+    /* named accumulators, not an array: an array lived on the stack */
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int64_t g = 0; g < kgroups; ++g) {
+        const int16_t *ag = pa + g * MR * KG, *bg = pb + g * 2 * NS * 2;
+        for (int h = 0; h < 2; ++h) { /* the group's two k pairs */
+            const __m256i b0 = _mm256_load_si256((const __m256i *)(const void *)(bg + h * NS * 2));
+            const __m256i b1 = _mm256_load_si256((const __m256i *)(const void *)(bg + h * NS * 2 + 16));
+            PAIRS_ROW(0, h); PAIRS_ROW(1, h); PAIRS_ROW(2, h); PAIRS_ROW(3, h); PAIRS_ROW(4, h); PAIRS_ROW(5, h);
+        }
+    }
+    if (C) { /* a full strip with per-tensor zero points: straight into C */
+        const __m256i k0 = _mm256_loadu_si256((const __m256i *)(const void *)colconst);
+        const __m256i k1 = _mm256_loadu_si256((const __m256i *)(const void *)(colconst + 8));
+        PAIRS_STORE_C(0); PAIRS_STORE_C(1); PAIRS_STORE_C(2); PAIRS_STORE_C(3); PAIRS_STORE_C(4); PAIRS_STORE_C(5);
+        return;
+    }
+    PAIRS_STORE(0); PAIRS_STORE(1); PAIRS_STORE(2); PAIRS_STORE(3); PAIRS_STORE(4); PAIRS_STORE(5);
+}
+
+/* One out-of-line instance per row count: each gets its own register
+ * allocation, which a switch over inlined copies in one function did not.
+ * C non-NULL: C (the tile's top left, leading dim ldc) = acc + colconst[c]
+ * + rowconst[r] for all 16 columns; else the accumulators go to tile. */
+#define KERNEL_PAIRS(n)                                                                     \
+    REFCOMP_TARGET_AVX2 __attribute__((noinline)) static void kernel_pairs##n(              \
+        const int16_t *pa, const int16_t *pb, int64_t kgroups, uint32_t tile[MR][NR],       \
+        int32_t *C, int64_t ldc, const uint32_t *colconst, const uint32_t *rowconst) {      \
+        kernel_pairs_rows(n, pa, pb, kgroups, tile, C, ldc, colconst, rowconst);            \
+    }
+KERNEL_PAIRS(1)
+KERNEL_PAIRS(2)
+KERNEL_PAIRS(3)
+KERNEL_PAIRS(4)
+KERNEL_PAIRS(5)
+KERNEL_PAIRS(6)
+
+static void kernel_pairs(int mr, const int16_t *pa, const int16_t *pb, int64_t kgroups,
+                         uint32_t tile[MR][NR], int32_t *C, int64_t ldc, const uint32_t *colconst,
+                         const uint32_t *rowconst) {
+    switch (mr) {
+    case 6: kernel_pairs6(pa, pb, kgroups, tile, C, ldc, colconst, rowconst); break;
+    case 5: kernel_pairs5(pa, pb, kgroups, tile, C, ldc, colconst, rowconst); break;
+    case 4: kernel_pairs4(pa, pb, kgroups, tile, C, ldc, colconst, rowconst); break;
+    case 3: kernel_pairs3(pa, pb, kgroups, tile, C, ldc, colconst, rowconst); break;
+    case 2: kernel_pairs2(pa, pb, kgroups, tile, C, ldc, colconst, rowconst); break;
+    default: kernel_pairs1(pa, pb, kgroups, tile, C, ldc, colconst, rowconst); break;
     }
 }
 
@@ -592,8 +774,17 @@ REFCOMP_TARGET_AVX512VNNI static void kernel_vnni(int mr, const uint8_t *pa, con
 
 /* ----------------------------------------------------------- the driver */
 
+/* The micro-kernel a call runs: the path's own, on the layout B was packed in. */
+enum {
+    KERN_SCALAR,       /* LAYOUT_U8X4, scalar */
+    KERN_SCALAR_PAIRS, /* LAYOUT_I16X2, scalar */
+    KERN_AVX2_U8X4,    /* LAYOUT_U8X4 on the AVX2 path (a pack made by the VNNI path) */
+    KERN_AVX2_PAIRS,   /* LAYOUT_I16X2 on the AVX2 or VNNI path */
+    KERN_VNNI          /* LAYOUT_U8X4 on the VNNI path */
+};
+
 typedef struct {
-    int isa;
+    int isa, kern;
     int64_t M, N, K, kgroups, mpanels, mblocks;
     const void *pa;         /* packed A */
     const refcomp_packed_b *pb;
@@ -674,16 +865,62 @@ REFCOMP_TARGET_AVX512VNNI static void epilogue_avx512(const gemm_ctx *x, uint32_
 }
 #endif
 
+/* The valid part of one tile through eq. (3), on the ISA's epilogue. */
+static void epilogue_isa(const gemm_ctx *x, uint32_t tile[MR][NR], int64_t i0, int mr, int64_t j0,
+                         int64_t nc) {
+    switch (x->isa) {
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+    case REFCOMP_ISA_AVX512VNNI: epilogue_avx512(x, tile, i0, mr, j0, nc); break;
+    case REFCOMP_ISA_AVX2: epilogue_avx2(x, tile, i0, mr, j0, nc); break;
+#endif
+    default: epilogue_scalar(x, tile, i0, mr, j0, nc);
+    }
+}
+
+/* A task on LAYOUT_I16X2: each of the task's A panels against the 16-column
+ * strips of 64-column panel jp (the A panel stays in L1, the four strips come
+ * from L2; measured ~4 % faster at M = 4096 than strips outer, A inner, and
+ * no different from two strips per pass, whose B would stay in L1). */
+static void gemm_task_pairs(const gemm_ctx *x, int64_t jp, int64_t ip0, int64_t ip1) {
+    uint32_t tile[MR][NR] __attribute__((aligned(64)));
+    const int64_t s1 = (jp + 1) * (NR / NS) < x->pb->nstrips ? (jp + 1) * (NR / NS) : x->pb->nstrips;
+    for (int64_t ip = ip0; ip < ip1; ++ip) {
+        for (int64_t strip = jp * (NR / NS); strip < s1; ++strip) {
+            const int16_t *pb = (const int16_t *)(const void *)x->pb->data + strip * x->kgroups * NS * KG;
+            const int64_t j0 = strip * NS, nc = x->N - j0 < NS ? x->N - j0 : NS;
+            const int64_t i0 = ip * MR;
+            const int mr = (int)(x->M - i0 < MR ? x->M - i0 : MR);
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+            if (x->kern == KERN_AVX2_PAIRS) {
+                /* per-tensor zero points and a full strip: the kernel writes C */
+                const int fused = x->colconst && nc == NS;
+                kernel_pairs(mr, (const int16_t *)x->pa + ip * x->kgroups * MR * KG, pb, x->kgroups, tile,
+                             fused ? x->C + i0 * x->ldc + j0 : NULL, x->ldc,
+                             fused ? x->colconst + j0 : NULL, fused ? x->rowconst + i0 : NULL);
+                if (fused) continue;
+            } else
+#endif
+                kernel_scalar_pairs(mr, (const uint8_t *)x->pa + ip * x->kgroups * MR * KG, pb,
+                                    x->kgroups, tile);
+            epilogue_isa(x, tile, i0, mr, j0, nc);
+        }
+    }
+}
+
 static void gemm_task(void *vctx, int64_t task) {
     const gemm_ctx *x = (const gemm_ctx *)vctx;
     int64_t jp = task / x->mblocks, mb = task % x->mblocks;
     int64_t ip0 = mb * M_PANELS_PER_TASK, ip1 = ip0 + M_PANELS_PER_TASK;
     if (ip1 > x->mpanels) ip1 = x->mpanels;
+    if (x->kern == KERN_AVX2_PAIRS || x->kern == KERN_SCALAR_PAIRS) {
+        gemm_task_pairs(x, jp, ip0, ip1);
+        return;
+    }
     const uint8_t *pb = x->pb->data + jp * x->kgroups * NR * KG;
     int64_t j0 = jp * NR, nc = x->N - j0 < NR ? x->N - j0 : NR;
     uint32_t tile[MR][NR] __attribute__((aligned(64)));
 #if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
-    if (x->isa == REFCOMP_ISA_AVX512VNNI && x->colconst) {
+    if (x->kern == KERN_VNNI && x->colconst) {
         /* the fused 6-row kernel takes every panel of 4-6 rows; a last panel
          * of 1-3 rows (M mod 6) goes through the small kernels below */
         int64_t ipf = ip1;
@@ -697,13 +934,13 @@ static void gemm_task(void *vctx, int64_t task) {
     for (int64_t ip = ip0; ip < ip1; ++ip) {
         int64_t i0 = ip * MR;
         int mr = (int)(x->M - i0 < MR ? x->M - i0 : MR);
-        switch (x->isa) {
+        switch (x->kern) {
 #if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
-        case REFCOMP_ISA_AVX512VNNI:
+        case KERN_VNNI:
             kernel_vnni(mr, (const uint8_t *)x->pa + ip * x->kgroups * MR * KG, pb, x->kgroups,
                         tile);
             break;
-        case REFCOMP_ISA_AVX2:
+        case KERN_AVX2_U8X4:
             kernel_avx2(mr, (const int16_t *)x->pa + ip * x->kgroups * MR * KG, pb, x->kgroups,
                         tile);
             break;
@@ -713,13 +950,7 @@ static void gemm_task(void *vctx, int64_t task) {
                           tile);
         }
         /* epilogue, eq. (3): acc + bias - zb' ra' - za' (cb' - K zb'), compiled per ISA */
-        switch (x->isa) {
-#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
-        case REFCOMP_ISA_AVX512VNNI: epilogue_avx512(x, tile, i0, mr, j0, nc); break;
-        case REFCOMP_ISA_AVX2: epilogue_avx2(x, tile, i0, mr, j0, nc); break;
-#endif
-        default: epilogue_scalar(x, tile, i0, mr, j0, nc);
-        }
+        epilogue_isa(x, tile, i0, mr, j0, nc);
     }
 }
 
@@ -735,7 +966,17 @@ int refcomp_matmul_integer_packed(int isa, int nthreads, int64_t M, const void *
     if (isa < 0) return isa;
     if (M == 0 || N == 0) return REFCOMP_OK;
 
-    const int wide = (isa == REFCOMP_ISA_AVX2);
+    /* the path's kernel for B's layout: an AVX-512 machine runs a LAYOUT_I16X2
+     * pack with the AVX2 pair kernel (it has AVX2), an AVX2 call on a
+     * LAYOUT_U8X4 pack (made by the VNNI path) the byte-layout AVX2 kernel */
+    int kern = B->layout == LAYOUT_I16X2 ? KERN_SCALAR_PAIRS : KERN_SCALAR;
+#if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
+    if (isa != REFCOMP_ISA_SCALAR)
+        kern = B->layout == LAYOUT_I16X2 ? KERN_AVX2_PAIRS
+               : isa == REFCOMP_ISA_AVX512VNNI ? KERN_VNNI : KERN_AVX2_U8X4;
+#endif
+    /* A as int16 a' for the vpmaddwd kernels, as int8 a' for the others */
+    const int wide = kern == KERN_AVX2_U8X4 || kern == KERN_AVX2_PAIRS;
     const int64_t kgroups = B->kgroups;
     const int64_t mpanels = (M + MR - 1) / MR;
     size_t abytes = (size_t)(mpanels * kgroups) * MR * KG * (wide ? 2 : 1);
@@ -743,7 +984,7 @@ int refcomp_matmul_integer_packed(int isa, int nthreads, int64_t M, const void *
      * leaves the padding to zalloc64 */
     int vector_pack = 0;
 #if REFCOMP_X86 && !defined(REFCOMP_NO_SIMD)
-    vector_pack = isa == REFCOMP_ISA_AVX512VNNI;
+    vector_pack = kern == KERN_VNNI;
 #endif
     void *pa = vector_pack ? alloc64(abytes) : zalloc64(abytes);
     uint32_t *rows = (uint32_t *)malloc(3 * (size_t)M * sizeof(uint32_t));
@@ -778,13 +1019,13 @@ int refcomp_matmul_integer_packed(int isa, int nthreads, int64_t M, const void *
     for (int64_t i = 1; i < M && uniform; ++i) uniform = zap[i] == zap[0];
     for (int64_t j = 1; j < N && uniform; ++j) uniform = zbp[j] == zbp[0];
     uint32_t *colconst = NULL, *rowconst = NULL;
-    if (uniform && (isa == REFCOMP_ISA_AVX512VNNI || isa == REFCOMP_ISA_AVX2)) {
+    if (uniform && isa != REFCOMP_ISA_SCALAR) {
         colconst = cols + 3 * N;
         rowconst = rows + 2 * M;
         for (int64_t j = 0; j < N; ++j) colconst[j] = biasv[j] - zap[0] * colfix[j];
         for (int64_t i = 0; i < M; ++i) rowconst[i] = 0u - zbp[0] * rowsum[i];
     }
-    gemm_ctx ctx = {isa,    M,   N,      K,      kgroups, mpanels,
+    gemm_ctx ctx = {isa,    kern, M,   N,      K,      kgroups, mpanels,
                     (mpanels + M_PANELS_PER_TASK - 1) / M_PANELS_PER_TASK,
                     pa,     B,   rowsum, zap,    zbp,     colfix,
                     biasv,  colconst, rowconst, C,   ldc};
@@ -808,7 +1049,8 @@ int refcomp_matmul_integer(int isa, int nthreads, int64_t M, int64_t K, int64_t 
     int r = refcomp__resolve_isa(isa);
     if (r < 0) return r;
     refcomp_packed_b *pb = NULL;
-    int st = refcomp_pack_b(K, N, B, ldb, b_is_signed, &pb);
+    /* B in the layout of the path that runs (AVX2: int16 pairs) */
+    int st = refcomp__pack_b_isa(r, K, N, B, ldb, b_is_signed, &pb);
     if (st != REFCOMP_OK) return st;
     st = refcomp_matmul_integer_packed(isa, nthreads, M, A, lda, a_is_signed, a_zero_point, pb,
                                        b_zero_point, bias, C, ldc);

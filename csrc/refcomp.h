@@ -80,9 +80,12 @@ int refcomp_matmul_integer(int isa, int nthreads, int64_t M, int64_t K, int64_t 
                            const int32_t *b_zero_point,
                            const int32_t *bias, int32_t *C, int64_t ldc);
 
-/* Packed B: B re-laid out once for every path (panels of 64 columns, groups
- * of 4 consecutive k, values shifted to uint8), plus its column sums.  Pack a
- * weight once and reuse it across calls: same results as the unpacked call. */
+/* Packed B: B re-laid out once (values shifted to uint8, groups of 4
+ * consecutive k), plus its column sums. The layout is the one the best path
+ * of this CPU reads: bytes in panels of 64 columns (AVX-512 VNNI, scalar),
+ * or int16 k pairs in strips of 16 columns (AVX2; about twice the memory of
+ * B). Every isa multiplies either layout. Pack a weight once and reuse it
+ * across calls: same results as the unpacked call. */
 typedef struct refcomp_packed_b refcomp_packed_b;
 
 int refcomp_pack_b(int64_t K, int64_t N, const void *B, int64_t ldb, int b_is_signed,
@@ -212,6 +215,23 @@ int refcomp_csr_spmm_i8(int isa, int nthreads, int64_t rows, int64_t n,
  * other. Results do not depend on nthreads.
  */
 int refcomp_gelu_f32(int isa, int nthreads, int64_t n, const float *x, float *y);
+
+/* ------------------------------------------------------- per-row dynamic quantization
+ * refcomp.ops.dynamic_quantize_rows (ONNX DynamicQuantizeLinear on each row of
+ * its own), float32 x: M x K (leading dim ldx), K >= 1 -> y uint8 M x K
+ * (leading dim ldy), scale float32[M], zero_point uint8[M]. For each row m:
+ *   r_max = max(0, max_k x[m,k]),  r_min = min(0, min_k x[m,k])
+ *   scale[m] = (r_max - r_min) / 255  (1 / 255 when r_max == r_min)
+ *   zero_point[m] = round(clip(0 - r_min / scale[m], 0, 255))
+ *   y[m,k] = clip(round(x[m,k] / scale[m]) + zero_point[m], 0, 255)
+ * every step one float32 IEEE operation, round half to even: the same bits
+ * as the NumPy definition on every path (scalar; AVX2, also taken for
+ * REFCOMP_ISA_AVX512VNNI) and for every nthreads. Precondition (checked by
+ * refcomp.ops, NOT here): every x finite. K < 1 or ld < K: REFCOMP_EINVAL.
+ */
+int refcomp_dynamic_quantize_rows_f32(int isa, int nthreads, int64_t M, int64_t K, const float *x,
+                                      int64_t ldx, uint8_t *y, int64_t ldy, float *scale,
+                                      uint8_t *zero_point);
 
 #ifdef __cplusplus
 }

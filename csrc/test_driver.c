@@ -89,43 +89,127 @@ static void check_gemm(int64_t M, int64_t K, int64_t N, int as, int bs, int mode
                 }
         }
     }
-    /* every packing path writes the same bytes and column sums */
-    {
-        refcomp_packed_b *ref_p = NULL;
-        CHECK(refcomp__pack_b_isa(REFCOMP_ISA_SCALAR, K, N, B, ldb, bs, &ref_p) == REFCOMP_OK, "pack");
-        for (int isa = REFCOMP_ISA_AVX2; ref_p && isa <= REFCOMP_ISA_AVX512VNNI; ++isa) {
-            refcomp_packed_b *q = NULL;
-            if (!refcomp_isa_supported(isa)) continue;
-            CHECK(refcomp__pack_b_isa(isa, K, N, B, ldb, bs, &q) == REFCOMP_OK, "pack isa");
-            if (!q) continue;
-            size_t n1, n2;
-            const uint32_t *c1, *c2;
-            const uint8_t *d1 = refcomp__packed_b_data(ref_p, &n1, &c1);
-            const uint8_t *d2 = refcomp__packed_b_data(q, &n2, &c2);
-            CHECK(n1 == n2 && memcmp(d1, d2, n1) == 0, "packed bytes differ (%s)", refcomp_isa_name(isa));
-            CHECK(memcmp(c1, c2, sizeof(uint32_t) * (size_t)N) == 0, "column sums differ (%s)",
-                  refcomp_isa_name(isa));
-            refcomp_packed_b_free(q);
+    /* every packing path writes its layout (AVX2: int16 pairs, the others
+     * bytes; internal.h) with the right column sums, and every path's kernel
+     * multiplies every pack: the byte-layout AVX2 kernel serves an AVX2 call
+     * on a VNNI-made pack, the pair kernels a scalar or VNNI call on an
+     * AVX2-made one */
+    for (int pisa = REFCOMP_ISA_SCALAR; pisa <= REFCOMP_ISA_AVX512VNNI; ++pisa) {
+        refcomp_packed_b *q = NULL;
+        if (!refcomp_isa_supported(pisa)) continue;
+        CHECK(refcomp__pack_b_isa(pisa, K, N, B, ldb, bs, &q) == REFCOMP_OK, "pack %s", refcomp_isa_name(pisa));
+        if (!q) continue;
+        CHECK(refcomp_packed_b_rows(q) == K && refcomp_packed_b_cols(q) == N, "packed dims");
+        size_t nbytes;
+        const uint32_t *colsum;
+        int layout;
+        const uint8_t *d = refcomp__packed_b_data(q, &nbytes, &colsum, &layout);
+        const int pairs = pisa == REFCOMP_ISA_AVX2;
+        CHECK(layout == (pairs ? REFCOMP__LAYOUT_I16X2 : REFCOMP__LAYOUT_U8X4), "layout of %s",
+              refcomp_isa_name(pisa));
+        const int64_t kg = (K + 3) / 4, cols = pairs ? 16 : 64, nb = (N + cols - 1) / cols;
+        const size_t want_bytes = (size_t)(nb * kg * cols * 4) * (pairs ? 2 : 1);
+        CHECK(nbytes == want_bytes, "packed size %zu, want %zu (%s)", nbytes, want_bytes, refcomp_isa_name(pisa));
+        int bad = 0;
+        for (int64_t blk = 0; nbytes == want_bytes && blk < nb; ++blk)
+            for (int64_t g = 0; g < kg; ++g)
+                for (int64_t c = 0; c < cols; ++c)
+                    for (int q4 = 0; q4 < 4; ++q4) {
+                        const int64_t k = 4 * g + q4, j = blk * cols + c;
+                        const unsigned want = k < K && j < N ? (uint8_t)(B[k * ldb + j] ^ (bs ? 0x80 : 0)) : 0;
+                        unsigned got;
+                        if (pairs) {
+                            int16_t v;
+                            memcpy(&v, d + 2 * ((((blk * kg + g) * 2 + q4 / 2) * 16 + c) * 2 + q4 % 2), 2);
+                            got = (unsigned)(uint16_t)v;
+                        } else {
+                            got = d[((blk * kg + g) * 64 + c) * 4 + q4];
+                        }
+                        bad += got != want;
+                    }
+        CHECK(bad == 0, "%d packed values wrong (%s)", bad, refcomp_isa_name(pisa));
+        for (int64_t j = 0; j < N; ++j) {
+            uint32_t s = 0;
+            for (int64_t k = 0; k < K; ++k) s += (uint8_t)(B[k * ldb + j] ^ (bs ? 0x80 : 0));
+            CHECK(colsum[j] == s, "column sum %lld (%s)", (long long)j, refcomp_isa_name(pisa));
         }
-        refcomp_packed_b_free(ref_p);
-    }
-    /* the packed form gives the same result */
-    refcomp_packed_b *pb = NULL;
-    CHECK(refcomp_pack_b(K, N, B, ldb, bs, &pb) == REFCOMP_OK, "pack_b");
-    if (pb) {
-        CHECK(refcomp_packed_b_rows(pb) == K && refcomp_packed_b_cols(pb) == N, "packed dims");
-        memset(C, 0, sizeof(int32_t) * (size_t)(M * ldc));
-        CHECK(refcomp_matmul_integer_packed(REFCOMP_ISA_AUTO, 1, M, A, lda, as, za, pb, zb, bias, C,
-                                            ldc) == REFCOMP_OK, "packed status");
-        for (int64_t i = 0; i < M; ++i)
-            for (int64_t j = 0; j < N; ++j) {
-                int64_t r = ref[i * N + j];
-                if (r >= INT32_MIN && r <= INT32_MAX)
-                    CHECK(C[i * ldc + j] == r, "packed gemm [%lld,%lld]", (long long)i, (long long)j);
-            }
-        refcomp_packed_b_free(pb);
+        for (int isa = REFCOMP_ISA_SCALAR; isa <= REFCOMP_ISA_AVX512VNNI; ++isa) {
+            if (!refcomp_isa_supported(isa)) continue;
+            memset(C, 0x55, sizeof(int32_t) * (size_t)(M * ldc));
+            CHECK(refcomp_matmul_integer_packed(isa, 1, M, A, lda, as, za, q, zb, bias, C, ldc) == REFCOMP_OK,
+                  "packed status");
+            for (int64_t i = 0; i < M; ++i)
+                for (int64_t j = 0; j < N; ++j) {
+                    int64_t r = ref[i * N + j];
+                    if (r >= INT32_MIN && r <= INT32_MAX)
+                        CHECK(C[i * ldc + j] == r, "packed gemm, pack %s, run %s, M=%lld K=%lld N=%lld [%lld,%lld]",
+                              refcomp_isa_name(pisa), refcomp_isa_name(isa), (long long)M, (long long)K,
+                              (long long)N, (long long)i, (long long)j);
+                }
+        }
+        refcomp_packed_b_free(q);
     }
     free(A); free(B); free(za); free(zb); free(bias); free(C); free(ref);
+}
+
+/* refcomp_dynamic_quantize_rows_f32 on every path against the definition
+ * written out here step by step in float32 (volatile: one rounding per
+ * step, as NumPy), on rows with every kind of range, ties of the rounding
+ * (x / scale = n + 0.5) and lengths around the vector widths */
+static void check_dynamic_quantize(void) {
+    const int64_t M = 23, K = 71, ldx = K + 3, ldy = K + 5;
+    float *x = malloc(sizeof(float) * (size_t)(M * ldx));
+    uint8_t *y = malloc((size_t)(M * ldy)), *zp = malloc((size_t)M);
+    float *sc = malloc(sizeof(float) * (size_t)M);
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t k = 0; k < ldx; ++k) {
+            float v = (float)((int)(rnd() % 20001) - 10000) / 997.0f;
+            switch (m % 6) {
+            case 1: v = v < 0 ? -v : v; break;       /* all >= 0: zero point 0 */
+            case 2: v = v > 0 ? -v : v; break;       /* all <= 0: zero point 255 */
+            case 3: v = 0.0f; break;                 /* all 0: scale 1 / 255 */
+            case 4: v = (float)((int)(rnd() % 511) - 255) * 0.5f; break; /* halves: ties */
+            case 5: v = (k % 7) ? 0.0f : (float)(int)(rnd() % 3) - 1.0f; break;
+            default: break;
+            }
+            x[m * ldx + k] = v;
+        }
+    for (int isa = REFCOMP_ISA_SCALAR; isa <= REFCOMP_ISA_AVX512VNNI; ++isa) {
+        if (!refcomp_isa_supported(isa)) continue;
+        for (int64_t kk = 1; kk <= K; kk += (kk < 40 ? 1 : 15)) /* row lengths 1..40, then 55, 70 */
+            for (int threads = 1; threads <= 2; ++threads) {
+                memset(y, 0xAB, (size_t)(M * ldy));
+                CHECK(refcomp_dynamic_quantize_rows_f32(isa, threads, M, kk, x, ldx, y, ldy, sc, zp) == REFCOMP_OK,
+                      "dq status");
+                for (int64_t m = 0; m < M; ++m) {
+                    volatile float hi = 0.0f, lo = 0.0f;
+                    for (int64_t k = 0; k < kk; ++k) {
+                        if (x[m * ldx + k] > hi) hi = x[m * ldx + k];
+                        if (x[m * ldx + k] < lo) lo = x[m * ldx + k];
+                    }
+                    volatile float span = hi == lo ? 1.0f : hi - lo;
+                    volatile float s = span / 255.0f;
+                    volatile float q = lo / s;
+                    volatile float z = 0.0f - q;
+                    z = z < 0.0f ? 0.0f : (z > 255.0f ? 255.0f : z);
+                    const float zr = rintf(z);
+                    CHECK(sc[m] == s && zp[m] == (uint8_t)zr, "dq params %s K=%lld row %lld",
+                          refcomp_isa_name(isa), (long long)kk, (long long)m);
+                    for (int64_t k = 0; k < kk; ++k) {
+                        volatile float d = x[m * ldx + k] / s;
+                        volatile float v = rintf(d) + zr;
+                        v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+                        CHECK(y[m * ldy + k] == (uint8_t)v, "dq %s K=%lld [%lld,%lld] got %d want %d",
+                              refcomp_isa_name(isa), (long long)kk, (long long)m, (long long)k,
+                              y[m * ldy + k], (int)(uint8_t)v);
+                    }
+                    for (int64_t k = kk; k < ldy; ++k) CHECK(y[m * ldy + k] == 0xAB, "dq wrote past K");
+                }
+            }
+    }
+    CHECK(refcomp_dynamic_quantize_rows_f32(0, 1, 2, 0, x, ldx, y, ldy, sc, zp) == REFCOMP_EINVAL, "dq K = 0");
+    CHECK(refcomp_dynamic_quantize_rows_f32(0, 1, 0, 3, NULL, 3, NULL, 3, NULL, NULL) == REFCOMP_OK, "dq M = 0");
+    free(x); free(y); free(zp); free(sc);
 }
 
 static void check_requantize(void) {
@@ -346,6 +430,15 @@ int main(void) {
         for (int bs = 0; bs <= 1; ++bs)
             for (int mode = 0; mode <= 3; ++mode)
                 for (int64_t m = 1; m <= 13; m += 3) check_gemm(m, 5 + 7 * mode, 64 + 17 * m, as, bs, mode, 2);
+    /* the pair layout's edges: M = 1..7 (every short last panel), K mod 4 = 0..3
+     * and odd, N around a 16-column strip and a 64-column panel */
+    for (int64_t m = 1; m <= 7; ++m)
+        for (int64_t k = 1; k <= 9; k += 2 + (m & 1))
+            check_gemm(m, k + 4 * m, 1 + 5 * m + 16 * (m % 5), (int)(m & 1), (int)(k & 1), (int)(m % 4), (int)(k % 3));
+    check_gemm(7, 6, 16, 0, 1, 0, 2);
+    check_gemm(7, 10, 48, 1, 1, 3, 1);
+    check_gemm(12, 18, 63, 0, 0, 1, 2);
+    check_gemm(25, 130, 129, 0, 1, 0, 2);
     check_gemm(13, 300, 130, 0, 1, 0, 1);
     check_gemm(4, 0, 5, 0, 1, 0, 1); /* K = 0: C = bias */
     check_gemm(100, 1000, 70, 1, 1, 0, 1); /* several K blocks, several A panels */
@@ -357,6 +450,7 @@ int main(void) {
     check_gemm(2, 65536, 3, 0, 1, 3, 0);
     check_gemm(1, 70000, 2, 0, 0, 1, 0); /* outside int32: only in-range entries are compared */
     check_requantize();
+    check_dynamic_quantize();
     check_spmm(37, 50, 130, 30, 0);
     check_spmm(20, 300, 17, 10, 0);
     check_spmm(5, 8, 1, 100, 0);

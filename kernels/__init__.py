@@ -22,7 +22,8 @@ of refcomp.ops.gelu, not bit-exact), ``pack_b`` (B [K, N] int8 / uint8 -> the
 backend's packed B, which its ``matmul_integer`` takes in place of B;
 refcomp.ops.PackedWeight makes and caches it); Numba only: ``erf``,
 ``dynamic_quantize_linear`` (its eq. DQ3, x float32 -> uint8 codes, given
-the scale and zero point the op computed).
+the scale and zero point the op computed); C only: ``dynamic_quantize_rows``
+(the whole op on finite float32 x (M, K), K >= 1, bit-exact).
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ else:
 
 __all__ = ["c_status", "info", "C_OPS", "NUMBA_OPS"]
 
-C_OPS = ("matmul_integer", "pack_b", "requantize_float", "requantize_fixed_point", "csr_spmm_f32", "csr_spmm_i8",
-         "csr_linear_f32", "gelu")
-NUMBA_OPS = C_OPS + ("erf", "dynamic_quantize_linear")
+_SHARED_OPS = ("matmul_integer", "pack_b", "requantize_float", "requantize_fixed_point", "csr_spmm_f32", "csr_spmm_i8",
+               "csr_linear_f32", "gelu")
+C_OPS = _SHARED_OPS + ("dynamic_quantize_rows",)
+NUMBA_OPS = _SHARED_OPS + ("erf", "dynamic_quantize_linear")
 
 
 def _register_c() -> None:
@@ -74,6 +76,7 @@ def _register_c() -> None:
     _backend.register("csr_spmm_i8", "c", c.csr_spmm_i8)
     _backend.register("csr_linear_f32", "c", c.csr_linear_f32)
     _backend.register("gelu", "c", c.gelu)
+    _backend.register("dynamic_quantize_rows", "c", c.dynamic_quantize_rows)
 
 
 def _register_numba() -> None:

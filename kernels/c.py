@@ -36,6 +36,7 @@ __all__ = [
     "csr_linear_f32",
     "aligned_array",
     "gelu",
+    "dynamic_quantize_rows",
 ]
 
 ISAS = {"auto": 0, "scalar": 1, "avx2": 2, "avx512vnni": 3}
@@ -394,3 +395,28 @@ def gelu(x, *, isa=None, threads=None):
         _check(lib.refcomp_gelu_f32(isa_code, _threads(threads), y.size, _ptr("float *", xc), _ptr("float *", y)),
                "refcomp_gelu_f32")
     return y
+
+
+def dynamic_quantize_rows(x, *, isa=None, threads=None):
+    """refcomp.ops.dynamic_quantize_rows of float32 x (M, K), K >= 1: (y uint8 (M, K), scale float32 (M,),
+    zero point uint8 (M,)), bit for bit the NumPy definition (csrc/dynamic_quantize.c).
+
+    Precondition (refcomp.ops checks it, this wrapper does not): every x finite.
+    """
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        raise DTypeError("x", "dtype float32", f"dtype {x.dtype}")
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise ShapeError("x", "a (M, K) matrix with K >= 1", f"shape {x.shape}")
+    xc = np.ascontiguousarray(x)
+    isa_code = _isa_code(isa)
+    M, K = xc.shape
+    y = np.empty((M, K), np.uint8)
+    scale = np.empty(M, np.float32)
+    zp = np.empty(M, np.uint8)
+    if M:
+        _check(lib.refcomp_dynamic_quantize_rows_f32(isa_code, _threads(threads), M, K, _ptr("float *", xc), K,
+                                                     _ptr("uint8_t *", y), K, _ptr("float *", scale),
+                                                     _ptr("uint8_t *", zp)),
+               "refcomp_dynamic_quantize_rows_f32")
+    return y, scale, zp

@@ -13,7 +13,11 @@ Every operation is one float32 IEEE operation; round is half to even.
 0 is exactly representable: x = 0 maps to y_zero_point.
 Fast path: a registered "dynamic_quantize_linear" kernel (Numba) computes
 eq. DQ3 only, from the y_scale and y_zero_point computed here, with the same
-float32 operations in one pass; tests/kernels prove it byte-equal.
+float32 operations in one pass; tests/kernels prove it byte-equal. For
+:func:`dynamic_quantize_rows`, a registered "dynamic_quantize_rows" kernel (C,
+csrc/dynamic_quantize.c) computes all of DQ1–DQ3 per row with the same
+float32 operations, byte-equal too (there is no Numba one: backend="numba"
+raises BackendUnavailableError for it).
 
 Policy: x must be non-empty (the range of an empty tensor is undefined) and
 finite (NaN / Inf would make y_scale NaN / Inf); both raise ValidationError / ShapeError naming x.
@@ -79,12 +83,14 @@ def dynamic_quantize_rows(x, *, backend="auto"):
     such op; refcomp.onnx.export writes it as ReduceMin/ReduceMax per row and
     the float32 Div / Round / Clip of these equations (docs/onnx.md, "Styles").
     """
-    _backend.implementation("dynamic_quantize_linear", backend)
+    fast = _backend.implementation("dynamic_quantize_rows", backend)
     x = numeric_array(x, "x")
     dtype_in(x, "x", (np.float32,))
     if x.ndim != 2 or x.shape[1] == 0:
         raise ShapeError("x", "a (M, K) matrix with K >= 1 (each row's range defines its scale)", f"shape {x.shape}")
     finite(x, "x")
+    if fast is not None:  # the same float32 operations, one pass per row (csrc/dynamic_quantize.c)
+        return fast(x)
     f32 = np.float32
     r_max = np.maximum(f32(0), x.max(axis=1, initial=-np.inf))
     r_min = np.minimum(f32(0), x.min(axis=1, initial=np.inf))

@@ -182,6 +182,32 @@ def test_c_packed_b_and_bias(isa):
 
 
 @pytest.mark.skipif(not C_ISAS, reason="C kernels not built")
+@pytest.mark.parametrize("isa", C_ISAS)
+@pytest.mark.parametrize("m", range(1, 8))
+def test_c_packed_layout_edges(isa, m):
+    """The packed layouts' edges on every path: M = 1..7 (each short last 6-row panel), K odd and
+    K mod 4 = 1..3 (the zero-padded last k group / pair), N around the 16-column strip of the AVX2
+    pair layout and the 64-column panel of the byte layout; B packed once (the best path's layout,
+    which every isa multiplies) and per call (the isa's own layout), per-tensor and vector zero points."""
+    from refcomp.kernels import c
+
+    rng = np.random.default_rng(100 + m)
+    for k in (1, 2, 3, 5, 6, 7, 9, 13):
+        for n in (1, 8, 15, 16, 17, 33, 48, 63, 64, 65, 80):
+            adt, bdt = (np.uint8, np.int8) if (k + n) % 2 else (np.int8, np.uint8)
+            a = int_array(rng, (m, k), adt, MODES[(m + k) % 4])
+            b = int_array(rng, (k, n), bdt, MODES[(n + k) % 4])
+            if n % 2:  # per-tensor zero points: the fused epilogue
+                za = np.full(m, int_array(rng, (), adt), np.int32)
+                zb = np.full(n, int_array(rng, (), bdt), np.int32)
+            else:
+                za, zb = int_array(rng, (m,), adt).astype(np.int32), int_array(rng, (n,), bdt).astype(np.int32)
+            want = reference(a, b, za[:, None], zb)
+            np.testing.assert_array_equal(c.matmul_integer(a, c.PackedB(b), za, zb, isa=isa), want)
+            np.testing.assert_array_equal(c.matmul_integer(a, b, za, zb, isa=isa), want)
+
+
+@pytest.mark.skipif(not C_ISAS, reason="C kernels not built")
 def test_c_wrapper_validates_before_calling_c(monkeypatch):
     from refcomp.kernels import c
 
