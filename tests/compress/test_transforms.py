@@ -12,6 +12,7 @@ from refcomp.compress.lowrank.model import factorize_model
 from refcomp.compress.precision.model import cast_model
 from refcomp.compress.prune.deploy import to_csr
 from refcomp.compress.prune.model import masked_fine_tune, prune_model
+from refcomp.compress.prune.sparsegpt import sparsegpt_model
 from refcomp.compress.prune.structured import apply_structured, shrink
 from refcomp.compress.quantize.cle_model import equalize_model
 from refcomp.compress.quantize.dynamic import quantize_dynamic
@@ -49,6 +50,8 @@ TRANSFORMS = {
     "prepare_lowbit": lambda m: prepare_lowbit(m, "ternary"),
     "equalize_model": equalize_model,
     "factorize_model": lambda m: factorize_model(m, {"fc": 2}),
+    "factorize_model whitened": lambda m: factorize_model(m, {"conv2": 2, "fc": 2}, calibration_batches=[X]),
+    "sparsegpt_model": lambda m: sparsegpt_model(m, calibration_batches=[X], sparsity=0.5),
     "cast_model": lambda m: cast_model(m, "float16"),
 }
 

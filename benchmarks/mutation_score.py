@@ -1,0 +1,127 @@
+"""Mutation score of the algorithm modules: how many planted bugs their tests catch.
+
+    python benchmarks/mutation_score.py                       # every module of MODULES (hours)
+    python benchmarks/mutation_score.py refcomp/compress/prune/sparsegpt.py   # one (minutes)
+
+For each module, mutmut (https://github.com/boxed/mutmut, ``pip install mutmut``)
+plants one small change at a time — an operator, a constant, a call argument,
+a returned value — and runs the module's mirror tests (the test files named in
+MODULES) against it. A mutant the tests fail on is *killed*; one they pass is
+*survived*. A survivor whose only change is inside the text or the argument
+name of an error (a ``raise ...Error(...)`` line or an argument check such as
+``real(x, "name", ...)``) is counted apart as *message*: it changes what a
+user reads, not what the algorithm computes (the tests that assert each
+error's argument name kill most of those anyway). The score is
+
+    killed / (killed + survived − message)
+
+— the share of behaviour-changing mutants the tests catch; the target is
+≥ 90 % per module. The run happens in a temporary copy of the repository
+(mutmut rewrites the sources it mutates), one module at a time, with the
+interpreter running this script (its environment must have refcomp's test
+dependencies and mutmut). A benchmark, not a test: it takes minutes per
+module and is never run in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: module -> its mirror tests (the files that state the module's algorithm)
+MODULES = {
+    "refcomp/compress/prune/sparsegpt.py": ["tests/compress/prune/test_sparsegpt.py"],
+    "refcomp/compress/prune/masks.py": ["tests/compress/prune/test_masks.py"],
+    "refcomp/compress/prune/schedules.py": ["tests/compress/prune/test_schedules.py"],
+    "refcomp/compress/quantize/gptq.py": ["tests/compress/quantize/test_gptq.py"],
+    "refcomp/compress/quantize/rtn.py": ["tests/compress/quantize/test_rtn.py"],
+    "refcomp/compress/quantize/lowbit.py": ["tests/compress/quantize/test_lowbit.py"],
+    "refcomp/compress/lowrank/factorize.py": ["tests/compress/lowrank/test_factorize.py"],
+    "refcomp/compress/share/cluster.py": ["tests/compress/share/test_cluster.py"],
+    "refcomp/compress/distill/loss.py": ["tests/compress/distill/test_loss.py"],
+    "refcomp/ops/requantize.py": ["tests/ops/test_requantize.py"],
+    "refcomp/ops/quantize_linear.py": ["tests/ops/test_quantize_linear.py"],
+    "refcomp/quant/qparams.py": ["tests/quant"],
+    "refcomp/formats/huffman.py": ["tests/formats/test_huffman.py"],
+    "refcomp/nn/optim.py": ["tests/nn/test_optim.py"],
+}
+
+#: a changed line that only builds an error or checks an argument (its text and names are messages)
+_MESSAGE_LINE = re.compile(r"raise \w*Error\(|\b(real|integer|float_array|bool_mask|one_of|ratio|"
+                           r"numeric_array|normalize_axis)\(")
+
+
+def _is_message(diff: str) -> bool:
+    changed = [ln[1:] for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+    return bool(changed) and all(_MESSAGE_LINE.search(ln) for ln in changed)
+
+
+def score_module(module: str, tests: list[str], workdir: Path, mutmut: list[str]) -> dict:
+    """Run mutmut on ``module`` with ``tests`` in a copy of the repository under ``workdir``."""
+    copy = workdir / Path(module).stem
+    shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".git", ".venv", "mutants", "__pycache__",
+                                                                 "*.egg-info", "build", "results_cache"))
+    # the tests look for ../shared next to the repository they run from: the copy, and mutmut's
+    # mutants/ folder inside it
+    for where in (copy.parent, copy):
+        if not (where / "shared").exists():
+            (where / "shared").symlink_to(REPO.parent / "shared")
+    config = (f'\n[tool.mutmut]\nsource_paths = ["{module}"]\nalso_copy = ["refcomp", "kernels", "tests"]\n'
+              f'pytest_add_cli_args_test_selection = {tests!r}\n').replace("'", '"')
+    with open(copy / "pyproject.toml", "a", encoding="utf-8") as f:
+        f.write(config)
+    subprocess.run(mutmut + ["run"], cwd=copy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    out = subprocess.run(mutmut + ["results", "--all", "true"], cwd=copy, capture_output=True, text=True).stdout
+    status = dict(line.strip().rsplit(": ", 1) for line in out.splitlines() if ": " in line)
+    counts = {"killed": 0, "survived": 0, "message": 0, "other": 0}
+    survivors = []
+    for name, st in status.items():
+        if st == "survived":
+            diff = subprocess.run(mutmut + ["show", name], cwd=copy, capture_output=True, text=True).stdout
+            if _is_message(diff):
+                counts["message"] += 1
+            else:
+                counts["survived"] += 1
+                survivors.append((name, diff))
+        elif st in counts:
+            counts[st] += 1
+        else:
+            counts["other"] += 1       # timeouts, suspicious, not checked
+    behaviour = counts["killed"] + counts["survived"]
+    counts["score"] = counts["killed"] / behaviour if behaviour else float("nan")
+    counts["survivors"] = survivors
+    return counts
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("modules", nargs="*", help=f"modules to mutate (default: all {len(MODULES)} of MODULES)")
+    ap.add_argument("--show", action="store_true", help="print each behaviour-changing survivor's diff")
+    args = ap.parse_args(argv)
+    chosen = args.modules or list(MODULES)
+    unknown = [m for m in chosen if m not in MODULES]
+    if unknown:
+        ap.error(f"no mirror tests known for {unknown}; add them to MODULES")
+    mutmut = [sys.executable, "-m", "mutmut"]
+    print("| module | killed | survived | message-only | other | score |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="refcomp_mutation_") as tmp:
+        for module in chosen:
+            c = score_module(module, MODULES[module], Path(tmp), mutmut)
+            print(f"| {module} | {c['killed']} | {c['survived']} | {c['message']} | {c['other']} | "
+                  f"{100 * c['score']:.1f} % |", flush=True)
+            if args.show:
+                for name, diff in c["survivors"]:
+                    print(f"\n{name}\n{diff}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
