@@ -25,8 +25,9 @@ This is scipy.sparse's canonical CSR form (``has_canonical_format``); the
 constructor checks it once, so a malformed matrix raises ValidationError here
 and never reaches the C kernels, which trust the indices. So a CSRMatrix is
 immutable: the checked arrays are private copies NumPy refuses to make
-writeable (refcomp._frozen), and rebinding an attribute raises ReadOnlyError. A composition is
-the same CSR with other values: :meth:`with_values` shares the checked
+writeable (refcomp._frozen), rebinding an attribute raises ReadOnlyError, and
+copies and pickles go through the constructor again. A composition is the
+same CSR with other values: :meth:`with_values` shares the checked
 ``indptr`` / ``indices`` and checks only the new values.
 
 Attributes: ``values`` is what is stored for the nnz values (the array, or
