@@ -1,7 +1,8 @@
 """cffi wrappers of the C library (backend="c").
 
 Each wrapper validates dtypes and shapes and makes its operands C-contiguous
-BEFORE the C function runs (C trusts its arguments), reads the ISA path and
+and aligned for their dtype (:func:`_c_array`) BEFORE the C function runs (C
+trusts its arguments), reads the ISA path and
 the thread count at call time, and calls the library with the GIL released
 (cffi API mode does that for every call). The numeric contracts are in
 csrc/refcomp.h; the NumPy definitions they must equal are in refcomp.ops.
@@ -74,6 +75,17 @@ def _check(status: int, what: str) -> None:
         raise RuntimeError(f"refcomp C library: {what} returned {status} ({_STATUS.get(status, 'unknown')})")
 
 
+def _c_array(a, dtype=None) -> np.ndarray:
+    """``a`` C-contiguous and aligned for its dtype, copied only when it is not already.
+
+    np.ascontiguousarray is not enough: a C-contiguous array may start at any
+    byte (np.frombuffer(buf, offset=1), a field of a packed record), and C
+    reads int16 / int32 / int64 / float elements through typed pointers, where
+    a misaligned load is undefined behaviour (UBSan flags it; some CPUs trap).
+    """
+    return np.require(a, dtype=dtype, requirements=("C", "A"))
+
+
 def _ptr(ctype: str, a: np.ndarray):
     return ffi.cast(ctype, ffi.from_buffer(a))
 
@@ -84,7 +96,7 @@ def _int8_matrix(x, name: str) -> np.ndarray:
         raise DTypeError(name, "dtype uint8 or int8", f"dtype {a.dtype}")
     if a.ndim != 2:
         raise ShapeError(name, "a 2-D array", f"shape {a.shape}")
-    return np.ascontiguousarray(a)
+    return _c_array(a)
 
 
 def _vector(x, name: str, n: int, dtype) -> np.ndarray | None:
@@ -99,7 +111,7 @@ def _vector(x, name: str, n: int, dtype) -> np.ndarray | None:
         raise ShapeError(name, f"a scalar or a vector of length {n}", f"shape {v.shape}")
     if np.dtype(dtype).kind in "iu" and v.size and (v.min() < -(2**31) or v.max() > 2**31 - 1):
         raise ValidationError(name, "values in int32 range", f"range [{v.min()}, {v.max()}]")
-    return np.ascontiguousarray(v, dtype=dtype)
+    return _c_array(v, dtype=dtype)
 
 
 def _opt(ctype: str, a: np.ndarray | None):
@@ -167,7 +179,7 @@ def _acc_matrix(acc) -> np.ndarray:
         raise DTypeError("acc", "dtype int32", f"dtype {a.dtype}")
     if a.ndim != 2:
         raise ShapeError("acc", "a 2-D array", f"shape {a.shape}")
-    return np.ascontiguousarray(a)
+    return _c_array(a)
 
 
 def _bounds(qmin, qmax):
@@ -226,7 +238,7 @@ def kernel_index_array(indices, cols: int) -> np.ndarray:
     """Column indices (values in [0, cols)) in the C kernels' index type
     (refcomp.ops.csr_matmul.kernel_index_dtype); no copy when they already are."""
 
-    return np.ascontiguousarray(indices, dtype=kernel_index_dtype(cols))
+    return _c_array(indices, dtype=kernel_index_dtype(cols))
 
 
 def _index_type(indices: np.ndarray) -> int:
@@ -247,11 +259,11 @@ def _csr_arrays(indptr, indices, data, rows: int, cols: int, data_dtype, validat
             raise DTypeError(name, "an integer array", f"dtype {v.dtype}")
         if v.ndim != 1:
             raise ShapeError(name, "a 1-D array", f"shape {v.shape}")
-    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    indptr = _c_array(indptr, dtype=np.int64)
     data = np.asarray(data)
     if data.dtype != data_dtype:
         raise DTypeError("data", f"dtype {np.dtype(data_dtype)}", f"dtype {data.dtype}")
-    data = np.ascontiguousarray(data)
+    data = _c_array(data)
     if indptr.shape != (rows + 1,) or indptr[0] != 0 or indptr[-1] != indices.size or (
             not validated and np.any(np.diff(indptr) < 0)):
         raise ValidationError("indptr", f"{rows + 1} non-decreasing offsets from 0 to nnz = {indices.size}",
@@ -286,7 +298,7 @@ def _blocks(blocks, rows: int):
     if blocks is None:
         return 0, ffi.NULL, None
     nb, bp = blocks
-    bp = np.ascontiguousarray(bp, dtype=np.int64)
+    bp = _c_array(bp, dtype=np.int64)
     if int(nb) < 1 or bp.shape != (rows, int(nb) + 1):
         raise ShapeError("blocks", f"(nblocks >= 1, block_ptr of shape ({rows}, nblocks + 1))", f"({nb}, {bp.shape})")
     return int(nb), _ptr("int64_t *", bp), bp
@@ -335,7 +347,7 @@ def csr_spmm_i8(indptr, indices, data, shape, X, *, isa=None, threads=None, vali
         raise DTypeError("X", "dtype int16", f"dtype {X.dtype}")
     if X.ndim != 2 or X.shape[0] != cols:
         raise ShapeError("X", f"shape ({cols}, n)", f"shape {X.shape}")
-    X = np.ascontiguousarray(X)
+    X = _c_array(X)
     n = X.shape[1]
     isa_code = _isa_code(isa)
     Y = np.empty((rows, n), np.int32)
@@ -360,13 +372,13 @@ def csr_linear_f32(indptr, indices, data, shape, x, bias=None, *, isa=None, thre
         raise DTypeError("x", "dtype float32", f"dtype {x.dtype}")
     if x.ndim != 2 or x.shape[1] != cols:
         raise ShapeError("x", f"shape (batch, {cols})", f"shape {x.shape}")
-    x = np.ascontiguousarray(x)
+    x = _c_array(x)
     b = None
     if bias is not None:
         b = np.asarray(bias)
         if b.dtype != np.float32 or b.shape != (rows,):
             raise ValidationError("bias", f"float32 of shape ({rows},)", f"{b.dtype} {b.shape}")
-        b = np.ascontiguousarray(b)
+        b = _c_array(b)
     batch = x.shape[0]
     isa_code = _isa_code(isa)
     nb, bp_ptr, _keep = _blocks(blocks, rows)
@@ -388,7 +400,7 @@ def gelu(x, *, isa=None, threads=None):
     x = np.asarray(x)
     if x.dtype != np.float32:
         raise DTypeError("x", "dtype float32", f"dtype {x.dtype}")
-    xc = np.ascontiguousarray(x)
+    xc = _c_array(x)
     isa_code = _isa_code(isa)
     y = np.empty(x.shape, np.float32)
     if y.size:

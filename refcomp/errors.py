@@ -16,6 +16,7 @@ __all__ = [
     "DTypeError",
     "ShapeError",
     "OverflowRiskError",
+    "ReadOnlyError",
     "BackendUnavailableError",
     "FileFormatError",
     "UnsupportedOperatorError",
@@ -54,6 +55,10 @@ class ShapeError(ValidationError):
 
 class OverflowRiskError(ValidationError, OverflowError):
     """An exact integer result cannot be guaranteed in the requested accumulator."""
+
+
+class ReadOnlyError(ValidationError, AttributeError):
+    """An attribute of a validated, immutable object was assigned or deleted (e.g. CSRMatrix.indices)."""
 
 
 class BackendUnavailableError(RefcompError, RuntimeError):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._threads import use_refcomp_threads
+from ._threads import parallel_region
 
 __all__ = ["quantize_dq3"]
 
@@ -35,8 +35,8 @@ def _dq3(x, scale, zp, out):  # pragma: no cover - compiled
 def quantize_dq3(x: np.ndarray, y_scale, y_zero_point) -> np.ndarray:
     """uint8 clip(rint(x / y_scale) + y_zero_point, 0, 255) of float32 x, same shape (eq. DQ3)."""
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
-    use_refcomp_threads(1 if flat.size < _SERIAL_BELOW else None)
-    out = np.empty(flat.size, np.uint8)
-    if flat.size:
-        _dq3(flat, np.float32(y_scale), np.float32(y_zero_point), out)
-    return out.reshape(np.shape(x))
+    with parallel_region(1 if flat.size < _SERIAL_BELOW else None):
+        out = np.empty(flat.size, np.uint8)
+        if flat.size:
+            _dq3(flat, np.float32(y_scale), np.float32(y_zero_point), out)
+        return out.reshape(np.shape(x))

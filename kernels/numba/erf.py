@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._threads import use_refcomp_threads
+from ._threads import parallel_region
 
 __all__ = ["erf"]
 
@@ -24,9 +24,9 @@ def _erf(x, out):  # pragma: no cover - compiled
 
 
 def erf(x: np.ndarray) -> np.ndarray:
-    use_refcomp_threads()
-    flat = np.ascontiguousarray(x).reshape(-1)
-    out = np.empty_like(flat)
-    if flat.size:
-        _erf(flat, out)
-    return out.reshape(x.shape)
+    with parallel_region():
+        flat = np.ascontiguousarray(x).reshape(-1)
+        out = np.empty_like(flat)
+        if flat.size:
+            _erf(flat, out)
+        return out.reshape(x.shape)

@@ -38,7 +38,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...errors import BackendUnavailableError, ValidationError
-from ._threads import use_refcomp_threads
+from ._threads import parallel_region
 from ._vnni import PANEL, tile_kernel, vnni_usable
 
 __all__ = ["matmul_integer", "PackedB", "PATHS", "best_path"]
@@ -256,24 +256,24 @@ def matmul_integer(a, b, a_zero_point, b_zero_point, *, threads=None, path="auto
     if pb.flip:
         zb = zb - 128
     # like the C library: below ~2e6 multiply-adds a second thread costs more than it saves
-    use_refcomp_threads(1 if M * K * N < _SERIAL_BELOW else threads)
-    out = np.empty((M, N), np.int32)
-    if pb.path == "vnni":
-        ap = _raw_bytes(a, a_flip, (M, 4 * pb.k4))
-        raw = out if N == pb.nb * PANEL else np.empty((M, pb.nb * PANEL), np.int32)
-        _vnni_product(ap, pb.data, raw)
-    else:
-        ap = _raw_bytes(a, a_flip, (M, K))
-        raw = out
-        _blocked_product(ap, pb.data, raw)
-    fold_a, fold_b = bool(za.any()), bool(zb.any())
-    if fold_a or fold_b:
-        # a zero term needs no sum: rowsum(a') multiplies zb', colsum(b') multiplies za'
-        rs = a.sum(axis=1, dtype=np.int64) + (128 * K if a_flip else 0) if fold_b else np.zeros(M, np.int64)
-        cs = pb.colsum if fold_a else np.zeros(N, np.int64)
-        za = np.ascontiguousarray(np.broadcast_to(za, (M,)))
-        zb = np.ascontiguousarray(np.broadcast_to(zb, (N,)))
-        _fold_zero_points(raw, rs, cs, za, zb, K, out)
-    elif raw is not out:
-        out[...] = raw[:, :N]
-    return out
+    with parallel_region(1 if M * K * N < _SERIAL_BELOW else threads):
+        out = np.empty((M, N), np.int32)
+        if pb.path == "vnni":
+            ap = _raw_bytes(a, a_flip, (M, 4 * pb.k4))
+            raw = out if N == pb.nb * PANEL else np.empty((M, pb.nb * PANEL), np.int32)
+            _vnni_product(ap, pb.data, raw)
+        else:
+            ap = _raw_bytes(a, a_flip, (M, K))
+            raw = out
+            _blocked_product(ap, pb.data, raw)
+        fold_a, fold_b = bool(za.any()), bool(zb.any())
+        if fold_a or fold_b:
+            # a zero term needs no sum: rowsum(a') multiplies zb', colsum(b') multiplies za'
+            rs = a.sum(axis=1, dtype=np.int64) + (128 * K if a_flip else 0) if fold_b else np.zeros(M, np.int64)
+            cs = pb.colsum if fold_a else np.zeros(N, np.int64)
+            za = np.ascontiguousarray(np.broadcast_to(za, (M,)))
+            zb = np.ascontiguousarray(np.broadcast_to(zb, (N,)))
+            _fold_zero_points(raw, rs, cs, za, zb, K, out)
+        elif raw is not out:
+            out[...] = raw[:, :N]
+        return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._threads import use_refcomp_threads
+from ._threads import parallel_region
 
 __all__ = ["requantize_float", "requantize_fixed_point"]
 
@@ -78,17 +78,17 @@ def requantize_float(acc, multiplier, zero_point, qmin, qmax, *, threads=None):
     """Registration contract "requantize_float": acc int32 [M, N], per-column float32 / int32 [N]."""
     acc = np.ascontiguousarray(acc, np.int32)
     out = np.empty(acc.shape, np.int32)
-    use_refcomp_threads(threads)
-    _float(acc, np.ascontiguousarray(multiplier, np.float32), np.ascontiguousarray(zero_point, np.int32),
-           int(qmin), int(qmax), out)
-    return out
+    with parallel_region(threads):
+        _float(acc, np.ascontiguousarray(multiplier, np.float32), np.ascontiguousarray(zero_point, np.int32),
+               int(qmin), int(qmax), out)
+        return out
 
 
 def requantize_fixed_point(acc, multiplier, shift, zero_point, qmin, qmax, *, threads=None):
     """Registration contract "requantize_fixed_point": acc int32 [M, N], per-column int32 [N]."""
     acc = np.ascontiguousarray(acc, np.int32)
     out = np.empty(acc.shape, np.int32)
-    use_refcomp_threads(threads)
-    _fixed(acc, np.ascontiguousarray(multiplier, np.int32), np.ascontiguousarray(shift, np.int32),
-           np.ascontiguousarray(zero_point, np.int32), int(qmin), int(qmax), out)
-    return out
+    with parallel_region(threads):
+        _fixed(acc, np.ascontiguousarray(multiplier, np.int32), np.ascontiguousarray(shift, np.int32),
+               np.ascontiguousarray(zero_point, np.int32), int(qmin), int(qmax), out)
+        return out

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...errors import ShapeError
-from ._threads import use_refcomp_threads
+from ._threads import parallel_region
 
 __all__ = ["csr_spmm_f32", "csr_spmm_i8", "csr_linear_f32"]
 
@@ -59,19 +59,19 @@ def _indices32(indices, shape):
 def csr_spmm_f32(indptr, indices, data, shape, X, *, threads=None, validated=False, blocks=None):
     """Y = W @ X, W float32 CSR of ``shape``, X float32 [cols, n] (arrays validated by the caller)."""
     Y = np.empty((shape[0], X.shape[1]), np.float32)
-    use_refcomp_threads(threads)
-    _spmm_f32(np.asarray(indptr, np.int64), _indices32(indices, shape), np.asarray(data, np.float32),
-              np.ascontiguousarray(X, np.float32), Y)
-    return Y
+    with parallel_region(threads):
+        _spmm_f32(np.asarray(indptr, np.int64), _indices32(indices, shape), np.asarray(data, np.float32),
+                  np.ascontiguousarray(X, np.float32), Y)
+        return Y
 
 
 def csr_spmm_i8(indptr, indices, data, shape, X, *, threads=None, validated=False):
     """Y = W @ X in int32 (mod 2**32), W int8 CSR of ``shape``, X int16 [cols, n]."""
     Y = np.empty((shape[0], X.shape[1]), np.int32)
-    use_refcomp_threads(threads)
-    _spmm_i8(np.asarray(indptr, np.int64), _indices32(indices, shape), np.asarray(data, np.int8),
-             np.ascontiguousarray(X, np.int16), Y)
-    return Y
+    with parallel_region(threads):
+        _spmm_i8(np.asarray(indptr, np.int64), _indices32(indices, shape), np.asarray(data, np.int8),
+                 np.ascontiguousarray(X, np.int16), Y)
+        return Y
 
 
 def csr_linear_f32(indptr, indices, data, shape, x, bias=None, *, threads=None, validated=False, blocks=None):

@@ -23,8 +23,11 @@ A matrix W of shape (rows, cols) keeps only its non-zeros, row by row::
 
 This is scipy.sparse's canonical CSR form (``has_canonical_format``); the
 constructor checks it once, so a malformed matrix raises ValidationError here
-and never reaches the C kernels, which trust the indices. A composition is
-the same CSR with other values: :meth:`with_values` shares the checked
+and never reaches the C kernels, which trust the indices. So a CSRMatrix is
+immutable: the checked arrays are private copies NumPy refuses to make
+writeable (refcomp._frozen), rebinding an attribute raises ReadOnlyError, and
+copies and pickles go through the constructor again. A composition is the
+same CSR with other values: :meth:`with_values` shares the checked
 ``indptr`` / ``indices`` and checks only the new values.
 
 Attributes: ``values`` is what is stored for the nnz values (the array, or
@@ -65,7 +68,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
+from .._frozen import frozen
+from ..errors import DTypeError, FileFormatError, ReadOnlyError, ShapeError, ValidationError
 from ..ops.csr_matmul import block_pointers, block_width, csr_matmul, kernel_index_dtype
 from ..ops.sparse_linear import sparse_linear, sparse_linear_integer
 from .base import WeightFormat, check_field_names
@@ -87,9 +91,14 @@ def _int_vector(x, name: str) -> np.ndarray:
         raise DTypeError(name, "an integer array", f"dtype {a.dtype}")
     if a.ndim != 1:
         raise ShapeError(name, "a 1-D array", f"shape {a.shape}")
-    if a.size and (a.min() < 0 or a.max() > np.iinfo(np.int64).max):
+    if a.size and a.max() > np.iinfo(np.int64).max:  # uint64 beyond int64: would wrap negative
+        raise ValidationError(name, f"values <= {np.iinfo(np.int64).max}", f"max {a.max()}")
+    # a private copy NumPy cannot make writeable (refcomp._frozen), checked here and by the
+    # constructor: the kernels trust it, so neither the caller nor a later holder may change it
+    a = frozen(a, np.int64)
+    if a.size and a.min() < 0:
         raise ValidationError(name, "non-negative values", f"min {a.min()}")
-    return np.ascontiguousarray(a, dtype=np.int64)
+    return a
 
 
 def _check_values_length(data, nnz: int) -> None:
@@ -160,12 +169,28 @@ class CSRMatrix(WeightFormat):
                 p = int(np.flatnonzero(bad)[0])
                 raise ValidationError("indices", "sorted, unique column indices within each row",
                                       f"indices[{p}] = {indices[p]} then indices[{p + 1}] = {indices[p + 1]}")
-        self.indptr = indptr
-        self.indices = indices
-        self.shape = (rows, cols)
-        for a in (self.indptr, self.indices):
-            a.flags.writeable = False  # validated once: keep it valid
+        self.__dict__.update(indptr=indptr, indices=indices, shape=(rows, cols))  # set once (__setattr__)
         self._set_values(data)
+
+    #: what the constructor validated and the kernels trust (with the kernels' cached forms of it):
+    #: bound once, never rebound (a new CSRMatrix, or :meth:`with_values`, is the way to change them)
+    _FIXED = frozenset({"indptr", "indices", "data", "values", "shape", "_kernel_indices", "_column_blocks", "_codes"})
+
+    def __setattr__(self, name, value):
+        if name in self._FIXED:
+            raise ReadOnlyError(name, "an attribute fixed when the CSRMatrix was validated "
+                                "(make a new CSRMatrix, or use with_values)", "an assignment")
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name):
+        if name in self._FIXED:
+            raise ReadOnlyError(name, "an attribute fixed when the CSRMatrix was validated", "a deletion")
+        super().__delattr__(name)
+
+    def __reduce__(self):
+        # copy / deepcopy / pickle rebuild through the constructor: a copied array comes back
+        # writeable (and a pickle is outside data), so the copy is validated and frozen again
+        return type(self), (self.indptr, self.indices, self.values, self.shape)
 
     def _set_values(self, data) -> None:
         """Check the nnz values (an array or a values format) and set ``values`` and ``data``."""
@@ -185,15 +210,13 @@ class CSRMatrix(WeightFormat):
             if decoded.dtype not in DATA_DTYPES:
                 raise DTypeError("data", "dtype float32, float64 or int8 (or a QTensor / Clustered)",
                                  f"dtype {decoded.dtype}")
+        decoded = frozen(decoded)  # validated once, below: keep it valid (refcomp._frozen)
         if decoded.dtype.kind == "f" and not np.all(np.isfinite(decoded)):
             p = int(np.flatnonzero(~np.isfinite(decoded))[0])
             raise ValidationError("data", "finite values", f"data[{p}] = {decoded[p]}")
-        decoded = np.ascontiguousarray(decoded)
-        decoded.flags.writeable = False  # validated once: keep it valid
         if not isinstance(data, WeightFormat):
             values = decoded  # a plain CSR stores the array it multiplies by
-        self.values = values
-        self.data = decoded
+        self.__dict__.update(values=values, data=decoded)
 
     def with_values(self, data) -> "CSRMatrix":
         """This sparsity pattern with other nnz values: an array or a values format of shape (nnz,).
@@ -203,7 +226,7 @@ class CSRMatrix(WeightFormat):
         is how a composition is made: ``W.with_values(QTensor.quantize(W.data, qp))``.
         """
         new = object.__new__(type(self))
-        new.indptr, new.indices, new.shape = self.indptr, self.indices, self.shape
+        new.__dict__.update(indptr=self.indptr, indices=self.indices, shape=self.shape)
         for key in ("_kernel_indices", "_column_blocks"):  # they depend on the pattern only
             if key in self.__dict__:
                 new.__dict__[key] = self.__dict__[key]
@@ -275,8 +298,7 @@ class CSRMatrix(WeightFormat):
         """
         cached = self.__dict__.get("_kernel_indices")
         if cached is None:
-            cached = self.indices.astype(kernel_index_dtype(self.shape[1]))
-            cached.flags.writeable = False
+            cached = frozen(self.indices, kernel_index_dtype(self.shape[1]))
             self.__dict__["_kernel_indices"] = cached
         return cached
 

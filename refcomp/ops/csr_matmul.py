@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as _backend
+from .._frozen import frozen
 from ..errors import DTypeError, OverflowRiskError, ShapeError, ValidationError
 
 __all__ = ["csr_matmul", "csr_operand", "kernel_index_dtype", "block_width", "block_pointers"]
@@ -90,7 +91,7 @@ def block_width(shape, nnz: int, n: int) -> int | None:
 def block_pointers(indptr, indices, shape, kb: int) -> tuple[int, np.ndarray]:
     """(nblocks, block_ptr): block_ptr[r, b] is the first non-zero of row r with column >= b kb.
 
-    So block_ptr[r, 0] = indptr[r] and block_ptr[r, -1] = indptr[r + 1]; read-only int64 (rows, nblocks + 1).
+    So block_ptr[r, 0] = indptr[r] and block_ptr[r, -1] = indptr[r + 1]; frozen (refcomp._frozen) int64 (rows, nblocks + 1).
     """
     rows, cols = shape
     nb = -(-cols // kb)
@@ -101,8 +102,7 @@ def block_pointers(indptr, indices, shape, kb: int) -> tuple[int, np.ndarray]:
     bp[:, 0] = 0
     np.cumsum(counts, axis=1, out=bp[:, 1:])
     bp += indptr[:-1, None]
-    bp.flags.writeable = False
-    return nb, bp
+    return nb, frozen(bp)  # cached with the matrix: C re-checks the partition, Numba does not
 
 
 def csr_matmul(W, X, *, backend="auto") -> np.ndarray:

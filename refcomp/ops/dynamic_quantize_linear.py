@@ -11,6 +11,8 @@ Definition (float32 throughout, qmin = 0, qmax = 255)::
 
 Every operation is one float32 IEEE operation; round is half to even.
 0 is exactly representable: x = 0 maps to y_zero_point.
+r_max == r_min only for an all-zero x, where the spec's formula divides by
+zero; 1 / 255 is onnx.reference's choice, onnxruntime's is 1.0 (docs/deviations.md D8).
 Fast path: a registered "dynamic_quantize_linear" kernel (Numba) computes
 eq. DQ3 only, from the y_scale and y_zero_point computed here, with the same
 float32 operations in one pass; tests/kernels prove it byte-equal. For

@@ -41,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend as _backend
+from .._frozen import frozen
 from ..checks import dtype_in, numeric_array
 from ..errors import DTypeError, OverflowRiskError, ShapeError, ValidationError
 
@@ -79,17 +80,12 @@ class PackedWeight:
         if self._bzp.ndim != 2:  # [..., 1, N] with batch dimensions: not a weight's zero point
             raise ShapeError("b_zero_point", f"a scalar, [{N}] or [1, {N}]", f"shape {np.shape(b_zero_point)}")
         # a private read-only copy: the packed forms are made from it later, so it must not change under them
-        self.B = np.array(B, order="C")
-        self.B.flags.writeable = False
-        if b_zero_point is None:
-            self.b_zero_point = None
-        else:
-            self.b_zero_point = np.array(b_zero_point, dtype=B.dtype)
-            self.b_zero_point.flags.writeable = False
+        # (refcomp._frozen: NumPy refuses to make it writeable again)
+        self.B = frozen(B)
+        self.b_zero_point = None if b_zero_point is None else frozen(b_zero_point, B.dtype)
         self.max_deviation = _max_deviation(self.B, self._bzp, -2) if K and N else 0
         # the zero point as the kernels take it (int32 [N]), made once
-        self._b_zp_int32 = np.ascontiguousarray(np.broadcast_to(self._bzp, (1, N))[0], dtype=np.int32)
-        self._b_zp_int32.flags.writeable = False
+        self._b_zp_int32 = frozen(np.broadcast_to(self._bzp, (1, N))[0], np.int32)
         self._packed = {}  # backend name -> that backend's packed B (or the plain B if it has none)
 
     @property
@@ -116,9 +112,9 @@ class PackedWeight:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        for a in (self.B, self.b_zero_point, self._b_zp_int32):  # a deep copy's arrays come back writeable
-            if a is not None:
-                a.flags.writeable = False
+        for k in ("B", "b_zero_point", "_b_zp_int32"):  # a deep copy's arrays come back writeable
+            if self.__dict__[k] is not None:
+                self.__dict__[k] = frozen(self.__dict__[k])
 
     def __repr__(self) -> str:
         zp = "None" if self.b_zero_point is None else f"{self.b_zero_point.shape or 'scalar'}"

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refcomp.errors import DTypeError, ShapeError, ValidationError
+import refcomp.errors
+from refcomp.errors import DTypeError, ReadOnlyError, ShapeError, ValidationError
 from refcomp.formats import CSRMatrix, WeightFormat
 
 from .._support.csr import make, sparse_dense
@@ -108,3 +109,102 @@ def test_kernel_indices_are_the_narrowest_type_cached_read_only_and_exact():
     wide = CSRMatrix(np.array([0, 2]), np.array([3, 70000]), np.ones(2, np.float32), (1, 70001))
     assert wide.kernel_indices.dtype == np.int32
     np.testing.assert_array_equal(wide.kernel_indices, [3, 70000])
+
+
+# ------------------------------------------------------------------ immutability
+# The kernels trust what the constructor checked (csrc/refcomp.h: indices in [0, cols), indptr
+# non-decreasing); a CSRMatrix that could change after the checks would send out-of-range
+# indices to C (a segfault, found by the audit of issue 13).
+
+def _immutable_matrix():
+    rng = np.random.default_rng(5)
+    dense = sparse_dense(rng, (300, 1024), 0.3)  # rows >= 256, n >= 16: the column-blocked C kernel
+    indptr = np.zeros(301, np.int64)
+    np.cumsum((dense != 0).sum(axis=1), out=indptr[1:])
+    rows, cols = np.nonzero(dense)
+    data = dense[rows, cols].copy()
+    return CSRMatrix(indptr, cols, data, dense.shape), dense, (indptr, cols, data)
+
+
+def _every_array(W, X):
+    W.column_blocks(X.shape[1])
+    codes = W.with_values(np.clip(np.rint(W.data * 20), -127, 127).astype(np.int8))
+    arrays = {"indptr": W.indptr, "indices": W.indices, "data": W.data, "values": W.values,
+              "kernel_indices": W.kernel_indices, "codes.data": codes.data}
+    for kb, (_, bp) in W.__dict__["_column_blocks"].items():
+        arrays[f"block_ptr[{kb}]"] = bp
+    return arrays
+
+
+def test_a_validated_matrix_cannot_be_made_writeable():
+    W, dense, _ = _immutable_matrix()
+    X = np.ones((1024, 32), np.float32)
+    for name, a in _every_array(W, X).items():
+        assert not a.flags.writeable, name
+        with pytest.raises(ValueError, match="WRITEABLE"):
+            a.flags.writeable = True
+        with pytest.raises(ValueError):
+            a.setflags(write=True)
+        with pytest.raises(ValueError):
+            a[0] = 0
+        np.testing.assert_array_equal(a, a.copy())  # unchanged
+    for backend in ("numpy", "numba", "c"):
+        try:
+            Y = W.dot(X, backend=backend)
+        except refcomp.errors.BackendUnavailableError:
+            continue
+        np.testing.assert_allclose(Y, dense @ X, rtol=1e-5, atol=1e-4)
+
+
+def test_the_callers_arrays_stay_the_callers():
+    # the matrix holds private copies: the caller's arrays stay writeable, and writing to them
+    # (an index still in range, so an old aliasing bug shows as a wrong answer, not a crash)
+    # changes nothing the matrix computes with
+    W, dense, (indptr, indices, data) = _immutable_matrix()
+    assert indptr.flags.writeable and indices.flags.writeable and data.flags.writeable
+    indices[:] = indices[::-1].copy()
+    indptr[1:-1] = indptr[-1]
+    data[:] = 7
+    X = np.ones((1024, 1), np.float32)
+    np.testing.assert_array_equal(W.to_dense(), dense)
+    for backend in ("numpy", "numba", "c"):
+        try:
+            Y = W.dot(X, backend=backend)
+        except refcomp.errors.BackendUnavailableError:
+            continue
+        np.testing.assert_allclose(Y, dense @ X, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["indptr", "indices", "data", "values", "shape", "_kernel_indices",
+                                  "_column_blocks", "_codes"])
+def test_validated_attributes_cannot_be_rebound(name):
+    W, dense, _ = _immutable_matrix()
+    with pytest.raises(ReadOnlyError, match=name):
+        setattr(W, name, np.zeros(3, np.int64))
+    with pytest.raises(AttributeError):  # ReadOnlyError is one, as a Python user expects
+        delattr(W, name)
+    W.note = "other attributes are free"
+    np.testing.assert_array_equal(W.to_dense(), dense)
+
+
+def test_copies_and_pickles_are_validated_and_frozen_again():
+    import copy
+    import pickle
+
+    W, dense, _ = _immutable_matrix()
+    W.kernel_indices  # a cache: a copy makes its own
+    X = np.ones((1024, 16), np.float32)
+    for twin in (copy.copy(W), copy.deepcopy(W), pickle.loads(pickle.dumps(W))):
+        assert type(twin) is CSRMatrix and "_kernel_indices" not in twin.__dict__
+        for name, a in _every_array(twin, X).items():
+            with pytest.raises(ValueError, match="WRITEABLE"):
+                a.flags.writeable = True
+        np.testing.assert_array_equal(twin.to_dense(), dense)
+    # a pickle is outside data: one whose indices were changed on the way is refused on load
+    bad = W.indices.copy()
+    bad[W.indptr[1] - 1] = 10**6  # the last index of row 0: still sorted, out of range
+    blob = pickle.dumps(W)
+    assert blob.count(W.indices.tobytes()) == 1
+    blob = blob.replace(W.indices.tobytes(), bad.tobytes())
+    with pytest.raises(ValidationError, match="indices"):
+        pickle.loads(blob)

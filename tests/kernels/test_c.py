@@ -30,6 +30,19 @@ def test_sanitized_driver(tmp_path):
     assert "all checks passed" in r.stdout
 
 
+@pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler")
+def test_misaligned_operands_under_ubsan(tmp_path):
+    """scripts/ubsan_kernels.py: tests/kernels/test_alignment.py against csrc/ built with
+    -fsanitize=undefined: the wrappers hand C no misaligned pointer (the process ends at the first)."""
+    import sys
+
+    env = dict(os.environ, REFCOMP_UBSAN_BUILD=str(tmp_path))
+    r = subprocess.run([sys.executable, str(CSRC.parent / "scripts" / "ubsan_kernels.py"), "-q", "-p", "no:cacheprovider",
+                        "tests/kernels/test_alignment.py"], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0 and "runtime error" not in r.stderr, r.stdout[-3000:] + r.stderr[-3000:]
+    assert " passed" in r.stdout
+
+
 def _tsan_available(tmp_path) -> bool:
     src = tmp_path / "probe.c"
     src.write_text("int main(void) { return 0; }\n")

@@ -240,6 +240,11 @@ def test_packed_weight_holds_a_read_only_copy_and_its_statistic():
     B[:] = 0  # the caller's array changes; the packed weight must not
     zb[:] = 0
     np.testing.assert_array_equal(matmul_integer(np.ones((2, 6), U8), p), want)
+    # and nobody can make the copy writeable again (refcomp._frozen): max_deviation, the kernels'
+    # int32 precondition, was measured on it once
+    for a in (p.B, p.b_zero_point, p._b_zp_int32):
+        with pytest.raises(ValueError, match="WRITEABLE"):
+            a.flags.writeable = True
     assert pack_weight(np.zeros((0, 3), U8)).max_deviation == 0
     np.testing.assert_array_equal(matmul_integer(np.zeros((2, 0), U8), pack_weight(np.zeros((0, 3), U8))),
                                   np.zeros((2, 3), np.int32))
@@ -252,6 +257,9 @@ def test_packed_weight_copies_and_pickles_without_its_cache():
     want = matmul_integer(A, p, U8(128))  # fills the cache of the fast backend, if any
     for q in (copy.deepcopy(p), copy.copy(p), pickle.loads(pickle.dumps(p))):
         assert q._packed == {} and not q.B.flags.writeable
+        for a in (q.B, q._b_zp_int32):  # copied arrays come back writeable: frozen again
+            with pytest.raises(ValueError, match="WRITEABLE"):
+                a.flags.writeable = True
         np.testing.assert_array_equal(q.B, B)
         np.testing.assert_array_equal(matmul_integer(A, q, U8(128)), want)
 

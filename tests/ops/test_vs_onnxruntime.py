@@ -205,6 +205,30 @@ def test_dynamic_quantize_linear(seed, shape, kind):
         np.testing.assert_array_equal(g, w)
 
 
+def test_dynamic_quantize_linear_all_zero_deviation():
+    """docs/deviations.md D8: all-zero x, where the spec's y_scale is 0 / 255: refcomp and onnx.reference
+    give 1/255, onnxruntime 1.0; the codes and the zero point agree."""
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    x = np.zeros((2, 3), np.float32)
+    x[0, 1] = -0.0
+    node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info(n, t, None)
+                               for n, t in (("y", TensorProto.UINT8), ("s", TensorProto.FLOAT), ("z", TensorProto.UINT8))])
+    reference = ReferenceEvaluator(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])).run(None, {"x": x})
+    ort = run("DynamicQuantizeLinear", [x], [U8, np.float32, U8], opset=11)
+    for backend in ("numpy", "auto"):
+        y, s, z = ops.dynamic_quantize_linear(x, backend=backend)
+        assert s.dtype == np.float32 and s == np.float32(1) / np.float32(255)
+        assert s == reference[1]
+        for got, want in ((y, ort[0]), (z, ort[2]), (y, reference[0]), (z, reference[2])):
+            np.testing.assert_array_equal(got, want)
+            assert not want.any()
+    assert ort[1] == np.float32(1.0)
+
+
 # ---------------------------------------------------------------- QLinearMatMul, ConvInteger, QLinearConv
 
 # the type combinations onnxruntime's CPU provider implements (a, b, y)
