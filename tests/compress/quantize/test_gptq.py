@@ -154,3 +154,50 @@ def test_qtensor_is_the_grid_and_saves_bit_for_bit(case, use_gptq):
     n_scales = q.qparams.scale.size
     stores_z = bool(np.any(q.qparams.zero_point.astype(np.int64) != 0))
     assert q.nbytes == -(-w.size * width // 8) + 4 * n_scales + stores_z * -(-n_scales * width // 8)
+
+
+def _problem(seed, out=5, n=24):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(300, n)) @ (rng.normal(size=(n, n)) / np.sqrt(n) + np.eye(n)) * np.exp(rng.normal(size=n))
+    return rng.normal(size=(out, n)), hessian_from_inputs(x)
+
+
+def test_act_order_is_gptq_on_the_columns_sorted_by_decreasing_hessian_diagonal():
+    """act_order = plain GPTQ run on W[:, perm], H[perm, perm] with perm = argsort(−diag H) (stable),
+    codes put back in the original order (per channel, where its static scale is the plain one)."""
+    w, h = _problem(0)
+    perm = np.argsort(-np.diag(h), kind="stable")
+    got = gptq_quantize(w, h, bits=3, act_order=True)
+    permuted = gptq_quantize(w[:, perm], h[np.ix_(perm, perm)], bits=3)
+    expected = np.empty_like(permuted.data)
+    expected[:, perm] = permuted.data
+    np.testing.assert_array_equal(got.data, expected)
+    assert not np.array_equal(got.data, gptq_quantize(w, h, bits=3).data)        # the order matters here
+
+
+@pytest.mark.parametrize("group_size", [6, 8])
+def test_groups_do_not_depend_on_the_lazy_block_size(group_size):
+    """Eq. (7) is the same update as B = 1, and a group's scale is taken from its columns with every
+    update so far applied, also when the group straddles two lazy blocks (_current_columns)."""
+    w, h = _problem(1)
+    ref = gptq_quantize(w, h, bits=4, group_size=group_size, block_size=1)
+    for block in (4, 5, 7, 128):
+        got = gptq_quantize(w, h, bits=4, group_size=group_size, block_size=block)
+        np.testing.assert_array_equal(got.data, ref.data)
+        np.testing.assert_allclose(got.qparams.scale, ref.qparams.scale, rtol=1e-6)
+
+
+def test_defaults_are_symmetric_int4_and_the_accumulator_takes_any_leading_shape():
+    w, h = _problem(2)
+    default = gptq_quantize(w, h)
+    explicit = gptq_quantize(w, h, bits=4, symmetric=True, percdamp=0.01, block_size=128, act_order=False)
+    np.testing.assert_array_equal(default.data, explicit.data)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4, 7, 6))
+    acc, flat = HessianAccumulator(6), HessianAccumulator(6)
+    acc.add(x)
+    flat.add(x.reshape(28, 6))
+    np.testing.assert_array_equal(acc.hessian(), flat.hessian())
+    one = HessianAccumulator(6)
+    one.add(x[0, 0])                                   # a single input vector is one sample
+    np.testing.assert_allclose(one.hessian(), 2 * np.outer(x[0, 0], x[0, 0]))
