@@ -140,3 +140,49 @@ def test_fast_kernel_contract(monkeypatch):
     requantize(acc, np.full(4, 0.1, np.float32), np.zeros(4, np.uint8), output_dtype="uint8", axis=1,
                method="fixed_point")
     assert seen["fixed"] == (np.int32, (4,), np.int32, (4,), np.int32, (4,), 0, 255)
+
+
+def _ties_upward(ab):
+    from fractions import Fraction
+
+    q = Fraction(ab, 2**31) + Fraction(1, 2)
+    return q.numerator // q.denominator                          # floor(ab / 2**31 + 1/2)
+
+
+@pytest.mark.parametrize("a, b", [(2**30 + d, 1) for d in (-1, 0, 1)] + [(-(2**30) + d, 1) for d in (-1, 0, 1)]
+                         + [(2**30 + d, 3) for d in (-1, 0, 1)] + [(-(2**30) + d, 3) for d in (-1, 0, 1)]
+                         + [(0, 5), (1, -1), (-1, 1)])
+def test_srdhm_at_and_beside_the_ties(a, b):
+    """Random products almost never land on ±(k + 1/2)·2**31: the ties and their neighbours, against
+    round-half-up written as a Fraction (gemmlowp's SaturatingRoundingDoublingHighMul)."""
+    assert int(saturating_rounding_doubling_high_mul(a, b)) == _ties_upward(a * b)
+
+
+#: x at ±(k + 1/2)·2**e and one beside, inside int32
+POT_TIES = [(k * 2**e + half * 2 ** (e - 1) + d, e) for e in (1, 5, 30) for k in (-2, -1, 0, 1)
+            for half in (-1, 1) for d in (-1, 0, 1) if I32_MIN <= k * 2**e + half * 2 ** (e - 1) + d <= I32_MAX]
+
+
+@pytest.mark.parametrize("x, e", POT_TIES)
+def test_rounding_divide_by_pot_at_and_beside_the_ties(x, e):
+    from fractions import Fraction
+
+    q = abs(Fraction(x, 2**e)) + Fraction(1, 2)
+    want = (q.numerator // q.denominator) * (1 if x >= 0 else -1)    # half away from zero
+    assert int(rounding_divide_by_pot(np.int32(x), e)) == want
+
+
+def test_multiplier_and_shift_ranges_are_exactly_the_documented_ones():
+    acc = np.array([0, 1, -1], np.int32)
+    for m, s in ((0, 0), (I32_MAX, 0), (2**30, -31), (2**30, 30)):
+        multiply_by_quantized_multiplier(acc, np.int32(m), np.int32(s))          # accepted
+    for m, s, name in ((-1, 0, "multiplier"), (2**31, 0, "multiplier"), (2**30, -32, "shift"),
+                       (2**30, 31, "shift")):
+        with pytest.raises(ValidationError, match=name):
+            multiply_by_quantized_multiplier(acc, np.int64(m), np.int64(s))
+    assert tuple(map(int, quantize_multiplier(2.0**-32))) == (2**30, -31)      # the smallest kept
+    assert tuple(map(int, quantize_multiplier(2.0**-33))) == (0, 0)            # flushed
+    assert tuple(map(int, quantize_multiplier(1.5 * 2.0**29))) == (3 * 2**29, 30)
+    for bad in (2.0**30, 0.0, -1.0, np.inf):
+        with pytest.raises(ValidationError, match="real_multiplier"):
+            quantize_multiplier(bad)
