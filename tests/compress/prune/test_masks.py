@@ -129,3 +129,34 @@ def test_global_exclude_and_layerwise():
 def test_sparsity_of():
     assert sparsity_of(np.array([0.0, 1.0, 0.0, 2.0])) == 0.5
     assert sparsity_of(np.array([True, False, False, False])) == 0.75
+
+
+def test_ties_keep_the_earlier_elements_in_every_mask():
+    """Equal scores: the smaller flat index is kept (a stable order), at sizes where NumPy's default
+    quicksort would not be stable; the same inside every N:M group."""
+    from refcomp.compress.prune.masks import keep_top
+
+    scores = np.random.default_rng(0).integers(0, 3, size=5000).astype(np.float64)   # ties everywhere
+    order = np.lexsort((np.arange(5000), -scores))           # by score, then by index: the oracle
+    for n in (10, 1700, 4000):
+        np.testing.assert_array_equal(np.flatnonzero(keep_top(scores, n)), np.sort(order[:n]))
+    grid = scores.reshape(1250, 4)
+    nm = nm_mask(grid, 2, 4)
+    rows = np.lexsort((np.tile(np.arange(4), (1250, 1)), -grid), axis=1)[:, :2]
+    expected = np.zeros_like(nm)
+    np.put_along_axis(expected, rows, True, axis=1)
+    np.testing.assert_array_equal(nm, expected)
+
+
+def test_structure_masks_name_what_their_scores_count():
+    import pytest
+
+    from refcomp.errors import ShapeError
+
+    with pytest.raises(ShapeError, match="one score per row"):
+        row_mask(np.ones(3), 0.5, (4, 5))
+    with pytest.raises(ShapeError, match="one score per channel"):
+        channel_mask(np.ones(3), 0.5, (4, 5))
+    with pytest.raises(ShapeError, match="weight_shape"):
+        row_mask(np.ones(4), 0.5, (4,))
+    np.testing.assert_array_equal(row_mask(np.array([1.0, 3.0]), 0.5, (2, 3)), [[False] * 3, [True] * 3])
