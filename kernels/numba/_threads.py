@@ -28,10 +28,11 @@ import os
 import threading
 
 import numba
+import numpy as np
 
 from ... import backend as _backend
 
-__all__ = ["parallel_region", "use_refcomp_threads", "LAYER_CHOSEN_BY_REFCOMP"]
+__all__ = ["parallel_region", "use_refcomp_threads", "elementwise", "LAYER_CHOSEN_BY_REFCOMP"]
 
 
 def _choose_fork_safe_layer() -> bool:
@@ -77,3 +78,14 @@ def parallel_region(threads: int | None = None):
     with _lock:
         use_refcomp_threads(threads)
         yield
+
+
+def elementwise(kernel, x):
+    """``kernel(flat_in, flat_out)`` (a compiled loop over one contiguous vector) applied to ``x`` of
+    any shape inside a parallel region; the result has x's shape and dtype."""
+    with parallel_region():
+        flat = np.ascontiguousarray(x).reshape(-1)
+        out = np.empty_like(flat)
+        if flat.size:
+            kernel(flat, out)
+        return out.reshape(x.shape)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._threads import parallel_region
+from ._threads import elementwise
 
 __all__ = ["erf"]
 
@@ -24,9 +24,4 @@ def _erf(x, out):  # pragma: no cover - compiled
 
 
 def erf(x: np.ndarray) -> np.ndarray:
-    with parallel_region():
-        flat = np.ascontiguousarray(x).reshape(-1)
-        out = np.empty_like(flat)
-        if flat.size:
-            _erf(flat, out)
-        return out.reshape(x.shape)
+    return elementwise(_erf, x)

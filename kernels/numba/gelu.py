@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._threads import parallel_region
+from ._threads import elementwise
 
 __all__ = ["gelu"]
 
@@ -69,9 +69,4 @@ def _gelu(x, out):  # pragma: no cover - compiled
 
 def gelu(x: np.ndarray) -> np.ndarray:
     """GELU of a float32 array of any shape (refcomp.ops.gelu, approximate="none"), within eq. G2."""
-    with parallel_region():
-        flat = np.ascontiguousarray(x).reshape(-1)
-        out = np.empty_like(flat)
-        if flat.size:
-            _gelu(flat, out)
-        return out.reshape(x.shape)
+    return elementwise(_gelu, x)

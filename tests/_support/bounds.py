@@ -3,12 +3,22 @@
 import time
 import tracemalloc
 from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+@dataclass
+class Usage:
+    """What a ``measured`` block cost: filled in when the block ends."""
+
+    seconds: float = 0.0
+    peak_bytes: int = 0
 
 
 @contextmanager
-def bounded(max_mib: float, max_seconds: float):
-    """Fail when the block allocates more than ``max_mib`` MiB at its peak (NumPy buffers included:
-    NumPy reports them to tracemalloc) or runs longer than ``max_seconds``; exceptions pass through."""
+def measured():
+    """Time the block and trace its peak memory above the start (NumPy reports its buffers to
+    tracemalloc); yields a Usage filled in on exit, also when the block raises."""
+    usage = Usage()
     was = tracemalloc.is_tracing()
     if not was:
         tracemalloc.start()
@@ -16,11 +26,23 @@ def bounded(max_mib: float, max_seconds: float):
     base = tracemalloc.get_traced_memory()[0]
     t0 = time.perf_counter()
     try:
-        yield
+        yield usage
     finally:
-        elapsed = time.perf_counter() - t0
-        peak = (tracemalloc.get_traced_memory()[1] - base) / 2 ** 20
+        usage.seconds = time.perf_counter() - t0
+        usage.peak_bytes = tracemalloc.get_traced_memory()[1] - base
         if not was:
             tracemalloc.stop()
+
+
+@contextmanager
+def bounded(max_mib: float, max_seconds: float):
+    """Fail when the block allocates more than ``max_mib`` MiB at its peak or runs longer than
+    ``max_seconds``; exceptions pass through."""
+    usage = None
+    try:
+        with measured() as usage:
+            yield
+    finally:               # also when the block raises: an exceeded bound is the failure to report
+        peak = usage.peak_bytes / 2 ** 20
         assert peak <= max_mib, f"peak {peak:.1f} MiB > {max_mib} MiB"
-        assert elapsed <= max_seconds, f"{elapsed:.2f} s > {max_seconds} s"
+        assert usage.seconds <= max_seconds, f"{usage.seconds:.2f} s > {max_seconds} s"

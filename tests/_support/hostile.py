@@ -36,8 +36,6 @@ import io
 import json
 import struct
 import tempfile
-import time
-import tracemalloc
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +49,8 @@ from refcomp.formats.relative_csr import RelativeIndexCSR, code_field, decode_fi
 from refcomp.io import compact_file, load_model, save_model
 from refcomp.io.compressed_file import load_compressed, save_compressed
 from refcomp.io.model_file import _checksum, _graph
+
+from .bounds import measured
 
 KINDS = ("safetensors", "npz", "compact", "compact_dc", "rcdc", "huffman", "onnx", "idx")
 MUTATIONS = ("flip1", "flip8", "truncate", "append", "size_lie", "size_lie_crc", "header_lie", "value_lie")
@@ -221,33 +221,24 @@ class Outcome:
 
 
 def run(kind: str, mutation: str, raw: bytes, reference, folder: Path) -> Outcome:
-    """Load ``raw`` once, timing it and tracing its peak memory (NumPy reports its buffers to tracemalloc)."""
-    was = tracemalloc.is_tracing()
-    if not was:
-        tracemalloc.start()
-    tracemalloc.reset_peak()
-    base = tracemalloc.get_traced_memory()[0]
-    t0 = time.perf_counter()
+    """Load ``raw`` once, timing it and tracing its peak memory (bounds.measured)."""
     error = ""
     got = None
-    try:
-        got = load(kind, raw, folder)
-    except (FileFormatError, UnsupportedOperatorError, DTypeError) as exc:
-        # ONNX: a valid file with an operator or element type refcomp cannot represent has its own
-        # documented errors (UnsupportedOperatorError, DTypeError), counted as refusals
-        refused_ok = isinstance(exc, FileFormatError) or kind == "onnx"
-        result, error = ("refused" if refused_ok else "wrong"), f"{type(exc).__name__}: {exc}"[:300]
-    except Exception as exc:          # noqa: BLE001 - every other exception is what is counted here
-        result, error = "wrong", f"{type(exc).__name__}: {exc}"[:300]
-    else:
-        result = "loaded"
-    seconds = time.perf_counter() - t0
-    peak = tracemalloc.get_traced_memory()[1] - base
-    if not was:
-        tracemalloc.stop()
+    with measured() as usage:
+        try:
+            got = load(kind, raw, folder)
+        except (FileFormatError, UnsupportedOperatorError, DTypeError) as exc:
+            # ONNX: a valid file with an operator or element type refcomp cannot represent has its own
+            # documented errors (UnsupportedOperatorError, DTypeError), counted as refusals
+            refused_ok = isinstance(exc, FileFormatError) or kind == "onnx"
+            result, error = ("refused" if refused_ok else "wrong"), f"{type(exc).__name__}: {exc}"[:300]
+        except Exception as exc:          # noqa: BLE001 - every other exception is what is counted here
+            result, error = "wrong", f"{type(exc).__name__}: {exc}"[:300]
+        else:
+            result = "loaded"
     if result == "loaded":        # compared outside the measured load
         result = "same" if _same(kind, got, reference) else "other"
-    return Outcome(kind, mutation, len(raw), result, error, seconds, peak)
+    return Outcome(kind, mutation, len(raw), result, error, usage.seconds, usage.peak_bytes)
 
 
 # --- mutations ------------------------------------------------------------------------------------------
