@@ -124,7 +124,6 @@ def sparsegpt_prune(w, hessian, *, sparsity: float | None = None, n_m: tuple[int
             err_blk[:, i] = err
         wd[:, i1:i2] = w_blk
         wd[:, i2:] -= err_blk @ u[i1:i2, i2:]                                 # GPTQ eq. (7)
-    wd[~keep] = 0.0
     return wd.astype(w_in.dtype if w_in.dtype in (np.float32, np.float64) else np.float64), keep
 
 

@@ -142,7 +142,8 @@ def layerwise_hessians(model, names, batches):
     """
     batches = calibration_batch_list(batches)
     modules = dict(model.named_modules())
-    order = [n for n in modules if n in set(names)]
+    wanted = set(names)
+    order = [n for n in modules if n in wanted]
     missing = [n for n in names if n not in modules or not isinstance(modules[n], (Conv2d, Linear))]
     if missing:
         raise ValidationError("layers", "names of Linear / Conv2d layers of the model", f"unknown {missing}")
