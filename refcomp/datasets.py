@@ -127,10 +127,6 @@ def _gunzip(raw: bytes, p) -> bytes:
     return out
 
 
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
 def _download(name: str, dest: Path) -> None:
     import urllib.request
 
