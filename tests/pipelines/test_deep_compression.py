@@ -101,6 +101,18 @@ def test_the_pipeline_writes_a_model_file_load_model_runs(digits_run):
     assert parts["header"] < 600
 
 
+def test_the_pruned_stage_is_kept_as_pruning_alone(digits_run):
+    """result.pruned: stage 1's model, float weights zero exactly where the final masks are."""
+    from refcomp.nn import evaluate
+
+    r, cfg, test_set = digits_run
+    for name in cfg.sparsity:
+        w = r.pruned[name].weight.to_dense()
+        assert w.dtype == np.float32 and np.array_equal(w != 0, r.masks[name])
+        assert len(np.unique(w[r.masks[name]])) > 2 ** cfg.weight_bits[name]   # not yet shared
+    assert evaluate(r.pruned, test_set)["accuracy"] == r.accuracy["pruned"]
+
+
 def test_an_rcdc_file_converts_to_a_model_file(digits_run, tmp_path):
     """load_into(..., stored=True) + save_model: the same coded layers in a file load_model reads."""
     from refcomp import models

@@ -38,6 +38,8 @@ class PipelineResult:
     file: str | None = None        # the compressed model file written (compact encoding, refcomp.io.compact_file)
     file_bytes: int | None = None  # its whole size on disk; the ratios count the table's bits, not this
     file_parts: dict | None = None  # file_bytes split: coded_fields, other_tensors, header (see _file_parts)
+    pruned: object = None          # the model after stage 1 alone (pruned + retrained, float weights):
+                                   # Han et al. 2015's "pruning alone" row
 
     @property
     def weights_ratio(self) -> float:
@@ -216,6 +218,7 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
             (train_set[0][:c.calibration_samples], train_set[1][:c.calibration_samples]),
             rng=c.seed, callback=lambda e, m: bar.advance())
         masks = pruning["masks"]
+        pruned = copy.deepcopy(model)
         seconds["prune_retrain"] = time.perf_counter() - t
         accuracy["pruned"] = _accuracy(model, test_set)
         say(f"pruned + retrained ({rounds} rounds x {c.prune_epochs} epochs): "
@@ -259,7 +262,7 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
         bias, dense = _bias_bytes(model, names)
         result = PipelineResult(model=model, masks=masks, clustered=clustered, storage=storage, table=table,
                                 accuracy=accuracy, seconds=seconds, bias_bytes=bias, dense_bytes=dense,
-                                config=c)
+                                config=c, pruned=pruned)
         if save_to is not None:
             t = time.perf_counter()
             # no metadata: the configuration is in the report, every header byte counts in the file size
