@@ -7,13 +7,20 @@ For each module, mutmut (https://github.com/boxed/mutmut, ``pip install mutmut``
 plants one small change at a time — an operator, a constant, a call argument,
 a returned value — and runs the module's mirror tests (the test files named in
 MODULES) against it. A mutant the tests fail on is *killed*; one they pass is
-*survived*. A survivor whose only change is inside the text or the argument
-name of an error (a ``raise ...Error(...)`` line or an argument check such as
-``real(x, "name", ...)``) is counted apart as *message*: it changes what a
-user reads, not what the algorithm computes (the tests that assert each
-error's argument name kill most of those anyway). The score is
+*survived*. Two kinds of survivor are counted apart:
 
-    killed / (killed + survived − message)
+- *message*: the only change is inside the text or the argument name of an
+  error (a ``raise ...Error(...)`` statement, one or several lines, or an
+  argument check such as ``real(x, "name", ...)``): it changes what a user
+  reads, not what the algorithm computes (the tests that assert each error's
+  argument name kill most of those anyway);
+- *equivalent*: a change NumPy or Python makes a no-op, detected by rule:
+  ``.astype(np.float64)`` → ``.astype(None)`` (None *is* NumPy's default
+  float64) and ``float("nan")`` → ``float("NAN")``.
+
+The score is
+
+    killed / (killed + survived)       (survived: neither message nor equivalent)
 
 — the share of behaviour-changing mutants the tests catch; the target is
 ≥ 90 % per module. The run happens in a temporary copy of the repository
@@ -55,12 +62,55 @@ MODULES = {
 
 #: a changed line that only builds an error or checks an argument (its text and names are messages)
 _MESSAGE_LINE = re.compile(r"raise \w*Error\(|\b(real|integer|float_array|bool_mask|one_of|ratio|"
-                           r"numeric_array|normalize_axis)\(")
+                           r"numeric_array|normalize_axis|qdtype|check_shape)\(|\bargument: str = ")
+_RAISE = re.compile(r"raise \w*Error\(")
+#: mutations NumPy makes no-ops: astype(None) *is* astype(float64) (None means the default float
+#: dtype), and float() parses "nan" / "inf" in any case
+_EQUIVALENT = [(re.compile(r"\.astype\(np\.float64\)"), ".astype(None)"),
+               (re.compile(r'float\("(nan|inf)"\)'), None)]
+
+
+def _changes(diff: str) -> tuple[list[str], list[str], list[bool]]:
+    """(removed lines, added lines, for each removed line: is it inside an open ``raise ...Error(`` call)."""
+    removed, added, in_raise = [], [], []
+    depth = 0                       # open parentheses of the raise statement being read (old side)
+    for ln in diff.splitlines():
+        if ln.startswith(("+++", "---", "@@")):
+            depth = 0 if ln.startswith("@@") else depth
+            continue
+        if ln[:1] == "+":
+            added.append(ln[1:])
+            continue
+        text = ln[1:]
+        inside = depth > 0
+        if _RAISE.search(text):
+            depth = 0
+            text = text[_RAISE.search(text).start():]
+            inside = True
+        if inside or depth > 0:
+            depth += text.count("(") - text.count(")")
+        if ln[:1] == "-":
+            removed.append(ln[1:])
+            in_raise.append(inside)
+    return removed, added, in_raise
 
 
 def _is_message(diff: str) -> bool:
-    changed = [ln[1:] for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
-    return bool(changed) and all(_MESSAGE_LINE.search(ln) for ln in changed)
+    removed, added, in_raise = _changes(diff)
+    return bool(removed) and all(r or _MESSAGE_LINE.search(ln) for ln, r in zip(removed, in_raise))
+
+
+def _is_equivalent(diff: str) -> bool:
+    removed, added, _ = _changes(diff)
+    if len(removed) != 1 or len(added) != 1:
+        return False
+    for pattern, replacement in _EQUIVALENT:
+        if replacement is None:
+            if pattern.search(removed[0]) and removed[0].lower() == added[0].lower():
+                return True
+        elif pattern.sub(replacement, removed[0]) == added[0]:
+            return True
+    return False
 
 
 def score_module(module: str, tests: list[str], workdir: Path, mutmut: list[str]) -> dict:
@@ -80,13 +130,15 @@ def score_module(module: str, tests: list[str], workdir: Path, mutmut: list[str]
     subprocess.run(mutmut + ["run"], cwd=copy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     out = subprocess.run(mutmut + ["results", "--all", "true"], cwd=copy, capture_output=True, text=True).stdout
     status = dict(line.strip().rsplit(": ", 1) for line in out.splitlines() if ": " in line)
-    counts = {"killed": 0, "survived": 0, "message": 0, "other": 0}
+    counts = {"killed": 0, "survived": 0, "message": 0, "equivalent": 0, "other": 0}
     survivors = []
     for name, st in status.items():
         if st == "survived":
             diff = subprocess.run(mutmut + ["show", name], cwd=copy, capture_output=True, text=True).stdout
             if _is_message(diff):
                 counts["message"] += 1
+            elif _is_equivalent(diff):
+                counts["equivalent"] += 1
             else:
                 counts["survived"] += 1
                 survivors.append((name, diff))
@@ -110,12 +162,12 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"no mirror tests known for {unknown}; add them to MODULES")
     mutmut = [sys.executable, "-m", "mutmut"]
-    print("| module | killed | survived | message-only | other | score |")
-    print("|---|---|---|---|---|---|")
+    print("| module | killed | survived | message-only | equivalent | other | score |")
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="refcomp_mutation_") as tmp:
         for module in chosen:
             c = score_module(module, MODULES[module], Path(tmp), mutmut)
-            print(f"| {module} | {c['killed']} | {c['survived']} | {c['message']} | {c['other']} | "
+            print(f"| {module} | {c['killed']} | {c['survived']} | {c['message']} | {c['equivalent']} | {c['other']} | "
                   f"{100 * c['score']:.1f} % |", flush=True)
             if args.show:
                 for name, diff in c["survivors"]:

@@ -68,7 +68,8 @@ def _as_scale(scale: Any) -> np.ndarray:
         if arr.dtype.kind not in "fiu":
             raise DTypeError("scale", "a real-valued array (float32, float16 or bfloat16)", str(arr.dtype))
         wide = arr.astype(np.float64)
-        arr = wide.astype(np.float32)
+        with np.errstate(over="ignore"):   # an overflow to inf is reported just below, by value
+            arr = wide.astype(np.float32)
         # A value that is finite > 0 in float64 may not survive the float32 cast.
         bad = np.isfinite(wide) & (wide > 0) & ~(np.isfinite(arr) & (arr > 0))
         if bad.any():

@@ -150,3 +150,103 @@ def test_block_size_inconsistent_with_the_axis():
 def test_from_dict_rejects_foreign_dicts(d):
     with pytest.raises(RefcompError):
         QParams.from_dict(d)
+
+
+# ---- found by mutation testing (benchmarks/mutation_score.py) ---------------------------------
+
+def test_equality_looks_at_every_field():
+    """Two QParams differing in exactly one field are unequal, whichever field it is."""
+    base = dict(scale=np.float32([0.5, 0.25]), zero_point=np.int8([1, 2]), dtype="int8", axis=0)
+    qp = QParams(**base)
+    assert qp == QParams(**base)
+    variants = [
+        dict(base, dtype="int16", zero_point=np.int16([1, 2])),
+        dict(base, axis=-1),                                  # per-axis keeps the axis as given
+        dict(base, scale=np.float32([0.5, 0.125])),
+        dict(base, scale=np.float32([0.5, 0.25]).astype(np.float16)),
+        dict(base, zero_point=np.int8([1, 3])),
+        dict(base, qmin=-100),
+        dict(base, qmax=100),
+    ]
+    for v in variants:
+        assert QParams(**v) != qp, v
+    blocked = QParams(np.ones((2, 2), np.float32), None, "int8", axis=1, block_size=2)
+    assert blocked != QParams(np.ones((2, 2), np.float32), None, "int8", axis=1, block_size=3)
+
+
+def test_narrow_range_roundtrips_through_json():
+    """qmin / qmax strictly inside the dtype's range survive to_dict -> JSON -> from_dict."""
+    qp = QParams(0.5, 3, "int8", qmin=-100, qmax=100)
+    d = json.loads(json.dumps(qp.to_dict()))
+    assert (d["qmin"], d["qmax"]) == (-100, 100)
+    again = QParams.from_dict(d)
+    assert (again.qmin, again.qmax) == (-100, 100) and again == qp
+    assert "qmin" not in QParams(0.5, 3, "int8").to_dict()
+
+
+def test_json_zero_points_are_ints_for_integer_dtypes_and_floats_for_float_dtypes():
+    d = QParams(0.5, 3, "uint8").to_dict()
+    assert d["zero_point"] == 3 and type(d["zero_point"]) is int
+    assert d["scale"] == 0.5 and d.get("scale_dtype") == "float32"
+    f = QParams(0.5, 0, "float8e4m3fn").to_dict()
+    assert type(f["zero_point"]) is float
+    assert QParams.from_dict(f) == QParams(0.5, 0, "float8e4m3fn")
+    # a dict without scale_dtype reads the scale as float32
+    d.pop("scale_dtype")
+    assert QParams.from_dict(d).scale.dtype == np.float32
+    with pytest.raises(DTypeError) as e:
+        QParams.from_dict(dict(d, zero_point=1.5))
+    assert e.value.argument == "zero_point"
+
+
+def test_scale_and_zero_point_are_read_only():
+    qp = QParams(np.float32([0.5, 0.25]), np.int8([1, 2]), "int8", axis=0)
+    assert not qp.scale.flags.writeable and not qp.zero_point.flags.writeable
+    with pytest.raises(ValueError):
+        qp.zero_point[0] = 5
+
+
+def test_axis_at_minus_rank_is_allowed_and_rank_is_not():
+    scale = np.ones((2, 3), np.float32)
+    qp = QParams(scale, None, "int8", axis=-2, block_size=2)
+    assert qp.axis == 0 and qp.check_shape((4, 3)) == 0
+    per_axis = QParams([1.0, 2.0], None, "int8", axis=2)
+    with pytest.raises(ValidationError) as e:
+        per_axis.check_shape((2, 2))                       # axis == rank
+    assert e.value.argument == "axis"
+    assert QParams([1.0, 2.0], None, "int8", axis=-2).check_shape((2, 5)) == 0
+
+
+def test_block_size_zero_means_not_blocked():
+    """ONNX: block_size = 0 is the attribute's default, "not blocked"."""
+    qp = QParams([1.0, 2.0], None, "int8", axis=0, block_size=0)
+    assert qp.per_axis and qp.block_size is None
+
+
+def test_expand_blocked_along_a_later_axis():
+    """Blocked scales gather along their own axis (not the flattened array)."""
+    scale = np.float32([[1, 2], [3, 4], [5, 6]])             # x (3, 4), blocks of 2 along axis 1
+    zp = np.int8([[0, 1], [2, 3], [4, 5]])
+    s, z = QParams(scale, zp, "int8", axis=1, block_size=2).expand((3, 4))
+    assert s.tolist() == [[1, 1, 2, 2], [3, 3, 4, 4], [5, 5, 6, 6]]
+    assert z.tolist() == [[0, 0, 1, 1], [2, 2, 3, 3], [4, 4, 5, 5]]
+    assert s.dtype == np.float32
+
+
+def test_scale_messages_name_what_went_wrong():
+    with pytest.raises(ValidationError, match="representable in float32"):
+        QParams(1e-50)                                      # > 0 in float64, 0 in float32
+    with pytest.raises(ValidationError, match="representable in float32"):
+        QParams(1e300)                                      # finite in float64, inf in float32
+    with pytest.raises(ValidationError, match=r"min=0\.5, 1 NaN, 1 Inf"):
+        QParams(np.float32([0.5, np.nan, np.inf]), None, "int8", axis=0)
+    with pytest.raises(ValidationError, match=r"min=nan, 1 NaN, 0 Inf"):
+        QParams(np.float32(np.nan))
+
+
+@pytest.mark.parametrize("name", ["qmin", "qmax"])
+def test_narrow_range_errors_name_their_bound(name):
+    for dtype, value in (("int8", 1000), ("float8e4m3fn", 1)):
+        with pytest.raises(ValidationError) as e:
+            QParams(1.0, None, dtype, **{name: value})
+        assert e.value.argument == name
