@@ -153,7 +153,8 @@ def train(model: Module, data, *, epochs: int = 1, batch_size: int = 64, optimiz
         ``validation_loss()`` method names the loss ``val_data`` is measured with.
     rng : Generator or seed for the batch order (the only randomness here).
     val_data : optional (x, labels) evaluated after every epoch.
-    regularizer : optional refcomp.nn.regularizers object (penalty + gradient).
+    regularizer : optional refcomp.nn.regularizers object (penalty + gradient; ``after_step(model, lr)``
+        after each optimizer step when it has one: the proximal elastic net).
     callbacks : objects with any of on_batch_start(x, y) (before the forward) and on_epoch_end(record).
 
     Each record: epoch, lr, loss (mean training loss incl. penalty), accuracy
@@ -216,6 +217,8 @@ def train(model: Module, data, *, epochs: int = 1, batch_size: int = 64, optimiz
                 if regularizer is not None:
                     regularizer.add_gradient(model)
                 optimizer.step()
+                if regularizer is not None and hasattr(regularizer, "after_step"):
+                    regularizer.after_step(model, optimizer.lr)   # a proximal update (regularizers.py R.2)
             lb = yb[0] if isinstance(yb, tuple) else yb
             nb = len(lb)
             total += batch_loss * nb
