@@ -99,10 +99,12 @@ def slice_width(teacher, widths: Mapping, *, criterion: str = "l1") -> tuple:
     items = dict(_items(teacher))
     if not isinstance(widths, Mapping) or not widths:
         raise ValidationError("widths", "a non-empty mapping layer name -> units kept", repr(widths))
+    parametric = [n for n, m in items.items() if isinstance(m, (Linear, Conv2d))]
     keep = {}
     for name, k in widths.items():
-        if name not in items or not isinstance(items[name], (Linear, Conv2d)):
-            raise ValidationError("widths", f"names of Linear / Conv2d layers among {list(items)}", repr(name))
+        if name not in parametric[:-1]:     # the output layer keeps its classes
+            raise ValidationError("widths", f"names of hidden Linear / Conv2d layers among {parametric[:-1]}",
+                                  repr(name))
         n_out = items[name].weight.shape[0]
         k = integer(k, f"widths[{name!r}]", minimum=1, maximum=n_out)
         s = unit_scores(items[name], criterion)

@@ -99,6 +99,8 @@ def test_slice_width_bad_arguments():
         slice_width(teacher, {"fc0": 11})
     with pytest.raises(ValidationError, match="widths"):
         slice_width(teacher, {"relu0": 2})
+    with pytest.raises(ValidationError, match="widths"):
+        slice_width(teacher, {"fc1": 2})                      # the output layer
     with pytest.raises(ValidationError, match="criterion"):
         slice_width(teacher, {"fc0": 2}, criterion="l3")
     with pytest.raises(ValidationError, match="teacher"):
