@@ -36,7 +36,11 @@ __all__ = ["teacher_features", "guided_part", "HintLoss", "hint_train"]
 
 
 def teacher_features(teacher: Module, layer: str, x: np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
-    """The output of ``teacher``'s module ``layer`` (dotted name) for every row of ``x``, in eval mode."""
+    """v of eq. (13): the output of ``teacher``'s module ``layer`` (dotted name) for every row of ``x``.
+
+    Read by a forward hook in eval mode, in batches of ``batch_size``; returns an array (N, C_t, ...)
+    in the module's output dtype (a copy).
+    """
     modules = dict(teacher.named_modules())
     if not layer or layer not in modules:
         raise ValidationError("teacher_layer", f"a module name of the teacher among {sorted(n for n in modules if n)}",

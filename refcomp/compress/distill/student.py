@@ -58,7 +58,10 @@ def drop_layers(teacher, names) -> tuple:
     {"dropped": [layer names removed]}).
     """
     items = _items(teacher)
-    names = [names] if isinstance(names, str) else list(names)
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, (list, tuple)) or not names:
+        raise ValidationError("names", "a layer name or a non-empty list of them", repr(names))
     index = {n: i for i, (n, _) in enumerate(items)}
     drop = set()
     for name in names:

@@ -48,6 +48,8 @@ def test_drop_layers_refuses_what_would_break_shapes():
         drop_layers(teacher, ["fc1"])                         # 8 -> 5 is not square
     with pytest.raises(ValidationError, match="names"):
         drop_layers(teacher, ["fc9"])
+    with pytest.raises(ValidationError, match="names"):
+        drop_layers(teacher, 3)
     with pytest.raises(ShapeError, match="names"):
         drop_layers(_mlp(0, sizes=(6, 8, 8)), ["relu0"])
     with pytest.raises(ValidationError, match="names"):
@@ -77,12 +79,13 @@ def test_slice_width_keeps_the_top_units_and_the_next_columns():
 
 def test_slice_width_through_conv_flatten_linear():
     """A kept conv channel takes its H·W Flatten columns of the next Linear (channel-major)."""
-    rng = np.random.default_rng(4)
+    rng = np.random.default_rng(5)             # keeps channels 2 and 3: not a prefix of the columns
     teacher = Sequential(("conv", Conv2d(1, 4, 3, rng=rng, dtype="float64")), ("relu", ReLU()),
                          ("pool", MaxPool2d(2)), ("flat", Flatten()), ("fc", Linear(4 * 2 * 2, 3, rng=rng,
                                                                                       dtype="float64")))
     student, rep = slice_width(teacher, {"conv": 2})
     k = rep["conv"]
+    assert k == [2, 3]
     x = rng.normal(size=(3, 1, 6, 6))
     teacher.forward(x)
     feats = teacher["relu"].forward(teacher["conv"].forward(x))
