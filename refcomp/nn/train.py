@@ -16,7 +16,12 @@ What differs between algorithms is a part of that loop, never a loop of its own:
 - the **optimizer**: any object with ``step()`` and ``lr``; keeping pruned
   weights at zero and fine-tuning shared centroids are optimizers that wrap
   SGD (refcomp.compress.prune.model.MaskedOptimizer,
-  refcomp.compress.share.trained_quantization.CentroidOptimizer);
+  refcomp.compress.share.trained_quantization.CentroidOptimizer); an optimizer
+  with ``scale_gradient`` also takes part in the passes — ``cast_input(x)``
+  before the forward, ``cast_output(logits)`` before the loss,
+  ``scale_gradient(dL/dlogits)`` before the backward — which is how
+  mixed-precision training with loss scaling runs here
+  (refcomp.compress.precision.training.MixedPrecisionOptimizer);
 - the **forward**: QAT is fake quantization inside the model's forward;
 - **callbacks**: objects with any of ``on_batch_start(x, y)`` and
   ``on_epoch_end(record)``.
@@ -148,7 +153,8 @@ def train(model: Module, data, *, epochs: int = 1, batch_size: int = 64, optimiz
         ``validation_loss()`` method names the loss ``val_data`` is measured with.
     rng : Generator or seed for the batch order (the only randomness here).
     val_data : optional (x, labels) evaluated after every epoch.
-    regularizer : optional refcomp.nn.regularizers object (penalty + gradient).
+    regularizer : optional refcomp.nn.regularizers object (penalty + gradient; ``after_step(model, lr)``
+        after each optimizer step when it has one: the proximal elastic net).
     callbacks : objects with any of on_batch_start(x, y) (before the forward) and on_epoch_end(record).
 
     Each record: epoch, lr, loss (mean training loss incl. penalty), accuracy
@@ -171,6 +177,11 @@ def train(model: Module, data, *, epochs: int = 1, batch_size: int = 64, optimiz
     display = _Display(progress, epochs, len(x), stream or sys.stdout)
     labels_of = _labels(y)
     classify = labels_of is not None   # accuracy only for class labels
+    mixed = hasattr(optimizer, "scale_gradient")   # 16-bit passes, scaled loss (module docstring)
+    if mixed and regularizer is not None:
+        # its gradient would join the loss-scaled ones unscaled: use the optimizer's weight_decay
+        raise ValidationError("regularizer", "None with a loss-scaling optimizer (use its weight_decay)",
+                              type(regularizer).__name__)
     batch_start = [c.on_batch_start for c in callbacks if hasattr(c, "on_batch_start")]
     epoch_end = [c.on_epoch_end for c in callbacks if hasattr(c, "on_epoch_end")]
     history = []
@@ -186,7 +197,9 @@ def train(model: Module, data, *, epochs: int = 1, batch_size: int = 64, optimiz
                 f(xb, yb)
             # overflow to inf is not silent here: the finite checks raise right after
             with np.errstate(over="ignore", invalid="ignore"):
-                z = model.forward(xb)
+                z = model.forward(optimizer.cast_input(xb) if mixed else xb)
+                if mixed:
+                    z = optimizer.cast_output(z)
                 finite = np.isfinite(z).all()
                 batch_loss = loss.forward(z, yb) if finite else np.nan
                 if regularizer is not None and finite:
@@ -196,13 +209,16 @@ def train(model: Module, data, *, epochs: int = 1, batch_size: int = 64, optimiz
                                       f"{batch_loss} at epoch {epoch + 1}")
             with np.errstate(over="ignore", invalid="ignore"):
                 model.zero_grad()
+                dz = optimizer.scale_gradient(loss.backward()) if mixed else loss.backward()
                 if getattr(model, "accepts_input_grad", False):
-                    model.backward(loss.backward(), input_grad=False)   # dL/d(input) is not needed
+                    model.backward(dz, input_grad=False)   # dL/d(input) is not needed
                 else:
-                    model.backward(loss.backward())
+                    model.backward(dz)
                 if regularizer is not None:
                     regularizer.add_gradient(model)
                 optimizer.step()
+                if regularizer is not None and hasattr(regularizer, "after_step"):
+                    regularizer.after_step(model, optimizer.lr)   # a proximal update (regularizers.py R.2)
             lb = yb[0] if isinstance(yb, tuple) else yb
             nb = len(lb)
             total += batch_loss * nb

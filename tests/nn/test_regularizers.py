@@ -39,3 +39,59 @@ def test_l1_training_makes_weights_small():
     nn.train(sparse, (x, y), epochs=3, progress=False, regularizer=regularizers.L1(1e-3))
     small = lambda m: np.mean(np.abs(m["fc1"].weight.data) < 1e-2)  # noqa: E731
     assert small(sparse) > small(plain) + 0.1
+
+
+def test_soft_threshold_is_the_l1_prox():
+    """(R.1) against the piecewise definition and against argmin_u ½(u − v)² + τ|u| on a fine grid."""
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=200) * 2
+    tau = 0.7
+    want = np.array([x - tau if x > tau else x + tau if x < -tau else 0.0 for x in v])
+    np.testing.assert_array_equal(regularizers.soft_threshold(v, tau), want)
+    grid = np.linspace(-8, 8, 160001)
+    for x in v[:10]:
+        u = grid[np.argmin(0.5 * (grid - x) ** 2 + tau * np.abs(grid))]
+        assert abs(regularizers.soft_threshold(np.array([x]), tau)[0] - u) <= 1e-4
+    with pytest.raises(ValueError, match="tau"):
+        regularizers.soft_threshold(v, -1.0)
+
+
+def test_proximal_step_reaches_the_elastic_net_solution_with_exact_zeros():
+    """min ½‖w − a‖² + λ1‖w‖₁ + (λ2/2)‖w‖² has the closed form w* = S(a, λ1) / (1 + λ2) (orthogonal design,
+    Zou & Hastie 2005 §2.2 before their rescaling); (R.2) iterated reaches it with its exact zeros."""
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=50)
+    l1, l2, lr = 0.5, 0.3, 0.2
+    star = np.sign(a) * np.maximum(np.abs(a) - l1, 0) / (1 + l2)
+    w = np.zeros(50)
+    for _ in range(300):
+        w = regularizers.proximal_elastic_net_step(w, w - a, lr, l1, l2)
+    np.testing.assert_allclose(w, star, atol=1e-12)
+    assert np.array_equal(w == 0, star == 0) and (star == 0).sum() >= 10
+    with pytest.raises(ValueError, match="l1"):
+        regularizers.proximal_elastic_net_step(w, w, 0.1, -1.0, 0.0)
+
+
+def test_proximal_elastic_net_in_train_is_r2_by_hand():
+    """train(regularizer=ProximalElasticNet): full-batch SGD (momentum 0) = w ← S(w − η(g + λ2 w), ηλ1) with g
+    the cross-entropy gradient, written here; the bias is not penalised. And it leaves exact zeros."""
+    rng = np.random.default_rng(2)
+    n, d, k = 40, 6, 3
+    x, y = rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, k, size=n)
+    m = nn.Sequential(("fc", nn.Linear(d, k, rng=rng)))
+    w, b = m["fc"].weight.data.astype(np.float64), m["fc"].bias.data.astype(np.float64)
+    l1, l2, lr = 0.05, 0.1, 0.5
+    reg = regularizers.ProximalElasticNet(l1=l1, l2=l2)
+    nn.train(m, (x, y), epochs=5, batch_size=n, lr=lr, momentum=0.0, schedule="constant", regularizer=reg,
+             progress=False)
+    xd, onehot = x.astype(np.float64), np.eye(k)[y]
+    for _ in range(5):
+        z = xd @ w.T + b
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        g = (p / p.sum(axis=1, keepdims=True) - onehot) / n
+        v = w - lr * (g.T @ xd + l2 * w)
+        w, b = np.where(np.abs(v) > lr * l1, v - np.sign(v) * lr * l1, 0.0), b - lr * g.sum(axis=0)
+    np.testing.assert_allclose(m["fc"].weight.data, w, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(m["fc"].bias.data, b, rtol=1e-4, atol=1e-6)
+    assert (m["fc"].weight.data == 0).sum() == (w == 0).sum() > 0
+    assert reg.penalty(m) == pytest.approx(regularizers.ElasticNet(l1, l2).penalty(m))

@@ -179,3 +179,54 @@ def test_pipeline_prunes_gradually_and_fine_tunes_the_centroids(monkeypatch):
         return CrossEntropyLoss().forward(model.eval().forward(train_set[0]), train_set[1])
 
     assert loss(r.model) < loss(seen["clustered"])
+
+
+def test_regularizer_config_keys_are_validated():
+    base = PipelineConfig(**PRESETS["digits_mlp"])
+    ok = PipelineConfig.from_dict({"regularizer": "elastic_net", "reg_l1": 1e-4, "reg_l2": 1e-3}, base)
+    assert (ok.regularizer, ok.regularizer_update) == ("elastic_net", "proximal")
+    for bad, arg in (({"regularizer": "l0"}, "regularizer"), ({"regularizer": "l1"}, "reg_l1"),
+                     ({"regularizer": "l1", "reg_l1": 1e-4, "reg_l2": 1e-3}, "reg_l2"),
+                     ({"regularizer": "elastic_net", "reg_l1": 1e-4}, "reg_l2"), ({"reg_l1": 1e-4}, "reg_l1"),
+                     ({"regularizer": "l1", "reg_l1": -1.0}, "reg_l1"),
+                     ({"regularizer": "l1", "reg_l1": 1e-4, "regularizer_update": "ista"}, "regularizer_update")):
+        with pytest.raises(ValidationError, match=arg):
+            PipelineConfig.from_dict(bad, base)
+
+
+@pytest.mark.parametrize("update", ["proximal", "subgradient"])
+def test_l1_is_used_during_the_pruning_retraining(monkeypatch, update):
+    """regularizer="l1" reaches the retraining as a penalty on the compressed layers' weights only; the
+    proximal update leaves kept weights at exactly 0, the subgradient one (almost) never does."""
+    from refcomp import datasets, models
+    from refcomp.nn import regularizers, train
+    from refcomp.pipelines.deep_compression import run as run_module
+
+    seen = {}
+    real_prune = run_module.prune_with_schedule
+
+    def prune_spy(*args, **kwargs):
+        seen["reg"] = kwargs["regularizer"]
+        seen["model"], report = real_prune(*args, **kwargs)
+        return seen["model"], report
+
+    monkeypatch.setattr(run_module, "prune_with_schedule", prune_spy)
+    train_set, test_set = datasets.load_split("digits", seed=0)
+    m = models.digits_mlp(0)
+    train(m, train_set, epochs=2, progress=False)
+    cfg = PipelineConfig.from_dict({"prune_rounds": 1, "prune_epochs": 2, "finetune_epochs": 0,
+                                    "sparsity": {"fc1": 0.5, "fc2": 0.0}, "regularizer": "l1", "reg_l1": 0.3,
+                                    "regularizer_update": update}, PipelineConfig(**PRESETS["digits_mlp"]))
+    run_pipeline(m, train_set, test_set, cfg, progress=False)
+    reg = seen["reg"]
+    assert isinstance(reg, regularizers.ProximalElasticNet if update == "proximal" else regularizers.ElasticNet)
+    assert (reg.l1, reg.l2) == (0.3, 0.0)
+    out = seen["model"]
+    assert [n for n, p in out.named_parameters() if reg.select(n, p)] == ["fc1.weight", "fc2.weight"]
+    w, mask = out["fc1"].weight.data, out["fc1"].weight.mask
+    zeros_kept = int(((w == 0) & mask).sum())
+    assert zeros_kept > 100 if update == "proximal" else zeros_kept < 5
+    cfg_none = PipelineConfig.from_dict({"sparsity": {"fc1": 0.5, "fc2": 0.0}, "prune_rounds": 1,
+                                         "finetune_epochs": 0}, PipelineConfig(**PRESETS["digits_mlp"]))
+    run_pipeline(m, train_set, test_set, cfg_none, progress=False)
+    assert seen["reg"] is None

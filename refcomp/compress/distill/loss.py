@@ -38,7 +38,7 @@ import numpy as np
 from ...checks import float_array, real
 from ...errors import DTypeError, ShapeError, ValidationError
 
-__all__ = ["log_softmax", "softmax", "cross_entropy", "distillation_loss", "hint_loss"]
+__all__ = ["log_softmax", "softmax", "cross_entropy", "distillation_loss", "hard_label_loss", "hint_loss"]
 
 
 def log_softmax(z, axis: int = -1) -> np.ndarray:
@@ -107,6 +107,32 @@ def distillation_loss(student_logits, teacher_logits, labels, *, temperature: fl
     grad_kl = temp * (np.exp(log_q) - p) / n  # T² · ∂KL/∂s = T² · (q − p) / (T N)
     loss = a * ce + (1.0 - a) * temp * temp * kl
     return loss, a * grad_ce + (1.0 - a) * grad_kl
+
+
+def hard_label_loss(student_logits, teacher_logits, labels, *, alpha: float = 0.0) -> tuple[float, np.ndarray]:
+    """Hard-label distillation: cross-entropy against the teacher's argmax, mixed with the true labels.
+
+    The student learns the teacher's decisions ŷ rather than its soft targets
+    (the T → 0 limit of eq. 1: softmax(t/T) → onehot(argmax t); Hinton et al.
+    2015 §2 use the "hard targets" of the true labels beside the soft ones; the
+    teacher's hard labels are the pseudo-labels of self-training). docs/distillation.md eqs. (8)-(9)::
+
+        ŷ_n = argmax_k t_nk   (ties: the lowest k, as numpy.argmax)                 (8)
+        L = α · CE(y, softmax(s)) + (1 − α) · CE(ŷ, softmax(s))
+        ∂L/∂s = [softmax(s) − α onehot(y) − (1 − α) onehot(ŷ)] / N                  (9)
+
+    student_logits, teacher_logits : (N, K) finite. labels : (N,) int in [0, K).
+    alpha : weight of the true labels in [0, 1] (0 = the teacher's labels only).
+    Returns (loss as a Python float, gradient float64 (N, K)).
+    """
+    s = _logits(student_logits, "student_logits")
+    t = _logits(teacher_logits, "teacher_logits")
+    if t.shape != s.shape:
+        raise ShapeError("teacher_logits", f"the shape of student_logits {s.shape}", f"shape {t.shape}")
+    a = real(alpha, "alpha", low=0, high=1)
+    ce_true, g_true = cross_entropy(s, labels)
+    ce_teacher, g_teacher = cross_entropy(s, np.argmax(t, axis=1))
+    return a * ce_true + (1.0 - a) * ce_teacher, a * g_true + (1.0 - a) * g_teacher
 
 
 def hint_loss(student_features, teacher_features, projection=None) -> tuple[float, np.ndarray, np.ndarray | None]:

@@ -28,7 +28,7 @@ from ...errors import ShapeError, ValidationError
 from ...nn.losses import CrossEntropyLoss
 from ...nn.module import Module, as_rng
 from ...nn.train import train
-from .loss import distillation_loss
+from .loss import distillation_loss, hard_label_loss
 
 __all__ = ["teacher_logits", "DistillationLoss", "distill_train"]
 
@@ -54,8 +54,11 @@ class DistillationLoss:
     before the student's forward. The validation loss is plain cross-entropy.
     """
 
-    def __init__(self, *, temperature: float = 4.0, alpha: float = 0.5, teacher: Module | None = None):
-        self.temperature, self.alpha, self.teacher = temperature, alpha, teacher
+    def __init__(self, *, temperature: float = 4.0, alpha: float = 0.5, teacher: Module | None = None,
+                 targets: str = "soft"):
+        if targets not in ("soft", "hard"):
+            raise ValidationError("targets", "'soft' (eq. 2) or 'hard' (the teacher's argmax, eq. 8)", repr(targets))
+        self.temperature, self.alpha, self.teacher, self.targets = temperature, alpha, teacher, targets
         self._teacher_batch = None
 
     def on_batch_start(self, x, y) -> None:
@@ -64,8 +67,11 @@ class DistillationLoss:
 
     def forward(self, student_logits, y) -> float:
         labels, t = y if isinstance(y, tuple) else (y, self._teacher_batch)
-        loss, self._grad = distillation_loss(student_logits, t, labels, temperature=self.temperature,
-                                             alpha=self.alpha)
+        if self.targets == "hard":
+            loss, self._grad = hard_label_loss(student_logits, t, labels, alpha=self.alpha)
+        else:
+            loss, self._grad = distillation_loss(student_logits, t, labels, temperature=self.temperature,
+                                                 alpha=self.alpha)
         self._dtype = student_logits.dtype
         return loss
 
@@ -78,13 +84,16 @@ class DistillationLoss:
 
 def distill_train(student: Module, teacher: Module, data, *, epochs: int = 10, batch_size: int = 64,
                   lr: float = 0.05, momentum: float = 0.9, schedule: str = "cosine", alpha: float = 0.5,
-                  temperature: float = 4.0, cache_logits: bool = True, rng=0, val_data=None) -> list[dict]:
+                  temperature: float = 4.0, targets: str = "soft", cache_logits: bool = True, rng=0,
+                  val_data=None) -> list[dict]:
     """Train ``student`` on ``data = (x, y)`` against ``teacher``; return one record per epoch.
 
     Parameters
     ----------
-    alpha : weight of the hard-label cross-entropy (1 = no distillation).
-    temperature : T > 0 of the soft targets.
+    alpha : weight of the true-label cross-entropy (1 = no distillation).
+    temperature : T > 0 of the soft targets (unused for ``targets="hard"``).
+    targets : "soft" — Hinton's loss (2); "hard" — cross-entropy on the teacher's argmax labels
+        mixed with the true ones by alpha (loss.hard_label_loss, eqs. 8-9).
     cache_logits : compute the teacher's logits once (module docstring).
     rng : Generator or seed for the batch order.
     val_data : optional (x, y): the record gets val_accuracy of the student.
@@ -102,13 +111,15 @@ def distill_train(student: Module, teacher: Module, data, *, epochs: int = 10, b
         raise ValidationError("schedule", "'cosine' or 'constant'", repr(schedule))
     if not isinstance(teacher, Module):
         raise ValidationError("teacher", "a refcomp.nn.Module", type(teacher).__name__)
+    loss = DistillationLoss(temperature=temperature, alpha=alpha, targets=targets,
+                            teacher=None if cache_logits else teacher)
     if cache_logits:
         cached = teacher_logits(teacher, x)
         if cached.shape[0] != len(x):
             raise ShapeError("teacher output", f"{len(x)} rows", cached.shape)
-        loss, targets = DistillationLoss(temperature=temperature, alpha=alpha), (y, cached)
+        batch_targets = (y, cached)
     else:
-        loss, targets = DistillationLoss(temperature=temperature, alpha=alpha, teacher=teacher), y
-    return train(student, (x, targets), epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+        batch_targets = y
+    return train(student, (x, batch_targets), epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                  schedule=schedule, loss=loss, rng=as_rng(rng), val_data=val_data, callbacks=[loss],
                  progress=False)

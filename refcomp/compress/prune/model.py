@@ -401,7 +401,7 @@ def prune_with_schedule(model, schedule, train_set, *, epochs: int, sparsity_of_
                         criterion: str = "magnitude", granularity: str = "unstructured", scope: str = "layer",
                         layers=None, calibration=None, lr: float = 0.01, momentum: float = 0.9,
                         weight_decay: float = 0.0, batch_size: int = 64, rng=0, callback=None,
-                        **mask_kw) -> tuple:
+                        regularizer=None, **mask_kw) -> tuple:
     """Prune while training, one schedule step per epoch (OneShot, Iterative or Cubic).
 
     At each epoch t that ``schedule.is_pruning_step(t)``, the masks are recomputed
@@ -410,6 +410,7 @@ def prune_with_schedule(model, schedule, train_set, *, epochs: int, sparsity_of_
     layer reaches its own target at the schedule's end), keeping removed weights
     removed; then one epoch of masked fine-tuning (SGD with ``momentum`` and
     L2 ``weight_decay``) runs with lr decayed by a cosine over ``epochs``.
+    ``regularizer`` (a refcomp.nn.regularizers object) is added in each retraining epoch.
     ``callback(epoch, masks)`` is called after each epoch. Returns (model, report):
     the pruned and retrained copy, its pruned layers holding their masks, and
     {"masks": the final masks}. ``model`` is untouched.
@@ -442,7 +443,7 @@ def prune_with_schedule(model, schedule, train_set, *, epochs: int, sparsity_of_
                                   model, masks)
         opt.lr = float(cosine(t))
         train(model, train_set, epochs=1, batch_size=batch_size, optimizer=opt, schedule=None, rng=g,
-              progress=False)
+              progress=False, regularizer=regularizer)
         if callback is not None:
             callback(t, masks)
     return model, {"masks": masks}

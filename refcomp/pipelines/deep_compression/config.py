@@ -20,6 +20,11 @@ class PipelineConfig:
     sparsity, weight_bits, index_bits : {layer name: value} (the layers compressed).
     prune_rounds, prune_epochs : R rounds of prune → retrain, ``prune_epochs`` epochs each.
     prune_lr : retraining lr (cosine-decayed over all rounds); weight_decay : its L2 penalty.
+    regularizer : "none" | "l1" | "elastic_net", the penalty reg_l1·Σ|w| + (reg_l2/2)·Σw² on the
+        compressed layers' weights during the pruning retraining (refcomp.nn.regularizers; Han et al.
+        2015 §3.1 compare L1 and L2 before pruning); "l1" needs reg_l1 > 0 and reg_l2 = 0,
+        "elastic_net" both > 0, "none" both 0. regularizer_update : "proximal" (soft-thresholding
+        after each step, R.2 of regularizers.py) or "subgradient" (λ1·sign(w) added to the gradient).
     criterion : "magnitude" (the paper's) | "activation" | "taylor" | "snip" (refcomp.compress.prune.model);
         the data-driven ones use the first ``calibration_samples`` training samples.
     finetune_epochs, finetune_lr : centroid fine-tuning (§3.3).
@@ -35,6 +40,10 @@ class PipelineConfig:
     prune_epochs: int = 2
     prune_lr: float = 0.01
     weight_decay: float = 0.0
+    regularizer: str = "none"
+    reg_l1: float = 0.0
+    reg_l2: float = 0.0
+    regularizer_update: str = "proximal"
     momentum: float = 0.9
     batch_size: int = 64
     cluster_init: str = "linear"
@@ -66,10 +75,20 @@ class PipelineConfig:
         if self.criterion not in CRITERIA:
             raise ValidationError("criterion", f"one of {CRITERIA}", repr(self.criterion))
         self.seed = integer(self.seed, "seed", minimum=0)
-        for field in ("prune_lr", "finetune_lr", "momentum", "weight_decay"):
+        for field in ("prune_lr", "finetune_lr", "momentum", "weight_decay", "reg_l1", "reg_l2"):
             v = getattr(self, field)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValidationError(field, "a finite number >= 0", repr(v))
+        if self.regularizer not in ("none", "l1", "elastic_net"):
+            raise ValidationError("regularizer", "'none', 'l1' or 'elastic_net'", repr(self.regularizer))
+        if self.regularizer_update not in ("proximal", "subgradient"):
+            raise ValidationError("regularizer_update", "'proximal' or 'subgradient'", repr(self.regularizer_update))
+        # a strength the chosen regularizer would ignore is a mistake, not a default
+        need = {"none": (False, False), "l1": (True, False), "elastic_net": (True, True)}[self.regularizer]
+        for field, wanted in zip(("reg_l1", "reg_l2"), need):
+            if (getattr(self, field) > 0) != wanted:
+                raise ValidationError(field, f"{'> 0' if wanted else '0'} with regularizer={self.regularizer!r}",
+                                      repr(getattr(self, field)))
         if self.cluster_init not in ("linear", "density", "random"):
             raise ValidationError("cluster_init", "'linear', 'density' or 'random'", repr(self.cluster_init))
         if self.layout not in ("flat", "rows"):

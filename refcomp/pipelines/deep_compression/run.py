@@ -17,6 +17,7 @@ from ...formats.dense import Dense
 from ...formats.relative_csr import RelativeIndexCSR, size_table
 from ...io.compressed_file import load_compressed
 from ...io.model_file import load_model, save_model
+from ...nn.regularizers import ElasticNet, ProximalElasticNet
 from ...nn.train import evaluate
 from .config import PipelineConfig
 
@@ -178,6 +179,19 @@ def load_into(model, path, *, stored: bool = False):
     return out
 
 
+def _regularizer(c: PipelineConfig):
+    """The config's penalty on the compressed layers' weights during retraining, or None."""
+    if c.regularizer == "none":
+        return None
+    layers = set(c.sparsity)
+
+    def select(name, p):
+        return name.endswith(".weight") and name.rsplit(".", 1)[0] in layers
+
+    cls = ProximalElasticNet if c.regularizer_update == "proximal" else ElasticNet
+    return cls(l1=c.reg_l1, l2=c.reg_l2, select=select)
+
+
 def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress="auto",
                  stream=None, log=None, save_to=None) -> PipelineResult:
     """Compress a trained ``model`` in place with ``config``; return the result (see the module docstring).
@@ -213,7 +227,7 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
         model, pruning = prune_with_schedule(
             model, Iterative(milestones), train_set, epochs=rounds * c.prune_epochs, sparsity_of_layer=c.sparsity,
             lr=c.prune_lr, momentum=c.momentum, weight_decay=c.weight_decay, batch_size=c.batch_size,
-            criterion=c.criterion,
+            criterion=c.criterion, regularizer=_regularizer(c),
             calibration=None if c.criterion == "magnitude" else
             (train_set[0][:c.calibration_samples], train_set[1][:c.calibration_samples]),
             rng=c.seed, callback=lambda e, m: bar.advance())

@@ -107,3 +107,31 @@ def test_loss_argument_errors():
         hint_loss(np.zeros((2, 3)), np.zeros((2, 4)))
     with pytest.raises(ShapeError, match="teacher_features"):
         hint_loss(np.zeros((2, 3, 4, 4)), np.zeros((2, 3, 5, 5)))
+
+
+def test_hard_label_loss_written_out():
+    """Eqs. (8)-(9) by hand: CE against argmax t, mixed with the true labels by α; the teacher's
+    labels differ from y on purpose, so a loss that reads y for both terms fails."""
+    from refcomp.compress.distill.loss import hard_label_loss
+
+    rng = np.random.default_rng(3)
+    n, k = 9, 5
+    s, t = rng.normal(size=(n, k)), rng.normal(size=(n, k)) * 4
+    y = (np.argmax(t, axis=1) + 1) % k                        # never the teacher's label
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    p = e / e.sum(axis=1, keepdims=True)
+    rows = np.arange(n)
+    for a in (0.0, 0.3, 1.0):
+        loss, g = hard_label_loss(s, t, y, alpha=a)
+        want = -(a * np.log(p[rows, y]) + (1 - a) * np.log(p[rows, t.argmax(axis=1)])).mean()
+        want_g = p.copy()
+        want_g[rows, y] -= a
+        want_g[rows, t.argmax(axis=1)] -= 1 - a
+        assert loss == pytest.approx(want, rel=1e-12)
+        np.testing.assert_allclose(g, want_g / n, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(_fd(lambda z: hard_label_loss(z, t, y, alpha=0.3)[0], s),
+                               hard_label_loss(s, t, y, alpha=0.3)[1], atol=1e-7)
+    with pytest.raises(ValidationError, match="alpha"):
+        hard_label_loss(s, t, y, alpha=-0.1)
+    with pytest.raises(ShapeError, match="teacher_logits"):
+        hard_label_loss(s, t[:, :3], y)

@@ -138,3 +138,41 @@ def test_distillation_closes_most_of_the_gap_on_mnist(mnist_dir):
                                                         ("distilled", distilled))}
     assert acc["distilled"] - acc["alone"] >= 0.02, acc
     assert acc["distilled"] - acc["alone"] >= 0.4 * (acc["teacher"] - acc["alone"]), acc
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.4])
+def test_hard_label_distill_train_is_sgd_on_the_teachers_argmax(alpha):
+    """targets="hard": full-batch SGD by hand on [softmax(s) − α onehot(y) − (1 − α) onehot(argmax t)] / N
+    (eq. 9). The teacher is built to disagree with y on every row, so taking the hard labels from y fails."""
+    rng = np.random.default_rng(1)
+    n, d, k = 30, 5, 4
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    teacher = Sequential(("fc", Linear(d, k, rng=rng)))
+    t = x.astype(np.float64) @ teacher["fc"].weight.to_dense().T.astype(np.float64) + teacher["fc"].bias.data
+    y = (t.argmax(axis=1) + 1) % k
+    student = Sequential(("fc", Linear(d, k, rng=rng)))
+    w, b = student["fc"].weight.to_dense().astype(np.float64), student["fc"].bias.data.astype(np.float64)
+    lr, epochs = 0.5, 3
+    distill_train(student, teacher, (x, y), epochs=epochs, batch_size=n, lr=lr, momentum=0.0, schedule="constant",
+                  alpha=alpha, targets="hard", rng=0)
+    xd, target = x.astype(np.float64), alpha * np.eye(k)[y] + (1 - alpha) * np.eye(k)[t.argmax(axis=1)]
+    for _ in range(epochs):
+        g = (_softmax(xd @ w.T + b) - target) / n
+        w, b = w - lr * g.T @ xd, b - lr * g.sum(axis=0)
+    np.testing.assert_allclose(student["fc"].weight.to_dense(), w, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(student["fc"].bias.data, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValidationError, match="targets"):
+        distill_train(student, teacher, (x, y), targets="argmax")
+
+
+def test_hard_label_student_follows_the_teacher_not_the_labels():
+    """A teacher that maps class c to (c + 1) mod 10: the hard-label student (α = 0) learns its labels."""
+    tr, te = digits_split()
+    from refcomp.nn import train
+
+    teacher = small_mlp(1, sizes=(64, 32, 10))
+    shifted = (tr[0], (tr[1] + 1) % 10)
+    train(teacher, shifted, epochs=15, lr=0.05, rng=0, progress=False)
+    student = small_mlp(2, sizes=(64, 16, 10))
+    distill_train(student, teacher, tr, epochs=10, alpha=0.0, targets="hard", rng=0)
+    assert evaluate(student, (te[0], (te[1] + 1) % 10))["accuracy"] >= 0.85
