@@ -2,9 +2,11 @@
 
 import ml_dtypes
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from refcomp.errors import DTypeError, ValidationError
 from refcomp.ops import dequantize_linear, dynamic_quantize_linear, quantize_linear
 from refcomp.numerics.dtypes import QDTYPES
 
@@ -183,3 +185,72 @@ def test_dynamic_quantize_rows_is_dq1_to_dq3_on_each_row():
         assert scale[m] == s and zp[m] == z
         np.testing.assert_array_equal(y[m], np.clip(np.rint(row / s) + z, 0, 255).astype(np.uint8))
     assert y.dtype == zp.dtype == np.uint8 and scale.dtype == np.float32
+
+
+# ---- found by mutation testing (benchmarks/mutation_score.py) ---------------------------------
+
+def test_a_float8_zero_point_is_zero_and_turns_minus_zero_into_plus_zero():
+    """Eq. Q2 adds the zero point: -0 + 0 = +0 in IEEE; without a zero point -0 stays -0."""
+    x = np.array([-0.0, 2.0], np.float32)
+    zp = np.zeros((), ml_dtypes.float8_e4m3fn)
+    with_zp = quantize_linear(x, np.float32(1), zp).view(np.uint8)
+    without = quantize_linear(x, np.float32(1), output_dtype=17).view(np.uint8)
+    assert with_zp[0] == 0x00 and without[0] == 0x80 and with_zp[1] == without[1]
+    with pytest.raises(ValidationError) as e:
+        quantize_linear(x, np.float32(1), np.ones((), ml_dtypes.float8_e4m3fn))
+    assert e.value.argument == "y_zero_point"
+
+
+def test_float4_saturates_and_refuses_nan():
+    y = quantize_linear(np.array([100.0, -100.0, 1.4], np.float32), np.float32(1), output_dtype=23)
+    assert y.dtype == np.dtype(ml_dtypes.float4_e2m1fn)
+    np.testing.assert_array_equal(y.astype(np.float32), [6.0, -6.0, 1.5])
+    with pytest.raises(ValidationError) as e:
+        quantize_linear(np.array([np.nan], np.float32), np.float32(1), output_dtype=23)
+    assert e.value.argument == "x"
+
+
+def test_default_axis_is_one():
+    """ONNX's default axis is 1: a 1-D scale runs along the second dimension."""
+    x = np.ones((2, 3), np.float32)
+    y = quantize_linear(x, np.float32([1.0, 0.5, 0.25]), np.int8([0, 0, 0]))
+    np.testing.assert_array_equal(y, [[1, 2, 4], [1, 2, 4]])
+
+
+def test_precision_attribute_sets_the_division_type():
+    """precision=10: x is cast to float16 before the division (2049 -> 2048); 0: y_scale's type."""
+    x = np.array([2049.0], np.float32)
+    assert quantize_linear(x, np.float32(1), np.int16(0)) == 2049
+    assert quantize_linear(x, np.float32(1), np.int16(0), precision=10) == 2048
+    assert quantize_linear(x, np.float16(1), np.int16(0)) == 2048
+    assert quantize_linear(x, np.float16(1), np.int16(0), precision=1) == 2049
+    with pytest.raises(DTypeError) as e:
+        quantize_linear(x, np.float32(1), np.int16(0), precision=2)
+    assert e.value.argument == "precision"
+
+
+def test_overflow_in_the_division_saturates_silently():
+    """x / scale beyond float16 is ±Inf, which saturates: no warning escapes (pytest makes them errors)."""
+    x = np.array([60000.0, -60000.0], np.float32)
+    np.testing.assert_array_equal(quantize_linear(x, np.float16(0.5), np.int8(0)), [127, -128])
+
+
+def test_output_dtype_agreeing_with_the_zero_point_is_accepted():
+    assert quantize_linear(np.ones(1, np.float32), np.float32(1), np.int8(0), output_dtype=3).dtype == np.int8
+    with pytest.raises(DTypeError) as e:
+        quantize_linear(np.ones(1, np.float32), np.float32(1), np.int8(0), output_dtype=2)
+    assert e.value.argument == "output_dtype"
+
+
+def test_int32_input_and_empty_output_types():
+    x = np.array([2**24 + 1, -7], np.int32)       # int32 x is divided in the scale's type (float32)
+    np.testing.assert_array_equal(quantize_linear(x, np.float32(2**20), np.int16(0)), [16, 0])
+    assert quantize_linear(np.zeros((0, 2), np.float32), np.float32(1), np.int8(0)).dtype == np.int8
+    assert quantize_linear(np.zeros((0,), np.float32), np.float32(1), output_dtype=17).dtype == \
+        np.dtype(ml_dtypes.float8_e4m3fn)
+
+
+def test_an_unknown_backend_is_refused():
+    with pytest.raises(ValidationError) as e:
+        quantize_linear(np.ones(1, np.float32), np.float32(1), backend="cuda")
+    assert e.value.argument == "backend"
