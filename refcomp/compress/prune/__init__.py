@@ -1,6 +1,7 @@
 """Pruning on arrays: importance criteria, masks, schedules, mask application.
 
-criteria   scores: magnitude, structure norms, activation-based, Taylor, SNIP
+criteria   scores: magnitude, structure norms, activation-based, Taylor, SNIP, |gradient|, GraSP
+gradflow   mean gradients and the Hessian-gradient product Hg (finite differences) for GraSP
 masks      scores -> bool mask: unstructured, N:M, blocks, rows/filters, channels;
            per-layer or global scope
 schedules  sparsity per step: one-shot, iterative, gradual cubic (Zhu & Gupta 2017)
@@ -16,6 +17,9 @@ from .apply import apply_mask, apply_masks, masked
 from .criteria import (
     STRUCTURES,
     activation_importance,
+    gradient_magnitude,
+    grasp,
+    grasp_keep_scores,
     magnitude,
     snip,
     structure_norms,
@@ -32,6 +36,7 @@ from .masks import (
     sparsity_of,
     unstructured_mask,
 )
+from .gradflow import hessian_gradient_product, mean_gradients
 from .model import (
     MaskedOptimizer,
     apply_model_masks,
@@ -55,6 +60,11 @@ __all__ = [
     "activation_importance",
     "taylor_first_order",
     "snip",
+    "gradient_magnitude",
+    "grasp",
+    "grasp_keep_scores",
+    "hessian_gradient_product",
+    "mean_gradients",
     "unstructured_mask",
     "nm_mask",
     "block_mask",
