@@ -8,6 +8,7 @@ schedules  sparsity per step: one-shot, iterative, gradual cubic (Zhu & Gupta 20
 apply      keep pruned weights, their gradients and optimizer state at zero
 model      the same on a refcomp.nn model: named layers, masked fine-tuning, schedules
 structured remove neurons / filters for real: a smaller dense model
+neurons    signed activation × weight neuron importance; freezing low-gradient neurons
 sparsegpt  one-shot pruning with OBS error compensation from calibration inputs (SparseGPT)
 
 The math, with numbered equations, is in docs/deep_compression.md.
@@ -49,6 +50,8 @@ from .model import (
     prune_with_schedule,
     weight_masks,
 )
+from .neurons import (FrozenNeuronOptimizer, low_gradient_neurons, neuron_keep, prune_neurons,
+                      signed_neuron_importance, train_frozen)
 from .schedules import Cubic, Iterative, OneShot, Schedule
 from .sparsegpt import sparsegpt_model, sparsegpt_prune
 from .structured import apply_structured, shrink, structured_keep
@@ -96,4 +99,10 @@ __all__ = [
     "shrink",
     "sparsegpt_prune",
     "sparsegpt_model",
+    "signed_neuron_importance",
+    "low_gradient_neurons",
+    "neuron_keep",
+    "prune_neurons",
+    "FrozenNeuronOptimizer",
+    "train_frozen",
 ]
