@@ -9,6 +9,7 @@ apply      keep pruned weights, their gradients and optimizer state at zero
 model      the same on a refcomp.nn model: named layers, masked fine-tuning, schedules
 structured remove neurons / filters for real: a smaller dense model
 neurons    signed activation × weight neuron importance; freezing low-gradient neurons
+regrow     prune-and-regrow while training: SET, RigL (a refcomp.nn.train callback)
 sparsegpt  one-shot pruning with OBS error compensation from calibration inputs (SparseGPT)
 
 The math, with numbered equations, is in docs/deep_compression.md.
@@ -52,6 +53,7 @@ from .model import (
 )
 from .neurons import (FrozenNeuronOptimizer, low_gradient_neurons, neuron_keep, prune_neurons,
                       signed_neuron_importance, train_frozen)
+from .regrow import DynamicSparsity, cosine_fraction, drop_smallest, rigl_update, set_update, sparse_train
 from .schedules import Cubic, Iterative, OneShot, Schedule
 from .sparsegpt import sparsegpt_model, sparsegpt_prune
 from .structured import apply_structured, shrink, structured_keep
@@ -105,4 +107,10 @@ __all__ = [
     "prune_neurons",
     "FrozenNeuronOptimizer",
     "train_frozen",
+    "drop_smallest",
+    "set_update",
+    "rigl_update",
+    "cosine_fraction",
+    "DynamicSparsity",
+    "sparse_train",
 ]
