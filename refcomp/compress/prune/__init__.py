@@ -10,6 +10,7 @@ model      the same on a refcomp.nn model: named layers, masked fine-tuning, sch
 structured remove neurons / filters for real: a smaller dense model
 neurons    signed activation × weight neuron importance; freezing low-gradient neurons
 regrow     prune-and-regrow while training: SET, RigL (a refcomp.nn.train callback)
+l0         hard-concrete gates with the expected-L0 penalty (Louizos et al. 2018)
 sparsegpt  one-shot pruning with OBS error compensation from calibration inputs (SparseGPT)
 
 The math, with numbered equations, is in docs/deep_compression.md.
@@ -27,6 +28,7 @@ from .criteria import (
     structure_norms,
     taylor_first_order,
 )
+from .l0 import L0Penalty, add_gates, fold_gates, l0_prune
 from .masks import (
     block_mask,
     channel_mask,
@@ -113,4 +115,8 @@ __all__ = [
     "cosine_fraction",
     "DynamicSparsity",
     "sparse_train",
+    "L0Penalty",
+    "add_gates",
+    "fold_gates",
+    "l0_prune",
 ]
