@@ -11,11 +11,14 @@ structured remove neurons / filters for real: a smaller dense model
 neurons    signed activation × weight neuron importance; freezing low-gradient neurons
 regrow     prune-and-regrow while training: SET, RigL (a refcomp.nn.train callback)
 l0         hard-concrete gates with the expected-L0 penalty (Louizos et al. 2018)
+activation_l1  L1 penalty on hidden activations (Glorot et al. 2011): sparse activations
 sparsegpt  one-shot pruning with OBS error compensation from calibration inputs (SparseGPT)
 
 The math, with numbered equations, is in docs/deep_compression.md.
 """
 
+from .activation_l1 import (ActivationL1Penalty, activation_sparsity, add_activation_l1,
+                            remove_activation_l1, train_activation_l1)
 from .apply import apply_mask, apply_masks, masked
 from .criteria import (
     STRUCTURES,
@@ -119,4 +122,9 @@ __all__ = [
     "add_gates",
     "fold_gates",
     "l0_prune",
+    "ActivationL1Penalty",
+    "add_activation_l1",
+    "remove_activation_l1",
+    "activation_sparsity",
+    "train_activation_l1",
 ]
