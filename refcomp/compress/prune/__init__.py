@@ -12,6 +12,7 @@ neurons    signed activation × weight neuron importance; freezing low-gradient 
 regrow     prune-and-regrow while training: SET, RigL (a refcomp.nn.train callback)
 l0         hard-concrete gates with the expected-L0 penalty (Louizos et al. 2018)
 activation_l1  L1 penalty on hidden activations (Glorot et al. 2011): sparse activations
+depth      remove whole hidden layers of an MLP (fold into the next Linear), the accuracy trade-off
 sparsegpt  one-shot pruning with OBS error compensation from calibration inputs (SparseGPT)
 
 The math, with numbered equations, is in docs/deep_compression.md.
@@ -31,6 +32,7 @@ from .criteria import (
     structure_norms,
     taylor_first_order,
 )
+from .depth import depth_tradeoff, drop_layer, merge_linear_pair, removable_layers
 from .l0 import L0Penalty, add_gates, fold_gates, l0_prune
 from .masks import (
     block_mask,
@@ -127,4 +129,8 @@ __all__ = [
     "remove_activation_l1",
     "activation_sparsity",
     "train_activation_l1",
+    "merge_linear_pair",
+    "removable_layers",
+    "drop_layer",
+    "depth_tradeoff",
 ]
