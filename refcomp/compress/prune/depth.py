@@ -114,11 +114,13 @@ def depth_tradeoff(model, train_set, val_set, *, fine_tune_epochs: int = 1, lr: 
     ``fine_tune_epochs`` of SGD at ``lr``), keeps the one with the best validation
     accuracy and goes on until no layer is removable or ``max_removed`` are gone.
     report = {"rows": [{"removed": total layers removed, "layers": names removed so far,
-    "val_accuracy", "tried": {candidate: val accuracy}, "parameters", "seconds"}], row 0 the input model}.
+    "val_accuracy", "tried": {candidate: val accuracy}, "parameters", "seconds"}], row 0 the input model;
+    "models": the model of each row}.
     """
     epochs = integer(fine_tune_epochs, "fine_tune_epochs", minimum=0)
     limit = None if max_removed is None else integer(max_removed, "max_removed", minimum=0)
     current, removed = copy.deepcopy(model), []
+    models = [current]
     rows = [{"removed": 0, "layers": [], "val_accuracy": evaluate(current, val_set)["accuracy"],
              "parameters": current.num_parameters(), "seconds": 0.0}]
     while removable_layers(current) and (limit is None or len(removed) < limit):
@@ -132,4 +134,5 @@ def depth_tradeoff(model, train_set, val_set, *, fine_tune_epochs: int = 1, lr: 
         rows.append({"removed": len(removed), "layers": list(removed), "val_accuracy": acc,
                      "tried": {n: a for a, n, _ in tried},
                      "parameters": current.num_parameters(), "seconds": round(time.perf_counter() - t0, 2)})
-    return current, {"rows": rows}
+        models.append(current)
+    return current, {"rows": rows, "models": models}
