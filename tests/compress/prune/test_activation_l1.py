@@ -62,3 +62,14 @@ def test_training_with_the_penalty_makes_activations_sparser():
     assert np.mean(sparse.forward(x).argmax(1) == y) > 0.9
     with pytest.raises(ValidationError, match="after"):
         add_activation_l1(m, ["relu9"], 0.1)
+
+
+def test_train_activation_l1_leaves_its_input_alone():
+    m = mlp()
+    x, y = blobs(n=64)
+    before = {k: v.copy() for k, v in m.state_dict().items()}
+    out, report = train_activation_l1(m, (x, y), after=["relu1"], l1=0.1, epochs=1)
+    assert list(m.layers) == list(out.layers) == ["fc1", "relu1", "fc2", "relu2", "fc3"]
+    assert len(report["history"]) == 1
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])

@@ -85,3 +85,14 @@ def test_greedy_round_removes_the_layer_that_keeps_validation_best():
     _, report = depth_tradeoff(m, (x, y), (x, y), fine_tune_epochs=0, max_removed=1)
     row = report["rows"][1]
     assert row["layers"] == ["fc2"] and row["val_accuracy"] == 1.0 and row["tried"]["fc1"] < 1.0
+
+
+def test_depth_transforms_leave_their_input_alone():
+    m = mlp()
+    x, y = blobs(n=64)
+    before = {k: v.copy() for k, v in m.state_dict().items()}
+    drop_layer(m, "fc1")
+    depth_tradeoff(m, (x, y), (x, y), fine_tune_epochs=1)
+    assert list(m.layers) == ["fc1", "relu1", "fc2", "relu2", "fc3"]
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])

@@ -67,3 +67,14 @@ def test_a_gated_model_saves_and_loads(tmp_path):
     back = load_model(tmp_path / "g.safetensors")
     x, _ = blobs(n=5)
     np.testing.assert_array_equal(back.eval().forward(x), m.eval().forward(x))
+
+
+def test_transforms_leave_their_input_alone():
+    m = mlp()
+    x, y = blobs(n=64)
+    before = {k: v.copy() for k, v in m.state_dict().items()}
+    add_gates(m, ["fc1"], rng=0)
+    l0_prune(m, (x, y), layers=["fc1"], lam=0.1, epochs=1, rng=0)
+    assert list(m.layers) == ["fc1", "relu1", "fc2", "relu2", "fc3"]
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])

@@ -101,3 +101,12 @@ def test_train_frozen_freezes_the_low_gradient_rows_and_leaves_the_input_alone()
     assert f.sum() == 2
     np.testing.assert_array_equal(out["fc2"].weight.data[f], w0[f])
     np.testing.assert_array_equal(m["fc2"].weight.data, w0)
+
+
+def test_prune_neurons_leaves_its_input_alone():
+    m = mlp()
+    x, y = blobs(n=64)
+    before = {k: v.copy() for k, v in m.state_dict().items()}
+    prune_neurons(m, {"fc1": 0.5}, (x, y))
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
