@@ -19,9 +19,12 @@ statistics and Dropout fixed), so ∇L is a deterministic function of θ.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from ...checks import real
+from ...errors import ValidationError
 from ...nn.losses import CrossEntropyLoss
 
 __all__ = ["mean_gradients", "hessian_gradient_product"]
@@ -33,6 +36,7 @@ def mean_gradients(model, layers: dict, batches, loss=None) -> dict:
     layers : {name: Linear/Conv2d layer with a Dense weight}; batches : list of (x, y).
     Returns float64 arrays of each weight's shape; the model's gradients are cleared afterwards.
     """
+    _check(layers, batches)
     loss = loss or CrossEntropyLoss()
     total = {n: np.zeros(l.weight.data.shape, dtype=np.float64) for n, l in layers.items()}
     was = model.training
@@ -49,6 +53,14 @@ def mean_gradients(model, layers: dict, batches, loss=None) -> dict:
         model.zero_grad()
         model.train(was)
     return {n: t / len(batches) for n, t in total.items()}
+
+
+def _check(layers, batches) -> None:
+    if not isinstance(layers, Mapping) or not layers:
+        raise ValidationError("layers", "a non-empty mapping name -> Linear/Conv2d layer", type(layers).__name__)
+    if not isinstance(batches, list) or not batches or not all(isinstance(b, tuple) and len(b) == 2
+                                                                 for b in batches):
+        raise ValidationError("batches", "a non-empty list of (x, y) batches", type(batches).__name__)
 
 
 def _shift(layers: dict, direction: dict, step: float) -> None:
