@@ -281,7 +281,7 @@ def grasp(weight, hg) -> np.ndarray:
     """GraSP score, S(−θ) = −θ ⊙ Hg  (P.2).
 
     Wang, Zhang, Grosse 2020, "Picking Winning Tickets Before Training by
-    Preserving Gradient Flow" (arXiv:2002.07376), §4, eq. (8). The gradient
+    Preserving Gradient Flow" (arXiv:2002.07376), §4, the score S(−θ). The gradient
     norm ΔL(θ) = gᵀg changes, to first order, by −2 δᵀHg when the weights
     move by δ; removing weight i (δ_i = −θ_i) changes it by about
     2 θ_i (Hg)_i. A *large* S_i = −θ_i (Hg)_i means removing i *raises* the

@@ -13,12 +13,12 @@ and an update fraction f:
 
 SET: Mocanu et al. 2018, "Scalable training of artificial neural networks with
 adaptive sparse connectivity inspired by network science" (Nature
-Communications 9:2383), Algorithm 1, constant ζ = f. Mocanu removes the ζ
+Communications 9:2383), the SET procedure of its Methods, constant ζ = f. Mocanu removes the ζ
 smallest positive and ζ largest negative weights (the ones nearest zero on each
 side); (P.6) removes the ζ nearest zero over both signs, the form RigL's
 comparison uses. RigL: Evci, Gale, Menick, Castro, Elsen 2020, "Rigging the
-Lottery: Making All Tickets Winners" (arXiv:1911.11134), §3, eqs. (1)–(2)
-(the drop and grow sets, ArgTopK) and (3) (the cosine f_t).
+Lottery: Making All Tickets Winners" (arXiv:1911.11134), §3 (the drop and
+grow sets by ArgTopK, and the cosine update schedule f_decay).
 
 "Inactive" at the grow step means inactive after the drop, so a connection
 just dropped may come back (as in RigL's reference code). A regrown connection
@@ -117,7 +117,9 @@ class DynamicSparsity:
     masks : {name: bool mask}, changed **in place** (so a MaskedOptimizer built on
         the same arrays follows) and set as each Dense weight's ``mask``.
     The update zeroes dropped weights and weights regrown from inactive (P.6–P.8);
-    the MaskedOptimizer keeps their momentum at 0. ``history`` records (step, k per layer).
+    the MaskedOptimizer keeps their momentum at 0. ``history`` records (step, regrown per layer).
+    RigL's gradient takes one extra forward and backward of the batch in the model's current
+    mode (a BatchNorm in training mode sees that batch twice; Dropout draws twice).
     """
 
     def __init__(self, model, masks: Mapping, *, method: str = "rigl", alpha: float = 0.3, delta_t: int = 100,

@@ -10,7 +10,7 @@ batch size) and its backward returns
     dL/da = dy + λ · sign(a) / N                    (subgradient 0 at a = 0)     (P.17)
 
 The L1 activation penalty of Glorot, Bordes, Bengio 2011, "Deep Sparse Rectifier
-Neural Networks" (AISTATS, §3 and §5): with ReLU it drives activations to exact
+Neural Networks" (AISTATS): with ReLU it drives activations to exact
 zeros. The forward output is the input itself; ``penalty`` holds R of the last
 training forward (0 in eval mode), which refcomp.compress.prune.activation_l1's
 regularizer adds to the reported loss. Eval mode is the identity both ways.

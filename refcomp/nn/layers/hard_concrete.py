@@ -1,7 +1,8 @@
 """HardConcreteGate: a learnable L0 gate z_j ∈ [0, 1] on each feature / channel (axis 1).
 
 Louizos, Welling, Kingma 2018, "Learning Sparse Neural Networks through L0
-Regularization" (arXiv:1712.01312), §4 and eqs. (10)–(13). Each gate j has a
+Regularization" (arXiv:1712.01312), §4 (the hard concrete distribution,
+the expected L0 of eq. (12), the test-time estimator of eq. (13)). Each gate j has a
 location log α_j; with β = 2/3, γ = −0.1, ζ = 1.1 (the paper's choice):
 
     u ~ U(0, 1)
