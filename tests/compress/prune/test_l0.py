@@ -78,3 +78,14 @@ def test_transforms_leave_their_input_alone():
     assert list(m.layers) == ["fc1", "relu1", "fc2", "relu2", "fc3"]
     for k, v in m.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
+
+
+def test_conv_channel_gates_fold_exactly():
+    from ..._support.helpers import convnet
+    m = add_gates(convnet(dtype="float64"), ["conv2"], rng=0)
+    assert list(m.layers)[4:6] == ["conv2", "conv2_gate"]
+    m["conv2_gate"].log_alpha.data[...] = [-4.0, -0.5, 0.3, 2.0, 5.0]   # closed, partial and open channels
+    x = np.random.default_rng(1).normal(size=(3, 2, 8, 8))
+    folded, gates = fold_gates(m)
+    assert gates["conv2"][0] == 0.0 and gates["conv2"][4] == 1.0 and 0 < gates["conv2"][1] < 1
+    np.testing.assert_allclose(folded.forward(x), m.eval().forward(x), rtol=1e-12, atol=1e-12)
