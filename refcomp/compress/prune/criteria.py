@@ -13,7 +13,7 @@ structure    weight (out, in[, kh, kw])    score shape
 ``"block"``  (bh, bw) tile of a 2-D weight (out // bh, in // bw)
 ===========  ============================  ==========================
 
-Equation numbers (D.n) refer to docs/deep_compression.md.
+Equation numbers (D.n) refer to docs/deep_compression.md, (P.n) to docs/pruning.md.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ __all__ = [
     "activation_importance",
     "taylor_first_order",
     "snip",
+    "gradient_magnitude",
+    "grasp",
 ]
 
 STRUCTURES = ("row", "channel", "block")
@@ -254,3 +256,58 @@ def snip(weights, grads):
         raise ValidationError("grads", "at least one non-zero w·∂L/∂w (else SNIP is undefined)", "all zero")
     return raw / total
 
+
+
+def gradient_magnitude(weight, grad) -> np.ndarray:
+    """Plain gradient magnitude, s_i = |ḡ_i|,  ḡ = (1/B) Σ_b g⁽ᵇ⁾  (P.1).
+
+    The score of a weight is how fast the loss moves when that weight moves,
+    whatever the weight's own size (so, unlike Taylor (D.4), a large weight in
+    a flat direction scores low). ``grad`` is one gradient array or a sequence
+    of per-batch gradients g⁽¹⁾…g⁽ᴮ⁾ of equal-sized batches; their mean is the
+    gradient of the mean loss, so the absolute value is taken *after* the mean
+    (noise that cancels between batches does not count).
+
+    weight : any shape, real (only its shape is used: the criterion ignores its values).
+    grad : array or sequence of arrays of the weight's shape.
+    Returns float64 array of the weight's shape.
+    """
+    w = float_array(weight, "weight")
+    gs = _gradient_list(w, grad)
+    return np.abs(sum(g.astype(np.float64) for g in gs) / len(gs))
+
+
+def grasp(weight, hg) -> np.ndarray:
+    """GraSP score, S(−θ) = −θ ⊙ Hg  (P.2).
+
+    Wang, Zhang, Grosse 2020, "Picking Winning Tickets Before Training by
+    Preserving Gradient Flow" (arXiv:2002.07376), §4, the score S(−θ). The gradient
+    norm ΔL(θ) = gᵀg changes, to first order, by −2 δᵀHg when the weights
+    move by δ; removing weight i (δ_i = −θ_i) changes it by about
+    2 θ_i (Hg)_i. A *large* S_i = −θ_i (Hg)_i means removing i *raises* the
+    gradient flow least (or lowers it), so GraSP **removes the weights with
+    the largest scores** — the opposite of the other criteria here, which keep
+    the largest. :func:`grasp_keep_scores` turns S into scores to keep.
+
+    weight : θ, any shape, real.   hg : Hg, the Hessian-gradient product of the
+    loss restricted to these weights, the weight's shape (e.g. from
+    refcomp.compress.prune.gradflow.hessian_gradient_product).
+    Returns float64 array of the weight's shape (any sign).
+    """
+    w = float_array(weight, "weight")
+    h = float_array(hg, "hg")
+    same_shape(h, w.shape, "hg")
+    return -(w.astype(np.float64) * h)
+
+
+def grasp_keep_scores(scores: Mapping) -> dict:
+    """GraSP scores {name: S} as non-negative scores where larger = keep: K = max S − S.
+
+    One shift for every tensor together, so the order across layers (global
+    scope, as GraSP prunes) is kept and the largest S is removed first.
+    """
+    if not isinstance(scores, Mapping) or not scores:
+        raise ValidationError("scores", "a non-empty mapping name -> GraSP scores", type(scores).__name__)
+    s = {k: float_array(v, f"scores[{k!r}]") for k, v in scores.items()}
+    top = max(float(np.max(v)) for v in s.values() if v.size) if any(v.size for v in s.values()) else 0.0
+    return {k: top - v.astype(np.float64) for k, v in s.items()}

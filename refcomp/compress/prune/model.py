@@ -44,7 +44,9 @@ from ...nn.optim import SGD
 from ...nn.schedules import CosineLR
 from ...nn.train import train
 from .apply import apply_mask
-from .criteria import activation_importance, magnitude, snip, structure_norms, taylor_first_order
+from .criteria import (activation_importance, gradient_magnitude, grasp, grasp_keep_scores, magnitude, snip,
+                       structure_norms, taylor_first_order)
+from .gradflow import hessian_gradient_product
 from .masks import global_masks, nm_mask, unstructured_mask
 from .schedules import Schedule
 
@@ -63,7 +65,7 @@ __all__ = [
     "prune_with_schedule",
 ]
 
-CRITERIA = ("magnitude", "activation", "taylor", "snip")
+CRITERIA = ("magnitude", "activation", "taylor", "snip", "gradient", "grasp")
 GRANULARITIES = ("unstructured", "nm", "block", "row", "channel")
 
 
@@ -143,7 +145,10 @@ def layer_scores(model, criterion: str = "magnitude", *, layers=None, data=None,
 
     criterion : "magnitude" |w| (D.1); "activation" mean |x·w| over ``data`` (D.3);
         "taylor" mean |w·∂L/∂w| over the batches of ``data`` (D.4); "snip"
-        |w·∂L/∂w| normalised over all chosen layers together (D.6).
+        |w·∂L/∂w| normalised over all chosen layers together (D.6); "gradient"
+        |∂L/∂w| of the mean loss over the batches (P.1); "grasp" GraSP's −θ⊙Hg (P.2,
+        Hg by finite differences of gradients, P.3) turned into keep-scores max S − S,
+        so the weights with the largest S are removed (global scope is GraSP's).
     data : (x, y) calibration set (or a list of (x, y) batches) for the
         data-driven criteria; cut into ``batch_size`` batches.
     """
@@ -169,7 +174,12 @@ def layer_scores(model, criterion: str = "magnitude", *, layers=None, data=None,
                 kw = dict(stride=l.stride, padding=l.padding, dilation=l.dilation)
             out[n] = activation_importance(l.weight.data, inputs[n], **kw)
         return out
+    if criterion == "grasp":
+        _, hg = hessian_gradient_product(model, chosen, batches)
+        return grasp_keep_scores({n: grasp(l.weight.data, hg[n]) for n, l in chosen.items()})
     grads = _weight_gradients(model, chosen, batches)
+    if criterion == "gradient":
+        return {n: gradient_magnitude(l.weight.data, grads[n]) for n, l in chosen.items()}
     if criterion == "taylor":
         return {n: taylor_first_order(l.weight.data, grads[n]) for n, l in chosen.items()}
     mean_grads = {n: np.mean(np.stack(grads[n]), axis=0) for n in chosen}

@@ -80,3 +80,50 @@ def test_nan_scores_are_rejected_not_ranked():
         unstructured_mask(bad, 0.5)
     with pytest.raises(RefcompError):
         nm_mask(bad, 2, 4)
+
+
+# ---- issue 14: the new pruning functions name the bad argument
+
+def _issue14_cases():
+    from refcomp.compress.prune import (DynamicSparsity, cosine_fraction, drop_smallest, gradient_magnitude,
+                                        grasp, hessian_gradient_product, low_gradient_neurons,
+                                        merge_linear_pair, rigl_update, set_update, signed_neuron_importance)
+    from refcomp.nn import ActivityL1, HardConcreteGate, Linear, Sequential
+    m = Sequential(("fc", Linear(4, 4, rng=0)))
+    mask = np.ones((4, 4), bool)
+    return [
+        ("grad", lambda: gradient_magnitude(W, np.ones((2, 2)))),
+        ("hg", lambda: grasp(W, np.ones((2, 2)))),
+        ("eps", lambda: hessian_gradient_product(m, {"fc": m["fc"]}, [(np.ones((1, 4)), np.zeros(1, int))],
+                                                 eps=-1.0)),
+        ("batches", lambda: hessian_gradient_product(m, {"fc": m["fc"]}, [])),
+        ("next_weight", lambda: signed_neuron_importance(np.ones((2, 4)), np.ones(4))),
+        ("fraction", lambda: low_gradient_neurons(W, -0.5)),
+        ("mask", lambda: drop_smallest(W, np.ones((4, 3), bool), 1)),
+        ("k", lambda: drop_smallest(W, mask, 17)),
+        ("zeta", lambda: set_update(W, mask, 1.0, rng=0)),
+        ("fraction", lambda: rigl_update(W, mask, W, float("nan"))),
+        ("t_end", lambda: cosine_fraction(1, 0.3, 0)),
+        ("alpha", lambda: cosine_fraction(1, 1.5, 10)),
+        ("method", lambda: DynamicSparsity(m, {"fc": mask}, method="snfs")),
+        ("delta_t", lambda: DynamicSparsity(m, {"fc": mask}, delta_t=0)),
+        ("beta", lambda: HardConcreteGate(3, beta=0.0)),
+        ("drop_init", lambda: HardConcreteGate(3, drop_init=1.0)),
+        ("l1", lambda: ActivityL1(float("nan"))),
+        ("w2", lambda: merge_linear_pair(np.ones((3, 2)), None, np.ones((2, 2)), None)),
+        ("b1", lambda: merge_linear_pair(np.ones((3, 2)), np.ones(2), np.ones((2, 3)), None)),
+    ]
+
+
+N_ISSUE14 = 19
+
+
+def test_issue14_case_count():
+    assert len(_issue14_cases()) == N_ISSUE14
+
+
+@pytest.mark.parametrize("case", range(N_ISSUE14))
+def test_issue14_bad_arguments_are_named(case):
+    argument, call = _issue14_cases()[case]
+    with pytest.raises(RefcompError, match=f"^{argument}:"):
+        call()

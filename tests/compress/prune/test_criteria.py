@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from refcomp.compress.prune import (
     activation_importance,
@@ -132,3 +134,49 @@ def test_snip_normalises_across_layers():
         snip(w, {"a": g["a"]})
     with pytest.raises(ValidationError, match="grads"):
         snip(np.ones(3), np.zeros(3))
+
+
+# ---- plain gradient magnitude (P.1) and GraSP (P.2), each against its formula written out
+
+def test_gradient_magnitude_is_abs_of_the_mean_gradient():
+    from refcomp.compress.prune import gradient_magnitude
+    w = np.zeros((2, 2))
+    g1 = np.array([[1.0, -2.0], [3.0, 0.5]])
+    g2 = np.array([[-1.0, -2.0], [1.0, 0.5]])
+    # the mean first, then | |: opposite per-batch gradients cancel
+    expected = [[abs((1.0 - 1.0) / 2), abs((-2.0 - 2.0) / 2)], [abs((3.0 + 1.0) / 2), abs((0.5 + 0.5) / 2)]]
+    np.testing.assert_array_equal(gradient_magnitude(w, [g1, g2]), expected)
+    # the weight's values do not matter, only its shape
+    np.testing.assert_array_equal(gradient_magnitude(w + 7.0, g1), np.abs(g1))
+    with pytest.raises(ShapeError, match="grad"):
+        gradient_magnitude(w, np.ones((3, 2)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_grasp_is_minus_theta_times_hg(seed):
+    from refcomp.compress.prune import grasp
+    rng = np.random.default_rng(seed)
+    w, hg = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
+    s = grasp(w, hg)
+    for i in range(3):
+        for j in range(5):
+            assert s[i, j] == -(w[i, j] * hg[i, j])
+
+
+def test_grasp_keep_scores_remove_the_largest_grasp_score_first():
+    from refcomp.compress.prune import grasp_keep_scores, unstructured_mask
+    s = {"a": np.array([3.0, -1.0, 0.5]), "b": np.array([[2.0, -4.0]])}
+    k = grasp_keep_scores(s)
+    assert min(float(v.min()) for v in k.values()) >= 0.0
+    np.testing.assert_array_equal(k["a"], [0.0, 4.0, 2.5])
+    np.testing.assert_array_equal(k["b"], [[1.0, 7.0]])
+    np.testing.assert_array_equal(unstructured_mask(k["a"], 1 / 3), [False, True, True])
+    with pytest.raises(ValidationError, match="scores"):
+        grasp_keep_scores({})
+
+
+def test_grasp_bad_shape():
+    from refcomp.compress.prune import grasp
+    with pytest.raises(ShapeError, match="hg: expected shape"):
+        grasp(np.ones((2, 3)), np.ones((3, 2)))
