@@ -186,3 +186,37 @@ def test_multiplier_and_shift_ranges_are_exactly_the_documented_ones():
     for bad in (2.0**30, 0.0, -1.0, np.inf):
         with pytest.raises(ValidationError, match="real_multiplier"):
             quantize_multiplier(bad)
+
+
+def test_the_fast_kernel_runs_exactly_when_its_contract_holds(monkeypatch):
+    """2-D acc with per-tensor or per-column parameters goes to the kernel; per-row parameters, other
+    ranks, empty arrays and fixed-point left shifts (which need the overflow check) stay in NumPy."""
+    import refcomp.backend
+
+    calls = []
+
+    def spy(name):
+        def kernel(acc, *args):
+            calls.append(name)
+            return np.zeros(acc.shape, np.int32)
+        return kernel
+
+    table = {"requantize_float": spy("float"), "requantize_fixed_point": spy("fixed")}
+    monkeypatch.setattr(refcomp.backend, "implementation", lambda op, backend=None: table.get(op))
+    acc = np.arange(12, dtype=np.int32).reshape(3, 4)
+    M3, M4 = np.full(3, 0.1, np.float32), np.full(4, 0.1, np.float32)
+    cases = [  # (acc, multiplier, zero point, axis, method, expected kernel calls)
+        (acc, np.float32(0.1), None, None, "float", ["float"]),
+        (acc, M4, None, 1, "float", ["float"]),
+        (acc, M4, None, -1, "float", ["float"]),
+        (acc, M3, None, 0, "float", []),                       # per-row: not the kernel's layout
+        (acc, np.float32(0.1), np.int8([1, 2, 3]), 0, "float", []),
+        (acc.reshape(3, 2, 2), np.float32(0.1), None, None, "float", []),
+        (acc[:0], np.float32(0.1), None, None, "float", []),
+        (acc, np.float32(0.1), None, None, "fixed_point", ["fixed"]),
+        (acc, np.float32(3.0), None, None, "fixed_point", []),  # shift > 0: NumPy checks the overflow
+    ]
+    for a, m, zp, axis, method, want in cases:
+        calls.clear()
+        requantize(a, m, zp, output_dtype="int8", axis=axis, method=method)
+        assert calls == want, (a.shape, axis, method)
