@@ -2,4 +2,5 @@
 
 factorize  the array-level algorithms: rank choice, truncated SVD, conv SVD, Tucker-2
 model      the model-level transform: a Linear / Conv2d becomes two or three layers
+search     ranks for a whole model under a parameter budget, stopped by the validation error
 """
