@@ -60,14 +60,17 @@ def cp_to_tensor(weights, factors) -> np.ndarray:
     """(CP.1): Σ_r λ_r a^(1)_r ∘ … ∘ a^(d)_r for weights λ (R,) and factors [(n_k, R)]."""
     letters = string.ascii_lowercase[:len(factors)]
     spec = "z," + ",".join(f"{c}z" for c in letters) + "->" + letters
-    return np.einsum(spec, np.asarray(weights), *factors)
+    return np.einsum(spec, np.asarray(weights), *factors, optimize=True)
 
 
-def _mttkrp(t, factors, k):
-    letters = string.ascii_lowercase[:t.ndim]
-    others = [m for m in range(t.ndim) if m != k]
-    spec = letters + "," + ",".join(f"{letters[m]}z" for m in others) + f"->{letters[k]}z"
-    return np.einsum(spec, t, *[factors[m] for m in others], optimize=True)
+def _unfold_and_khatri_rao(t, factors, k):
+    """(T_(k) (n_k, Π_{m≠k} n_m), Khatri-Rao product of the other factors (Π n_m, R)), rows in the same order."""
+    r = factors[0].shape[1]
+    kr = np.ones((1, r))
+    for m in range(t.ndim):
+        if m != k:
+            kr = (kr[:, None, :] * factors[m][None, :, :]).reshape(-1, r)
+    return np.moveaxis(t, k, 0).reshape(t.shape[k], -1), kr
 
 
 def cp_als(tensor, rank: int, *, init: str = "svd", rng=None, n_iter: int = 200, tol: float = 1e-10) -> tuple:
@@ -112,10 +115,11 @@ def cp_als(tensor, rank: int, *, init: str = "svd", rng=None, n_iter: int = 200,
             for m in range(t.ndim):
                 if m != k:
                     v *= factors[m].T @ factors[m]
-            a = _mttkrp(t, factors, k) @ np.linalg.pinv(v)                       # (CP.2)
+            unfolded, kr = _unfold_and_khatri_rao(t, factors, k)
+            a = (unfolded @ kr) @ np.linalg.pinv(v)                                # (CP.2), M^(k) = T_(k)·KR
             weights = np.linalg.norm(a, axis=0)
             factors[k] = a / np.where(weights > 0, weights, 1.0)
-        errors.append(float(np.linalg.norm(t - cp_to_tensor(weights, factors)) / norm))
+        errors.append(float(np.linalg.norm(unfolded - (factors[k] * weights) @ kr.T) / norm))
         if len(errors) > 1 and abs(errors[-2] - errors[-1]) < tol:
             break
     return weights, factors, errors

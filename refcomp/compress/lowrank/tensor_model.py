@@ -11,6 +11,9 @@ ICLR, arXiv:1412.6553, eq. 4):
     horiz  1×kw     R → R,   weight D[v, r], groups = R         (... along w)
     last   1×1      R → out, weight λ_r A[o, r], the bias                            (CP.3)
 
+(λ_r is spread as λ_r^{1/4} over the four weights: the same kernel, with
+factor scales alike, which keeps fine-tuning stable.)
+
 TT of the kernel with its modes ordered (in, kh, kw, out) (tensor.tt_svd):
 K[o, c, u, v] = G_1[c] G_2[u] G_3[v] G_4[o] (cores (1, in, r_1), (r_1, kh, r_2),
 (r_2, kw, r_3), (r_3, out, 1)), the same four convolutions with full channel
@@ -71,8 +74,9 @@ def cp_conv(layer: Conv2d, rank: int, *, rng=None, n_iter: int = 200) -> tuple:
     _check_conv(layer)
     k = layer.weight.to_dense()
     lam, (a, b, c, d), errors = cp_als(k, rank, rng=rng, n_iter=n_iter)
-    seq = _four_convs(layer, b.T[:, :, None, None], c.T[:, None, :, None], d.T[:, None, None, :],
-                      (a * lam)[:, :, None, None], groups_mid=rank)
+    s = lam ** 0.25     # λ_r spread evenly over the four factors: same kernel, balanced scales to fine-tune
+    seq = _four_convs(layer, (b * s).T[:, :, None, None], (c * s).T[:, None, :, None], (d * s).T[:, None, None, :],
+                      (a * s)[:, :, None, None], groups_mid=rank)
     return seq, errors[-1]
 
 
