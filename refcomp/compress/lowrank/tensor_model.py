@@ -124,6 +124,10 @@ def decompose_model(model, specs: dict) -> tuple:
         method = spec.get("method") if isinstance(spec, dict) else None
         opts = {k: v for k, v in spec.items() if k != "method"} if isinstance(spec, dict) else {}
         w = layer.weight.to_dense() if isinstance(layer, (Linear, Conv2d)) else None
+        allowed = {("cp", Conv2d): {"rank", "rng", "n_iter"}, ("tt", Conv2d): {"eps", "max_rank"},
+                   ("tt", Linear): {"eps", "max_rank", "out_modes", "in_modes"}}.get((method, type(layer)))
+        if allowed is not None and not set(opts) <= allowed:
+            raise ValidationError(f"specs[{name!r}]", f"options among {sorted(allowed)}", sorted(opts))
         if method == "cp" and isinstance(layer, Conv2d):
             new, err = cp_conv(layer, **opts)
         elif method == "tt" and isinstance(layer, Conv2d):

@@ -1,6 +1,4 @@
-"""CP / TT layers: the four convolutions and the TTLinear equal their kernels' formulas; gradients by finite differences."""
-
-import itertools
+"""CP / TT of layers: the four convolutions equal their kernels' formulas, gradients by finite differences."""
 
 import numpy as np
 import pytest
@@ -63,31 +61,16 @@ def test_cp_conv_is_exact_on_a_rank_r_kernel_and_tt_conv_keeps_its_bound():
     assert tt_conv(layer, max_rank=2)[0].num_parameters() < layer.num_parameters()
 
 
-def test_tt_linear_is_the_tt_matrix_product():
-    rng = np.random.default_rng(2)
-    cores = [rng.standard_normal(s) for s in ((1, 2, 3, 2), (2, 3, 2, 3), (3, 2, 2, 1))]
-    layer = TTLinear((3, 2, 2), (2, 3, 2), (2, 3), cores=cores, dtype="float64")
-    layer.bias.data[...] = rng.standard_normal(12)
-    w = np.empty((12, 12))
-    for i, j in itertools.product(range(12), range(12)):   # (TT.3) element by element
-        ii, jj = np.unravel_index(i, (2, 3, 2)), np.unravel_index(j, (3, 2, 2))
-        p = np.eye(1)
-        for g, a, b in zip(cores, ii, jj):
-            p = p @ g[:, a, b, :]
-        w[i, j] = p[0, 0]
-    x = rng.standard_normal((5, 12))
-    np.testing.assert_allclose(layer.forward(x), x @ w.T + layer.bias.data, atol=1e-12)
-    np.testing.assert_allclose(layer.to_dense(), w, atol=1e-12)
+def test_tt_linear_from_a_linear_at_eps_zero_is_the_linear():
+    x = np.random.default_rng(2).standard_normal((5, 12))
     lin = Linear(12, 12, rng=0, dtype="float64")
-    exact, _ = tt_linear(lin, (2, 3, 2), (3, 2, 2), eps=0.0)
+    exact, discarded = tt_linear(lin, (2, 3, 2), (3, 2, 2), eps=0.0)
     np.testing.assert_allclose(exact.forward(x), lin.forward(x), atol=1e-12)
+    assert max(discarded) < 1e-10 and exact.ranks == [g.data.shape[3] for g in exact.cores()[:-1]]
 
 
-def test_gradients_match_finite_differences():
+def test_four_convolution_gradients_match_finite_differences():
     rng = np.random.default_rng(3)
-    cores = [rng.standard_normal(s) for s in ((1, 2, 3, 2), (2, 3, 2, 3), (3, 2, 2, 1))]
-    check_layer(TTLinear((3, 2, 2), (2, 3, 2), (2, 3), cores=cores, dtype="float64"), rng.standard_normal((4, 12)),
-                rng)
     layer = Conv2d(2, 3, 3, padding=1, stride=2, rng=0, dtype="float64")
     x = rng.standard_normal((2, 2, 6, 6))
     check_layer(cp_conv(layer, 2)[0], x, rng)
@@ -111,7 +94,7 @@ def test_decompose_model_replaces_trains_and_reports():
         decompose_model(m, {"fc2": {"method": "cp", "rank": 2}})
     with pytest.raises(ValidationError, match="specs"):
         decompose_model(m, [("fc2", "tt")])
+    with pytest.raises(ValidationError, match=r"specs\['conv2'\]: expected options"):
+        decompose_model(m, {"conv2": {"method": "cp", "rnk": 2}})
     with pytest.raises(ShapeError, match="in_modes"):
         decompose_model(m, {"fc1": {"method": "tt", "out_modes": (7, 1), "in_modes": (4, 4), "eps": 0.1}})
-    with pytest.raises(ShapeError, match="ranks"):
-        TTLinear((2, 2), (2, 2), (1, 1))
