@@ -75,7 +75,7 @@ def cluster_shared(model, groups, bits: int, *, masks=None, init: str = "linear"
         codebook = kmeans(values, b, init=init, rng=rng, max_iter=max_iter).codebook     # (X.1)
         sse = 0.0
         for name, w, m in zip(group, weights, kept):
-            c = Clustered(codebook, assign(w, codebook), m, bits=b)
+            c = Clustered(codebook, assign(w, codebook), None if m.all() else m, bits=b)   # no mask bits if unpruned
             c.codebook = codebook       # the constructor copies; rebind so the group holds one array
             sse += float(np.sum((c.to_dense()[m].astype(np.float64) - w[m]) ** 2))
             chosen[name].weight = c

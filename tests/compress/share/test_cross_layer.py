@@ -82,3 +82,18 @@ def test_bad_groups_and_bits():
         cluster_shared(m, [["fc1"]], 9)
     with pytest.raises(ValidationError, match="masks"):
         cluster_shared(m, [["fc1"]], 2, masks={"fc1": np.zeros((16, 12), bool)})
+
+
+def test_pruned_weights_stay_zero_and_are_not_clustered():
+    m, _ = _trained()
+    masks = {n: np.abs(m[n].weight.data) > np.median(np.abs(m[n].weight.data)) for n in ("fc1", "fc2")}
+    sm, report = cluster_shared(m, [["fc1", "fc2"]], 2, masks=masks)
+    kept = np.concatenate([m[n].weight.data[masks[n]] for n in ("fc1", "fc2")])
+    c = sm["fc1"].weight.codebook
+    nearest = np.argmin(np.abs(kept[:, None] - c[None, :]), axis=1)
+    for k in range(4):  # the centroids are means of kept weights only
+        assert np.isclose(c[k], kept[nearest == k].mean(), atol=1e-12)
+    for n in ("fc1", "fc2"):
+        assert (sm[n].weight.to_dense()[~masks[n]] == 0).all() and sm[n].weight.mask is not None
+    assert report["groups"][0]["kept"] == int(sum(mk.sum() for mk in masks.values()))
+    assert cluster_shared(m, [["fc1"]], 2)[0]["fc1"].weight.mask is None   # unpruned: no mask bits stored
