@@ -11,6 +11,7 @@ RelativeIndexCSR   Deep Compression's CSR with fixed-width relative indices and
 LowRank            two factors L R
 Clustered          codebook + per-weight cluster indices (+ pruning mask)
 HalfPrecision      float16 / bfloat16 storage
+Hashed             HashedNets: K real weights shared by a seeded hash and a sign hash
 PowerOfTwo         sign-and-exponent codes
 DynamicQuantized   an int8 QTensor multiplied by the input quantized per call
                    (DynamicQuantizeLinear + MatMulInteger, "dynamic quantization")
@@ -31,6 +32,7 @@ from .csr import CSRMatrix
 from .dense import Dense
 from .dynamic import DynamicQuantized
 from .half import HalfPrecision
+from .hashed import Hashed
 from .lowrank import LowRank
 from .power_of_two import PowerOfTwo
 from .qtensor import QTensor
@@ -38,4 +40,4 @@ from .relative_csr import RelativeIndexCSR
 from .static import StaticQuantized
 
 __all__ = ["WeightFormat", "Dense", "QTensor", "CSRMatrix", "RelativeIndexCSR", "LowRank", "Clustered",
-           "HalfPrecision", "PowerOfTwo", "DynamicQuantized", "StaticQuantized"]
+           "HalfPrecision", "Hashed", "PowerOfTwo", "DynamicQuantized", "StaticQuantized"]

@@ -18,8 +18,8 @@ from refcomp.compress.quantize.dynamic import dynamic_weight
 from refcomp.compress.quantize.lowbit import power_of_two_quantize
 from refcomp.compress.quantize.rtn import rtn_quantize
 from refcomp.compress.share.cluster import cluster_weight
-from refcomp.formats import (Clustered, CSRMatrix, Dense, DynamicQuantized, HalfPrecision, LowRank, PowerOfTwo,
-                             QTensor, RelativeIndexCSR, StaticQuantized, WeightFormat)
+from refcomp.formats import (Clustered, CSRMatrix, Dense, DynamicQuantized, HalfPrecision, Hashed, LowRank,
+                             PowerOfTwo, QTensor, RelativeIndexCSR, StaticQuantized, WeightFormat)
 from refcomp.io import load_model, save_model
 from refcomp.io.model_file import SUFFIXES, model_header
 from refcomp.quant import choose_qparams
@@ -66,6 +66,7 @@ CASES = {
     "LowRank[QTensor]": (LowRank, _quantized_lowrank),
     "Clustered": (Clustered, lambda w: cluster_weight(w, 4, mask=np.abs(w) > 0.02, rng=0)),
     "HalfPrecision": (HalfPrecision, lambda w: HalfPrecision(w.astype(ml_dtypes.bfloat16))),
+    "Hashed": (Hashed, lambda w: Hashed(w.ravel()[:3750].copy(), seed=3, shape=w.shape)),
     "PowerOfTwo": (PowerOfTwo, lambda w: power_of_two_quantize(w, bits=4)),
     "RelativeIndexCSR": (RelativeIndexCSR, lambda w: RelativeIndexCSR.from_clustered(
         cluster_weight(w, 4, mask=np.abs(w) > 0.06, rng=0), index_bits=4)),

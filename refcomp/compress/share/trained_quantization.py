@@ -98,7 +98,8 @@ class CentroidOptimizer:
     step(): for every layer holding a Clustered weight, that weight's gradient
     dL/dW (which the layer's backward computes as for any weight) is summed per
     centroid (D.16) and the codebook takes one SGD-with-momentum step with its
-    own float64 velocity (D.17); indices and mask never change, so the layer
+    own float64 velocity (D.17); a codebook several layers share (cross_layer) sums
+    their gradients and takes one step; indices and mask never change, so the layer
     computes with the new shared values at once. Then every other parameter
     (biases, unclustered layers) takes an SGD step with the same lr and
     momentum. A layer whose weight got no gradient is left as it is.
@@ -112,19 +113,23 @@ class CentroidOptimizer:
         shared_ids = {id(layer.weight) for layer in self.layers.values()}
         others = [p for p in model.parameters() if id(p) not in shared_ids]
         self.others = SGD(others, lr=lr, momentum=momentum) if others else None
-        self.velocity = {name: np.zeros(layer.weight.codebook.shape, np.float64)
-                         for name, layer in self.layers.items()}
+        # layers sharing one codebook array (cross_layer.cluster_shared) form one group: one velocity
+        self.groups: dict[int, list[Clustered]] = {}
+        for layer in self.layers.values():
+            self.groups.setdefault(id(layer.weight.codebook), []).append(layer.weight)
+        self.velocity = {key: np.zeros(shared[0].codebook.shape, np.float64) for key, shared in self.groups.items()}
 
     def step(self) -> None:
-        for name, layer in self.layers.items():
-            c = layer.weight
-            if c.grad is None:
+        for key, shared in self.groups.items():
+            got = [c for c in shared if c.grad is not None]
+            if not got:
                 continue
-            cg = centroid_gradients(c.grad, c.indices, c.codebook.size, mask=c.mask)   # (D.16)
-            v = self.velocity[name]
+            # (D.16), summed over every layer tied to this codebook (cross_layer eq. X.2)
+            cg = sum(centroid_gradients(c.grad, c.indices, c.codebook.size, mask=c.mask) for c in got)
+            v = self.velocity[key]
             v *= self.momentum
             v += cg
-            c.codebook -= (self.lr * v).astype(c.codebook.dtype)                    # (D.17)
+            shared[0].codebook -= (self.lr * v).astype(shared[0].codebook.dtype)   # (D.17), in place: all see it
         if self.others is not None:
             self.others.lr = self.lr
             self.others.step()

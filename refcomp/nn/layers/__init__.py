@@ -17,10 +17,11 @@ from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .quantize import DequantizeLinear, QuantizeLinear
 from .shape import Concat, Reshape, Shape, Transpose
 from .softmax import Softmax
+from .tt_linear import TTLinear
 
 __all__ = ["Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU", "ReLU6",
            "GELU", "Tanh", "Sigmoid", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
            "Dropout", "Embedding", "Add", "Mul", "MatMul", "Softmax", "Concat", "Reshape", "Transpose",
            "Shape", "MultiHeadAttention", "QuantizeLinear", "DequantizeLinear",
            "Sub", "Div", "LeakyReLU", "Constant", "BertEmbeddings", "HardConcreteGate",
-           "ActivityL1"]
+           "ActivityL1", "TTLinear"]
