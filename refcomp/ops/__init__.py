@@ -6,6 +6,7 @@ The numeric contract (ranges, rounding, saturation, accumulators) is in
 refcomp/ops/README.md; departures of other runtimes in docs/deviations.md.
 """
 
+from .binary_matmul import binary_matmul, pack_signs
 from .conv_integer import conv_integer
 from .csr_matmul import csr_matmul
 from .dequantize_linear import dequantize_linear
@@ -42,4 +43,6 @@ __all__ = [
     "csr_matmul",
     "sparse_linear",
     "sparse_linear_integer",
+    "pack_signs",
+    "binary_matmul",
 ]

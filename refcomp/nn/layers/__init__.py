@@ -11,6 +11,7 @@ from .flatten import Flatten
 from .linear import Linear
 from .matmul import MatMul
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
+from .pwl import BinarySign, HardSigmoid, HardTanh
 from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .quantize import DequantizeLinear, QuantizeLinear
 from .shape import Concat, Reshape, Shape, Transpose
@@ -20,4 +21,5 @@ __all__ = ["Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU"
            "GELU", "Tanh", "Sigmoid", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
            "Dropout", "Embedding", "Add", "Mul", "MatMul", "Softmax", "Concat", "Reshape", "Transpose",
            "Shape", "MultiHeadAttention", "QuantizeLinear", "DequantizeLinear",
-           "Sub", "Div", "LeakyReLU", "Constant", "BertEmbeddings"]
+           "Sub", "Div", "LeakyReLU", "Constant", "BertEmbeddings",
+           "HardTanh", "HardSigmoid", "BinarySign"]
