@@ -22,6 +22,7 @@ from .requantize import (
     quantize_multiplier,
     requantize,
 )
+from .shift_linear import rshift_round, shift_linear
 from .sparse_linear import sparse_linear, sparse_linear_integer  # W: a CSR weight (refcomp.formats.csr)
 
 __all__ = [
@@ -45,4 +46,6 @@ __all__ = [
     "sparse_linear_integer",
     "pack_signs",
     "binary_matmul",
+    "shift_linear",
+    "rshift_round",
 ]
