@@ -29,7 +29,7 @@ import numpy as np
 from ...checks import integer
 from ...errors import ValidationError
 from ...formats.dense import Dense
-from ...nn.layers import Conv2d, Linear
+from ...nn.layers import Linear
 from ...ops import shift_linear
 from ...ops.im2col import im2col
 from .lowbit import power_of_two_grad, power_of_two_quantize
