@@ -22,6 +22,7 @@ x integer (M, K), sign int8 (N, K), shift integer (N, K) in [0, 62], bias
 int64 (N,) or None, r an int in [−62, 62] → int64 (M, N) (int32 range when
 qmin, qmax are). Precondition, checked: K · max|x| · 2^max(shift) + max|bias|
 < 2^62 and, for r < 0, the same bound times 2^−r, so no int64 overflows.
+Below 2^53 the sums run in float64 (exact: integers), above in int64.
 """
 
 from __future__ import annotations
@@ -79,8 +80,13 @@ def shift_linear(x, sign, shift, bias, r, *, qmin: int, qmax: int) -> np.ndarray
     if bound >= 2**62:
         raise ValidationError("x, shift, bias", "K·max|x|·2^max(shift) + max|bias| (times 2^-r) < 2^62",
                               f"{bound}")
-    # Σ_k sign·(x << shift) grouped by shift value e: Σ_e (Σ_{k: shift = e} sign·x) << e, the same integers
-    acc = np.tile(b, (x.shape[0], 1))
-    for e in np.unique(shift):
-        acc += (x @ np.where(shift == e, sign, 0).astype(np.int64).T) << np.int64(e)
+    if big < 2**53:
+        # every product and partial sum is an integer below 2^53: float64 (BLAS) adds them exactly, in any order
+        w = sign.astype(np.float64) * np.exp2(shift.astype(np.float64))
+        acc = (x.astype(np.float64) @ w.T).astype(np.int64) + b
+    else:
+        # Σ_k sign·(x << shift) grouped by shift value e: Σ_e (Σ_{k: shift = e} sign·x) << e, the same integers
+        acc = np.tile(b, (x.shape[0], 1))
+        for e in np.unique(shift):
+            acc += (x @ np.where(shift == e, sign, 0).astype(np.int64).T) << np.int64(e)
     return np.clip(rshift_round(acc, r), qmin, qmax)

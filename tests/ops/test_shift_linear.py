@@ -47,6 +47,17 @@ def test_equals_python_integers(m, n, k, r, seed, relu):
             assert got[i, j] == min(max(y, lo), hi)
 
 
+def test_int64_path_beyond_float64():
+    # K·max|x|·2^max(shift) >= 2^53: summed in int64 (a float64 sum would round)
+    x = np.array([[2**45 + 1, 2**45 + 3, -(2**44) - 1]])
+    sign = np.array([[1, 1, -1], [1, 0, 1]], np.int8)
+    shift = np.array([[7, 7, 8], [0, 3, 9]])
+    got = shift_linear(x, sign, shift, np.array([1, -1]), 3, qmin=-(2**61), qmax=2**61)
+    for j in range(2):
+        acc = sum(int(sign[j, t]) * int(x[0, t]) * 2 ** int(shift[j, t]) for t in range(3)) + [1, -1][j]
+        assert got[0, j] == round_half_up(Fraction(acc, 8))
+
+
 def test_bad_arguments_name_themselves():
     x, s, e = np.ones((2, 3), np.int64), np.ones((4, 3), np.int8), np.zeros((4, 3), np.int64)
     with pytest.raises(DTypeError, match="x"):

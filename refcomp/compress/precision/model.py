@@ -144,12 +144,19 @@ def mixed_bits_model(model, calibration_x, budget_bytes: int, *, bit_choices=(2,
     base = prepare(model)
     biases = sum(layer.bias.data.nbytes for _, layer in base.named_modules()
                  if isinstance(layer, (Conv2d, Linear)) and layer.bias is not None)
-    by_bytes = {name: {cost[name][b]: sens[name][b] for b in choices} for name in sens}
+    # options keyed by their bytes; widths that store alike (3-bit codes sit in int4 containers: the
+    # same bytes as 4 bits) keep only the one with the smaller error
+    by_bytes, width = {name: {} for name in sens}, {name: {} for name in sens}
+    for name in sens:
+        for b in choices:
+            c = cost[name][b]
+            if c not in by_bytes[name] or sens[name][b] < by_bytes[name][c]:
+                by_bytes[name][c], width[name][c] = sens[name][b], b
     if budget - biases < sum(min(c.values()) for c in cost.values()):
         raise ValidationError("budget_bytes", f">= {biases + sum(min(c.values()) for c in cost.values())} "
                               f"(every layer at {choices[0]} bits, scales and biases included)", repr(budget_bytes))
     alloc = select_bitwidths(by_bytes, {name: 1 for name in sens}, budget - biases, method=method)
-    bits = {name: next(b for b in choices if cost[name][b] == alloc.bits[name]) for name in sens}
+    bits = {name: width[name][alloc.bits[name]] for name in sens}
     q, _ = quantize_weights(model, bits=bits, group_size=group_size)
     return q, {"bits": bits, "bytes": model_bytes(q), "budget_bytes": budget, "float_bytes": model_bytes(base),
                "sensitivity": sens}
