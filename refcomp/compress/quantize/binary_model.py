@@ -108,8 +108,14 @@ class XnorLayer(Module):
         return dx
 
 
-def binarize_model(model) -> tuple[Sequential, dict]:
-    """(the trainable fully binary copy of ``model``, report {"bytes", "float_bytes", "binary_layers"})."""
+def binarize_model(model, *, binary_first: bool = False) -> tuple[Sequential, dict]:
+    """(the trainable fully binary copy of ``model``, report {"bytes", "binary_layers"}).
+
+    ``binary_first=True`` gives the first layer XNOR weights too, its input staying real (BNN's
+    treatment, §2.6: the first layer's input is the image; the packed path runs it in float).
+    """
+    if not isinstance(binary_first, bool):
+        raise ValidationError("binary_first", "True or False", repr(binary_first))
     layers = [(n.replace(".", "_"), layer) for n, layer in flat_layers(prepare(model))]
     compute = [i for i, (_, layer) in enumerate(layers) if isinstance(layer, (Conv2d, Linear))]
     if len(compute) < 3:
@@ -125,7 +131,7 @@ def binarize_model(model) -> tuple[Sequential, dict]:
             raise ValidationError(f"model layer {name!r}",
                                   "Conv2d, Linear, ReLU, MaxPool2d, Flatten or Dropout (sign must commute with it)",
                                   type(layer).__name__)
-        if i in compute[1:-1]:
+        if i in compute[1:-1] or (binary_first and i == compute[0]):
             if isinstance(layer, Conv2d) and (any(layer.padding) or layer.groups != 1):
                 raise ValidationError(f"model layer {name!r}", "a hidden Conv2d without padding and groups=1 "
                                       "(a zero pad is not ±1)", f"padding {layer.padding}, groups {layer.groups}")
@@ -161,8 +167,10 @@ class PackedBinaryModel:
     def __init__(self, model, *, backend="auto"):
         self.backend = backend
         self.steps = []
+        binary_input = False  # an XnorLayer before the first BinarySign sees real input: it runs in float
         for _, layer in flat_layers(copy.deepcopy(model).eval()):
-            if isinstance(layer, XnorLayer):
+            binary_input = binary_input or isinstance(layer, BinarySign)
+            if isinstance(layer, XnorLayer) and binary_input:
                 w = layer.inner.weight.data
                 packed = pack_signs(w.reshape(w.shape[0], -1))
                 bias = None if layer.bias is None else layer.bias.data.copy()

@@ -60,6 +60,9 @@ def test_structure_first_and_last_float():
     # fc1 and fc3 float32 + biases; fc2: 100 rows of ceil(300/64) = 5 words, α and bias float32
     assert report["bytes"] == 4 * (784 * 300 + 300) + 4 * (100 * 10 + 10) + 100 * 5 * 8 + 4 * 100 + 4 * 100
     assert binary_bytes(m) == report["bytes"]
+    b, rep1 = binarize_model(models.lenet_300_100(0), binary_first=True)
+    assert isinstance(b["fc1"], XnorLayer) and rep1["binary_layers"] == ["fc1", "fc2"]
+    assert rep1["bytes"] == 300 * 13 * 8 + 4 * 300 * 2 + 4 * (100 * 10 + 10) + 100 * 5 * 8 + 4 * 100 * 2
     c, rep = binarize_model(models.lenet5(0))
     assert rep["binary_layers"] == ["conv2", "fc1"] and list(c.layers)[:3] == ["conv1", "conv1_sign", "pool1"]
 
@@ -69,8 +72,9 @@ def test_structure_first_and_last_float():
                                           (lambda: models.lenet5(3), (3, 1, 28, 28)),
                                           (lambda: small_mlp(2, (12, 65, 129, 4)), (7, 12)),
                                           (lambda: small_cnn(1, relu_after_conv=False), (4, 1, 10, 10))])
-def test_packed_path_equals_float_simulation(backend, build, shape):
-    m, _ = binarize_model(build())
+@pytest.mark.parametrize("binary_first", [False, True])
+def test_packed_path_equals_float_simulation(backend, build, shape, binary_first):
+    m, _ = binarize_model(build(), binary_first=binary_first)
     x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
     want = m.eval().forward(x)
     got = PackedBinaryModel(m, backend=backend).forward(x)
