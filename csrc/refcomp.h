@@ -233,6 +233,21 @@ int refcomp_dynamic_quantize_rows_f32(int isa, int nthreads, int64_t M, int64_t 
                                       int64_t ldx, uint8_t *y, int64_t ldy, float *scale,
                                       uint8_t *zero_point);
 
+/* ------------------------------------------------------- bit-count inner product
+ * refcomp.ops.binary_matmul (XNOR-Net / BNN): A (M rows) and B (N rows) hold
+ * +-1 vectors of length K packed as W = ceil(K/64) uint64 words per row
+ * (leading dims lda, ldb >= W, in words): element k is bit k%64 of word k/64,
+ * bit 1 = -1. C: int32, M x N, leading dim ldc >= N:
+ *     C[i,j] = K - 2 * sum_w popcount(A[i,w] XOR B[j,w])      (eq. B1)
+ * Precondition (checked by refcomp.ops, NOT here): the bits after element
+ * K-1 of each row's last word are 0 in both operands. Exact on every path
+ * (scalar: portable SWAR popcount; AVX2 / AVX512VNNI: the POPCNT
+ * instruction when the CPU has it) and for every nthreads.
+ * K < 1 or K > INT32_MAX, ld too small: REFCOMP_EINVAL.
+ */
+int refcomp_binary_matmul(int isa, int nthreads, int64_t M, int64_t N, int64_t K, const uint64_t *A,
+                          int64_t lda, const uint64_t *B, int64_t ldb, int32_t *C, int64_t ldc);
+
 #ifdef __cplusplus
 }
 #endif

@@ -419,6 +419,41 @@ static void check_gelu(int64_t n, int mode) {
     free(y);
 }
 
+/* the bit-count product against the +-1 products summed one element at a time */
+static void check_binary_matmul(int64_t M, int64_t N, int64_t K, int ld_extra) {
+    int64_t W = (K + 63) / 64, ld = W + ld_extra;
+    uint64_t *A = calloc((size_t)(M * ld + 1), 8), *B = calloc((size_t)(N * ld + 1), 8);
+    int32_t *C = calloc((size_t)(M * N + 1), 4), *C2 = calloc((size_t)(M * N + 1), 4);
+    for (int64_t i = 0; i < M * ld; ++i) A[i] = ((uint64_t)rnd() << 32) | rnd();
+    for (int64_t i = 0; i < N * ld; ++i) B[i] = ((uint64_t)rnd() << 32) | rnd();
+    if (K % 64) /* pad bits 0 (the precondition) */
+        for (int64_t r = 0; r < M + N; ++r) {
+            uint64_t *row = r < M ? A + r * ld : B + (r - M) * ld;
+            row[W - 1] &= (~0ull) >> (64 - K % 64);
+        }
+    for (int isa = REFCOMP_ISA_SCALAR; isa <= REFCOMP_ISA_AVX512VNNI; ++isa) {
+        if (!refcomp_isa_supported(isa)) continue;
+        CHECK(refcomp_binary_matmul(isa, 1, M, N, K, A, ld, B, ld, C, N) == REFCOMP_OK, "bmm status");
+        CHECK(refcomp_binary_matmul(isa, 3, M, N, K, A, ld, B, ld, C2, N) == REFCOMP_OK, "bmm status");
+        for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j) {
+                int64_t dot = 0;
+                for (int64_t k = 0; k < K; ++k) {
+                    int a = (int)((A[i * ld + k / 64] >> (k % 64)) & 1), b = (int)((B[j * ld + k / 64] >> (k % 64)) & 1);
+                    dot += (a == b) ? 1 : -1; /* bit 1 = -1: equal bits multiply to +1 */
+                }
+                CHECK(C[i * N + j] == dot, "bmm %s M%lld N%lld K%lld [%lld,%lld]: %d vs %lld", refcomp_isa_name(isa),
+                      (long long)M, (long long)N, (long long)K, (long long)i, (long long)j, C[i * N + j],
+                      (long long)dot);
+                CHECK(C2[i * N + j] == C[i * N + j], "bmm %s 3 threads", refcomp_isa_name(isa));
+            }
+    }
+    free(A);
+    free(B);
+    free(C);
+    free(C2);
+}
+
 int main(void) {
     printf("refcomp test driver: best ISA %s\n", refcomp_isa_name(refcomp_isa_best()));
     for (int s = 1; s <= 17; s += 4)
@@ -475,6 +510,17 @@ int main(void) {
         CHECK(refcomp_gelu_f32(0, 1, -1, sx, sy) == REFCOMP_EINVAL, "gelu n < 0 rejected");
         CHECK(refcomp_gelu_f32(0, 1, 1, NULL, sy) == REFCOMP_EINVAL, "gelu null x rejected");
         CHECK(refcomp_gelu_f32(99, 1, 1, sx, sy) == REFCOMP_EISA, "gelu unknown isa rejected");
+    }
+    check_binary_matmul(5, 7, 1, 0);
+    check_binary_matmul(37, 9, 300, 1); /* 2 x 4 blocks with row and column tails, padded rows */
+    check_binary_matmul(3, 2, 64, 0);
+    check_binary_matmul(18, 13, 1000, 2);
+    {
+        uint64_t w[1] = {0};
+        int32_t c[1];
+        CHECK(refcomp_binary_matmul(0, 1, 1, 1, 0, w, 1, w, 1, c, 1) == REFCOMP_EINVAL, "bmm K = 0 rejected");
+        CHECK(refcomp_binary_matmul(0, 1, 1, 1, 65, w, 1, w, 1, c, 1) == REFCOMP_EINVAL, "bmm lda < W rejected");
+        CHECK(refcomp_binary_matmul(0, 1, 1, 1, 5, NULL, 1, w, 1, c, 1) == REFCOMP_EINVAL, "bmm null A rejected");
     }
     /* argument checks */
     int32_t c1[1];

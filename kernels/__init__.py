@@ -17,7 +17,8 @@ Registered ops (contracts in the common interface; shapes are 2-D, C-contiguous;
 the csr_* kernels take ``validated=True`` when their arrays come from a CSRMatrix):
 ``matmul_integer``, ``requantize_float``, ``requantize_fixed_point``,
 ``csr_spmm_f32``, ``csr_spmm_i8`` (CSRMatrix @ X), ``csr_linear_f32``
-(refcomp.ops.sparse_linear: x @ W.T + bias), ``gelu`` (float32, within eq. G2
+(refcomp.ops.sparse_linear: x @ W.T + bias), ``binary_matmul`` (packed ±1 rows,
+refcomp.ops.binary_matmul, bit-exact), ``gelu`` (float32, within eq. G2
 of refcomp.ops.gelu, not bit-exact), ``pack_b`` (B [K, N] int8 / uint8 -> the
 backend's packed B, which its ``matmul_integer`` takes in place of B;
 refcomp.ops.PackedWeight makes and caches it); Numba only: ``erf``,
@@ -46,6 +47,7 @@ except ImportError as exc:
 else:
     _numba_error = None
     from .numba import dynamic_quantize as nb_dq
+    from .numba import binary_matmul as nb_bmm
     from .numba import erf as nb_erf
     from .numba import gelu as nb_gelu
     from .numba import matmul_integer as nb_mm
@@ -55,7 +57,7 @@ else:
 __all__ = ["c_status", "info", "C_OPS", "NUMBA_OPS"]
 
 _SHARED_OPS = ("matmul_integer", "pack_b", "requantize_float", "requantize_fixed_point", "csr_spmm_f32", "csr_spmm_i8",
-               "csr_linear_f32", "gelu")
+               "csr_linear_f32", "gelu", "binary_matmul")
 C_OPS = _SHARED_OPS + ("dynamic_quantize_rows",)
 NUMBA_OPS = _SHARED_OPS + ("erf", "dynamic_quantize_linear")
 
@@ -76,6 +78,7 @@ def _register_c() -> None:
     _backend.register("csr_spmm_i8", "c", c.csr_spmm_i8)
     _backend.register("csr_linear_f32", "c", c.csr_linear_f32)
     _backend.register("gelu", "c", c.gelu)
+    _backend.register("binary_matmul", "c", c.binary_matmul)
     _backend.register("dynamic_quantize_rows", "c", c.dynamic_quantize_rows)
 
 
@@ -91,6 +94,7 @@ def _register_numba() -> None:
     _backend.register("csr_linear_f32", "numba", nb_spmm.csr_linear_f32)
     _backend.register("erf", "numba", nb_erf.erf)
     _backend.register("gelu", "numba", nb_gelu.gelu)
+    _backend.register("binary_matmul", "numba", nb_bmm.binary_matmul)
     _backend.register("dynamic_quantize_linear", "numba", nb_dq.quantize_dq3)
 
 

@@ -18,7 +18,8 @@ from cffi import FFI
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _CSRC = os.path.join(os.path.dirname(_HERE), "csrc")
-SOURCES = ["cpu.c", "threads.c", "matmul_integer.c", "requantize.c", "spmm.c", "gelu.c", "dynamic_quantize.c"]
+SOURCES = ["cpu.c", "threads.c", "matmul_integer.c", "requantize.c", "spmm.c", "gelu.c", "dynamic_quantize.c",
+           "binary_matmul.c"]
 
 
 def cdef_from_header(path: str = os.path.join(_CSRC, "refcomp.h")) -> str:

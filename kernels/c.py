@@ -38,6 +38,7 @@ __all__ = [
     "aligned_array",
     "gelu",
     "dynamic_quantize_rows",
+    "binary_matmul",
 ]
 
 ISAS = {"auto": 0, "scalar": 1, "avx2": 2, "avx512vnni": 3}
@@ -432,3 +433,23 @@ def dynamic_quantize_rows(x, *, isa=None, threads=None):
                                                      _ptr("uint8_t *", zp)),
                "refcomp_dynamic_quantize_rows_f32")
     return y, scale, zp
+
+
+def binary_matmul(a, b, k, *, isa=None, threads=None):
+    """refcomp.ops.binary_matmul: packed ±1 rows a uint64 (M, W), b uint64 (N, W) → int32 (M, N), eq. B1.
+
+    Precondition (refcomp.ops checks it, this wrapper does not): W = ceil(k/64), pad bits zero.
+    """
+    a, b = _c_array(np.asarray(a), np.uint64), _c_array(np.asarray(b), np.uint64)
+    for name, v in (("a", a), ("b", b)):
+        if v.ndim != 2 or v.shape[1] != -(-int(k) // 64):
+            raise ShapeError(name, f"a (rows, ceil(k/64)) uint64 array for k = {k}", f"shape {v.shape}")
+    isa_code = _isa_code(isa)
+    M, W = a.shape
+    N = b.shape[0]
+    c = np.empty((M, N), np.int32)
+    if M and N:
+        _check(lib.refcomp_binary_matmul(isa_code, _threads(threads), M, N, int(k), _ptr("uint64_t *", a), W,
+                                         _ptr("uint64_t *", b), W, _ptr("int32_t *", c), N),
+               "refcomp_binary_matmul")
+    return c

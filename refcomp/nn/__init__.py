@@ -10,7 +10,7 @@ from .fold import fold_batchnorm, fold_pair
 from .graph import Graph
 from .layers import (GELU, AvgPool2d, BatchNorm1d, BertEmbeddings, BatchNorm2d, Conv2d, Dropout, Embedding, Flatten,
                      GlobalAvgPool2d, LayerNorm, LeakyReLU, Linear, MaxPool2d, ReLU, ReLU6, Sigmoid,
-                     Tanh)
+                     Tanh, HardTanh, HardSigmoid, BinarySign)
 from .layers import ActivityL1, HardConcreteGate
 from .layers import (Add, Concat, Constant, Div, MatMul, Mul, MultiHeadAttention, Reshape, Shape, Softmax,
                      Sub, Transpose)
@@ -24,7 +24,8 @@ __all__ = [
     "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU", "ReLU6", "GELU", "Tanh",
     "Sigmoid", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten", "Dropout", "Embedding", "BertEmbeddings",
     "LeakyReLU", "Add", "Sub", "Mul", "Div", "Constant", "MatMul", "Softmax", "Concat", "Reshape",
-    "Transpose", "Shape", "MultiHeadAttention", "HardConcreteGate", "ActivityL1",
+    "Transpose", "Shape", "MultiHeadAttention", "HardConcreteGate", "ActivityL1", "HardTanh", "HardSigmoid",
+    "BinarySign",
     "residual_block", "transformer_encoder_block",
     "CrossEntropyLoss", "KLDivLoss", "MSELoss", "SGD", "Adam", "AdamW",
     "fold_batchnorm", "fold_pair", "train", "evaluate",

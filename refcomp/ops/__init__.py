@@ -6,6 +6,7 @@ The numeric contract (ranges, rounding, saturation, accumulators) is in
 refcomp/ops/README.md; departures of other runtimes in docs/deviations.md.
 """
 
+from .binary_matmul import binary_matmul, pack_signs
 from .conv_integer import conv_integer
 from .csr_matmul import csr_matmul
 from .dequantize_linear import dequantize_linear
@@ -21,6 +22,7 @@ from .requantize import (
     quantize_multiplier,
     requantize,
 )
+from .shift_linear import rshift_round, shift_linear
 from .sparse_linear import sparse_linear, sparse_linear_integer  # W: a CSR weight (refcomp.formats.csr)
 
 __all__ = [
@@ -42,4 +44,8 @@ __all__ = [
     "csr_matmul",
     "sparse_linear",
     "sparse_linear_integer",
+    "pack_signs",
+    "binary_matmul",
+    "shift_linear",
+    "rshift_round",
 ]

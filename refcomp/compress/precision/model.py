@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import integer
 from ...errors import ValidationError
 from ...formats.half import HalfPrecision
 from ...nn.layers import Conv2d, Linear
@@ -20,7 +21,7 @@ from ..quantize.model_graph import flat_layers, prepare
 from ..quantize.weight_only import quantize_weights
 from .casts import cast_weights, select_bitwidths
 
-__all__ = ["cast_model", "mixed_precision_step", "select_layer_bits"]
+__all__ = ["cast_model", "mixed_precision_step", "select_layer_bits", "mixed_bits_model", "model_bytes"]
 
 
 def cast_model(model, dtype: str = "float16", *, on_overflow: str = "raise"):
@@ -107,3 +108,55 @@ def select_layer_bits(model, calibration_x, avg_bits: float, *, bit_choices=(2, 
             sens[name][int(b)] = float(np.mean(d * d))
     budget = int(avg_bits * sum(names.values()))
     return select_bitwidths(sens, names, budget, method=method), sens
+
+
+def model_bytes(model) -> int:
+    """Stored bytes of every Conv2d / Linear: each weight format's ``nbytes`` (codes, scales ...) + biases."""
+    return int(sum(layer.weight.nbytes + (0 if layer.bias is None else layer.bias.data.nbytes)
+                   for _, layer in model.named_modules() if isinstance(layer, (Conv2d, Linear))))
+
+
+def mixed_bits_model(model, calibration_x, budget_bytes: int, *, bit_choices=(2, 3, 4, 8),
+                     group_size: int | None = 16, method: str = "exact"):
+    """The model with per-layer RTN widths chosen by sensitivity under a budget of *stored bytes* (§4).
+
+    select_layer_bits budgets Σ n_ℓ·b_ℓ, the code bits only; a group of
+    ``group_size`` weights also stores a float32 scale (2 bits per weight at
+    16), and the biases stay float32. Here the cost of layer ℓ at b bits is
+    the bytes its quantized weight really takes (QTensor.nbytes, measured by
+    quantizing every layer at every width once), so the knapsack (eqs. 6-7
+    with these costs; casts.select_bitwidths, one "weight" per layer and the
+    bytes as its options) keeps Σ bytes_ℓ(b_ℓ) + biases <= ``budget_bytes``.
+    Sensitivities are select_layer_bits' (output MSE on ``calibration_x`` with
+    only ℓ quantized).
+
+    Returns (quantized model, report {"bits": {layer: b}, "bytes": model_bytes of the result,
+    "budget_bytes", "float_bytes", "sensitivity"}).
+    """
+    budget = integer(budget_bytes, "budget_bytes", minimum=1)
+    choices = tuple(sorted({integer(b, "bit_choices", minimum=2, maximum=8) for b in bit_choices}))
+    _, sens = select_layer_bits(model, calibration_x, max(choices), bit_choices=choices, group_size=group_size)
+    cost = {name: {} for name in sens}
+    for b in choices:  # bytes of every layer at width b (codes + scales)
+        _, rep = quantize_weights(model, bits=b, group_size=group_size)
+        for name in sens:
+            cost[name][b] = rep[name]["bytes"]
+    base = prepare(model)
+    biases = sum(layer.bias.data.nbytes for _, layer in base.named_modules()
+                 if isinstance(layer, (Conv2d, Linear)) and layer.bias is not None)
+    # options keyed by their bytes; widths that store alike (3-bit codes sit in int4 containers: the
+    # same bytes as 4 bits) keep only the one with the smaller error
+    by_bytes, width = {name: {} for name in sens}, {name: {} for name in sens}
+    for name in sens:
+        for b in choices:
+            c = cost[name][b]
+            if c not in by_bytes[name] or sens[name][b] < by_bytes[name][c]:
+                by_bytes[name][c], width[name][c] = sens[name][b], b
+    if budget - biases < sum(min(c.values()) for c in cost.values()):
+        raise ValidationError("budget_bytes", f">= {biases + sum(min(c.values()) for c in cost.values())} "
+                              f"(every layer at {choices[0]} bits, scales and biases included)", repr(budget_bytes))
+    alloc = select_bitwidths(by_bytes, {name: 1 for name in sens}, budget - biases, method=method)
+    bits = {name: width[name][alloc.bits[name]] for name in sens}
+    q, _ = quantize_weights(model, bits=bits, group_size=group_size)
+    return q, {"bits": bits, "bytes": model_bytes(q), "budget_bytes": budget, "float_bytes": model_bytes(base),
+               "sensitivity": sens}

@@ -19,6 +19,8 @@ These work on NumPy arrays only. Whole refcomp.nn models (import the module):
 - weight_only     int8 / int4-group weight-only models by RTN or GPTQ
 - qat             quantization-aware training (observers or LSQ), export to integer
 - lowbit_model    binary / ternary models retrained with the STE
+- binary_model    fully binary models (XNOR weights + BinarySign activations), packed bit-count inference
+- shift_model     power-of-two weights with shift-only integer inference (refcomp.ops.shift_linear)
 - model_graph     a Sequential read as quantization stages
 """
 

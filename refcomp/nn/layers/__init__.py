@@ -13,6 +13,7 @@ from .hard_concrete import HardConcreteGate
 from .linear import Linear
 from .matmul import MatMul
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
+from .pwl import BinarySign, HardSigmoid, HardTanh
 from .pooling import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from .quantize import DequantizeLinear, QuantizeLinear
 from .shape import Concat, Reshape, Shape, Transpose
@@ -24,4 +25,4 @@ __all__ = ["Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU"
            "Dropout", "Embedding", "Add", "Mul", "MatMul", "Softmax", "Concat", "Reshape", "Transpose",
            "Shape", "MultiHeadAttention", "QuantizeLinear", "DequantizeLinear",
            "Sub", "Div", "LeakyReLU", "Constant", "BertEmbeddings", "HardConcreteGate",
-           "ActivityL1", "TTLinear"]
+           "ActivityL1", "TTLinear", "HardTanh", "HardSigmoid", "BinarySign"]

@@ -1,0 +1,69 @@
+"""refcomp.ops.binary_matmul / pack_signs against a written-out ±1 float matmul.
+
+The oracle shares nothing with the op: it maps x to ±1 with np.where and
+multiplies float64 matrices, and it reads packed words bit by bit in Python.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from refcomp.errors import DTypeError, ShapeError, ValidationError
+from refcomp.ops import binary_matmul, pack_signs
+
+
+def pm1(x):
+    return np.where(np.asarray(x) < 0, -1.0, 1.0)
+
+
+def oracle(x, w):
+    """Σ_k sign(x[i,k])·sign(w[j,k]) in float64 (exact: |sum| <= K < 2^53)."""
+    return pm1(x) @ pm1(w).T
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(1, 5), n=st.integers(1, 5), k=st.integers(1, 200), seed=st.integers(0, 2**32 - 1))
+def test_equals_pm1_float_matmul(m, n, k, seed):
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal((m, k)), rng.standard_normal((n, k))
+    got = binary_matmul(pack_signs(x), pack_signs(w), k, backend="numpy")
+    assert got.dtype == np.int32 and got.shape == (m, n)
+    np.testing.assert_array_equal(got, oracle(x, w))
+
+
+@pytest.mark.parametrize("k", [1, 63, 64, 65, 127, 128, 129, 300])
+def test_k_around_word_edges(k):
+    # all +1 against all -1 gives -k exactly: the pad bits (k..64W-1) must count for nothing
+    pos, neg = np.ones((1, k)), -np.ones((1, k))
+    assert binary_matmul(pack_signs(pos), pack_signs(neg), k, backend="numpy")[0, 0] == -k
+    assert binary_matmul(pack_signs(neg), pack_signs(neg), k, backend="numpy")[0, 0] == k
+    assert binary_matmul(pack_signs(pos), pack_signs(pos), k, backend="numpy")[0, 0] == k
+
+
+def test_pack_layout_bit_by_bit():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 130))
+    x[0, 5] = 0.0  # zero counts as +1
+    p = pack_signs(x)
+    assert p.dtype == np.uint64 and p.shape == (3, 3)
+    for i in range(3):
+        for kk in range(192):
+            bit = (int(p[i, kk // 64]) >> (kk % 64)) & 1
+            assert bit == (kk < 130 and x[i, kk] < 0)
+
+
+def test_bad_arguments_name_themselves():
+    a = pack_signs(np.ones((2, 70)))
+    with pytest.raises(ValidationError, match="k"):
+        binary_matmul(a, a, 0)
+    with pytest.raises(ShapeError, match="b"):
+        binary_matmul(a, a[:, :1], 70)
+    with pytest.raises(DTypeError, match="a"):
+        binary_matmul(a.astype(np.int64), a, 70)
+    bad = a.copy()
+    bad[0, 1] |= np.uint64(1) << np.uint64(63)  # a pad bit of the last word
+    with pytest.raises(ValidationError, match="pad bits"):
+        binary_matmul(bad, a, 70)
+    with pytest.raises(ShapeError, match="x"):
+        pack_signs(np.ones(5))
