@@ -11,8 +11,9 @@ that a script runs, never to report.
 Baseline recipe (the Caffe solvers of Deep Compression's LeNets, as close as
 this trainer gets): SGD momentum 0.9, batch 64, lr 0.05 with a cosine
 schedule, weight decay 5e-4 (SGD's, on every parameter as in Caffe), pixels in [0, 1]; LeNet-300-100
-30 epochs, LeNet-5 20 epochs (the epoch count was chosen on val: see
-docs/results.md).
+30 epochs, LeNet-5 20 epochs. These were fixed in advance, not tuned; the
+validation errors after every epoch are recorded with the model so the choice
+can be checked (docs/results.md).
 """
 
 from __future__ import annotations
