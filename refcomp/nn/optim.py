@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import ValidationError
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "Wrapped"]
 
 
 def _nonneg(value, argument) -> float:
@@ -132,3 +132,33 @@ class AdamW(Adam):
         if self.weight_decay:
             p.data *= p.data.dtype.type(1 - self.lr * self.weight_decay)
         return g
+
+
+class Wrapped:
+    """An optimizer that changes what one step does around an inner optimizer's step.
+
+    lr, params, state and zero_grad are the inner optimizer's, so refcomp.nn.train's
+    schedules set the rate the inner step uses. Subclasses set ``self.inner`` and define ``step``
+    (masked pruning, frozen neurons).
+    """
+
+    inner: Optimizer
+
+    @property
+    def lr(self):
+        return self.inner.lr
+
+    @lr.setter
+    def lr(self, value):
+        self.inner.lr = value
+
+    @property
+    def params(self):
+        return self.inner.params
+
+    @property
+    def state(self):
+        return self.inner.state
+
+    def zero_grad(self) -> None:
+        self.inner.zero_grad()

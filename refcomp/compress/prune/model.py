@@ -40,7 +40,7 @@ from ...formats.dense import Dense
 from ...nn.layers import Conv2d, Linear
 from ...nn.losses import CrossEntropyLoss
 from ...nn.module import run_with_hooks
-from ...nn.optim import SGD
+from ...nn.optim import SGD, Wrapped
 from ...nn.schedules import CosineLR
 from ...nn.train import train
 from .apply import apply_mask
@@ -334,7 +334,7 @@ def model_sparsity(model, masks: Mapping | None = None) -> dict:
     return out
 
 
-class MaskedOptimizer:
+class MaskedOptimizer(Wrapped):
     """Wraps a refcomp.nn optimizer so pruned weights, their gradients and its state stay 0.
 
     step():  g[~mask] = 0;  inner.step();  W[~mask] = 0;  every state array of W: s[~mask] = 0   (D.23)
@@ -356,25 +356,6 @@ class MaskedOptimizer:
         missing = [name for name, layer in chosen.items() if id(layer.weight) not in managed]
         if missing:
             raise ValidationError("optimizer", "an optimizer over the masked layers' weights", f"missing {missing}")
-
-    @property
-    def lr(self):
-        return self.inner.lr
-
-    @lr.setter
-    def lr(self, value):
-        self.inner.lr = value
-
-    @property
-    def params(self):
-        return self.inner.params
-
-    @property
-    def state(self):
-        return self.inner.state
-
-    def zero_grad(self) -> None:
-        self.inner.zero_grad()
 
     def step(self) -> None:
         for p, mk in self.pairs:

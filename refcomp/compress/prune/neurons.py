@@ -31,7 +31,7 @@ import numpy as np
 from ...checks import bool_mask, float_array, integer, ratio
 from ...errors import ShapeError, ValidationError
 from ...nn.layers import Linear
-from ...nn.optim import SGD
+from ...nn.optim import SGD, Wrapped
 from ...nn.train import train
 from .gradflow import mean_gradients
 from .masks import unstructured_mask
@@ -122,7 +122,7 @@ def prune_neurons(model, sparsity: Mapping, data, *, batch_size: int = 256) -> t
     return small, {"keep": keep, "shrink": rep}
 
 
-class FrozenNeuronOptimizer:
+class FrozenNeuronOptimizer(Wrapped):
     """Wraps a refcomp.nn optimizer; the frozen rows of each named layer (weight and bias) never change  (P.5).
 
     step():  g[frozen] = 0;  saved = θ[frozen];  inner.step();  θ[frozen] = saved;  state[frozen] = 0
@@ -142,25 +142,6 @@ class FrozenNeuronOptimizer:
         for name, layer in chosen.items():
             f = bool_mask(frozen[name], (layer.weight.data.shape[0],), f"frozen[{name!r}]").copy()
             self.rows += [(p, f) for p in (layer.weight, layer.bias) if p is not None]
-
-    @property
-    def lr(self):
-        return self.inner.lr
-
-    @lr.setter
-    def lr(self, value):
-        self.inner.lr = value
-
-    @property
-    def params(self):
-        return self.inner.params
-
-    @property
-    def state(self):
-        return self.inner.state
-
-    def zero_grad(self) -> None:
-        self.inner.zero_grad()
 
     def step(self) -> None:
         saved = []
