@@ -157,13 +157,11 @@ def canonical_codes(lengths) -> np.ndarray:
     ln = _check_lengths(lengths)
     codes = np.zeros(ln.size, dtype=np.uint64)
     order = sorted(np.flatnonzero(ln), key=lambda s: (int(ln[s]), int(s)))
-    code, prev_len = 0, 0
-    for i, s in enumerate(order):
+    code, prev_len = 0, None          # the first code is 0, of its own length
+    for s in order:
         length = int(ln[s])
-        if i:
+        if prev_len is not None:
             code = (code + 1) << (length - prev_len)
-        else:
-            code <<= length - prev_len  # first code is 0 of its length
         codes[s] = code
         prev_len = length
     return codes

@@ -224,3 +224,76 @@ def test_equal_length_codes_decode_vectorised_and_refuse_unused_codes(lengths):
     if len(lengths) == 5:   # code 111 (and 101, 110) belong to no symbol
         with pytest.raises(FileFormatError, match="invalid code"):
             decode(b"\xe0", 3, code)
+
+
+# ---- found by mutation testing (benchmarks/mutation_score.py) ---------------------------------
+
+def test_codes_longer_than_63_bits_are_limited_by_default():
+    """Fibonacci counts make Huffman's tree a chain 70 deep; without max_length the lengths are still
+    cut to 63 (codes are packed in uint64) by package-merge, the same as asking for 63."""
+    fib = [1, 1]
+    while len(fib) < 71:
+        fib.append(fib[-1] + fib[-2])
+    c = np.array(fib, dtype=np.int64)
+    ln = code_lengths(c).astype(np.int64)
+    assert ln.max() == 63 and np.sum(2.0 ** -ln) <= 1.0
+    np.testing.assert_array_equal(ln, code_lengths(c, max_length=63))
+    data, nbits = encode(np.arange(71), HuffmanCode(ln.astype(np.uint8)))
+    np.testing.assert_array_equal(decode(data, nbits, HuffmanCode(ln.astype(np.uint8))), np.arange(71))
+
+
+def test_max_length_reaches_the_constructors():
+    c = np.array([1, 1, 2, 4, 8, 16, 32])
+    assert HuffmanCode.from_counts(c).lengths.max() == 6
+    assert HuffmanCode.from_counts(c, max_length=3).lengths.max() == 3
+    s = np.repeat(np.arange(7), c)
+    assert HuffmanCode.from_symbols(s, 7, max_length=3).lengths.max() == 3
+
+
+def test_equality_entropy_and_compact_header():
+    a, b = HuffmanCode.from_counts([1, 2, 4]), HuffmanCode.from_counts([4, 2, 1])
+    assert a != b and a == HuffmanCode.from_counts([1, 2, 4]) and a != "code"
+    assert entropy_bits(np.zeros(4, np.int64)) == 0.0
+    assert entropy_bits([1, 1]) == 1.0
+    assert " " not in a.to_json()                          # the header counts in the file's size
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 2), np.int64), np.zeros(0, np.int64)])
+def test_counts_must_be_a_non_empty_vector(bad):
+    with pytest.raises(ValidationError):
+        code_lengths(bad)
+
+
+@pytest.mark.parametrize("lengths", [[1, 64], [1, -1], [[1, 1]], []])
+def test_lengths_out_of_range_are_refused(lengths):
+    with pytest.raises(ValidationError):
+        canonical_codes(np.array(lengths, dtype=np.int64))
+
+
+@pytest.mark.parametrize("header", [
+    ["refcomp.huffman"],
+    {"format": "other"},
+    {"format": "refcomp.huffman", "version": 1, "code_lengths": "1,1"},
+    {"format": "refcomp.huffman", "version": 1, "code_lengths": [1, True]},
+    {"format": "refcomp.huffman", "version": 1, "code_lengths": [1, 1.0]},
+])
+def test_malformed_headers_are_file_format_errors(header):
+    with pytest.raises(FileFormatError):
+        HuffmanCode.from_header(header)
+
+
+def test_symbols_dtype_and_missing_symbol_message():
+    code = HuffmanCode.from_counts([3, 0, 1])
+    assert encode(np.zeros(0), code) == (b"", 0)             # an empty float array is no symbols
+    with pytest.raises(ValidationError):
+        encode(np.array([0.0, 2.0]), code)
+    with pytest.raises(ValidationError, match=r"\[1\]"):
+        encode(np.array([0, 1, 2]), code)                   # symbol 1 has no code
+
+
+def test_stream_longer_than_its_bytes_and_the_largest_symbol_of_the_dtype():
+    code = HuffmanCode.from_counts(np.r_[np.zeros(255, np.int64), [5]] + np.r_[[3], np.zeros(255, np.int64)])
+    data, nbits = encode(np.array([255, 0, 255]), code)
+    np.testing.assert_array_equal(decode(data, nbits, code, dtype=np.uint8), [255, 0, 255])
+    with pytest.raises(FileFormatError):
+        decode(data, 8 * len(data) + 1, code)
