@@ -6,6 +6,8 @@ import pytest
 from refcomp.errors import ValidationError
 from refcomp.nn import ActivityL1
 
+from .nn_gradcheck import numeric_gradient
+
 
 def test_forward_is_the_identity_and_the_penalty_is_the_mean_l1_norm():
     x = np.array([[1.0, -2.0, 0.0], [0.5, 0.0, -0.25]])
@@ -29,16 +31,7 @@ def test_backward_is_the_gradient_of_output_dot_r_plus_the_penalty():
 
     total()
     dx = layer.backward(r)
-    num = np.empty(x.size)
-    flat = x.reshape(-1)
-    for i in range(x.size):
-        old = flat[i]
-        flat[i] = old + 1e-6
-        p = total()
-        flat[i] = old - 1e-6
-        q = total()
-        flat[i] = old
-        num[i] = (p - q) / 2e-6
+    num = numeric_gradient(total, x).reshape(-1)
     np.testing.assert_allclose(dx.reshape(-1), num, rtol=1e-6, atol=1e-8)
 
 
