@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 
+from ..checks import integer
 from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
 from .base import WeightFormat, check_field_names
 
@@ -74,8 +75,7 @@ class Hashed(WeightFormat):
             raise ShapeError("data", "a non-empty 1-D array of real weights", f"shape {d.shape}")
         if not np.all(np.isfinite(d)):
             raise ValidationError("data", "finite values", "NaN or inf")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
-            raise ValidationError("seed", "an integer in [0, 2**63)", repr(seed))
+        seed = integer(seed, "seed", minimum=0, maximum=2 ** 63 - 1)
         shape = tuple(int(s) for s in shape)
         if not shape or min(shape) < 1:
             raise ShapeError("shape", "a non-empty shape of positive sizes", f"{shape}")
