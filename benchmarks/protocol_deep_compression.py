@@ -31,7 +31,6 @@ import time
 
 import protocol_common as pc
 
-from refcomp.nn import evaluate
 from refcomp.pipelines.deep_compression import PRESETS, PipelineConfig, run_pipeline
 
 PAPER = {"lenet_300_100": {"dc_error": 1.58, "dc_ratio": 40, "prune_error": 1.59, "prune_ratio": 12},
@@ -47,6 +46,7 @@ def _config(name: str, scale: float, quick: bool) -> PipelineConfig:
 
 
 def _errors(acc: float, n: int) -> int:
+    """Errors from an accuracy the pipeline measured (pc.errors measures a model)."""
     return int(round((1.0 - acc) * n))
 
 
@@ -70,8 +70,8 @@ def run_model(name: str, scales, tolerance: int, quick: bool) -> dict:
     chosen = max(ok, key=lambda c: c["ratio"]) if ok else min(candidates, key=lambda c: c["val_errors"])
     # the test set, once, for the chosen candidate only
     model = chosen["result"].model
-    test_errors = _errors(evaluate(model, test_set)["accuracy"], n_test)
-    pruned_test_errors = _errors(evaluate(chosen["result"].pruned, test_set)["accuracy"], n_test)
+    test_errors = pc.errors(model, test_set)
+    pruned_test_errors = pc.errors(chosen["result"].pruned, test_set)
     return {"model": name, "baseline": base_record, "tolerance": tolerance,
             "candidates": [{k: v for k, v in c.items() if k != "result"} for c in candidates],
             "chosen_scale": chosen["scale"], "chosen_within_tolerance": bool(ok),
