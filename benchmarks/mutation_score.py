@@ -2,11 +2,13 @@
 
     python benchmarks/mutation_score.py                       # every module of MODULES (hours)
     python benchmarks/mutation_score.py refcomp/compress/prune/sparsegpt.py   # one (minutes)
+    python benchmarks/mutation_score.py --all                 # every algorithm module (a day)
 
 For each module, mutmut (https://github.com/boxed/mutmut, ``pip install mutmut``)
 plants one small change at a time — an operator, a constant, a call argument,
-a returned value — and runs the module's mirror tests (the test files named in
-MODULES) against it. A mutant the tests fail on is *killed*; one they pass is
+a returned value — and runs the module's mirror tests against it (the test files
+named in MODULES, else ``tests/<package>/test_<module>.py``, else the mirroring
+test folder). A mutant the tests fail on is *killed*; one they pass is
 *survived*. Two kinds of survivor are counted apart:
 
 - *message*: the only change is inside the text or the argument name of an
@@ -59,7 +61,15 @@ MODULES = {
     "refcomp/quant/qparams.py": ["tests/quant"],
     "refcomp/formats/huffman.py": ["tests/formats/test_huffman.py"],
     "refcomp/nn/optim.py": ["tests/nn/test_optim.py"],
+    # no mirror file of their own: the numerics are stated by the operators that use them
+    "refcomp/numerics/rounding.py": ["tests/ops/test_quantize_linear.py", "tests/ops/test_vs_onnx_reference.py"],
+    "refcomp/numerics/dtypes.py": ["tests/ops/test_quantize_linear.py", "tests/ops/test_vs_onnx_reference.py",
+                                   "tests/ops/test_bad_input.py"],
 }
+
+#: the packages whose modules hold algorithms (what ``--all`` mutates)
+ALGORITHM_PACKAGES = ["refcomp/quant", "refcomp/ops", "refcomp/formats", "refcomp/compress", "refcomp/nn",
+                      "refcomp/numerics"]
 
 #: a changed line that only builds an error or checks an argument (its text and names are messages)
 _MESSAGE_LINE = re.compile(r"raise \w*Error\(|\b(real|integer|float_array|bool_mask|one_of|ratio|"
@@ -153,21 +163,49 @@ def score_module(module: str, tests: list[str], workdir: Path, mutmut: list[str]
     return counts
 
 
+def mirror_tests(module: str) -> list[str]:
+    """The tests that state ``module``'s algorithm: MODULES' list, else the test file that mirrors it
+    (``refcomp/a/b.py`` -> ``tests/a/test_b.py``; a module of a sub-package ``refcomp/a/b/c.py`` ->
+    ``tests/a/test_c.py`` or ``tests/a/test_b.py``), else the nearest mirroring test folder
+    (``tests/a/b/``, ``tests/a/``)."""
+    if module in MODULES:
+        return MODULES[module]
+    rel = Path(module).relative_to("refcomp")
+    candidates = [Path("tests") / rel.parent / f"test_{rel.stem}.py",      # refcomp/a/b.py -> tests/a/test_b.py
+                  Path("tests") / rel.parent.parent / f"test_{rel.stem}.py",         # a/b/c.py -> tests/a/test_c.py
+                  Path("tests") / rel.parent.parent / f"test_{rel.parent.name}.py"]  # a/b/c.py -> tests/a/test_b.py
+    candidates += [Path("tests") / folder for folder in (rel.parent, *rel.parent.parents) if folder != Path(".")]
+    for candidate in candidates:
+        if (REPO / candidate).exists():
+            return [candidate.as_posix()]
+    return []
+
+
+def algorithm_modules() -> list[str]:
+    """Every module of the algorithm packages (--all), private helpers and __init__ files excepted."""
+    found = []
+    for package in ALGORITHM_PACKAGES:
+        found += sorted(p.relative_to(REPO).as_posix() for p in (REPO / package).rglob("*.py")
+                        if not p.name.startswith("_"))
+    return found
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("modules", nargs="*", help=f"modules to mutate (default: all {len(MODULES)} of MODULES)")
+    ap.add_argument("--all", action="store_true", help="every module of the algorithm packages (hours)")
     ap.add_argument("--show", action="store_true", help="print each behaviour-changing survivor's diff")
     args = ap.parse_args(argv)
-    chosen = args.modules or list(MODULES)
-    unknown = [m for m in chosen if m not in MODULES]
+    chosen = algorithm_modules() if args.all else (args.modules or list(MODULES))
+    unknown = [m for m in chosen if not mirror_tests(m)]
     if unknown:
-        ap.error(f"no mirror tests known for {unknown}; add them to MODULES")
+        ap.error(f"no mirror tests found for {unknown}; add them to MODULES")
     mutmut = [sys.executable, "-m", "mutmut"]
     print("| module | killed | survived | message-only | equivalent | other | score |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="refcomp_mutation_") as tmp:
         for module in chosen:
-            c = score_module(module, MODULES[module], Path(tmp), mutmut)
+            c = score_module(module, mirror_tests(module), Path(tmp), mutmut)
             print(f"| {module} | {c['killed']} | {c['survived']} | {c['message']} | {c['equivalent']} | {c['other']} | "
                   f"{100 * c['score']:.1f} % |", flush=True)
             if args.show:
