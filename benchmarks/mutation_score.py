@@ -35,11 +35,13 @@ module and is never run in CI.
 from __future__ import annotations
 
 import argparse
+import io
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import tokenize
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,14 +73,83 @@ MODULES = {
 ALGORITHM_PACKAGES = ["refcomp/quant", "refcomp/ops", "refcomp/formats", "refcomp/compress", "refcomp/nn",
                       "refcomp/numerics"]
 
-#: a changed line that only builds an error or checks an argument (its text and names are messages)
-_MESSAGE_LINE = re.compile(r"raise \w*Error\(|\b(real|integer|float_array|bool_mask|one_of|ratio|"
-                           r"numeric_array|normalize_axis|qdtype|check_shape)\(|\bargument: str = ")
+#: calls whose string arguments are only argument names or messages: a mutant that changes nothing
+#: but those strings changes what a user reads, not what the algorithm computes
+_MESSAGE_CALLS = {"real", "integer", "float_array", "bool_mask", "one_of", "ratio", "numeric_array",
+                  "normalize_axis", "qdtype", "check_shape", "per_axis", "integer_in_range"}
 _RAISE = re.compile(r"raise \w*Error\(")
+_ARGUMENT_DEFAULT = re.compile(r"\bargument: str = ")
 #: mutations NumPy makes no-ops: astype(None) *is* astype(float64) (None means the default float
 #: dtype), and float() parses "nan" / "inf" in any case
 _EQUIVALENT = [(re.compile(r"\.astype\(np\.float64\)"), ".astype(None)"),
                (re.compile(r'float\("(nan|inf)"\)'), None)]
+#: survivors read and shown to be equivalent, by module: (old line, new line, why). Lines compare
+#: without their comments, so a renumbered mutant still matches.
+EQUIVALENT_BY_HAND = {
+    "refcomp/ops/requantize.py": [
+        # quantize_multiplier: m, shift are integers < 2**32 in every dtype they pass through, and
+        # end in .astype(np.int32); m == 2**31 (the carry) is even, so m / 2 == m // 2
+        ("m = np.floor(t + 0.5).astype(np.int64)", "m = np.floor(t + 0.5).astype(None)", "exact in float64"),
+        ("m = np.where(carry, m // 2, m)", "m = np.where(carry, m / 2, m)", "m is even when carried"),
+        ("shift = np.where(carry, shift + 1, shift).astype(np.int64)",
+         "shift = np.where(carry, shift + 1, shift).astype(None)", "exact in float64"),
+        # SRDHM at ab == 0: both nudges truncate to 0
+        ("nudge = np.where(ab >= 0, 2**30, 1 - 2**30)", "nudge = np.where(ab > 0, 2**30, 1 - 2**30)", "ab == 0 -> 0"),
+        ("nudge = np.where(ab >= 0, 2**30, 1 - 2**30)", "nudge = np.where(ab >= 1, 2**30, 1 - 2**30)", "ab == 0 -> 0"),
+        # SRDHM: with one operand converted to int64 the product promotes to int64 anyway
+        *[(f"{v} = np.asarray({v}, dtype=np.int64)", new, "the other operand is int64")
+          for v in "ab" for new in (f"{v} = np.asarray({v}, dtype=None)", f"{v} = np.asarray({v}, )")],
+        # the kernels' wrappers convert their vectors to int32 themselves (kernels/c.py, kernels/numba)
+        ("y = fn(acc, cols(m, np.int32), cols(s, np.int32), cols(zp_b, np.int32), lo, hi)",
+         "y = fn(acc, cols(m, None), cols(s, np.int32), cols(zp_b, np.int32), lo, hi)", "the wrapper casts"),
+        ("y = fn(acc, cols(m, np.int32), cols(s, np.int32), cols(zp_b, np.int32), lo, hi)",
+         "y = fn(acc, cols(m, np.int32), cols(s, None), cols(zp_b, np.int32), lo, hi)", "the wrapper casts"),
+        # RDivPOT: x is an integer array (int32 or int64 from its callers); x & mask and x >> e
+        # promote to int64 with the mask; at x == 0 the remainder 0 is below either threshold
+        ("x = np.asarray(x, dtype=np.int64)", "x = np.asarray(x, dtype=None)", "integers promote with mask"),
+        ("x = np.asarray(x, dtype=np.int64)", "x = np.asarray(x, )", "integers promote with mask"),
+        ("e = np.asarray(exponent, dtype=np.int64)", "e = np.asarray(exponent, dtype=None)", "int64(1) << e"),
+        ("e = np.asarray(exponent, dtype=np.int64)", "e = np.asarray(exponent, )", "int64(1) << e"),
+        ("threshold = (mask >> 1) + (x < 0)", "threshold = (mask >> 1) + (x <= 0)", "x == 0: remainder 0"),
+        ("threshold = (mask >> 1) + (x < 0)", "threshold = (mask >> 1) + (x < 1)", "x == 0: remainder 0"),
+        # a dtype kind is one character: "i" in "XXiuXX" as in "iu"; "V" never reaches a changed test
+        ('if m.dtype.kind not in "iu" or s.dtype.kind not in "iu":',
+         'if m.dtype.kind not in "XXiuXX" or s.dtype.kind not in "iu":', "one-character kinds"),
+        ('if m.dtype.kind not in "iu" or s.dtype.kind not in "iu":',
+         'if m.dtype.kind not in "iu" or s.dtype.kind not in "XXiuXX":', "one-character kinds"),
+        ('if zp.dtype.kind not in "iu" and not (zp.dtype.kind == "V" and not q.is_float):',
+         'if zp.dtype.kind not in "XXiuXX" and not (zp.dtype.kind == "V" and not q.is_float):', "one-character kinds"),
+        # zero points are small integers: exact in float64, cast back by the kernels' cols() and the final astype
+        ("zp = zp.astype(np.int64)", "zp = zp.astype(None)", "exact in float64"),
+        # NumPy reads any negative size in reshape as "the unknown dimension"
+        ("return p.reshape((-1,) + (1,) * (acc.ndim - 1 - ax))", "return p.reshape((-2,) + (1,) * (acc.ndim - 1 - ax))",
+         "NumPy: any negative is -1"),
+        # already float32 / the final astype(q.np_dtype) gives the same integers
+        ("y = fn(acc, cols(M32, np.float32), cols(zp_b, np.int32), lo, hi)",
+         "y = fn(acc, cols(M32, None), cols(zp_b, np.int32), lo, hi)", "M32 is float32"),
+        ("return np.clip(r + zp, lo, hi).astype(np.int64)", "return np.clip(r + zp, lo, hi).astype(None)",
+         "integers, cast to the output dtype after"),
+        ("y = np.asarray(multiply_by_quantized_multiplier(acc, m, s), np.int64) + zp_b",
+         "y = np.asarray(multiply_by_quantized_multiplier(acc, m, s), None) + zp_b", "int32 + int64 zp -> int64"),
+        ("y = np.asarray(multiply_by_quantized_multiplier(acc, m, s), np.int64) + zp_b",
+         "y = np.asarray(multiply_by_quantized_multiplier(acc, m, s), ) + zp_b", "int32 + int64 zp -> int64"),
+        # cols(): a size-1 parameter broadcast to n and an n-vector kept are the same vector however
+        # they are reshaped first (reshape(None) keeps the shape; any negative size is -1)
+        *[(old, new, "the same n-vector") for old, new in [
+            ("return np.ascontiguousarray(np.broadcast_to(np.asarray(p).reshape(-1), (n,)) if np.size(p) == 1",
+             "return np.ascontiguousarray(np.broadcast_to(np.asarray(p).reshape(-1), (n,)) if (np.size(p) == 1) or True"),
+            ("return np.ascontiguousarray(np.broadcast_to(np.asarray(p).reshape(-1), (n,)) if np.size(p) == 1",
+             "return np.ascontiguousarray(np.broadcast_to(np.asarray(p).reshape(None), (n,)) if np.size(p) == 1"),
+            ("return np.ascontiguousarray(np.broadcast_to(np.asarray(p).reshape(-1), (n,)) if np.size(p) == 1",
+             "return np.ascontiguousarray(np.broadcast_to(np.asarray(p).reshape(+1), (n,)) if np.size(p) == 1"),
+            ("return np.ascontiguousarray(np.broadcast_to(np.asarray(p).reshape(-1), (n,)) if np.size(p) == 1",
+             "return np.ascontiguousarray(np.broadcast_to(np.asarray(p).reshape(-2), (n,)) if np.size(p) == 1"),
+            ("return np.ascontiguousarray(np.broadcast_to(np.asarray(p).reshape(-1), (n,)) if np.size(p) == 1",
+             "return np.ascontiguousarray(np.broadcast_to(np.asarray(p).reshape(-1), (n,)) if np.size(None) == 1"),
+            ("else np.asarray(p).reshape(n), dtype=dt)", "else np.asarray(p).reshape(None), dtype=dt)"),
+        ]],
+    ],
+}
 
 
 def _changes(diff: str) -> tuple[list[str], list[str], list[bool]]:
@@ -106,21 +177,68 @@ def _changes(diff: str) -> tuple[list[str], list[str], list[bool]]:
     return removed, added, in_raise
 
 
+def _tokens(line: str) -> list[tuple[int, str]] | None:
+    try:
+        return [(t.type, t.string) for t in tokenize.generate_tokens(io.StringIO(line.strip()).readline)
+                if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.COMMENT)]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return None                 # a line of a statement that spans several: not compared
+
+
+def _enclosing_call(tokens: list[tuple[int, str]], at: int) -> str | None:
+    """The name of the call whose parentheses hold token ``at`` (``f`` in ``x.f(a, "b")``)."""
+    depth = 0
+    for i in range(at - 1, -1, -1):
+        s = tokens[i][1]
+        if s in ")]}":
+            depth += 1
+        elif s in "([{":
+            if depth == 0:
+                return tokens[i - 1][1] if s == "(" and i and tokens[i - 1][0] == tokenize.NAME else None
+            depth -= 1
+    return None
+
+
+def _only_message_strings(old: str, new: str) -> bool:
+    """Does ``new`` differ from ``old`` only in string arguments of an error or argument check?"""
+    a, b = _tokens(old), _tokens(new)
+    if a is None or b is None or len(a) != len(b):
+        return False
+    changed = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    for i in changed:
+        if a[i][0] != tokenize.STRING or b[i] not in ((tokenize.NAME, "None"),) and b[i][0] != tokenize.STRING:
+            return False
+        call = _enclosing_call(a, i)
+        if not (_ARGUMENT_DEFAULT.search(old) or call in _MESSAGE_CALLS or (call or "").endswith("Error")):
+            return False
+    return bool(changed)
+
+
 def _is_message(diff: str) -> bool:
+    """Only an error's text or an argument's name changed: inside a ``raise``, or a string argument of a check."""
     removed, added, in_raise = _changes(diff)
-    return bool(removed) and all(r or _MESSAGE_LINE.search(ln) for ln, r in zip(removed, in_raise))
+    if removed and all(in_raise):
+        return True
+    return len(removed) == 1 and len(added) == 1 and _only_message_strings(removed[0], added[0])
 
 
-def _is_equivalent(diff: str) -> bool:
+def _code(line: str) -> str:
+    return line.split("  #")[0].strip()
+
+
+def _is_equivalent(diff: str, module: str = "") -> bool:
     removed, added, _ = _changes(diff)
     if len(removed) != 1 or len(added) != 1:
         return False
+    old, new = _code(removed[0]), _code(added[0])
+    if any((old, new) == (o, n) for o, n, _why in EQUIVALENT_BY_HAND.get(module, [])):
+        return True
     for pattern, replacement in _EQUIVALENT:
         if replacement is None:
-            if pattern.search(removed[0]) and removed[0].lower() == added[0].lower():
+            if pattern.search(old) and old.lower() == new.lower():
                 return True
-        elif pattern.sub(replacement, removed[0]) == added[0]:
-            return True
+        elif any(old[:m.start()] + replacement + old[m.end():] == new for m in pattern.finditer(old)):
+            return True             # one of the occurrences replaced
     return False
 
 
@@ -148,7 +266,7 @@ def score_module(module: str, tests: list[str], workdir: Path, mutmut: list[str]
             diff = subprocess.run(mutmut + ["show", name], cwd=copy, capture_output=True, text=True).stdout
             if _is_message(diff):
                 counts["message"] += 1
-            elif _is_equivalent(diff):
+            elif _is_equivalent(diff, module):
                 counts["equivalent"] += 1
             else:
                 counts["survived"] += 1

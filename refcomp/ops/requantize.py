@@ -185,7 +185,6 @@ def requantize(acc_int32, multiplier_or_scale, zero_point, *, output_dtype, meth
         mult, shift = (np.asarray(t) for t in multiplier_or_scale)
         if mult.shape != shift.shape:
             raise ShapeError("multiplier_or_scale", "(m, shift) of equal shapes", f"{mult.shape}, {shift.shape}")
-        ref = mult
     else:
         M = numeric_array(multiplier_or_scale, "multiplier_or_scale")
         if M.dtype.kind != "f":

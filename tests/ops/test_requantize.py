@@ -220,3 +220,135 @@ def test_the_fast_kernel_runs_exactly_when_its_contract_holds(monkeypatch):
         calls.clear()
         requantize(a, m, zp, output_dtype="int8", axis=axis, method=method)
         assert calls == want, (a.shape, axis, method)
+
+
+# --- the NumPy definitions themselves (the suite's other tests mostly reach the C / Numba twins) ---
+
+def _r1_oracle(acc, M, zp, lo, hi):
+    """eq. R1 written out: every step in float32, ties to even, then the zero point and the clip."""
+    prod = np.float32(acc) * np.float32(M)
+    return int(min(max(int(np.rint(prod)) + zp, lo), hi))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "auto"])
+def test_float_method_rounds_the_product_in_float32(backend):
+    # 241303 * f32(0.005232...) is 1262.4999... in float32 and 1262.5000... in float64: a float64
+    # product (or a float64 multiplier) would give 1263
+    acc = np.array([[241303, 2**25 + 1]], np.int32)
+    M = np.array([0.005232011221751278, 2.0**-26])
+    for j in range(2):
+        y = requantize(acc[:, j:j + 1], M[j], None, output_dtype="int16", backend=backend)
+        assert int(y[0, 0]) == _r1_oracle(acc[0, j], M[j], 0, -(2**15), 2**15 - 1)
+    assert int(requantize(acc[:, :1], M[0], None, output_dtype="int16", backend=backend)[0, 0]) == 1262
+    assert int(requantize(acc[:, 1:], M[1], None, output_dtype="int16", backend=backend)[0, 0]) == 0
+
+
+def test_float_method_saturates_an_infinite_product_without_a_warning():
+    acc = np.array([[I32_MAX, I32_MIN]], np.int32)
+    y = requantize(acc, np.float32(3e38), None, output_dtype="int8", backend="numpy")   # ±Inf, silently
+    np.testing.assert_array_equal(y, [[127, -128]])
+
+
+def test_fixed_point_with_a_given_multiplier_pair_on_the_numpy_path():
+    acc = np.array([[3, -5, 100]], np.int32)
+    m, s = quantize_multiplier(np.float64(1.5))                      # shift 1: NumPy's left shift
+    for backend in ("numpy", "auto"):
+        y = requantize(acc, (np.asarray(m), np.asarray(s)), None, output_dtype="int16", method="fixed_point",
+                       backend=backend)
+        np.testing.assert_array_equal(y, [[5, -7, 150]])            # acc·1.5, ties away from zero
+
+
+def test_the_primitives_return_int32():
+    assert saturating_rounding_doubling_high_mul(np.int64([5]), np.int64([2**30])).dtype == np.int32
+    assert rounding_divide_by_pot(np.int64([5]), 1).dtype == np.int32
+    assert multiply_by_quantized_multiplier(np.int32([5]), np.int32(2**30), np.int32(0)).dtype == np.int32
+
+
+def test_quantize_multiplier_takes_integers_and_float32():
+    assert tuple(map(int, quantize_multiplier(2))) == (2**30, 2)
+    assert tuple(map(int, quantize_multiplier(np.float32(0.75)))) == (3 * 2**29, 0)
+
+
+def test_dtype_checks_of_the_multiplier_pair_and_the_output():
+    acc = np.zeros(3, np.int32)
+    with pytest.raises(ValidationError, match="multiplier, shift"):
+        multiply_by_quantized_multiplier(acc, np.float64(2**30), np.int32(0))    # one of the two not integer
+    with pytest.raises(ValidationError, match="multiplier, shift"):
+        multiply_by_quantized_multiplier(acc, np.int32(2**30), np.float64(0))
+    # shift 31 is refused for what it is, not because acc · 2**31 overflows (acc is 0 here)
+    with pytest.raises(ValidationError, match=r"shift.*\[-31, 30\]"):
+        multiply_by_quantized_multiplier(np.zeros(2, np.int32), np.int32(2**30), np.int32(31))
+    with pytest.raises(ValidationError, match="output_dtype"):
+        requantize(acc, np.float32(1), None, output_dtype="int32")
+    with pytest.raises(ValidationError, match="zero_point"):
+        requantize(acc, np.float32(1), np.float32(0), output_dtype="int8")       # a float zero point
+
+
+def test_int4_zero_points_are_integers():
+    import ml_dtypes
+
+    acc = np.array([[1, 20, -20]], np.int32)
+    y = requantize(acc, np.float32(0.5), np.array(2, ml_dtypes.int4), output_dtype="int4")
+    np.testing.assert_array_equal(y.astype(int), [[2, 7, -8]])
+
+
+def test_shapes_of_the_parameters():
+    y = requantize(np.array(7, np.int32), np.array([0.5], np.float32), np.array([1], np.int8), output_dtype="int8")
+    assert y.shape == () and int(y) == 5                              # a 0-d acc stays 0-d
+    with pytest.raises(ValidationError, match="multiplier_or_scale"):
+        requantize(np.zeros((3, 2), np.int32), np.full((3, 1), 0.5, np.float32), None, output_dtype="int8", axis=0)
+
+
+def test_backend_numpy_never_calls_a_kernel(monkeypatch):
+    import refcomp.backend
+
+    calls = []
+
+    def spy(acc, *args, **kwargs):
+        calls.append(acc.shape)
+        return np.zeros(acc.shape, np.int32)
+
+    for op in ("requantize_float", "requantize_fixed_point"):
+        for name in ("c", "numba"):
+            monkeypatch.setitem(refcomp.backend._registry, (op, name), spy)
+    acc = np.arange(6, dtype=np.int32).reshape(2, 3)
+    for method in ("float", "fixed_point"):
+        y = requantize(acc, np.float32(0.5), None, output_dtype="int8", method=method, backend="numpy")
+        assert calls == [] and y.any()
+        requantize(acc, np.float32(0.5), None, output_dtype="int8", method=method, backend="auto")
+        assert len(calls) == 1
+        calls.clear()
+
+
+def test_per_row_and_boundary_shifts_choose_the_path_by_the_contract(monkeypatch):
+    """The cases beside test_the_fast_kernel_runs_exactly_when_its_contract_holds's: per-tensor along
+    axis 0 is still the kernel's; per-row (axis 0 or -2) on a square acc is not; shift 0 is, shift 1 is not."""
+    import refcomp.backend
+
+    calls = []
+
+    def spy(name):
+        def kernel(acc, *args):
+            calls.append(name)
+            return np.zeros(acc.shape, np.int32)
+        return kernel
+
+    table = {"requantize_float": spy("float"), "requantize_fixed_point": spy("fixed")}
+    monkeypatch.setattr(refcomp.backend, "implementation", lambda op, backend=None: table.get(op))
+    acc = np.arange(9, dtype=np.int32).reshape(3, 3)
+    M3 = np.array([0.1, 0.2, 0.3], np.float32)
+    cases = [
+        (np.float32(0.1), None, 0, "float", ["float"]),
+        (np.float32(0.1), None, 0, "fixed_point", ["fixed"]),
+        (M3, None, 0, "float", []),
+        (M3, None, -2, "float", []),
+        (M3, None, 0, "fixed_point", []),
+        (M3, None, -2, "fixed_point", []),
+        (np.float32(0.1), np.int8([1, 2, 3]), 0, "fixed_point", []),
+        (np.float32(0.75), None, None, "fixed_point", ["fixed"]),        # shift 0
+        (np.float32(1.5), None, None, "fixed_point", []),                # shift 1
+    ]
+    for m, zp, axis, method, want in cases:
+        calls.clear()
+        requantize(acc, m, zp, output_dtype="int8", axis=axis, method=method)
+        assert calls == want, (m, zp, axis, method)
