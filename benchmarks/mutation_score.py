@@ -76,7 +76,7 @@ ALGORITHM_PACKAGES = ["refcomp/quant", "refcomp/ops", "refcomp/formats", "refcom
 #: calls whose string arguments are only argument names or messages: a mutant that changes nothing
 #: but those strings changes what a user reads, not what the algorithm computes
 _MESSAGE_CALLS = {"real", "integer", "float_array", "bool_mask", "one_of", "ratio", "numeric_array",
-                  "normalize_axis", "qdtype", "check_shape", "per_axis", "integer_in_range"}
+                  "normalize_axis", "qdtype", "check_shape", "per_axis", "integer_in_range", "_check_names"}
 _RAISE = re.compile(r"raise \w*Error\(")
 _ARGUMENT_DEFAULT = re.compile(r"\bargument: str = ")
 #: mutations NumPy makes no-ops: astype(None) *is* astype(float64) (None means the default float
@@ -86,6 +86,19 @@ _EQUIVALENT = [(re.compile(r"\.astype\(np\.float64\)"), ".astype(None)"),
 #: survivors read and shown to be equivalent, by module: (old line, new line, why). Lines compare
 #: without their comments, so a renumbered mutant still matches.
 EQUIVALENT_BY_HAND = {
+    "refcomp/compress/prune/masks.py": [
+        # n_keep == 0: order[:0] keeps nothing either way
+        ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),
+        # NumPy reads a sort kind by its letters in any case; any negative size in reshape is -1;
+        # axis=-1 is axis 1 of the 2-D groups
+        ('order = np.argsort(-flat, kind="stable")', 'order = np.argsort(-flat, kind="STABLE")', "case-blind kind"),
+        ('order = np.argsort(-groups, axis=1, kind="stable")', 'order = np.argsort(-groups, axis=1, kind="STABLE")',
+         "case-blind kind"),
+        ("groups = moved.reshape(-1, m).astype(np.float64)", "groups = moved.reshape(-2, m).astype(np.float64)",
+         "NumPy: any negative is -1"),
+        ('order = np.argsort(-groups, axis=1, kind="stable")', 'order = np.argsort(-groups, kind="stable")',
+         "the last axis of a 2-D array"),
+    ],
     "refcomp/ops/requantize.py": [
         # quantize_multiplier: m, shift are integers < 2**32 in every dtype they pass through, and
         # end in .astype(np.int32); m == 2**31 (the carry) is even, so m / 2 == m // 2

@@ -160,3 +160,53 @@ def test_structure_masks_name_what_their_scores_count():
     with pytest.raises(ShapeError, match="weight_shape"):
         row_mask(np.ones(4), 0.5, (4,))
     np.testing.assert_array_equal(row_mask(np.array([1.0, 3.0]), 0.5, (2, 3)), [[False] * 3, [True] * 3])
+
+
+def test_nm_conv_against_loops():
+    """Each group is 4 input channels at one (filter, kh, kw); its 2 largest survive (loops as the oracle)."""
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(3, 8, 2, 3))
+    mask = nm_mask(np.abs(w), 2, 4, axis=1)
+    assert mask.shape == w.shape and mask.dtype == bool
+    want = np.zeros(w.shape, bool)
+    for o in range(3):
+        for y in range(2):
+            for x in range(3):
+                for g in range(0, 8, 4):
+                    top = np.argsort(-np.abs(w[o, g:g + 4, y, x]))[:2]
+                    want[o, g + top, y, x] = True
+    np.testing.assert_array_equal(mask, want)
+
+
+def test_nm_of_a_vector_and_of_wide_groups_with_ties():
+    np.testing.assert_array_equal(nm_mask(np.array([1.0, 3.0, 2.0, 0.0]), 1, 4, axis=0), [False, True, False, False])
+    # 32-wide groups of 0 / 1 scores: NumPy's default sort is not stable above 16 elements, the mask's is
+    s = np.array([[1.0, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 0, 0, 1, 1, 0, 1, 1, 1, 0]])
+    kept = np.flatnonzero(nm_mask(s, 8, 32))
+    np.testing.assert_array_equal(kept, np.flatnonzero(s[0])[:8])
+
+
+def test_keep_top_of_unsigned_scores():
+    # −x of an unsigned array wraps (−0 = 0 would sort first): the scores are compared as float64
+    np.testing.assert_array_equal(unstructured_mask(np.array([0, 5, 3], np.uint8), 2 / 3), [False, True, False])
+
+
+def test_mask_argument_checks():
+    import pytest
+
+    from refcomp.errors import ShapeError, ValidationError
+
+    with pytest.raises(ValidationError, match="block_shape"):
+        block_mask(np.ones((2, 2)), 0.5, (2, 2, 2))
+    with pytest.raises(ValidationError, match="exclude"):
+        global_masks({"a": np.ones(4)}, 0.5, exclude=["b"])
+    with pytest.raises(ValidationError, match="sparsity"):
+        layerwise_masks({"a": np.ones(4)}, {"b": 0.5})
+    for fn in (global_masks, layerwise_masks):
+        with pytest.raises(ValidationError, match="scores"):
+            fn([np.ones(4)], 0.5)
+    with pytest.raises(ShapeError, match="scores"):
+        nm_mask(np.float64(1.0), 1, 4)
+    masks = global_masks({"a": np.arange(4.0), "b": np.arange(3.0)}, 0.5, exclude=["b"])
+    assert masks["b"].dtype == bool and masks["b"].all()
+    assert sparsity_of(np.array([0.0])) == 1.0 and sparsity_of(np.array([2.0])) == 0.0
