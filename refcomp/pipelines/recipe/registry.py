@@ -63,8 +63,7 @@ def _choice(*choices):
 _RATIO = _each(ratio)
 _EPOCHS, _BATCH, _LR, _MOMENTUM = _int(1), _int(1), _real(), _real(0.0, 1.0, high_open=True)
 _SEED = _int(0)
-_TRAINING = {"epochs": _EPOCHS, "batch_size": _BATCH, "lr": _LR, "momentum": _MOMENTUM, "seed": _SEED,
-             "rng": _SEED}
+_TRAINING = {"epochs": _EPOCHS, "batch_size": _BATCH, "lr": _LR, "momentum": _MOMENTUM}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +99,8 @@ STEPS: dict[str, StepSpec] = {
     "prune_gradual": StepSpec(steps.prune_gradual, "prune", "prune <-> retrain rounds on a cubic ramp",
                               needs={"train_set": "train"},
                               checks={"sparsity": _RATIO, "rounds": _int(1), "epochs_per_round": _EPOCHS,
-                                      "criterion": _choice(*CRITERIA), "weight_decay": _real(), **_TRAINING}),
+                                      "criterion": _choice(*CRITERIA), "weight_decay": _real(), "seed": _SEED,
+                                      **{k: v for k, v in _TRAINING.items() if k != "epochs"}}),
     "prune_structured": StepSpec(steps.prune_structured, "prune", "remove whole neurons / filters (a smaller model)",
                                  checks={"sparsity": _RATIO, "norm": _choice(1, 2)}),
     "sparsegpt": StepSpec(sparsegpt_model, "prune", "SparseGPT: unstructured or N:M by second-order updates",
@@ -110,7 +110,7 @@ STEPS: dict[str, StepSpec] = {
     "fine_tune": StepSpec(masked_fine_tune, "train", "SGD training that keeps pruned weights at zero",
                           needs={"train_set": "train"}, exclude=("masks", "progress", "val_data", "loss"),
                           types={"schedule": "str"},
-                          checks={**_TRAINING, "schedule": _choice("cosine", "constant")}),
+                          checks={**_TRAINING, "rng": _SEED, "schedule": _choice("cosine", "constant")}),
     "to_csr": StepSpec(to_csr, "prune", "store the sparse layers as CSR (the sparse kernels)",
                        types={"layers": "list[str] | None"}, checks={"min_sparsity": _RATIO}),
     # --- quantize
@@ -137,7 +137,7 @@ STEPS: dict[str, StepSpec] = {
     "quantize_embeddings": StepSpec(quantize_embeddings, "quantize", "embedding tables int8, one scale per row"),
     "qat": StepSpec(steps.qat, "quantize", "quantization-aware training to an integer-only W8A8 model",
                     needs={"calibration_x": "calibration_x", "train_set": "train"},
-                    checks={**_TRAINING, "freeze_observers_epoch": _int(0)}),
+                    checks={**_TRAINING, "seed": _SEED, "freeze_observers_epoch": _int(0)}),
     # --- share
     "cluster": StepSpec(cluster_model, "share", "k-means weight sharing (2^bits centroids per layer)",
                         exclude=("masks",), types={"bits": "int | dict[str, int]", "layers": "list[str] | None",
@@ -145,7 +145,7 @@ STEPS: dict[str, StepSpec] = {
                         checks={"bits": _int(1, 8), "init": _choice("linear", "density", "random"),
                                 "rng": _SEED, "max_iter": _int(1)}),
     "finetune_centroids": StepSpec(finetune_centroids, "share", "train the shared centroids by summed gradients",
-                                   needs={"train_set": "train"}, exclude=("on_epoch",), checks=_TRAINING),
+                                   needs={"train_set": "train"}, exclude=("on_epoch",), checks={**_TRAINING, "rng": _SEED}),
     "huffman": StepSpec(steps.huffman, "share", "Huffman-coded relative-index CSR of the clustered layers",
                         checks={"index_bits": _int(1, 16), "layout": _choice("flat", "rows")}),
     # --- low rank, distillation, precision
@@ -159,7 +159,7 @@ STEPS: dict[str, StepSpec] = {
                                        "tolerance": _int(0)}),
     "distill": StepSpec(steps.distill, "distill", "a thinner student trained against the model",
                         needs={"train_set": "train"},
-                        checks={**_TRAINING, "widths": _int(1), "criterion": _choice("l1", "l2"),
+                        checks={**_TRAINING, "seed": _SEED, "widths": _int(1), "criterion": _choice("l1", "l2"),
                                 "alpha": _real(0.0, 1.0), "temperature": _real(0.0, low_open=True),
                                 "targets": _choice("soft", "hard")}),
     "cast": StepSpec(cast_model, "precision", "weights stored in float16 / bfloat16",

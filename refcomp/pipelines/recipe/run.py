@@ -99,7 +99,7 @@ def run_recipe(model, recipe: Recipe, data: RecipeData, *, log=None, measure: bo
     recipe.check_available(data.available(), "this data")
     say = log or (lambda s: None)
     start = time.perf_counter()
-    before = _measure(model, data)
+    before = _measure(model, data) if measure else {"accuracy": None, "bytes": None}
     record = {"format": RECORD_FORMAT, "version": 1, "refcomp_version": __version__,
               "recipe": {"name": recipe.name, "description": recipe.description, "source": recipe.source,
                          "steps": [{"name": s.name, **s.params} for s in recipe.steps]},
