@@ -42,8 +42,15 @@ on the golden sentences (cosine to the fp32 reference, NN@10)::
 
     refcomp compress --model minilm --recipe w8a8-dynamic-per-token --out r --export r/minilm.onnx
 
+Recipe files (``--recipe FILE.toml``; refcomp.pipelines.recipe, docs/recipes.md,
+examples/): ordered steps of any family, run on --model NAME's baseline,
+--model-file FILE, --onnx FILE or --model minilm (refcomp/cli/compress_recipe.py);
+``--config`` then is an override of the recipe. Writes model.rcm, run.json and report.md::
+
+    refcomp compress --model digits_mlp --recipe examples/deep_compression.toml --out r
+
 Config (TOML, optional): top-level keys of PipelineConfig override the
-model's preset, e.g.::
+model's preset, merged key by key (a table such as [sparsity] layer by layer), e.g.::
 
     prune_rounds = 4
     prune_epochs = 8

@@ -127,22 +127,33 @@ def _matches(value, alternatives) -> bool:
     return False
 
 
+_ONE = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string", "table": "a table",
+        "array": "an array"}
+_MANY = {"int": "integers", "float": "numbers", "bool": "booleans", "str": "strings", "table": "tables",
+         "array": "arrays"}
+
+
+def _plural(alternatives) -> str:
+    """'integers', 'integers or tables' ...: the element type of an array or a table."""
+    if alternatives is None:
+        return "values"
+    return " or ".join(_MANY[kind] for kind, _ in alternatives if kind != "none")
+
+
 def describe(alternatives) -> str:
-    """The accepted type in words: 'an int or none', 'a table of str -> float' ..."""
+    """The accepted type in words: 'an integer', 'a table of numbers', 'an array of 2 integers' ..."""
     if alternatives is None:
         return "any value"
     words = []
     for kind, args in alternatives:
         if kind == "none":
             continue          # TOML has no null: leaving the key out is how a None default is kept
-        text = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-                "table": "a table", "array": "an array"}[kind]
-        if kind == "table" and len(args) == 2 and args[1] is not None:
-            text += f" of {describe(args[1]).removeprefix('a ').removeprefix('an ')} values"
-        if kind == "array" and args and args[0] is not None:
+        text = _ONE[kind]
+        if kind == "table" and len(args) == 2:
+            text += f" of {_plural(args[1])}"
+        if kind == "array" and args:
             fixed = len(args) > 1 and args[-1] is not None
-            text += f" of {len(args) if fixed else ''} {describe(args[0]).removeprefix('a ').removeprefix('an ')}"
-            text = text.replace("  ", " ")
+            text += f" of {len(args)} {_plural(args[0])}" if fixed else f" of {_plural(args[0])}"
         words.append(text)
     return " or ".join(words) if words else "no value (leave the key out)"
 

@@ -64,9 +64,9 @@ class Recipe:
     def check_available(self, available, route: str) -> None:
         """Refuse, before any work, a step that needs data ``route`` does not have."""
         for s in self.steps:
-            for key in STEPS[s.name].needs.values():
-                if key not in available:
-                    raise ValidationError(s.label, f"a route with {CONTEXT[key]}", f"{route}, which has none")
+            lacking = [CONTEXT[key] for key in dict.fromkeys(STEPS[s.name].needs.values()) if key not in available]
+            if lacking:
+                raise ValidationError(s.label, f"a route with {' and '.join(lacking)}", f"{route}, which has none")
 
 
 def is_recipe_file(value: str) -> bool:

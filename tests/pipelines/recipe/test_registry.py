@@ -27,3 +27,11 @@ def test_keys_are_the_functions_keyword_arguments(name):
 def test_every_family_has_steps():
     assert {s.family for s in STEPS.values()} >= {"prune", "quantize", "share", "lowrank", "distill", "precision",
                                                   "train", "evaluate"}
+
+
+def test_every_step_is_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "recipes.md").read_text()
+    for name in STEPS:
+        assert f"| `{name}` |" in doc, name

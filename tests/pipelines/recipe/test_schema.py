@@ -33,9 +33,9 @@ def test_a_valid_recipe_keeps_order_and_keys():
     (steps({"name": "quantize_dynamic", "per_token": 1}), r"per_token: expected true or false, got 1"),
     (steps({"name": "fine_tune", "epochs": True}), r"\(fine_tune\): epochs: expected an integer, got True"),
     (steps({"name": "fine_tune", "epochs": 1.5}), r"epochs: expected an integer, got 1.5"),
-    (steps({"name": "sparsegpt", "n_m": [2]}), r"\(sparsegpt\): n_m: expected an array of 2 integer"),
-    (steps({"name": "quantize_weights", "bits": {"fc1": 4.5}}), r"bits: expected an integer or a table of integer"),
-    (steps({"name": "cluster", "bits": 4, "layers": "fc1"}), r"\(cluster\): layers: expected an array of string"),
+    (steps({"name": "sparsegpt", "n_m": [2]}), r"\(sparsegpt\): n_m: expected an array of 2 integers"),
+    (steps({"name": "quantize_weights", "bits": {"fc1": 4.5}}), r"bits: expected an integer or a table of integers"),
+    (steps({"name": "cluster", "bits": 4, "layers": "fc1"}), r"\(cluster\): layers: expected an array of strings"),
     (steps({"name": "prune", "sparsity": float("nan")}), r"sparsity: expected a number or a table"),
     # wrong range / choice
     (steps({"name": "prune", "sparsity": 1.5}), r"^step 1 \(prune\): sparsity: expected a real number in \[0, 1\), got 1.5"),
