@@ -92,7 +92,7 @@ from ..pipelines.deep_compression import (
     write_report,
 )
 from ..pipelines.minilm import RECIPES as MINILM_RECIPES
-from ..pipelines.recipe import RecipeData, is_recipe_file
+from ..pipelines.recipe import RecipeData
 from ..pipelines.minilm import calibration_batches, compress_minilm, format_score, score
 from .._version import __version__
 from ..io.model_file import SUFFIXES
@@ -121,7 +121,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: digits for digits_mlp, else mnist (8,000 / 2,000 seed-0 split)")
     parser.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
     parser.add_argument("--out", required=True, help="report directory (created)")
-    parser.add_argument("--config", default=None, help="TOML file overriding the model's preset")
+    parser.add_argument("--config", default=None, help="TOML file overriding the model's preset, merged key by key "
+                        "(with --recipe FILE: an override of the recipe, docs/recipes.md)")
     parser.add_argument("--baseline", default=None,
                         help="trained dense model file of --model (default: <out>/baseline.safetensors, trained "
                              "if missing, reused only if made by the same model, data, epochs, seed and refcomp "
@@ -327,7 +328,8 @@ def _check_architecture(model, name: str, path: Path) -> None:
 
 
 def run(args) -> int:
-    recipe_file = args.recipe is not None and is_recipe_file(args.recipe)
+    # --recipe's type already took only a named recipe or a recipe file; a name wins over a file of that name
+    recipe_file = args.recipe is not None and args.recipe not in ONNX_RECIPES and args.recipe not in MINILM_RECIPES
     if recipe_file and (args.onnx or args.model_file or args.model == "minilm"):
         return compress_recipe.run_route(args)
     if args.model_file is not None:
