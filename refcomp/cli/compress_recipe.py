@@ -26,6 +26,7 @@ from pathlib import Path
 from .. import onnx as rc_onnx
 from ..errors import RefcompError
 from ..io import load_model, save_model
+from ..io.atomic import write_atomic
 from ..pipelines.recipe import RecipeData, is_recipe_file, load_recipe, run_recipe, write_record
 from . import _common
 from ._common import UsageError, load_split
@@ -82,6 +83,8 @@ def run_route(args) -> int:
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
     if args.model == "minilm" and not args.onnx and not args.model_file:
         _refuse(args, ("data", "mnist_dir"), "on --model minilm (its data: --calibration-text)")
+        if args.golden and not (Path(args.golden) / "golden.npz").is_file():
+            raise UsageError("--golden", "a folder holding golden.npz", repr(args.golden))
         from ..models.minilm_l6 import minilm
         from ..pipelines.minilm import calibration_batches
         from .embed import read_sentences
@@ -98,13 +101,13 @@ def run_route(args) -> int:
         src = _common.input_file(args.onnx or args.model_file, "--onnx" if args.onnx else "--model-file",
                                  "ONNX file" if args.onnx else "model file")
         _common.positive_int(args.calibration, "--calibration")
+        model = rc_onnx.load(src) if args.onnx else load_model(src)    # a bad file fails before the data loads
         name = args.data or "digits"
         train_set, test_set = load_split(name, args.mnist_dir)
         if args.calibration > len(train_set[0]):
             raise UsageError("--calibration", f"at most {len(train_set[0])} (the {name} training part)",
                              args.calibration)
         data = RecipeData.from_split(train_set, test_set, calibration=args.calibration)
-        model = rc_onnx.load(src) if args.onnx else load_model(src)
         source = {"kind": "onnx" if args.onnx else "model_file", "path": str(src), "data": name}
     with _common.made_dir(out):
         return finish(args, recipe, model, data, out, source, say)
@@ -127,8 +130,6 @@ def finish(args, recipe, model, data: RecipeData, out: Path, source: dict, say) 
         record["final"]["score"] = _minilm_score(compressed, args, say)
     record["seconds"] = time.perf_counter() - t
     write_record(record, out / RECORD_FILE)
-    from ..io.atomic import write_atomic
-
     write_atomic(out / "report.md", _markdown(record).encode())
     final = record["final"]
     acc = f"test accuracy {100 * final['accuracy']:.2f} %, " if final["accuracy"] is not None else ""

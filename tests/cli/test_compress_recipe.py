@@ -104,3 +104,20 @@ def test_recipe_flags_are_checked(argv, message, tmp_path, capsys):
     assert main([*args, *argv, "--out", str(tmp_path / "r")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_minilm_route_refuses_a_golden_folder_without_golden_npz(tmp_path, capsys):
+    assert main(["compress", "--model", "minilm", "--recipe", str(EXAMPLES / "minilm_int8.toml"),
+                 "--golden", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "--golden: expected a folder holding golden.npz" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_named_recipe_wins_over_a_file_of_that_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w8a8-dynamic").write_text("not a recipe\n")
+    onnx = pytest.importorskip("refcomp.onnx")
+    onnx.export(models.digits_mlp(0), tmp_path / "m.onnx", style="float", input_shape=(1, 64))
+    assert main(["compress", "--onnx", "m.onnx", "--data", "digits", "--recipe", "w8a8-dynamic", "--out", "r",
+                 "--quiet"]) == 0
+    assert (tmp_path / "r" / "model.rcm").is_file() and not (tmp_path / "r" / "run.json").exists()

@@ -60,6 +60,7 @@ def _parse(text: str):
 
 
 def _from_default(default):
+    """The kind of an unannotated parameter's default (bool first: a bool is also an int), or None."""
     for t, kind in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"), (tuple, "array")):
         if isinstance(default, t):
             return ((kind, ()),)
