@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Callable
 
 from ...checks import integer, one_of, ratio, real
+from ...errors import ValidationError
 from ...compress.lowrank.search import factorize_to_budget
 from ...compress.precision.model import cast_model, mixed_bits_model
 from ...compress.prune.deploy import to_csr
@@ -60,6 +61,39 @@ def _choice(*choices):
     return _each(lambda v, a: one_of(v, a, choices))
 
 
+def _needs(key: str, when: str, value, *, of: str):
+    """A rule: ``key`` must be given when ``when`` == ``value`` (checked with the other keys of the step)."""
+    def rule(keys, label):
+        if keys.get(when) == value and key not in keys:
+            raise ValidationError(f"{label}: {key}", f"a value with {when} = {value!r} ({of})", "none")
+    return rule
+
+
+def _exactly_one(*names):
+    """A rule: exactly one of ``names`` is given."""
+    def rule(keys, label):
+        given = [n for n in names if n in keys]
+        if len(given) != 1:
+            raise ValidationError(f"{label}: {' / '.join(names)}", f"exactly one of {', '.join(names)}",
+                                  ", ".join(given) if given else "none")
+    return rule
+
+
+def _at_least_one(*names):
+    """A rule: one or more of ``names`` is given."""
+    def rule(keys, label):
+        if not any(n in keys for n in names):
+            raise ValidationError(f"{label}: {' / '.join(names)}", f"at least one of {', '.join(names)}", "none")
+    return rule
+
+
+def _all(*rules):
+    def rule(keys, label):
+        for r in rules:
+            r(keys, label)
+    return rule
+
+
 _RATIO = _each(ratio)
 _EPOCHS, _BATCH, _LR, _MOMENTUM = _int(1), _int(1), _real(), _real(0.0, 1.0, high_open=True)
 _SEED = _int(0)
@@ -77,6 +111,7 @@ class StepSpec:
     types: dict = dataclasses.field(default_factory=dict)       # annotation text for unannotated ones
     checks: dict = dataclasses.field(default_factory=dict)      # key -> check(value, argument)
     also: Callable | None = None                                # fn(**kw) passes kw on to this one
+    rule: Callable | None = None                                # rule(keys, label): keys that go together
 
     @property
     def params(self) -> dict[str, Param]:
@@ -95,7 +130,9 @@ STEPS: dict[str, StepSpec] = {
                       types={"sparsity": "float | dict[str, float]", "layers": "list[str] | None"},
                       also=model_masks,
                       checks={"sparsity": _RATIO, "criterion": _choice(*CRITERIA),
-                              "granularity": _choice(*GRANULARITIES), "scope": _choice("layer", "global")}),
+                              "granularity": _choice(*GRANULARITIES), "scope": _choice("layer", "global")},
+                      rule=_all(_needs("n", "granularity", "nm", of="n kept of every m"),
+                                _needs("m", "granularity", "nm", of="n kept of every m"))),
     "prune_gradual": StepSpec(steps.prune_gradual, "prune", "prune <-> retrain rounds on a cubic ramp",
                               needs={"train_set": "train"},
                               checks={"sparsity": _RATIO, "rounds": _int(1), "epochs_per_round": _EPOCHS,
@@ -106,7 +143,8 @@ STEPS: dict[str, StepSpec] = {
     "sparsegpt": StepSpec(sparsegpt_model, "prune", "SparseGPT: unstructured or N:M by second-order updates",
                           needs={"calibration_batches": "calibration_batches"},
                           types={"layers": "list[str] | None"},
-                          checks={"sparsity": _RATIO, "percdamp": _real(), "block_size": _int(1)}),
+                          checks={"sparsity": _RATIO, "percdamp": _real(), "block_size": _int(1)},
+                          rule=_exactly_one("sparsity", "n_m")),
     "fine_tune": StepSpec(masked_fine_tune, "train", "SGD training that keeps pruned weights at zero",
                           needs={"train_set": "train"}, exclude=("masks", "progress", "val_data", "loss"),
                           types={"schedule": "str"},
@@ -143,7 +181,8 @@ STEPS: dict[str, StepSpec] = {
                         exclude=("masks",), types={"bits": "int | dict[str, int]", "layers": "list[str] | None",
                                                    "rng": "int | None"},
                         checks={"bits": _int(1, 8), "init": _choice("linear", "density", "random"),
-                                "rng": _SEED, "max_iter": _int(1)}),
+                                "rng": _SEED, "max_iter": _int(1)},
+                        rule=_needs("rng", "init", "random", of="the seed of the random initial centroids")),
     "finetune_centroids": StepSpec(finetune_centroids, "share", "train the shared centroids by summed gradients",
                                    needs={"train_set": "train"}, exclude=("on_epoch",), checks={**_TRAINING, "rng": _SEED}),
     "huffman": StepSpec(steps.huffman, "share", "Huffman-coded relative-index CSR of the clustered layers",
@@ -161,7 +200,8 @@ STEPS: dict[str, StepSpec] = {
                         needs={"train_set": "train"},
                         checks={**_TRAINING, "seed": _SEED, "widths": _int(1), "criterion": _choice("l1", "l2"),
                                 "alpha": _real(0.0, 1.0), "temperature": _real(0.0, low_open=True),
-                                "targets": _choice("soft", "hard")}),
+                                "targets": _choice("soft", "hard")},
+                        rule=_at_least_one("widths", "drop")),
     "cast": StepSpec(cast_model, "precision", "weights stored in float16 / bfloat16",
                      checks={"dtype": _choice("float16", "bfloat16"), "on_overflow": _choice("raise", "saturate")}),
     "mixed_bits": StepSpec(mixed_bits_model, "precision", "per-layer RTN widths chosen under a byte budget",

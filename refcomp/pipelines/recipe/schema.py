@@ -109,6 +109,8 @@ def _check_step(i: int, raw) -> Step:
     if missing:
         raise ValidationError(f"{label}: {missing[0]}", f"a value ({describe(params[missing[0]].type)})",
                               "none (a required key)")
+    if spec.rule is not None:
+        spec.rule(keys, label)
     return Step(i, name, keys)
 
 

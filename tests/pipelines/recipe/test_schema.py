@@ -47,6 +47,13 @@ def test_a_valid_recipe_keeps_order_and_keys():
     # missing required key
     (steps({"name": "evaluate"}, {"name": "lowrank"}), r"^step 2 \(lowrank\): ranks: expected a value \(a table.*"
                                                        r"got none \(a required key\)"),
+    # keys that go together
+    (steps({"name": "cluster", "bits": 4, "init": "random"}),
+     r"^step 1 \(cluster\): rng: expected a value with init = 'random' \(the seed"),
+    (steps({"name": "sparsegpt"}), r"^step 1 \(sparsegpt\): sparsity / n_m: expected exactly one of sparsity, n_m, got none"),
+    (steps({"name": "sparsegpt", "sparsity": 0.5, "n_m": [2, 4]}), r"exactly one of sparsity, n_m, got sparsity, n_m"),
+    (steps({"name": "prune", "granularity": "nm", "n": 2}), r"^step 1 \(prune\): m: expected a value with granularity"),
+    (steps({"name": "distill", "epochs": 1}), r"^step 1 \(distill\): widths / drop: expected at least one of"),
     # the recipe itself
     ({"name": "x"}, r"^step: expected one or more \[\[step\]\] tables, got none"),
     ({"step": [{"name": "evaluate"}], "stpe": []}, r"^recipe: expected top-level keys among .*unknown \['stpe'\]"),
