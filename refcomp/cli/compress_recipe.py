@@ -92,7 +92,12 @@ def run_route(args) -> int:
         calib = (calibration_batches(read_sentences(args.calibration_text, "--calibration-text"))
                  if args.calibration_text else None)
         data = RecipeData(calibration_batches=calib)
-        recipe.check_available(data.available(), "--model minilm" + ("" if calib else " without --calibration-text"))
+        try:
+            recipe.check_available(data.available(), "--model minilm" + ("" if calib else " without --calibration-text"))
+        except RefcompError as exc:
+            exc.hint = ("--model minilm has no training or test data, only --calibration-text sentences: use steps "
+                        "whose data column is '-' or a calibration one (docs/recipes.md, 'The steps')")
+            raise
         model, source = minilm(), {"kind": "minilm", "name": "all-MiniLM-L6-v2"}
     else:
         _refuse(args, ("calibration_text", "golden"), "and --onnx / --model-file (MiniLM's)")

@@ -155,6 +155,8 @@ def load_recipe(path, override=None) -> Recipe:
     table = _resolve(Path(path), ())
     if override is not None:
         extra = read_toml(override, "override")
-        extra.pop("base", None)
+        if "base" in extra:     # the override's base is the recipe it is given with
+            raise ValidationError(f"{override}: base", "no base in an override (it is merged over the recipe)",
+                                  repr(extra["base"]))
         table = merge_recipe(table, extra)
     return parse_recipe(table, source=str(path))

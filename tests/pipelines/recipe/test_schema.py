@@ -82,6 +82,8 @@ def test_files_base_chain_and_override(tmp_path):
     (tmp_path / "bad.toml").write_text('base = "base.toml"\n[steps.2]\nepochs = 0\n')
     with pytest.raises(ValidationError, match=r"^step 2 \(fine_tune\): epochs: expected an integer >= 1"):
         load_recipe(tmp_path / "bad.toml")
+    with pytest.raises(ValidationError, match=r"child.toml: base: expected no base in an override"):
+        load_recipe(tmp_path / "base.toml", override=tmp_path / "child.toml")
 
 
 def test_file_errors(tmp_path):
