@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from ...checks import integer, ratio
 from ...compress.prune.model import CRITERIA
 from ...errors import ValidationError
+from ..recipe.merge import merge_tables
 
 __all__ = ["PipelineConfig", "PRESETS"]
 
@@ -103,8 +104,6 @@ class PipelineConfig:
         does not have must then come with its sparsity, weight_bits and index_bits alike; the error
         names the table the override wrote.
         """
-        from ..recipe.merge import merge_tables
-
         if not isinstance(d, Mapping):
             raise ValidationError("config", "a table of pipeline settings", type(d).__name__)
         known = {f.name for f in dataclasses.fields(cls)}
