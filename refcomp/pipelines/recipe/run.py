@@ -108,7 +108,12 @@ def run_recipe(model, recipe: Recipe, data: RecipeData, *, log=None, measure: bo
         spec = STEPS[step.name]
         given = {arg: getattr(data, key) for arg, key in spec.needs.items()}
         t = time.perf_counter()
-        model, report = spec.fn(model, **given, **step.call_kwargs())
+        try:
+            model, report = spec.fn(model, **given, **step.call_kwargs())
+        except RefcompError as exc:
+            # what only the model itself can refuse (a graph where a Sequential is needed ...): say which step
+            exc.args = (f"{step.label}: {exc}",)
+            raise
         seconds = time.perf_counter() - t
         row = {"index": step.index, "name": step.name, "family": spec.family, "params": _jsonable(step.params),
                "seconds": seconds, **(_measure(model, data) if measure or step is recipe.steps[-1]

@@ -83,3 +83,11 @@ def test_the_minilm_example_is_the_named_recipe(minilm_model, minilm_golden):
                                   embed(named, input_ids=ids, attention_mask=mask))
     assert record["final"]["bytes"] < 25e6 and record["baseline"] == {"accuracy": None, "bytes": None}
     assert record["steps"][0]["bytes"] is None and record["final"]["ratio"] is None
+
+
+def test_an_error_only_the_model_can_raise_names_the_step(digits):
+    """A layer name the recipe cannot know is wrong until it meets the model: the step is named then."""
+    model, data = digits
+    recipe = parse_recipe({"step": [{"name": "evaluate"}, {"name": "lowrank", "ranks": {"fc9": 4}}]})
+    with pytest.raises(ValidationError, match=r"^step 2 \(lowrank\): .*fc9"):
+        run_recipe(model, recipe, data)
