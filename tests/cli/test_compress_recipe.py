@@ -30,7 +30,8 @@ def test_a_recipe_on_a_reference_model(tmp_path, capsys):
     assert "step 1 (quantize_static)" in printed and "run.json" in printed
     rec = _record(out)
     assert rec["format"] == "refcomp.recipe_run" and rec["model"]["kind"] == "reference"
-    assert rec["recipe"]["steps"] == [{"name": "quantize_static", "observer": "minmax"}]
+    assert rec["recipe"]["steps"] == [{"name": "quantize_static", "observer": "minmax", "integer_only": False,
+                                       "requantize": "float"}]
     assert rec["steps"][0]["report"]["activation_qparams"]                   # the function's own report
     model = load_model(out / rec["final"]["file"])
     _, test_set = datasets.load_split("digits", seed=0)
