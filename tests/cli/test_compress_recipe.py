@@ -54,6 +54,9 @@ def test_a_recipe_on_a_model_file_and_on_an_onnx_file(tmp_path, capsys):
     assert main(["compress", "--onnx", str(onnx_file), "--data", "digits", "--out", str(tmp_path / "b"),
                  "--recipe", str(EXAMPLES / "w8a8_dynamic.toml"), "--quiet"]) == 0
     assert _record(tmp_path / "b")["model"]["kind"] == "onnx"
+    assert main(["compress", "--onnx", str(onnx_file), "--data", "digits", "--out", str(tmp_path / "c"),
+                 "--recipe", str(EXAMPLES / "w8a8_static.toml"), "--quiet"]) == 0          # any graph
+    assert _record(tmp_path / "c")["final"]["ratio"] > 3
 
 
 BAD = {
