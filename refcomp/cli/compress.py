@@ -42,8 +42,15 @@ on the golden sentences (cosine to the fp32 reference, NN@10)::
 
     refcomp compress --model minilm --recipe w8a8-dynamic-per-token --out r --export r/minilm.onnx
 
+Recipe files (``--recipe FILE.toml``; refcomp.pipelines.recipe, docs/recipes.md,
+examples/): ordered steps of any family, run on --model NAME's baseline,
+--model-file FILE, --onnx FILE or --model minilm (refcomp/cli/compress_recipe.py);
+``--config`` then is an override of the recipe. Writes model.rcm, run.json and report.md::
+
+    refcomp compress --model digits_mlp --recipe examples/deep_compression.toml --out r
+
 Config (TOML, optional): top-level keys of PipelineConfig override the
-model's preset, e.g.::
+model's preset, merged key by key (a table such as [sparsity] layer by layer), e.g.::
 
     prune_rounds = 4
     prune_epochs = 8
@@ -85,10 +92,11 @@ from ..pipelines.deep_compression import (
     write_report,
 )
 from ..pipelines.minilm import RECIPES as MINILM_RECIPES
+from ..pipelines.recipe import RecipeData
 from ..pipelines.minilm import calibration_batches, compress_minilm, format_score, score
 from .._version import __version__
 from ..io.model_file import SUFFIXES
-from . import _common
+from . import _common, compress_recipe
 from ._common import MODELS, UsageError, load_split
 from .embed import read_sentences
 
@@ -113,7 +121,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: digits for digits_mlp, else mnist (8,000 / 2,000 seed-0 split)")
     parser.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
     parser.add_argument("--out", required=True, help="report directory (created)")
-    parser.add_argument("--config", default=None, help="TOML file overriding the model's preset")
+    parser.add_argument("--config", default=None, help="TOML file overriding the model's preset, merged key by key "
+                        "(with --recipe FILE: an override of the recipe, docs/recipes.md)")
     parser.add_argument("--baseline", default=None,
                         help="trained dense model file of --model (default: <out>/baseline.safetensors, trained "
                              "if missing, reused only if made by the same model, data, epochs, seed and refcomp "
@@ -128,9 +137,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     onnx = parser.add_argument_group("ONNX models (instead of --model)")
     onnx.add_argument("--onnx", default=None, metavar="FILE",
                       help="quantize this float ONNX model by --recipe (--data: its inputs and labels)")
-    onnx.add_argument("--recipe", default=None, choices=sorted(set(ONNX_RECIPES) | set(MINILM_RECIPES)),
-                      help=f"quantization recipe: {', '.join(sorted(ONNX_RECIPES))} for --onnx; "
+    onnx.add_argument("--recipe", default=None, metavar="NAME|FILE",
+                      type=compress_recipe.recipe_arg(set(ONNX_RECIPES) | set(MINILM_RECIPES)),
+                      help=f"a recipe file (.toml: any steps, any model; docs/recipes.md, examples/) or a named "
+                           f"recipe: {', '.join(sorted(ONNX_RECIPES))} for --onnx; "
                            f"{', '.join(sorted(MINILM_RECIPES))} for --model minilm")
+    onnx.add_argument("--model-file", default=None, metavar="FILE",
+                      help="with --recipe FILE: run it on this refcomp model file (--data: its data)")
     onnx.add_argument("--calibration-text", default=None, metavar="FILE",
                       help="--model minilm, static and GPTQ recipes: calibration sentences, one per line")
     onnx.add_argument("--golden", default=None, metavar="DIR",
@@ -315,12 +328,18 @@ def _check_architecture(model, name: str, path: Path) -> None:
 
 
 def run(args) -> int:
+    # --recipe's type already took only a named recipe or a recipe file; a name wins over a file of that name
+    recipe_file = args.recipe is not None and args.recipe not in ONNX_RECIPES and args.recipe not in MINILM_RECIPES
+    if recipe_file and (args.onnx or args.model_file or args.model == "minilm"):
+        return compress_recipe.run_route(args)
+    if args.model_file is not None:
+        raise UsageError("--model-file", "--recipe FILE with it (a recipe file)", args.recipe or "no --recipe")
     if args.model == "minilm":
         return run_minilm(args)
     if args.onnx is not None:
         return run_onnx(args)
     for flag in ("recipe", "export", "group_size", "golden", "calibration_text"):
-        if getattr(args, flag) is not None:
+        if getattr(args, flag) is not None and not (flag == "recipe" and recipe_file):
             raise ValidationError(f"--{flag.replace('_', '-')}", "--onnx (it belongs to the ONNX route)", "no --onnx")
     # everything is checked before the first minute of work (data, baseline training)
     name = args.model
@@ -328,7 +347,12 @@ def run(args) -> int:
     if (data == "digits") != (name == "digits_mlp"):
         raise ValidationError("--data", f"{'digits' if name == 'digits_mlp' else 'mnist'} for {name}", data)
     out = _common.output_dir(args.out, "--out")
-    config = _load_config(args.config, name)
+    config = compress_recipe.load(args) if recipe_file else _load_config(args.config, name)
+    if recipe_file:
+        _common.positive_int(args.calibration, "--calibration")
+        if args.sensitivity:
+            raise UsageError("--sensitivity", "not with --recipe FILE (it sweeps the Deep Compression preset's "
+                             "layers)", "--sensitivity")
     _common.positive_int(args.baseline_epochs, "--baseline-epochs")
     _common.seed(args.seed)
     if args.baseline is not None:
@@ -348,6 +372,8 @@ def run(args) -> int:
     epochs = args.baseline_epochs or _BASELINE_EPOCHS[name]
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
     train_set, test_set = load_split(data, args.mnist_dir)
+    if recipe_file and args.calibration > len(train_set[0]):
+        raise UsageError("--calibration", f"at most {len(train_set[0])} (the {data} training part)", args.calibration)
     key = baseline_key(name, data, train_set, test_set, epochs, seed)
     if args.baseline is None and baseline.exists():
         _check_cached(baseline, key)
@@ -369,6 +395,11 @@ def run(args) -> int:
             save_model(model, baseline, metadata={**key, "test_accuracy": acc})
             seconds["baseline_train"] = time.perf_counter() - t
             say(f"dense baseline trained ({epochs} epochs, {seconds['baseline_train']:.1f} s) and saved to {baseline}")
+        if recipe_file:
+            source = {"kind": "reference", "name": name, "data": data, "baseline": str(baseline)}
+            return compress_recipe.finish(args, config, model,
+                                          RecipeData.from_split(train_set, test_set, calibration=args.calibration),
+                                          out, source, say)
         return _compress(args, name, data, model, config, train_set, test_set, out, seconds, say)
 
 

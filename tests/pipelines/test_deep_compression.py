@@ -230,3 +230,21 @@ def test_l1_is_used_during_the_pruning_retraining(monkeypatch, update):
                                          "finetune_epochs": 0}, PipelineConfig(**PRESETS["digits_mlp"]))
     run_pipeline(m, train_set, test_set, cfg_none, progress=False)
     assert seen["reg"] is None
+
+
+def test_a_partial_override_merges_into_the_preset_key_by_key():
+    """[sparsity] fc1 = ... changes fc1 alone: the preset's fc2 and fc3 stay (they used to vanish, and the
+    error then blamed weight_bits, a table the user had not written)."""
+    base = PipelineConfig(**PRESETS["lenet_300_100"])
+    cfg = PipelineConfig.from_dict({"sparsity": {"fc1": 0.5}, "prune_rounds": 2}, base)
+    assert cfg.sparsity == {"fc1": 0.5, "fc2": 0.91, "fc3": 0.74}
+    assert cfg.weight_bits == base.weight_bits and cfg.prune_rounds == 2 and cfg.prune_epochs == base.prune_epochs
+    assert base.sparsity["fc1"] == 0.94                       # the preset itself is not changed
+    with pytest.raises(ValidationError, match=r"^weight_bits\['fc4'\]: .*missing from sparsity and index_bits"):
+        PipelineConfig.from_dict({"weight_bits": {"fc4": 4}}, base)
+    # a new layer given in all three tables is accepted
+    new = PipelineConfig.from_dict({t: {"fc4": v} for t, v in (("sparsity", 0.5), ("weight_bits", 4),
+                                                               ("index_bits", 4))}, base)
+    assert set(new.sparsity) == {"fc1", "fc2", "fc3", "fc4"}
+    with pytest.raises(ValidationError, match="sparsity: expected a table"):
+        PipelineConfig.from_dict({"sparsity": 0.5}, base)

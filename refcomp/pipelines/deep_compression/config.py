@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from ...checks import integer, ratio
 from ...compress.prune.model import CRITERIA
 from ...errors import ValidationError
+from ..recipe.merge import merge_tables
 
 __all__ = ["PipelineConfig", "PRESETS"]
 
@@ -96,19 +97,47 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping, base: "PipelineConfig | None" = None) -> "PipelineConfig":
-        """Keys of the dataclass; unknown keys are an error. ``base`` supplies the missing ones."""
+        """Keys of the dataclass; unknown keys are an error. ``base`` supplies the missing ones.
+
+        ``d`` is merged into ``base`` key by key, tables recursively (refcomp.pipelines.recipe.merge):
+        ``[sparsity] fc1 = 0.9`` changes fc1 and keeps the preset's other layers. A layer the preset
+        does not have must then come with its sparsity, weight_bits and index_bits alike; the error
+        names the table the override wrote.
+        """
         if not isinstance(d, Mapping):
             raise ValidationError("config", "a table of pipeline settings", type(d).__name__)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValidationError("config", f"keys among {sorted(known)}", f"unknown {unknown}")
-        values = dataclasses.asdict(base) if base is not None else {}
-        values.update(d)
+        for field in _LAYER_TABLES:
+            if field in d and not isinstance(d[field], Mapping):
+                raise ValidationError(field, "a table layer name -> value", repr(d[field]))
+        values = merge_tables(dataclasses.asdict(base), d) if base is not None else dict(d)
+        if base is not None:
+            _check_same_layers(values, d)
         return cls(**values)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+_LAYER_TABLES = ("sparsity", "weight_bits", "index_bits")
+
+
+def _check_same_layers(values: Mapping, written: Mapping) -> None:
+    """After merging: the three layer tables name the same layers; else name a table the override wrote."""
+    names = {field: set(values[field]) for field in _LAYER_TABLES}
+    odd = sorted(set().union(*names.values()) - set.intersection(*names.values()))
+    if not odd:
+        return
+    layer = odd[0]
+    # the override's table that brought the layer in (the preset's three tables agree)
+    field = next((f for f in _LAYER_TABLES if layer in written.get(f, {})), None) or \
+        next(f for f in _LAYER_TABLES if layer in names[f])
+    lacking = [f for f in _LAYER_TABLES if layer not in names[f]]
+    raise ValidationError(f"{field}[{layer!r}]", "a layer of the preset, or a new layer given in each of sparsity, "
+                          "weight_bits and index_bits", f"{layer!r} missing from {' and '.join(lacking)}")
 
 
 #: Paper-style settings per reference model (Deep Compression Tables 2 and 3 as the starting point,

@@ -1,0 +1,181 @@
+"""``refcomp compress --recipe FILE``: a TOML recipe (refcomp.pipelines.recipe) run on any model.
+
+    refcomp compress --model digits_mlp --recipe examples/deep_compression.toml --out r
+    refcomp compress --model lenet5 --recipe examples/w8a8_static.toml --config mine.toml --out r
+    refcomp compress --model-file trained.safetensors --data digits --recipe examples/qat.toml --out r
+    refcomp compress --onnx model.onnx --data digits --recipe examples/gptq_w4.toml --out r
+    refcomp compress --model minilm --recipe examples/minilm_int8.toml --out r
+
+The model: a reference model's dense baseline (--model NAME, trained or reused
+as the Deep Compression route does), a refcomp model file (--model-file), an
+ONNX file (--onnx) or all-MiniLM-L6-v2 (--model minilm; calibration from
+--calibration-text). ``--config FILE`` is an override merged over the recipe
+key by key (docs/recipes.md). The recipe is validated in full before any data
+is loaded. Writes into --out: ``model.rcm`` (the compressed model; ``model.safetensors``
+when a weight dtype has no compact encoding), ``run.json`` (the run record:
+steps, per-step accuracy, bytes and seconds; docs/recipes.md) and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from pathlib import Path
+
+from .. import onnx as rc_onnx
+from ..errors import RefcompError
+from ..io import load_model, save_model
+from ..io.atomic import write_atomic
+from ..pipelines.recipe import RecipeData, is_recipe_file, load_recipe, run_recipe, write_record
+from . import _common
+from ._common import UsageError, load_split
+
+__all__ = ["recipe_arg", "load", "run_route", "finish", "RECORD_FILE"]
+
+RECORD_FILE = "run.json"
+_HINT = "a recipe's steps and their keys: docs/recipes.md (refcomp.pipelines.recipe.STEPS)"
+
+
+def recipe_arg(names):
+    """argparse ``type=`` of --recipe: one of ``names`` (the named recipes), or a recipe file (.toml)."""
+    def check(value: str) -> str:
+        if value in names or is_recipe_file(value):
+            return value
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(sorted(names))} or a recipe file (.toml), "
+                                         f"got {value!r}")
+    return check
+
+
+def load(args):
+    """The validated recipe of --recipe FILE with --config FILE merged over it; errors carry the hint."""
+    try:
+        return load_recipe(args.recipe, override=args.config)
+    except RefcompError as exc:
+        if not getattr(exc, "hint", None):
+            exc.hint = _HINT
+        raise
+
+
+def _refuse(args, flags, why: str) -> None:
+    for flag in flags:
+        value = getattr(args, flag, None)
+        if value is not None and value is not False:
+            raise UsageError(f"--{flag.replace('_', '-')}", f"not with --recipe FILE {why}", value)
+
+
+def _command(args) -> str:
+    parts = ["refcomp", "compress"]
+    for flag in ("model", "model_file", "onnx", "data", "recipe", "config", "calibration", "calibration_text",
+                 "baseline", "baseline_epochs", "seed", "mnist_dir", "out"):
+        value = getattr(args, flag, None)
+        if value is not None and not (flag == "model" and (args.onnx or args.model_file)):
+            parts += [f"--{flag.replace('_', '-')}", str(value)]
+    return shlex.join(parts)
+
+
+def run_route(args) -> int:
+    """--recipe FILE on --onnx, --model-file or --model minilm (--model NAME: compress.run, then finish)."""
+    recipe = load(args)
+    _refuse(args, ("baseline", "baseline_epochs", "seed", "export", "group_size", "sensitivity"),
+            "on this route (--export: the ONNX route's named recipes)")
+    out = _common.output_dir(args.out, "--out")
+    say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
+    if args.model == "minilm" and not args.onnx and not args.model_file:
+        _refuse(args, ("data", "mnist_dir"), "on --model minilm (its data: --calibration-text)")
+        if args.golden and not (Path(args.golden) / "golden.npz").is_file():
+            raise UsageError("--golden", "a folder holding golden.npz", repr(args.golden))
+        from ..models.minilm_l6 import minilm
+        from ..pipelines.minilm import calibration_batches
+        from .embed import read_sentences
+
+        calib = (calibration_batches(read_sentences(args.calibration_text, "--calibration-text"))
+                 if args.calibration_text else None)
+        data = RecipeData(calibration_batches=calib)
+        try:
+            recipe.check_available(data.available(), "--model minilm" + ("" if calib else " without --calibration-text"))
+        except RefcompError as exc:
+            exc.hint = ("--model minilm has no training or test data, only --calibration-text sentences: use steps "
+                        "whose data column is '-' or a calibration one (docs/recipes.md, 'The steps')")
+            raise
+        model, source = minilm(), {"kind": "minilm", "name": "all-MiniLM-L6-v2"}
+    else:
+        _refuse(args, ("calibration_text", "golden"), "and --onnx / --model-file (MiniLM's)")
+        if args.onnx and args.model_file:
+            raise UsageError("--model-file", "not with --onnx (one model)", args.model_file)
+        src = _common.input_file(args.onnx or args.model_file, "--onnx" if args.onnx else "--model-file",
+                                 "ONNX file" if args.onnx else "model file")
+        _common.positive_int(args.calibration, "--calibration")
+        model = rc_onnx.load(src) if args.onnx else load_model(src)    # a bad file fails before the data loads
+        name = args.data or "digits"
+        train_set, test_set = load_split(name, args.mnist_dir)
+        if args.calibration > len(train_set[0]):
+            raise UsageError("--calibration", f"at most {len(train_set[0])} (the {name} training part)",
+                             args.calibration)
+        data = RecipeData.from_split(train_set, test_set, calibration=args.calibration)
+        source = {"kind": "onnx" if args.onnx else "model_file", "path": str(src), "data": name}
+    with _common.made_dir(out):
+        return finish(args, recipe, model, data, out, source, say)
+
+
+def finish(args, recipe, model, data: RecipeData, out: Path, source: dict, say) -> int:
+    """Run ``recipe`` on ``model``; write the model, run.json and report.md into ``out``."""
+    say(f"recipe {recipe.name or recipe.source}: {len(recipe.steps)} steps "
+        f"({', '.join(s.name for s in recipe.steps)})")
+    t = time.perf_counter()
+    compressed, record = run_recipe(model, recipe, data, log=say)
+    record["command"] = _command(args)
+    record["model"] = source
+    try:
+        path = save_model(compressed, out / "model.rcm", format="compact", metadata={"recipe": recipe.name})
+    except RefcompError:    # a weight dtype the compact encoding does not hold (bfloat16 ...)
+        path = save_model(compressed, out / "model.safetensors", metadata={"recipe": recipe.name})
+    record["final"].update(file=path.name, file_bytes=path.stat().st_size)
+    if source.get("kind") == "minilm":
+        record["final"]["score"] = _minilm_score(compressed, args, say)
+    record["seconds"] = time.perf_counter() - t
+    write_record(record, out / RECORD_FILE)
+    write_atomic(out / "report.md", _markdown(record).encode())
+    final = record["final"]
+    acc = f"test accuracy {100 * final['accuracy']:.2f} %, " if final["accuracy"] is not None else ""
+    base = record["baseline"]["accuracy"]
+    acc += f"{100 * (final['accuracy'] - base):+.2f} pp; " if final["accuracy"] is not None and base else ""
+    say(f"compressed model: {path} ({acc}{final['file_bytes']:,} B)")
+    say(f"run record: {out / RECORD_FILE}")
+    return 0
+
+
+def _minilm_score(model, args, say):
+    golden = Path(args.golden) if args.golden else Path(__file__).resolve().parents[3] / "shared" / "data" / "minilm"
+    if not (golden / "golden.npz").is_file():
+        return None
+    import numpy as np
+
+    from ..models.minilm_l6 import embed
+    from ..pipelines.minilm import format_score, score
+
+    with np.load(golden / "golden.npz", allow_pickle=False) as z:
+        s = score(embed(model, input_ids=z["input_ids"], attention_mask=z["attention_mask"]), z["embeddings"])
+    say(f"on the golden sentences, against fp32: {format_score(s)}")
+    return {k: float(v) for k, v in s.items()}
+
+
+def _markdown(record: dict) -> str:
+    """A short report.md: the command and one row per step (run.json holds everything)."""
+    def pct(a):
+        return "" if a is None else f"{100 * a:.2f}"
+
+    def size(b):
+        return "" if b is None else f"{b:,}"
+
+    r = record["recipe"]
+    rows = [f"| 0 | (model before the recipe) | {pct(record['baseline']['accuracy'])} | "
+            f"{size(record['baseline']['bytes'])} | |"]
+    rows += [f"| {s['index']} | {s['name']} | {pct(s['accuracy'])} | {size(s['bytes'])} | {s['seconds']:.1f} |"
+             for s in record["steps"]]
+    return "\n".join([f"# Recipe {r['name'] or r['source']}", "", r["description"], "",
+                      f"    {record['command']}", "", "| step | name | test accuracy (%) | bytes | seconds |",
+                      "| --- | --- | --- | --- | --- |", *rows, "",
+                      f"Compressed model: `{record['final']['file']}` ({size(record['final']['file_bytes'])} B). "
+                      f"Every number: `{RECORD_FILE}`.", ""])
+
