@@ -140,13 +140,21 @@ def test_sequential_names_and_replacement():
 
 
 def test_progress_bar_on_a_terminal():
+    from refcomp.progress import Display
+
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
+    class DrawNow:
+        """Draws the bars at each batch (else they are drawn 10 times a second: maybe never in a short run)."""
+        def on_batch_start(self, x, y):
+            shown.refresh()
+
     x, y = datasets.digits()
     out = Terminal()
-    nn.train(models.digits_mlp(0), (x[:256], y[:256]), epochs=2, progress="auto", stream=out)
+    with Display(out) as shown:
+        nn.train(models.digits_mlp(0), (x[:256], y[:256]), epochs=2, progress="auto", callbacks=[DrawNow()])
     text = out.getvalue()
     assert "epoch 1/2" in text and "epoch 2/2" in text and "loss" in text and "acc" in text
 
