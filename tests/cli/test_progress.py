@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.cli._terminal import run_in_terminal, screen
+from .._support.terminal import run_in_terminal, screen
 
 pytest.importorskip("sklearn")
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="pseudo-terminals are POSIX")
