@@ -78,3 +78,14 @@ def test_progress_values():
     with pytest.raises(ValidationError, match="progress"):
         with display(io.StringIO(), progress="bars"):
             pass
+
+
+def test_a_bar_left_open_is_erased_when_the_display_stops():
+    """An error or Ctrl-C mid-loop: the display stops with the bar still there, and erases it."""
+    term = Terminal()
+    with pytest.raises(KeyboardInterrupt):
+        with Display(term) as shown:
+            shown.bar("interrupted", total=10).update(3)
+            shown.refresh()
+            raise KeyboardInterrupt
+    assert "interrupted" in term.getvalue() and screen(term.getvalue()) == []

@@ -16,8 +16,9 @@ per stage, the per-layer size table, the ratios, time per stage),
 itself: a model file in the compact encoding (refcomp.io.compact_file) whose
 layers hold the Huffman-coded RelativeIndexCSR weights, graph included, so
 ``refcomp.io.load_model("<out>/model.rcm")`` returns a runnable model; it is
-read back that way and evaluated. A tqdm bar is shown when stderr is a
-terminal; otherwise only the summary lines are printed.
+read back that way and evaluated. A progress bar (refcomp.progress) is shown
+when stderr is a terminal, the summary lines above it; otherwise only the
+summary lines are printed. ``--json``: the result as one JSON document (docs/cli.md).
 
 ONNX route (``--onnx``): an ONNX model quantized by a recipe, calibrated on
 ``--data`` (its training part), the refcomp model file ``<out>/model.rcm``

@@ -17,7 +17,8 @@ from .._support.terminal import run_in_terminal, screen
 pytest.importorskip("sklearn")
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="pseudo-terminals are POSIX")
 
-TRAIN = ["train", "--model", "digits_mlp", "--epochs", "3"]
+# batches of 2: epochs long enough (a second or so) for the bars to be drawn before each epoch line
+TRAIN = ["train", "--model", "digits_mlp", "--epochs", "3", "--batch-size", "2"]
 EPOCH_LINE = r"epoch {}/3 lr [0-9.]+ loss [0-9.]+ acc [0-9.]+ [0-9]+ samples/s [0-9.]+ s"
 BAR_GLYPHS = ("━", "╺", "╸")
 
@@ -25,7 +26,8 @@ BAR_GLYPHS = ("━", "╺", "╸")
 def test_a_terminal_ends_with_the_summary_lines_and_no_bar(tmp_path):
     status, term, _ = run_in_terminal(TRAIN, tmp_path)
     assert status == 0
-    assert "\x1b[" in term                                  # the live display was on
+    first_line = term.index("epoch 1/3 lr")
+    assert "\x1b[" in term and any(g in term[:first_line] for g in BAR_GLYPHS)   # a bar was up before it
     shown = screen(term)
     assert len(shown) == 4, shown
     for i in (1, 2, 3):                                     # each line whole: never cut by a bar
@@ -33,6 +35,18 @@ def test_a_terminal_ends_with_the_summary_lines_and_no_bar(tmp_path):
         assert re.search(EPOCH_LINE.format(i) + r"\r?\n", term)
     assert shown[3].startswith("digits_mlp: test accuracy ")
     assert not any(g in line for line in shown for g in BAR_GLYPHS)
+
+
+def test_stage_lines_under_the_pipeline_bar(tmp_path):
+    """compress prints its stage lines while the pipeline's bar is up: each lands whole, above it."""
+    (tmp_path / "c.toml").write_text("prune_rounds = 1\nprune_epochs = 2\nfinetune_epochs = 1\n")
+    status, term, _ = run_in_terminal(["compress", "--model", "digits_mlp", "--out", "r", "--config", "c.toml",
+                                       "--baseline-epochs", "1"], tmp_path)
+    assert status == 0
+    shown = screen(term)
+    assert shown[0].startswith("dense baseline trained (1 epochs, ") and shown[-1] == "report: r/report.md"
+    assert any(line.startswith("pruned + retrained (1 rounds x 2 epochs): ") for line in shown)
+    assert not any(g in line for line in shown for g in BAR_GLYPHS), shown
 
 
 def test_a_pipe_gets_plain_lines(tmp_path):

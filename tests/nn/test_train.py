@@ -159,6 +159,28 @@ def test_progress_bar_on_a_terminal():
     assert "epoch 1/2" in text and "epoch 2/2" in text and "loss" in text and "acc" in text
 
 
+def test_a_failed_training_takes_its_bar_off_a_shared_display():
+    from refcomp.progress import Display
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    class Fail:
+        def on_batch_start(self, x, y):
+            shown.refresh()
+            raise RuntimeError("stop")
+
+    x, y = datasets.digits()
+    term = Terminal()
+    with Display(term) as shown:
+        with pytest.raises(RuntimeError):
+            nn.train(models.digits_mlp(0), (x[:256], y[:256]), epochs=1, progress="auto", callbacks=[Fail()])
+        shown.print("after")
+        after = term.getvalue().split("after")[-1]
+    assert "epoch 1/1" in term.getvalue() and "epoch 1/1" not in after
+
+
 def test_skipping_the_input_gradient_keeps_parameter_gradients():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
