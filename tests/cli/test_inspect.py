@@ -112,14 +112,19 @@ def test_an_onnx_file(files, capsys):
     assert r["total"]["share"] > 0.9                      # an ONNX file is mostly its initializers
 
 
-@pytest.mark.parametrize("make, words", [
-    (lambda p: p.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json"), "junk.safetensors"),
-    (lambda p: p.write_bytes((p.parent / "float.safetensors").read_bytes()[:-100]), "junk.safetensors"),
-    (lambda p: p.mkdir(), "FILE"),
-    (lambda p: None, "FILE"),
+@pytest.mark.parametrize("name, make, words", [
+    ("junk.safetensors", lambda p: p.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json"), "junk.safetensors"),
+    ("junk.safetensors", lambda p: p.write_bytes((p.parent / "float.safetensors").read_bytes()[:-100]),
+     "junk.safetensors"),
+    ("junk.rcm", lambda p: p.write_bytes(b"RCM\x01" + b"\x00" * 40), "junk.rcm"),
+    ("junk.onnx", lambda p: p.write_bytes(b"not a protobuf \x00\xff"), "not a readable ONNX"),
+    ("junk.safetensors", lambda p: p.mkdir(), "FILE"),
+    ("junk.safetensors", lambda p: None, "FILE"),
 ])
-def test_bad_files_are_one_error_line(files, tmp_path, capsys, make, words):
-    p = tmp_path / "junk.safetensors"
+def test_bad_files_are_one_error_line(files, tmp_path, capsys, name, make, words):
+    if name.endswith(".onnx"):
+        pytest.importorskip("onnx")
+    p = tmp_path / name
     (tmp_path / "float.safetensors").write_bytes((files / "float.safetensors").read_bytes())
     make(p)
     assert main(["inspect", str(p)]) == 2
