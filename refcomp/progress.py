@@ -26,6 +26,7 @@ display goes and whether it is quiet.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
 from .errors import ValidationError
@@ -37,7 +38,12 @@ _OPEN: list["Display"] = []
 
 
 def is_terminal(stream) -> bool:
-    """True if ``stream`` is an interactive terminal (what gets a live bar)."""
+    """True if ``stream`` is an interactive terminal that can move its cursor (what gets a live bar).
+
+    TERM=dumb (an editor's shell buffer) cannot: redrawing a bar there would print every frame.
+    """
+    if os.environ.get("TERM") == "dumb":
+        return False
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError, OSError):     # no isatty, or a closed stream

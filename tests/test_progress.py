@@ -11,6 +11,12 @@ from refcomp.progress import Display, display
 from ._support.terminal import screen
 
 
+@pytest.fixture(autouse=True)
+def cursor_terminal(monkeypatch):
+    """A terminal that moves its cursor, whatever TERM the tests run under (CI may say dumb)."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+
+
 class Terminal(io.StringIO):
     def isatty(self):
         return True
@@ -41,6 +47,16 @@ def test_no_terminal_no_bar_no_control_code():
         shown.print("a line")
         bar.close()
     assert pipe.getvalue() == "a line\n"
+
+
+def test_a_dumb_terminal_gets_plain_lines(monkeypatch):
+    monkeypatch.setenv("TERM", "dumb")
+    term = Terminal()
+    with Display(term) as shown:
+        shown.bar("x", total=3).update(1)
+        shown.refresh()
+        shown.print("a line")
+    assert not shown.live and term.getvalue() == "a line\n"
 
 
 def test_a_quiet_display_draws_nothing_on_a_terminal():

@@ -139,7 +139,8 @@ def test_sequential_names_and_replacement():
     np.testing.assert_array_equal(m2["a"].weight.data, m["a"].weight.data)
 
 
-def test_progress_bar_on_a_terminal():
+def test_progress_bar_on_a_terminal(monkeypatch):
+    monkeypatch.setenv("TERM", "xterm-256color")      # a terminal that moves its cursor (CI may say dumb)
     from refcomp.progress import Display
 
     class Terminal(io.StringIO):
@@ -159,7 +160,8 @@ def test_progress_bar_on_a_terminal():
     assert "epoch 1/2" in text and "epoch 2/2" in text and "loss" in text and "acc" in text
 
 
-def test_a_failed_training_takes_its_bar_off_a_shared_display():
+def test_a_failed_training_takes_its_bar_off_a_shared_display(monkeypatch):
+    monkeypatch.setenv("TERM", "xterm-256color")      # a terminal that moves its cursor (CI may say dumb)
     from refcomp.progress import Display
 
     class Terminal(io.StringIO):
