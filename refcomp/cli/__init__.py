@@ -15,6 +15,7 @@ import sys
 from .._version import __version__
 from ..backend import get_num_threads
 from ..errors import FileFormatError, RefcompError
+from ..progress import Display
 
 # sub-command -> module, imported by name when the parser is built: after main() has
 # pinned BLAS's thread count, which must happen before NumPy loads (see _blas_threads).
@@ -25,6 +26,8 @@ COMMANDS = {
     "compress": "refcomp.cli.compress",
     "diff": "refcomp.cli.diff",
     "embed": "refcomp.cli.embed",
+    "inspect": "refcomp.cli.inspect",
+    "evaluate": "refcomp.cli.evaluate",
 }
 
 
@@ -109,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
                 parser.print_help()
                 return 0
             prog = f"refcomp {args.command}"
-            return int(args._run(args) or 0)
+            # the command's one progress display: bars on stderr when it is a terminal, unless --quiet
+            with Display(sys.stderr, enabled=not getattr(args, "quiet", False)):
+                return int(args._run(args) or 0)
     except KeyboardInterrupt:
         # partial output cannot be left behind: every file is written atomically (refcomp.io.atomic)
         print(f"{prog}: interrupted", file=sys.stderr)

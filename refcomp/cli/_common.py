@@ -9,13 +9,18 @@ throws the work away. Each check raises :class:`UsageError`, a
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import sys
 from pathlib import Path
 
-from .. import datasets
+import numpy as np
+
+from .. import datasets, progress
+from .. import onnx as rc_onnx
 from ..errors import ValidationError
+from ..io import load_model
 
 #: the model names of ``train`` and ``compress`` (refcomp.models.MODELS)
 MODELS = ("lenet_300_100", "lenet5", "digits_mlp")
@@ -123,6 +128,18 @@ def input_file(path, argument: str, what: str) -> Path:
     return p
 
 
+def load_any_model(path):
+    """A refcomp model file (any container, recognised by its bytes) or, for a .onnx path, an ONNX
+    model, as a runnable refcomp model; both loaders raise FileFormatError on a bad file."""
+    path = Path(path)
+    return rc_onnx.load(path) if path.suffix.lower() == ".onnx" else load_model(path)
+
+
+def golden_dir(path=None) -> Path:
+    """The folder of the MiniLM golden set: ``path``, else ../shared/data/minilm beside the checkout."""
+    return Path(path) if path else Path(__file__).resolve().parents[3] / "shared" / "data" / "minilm"
+
+
 def load_split(data: str, mnist_dir=None, seed: int = 0):
     """``datasets.load_split``; missing MNIST files are a one-line error naming --mnist-dir, not a traceback."""
     try:
@@ -153,3 +170,42 @@ def made_dir(path: Path):
             except OSError:
                 break
         raise
+
+
+# ---- output: --json, --quiet, summary lines ------------------------------------------
+def add_json(parser) -> None:
+    """``--json``: the command's result as one JSON document on stdout, and nothing else there."""
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one JSON document on stdout (and nothing else there)")
+
+
+def json_safe(obj):
+    """Strict JSON: NumPy numbers and arrays become Python ones, paths strings, ±inf / NaN strings."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else str(float(obj))
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def emit_json(obj) -> None:
+    """Print ``obj`` as the command's one JSON document on stdout."""
+    json.dump(json_safe(obj), sys.stdout, indent=1, allow_nan=False)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def say(args):
+    """The command's summary-line printer: to stdout through the live display (so a line never cuts
+    a progress bar), or nothing with ``--quiet`` or ``--json`` (stdout then holds only the JSON)."""
+    if getattr(args, "quiet", False) or getattr(args, "json", False):
+        return lambda line: None
+    return lambda line: progress.echo(line, sys.stdout)

@@ -33,6 +33,25 @@ def add_arguments(parser) -> None:
     harness = _harness()
     if harness is not None:
         harness.add_arguments(parser)
+    _common.add_json(parser)
+
+
+def _json_run(harness):
+    """In place of the harness's table printing: its rows as one JSON document (harness.run still sets
+    the clock and the thread count around it). The harness's progress lines are dropped: stdout is the JSON."""
+    def run(args) -> int:
+        def quiet(line):
+            return None
+        out = {"machine": harness.machine(), "threads": args.threads, "clock": args.clock, "quick": args.quick}
+        if args.which in ("gemm", "all"):
+            out["gemm"] = harness.gemm_rows(quick=args.quick, threads=args.threads, log=quiet)
+        if args.which in ("spmm", "all"):
+            out["spmm"] = harness.spmm_rows(quick=args.quick, threads=args.threads, log=quiet)
+        if args.which == "threads":
+            out["threads_scaling"] = harness.thread_rows(quick=args.quick, log=quiet)
+        _common.emit_json(out)
+        return 0
+    return run
 
 
 def run(args) -> int:
@@ -52,4 +71,9 @@ def run(args) -> int:
                 raise UsageError("--output", f"with --which threads, a Markdown file holding the lines "
                                  f"{harness.THREADS_BEGIN} and {harness.THREADS_END}", repr(args.output),
                                  "place the two markers where the table should go")
+    if args.json:
+        if args.output:
+            raise UsageError("--output", "no --output with --json (one writes Markdown, the other prints JSON)",
+                             repr(args.output), "run the command twice, or drop one of them")
+        harness._run = _json_run(harness)      # a module loaded for this call alone (_harness)
     return harness.run(args)

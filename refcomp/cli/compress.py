@@ -16,8 +16,9 @@ per stage, the per-layer size table, the ratios, time per stage),
 itself: a model file in the compact encoding (refcomp.io.compact_file) whose
 layers hold the Huffman-coded RelativeIndexCSR weights, graph included, so
 ``refcomp.io.load_model("<out>/model.rcm")`` returns a runnable model; it is
-read back that way and evaluated. A tqdm bar is shown when stderr is a
-terminal; otherwise only the summary lines are printed.
+read back that way and evaluated. A progress bar (refcomp.progress) is shown
+when stderr is a terminal, the summary lines above it; otherwise only the
+summary lines are printed. ``--json``: the result as one JSON document (docs/cli.md).
 
 ONNX route (``--onnx``): an ONNX model quantized by a recipe, calibrated on
 ``--data`` (its training part), the refcomp model file ``<out>/model.rcm``
@@ -134,6 +135,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also sweep accuracy vs sparsity per layer on the dense baseline "
                              "(sensitivity.png and a table in the report)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _common.add_json(parser)
     onnx = parser.add_argument_group("ONNX models (instead of --model)")
     onnx.add_argument("--onnx", default=None, metavar="FILE",
                       help="quantize this float ONNX model by --recipe (--data: its inputs and labels)")
@@ -197,7 +199,7 @@ def run_onnx(args) -> int:
         raise UsageError("--sensitivity", "not with --onnx (it sweeps the Deep Compression baseline)", "--sensitivity")
     out = _common.output_dir(args.out, "--out")
     exported = _common.output_file_in(args.export, "--export", (".onnx",), out) if args.export else None
-    say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
+    say = _common.say(args)
     data = args.data or "digits"
     train_set, test_set = load_split(data, args.mnist_dir)
     if args.recipe == "w8a8-static" and args.calibration > len(train_set[0]):
@@ -222,6 +224,13 @@ def run_onnx(args) -> int:
     say(f"quantized model: {path} (refcomp.io.load_model reads it)")
     if exported is not None:
         say(f"ONNX export: {exported}")
+    if args.json:
+        _common.emit_json({"route": "onnx", "onnx": src, "recipe": args.recipe, "data": data,
+                           "calibration": len(calibration_x) if args.recipe == "w8a8-static" else None,
+                           "test_samples": len(test_set[1]), "accuracy": {"float": acc_f, "quantized": acc_q},
+                           "model_file": path, "export": exported,
+                           "bytes": {"onnx": src.stat().st_size, "model_file": Path(path).stat().st_size,
+                                     "export": exported.stat().st_size if exported is not None else None}})
     return 0
 
 
@@ -236,7 +245,7 @@ def run_minilm(args) -> int:
     if args.sensitivity:
         raise UsageError("--sensitivity", "not with --model minilm (it sweeps the Deep Compression baseline)",
                          "--sensitivity")
-    golden = Path(args.golden) if args.golden else Path(__file__).resolve().parents[3] / "shared" / "data" / "minilm"
+    golden = _common.golden_dir(args.golden)
     if args.golden and not (golden / "golden.npz").is_file():
         raise ValidationError("--golden", "a folder holding golden.npz", repr(args.golden))
     out = _common.output_dir(args.out, "--out")
@@ -247,7 +256,7 @@ def run_minilm(args) -> int:
         raise ValidationError("--calibration-text", f"{'a' if needs else 'no'} calibration file for the recipe "
                               f"{args.recipe}", args.calibration_text)
     calibration = calibration_batches(read_sentences(args.calibration_text, "--calibration-text")) if needs else None
-    say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
+    say = _common.say(args)
     t = time.perf_counter()
     fp32 = minilm()
     model, _ = compress_minilm(fp32, args.recipe, calibration)
@@ -268,6 +277,10 @@ def run_minilm(args) -> int:
             ids, mask, ref = z["input_ids"], z["attention_mask"], z["embeddings"]
         s = score(embed(model, input_ids=ids, attention_mask=mask), ref)
         say(f"on the {len(ref)} golden sentences (batches of 32 padded to 128), against fp32: {format_score(s)}")
+    if args.json:
+        scored = {"golden": golden, "samples": len(ref), **s} if (golden / "golden.npz").is_file() else None
+        _common.emit_json({"route": "minilm", "recipe": args.recipe, "model_file": path,
+                           "bytes": Path(path).stat().st_size, "export": args.export, "golden": scored})
     return 0
 
 
@@ -370,7 +383,7 @@ def run(args) -> int:
                              f"remove {baseline}")
     seed = args.seed or 0
     epochs = args.baseline_epochs or _BASELINE_EPOCHS[name]
-    say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
+    say = _common.say(args)
     train_set, test_set = load_split(data, args.mnist_dir)
     if recipe_file and args.calibration > len(train_set[0]):
         raise UsageError("--calibration", f"at most {len(train_set[0])} (the {data} training part)", args.calibration)
@@ -431,4 +444,7 @@ def _compress(args, name, data, model, config, train_set, test_set, out, seconds
                          extra_seconds=seconds, extra_markdown=extra)
     say(f"compressed model: {result.file} (refcomp.io.load_model reads it)")
     say(f"report: {paths['report']}")
+    if args.json:
+        _common.emit_json({"route": "deep_compression", "model": name, "data": data, "out": out,
+                           "files": paths, **result.summary(), "seconds": {**seconds, **result.seconds}})
     return 0

@@ -21,8 +21,6 @@ ratio vs float32. :func:`run_demo` returns the rows (dicts);
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
 import numpy as np
 
@@ -41,6 +39,7 @@ from ..quant import (
     qdtype,
     quantize,
 )
+from . import _common
 from .demo_model import format_model_report, run_model_demo
 
 HELP = ("the main job: quantize a random layer with several schemes and observers (qparams, error, size), "
@@ -254,19 +253,6 @@ def format_report(result: dict) -> str:
 
 
 # ---- CLI --------------------------------------------------------------------------
-def _json_safe(obj):
-    """Strict JSON: NumPy numbers become Python numbers, ±inf / NaN (an exact SQNR) become strings."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else str(float(obj))
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random layer and data (default 0)")
     # the choices are what the weight table holds: any other value would only print an empty table
@@ -279,7 +265,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-features", type=int, default=64, help="rows of the weight (default 64)")
     parser.add_argument("--in-features", type=int, default=128, help="columns of the weight (default 128)")
     parser.add_argument("--batch", type=int, default=256, help="rows per activation batch")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of tables")
+    _common.add_json(parser)
     parser.add_argument("--layer-only", action="store_true",
                         help="only the single-layer part (skip training and compressing the digits MLP)")
     parser.add_argument("--epochs", type=int, default=30, help="training epochs of the digits MLP (default 30)")
@@ -309,6 +295,5 @@ def run(args: argparse.Namespace) -> int:
             print()
             print(format_model_report(result["model"]))
     if args.json:
-        json.dump(_json_safe(result), sys.stdout, indent=1, allow_nan=False)
-        sys.stdout.write("\n")
+        _common.emit_json(result)
     return 0

@@ -43,7 +43,7 @@ def run_model_demo(seed: int = 0, epochs: int = 30, log=None) -> dict:
     t = time.perf_counter()
     model = models.digits_mlp(seed)
     train(model, train_set, epochs=epochs, batch_size=64, lr=0.05, momentum=0.9, schedule="cosine",
-          rng=seed, progress=False)
+          rng=seed, progress="auto")
     acc_float = evaluate(model, test_set)["accuracy"]
     dense = _float_bytes(model)
     say(f"trained digits MLP ({epochs} epochs, {time.perf_counter() - t:.1f} s): {100 * acc_float:.2f} %")
@@ -64,7 +64,8 @@ def run_model_demo(seed: int = 0, epochs: int = 30, log=None) -> dict:
     t = time.perf_counter()
     dc_model = models.digits_mlp(seed)
     dc_model.load_state_dict(model.state_dict())
-    result = run_pipeline(dc_model, train_set, test_set, PipelineConfig(**PRESETS["digits_mlp"]), progress=False)
+    result = run_pipeline(dc_model, train_set, test_set, PipelineConfig(**PRESETS["digits_mlp"]),
+                          progress="auto")
     total = result.table[-1]
     say(f"Deep Compression ({time.perf_counter() - t:.1f} s): {100 * result.accuracy['compressed']:.2f} %")
     stored = int(total["pqh_bytes"] + result.bias_bytes)

@@ -17,8 +17,6 @@ seed-0 split) or an .npy file of float inputs (N, ...).
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from .. import datasets
 from ..errors import FileFormatError, ValidationError
 from ..pipelines.diff import diff_files, format_table
 from ..pipelines.diff.run import RUNTIMES
+from . import _common
 from ._common import load_split
 
 HELP = "compare two models (refcomp files or ONNX) layer by layer: SQNR, cosine, max error, saturation"
@@ -43,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what runs the ONNX files (refcomp model files always run in refcomp); "
                              "onnxruntime-exact: with session.x64quantprecision=1")
     parser.add_argument("--layers", type=int, default=None, help="show the N worst layers only")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    _common.add_json(parser)
 
 
 def load_inputs(data: str, mnist_dir=None) -> np.ndarray:
@@ -63,12 +62,6 @@ def load_inputs(data: str, mnist_dir=None) -> np.ndarray:
     return x
 
 
-def _json_number(v):
-    if isinstance(v, float) and math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return v
-
-
 def run(args) -> int:
     if args.layers is not None and args.layers < 1:
         raise ValidationError("--layers", "an int >= 1", args.layers)
@@ -86,10 +79,8 @@ def run(args) -> int:
     rows = diff_files(args.a, args.b, x, runtime_a=runtimes["a"], runtime_b=runtimes["b"])
     shown = rows if args.layers is None else rows[:args.layers]
     if args.json:
-        out = {"a": args.a, "b": args.b, "data": args.data, "samples": len(x),
-               "runtime": args.runtime,
-               "layers": [{k: _json_number(v) for k, v in r.items()} for r in shown]}
-        print(json.dumps(out, indent=2))
+        _common.emit_json({"a": args.a, "b": args.b, "data": args.data, "samples": len(x),
+                           "runtime": args.runtime, "layers": shown})
     else:
         print(f"A = {args.a}\nB = {args.b}\n{len(x)} inputs from {args.data}; "
               f"{len(rows)} matched layers, worst first\n")

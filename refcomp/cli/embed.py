@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="calibration sentences for the static and GPTQ recipes, one per line")
     parser.add_argument("--compare", default=None, metavar="NPY", help="reference embeddings to score against")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _common.add_json(parser)
 
 
 def read_sentences(path: str, argument: str = "sentences") -> list[str]:
@@ -75,7 +76,7 @@ def _reference(path: str, n: int) -> np.ndarray:
 
 
 def run(args) -> int:
-    say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
+    say = _common.say(args)
     out = Path(args.out)
     # every argument is checked before the model runs, so a mistake never costs the computation
     _common.output_file(out, "--out", (".npy",))
@@ -114,6 +115,10 @@ def run(args) -> int:
     np.save(buf, e, allow_pickle=False)
     write_atomic(out, buf.getvalue())
     say(f"{len(sentences)} sentences embedded by {what} in {seconds:.1f} s -> {out} {e.shape}")
-    if ref is not None:
-        say(f"against {args.compare}: {format_score(score(e, ref))}")
+    scored = score(e, ref) if ref is not None else None
+    if scored is not None:
+        say(f"against {args.compare}: {format_score(scored)}")
+    if args.json:
+        _common.emit_json({"sentences": len(sentences), "model": what, "out": out, "shape": e.shape,
+                           "seconds": seconds, "compare": args.compare, "score": scored})
     return 0

@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--seed", type=int, default=0, help="model init, data split and batch order")
     parser.add_argument("--out", default=None, help="save the trained model (.safetensors or .npz)")
-    parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors (no progress bar, no per-epoch lines, no result)")
+    _common.add_json(parser)
 
 
 def run(args) -> int:
@@ -54,13 +55,21 @@ def run(args) -> int:
         raise UsageError("--lr", "a finite number >= 0", args.lr)
     train_set, test_set = _common.load_split(data, args.mnist_dir, seed=args.seed)
     model = models.build(args.model, args.seed)
-    train(model, train_set, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-          momentum=args.momentum, rng=args.seed, progress=False if args.quiet else "epoch")
+    # the per-epoch lines are for a reader: none with --json (stdout holds the JSON) or --quiet
+    lines = not (args.quiet or args.json)
+    history = train(model, train_set, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                    momentum=args.momentum, rng=args.seed, progress="epoch" if lines else not args.quiet)
     res = evaluate(model, test_set)
-    print(f"{args.model}: test accuracy {100 * res['accuracy']:.2f} % on {len(test_set[1])} samples "
-          f"(loss {res['loss']:.4f})")
+    say = _common.say(args)
+    say(f"{args.model}: test accuracy {100 * res['accuracy']:.2f} % on {len(test_set[1])} samples "
+        f"(loss {res['loss']:.4f})")
+    p = None
     if args.out:
         p = save_model(model, args.out, metadata={"model": args.model, "data": data, "epochs": args.epochs,
                                                    "test_accuracy": res["accuracy"]})
-        print(f"saved {p}")
+        say(f"saved {p}")
+    if args.json:
+        _common.emit_json({"model": args.model, "data": data, "epochs": args.epochs, "seed": args.seed,
+                           "test_samples": len(test_set[1]), "accuracy": res["accuracy"], "loss": res["loss"],
+                           "history": history, "out": p})
     return 0

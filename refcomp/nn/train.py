@@ -26,10 +26,11 @@ What differs between algorithms is a part of that loop, never a loop of its own:
 - **callbacks**: objects with any of ``on_batch_start(x, y)`` and
   ``on_epoch_end(record)``.
 
-Progress display: with ``progress="auto"`` a tqdm bar (or a one-line
-carriage-return status if tqdm is missing) is drawn only when stdout is a
-terminal — so logs, CI and pipes stay quiet; ``progress="epoch"`` prints one
-line per epoch; ``progress=False`` prints nothing.
+Progress (refcomp.progress): with ``progress="auto"`` a bar per epoch is
+drawn on the open display (or on ``stream``, stdout by default) only when it
+is a terminal, and erased when the epoch ends — so logs, CI and pipes stay
+quiet; ``progress="epoch"`` also prints one line per epoch (through the
+display, above the bar); ``progress=False`` prints nothing.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import numpy as np
 
 from ..datasets import batches
 from ..errors import ShapeError, ValidationError
+from ..progress import Display, display
 from .losses import CrossEntropyLoss
 from .module import Module, as_rng
 from .optim import SGD
@@ -87,55 +89,32 @@ def evaluate(model: Module, data, *, batch_size: int = 1000, loss=None) -> dict:
     return {"loss": total / len(y), "accuracy": correct / len(y)}
 
 
-class _Display:
-    def __init__(self, mode, epochs, n, stream):
-        if mode not in ("auto", "epoch", False, None, True):
-            raise ValidationError("progress", "'auto', 'epoch' or False", repr(mode))
-        self.stream = stream
-        tty = hasattr(stream, "isatty") and stream.isatty()
-        self.bar = (mode in ("auto", True)) and tty
-        self.lines = mode == "epoch"
-        self.epochs, self.n = epochs, n
-        self._tqdm = None
-        if self.bar:
-            try:
-                from tqdm import tqdm
+class _Epochs:
+    """The training loop's progress: a bar per epoch on the shared display, and optional epoch lines."""
 
-                self._tqdm = tqdm
-            except ImportError:
-                self._tqdm = None
+    def __init__(self, shown, epochs, n, lines, stream):
+        self.shown, self.epochs, self.n, self.lines, self.stream = shown, epochs, n, lines, stream
+        self.bar = None
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
     def start(self, epoch):
-        self.t0 = time.perf_counter()
-        self.pbar = None
-        if self.bar and self._tqdm is not None:
-            self.pbar = self._tqdm(total=self.n, desc=f"epoch {epoch + 1}/{self.epochs}",
-                                   unit="sample", file=self.stream, leave=True)
+        self.bar = self.shown.bar(f"epoch {epoch + 1}/{self.epochs}", total=self.n, unit="samples")
 
-    def update(self, epoch, seen, loss, acc):
-        if not self.bar:
-            return
-        dt = max(time.perf_counter() - self.t0, 1e-9)
-        if self.pbar is not None:
-            self.pbar.n = seen
-            self.pbar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.4f}", refresh=False)
-            self.pbar.refresh()
-        else:
-            self.stream.write(f"\repoch {epoch + 1}/{self.epochs} {seen}/{self.n} loss {loss:.4f} "
-                              f"acc {acc:.4f} {seen / dt:.0f} samples/s")
-            self.stream.flush()
+    def update(self, seen, loss, acc):
+        self.bar.update(seen, loss=f"{loss:.4f}", acc=f"{acc:.4f}")
 
     def end(self, rec):
-        if self.pbar is not None:
-            self.pbar.close()
-        elif self.bar:
-            self.stream.write("\n")
+        self.bar.close()
         if self.lines:
             msg = (f"epoch {rec['epoch']}/{self.epochs} lr {rec['lr']:.5f} loss {rec['loss']:.4f} "
                    f"acc {rec['accuracy']:.4f} {rec['samples_per_s']:.0f} samples/s {rec['seconds']:.2f} s")
             if "val_accuracy" in rec:
                 msg += f" val_loss {rec['val_loss']:.4f} val_acc {rec['val_accuracy']:.4f}"
-            print(msg, file=self.stream, flush=True)
+            # through the display: above the bars on a terminal, a plain line to the stream otherwise
+            self.shown.print(msg, file=self.stream)
 
 
 def train(model: Module, data, *, epochs: int = 1, batch_size: int = 64, optimizer=None,
@@ -174,7 +153,21 @@ def train(model: Module, data, *, epochs: int = 1, batch_size: int = 64, optimiz
         schedule = Constant(optimizer.lr)
     elif schedule is not None and not callable(schedule):
         raise ValidationError("schedule", "'cosine', 'constant', None or a callable", repr(schedule))
-    display = _Display(progress, epochs, len(x), stream or sys.stdout)
+    if progress not in ("auto", "epoch", True, False, None) and not isinstance(progress, Display):
+        raise ValidationError("progress", "'auto', 'epoch', True, False, None or a refcomp.progress.Display",
+                              repr(progress))
+    with display(stream or sys.stdout, "auto" if progress == "epoch" else progress) as shown:
+        epochs_shown = _Epochs(shown, epochs, len(x), progress == "epoch", stream or sys.stdout)
+        try:
+            return _train(model, x, y, epochs, batch_size, optimizer, schedule, loss, g, val_data, regularizer,
+                          callbacks, epochs_shown)
+        finally:
+            epochs_shown.close()     # an error or Ctrl-C mid-epoch leaves no bar on a shared display
+
+
+def _train(model, x, y, epochs, batch_size, optimizer, schedule, loss, g, val_data, regularizer, callbacks,
+           shown: _Epochs) -> list[dict]:
+    """The loop of :func:`train`, its arguments checked; ``shown`` draws its progress."""
     labels_of = _labels(y)
     classify = labels_of is not None   # accuracy only for class labels
     mixed = hasattr(optimizer, "scale_gradient")   # 16-bit passes, scaled loss (module docstring)
@@ -189,7 +182,7 @@ def train(model: Module, data, *, epochs: int = 1, batch_size: int = 64, optimiz
         if schedule is not None:
             optimizer.lr = float(schedule(epoch))
         model.train()
-        display.start(epoch)
+        shown.start(epoch)
         t0 = time.perf_counter()
         total, correct, seen = 0.0, 0, 0
         for xb, yb in batches(x, y, batch_size, rng=g):
@@ -225,7 +218,7 @@ def train(model: Module, data, *, epochs: int = 1, batch_size: int = 64, optimiz
             seen += nb
             if classify:
                 correct += int((z.argmax(axis=1) == lb).sum())
-            display.update(epoch, seen, total / seen, correct / seen if classify else float("nan"))
+            shown.update(seen, total / seen, correct / seen if classify else float("nan"))
         dt = time.perf_counter() - t0
         rec = {"epoch": epoch + 1, "lr": optimizer.lr, "loss": total / seen,
                "accuracy": correct / seen if classify else float("nan"), "seconds": dt, "samples_per_s": seen / dt}
@@ -236,7 +229,7 @@ def train(model: Module, data, *, epochs: int = 1, batch_size: int = 64, optimiz
                 val_loss = type(loss)() if isinstance(loss, CrossEntropyLoss) else loss
             v = evaluate(model, val_data, loss=val_loss)
             rec["val_loss"], rec["val_accuracy"] = v["loss"], v["accuracy"]
-        display.end(rec)
+        shown.end(rec)
         history.append(rec)
         for f in epoch_end:
             f(rec)

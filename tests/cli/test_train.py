@@ -5,8 +5,12 @@ def test_cli_train_digits(tmp_path, capsys):
     from refcomp.cli import main
 
     out = tmp_path / "d.safetensors"
+    assert main(["train", "--model", "digits_mlp", "--epochs", "2", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" lr ")[0] for line in lines[:2]] == ["epoch 1/2", "epoch 2/2"] and out.exists()
+    assert "test accuracy" in lines[2] and lines[3] == f"saved {out}"
     assert main(["train", "--model", "digits_mlp", "--epochs", "2", "--quiet", "--out", str(out)]) == 0
-    assert "test accuracy" in capsys.readouterr().out and out.exists()
+    assert capsys.readouterr() == ("", "")                  # --quiet: nothing but errors
 
 
 def test_cli_train_checks_out_before_training(tmp_path, capsys, monkeypatch):

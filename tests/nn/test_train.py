@@ -139,16 +139,48 @@ def test_sequential_names_and_replacement():
     np.testing.assert_array_equal(m2["a"].weight.data, m["a"].weight.data)
 
 
-def test_progress_bar_on_a_terminal():
+def test_progress_bar_on_a_terminal(monkeypatch):
+    monkeypatch.setenv("TERM", "xterm-256color")      # a terminal that moves its cursor (CI may say dumb)
+    from refcomp.progress import Display
+
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
+    class DrawNow:
+        """Draws the bars at each batch (else they are drawn 10 times a second: maybe never in a short run)."""
+        def on_batch_start(self, x, y):
+            shown.refresh()
+
     x, y = datasets.digits()
     out = Terminal()
-    nn.train(models.digits_mlp(0), (x[:256], y[:256]), epochs=2, progress="auto", stream=out)
+    with Display(out) as shown:
+        nn.train(models.digits_mlp(0), (x[:256], y[:256]), epochs=2, progress="auto", callbacks=[DrawNow()])
     text = out.getvalue()
     assert "epoch 1/2" in text and "epoch 2/2" in text and "loss" in text and "acc" in text
+
+
+def test_a_failed_training_takes_its_bar_off_a_shared_display(monkeypatch):
+    monkeypatch.setenv("TERM", "xterm-256color")      # a terminal that moves its cursor (CI may say dumb)
+    from refcomp.progress import Display
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    class Fail:
+        def on_batch_start(self, x, y):
+            shown.refresh()
+            raise RuntimeError("stop")
+
+    x, y = datasets.digits()
+    term = Terminal()
+    with Display(term) as shown:
+        with pytest.raises(RuntimeError):
+            nn.train(models.digits_mlp(0), (x[:256], y[:256]), epochs=1, progress="auto", callbacks=[Fail()])
+        shown.print("after")
+        after = term.getvalue().split("after")[-1]
+    assert "epoch 1/1" in term.getvalue() and "epoch 1/1" not in after
 
 
 def test_skipping_the_input_gradient_keeps_parameter_gradients():

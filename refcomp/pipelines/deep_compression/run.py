@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import time
@@ -19,6 +20,7 @@ from ...io.compressed_file import load_compressed
 from ...io.model_file import load_model, save_model
 from ...nn.regularizers import ElasticNet, ProximalElasticNet
 from ...nn.train import evaluate
+from ...progress import display
 from .config import PipelineConfig
 
 __all__ = ["PipelineResult", "run_pipeline", "load_into", "stored_model"]
@@ -64,32 +66,19 @@ class PipelineResult:
 
 
 class _Progress:
-    """tqdm bar over the pipeline's epochs when ``stream`` is a terminal, else silent."""
+    """A bar over the pipeline's epochs on the shared display (refcomp.progress), named by the stage."""
 
-    def __init__(self, total: int, enabled, stream):
-        self.bar = None
-        tty = hasattr(stream, "isatty") and stream.isatty()
-        if enabled is True or (enabled == "auto" and tty):
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, unit="epoch", file=stream, leave=True)
-            except ImportError:  # tqdm is optional
-                self.bar = None
+    def __init__(self, shown, total: int):
+        self.bar = shown.bar("prune+retrain", total=total, unit="epochs")
 
     def stage(self, name: str) -> None:
-        if self.bar is not None:
-            self.bar.set_description(name)
+        self.bar.update(description=name)
 
     def advance(self, n: int = 1, **postfix) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-            if postfix:
-                self.bar.set_postfix(**postfix)
+        self.bar.update(advance=n, **postfix)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 def _accuracy(model, data) -> float:
@@ -196,7 +185,11 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
                  stream=None, log=None, save_to=None) -> PipelineResult:
     """Compress a trained ``model`` in place with ``config``; return the result (see the module docstring).
 
-    log : optional callable(str) receiving one line per stage.
+    progress : "auto" (a bar over the epochs, named by the stage, when ``stream`` — stderr by
+        default — is a terminal, or on the display already open: refcomp.progress), True,
+        False / None (none), or a refcomp.progress.Display.
+    log : optional callable(str) receiving one line per stage (to keep it off a live bar,
+        print through the display: ``Display.print``).
     save_to : optional path: the compressed layers and the other parameters are written there
         as a model file in the compact encoding (:func:`stored_model`, refcomp.io.compact_file),
         read back with ``refcomp.io.load_model`` and evaluated (accuracy["from_file"]).
@@ -209,7 +202,10 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
     prunable_layers(model, names)  # unknown layer names fail here, before any work
     say = log or (lambda s: None)
     c = config
-    bar = _Progress(c.prune_rounds * c.prune_epochs + c.finetune_epochs, progress, stream or sys.stderr)
+    # the display (the command's own when one is open) is closed in the finally below, with the bar
+    opened = contextlib.ExitStack()
+    shown = opened.enter_context(display(stream or sys.stderr, progress))
+    bar = _Progress(shown, c.prune_rounds * c.prune_epochs + c.finetune_epochs)
     seconds, accuracy = {}, {}
     try:
         t = time.perf_counter()
@@ -292,3 +288,4 @@ def run_pipeline(model, train_set, test_set, config: PipelineConfig, *, progress
         return result
     finally:
         bar.close()
+        opened.close()
