@@ -23,13 +23,18 @@ import shlex
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .. import onnx as rc_onnx
 from ..errors import RefcompError
 from ..io import load_model, save_model
 from ..io.atomic import write_atomic
+from ..models.minilm_l6 import embed, minilm
+from ..pipelines.minilm import calibration_batches, format_score, score
 from ..pipelines.recipe import RecipeData, is_recipe_file, load_recipe, run_recipe, write_record
 from . import _common
 from ._common import UsageError, load_split
+from .embed import read_sentences
 
 __all__ = ["recipe_arg", "load", "run_route", "finish", "RECORD_FILE"]
 
@@ -80,15 +85,11 @@ def run_route(args) -> int:
     _refuse(args, ("baseline", "baseline_epochs", "seed", "export", "group_size", "sensitivity"),
             "on this route (--export: the ONNX route's named recipes)")
     out = _common.output_dir(args.out, "--out")
-    say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
+    say = _common.say(args)
     if args.model == "minilm" and not args.onnx and not args.model_file:
         _refuse(args, ("data", "mnist_dir"), "on --model minilm (its data: --calibration-text)")
         if args.golden and not (Path(args.golden) / "golden.npz").is_file():
             raise UsageError("--golden", "a folder holding golden.npz", repr(args.golden))
-        from ..models.minilm_l6 import minilm
-        from ..pipelines.minilm import calibration_batches
-        from .embed import read_sentences
-
         calib = (calibration_batches(read_sentences(args.calibration_text, "--calibration-text"))
                  if args.calibration_text else None)
         data = RecipeData(calibration_batches=calib)
@@ -142,6 +143,9 @@ def finish(args, recipe, model, data: RecipeData, out: Path, source: dict, say) 
     acc += f"{100 * (final['accuracy'] - base):+.2f} pp; " if final["accuracy"] is not None and base else ""
     say(f"compressed model: {path} ({acc}{final['file_bytes']:,} B)")
     say(f"run record: {out / RECORD_FILE}")
+    if getattr(args, "json", False):
+        _common.emit_json({"route": "recipe", "recipe": recipe.name or str(recipe.source), "out": out,
+                           "model_file": path, "record": record})
     return 0
 
 
@@ -149,11 +153,6 @@ def _minilm_score(model, args, say):
     golden = Path(args.golden) if args.golden else Path(__file__).resolve().parents[3] / "shared" / "data" / "minilm"
     if not (golden / "golden.npz").is_file():
         return None
-    import numpy as np
-
-    from ..models.minilm_l6 import embed
-    from ..pipelines.minilm import format_score, score
-
     with np.load(golden / "golden.npz", allow_pickle=False) as z:
         s = score(embed(model, input_ids=z["input_ids"], attention_mask=z["attention_mask"]), z["embeddings"])
     say(f"on the golden sentences, against fp32: {format_score(s)}")

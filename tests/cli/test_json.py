@@ -42,6 +42,19 @@ def test_compress_deep_compression(tmp_path, capsys):
     assert r["accuracy"] == json.loads((tmp_path / "r" / "results.json").read_text())["accuracy"]
 
 
+def test_compress_recipe(tmp_path, capsys):
+    from pathlib import Path
+
+    from refcomp.io import save_model
+
+    src = save_model(models.digits_mlp(0), tmp_path / "m.safetensors")
+    recipe = Path(__file__).resolve().parents[2] / "examples" / "w8a8_dynamic.toml"
+    r = _json(capsys, ["compress", "--model-file", str(src), "--data", "digits", "--out", str(tmp_path / "r"),
+                       "--recipe", str(recipe)])
+    assert r["route"] == "recipe" and r["out"] == str(tmp_path / "r")
+    assert r["record"] == json.loads((tmp_path / "r" / "run.json").read_text())
+
+
 def test_compress_onnx(tmp_path, capsys):
     pytest.importorskip("onnx")
     from refcomp import onnx as rc_onnx
