@@ -84,6 +84,8 @@ from ..pipelines.deep_compression import (
     run_pipeline,
     write_report,
 )
+from ..pipelines.deep_compression.report import run_record
+from .. import report as run_report
 from ..pipelines.minilm import RECIPES as MINILM_RECIPES
 from ..pipelines.minilm import calibration_batches, compress_minilm, format_score, score
 from .._version import __version__
@@ -258,6 +260,11 @@ def run_minilm(args) -> int:
     return 0
 
 
+def _split_text(train_set, test_set) -> str:
+    """The data split a report records (load_split: seed 0)."""
+    return f"seed-0 split: {len(train_set[1]):,} train / {len(test_set[1]):,} test"
+
+
 #: how `compress` trains a baseline (the `refcomp train` settings); part of the cache key
 _BASELINE_TRAINING = {"batch_size": 64, "lr": 0.05, "momentum": 0.9, "schedule": "cosine"}
 BASELINE_FILE = "baseline.safetensors"
@@ -373,7 +380,7 @@ def run(args) -> int:
 
 
 def _compress(args, name, data, model, config, train_set, test_set, out, seconds, say) -> int:
-    extra = ""
+    extra, curves = "", None
     if args.sensitivity:
         t = time.perf_counter()
         curves = sensitivity(model, test_set, layers=list(config.sparsity),
@@ -396,8 +403,12 @@ def _compress(args, name, data, model, config, train_set, test_set, out, seconds
     if args.sensitivity:
         parts.append("--sensitivity")
     command = " ".join(shlex.quote(p) for p in parts)
-    paths = write_report(result, out, title=f"Deep Compression of {name} on {data}", command=command,
-                         extra_seconds=seconds, extra_markdown=extra)
+    title = f"Deep Compression of {name} on {data}"
+    prov = run_report.provenance(command, data=data, split=_split_text(train_set, test_set), seed=args.seed or 0,
+                                 pipeline_seed=config.seed, baseline=str(args.baseline or out / BASELINE_FILE))
+    record = run_record(result, title=title, model_name=name, provenance=prov, sensitivity=curves)
+    paths = write_report(result, out, title=title, command=command, extra_seconds=seconds, extra_markdown=extra,
+                         record=record)
     say(f"compressed model: {result.file} (refcomp.io.load_model reads it)")
-    say(f"report: {paths['report']}")
+    say(f"report: {paths['report']} and {paths['html']}")
     return 0
