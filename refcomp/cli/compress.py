@@ -211,7 +211,33 @@ def run_onnx(args) -> int:
     say(f"quantized model: {path} (refcomp.io.load_model reads it)")
     if exported is not None:
         say(f"ONNX export: {exported}")
+    layers, weights = run_report.model_parts(model, qmodel)
+    summary = {"source": f"{src.name}, {src.stat().st_size:,} B", "recipe": f"{args.recipe}: {ONNX_RECIPES[args.recipe]}",
+               "quantized layers": len(layers), "model file": f"{Path(path).name}, {Path(path).stat().st_size:,} B",
+               "test accuracy": f"{100 * acc_f:.2f} % float -> {100 * acc_q:.2f} % quantized"}
+    command = _command_line(["--onnx", src, "--data", data, "--recipe", args.recipe, "--out", out],
+                            [("--calibration", args.calibration if args.recipe == "w8a8-static" else None),
+                             ("--group-size", args.group_size), ("--mnist-dir", args.mnist_dir),
+                             ("--export", args.export), ("--style", args.style if args.export else None)])
+    record = {"title": f"{src.name} quantized by {args.recipe}", "model": {"name": src.name, "summary": summary},
+              "provenance": run_report.provenance(command, data=data, split=_split_text(train_set, test_set)),
+              "layers": layers, "weights": weights,
+              "stages": [{"name": "float32", "bytes": run_report.model_bytes(model), "metric": acc_f},
+                         {"name": args.recipe, "bytes": run_report.model_bytes(qmodel), "metric": acc_q}]}
+    for entry in weights:
+        entry["note"] = "Histograms: each layer's float weights; red: the values its quantized weights can take."
+    say(f"report: {run_report.write_report(record, out)['html']}")
     return 0
+
+
+def _command_line(given: list, optional: list) -> str:
+    """``refcomp compress`` with the ``given`` arguments and the ``optional`` (flag, value) pairs
+    whose value is not None, quoted for a shell: the command a report records."""
+    parts = ["refcomp", "compress", *map(str, given)]
+    for flag, value in optional:
+        if value is not None:
+            parts += [flag, str(value)]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def run_minilm(args) -> int:

@@ -14,12 +14,12 @@ is rendered again with ``write_report(load_record(path), out_dir)``.
     write.py     the files (atomic): report.html, report.md, record.json
 """
 
-from .collect import compressed_layers, layer_entry, provenance, weight_entry
+from .collect import compressed_layers, layer_entry, model_bytes, model_parts, provenance, weight_entry
 from .html import render_html
 from .markdown import render_markdown
 from .record import check_record, histogram, qparams_grid
 from .write import HTML_FILE, MARKDOWN_FILE, RECORD_FILE, load_record, write_report
 
 __all__ = ["check_record", "histogram", "qparams_grid", "provenance", "compressed_layers", "layer_entry",
-           "weight_entry", "render_html", "render_markdown", "write_report", "load_record",
+           "weight_entry", "model_parts", "model_bytes", "render_html", "render_markdown", "write_report", "load_record",
            "HTML_FILE", "MARKDOWN_FILE", "RECORD_FILE"]

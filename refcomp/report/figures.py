@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import textwrap
 
 import numpy as np
 
@@ -105,18 +106,27 @@ def _bytes_axis(ax, log: bool = False) -> None:
     ax.set_xlabel("size" + (" (log scale)" if log else ""))
 
 
-def _draw_grid(ax, grid, lo, hi) -> int:
-    """The grid values inside [lo, hi] as vertical lines; a dense grid (int8: 256 levels) as short
-    ticks along the bottom, where full lines would hide the histogram. Returns how many are drawn."""
-    g = np.asarray(grid, dtype=float)
+def _draw_grid(ax, grid, lo, hi) -> tuple[int, int]:
+    """The grid values inside [lo, hi] as vertical lines. A dense grid (int8: up to 256 levels) would
+    paint the plot over, so only every ``step``-th level is drawn. Returns (levels inside, step)."""
+    g = np.sort(np.asarray(grid, dtype=float))
     g = g[(g >= lo) & (g <= hi)]
     if g.size == 0:
-        return 0
-    if g.size <= 40:
-        ax.vlines(g, 0, 1, transform=ax.get_xaxis_transform(), colors="#d1495b", linewidth=0.9, alpha=0.85)
-    else:
-        ax.vlines(g, 0, 0.06, transform=ax.get_xaxis_transform(), colors="#d1495b", linewidth=0.6)
-    return int(g.size)
+        return 0, 1
+    step = max(1, math.ceil(g.size / 32))
+    ax.vlines(g[::step], 0, 1, transform=ax.get_xaxis_transform(), colors="#d1495b", linewidth=0.8,
+              alpha=0.85)
+    return int(g.size), step
+
+
+def _title(name: str, kind: str, drawn: int, step: int) -> str:
+    """Two short lines: the layer (its tail when long) and what the red lines are."""
+    name = name if len(name) <= 34 else "…" + name[-33:]
+    if not drawn:
+        return name
+    every = f", every {step}th drawn" if step > 1 else ""
+    # wrapped: a subplot is ~3 inches wide, and a longer line runs into its neighbour's title
+    return name + "\n" + textwrap.fill(f"{drawn} {kind}{every}", 44)
 
 
 def histograms_svg(weights: list, *, columns: int = 3) -> str | None:
@@ -134,13 +144,9 @@ def histograms_svg(weights: list, *, columns: int = 3) -> str | None:
         ax.stairs(counts, edges, fill=True, color="#7fa7c9")
         lo, hi = edges[0], edges[-1]
         pad = 0.02 * (hi - lo)
-        grid = entry.get("grid") or []
-        drawn = _draw_grid(ax, grid, lo - pad, hi + pad)
+        drawn, step = _draw_grid(ax, entry.get("grid") or [], lo - pad, hi + pad)
         ax.set_xlim(lo - pad, hi + pad)
-        title = entry["layer"]
-        if drawn:
-            title += f"  ({drawn} {entry.get('grid_kind', 'grid values')})"
-        ax.set_title(title, fontsize=8)
+        ax.set_title(_title(entry["layer"], entry.get("grid_kind", "grid values"), drawn, step), fontsize=8)
         ax.tick_params(labelsize=7)
         ax.spines[["top", "right"]].set_visible(False)
     for ax in axes.ravel()[n:]:

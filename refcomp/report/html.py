@@ -75,7 +75,7 @@ def _weights(record: dict, draw: bool) -> str:
     return ("<h2>Weight histograms</h2>"
             + "".join(f'<p class="muted">{escape(n)}</p>' for n in notes)
             + _figure(figures.histograms_svg(weights), "Histogram of each layer's weights; red: the values "
-                      "they can take (cluster centroids, or the quantization grid, drawn as ticks when dense)."))
+                      "they can take (cluster centroids, or the quantization levels: of a dense grid every n-th)."))
 
 
 def _sensitivity(record: dict, draw: bool) -> str:

@@ -175,7 +175,7 @@ def qparams_grid(qparams) -> tuple[list[float], str]:
     k = int(np.argmax(scale)) if scale.ndim else 0
     s, z = float(scale.ravel()[k]), float(zp.ravel()[k])
     q = np.arange(int(qparams.qmin), int(qparams.qmax) + 1, dtype=np.float64)
-    kind = f"{qparams.dtype.name} grid"
+    kind = f"{qparams.dtype.name} levels"
     if scale.size > 1:
-        kind += f" (of the channel with the largest scale, {k} of {scale.size})"
+        kind += f" (channel {k} of {scale.size}: the largest scale)"
     return [float(x) for x in s * (q - z)], kind

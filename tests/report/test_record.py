@@ -46,6 +46,6 @@ def test_histogram_leaves_out_the_pruned_zeros_when_asked():
 def test_qparams_grid_is_every_level_of_the_widest_channel():
     grid, kind = qparams_grid(QParams(np.float32(0.5), 3, "int8"))
     assert len(grid) == 256 and grid[0] == 0.5 * (-128 - 3) and grid[-1] == 0.5 * (127 - 3)
-    assert kind == "int8 grid"
+    assert kind == "int8 levels"
     grid, kind = qparams_grid(QParams(np.array([0.1, 0.4, 0.2], np.float32), 0, "int4", axis=0))
-    assert len(grid) == 16 and grid[-1] == pytest.approx(0.4 * 7) and "channel with the largest scale, 1 of 3" in kind
+    assert len(grid) == 16 and grid[-1] == pytest.approx(0.4 * 7) and "channel 1 of 3: the largest scale" in kind
