@@ -283,7 +283,35 @@ def run_minilm(args) -> int:
             ids, mask, ref = z["input_ids"], z["attention_mask"], z["embeddings"]
         s = score(embed(model, input_ids=ids, attention_mask=mask), ref)
         say(f"on the {len(ref)} golden sentences (batches of 32 padded to 128), against fp32: {format_score(s)}")
+    else:
+        s = None
+    say(f"report: {_write_minilm_report(args, fp32, model, path, golden, s)['html']}")
     return 0
+
+
+def _write_minilm_report(args, fp32, model, path, golden, s) -> dict:
+    """report.html, report.md and record.json of the MiniLM route; ``s``: the golden score or None."""
+    layers, weights = run_report.model_parts(fp32, model)
+    for entry in weights:
+        entry["note"] = "Histograms: each layer's fp32 weights; red: the values its quantized weights can take."
+    summary = {"kind": "sentence encoder, 6 layers, 384 wide",
+               "recipe": f"{args.recipe}: {MINILM_RECIPES[args.recipe][2]}", "compressed layers": len(layers),
+               "model file": f"{Path(path).name}, {Path(path).stat().st_size:,} B"}
+    if s is not None:
+        summary["on the golden set"] = format_score(s)
+    command = _command_line(["--model", "minilm", "--recipe", args.recipe, "--out", args.out],
+                            [("--calibration-text", args.calibration_text), ("--golden", args.golden),
+                             ("--export", args.export)])
+    record = {"title": f"all-MiniLM-L6-v2 compressed by {args.recipe}",
+              "model": {"name": "all-MiniLM-L6-v2", "summary": summary},
+              "provenance": run_report.provenance(command, data=str(golden / "golden.npz") if s else None,
+                                                  calibration=args.calibration_text),
+              "layers": layers, "weights": weights, "metric": "cosine mean to the fp32 reference (golden set)",
+              # the fp32 model is the reference the score compares against: not measured again
+              "stages": [{"name": "fp32", "bytes": run_report.model_bytes(fp32), "metric": None},
+                         {"name": args.recipe, "bytes": run_report.model_bytes(model),
+                          "metric": None if s is None else s["cos_mean"]}]}
+    return run_report.write_report(record, Path(path).parent)     # the --out folder
 
 
 def _split_text(train_set, test_set) -> str:

@@ -67,28 +67,43 @@ def _prefix_ids(svg: str, prefix: str) -> str:
 
 def sizes_svg(layers: list) -> str | None:
     """Horizontal bars per layer: bytes before and after compression, each labelled with its size
-    (and the after bar with the ratio), largest layer on top."""
+    (and the after bar with the ratio), the first layer on top. When the sizes span more than two
+    decades (an embedding table beside small layers) the axis is logarithmic, else the small
+    layers' bars would be invisible."""
     if not layers:
         return None
     _, plt = _pyplot()
     names = [layer["name"] for layer in layers]
     before = np.array([layer["bytes_before"] for layer in layers], dtype=float)
     after = np.array([layer["bytes_after"] for layer in layers], dtype=float)
-    y = np.arange(len(layers))[::-1]           # the first layer at the top, as in the table
-    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.5 * len(layers)))
-    h = 0.38
+    n = len(layers)
+    y = np.arange(n)[::-1]                     # the first layer at the top, as in the table
+    fig, ax = plt.subplots(figsize=(9, 1.2 + (0.5 if n <= 8 else 0.34) * n))
+    h = 0.4
+    positive = np.concatenate([before, after])
+    positive = positive[positive > 0]
+    top = positive.max() if positive.size else 1.0
+    log = positive.size > 0 and top / positive.min() > 100
     ax.barh(y + h / 2, before, h, color="#9aa5b1", label="before (float32)")
     ax.barh(y - h / 2, after, h, color="#2f6f9f", label="after")
-    top = before.max() if before.max() > 0 else 1.0
+    # labels just right of each bar end: a fixed fraction of the axis, in data or in log units
+    right = (lambda v: max(v, positive.min()) * 1.15) if log else (lambda v: v + 0.01 * top)
+    fs = 8 if n <= 8 else 7
     for yi, b, a in zip(y, before, after):
-        ax.text(b + 0.01 * top, yi + h / 2, human_bytes(b), va="center", fontsize=8)
+        ax.text(right(b), yi + h / 2, human_bytes(b), va="center", fontsize=fs)
         ratio = f" ({b / a:.1f}x)" if a > 0 else ""
-        ax.text(a + 0.01 * top, yi - h / 2, human_bytes(a) + ratio, va="center", fontsize=8)
-    ax.set_yticks(y, names, fontsize=8)
-    ax.set_xlim(0, top * 1.25)                 # room for the labels right of the longest bar
-    _bytes_axis(ax)
-    ax.set_title("size per layer, before and after")
-    ax.legend(loc="lower right", fontsize=8)
+        ax.text(right(a), yi - h / 2, human_bytes(a) + ratio, va="center", fontsize=fs)
+    ax.set_yticks(y, names, fontsize=fs)
+    ax.set_ylim(-0.7, n - 0.3)
+    if log:
+        ax.set_xscale("log")
+        ax.set_xlim(positive.min() / 2, top * 6)    # room for the labels right of the longest bar
+    else:
+        ax.set_xlim(0, top * 1.25)
+    _bytes_axis(ax, log=log)
+    ax.set_title("size per layer, before and after", loc="left")
+    # above the plot, right: inside it would cover the longest bar's label
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     return _svg(fig, "sizes")
@@ -100,7 +115,9 @@ def _bytes_axis(ax, log: bool = False) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     if log:
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        lo, hi = ax.get_xlim()
+        many = math.log10(hi / lo) > 3        # past three decades 1-2-5 labels run into each other
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if many else (1.0, 2.0, 5.0)))
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: human_bytes(v)))
     ax.set_xlabel("size" + (" (log scale)" if log else ""))
@@ -182,19 +199,20 @@ def sensitivity_svg(curves: dict, metric: str) -> str | None:
 
 def stages_svg(stages: list, metric: str) -> str | None:
     """The metric vs size of each stage or recipe (log size axis), in the order run, each point named."""
-    points = [s for s in stages if s["metric"] is not None and s["bytes"] > 0]
-    if not points:
+    # (number in the order run, stage) of the stages measured: one point alone says no more than the table
+    points = [(i + 1, s) for i, s in enumerate(stages) if s["metric"] is not None and s["bytes"] > 0]
+    if len(points) < 2:
         return None
     _, plt = _pyplot()
     scale = 100.0 if _in_percent(metric) else 1.0
-    x = np.array([p["bytes"] for p in points], dtype=float)
-    y = scale * np.array([p["metric"] for p in points], dtype=float)
+    x = np.array([p["bytes"] for _, p in points], dtype=float)
+    y = scale * np.array([p["metric"] for _, p in points], dtype=float)
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(x, y, color="#9aa5b1", linewidth=1, zorder=1)
     ax.scatter(x, y, color="#2f6f9f", zorder=2)
-    for i, (p, xi, yi) in enumerate(zip(points, x, y)):
+    for j, ((number, p), xi, yi) in enumerate(zip(points, x, y)):
         # alternate above / below: consecutive stages often share a size or a metric
-        ax.annotate(f"{i + 1}. {p['name']}\n{human_bytes(xi)}", (xi, yi), xytext=(6, 10 if i % 2 == 0 else -22),
+        ax.annotate(f"{number}. {p['name']}\n{human_bytes(xi)}", (xi, yi), xytext=(6, 10 if j % 2 == 0 else -22),
                     textcoords="offset points", fontsize=7)
     ax.set_xscale("log")
     lo, hi = x.min(), x.max()
