@@ -52,3 +52,15 @@ def test_the_numbers_reach_the_page(record):
     assert "16,384" in html and "13.7x" in html            # fc1 bytes before, 16384 / 1200
     assert "94.50 %" in html and "—" in html               # a stage metric, and one not measured
     assert "seed-0 split" in html and "2026-12-05T06:00:00Z" in html
+
+
+def test_a_missing_chromium_fails_under_ci_and_skips_elsewhere(tmp_path, monkeypatch):
+    from tests._support import browser
+
+    monkeypatch.setattr(browser, "CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must have it"):
+        browser.open_page(tmp_path / "r.html", tmp_path / "r.png")
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception, match="Chromium at"):
+        browser.open_page(tmp_path / "r.html", tmp_path / "r.png")
