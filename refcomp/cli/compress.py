@@ -19,6 +19,12 @@ layers hold the Huffman-coded RelativeIndexCSR weights, graph included, so
 read back that way and evaluated. A tqdm bar is shown when stderr is a
 terminal; otherwise only the summary lines are printed.
 
+Every route also writes ``report.html`` (one self-contained page: sizes per
+layer, weight histograms under the levels or centroids, sensitivity, metric
+vs size per stage, provenance), rendered by refcomp.report from the run
+record it saves as ``record.json`` (docs/report.md); the ONNX and MiniLM
+routes write its ``report.md`` too.
+
 ONNX route (``--onnx``): an ONNX model quantized by a recipe, calibrated on
 ``--data`` (its training part), the refcomp model file ``<out>/model.rcm``
 and, with ``--export``, the ONNX file in ``--style`` qdq or qoperator::
@@ -94,7 +100,7 @@ from . import _common
 from ._common import MODELS, UsageError, load_split
 from .embed import read_sentences
 
-HELP = "Deep Compression (prune, retrain, cluster, fine-tune centroids, Huffman) with a Markdown report"
+HELP = "Deep Compression (prune, retrain, cluster, fine-tune centroids, Huffman) with an HTML and a Markdown report"
 
 _BASELINE_EPOCHS = {"lenet_300_100": 20, "lenet5": 15, "digits_mlp": 30}
 #: the compressed model, in the compact encoding (refcomp.io.model_file.SUFFIXES["compact"])
