@@ -168,8 +168,9 @@ def histogram(values, *, bins: int = 60, drop_zeros: bool = False) -> dict:
 
 def qparams_grid(qparams) -> tuple[list[float], str]:
     """The values a weight quantized with ``qparams`` can take, scale · (q − zero_point) for q in
-    [qmin, qmax], and a note. Per-channel (or per-block) parameters have one grid per channel: the
-    grid of the channel with the largest scale is returned (it spans the others' ranges)."""
+    [qmin, qmax], and what it is. Per-channel (or per-block) parameters have one grid per channel
+    (block): the grid of the one with the largest scale is returned (it spans the others' ranges).
+    The index k is into the flattened scale array."""
     scale = np.asarray(qparams.scale, dtype=np.float64)
     zp = np.zeros_like(scale) if qparams.zero_point is None else np.asarray(qparams.zero_point, dtype=np.float64)
     k = int(np.argmax(scale)) if scale.ndim else 0
@@ -177,5 +178,6 @@ def qparams_grid(qparams) -> tuple[list[float], str]:
     q = np.arange(int(qparams.qmin), int(qparams.qmax) + 1, dtype=np.float64)
     kind = f"{qparams.dtype.name} levels"
     if scale.size > 1:
-        kind += f" (channel {k} of {scale.size}: the largest scale)"
+        unit = "block" if qparams.block_size else "channel"
+        kind += f" ({unit} {k} of {scale.size}: the largest scale)"
     return [float(x) for x in s * (q - z)], kind

@@ -49,3 +49,5 @@ def test_qparams_grid_is_every_level_of_the_widest_channel():
     assert kind == "int8 levels"
     grid, kind = qparams_grid(QParams(np.array([0.1, 0.4, 0.2], np.float32), 0, "int4", axis=0))
     assert len(grid) == 16 and grid[-1] == pytest.approx(0.4 * 7) and "channel 1 of 3: the largest scale" in kind
+    blocks = QParams(np.array([[0.1, 0.3], [0.2, 0.1]], np.float32), 0, "int4", axis=1, block_size=2)
+    assert "block 1 of 4" in qparams_grid(blocks)[1]
