@@ -154,14 +154,21 @@ def histograms_svg(weights: list, *, columns: int = 3) -> str | None:
     n = len(weights)
     cols = min(columns, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.5 * rows), squeeze=False)
+    # constrained layout keeps the shared axis labels clear of the subplots (tight_layout does not
+    # reserve room for them: the x label ran into the last row's ticks)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.5 * rows), squeeze=False, layout="constrained")
     for ax, entry in zip(axes.ravel(), weights):
         edges = np.asarray(entry["histogram"]["edges"], dtype=float)
         counts = np.asarray(entry["histogram"]["counts"], dtype=float)
         ax.stairs(counts, edges, fill=True, color="#7fa7c9")
         lo, hi = edges[0], edges[-1]
+        grid = np.asarray(entry.get("grid") or [], dtype=float)
+        if 0 < grid.size <= 64:
+            # a few values (centroids, int4 levels): each one matters, widen the axis to show all;
+            # a dense grid (int8) is shown where the weights are
+            lo, hi = min(lo, grid.min()), max(hi, grid.max())
         pad = 0.02 * (hi - lo)
-        drawn, step = _draw_grid(ax, entry.get("grid") or [], lo - pad, hi + pad)
+        drawn, step = _draw_grid(ax, grid, lo - pad, hi + pad)
         ax.set_xlim(lo - pad, hi + pad)
         ax.set_title(_title(entry["layer"], entry.get("grid_kind", "grid values"), drawn, step), fontsize=8)
         ax.tick_params(labelsize=7)
@@ -170,7 +177,6 @@ def histograms_svg(weights: list, *, columns: int = 3) -> str | None:
         ax.set_visible(False)
     fig.supxlabel("weight value", fontsize=8)
     fig.supylabel("count", fontsize=8)
-    fig.tight_layout()
     return _svg(fig, "histograms")
 
 
