@@ -64,3 +64,12 @@ def test_a_missing_chromium_fails_under_ci_and_skips_elsewhere(tmp_path, monkeyp
     monkeypatch.setenv("CI", "")
     with pytest.raises(pytest.skip.Exception, match="Chromium at"):
         browser.open_page(tmp_path / "r.html", tmp_path / "r.png")
+
+
+def test_without_matplotlib_the_tables_stay_and_a_line_says_so(record, monkeypatch):
+    from refcomp.report import figures
+
+    monkeypatch.setattr(figures, "available", lambda: False)
+    html = render_html(record)
+    assert "<svg" not in html and "No figures: matplotlib is not installed" in html
+    assert "<td>fc1</td>" in html and "Sensitivity" in html

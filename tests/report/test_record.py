@@ -24,6 +24,7 @@ def test_a_full_record_passes(record):
      r"record.weights\[1\]\['histogram'\]\['edges'\]: expected increasing numbers"),
     (lambda r: r["weights"][0].update(grid=[0.1, float("nan")]), r"record.weights\[0\]\['grid'\]\[1\]: expected a finite"),
     (lambda r: r["sensitivity"]["fc2"].append([0.5]), r"record.sensitivity\['fc2'\]\[3\]: expected a \[sparsity, metric\]"),
+    (lambda r: r["sensitivity"]["fc2"].pop(), r"record.sensitivity\['fc2'\]: expected points at the sparsities of the first"),
     (lambda r: r["stages"][2].update(metric="high"), r"record.stages\[2\]\['metric'\]: expected a finite number or None"),
     (lambda r: r["provenance"].pop("date"), r"record.provenance: expected a dict with the keys command"),
     (lambda r: r["notes"].append(3), r"record.notes\[1\]: expected a str, got int"),
