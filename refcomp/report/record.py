@@ -130,12 +130,18 @@ def check_record(record) -> dict:
         _count(layer["bytes_after"], f"layers[{i}]['bytes_after']")
     for i, entry in enumerate(_list(record.get("weights", []), "weights")):
         _check_weights(entry, f"weights[{i}]")
+    first = None
     for name, curve in _dict(record.get("sensitivity", {}), "sensitivity").items():
         for j, point in enumerate(_list(curve, f"sensitivity[{name!r}]")):
             if not isinstance(point, (list, tuple)) or len(point) != 2:
                 _fail(f"sensitivity[{name!r}][{j}]", "a [sparsity, metric] pair", repr(point))
             _number(point[0], f"sensitivity[{name!r}][{j}][0]")
             _number(point[1], f"sensitivity[{name!r}][{j}][1]")
+        # one table, one column per sparsity: every layer swept at the same ones
+        sparsities = [float(p[0]) for p in curve]
+        first = sparsities if first is None else first
+        if sparsities != first or not sparsities:
+            _fail(f"sensitivity[{name!r}]", f"points at the sparsities of the first layer {first}", sparsities)
     for i, stage in enumerate(_list(record.get("stages", []), "stages")):
         _dict(stage, f"stages[{i}]", ("name", "bytes", "metric"))
         _str(stage["name"], f"stages[{i}]['name']")
