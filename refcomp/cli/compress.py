@@ -218,6 +218,8 @@ def run_onnx(args) -> int:
     if exported is not None:
         say(f"ONNX export: {exported}")
     layers, weights = run_report.model_parts(model, qmodel)
+    for entry in weights:
+        entry["note"] = "Histograms: each layer's float weights; red: the values its quantized weights can take."
     summary = {"source": f"{src.name}, {src.stat().st_size:,} B", "recipe": f"{args.recipe}: {ONNX_RECIPES[args.recipe]}",
                "quantized layers": len(layers), "model file": f"{Path(path).name}, {Path(path).stat().st_size:,} B",
                "test accuracy": f"{100 * acc_f:.2f} % float -> {100 * acc_q:.2f} % quantized"}
@@ -230,8 +232,6 @@ def run_onnx(args) -> int:
               "layers": layers, "weights": weights,
               "stages": [{"name": "float32", "bytes": run_report.model_bytes(model), "metric": acc_f},
                          {"name": args.recipe, "bytes": run_report.model_bytes(qmodel), "metric": acc_q}]}
-    for entry in weights:
-        entry["note"] = "Histograms: each layer's float weights; red: the values its quantized weights can take."
     say(f"report: {run_report.write_report(record, out)['html']}")
     return 0
 
@@ -310,7 +310,7 @@ def _write_minilm_report(args, fp32, model, path, golden, s) -> dict:
                              ("--export", args.export)])
     record = {"title": f"all-MiniLM-L6-v2 compressed by {args.recipe}",
               "model": {"name": "all-MiniLM-L6-v2", "summary": summary},
-              "provenance": run_report.provenance(command, data=str(golden / "golden.npz") if s else None,
+              "provenance": run_report.provenance(command, data=str(golden / "golden.npz") if s is not None else None,
                                                   calibration=args.calibration_text),
               "layers": layers, "weights": weights, "metric": "cosine mean to the fp32 reference (golden set)",
               # the fp32 model is the reference the score compares against: not measured again
