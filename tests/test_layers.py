@@ -31,6 +31,7 @@ LAYERS = [
     {"refcomp.models"},
     {"refcomp.io", "refcomp.onnx"},
     {"refcomp.compress"},
+    {"refcomp.report"},
     {"refcomp.pipelines"},
     {"refcomp.cli", "refcomp.__main__", "refcomp"},
 ]

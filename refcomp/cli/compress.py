@@ -20,6 +20,12 @@ read back that way and evaluated. A progress bar (refcomp.progress) is shown
 when stderr is a terminal, the summary lines above it; otherwise only the
 summary lines are printed. ``--json``: the result as one JSON document (docs/cli.md).
 
+Every route also writes ``report.html`` (one self-contained page: sizes per
+layer, weight histograms under the levels or centroids, sensitivity, metric
+vs size per stage, provenance), rendered by refcomp.report from the run
+record it saves as ``record.json`` (docs/report.md); the ONNX and MiniLM
+routes write its ``report.md`` too.
+
 ONNX route (``--onnx``): an ONNX model quantized by a recipe, calibrated on
 ``--data`` (its training part), the refcomp model file ``<out>/model.rcm``
 and, with ``--export``, the ONNX file in ``--style`` qdq or qoperator::
@@ -92,6 +98,8 @@ from ..pipelines.deep_compression import (
     run_pipeline,
     write_report,
 )
+from ..pipelines.deep_compression.report import run_record
+from .. import report as run_report
 from ..pipelines.minilm import RECIPES as MINILM_RECIPES
 from ..pipelines.recipe import RecipeData
 from ..pipelines.minilm import calibration_batches, compress_minilm, format_score, score
@@ -101,7 +109,7 @@ from . import _common, compress_recipe
 from ._common import MODELS, UsageError, load_split
 from .embed import read_sentences
 
-HELP = "Deep Compression (prune, retrain, cluster, fine-tune centroids, Huffman) with a Markdown report"
+HELP = "Deep Compression (prune, retrain, cluster, fine-tune centroids, Huffman) with an HTML and a Markdown report"
 
 _BASELINE_EPOCHS = {"lenet_300_100": 20, "lenet5": 15, "digits_mlp": 30}
 #: the compressed model, in the compact encoding (refcomp.io.model_file.SUFFIXES["compact"])
@@ -224,14 +232,41 @@ def run_onnx(args) -> int:
     say(f"quantized model: {path} (refcomp.io.load_model reads it)")
     if exported is not None:
         say(f"ONNX export: {exported}")
+    layers, weights = run_report.model_parts(model, qmodel)
+    for entry in weights:
+        entry["note"] = "Histograms: each layer's float weights; red: the values its quantized weights can take."
+    summary = {"source": f"{src.name}, {src.stat().st_size:,} B", "recipe": f"{args.recipe}: {ONNX_RECIPES[args.recipe]}",
+               "quantized layers": len(layers), "model file": f"{Path(path).name}, {Path(path).stat().st_size:,} B",
+               "test accuracy": f"{100 * acc_f:.2f} % float -> {100 * acc_q:.2f} % quantized"}
+    command = _command_line(["--onnx", src, "--data", data, "--recipe", args.recipe, "--out", out],
+                            [("--calibration", args.calibration if args.recipe == "w8a8-static" else None),
+                             ("--group-size", args.group_size), ("--mnist-dir", args.mnist_dir),
+                             ("--export", args.export), ("--style", args.style if args.export else None)])
+    record = {"title": f"{src.name} quantized by {args.recipe}", "model": {"name": src.name, "summary": summary},
+              "provenance": run_report.provenance(command, data=data, split=_split_text(train_set, test_set)),
+              "layers": layers, "weights": weights,
+              "stages": [{"name": "float32", "bytes": run_report.model_bytes(model), "metric": acc_f},
+                         {"name": args.recipe, "bytes": run_report.model_bytes(qmodel), "metric": acc_q}]}
+    report_files = run_report.write_report(record, out)
+    say(f"report: {report_files['html']}")
     if args.json:
         _common.emit_json({"route": "onnx", "onnx": src, "recipe": args.recipe, "data": data,
                            "calibration": len(calibration_x) if args.recipe == "w8a8-static" else None,
                            "test_samples": len(test_set[1]), "accuracy": {"float": acc_f, "quantized": acc_q},
-                           "model_file": path, "export": exported,
+                           "model_file": path, "export": exported, "report": report_files,
                            "bytes": {"onnx": src.stat().st_size, "model_file": Path(path).stat().st_size,
                                      "export": exported.stat().st_size if exported is not None else None}})
     return 0
+
+
+def _command_line(given: list, optional: list) -> str:
+    """``refcomp compress`` with the ``given`` arguments and the ``optional`` (flag, value) pairs
+    whose value is not None, quoted for a shell: the command a report records."""
+    parts = ["refcomp", "compress", *map(str, given)]
+    for flag, value in optional:
+        if value is not None:
+            parts += [flag, str(value)]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def run_minilm(args) -> int:
@@ -277,11 +312,46 @@ def run_minilm(args) -> int:
             ids, mask, ref = z["input_ids"], z["attention_mask"], z["embeddings"]
         s = score(embed(model, input_ids=ids, attention_mask=mask), ref)
         say(f"on the {len(ref)} golden sentences (batches of 32 padded to 128), against fp32: {format_score(s)}")
+    else:
+        s = None
+    report_files = _write_minilm_report(args, fp32, model, path, golden, s)
+    say(f"report: {report_files['html']}")
     if args.json:
-        scored = {"golden": golden, "samples": len(ref), **s} if (golden / "golden.npz").is_file() else None
+        scored = {"golden": golden, "samples": len(ref), **s} if s is not None else None
         _common.emit_json({"route": "minilm", "recipe": args.recipe, "model_file": path,
-                           "bytes": Path(path).stat().st_size, "export": args.export, "golden": scored})
+                           "bytes": Path(path).stat().st_size, "export": args.export, "golden": scored,
+                           "report": report_files})
     return 0
+
+
+def _write_minilm_report(args, fp32, model, path, golden, s) -> dict:
+    """report.html, report.md and record.json of the MiniLM route; ``s``: the golden score or None."""
+    layers, weights = run_report.model_parts(fp32, model)
+    for entry in weights:
+        entry["note"] = "Histograms: each layer's fp32 weights; red: the values its quantized weights can take."
+    summary = {"kind": "sentence encoder, 6 layers, 384 wide",
+               "recipe": f"{args.recipe}: {MINILM_RECIPES[args.recipe][2]}", "compressed layers": len(layers),
+               "model file": f"{Path(path).name}, {Path(path).stat().st_size:,} B"}
+    if s is not None:
+        summary["on the golden set"] = format_score(s)
+    command = _command_line(["--model", "minilm", "--recipe", args.recipe, "--out", args.out],
+                            [("--calibration-text", args.calibration_text), ("--golden", args.golden),
+                             ("--export", args.export)])
+    record = {"title": f"all-MiniLM-L6-v2 compressed by {args.recipe}",
+              "model": {"name": "all-MiniLM-L6-v2", "summary": summary},
+              "provenance": run_report.provenance(command, data=str(golden / "golden.npz") if s is not None else None,
+                                                  calibration=args.calibration_text),
+              "layers": layers, "weights": weights, "metric": "cosine mean to the fp32 reference (golden set)",
+              # the fp32 model is the reference the score compares against: not measured again
+              "stages": [{"name": "fp32", "bytes": run_report.model_bytes(fp32), "metric": None},
+                         {"name": args.recipe, "bytes": run_report.model_bytes(model),
+                          "metric": None if s is None else s["cos_mean"]}]}
+    return run_report.write_report(record, Path(path).parent)     # the --out folder
+
+
+def _split_text(train_set, test_set) -> str:
+    """The data split a report records (load_split: seed 0)."""
+    return f"seed-0 split: {len(train_set[1]):,} train / {len(test_set[1]):,} test"
 
 
 #: how `compress` trains a baseline (the `refcomp train` settings); part of the cache key
@@ -417,7 +487,7 @@ def run(args) -> int:
 
 
 def _compress(args, name, data, model, config, train_set, test_set, out, seconds, say) -> int:
-    extra = ""
+    extra, curves = "", None
     if args.sensitivity:
         t = time.perf_counter()
         curves = sensitivity(model, test_set, layers=list(config.sparsity),
@@ -440,10 +510,14 @@ def _compress(args, name, data, model, config, train_set, test_set, out, seconds
     if args.sensitivity:
         parts.append("--sensitivity")
     command = " ".join(shlex.quote(p) for p in parts)
-    paths = write_report(result, out, title=f"Deep Compression of {name} on {data}", command=command,
-                         extra_seconds=seconds, extra_markdown=extra)
+    title = f"Deep Compression of {name} on {data}"
+    prov = run_report.provenance(command, data=data, split=_split_text(train_set, test_set), seed=args.seed or 0,
+                                 pipeline_seed=config.seed, baseline=str(args.baseline or out / BASELINE_FILE))
+    record = run_record(result, title=title, model_name=name, provenance=prov, sensitivity=curves)
+    paths = write_report(result, out, title=title, command=command, extra_seconds=seconds, extra_markdown=extra,
+                         record=record)
     say(f"compressed model: {result.file} (refcomp.io.load_model reads it)")
-    say(f"report: {paths['report']}")
+    say(f"report: {paths['report']} and {paths['html']}")
     if args.json:
         _common.emit_json({"route": "deep_compression", "model": name, "data": data, "out": out,
                            "files": paths, **result.summary(), "seconds": {**seconds, **result.seconds}})

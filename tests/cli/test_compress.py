@@ -60,6 +60,19 @@ def test_compress_cli_end_to_end(tmp_path, capsys):
     assert "## Pruning sensitivity" in report and "| fc2 |" in report
     if pytest.importorskip("matplotlib"):
         assert (out / "sizes.png").stat().st_size > 1000
+    # the run record and its page: the table's bytes, the centroids, the sensitivity, the command
+    from refcomp.report import load_record
+
+    record = load_record(out / "record.json")
+    assert [(la["name"], la["bytes_before"]) for la in record["layers"]] == [("fc1", 32768), ("fc2", 5120)]
+    assert sum(la["bytes_after"] for la in record["layers"]) == res["weights_pqh_bytes"]
+    assert [len(w["grid"]) for w in record["weights"]] == [16, 16] and set(record["sensitivity"]) == {"fc1", "fc2"}
+    assert record["stages"][-1] == {"name": "Huffman-coded (P+Q+H)", "bytes": res["weights_pqh_bytes"],
+                                    "metric": acc["from_file"]}
+    assert record["provenance"]["command"].startswith("refcomp compress --model digits_mlp --data digits")
+    assert record["provenance"]["split"] == "seed-0 split: 1,437 train / 360 test"
+    html = (out / "report.html").read_text()
+    assert html.count("<figure><svg") == 4 and "[report.html](report.html)" in report
     # second run: the cached baseline is loaded, not retrained
     assert main(args + ["--quiet"]) == 0
     assert capsys.readouterr().out == ""

@@ -28,6 +28,14 @@ def test_recipe_saves_and_exports(mlp_onnx, tmp_path, capsys, recipe, style):
                  "--out", str(out), "--export", str(exported), "--style", style]) == 0
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and "quantized" in printed and "size:" in printed
+    assert f"report: {out / 'report.html'}" in printed
+    from refcomp.report import load_record
+
+    record = load_record(out / "record.json")          # two layers, wrapped or not, by their ONNX names
+    assert [la["name"] for la in record["layers"]] == ["fc1_matmul_MatMul", "fc2_matmul_MatMul"]
+    assert all(la["bytes_after"] < la["bytes_before"] / 3 for la in record["layers"])
+    assert all(len(w["grid"]) in (255, 256) for w in record["weights"])    # int8, full or restricted range
+    assert [s["name"] for s in record["stages"]] == ["float32", recipe] and (out / "report.md").is_file()
     model = load_model(out / "model.rcm")
     _, (xt, _) = datasets.load_split("digits", seed=0)
     y = model.forward(xt[:64])

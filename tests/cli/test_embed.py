@@ -34,7 +34,8 @@ def test_compress_then_embed_the_model_file(sentences, tmp_path, capsys, minilm_
     np.savez(small / "golden.npz", **{k: minilm_golden[k][:32] for k in ("input_ids", "attention_mask", "embeddings")})
     assert main(["compress", "--model", "minilm", "--recipe", "w8a8-dynamic-per-token-int8-emb", "--out", str(out),
                  "--export", str(out / "m.onnx"), "--golden", str(small)]) == 0
-    assert "on the 32 golden sentences" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "on the 32 golden sentences" in printed and f"report: {out / 'report.html'}" in printed
     assert (out / "model.rcm").stat().st_size < 25e6 and (out / "m.onnx").is_file()
     assert main(["embed", str(sentences), "--model-file", str(out / "model.rcm"), "--out", str(tmp_path / "q.npy"),
                  "--compare", str(tmp_path / "ref.npy")]) == 0

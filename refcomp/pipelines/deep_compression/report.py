@@ -1,4 +1,5 @@
-"""The Deep Compression report: Markdown with the paper's size table, JSON, the size plot."""
+"""The Deep Compression report: Markdown with the paper's size table, JSON, the size plot, and the
+run record (refcomp.report) rendered as the self-contained report.html."""
 
 from __future__ import annotations
 
@@ -9,11 +10,66 @@ from pathlib import Path
 
 import numpy as np
 
+from ...compress.prune.model import prunable_layers
 from ...formats.relative_csr import size_table_markdown
 from ...io.atomic import write_atomic
+from ... import report as run_report
 from .run import PipelineResult
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "run_record"]
+
+
+def _pruned_bytes(rows: list) -> float:
+    """Stage P's bytes: the relative-index entries holding float32 weights instead of cluster indices."""
+    return sum(r["entries"] * (32 + r["index_bits"]) + r["row_pointer_bits"] for r in rows) / 8
+
+
+def run_record(result: PipelineResult, *, title: str, model_name: str, provenance: dict,
+               sensitivity: Mapping | None = None) -> dict:
+    """The run record (refcomp.report) of a pipeline run: sizes, weights, stages, provenance.
+
+    The stage sizes count the compressed layers' weights only, as the paper's table does.
+    provenance : refcomp.report.provenance(...) of the run.
+    sensitivity : {layer: [(sparsity, accuracy), ...]} of the dense baseline, if swept.
+    """
+    rows = [r for r in result.table if r["layer"] != "total"]
+    total = result.table[-1]
+    acc = result.accuracy
+    layers = [{"name": r["layer"], "shape": list(result.storage[r["layer"]].shape), "format": "RelativeIndexCSR, "
+               "Huffman-coded (P+Q+H)", "bytes_before": int(r["dense_bits"] // 8), "bytes_after": int(r["pqh_bytes"])}
+              for r in rows]
+    pruned = prunable_layers(result.pruned, [r["layer"] for r in rows]) if result.pruned is not None else {}
+    weights = []
+    for r in rows:
+        name = r["layer"]
+        values = pruned[name].weight.data if name in pruned else result.storage[name].to_dense()
+        weights.append({"layer": name, "histogram": run_report.histogram(values, drop_zeros=True),
+                        "grid": [float(c) for c in np.asarray(result.clustered[name].codebook)],
+                        "grid_kind": "centroids",
+                        "note": "Histograms: the nonzero weights after pruning and retraining (before clustering); "
+                                "red: the cluster centroids after fine-tuning, the values the stored weights take."})
+    stages = [
+        {"name": "dense", "bytes": int(total["dense_bits"] // 8), "metric": acc["dense"]},
+        {"name": "pruned + retrained (P)", "bytes": int(round(_pruned_bytes(rows))), "metric": acc["pruned"]},
+        {"name": "clustered (P+Q)", "bytes": int(total["pq_bytes"]), "metric": acc["clustered"]},
+        {"name": "centroids fine-tuned (P+Q)", "bytes": int(total["pq_bytes"]), "metric": acc["compressed"]},
+        {"name": "Huffman-coded (P+Q+H)", "bytes": int(total["pqh_bytes"]),
+         "metric": acc.get("from_file", acc["compressed"])},
+    ]
+    summary = {"pipeline": "Deep Compression (prune, cluster, fine-tune centroids, Huffman)",
+               "parameters": int(result.dense_bytes // 4), "compressed layers": len(rows),
+               "weights kept": f"{total['kept_pct']:.1f} %",
+               "weights": f"{total['dense_bits'] // 8:,} B -> {total['pqh_bytes']:,} B ({result.weights_ratio:.1f}x)",
+               "whole model (float32 biases)": f"{result.dense_bytes:,} B -> "
+                                               f"{total['pqh_bytes'] + result.bias_bytes:,} B ({result.model_ratio:.1f}x)",
+               "test accuracy": f"{100 * acc['dense']:.2f} % dense -> {100 * acc['compressed']:.2f} % compressed"}
+    if result.file:
+        summary["model file"] = f"{Path(result.file).name}, {result.file_bytes:,} B"
+    record = {"title": title, "model": {"name": model_name, "summary": summary}, "provenance": provenance,
+              "layers": layers, "weights": weights, "stages": stages, "metric": "test accuracy"}
+    if sensitivity:
+        record["sensitivity"] = {k: [[float(s), float(a)] for s, a in v] for k, v in sensitivity.items()}
+    return record
 
 
 def _plot_sizes(result: PipelineResult, path: Path) -> bool:
@@ -49,8 +105,7 @@ def _plot_sizes(result: PipelineResult, path: Path) -> bool:
     ax1.legend(fontsize=7)
     total = result.table[-1]
     stages = ["dense", "pruned (P)", "P+Q", "P+Q+H"]
-    # P: the same relative-index entries holding float32 weights instead of cluster indices
-    pruned_bytes = sum(r["entries"] * (32 + r["index_bits"]) + r["row_pointer_bits"] for r in rows) / 8
+    pruned_bytes = _pruned_bytes(rows)
     vals = [total["dense_bits"] / 8, pruned_bytes, total["pq_bytes"], total["pqh_bytes"]]
     ax2.bar(stages, np.array(vals) / 1024)
     ax2.set_yscale("log")
@@ -82,17 +137,23 @@ def _file_line(result: PipelineResult) -> str:
 
 
 def write_report(result: PipelineResult, out_dir, *, title: str = "Deep Compression", command: str = "",
-                 extra_seconds: Mapping | None = None, extra_markdown: str = "") -> dict:
+                 extra_seconds: Mapping | None = None, extra_markdown: str = "", record: dict | None = None) -> dict:
     """Write report.md, results.json and sizes.png (if matplotlib) into ``out_dir``; return their paths.
 
     extra_markdown : appended to the report (e.g. the sensitivity section of the CLI).
+    record : the run record (:func:`run_record`); then report.html and record.json are written too
+        (paths "html", "record"), and report.md points to the page.
     """
+    if record is not None:
+        run_report.check_record(record)    # a bad record fails before any file is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seconds = dict(extra_seconds or {}, **result.seconds)
     acc = result.accuracy
     total = result.table[-1]
     lines = [f"# {title}", ""]
+    if record is not None:
+        lines += [f"Figures and tables in one page: [{run_report.HTML_FILE}]({run_report.HTML_FILE}).", ""]
     if command:
         lines += ["Command:", "", f"    {command}", ""]
     lines += [
@@ -134,4 +195,6 @@ def write_report(result: PipelineResult, out_dir, *, title: str = "Deep Compress
                                  json.dumps(summary, indent=1, sort_keys=True, default=float).encode())
     if png is not None:
         paths["plot"] = png
+    if record is not None:
+        paths.update(run_report.write_report(record, out, markdown=False))
     return paths
