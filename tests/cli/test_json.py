@@ -63,7 +63,8 @@ def test_compress_onnx(tmp_path, capsys):
     r = _json(capsys, ["compress", "--onnx", str(tmp_path / "f.onnx"), "--data", "digits", "--recipe",
                        "w8a8-dynamic", "--out", str(tmp_path / "r")])
     assert set(r) == {"route", "onnx", "recipe", "data", "calibration", "test_samples", "accuracy", "model_file",
-                      "export", "bytes"}
+                      "export", "bytes", "report"}
+    assert r["report"]["html"] == str(tmp_path / "r" / "report.html")
     assert r["route"] == "onnx" and set(r["accuracy"]) == {"float", "quantized"} and r["export"] is None
     assert r["bytes"]["model_file"] == (tmp_path / "r" / "model.rcm").stat().st_size
 
