@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import onnx as rc_onnx
+from .. import report as run_report
 from ..errors import RefcompError
 from ..io import load_model, save_model
 from ..io.atomic import write_atomic
@@ -137,15 +138,16 @@ def finish(args, recipe, model, data: RecipeData, out: Path, source: dict, say) 
     record["seconds"] = time.perf_counter() - t
     write_record(record, out / RECORD_FILE)
     write_atomic(out / "report.md", _markdown(record).encode())
+    page = run_report.write_report(_page_record(record, model, compressed), out, markdown=False)
     final = record["final"]
     acc = f"test accuracy {100 * final['accuracy']:.2f} %, " if final["accuracy"] is not None else ""
     base = record["baseline"]["accuracy"]
     acc += f"{100 * (final['accuracy'] - base):+.2f} pp; " if final["accuracy"] is not None and base else ""
     say(f"compressed model: {path} ({acc}{final['file_bytes']:,} B)")
-    say(f"run record: {out / RECORD_FILE}")
+    say(f"run record: {out / RECORD_FILE}; report: {page['html']}")
     if getattr(args, "json", False):
         _common.emit_json({"route": "recipe", "recipe": recipe.name or str(recipe.source), "out": out,
-                           "model_file": path, "record": record})
+                           "model_file": path, "record": record, "report": page})
     return 0
 
 
@@ -178,3 +180,28 @@ def _markdown(record: dict) -> str:
                       f"Compressed model: `{record['final']['file']}` ({size(record['final']['file_bytes'])} B). "
                       f"Every number: `{RECORD_FILE}`.", ""])
 
+
+def _page_record(record: dict, before, after) -> dict:
+    """The HTML report's record (refcomp.report) of a recipe run: the sizes and weights of each layer
+    before and after, and one stage per step with the metric measured after it."""
+    final, name = record["final"], record["recipe"].get("name") or Path(str(record["recipe"]["source"])).stem
+    model = record["model"]
+    label = model.get("name") or Path(str(model.get("path", "model"))).name
+    score = final.get("score")
+    metric = "test accuracy" if score is None else "cosine mean to the fp32 reference (golden set)"
+    base = record["baseline"]
+    stages = [{"name": "baseline", "bytes": int(base["bytes"]), "metric": base["accuracy"]}]
+    stages += [{"name": f"{s['index']}. {s['name']}", "bytes": int(s["bytes"]), "metric": s["accuracy"]}
+               for s in record["steps"]]
+    if score is not None:
+        stages[-1]["metric"] = score.get("cos_mean")
+    layers, weights = run_report.model_parts(before, after)
+    summary = {"recipe": f"{name}: {', '.join(s['name'] for s in record['steps'])}",
+               "model file": f"{final.get('file')}, {final.get('file_bytes', 0):,} B",
+               "ratio": f"{final['ratio']:.1f}x (compact model-file bytes, baseline / final)"}
+    if final.get("accuracy") is not None:
+        summary["test accuracy"] = f"{100 * final['accuracy']:.2f} %"
+    return {"title": f"{label} by the recipe {name}", "model": {"name": label, "summary": summary},
+            "provenance": run_report.provenance(record.get("command", ""), data=model.get("data"),
+                                                recipe=str(record["recipe"].get("source"))),
+            "layers": layers, "weights": weights, "stages": stages, "metric": metric}

@@ -75,6 +75,9 @@ def weight_entry(name: str, weight, *, values=None, bins: int = 60) -> dict:
     qp = _qparams(weight)
     if qp is not None and qp.dtype.name.startswith(("int", "uint")):
         entry["grid"], entry["grid_kind"] = qparams_grid(qp)
+    elif getattr(weight, "codebook", None) is not None:          # weight sharing: the shared values
+        entry["grid"] = [float(c) for c in np.ravel(weight.codebook)]
+        entry["grid_kind"] = "centroids"
     return entry
 
 

@@ -128,3 +128,26 @@ def test_a_named_recipe_wins_over_a_file_of_that_name(tmp_path, capsys, monkeypa
     assert main(["compress", "--onnx", "m.onnx", "--data", "digits", "--recipe", "w8a8-dynamic", "--out", "r",
                  "--quiet"]) == 0
     assert (tmp_path / "r" / "model.rcm").is_file() and not (tmp_path / "r" / "run.json").exists()
+
+
+def test_a_recipe_run_writes_a_page_that_chromium_shows(tmp_path, capsys):
+    """The Deep Compression example on a model file: report.html with the sizes, the weights under
+    their centroids and one stage per step, loaded in Chromium without an error."""
+    pytest.importorskip("matplotlib")
+    from refcomp.report import load_record
+    from tests._support.browser import open_page
+
+    src = save_model(models.digits_mlp(0), tmp_path / "m.safetensors")
+    out = tmp_path / "r"
+    assert main(["compress", "--model-file", str(src), "--data", "digits", "--out", str(out),
+                 "--recipe", str(EXAMPLES / "deep_compression.toml"), "--quiet"]) == 0
+    page = load_record(out / "record.json")
+    assert [s["name"] for s in page["stages"]] == ["baseline", "1. prune_gradual", "2. cluster",
+                                                   "3. finetune_centroids", "4. huffman"]
+    assert {w["grid_kind"] for w in page["weights"]} == {"centroids"}
+    assert all(len(w["grid"]) <= 32 for w in page["weights"])                  # 5-bit sharing
+    assert {entry["name"] for entry in page["layers"]} == {"fc1", "fc2"}
+    seen = open_page(out / "report.html", tmp_path / "recipe.png")
+    print("screenshot:", tmp_path / "recipe.png")
+    assert seen["console_errors"] == [] and seen["page_errors"] == [] and seen["requests"] == []
+    assert len(seen["figures"]) == 3 and all(w > 200 and h > 100 for _, w, h in seen["figures"]), seen["figures"]
