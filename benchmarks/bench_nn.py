@@ -31,7 +31,7 @@ def data(n=8000):
     from refcomp import datasets
 
     try:
-        (x, y), _ = datasets.mnist_split(n_train=n, n_test=0)
+        (x, y), _ = datasets.mnist_fixture(n_train=n, n_test=0)
         return x, y, "MNIST 8k split"
     except FileNotFoundError:
         rng = np.random.default_rng(0)

@@ -34,7 +34,7 @@ def main() -> int:
     for name in args.models:
         out = os.path.join(args.out, name)
         t = time.perf_counter()
-        rc = refcomp_main(["compress", "--model", name, "--data", "mnist", "--out", out, "--sensitivity"])
+        rc = refcomp_main(["compress", "--model", name, "--data", "mnist-fixture", "--out", out, "--sensitivity"])
         wall = time.perf_counter() - t
         if rc:
             return rc

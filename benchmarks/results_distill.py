@@ -66,7 +66,7 @@ def errors(model, test_set) -> int:
 def run(hidden: int, epochs: int, alpha: float, temperature: float, teacher_epochs: int, teacher_dropout: float,
         seeds: list[int]) -> dict:
     """Teacher errors, and per seed the errors of the student alone and distilled (same init, same batches)."""
-    train_set, test_set = datasets.mnist_split()
+    train_set, test_set = datasets.mnist_fixture()
     t0 = time.perf_counter()
     tm = teacher(train_set, teacher_epochs, teacher_dropout)
     t_err = errors(tm, test_set)
@@ -94,7 +94,7 @@ def select(hidden: int, epochs: int, teacher_epochs: int, teacher_dropout: float
     """Choose (T, α) on a validation split: the last 1,000 of the 8,000 training images
     (never the test images). A separate teacher is trained on the first 7,000 only: a
     teacher that has seen the validation images leaks them into its soft targets."""
-    train_set, _ = datasets.mnist_split()
+    train_set, _ = datasets.mnist_fixture()
     x, y = train_set
     fit, val = (x[:7000], y[:7000]), (x[7000:], y[7000:])
     tm = teacher(fit, teacher_epochs, teacher_dropout, tag="_fit7000")

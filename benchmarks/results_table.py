@@ -4,7 +4,7 @@
                                                             [--sections dfq conv_lowrank ...]
 
 Data: the MNIST test set split 8,000 / 2,000 by the seed-0 permutation
-(refcomp.datasets.mnist_split), pixels in [0, 1]. The float models come from
+(refcomp.datasets.mnist_fixture), pixels in [0, 1]. The float models come from
 benchmarks/results_train.py (trained on first use, then cached). Calibration
 uses the first 1,000 training images; every fine-tune runs on the 8,000
 training images with SGD momentum 0.9, batch 64, batch order seed 0.
@@ -52,7 +52,7 @@ SECTIONS = ("ptq", "dynamic", "qat", "weight_only", "layer_bits", "lowbit", "svd
 
 
 def run_model(name: str, quick: bool, sections=SECTIONS) -> list[dict]:
-    (tr, te) = datasets.mnist_split()
+    (tr, te) = datasets.mnist_fixture()
     calib = tr[0][:1000]
     base = float_model(name)
     rows = []

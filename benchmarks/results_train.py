@@ -31,7 +31,7 @@ def float_model(name: str, *, epochs: int | None = None, retrain: bool = False, 
     path = CACHE / f"{name}.npz"
     if path.exists() and not retrain:
         return load_model(path)
-    (train_set, test_set) = datasets.mnist_split(flatten=False)
+    (train_set, test_set) = datasets.mnist_fixture(flatten=False)
     model = models.build(name, 0)
     t = time.perf_counter()
     train(model, train_set, epochs=epochs or EPOCHS[name], batch_size=64, lr=0.05, momentum=0.9,
@@ -48,7 +48,7 @@ def main():
     ap.add_argument("--models", nargs="+", default=list(EPOCHS), choices=list(EPOCHS))
     ap.add_argument("--retrain", action="store_true")
     args = ap.parse_args()
-    _, test_set = datasets.mnist_split()
+    _, test_set = datasets.mnist_fixture()
     for name in args.models:
         t = time.perf_counter()
         m = float_model(name, retrain=args.retrain, progress="epoch")

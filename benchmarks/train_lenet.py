@@ -35,7 +35,7 @@ def run(name: str, epochs: int | None = None, progress="epoch", seed: int = 0) -
     """Train one model; ``seed`` drives the init and the batch order (the data split is always seed 0)."""
     s = SETTINGS[name]
     epochs = epochs or s["epochs"]
-    train_set, test_set = datasets.load_split("digits" if name == "digits_mlp" else "mnist", seed=0)
+    train_set, test_set = datasets.load_split("digits" if name == "digits_mlp" else "mnist-fixture", seed=0)
     model = models.build(name, seed)
     t = time.perf_counter()
     train(model, train_set, epochs=epochs, batch_size=64, lr=0.05, momentum=0.9, schedule="cosine",

@@ -11,11 +11,13 @@
   images minus a held-out validation part (the last ``n_val``, default 5,000)
   on which every hyper-parameter is chosen, report once on the 10,000 test
   images (LeCun et al. 1998; Han et al. 2016; Hinton et al. 2015).
-* :func:`split_indices`, :func:`mnist_split` — deterministic train/test splits
-  from a seeded permutation; mnist_split is the 8,000 / 2,000 split of the
-  MNIST *test* set that the first results used: a fast fixture, not the protocol.
+* :func:`split_indices`, :func:`mnist_fixture` — deterministic train/test splits
+  from a seeded permutation; mnist_fixture is the 8,000 / 2,000 split of the
+  MNIST *test* set that the first results used: a fast fixture for unit tests,
+  not the protocol.
 * :func:`load_split` — the train/test split of a dataset by name ("digits":
-  1,437 / 360; "mnist": :func:`mnist_split`), the one every command and test uses.
+  1,437 / 360; "mnist": the protocol's 55,000 training and 10,000 test images;
+  "mnist-fixture": :func:`mnist_fixture`), the one every command uses.
 * :func:`batches` — mini-batches, shuffled by an explicit ``rng``.
 
 IDX format (http://yann.lecun.com/exdb/mnist/): big-endian magic
@@ -39,7 +41,7 @@ import numpy as np
 from .checks import one_of
 from .errors import FileFormatError, ShapeError, ValidationError
 
-__all__ = ["digits", "mnist", "read_idx", "split_indices", "mnist_split", "mnist_protocol", "load_split",
+__all__ = ["digits", "mnist", "read_idx", "split_indices", "mnist_fixture", "mnist_protocol", "load_split",
            "batches", "MNIST_FILES", "MNIST_RAW_MD5", "default_mnist_dir", "SPLITS"]
 
 #: file -> official MD5. The t10k sums are the ones published with the data in
@@ -246,10 +248,10 @@ def split_indices(n: int, n_train: int, n_test: int, seed: int = 0) -> tuple[np.
     return perm[:n_train], perm[n_train:n_train + n_test]
 
 
-def mnist_split(path=None, *, n_train: int = 8000, n_test: int = 2000, seed: int = 0,
-                normalize: bool = False, flatten: bool = False):
-    """The seeded 8,000 / 2,000 split of the MNIST *test* set: a fast fixture (unit tests, the first
-    results), not the papers' protocol (:func:`mnist_protocol`).
+def mnist_fixture(path=None, *, n_train: int = 8000, n_test: int = 2000, seed: int = 0,
+                  normalize: bool = False, flatten: bool = False):
+    """The seeded 8,000 / 2,000 split of the MNIST *test* set: a fast fixture for unit tests (and the
+    first wave's results), not the papers' protocol (:func:`mnist_protocol`).
 
     Returns ``(x_train, y_train), (x_test, y_test)``; x float32 (N, 1, 28, 28)
     (or (N, 784) when flatten) holding pixel/255 in [0, 1] (torchvision's ToTensor),
@@ -269,21 +271,29 @@ def mnist_split(path=None, *, n_train: int = 8000, n_test: int = 2000, seed: int
 
 
 #: the datasets :func:`load_split` knows
-SPLITS = ("digits", "mnist")
+SPLITS = ("digits", "mnist", "mnist-fixture")
 
 
 def load_split(name: str, *, seed: int = 0, path=None):
-    """``(x_train, y_train), (x_test, y_test)`` of the dataset ``name``, split by ``seed``.
+    """``(x_train, y_train), (x_test, y_test)`` of the dataset ``name``.
 
     "digits": :func:`digits` split 1,437 / 360 by ``split_indices(1797, 1437, 360, seed)``
-    (x float32 (N, 64), y int64). "mnist": ``mnist_split(path, seed=seed)``, the
-    8,000 / 2,000 split of the MNIST test set (x float32 (N, 1, 28, 28) in [0, 1],
-    y int64). ``path``: the MNIST directory (see :func:`mnist`); digits ignore it.
-    Raises ValidationError naming ``name`` for any other name.
+    (x float32 (N, 64), y int64). "mnist": the papers' protocol
+    (:func:`mnist_protocol`): the first 55,000 training images and the 10,000
+    test images (the last 5,000 training images, the validation part, are left
+    out: choose hyper-parameters on them with mnist_protocol); the split is the
+    same for every ``seed``. "mnist-fixture": ``mnist_fixture(path, seed=seed)``,
+    the 8,000 / 2,000 split of the MNIST test set (unit tests). MNIST x float32
+    (N, 1, 28, 28) in [0, 1], y int64; ``path``: the MNIST directory (see
+    :func:`mnist`); digits ignore it. Raises ValidationError naming ``name`` for
+    any other name.
     """
     one_of(name, "name", SPLITS)
     if name == "mnist":
-        return mnist_split(path, seed=seed)
+        train_set, _val, test_set = mnist_protocol(path)
+        return train_set, test_set
+    if name == "mnist-fixture":
+        return mnist_fixture(path, seed=seed)
     x, y = digits()
     tr, te = split_indices(len(y), 1437, 360, seed=seed)
     return (x[tr], y[tr]), (x[te], y[te])

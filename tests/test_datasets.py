@@ -17,14 +17,14 @@ def test_mnist_test_split_loads_and_verifies(mnist_dir):
     assert np.bincount(labels).tolist()[:3] == [980, 1135, 1032]   # the official t10k class counts
 
 
-def test_mnist_split_is_the_seed0_permutation(mnist_dir):
-    (xtr, ytr), (xte, yte) = datasets.mnist_split(mnist_dir, seed=0)
+def test_mnist_fixture_is_the_seed0_permutation(mnist_dir):
+    (xtr, ytr), (xte, yte) = datasets.mnist_fixture(mnist_dir, seed=0)
     assert xtr.shape == (8000, 1, 28, 28) and xte.shape == (2000, 1, 28, 28) and xtr.dtype == np.float32
     images, labels = datasets.mnist(mnist_dir)
     perm = np.random.default_rng(0).permutation(10000)
     np.testing.assert_array_equal(ytr, labels[perm[:8000]])
     np.testing.assert_array_equal(xte[:, 0], images[perm[8000:]] / np.float32(255))
-    flat = datasets.mnist_split(mnist_dir, n_train=10, n_test=5, flatten=True, normalize=True)[0][0]
+    flat = datasets.mnist_fixture(mnist_dir, n_train=10, n_test=5, flatten=True, normalize=True)[0][0]
     assert flat.shape == (10, 784) and flat.min() < 0
 
 
@@ -99,15 +99,29 @@ def test_load_split_digits_is_the_1437_360_permutation(seed):
 
 
 @pytest.mark.parametrize("seed", [0, 7])
-def test_load_split_mnist_is_the_8000_2000_split_of_the_test_set(mnist_dir, seed):
+def test_load_split_mnist_fixture_is_the_8000_2000_split_of_the_test_set(mnist_dir, seed):
     images, labels = datasets.mnist(mnist_dir, split="test")
     perm = np.random.default_rng(seed).permutation(10000)
     tr, te = perm[:8000], perm[8000:]
     x = (images.astype(np.float32) / np.float32(255))[:, None, :, :]
     y = labels.astype(np.int64)
     want = ((x[tr], y[tr]), (x[te], y[te]))
-    _assert_same_split(datasets.load_split("mnist", seed=seed, path=mnist_dir), want)
-    _assert_same_split(datasets.mnist_split(mnist_dir, seed=seed), want)
+    _assert_same_split(datasets.load_split("mnist-fixture", seed=seed, path=mnist_dir), want)
+    _assert_same_split(datasets.mnist_fixture(mnist_dir, seed=seed), want)
+
+
+def test_load_split_mnist_is_the_protocol(mnist_dir):
+    """55,000 training images (the last 5,000 held out for validation) and the 10,000 test images, in
+    file order, whatever the seed."""
+    train_images, train_labels = datasets.mnist(mnist_dir, split="train")
+    test_images, test_labels = datasets.mnist(mnist_dir, split="test")
+
+    def prepared(images, labels):
+        return (images.astype(np.float32) / np.float32(255))[:, None, :, :], labels.astype(np.int64)
+
+    want = (prepared(train_images[:55000], train_labels[:55000]), prepared(test_images, test_labels))
+    for seed in (0, 3):
+        _assert_same_split(datasets.load_split("mnist", seed=seed, path=mnist_dir), want)
 
 
 def test_load_split_names_the_bad_name():

@@ -78,7 +78,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import models
+from .. import datasets, models
 from .. import onnx as rc_onnx
 from ..compress.prune.sensitivity import (
     plot_sensitivity,
@@ -126,7 +126,7 @@ ONNX_RECIPES = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="lenet_300_100", type=_common.model_name, choices=[*MODELS, "minilm"],
                         help="reference model (default lenet_300_100; minilm = all-MiniLM-L6-v2, with --recipe)")
-    parser.add_argument("--data", default=None, choices=["mnist", "digits"],
+    parser.add_argument("--data", default=None, choices=list(datasets.SPLITS),
                         help="default: digits for digits_mlp, else mnist (8,000 / 2,000 seed-0 split)")
     parser.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
     parser.add_argument("--out", required=True, help="report directory (created)")

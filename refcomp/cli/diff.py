@@ -10,7 +10,7 @@ onnxruntime`` / ``onnxruntime-exact`` by onnxruntime with every intermediate
 value exposed; exact = session.x64quantprecision=1). Layers are
 matched by name (refcomp.pipelines.diff). Per layer: SQNR (dB) of B against A,
 cosine, max |B − A|, and the share of saturated codes (at q_min / q_max) where
-a layer outputs codes. ``--data``: "digits" / "mnist" (the test part of the
+a layer outputs codes. ``--data``: "digits" / "mnist" / "mnist-fixture" (the test part of the
 seed-0 split) or an .npy file of float inputs (N, ...).
 """
 
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", help="reference model: a refcomp model file or an .onnx file")
     parser.add_argument("b", help="model under test: a refcomp model file or an .onnx file")
     parser.add_argument("--data", required=True,
-                        help="'digits', 'mnist' (test part of the seed-0 split) or an .npy file of inputs")
+                        help="'digits', 'mnist', 'mnist-fixture' (their test part) or an .npy file of inputs")
     parser.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
     parser.add_argument("--samples", type=int, default=None, help="use the first N inputs only")
     parser.add_argument("--runtime", default="refcomp", choices=list(RUNTIMES),

@@ -22,6 +22,7 @@ import argparse
 
 import numpy as np
 
+from .. import datasets
 from ..errors import RefcompError
 from ..models.minilm_l6 import embed
 from ..nn.train import evaluate
@@ -34,7 +35,7 @@ HELP = "a model file's quality: test accuracy of a classifier (--data), cosine o
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a refcomp model file (.safetensors / .npz / .rcm) or an .onnx file")
-    parser.add_argument("--data", default=None, choices=["digits", "mnist"],
+    parser.add_argument("--data", default=None, choices=list(datasets.SPLITS),
                         help="classifier: the dataset whose test part it is scored on")
     parser.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
     parser.add_argument("--seed", type=int, default=0, help="the data split (default 0, as train and compress)")

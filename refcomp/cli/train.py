@@ -3,9 +3,10 @@
     refcomp train --model lenet5 --data mnist --epochs 15
     refcomp train --model digits_mlp --data digits --epochs 30 --out digits.safetensors
 
-Data: "mnist" = the seeded 8,000 / 2,000 split of the MNIST test set
-(``--mnist-dir`` or REFCOMP_MNIST_DIR); "digits" = scikit-learn's digits, split
-1,437 / 360 by the same seed. Optimizer: SGD with momentum, cosine lr.
+Data: "mnist" = the papers' protocol, the first 55,000 MNIST training images
+and the 10,000 test images (``--mnist-dir`` or REFCOMP_MNIST_DIR);
+"mnist-fixture" = the seeded 8,000 / 2,000 split of the MNIST test set (fast,
+for tests); "digits" = scikit-learn's digits, split 1,437 / 360 by the seed. Optimizer: SGD with momentum, cosine lr.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from .. import models
+from .. import datasets, models
 from ..io import save_model
 from ..io.model_file import SUFFIXES
 from ..nn.train import evaluate, train
@@ -26,7 +27,7 @@ HELP = f"train a reference model ({', '.join(MODELS)}) with refcomp.nn"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="lenet5", type=_common.model_name, choices=MODELS,
                         help="the model (default lenet5)")
-    parser.add_argument("--data", default=None, choices=["mnist", "digits"],
+    parser.add_argument("--data", default=None, choices=list(datasets.SPLITS),
                         help="default: digits for digits_mlp, else mnist")
     parser.add_argument("--mnist-dir", default=None, help="directory with the MNIST IDX files")
     parser.add_argument("--epochs", type=int, default=15)

@@ -30,7 +30,7 @@ def test_training_is_deterministic_given_seeds():
 
 
 def test_lenet_300_100_short_run_on_mnist(mnist_dir):
-    (xtr, ytr), (xte, yte) = datasets.mnist_split(mnist_dir, n_train=4000, n_test=1000, seed=0)
+    (xtr, ytr), (xte, yte) = datasets.mnist_fixture(mnist_dir, n_train=4000, n_test=1000, seed=0)
     model = models.lenet_300_100(0)
     nn.train(model, (xtr, ytr), epochs=3, lr=0.05, rng=0, progress=False)
     assert nn.evaluate(model, (xte, yte))["accuracy"] >= 0.88

@@ -115,11 +115,11 @@ def test_distillation_closes_most_of_the_gap_on_mnist(mnist_dir):
     """The headline, CI-sized: a 784-32-10 student on 1,000 labelled MNIST images trained alone, and
     distilled from a LeNet-300-100 teacher (T = 4, α = 0.1; Hinton et al. 2015 §3) on the same images.
     Measured (3 seeds of the subset): alone 87.7-88.4 %, distilled 91.7-92.3 %, teacher 94.5 %."""
-    from refcomp.datasets import mnist_split
+    from refcomp.datasets import mnist_fixture
     from refcomp.models import lenet_300_100
     from refcomp.nn import train
 
-    tr, te = mnist_split(mnist_dir)
+    tr, te = mnist_fixture(mnist_dir)
     flat = lambda d: (d[0].reshape(len(d[0]), -1), d[1])  # noqa: E731
     tr, te = flat(tr), flat(te)
     teacher = lenet_300_100(0)

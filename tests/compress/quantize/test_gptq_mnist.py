@@ -15,9 +15,9 @@ from refcomp.compress.quantize import correct_bias, gptq_quantize, hessian_from_
 
 @pytest.fixture(scope="module")
 def layer(mnist_dir):
-    from refcomp.datasets import mnist_split
+    from refcomp.datasets import mnist_fixture
 
-    (x_tr, y_tr), (x_te, y_te) = mnist_split(mnist_dir, flatten=True)
+    (x_tr, y_tr), (x_te, y_te) = mnist_fixture(mnist_dir, flatten=True)
     x_tr, x_te = x_tr.astype(np.float64), x_te.astype(np.float64)
     x1 = np.hstack([x_tr, np.ones((len(x_tr), 1))])
     wb = np.linalg.solve(x1.T @ x1 + np.eye(785), x1.T @ np.eye(10)[y_tr]).T

@@ -156,11 +156,11 @@ def test_bad_arguments():
 @pytest.fixture(scope="module")
 def lenet5_short(mnist_dir):
     """LeNet-5 trained one epoch on 2,000 images: enough to make real activations."""
-    from refcomp.datasets import mnist_split
+    from refcomp.datasets import mnist_fixture
     from refcomp.models import lenet5
     from refcomp.nn import train
 
-    (tr, te) = mnist_split(mnist_dir)
+    (tr, te) = mnist_fixture(mnist_dir)
     m = lenet5(0)
     train(m, (tr[0][:2000], tr[1][:2000]), epochs=1, batch_size=64, lr=0.05, momentum=0.9, rng=0, progress=False)
     return m, tr, te
@@ -180,11 +180,11 @@ def test_lenet5_integer_equals_simulation_on_mnist_sample(lenet5_short):
 def test_lenet5_integer_equals_simulation_every_test_image(mnist_dir, epochs):
     """The headline on a trained LeNet-5 (15 epochs: slow; 3 epochs in CI, about a minute): all
     2,000 test images give identical codes, and integer accuracy is within 0.3 pp of float."""
-    from refcomp.datasets import mnist_split
+    from refcomp.datasets import mnist_fixture
     from refcomp.models import lenet5
     from refcomp.nn import evaluate, train
 
-    (tr, te) = mnist_split(mnist_dir)
+    (tr, te) = mnist_fixture(mnist_dir)
     m = lenet5(0)
     train(m, tr, epochs=epochs, batch_size=64, lr=0.05, momentum=0.9, rng=0, progress=False)
     im, _ = quantize_static(m, tr[0][:1000])
