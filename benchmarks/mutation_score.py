@@ -215,16 +215,25 @@ def _enclosing_call(tokens: list[tuple[int, str]], at: int) -> str | None:
 def _only_message_strings(old: str, new: str) -> bool:
     """Does ``new`` differ from ``old`` only in string arguments of an error or argument check?"""
     a, b = _tokens(old), _tokens(new)
-    if a is None or b is None or len(a) != len(b):
+    if a is None or b is None:
+        return False
+    if len(a) > len(b):             # an argument name dropped from a check: ``qdtype(x, "x")`` -> ``qdtype(x, )``
+        return any(a[i][0] == tokenize.STRING and a[:i] + a[i + 1:] == b and _message_call(a, i, old)
+                   for i in range(len(a)))
+    if len(a) != len(b):
         return False
     changed = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
     for i in changed:
         if a[i][0] != tokenize.STRING or b[i] not in ((tokenize.NAME, "None"),) and b[i][0] != tokenize.STRING:
             return False
-        call = _enclosing_call(a, i)
-        if not (_ARGUMENT_DEFAULT.search(old) or call in _MESSAGE_CALLS or (call or "").endswith("Error")):
+        if not _message_call(a, i, old):
             return False
     return bool(changed)
+
+
+def _message_call(tokens, i: int, line: str) -> bool:
+    call = _enclosing_call(tokens, i)
+    return bool(_ARGUMENT_DEFAULT.search(line) or call in _MESSAGE_CALLS or (call or "").endswith("Error"))
 
 
 def _is_message(diff: str) -> bool:

@@ -345,10 +345,13 @@ def test_per_row_and_boundary_shifts_choose_the_path_by_the_contract(monkeypatch
         (M3, None, 0, "fixed_point", []),
         (M3, None, -2, "fixed_point", []),
         (np.float32(0.1), np.int8([1, 2, 3]), 0, "fixed_point", []),
+        (np.array([0.1, 0.2], np.float32), None, 0, "float", "2 rows"),
+        (np.float32(0.1), np.int8([1, 2]), 0, "fixed_point", "2 rows"),
         (np.float32(0.75), None, None, "fixed_point", ["fixed"]),        # shift 0
         (np.float32(1.5), None, None, "fixed_point", []),                # shift 1
     ]
     for m, zp, axis, method, want in cases:
         calls.clear()
-        requantize(acc, m, zp, output_dtype="int8", axis=axis, method=method)
-        assert calls == want, (m, zp, axis, method)
+        a = acc[:2, :2] if want == "2 rows" else acc                     # two rows: per-row vectors of size 2
+        requantize(a, m, zp, output_dtype="int8", axis=axis, method=method)
+        assert calls == ([] if want == "2 rows" else want), (m, zp, axis, method)
