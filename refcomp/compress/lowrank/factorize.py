@@ -72,7 +72,7 @@ def choose_rank(singular_values, shape, *, rank=None, energy=None, max_params=No
 
     Exactly one of rank, energy (in (0, 1]) and max_params must be given.
     """
-    sigma = float_array(singular_values, "singular_values", ndim=1, dtype=np.float64, copy=True)
+    sigma = float_array(singular_values, "singular_values", ndim=1, dtype=np.float64)
     out, n_in = (int(d) for d in shape)
     full = min(out, n_in)
     given = [name for name, v in (("rank", rank), ("energy", energy), ("max_params", max_params)) if v is not None]
@@ -92,8 +92,8 @@ def choose_rank(singular_values, shape, *, rank=None, energy=None, max_params=No
         # a relative slack of 1e-12 so that energy=1.0 is not missed by the last rounding of cumsum
         r = int(np.searchsorted(np.cumsum(s2), e * total * (1 - 1e-12), side="left")) + 1
         return min(r, full)
-    p = integer(max_params, "max_params", minimum=1)
-    r = p // (out + n_in)
+    p = integer(max_params, "max_params")
+    r = p // (out + n_in)                      # p < out + in (zero and negatives too) leaves no pair
     if r < 1:
         raise ValidationError("max_params", f"at least out + in = {out + n_in} (the size of a rank-1 pair)",
                               repr(max_params))
@@ -114,7 +114,7 @@ def truncated_svd(w, *, rank=None, energy=None, max_params=None, hessian=None,
     1e-5·||W||_F for float32, 1e-12·||W||_F for float64.
     """
     dt = _out_dtype(w)
-    w = float_array(w, "w", ndim=2, dtype=np.float64, copy=True)
+    w = float_array(w, "w", ndim=2, dtype=np.float64)
     if hessian is None:
         u, s, vt = np.linalg.svd(w, full_matrices=False)
         r = choose_rank(s, w.shape, rank=rank, energy=energy, max_params=max_params)
@@ -135,7 +135,7 @@ def truncated_svd(w, *, rank=None, energy=None, max_params=None, hessian=None,
 
 def svd_truncation_error(singular_values, rank: int) -> float:
     """sqrt(Σ_{i>r} σ_i²): ||W − W_r||_F of the best rank-r approximation, eq. (2)."""
-    s = np.sort(float_array(singular_values, "singular_values", ndim=1, dtype=np.float64, copy=True))[::-1]
+    s = np.sort(float_array(singular_values, "singular_values", ndim=1, dtype=np.float64))[::-1]
     r = integer(rank, "rank", minimum=0)
     return float(np.sqrt(np.sum(s[r:] ** 2)))
 
@@ -187,7 +187,7 @@ def tucker2(w, ranks=None, *, energy=None) -> tuple[np.ndarray, np.ndarray, np.n
     first (r_in, in, 1, 1) = U_inᵀ, core (r_out, r_in, kh, kw), last (out, r_out, 1, 1) = U_out.
     """
     dt = _out_dtype(w)
-    w = float_array(w, "w", ndim=4, dtype=np.float64, copy=True)
+    w = float_array(w, "w", ndim=4, dtype=np.float64)
     out, n_in, kh, kw = w.shape
     if (ranks is None) == (energy is None):
         raise ValidationError("ranks/energy", "exactly one of them", f"ranks={ranks!r}, energy={energy!r}")
@@ -211,9 +211,9 @@ def tucker2(w, ranks=None, *, energy=None) -> tuple[np.ndarray, np.ndarray, np.n
 
 def tucker2_to_dense(first, core, last) -> np.ndarray:
     """W = C ×_0 U_out ×_1 U_in (eq. 8) from the three kernels of tucker2."""
-    first = float_array(first, "first", ndim=4, dtype=np.float64, copy=True)
-    core = float_array(core, "core", ndim=4, dtype=np.float64, copy=True)
-    last = float_array(last, "last", ndim=4, dtype=np.float64, copy=True)
+    first = float_array(first, "first", ndim=4, dtype=np.float64)
+    core = float_array(core, "core", ndim=4, dtype=np.float64)
+    last = float_array(last, "last", ndim=4, dtype=np.float64)
     if core.shape[:2] != (last.shape[1], first.shape[0]):
         raise ShapeError("core", f"shape ({last.shape[1]}, {first.shape[0]}, kh, kw) to match first/last",
                          f"shape {core.shape}")

@@ -177,3 +177,102 @@ def test_whitened_svd_refuses_a_wrong_hessian():
         truncated_svd(np.ones((3, 4)), rank=1, hessian=np.eye(3))
     with pytest.raises(ValidationError, match="hessian"):
         truncated_svd(np.ones((3, 4)), rank=1, hessian=-np.eye(4), percdamp=0.0)
+
+
+# --- each argument reaches the rule it names; float64 inside, whatever comes in -------------------
+
+def test_rank_rule_edges():
+    # a total energy of exactly 1.0 (four 0.5s) and energy 1.0: every value is needed
+    assert choose_rank([0.5, 0.5, 0.5, 0.5], (4, 4), energy=1.0) == 4
+    assert choose_rank(np.zeros(3), (3, 3), energy=0.5) == 1                 # nothing to keep: rank 1
+    # float32 singular values are summed in float64: 1 + 1e-8 is 1 in float32, and energy 1.0
+    # then needs the second value too
+    assert choose_rank(np.array([1.0, 1e-4], np.float32), (2, 2), energy=1.0) == 2
+    assert choose_rank([3.0, 2.0, 1.0], (3, 4), max_params=7) == 1           # exactly one (out + in) pair
+    for bad in (dict(rank=0), dict(energy=1.5), dict(max_params=6), dict(max_params=0)):
+        with pytest.raises(ValidationError, match=next(iter(bad))):
+            choose_rank([3.0, 2.0, 1.0], (3, 4), **bad)
+
+
+def test_every_function_refuses_the_wrong_rank_of_array():
+    for call, name in [(lambda: choose_rank(np.ones((2, 2)), (2, 2), rank=1), "singular_values"),
+                       (lambda: svd_truncation_error(np.ones((2, 2)), 1), "singular_values"),
+                       (lambda: truncated_svd(np.ones((2, 2, 2)), rank=1), "w"),
+                       (lambda: tucker2(np.ones((2, 2, 2)), (1, 1)), "w"),
+                       (lambda: tucker2_to_dense(np.ones((1, 2)), np.ones((1, 1, 1, 1)), np.ones((2, 1, 1, 1))), "first"),
+                       (lambda: tucker2_to_dense(np.ones((1, 2, 1, 1)), np.ones((1, 1)), np.ones((2, 1, 1, 1))), "core"),
+                       (lambda: tucker2_to_dense(np.ones((1, 2, 1, 1)), np.ones((1, 1, 1, 1)), np.ones((2, 1))), "last")]:
+        with pytest.raises(ShapeError, match=name):
+            call()
+    with pytest.raises(ValidationError, match="rank"):
+        svd_truncation_error([1.0, 2.0], -1)
+    assert svd_truncation_error([1.0, 2.0], 0) == pytest.approx(np.sqrt(5.0), rel=1e-15)
+
+
+def test_float32_inputs_are_factored_in_float64():
+    rng = np.random.default_rng(3)
+    w32 = rng.standard_normal((12, 9)).astype(np.float32)
+    u, s, vt = np.linalg.svd(w32.astype(np.float64), full_matrices=False)
+    left, right = truncated_svd(w32, rank=4)
+    # float64 factors rounded once to float32: their product is within float32 rounding of the
+    # float64 product (an SVD in float32 is ~10x further)
+    want = (u[:, :4] * s[:4]) @ vt[:4]
+    got = left.astype(np.float64) @ right.astype(np.float64)
+    assert np.abs(got - want).max() <= 2e-7 * np.abs(want).max() * 4
+    s32 = np.array([3.0, 1e-4, 1e-4], np.float32)
+    exact = float(np.sqrt(np.sum(s32[1:].astype(np.float64) ** 2)))
+    assert svd_truncation_error(s32, 1) == pytest.approx(exact, rel=1e-15)
+    k32 = rng.standard_normal((4, 3, 2, 2)).astype(np.float32)
+    first, core, last = tucker2(k32, (4, 3))                                      # full ranks: exact
+    assert first.dtype == core.dtype == last.dtype == np.float32
+    dense = tucker2_to_dense(first, core, last)
+    assert dense.dtype == np.float64
+    np.testing.assert_allclose(dense, k32, rtol=0, atol=2e-6)
+    f64 = [x.astype(np.float64) for x in (first, core, last)]
+    np.testing.assert_array_equal(dense, np.einsum("rskl,or,si->oikl", f64[1], f64[2][:, :, 0, 0], f64[0][:, :, 0, 0]))
+
+
+def test_integer_weights_give_float64_factors():
+    left, right = truncated_svd(np.arange(12).reshape(3, 4), rank=2)
+    assert left.dtype == right.dtype == np.float64
+    assert tucker2(np.ones((2, 2, 1, 1), np.int32), (1, 1))[1].dtype == np.float64
+
+
+def test_energy_max_params_hessian_and_percdamp_reach_the_factorization():
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((10, 8)) * np.logspace(0, -3, 8)
+    s = np.linalg.svd(w, compute_uv=False)
+    want_energy = choose_rank(s, w.shape, energy=0.9)
+    assert 1 < want_energy < 8
+    assert truncated_svd(w, energy=0.9)[0].shape[1] == want_energy
+    assert truncated_svd(w, max_params=3 * 18)[0].shape[1] == 3
+    x = rng.standard_normal((50, 8))
+    h = 2 * x.T @ x / 50
+    sw = np.linalg.svd(w @ np.linalg.cholesky(h + 0.01 * np.mean(np.diag(h)) * np.eye(8)), compute_uv=False)
+    assert truncated_svd(w, energy=0.9, hessian=h)[0].shape[1] == choose_rank(sw, w.shape, energy=0.9)
+    assert truncated_svd(w, max_params=2 * 18, hessian=h)[0].shape[1] == 2
+    # the documented default percdamp is 0.01, and percdamp is used
+    default = truncated_svd(w, rank=3, hessian=h)
+    np.testing.assert_array_equal(default[0], truncated_svd(w, rank=3, hessian=h, percdamp=0.01)[0])
+    assert not np.allclose(default[0], truncated_svd(w, rank=3, hessian=h, percdamp=1.0)[0])
+    with pytest.raises(ValidationError, match="percdamp"):
+        truncated_svd(w, rank=3, hessian=h, percdamp=-0.5)
+    # conv_svd hands every rule on
+    k = rng.standard_normal((6, 2, 3, 3)) * np.logspace(0, -3, 18).reshape(2, 3, 3)
+    sk = np.linalg.svd(k.reshape(6, 18), compute_uv=False)
+    assert conv_svd(k, energy=0.9)[0].shape[0] == choose_rank(sk, (6, 18), energy=0.9)
+    assert conv_svd(k, max_params=2 * 24)[0].shape[0] == 2
+    xk = rng.standard_normal((60, 18))
+    hk = 2 * xk.T @ xk / 60
+    first, second = conv_svd(k, rank=2, hessian=hk, percdamp=0.5)
+    f, s2 = truncated_svd(k.reshape(6, 18), rank=2, hessian=hk, percdamp=0.5)
+    np.testing.assert_array_equal(first.reshape(2, 18), s2)
+    np.testing.assert_array_equal(second.reshape(6, 2), f)
+    np.testing.assert_array_equal(conv_svd(k, rank=2, hessian=hk)[0], conv_svd(k, rank=2, hessian=hk, percdamp=0.01)[0])
+
+
+def test_tucker2_rank_arguments():
+    k = np.ones((2, 2, 1, 1))
+    for bad in [(1, 1, 1), 5, (True, 1), (1.0, 1), (1, 0), (3, 1)]:
+        with pytest.raises(ValidationError, match="ranks"):
+            tucker2(k, bad)
