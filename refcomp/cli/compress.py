@@ -75,6 +75,7 @@ from ..compress.quantize.dynamic import quantize_dynamic
 from ..compress.quantize.ptq import quantize_static
 from ..compress.quantize.weight_only import quantize_weights
 from ..errors import FileFormatError, ValidationError
+from ..executors import EXECUTORS, check_executor
 from ..io import load_model, save_model
 from ..models.minilm_l6 import embed, minilm
 from ..nn.train import evaluate, train
@@ -124,6 +125,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sensitivity", action="store_true",
                         help="also sweep accuracy vs sparsity per layer on the dense baseline "
                              "(sensitivity.png and a table in the report)")
+    parser.add_argument("--executor", default=None, choices=EXECUTORS,
+                        help="where the --sensitivity sweep's per-layer tasks run: serial (default, in this "
+                             "process), process (worker processes), dask (a local dask cluster; refcomp[dask])")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     onnx = parser.add_argument_group("ONNX models (instead of --model)")
     onnx.add_argument("--onnx", default=None, metavar="FILE",
@@ -315,6 +319,11 @@ def _check_architecture(model, name: str, path: Path) -> None:
 
 
 def run(args) -> int:
+    if args.executor is not None:
+        if not args.sensitivity:
+            raise UsageError("--executor", "--sensitivity (it runs the sensitivity sweep's tasks)",
+                             f"--executor {args.executor} alone", "add --sensitivity, or drop --executor")
+        check_executor(args.executor)     # dask installed? before the baseline is trained
     if args.model == "minilm":
         return run_minilm(args)
     if args.onnx is not None:
@@ -377,7 +386,7 @@ def _compress(args, name, data, model, config, train_set, test_set, out, seconds
     if args.sensitivity:
         t = time.perf_counter()
         curves = sensitivity(model, test_set, layers=list(config.sparsity),
-                             sparsities=(0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98))
+                             sparsities=(0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98), executor=args.executor or "serial")
         seconds["sensitivity"] = time.perf_counter() - t
         extra = ("## Pruning sensitivity of the dense baseline\n\n"
                  "Test accuracy (%) with one layer pruned by magnitude to the given sparsity, "
@@ -395,6 +404,8 @@ def _compress(args, name, data, model, config, train_set, test_set, out, seconds
             parts += [flag, str(value)]
     if args.sensitivity:
         parts.append("--sensitivity")
+    if args.executor is not None:
+        parts += ["--executor", args.executor]
     command = " ".join(shlex.quote(p) for p in parts)
     paths = write_report(result, out, title=f"Deep Compression of {name} on {data}", command=command,
                          extra_seconds=seconds, extra_markdown=extra)

@@ -60,10 +60,28 @@ def test_compress_cli_end_to_end(tmp_path, capsys):
     assert "## Pruning sensitivity" in report and "| fc2 |" in report
     if pytest.importorskip("matplotlib"):
         assert (out / "sizes.png").stat().st_size > 1000
-    # second run: the cached baseline is loaded, not retrained
-    assert main(args + ["--quiet"]) == 0
+    # second run: the cached baseline is loaded, not retrained; the sweep in worker processes gives the same table
+    assert main(args + ["--quiet", "--executor", "process"]) == 0
     assert capsys.readouterr().out == ""
     assert json.loads((out / "results.json").read_text())["seconds"].get("baseline_load") is not None
+    again = (out / "report.md").read_text()
+    assert _section(again, "## Pruning sensitivity") == _section(report, "## Pruning sensitivity")
+    assert "--sensitivity --executor process" in again
+
+
+def _section(markdown: str, heading: str) -> str:
+    return markdown.split(heading, 1)[1].split("\n## ", 1)[0]
+
+
+def test_compress_cli_executor_mistakes(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "r"
+    args = ["compress", "--model", "digits_mlp", "--out", str(out)]
+    assert main(args + ["--executor", "process"]) == 2
+    assert "--executor: expected --sensitivity" in capsys.readouterr().err
+    monkeypatch.setitem(__import__("sys").modules, "dask.distributed", None)   # dask not installed
+    assert main(args + ["--sensitivity", "--executor", "dask"]) == 2
+    err = capsys.readouterr().err
+    assert "refcomp[dask]" in err and "hint: pip install 'refcomp[dask]'" in err and not out.exists()
 
 
 @pytest.mark.parametrize("toml, message", [
