@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
 from .backend import set_num_threads
@@ -58,8 +59,14 @@ class SerialExecutor(Executor):
         return future
 
 
-def _one_thread() -> None:
-    """Worker initializer: the processes are the parallelism (see the module docstring)."""
+def _worker_start() -> None:
+    """Worker initializer: one refcomp thread (the processes are the parallelism); Ctrl-C left to the parent.
+
+    A terminal's Ctrl-C reaches every process of the group: workers that took it
+    would each print a KeyboardInterrupt traceback. The parent alone handles it
+    (run_tasks ends the workers), so the command prints its one line.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_num_threads(1)
 
 
@@ -69,7 +76,7 @@ class _DaskExecutor(Executor):
     def __init__(self, client, cluster):
         self._client, self._cluster = client, cluster
         self._executor = client.get_executor()
-        client.run(_one_thread)
+        client.run(set_num_threads, 1)
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
         # pure=False: a task is run each time it is submitted, as with the other executors
@@ -120,6 +127,8 @@ def get_executor(name: str = "serial", workers: int | None = None, *, address: s
     if address is not None and name != "dask":
         raise ValidationError("address", f"None for the {name!r} executor (a dask scheduler's address)",
                               repr(address))
+    if address is not None and workers is not None:
+        raise ValidationError("workers", "None with address (the scheduler's cluster has its own workers)", workers)
     if name == "serial":
         if workers not in (None, 1):
             raise ValidationError("workers", "None or 1 for the 'serial' executor", workers)
@@ -127,7 +136,7 @@ def get_executor(name: str = "serial", workers: int | None = None, *, address: s
     n = workers or os.cpu_count() or 1
     if name == "process":
         return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("forkserver"),
-                                   initializer=_one_thread)
+                                   initializer=_worker_start)
     distributed = _dask_distributed()
     if address is not None:
         return _DaskExecutor(distributed.Client(address), None)
@@ -141,14 +150,46 @@ def run_tasks(fn, tasks, executor="serial") -> list:
     """``[fn(*t) for t in tasks]`` through ``executor``: a name (made and shut down here) or an Executor (kept open).
 
     The results come back in the order of ``tasks``, whichever finished first;
-    the first task that raised re-raises its exception here.
+    the first task that raised re-raises its exception here. On any exception
+    or Ctrl-C the tasks not started are cancelled, and the worker processes
+    of an executor made here are ended at once rather than waited for.
     """
     tasks = [tuple(t) for t in tasks]
     if isinstance(executor, Executor):
-        return [f.result() for f in [executor.submit(fn, *t) for t in tasks]]
+        return _results(executor, fn, tasks)
     if not isinstance(executor, str):
         raise ValidationError("executor", f"one of {', '.join(EXECUTORS)} or a concurrent.futures.Executor",
                               type(executor).__name__)
     workers = None if executor == "serial" else max(1, min(len(tasks), os.cpu_count() or 1))
-    with get_executor(executor, workers) as ex:
-        return [f.result() for f in [ex.submit(fn, *t) for t in tasks]]
+    ex = get_executor(executor, workers)
+    try:
+        results = _results(ex, fn, tasks)
+    except BaseException:
+        _abandon(ex)
+        raise
+    ex.shutdown()
+    return results
+
+
+def _results(ex: Executor, fn, tasks: list) -> list:
+    futures = [ex.submit(fn, *t) for t in tasks]
+    try:
+        return [f.result() for f in futures]
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
+
+
+def _abandon(ex: Executor) -> None:
+    """Shut ``ex`` down without waiting for its running tasks: a process pool's workers are terminated."""
+    if isinstance(ex, ProcessPoolExecutor):
+        # the public terminate_workers() exists from Python 3.14 on; before it, the pool's process table
+        processes = list((getattr(ex, "_processes", None) or {}).values())
+        ex.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            p.terminate()
+        for p in processes:
+            p.join(5)
+    else:
+        ex.shutdown(wait=False, cancel_futures=True)

@@ -49,6 +49,7 @@ def pool():
     (lambda: get_executor("process", 0), "workers"),
     (lambda: get_executor("serial", 3), "workers"),
     (lambda: get_executor("process", 2, address="tcp://127.0.0.1:8786"), "address"),
+    (lambda: get_executor("dask", 2, address="tcp://127.0.0.1:8786"), "workers"),
     (lambda: run_tasks(abs, [(1,)], executor=4), "executor"),
 ])
 def test_bad_arguments_name_the_argument(call, argument):
@@ -120,3 +121,42 @@ def test_refcomp_errors_cross_the_process_boundary_whole():
                   UnsupportedOperatorError("Conv", "c1", 17, "NOTSET", "SAME")):
         back = pickle.loads(pickle.dumps(error))      # in memory: what a worker's pipe carries
         assert type(back) is type(error) and str(back) == str(error) and back.__dict__ == error.__dict__
+
+
+def _sleep_forever(pid_file: str, i: int) -> None:
+    import os
+    from pathlib import Path
+
+    Path(f"{pid_file}.{i}").write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to this process")
+def test_ctrl_c_ends_the_workers_at_once(tmp_path, monkeypatch):
+    """Ctrl-C while tasks run: KeyboardInterrupt in the caller at once, the pool's workers ended, not waited for."""
+    import os
+    import signal
+    import threading
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)  # the test runner may ignore SIGINT
+    pid_file = str(tmp_path / "pid")
+
+    def interrupt_when_both_run():
+        for _ in range(600):
+            if all(os.path.exists(f"{pid_file}.{i}") for i in range(2)):
+                break
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_both_run, daemon=True).start()
+    t = time.perf_counter()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_tasks(_sleep_forever, [(pid_file, 0), (pid_file, 1)], "process")
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert time.perf_counter() - t < 60                               # not the tasks' 120 s
+    for i in range(2):
+        pid = int((tmp_path / f"pid.{i}").read_text())
+        with pytest.raises(ProcessLookupError):                       # the worker is gone
+            os.kill(pid, 0)
