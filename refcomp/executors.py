@@ -33,6 +33,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import warnings
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
 from .backend import set_num_threads
@@ -79,8 +80,11 @@ class _DaskExecutor(Executor):
         client.run(set_num_threads, 1)
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
-        # pure=False: a task is run each time it is submitted, as with the other executors
-        return self._executor.submit(fn, *args, pure=False, **kwargs)
+        with warnings.catch_warnings():
+            # "Sending large graph": a task carries its model and data by design (the module docstring)
+            warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+            # pure=False: a task is run each time it is submitted, as with the other executors
+            return self._executor.submit(fn, *args, pure=False, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._executor.shutdown(wait=wait)
