@@ -53,9 +53,7 @@ class SerialExecutor(Executor):
         future = Future()
         try:
             future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # the Future carries it, as a pool's would (KeyboardInterrupt too)
-            if not isinstance(exc, Exception):
-                raise
+        except Exception as exc:  # the Future carries it, as a pool's would; Ctrl-C propagates at once
             future.set_exception(exc)
         return future
 
@@ -118,7 +116,7 @@ def get_executor(name: str = "serial", workers: int | None = None, *, address: s
     """A ``concurrent.futures.Executor`` by name: ``"serial"``, ``"process"`` or ``"dask"``.
 
     workers : processes for ``"process"`` and for the LocalCluster of
-        ``"dask"`` (default: the CPU count); must be None for ``"serial"``.
+        ``"dask"`` (default: the CPU count); None or 1 for ``"serial"``.
     address : a running dask scheduler (``"tcp://host:8786"``) for ``"dask"``;
         without it a LocalCluster is started and closed with the executor.
 
