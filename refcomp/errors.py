@@ -27,6 +27,18 @@ __all__ = [
 class RefcompError(Exception):
     """Base class of every error refcomp raises on purpose."""
 
+    def __reduce__(self):
+        # A worker process sends a task's error back pickled (refcomp.executors); the default
+        # rebuilds it as cls(*self.args), which the (argument, expected, got) signatures refuse.
+        # Rebuilt without __init__ instead: the message, then the attributes (argument, hint ...).
+        return _rebuild, (type(self), self.args), self.__dict__
+
+
+def _rebuild(cls, args):
+    error = cls.__new__(cls)
+    error.args = args
+    return error
+
 
 class ValidationError(RefcompError, ValueError):
     """An argument has a value outside its contract.

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: bottom to top; a module may import its own layer and the layers below it
 LAYERS = [
     {"refcomp._version", "refcomp.errors", "refcomp.checks", "refcomp._frozen", "refcomp.progress"},
-    {"refcomp.backend"},
+    {"refcomp.backend", "refcomp.executors"},
     {"refcomp.numerics"},
     {"refcomp.ops"},
     {"refcomp.kernels"},

@@ -89,6 +89,7 @@ from ..compress.quantize.dynamic import quantize_dynamic
 from ..compress.quantize.ptq import quantize_static
 from ..compress.quantize.weight_only import quantize_weights
 from ..errors import FileFormatError, ValidationError
+from ..executors import EXECUTORS, check_executor
 from ..io import load_model, save_model
 from ..models.minilm_l6 import embed, minilm
 from ..nn.train import evaluate, train
@@ -142,6 +143,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sensitivity", action="store_true",
                         help="also sweep accuracy vs sparsity per layer on the dense baseline "
                              "(sensitivity.png and a table in the report)")
+    parser.add_argument("--executor", default=None, choices=EXECUTORS,
+                        help="where the --sensitivity sweep's per-layer tasks run: serial (default, in this "
+                             "process), process (worker processes), dask (a local dask cluster; refcomp[dask])")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     _common.add_json(parser)
     onnx = parser.add_argument_group("ONNX models (instead of --model)")
@@ -411,6 +415,11 @@ def _check_architecture(model, name: str, path: Path) -> None:
 
 
 def run(args) -> int:
+    if args.executor is not None:
+        if not args.sensitivity:
+            raise UsageError("--executor", "--sensitivity (it runs the sensitivity sweep's tasks)",
+                             f"--executor {args.executor} alone", "add --sensitivity, or drop --executor")
+        check_executor(args.executor)     # dask installed? before the baseline is trained
     # --recipe's type already took only a named recipe or a recipe file; a name wins over a file of that name
     recipe_file = args.recipe is not None and args.recipe not in ONNX_RECIPES and args.recipe not in MINILM_RECIPES
     if recipe_file and (args.onnx or args.model_file or args.model == "minilm"):
@@ -491,7 +500,7 @@ def _compress(args, name, data, model, config, train_set, test_set, out, seconds
     if args.sensitivity:
         t = time.perf_counter()
         curves = sensitivity(model, test_set, layers=list(config.sparsity),
-                             sparsities=(0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98))
+                             sparsities=(0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98), executor=args.executor or "serial")
         seconds["sensitivity"] = time.perf_counter() - t
         extra = ("## Pruning sensitivity of the dense baseline\n\n"
                  "Test accuracy (%) with one layer pruned by magnitude to the given sparsity, "
@@ -509,6 +518,8 @@ def _compress(args, name, data, model, config, train_set, test_set, out, seconds
             parts += [flag, str(value)]
     if args.sensitivity:
         parts.append("--sensitivity")
+    if args.executor is not None:
+        parts += ["--executor", args.executor]
     command = " ".join(shlex.quote(p) for p in parts)
     title = f"Deep Compression of {name} on {data}"
     prov = run_report.provenance(command, data=data, split=_split_text(train_set, test_set), seed=args.seed or 0,

@@ -142,6 +142,8 @@ class QParams:
     qmin, qmax : optional narrower integer range (restricted range, reduce_range);
         default the dtype's range. Not allowed for float dtypes.
 
+    Notes
+    -----
     Immutable: the arrays are read-only copies.
     """
 

@@ -73,10 +73,28 @@ def test_compress_cli_end_to_end(tmp_path, capsys):
     assert record["provenance"]["split"] == "seed-0 split: 1,437 train / 360 test"
     html = (out / "report.html").read_text()
     assert html.count("<figure><svg") == 4 and "[report.html](report.html)" in report
-    # second run: the cached baseline is loaded, not retrained
-    assert main(args + ["--quiet"]) == 0
+    # second run: the cached baseline is loaded, not retrained; the sweep in worker processes gives the same table
+    assert main(args + ["--quiet", "--executor", "process"]) == 0
     assert capsys.readouterr().out == ""
     assert json.loads((out / "results.json").read_text())["seconds"].get("baseline_load") is not None
+    again = (out / "report.md").read_text()
+    assert _section(again, "## Pruning sensitivity") == _section(report, "## Pruning sensitivity")
+    assert "--sensitivity --executor process" in again
+
+
+def _section(markdown: str, heading: str) -> str:
+    return markdown.split(heading, 1)[1].split("\n## ", 1)[0]
+
+
+def test_compress_cli_executor_mistakes(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "r"
+    args = ["compress", "--model", "digits_mlp", "--out", str(out)]
+    assert main(args + ["--executor", "process"]) == 2
+    assert "--executor: expected --sensitivity" in capsys.readouterr().err
+    monkeypatch.setitem(__import__("sys").modules, "dask.distributed", None)   # dask not installed
+    assert main(args + ["--sensitivity", "--executor", "dask"]) == 2
+    err = capsys.readouterr().err
+    assert "refcomp[dask]" in err and "hint: pip install 'refcomp[dask]'" in err and not out.exists()
 
 
 @pytest.mark.parametrize("toml, message", [
@@ -137,3 +155,48 @@ def test_the_cached_baseline_is_keyed_by_what_made_it(tmp_path, capsys):
     save_model(models.digits_mlp(0), cache, metadata={"model": "digits_mlp", "data": "digits", "epochs": 1})
     assert main(args + ["--baseline-epochs", "1"]) == 2
     assert "refcomp_version '(missing)' in the file" in capsys.readouterr().err
+
+
+def _session_size(sid: int) -> int:
+    """Processes of session ``sid`` (Linux /proc): the command, its forkserver and the pool's workers."""
+    import os
+
+    n = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        if int(stat.rpartition(")")[2].split()[3]) == sid:      # field 6: the session id
+            n += 1
+    return n
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_ctrl_c_during_a_process_sweep_is_one_line(tmp_path):
+    """A terminal's Ctrl-C goes to every process of the group: the workers stay silent, the command exits 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TOML)
+    args = ["--model", "digits_mlp", "--out", str(tmp_path / "r"), "--config", str(cfg), "--sensitivity",
+            "--baseline-epochs", "2"]
+    # the baseline first, so that the interrupted run goes straight to the sweep
+    assert main(["compress", *args, "--quiet"]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "refcomp", "compress", *args, "--executor", "process"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while _session_size(proc.pid) < 4 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)                     # until the pool's workers exist (command, tracker, server, workers)
+        assert proc.poll() is None, "the command ended before its workers started"
+        os.killpg(proc.pid, signal.SIGINT)       # what a terminal does: the whole group
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and err == "refcomp compress: interrupted\n"

@@ -98,7 +98,10 @@ def distill_train(student: Module, teacher: Module, data, *, epochs: int = 10, b
     rng : Generator or seed for the batch order.
     val_data : optional (x, y): the record gets val_accuracy of the student.
 
-    Each record is refcomp.nn.train's: epoch, lr, loss (mean of L), accuracy (training batches), seconds.
+    Returns
+    -------
+    list of dict
+        One record per epoch, as refcomp.nn.train's: epoch, lr, loss (mean of L), accuracy (training batches), seconds.
     """
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise ValidationError("data", "a pair (x, y)", type(data).__name__)

@@ -303,7 +303,7 @@ def _greedy(table, budget):
 def weight_sensitivity(weights: dict, bit_choices=(2, 4, 8), *, group_size: int | None = None) -> dict:
     """A data-free sensitivity table: relative weight error of RTN per layer and width.
 
-    error[layer][b] = ||W − RTN_b(W)||²_F / ||W||²_F (symmetric grid, eq. 1 of
+    ``error[layer][b] = ||W − RTN_b(W)||²_F / ||W||²_F`` (symmetric grid, eq. 1 of
     docs/gptq_and_ptq.md). Model-level sweeps (accuracy drop per layer)
     replace this proxy once layers are wired; the selection is the same.
     """

@@ -14,6 +14,7 @@ import numpy as np
 
 from ...checks import integer
 from ...errors import ValidationError
+from ...executors import run_tasks
 from ...formats.half import HalfPrecision
 from ...nn.layers import Conv2d, Linear
 from ...nn.module import run_batch
@@ -78,7 +79,7 @@ def mixed_precision_step(model, master, scaler, x, y, loss, lr: float) -> bool:
 
 
 def select_layer_bits(model, calibration_x, avg_bits: float, *, bit_choices=(2, 4, 8),
-                      group_size: int | None = 16, method: str = "exact"):
+                      group_size: int | None = 16, method: str = "exact", executor="serial"):
     """Per-layer weight widths under a size budget, from a sensitivity sweep (docs/precision.md §4).
 
     Sensitivity of layer ℓ at b bits (eq. 6's additive model): the mean squared
@@ -92,6 +93,9 @@ def select_layer_bits(model, calibration_x, avg_bits: float, *, bit_choices=(2, 
     (refcomp.nn.run_batch). Layers are named as in ``named_modules()``, so a
     graph's are dotted ("layer0.fc1").
 
+    executor : "serial", "process", "dask" or a concurrent.futures.Executor
+    (refcomp.executors.run_tasks): one task per layer, the same table whichever runs it.
+
     Returns (BitAllocation, sensitivity table {layer: {bits: error}}).
     """
     x = tuple(np.asarray(a) for a in calibration_x) if isinstance(calibration_x, tuple) else \
@@ -99,15 +103,20 @@ def select_layer_bits(model, calibration_x, avg_bits: float, *, bit_choices=(2, 
     base = prepare(model)
     ref = run_batch(base, x).astype(np.float64)
     names = {n: l.weight.to_dense().size for n, l in base.named_modules() if isinstance(l, (Conv2d, Linear))}
-    sens = {}
-    for name in names:
-        sens[name] = {}
-        for b in bit_choices:
-            q, _ = quantize_weights(model, bits={name: int(b)}, group_size=group_size)
-            d = run_batch(q, x).astype(np.float64) - ref
-            sens[name][int(b)] = float(np.mean(d * d))
+    rows = run_tasks(_layer_errors, [(model, x, ref, name, bit_choices, group_size) for name in names], executor)
+    sens = dict(zip(names, rows))
     budget = int(avg_bits * sum(names.values()))
     return select_bitwidths(sens, names, budget, method=method), sens
+
+
+def _layer_errors(model, x, ref, name: str, bit_choices, group_size) -> dict:
+    """{b: output MSE against ``ref`` with only layer ``name`` RTN-quantized to b bits}: one layer's task."""
+    row = {}
+    for b in bit_choices:
+        q, _ = quantize_weights(model, bits={name: int(b)}, group_size=group_size)
+        d = run_batch(q, x).astype(np.float64) - ref
+        row[int(b)] = float(np.mean(d * d))
+    return row
 
 
 def model_bytes(model) -> int:
@@ -117,7 +126,7 @@ def model_bytes(model) -> int:
 
 
 def mixed_bits_model(model, calibration_x, budget_bytes: int, *, bit_choices=(2, 3, 4, 8),
-                     group_size: int | None = 16, method: str = "exact"):
+                     group_size: int | None = 16, method: str = "exact", executor="serial"):
     """The model with per-layer RTN widths chosen by sensitivity under a budget of *stored bytes* (§4).
 
     select_layer_bits budgets Σ n_ℓ·b_ℓ, the code bits only; a group of
@@ -128,14 +137,15 @@ def mixed_bits_model(model, calibration_x, budget_bytes: int, *, bit_choices=(2,
     with these costs; casts.select_bitwidths, one "weight" per layer and the
     bytes as its options) keeps Σ bytes_ℓ(b_ℓ) + biases <= ``budget_bytes``.
     Sensitivities are select_layer_bits' (output MSE on ``calibration_x`` with
-    only ℓ quantized).
+    only ℓ quantized), one task per layer through ``executor``.
 
     Returns (quantized model, report {"bits": {layer: b}, "bytes": model_bytes of the result,
     "budget_bytes", "float_bytes", "sensitivity"}).
     """
     budget = integer(budget_bytes, "budget_bytes", minimum=1)
     choices = tuple(sorted({integer(b, "bit_choices", minimum=2, maximum=8) for b in bit_choices}))
-    _, sens = select_layer_bits(model, calibration_x, max(choices), bit_choices=choices, group_size=group_size)
+    _, sens = select_layer_bits(model, calibration_x, max(choices), bit_choices=choices, group_size=group_size,
+                                executor=executor)
     cost = {name: {} for name in sens}
     for b in choices:  # bytes of every layer at width b (codes + scales)
         _, rep = quantize_weights(model, bits=b, group_size=group_size)

@@ -7,6 +7,12 @@ The curves pick per-layer ratios (scope "layer"); refcomp does not choose for
 you, it returns the data:
 
     acc[l][s] = accuracy(model with W_l ← W_l ⊙ mask(|W_l|, s))    for l in layers, s in sparsities   (D.24)
+
+Each layer's curve is an independent task (the model, the data, the layer's
+scores): ``executor`` runs them in this process (``"serial"``), in worker
+processes (``"process"``) or on a dask cluster (``"dask"``), or through any
+``concurrent.futures.Executor`` given; the curves are identical
+(refcomp.executors).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import numpy as np
 
 from ...checks import ratio
 from ...errors import ValidationError
+from ...executors import run_tasks
 from ...io.atomic import write_atomic
 from ...nn.train import evaluate
 from .model import layer_scores, model_masks, prunable_layers
@@ -25,27 +32,35 @@ __all__ = ["sensitivity", "plot_sensitivity", "sensitivity_markdown"]
 
 
 def sensitivity(model, data, *, layers=None, sparsities=(0.0, 0.5, 0.7, 0.8, 0.9, 0.95),
-                criterion: str = "magnitude", calibration=None) -> dict:
-    """{layer: [(sparsity, accuracy), ...]} on ``data = (x, y)``; the model is restored afterwards."""
+                criterion: str = "magnitude", calibration=None, executor="serial") -> dict:
+    """{layer: [(sparsity, accuracy), ...]} on ``data = (x, y)``; the model is left as it came.
+
+    executor : "serial", "process", "dask" or a concurrent.futures.Executor
+        (refcomp.executors.run_tasks); one task per layer.
+    """
     sp = [ratio(s, f"sparsities[{i}]") for i, s in enumerate(sparsities)]
     if not sp:
         raise ValidationError("sparsities", "at least one ratio", "none")
     chosen = prunable_layers(model, layers)
     scores = layer_scores(model, criterion, layers=list(chosen), data=calibration)
-    out = {}
-    for name, layer in chosen.items():
-        saved = layer.weight.data.copy()
-        curve = []
-        try:
-            for s in sp:
-                mask = model_masks({name: scores[name]}, s)[name]
-                layer.weight.data[~mask] = 0
-                curve.append((s, float(evaluate(model, data)["accuracy"])))
-                layer.weight.data[...] = saved
-        finally:
+    curves = run_tasks(_layer_curve, [(model, data, name, scores[name], sp) for name in chosen], executor)
+    return dict(zip(chosen, curves))
+
+
+def _layer_curve(model, data, name: str, scores, sparsities) -> list:
+    """[(s, accuracy with only layer ``name`` pruned to s by ``scores``), ...]; the layer restored after each."""
+    layer = prunable_layers(model, [name])[name]
+    saved = layer.weight.data.copy()
+    curve = []
+    try:
+        for s in sparsities:
+            mask = model_masks({name: scores}, s)[name]
+            layer.weight.data[~mask] = 0
+            curve.append((s, float(evaluate(model, data)["accuracy"])))
             layer.weight.data[...] = saved
-        out[name] = curve
-    return out
+    finally:
+        layer.weight.data[...] = saved
+    return curve
 
 
 def sensitivity_markdown(curves: dict) -> str:

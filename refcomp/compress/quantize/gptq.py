@@ -149,10 +149,15 @@ def gptq_quantize(w, hessian, *, bits: int = 4, group_size: int | None = None, s
     block_size : B of the lazy batches, eq. (7); changes speed, not the result.
     act_order : process columns by decreasing H_jj (static groups then).
 
-    Returns a QTensor (out, in) in the original column order, laid out as
-    rtn_quantize's: per-axis QParams per channel, per-block (axis 1,
-    block_size = group_size) in groups.
+    Returns
+    -------
+    QTensor
+        (out, in) in the original column order, laid out as
+        rtn_quantize's: per-axis QParams per channel, per-block (axis 1,
+        block_size = group_size) in groups.
 
+    Notes
+    -----
     With H = I and percdamp = 0, U = I: every update of (6) and (7) is zero
     and GPTQ returns exactly the codes of RTN (tests/compress/quantize/test_gptq.py).
     """

@@ -36,9 +36,12 @@ def rtn_quantize(w, *, bits: int = 8, group_size: int | None = None, symmetric: 
     group_size : input columns per scale; None (or >= in) = one scale per output row.
     symmetric : eq. (1) (z = 0) or the min-max grid of eq. (2).
 
-    Returns a QTensor (out, in): per-axis QParams (axis 0, float32 scale (out,))
-    per channel, per-block QParams (axis 1, block_size = group_size, scale
-    (out, n_groups)) in groups. ``to_dense()`` is ŵ = s·(q − z) (eq. 3), float32.
+    Returns
+    -------
+    QTensor
+        (out, in): per-axis QParams (axis 0, float32 scale (out,))
+        per channel, per-block QParams (axis 1, block_size = group_size, scale
+        (out, n_groups)) in groups. ``to_dense()`` is ŵ = s·(q − z) (eq. 3), float32.
     """
     w = float_array(w, "w", ndim=2, dtype=np.float64, copy=True)
     b = check_bits(bits)
