@@ -64,6 +64,7 @@ def test_page_examples_run(page, tmp_path, monkeypatch, request):
     if any("minilm" in code for _, code in blocks):
         request.getfixturevalue("minilm_model")             # skips (fails under CI) without the weights
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "examples").symlink_to(REPO / "examples")   # the pages name recipes as examples/NAME.toml
     namespace = {"__name__": f"docs_example_{page.stem}"}
     for line, code in blocks:
         try:
