@@ -230,3 +230,21 @@ def test_l1_is_used_during_the_pruning_retraining(monkeypatch, update):
                                          "finetune_epochs": 0}, PipelineConfig(**PRESETS["digits_mlp"]))
     run_pipeline(m, train_set, test_set, cfg_none, progress=False)
     assert seen["reg"] is None
+
+
+def test_the_report_records_the_refcomp_version(digits_run, tmp_path):
+    """report.md (under its title), results.json and the PNG (Software chunk) name the refcomp that wrote them."""
+    import json
+
+    from refcomp._version import __version__
+    from refcomp.pipelines.deep_compression import write_report
+
+    r, _, _ = digits_run
+    paths = write_report(r, tmp_path, title="T")
+    assert paths["report"].read_text().splitlines()[:3] == ["# T", "", f"Written by refcomp {__version__}."]
+    assert json.loads(paths["json"].read_text())["refcomp_version"] == __version__
+    if "plot" in paths:
+        from PIL import Image
+
+        with Image.open(paths["plot"]) as im:
+            assert im.text["Software"].startswith(f"refcomp {__version__} ")
