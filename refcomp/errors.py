@@ -18,6 +18,7 @@ __all__ = [
     "OverflowRiskError",
     "ReadOnlyError",
     "BackendUnavailableError",
+    "MissingDependencyError",
     "FileFormatError",
     "UnsupportedOperatorError",
     "expect",
@@ -63,6 +64,24 @@ class ReadOnlyError(ValidationError, AttributeError):
 
 class BackendUnavailableError(RefcompError, RuntimeError):
     """A backend was requested explicitly but is not available here."""
+
+
+class MissingDependencyError(BackendUnavailableError, ImportError):
+    """An optional package a feature needs is not installed; ``hint`` is the command that installs it.
+
+    Also an ImportError, what ``import`` of the package itself would have raised. The
+    message names the feature, the package and the extra of refcomp that brings it::
+
+        MissingDependencyError: refcomp.onnx: expected the optional package onnx, got it not installed
+        (pip install refcomp[interop])
+    """
+
+    def __init__(self, feature: str, package: str, extra: str):
+        self.feature, self.package, self.extra = feature, package, extra
+        # quoted in the hint: the brackets are a glob pattern in zsh
+        self.hint = f"install it with: pip install 'refcomp[{extra}]'"
+        super().__init__(f"{feature}: expected the optional package {package}, got it not installed "
+                         f"(pip install refcomp[{extra}])")
 
 
 class FileFormatError(RefcompError, ValueError):

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._version import __version__
-from ..errors import DTypeError, ValidationError
+from ..errors import DTypeError, MissingDependencyError, ValidationError
 from ..io.atomic import write_atomic
 from ..formats.dynamic import DynamicQuantized
 from ..formats.qtensor import QTensor
@@ -85,7 +85,7 @@ def _onnx():
     try:
         import onnx
     except ImportError:  # pragma: no cover - the test environment has it
-        raise ImportError("refcomp.onnx needs the optional package onnx: pip install 'refcomp[interop]'") from None
+        raise MissingDependencyError("refcomp.onnx", "onnx", "interop") from None
     return onnx
 
 
