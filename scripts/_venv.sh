@@ -58,6 +58,6 @@ else
     # hashed after the install, which has just built kernels/_crefcomp*
     _install_hash >"$_stamp"
 fi
-if grep -q "C kernels not built\|not built (" "$_log"; then
+if [ -f "$_log" ] && grep -q "C kernels not built\|not built (" "$_log"; then
     grep "not built" "$_log" >&2
 fi

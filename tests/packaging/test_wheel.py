@@ -54,6 +54,21 @@ def _clean_env(**extra) -> dict:
     return {**env, **extra}
 
 
+def _source_copy(tmp_path_factory) -> Path:
+    """The checkout without what builds and installs leave in it.
+
+    Why a copy: setuptools adds the files listed in a stale ``refcomp.egg-info/SOURCES.txt``
+    (the editable install's) to the sdist, so a file dropped from MANIFEST.in would still
+    ship, and the test would pass on a broken MANIFEST.in; a copy also leaves the checkout
+    untouched by the build.
+    """
+    src = tmp_path_factory.mktemp("src") / "refcomp"
+    junk = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis",
+                                  ".pytest_cache", "*.so", "*.o", "_crefcomp.c")
+    shutil.copytree(REPO, src, ignore=junk)
+    return src
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory) -> Path:
     """sdist and wheel built by ``python -m build`` (the wheel from the sdist), in a fresh folder."""
@@ -64,8 +79,8 @@ def dist(tmp_path_factory) -> Path:
     if shutil.which(os.environ.get("CC", "cc")) is None and shutil.which("gcc") is None:
         _need("a C compiler", "install cc/gcc: the wheel must hold the compiled C extension")
     out = tmp_path_factory.mktemp("dist")
-    res = _run([sys.executable, "-m", "build", "--outdir", str(out), str(REPO)], cwd=out, env=_clean_env(),
-               what="build sdist + wheel")
+    res = _run([sys.executable, "-m", "build", "--outdir", str(out), str(_source_copy(tmp_path_factory))],
+               cwd=out, env=_clean_env(), what="build sdist + wheel")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     log = res.stdout + res.stderr
     # setup.py turns a failed C build into a warning; in a wheel that is a failure

@@ -248,3 +248,15 @@ def test_the_report_records_the_refcomp_version(digits_run, tmp_path):
 
         with Image.open(paths["plot"]) as im:
             assert im.text["Software"].startswith(f"refcomp {__version__} ")
+
+
+def test_the_report_without_matplotlib_names_the_extra(digits_run, tmp_path, monkeypatch):
+    """No sizes.png then, and report.md says which extra draws it."""
+    import sys
+
+    from refcomp.pipelines.deep_compression import write_report
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    paths = write_report(digits_run[0], tmp_path)
+    assert "plot" not in paths and not (tmp_path / "sizes.png").exists()
+    assert "pip install 'refcomp[plot]'" in paths["report"].read_text()

@@ -130,6 +130,8 @@ def write_report(result: PipelineResult, out_dir, *, title: str = "Deep Compress
     if _plot_sizes(result, png):
         lines += ["![size breakdown](sizes.png)", ""]
     else:
+        # said in the report, where the plot would be: matplotlib is an extra, not a core dependency
+        lines += ["(No size plot: it needs matplotlib, `pip install 'refcomp[plot]'`.)", ""]
         png = None
     if extra_markdown:
         lines += [extra_markdown, ""]
