@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -95,6 +96,10 @@ def dist(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def venv(dist, tmp_path_factory) -> Path:
     """An empty venv (no pip, no packages) into which the wheel alone is installed; returns its bin/."""
+    from pip import __version__ as pip_version
+
+    if tuple(int(p) for p in re.findall(r"\d+", pip_version)[:2]) < (22, 3):
+        _need(f"pip >= 22.3 (for --python; this one is {pip_version})", "python -m pip install -U pip")
     root = tmp_path_factory.mktemp("venv")
     res = _run([sys.executable, "-m", "venv", "--without-pip", str(root)], cwd=root, what="create venv")
     assert res.returncode == 0, res.stderr
