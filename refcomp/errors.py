@@ -67,12 +67,12 @@ class BackendUnavailableError(RefcompError, RuntimeError):
 
 
 class MissingDependencyError(BackendUnavailableError, ImportError):
-    """An optional package a feature needs is not installed; ``hint`` is the command that installs it.
+    """A package a feature needs is not installed; ``hint`` is the command that installs it.
 
     Also an ImportError, what ``import`` of the package itself would have raised. The
     message names the feature, the package and the extra of refcomp that brings it::
 
-        MissingDependencyError: refcomp.onnx: expected the optional package onnx, got it not installed
+        MissingDependencyError: refcomp.onnx: expected the package onnx installed, got it missing
         (pip install refcomp[interop])
     """
 
@@ -80,7 +80,7 @@ class MissingDependencyError(BackendUnavailableError, ImportError):
         self.feature, self.package, self.extra = feature, package, extra
         # quoted in the hint: the brackets are a glob pattern in zsh
         self.hint = f"install it with: pip install 'refcomp[{extra}]'"
-        super().__init__(f"{feature}: expected the optional package {package}, got it not installed "
+        super().__init__(f"{feature}: expected the package {package} installed, got it missing "
                          f"(pip install refcomp[{extra}])")
 
 
