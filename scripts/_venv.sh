@@ -34,8 +34,9 @@ print(h.hexdigest())
 EOF
 }
 
-if [ "${REFCOMP_REINSTALL:-0}" != 1 ] && [ -x .venv/bin/refcomp ] && [ -f "$_stamp" ] &&
-    [ "$(cat "$_stamp")" = "$(_install_hash)" ]; then
+_hash=$(_install_hash) || _hash=""    # no hash (a broken venv): never "up to date"
+if [ -n "$_hash" ] && [ "${REFCOMP_REINSTALL:-0}" != 1 ] && [ -x .venv/bin/refcomp ] && [ -f "$_stamp" ] &&
+    [ "$(cat "$_stamp")" = "$_hash" ]; then
     echo "reusing .venv: refcomp${EXTRAS:+[$EXTRAS]} is installed and up to date (REFCOMP_REINSTALL=1 reinstalls)" >&2
 else
     rm -f "$_stamp"
@@ -56,7 +57,8 @@ else
         exit 1
     fi
     # hashed after the install, which has just built kernels/_crefcomp*
-    _install_hash >"$_stamp"
+    _hash=$(_install_hash) || _hash=""
+    if [ -n "$_hash" ]; then echo "$_hash" >"$_stamp"; fi
 fi
 if [ -f "$_log" ] && grep -q "C kernels not built\|not built (" "$_log"; then
     grep "not built" "$_log" >&2

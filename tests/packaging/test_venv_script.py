@@ -107,3 +107,11 @@ def test_a_failed_install_leaves_no_stamp(project):
     assert status == 1 and "installation failed" in err
     assert not list((project / ".venv").glob("install-*.stamp"))
     assert _source(project, EXTRAS="data")[1] == 2                 # so the next run installs again
+
+
+def test_no_hash_means_no_reuse(project):
+    """If the venv's Python cannot hash (a broken venv), the script installs rather than trust an empty stamp."""
+    assert _source(project, EXTRAS="data")[0] == 0
+    (project / "MANIFEST.in").unlink()                # the hash cannot read it: fails every time now
+    assert _source(project, EXTRAS="data")[1] == 2
+    assert _source(project, EXTRAS="data")[1] == 2
