@@ -16,9 +16,10 @@ fi
 _log=.venv/install.log
 _stamp=".venv/install-${EXTRAS:-core}.stamp"
 
-# The hash of everything the install depends on (the venv's Python: no sha256sum/shasum split).
+# The hash of everything the install depends on (the venv's Python: no sha256sum/shasum split);
+# it fails, silently, when the venv cannot run it: then the pip steps run and say what is wrong.
 _install_hash() {
-    EXTRAS="${EXTRAS:-}" .venv/bin/python - <<'EOF'
+    EXTRAS="${EXTRAS:-}" .venv/bin/python - 2>/dev/null <<'EOF'
 import glob, hashlib, os
 h = hashlib.sha256()
 h.update(f"EXTRAS={os.environ['EXTRAS']} REFCOMP_NO_C={os.environ.get('REFCOMP_NO_C', '')}\n".encode())
