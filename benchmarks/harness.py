@@ -117,11 +117,13 @@ def machine() -> str:
                     break
     except OSError:
         pass
+    from refcomp._version import __version__
     from refcomp.kernels import c_status
 
     st = c_status()
+    # refcomp's version too: every table written from this line can be traced to the code that timed it
     return (f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.machine()}, "
-            f"Python {platform.python_version()}, numpy {np.__version__}, "
+            f"Python {platform.python_version()}, numpy {np.__version__}, refcomp {__version__}, "
             f"refcomp C ISA auto -> {st['best_isa']} (paths: {', '.join(st['isas']) or 'none'})")
 
 

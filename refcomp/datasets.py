@@ -39,7 +39,7 @@ from typing import Iterator
 import numpy as np
 
 from .checks import one_of
-from .errors import FileFormatError, ShapeError, ValidationError
+from .errors import FileFormatError, MissingDependencyError, ShapeError, ValidationError
 
 __all__ = ["digits", "mnist", "read_idx", "split_indices", "mnist_fixture", "mnist_protocol", "load_split",
            "batches", "MNIST_FILES", "MNIST_RAW_MD5", "default_mnist_dir", "SPLITS"]
@@ -70,8 +70,8 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 8×8 digits: X float32 (1797, 64) in [0, 1] (pixel/16), y int64 (1797,)."""
     try:
         from sklearn.datasets import load_digits
-    except ImportError as exc:  # pragma: no cover - optional dependency
-        raise ImportError("refcomp.datasets.digits needs scikit-learn (pip install refcomp[data])") from exc
+    except ImportError:  # pragma: no cover - a core dependency, missing only from a broken install
+        raise MissingDependencyError("refcomp.datasets.digits", "scikit-learn", "data") from None
     d = load_digits()
     return (d.data / 16.0).astype(np.float32), d.target.astype(np.int64)
 

@@ -18,6 +18,7 @@ __all__ = [
     "OverflowRiskError",
     "ReadOnlyError",
     "BackendUnavailableError",
+    "MissingDependencyError",
     "FileFormatError",
     "UnsupportedOperatorError",
     "expect",
@@ -75,6 +76,24 @@ class ReadOnlyError(ValidationError, AttributeError):
 
 class BackendUnavailableError(RefcompError, RuntimeError):
     """A backend was requested explicitly but is not available here."""
+
+
+class MissingDependencyError(BackendUnavailableError, ImportError):
+    """A package a feature needs is not installed; ``hint`` is the command that installs it.
+
+    Also an ImportError, what ``import`` of the package itself would have raised. The
+    message names the feature, the package and the extra of refcomp that brings it::
+
+        MissingDependencyError: refcomp.onnx: expected the package onnx installed, got it missing
+        (pip install refcomp[interop])
+    """
+
+    def __init__(self, feature: str, package: str, extra: str):
+        self.feature, self.package, self.extra = feature, package, extra
+        # quoted in the hint: the brackets are a glob pattern in zsh
+        self.hint = f"install it with: pip install 'refcomp[{extra}]'"
+        super().__init__(f"{feature}: expected the package {package} installed, got it missing "
+                         f"(pip install refcomp[{extra}])")
 
 
 class FileFormatError(RefcompError, ValueError):

@@ -24,7 +24,8 @@ Only plain NumPy dtypes are stored (``DTYPES``: bool, (u)int8…64, float16/32/6
 which is every field of every refcomp weight format); anything else is a
 ValidationError when saving. The header is deflated because it is the one
 part a model's size table does not count, and JSON compresses well: for
-LeNet-300-100 it is 2,231 B as text and 462 B deflated.
+LeNet-300-100 it is 2,231 B as text and 462 B deflated (measured before the
+header recorded ``refcomp_version``, which adds 26 B of text, ~11 B deflated).
 
 Reading checks, in this order and before any tensor is made: the magic and
 layout version, that the header fits in the file, the checksum (so a

@@ -13,6 +13,7 @@ Layout (all integers little-endian)::
     b"RCDC"  magic
     uint32   H, length of the header
     H bytes  UTF-8 JSON header  {"format": "refcomp.deep_compression", "version": 2,
+                                 "refcomp_version": "0.1.0" (the writer; informative),
                                  "layers": [...], "tensors": [...], "metadata": {...}}
     payload  the segments the header points at (offset, length from the payload start)
     uint32   CRC-32 (zlib.crc32) of every byte before it          (version 2 only)
@@ -51,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._version import __version__
 from ..errors import FileFormatError, ValidationError
 from ..formats.relative_csr import LAYOUTS, RelativeIndexCSR, code_field, decode_field
 from ._json import load_json
@@ -118,8 +120,8 @@ def save_compressed(path, layers: Mapping[str, RelativeIndexCSR], tensors: Mappi
             raise ValidationError(f"tensors[{name!r}]", "a float32 or float64 array", str(arr.dtype))
         raw.append({"name": str(name), "dtype": arr.dtype.str, "shape": list(arr.shape),
                     "data": payload.add(arr.tobytes())})
-    header = {"format": FORMAT, "version": VERSION, "layers": entries, "tensors": raw,
-              "metadata": metadata or {}}
+    header = {"format": FORMAT, "version": VERSION, "refcomp_version": __version__, "layers": entries,
+              "tensors": raw, "metadata": metadata or {}}
     text = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
     body = _MAGIC + struct.pack("<I", len(text)) + text + b"".join(payload.parts)
     return write_atomic(Path(path), body + struct.pack("<I", zlib.crc32(body)))

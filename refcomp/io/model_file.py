@@ -7,30 +7,33 @@ Every container holds the same two things:
    than Dense is stored field by field as ``<layer>.weight.<field>``;
 2. a JSON header (UTF-8):
 
-   ==============  ============================================================
-   field           meaning
-   ==============  ============================================================
-   format          always "refcomp.model"
-   version         integer format version (a newer one is refused): 2 when a
-                   weight is a composed format (below), else 1
-   graph           the layer graph: {"type": "Sequential", "children": [
-                   {"name": "conv1", "type": "Conv2d", "config": {...}}, ...]}
-                   (config = the layer's constructor keyword arguments), or
-                   {"type": "Graph", "inputs": [...], "outputs": [...], "nodes":
-                   [{"name": "fc1", "inputs": ["x"], "module": {"type": ...}}]}
-   weights         {name: {"format": "Dense" | <refcomp.formats class>,
-                   "fields": [...]}} for every weight and parameter; a
-                   composed format (a LowRank whose factors are QTensors)
-                   adds "parts": {field: <the same spec of that format>},
-                   its tensors named ``<layer>.weight.<field>.<subfield>``
-   tensors         {tensor name: {"dtype": ..., "shape": [...]}} — checked on load
-   metadata        free user metadata (JSON object)
-   checksum        safetensors and npz only: CRC-32 (zlib.crc32) of the header
-                   without this field (JSON, sorted keys, no spaces) followed by
-                   every tensor's bytes in sorted name order; absent in files
-                   written before it (read without the check) and in the
-                   compact encoding (whose prefix holds a CRC-32 of the file)
-   ==============  ============================================================
+   ================  ============================================================
+   field              meaning
+   ================  ============================================================
+   format             always "refcomp.model"
+   version            integer format version (a newer one is refused): 2 when a
+                      weight is a composed format (below), else 1
+   refcomp_version    the version of refcomp that wrote the file
+                      (``refcomp._version.__version__``; absent in files written
+                      before it was recorded); informative, not checked on load
+   graph              the layer graph: {"type": "Sequential", "children": [
+                      {"name": "conv1", "type": "Conv2d", "config": {...}}, ...]}
+                      (config = the layer's constructor keyword arguments), or
+                      {"type": "Graph", "inputs": [...], "outputs": [...], "nodes":
+                      [{"name": "fc1", "inputs": ["x"], "module": {"type": ...}}]}
+   weights            {name: {"format": "Dense" | <refcomp.formats class>,
+                      "fields": [...]}} for every weight and parameter; a
+                      composed format (a LowRank whose factors are QTensors)
+                      adds "parts": {field: <the same spec of that format>},
+                      its tensors named ``<layer>.weight.<field>.<subfield>``
+   tensors            {tensor name: {"dtype": ..., "shape": [...]}} — checked on load
+   metadata           free user metadata (JSON object)
+   checksum           safetensors and npz only: CRC-32 (zlib.crc32) of the header
+                      without this field (JSON, sorted keys, no spaces) followed by
+                      every tensor's bytes in sorted name order; absent in files
+                      written before it (read without the check) and in the
+                      compact encoding (whose prefix holds a CRC-32 of the file)
+   ================  ============================================================
 
 Where the header lives: safetensors — the string entry ``"refcomp"`` of the
 file's ``__metadata__`` (safetensors' own JSON header); npz — an array named
@@ -73,6 +76,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import formats
+from .._version import __version__
 from ..errors import FileFormatError, ValidationError
 from ..formats.base import WeightFormat
 from ..formats.dense import Dense
@@ -244,6 +248,8 @@ def _tensors_and_header(model: Module, metadata: dict | None) -> tuple[dict, dic
         "format": FORMAT,
         # version 2 only where it is needed (a composed format), so version-1 readers keep reading the rest
         "version": VERSION if any("parts" in spec for spec in weights.values()) else 1,
+        # which code wrote the file: a file that loads but behaves unexpectedly can be traced to a release
+        "refcomp_version": __version__,
         "graph": _graph(model),
         "weights": weights,
         "tensors": {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in tensors.items()},

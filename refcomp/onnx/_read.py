@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, DTypeError, FileFormatError
+from ..errors import DTypeError, FileFormatError, MissingDependencyError
 
 __all__ = ["MAX_OPSET", "MIN_OPSET", "onnx_module", "opset_of", "parse", "read_tensor", "toposort"]
 
@@ -44,7 +44,7 @@ def onnx_module():
     try:
         import onnx
     except ImportError:
-        raise BackendUnavailableError("refcomp.onnx needs the onnx package: pip install refcomp[interop]") from None
+        raise MissingDependencyError("refcomp.onnx", "onnx", "interop") from None
     return onnx
 
 

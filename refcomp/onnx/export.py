@@ -59,7 +59,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DTypeError, ValidationError
+from .._version import __version__
+from ..errors import DTypeError, MissingDependencyError, ValidationError
 from ..io.atomic import write_atomic
 from ..formats.dynamic import DynamicQuantized
 from ..formats.qtensor import QTensor
@@ -84,7 +85,7 @@ def _onnx():
     try:
         import onnx
     except ImportError:  # pragma: no cover - the test environment has it
-        raise ImportError("refcomp.onnx needs the optional package onnx: pip install 'refcomp[interop]'") from None
+        raise MissingDependencyError("refcomp.onnx", "onnx", "interop") from None
     return onnx
 
 
@@ -750,7 +751,8 @@ def export(model: Module, path=None, *, style: str = "float", input_shape, opset
                     for n, shape, dt in specs]
     graph = helper.make_graph(b.nodes, "refcomp", graph_inputs, graph_outputs, initializer=b.initializers)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", int(opset))],
-                              producer_name="refcomp", ir_version=_IR_VERSION)
+                              producer_name="refcomp", producer_version=__version__,
+                              ir_version=_IR_VERSION)
     proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     onnx.checker.check_model(proto, full_check=True)
     if path is not None:

@@ -39,3 +39,12 @@ def test_thread_block_is_written_only_between_its_own_markers(tmp_path):
     text = p.read_text()
     assert "scaling v2" in text and "old" not in text and "tables" in text and "after" in text
     assert text.count(BEGIN) == 1 and text.count(END) == 1
+
+
+def test_the_machine_line_names_the_refcomp_version():
+    """Every table the harness writes starts with this line: the timings trace back to the code."""
+    from harness import machine
+
+    from refcomp._version import __version__
+
+    assert f", refcomp {__version__}, " in machine()

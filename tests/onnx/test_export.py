@@ -123,6 +123,14 @@ def test_float_export_equals_refcomp(case, tmp_path):
     assert rel_err(run_ref(proto, x)[0], y) <= 1e-5
 
 
+def test_the_file_names_refcomp_and_its_version(tmp_path):
+    """producer_name / producer_version: an exported file traces back to the refcomp that wrote it."""
+    from refcomp._version import __version__
+
+    proto = _exported(digits_mlp(0), "float", (1, 64), tmp_path)
+    assert (proto.producer_name, proto.producer_version) == ("refcomp", __version__)
+
+
 def test_float_export_of_other_layers():
     """GELU (both forms), LayerNorm, Softmax, Sigmoid, Tanh, ReLU6, AvgPool2d, GlobalAvgPool2d, a residual Add."""
     rng = np.random.default_rng(2)

@@ -251,3 +251,33 @@ def test_a_partial_override_merges_into_the_preset_key_by_key():
     assert set(new.sparsity) == {"fc1", "fc2", "fc3", "fc4"}
     with pytest.raises(ValidationError, match="sparsity: expected a table"):
         PipelineConfig.from_dict({"sparsity": 0.5}, base)
+
+
+def test_the_report_records_the_refcomp_version(digits_run, tmp_path):
+    """report.md (under its title), results.json and the PNG (Software chunk) name the refcomp that wrote them."""
+    import json
+
+    from refcomp._version import __version__
+    from refcomp.pipelines.deep_compression import write_report
+
+    r, _, _ = digits_run
+    paths = write_report(r, tmp_path, title="T")
+    assert paths["report"].read_text().splitlines()[:3] == ["# T", "", f"Written by refcomp {__version__}."]
+    assert json.loads(paths["json"].read_text())["refcomp_version"] == __version__
+    if "plot" in paths:
+        from PIL import Image
+
+        with Image.open(paths["plot"]) as im:
+            assert im.text["Software"].startswith(f"refcomp {__version__} ")
+
+
+def test_the_report_without_matplotlib_names_the_extra(digits_run, tmp_path, monkeypatch):
+    """No sizes.png then, and report.md says which extra draws it."""
+    import sys
+
+    from refcomp.pipelines.deep_compression import write_report
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    paths = write_report(digits_run[0], tmp_path)
+    assert "plot" not in paths and not (tmp_path / "sizes.png").exists()
+    assert "pip install 'refcomp[plot]'" in paths["report"].read_text()

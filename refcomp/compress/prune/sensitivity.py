@@ -25,6 +25,7 @@ from ...checks import ratio
 from ...errors import ValidationError
 from ...executors import run_tasks
 from ...io.atomic import write_atomic
+from ...io.provenance import png_metadata
 from ...nn.train import evaluate
 from .model import layer_scores, model_masks, prunable_layers
 
@@ -94,7 +95,7 @@ def plot_sensitivity(curves: dict, path) -> bool:
     ax.legend()
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=100, metadata=png_metadata())
     write_atomic(path, buf.getvalue())      # a complete PNG or none (Ctrl-C), with the usual permissions
     plt.close(fig)
     return True

@@ -1,5 +1,11 @@
 """The Deep Compression report: Markdown with the paper's size table, JSON, the size plot, and the
-run record (refcomp.report) rendered as the self-contained report.html."""
+run record (refcomp.report) rendered as the self-contained report.html.
+
+Each records the refcomp version that wrote it (report.md under its title,
+results.json as ``refcomp_version``, sizes.png in its PNG ``Software`` text
+chunk, report.html in its provenance): a report's numbers can then be traced
+to the code.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import report as run_report
+from ..._version import __version__
 from ...compress.prune.model import prunable_layers
 from ...formats.relative_csr import size_table_markdown
 from ...io.atomic import write_atomic
-from ... import report as run_report
+from ...io.provenance import png_metadata
 from .run import PipelineResult
 
 __all__ = ["write_report", "run_record"]
@@ -114,7 +122,7 @@ def _plot_sizes(result: PipelineResult, path: Path) -> bool:
                   f"({result.weights_ratio:.1f}x)")
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=100, metadata=png_metadata())
     write_atomic(path, buf.getvalue())      # a complete PNG or none (Ctrl-C), with the usual permissions
     plt.close(fig)
     return True
@@ -151,7 +159,7 @@ def write_report(result: PipelineResult, out_dir, *, title: str = "Deep Compress
     seconds = dict(extra_seconds or {}, **result.seconds)
     acc = result.accuracy
     total = result.table[-1]
-    lines = [f"# {title}", ""]
+    lines = [f"# {title}", "", f"Written by refcomp {__version__}.", ""]
     if record is not None:
         lines += [f"Figures and tables in one page: [{run_report.HTML_FILE}]({run_report.HTML_FILE}).", ""]
     if command:
@@ -184,11 +192,14 @@ def write_report(result: PipelineResult, out_dir, *, title: str = "Deep Compress
     if _plot_sizes(result, png):
         lines += ["![size breakdown](sizes.png)", ""]
     else:
+        # said in the report, where the plot would be: matplotlib is an extra, not a core dependency
+        lines += ["(No size plot: it needs matplotlib, `pip install 'refcomp[plot]'`.)", ""]
         png = None
     if extra_markdown:
         lines += [extra_markdown, ""]
     paths = {"report": write_atomic(out / "report.md", "\n".join(lines).encode())}
     summary = result.summary()
+    summary["refcomp_version"] = __version__
     summary["seconds"] = seconds
     summary["table"] = result.table
     paths["json"] = write_atomic(out / "results.json",

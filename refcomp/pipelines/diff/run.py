@@ -25,8 +25,8 @@ import numpy as np
 
 from ... import onnx as rc_onnx
 from ...errors import (
-    BackendUnavailableError,
     FileFormatError,
+    MissingDependencyError,
     RefcompError,
     ShapeError,
     ValidationError,
@@ -147,9 +147,8 @@ def _onnxruntime_outputs(path, x, batch_size, exact=False) -> dict[str, LayerOut
         import onnx
         import onnxruntime as ort
         from onnx import numpy_helper
-    except ImportError:
-        raise BackendUnavailableError("--runtime onnxruntime needs onnx and onnxruntime "
-                                      "(pip install refcomp[interop])") from None
+    except ImportError as exc:      # exc.name: the one of the two that is missing
+        raise MissingDependencyError("--runtime onnxruntime", exc.name or "onnxruntime", "interop") from None
     try:
         proto = onnx.load(str(path))
         inferred = onnx.shape_inference.infer_shapes(proto)
