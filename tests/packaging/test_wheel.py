@@ -178,6 +178,17 @@ def test_compress_runs_from_the_bare_wheel(venv, work):
     assert res.returncode == 0 and res.stdout.strip() == "(1, 10)", res.stderr
 
 
+def test_a_recipe_runs_from_the_bare_wheel(venv, work):
+    """Any pipeline as a TOML recipe (the repository's examples/ are plain files the user passes)."""
+    recipe = Path(__file__).resolve().parents[2] / "examples" / "w8a8_dynamic.toml"
+    res = _run([str(venv / "refcomp"), "compress", "--model", "digits_mlp", "--out", "rr", "--baseline-epochs", "2",
+                "--recipe", str(recipe), "--json"], cwd=work, env=_clean_env(), what="refcomp compress --recipe")
+    assert res.returncode == 0, res.stderr[-4000:]
+    r = json.loads(res.stdout)
+    assert r["route"] == "recipe" and r["record"]["refcomp_version"] == __version__
+    assert {"model.rcm", "run.json", "report.md", "report.html"} <= {p.name for p in (work / "rr").iterdir()}
+
+
 def test_a_route_needing_an_extra_names_it(venv, work):
     """--onnx needs onnx (refcomp[interop]): one error line naming the extra, a hint, exit 2, no traceback."""
     (work / "m.onnx").write_bytes(b"not read: onnx is missing")
