@@ -73,7 +73,7 @@ def _refuse(args, flags, why: str) -> None:
 def _command(args) -> str:
     parts = ["refcomp", "compress"]
     for flag in ("model", "model_file", "onnx", "data", "recipe", "config", "calibration", "calibration_text",
-                 "baseline", "baseline_epochs", "seed", "mnist_dir", "out"):
+                 "golden", "baseline", "baseline_epochs", "seed", "mnist_dir", "out"):
         value = getattr(args, flag, None)
         if value is not None and not (flag == "model" and (args.onnx or args.model_file)):
             parts += [f"--{flag.replace('_', '-')}", str(value)]
