@@ -76,7 +76,8 @@ ALGORITHM_PACKAGES = ["refcomp/quant", "refcomp/ops", "refcomp/formats", "refcom
 #: calls whose string arguments are only argument names or messages: a mutant that changes nothing
 #: but those strings changes what a user reads, not what the algorithm computes
 _MESSAGE_CALLS = {"real", "integer", "float_array", "bool_mask", "one_of", "ratio", "numeric_array",
-                  "normalize_axis", "qdtype", "check_shape", "per_axis", "integer_in_range", "_check_names"}
+                  "normalize_axis", "qdtype", "check_shape", "per_axis", "integer_in_range", "_check_names",
+                  "dtype_in", "scale", "same_shape", "expand", "finite"}
 _RAISE = re.compile(r"raise \w*Error\(")
 _ARGUMENT_DEFAULT = re.compile(r"\bargument: str = ")
 #: mutations NumPy makes no-ops: astype(None) *is* astype(float64) (None means the default float
@@ -86,6 +87,22 @@ _EQUIVALENT = [(re.compile(r"\.astype\(np\.float64\)"), ".astype(None)"),
 #: survivors read and shown to be equivalent, by module: (old line, new line, why). Lines compare
 #: without their comments, so a renumbered mutant still matches.
 EQUIVALENT_BY_HAND = {
+    "refcomp/ops/quantize_linear.py": [
+        # the call only validates the backend's name: QuantizeLinear has no fast kernel under any op name
+        *[('_backend.implementation("quantize_linear", backend)', f"_backend.implementation({op}, backend)",
+           "no kernel either way") for op in ("None", '"XXquantize_linearXX"', '"QUANTIZE_LINEAR"')],
+        # exact widenings: a NaN or a zero stays one in float64, the float path's zero point is 0,
+        # a P-precision ratio widened to float64 rounds to the same float8, and y holds integers
+        ("if q.is_float and np.any(zp.astype(np.float32) != 0):", "if q.is_float and np.any(zp.astype(None) != 0):",
+         "zero in either"),
+        ('ratio = ratio + _broadcast.expand(zp, "y_zero_point", x.shape, axis, block_size).astype(ratio.dtype)',
+         'ratio = ratio + _broadcast.expand(zp, "y_zero_point", x.shape, axis, block_size).astype(None)',
+         "adding a zero"),
+        ("if np.isnan(x.astype(np.float32)).any():", "if np.isnan(x.astype(None)).any():", "NaN in either"),
+        ("return y.astype(np.int64).astype(q.np_dtype)", "return y.astype(None).astype(q.np_dtype)", "integers"),
+        ("ratio = np.clip(ratio.astype(np.float32), q.qmin, q.qmax)", "ratio = np.clip(ratio.astype(None), q.qmin, q.qmax)",
+         "an exact widening"),
+    ],
     "refcomp/compress/lowrank/factorize.py": [
         # the names in ``given`` only fill the error message (len(given) is what is tested)
         *[(line, line.replace(f'"{n}"', new), "message") for line in [

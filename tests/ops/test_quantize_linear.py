@@ -254,3 +254,14 @@ def test_an_unknown_backend_is_refused():
     with pytest.raises(ValidationError) as e:
         quantize_linear(np.ones(1, np.float32), np.float32(1), backend="cuda")
     assert e.value.argument == "backend"
+
+
+def test_scale_and_zero_point_must_have_the_same_shape():
+    """ONNX QuantizeLinear: y_zero_point has y_scale's shape; a per-axis zero point beside a scalar scale is refused."""
+    from refcomp.errors import ShapeError
+
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(ShapeError, match="y_zero_point"):
+        quantize_linear(x, np.float32(0.5), np.zeros(3, np.uint8), axis=1)
+    with pytest.raises(ShapeError, match="y_zero_point"):
+        quantize_linear(x, np.full(3, 0.5, np.float32), np.uint8(0), axis=1)
