@@ -44,7 +44,7 @@ def test_stage_lines_under_the_pipeline_bar(tmp_path):
                                        "--baseline-epochs", "1"], tmp_path)
     assert status == 0
     shown = screen(term)
-    assert shown[0].startswith("dense baseline trained (1 epochs, ") and shown[-1] == "report: r/report.md"
+    assert shown[0].startswith("dense baseline trained (1 epochs, ") and shown[-1] == "report: r/report.md and r/report.html"
     assert any(line.startswith("pruned + retrained (1 rounds x 2 epochs): ") for line in shown)
     assert not any(g in line for line in shown for g in BAR_GLYPHS), shown
 
