@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import report as run_report
 from .._version import __version__
-from ..pipelines.recipe import RecipeData, grid, load_recipe, recipe_label, sweep, write_record
+from ..pipelines.recipe import RecipeData, grid, load_recipe, recipe_label, run_sweep, write_record
 from . import _common, compress_recipe
 from ._common import UsageError
 
@@ -103,7 +103,7 @@ def finish(args, recipes: list, model, data: RecipeData, out: Path, source: dict
     labels = [recipe_label(r) for r in recipes]
     say(f"sweep of {len(recipes)} recipes ({', '.join(labels)}) through the {executor} executor")
     t = time.perf_counter()
-    results = sweep(model, recipes, data, executor=executor)
+    results = run_sweep(model, recipes, data, executor=executor)
     rows = []
     for label, recipe, (compressed, record) in zip(labels, recipes, results):
         folder = out / label

@@ -14,6 +14,7 @@ and validated like an override (merge.py), before any work.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from .merge import merge_recipe
 from .run import RecipeData, run_recipe
 from .schema import Recipe, parse_recipe
 
-__all__ = ["sweep", "grid", "recipe_label"]
+__all__ = ["run_sweep", "grid", "recipe_label"]
 
 #: what a recipe's label may hold: it names the sweep's folder of that recipe
 _LABEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]*$")
@@ -37,13 +38,29 @@ def recipe_label(recipe: Recipe) -> str:
     return recipe.name or Path(str(recipe.source)).stem
 
 
+def _one_blas_thread():
+    """NumPy's BLAS limited to one thread for a task (threadpoolctl comes with scikit-learn).
+
+    Why: a training step's float sums depend on BLAS's thread count (OpenBLAS
+    gives results one float32 ulp apart after a few epochs), and a dask
+    worker runs BLAS on one thread (its nanny sets OPENBLAS_NUM_THREADS=1)
+    while this process may run it on all cores. One thread everywhere gives
+    the same records whatever the executor, as the CLI does (refcomp.cli)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _run_one(model, recipe: Recipe, data: RecipeData, measure: bool):
     """One task: ``recipe`` on a copy of ``model``. The copy matters under the serial executor, where every
     task gets the caller's own object: no step may leave a trace that the next recipe would start from."""
-    return run_recipe(copy.deepcopy(model), recipe, data, measure=measure)
+    with _one_blas_thread():
+        return run_recipe(copy.deepcopy(model), recipe, data, measure=measure)
 
 
-def sweep(model, recipes: Sequence[Recipe], data: RecipeData, *, executor="serial", measure: bool = True) -> list:
+def run_sweep(model, recipes: Sequence[Recipe], data: RecipeData, *, executor="serial", measure: bool = True) -> list:
     """``[(compressed model, run record)]``, one per recipe, in the order of ``recipes``.
 
     Every recipe runs from a copy of ``model`` (which is not modified) as an
@@ -51,7 +68,8 @@ def sweep(model, recipes: Sequence[Recipe], data: RecipeData, *, executor="seria
     (made and shut down here) or a ``concurrent.futures.Executor`` kept open
     by the caller. Every recipe is checked against ``data`` before any task
     starts. The records equal those of ``run_recipe`` run one after the other
-    (bar their ``seconds``), whatever the executor.
+    with BLAS on one thread (bar their timings), whatever the executor: each
+    task runs BLAS on one thread (the tasks are the parallelism).
     """
     recipes = list(recipes) if isinstance(recipes, (list, tuple)) else recipes
     if not isinstance(recipes, list) or not recipes:
