@@ -56,6 +56,11 @@ examples/): ordered steps of any family, run on --model NAME's baseline,
 
     refcomp compress --model digits_mlp --recipe examples/deep_compression.toml --out r
 
+Several ``--recipe FILE`` (or one with ``--grid STEP.KEY=[V, ...]``): a sweep, each
+recipe from the same model as a task of ``--executor`` (refcomp/cli/compress_sweep.py)::
+
+    refcomp compress --model digits_mlp --recipe examples/qat.toml --recipe examples/gptq_w4.toml --out s
+
 Config (TOML, optional): top-level keys of PipelineConfig override the
 model's preset, merged key by key (a table such as [sparsity] layer by layer), e.g.::
 
@@ -144,8 +149,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also sweep accuracy vs sparsity per layer on the dense baseline "
                              "(sensitivity.png and a table in the report)")
     parser.add_argument("--executor", default=None, choices=EXECUTORS,
-                        help="where the --sensitivity sweep's per-layer tasks run: serial (default, in this "
-                             "process), process (worker processes), dask (a local dask cluster; refcomp[dask])")
+                        help="where the --sensitivity sweep's per-layer tasks, or a recipe sweep's recipes, run: "
+                             "serial (default, in this process), process (worker processes), dask (a local dask "
+                             "cluster; refcomp[dask])")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     _common.add_json(parser)
     onnx = parser.add_argument_group("ONNX models (instead of --model)")
