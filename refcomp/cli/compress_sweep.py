@@ -92,9 +92,11 @@ def _row(label: str, recipe, record: dict, folder: Path) -> dict:
 
 
 def _line(row: dict) -> str:
+    """One recipe's summary line; its bytes those of the ratio (the compact encoding), as on the page."""
     acc = f"test accuracy {100 * row['accuracy']:.2f} %, " if row["accuracy"] is not None else ""
+    size = row["bytes"] if row["bytes"] is not None else row["file_bytes"]
     ratio = f" ({row['ratio']:.1f}x)" if row["ratio"] else ""
-    return f"{row['name']}: {acc}{row['file_bytes']:,} B{ratio}, {row['seconds']:.1f} s -> {row['file']}"
+    return f"{row['name']}: {acc}{size:,} B{ratio}, {row['seconds']:.1f} s -> {row['file']}"
 
 
 def finish(args, recipes: list, model, data: RecipeData, out: Path, source: dict, say) -> int:
