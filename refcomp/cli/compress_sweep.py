@@ -15,13 +15,13 @@ vs size, one point per recipe). docs/recipes.md, "Sweeps".
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
 from .. import report as run_report
 from .._version import __version__
 from ..pipelines.recipe import RecipeData, grid, load_recipe, recipe_label, run_sweep, write_record
+from ..pipelines.recipe.sweep import FOLDER_NAME
 from . import _common, compress_recipe
 from ._common import UsageError
 
@@ -29,8 +29,6 @@ __all__ = ["is_sweep", "load", "finish", "SWEEP_FILE", "SWEEP_FORMAT"]
 
 SWEEP_FILE = "sweep.json"
 SWEEP_FORMAT = "refcomp.recipe_sweep"
-#: a recipe's name becomes its folder: letters, digits and ._=+- only, not starting with a dot
-_FOLDER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]*$")
 #: what the sweep itself writes into --out (a recipe folder of that name would collide)
 _OWN = {SWEEP_FILE, run_report.HTML_FILE, run_report.RECORD_FILE, "baseline.safetensors"}
 
@@ -71,7 +69,7 @@ def load(args) -> list:
         recipes = grid(recipes[0], *_parse_grid(args.grid))
     labels = [recipe_label(r) for r in recipes]
     for label, recipe in zip(labels, recipes):
-        if not _FOLDER.match(label) or label in _OWN:
+        if not FOLDER_NAME.match(label) or label in _OWN:
             raise UsageError(f"--recipe {recipe.source}", "a recipe name that can name its folder in --out "
                              f"(letters, digits, ._=+-; not {', '.join(sorted(_OWN))})", repr(label),
                              "set name = \"...\" in the recipe file")

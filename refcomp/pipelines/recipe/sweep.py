@@ -27,10 +27,10 @@ from .merge import merge_recipe
 from .run import RecipeData, run_recipe
 from .schema import Recipe, parse_recipe
 
-__all__ = ["run_sweep", "grid", "recipe_label"]
+__all__ = ["run_sweep", "grid", "recipe_label", "FOLDER_NAME"]
 
-#: what a recipe's label may hold: it names the sweep's folder of that recipe
-_LABEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]*$")
+#: a name that can name a folder (the CLI writes each recipe of a sweep into --out/NAME/)
+FOLDER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]*$")
 
 
 def recipe_label(recipe: Recipe) -> str:
@@ -67,9 +67,9 @@ def run_sweep(model, recipes: Sequence[Recipe], data: RecipeData, *, executor="s
     independent task of ``executor``: a name of refcomp.executors.EXECUTORS
     (made and shut down here) or a ``concurrent.futures.Executor`` kept open
     by the caller. Every recipe is checked against ``data`` before any task
-    starts. The records equal those of ``run_recipe`` run one after the other
-    with BLAS on one thread (bar their timings), whatever the executor: each
-    task runs BLAS on one thread (the tasks are the parallelism).
+    starts. Each task runs NumPy's BLAS on one thread (the tasks are the
+    parallelism), so the records are those of ``run_recipe`` run one after
+    the other under that limit (bar their timings), whatever the executor.
     """
     recipes = list(recipes) if isinstance(recipes, (list, tuple)) else recipes
     if not isinstance(recipes, list) or not recipes:
@@ -91,7 +91,7 @@ def run_sweep(model, recipes: Sequence[Recipe], data: RecipeData, *, executor="s
 def _value_label(value, i: int) -> str:
     """A grid point's part of its recipe's name: the value itself when it is a plain one, else its number."""
     text = str(value).lower() if isinstance(value, bool) else str(value)
-    return text if isinstance(value, (bool, int, float, str)) and _LABEL.match(text) else str(i + 1)
+    return text if isinstance(value, (bool, int, float, str)) and FOLDER_NAME.match(text) else str(i + 1)
 
 
 def grid(recipe: Recipe, step, key: str, values: Sequence) -> list:
