@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .. import report as run_report
 from .._version import __version__
+from ..errors import ValidationError
 from ..pipelines.recipe import RecipeData, grid, load_recipe, recipe_label, run_sweep, write_record
 from ..pipelines.recipe.sweep import FOLDER_NAME
 from . import _common, compress_recipe
@@ -66,7 +67,12 @@ def load(args) -> list:
         raise UsageError("--grid", "one --recipe to expand", f"{len(files)} --recipe files")
     recipes = [load_recipe(f, override=args.config) for f in files]
     if args.grid is not None:
-        recipes = grid(recipes[0], *_parse_grid(args.grid))
+        step, key, values = _parse_grid(args.grid)
+        try:
+            recipes = grid(recipes[0], step, key, values)
+        except ValidationError as exc:      # a value the step refuses: say it came from --grid
+            exc.args = (f"--grid: {exc}",)
+            raise
     labels = [recipe_label(r) for r in recipes]
     for label, recipe in zip(labels, recipes):
         if not FOLDER_NAME.match(label) or label in _OWN:
