@@ -136,3 +136,20 @@ def test_sweep_flags_are_checked_before_any_work(argv, message, tmp_path, capsys
     err = capsys.readouterr().err
     assert message in err and len(err.splitlines()) == 2 and "--grid: --grid" not in err, err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_sweep_on_a_local_dask_cluster_writes_what_the_serial_one_does(model_file, tmp_path, capsys):
+    pytest.importorskip("dask.distributed")
+    tuned = tmp_path / "tuned.toml"            # one recipe that trains (its seed in the file)
+    tuned.write_text('name = "prune-tune"\n[[step]]\nname = "prune"\nsparsity = 0.6\n'
+                     '[[step]]\nname = "fine_tune"\nepochs = 1\nrng = 3\n')
+    runs = {}
+    for executor in ("serial", "dask"):
+        out = tmp_path / executor
+        assert _sweep(model_file, out, "--recipe", str(tuned), "--recipe", GPTQ, "--executor", executor,
+                      "--quiet") == 0
+        summary = json.loads((out / "sweep.json").read_text())
+        assert summary["executor"] == executor
+        runs[executor] = ([(r["name"], r["accuracy"], r["bytes"]) for r in summary["recipes"]],
+                          [(out / r["file"]).read_bytes() for r in summary["recipes"]])
+    assert runs["dask"] == runs["serial"] and runs["serial"][0][0][0] == "prune-tune"
