@@ -14,6 +14,7 @@ key by key (docs/recipes.md). The recipe is validated in full before any data
 is loaded. Writes into --out: ``model.rcm`` (the compressed model; ``model.safetensors``
 when a weight dtype has no compact encoding), ``run.json`` (the run record:
 steps, per-step accuracy, bytes and seconds; docs/recipes.md) and ``report.md``.
+Several --recipe files, or one with --grid: a sweep (compress_sweep.py).
 """
 
 from __future__ import annotations
