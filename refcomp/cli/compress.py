@@ -56,6 +56,11 @@ examples/): ordered steps of any family, run on --model NAME's baseline,
 
     refcomp compress --model digits_mlp --recipe examples/deep_compression.toml --out r
 
+Several ``--recipe FILE`` (or one with ``--grid STEP.KEY=[V, ...]``): a sweep, each
+recipe from the same model as a task of ``--executor`` (refcomp/cli/compress_sweep.py)::
+
+    refcomp compress --model digits_mlp --recipe examples/qat.toml --recipe examples/gptq_w4.toml --out s
+
 Config (TOML, optional): top-level keys of PipelineConfig override the
 model's preset, merged key by key (a table such as [sparsity] layer by layer), e.g.::
 
@@ -106,7 +111,7 @@ from ..pipelines.recipe import RecipeData
 from ..pipelines.minilm import calibration_batches, compress_minilm, format_score, score
 from .._version import __version__
 from ..io.model_file import SUFFIXES
-from . import _common, compress_recipe
+from . import _common, compress_recipe, compress_sweep
 from ._common import MODELS, UsageError, load_split
 from .embed import read_sentences
 
@@ -144,18 +149,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also sweep accuracy vs sparsity per layer on the dense baseline "
                              "(sensitivity.png and a table in the report)")
     parser.add_argument("--executor", default=None, choices=EXECUTORS,
-                        help="where the --sensitivity sweep's per-layer tasks run: serial (default, in this "
-                             "process), process (worker processes), dask (a local dask cluster; refcomp[dask])")
+                        help="where the --sensitivity sweep's per-layer tasks, or a recipe sweep's recipes, run: "
+                             "serial (default, in this process), process (worker processes), dask (a local dask "
+                             "cluster; refcomp[dask])")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     _common.add_json(parser)
     onnx = parser.add_argument_group("ONNX models (instead of --model)")
     onnx.add_argument("--onnx", default=None, metavar="FILE",
                       help="quantize this float ONNX model by --recipe (--data: its inputs and labels)")
-    onnx.add_argument("--recipe", default=None, metavar="NAME|FILE",
+    onnx.add_argument("--recipe", default=None, metavar="NAME|FILE", action=_Recipes,
                       type=compress_recipe.recipe_arg(set(ONNX_RECIPES) | set(MINILM_RECIPES)),
                       help=f"a recipe file (.toml: any steps, any model; docs/recipes.md, examples/) or a named "
                            f"recipe: {', '.join(sorted(ONNX_RECIPES))} for --onnx; "
-                           f"{', '.join(sorted(MINILM_RECIPES))} for --model minilm")
+                           f"{', '.join(sorted(MINILM_RECIPES))} for --model minilm. Repeated (files only): "
+                           f"a sweep, each recipe from the same model, through --executor")
+    onnx.add_argument("--grid", default=None, metavar="STEP.KEY=[V,...]",
+                      help="a sweep of one --recipe FILE over the values of one step's key, e.g. "
+                           "'1.sparsity=[0.5, 0.7, 0.9]' (STEP: number from 1 or name; values: a TOML array)")
+    parser.set_defaults(recipes=[])
     onnx.add_argument("--model-file", default=None, metavar="FILE",
                       help="with --recipe FILE: run it on this refcomp model file (--data: its data)")
     onnx.add_argument("--calibration-text", default=None, metavar="FILE",
@@ -168,6 +179,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="weight-only recipes: one scale per group of this many inputs (default per channel)")
     onnx.add_argument("--export", default=None, metavar="FILE", help="also write the quantized model as ONNX")
     onnx.add_argument("--style", default="qdq", choices=["qdq", "qoperator"], help="ONNX export style")
+
+
+class _Recipes(argparse.Action):
+    """--recipe, repeatable: ``recipe`` keeps the first value (the single-recipe routes read it),
+    ``recipes`` gathers every one (several: a sweep, refcomp/cli/compress_sweep.py)."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        namespace.recipes = [*(getattr(namespace, "recipes", None) or []), value]
+        namespace.recipe = namespace.recipes[0]
 
 
 def _load_config(path, model_name):
@@ -416,12 +436,16 @@ def _check_architecture(model, name: str, path: Path) -> None:
 
 def run(args) -> int:
     if args.executor is not None:
-        if not args.sensitivity:
-            raise UsageError("--executor", "--sensitivity (it runs the sensitivity sweep's tasks)",
-                             f"--executor {args.executor} alone", "add --sensitivity, or drop --executor")
+        if not args.sensitivity and not compress_sweep.is_sweep(args):
+            raise UsageError("--executor", "--sensitivity or a recipe sweep (it runs their tasks)",
+                             f"--executor {args.executor} alone",
+                             "add --sensitivity, give several --recipe files (or --grid), or drop --executor")
         check_executor(args.executor)     # dask installed? before the baseline is trained
+    if args.grid is not None and args.recipe is None:
+        raise UsageError("--grid", "a --recipe FILE to expand", "no --recipe")
     # --recipe's type already took only a named recipe or a recipe file; a name wins over a file of that name
     recipe_file = args.recipe is not None and args.recipe not in ONNX_RECIPES and args.recipe not in MINILM_RECIPES
+    recipe_file = recipe_file or compress_sweep.is_sweep(args)    # a sweep takes files only: its load says so
     if recipe_file and (args.onnx or args.model_file or args.model == "minilm"):
         return compress_recipe.run_route(args)
     if args.model_file is not None:

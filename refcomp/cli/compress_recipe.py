@@ -14,6 +14,7 @@ key by key (docs/recipes.md). The recipe is validated in full before any data
 is loaded. Writes into --out: ``model.rcm`` (the compressed model; ``model.safetensors``
 when a weight dtype has no compact encoding), ``run.json`` (the run record:
 steps, per-step accuracy, bytes and seconds; docs/recipes.md) and ``report.md``.
+Several --recipe files, or one with --grid: a sweep (compress_sweep.py).
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from ..io.atomic import write_atomic
 from ..models.minilm_l6 import embed, minilm
 from ..pipelines.minilm import calibration_batches, format_score, score
 from ..pipelines.recipe import RecipeData, is_recipe_file, load_recipe, run_recipe, write_record
-from . import _common
+from . import _common, compress_sweep
 from ._common import UsageError, load_split
 from .embed import read_sentences
 
-__all__ = ["recipe_arg", "load", "run_route", "finish", "RECORD_FILE"]
+__all__ = ["recipe_arg", "load", "run_route", "finish", "write_run", "RECORD_FILE"]
 
 RECORD_FILE = "run.json"
 _HINT = "a recipe's steps and their keys: docs/recipes.md (refcomp.pipelines.recipe.STEPS)"
@@ -54,8 +55,11 @@ def recipe_arg(names):
 
 
 def load(args):
-    """The validated recipe of --recipe FILE with --config FILE merged over it; errors carry the hint."""
+    """The validated recipe of --recipe FILE with --config FILE merged over it; errors carry the hint.
+    A sweep (several --recipe, or --grid): the list of its recipes, every one validated (compress_sweep.load)."""
     try:
+        if compress_sweep.is_sweep(args):
+            return compress_sweep.load(args)
         return load_recipe(args.recipe, override=args.config)
     except RefcompError as exc:
         if not getattr(exc, "hint", None):
@@ -72,11 +76,14 @@ def _refuse(args, flags, why: str) -> None:
 
 def _command(args) -> str:
     parts = ["refcomp", "compress"]
-    for flag in ("model", "model_file", "onnx", "data", "recipe", "config", "calibration", "calibration_text",
-                 "golden", "baseline", "baseline_epochs", "seed", "mnist_dir", "out"):
+    for flag in ("model", "model_file", "onnx", "data", "recipe", "grid", "config", "calibration",
+                 "calibration_text", "golden", "baseline", "baseline_epochs", "seed", "mnist_dir", "executor", "out"):
         value = getattr(args, flag, None)
-        if value is not None and not (flag == "model" and (args.onnx or args.model_file)):
-            parts += [f"--{flag.replace('_', '-')}", str(value)]
+        # a sweep's several --recipe files, each with its flag
+        values = (getattr(args, "recipes", None) or [value]) if flag == "recipe" else [value]
+        for v in values:
+            if v is not None and not (flag == "model" and (args.onnx or args.model_file)):
+                parts += [f"--{flag.replace('_', '-')}", str(v)]
     return shlex.join(parts)
 
 
@@ -121,24 +128,15 @@ def run_route(args) -> int:
 
 
 def finish(args, recipe, model, data: RecipeData, out: Path, source: dict, say) -> int:
-    """Run ``recipe`` on ``model``; write the model, run.json and report.md into ``out``."""
+    """Run ``recipe`` on ``model``; write the model, run.json and report.md into ``out``.
+    ``recipe`` a list (load: several --recipe, or --grid): the sweep (compress_sweep.py)."""
+    if isinstance(recipe, list):
+        return compress_sweep.finish(args, recipe, model, data, out, source, say)
     say(f"recipe {recipe.name or recipe.source}: {len(recipe.steps)} steps "
         f"({', '.join(s.name for s in recipe.steps)})")
     t = time.perf_counter()
     compressed, record = run_recipe(model, recipe, data, log=say)
-    record["command"] = _command(args)
-    record["model"] = source
-    try:
-        path = save_model(compressed, out / "model.rcm", format="compact", metadata={"recipe": recipe.name})
-    except RefcompError:    # a weight dtype the compact encoding does not hold (bfloat16 ...)
-        path = save_model(compressed, out / "model.safetensors", metadata={"recipe": recipe.name})
-    record["final"].update(file=path.name, file_bytes=path.stat().st_size)
-    if source.get("kind") == "minilm":
-        record["final"]["score"] = _minilm_score(compressed, args, say)
-    record["seconds"] = time.perf_counter() - t
-    write_record(record, out / RECORD_FILE)
-    write_atomic(out / "report.md", _markdown(record).encode())
-    page = run_report.write_report(_page_record(record, model, compressed), out, markdown=False)
+    path, page = write_run(args, recipe, model, compressed, record, out, source, say, started=t)
     final = record["final"]
     acc = f"test accuracy {100 * final['accuracy']:.2f} %, " if final["accuracy"] is not None else ""
     base = record["baseline"]["accuracy"]
@@ -149,6 +147,27 @@ def finish(args, recipe, model, data: RecipeData, out: Path, source: dict, say) 
         _common.emit_json({"route": "recipe", "recipe": recipe.name or str(recipe.source), "out": out,
                            "model_file": path, "record": record, "report": page})
     return 0
+
+
+def write_run(args, recipe, model, compressed, record: dict, out: Path, source: dict, say, started=None):
+    """What one recipe run writes into ``out`` (the model file, run.json, report.md, report.html and its
+    record.json); ``record`` gains the command, the model's source and the file, and with ``started``
+    (a perf_counter time) its ``seconds`` run to the model file written. -> (model file, page files)."""
+    record["command"] = _command(args)
+    record["model"] = source
+    try:
+        path = save_model(compressed, out / "model.rcm", format="compact", metadata={"recipe": recipe.name})
+    except RefcompError:    # a weight dtype the compact encoding does not hold (bfloat16 ...)
+        path = save_model(compressed, out / "model.safetensors", metadata={"recipe": recipe.name})
+    record["final"].update(file=path.name, file_bytes=path.stat().st_size)
+    if source.get("kind") == "minilm":
+        record["final"]["score"] = _minilm_score(compressed, args, say)
+    if started is not None:
+        record["seconds"] = time.perf_counter() - started
+    write_record(record, out / RECORD_FILE)
+    write_atomic(out / "report.md", _markdown(record).encode())
+    page = run_report.write_report(_page_record(record, model, compressed), out, markdown=False)
+    return path, page
 
 
 def _minilm_score(model, args, say):

@@ -220,6 +220,11 @@ class QParams:
     def __deepcopy__(self, memo):
         return self
 
+    # pickled field by field: the executors carry quantized models between processes (refcomp.executors),
+    # and the default would restore the slots through __setattr__, which refuses
+    def __reduce__(self):
+        return _restore_qparams, (tuple(object.__getattribute__(self, k) for k in self.__slots__),)
+
     # ---- the integer range -------------------------------------------------
     @property
     def qmin(self):
@@ -392,3 +397,13 @@ class QParams:
             extra += f", qmin={self.qmin}, qmax={self.qmax}"
         return (f"QParams(scale={short(self.scale)}, zero_point={short(self.zero_point)}, "
                 f"dtype={self.dtype.name}{extra})")
+
+
+def _restore_qparams(values: tuple) -> "QParams":
+    """A QParams from its slots' values (QParams.__reduce__), its arrays read-only again."""
+    qp = object.__new__(QParams)
+    for name, value in zip(QParams.__slots__, values):
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+        object.__setattr__(qp, name, value)
+    return qp

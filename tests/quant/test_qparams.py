@@ -43,6 +43,20 @@ def test_copies_are_the_object_itself():
     assert twin["a"] is qp and twin["b"][0] is qp
 
 
+def test_a_pickled_copy_is_equal_and_still_immutable():
+    """In memory, as an executor's pipe carries a quantized model between processes (refcomp.executors)."""
+    import pickle
+
+    for qp in (QParams(np.float32([0.1, 0.2]), np.int8([1, -1]), "int8", axis=0, qmin=-127),
+               QParams(np.full((2, 2), 0.5, np.float32), None, "int4", axis=1, block_size=4)):
+        back = pickle.loads(pickle.dumps(qp))
+        assert back == qp and back.qmin == qp.qmin and back.block_size == qp.block_size
+        assert back.zero_point.dtype == qp.zero_point.dtype
+        assert not back.scale.flags.writeable and not back.zero_point.flags.writeable
+        with pytest.raises(AttributeError):
+            back.axis = 0
+
+
 @pytest.mark.parametrize("name", sorted(QDTYPES))
 def test_every_dtype_roundtrips_through_json(name):
     dt = QDTYPES[name]
