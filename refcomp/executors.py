@@ -30,9 +30,11 @@ the cores.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import warnings
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
@@ -173,8 +175,33 @@ def run_tasks(fn, tasks, executor="serial") -> list:
     return results
 
 
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """Hold a Ctrl-C that lands inside the block and raise it on leaving.
+
+    Why: submitting starts the pool's workers, and a worker is started by a
+    handshake with the forkserver; a KeyboardInterrupt raised in the middle of
+    it leaves the server reading a broken message, and the server then prints
+    its own traceback on the terminal. Held until the handshakes are done, the
+    interrupt ends the run as usual (one line, the workers ended). Python runs
+    signal handlers in the main thread only, so elsewhere nothing is changed.
+    """
+    if threading.current_thread() is not threading.main_thread() or not callable(signal.getsignal(signal.SIGINT)):
+        yield                                       # not the main thread, or Ctrl-C ignored / not Python's
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        previous(signal.SIGINT, caught[0])          # Python's default raises KeyboardInterrupt here
+
+
 def _results(ex: Executor, fn, tasks: list) -> list:
-    futures = [ex.submit(fn, *t) for t in tasks]
+    with _ctrl_c_deferred():
+        futures = [ex.submit(fn, *t) for t in tasks]
     try:
         return [f.result() for f in futures]
     except BaseException:

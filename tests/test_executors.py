@@ -1,5 +1,6 @@
 """refcomp.executors: the serial, process and dask executors give the serial results, in order; bad names fail."""
 
+import concurrent.futures
 import sys
 import time
 from concurrent.futures import Executor
@@ -160,3 +161,27 @@ def test_ctrl_c_ends_the_workers_at_once(tmp_path, monkeypatch):
         pid = int((tmp_path / f"pid.{i}").read_text())
         with pytest.raises(ProcessLookupError):                       # the worker is gone
             os.kill(pid, 0)
+
+
+def test_a_ctrl_c_while_workers_start_is_held_until_they_have_started(monkeypatch):
+    """A SIGINT during the submissions (the forkserver handshakes) is raised after them, not inside one."""
+    import signal
+
+    from refcomp import executors
+
+    order = []
+
+    class Pool(concurrent.futures.Executor):
+        def submit(self, fn, *args):
+            order.append("submit")
+            if len(order) == 1:
+                signal.raise_signal(signal.SIGINT)     # Ctrl-C in the middle of the first submission
+                order.append("after the signal")
+            f = concurrent.futures.Future()
+            f.set_result(fn(*args))
+            return f
+
+    with pytest.raises(KeyboardInterrupt):
+        executors.run_tasks(abs, [(-1,), (-2,)], Pool())
+    assert order == ["submit", "after the signal", "submit"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
