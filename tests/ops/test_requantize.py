@@ -188,9 +188,8 @@ def test_multiplier_and_shift_ranges_are_exactly_the_documented_ones():
             quantize_multiplier(bad)
 
 
-def test_the_fast_kernel_runs_exactly_when_its_contract_holds(monkeypatch):
-    """2-D acc with per-tensor or per-column parameters goes to the kernel; per-row parameters, other
-    ranks, empty arrays and fixed-point left shifts (which need the overflow check) stay in NumPy."""
+def _spy_kernels(monkeypatch) -> list:
+    """Replace both requantization kernels by spies; the list they append "float" / "fixed" to."""
     import refcomp.backend
 
     calls = []
@@ -203,6 +202,13 @@ def test_the_fast_kernel_runs_exactly_when_its_contract_holds(monkeypatch):
 
     table = {"requantize_float": spy("float"), "requantize_fixed_point": spy("fixed")}
     monkeypatch.setattr(refcomp.backend, "implementation", lambda op, backend=None: table.get(op))
+    return calls
+
+
+def test_the_fast_kernel_runs_exactly_when_its_contract_holds(monkeypatch):
+    """2-D acc with per-tensor or per-column parameters goes to the kernel; per-row parameters, other
+    ranks, empty arrays and fixed-point left shifts (which need the overflow check) stay in NumPy."""
+    calls = _spy_kernels(monkeypatch)
     acc = np.arange(12, dtype=np.int32).reshape(3, 4)
     M3, M4 = np.full(3, 0.1, np.float32), np.full(4, 0.1, np.float32)
     cases = [  # (acc, multiplier, zero point, axis, method, expected kernel calls)
@@ -323,18 +329,7 @@ def test_backend_numpy_never_calls_a_kernel(monkeypatch):
 def test_per_row_and_boundary_shifts_choose_the_path_by_the_contract(monkeypatch):
     """The cases beside test_the_fast_kernel_runs_exactly_when_its_contract_holds's: per-tensor along
     axis 0 is still the kernel's; per-row (axis 0 or -2) on a square acc is not; shift 0 is, shift 1 is not."""
-    import refcomp.backend
-
-    calls = []
-
-    def spy(name):
-        def kernel(acc, *args):
-            calls.append(name)
-            return np.zeros(acc.shape, np.int32)
-        return kernel
-
-    table = {"requantize_float": spy("float"), "requantize_fixed_point": spy("fixed")}
-    monkeypatch.setattr(refcomp.backend, "implementation", lambda op, backend=None: table.get(op))
+    calls = _spy_kernels(monkeypatch)
     acc = np.arange(9, dtype=np.int32).reshape(3, 3)
     M3 = np.array([0.1, 0.2, 0.3], np.float32)
     cases = [

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refcomp import datasets, models
+from refcomp import models
 from refcomp.errors import ValidationError
 from refcomp.formats.relative_csr import RelativeIndexCSR
-from refcomp.nn.train import evaluate, train
+from refcomp.nn.train import evaluate
 from refcomp.pipelines.recipe import RecipeData, load_recipe, parse_recipe, run_recipe
 
 pytest.importorskip("sklearn")
@@ -20,14 +20,6 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 #: example -> the least compression (baseline bytes / final bytes, compact encoding) it must reach on digits_mlp
 RATIO = {"deep_compression": 8.0, "w8a8_static": 3.0, "w8a8_dynamic": 3.0, "qat": 3.0, "gptq_w4": 5.0,
          "distillation": 3.5, "lowrank": 2.0}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    train_set, test_set = datasets.load_split("digits", seed=0)
-    model = models.digits_mlp(0)
-    train(model, train_set, epochs=5, rng=0, progress=False)
-    return model, RecipeData.from_split(train_set, test_set, calibration=200)
 
 
 def test_every_example_is_covered():

@@ -10,24 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refcomp import datasets, models
 from refcomp.errors import ValidationError
 from refcomp.executors import SerialExecutor, get_executor
-from refcomp.nn.train import train
 from refcomp.pipelines.recipe import STEPS, RecipeData, grid, load_recipe, parse_recipe, run_sweep
 from refcomp.pipelines.recipe.registry import StepSpec
 
 pytest.importorskip("sklearn")
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
-
-
-@pytest.fixture(scope="module")
-def digits():
-    train_set, test_set = datasets.load_split("digits", seed=0)
-    model = models.digits_mlp(0)
-    train(model, train_set, epochs=5, rng=0, progress=False)
-    return model, RecipeData.from_split(train_set, test_set, calibration=200)
 
 
 def _recipes():
