@@ -1,9 +1,8 @@
 """refcomp.executors: the serial, process and dask executors give the serial results, in order; bad names fail."""
 
-import concurrent.futures
 import sys
 import time
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 
 import numpy as np
 import pytest
@@ -171,13 +170,13 @@ def test_a_ctrl_c_while_workers_start_is_held_until_they_have_started(monkeypatc
 
     order = []
 
-    class Pool(concurrent.futures.Executor):
+    class Pool(Executor):
         def submit(self, fn, *args):
             order.append("submit")
             if len(order) == 1:
                 signal.raise_signal(signal.SIGINT)     # Ctrl-C in the middle of the first submission
                 order.append("after the signal")
-            f = concurrent.futures.Future()
+            f = Future()
             f.set_result(fn(*args))
             return f
 
