@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -311,7 +312,7 @@ def _is_equivalent(diff: str, module: str = "") -> bool:
     return False
 
 
-def score_module(module: str, tests: list[str], workdir: Path, mutmut: list[str]) -> dict:
+def score_module(module: str, tests: list[str], workdir: Path, mutmut: list[str], timeout_multiplier: float = 3.0) -> dict:
     """Run mutmut on ``module`` with ``tests`` in a copy of the repository under ``workdir``."""
     copy = workdir / Path(module).stem
     shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".git", ".venv", "mutants", "__pycache__",
@@ -322,10 +323,16 @@ def score_module(module: str, tests: list[str], workdir: Path, mutmut: list[str]
         if not (where / "shared").exists():
             (where / "shared").symlink_to(REPO.parent / "shared")
     config = (f'\n[tool.mutmut]\nsource_paths = ["{module}"]\nalso_copy = ["refcomp", "kernels", "tests"]\n'
-              f'pytest_add_cli_args_test_selection = {tests!r}\n').replace("'", '"')
+              f'pytest_add_cli_args_test_selection = {tests!r}\n'
+              f'timeout_multiplier = {timeout_multiplier}\n').replace("'", '"')
     with open(copy / "pyproject.toml", "a", encoding="utf-8") as f:
         f.write(config)
-    subprocess.run(mutmut + ["run"], cwd=copy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    # mutmut forks each mutant from a process that has already run the tests: an OpenMP runtime
+    # (scikit-learn's k-means, the tests' oracle) with a live thread team deadlocks in the child at
+    # its first barrier, asleep, so no CPU-time limit ever ends it. One thread each: no team to inherit.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    subprocess.run(mutmut + ["run"], cwd=copy, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   check=False)
     out = subprocess.run(mutmut + ["results", "--all", "true"], cwd=copy, capture_output=True, text=True).stdout
     status = dict(line.strip().rsplit(": ", 1) for line in out.splitlines() if ": " in line)
     counts = {"killed": 0, "survived": 0, "message": 0, "equivalent": 0, "other": 0}
@@ -382,6 +389,10 @@ def main(argv=None) -> int:
     ap.add_argument("modules", nargs="*", help=f"modules to mutate (default: all {len(MODULES)} of MODULES)")
     ap.add_argument("--all", action="store_true", help="every module of the algorithm packages (hours)")
     ap.add_argument("--show", action="store_true", help="print each behaviour-changing survivor's diff")
+    # mutmut stops a mutant after 2 × multiplier × (its tests' time + 1 s) of CPU; its default 15
+    # lets each non-terminating mutant (a k-means that never converges) cost minutes
+    ap.add_argument("--timeout-multiplier", type=float, default=3.0,
+                    help="a mutant times out (counted as 'other') after 2 × this × its tests' time")
     args = ap.parse_args(argv)
     chosen = algorithm_modules() if args.all else (args.modules or list(MODULES))
     unknown = [m for m in chosen if not mirror_tests(m)]
@@ -392,7 +403,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="refcomp_mutation_") as tmp:
         for module in chosen:
-            c = score_module(module, mirror_tests(module), Path(tmp), mutmut)
+            c = score_module(module, mirror_tests(module), Path(tmp), mutmut, args.timeout_multiplier)
             print(f"| {module} | {c['killed']} | {c['survived']} | {c['message']} | {c['equivalent']} | {c['other']} | "
                   f"{100 * c['score']:.1f} % |", flush=True)
             if args.show:
