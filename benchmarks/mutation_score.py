@@ -210,6 +210,15 @@ EQUIVALENT_BY_HAND = {
             ("else np.asarray(p).reshape(n), dtype=dt)", "else np.asarray(p).reshape(None), dtype=dt)"),
         ]],
     ],
+    "refcomp/compress/quantize/rtn.py": [
+        # RTN's codes never fall below qmin, so that clip is a no-op (the one at qmax does bind:
+        # half-to-even can round the two ends of an asymmetric range apart). Symmetric: s = max|w| /
+        # (2^(b-1) - 1), so w / s >= -(2^(b-1) - 1)·(1 + 2^-24) (the float32 scale) > qmin = -2^(b-1).
+        # Asymmetric: z = qmin - rint(lo / s) unclipped (lo <= 0, |lo / s| <= 2^b - 1 + tiny), and
+        # lo <= every w with rint monotone, so rint(w / s) + z >= qmin.
+        ("codes = round_to_grid(w, scale, zero_point, qp.qmin, qp.qmax)",
+         "codes = round_to_grid(w, scale, zero_point, None, qp.qmax)", "RTN's codes never fall below qmin"),
+    ],
 }
 
 
