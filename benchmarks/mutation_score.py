@@ -210,6 +210,33 @@ EQUIVALENT_BY_HAND = {
             ("else np.asarray(p).reshape(n), dtype=dt)", "else np.asarray(p).reshape(None), dtype=dt)"),
         ]],
     ],
+    "refcomp/compress/quantize/rtn.py": [
+        # RTN's codes never fall below qmin, so that clip is a no-op (the one at qmax does bind:
+        # half-to-even can round the two ends of an asymmetric range apart). Symmetric: s = max|w| /
+        # (2^(b-1) - 1), so w / s >= -(2^(b-1) - 1)·(1 + 2^-24) (the float32 scale) > qmin = -2^(b-1).
+        # Asymmetric: z = qmin - rint(lo / s) unclipped (lo <= 0, |lo / s| <= 2^b - 1 + tiny), and
+        # lo <= every w with rint monotone, so rint(w / s) + z >= qmin.
+        ("codes = round_to_grid(w, scale, zero_point, qp.qmin, qp.qmax)",
+         "codes = round_to_grid(w, scale, zero_point, None, qp.qmax)", "RTN's codes never fall below qmin"),
+    ],
+    "refcomp/compress/distill/loss.py": [
+        # a dtype kind is one character: "i" in "XXiuXX" as in "iu"
+        ('if y.dtype.kind not in "iu":', 'if y.dtype.kind not in "XXiuXX":', "one-character kinds"),
+        # NumPy reads any negative size in reshape as "the unknown dimension"
+        *[("grad_p = u_last.reshape(-1, u.shape[1]).T @ g_last.reshape(-1, v.shape[1])", new,
+           "NumPy: any negative is -1") for new in (
+            "grad_p = u_last.reshape(-2, u.shape[1]).T @ g_last.reshape(-1, v.shape[1])",
+            "grad_p = u_last.reshape(-1, u.shape[1]).T @ g_last.reshape(-2, v.shape[1])")],
+        # hint_loss: only float32 input keeps its dtype without the cast, and every operation pairs
+        # each of u, v, projection with another of them, still cast to float64: the float32 operand
+        # widens exactly (NumPy promotion) and the results are the same float64 values
+        *[(f"{lhs} = float_array({arg}{ndim}, dtype=np.float64)", f"{lhs} = float_array({arg}{ndim}, {new})",
+           "its partners are float64: exact promotion")
+          for lhs, arg, ndim in (("u", 'student_features, "student_features"', ", ndim=(2, 3, 4, 5)"),
+                                 ("v", 'teacher_features, "teacher_features"', ", ndim=(2, 3, 4, 5)"),
+                                 ("p", 'projection, "projection"', ""))
+          for new in ("dtype=None", "")],
+    ],
 }
 
 

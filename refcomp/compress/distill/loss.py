@@ -45,7 +45,8 @@ def log_softmax(z, axis: int = -1) -> np.ndarray:
     """log softmax(z) = z − m − log Σ exp(z − m), m = max z (no overflow for any finite z)."""
     z = np.asarray(z, dtype=np.float64)
     m = np.max(z, axis=axis, keepdims=True)
-    shifted = z - m
+    with np.errstate(over="ignore"):  # a gap beyond the float64 range is −inf: a probability of exactly 0
+        shifted = z - m
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
@@ -55,7 +56,9 @@ def softmax(z, axis: int = -1) -> np.ndarray:
 
 
 def _logits(x, name: str) -> np.ndarray:
-    return float_array(x, name, ndim=2, dtype=np.float64, copy=True)
+    # float64 whatever the input (the losses divide by T before the float64 log_softmax); never
+    # written to, so no copy
+    return float_array(x, name, ndim=2, dtype=np.float64)
 
 
 def _labels(y, n: int, k: int) -> np.ndarray:
@@ -102,8 +105,10 @@ def distillation_loss(student_logits, teacher_logits, labels, *, temperature: fl
     log_p = log_softmax(t / temp)
     log_q = log_softmax(s / temp)
     p = np.exp(log_p)
-    # KL(p ‖ q) = Σ p (log p − log q); p log p is taken as 0 where p underflows to 0
-    kl = float(np.sum(np.where(p > 0, p * (log_p - log_q), 0.0)) / n)
+    # KL(p ‖ q) = Σ p (log p − log q) with 0·log 0 = 0: where p is 0, log p can be −inf (a logit
+    # gap beyond the float64 range) and the product NaN; those terms are 0
+    with np.errstate(invalid="ignore"):
+        kl = float(np.sum(np.where(p > 0, p * (log_p - log_q), 0.0)) / n)
     grad_kl = temp * (np.exp(log_q) - p) / n  # T² · ∂KL/∂s = T² · (q − p) / (T N)
     loss = a * ce + (1.0 - a) * temp * temp * kl
     return loss, a * grad_ce + (1.0 - a) * grad_kl
@@ -143,8 +148,9 @@ def hint_loss(student_features, teacher_features, projection=None) -> tuple[floa
     (then C_s must equal C_t).
     Returns (loss, ∂L/∂student_features, ∂L/∂projection or None).
     """
-    u = float_array(student_features, "student_features", ndim=(2, 3, 4, 5), dtype=np.float64, copy=True)
-    v = float_array(teacher_features, "teacher_features", ndim=(2, 3, 4, 5), dtype=np.float64, copy=True)
+    # float64 whatever the input; the features and the projection are never written to, so no copy
+    u = float_array(student_features, "student_features", ndim=(2, 3, 4, 5), dtype=np.float64)
+    v = float_array(teacher_features, "teacher_features", ndim=(2, 3, 4, 5), dtype=np.float64)
     if u.shape[0] != v.shape[0] or u.shape[2:] != v.shape[2:]:
         raise ShapeError("teacher_features", f"shape (N={u.shape[0]}, C_t, {', '.join(map(str, u.shape[2:]))}) "
                          "matching student_features except for channels", f"shape {v.shape}")
@@ -155,7 +161,7 @@ def hint_loss(student_features, teacher_features, projection=None) -> tuple[floa
         p = None
         r = u
     else:
-        p = float_array(projection, "projection", ndim=2, dtype=np.float64, copy=True)
+        p = float_array(projection, "projection", dtype=np.float64)  # any other shape is refused just below
         if p.shape != (u.shape[1], v.shape[1]):
             raise ShapeError("projection", f"shape ({u.shape[1]}, {v.shape[1]}) = (C_s, C_t)", f"shape {p.shape}")
         r = np.moveaxis(np.moveaxis(u, 1, -1) @ p, -1, 1)  # channel-wise linear map = 1×1 conv

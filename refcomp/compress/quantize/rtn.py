@@ -16,8 +16,6 @@ ignores how the errors of different inputs add up in the layer output.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...checks import float_array
 from ...formats.qtensor import QTensor
 from .grid import check_bits, check_group_size, grid_qparams, group_ranges, round_to_grid
@@ -43,7 +41,9 @@ def rtn_quantize(w, *, bits: int = 8, group_size: int | None = None, symmetric: 
         per channel, per-block QParams (axis 1, block_size = group_size, scale
         (out, n_groups)) in groups. ``to_dense()`` is ŵ = s·(q − z) (eq. 3), float32.
     """
-    w = float_array(w, "w", ndim=2, dtype=np.float64, copy=True)
+    # read only, so no copy; any float dtype will do: group_ranges' min / max are exact in it and
+    # grid_qparams / round_to_grid widen to float64 (exactly) before they divide
+    w = float_array(w, "w", ndim=2)
     b = check_bits(bits)
     g = check_group_size(group_size, w.shape[1])
     symmetric = bool(symmetric)

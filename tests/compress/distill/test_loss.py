@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refcomp.compress.distill.loss import cross_entropy, distillation_loss, hint_loss, log_softmax, softmax
+from refcomp.compress.distill.loss import (cross_entropy, distillation_loss, hard_label_loss, hint_loss, log_softmax,
+                                          softmax)
 from refcomp.errors import DTypeError, ShapeError, ValidationError
 
 seeds = st.integers(0, 2**32 - 1)
@@ -112,8 +113,6 @@ def test_loss_argument_errors():
 def test_hard_label_loss_written_out():
     """Eqs. (8)-(9) by hand: CE against argmax t, mixed with the true labels by α; the teacher's
     labels differ from y on purpose, so a loss that reads y for both terms fails."""
-    from refcomp.compress.distill.loss import hard_label_loss
-
     rng = np.random.default_rng(3)
     n, k = 9, 5
     s, t = rng.normal(size=(n, k)), rng.normal(size=(n, k)) * 4
@@ -135,3 +134,92 @@ def test_hard_label_loss_written_out():
         hard_label_loss(s, t, y, alpha=-0.1)
     with pytest.raises(ShapeError, match="teacher_logits"):
         hard_label_loss(s, t[:, :3], y)
+
+
+# softmax along the axis asked for; float64 out of any real input (the losses' precision)
+def test_softmax_axis_and_float64():
+    z = np.array([[0.0, 1.0, 2.0], [3.0, -1.0, 0.5]])
+    p0 = softmax(z, axis=0)
+    np.testing.assert_allclose(p0.sum(axis=0), 1.0, rtol=1e-15)
+    np.testing.assert_allclose(p0, np.exp(z) / np.exp(z).sum(axis=0), rtol=1e-15)
+    z32 = np.array([[0.1, 0.7, -2.3]], dtype=np.float32)
+    want = z32.astype(np.float64) - np.log(np.exp(z32.astype(np.float64)).sum())
+    assert log_softmax(z32).dtype == np.float64
+    np.testing.assert_allclose(log_softmax(z32), want, rtol=1e-15)
+
+
+# logits: float64 whatever their dtype, so float32 logits give the loss of their float64 values
+def test_float32_logits_give_the_float64_loss():
+    rng = np.random.default_rng(5)
+    s, t = rng.normal(size=(4, 6)).astype(np.float32), rng.normal(size=(4, 6)).astype(np.float32)
+    y = np.array([0, 5, 2, 2])
+    loss32, g32 = distillation_loss(s, t, y, temperature=3.0, alpha=0.25)  # s / 3 is inexact in float32
+    loss64, g64 = distillation_loss(s.astype(np.float64), t.astype(np.float64), y, temperature=3.0, alpha=0.25)
+    assert g32.dtype == np.float64 and loss32 == pytest.approx(loss64, rel=1e-14)
+    np.testing.assert_allclose(g32, g64, rtol=1e-13, atol=1e-16)
+
+
+# a teacher probability that is exactly 0 (log p = −inf: a logit gap beyond the float64 range)
+# adds 0·log 0 = 0 to the KL term, without NaN or warning
+def test_kl_term_of_a_zero_teacher_probability_is_zero():
+    t = np.array([[1e308, -1e308]])  # p = (1, 0)
+    s = np.zeros((1, 2))  # q = (1/2, 1/2): KL(p ‖ q) = log 2
+    loss, grad = distillation_loss(s, t, np.array([1]), temperature=1.0, alpha=0.0)
+    assert loss == pytest.approx(np.log(2.0), rel=1e-15)
+    np.testing.assert_allclose(grad, [[-0.5, 0.5]], rtol=1e-15)  # T·(q − p) / N
+    np.testing.assert_array_equal(softmax(t), [[1.0, 0.0]])
+
+
+# the defaults: T = 4 and α = 1/2 (Hinton), hard labels from the teacher only (α = 0)
+def test_loss_defaults():
+    rng = np.random.default_rng(2)
+    s, t, y = rng.normal(size=(3, 4)), rng.normal(size=(3, 4)) * 3, np.array([0, 1, 3])
+    assert distillation_loss(s, t, y)[0] == distillation_loss(s, t, y, temperature=4.0, alpha=0.5)[0]
+    assert hard_label_loss(s, t, y)[0] == cross_entropy(s, t.argmax(axis=1))[0]
+
+
+# bad input: each error names the argument it is about
+@pytest.mark.parametrize("call, exc, argument", [
+    (lambda: cross_entropy(np.zeros(3), np.array([0])), ShapeError, "logits"),
+    (lambda: cross_entropy(np.zeros((1, 2, 3)), np.array([0])), ShapeError, "logits"),
+    (lambda: distillation_loss(np.zeros(3), np.zeros(3), np.array([0])), ShapeError, "student_logits"),
+    (lambda: distillation_loss(np.zeros((1, 3)), np.zeros(3), np.array([0])), ShapeError, "teacher_logits"),
+    (lambda: distillation_loss(np.zeros((1, 3)), np.zeros((1, 3)), np.array([0]), alpha=-0.1), ValidationError,
+     "alpha"),
+    (lambda: hard_label_loss(np.zeros(3), np.zeros(3), np.array([0])), ShapeError, "student_logits"),
+    (lambda: hard_label_loss(np.zeros((1, 3)), np.zeros(3), np.array([0])), ShapeError, "teacher_logits"),
+    (lambda: hard_label_loss(np.zeros((1, 3)), np.zeros((1, 3)), np.array([0]), alpha=1.5), ValidationError,
+     "alpha"),
+    (lambda: hard_label_loss(np.zeros((1, 3)), np.zeros((1, 3)), np.array([0]), alpha=2.0), ValidationError,
+     "alpha"),
+    (lambda: hint_loss(np.zeros(3), np.zeros(3)), ShapeError, "student_features"),
+    (lambda: hint_loss(np.zeros((1,) * 6), np.zeros((1,) * 6)), ShapeError, "student_features"),
+    (lambda: hint_loss(np.zeros((1, 1)), np.zeros(1)), ShapeError, "teacher_features"),
+    (lambda: hint_loss(np.zeros((1,) * 5), np.zeros((1,) * 6)), ShapeError, "teacher_features"),
+    (lambda: hint_loss(np.zeros((2, 3)), np.zeros((2, 4)), np.zeros(12)), ShapeError, "projection"),
+    (lambda: hint_loss(np.zeros((2, 3)), np.zeros((2, 4)), np.zeros((1, 3, 4))), ShapeError, "projection"),
+])
+def test_errors_name_their_argument(call, exc, argument):
+    with pytest.raises(exc) as e:
+        call()
+    assert e.value.argument == argument
+
+
+# hint loss: features of 2 to 5 dimensions (dense, 1-D, 2-D, 3-D maps); float64 whatever their dtype
+@pytest.mark.parametrize("spatial", [(), (3,), (2, 3), (2, 1, 2)])
+def test_hint_loss_ranks_and_float64(spatial):
+    rng = np.random.default_rng(len(spatial))
+    u = rng.normal(size=(2, 3, *spatial)).astype(np.float32)
+    v = rng.normal(size=(2, 4, *spatial)).astype(np.float32)
+    p = rng.normal(size=(3, 4)).astype(np.float32)
+    u64, v64, p64 = (x.astype(np.float64) for x in (u, v, p))
+    r = np.einsum("nc...,cd->nd...", u64, p64)
+    loss, gu, gp = hint_loss(u, v, p)
+    assert loss == pytest.approx(np.mean((r - v64) ** 2), rel=1e-14)
+    assert gu.dtype == gp.dtype == np.float64
+    g_r = 2 * (r - v64) / r.size
+    np.testing.assert_allclose(gu, np.einsum("nd...,cd->nc...", g_r, p64), rtol=1e-13)
+    summed = [0, *range(2, u.ndim)]  # the batch and spatial axes
+    np.testing.assert_allclose(gp, np.tensordot(u64, g_r, axes=(summed, summed)), rtol=1e-13)
+    loss_same, g_same, none = hint_loss(u, u)
+    assert loss_same == 0.0 and none is None and g_same.dtype == np.float64 and not g_same.any()

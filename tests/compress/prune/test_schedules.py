@@ -78,3 +78,52 @@ def test_iterative_validation(milestones, argument):
 def test_step_validation():
     with pytest.raises(ValidationError, match="step"):
         OneShot(0.5).sparsity(-1)
+
+
+# the defaults: pruning starts at step 0, and Cubic prunes at every step
+def test_defaults_start_at_step_0_every_step():
+    one = OneShot(0.9)
+    assert one.pruning_steps() == [0] and one.is_pruning_step(0) and one.sparsity(0) == 0.9
+    c = Cubic(0.5, num_steps=2)
+    assert c.pruning_steps() == [0, 1, 2] and [c.is_pruning_step(t) for t in range(4)] == [True, True, True, False]
+    assert [c.sparsity(t) for t in range(4)] == pytest.approx([0.0, 0.5 - 0.5 / 8, 0.5, 0.5])
+
+
+# a step is an int >= 0, wherever it is given
+@pytest.mark.parametrize("make, argument", [
+    (lambda: OneShot(0.5, step=-1), "step"),
+    (lambda: Iterative([(-1, 0.5)]), "milestones[0][0]"),
+    (lambda: Iterative([(0, 0.1), (-3, 0.5)]), "milestones[1][0]"),
+])
+def test_negative_steps_are_refused(make, argument):
+    with pytest.raises(ValidationError) as e:
+        make()
+    assert e.value.argument == argument
+
+
+# Iterative's milestones: a sequence (not a set or an iterator, whose order is lost or spent),
+# steps strictly increasing, sparsities non-decreasing (a repeated sparsity is a round of fine-tuning)
+@pytest.mark.parametrize("milestones", [{(0, 0.5)}, iter([(0, 0.5)]), {0: 0.5}])
+def test_iterative_needs_a_sequence(milestones):
+    with pytest.raises(ValidationError) as e:
+        Iterative(milestones)
+    assert e.value.argument == "milestones"
+
+
+def test_iterative_step_order_and_repeated_sparsity():
+    with pytest.raises(ValidationError) as e:
+        Iterative([(5, 0.5), (3, 0.6)])  # the steps go back, though 3 > the sparsity 0.5
+    assert e.value.argument == "milestones[1][0]"
+    it = Iterative([(0, 0.5), (10, 0.5), (20, 0.7)])
+    assert [it.sparsity(t) for t in (0, 10, 20)] == [0.5, 0.5, 0.7] and it.pruning_steps() == [0, 10, 20]
+
+
+# Cubic: is_pruning_step(t) is exactly "t is one of pruning_steps()" (t0 + kΔt, k = 0..n)
+@settings(max_examples=60)
+@given(st.integers(0, 30), st.integers(1, 6), st.integers(1, 7))
+def test_cubic_is_pruning_step_agrees_with_pruning_steps(t0, n, dt):
+    c = Cubic(0.5, begin_step=t0, num_steps=n, frequency=dt)
+    steps = set(c.pruning_steps())
+    assert steps == {t0 + k * dt for k in range(n + 1)}
+    assert [c.is_pruning_step(t) for t in range(t0 + n * dt + 2 * dt + 1)] == \
+        [t in steps for t in range(t0 + n * dt + 2 * dt + 1)]

@@ -62,6 +62,35 @@ def test_rtn_round_half_to_even_and_asymmetric_zero_point():
     np.testing.assert_array_equal(qa.to_dense(), [[-1.0, 0.0, 14.0, 6.0]])
 
 
+
+# saturation: with half-to-even rounding the two ends of an asymmetric range can round apart, so
+# the top of the range lands one code past qmax and must be clipped back onto the grid
+@pytest.mark.parametrize("bits, hi", [(4, 13.5), (8, 253.5)])
+def test_rtn_asymmetric_top_of_range_saturates_at_qmax(bits, hi):
+    # [-1.5, hi] spans 2^b − 1 steps of s = 1 exactly; z = 0 − rint(−1.5) = 2, and rint(hi) + 2 = 2^b
+    q = rtn_quantize(np.array([[-1.5, 0.0, hi]]), bits=bits, symmetric=False)
+    assert q.qparams.scale[0] == 1.0 and int(q.qparams.zero_point[0]) == 2
+    qmax = 2**bits - 1
+    np.testing.assert_array_equal(q.data.astype(np.int64), [[0, 2, qmax]])
+    np.testing.assert_array_equal(q.to_dense(), [[-2.0, 0.0, qmax - 2.0]])  # hi − 0.5: still within s/2
+
+
+# the input: only read, and its float dtype does not matter (the codes are those of its values)
+def test_rtn_leaves_w_untouched_and_ignores_its_dtype():
+    def same(a, b):
+        for x, y in ((a.data, b.data), (a.qparams.scale, b.qparams.scale), (a.qparams.zero_point, b.qparams.zero_point)):
+            np.testing.assert_array_equal(x, y)
+
+    w = _weights(5, 40, 3)
+    before = w.copy()
+    q = rtn_quantize(w, bits=4, group_size=8, symmetric=False)
+    np.testing.assert_array_equal(w, before)
+    same(q, rtn_quantize(w.astype(np.float64), bits=4, group_size=8, symmetric=False))
+    w16 = w.astype(np.float16)
+    same(rtn_quantize(w16, bits=4), rtn_quantize(w16.astype(np.float64), bits=4))
+    wi = np.array([[-3, 0, 5, 12]], dtype=np.int32)
+    same(rtn_quantize(wi, bits=4, symmetric=False), rtn_quantize(wi.astype(np.float64), bits=4, symmetric=False))
+
 def test_rtn_int4_groups_layout_and_bytes():
     w = _weights(16, 300, 1)
     q = rtn_quantize(w, bits=4, group_size=128)
