@@ -192,6 +192,15 @@ def test_weight_on_a_boundary_goes_to_the_lower_centroid_in_lloyd():
     assert res.n_iter == 1 and res.converged is True and res.bits == 1
 
 
+def test_relocation_ties_go_to_the_smaller_weight():
+    # all of -5…5 in the cluster of 0 (mean 0), three empty clusters: they move onto the three
+    # farthest weights, -5 and 5, then -4 before 4 (equal distance: the smaller weight first), so the
+    # result does not depend on how a sort orders ties
+    w = np.arange(-5.0, 6.0)
+    new, _ = lloyd_step(w, np.array([0.0, 100.0, 200.0, 300.0]))
+    np.testing.assert_array_equal(new, [-5.0, -4.0, 0.0, 5.0])
+
+
 def _exponential_quantiles(n=2000):
     # a smooth skewed layer whose 16-means need ~170 Lloyd iterations from the linear start
     return -np.log1p(-(np.arange(n) + 0.5) / n)
