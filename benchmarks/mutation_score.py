@@ -237,6 +237,30 @@ EQUIVALENT_BY_HAND = {
                                  ("p", 'projection, "projection"', ""))
           for new in ("dtype=None", "")],
     ],
+    "refcomp/compress/share/cluster.py": [
+        # Generator.choice reads ``replace`` by its truth value: None is False
+        ("take = g.choice(v.size, size=min(k, v.size), replace=False)",
+         "take = g.choice(v.size, size=min(k, v.size), replace=None)", "None is falsy"),
+        # c.size == k pads with np.full(0, ...): nothing, in the same float64
+        ("if c.size < k:", "if c.size <= k:", "a padding of zero entries"),
+        # NumPy reads a sort kind by its letters in any case; side="left" is searchsorted's default
+        ('order = np.argsort(-distance, kind="stable")[: empty.size]',
+         'order = np.argsort(-distance, kind="STABLE")[: empty.size]', "case-blind kind"),
+        ('idx = np.searchsorted(_boundaries(c.astype(np.float64)), w.astype(np.float64), side="left")',
+         "idx = np.searchsorted(_boundaries(c.astype(np.float64)), w.astype(np.float64), )", "left is the default"),
+        # float_array tests ``not allow_empty``: None refuses an empty array as False does (assign,
+        # update_centroids)
+        ('c = float_array(codebook, "codebook", allow_empty=False)',
+         'c = float_array(codebook, "codebook", allow_empty=None)', "None is falsy"),
+        # the k >= 2 run ends never equal a 0-d string (np.array_equal: shapes differ), as None never does
+        ("previous_ends = None", 'previous_ends = ""', "never equal to the first ends"),
+        # kmeans' codebook has exactly 2**bits entries, and Clustered's default bits is the fewest
+        # that address them: bits itself
+        *[("return Clustered(result.codebook, result.indices, mask, bits=result.bits)", new,
+           "the default bits of a 2**bits codebook") for new in (
+            "return Clustered(result.codebook, result.indices, mask, bits=None)",
+            "return Clustered(result.codebook, result.indices, mask, )")],
+    ],
 }
 
 

@@ -134,7 +134,8 @@ def lloyd_step(sorted_values: np.ndarray, codebook_sorted: np.ndarray) -> tuple[
         assignment  a(w) = argmin_j |w − c_j|             (runs cut at midpoints)
         update      c_j ← mean{w : a(w) = j}              for every non-empty cluster
         relocation  an empty cluster's centroid moves onto the weight farthest
-                    from its own (updated) centroid, the farthest first
+                    from its own (updated) centroid, the farthest first (equally
+                    far: the smaller weight first, whatever the sort algorithm)
 
     The assignment cannot raise the SSE (each weight moves to a nearer or equally
     near centroid), nor can the update (the mean minimises Σ (w − c)²), nor the

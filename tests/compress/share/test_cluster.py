@@ -15,7 +15,7 @@ from refcomp.compress.share.cluster import (
     update_centroids,
     within_cluster_sse,
 )
-from refcomp.errors import ValidationError
+from refcomp.errors import ShapeError, ValidationError
 
 
 @settings(max_examples=60)
@@ -146,3 +146,171 @@ def test_cluster_weight_is_kmeans():
     c = cluster_weight(w, 4)
     assert c.codebook.size == 16 and c.bits == 4
     assert np.abs(c.to_dense() - w).max() < np.ptp(w) / 8
+
+
+# --- initial centroids (D.14): the default, the dtype, the small k, the random padding
+
+def test_initial_centroids_default_is_linear():
+    w = np.array([3.0, -1.0, 0.0, 7.0])
+    np.testing.assert_array_equal(initial_centroids(w, 5), np.linspace(-1.0, 7.0, 5))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.float32])
+@pytest.mark.parametrize("init", ["linear", "density", "random"])
+def test_initial_centroids_are_float64(init, dtype):
+    w = np.array([5, 1, 9, 3, 7, 2]).astype(dtype)
+    c = initial_centroids(w, 4, init, rng=0)
+    assert c.dtype == np.float64
+    assert np.all(np.diff(c) >= 0)
+
+
+def test_initial_centroids_one_and_two_clusters():
+    w = np.array([4.0, -2.0, 1.0, 3.0])
+    # one centroid: the middle of the range, not its lower end (linspace(lo, hi, 1) == [lo])
+    np.testing.assert_array_equal(initial_centroids(w, 1, "linear"), [1.0])
+    np.testing.assert_array_equal(initial_centroids(w, 2, "linear"), [-2.0, 4.0])
+
+
+def test_random_init_with_fewer_weights_than_clusters_gives_k_centroids():
+    w = np.array([0.5, -1.0, 2.0])
+    c = initial_centroids(w, 8, "random", rng=1)
+    assert c.shape == (8,) and np.all(np.diff(c) >= 0)
+    assert set(c) == set(w)  # every weight, the extra centroids on weights too
+
+
+# --- Lloyd iterations: ties, the iteration count, the convergence flag, the history
+
+def test_weight_on_a_boundary_goes_to_the_lower_centroid_in_lloyd():
+    # linear start [0, 2]: 1 lies on the midpoint, joins 0 (argmin's tie rule, as assign):
+    # means [0.5, 2], then the boundary 1.25 keeps the same assignment -> converged.
+    w = np.array([0.0, 1.0, 2.0])
+    res = kmeans(w, 1)
+    np.testing.assert_array_equal(res.codebook, [np.mean([0.0, 1.0]), 2.0])
+    np.testing.assert_array_equal(res.indices, [0, 0, 1])
+    # SSE (D.13) of the start [0, 2] and of [0.5, 2], written out
+    assert res.sse_history == [0.0 + 1.0 + 0.0, 0.25 + 0.25 + 0.0]
+    assert res.n_iter == 1 and res.converged is True and res.bits == 1
+
+
+def test_relocation_ties_go_to_the_smaller_weight():
+    # all of -5…5 in the cluster of 0 (mean 0), three empty clusters: they move onto the three
+    # farthest weights, -5 and 5, then -4 before 4 (equal distance: the smaller weight first), so the
+    # result does not depend on how a sort orders ties
+    w = np.arange(-5.0, 6.0)
+    new, _ = lloyd_step(w, np.array([0.0, 100.0, 200.0, 300.0]))
+    np.testing.assert_array_equal(new, [-5.0, -4.0, 0.0, 5.0])
+
+
+def _exponential_quantiles(n=2000):
+    # a smooth skewed layer whose 16-means need ~170 Lloyd iterations from the linear start
+    return -np.log1p(-(np.arange(n) + 0.5) / n)
+
+
+def test_kmeans_runs_at_most_100_iterations_by_default():
+    w = _exponential_quantiles()
+    res = kmeans(w, 4)
+    assert res.n_iter == 100 and res.converged is False
+    assert len(res.sse_history) == 101
+    more = kmeans(w, 4, max_iter=101)
+    assert more.n_iter == 101 and not np.array_equal(more.codebook, res.codebook)
+    assert kmeans(w, 4, max_iter=1000).converged is True
+
+
+@pytest.mark.parametrize("max_iter", [0, 1, 2, 5])
+def test_kmeans_n_iter_counts_lloyd_steps(max_iter):
+    w = _exponential_quantiles()
+    res = kmeans(w, 4, max_iter=max_iter)
+    c = initial_centroids(w, 16, "linear")
+    history = [within_cluster_sse(w, c)]
+    for _ in range(max_iter):
+        c, _ = lloyd_step(w, c)
+        history.append(within_cluster_sse(w, c))
+    np.testing.assert_array_equal(res.codebook, c)
+    assert res.n_iter == max_iter and res.converged is False and res.bits == 4
+    np.testing.assert_array_equal(res.sse_history, history)
+    assert np.all(np.diff(res.sse_history) <= 0)
+
+
+def test_kmeans_max_iter_zero_keeps_the_initial_centroids_and_negative_is_refused():
+    w = np.array([0.0, 1.0, 2.0, 10.0])
+    res = kmeans(w, 1, max_iter=0)
+    np.testing.assert_array_equal(res.codebook, [0.0, 10.0])
+    assert res.n_iter == 0 and res.converged is False and len(res.sse_history) == 1
+    with pytest.raises(ValidationError, match="max_iter"):
+        kmeans(w, 1, max_iter=-1)
+
+
+# --- assign: the codebook it accepts, the index dtype
+
+def test_assign_refuses_an_empty_or_unsorted_codebook():
+    with pytest.raises(ShapeError, match="codebook"):
+        assign(np.ones(3), np.array([]))
+    with pytest.raises(ValidationError, match="codebook"):
+        assign(np.ones(3), np.array([1.0, 0.0, 2.0]))
+
+
+@pytest.mark.parametrize("k,dtype", [(2, np.uint8), (255, np.uint8), (256, np.uint8), (257, np.uint16),
+                                     (300, np.uint16)])
+def test_assign_index_dtype_holds_every_centroid(k, dtype):
+    codebook = np.arange(k, dtype=float)
+    idx = assign(codebook[::-1], codebook)
+    assert idx.dtype == dtype
+    np.testing.assert_array_equal(idx, np.arange(k)[::-1])
+
+
+# --- cluster_weight passes every argument on to kmeans and keeps mask and bits
+
+def test_cluster_weight_honours_the_mask():
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=(12, 10))
+    mask = np.abs(w) > 0.8
+    c = cluster_weight(w, 2, mask=mask)
+    np.testing.assert_array_equal(c.codebook, kmeans(w[mask], 2).codebook)  # fitted on kept weights only
+    np.testing.assert_array_equal(c.mask, mask)
+    dense = c.to_dense()
+    assert (dense[~mask] == 0).all()
+    np.testing.assert_array_equal(dense[mask], c.codebook[assign(w[mask], c.codebook)])
+    assert c.bits == 2
+
+
+@pytest.mark.parametrize("init", ["density", "random"])
+def test_cluster_weight_passes_init_rng_and_max_iter(init):
+    w = _exponential_quantiles(200).reshape(20, 10)
+    start = initial_centroids(w, 8, init, rng=7)
+    assert not np.array_equal(start, initial_centroids(w, 8, "linear"))
+    np.testing.assert_array_equal(cluster_weight(w, 3, init=init, rng=7, max_iter=0).codebook, start)
+    a = cluster_weight(w, 3, init=init, rng=7, max_iter=3)
+    np.testing.assert_array_equal(a.codebook, kmeans(w, 3, init=init, rng=7, max_iter=3).codebook)
+
+
+def test_cluster_weight_runs_at_most_100_iterations_by_default():
+    w = _exponential_quantiles()
+    np.testing.assert_array_equal(cluster_weight(w, 4).codebook, kmeans(w, 4, max_iter=100).codebook)
+    assert not np.array_equal(cluster_weight(w, 4).codebook, kmeans(w, 4, max_iter=101).codebook)
+
+
+# --- trained quantization (D.16, D.17): every cluster gets a gradient, the SGD step written out
+
+def test_centroid_gradients_one_entry_per_cluster():
+    grad = np.array([[1.0, 2.0], [3.0, 4.0]])
+    # a single cluster: the sum of all gradients
+    np.testing.assert_array_equal(centroid_gradients(grad, np.zeros((2, 2), int), 1), [10.0])
+    # the last two clusters are empty: still one (zero) entry each
+    np.testing.assert_array_equal(centroid_gradients(grad, np.array([[0, 1], [1, 0]]), 4), [5.0, 5.0, 0.0, 0.0])
+    with pytest.raises(ValidationError, match="n_clusters"):
+        centroid_gradients(grad, np.zeros((2, 2), int), 0)
+
+
+def test_update_centroids_is_one_sgd_step():
+    c = np.array([-1.0, 0.5, 2.0])
+    g = np.array([4.0, -2.0, 0.25])
+    np.testing.assert_array_equal(update_centroids(c, g, 0.5), [-1.0 - 0.5 * 4.0, 0.5 + 0.5 * 2.0, 2.0 - 0.5 * 0.25])
+    np.testing.assert_array_equal(update_centroids(c, g, 0.0), c)  # lr = 0: no step
+    c32 = c.astype(np.float32)
+    out = update_centroids(c32, g, 0.1)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, (c32 - 0.1 * g).astype(np.float32))
+    with pytest.raises(ValidationError, match="lr"):
+        update_centroids(c, g, -0.1)
+    with pytest.raises(ShapeError, match="codebook"):
+        update_centroids(np.array([]), np.array([]), 0.1)
