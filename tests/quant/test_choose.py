@@ -1,5 +1,7 @@
 """choose_qparams: the formulas of docs/quantization.md eqs. (4)-(9), checked on known values and properties."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -146,3 +148,26 @@ def test_bad_input(kwargs, exc, argument):
     with pytest.raises(exc) as info:
         choose_qparams(**kwargs)
     assert info.value.argument == argument
+
+
+# a range too wide for a float32 scale is refused, naming the bound to shrink (not the scale)
+@pytest.mark.parametrize("lo,hi,dtype,symmetric,argument", [
+    (0.0, 1e300, "int8", True, "max_val"),
+    (1.0, 1e300, "uint8", False, "max_val"),
+    (-1e300, 1.0, "uint8", False, "min_val"),
+    (-1e308, 1e308, "uint8", False, "max_val"),     # hi - lo overflows float64 itself
+    (-1e300, 0.0, "float8_e4m3fn", False, "min_val"),
+    ([0.0, -1e300], [1.0, 2.0], "int8", True, "min_val"),
+])
+def test_range_beyond_a_float32_scale_names_the_bound(lo, hi, dtype, symmetric, argument):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")        # no overflow warning on the way to the error
+        with pytest.raises(ValidationError) as info:
+            choose_qparams(lo, hi, dtype, symmetric=symmetric, axis=None if np.ndim(lo) == 0 else 0)
+    assert info.value.argument == argument and "float32" in info.value.expected
+
+
+def test_widest_range_with_a_float32_scale_is_accepted():
+    # int8 symmetric: s = amax / 127.5; the largest float32 times 127.5 is still accepted
+    big = float(np.finfo(np.float32).max)
+    assert choose_qparams(-big * 127.5, 0.0, "int8", symmetric=True).scale == np.float32(big)
