@@ -219,6 +219,13 @@ EQUIVALENT_BY_HAND = {
         ("codes = round_to_grid(w, scale, zero_point, qp.qmin, qp.qmax)",
          "codes = round_to_grid(w, scale, zero_point, None, qp.qmax)", "RTN's codes never fall below qmin"),
     ],
+    "refcomp/quant/affine.py": [
+        # a per-tensor QParams (axis None) has a 0-D scale and no block_size: the ops return "tensor"
+        # granularity before they read axis, so any value there is never used
+        *[('return {"axis": 1 if qp.axis is None else qp.axis, "block_size": qp.block_size or 0}',
+           f'return {{"axis": {new}, "block_size": qp.block_size or 0}}', "per-tensor: the ops never read axis")
+          for new in ("1 if (qp.axis is None) and False else qp.axis", "2 if qp.axis is None else qp.axis")],
+    ],
     "refcomp/compress/distill/loss.py": [
         # a dtype kind is one character: "i" in "XXiuXX" as in "iu"
         ('if y.dtype.kind not in "iu":', 'if y.dtype.kind not in "XXiuXX":', "one-character kinds"),
