@@ -123,10 +123,10 @@ def _as_bound(value, name: str) -> np.ndarray:
 def _check_fits_float32(scale: np.ndarray, mn: np.ndarray, mx: np.ndarray) -> None:
     """A scale that overflowed float32 comes from a range too wide for the dtype: blame the bound
     of larger magnitude (the one to shrink), not the scale the user never passed."""
-    bad = np.isinf(scale).reshape(-1)
+    bad = np.isinf(scale)
     if bad.any():
-        i = int(np.argmax(bad))
-        low, high = float(mn.reshape(-1)[i]), float(mx.reshape(-1)[i])
+        i = int(np.argmax(bad))     # the first, in flat order (mn, mx have the scale's shape)
+        low, high = float(mn.flat[i]), float(mx.flat[i])
         raise ValidationError("min_val" if -low > high else "max_val",
                               f"a range narrow enough for a float32 scale (range / codes <= {_MAX:.6g})",
                               f"min_val={low!r}, max_val={high!r}")
@@ -174,7 +174,7 @@ def choose_qparams(
         raise ShapeError("max_val", f"the shape of min_val {mn.shape}", f"shape {mx.shape}")
     if (mn > mx).any():
         i = int(np.argmax(mn > mx))
-        raise ValidationError("min_val", "values <= max_val", f"min_val={mn.flat[i]!r} > max_val={mx.flat[i]!r}")
+        raise ValidationError("min_val", "values <= max_val", f"min_val={float(mn.flat[i])!r} > max_val={float(mx.flat[i])!r}")
     if axis is None and mn.size != 1:
         raise ShapeError("min_val", "a single value when axis is None (per-tensor)", f"shape {mn.shape}")
     if axis is None:
