@@ -253,6 +253,10 @@ EQUIVALENT_BY_HAND = {
                       "zero_point = np.clip(zero_point, lo_code, None).astype(np.int64)",
                       "zero_point = np.clip(zero_point, lo_code, hi_code).astype(None)")],
     ],
+    "refcomp/quant/fake_quant.py": [
+        # backward() checks self._x first, and forward() sets both: the initial value is never read
+        ("self._qparams_used = None", 'self._qparams_used = ""', "never read before forward() sets it"),
+    ],
     "refcomp/compress/distill/loss.py": [
         # a dtype kind is one character: "i" in "XXiuXX" as in "iu"
         ('if y.dtype.kind not in "iu":', 'if y.dtype.kind not in "XXiuXX":', "one-character kinds"),
