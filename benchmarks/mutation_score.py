@@ -219,6 +219,44 @@ EQUIVALENT_BY_HAND = {
         ("codes = round_to_grid(w, scale, zero_point, qp.qmin, qp.qmax)",
          "codes = round_to_grid(w, scale, zero_point, None, qp.qmax)", "RTN's codes never fall below qmin"),
     ],
+    "refcomp/quant/affine.py": [
+        # a per-tensor QParams (axis None) has a 0-D scale and no block_size: the ops return "tensor"
+        # granularity before they read axis, so any value there is never used
+        *[('return {"axis": 1 if qp.axis is None else qp.axis, "block_size": qp.block_size or 0}',
+           f'return {{"axis": {new}, "block_size": qp.block_size or 0}}', "per-tensor: the ops never read axis")
+          for new in ("1 if (qp.axis is None) and False else qp.axis", "2 if qp.axis is None else qp.axis")],
+    ],
+    "refcomp/quant/choose.py": [
+        # qdtype reads a dtype's name case-blind
+        ('def quant_range(dtype="int8", *, restricted_range: bool = False, reduce_range: bool = False,',
+         'def quant_range(dtype="INT8", *, restricted_range: bool = False, reduce_range: bool = False,',
+         "names are case-blind"),
+        ('dtype="int8",', 'dtype="INT8",', "names are case-blind"),
+        # a dtype kind is one character: "f" in "XXfiuXX" as in "fiu"
+        ('if arr.dtype.kind not in "fiu":', 'if arr.dtype.kind not in "XXfiuXX":', "one-character kinds"),
+        # float64 is np.zeros' default dtype
+        *[("zero_point = np.zeros(mn.shape, dtype=np.float64)", f"zero_point = np.zeros(mn.shape, {new})",
+           "float64 by default") for new in ("dtype=None", "")],
+        # the symmetric zero point is an integer cast to the dtype at the end: a Python int fill is
+        # int64 without the dtype, and (qmin + qmax + 1) >= 0, so int64's truncation of the x.5 of
+        # "/ 2" (unsigned restricted: (2^b + 1) / 2) is "// 2"
+        *[("zero_point = np.full(mn.shape, (lo_code + hi_code + 1) // 2, dtype=np.int64)", new, "the same integer")
+          for new in ("zero_point = np.full(mn.shape, (lo_code + hi_code + 1) // 2, dtype=None)",
+                      "zero_point = np.full(mn.shape, (lo_code + hi_code + 1) // 2, )",
+                      "zero_point = np.full(mn.shape, (lo_code + hi_code + 1) / 2, dtype=np.int64)")],
+        # the asymmetric zero point never needs its clip: lo <= 0 makes rint(lo / s) <= 0, so
+        # z >= qmin; s >= (hi - lo) / n up to float32's rounding (relative 2^-24), so -lo / s <=
+        # n·(1 + 2^-23) < n + 1/2 for n = qmax - qmin <= 65535, and z <= qmin + n = qmax. The clipped
+        # values are integers, cast to the dtype next: exact from float64 as from int64
+        *[("zero_point = np.clip(zero_point, lo_code, hi_code).astype(np.int64)", new, "the clip never binds")
+          for new in ("zero_point = np.clip(zero_point, None, hi_code).astype(np.int64)",
+                      "zero_point = np.clip(zero_point, lo_code, None).astype(np.int64)",
+                      "zero_point = np.clip(zero_point, lo_code, hi_code).astype(None)")],
+    ],
+    "refcomp/quant/fake_quant.py": [
+        # backward() checks self._x first, and forward() sets both: the initial value is never read
+        ("self._qparams_used = None", 'self._qparams_used = ""', "never read before forward() sets it"),
+    ],
     "refcomp/compress/distill/loss.py": [
         # a dtype kind is one character: "i" in "XXiuXX" as in "iu"
         ('if y.dtype.kind not in "iu":', 'if y.dtype.kind not in "XXiuXX":', "one-character kinds"),

@@ -81,8 +81,12 @@ def dequantize(q, qparams: QParams, *, backend: str = "auto") -> np.ndarray:
     if q.dtype != qp.dtype.np_dtype:
         raise DTypeError("q", f"an array of dtype {qp.dtype.name} (qparams.dtype)", f"dtype {q.dtype}")
     qp.check_shape(q.shape, "q")
-    zp = None if qp.dtype.name == "int32" and not qp.zero_point.any() else qp.zero_point
-    return dequantize_linear(q, qp.scale, zp, backend=backend, **_op_layout(qp))
+    # ONNX DequantizeLinear has no int32 zero point (biases are symmetric): said here, where the
+    # user's argument is qparams, rather than by the op about its x_zero_point
+    if qp.dtype.name == "int32" and qp.zero_point.any():
+        raise ValidationError("qparams.zero_point", "0 for int32 codes (ONNX DequantizeLinear)",
+                              f"{int(np.count_nonzero(qp.zero_point))} non-zero")
+    return dequantize_linear(q, qp.scale, qp.zero_point, backend=backend, **_op_layout(qp))
 
 
 def _float_input(x) -> np.ndarray:

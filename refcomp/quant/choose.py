@@ -37,7 +37,9 @@ Microscaling spec v1.0 uses a power-of-two variant)::
     scale = max(|lo|, |hi|) / dtype_max,   zero_point = 0       (9)
 
 All arithmetic is float64; the scale is then rounded to float32 (the ONNX
-scale type) and never below the smallest normal float32.
+scale type) and never below the smallest normal float32. A range whose
+scale exceeds the largest float32 is refused (ValidationError naming
+min_val / max_val).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from .qparams import QParams
 __all__ = ["choose_qparams", "quant_range"]
 
 _TINY = float(np.finfo(np.float32).tiny)
+_MAX = float(np.finfo(np.float32).max)
 
 
 def quant_range(dtype="int8", *, restricted_range: bool = False, reduce_range: bool = False,
@@ -117,6 +120,18 @@ def _as_bound(value, name: str) -> np.ndarray:
     return arr
 
 
+def _check_fits_float32(scale: np.ndarray, mn: np.ndarray, mx: np.ndarray) -> None:
+    """A scale that overflowed float32 comes from a range too wide for the dtype: blame the bound
+    of larger magnitude (the one to shrink), not the scale the user never passed."""
+    bad = np.isinf(scale)
+    if bad.any():
+        i = int(np.argmax(bad))     # the first, in flat order (mn, mx have the scale's shape)
+        low, high = float(mn.flat[i]), float(mx.flat[i])
+        raise ValidationError("min_val" if -low > high else "max_val",
+                              f"a range narrow enough for a float32 scale (range / codes <= {_MAX:.6g})",
+                              f"min_val={low!r}, max_val={high!r}")
+
+
 def choose_qparams(
     min_val,
     max_val,
@@ -133,7 +148,10 @@ def choose_qparams(
 
     Parameters
     ----------
-    min_val, max_val : float or array (same shape), finite, min_val <= max_val.
+    min_val, max_val : float or array (same shape), finite, min_val <= max_val, and
+        the range narrow enough that its scale is a finite float32 (ValidationError
+        naming the bound of larger magnitude otherwise: a float64 range such as
+        [0, 1e300] has none).
         Scalars for per-tensor; 1-D (one per channel) with ``axis``; the scale
         shape with ``axis`` and ``block_size`` (per-block).
     dtype : quantized dtype (see refcomp.numerics.dtypes).
@@ -156,7 +174,7 @@ def choose_qparams(
         raise ShapeError("max_val", f"the shape of min_val {mn.shape}", f"shape {mx.shape}")
     if (mn > mx).any():
         i = int(np.argmax(mn > mx))
-        raise ValidationError("min_val", "values <= max_val", f"min_val={mn.flat[i]!r} > max_val={mx.flat[i]!r}")
+        raise ValidationError("min_val", "values <= max_val", f"min_val={float(mn.flat[i])!r} > max_val={float(mx.flat[i])!r}")
     if axis is None and mn.size != 1:
         raise ShapeError("min_val", "a single value when axis is None (per-tensor)", f"shape {mn.shape}")
     if axis is None:
@@ -173,11 +191,14 @@ def choose_qparams(
         scale = amax / ((hi_code - lo_code) / 2.0)
         zero_point = np.full(mn.shape, (lo_code + hi_code + 1) // 2, dtype=np.int64)
     else:  # eq. (5)
-        scale = (hi - lo) / float(hi_code - lo_code)
+        with np.errstate(over="ignore"):   # hi - lo beyond float64: an infinite scale, reported below
+            scale = (hi - lo) / float(hi_code - lo_code)
 
     empty = amax == 0
     scale = np.where(empty, 1.0, scale)  # eq. (8)
-    scale = np.maximum(scale, _TINY).astype(np.float32)
+    with np.errstate(over="ignore"):   # a range too wide for a float32 scale is reported just below
+        scale = np.maximum(scale, _TINY).astype(np.float32)
+    _check_fits_float32(scale, mn, mx)
 
     if not dt.is_float and not symmetric:
         # the zero point is computed from the float32 scale actually stored

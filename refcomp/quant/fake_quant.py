@@ -71,7 +71,7 @@ def fake_quantize_grad(x, qparams: QParams, grad_out, *, clipped: bool = True) -
         lo, hi = lo - half, hi + half
     xf = x.astype(np.float64)
     inside = (xf >= lo) & (xf <= hi)
-    return np.where(inside, grad_out, np.zeros((), dtype=grad_out.dtype)).astype(grad_out.dtype)
+    return np.where(inside, grad_out, 0).astype(grad_out.dtype)   # 0 is exact in any dtype
 
 
 class FakeQuantize:

@@ -176,3 +176,30 @@ def test_half_precision_scales_and_inputs(scale_dtype):
     y = dequantize(quantize(x, qp), qp)
     assert y.dtype == scale_dtype and y.astype(np.float32).tolist() == [1.0, 2.0, -1.5]
     assert QParams.from_dict(qp.to_dict()) == qp
+
+
+# the wrappers' own options: float8 saturates by default, int32 (bias) codes have no zero point,
+# the backend reaches the op
+def test_float8_saturates_unless_told_not_to():
+    qp = QParams(1.0, 0, "float8_e4m3fn")
+    x = np.array([1e4, -1e4, 1.0], np.float32)
+    assert quantize(x, qp).astype(np.float32).tolist() == [448.0, -448.0, 1.0]   # ONNX saturate=1
+    assert np.isnan(quantize(x[:2], qp, saturate=False).astype(np.float32)).all()  # e4m3fn has no Inf
+
+
+def test_int32_codes_dequantize_without_a_zero_point():
+    q = np.array([3, -4, 2**30], np.int32)
+    assert dequantize(q, QParams(np.float32(0.5), 0, "int32")).tolist() == [1.5, -2.0, 2.0**29]
+    with pytest.raises(ValidationError) as info:
+        dequantize(q, QParams(np.float32(0.5), 2, "int32"))
+    assert info.value.argument == "qparams.zero_point"
+
+
+def test_backend_reaches_the_ops():
+    qp = QParams(1.0, 0, "int8")
+    for call in (lambda b: quantize(np.ones(2, np.float32), qp, backend=b),
+                 lambda b: dequantize(np.ones(2, np.int8), qp, backend=b)):
+        assert call("numpy").tolist() == [1, 1]
+        with pytest.raises(ValidationError) as info:
+            call("cuda")
+        assert info.value.argument == "backend"

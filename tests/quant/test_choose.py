@@ -1,12 +1,14 @@
 """choose_qparams: the formulas of docs/quantization.md eqs. (4)-(9), checked on known values and properties."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refcomp.errors import DTypeError, ShapeError, ValidationError
-from refcomp.quant import QDTYPES, choose_qparams, dequantize, quant_range, quantize
+from refcomp.quant import QDTYPES, QParams, choose_qparams, dequantize, quant_range, quantize
 
 INT_DTYPES = ["int2", "uint2", "int4", "uint4", "int8", "uint8", "int16", "uint16"]
 FLOAT_DTYPES = ["float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float4_e2m1fn"]
@@ -146,3 +148,83 @@ def test_bad_input(kwargs, exc, argument):
     with pytest.raises(exc) as info:
         choose_qparams(**kwargs)
     assert info.value.argument == argument
+
+
+# a range too wide for a float32 scale is refused, naming the bound to shrink (not the scale)
+@pytest.mark.parametrize("lo,hi,dtype,symmetric,argument", [
+    (0.0, 1e300, "int8", True, "max_val"),
+    (1.0, 1e300, "uint8", False, "max_val"),
+    (-1e300, 1.0, "uint8", False, "min_val"),
+    (-1e308, 1e308, "uint8", False, "max_val"),     # hi - lo overflows float64 itself
+    (-1e300, 0.0, "float8_e4m3fn", False, "min_val"),
+    ([0.0, -1e300], [1.0, 2.0], "int8", True, "min_val"),
+])
+def test_range_beyond_a_float32_scale_names_the_bound(lo, hi, dtype, symmetric, argument):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")        # no overflow warning on the way to the error
+        with pytest.raises(ValidationError) as info:
+            choose_qparams(lo, hi, dtype, symmetric=symmetric, axis=None if np.ndim(lo) == 0 else 0)
+    assert info.value.argument == argument and "float32" in info.value.expected
+
+
+def test_widest_range_with_a_float32_scale_is_accepted():
+    # int8 symmetric: s = amax / 127.5; the largest float32 times 127.5 is still accepted
+    big = float(np.finfo(np.float32).max)
+    assert choose_qparams(-big * 127.5, 0.0, "int8", symmetric=True).scale == np.float32(big)
+
+
+# defaults, the scheme's flags, the layouts and what the QParams carry
+def test_defaults_are_int8_full_range():
+    assert quant_range() == (-128, 127)
+    qp = choose_qparams(-1.0, 2.0)
+    assert qp.dtype.name == "int8" and not qp.narrowed and qp.axis is None
+
+
+@pytest.mark.parametrize("dtype,bits,expected", [("int4", 2, (-2, 1)), ("uint8", 2, (0, 3))])
+def test_two_bit_codes_are_the_narrowest_allowed(dtype, bits, expected):
+    assert quant_range(dtype, bits=bits) == expected
+
+
+@pytest.mark.parametrize("call,argument", [
+    (lambda: quant_range("int8", restricted_range=1), "restricted_range"),
+    (lambda: quant_range("int8", reduce_range="yes"), "reduce_range"),
+    (lambda: choose_qparams(-1.0, 1.0, restricted_range=None), "restricted_range"),
+    (lambda: quant_range("float8_e4m3fn", reduce_range=True), "reduce_range"),
+    (lambda: quant_range("float8_e4m3fn", restricted_range=True), "restricted_range"),
+])
+def test_flags_are_booleans_named_in_errors(call, argument):
+    with pytest.raises(ValidationError) as info:
+        call()
+    assert info.value.argument == argument
+
+
+def test_min_above_max_reports_the_first_offending_pair():
+    with pytest.raises(ValidationError) as info:
+        choose_qparams([1.0, 2.0, 3.0], [1.0, 1.0, 0.0], axis=0)  # a tie at 0 is allowed; 1 is the first
+    assert info.value.got == "min_val=2.0 > max_val=1.0"
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_one_element_bounds_are_per_tensor(symmetric):
+    assert choose_qparams([-1.0], [2.0], "uint8", symmetric=symmetric) == choose_qparams(-1.0, 2.0, "uint8",
+                                                                                        symmetric=symmetric)
+
+
+def test_per_block_layout_is_kept_and_each_block_is_per_tensor():
+    rng = np.random.default_rng(0)
+    lo = -rng.uniform(0, 3, size=(2, 3))
+    hi = rng.uniform(0, 3, size=(2, 3))
+    qp = choose_qparams(lo, hi, "uint8", axis=1, block_size=4)
+    assert qp.per_block and (qp.axis, qp.block_size) == (1, 4) and qp.scale.shape == (2, 3)
+    for i, j in np.ndindex(2, 3):
+        one = choose_qparams(lo[i, j], hi[i, j], "uint8")
+        assert qp.scale[i, j] == one.scale and qp.zero_point[i, j] == one.zero_point
+
+
+def test_only_a_narrowed_range_is_stored_on_the_qparams():
+    # a full-range scheme serializes like a QParams built by hand (no redundant qmin / qmax)
+    qp = choose_qparams(-1.0, 2.0, "uint8")
+    assert qp.to_dict() == QParams(qp.scale, qp.zero_point, "uint8").to_dict()
+    assert "qmin" not in qp.to_dict() and "qmin" not in choose_qparams(-1.0, 2.0, "float8_e4m3fn").to_dict()
+    d = choose_qparams(-1.0, 2.0, "int8", restricted_range=True).to_dict()
+    assert (d["qmin"], d["qmax"]) == (-127, 127)

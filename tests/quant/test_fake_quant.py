@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from refcomp import backend
 from refcomp.errors import DTypeError, ShapeError, ValidationError
 from refcomp.quant import (
     FakeQuantize,
@@ -103,3 +104,74 @@ def test_bad_input(call, exc, argument):
     with pytest.raises(exc) as info:
         call()
     assert info.value.argument == argument
+
+
+# options reach the ops: rounding, backend (an explicit one overrides the process default)
+def test_rounding_reaches_the_quantizer():
+    qp = QParams(1.0, 0, "int8")
+    x = np.array([0.5, 2.5, -0.5], np.float32)
+    assert fake_quantize(x, qp).tolist() == [0.0, 2.0, -0.0]
+    assert fake_quantize(x, qp, rounding="half_away").tolist() == [1.0, 3.0, -1.0]
+    assert FakeQuantize(qparams=qp, rounding="half_away")(x).tolist() == [1.0, 3.0, -1.0]
+
+
+def test_explicit_backend_is_used_for_both_ops():
+    qp = QParams(0.5, 0, "int8")
+    x = np.array([0.7, -0.2], np.float32)
+    previous = backend.get_backend()
+    backend.set_backend("c")          # no C kernel for (de)quantize_linear: "auto" would now refuse
+    try:
+        assert fake_quantize(x, qp, backend="numpy").tolist() == [0.5, -0.0]
+    finally:
+        backend.set_backend(previous)
+    with pytest.raises(ValidationError) as info:
+        fake_quantize(x, qp, backend="cuda")
+    assert info.value.argument == "backend"
+
+
+# the straight-through band is closed: its edges still pass the gradient
+@pytest.mark.parametrize("qp,edges", [
+    (QParams(1.0, 0, "int8"), [-128.5, 127.5]),            # codes -128..127, half a step beyond
+    (QParams(0.5, 10, "uint8"), [-5.25, 122.75]),          # (0 - 10 - 0.5)·0.5, (255 - 10 + 0.5)·0.5
+    (QParams(1.0, 0, "float8_e4m3fn"), [-448.0, 448.0]),   # float: no rounding band
+])
+def test_band_edges_keep_the_gradient(qp, edges):
+    x = np.array(edges + [np.nextafter(np.float32(edges[0]), np.float32(-np.inf)),
+                          np.nextafter(np.float32(edges[1]), np.float32(np.inf))], np.float32)
+    assert fake_quantize_grad(x, qp, np.ones(4, np.float32)).tolist() == [1.0, 1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_gradient_dtype_follows_grad_out(dtype):
+    x = np.array([0.0, 500.0])         # float64 x: the dtype comes from grad_out alone
+    g = fake_quantize_grad(x, QParams(1.0, 0, "int8"), np.array([2.0, 2.0], dtype))
+    assert g.dtype == dtype and g.tolist() == [2.0, 0.0]
+
+
+def test_unclipped_gradient_is_a_new_array():
+    g = np.ones(2, np.float32)
+    out = fake_quantize_grad(np.array([0.0, 500.0], np.float32), QParams(1.0), g, clipped=False)
+    assert out.tolist() == [1.0, 1.0] and not np.shares_memory(out, g)
+
+
+def test_fake_quantize_class_clipped_ste_option():
+    x = np.array([0.5, 500.0], np.float32)
+    for clipped, want in ((True, [1.0, 0.0]), (False, [1.0, 1.0])):
+        fq = FakeQuantize(qparams=QParams(1.0, 0, "int8"), clipped_ste=clipped)
+        fq(x)
+        assert fq.backward(np.ones(2, np.float32)).tolist() == want
+
+
+def test_disabled_fake_quant_still_checks_the_gradient_shape():
+    fq = FakeQuantize(qparams=QParams(1.0), fake_quant_enabled=False)
+    fq(np.ones(2, np.float32))
+    for bad in (np.ones(3, np.float32), [1.0, 1.0]):
+        with pytest.raises(ShapeError) as info:
+            fq.backward(bad)
+        assert info.value.argument == "grad_out"
+
+
+def test_grad_out_must_be_an_array():
+    with pytest.raises(DTypeError) as info:
+        fake_quantize_grad(np.ones(2), QParams(1.0), [1.0, 1.0])
+    assert info.value.argument == "grad_out"
