@@ -184,3 +184,11 @@ def test_proximal_elastic_net_gradient_is_the_smooth_part_only():
     np.testing.assert_array_equal(lin.weight.data, w)
     regularizers.ProximalElasticNet(l1=0.3).after_step(lin, 0.5)
     np.testing.assert_array_equal(lin.weight.data, np.sign(w) * np.maximum(np.abs(w) - 0.15, 0))
+
+
+def test_l1_subgradient_is_zero_at_a_zero_weight():
+    lin = nn.Linear(2, 2, rng=0, dtype="float64")
+    lin.weight.data[...] = [[0.0, 1.5], [-2.0, 0.0]]
+    lin.zero_grad()
+    regularizers.L1(0.3).add_gradient(lin)
+    np.testing.assert_array_equal(lin.weight.grad, [[0.0, 0.3], [-0.3, 0.0]])

@@ -82,3 +82,8 @@ def test_step_index_must_be_an_int_ge_0(sched, t):
     with pytest.raises(ValidationError) as info:
         sched(t)
     assert info.value.argument == "t"
+
+
+def test_one_step_periods_are_allowed():
+    assert schedules.StepLR(0.1, 1, 0.5)(3) == pytest.approx(0.1 * 0.5 ** 3, rel=1e-15)
+    assert schedules.CosineLR(0.1, 1)(0) == 0.1 and schedules.CosineLR(0.1, 1)(1) == pytest.approx(0.0, abs=1e-17)
