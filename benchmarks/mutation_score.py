@@ -299,6 +299,18 @@ EQUIVALENT_BY_HAND = {
             "return Clustered(result.codebook, result.indices, mask, bits=None)",
             "return Clustered(result.codebook, result.indices, mask, )")],
     ],
+    "refcomp/nn/optim.py": [
+        # an object without the flag is skipped: None is falsy as False is
+        ('self.params = [p for p in params if getattr(p, "trainable", False)]',
+         'self.params = [p for p in params if getattr(p, "trainable", None)]', "None is falsy like False"),
+        # copy=True is np.array's default
+        ('buf = state["momentum_buffer"] = np.array(g, dtype=p.data.dtype, copy=True)',
+         'buf = state["momentum_buffer"] = np.array(g, dtype=p.data.dtype, )', "np.array copies by default"),
+        # the cast step is a temporary subtracted at once: whether astype copies changes no value
+        *[("p.data -= (self.lr * mhat / (np.sqrt(vhat) + self.eps)).astype(p.data.dtype, copy=False)",
+           f"p.data -= (self.lr * mhat / (np.sqrt(vhat) + self.eps)).astype(p.data.dtype, {new})",
+           "a temporary either way") for new in ("copy=None", "", "copy=True")],
+    ],
 }
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from refcomp import nn
+from refcomp.errors import ValidationError
 from refcomp.nn import regularizers
 
 
@@ -95,3 +96,99 @@ def test_proximal_elastic_net_in_train_is_r2_by_hand():
     np.testing.assert_allclose(m["fc"].bias.data, b, rtol=1e-4, atol=1e-6)
     assert (m["fc"].weight.data == 0).sum() == (w == 0).sum() > 0
     assert reg.penalty(m) == pytest.approx(regularizers.ElasticNet(l1, l2).penalty(m))
+
+
+# --- which parameters are penalised, and the sums over them --------------------------------
+
+def _net():
+    """Conv (4-D weight), BatchNorm (1-D 'weight' scale), Linear (2-D weight): float32, as trained."""
+    return nn.Sequential(("conv", nn.Conv2d(1, 2, 3, rng=0)), ("bn", nn.BatchNorm2d(2)),
+                         ("flat", nn.Flatten()), ("fc", nn.Linear(8, 3, rng=1)))
+
+
+def test_default_selection_is_the_matrix_and_kernel_weights_summed_in_float64():
+    m = _net()
+    m["bn"].weight.data[...] = 3.0          # a norm scale is a 'weight' but not penalised
+    ws = [m["conv"].weight.data.astype(np.float64), m["fc"].weight.data.astype(np.float64)]
+    l1, l2 = 0.3, 0.2
+    want = sum(l1 * np.abs(w).sum() + 0.5 * l2 * (w * w).sum() for w in ws)
+    assert regularizers.ElasticNet(l1, l2).penalty(m) == pytest.approx(want, rel=1e-14)
+    assert regularizers.L1(l1).penalty(m) == pytest.approx(sum(l1 * np.abs(w).sum() for w in ws), rel=1e-14)
+    assert regularizers.L2(l2).penalty(m) == pytest.approx(sum(0.5 * l2 * (w * w).sum() for w in ws), rel=1e-14)
+    assert regularizers.ElasticNet().penalty(m) == 0.0      # defaults: no penalty
+    m.zero_grad()
+    regularizers.ElasticNet(l1, l2).add_gradient(m)
+    for name in ("conv", "fc"):
+        w = m[name].weight.data
+        np.testing.assert_allclose(m[name].weight.grad, l1 * np.sign(w) + l2 * w, rtol=1e-6)
+        assert m[name].weight.grad.dtype == np.float32
+    assert m["bn"].weight.grad is None and m["fc"].bias.grad is None
+
+
+def test_gradient_adds_to_the_loss_gradient():
+    lin = nn.Linear(3, 2, rng=0, dtype="float64")
+    lin.weight.grad = np.ones_like(lin.weight.data)
+    regularizers.L2(0.5).add_gradient(lin)
+    np.testing.assert_allclose(lin.weight.grad, 1.0 + 0.5 * lin.weight.data)
+
+
+def test_custom_selection_is_used():
+    m = _net()
+    only_bias = lambda name, p: name.endswith("bias")  # noqa: E731
+    bs = [p.data.astype(np.float64) for n, p in m.named_parameters() if n.endswith("bias")]
+    l1_sum, l2_sum = sum(np.abs(b).sum() for b in bs), sum((b * b).sum() for b in bs)
+    assert regularizers.L1(0.5, select=only_bias).penalty(m) == pytest.approx(0.5 * l1_sum, rel=1e-14)
+    assert regularizers.L2(0.5, select=only_bias).penalty(m) == pytest.approx(0.25 * l2_sum, rel=1e-14)
+    assert regularizers.ElasticNet(0.5, select=only_bias).penalty(m) == pytest.approx(0.5 * l1_sum, rel=1e-14)
+
+
+@pytest.mark.parametrize("make,argument", [
+    (lambda v: regularizers.ElasticNet(l1=v), "l1"), (lambda v: regularizers.ElasticNet(l2=v), "l2"),
+    (lambda v: regularizers.L1(v), "l1"), (lambda v: regularizers.L2(v), "l2"),
+    (lambda v: regularizers.ProximalElasticNet(l1=v), "l1"),
+    (lambda v: regularizers.proximal_elastic_net_step([1.0], [1.0], v, 0.1, 0.1), "lr"),
+    (lambda v: regularizers.proximal_elastic_net_step([1.0], [1.0], 0.1, v, 0.1), "l1"),
+    (lambda v: regularizers.proximal_elastic_net_step([1.0], [1.0], 0.1, 0.1, v), "l2"),
+    (lambda v: regularizers.soft_threshold([1.0], v), "tau"),
+    (lambda v: regularizers.soft_threshold([1.0], [0.5, v]), "tau"),
+])
+@pytest.mark.parametrize("bad", [-0.5, np.inf, np.nan])
+def test_strengths_must_be_finite_and_nonnegative(make, argument, bad):
+    with pytest.raises(ValidationError) as info:
+        make(bad)
+    assert info.value.argument == argument
+    make(0.0)
+
+
+def test_proximal_step_refuses_mismatched_gradient_and_keeps_dtype():
+    with pytest.raises(ValidationError) as info:
+        regularizers.proximal_elastic_net_step(np.zeros(3), np.zeros(4), 0.1, 0.1, 0.1)
+    assert info.value.argument == "g"
+    w = np.array([1.0, -0.01, 0.5], dtype=np.float32)
+    out = regularizers.proximal_elastic_net_step(w, np.array([0.5, 0.0, -1.0], dtype=np.float32), 0.1, 0.2, 0.0)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [1.0 - 0.05 - 0.02, 0.0, 0.6 - 0.02], rtol=1e-6)
+    assert regularizers.soft_threshold(np.array([2.0, -0.5], dtype=np.float16), 1.0).dtype == np.float16
+
+
+def test_proximal_elastic_net_gradient_is_the_smooth_part_only():
+    lin = nn.Linear(3, 2, rng=0, dtype="float64")
+    lin.zero_grad()
+    regularizers.ProximalElasticNet(l1=0.3, l2=0.2).add_gradient(lin)
+    np.testing.assert_allclose(lin.weight.grad, 0.2 * lin.weight.data)      # no λ1·sign(θ)
+    lin.zero_grad()
+    regularizers.ProximalElasticNet(l1=0.3).add_gradient(lin)
+    assert lin.weight.grad is None                                          # λ2 = 0: nothing
+    w = lin.weight.data.copy()
+    regularizers.ProximalElasticNet(l2=0.3).after_step(lin, 0.5)            # λ1 = 0: no threshold
+    np.testing.assert_array_equal(lin.weight.data, w)
+    regularizers.ProximalElasticNet(l1=0.3).after_step(lin, 0.5)
+    np.testing.assert_array_equal(lin.weight.data, np.sign(w) * np.maximum(np.abs(w) - 0.15, 0))
+
+
+def test_l1_subgradient_is_zero_at_a_zero_weight():
+    lin = nn.Linear(2, 2, rng=0, dtype="float64")
+    lin.weight.data[...] = [[0.0, 1.5], [-2.0, 0.0]]
+    lin.zero_grad()
+    regularizers.L1(0.3).add_gradient(lin)
+    np.testing.assert_array_equal(lin.weight.grad, [[0.0, 0.3], [-0.3, 0.0]])
