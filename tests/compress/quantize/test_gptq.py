@@ -287,16 +287,21 @@ def test_float32_weights_are_updated_in_float64():
 
 
 def test_act_order_keeps_the_natural_order_among_equal_hessian_diagonals():
-    """Ties in diag H keep their column order (stable sort): with a constant diagonal, act_order
-    processes the columns in the natural order and changes nothing."""
+    """Ties in diag H keep their column order (stable sort): diag H = 2, 1, 2, 1 ... processes the
+    even columns, then the odd ones, each in increasing order."""
     rng = np.random.default_rng(6)
-    n = 40
+    n = 20
     a = rng.standard_normal((n, n))
-    h = a @ a.T / n
-    d = np.sqrt(np.diag(h))
-    h = h / np.outer(d, d)                            # a correlation matrix: diag H = 1 exactly
+    c = a @ a.T / n
+    d = np.sqrt(np.diag(c))
+    c = c / np.outer(d, d)                                   # a correlation matrix, diag 1
+    scale = np.sqrt(np.tile([2.0, 1.0], n // 2))
+    h = c * np.outer(scale, scale)
     h = (h + h.T) / 2
-    np.fill_diagonal(h, 1.0)
+    np.fill_diagonal(h, np.tile([2.0, 1.0], n // 2))
     w = rng.standard_normal((8, n))
-    np.testing.assert_array_equal(gptq_quantize(w, h, bits=3, act_order=True).data,
-                                  gptq_quantize(w, h, bits=3).data)
+    perm = np.r_[0:n:2, 1:n:2]
+    permuted = gptq_quantize(w[:, perm], h[np.ix_(perm, perm)], bits=3)
+    expected = np.empty_like(permuted.data)
+    expected[:, perm] = permuted.data
+    np.testing.assert_array_equal(gptq_quantize(w, h, bits=3, act_order=True).data, expected)
