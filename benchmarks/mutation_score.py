@@ -311,6 +311,36 @@ EQUIVALENT_BY_HAND = {
            f"p.data -= (self.lr * mhat / (np.sqrt(vhat) + self.eps)).astype(p.data.dtype, {new})",
            "a temporary either way") for new in ("copy=None", "", "copy=True")],
     ],
+    "refcomp/compress/quantize/lowbit.py": [
+        # NumPy reads any negative size in reshape as "the unknown dimension"
+        ("return v.reshape((-1,) + (1,) * (w.ndim - 1))", "return v.reshape((-2,) + (1,) * (w.ndim - 1))",
+         "NumPy: any negative is -1"),
+        ("alpha = alpha.reshape(-1) if per_channel else alpha.reshape(())",
+         "alpha = alpha.reshape(-2) if per_channel else alpha.reshape(())", "NumPy: any negative is -1"),
+        # s is ±1: dividing by it is multiplying by it, exactly
+        ("through_alpha = s / n * _per_channel(np.sum(g * s, axis=axes), w)",
+         "through_alpha = s / n * _per_channel(np.sum(g / s, axis=axes), w)", "s = ±1"),
+    ],
+    "refcomp/compress/quantize/gptq.py": [
+        # np.zeros' default dtype is float64
+        *[("self._xtx = np.zeros((self.n_in, self.n_in), dtype=np.float64)", new, "float64 is the default")
+          for new in ("self._xtx = np.zeros((self.n_in, self.n_in), dtype=None)",
+                      "self._xtx = np.zeros((self.n_in, self.n_in), )")],
+        ("x = x.reshape(-1, self.n_in)", "x = x.reshape(-2, self.n_in)", "NumPy: any negative is -1"),
+        # block_size changes the speed, not the result (test_groups_do_not_depend_on_the_lazy_block_size)
+        ("percdamp: float = 0.01, block_size: int = 128, act_order: bool = False) -> QTensor:",
+         "percdamp: float = 0.01, block_size: int = 129, act_order: bool = False) -> QTensor:",
+         "the lazy block changes speed only"),
+        ('perm = np.argsort(-np.diag(h), kind="stable")', 'perm = np.argsort(-np.diag(h), kind="STABLE")',
+         "case-blind kind"),
+        # zero points and codes are small integers: exact in float64, cast by round_to_grid / the final astype
+        *[("zeros = np.empty((out, n_groups), dtype=np.int64)", new, "integers exact in float64")
+          for new in ("zeros = np.empty((out, n_groups), dtype=None)", "zeros = np.empty((out, n_groups), )")],
+        *[("codes = np.empty((out, n), dtype=np.int64)", new, "integers exact in float64")
+          for new in ("codes = np.empty((out, n), dtype=None)", "codes = np.empty((out, n), )")],
+        # stop == i2: the columns after the block are w[:, i2:i2], empty; concatenated, nothing changes
+        ("if stop <= i2:", "if stop < i2:", "an empty concatenation"),
+    ],
 }
 
 

@@ -76,7 +76,7 @@ class HessianAccumulator:
 
     def add(self, x) -> None:
         """Add a batch of layer inputs ``x`` (..., n_in)."""
-        x = float_array(x, "x", dtype=np.float64, copy=True)
+        x = float_array(x, "x", dtype=np.float64)  # read only: no copy
         if x.ndim == 0 or x.shape[-1] != self.n_in:
             raise ShapeError("x", f"an array whose last dimension is n_in={self.n_in}", f"shape {x.shape}")
         x = x.reshape(-1, self.n_in)
@@ -91,7 +91,7 @@ class HessianAccumulator:
 
 def hessian_from_inputs(x) -> np.ndarray:
     """H = 2/n · XᵀX for inputs ``x`` (..., in) flattened to (n, in)."""
-    x = float_array(x, "x", dtype=np.float64, copy=True)
+    x = float_array(x, "x")  # HessianAccumulator.add widens it to float64
     if x.ndim == 0:
         raise ShapeError("x", "an array (..., in)", "a scalar")
     acc = HessianAccumulator(x.shape[-1])
@@ -101,10 +101,10 @@ def hessian_from_inputs(x) -> np.ndarray:
 
 def check_hessian(hessian, n: int, w_shape) -> np.ndarray:
     """``hessian`` as a float64 copy, checked to be (n, n) and symmetric."""
-    h = float_array(hessian, "hessian", ndim=2, dtype=np.float64, copy=True)
+    h = float_array(hessian, "hessian", dtype=np.float64, copy=True)  # GPTQ writes into it (dead inputs, λ)
     if h.shape != (n, n):
         raise ShapeError("hessian", f"shape {(n, n)} for w of shape {tuple(w_shape)}", f"shape {h.shape}")
-    scale_h = max(float(np.max(np.abs(h))), np.finfo(np.float64).tiny) if h.size else 1.0
+    scale_h = float(np.max(np.abs(h), initial=0.0))  # 0 only for H = 0, which is symmetric (<= 0 holds)
     if not np.allclose(h, h.T, rtol=0.0, atol=1e-10 * scale_h):
         raise ValidationError("hessian", "a symmetric matrix", f"max |H − Hᵀ| = {np.max(np.abs(h - h.T)):.3g}")
     return h

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...checks import float_array, integer, real
-from ...errors import ShapeError, ValidationError
+from ...checks import float_array, real
+from ...errors import ShapeError
 from ...formats.power_of_two import PowerOfTwo
 
 __all__ = [
@@ -57,7 +57,7 @@ def binarize(w) -> np.ndarray:
 
     Returns int8 codes of w's shape (0 maps to +1, as in the paper).
     """
-    w = float_array(w, "w", dtype=np.float64, copy=True)
+    w = float_array(w, "w")  # the sign is the same in any float dtype
     return np.where(w >= 0, 1, -1).astype(np.int8)
 
 
@@ -69,7 +69,7 @@ def binarize_grad(w, grad, *, clip: float | None = 1.0) -> np.ndarray:
     through unchanged (BinaryConnect proper, which instead clips the latent
     weights to [−1, 1] after every update).
     """
-    w = float_array(w, "w", dtype=np.float64, copy=True)
+    w = float_array(w, "w", dtype=np.float64)
     g = _check_grad(grad, w)
     if clip is None:
         return g
@@ -85,7 +85,7 @@ def xnor_binarize(w) -> tuple[np.ndarray, np.ndarray]:
     α_c is the minimiser of ||W_c − α B||² over α for B = sign(W_c).
     Returns (codes int8 ±1, alpha float32 (out,)); ŵ = alpha[c] · codes.
     """
-    w = float_array(w, "w", ndim=(2, 3, 4, 5), dtype=np.float64, copy=True)
+    w = float_array(w, "w", ndim=(2, 3, 4, 5), dtype=np.float64)
     alpha = np.mean(np.abs(w), axis=_channel_axes(w))
     return binarize(w), alpha.astype(np.float32)
 
@@ -103,7 +103,7 @@ def xnor_grad(w, grad, *, clip: float | None = 1.0) -> np.ndarray:
     as g̃_i / n, which drops the sum over the channel; (17) is the chain rule
     written out.
     """
-    w = float_array(w, "w", ndim=(2, 3, 4, 5), dtype=np.float64, copy=True)
+    w = float_array(w, "w", ndim=(2, 3, 4, 5), dtype=np.float64)
     g = _check_grad(grad, w)
     axes = _channel_axes(w)
     n = int(np.prod(w.shape[1:]))
@@ -126,7 +126,7 @@ def ternarize(w, *, threshold_factor: float = 0.7, per_channel: bool = False) ->
     computes them per output channel (axis 0). Returns (codes int8 in
     {−1, 0, 1}, alpha float32: a scalar array or (out,)); ŵ = α · t.
     """
-    w = float_array(w, "w", ndim=(1, 2, 3, 4, 5), dtype=np.float64, copy=True)
+    w = float_array(w, "w", ndim=(1, 2, 3, 4, 5), dtype=np.float64)
     f = real(threshold_factor, "threshold_factor", low=0)
     axes = _channel_axes(w) if per_channel else None
     if per_channel and w.ndim < 2:
@@ -150,7 +150,7 @@ def ternarize_grad(w, grad) -> np.ndarray:
     (Li & Liu 2016, Algorithm 1: "the gradient … is computed with the ternary
     weights and used to update the full-precision weights").
     """
-    w = float_array(w, "w", dtype=np.float64, copy=True)
+    w = float_array(w, "w")  # checked for its shape only
     return _check_grad(grad, w)
 
 
@@ -172,28 +172,20 @@ def power_of_two_quantize(w, *, bits: int = 4, max_exponent: int | None = None) 
     The rounding is in the log domain (as in the paper), i.e. |w| rounds up
     above 2^(e+1/2) = 1.414·2^e, not at the linear midpoint 1.5·2^e.
     """
-    w = float_array(w, "w", dtype=np.float64, copy=True)
-    b = integer(bits, "bits", minimum=2)
-    if b > 8:
-        raise ValidationError("bits", "an integer in [2, 8]", repr(bits))
+    w = float_array(w, "w", dtype=np.float64)
     a = np.abs(w)
     if max_exponent is None:
-        peak = float(np.max(a)) if a.size else 0.0
-        e_max = int(np.rint(np.log2(peak))) if peak > 0 else 0
-    else:
-        if isinstance(max_exponent, bool) or not isinstance(max_exponent, (int, np.integer)):
-            raise ValidationError("max_exponent", "an integer or None", repr(max_exponent))
-        e_max = int(max_exponent)
-    levels = 2 ** (b - 1) - 1
-    e_min = e_max - levels + 1
-    if not (-126 <= e_min and e_max <= 127):
-        raise ValidationError("max_exponent", "exponents within int8 and float32 range [-126, 127]",
-                              f"window [{e_min}, {e_max}]")
+        peak = float(np.max(a, initial=0.0))
+        max_exponent = int(np.rint(np.log2(peak))) if peak > 0 else 0
+    # the format itself checks bits and the window and defines e_min: one definition, not two
+    window = PowerOfTwo(sign=np.zeros(0, np.int8), exponent=np.zeros(0, np.int8), max_exponent=max_exponent,
+                        bits=bits)
+    b, e_max, e_min = window.bits, window.max_exponent, window.min_exponent
     with np.errstate(divide="ignore"):
         e = np.rint(np.log2(a))  # -inf for zeros: they fall below e_min
     keep = e >= e_min
     sign = (np.sign(w) * keep).astype(np.int8)
-    exponent = np.where(keep, np.clip(e, e_min, e_max), e_min).astype(np.int8)
+    exponent = np.where(keep, np.minimum(e, e_max), e_min).astype(np.int8)  # kept: e >= e_min already
     return PowerOfTwo(sign=sign, exponent=exponent, max_exponent=e_max, bits=b)
 
 
@@ -204,6 +196,6 @@ def power_of_two_grad(w, grad, *, max_exponent: int) -> np.ndarray:
     top (the same saturating STE as (15)); weights flushed to zero keep their
     gradient so that they can grow back.
     """
-    w = float_array(w, "w", dtype=np.float64, copy=True)
+    w = float_array(w, "w", dtype=np.float64)  # 2^e_max may lie beyond float32's range
     g = _check_grad(grad, w)
     return g * (np.abs(w) <= 2.0 ** int(max_exponent))

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refcomp.compress.quantize import HessianAccumulator, gptq_quantize, hessian_from_inputs, rtn_quantize
+from refcomp.compress.quantize.gptq import check_hessian, drop_dead_inputs
 from refcomp.compress.quantize.grid import code_range, grid_qparams, round_to_grid
 from refcomp.errors import ShapeError, ValidationError
 from refcomp.formats import QTensor
@@ -201,3 +202,106 @@ def test_defaults_are_symmetric_int4_and_the_accumulator_takes_any_leading_shape
     one = HessianAccumulator(6)
     one.add(x[0, 0])                                   # a single input vector is one sample
     np.testing.assert_allclose(one.hessian(), 2 * np.outer(x[0, 0], x[0, 0]))
+
+
+# --- inputs a caller gives: dtypes, ranks, copies, argument checks ---
+
+def test_accumulator_widens_float32_inputs_before_the_product():
+    x32 = np.random.default_rng(0).standard_normal((4000, 5)).astype(np.float32)
+    x = x32.astype(np.float64)
+    oracle = 2 * x.T @ x / len(x)
+    acc = HessianAccumulator(5)
+    acc.add(x32)
+    np.testing.assert_allclose(acc.hessian(), oracle, rtol=1e-13)
+    np.testing.assert_allclose(hessian_from_inputs(x32), oracle, rtol=1e-13)
+
+
+def test_hessian_of_one_input_and_of_a_one_wide_layer():
+    v = np.array([1.0, -2.0, 3.0])
+    np.testing.assert_allclose(hessian_from_inputs(v), 2 * np.outer(v, v))   # one sample
+    one = HessianAccumulator(1)
+    one.add(np.array([[2.0], [4.0]]))
+    np.testing.assert_allclose(one.hessian(), [[2 * (4 + 16) / 2]])
+    with pytest.raises(ShapeError, match="x"):
+        hessian_from_inputs(np.float64(1.0))
+    for n_in in (0, -1):
+        with pytest.raises(ValidationError, match="n_in"):
+            HessianAccumulator(n_in)
+
+
+def test_check_hessian_returns_a_float64_copy_and_scales_its_symmetry_tolerance():
+    h32 = np.eye(3, dtype=np.float32)
+    h = check_hessian(h32, 3, (2, 3))
+    assert h.dtype == np.float64 and not np.shares_memory(h, h32)
+    # the tolerance is 1e-10 of max |H|: rounding noise of a large H passes ...
+    big = 1e6 * np.eye(3)
+    big[0, 1] = 1e-6
+    check_hessian(big, 3, (2, 3))
+    # ... and a real asymmetry fails, even a small relative one (1e-6 of the entries)
+    lop = np.eye(3) + 0.5
+    lop[0, 1] *= 1 + 1e-6
+    with pytest.raises(ValidationError, match="symmetric"):
+        check_hessian(lop, 3, (2, 3))
+    tiny = 1e-12 * lop                               # ... at any scale
+    tiny[0, 1] *= 1.1
+    with pytest.raises(ValidationError, match="symmetric"):
+        check_hessian(tiny, 3, (2, 3))
+    check_hessian(np.zeros((3, 3)), 3, (2, 3))      # H = 0 is symmetric
+    for bad in (np.ones(9), np.ones((3, 3, 1))):
+        with pytest.raises(ShapeError, match="hessian"):
+            check_hessian(bad, 3, (2, 3))
+
+
+def test_drop_dead_inputs_sets_their_weights_to_zero_and_diagonal_to_one():
+    h = np.diag([2.0, 0.0, 3.0])
+    w = np.ones((2, 3))
+    drop_dead_inputs(w, h)
+    np.testing.assert_array_equal(np.diag(h), [2.0, 1.0, 3.0])   # as in the authors' code
+    np.testing.assert_array_equal(w, [[1, 0, 1], [1, 0, 1]])
+
+
+def test_gptq_leaves_the_callers_arrays_alone_and_checks_its_arguments():
+    w, h = _problem(4)
+    h[:, 3] = h[3, :] = 0.0                          # a dead input: GPTQ zeroes its weights in its copy
+    w0, h0 = w.copy(), h.copy()
+    gptq_quantize(w, h, bits=4)
+    np.testing.assert_array_equal(w, w0)
+    np.testing.assert_array_equal(h, h0)
+    for bad in (np.ones(3), np.ones((2, 3, 1))):
+        with pytest.raises(ShapeError, match="w"):
+            gptq_quantize(bad, np.eye(3))
+    for block in (0, -1):
+        with pytest.raises(ValidationError, match="block_size"):
+            gptq_quantize(w, h, block_size=block)
+
+
+def test_float32_weights_are_updated_in_float64():
+    """The error updates (6)-(7) run in float64 whatever w's dtype: float32 weights give the codes
+    and group scales of their exact float64 values."""
+    w, h = _problem(5, out=16, n=64)
+    w32 = w.astype(np.float32)
+    got = gptq_quantize(w32, h, bits=4, group_size=8)
+    ref = gptq_quantize(w32.astype(np.float64), h, bits=4, group_size=8)
+    np.testing.assert_array_equal(got.data, ref.data)
+    np.testing.assert_array_equal(got.qparams.scale, ref.qparams.scale)
+
+
+def test_act_order_keeps_the_natural_order_among_equal_hessian_diagonals():
+    """Ties in diag H keep their column order (stable sort): diag H = 2, 1, 2, 1 ... processes the
+    even columns, then the odd ones, each in increasing order."""
+    rng = np.random.default_rng(6)
+    n = 20
+    a = rng.standard_normal((n, n))
+    c = a @ a.T / n
+    d = np.sqrt(np.diag(c))
+    c = c / np.outer(d, d)                                   # a correlation matrix, diag 1
+    scale = np.sqrt(np.tile([2.0, 1.0], n // 2))
+    h = c * np.outer(scale, scale)
+    h = (h + h.T) / 2
+    np.fill_diagonal(h, np.tile([2.0, 1.0], n // 2))
+    w = rng.standard_normal((8, n))
+    perm = np.r_[0:n:2, 1:n:2]
+    permuted = gptq_quantize(w[:, perm], h[np.ix_(perm, perm)], bits=3)
+    expected = np.empty_like(permuted.data)
+    expected[:, perm] = permuted.data
+    np.testing.assert_array_equal(gptq_quantize(w, h, bits=3, act_order=True).data, expected)
