@@ -207,3 +207,106 @@ def test_copies_and_pickles_are_validated_and_frozen_again():
     blob = blob.replace(W.indices.tobytes(), bad.tobytes())
     with pytest.raises(ValidationError, match="indices"):
         pickle.loads(blob)
+
+
+# ------------------------------------------------------------------ the arguments a user can get wrong
+# Each bad argument is refused with the refcomp.errors class a user catches, naming the argument.
+@pytest.mark.parametrize("shape", ["ab", (3,), (3, 4, 1), (-1, 4), (3, -1), None])
+def test_a_bad_shape_is_refused_naming_shape(shape):
+    with pytest.raises(ShapeError) as info:
+        make(shape=shape)
+    assert info.value.argument == "shape"
+
+
+@pytest.mark.parametrize("kw,cls,argument", [
+    (dict(indices=np.array([[0, 3, 1]])), ShapeError, "indices"),             # 2-D
+    (dict(indptr=np.array([[0, 2, 2, 3]])), ShapeError, "indptr"),             # 2-D
+    (dict(indptr=np.array([0.0, 2.0, 2.0, 3.0])), DTypeError, "indptr"),      # float offsets
+    (dict(indices=np.array([0, 2**63, 1], np.uint64)), ValidationError, "indices"),  # wraps negative as int64
+    (dict(indptr=[-1, 2, 2, 3]), ValidationError, "indptr"),
+    (dict(data=np.ones((3, 1), np.float32)), ShapeError, "data"),
+    (dict(data=np.array([1, 2, 3], np.float16)), DTypeError, "data"),
+    (dict(data=np.array([1, np.inf, 3], np.float64)), ValidationError, "data"),
+])
+def test_malformed_arrays_are_refused_naming_the_argument(kw, cls, argument):
+    with pytest.raises(cls) as info:
+        make(**kw)
+    assert info.value.argument == argument
+
+
+def test_a_format_that_is_not_a_values_format_is_refused_naming_data():
+    from refcomp.formats import Dense
+
+    with pytest.raises(DTypeError) as info:
+        make(data=Dense(np.ones(3, np.float32)))
+    assert info.value.argument == "data"
+
+
+def test_an_empty_matrix_is_valid():
+    # [] arrives from NumPy as float64: an empty pattern is still integer offsets
+    W = CSRMatrix([0, 0, 0], [], np.zeros(0, np.float32), (2, 5))
+    assert W.nnz == 0 and W.indices.dtype == np.int64 and W.density == 0.0
+    np.testing.assert_array_equal(W.to_dense(), np.zeros((2, 5), np.float32))
+    assert CSRMatrix([0], [], np.zeros(0, np.float32), (0, 0)).density == 0.0
+
+
+def test_from_dense_and_from_scipy_refuse_what_they_cannot_hold():
+    with pytest.raises(ShapeError) as info:
+        CSRMatrix.from_dense(np.ones(4, np.float32))
+    assert info.value.argument == "W"
+    with pytest.raises(DTypeError) as info:
+        CSRMatrix.from_dense(np.ones((2, 2), np.int32))
+    assert info.value.argument == "W"
+    with pytest.raises(ValidationError) as info:
+        CSRMatrix.from_scipy(np.ones((2, 2)))
+    assert info.value.argument == "m"
+
+
+# ------------------------------------------------------------------ what a user reads off a matrix
+def test_from_dense_keeps_the_nonzeros_in_the_dtype_asked_for():
+    W = np.array([[0.0, -0.0, 1.5], [2.0, 0.0, 0.0]])
+    C = CSRMatrix.from_dense(W, dtype=np.float32)  # -0.0 is a zero: dropped
+    assert C.dtype == np.float32 and C.data.dtype == np.float32
+    np.testing.assert_array_equal(C.indptr, [0, 1, 2])
+    np.testing.assert_array_equal(C.indices, [2, 0])
+    np.testing.assert_array_equal(C.data, [1.5, 2.0])
+    assert CSRMatrix.from_dense(np.array([[1, 0]], np.int32), dtype=np.int8).dtype == np.int8
+    assert C.density == 2 / 6
+
+
+def test_to_scipy_shares_nothing_with_the_matrix():
+    W = make()
+    S = W.to_scipy()
+    S.data[:] = 9
+    S.indices[:] = 0
+    S.indptr[:] = 0
+    np.testing.assert_array_equal(W.to_dense(), [[1, 0, 0, 2], [0, 0, 0, 0], [0, 3, 0, 0]])
+
+
+def test_repr_names_the_shape_the_count_and_the_dtype():
+    assert repr(make()) == "CSRMatrix(shape=(3, 4), nnz=3, dtype=float32)"
+
+
+def test_matmul_is_x_times_w_transposed_float_or_exact_integer():
+    dense = np.array([[1, 0, 0, 2], [0, 0, 0, 0], [0, 3, 0, 0]], np.float32)
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_allclose(make().matmul(x), x @ dense.T)
+    q = make(data=np.array([1, -2, 3], np.int8))
+    qx = np.array([[1, -1, 2, 3], [-128, 127, 0, 1]], np.int8)
+    y = q.matmul(qx)
+    assert y.dtype == np.int32
+    np.testing.assert_array_equal(y, qx.astype(np.int64) @ q.to_dense().astype(np.int64).T)
+
+
+def test_fields_round_trip_and_a_bad_file_is_a_file_format_error():
+    from refcomp.errors import FileFormatError
+
+    W = make()
+    back = CSRMatrix.from_fields(W.fields())
+    assert back.shape == W.shape
+    np.testing.assert_array_equal(back.to_dense(), W.to_dense())
+    for shape in (np.array([3, 4], np.int32), np.array([3, 4, 1], np.int64)):
+        with pytest.raises(FileFormatError, match="shape"):
+            CSRMatrix.from_fields({**W.fields(), "shape": shape})
+    with pytest.raises(FileFormatError, match="indices"):  # out of range: the constructor's check
+        CSRMatrix.from_fields({**W.fields(), "indices": np.array([0, 9, 1], np.int64)})
