@@ -277,6 +277,9 @@ def test_from_dense_keeps_the_nonzeros_in_the_dtype_asked_for():
 def test_to_scipy_shares_nothing_with_the_matrix():
     W = make()
     S = W.to_scipy()
+    wide = make(shape=(3, 7)).to_scipy()  # trailing empty columns: the shape is not read off the indices
+    assert wide.shape == (3, 7)
+    np.testing.assert_array_equal(wide.toarray(), make(shape=(3, 7)).to_dense())
     S.data[:] = 9
     S.indices[:] = 0
     S.indptr[:] = 0
@@ -310,3 +313,72 @@ def test_fields_round_trip_and_a_bad_file_is_a_file_format_error():
             CSRMatrix.from_fields({**W.fields(), "shape": shape})
     with pytest.raises(FileFormatError, match="indices"):  # out of range: the constructor's check
         CSRMatrix.from_fields({**W.fields(), "indices": np.array([0, 9, 1], np.int64)})
+
+
+def test_the_largest_int64_index_is_accepted():
+    # a column index may be any int64 below cols (uint64 beyond int64 is refused above)
+    W = CSRMatrix([0, 1], np.array([2**63 - 1], np.uint64), np.ones(1, np.float32), (1, 2**63))
+    assert W.indices[0] == 2**63 - 1
+
+
+def test_a_non_finite_value_is_reported_at_its_position():
+    with pytest.raises(ValidationError, match=r"data\[1\] = nan"):
+        make(data=np.array([1, np.nan, 3], np.float32))
+    with pytest.raises(ValidationError, match=r"data\[0\] = inf"):  # every value non-finite
+        make(data=np.full(3, np.inf, np.float32))
+
+
+def test_half_precision_scales_decode_to_float32():
+    # float16 / bfloat16 scales dequantize to their own dtype; the products run on float32
+    from refcomp.formats import QTensor
+    from refcomp.quant import QParams
+
+    q = QTensor.quantize(np.array([1.0, -2.0, 3.0], np.float32), QParams(np.float16(0.5), dtype="int8"))
+    W = make(data=q)
+    assert W.data.dtype == np.float32 and W.dtype == np.float32
+    np.testing.assert_array_equal(W.data, [1.0, -2.0, 3.0])
+
+
+def test_with_values_shares_the_pattern_caches():
+    # the column blocks depend on the pattern only: a composition does not make them again
+    W, _, _ = _immutable_matrix()
+    blocks = W.column_blocks(32)
+    assert blocks is not None
+    assert W.with_values(W.data.astype(np.float64)).column_blocks(32) is blocks
+
+
+def test_free_attributes_can_be_deleted():
+    W = make()
+    W.note = "a label"
+    del W.note
+    assert not hasattr(W, "note")
+
+
+def test_products_honour_the_backend_argument_and_default_to_auto():
+    dense = np.array([[1, 0, 0, 2], [0, 0, 0, 0], [0, 3, 0, 0]], np.float32)
+    X = np.arange(8, dtype=np.float32).reshape(4, 2)
+    W = make()
+    np.testing.assert_allclose(W @ X, dense @ X)  # backend "auto"
+    np.testing.assert_allclose(W.dot(X), dense @ X)
+    with pytest.raises(ValidationError) as info:
+        W.dot(X, backend="fortran")
+    assert info.value.argument == "backend"
+    q = make(data=np.array([1, -2, 3], np.int8))
+    qx = np.array([[1, -1, 2, 3]], np.int8)
+    want = qx.astype(np.int64) @ q.to_dense().astype(np.int64).T
+    np.testing.assert_array_equal(q.matmul_integer(qx), want)  # x_zero_point 0 by default
+    np.testing.assert_array_equal(q.matmul_integer(qx, x_zero_point=1), (qx.astype(np.int64) - 1) @ q.to_dense().astype(np.int64).T)
+    with pytest.raises(ValidationError) as info:
+        q.matmul_integer(qx, backend="fortran")
+    assert info.value.argument == "backend"
+
+
+def test_the_integer_product_refusal_says_what_the_values_are():
+    from refcomp.formats import Clustered
+
+    with pytest.raises(DTypeError, match="float32 values") as info:
+        make().matmul_integer(np.zeros((1, 4), np.int8))
+    assert info.value.argument == "W.data"
+    clustered = make(data=Clustered(np.array([1.0, 2.0], np.float32), np.array([0, 1, 1])))
+    with pytest.raises(DTypeError, match="Clustered"):
+        clustered.matmul_integer(np.zeros((1, 4), np.int8))
