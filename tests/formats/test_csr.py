@@ -248,6 +248,7 @@ def test_an_empty_matrix_is_valid():
     assert W.nnz == 0 and W.indices.dtype == np.int64 and W.density == 0.0
     np.testing.assert_array_equal(W.to_dense(), np.zeros((2, 5), np.float32))
     assert CSRMatrix([0], [], np.zeros(0, np.float32), (0, 0)).density == 0.0
+    assert CSRMatrix([0, 0, 0], [], np.zeros(0, np.float32), (2, 0)).shape == (2, 0)  # no columns
 
 
 def test_from_dense_and_from_scipy_refuse_what_they_cannot_hold():
@@ -382,3 +383,16 @@ def test_the_integer_product_refusal_says_what_the_values_are():
     clustered = make(data=Clustered(np.array([1.0, 2.0], np.float32), np.array([0, 1, 1])))
     with pytest.raises(DTypeError, match="Clustered"):
         clustered.matmul_integer(np.zeros((1, 4), np.int8))
+
+
+def test_the_pattern_is_stored_as_int64_whatever_integers_come_in():
+    W = make(indptr=np.array([0, 2, 2, 3], np.int32), indices=np.array([0, 3, 1], np.uint16))
+    assert W.indptr.dtype == np.int64 and W.indices.dtype == np.int64
+    np.testing.assert_array_equal(W.to_dense(), make().to_dense())
+
+
+def test_a_malformed_pattern_is_reported_where_it_breaks():
+    with pytest.raises(ValidationError, match=r"indptr\[3\] = 1 < indptr\[2\] = 2"):  # after an empty row
+        make(indptr=[0, 2, 2, 1])
+    with pytest.raises(ValidationError, match=r"indices\[1\] = 4"):
+        make(indices=[0, 4, 1])
