@@ -396,3 +396,5 @@ def test_a_malformed_pattern_is_reported_where_it_breaks():
         make(indptr=[0, 2, 2, 1])
     with pytest.raises(ValidationError, match=r"indices\[1\] = 4"):
         make(indices=[0, 4, 1])
+    with pytest.raises(ValidationError, match=r"indices\[0\] = 3 then indices\[1\] = 0"):
+        make(indices=[3, 0, 1])
