@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from refcomp.errors import DTypeError, FileFormatError, ValidationError
+from refcomp.errors import DTypeError, FileFormatError, ShapeError, ValidationError
 from refcomp.formats import PowerOfTwo
 
 
@@ -32,3 +32,40 @@ def test_bad_input():
         PowerOfTwo.from_fields({"sign": s, "exponent": s, "window": np.array([0, 4], np.int32)})
     with pytest.raises(FileFormatError, match="bits"):
         PowerOfTwo.from_fields({"sign": s, "exponent": s, "window": np.array([0, 12], np.int64)})
+
+
+# --- every bad argument is refused naming it; the window's ends are inclusive
+@pytest.mark.parametrize("args,cls,argument", [
+    ((np.zeros(3, np.int8), np.zeros(3, np.int16), 0, 4), DTypeError, "exponent"),
+    ((np.zeros(3, np.int8), np.zeros(2, np.int8), 0, 4), ShapeError, "exponent"),
+    ((np.zeros(3, np.int8), np.zeros(3, np.int8), 0, 1), ValidationError, "bits"),
+    ((np.zeros(3, np.int8), np.zeros(3, np.int8), 0, True), ValidationError, "bits"),
+    ((np.zeros(3, np.int8), np.zeros(3, np.int8), 0, 4.0), ValidationError, "bits"),
+    ((np.zeros(3, np.int8), np.zeros(3, np.int8), 0.0, 4), ValidationError, "max_exponent"),
+    ((np.zeros(3, np.int8), np.zeros(3, np.int8), True, 4), ValidationError, "max_exponent"),
+    ((np.zeros(3, np.int8), np.zeros(3, np.int8), 128, 2), ValidationError, "max_exponent"),
+    ((np.zeros(3, np.int8), np.zeros(3, np.int8), -127, 2), ValidationError, "max_exponent"),  # min -127
+    ((np.array([-2, 0, 0], np.int8), np.zeros(3, np.int8), 0, 4), ValidationError, "sign, exponent"),
+])
+def test_bad_arguments_are_refused_naming_them(args, cls, argument):
+    with pytest.raises(cls) as info:
+        PowerOfTwo(*args)
+    assert info.value.argument == argument
+
+
+def test_the_window_ends_are_inclusive():
+    # bits b: 2^(b-1) - 1 exponents, [max - 2^(b-1) + 2, max]; the float32 range [-126, 127] is the limit
+    assert PowerOfTwo(np.zeros(1, np.int8), np.array([-126], np.int8), max_exponent=-126, bits=2).min_exponent == -126
+    top = PowerOfTwo(np.ones(1, np.int8), np.array([127], np.int8), max_exponent=127, bits=2)
+    assert top.min_exponent == 127 and top.to_dense()[0] == np.float32(2.0**127)
+    low = PowerOfTwo(np.array([-1, 1], np.int8), np.array([-126, -124], np.int8), max_exponent=-124, bits=3)
+    assert low.min_exponent == -126
+    np.testing.assert_array_equal(low.to_dense(), np.float32([-(2.0**-126), 2.0**-124]))
+    wide = PowerOfTwo(np.array([1, -1], np.int8), np.array([-126, 0], np.int8), max_exponent=0, bits=8)
+    assert wide.min_exponent == -126 and wide.nbytes == 2 + 1
+    with pytest.raises(ValidationError, match="exponents in"):  # just below the window
+        PowerOfTwo(np.ones(1, np.int8), np.array([-6], np.int8), max_exponent=1, bits=4)
+    empty = PowerOfTwo(np.zeros(0, np.int8), np.zeros(0, np.int8), max_exponent=0, bits=3)
+    assert empty.to_dense().shape == (0,) and empty.nbytes == 1
+    assert repr(PowerOfTwo(np.zeros(2, np.int8), np.zeros(2, np.int8), 1, 4)) == \
+        "PowerOfTwo(shape=(2,), bits=4, window=[-5, 1])"

@@ -14,7 +14,7 @@ from refcomp.formats.relative_csr import (
     size_table,
     size_table_markdown,
 )
-from refcomp.errors import FileFormatError, ShapeError, ValidationError
+from refcomp.errors import DTypeError, FileFormatError, ShapeError, ValidationError
 from refcomp.formats.clustered import Clustered
 
 masks = hnp.arrays(bool, hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=40),
@@ -210,3 +210,51 @@ def test_corrupted_fields_are_file_format_errors():
         RelativeIndexCSR.from_fields({**f, "row_ptr": rp})
     with pytest.raises(FileFormatError, match="code lengths"):
         RelativeIndexCSR.from_fields({**f, "index_lengths": np.ones(3, np.uint8)})
+
+
+# --- every bad argument is refused with the refcomp.errors class a user catches, naming the argument
+def _float_layer():
+    return RelativeIndexCSR.from_dense(np.array([[0, 1.5, 0], [2.0, 0, 0]], np.float32), index_bits=2)
+
+
+@pytest.mark.parametrize("call,cls,argument", [
+    (lambda: RelativeIndexCSR.encode(np.ones(3, bool), np.array([0, 1, 1]), index_bits=17), ValidationError,
+     "index_bits"),
+    (lambda: RelativeIndexCSR.encode(np.ones(3, bool), np.array([0, 1, 1]), index_bits=3,
+                                     codebook=np.ones((2, 2))), ShapeError, "codebook"),
+    (lambda: RelativeIndexCSR.encode(np.ones(3, bool), np.array([0.0, 1.0, 1.0]), index_bits=3,
+                                     codebook=np.ones(4)), DTypeError, "values"),
+    (lambda: RelativeIndexCSR.encode(np.ones(3, bool), np.array([0, -1, 1]), index_bits=3,
+                                     codebook=np.ones(4)), ValidationError, "values"),
+    (lambda: RelativeIndexCSR.encode(np.ones(3, bool), np.array([0, 1, 3]), index_bits=3,
+                                     codebook=np.ones(4), weight_bits=1), ValidationError, "weight_bits"),
+    (lambda: RelativeIndexCSR.encode(np.ones(3, bool), np.array([0, 1, 3]), index_bits=3,
+                                     codebook=np.ones(4), weight_bits=17), ValidationError, "weight_bits"),
+    (lambda: RelativeIndexCSR.encode(np.ones(3, bool), np.ones(3), index_bits=3, weight_bits=0), ValidationError,
+     "weight_bits"),
+    (lambda: RelativeIndexCSR.from_clustered(np.ones(3), index_bits=3), ValidationError, "clustered"),
+    (lambda: _float_layer().weight_code(), ValidationError, "self"),
+    (lambda: size_breakdown(np.ones(3)), ValidationError, "layer"),
+    (lambda: size_table({"fc": np.ones(3)}), ValidationError, "layers['fc']"),
+    (lambda: size_table([_float_layer()]), ValidationError, "layers"),
+    (lambda: size_table_markdown([]), ValidationError, "rows"),
+])
+def test_bad_arguments_are_refused_naming_them(call, cls, argument):
+    with pytest.raises(cls) as info:
+        call()
+    assert info.value.argument == argument
+
+
+def test_cluster_indices_are_stored_in_the_fewest_bytes_that_hold_weight_bits():
+    # b <= 8 bits: one byte per stored index; wider codes (up to 16 bits) two
+    mask = np.ones(3, bool)
+    narrow = RelativeIndexCSR.encode(mask, np.array([0, 1, 3]), index_bits=3, codebook=np.arange(4.0))
+    assert narrow.weight_bits == 2 and narrow.values.dtype == np.uint8
+    byte = RelativeIndexCSR.encode(mask, np.array([0, 1, 3]), index_bits=3, codebook=np.arange(4.0), weight_bits=8)
+    assert byte.values.dtype == np.uint8  # 8 bits still fit a byte
+    wide = RelativeIndexCSR.encode(mask, np.array([0, 1, 3]), index_bits=3, codebook=np.arange(4.0), weight_bits=9)
+    assert wide.weight_bits == 9 and wide.values.dtype == np.uint16
+    np.testing.assert_array_equal(wide.to_dense(), [0.0, 1.0, 3.0])
+    one = RelativeIndexCSR.encode(mask, np.zeros(3, int), index_bits=3, codebook=np.array([2.5]))
+    assert one.weight_bits == 1  # a one-entry codebook still takes a 1-bit field
+    assert _float_layer().weight_bits == 32  # float32 weights stored at their width
