@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
+from .._frozen import frozen
 from .base import WeightFormat
 
 __all__ = ["Clustered"]
@@ -62,9 +63,11 @@ class Clustered(WeightFormat):
                 raise DTypeError("mask", "a boolean array (True = kept)", f"dtype {m.dtype}")
             if m.shape != idx.shape:
                 raise ShapeError("mask", f"shape {idx.shape} (the indices')", f"shape {m.shape}")
-            mask = m.copy()
+            mask = frozen(m)
+        # the codebook is what centroid fine-tuning trains; the indices and mask were validated
+        # against it once and stay valid (refcomp._frozen)
         self.codebook = c.copy()
-        self.indices = idx.astype(np.uint8).copy()
+        self.indices = frozen(idx, np.uint8)
         self.mask = mask
         self.bits = int(bits)
         self.shape = tuple(idx.shape)

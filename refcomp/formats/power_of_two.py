@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DTypeError, FileFormatError, ShapeError, ValidationError
+from .._frozen import frozen
 from .base import WeightFormat, check_field_names
 
 __all__ = ["PowerOfTwo"]
@@ -41,7 +42,9 @@ class PowerOfTwo(WeightFormat):
             raise ValidationError("bits", "an integer in [2, 8]", repr(bits))
         if isinstance(max_exponent, bool) or not isinstance(max_exponent, (int, np.integer)):
             raise ValidationError("max_exponent", "an integer", repr(max_exponent))
-        self.sign, self.exponent = sign, exponent
+        # private, immutable copies: the shift kernels trust the window checked below (refcomp._frozen)
+        self.sign, self.exponent = frozen(sign), frozen(exponent)
+        sign, exponent = self.sign, self.exponent
         self.max_exponent, self.bits = int(max_exponent), int(bits)
         if not (-126 <= self.min_exponent and self.max_exponent <= 127):
             raise ValidationError("max_exponent", "exponents within int8 and float32 range [-126, 127]",
