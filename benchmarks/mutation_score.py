@@ -351,6 +351,31 @@ EQUIVALENT_BY_HAND = {
         ("if not qp.per_tensor or np.any(qp.zero_point.astype(np.int64) != 0):",
          "if not qp.per_tensor or np.any(qp.zero_point.astype(None) != 0):", "int8 zero points, exact either way"),
     ],
+    "refcomp/compress/share/cross_layer.py": [
+        # kmeans' codebook has exactly 2**bits entries, and Clustered's default bits is the fewest
+        # that address them: b itself
+        *[("c = Clustered(codebook, assign(w, codebook), None if m.all() else m, bits=b)", new,
+           "the default bits of a 2**bits codebook") for new in (
+            "c = Clustered(codebook, assign(w, codebook), None if m.all() else m, bits=None)",
+            "c = Clustered(codebook, assign(w, codebook), None if m.all() else m, )")],
+    ],
+    "refcomp/compress/share/hashing.py": [
+        # an empty bucket's sum is 0 and 0 / max(0, 1) is the same 0.0 the other branch gives
+        ("h.data[...] = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)",
+         "h.data[...] = np.where(counts >= 0, sums / np.maximum(counts, 1), 0.0)", "0 / 1 is 0.0"),
+    ],
+    "refcomp/compress/share/trained_quantization.py": [
+        # np.zeros' default dtype is float64
+        *[("self.velocity = {key: np.zeros(shared[0].codebook.shape, np.float64) for key, shared in self.groups.items()}",
+           f"self.velocity = {{key: np.zeros(shared[0].codebook.shape, {new}) for key, shared in self.groups.items()}}",
+           "float64 is the default") for new in ("None", "")],
+        # train() reads progress None as False: no bars
+        ("optimizer=optimizer, schedule=None, rng=rng, progress=False,",
+         "optimizer=optimizer, schedule=None, rng=rng, progress=None,", "None is no bars, as False"),
+        # a negative epochs is truthy, and train() refuses it with the same ValidationError naming epochs
+        *[('epochs = integer(epochs, "epochs", minimum=0)', f'epochs = integer(epochs, "epochs", {new})',
+           "train() refuses epochs < 1 by the same argument") for new in ("minimum=None", "")],
+    ],
 }
 
 

@@ -129,7 +129,9 @@ class CentroidOptimizer:
             v = self.velocity[key]
             v *= self.momentum
             v += cg
-            shared[0].codebook -= (self.lr * v).astype(shared[0].codebook.dtype)   # (D.17), in place: all see it
+            # (D.17), in place so every layer sharing the array sees it; NumPy casts the float64 step
+            # to the codebook's dtype once, after the subtraction
+            shared[0].codebook -= self.lr * v
         if self.others is not None:
             self.others.lr = self.lr
             self.others.step()

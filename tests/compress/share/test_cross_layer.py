@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from refcomp.compress.quantize.weight_only import model_bytes
+from refcomp.compress.share.cluster import kmeans
 from refcomp.compress.share.cross_layer import cluster_shared, codebook_groups, shared_model_bytes
 from refcomp.compress.share.trained_quantization import finetune_centroids
 from refcomp.errors import ValidationError
 from refcomp.formats import Clustered, Dense
-from refcomp.nn import CrossEntropyLoss, evaluate, train
+from refcomp.nn import CrossEntropyLoss, Linear, Sequential, evaluate, train
 
 from ..._support.helpers import blobs, mlp
 
@@ -97,3 +98,61 @@ def test_pruned_weights_stay_zero_and_are_not_clustered():
         assert (sm[n].weight.to_dense()[~masks[n]] == 0).all() and sm[n].weight.mask is not None
     assert report["groups"][0]["kept"] == int(sum(mk.sum() for mk in masks.values()))
     assert cluster_shared(m, [["fc1"]], 2)[0]["fc1"].weight.mask is None   # unpruned: no mask bits stored
+
+
+# the report, the k-means options, the default mask and the byte count, each against its definition
+def test_the_report_states_each_group_in_full():
+    m, _ = _trained()
+    sm, report = cluster_shared(m, [["fc1", "fc2"]], 3)
+    g = report["groups"][0]
+    c = sm["fc1"].weight.codebook
+    assert set(g) == {"layers", "bits", "kept", "sse", "codebook_bytes"}
+    assert (g["layers"], g["bits"], g["kept"], g["codebook_bytes"]) == (["fc1", "fc2"], 3, 16 * 12 + 8 * 16, 8 * 8)
+    assert g["codebook_bytes"] == c.nbytes and sm["fc1"].weight.bits == 3
+
+
+def test_init_rng_and_max_iter_reach_the_k_means_of_the_union():
+    m, _ = _trained()
+    union = np.concatenate([m["fc1"].weight.data.ravel(), m["fc2"].weight.data.ravel()])
+    for kw in (dict(init="density"), dict(init="random", rng=3), dict(max_iter=1), dict(max_iter=0)):
+        sm, _ = cluster_shared(m, [["fc1", "fc2"]], 3, **kw)
+        np.testing.assert_array_equal(sm["fc2"].weight.codebook, kmeans(union, 3, **kw).codebook)
+    a = cluster_shared(m, [["fc1"]], 2, init="random", rng=7)[0]["fc1"].weight.codebook
+    b = cluster_shared(m, [["fc1"]], 2, init="random", rng=7)[0]["fc1"].weight.codebook
+    np.testing.assert_array_equal(a, b)      # a seed makes the random start reproducible
+
+
+def test_without_masks_the_zero_weights_count_as_pruned():
+    m, _ = _trained()
+    w = m["fc1"].weight.data
+    w[:, :4] = 0.0                 # a pruned Dense weight, no mask given
+    w[0, 5] = 1.0                  # a kept weight that happens to be one
+    sm, report = cluster_shared(m, [["fc1"]], 2)
+    assert (sm["fc1"].weight.to_dense()[:, :4] == 0).all() and sm["fc1"].weight.mask is not None
+    assert report["groups"][0]["kept"] == w.size - 16 * 4
+    np.testing.assert_array_equal(sm["fc1"].weight.codebook, kmeans(w[w != 0], 2).codebook)
+
+
+def test_shared_model_bytes_counts_dense_weights_and_parameters_as_stored():
+    m, _ = _trained()
+    for group in (["fc1", "fc2"], ["fc2", "fc3"]):   # the Dense layer last, then first
+        sm, _ = cluster_shared(m, [group], 2)
+        assert shared_model_bytes(sm) == model_bytes(sm) - sm[group[0]].weight.codebook.nbytes
+    assert shared_model_bytes(m) == model_bytes(m)
+
+
+def test_bits_is_checked_before_the_groups_and_layers():
+    m, _ = _trained()
+    for bits in (0, -1, 9, 10):
+        with pytest.raises(ValidationError, match="bits"):
+            cluster_shared(m, [["fc1", "nope"]], bits)
+
+
+def test_default_max_iter_is_100_lloyd_iterations_as_kmeans():
+    layer = Linear(60, 50, rng=0, dtype="float64")
+    layer.weight.data[...] = np.sqrt(np.arange(1.0, 3001.0)).reshape(50, 60)   # slow to converge with k = 16
+    m = Sequential(("fc1", layer))
+    values = layer.weight.data.ravel()
+    assert not kmeans(values, 4).converged               # 100 iterations do not reach the fixed point
+    sm, _ = cluster_shared(m, [["fc1"]], 4)
+    np.testing.assert_array_equal(sm["fc1"].weight.codebook, kmeans(values, 4, max_iter=100).codebook)
