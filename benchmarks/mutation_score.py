@@ -61,6 +61,8 @@ MODULES = {
     "refcomp/ops/requantize.py": ["tests/ops/test_requantize.py", "tests/kernels/test_requantize.py"],
     "refcomp/ops/quantize_linear.py": ["tests/ops/test_quantize_linear.py", "tests/ops/test_vs_onnx_reference.py",
                                        "tests/ops/test_bad_input.py"],
+    "refcomp/ops/dynamic_quantize_linear.py": ["tests/ops/test_dynamic_quantize_linear.py",
+                                               "tests/ops/test_vs_onnxruntime.py", "tests/ops/test_onnx_conformance.py"],
     "refcomp/quant/qparams.py": ["tests/quant"],
     "refcomp/formats/huffman.py": ["tests/formats/test_huffman.py"],
     "refcomp/nn/optim.py": ["tests/nn/test_optim.py"],
