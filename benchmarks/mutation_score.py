@@ -63,6 +63,8 @@ MODULES = {
                                        "tests/ops/test_bad_input.py"],
     "refcomp/ops/dynamic_quantize_linear.py": ["tests/ops/test_dynamic_quantize_linear.py",
                                                "tests/ops/test_vs_onnxruntime.py", "tests/ops/test_onnx_conformance.py"],
+    "refcomp/ops/dequantize_linear.py": ["tests/ops/test_dequantize_linear.py", "tests/ops/test_vs_onnx_reference.py",
+                                         "tests/ops/test_vs_onnxruntime.py", "tests/ops/test_onnx_conformance.py"],
     "refcomp/quant/qparams.py": ["tests/quant"],
     "refcomp/formats/huffman.py": ["tests/formats/test_huffman.py"],
     "refcomp/nn/optim.py": ["tests/nn/test_optim.py"],

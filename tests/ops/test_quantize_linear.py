@@ -120,14 +120,11 @@ def test_output_type_rules():
     assert quantize_linear(x, np.float32(1)).dtype == np.uint8
     assert quantize_linear(x, np.float32(1), output_dtype=22).dtype == np.dtype(ml_dtypes.int4)
     assert quantize_linear(x, np.float32(1), np.int16(0)).dtype == np.int16
-    assert dequantize_linear(np.int8([3]), np.float16(0.5)).dtype == np.float16
-    assert dequantize_linear(np.int8([3]), np.float32(0.5), output_dtype=16).dtype == ml_dtypes.bfloat16
 
 
 def test_empty_in_empty_out():
     e = np.zeros((0, 3), np.float32)
     assert quantize_linear(e, np.float32(1), np.int8(0)).shape == (0, 3)
-    assert dequantize_linear(np.zeros((0, 3), np.int8), np.float32(1)).shape == (0, 3)
 
 
 # ---- found by mutation testing (benchmarks/mutation_score.py) ---------------------------------
