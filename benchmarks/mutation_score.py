@@ -92,6 +92,24 @@ _EQUIVALENT = [(re.compile(r"\.astype\(np\.float64\)"), ".astype(None)"),
 #: survivors read and shown to be equivalent, by module: (old line, new line, why). Lines compare
 #: without their comments, so a renumbered mutant still matches.
 EQUIVALENT_BY_HAND = {
+    "refcomp/ops/dynamic_quantize_linear.py": [
+        # eq. DQ2: 0 - r_min / y_scale lies in [0, 255 (1 + 2^-22)] (r_min <= 0 <= r_max, y_scale the
+        # float32 (r_max - r_min) / 255), so neither clip binds after rint: 0 and 255 either way
+        *[("zp = np.rint(np.clip(f32(0) - f32(r_min / scale), f32(0), f32(255)))", new,
+           "-r_min / y_scale is in [0, 255.5)") for new in (
+            "zp = np.rint(np.clip(f32(0) - f32(r_min / scale), None, f32(255)))",
+            "zp = np.rint(np.clip(f32(0) - f32(r_min / scale), f32(0), None))",
+            "zp = np.rint(np.clip(f32(0) - f32(r_min / scale), f32(0), f32(256)))")],
+        # eq. DQ3's lower clip: x >= r_min, and rint(r_min / y_scale) + rint(-r_min / y_scale) = 0
+        # (rint is odd), so y >= 0 before the clip (the upper one binds: 127.5 + 127.5 rounds to 256)
+        ("np.clip(y, 0, 255, out=y)", "np.clip(y, None, 255, out=y)", "y >= 0 before the clip"),
+        # scale is a float32 scalar: np.array keeps its dtype; float32 / float32 is float32
+        *[(old.format(d="np.float32"), old.format(d=new), "scale is a float32 scalar") for old in (
+            "return fast(x, scale, zp), np.array(scale, {d}), np.array(zp, np.uint8)",
+            "return y.astype(np.uint8), np.array(scale, {d}), np.array(zp, np.uint8)") for new in ("None", "")],
+        *[("y = np.divide(x, scale, dtype=np.float32)", new, "float32 / float32 is float32")
+          for new in ("y = np.divide(x, scale, dtype=None)", "y = np.divide(x, scale, )")],
+    ],
     "refcomp/ops/quantize_linear.py": [
         # the call only validates the backend's name: QuantizeLinear has no fast kernel under any op name
         *[('_backend.implementation("quantize_linear", backend)', f"_backend.implementation({op}, backend)",

@@ -5,10 +5,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refcomp.errors import ShapeError, ValidationError
+from refcomp import backend as _backend
+from refcomp.errors import BackendUnavailableError, DTypeError, ShapeError, ValidationError
 from refcomp.ops import dequantize_linear, dynamic_quantize_linear, dynamic_quantize_rows, quantize_linear
 
 seeds = st.integers(0, 2**32 - 1)
+# the NumPy definition and every kernel this machine has: each must give the definition's bytes
+BACKENDS = _backend.available("dynamic_quantize_linear")
+ROW_BACKENDS = _backend.available("dynamic_quantize_rows")
 X = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
 
 
@@ -26,8 +30,9 @@ def test_dynamic_quantize_covers_the_data_and_zero(seed, shape):
 
 
 @settings(max_examples=60)
-@given(seed=seeds, shape=st.sampled_from([(1,), (7,), (3, 4), (2, 3, 5)]), ties=st.booleans())
-def test_dynamic_quantize_is_eqs_dq1_to_dq3_as_written(seed, shape, ties):
+@given(seed=seeds, shape=st.sampled_from([(1,), (7,), (3, 4), (2, 3, 5)]), ties=st.booleans(),
+       backend=st.sampled_from(BACKENDS))
+def test_dynamic_quantize_is_eqs_dq1_to_dq3_as_written(seed, shape, ties, backend):
     """The op (one float32 buffer, finiteness from min / max) equals the spec's formulas term by term."""
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal(shape) * rng.uniform(1e-3, 1e3) + rng.uniform(-2, 2)).astype(np.float32)
@@ -40,8 +45,9 @@ def test_dynamic_quantize_is_eqs_dq1_to_dq3_as_written(seed, shape, ties):
         s = f32(1) / f32(255) if r_max == r_min else f32(f32(r_max - r_min) / f32(255))
     z = np.rint(np.clip(f32(0) - f32(r_min / s), f32(0), f32(255)))
     want = np.clip(np.rint(x / s) + z, 0, 255).astype(np.uint8)
-    y, y_s, y_z = dynamic_quantize_linear(x)
+    y, y_s, y_z = dynamic_quantize_linear(x, backend=backend)
     assert y_s == s and y_z == z and y.shape == x.shape
+    assert y.dtype == y_z.dtype == np.uint8 and y_s.dtype == np.float32 and y_s.shape == y_z.shape == ()
     np.testing.assert_array_equal(y, want)
 
 
@@ -50,13 +56,14 @@ def test_dynamic_quantize_constant_zero_tensor():
     assert s == np.float32(1) / np.float32(255) and z == 0 and np.all(y == 0)
 
 
-def test_dynamic_quantize_rows_is_dq1_to_dq3_on_each_row():
+@pytest.mark.parametrize("backend", ROW_BACKENDS)
+def test_dynamic_quantize_rows_is_dq1_to_dq3_on_each_row(backend):
     """Each row written out with eqs. DQ1–DQ3 in float32, scalar by scalar."""
     rng = np.random.default_rng(3)
     x = (rng.standard_normal((6, 9)) * rng.uniform(0.01, 30, (6, 1))).astype(np.float32)
     x[2] = 0                                   # a flat row: scale 1/255, zero point 0
     x[4] = np.abs(x[4])                        # a row without negatives: zero point 0
-    y, scale, zp = dynamic_quantize_rows(x)
+    y, scale, zp = dynamic_quantize_rows(x, backend=backend)
     f32 = np.float32
     for m, row in enumerate(x):
         hi, lo = max(f32(0), row.max()), min(f32(0), row.min())
@@ -78,3 +85,52 @@ def test_nan_inf_and_empty_x_are_refused():
         dynamic_quantize_linear(inf)
     with pytest.raises(ShapeError, match="x"):
         dynamic_quantize_linear(np.zeros((0,), np.float32))
+
+
+# ---- the top of the range, the backends, the rows' own checks ------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_halves_rounded_up_saturate_at_255(backend):
+    """x = ±127.5: scale 1, zero point rint(127.5) = 128, and rint(127.5) + 128 = 256 clips to 255 (eq. DQ3)."""
+    x = np.array([-127.5, 0.0, 127.5, 126.5], np.float32)
+    y, s, z = dynamic_quantize_linear(x, backend=backend)
+    assert s == 1 and z == 128
+    np.testing.assert_array_equal(y, [0, 128, 255, 254])
+    assert y.dtype == np.uint8 and z.dtype == np.uint8 and s.dtype == np.float32
+
+
+@pytest.mark.parametrize("backend", ROW_BACKENDS)
+def test_rows_saturate_at_255_and_each_row_is_dynamic_quantize_linear(backend):
+    x = np.array([[-127.5, 0.0, 127.5, 126.5], [0.0, 0.0, 0.0, 0.0], [-3.0, -1.0, -2.0, -0.5]], np.float32)
+    y, s, z = dynamic_quantize_rows(x, backend=backend)
+    np.testing.assert_array_equal(y[0], [0, 128, 255, 254])
+    for m in range(3):
+        ym, sm, zm = dynamic_quantize_linear(x[m], backend="numpy")
+        np.testing.assert_array_equal(y[m], ym)
+        assert s[m] == sm and z[m] == zm
+    assert y.dtype == z.dtype == np.uint8 and s.dtype == np.float32 and s.shape == z.shape == (3,)
+
+
+def test_an_unknown_backend_is_refused():
+    for fn in (dynamic_quantize_linear, dynamic_quantize_rows):
+        with pytest.raises(ValidationError) as e:
+            fn(X, backend="cuda")
+        assert e.value.argument == "backend"
+    with pytest.raises(BackendUnavailableError):
+        dynamic_quantize_rows(X, backend="numba")      # no Numba kernel for the rows (module docstring)
+
+
+@pytest.mark.parametrize("backend", ROW_BACKENDS)
+def test_rows_bad_input(backend):
+    for bad in (np.zeros(4, np.float32), np.zeros((2, 0), np.float32), np.zeros((1, 2, 3), np.float32)):
+        with pytest.raises(ShapeError) as e:
+            dynamic_quantize_rows(bad, backend=backend)
+        assert e.value.argument == "x"
+    nan = X.copy()
+    nan[1, 1] = np.nan
+    with pytest.raises(ValidationError) as e:
+        dynamic_quantize_rows(nan, backend=backend)
+    assert e.value.argument == "x"
+    with pytest.raises(DTypeError) as e:
+        dynamic_quantize_rows(X.astype(np.float64), backend=backend)
+    assert e.value.argument == "x"
