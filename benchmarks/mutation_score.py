@@ -109,6 +109,25 @@ EQUIVALENT_BY_HAND = {
             "return y.astype(np.uint8), np.array(scale, {d}), np.array(zp, np.uint8)") for new in ("None", "")],
         *[("y = np.divide(x, scale, dtype=np.float32)", new, "float32 / float32 is float32")
           for new in ("y = np.divide(x, scale, dtype=None)", "y = np.divide(x, scale, )")],
+        # dynamic_quantize_rows: K >= 1, so each row's max / min has an element without the initial
+        *[(f"{lhs} = np.{f}(f32(0), x.{r}(axis=1, initial={i}))", f"{lhs} = np.{f}(f32(0), x.{r}(axis=1, {new}))",
+           "K >= 1: the initial never decides") for lhs, f, r, i in (("r_max", "maximum", "max", "-np.inf"),
+                                                                      ("r_min", "minimum", "min", "np.inf"))
+          for new in ("initial=None", "")],
+        # the rows' zero point and lower clip of eq. DQ3: as above, row by row; r_min / scale is float32
+        # already, and float64 holds it (and the integers made from it) exactly
+        *[("zp = np.rint(np.clip(f32(0) - (r_min / scale).astype(f32), f32(0), f32(255)))", new,
+           "-r_min / y_scale is in [0, 255.5); exact in float64") for new in (
+            "zp = np.rint(np.clip(f32(0) - (r_min / scale).astype(f32), None, f32(255)))",
+            "zp = np.rint(np.clip(f32(0) - (r_min / scale).astype(f32), f32(0), None))",
+            "zp = np.rint(np.clip(f32(0) - (r_min / scale).astype(f32), f32(0), f32(256)))",
+            "zp = np.rint(np.clip(f32(0) - (r_min / scale).astype(None), f32(0), f32(255)))")],
+        ("y = np.clip(np.rint(x / scale[:, None]) + zp[:, None], 0, 255)",
+         "y = np.clip(np.rint(x / scale[:, None]) + zp[:, None], None, 255)", "y >= 0 before the clip"),
+        # r_max - r_min is float32 already; its float64 quotient by 255 rounded to float32 is the float32
+        # quotient (53 >= 2·24 + 2 bits: double rounding of a division is innocuous, Figueroa 1995)
+        ("span = np.where(r_max == r_min, f32(1), (r_max - r_min).astype(f32))",
+         "span = np.where(r_max == r_min, f32(1), (r_max - r_min).astype(None))", "innocuous double rounding"),
     ],
     "refcomp/ops/quantize_linear.py": [
         # the call only validates the backend's name: QuantizeLinear has no fast kernel under any op name

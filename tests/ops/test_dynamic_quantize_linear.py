@@ -134,3 +134,17 @@ def test_rows_bad_input(backend):
     with pytest.raises(DTypeError) as e:
         dynamic_quantize_rows(X.astype(np.float64), backend=backend)
     assert e.value.argument == "x"
+
+
+@settings(max_examples=40)
+@given(seed=seeds, m=st.integers(1, 5), k=st.integers(1, 9), backend=st.sampled_from(ROW_BACKENDS))
+def test_each_row_is_dynamic_quantize_linear_of_that_row(seed, m, k, backend):
+    """Rows of very different ranges and signs (K = 1 included): row m is exactly dynamic_quantize_linear(x[m])."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((m, k)) * 10.0 ** rng.uniform(-4, 4, (m, 1)) + rng.uniform(-3, 3, (m, 1)))
+    x = x.astype(np.float32)
+    y, s, z = dynamic_quantize_rows(x, backend=backend)
+    for r in range(m):
+        yr, sr, zr = dynamic_quantize_linear(x[r], backend="numpy")
+        assert s[r] == sr and z[r] == zr
+        np.testing.assert_array_equal(y[r], yr)
