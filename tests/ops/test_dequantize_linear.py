@@ -60,3 +60,73 @@ def test_bad_axis_and_block_shape():
         dequantize_linear(np.zeros((3, 4), np.uint8), np.ones(4, F), axis=-3)
     with pytest.raises(ShapeError, match="x_scale"):
         dequantize_linear(np.zeros((3, 4), np.uint8), np.ones((3, 3), F), axis=1, block_size=3)
+
+
+# ---- eq. D1 term by term: exact integer difference, one float32 product, one cast -----------
+
+def test_the_zero_point_is_subtracted_exactly_before_the_product():
+    y = dequantize_linear(np.uint8([0, 7, 255]), np.float32(0.5), np.uint8(7))
+    np.testing.assert_array_equal(y, [-3.5, 0.0, 124.0])
+    y = dequantize_linear(np.int8([-128, 127]), np.float32(0.25), np.int8(127))
+    np.testing.assert_array_equal(y, [-63.75, 0.0])
+
+
+def test_int32_beyond_2_to_the_24_is_rounded_to_float32_before_the_product():
+    """f32(2^24 + 1) = 2^24, times 1.5 = 25165824 (the exact 25165825.5 would round to 25165826)."""
+    y = dequantize_linear(np.int32([2**24 + 1, -(2**24 + 1)]), np.float32(1.5))
+    np.testing.assert_array_equal(y, [25165824.0, -25165824.0])
+
+
+def test_the_product_is_float32_then_cast_to_the_output_type():
+    """-31105 x 0.81298828125 = -25288.0005: float32 rounds it to -25288, a float16 tie, which goes to
+    even -25280 (onnx.reference's answer); one rounding of the exact product would give -25296."""
+    y = dequantize_linear(np.int16([-31105]), np.float16(0.81298828125))
+    assert y.dtype == np.float16 and y.astype(np.float32)[0] == -25280.0
+    y = dequantize_linear(np.int16([17947]), np.float16(1.0185546875))     # 18280.001 -> 18280 -> 18272
+    assert y.astype(np.float32)[0] == 18272.0
+
+
+def test_beyond_the_output_range_is_inf_without_a_warning():
+    """IEEE overflow in the cast to float16 (pytest turns a RuntimeWarning into an error)."""
+    y = dequantize_linear(np.int16([30000, -30000, 1]), np.float16(4))
+    np.testing.assert_array_equal(y.astype(np.float32), [np.inf, -np.inf, 4.0])
+
+
+def test_float8_input_with_a_zero_zero_point_and_nan():
+    """Float inputs take eq. D1 with zero point 0; a float8 NaN dequantizes to NaN."""
+    f8 = ml_dtypes.float8_e4m3fn
+    y = dequantize_linear(np.array([1.5, np.nan, -448], f8), np.float32(2), np.zeros((), f8))
+    np.testing.assert_array_equal(y[[0, 2]], [3.0, -896.0])
+    assert np.isnan(y[1]) and y.dtype == np.float32
+    with pytest.raises(ValidationError) as e:
+        dequantize_linear(np.array([1.5], f8), np.float32(2), np.ones((), f8))
+    assert e.value.argument == "x_zero_point"
+
+
+def test_int32_takes_a_zero_zero_point():
+    np.testing.assert_array_equal(dequantize_linear(np.int32([5, -3]), np.float32(0.5), np.int32(0)), [2.5, -1.5])
+
+
+# ---- accepted arguments ------------------------------------------------------------------------
+
+def test_float16_and_bfloat16_x_are_refused():
+    """They are float types but not quantized ones (DequantizeLinear's inputs are codes)."""
+    for dt in (np.float16, ml_dtypes.bfloat16):
+        with pytest.raises(DTypeError) as e:
+            dequantize_linear(np.zeros(2, dt), np.float32(1))
+        assert e.value.argument == "x"
+
+
+def test_precision_must_be_0():
+    assert dequantize_linear(np.int8([2]), np.float32(0.5), precision=0) == 1.0
+    for p in (1, 10):
+        with pytest.raises(ValidationError) as e:
+            dequantize_linear(np.int8([2]), np.float32(0.5), precision=p)
+        assert e.value.argument == "precision"
+
+
+def test_an_unknown_backend_is_refused_and_numpy_is_accepted():
+    assert dequantize_linear(np.int8([2]), np.float32(0.5), backend="numpy") == 1.0
+    with pytest.raises(ValidationError) as e:
+        dequantize_linear(np.int8([2]), np.float32(0.5), backend="cuda")
+    assert e.value.argument == "backend"
