@@ -92,6 +92,15 @@ _EQUIVALENT = [(re.compile(r"\.astype\(np\.float64\)"), ".astype(None)"),
 #: survivors read and shown to be equivalent, by module: (old line, new line, why). Lines compare
 #: without their comments, so a renumbered mutant still matches.
 EQUIVALENT_BY_HAND = {
+    "refcomp/ops/dequantize_linear.py": [
+        # the call only validates the backend's name: DequantizeLinear has no fast kernel under any op name
+        *[('_backend.implementation("dequantize_linear", backend)', f"_backend.implementation({op}, backend)",
+           "no kernel either way") for op in ("None", '"XXdequantize_linearXX"', '"DEQUANTIZE_LINEAR"')],
+        # x - x_zero_point: integers below 2^33 in magnitude are exact in float64 as in int64, and the
+        # cast to float32 that follows rounds either to nearest even
+        ("d = x.astype(np.int64)", "d = x.astype(None)", "exact in float64, then the same float32 rounding"),
+        ("d = d - z.astype(np.int64)", "d = d - z.astype(None)", "exact in float64, then the same float32 rounding"),
+    ],
     "refcomp/ops/dynamic_quantize_linear.py": [
         # eq. DQ2: 0 - r_min / y_scale lies in [0, 255 (1 + 2^-22)] (r_min <= 0 <= r_max, y_scale the
         # float32 (r_max - r_min) / 255), so neither clip binds after rint: 0 and 255 either way

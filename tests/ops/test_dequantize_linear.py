@@ -86,6 +86,13 @@ def test_the_product_is_float32_then_cast_to_the_output_type():
     assert y.astype(np.float32)[0] == 18272.0
 
 
+def test_a_float8_product_is_float32_then_cast_to_float16():
+    """4.5 x 0.6295573 (float32) with output_dtype=10: the float32 product 2.8330078 is a float16 tie,
+    which goes to even 2.83203125 (onnx.reference's answer); one rounding would give 2.833984375."""
+    y = dequantize_linear(np.array([4.5], ml_dtypes.float8_e4m3fn), np.float32(0.6295573), output_dtype=10)
+    assert y.dtype == np.float16 and y.astype(np.float32)[0] == 2.83203125
+
+
 def test_beyond_the_output_range_is_inf_without_a_warning():
     """IEEE overflow in the cast to float16 (pytest turns a RuntimeWarning into an error)."""
     y = dequantize_linear(np.int16([30000, -30000, 1]), np.float16(4))
