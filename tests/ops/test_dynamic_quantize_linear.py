@@ -120,6 +120,12 @@ def test_an_unknown_backend_is_refused():
         dynamic_quantize_rows(X, backend="numba")      # no Numba kernel for the rows (module docstring)
 
 
+def test_the_default_backend_gives_the_definitions_bytes():
+    for fn in (dynamic_quantize_linear, dynamic_quantize_rows):
+        for got, want in zip(fn(X), fn(X, backend="numpy")):
+            assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+
+
 @pytest.mark.parametrize("backend", ROW_BACKENDS)
 def test_rows_bad_input(backend):
     for bad in (np.zeros(4, np.float32), np.zeros((2, 0), np.float32), np.zeros((1, 2, 3), np.float32)):
