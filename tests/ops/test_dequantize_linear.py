@@ -137,3 +137,9 @@ def test_an_unknown_backend_is_refused_and_numpy_is_accepted():
     with pytest.raises(ValidationError) as e:
         dequantize_linear(np.int8([2]), np.float32(0.5), backend="cuda")
     assert e.value.argument == "backend"
+
+
+def test_zero_point_must_have_the_scales_shape():
+    with pytest.raises(ShapeError) as e:
+        dequantize_linear(np.zeros((2, 3), np.uint8), F(0.5), np.zeros(3, np.uint8), axis=1)
+    assert e.value.argument == "x_zero_point"
