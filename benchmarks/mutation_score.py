@@ -61,6 +61,10 @@ MODULES = {
     "refcomp/ops/requantize.py": ["tests/ops/test_requantize.py", "tests/kernels/test_requantize.py"],
     "refcomp/ops/quantize_linear.py": ["tests/ops/test_quantize_linear.py", "tests/ops/test_vs_onnx_reference.py",
                                        "tests/ops/test_bad_input.py"],
+    "refcomp/ops/dynamic_quantize_linear.py": ["tests/ops/test_dynamic_quantize_linear.py",
+                                               "tests/ops/test_vs_onnxruntime.py", "tests/ops/test_onnx_conformance.py"],
+    "refcomp/ops/dequantize_linear.py": ["tests/ops/test_dequantize_linear.py", "tests/ops/test_vs_onnx_reference.py",
+                                         "tests/ops/test_vs_onnxruntime.py", "tests/ops/test_onnx_conformance.py"],
     "refcomp/quant/qparams.py": ["tests/quant"],
     "refcomp/formats/huffman.py": ["tests/formats/test_huffman.py"],
     "refcomp/formats/csr.py": ["tests/formats/test_csr.py", "tests/formats/test_csr_compositions.py"],
@@ -89,6 +93,52 @@ _EQUIVALENT = [(re.compile(r"\.astype\(np\.float64\)"), ".astype(None)"),
 #: survivors read and shown to be equivalent, by module: (old line, new line, why). Lines compare
 #: without their comments, so a renumbered mutant still matches.
 EQUIVALENT_BY_HAND = {
+    "refcomp/ops/dequantize_linear.py": [
+        # the call only validates the backend's name: DequantizeLinear has no fast kernel under any op name
+        *[('_backend.implementation("dequantize_linear", backend)', f"_backend.implementation({op}, backend)",
+           "no kernel either way") for op in ("None", '"XXdequantize_linearXX"', '"DEQUANTIZE_LINEAR"')],
+        # x - x_zero_point: integers below 2^33 in magnitude are exact in float64 as in int64, and the
+        # cast to float32 that follows rounds either to nearest even
+        ("d = x.astype(np.int64)", "d = x.astype(None)", "exact in float64, then the same float32 rounding"),
+        ("d = d - z.astype(np.int64)", "d = d - z.astype(None)", "exact in float64, then the same float32 rounding"),
+    ],
+    "refcomp/ops/dynamic_quantize_linear.py": [
+        # eq. DQ2: 0 - r_min / y_scale lies in [0, 255 (1 + 2^-22)] (r_min <= 0 <= r_max, y_scale the
+        # float32 (r_max - r_min) / 255), so neither clip binds after rint: 0 and 255 either way
+        *[("zp = np.rint(np.clip(f32(0) - f32(r_min / scale), f32(0), f32(255)))", new,
+           "-r_min / y_scale is in [0, 255.5)") for new in (
+            "zp = np.rint(np.clip(f32(0) - f32(r_min / scale), None, f32(255)))",
+            "zp = np.rint(np.clip(f32(0) - f32(r_min / scale), f32(0), None))",
+            "zp = np.rint(np.clip(f32(0) - f32(r_min / scale), f32(0), f32(256)))")],
+        # eq. DQ3's lower clip: x >= r_min, and rint(r_min / y_scale) + rint(-r_min / y_scale) = 0
+        # (rint is odd), so y >= 0 before the clip (the upper one binds: 127.5 + 127.5 rounds to 256)
+        ("np.clip(y, 0, 255, out=y)", "np.clip(y, None, 255, out=y)", "y >= 0 before the clip"),
+        # scale is a float32 scalar: np.array keeps its dtype; float32 / float32 is float32
+        *[(old.format(d="np.float32"), old.format(d=new), "scale is a float32 scalar") for old in (
+            "return fast(x, scale, zp), np.array(scale, {d}), np.array(zp, np.uint8)",
+            "return y.astype(np.uint8), np.array(scale, {d}), np.array(zp, np.uint8)") for new in ("None", "")],
+        *[("y = np.divide(x, scale, dtype=np.float32)", new, "float32 / float32 is float32")
+          for new in ("y = np.divide(x, scale, dtype=None)", "y = np.divide(x, scale, )")],
+        # dynamic_quantize_rows: K >= 1, so each row's max / min has an element without the initial
+        *[(f"{lhs} = np.{f}(f32(0), x.{r}(axis=1, initial={i}))", f"{lhs} = np.{f}(f32(0), x.{r}(axis=1, {new}))",
+           "K >= 1: the initial never decides") for lhs, f, r, i in (("r_max", "maximum", "max", "-np.inf"),
+                                                                      ("r_min", "minimum", "min", "np.inf"))
+          for new in ("initial=None", "")],
+        # the rows' zero point and lower clip of eq. DQ3: as above, row by row; r_min / scale is float32
+        # already, and float64 holds it (and the integers made from it) exactly
+        *[("zp = np.rint(np.clip(f32(0) - (r_min / scale).astype(f32), f32(0), f32(255)))", new,
+           "-r_min / y_scale is in [0, 255.5); exact in float64") for new in (
+            "zp = np.rint(np.clip(f32(0) - (r_min / scale).astype(f32), None, f32(255)))",
+            "zp = np.rint(np.clip(f32(0) - (r_min / scale).astype(f32), f32(0), None))",
+            "zp = np.rint(np.clip(f32(0) - (r_min / scale).astype(f32), f32(0), f32(256)))",
+            "zp = np.rint(np.clip(f32(0) - (r_min / scale).astype(None), f32(0), f32(255)))")],
+        ("y = np.clip(np.rint(x / scale[:, None]) + zp[:, None], 0, 255)",
+         "y = np.clip(np.rint(x / scale[:, None]) + zp[:, None], None, 255)", "y >= 0 before the clip"),
+        # r_max - r_min is float32 already; its float64 quotient by 255 rounded to float32 is the float32
+        # quotient (53 >= 2·24 + 2 bits: double rounding of a division is innocuous, Figueroa 1995)
+        ("span = np.where(r_max == r_min, f32(1), (r_max - r_min).astype(f32))",
+         "span = np.where(r_max == r_min, f32(1), (r_max - r_min).astype(None))", "innocuous double rounding"),
+    ],
     "refcomp/ops/quantize_linear.py": [
         # the call only validates the backend's name: QuantizeLinear has no fast kernel under any op name
         *[('_backend.implementation("quantize_linear", backend)', f"_backend.implementation({op}, backend)",
