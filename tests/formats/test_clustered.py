@@ -94,3 +94,11 @@ def test_a_bad_file_is_a_file_format_error():
     back = Clustered.from_fields(f)
     np.testing.assert_array_equal(back.to_dense(), [-1.0, 0.0])
     assert back.mask is not None and back.bits == 2
+
+
+# indices and mask were checked against the codebook once: they must stay as checked
+def test_indices_and_mask_cannot_be_made_writeable():
+    c = Clustered(np.float32([-1.0, 1.0]), np.array([[0, 1], [1, 0]], np.uint8), np.array([[True, False], [True, True]]))
+    for a in (c.indices, c.mask):
+        with pytest.raises(ValueError, match="WRITEABLE"):
+            a.flags.writeable = True

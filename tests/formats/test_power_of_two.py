@@ -69,3 +69,14 @@ def test_the_window_ends_are_inclusive():
     assert empty.to_dense().shape == (0,) and empty.nbytes == 1
     assert repr(PowerOfTwo(np.zeros(2, np.int8), np.zeros(2, np.int8), 1, 4)) == \
         "PowerOfTwo(shape=(2,), bits=4, window=[-5, 1])"
+
+
+# The shift kernels read sign and exponent as checked once: they must stay as checked
+def test_codes_are_private_and_cannot_be_made_writeable():
+    sign, exponent = np.array([1, -1, 0], np.int8), np.array([0, -1, -2], np.int8)
+    p = PowerOfTwo(sign, exponent, max_exponent=0, bits=3)
+    sign[0], exponent[0] = 5, 100                       # the caller's arrays change afterwards
+    np.testing.assert_array_equal(p.to_dense(), np.float32([1.0, -0.5, 0.0]))
+    for a in (p.sign, p.exponent):
+        with pytest.raises(ValueError, match="WRITEABLE"):
+            a.flags.writeable = True
