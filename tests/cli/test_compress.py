@@ -188,7 +188,9 @@ def test_ctrl_c_during_a_process_sweep_is_one_line(tmp_path):
     # the baseline first, so that the interrupted run goes straight to the sweep
     assert main(["compress", *args, "--quiet"]) == 0
     proc = subprocess.Popen([sys.executable, "-m", "refcomp", "compress", *args, "--executor", "process"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            # as from a terminal: a suite started in the background inherits SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while _session_size(proc.pid) < 4 and proc.poll() is None and time.monotonic() < deadline:
