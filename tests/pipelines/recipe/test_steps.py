@@ -6,11 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from refcomp import datasets, models
 from refcomp.errors import ValidationError
 from refcomp.formats.relative_csr import RelativeIndexCSR
-from refcomp.nn.train import train
-from refcomp.pipelines.recipe import STEPS, RecipeData, parse_recipe, run_recipe
+from refcomp.pipelines.recipe import STEPS, parse_recipe, run_recipe
 
 pytest.importorskip("sklearn")
 
@@ -54,14 +52,6 @@ def _dense_of_lowrank(layer):
     """The product of a factorized layer's two factors (a Sequential of two Linear)."""
     first, second = [m for _, m in layer.named_modules() if hasattr(m, "weight")][:2]
     return _dense(second.weight) @ _dense(first.weight)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    train_set, test_set = datasets.load_split("digits", seed=0)
-    model = models.digits_mlp(0)
-    train(model, train_set, epochs=3, rng=0, progress=False)
-    return model, RecipeData.from_split(train_set, test_set, calibration=200)
 
 
 def test_every_step_is_covered():
