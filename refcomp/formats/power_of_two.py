@@ -32,33 +32,35 @@ class PowerOfTwo(WeightFormat):
     trainable = False
 
     def __init__(self, sign, exponent, max_exponent: int, bits: int):
-        sign, exponent = np.asarray(sign), np.asarray(exponent)
+        # private, immutable copies: the shift kernels trust the window checked below (refcomp._frozen)
+        sign, exponent = frozen(sign), frozen(exponent)
         for name, a in (("sign", sign), ("exponent", exponent)):
             if a.dtype != np.int8:
                 raise DTypeError(name, "an int8 array", f"dtype {a.dtype}")
         if exponent.shape != sign.shape:
             raise ShapeError("exponent", f"the shape of sign {sign.shape}", f"shape {exponent.shape}")
-        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 8:
-            raise ValidationError("bits", "an integer in [2, 8]", repr(bits))
-        if isinstance(max_exponent, bool) or not isinstance(max_exponent, (int, np.integer)):
-            raise ValidationError("max_exponent", "an integer", repr(max_exponent))
-        # private, immutable copies: the shift kernels trust the window checked below (refcomp._frozen)
-        self.sign, self.exponent = frozen(sign), frozen(exponent)
-        sign, exponent = self.sign, self.exponent
-        self.max_exponent, self.bits = int(max_exponent), int(bits)
-        if not (-126 <= self.min_exponent and self.max_exponent <= 127):
-            raise ValidationError("max_exponent", "exponents within int8 and float32 range [-126, 127]",
-                                  f"window [{self.min_exponent}, {self.max_exponent}]")
+        self.min_exponent, self.max_exponent, self.bits = self.window(max_exponent, bits)
         if sign.size and (np.abs(sign.astype(np.int16)).max() > 1 or exponent.min() < self.min_exponent
                           or exponent.max() > self.max_exponent):
             raise ValidationError("sign, exponent", f"signs in {{-1, 0, 1}} and exponents in "
                                   f"[{self.min_exponent}, {self.max_exponent}]",
                                   f"signs in [{sign.min()}, {sign.max()}], exponents in [{exponent.min()}, {exponent.max()}]")
+        self.sign, self.exponent = sign, exponent
         self.shape = sign.shape
 
-    @property
-    def min_exponent(self) -> int:
-        return self.max_exponent - (2 ** (self.bits - 1) - 1) + 1
+    @staticmethod
+    def window(max_exponent: int, bits: int) -> tuple[int, int, int]:
+        """(e_min, e_max, bits) of a checked window: bits in [2, 8], [e_min, e_max] within [-126, 127]."""
+        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 8:
+            raise ValidationError("bits", "an integer in [2, 8]", repr(bits))
+        if isinstance(max_exponent, bool) or not isinstance(max_exponent, (int, np.integer)):
+            raise ValidationError("max_exponent", "an integer", repr(max_exponent))
+        e_max, b = int(max_exponent), int(bits)
+        e_min = e_max - (2 ** (b - 1) - 1) + 1
+        if not (-126 <= e_min and e_max <= 127):
+            raise ValidationError("max_exponent", "exponents within int8 and float32 range [-126, 127]",
+                                  f"window [{e_min}, {e_max}]")
+        return e_min, e_max, b
 
     def to_dense(self) -> np.ndarray:
         return (self.sign * np.exp2(self.exponent.astype(np.float64))).astype(np.float32)

@@ -177,10 +177,7 @@ def power_of_two_quantize(w, *, bits: int = 4, max_exponent: int | None = None) 
     if max_exponent is None:
         peak = float(np.max(a, initial=0.0))
         max_exponent = int(np.rint(np.log2(peak))) if peak > 0 else 0
-    # the format itself checks bits and the window and defines e_min: one definition, not two
-    window = PowerOfTwo(sign=np.zeros(0, np.int8), exponent=np.zeros(0, np.int8), max_exponent=max_exponent,
-                        bits=bits)
-    b, e_max, e_min = window.bits, window.max_exponent, window.min_exponent
+    e_min, e_max, b = PowerOfTwo.window(max_exponent, bits)   # the format's check and its e_min
     with np.errstate(divide="ignore"):
         e = np.rint(np.log2(a))  # -inf for zeros: they fall below e_min
     keep = e >= e_min
