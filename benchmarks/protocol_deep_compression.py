@@ -1,12 +1,14 @@
 """Deep Compression and pruning alone on the papers' protocol, beside the papers' rows.
 
     nice -n 10 .venv/bin/python benchmarks/protocol_deep_compression.py [--models lenet_300_100 lenet5]
-                                [--scales 1.0 1.05] [--seeds 0 1 2] [--quick] [--json out.json]
+                                [--scales 1.0 1.05] [--seeds 0 1 2] [--prune-epochs N] [--quick]
+                                [--json out.json]
 
 For each model: the float baseline of benchmarks/protocol_common.py, then the
 Deep Compression pipeline (prune on the cubic ramp + retrain, k-means weight
 sharing + centroid fine-tuning, relative-index CSR + Huffman) with the model's
-preset, every sparsity multiplied by each of ``--scales``. Every candidate is
+preset, every sparsity multiplied by each of ``--scales`` (and, with
+``--prune-epochs``, longer retraining after each pruning round). Every candidate is
 measured on the validation images only; the chosen one is the highest ratio
 whose validation errors are at most the baseline's + ``--tolerance`` (the
 papers' "without loss of accuracy"); with several ``--seeds`` (each seed its
@@ -40,10 +42,12 @@ PAPER = {"lenet_300_100": {"dc_error": 1.58, "dc_ratio": 40, "prune_error": 1.59
          "lenet5": {"dc_error": 0.74, "dc_ratio": 39, "prune_error": 0.77, "prune_ratio": 12}}
 
 
-def _config(name: str, scale: float, quick: bool, seed: int) -> PipelineConfig:
+def _config(name: str, scale: float, quick: bool, seed: int, prune_epochs=None) -> PipelineConfig:
     preset = copy.deepcopy(PRESETS[name])
     preset["sparsity"] = {k: min(0.99, v * scale) for k, v in preset["sparsity"].items()}
     preset["seed"] = seed
+    if prune_epochs:
+        preset["prune_epochs"] = prune_epochs
     if quick:
         preset.update(prune_rounds=1, prune_epochs=1, finetune_epochs=1)
     return PipelineConfig.from_dict(preset)
@@ -58,7 +62,7 @@ def _mean(values) -> float:
     return sum(values) / len(values)
 
 
-def run_model(name: str, scales, tolerance: int, quick: bool, seeds=(0,)) -> dict:
+def run_model(name: str, scales, tolerance: int, quick: bool, seeds=(0,), prune_epochs=None) -> dict:
     """Every scale on every seed (the seed of the baseline and of the pipeline), chosen on mean val errors."""
     train_set, val_set, test_set = pc.data(quick=quick)
     n_val, n_test = len(val_set[1]), len(test_set[1])
@@ -69,8 +73,8 @@ def run_model(name: str, scales, tolerance: int, quick: bool, seeds=(0,)) -> dic
         runs = []
         for seed in seeds:
             t = time.perf_counter()
-            result = run_pipeline(copy.deepcopy(bases[seed][0]), train_set, val_set, _config(name, scale, quick, seed),
-                                  progress=False)
+            config = _config(name, scale, quick, seed, prune_epochs)
+            result = run_pipeline(copy.deepcopy(bases[seed][0]), train_set, val_set, config, progress=False)
             runs.append({"seed": seed, "result": result, "wall_s": pc.seconds_since(t),
                          "val_errors": _errors(result.accuracy["compressed"], n_val),
                          "ratio": result.weights_ratio, "kept_pct": result.table[-1]["kept_pct"]})
@@ -107,13 +111,14 @@ def main(argv=None) -> int:
     ap.add_argument("--tolerance", type=float, default=0, help="mean val errors allowed above the baselines' mean")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0],
                     help="one baseline and one pipeline run per seed; the rule compares means over the seeds")
+    ap.add_argument("--prune-epochs", type=int, help="retraining epochs per pruning round (default: the preset's)")
     ap.add_argument("--quick", action="store_true", help="a small run that only checks the script")
     ap.add_argument("--json", help="write the records here")
     args = ap.parse_args(argv)
     print(pc.PROTOCOL)
     records = []
     for name in args.models:
-        r = run_model(name, args.scales, args.tolerance, args.quick, args.seeds)
+        r = run_model(name, args.scales, args.tolerance, args.quick, args.seeds, args.prune_epochs)
         records.append(r)
         p, n = PAPER[name], r["n_test"]
         pct = lambda errors: pc.mean_spread([100 * e / n for e in errors])  # noqa: E731

@@ -13,7 +13,8 @@ hinton     Hinton et al. 2015 §3 MNIST: teacher 784-1200-1200-10, dropout 0.2 o
            {2, 4, 8, 20}). Paper: teacher 67 errors, student alone 146, distilled 74.
 hard       the 800-800 student on the teacher's argmax labels (α ∈ {0, 0.5} chosen on val).
 init       students initialised from the teacher, then distilled at the chosen T: layer dropping
-           (fc2 out: 784-1200-10) and width slicing (the 800 units of largest L1 norm per layer).
+           (fc2 out: 784-1200-10) and width slicing (the 800 units of largest L1 norm per layer). T is
+           hinton's choice on val (run in the same process, or given by --temperature from its run).
 fitnets    a thin deeper student 784-128-128-128-10 alone, by KD, and by FitNets (hints: its second
            hidden ReLU → the teacher's first, 10 epochs; then KD).
 precision  LeNet-5 by the baseline recipe in float32 (protocol_common.baseline), and with float16 /
@@ -254,6 +255,8 @@ def main(argv=None):
                     "precision and dc_reg (claims of differences < 0.2 pp)")
     ap.add_argument("--quick", action="store_true", help="tiny data, 1 epoch: checks that the script runs")
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--temperature", type=float,
+                    help="for init: the T a hinton run on the same seeds chose on val (skips re-running its grid)")
     args = ap.parse_args(argv)
     print(pc.PROTOCOL + (" — QUICK: 2,000 / 1,000 / 1,000 images, 1 epoch, not a result" if args.quick else ""))
     rows, t0 = Rows(), time.perf_counter()
@@ -261,6 +264,8 @@ def main(argv=None):
         seeds = args.seeds or ([0] if name in ("hinton", "hard", "init", "fitnets") else [0, 1, 2])
         if args.quick and not args.seeds:
             seeds = seeds[:1]
+        if name == "init" and args.temperature:
+            _BEST_T.update({s: args.temperature for s in seeds if s not in _BEST_T})
         if name == "precision":
             run_precision(seeds, args.quick, rows)
         elif name == "dc_reg":
