@@ -104,7 +104,13 @@ def grid_qparams(w_min, w_max, bits: int, symmetric: bool, group_size: int | Non
     else:
         layout = {"axis": 1, "block_size": group_size}
     # eq. (1) is the symmetric rule on the restricted range -(2^(b-1) - 1) .. 2^(b-1) - 1
-    qp = choose_qparams(w_min, w_max, dt, symmetric=symmetric, restricted_range=symmetric, bits=bits, **layout)
+    try:
+        qp = choose_qparams(w_min, w_max, dt, symmetric=symmetric, restricted_range=symmetric, bits=bits, **layout)
+    except ValidationError as e:
+        # the ranges are those of the caller's weights: the user passed w, not min_val / max_val
+        if e.argument not in ("min_val", "max_val"):
+            raise
+        raise ValidationError("w", f"weights at {bits} bits with {e.expected} in every (row, group)", e.got) from None
     qmin, qmax = code_range(bits, symmetric)
     full = (qmin, qmax) == (dt.qmin, dt.qmax)
     return QParams(qp.scale, qp.zero_point, dt, qmin=None if full else qmin, qmax=None if full else qmax,

@@ -127,6 +127,10 @@ def test_gptq_rejects_bad_hessians():
         gptq_quantize(w, np.eye(3), percdamp=-0.1)
     with pytest.raises(ValidationError, match="HessianAccumulator"):
         HessianAccumulator(3).hessian()
+    # weights too wide for a float32 scale are named as the user's w, per group too
+    for group_size in (None, 1):
+        with pytest.raises(ValidationError, match=r"^w: .*float32 scale"):
+            gptq_quantize(np.array([[1e39, 0.0]]), np.eye(2), bits=2, group_size=group_size)
     with pytest.raises(ShapeError, match="x"):
         HessianAccumulator(3).add(np.ones((4, 5)))
 

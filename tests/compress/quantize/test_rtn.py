@@ -124,6 +124,10 @@ def test_rtn_rejects_bad_weights():
         rtn_quantize(np.array([[1.0, np.nan]]))
     with pytest.raises(ShapeError, match="w"):
         rtn_quantize(np.ones((2, 0)))
+    # a range whose scale overflows float32 is the weights' fault, named as such (not choose_qparams' max_val)
+    with pytest.raises(ValidationError, match=r"^w: .*float32 scale") as e:
+        rtn_quantize(np.array([[1e39, 0.0]]), bits=2)
+    assert e.value.argument == "w"
     # the layout RTN returns is checked where it is built: a scale per (row, group) of 4 columns
     with pytest.raises(ShapeError, match="block_size"):
         QTensor(np.zeros((2, 4), np.int8), QParams(np.ones((2, 2), np.float32), None, "int8", axis=1, block_size=4))
