@@ -95,6 +95,8 @@ def grid_qparams(w_min, w_max, bits: int, symmetric: bool, group_size: int | Non
     """
     dt = grid_dtype(bits, symmetric)
     w_min, w_max = np.asarray(w_min, dtype=np.float64), np.asarray(w_max, dtype=np.float64)
+    if w_max.shape != w_min.shape:
+        raise ShapeError("w_max", f"the shape of w_min {w_min.shape}", f"shape {w_max.shape}")
     if group_size is None:
         if w_min.ndim != 2 or w_min.shape[1] != 1:
             raise ShapeError("w_min", "one range per row, shape (out, 1), when group_size is None",

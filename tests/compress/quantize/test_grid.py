@@ -107,3 +107,10 @@ def test_widths_without_a_dtype_are_held_in_the_next_one():
 def test_grid_qparams_rejects_a_range_per_group_without_group_size():
     with pytest.raises(ShapeError, match="w_min"):
         grid_qparams(np.zeros((2, 3)), np.ones((2, 3)), 4, True)
+
+
+@pytest.mark.parametrize("group_size", [None, 2])
+def test_grid_qparams_rejects_ranges_of_two_shapes(group_size):
+    # per row, a wider w_max would otherwise be cut silently to its first column
+    with pytest.raises(ShapeError, match="w_max"):
+        grid_qparams(np.zeros((2, 1)), np.ones((2, 2)), 4, True, group_size)
