@@ -93,6 +93,13 @@ _EQUIVALENT = [(re.compile(r"\.astype\(np\.float64\)"), ".astype(None)"),
 #: survivors read and shown to be equivalent, by module: (old line, new line, why). Lines compare
 #: without their comments, so a renumbered mutant still matches.
 EQUIVALENT_BY_HAND = {
+    "refcomp/compress/prune/neurons.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("mean_a = np.mean(a.reshape(-1, v.shape[1]), axis=0, dtype=np.float64)",
+         "mean_a = np.mean(a.reshape(-2, v.shape[1]), axis=0, dtype=np.float64)", "-2 is unknown as -1"),
+        ("norms = np.sqrt(np.sum(np.square(g.reshape(g.shape[0], -1)), axis=1))",
+         "norms = np.sqrt(np.sum(np.square(g.reshape(g.shape[0], -2)), axis=1))", "-2 is unknown as -1"),
+    ],
     "refcomp/compress/prune/criteria.py": [
         # np.empty's default dtype is float64; np.concatenate's default axis is 0
         *[("out = np.empty((c, kh, kw), dtype=np.float64)", new, "float64 is the default")

@@ -243,3 +243,71 @@ def test_train_frozen_is_freeze_then_train_with_its_stated_defaults(capsys):
     assert len(report["history"]) == len(history) == 1
     for k, v in ref.state_dict().items():
         np.testing.assert_array_equal(out.state_dict()[k], v)
+
+
+def test_train_frozen_is_quiet_by_default_even_on_a_terminal_and_passes_progress_and_validation(monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    m = mlp()
+    x, y = blobs(n=40)
+    for progress, shown in ((None, False), (True, True)):
+        term = Terminal()
+        monkeypatch.setattr(sys, "stdout", term)
+        kw = {} if progress is None else {"progress": progress}
+        _, report = train_frozen(m, (x, y), fraction=0.25, calibration=(x, y), layers=["fc1"], val_data=(x, y),
+                                 **kw)
+        monkeypatch.undo()
+        assert bool(term.getvalue()) == shown
+        assert "val_accuracy" in report["history"][-1]
+
+
+def test_frozen_rows_of_several_layers_and_large_gradients():
+    m = mlp(dtype="float64")
+    x, y = blobs(n=32)
+    frozen = {"fc1": np.arange(16) < 4, "fc2": np.arange(8) >= 6}
+    before = {n: m[n].weight.data.copy() for n in frozen}
+    opt = FrozenNeuronOptimizer(SGD(m.parameters(), lr=0.1), m, frozen)
+    loss = CrossEntropyLoss()
+    loss.forward(m.forward(x.astype(np.float64)), y)
+    m.backward(loss.backward())
+    opt.step()
+    for n, f in frozen.items():                   # every named layer keeps its frozen rows
+        np.testing.assert_array_equal(m[n].weight.data[f], before[n][f])
+        assert (m[n].weight.data[~f] != before[n][~f]).any()
+    # the norm is that of the mean gradient, at the gradient's own scale: 1e154-sized gradients still rank
+    # (their squares stay below the float64 maximum; the sum of the batches' squares would overflow to ties)
+    g = np.zeros((2, 3))
+    g[:, 0] = [0.5e154, 1.2e154]
+    np.testing.assert_array_equal(low_gradient_neurons([g, g], 0.5), [True, False])
+
+
+class _StepOnly:
+    def step(self):
+        pass
+
+
+def test_neuron_keep_batch_sizes_and_the_prune_report():
+    m = mlp(dtype="float64")
+    x, y = blobs(n=20)
+    x = x.astype(np.float64)
+    ref = neuron_keep(m, {"fc1": 0.5}, (x, y))
+    np.testing.assert_array_equal(neuron_keep(m, {"fc1": 0.5}, (x, y), batch_size=1)["fc1"], ref["fc1"])
+    small, report = prune_neurons(m, {"fc1": 0.5}, (x, y), batch_size=7)
+    np.testing.assert_array_equal(report["keep"]["fc1"], ref["fc1"])
+    assert report["shrink"] == {"fc1": {"kept": 8, "removed": 8}}
+    with pytest.raises(ValidationError, match="batch_size"):
+        prune_neurons(m, {"fc1": 0.5}, (x, y), batch_size=0)
+    with pytest.raises(ValidationError, match="optimizer"):
+        FrozenNeuronOptimizer(_StepOnly(), m, {"fc1": np.zeros(16, bool)})
+    # a conv read by a conv (no Flatten, no BatchNorm between) is refused too: the next layer is no Linear
+    from refcomp.nn import Conv2d, Flatten, Linear, ReLU, Sequential
+    c = Sequential(("a", Conv2d(2, 3, 3, rng=0)), ("r", ReLU()), ("b", Conv2d(3, 2, 3, rng=0)), ("f", Flatten()),
+                   ("fc", Linear(2 * 2 * 2, 2, rng=0)))
+    xc = np.random.default_rng(0).normal(size=(3, 2, 6, 6)).astype(np.float32)
+    with pytest.raises(ValidationError, match="sparsity"):
+        neuron_keep(c, {"a": 0.5}, (xc, np.arange(3) % 2))
