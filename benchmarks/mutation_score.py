@@ -94,6 +94,8 @@ _EQUIVALENT = [(re.compile(r"\.astype\(np\.float64\)"), ".astype(None)"),
 #: without their comments, so a renumbered mutant still matches.
 EQUIVALENT_BY_HAND = {
     "refcomp/compress/prune/neurons.py": [
+        # float_array reads allow_empty by truth value: None refuses an empty array as False does
+        ('a = float_array(activations, "activations", allow_empty=False)', 'a = float_array(activations, "activations", allow_empty=None)', "None is falsy"),
         # NumPy reads any negative size in reshape as the one unknown dimension
         ("mean_a = np.mean(a.reshape(-1, v.shape[1]), axis=0, dtype=np.float64)",
          "mean_a = np.mean(a.reshape(-2, v.shape[1]), axis=0, dtype=np.float64)", "-2 is unknown as -1"),
@@ -101,6 +103,8 @@ EQUIVALENT_BY_HAND = {
          "norms = np.sqrt(np.sum(np.square(g.reshape(g.shape[0], -2)), axis=1))", "-2 is unknown as -1"),
     ],
     "refcomp/compress/prune/criteria.py": [
+        # float_array reads allow_empty by truth value: None refuses an empty array as False does
+        ('x = float_array(inputs, "inputs", allow_empty=False)', 'x = float_array(inputs, "inputs", allow_empty=None)', "None is falsy"),
         # np.empty's default dtype is float64; np.concatenate's default axis is 0
         *[("out = np.empty((c, kh, kw), dtype=np.float64)", new, "float64 is the default")
           for new in ("out = np.empty((c, kh, kw), dtype=None)", "out = np.empty((c, kh, kw), )")],
