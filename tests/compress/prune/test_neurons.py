@@ -115,6 +115,12 @@ def test_prune_neurons_leaves_its_input_alone():
 # ---- the result dtype, one-sample and per-batch input, and each bad input named
 
 def test_signed_importance_float64_from_float32_and_one_sample():
+    rng = np.random.default_rng(4)
+    a32, v32 = rng.normal(size=(50, 7)).astype(np.float32), rng.normal(size=(9, 7)).astype(np.float32)
+    got = signed_neuron_importance(a32, v32)       # accumulated in float64, as the float64 formula
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, a32.astype(np.float64).mean(axis=0) * v32.astype(np.float64).sum(axis=0),
+                               rtol=1e-13)
     a = np.array([[1.0, 2.0], [3.0, -2.0]], np.float32)
     v = np.array([[1.0, 0.5], [2.0, 0.25]], np.float32)
     got = signed_neuron_importance(a, v)
@@ -155,7 +161,7 @@ def test_frozen_rows_under_adam_without_bias_and_without_gradients():
                    ("fc2", Linear(5, 3, rng=0, dtype="float64")))
     x, y = np.random.default_rng(0).normal(size=(8, 4)), np.arange(8) % 3
     f = np.array([True, False, False, True, False])
-    opt = FrozenNeuronOptimizer(Adam(m.parameters(), lr=0.1), m, {"fc1": f})
+    opt = FrozenNeuronOptimizer(Adam(m.parameters(), lr=0.1, weight_decay=0.1), m, {"fc1": f})
     w0 = m["fc1"].weight.data.copy()
     opt.zero_grad()
     opt.step()                                    # no gradient yet: nothing moves, nothing fails
@@ -218,29 +224,35 @@ def test_neuron_keep_needs_a_next_linear_read_through_activations_only():
     assert set(np.flatnonzero(~keep)) == set(np.argsort(imp)[:3])
 
 
-def test_train_frozen_is_freeze_then_train_with_its_stated_defaults(capsys):
+@pytest.mark.parametrize("kw", [{}, dict(layers=["fc2", "fc3"], epochs=2, lr=0.05, momentum=0.5, weight_decay=0.01,
+                                        batch_size=16, rng=3)])
+def test_train_frozen_is_freeze_then_train_with_its_stated_defaults(capsys, kw):
     # defaults: every prunable layer, 1 epoch, SGD lr 0.01, momentum 0.9, no weight decay, batches of 64,
     # seed 0, quiet; the gradients are the mean calibration gradient of each layer
     from refcomp.nn import train
     m = mlp(dtype="float64")
     x, y = blobs(n=150)
     x = x.astype(np.float64)
-    out, report = train_frozen(m, (x, y), fraction=0.25, calibration=(x[:40], y[:40]))
+    out, report = train_frozen(m, (x, y), fraction=0.25, calibration=(x[:40], y[:40]), **kw)
+    kw = {**dict(layers=["fc1", "fc2", "fc3"], epochs=1, lr=0.01, momentum=0.9, weight_decay=0.0, batch_size=64,
+                 rng=0), **kw}
     assert capsys.readouterr().out == ""
     ref = mlp(dtype="float64")
     loss = CrossEntropyLoss()
     ref.eval()
     loss.forward(ref.forward(x[:40]), y[:40])
     ref.backward(loss.backward())
-    frozen = {n: low_gradient_neurons(ref[n].weight.grad, 0.25) for n in ("fc1", "fc2", "fc3")}
+    frozen = {n: low_gradient_neurons(ref[n].weight.grad, 0.25) for n in kw["layers"]}
     ref.zero_grad()
     ref.train()
     assert set(report["frozen"]) == set(frozen)
     for n in frozen:
         np.testing.assert_array_equal(report["frozen"][n], frozen[n])
-    opt = FrozenNeuronOptimizer(SGD(ref.parameters(), lr=0.01, momentum=0.9, weight_decay=0.0), ref, frozen)
-    history = train(ref, (x, y), epochs=1, batch_size=64, optimizer=opt, rng=0, progress=False)
-    assert len(report["history"]) == len(history) == 1
+    opt = FrozenNeuronOptimizer(SGD(ref.parameters(), lr=kw["lr"], momentum=kw["momentum"],
+                                    weight_decay=kw["weight_decay"]), ref, frozen)
+    history = train(ref, (x, y), epochs=kw["epochs"], batch_size=kw["batch_size"], optimizer=opt, rng=kw["rng"],
+                    progress=False)
+    assert len(report["history"]) == len(history) == kw["epochs"]
     for k, v in ref.state_dict().items():
         np.testing.assert_array_equal(out.state_dict()[k], v)
 
@@ -263,6 +275,7 @@ def test_train_frozen_is_quiet_by_default_even_on_a_terminal_and_passes_progress
                                  **kw)
         monkeypatch.undo()
         assert bool(term.getvalue()) == shown
+        assert set(report["frozen"]) == {"fc1"}
         assert "val_accuracy" in report["history"][-1]
 
 
