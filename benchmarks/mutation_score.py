@@ -93,6 +93,34 @@ _EQUIVALENT = [(re.compile(r"\.astype\(np\.float64\)"), ".astype(None)"),
 #: survivors read and shown to be equivalent, by module: (old line, new line, why). Lines compare
 #: without their comments, so a renumbered mutant still matches.
 EQUIVALENT_BY_HAND = {
+    "refcomp/compress/prune/neurons.py": [
+        # float_array reads allow_empty by truth value: None refuses an empty array as False does
+        ('a = float_array(activations, "activations", allow_empty=False)', 'a = float_array(activations, "activations", allow_empty=None)', "None is falsy"),
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("mean_a = np.mean(a.reshape(-1, v.shape[1]), axis=0, dtype=np.float64)",
+         "mean_a = np.mean(a.reshape(-2, v.shape[1]), axis=0, dtype=np.float64)", "-2 is unknown as -1"),
+        ("norms = np.sqrt(np.sum(np.square(g.reshape(g.shape[0], -1)), axis=1))",
+         "norms = np.sqrt(np.sum(np.square(g.reshape(g.shape[0], -2)), axis=1))", "-2 is unknown as -1"),
+    ],
+    "refcomp/compress/prune/criteria.py": [
+        # float_array reads allow_empty by truth value: None refuses an empty array as False does
+        ('x = float_array(inputs, "inputs", allow_empty=False)', 'x = float_array(inputs, "inputs", allow_empty=None)', "None is falsy"),
+        # np.empty's default dtype is float64; np.concatenate's default axis is 0
+        *[("out = np.empty((c, kh, kw), dtype=np.float64)", new, "float64 is the default")
+          for new in ("out = np.empty((c, kh, kw), dtype=None)", "out = np.empty((c, kh, kw), )")],
+        ("inputs = np.concatenate(batches, axis=0)", "inputs = np.concatenate(batches, )", "axis 0 is the default"),
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("mean_abs = np.mean(np.abs(x.reshape(-1, w.shape[1])), axis=0, dtype=np.float64)",
+         "mean_abs = np.mean(np.abs(x.reshape(-2, w.shape[1])), axis=0, dtype=np.float64)", "-2 is unknown as -1"),
+        # the per-structure Taylor sum runs over w.astype(float64) * g: float64 already
+        *[("return np.sum(v, axis=axes, dtype=np.float64)", new, "v is float64")
+          for new in ("return np.sum(v, axis=axes, dtype=None)", "return np.sum(v, axis=axes, )")],
+        # grasp_keep_scores: the fallback shift is used only when no tensor has an element, so top - v is
+        # empty whatever the shift
+        ("top = max(float(np.max(v)) for v in s.values() if v.size) if any(v.size for v in s.values()) else 0.0",
+         "top = max(float(np.max(v)) for v in s.values() if v.size) if any(v.size for v in s.values()) else 1.0",
+         "every tensor is empty"),
+    ],
     "refcomp/ops/dequantize_linear.py": [
         # the call only validates the backend's name: DequantizeLinear has no fast kernel under any op name
         *[('_backend.implementation("dequantize_linear", backend)', f"_backend.implementation({op}, backend)",

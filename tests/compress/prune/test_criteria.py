@@ -180,3 +180,172 @@ def test_grasp_bad_shape():
     from refcomp.compress.prune import grasp
     with pytest.raises(ShapeError, match="hg: expected shape"):
         grasp(np.ones((2, 3)), np.ones((3, 2)))
+
+
+# ---- the conv criterion with dilation, the result dtypes, and each bad input named
+
+def _conv_brute_dilated(w, x, stride, pad, dil):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    oh = (h + 2 * pad[0] - dil[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (wd + 2 * pad[1] - dil[1] * (kw - 1) - 1) // stride[1] + 1
+    acc = np.zeros_like(w)
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                for k in range(kh):
+                    for m in range(kw):
+                        xv = xp[b, :, i * stride[0] + k * dil[0], j * stride[1] + m * dil[1]]
+                        acc[:, :, k, m] += np.abs(xv[None, :] * w[:, :, k, m])
+    return acc / (n * oh * ow)
+
+
+@pytest.mark.parametrize("stride,pad,dil", [((1, 2), (0, 1), (2, 1)), ((2, 1), (1, 0), (1, 2)), (1, 0, 2)])
+def test_activation_importance_conv_with_dilation_and_pairs(stride, pad, dil):
+    rng = np.random.default_rng(7)
+    w = rng.normal(size=(2, 3, 2, 3))
+    x = rng.normal(size=(2, 3, 7, 8))
+    pair = (lambda v: v if isinstance(v, tuple) else (v, v))
+    got = activation_importance(w, x, stride=stride, padding=pad, dilation=dil)
+    np.testing.assert_allclose(got, _conv_brute_dilated(w, x, pair(stride), pair(pad), pair(dil)), rtol=1e-12)
+    assert got.dtype == np.float64
+
+
+def test_activation_importance_bad_input():
+    w = np.ones((3, 5))
+    with pytest.raises(ValidationError, match="inputs"):
+        activation_importance(w, [])
+    with pytest.raises(ShapeError, match="inputs"):
+        activation_importance(w, [np.ones((2, 5)), np.ones((2, 4))])
+    with pytest.raises(ShapeError, match="inputs"):
+        activation_importance(w, np.ones((2, 4)))
+    with pytest.raises(ShapeError, match="inputs"):
+        activation_importance(w, np.ones(4))
+    with pytest.raises(ShapeError, match="inputs"):
+        activation_importance(np.ones((2, 3, 3, 3)), np.ones((1, 2, 5, 5)))      # 2 channels, not 3
+    with pytest.raises(ShapeError, match="inputs"):
+        activation_importance(w, np.float64(1.0))
+    with pytest.raises(ShapeError, match="inputs"):
+        activation_importance(np.ones((2, 3, 3, 3)), np.ones((2, 3, 5)))      # channels right, not 4-D
+    with pytest.raises(ShapeError, match="inputs"):
+        activation_importance(np.ones((2, 3, 3, 3)), np.ones((1, 3, 2, 5)))      # 2 rows, a 3x3 kernel
+    with pytest.raises(ShapeError, match="weight"):
+        activation_importance(np.ones((2, 3, 3)), np.ones((1, 3, 5)))
+    with pytest.raises(ValidationError, match="inputs"):
+        activation_importance(w, np.ones((0, 5)))
+    k4 = np.ones((2, 3, 3, 3))
+    x4 = np.ones((1, 3, 5, 5))
+    for bad, kw in (("stride", dict(stride=0)), ("padding", dict(padding=-1)), ("dilation", dict(dilation=(1, 0)))):
+        with pytest.raises(ValidationError, match=f"^{bad}:"):
+            activation_importance(k4, x4, **kw)
+    # a 1-D input is one sample; the smallest image that fits the kernel gives one output position
+    np.testing.assert_allclose(activation_importance(w, np.arange(5.0)), np.abs(w) * np.arange(5.0))
+    k = np.ones((1, 1, 3, 3))
+    x = np.arange(9.0).reshape(1, 1, 3, 3)
+    np.testing.assert_allclose(activation_importance(k, x), x)
+
+
+def test_float64_results_from_float32_input():
+    rng = np.random.default_rng(8)
+    w = rng.normal(size=(4, 6)).astype(np.float32)
+    g = rng.normal(size=(4, 6)).astype(np.float32)
+    w64, g64 = w.astype(np.float64), g.astype(np.float64)
+    checks = [
+        (structure_norms(w, "row", ord=1), np.abs(w64).sum(axis=1)),
+        (structure_norms(w, "channel", ord=2), np.sqrt((w64 ** 2).sum(axis=0))),
+        (activation_importance(w, g[:, :6]), np.abs(w64) * np.abs(g64).mean(axis=0)),
+        (taylor_first_order(w, g), np.abs(w64 * g64)),
+        (taylor_first_order(w, g, structure="channel"), np.sum(w64 * g64, axis=0) ** 2),
+        (snip(w, g), np.abs(w64 * g64) / np.abs(w64 * g64).sum()),
+        (snip({"a": w}, {"a": g})["a"], np.abs(w64 * g64) / np.abs(w64 * g64).sum()),
+    ]
+    from refcomp.compress.prune import grasp, grasp_keep_scores, gradient_magnitude
+    checks += [(gradient_magnitude(w, [g, g]), np.abs(g64)), (grasp(w, g), -(w64 * g64)),
+               (grasp_keep_scores({"a": w})["a"], w64.max() - w64)]
+    wc = rng.normal(size=(2, 3, 3, 3)).astype(np.float32)
+    xc = rng.normal(size=(2, 3, 6, 6)).astype(np.float32)
+    checks.append((activation_importance(wc, xc, padding=1),
+                   _conv_brute_dilated(wc.astype(np.float64), xc.astype(np.float64), (1, 1), (1, 1), (1, 1))))
+    for got, expected in checks:
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, expected, rtol=1e-13)
+
+
+def test_structure_norms_every_structure_and_order():
+    w = np.array([[3.0, -4.0, 0.0, 1.0], [-1.0, 2.0, 2.0, 0.0]])
+    np.testing.assert_allclose(structure_norms(w, "row", ord=2), [np.sqrt(26.0), 3.0])
+    np.testing.assert_allclose(structure_norms(w, "row"), [8.0, 5.0])                   # ord=1 by default
+    np.testing.assert_allclose(structure_norms(w, "channel", ord=1), [4.0, 6.0, 2.0, 1.0])
+    np.testing.assert_allclose(structure_norms(w, "block", ord=2, block_shape=(1, 2)),
+                               [[5.0, 1.0], [np.sqrt(5.0), 2.0]])
+    np.testing.assert_allclose(structure_norms(w, "block", block_shape=[2, 1]), [[4.0, 6.0, 2.0, 1.0]])
+    with pytest.raises(ValidationError, match="ord"):
+        structure_norms(w, "row", ord=3)
+    for bad in [(2,), (1, 2, 1), 2, None]:
+        with pytest.raises(ValidationError, match="block_shape"):
+            structure_norms(w, "block", block_shape=bad)
+    with pytest.raises(ValidationError, match=r"block_shape\[0\]"):
+        structure_norms(w, "block", block_shape=(0, 2))
+    with pytest.raises(ValidationError, match=r"block_shape\[1\]"):
+        structure_norms(w, "block", block_shape=(1, 0))
+    with pytest.raises(ShapeError, match="block_shape"):
+        structure_norms(w, "block", block_shape=(3, 1))
+    with pytest.raises(ShapeError, match="^x:"):
+        structure_norms(np.ones((2, 2, 2)), "block", block_shape=(1, 1))
+    for structure in ("row", "channel"):
+        with pytest.raises(ShapeError, match="^x:"):
+            structure_norms(np.ones(4), structure)
+        with pytest.raises(ShapeError, match="^weight:"):
+            taylor_first_order(np.ones(4), np.ones(4), structure=structure)
+    with pytest.raises(ShapeError, match="^weight:"):
+        taylor_first_order(np.ones((2, 2, 2)), np.ones((2, 2, 2)), structure="block", block_shape=(1, 1))
+
+
+def test_taylor_per_structure_and_bad_gradients():
+    rng = np.random.default_rng(9)
+    w = rng.normal(size=(4, 6))
+    g1, g2 = rng.normal(size=(2, 4, 6))
+    p1, p2 = w * g1, w * g2
+    np.testing.assert_allclose(taylor_first_order(w, [g1, g2], structure="channel"),
+                               (p1.sum(axis=0) ** 2 + p2.sum(axis=0) ** 2) / 2)
+    blocks = taylor_first_order(w, (g1, g2), structure="block", block_shape=(2, 3))
+    expected = [[(p1[i:i + 2, j:j + 3].sum() ** 2 + p2[i:i + 2, j:j + 3].sum() ** 2) / 2 for j in (0, 3)]
+                for i in (0, 2)]
+    np.testing.assert_allclose(blocks, expected)
+    np.testing.assert_allclose(taylor_first_order(w, g1, structure="row"), p1.sum(axis=1) ** 2)
+    with pytest.raises(ValidationError, match="grad"):
+        taylor_first_order(w, [])
+    with pytest.raises(ShapeError, match=r"grad\[1\]"):
+        taylor_first_order(w, [g1, np.ones((6, 4))])
+    with pytest.raises(ShapeError, match="grad"):
+        taylor_first_order(w, np.ones((6, 4)))
+    with pytest.raises(ValidationError, match="structure"):
+        taylor_first_order(w, g1, structure="neuron")
+
+
+def test_snip_bad_input():
+    with pytest.raises(ValidationError, match="grads"):
+        snip({"a": np.ones(2)}, np.ones(2))
+    with pytest.raises(ValidationError, match="grads"):
+        snip(np.ones(2), {"a": np.ones(2)})
+    with pytest.raises(ValidationError, match="grads"):
+        snip({"a": np.ones(2)}, {"a": np.zeros(2)})
+    with pytest.raises(ShapeError, match="grads"):
+        snip({"a": np.ones(2)}, {"a": np.ones(3)})
+    with pytest.raises(ShapeError, match="grads"):
+        snip(np.ones(2), np.ones(3))
+    # one zero layer is fine when another carries the sum
+    s = snip({"a": np.ones(2), "b": np.ones(1)}, {"a": np.zeros(2), "b": np.full(1, -2.0)})
+    np.testing.assert_array_equal(s["a"], [0.0, 0.0])
+    np.testing.assert_array_equal(s["b"], [1.0])
+
+
+def test_grasp_keep_scores_shift_and_bad_input():
+    from refcomp.compress.prune import grasp_keep_scores
+    k = grasp_keep_scores({"a": np.array([-3.0, -1.0]), "e": np.zeros((0,))})
+    np.testing.assert_array_equal(k["a"], [2.0, 0.0])           # the shift is the max, negative here
+    assert k["e"].shape == (0,)
+    np.testing.assert_array_equal(grasp_keep_scores({"e": np.zeros((0, 2))})["e"], np.zeros((0, 2)))
+    with pytest.raises(ValidationError, match="scores"):
+        grasp_keep_scores([np.ones(2)])

@@ -153,3 +153,79 @@ def test_masked_optimizer_follows_the_live_masks():
     opt = MaskedOptimizer(SGD(m.parameters(), lr=0.1, momentum=0.9), m, cb.masks)
     train(m, (x, y), epochs=2, optimizer=opt, callbacks=[cb], batch_size=16)
     assert (m["fc1"].weight.data[~cb.masks["fc1"]] == 0).all()
+
+
+# ---- the update schedule of the callback and of sparse_train, the defaults, and each bad input named
+
+def test_cosine_fraction_and_drop_smallest_bad_input():
+    assert cosine_fraction(0, 0.3, 10) == pytest.approx(0.3)
+    assert cosine_fraction(5, 0.3, 10) == pytest.approx(0.15)
+    assert cosine_fraction(10, 0.3, 10) == 0.0
+    for kw, name in ((dict(step=-1, alpha=0.3, t_end=5), "step"), (dict(step=0, alpha=1.0, t_end=5), "alpha"),
+                     (dict(step=0, alpha=-0.1, t_end=5), "alpha"), (dict(step=0, alpha=0.3, t_end=0), "t_end")):
+        with pytest.raises(ValidationError, match=f"^{name}:"):
+            cosine_fraction(**kw)
+    w, mask, _ = _case(2)
+    with pytest.raises(ValidationError, match="^k:"):
+        drop_smallest(w, mask, -1)
+    np.testing.assert_array_equal(drop_smallest(w, mask, 0), mask)
+    assert not drop_smallest(w, mask, int(mask.sum())).any()
+
+
+def test_callback_updates_every_delta_t_steps_before_t_end():
+    m = mlp()
+    x, y = blobs(n=16)
+    masks = {"fc1": np.abs(m["fc1"].weight.data) > np.median(np.abs(m["fc1"].weight.data))}
+    apply_model_masks(m, masks)
+    cb = DynamicSparsity(m, masks, method="set", alpha=0.5, delta_t=3, t_end=9, rng=0)
+    for _ in range(20):
+        old = masks["fc1"].copy()
+        cb.on_batch_start(x, y)
+        if cb.history and cb.history[-1][0] == cb.step - 1:
+            assert cb.history[-1][1] == {"fc1": int((masks["fc1"] & ~old).sum())}
+    assert [t for t, _ in cb.history] == [3, 6]          # t = 9 = T_end: no update
+    assert cb.step == 20
+
+
+def test_callback_defaults_and_bad_input():
+    m = mlp()
+    x, y = blobs(n=16)
+    masks = {"fc1": np.abs(m["fc1"].weight.data) > np.median(np.abs(m["fc1"].weight.data))}
+    apply_model_masks(m, masks)
+    # defaults: RigL, α = 0.3, ΔT = 100, T_end = 1 (no update unless asked)
+    cb = DynamicSparsity(m, {n: k.copy() for n, k in masks.items()})
+    for _ in range(120):
+        cb.on_batch_start(x, y)
+    assert cb.history == []
+    a = DynamicSparsity(mlp(), {n: k.copy() for n, k in masks.items()}, delta_t=1, t_end=4)
+    b = DynamicSparsity(mlp(), {n: k.copy() for n, k in masks.items()}, method="rigl", alpha=0.3, delta_t=1,
+                        t_end=4, rng=5)
+    for _ in range(4):
+        a.on_batch_start(x, y)
+        b.on_batch_start(x, y)
+    np.testing.assert_array_equal(a.masks["fc1"], b.masks["fc1"])
+    assert a.history == b.history and len(a.history) == 3
+    for kw, name in ((dict(method="snfs"), "method"), (dict(alpha=1.0), "alpha"), (dict(delta_t=0), "delta_t"),
+                     (dict(t_end=0), "t_end")):
+        with pytest.raises(ValidationError, match=f"^{name}:"):
+            DynamicSparsity(m, masks, **kw)
+
+
+def test_sparse_train_schedule_random_init_and_per_layer_sparsity():
+    m = mlp()
+    x, y = blobs(n=100)
+    steps = 2 * 7                                             # 2 epochs of ⌈100 / 16⌉ batches
+    out, report = sparse_train(m, (x, y), method="set", sparsity={"fc1": 0.5, "fc2": 0.25}, epochs=2, delta_t=2,
+                               batch_size=16, t_end_fraction=0.5, init="random", rng=3)
+    assert [t for t, _ in report["updates"]] == [t for t in range(1, steps) if t % 2 == 0 and t < int(0.5 * steps)]
+    assert set(report["masks"]) == {"fc1", "fc2"}
+    assert (~report["masks"]["fc1"]).sum() == 0.5 * 16 * 12 and (~report["masks"]["fc2"]).sum() == 0.25 * 8 * 16
+    assert len(report["history"]) == 2
+    # a random start keeps small weights that a magnitude start drops
+    w = np.abs(m["fc1"].weight.data)
+    _, magnitude = sparse_train(m, (x, y), sparsity={"fc1": 0.5}, delta_t=1000, batch_size=16, rng=3)
+    np.testing.assert_array_equal(magnitude["masks"]["fc1"], w > np.median(w))
+    with pytest.raises(ValidationError, match="init"):
+        sparse_train(m, (x, y), sparsity=0.5, init="lottery")
+    with pytest.raises(ValidationError, match="t_end_fraction"):
+        sparse_train(m, (x, y), sparsity=0.5, t_end_fraction=1.5)
