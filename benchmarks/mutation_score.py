@@ -401,6 +401,23 @@ EQUIVALENT_BY_HAND = {
         ("if not qp.per_tensor or np.any(qp.zero_point.astype(np.int64) != 0):",
          "if not qp.per_tensor or np.any(qp.zero_point.astype(None) != 0):", "int8 zero points, exact either way"),
     ],
+    "refcomp/formats/relative_csr.py": [
+        # float_array tests ``not allow_empty``: None refuses an empty codebook as False does
+        ('cb = float_array(codebook, "codebook", allow_empty=False)',
+         'cb = float_array(codebook, "codebook", allow_empty=None)', "None is falsy"),
+        # min(x ∪ {1}) < 0 exactly when min(x ∪ {0}) < 0: the initial only answers for no kept weight
+        ("if v.size and (v[m].min(initial=0) < 0 or v[m].max(initial=0) >= cb.size):",
+         "if v.size and (v[m].min(initial=1) < 0 or v[m].max(initial=0) >= cb.size):", "neither initial is < 0"),
+        # the fixed-width code: code_field returns no lengths for it, and encode / decode read a
+        # code's lengths as int64 whatever their dtype
+        *[(line, line.replace("dtype=np.uint8", new), "the lengths are read as int64")
+          for line in ("code, lengths = HuffmanCode(np.full(n_sym, width, dtype=np.uint8)), np.zeros(0, np.uint8)",
+                       "code = HuffmanCode(np.full(n_sym, width, dtype=np.uint8))")
+          for new in ("dtype=None", "")],
+        # n = int(...): a list of Python ints is int64, NumPy's default integer
+        *[("row_ptr = np.array([0, n], np.int64)", f"row_ptr = np.array([0, n], {new})", "Python ints: int64")
+          for new in ("None", "")],
+    ],
     "refcomp/compress/share/cross_layer.py": [
         # kmeans' codebook has exactly 2**bits entries, and Clustered's default bits is the fewest
         # that address them: b itself
