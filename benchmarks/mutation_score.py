@@ -418,6 +418,18 @@ EQUIVALENT_BY_HAND = {
         *[("row_ptr = np.array([0, n], np.int64)", f"row_ptr = np.array([0, n], {new})", "Python ints: int64")
           for new in ("None", "")],
     ],
+    "refcomp/formats/hashed.py": [
+        # the seed is checked to be in [0, 2^64): below 2^63 NumPy makes an int64 array, which
+        # splitmix64's asarray(uint64) casts exactly; above, a uint64 array either way
+        *[("a = splitmix64(np.array([seed], np.uint64))", f"a = splitmix64(np.array([seed], {new}))",
+           "splitmix64 casts to uint64") for new in ("None", "")],
+        # Python ints (the seed below 2^63, the positive sizes): NumPy's default integer is int64
+        *[(old.format(d="np.int64"), old.format(d=new), "Python ints: int64") for old in (
+            'return {{"data": self.data, "seed": np.asarray([self.seed], {d}),',
+            '"shape": np.asarray(self.shape, {d})}}') for new in ("None", "")],
+        ("return np.asarray(x) @ self.to_dense().reshape(self.shape[0], -1).T",
+         "return np.asarray(x) @ self.to_dense().reshape(self.shape[0], -2).T", "NumPy: any negative is -1"),
+    ],
     "refcomp/compress/share/cross_layer.py": [
         # kmeans' codebook has exactly 2**bits entries, and Clustered's default bits is the fewest
         # that address them: b itself
