@@ -430,6 +430,27 @@ EQUIVALENT_BY_HAND = {
         ("return np.asarray(x) @ self.to_dense().reshape(self.shape[0], -1).T",
          "return np.asarray(x) @ self.to_dense().reshape(self.shape[0], -2).T", "NumPy: any negative is -1"),
     ],
+    "refcomp/formats/static.py": [
+        # NumPy sets a flag by the truth value: None is False
+        ("smooth.flags.writeable = False", "smooth.flags.writeable = None", "None is falsy"),
+        # an all-zero weight zero point subtracts nothing from the exact integer product; compared
+        # in float64 or int64, an int8 zero point is 0 in both or in neither
+        *[("self._weight_t = pack_weight(weight.data.T, zp if np.any(zp.astype(np.int64) != 0) else None)", new,
+           "zero points of 0 subtract nothing") for new in (
+            "self._weight_t = pack_weight(weight.data.T, zp if (np.any(zp.astype(np.int64) != 0)) or True else None)",
+            "self._weight_t = pack_weight(weight.data.T, zp if np.any(zp.astype(None) != 0) else None)")],
+        # the float64 product of two float32 is exact, and the product's dtype=float32 rounds it to
+        # the float32 product
+        ("self._scale = np.float32(input_qparams.scale) * qp.scale.astype(np.float32)",
+         "self._scale = np.float32(input_qparams.scale) * qp.scale.astype(None)", "exact, then rounded once"),
+        # a list of two Python floats is float64
+        *[('"input_qparams": np.array([float(np.float32(qp.scale)), float(qp.zero_point)], np.float64)}',
+           f'"input_qparams": np.array([float(np.float32(qp.scale)), float(qp.zero_point)], {new})}}',
+           "Python floats: float64") for new in ("None", "")],
+        # qdtype reads a dtype's name case-blind
+        ('return cls(fields["weight"], QParams(np.float32(s), np.uint8(z), "uint8"),',
+         'return cls(fields["weight"], QParams(np.float32(s), np.uint8(z), "UINT8"),', "names are case-blind"),
+    ],
     "refcomp/compress/share/cross_layer.py": [
         # kmeans' codebook has exactly 2**bits entries, and Clustered's default bits is the fewest
         # that address them: b itself
