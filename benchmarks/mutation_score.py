@@ -427,6 +427,12 @@ EQUIVALENT_BY_HAND = {
         *[(old.format(d="np.int64"), old.format(d=new), "Python ints: int64") for old in (
             'return {{"data": self.data, "seed": np.asarray([self.seed], {d}),',
             '"shape": np.asarray(self.shape, {d})}}') for new in ("None", "")],
+        # a negative seed reaches hash_buckets, which refuses it with the same ValidationError naming seed
+        *[('seed = integer(seed, "seed", minimum=0, maximum=2 ** 63 - 1)', new, "hash_buckets refuses it the same")
+          for new in ('seed = integer(seed, "seed", minimum=None, maximum=2 ** 63 - 1)',
+                      'seed = integer(seed, "seed", maximum=2 ** 63 - 1)')],
+        # copy=True is np.array's default
+        ("self.data = np.array(d, copy=True)", "self.data = np.array(d, )", "np.array copies by default"),
         ("return np.asarray(x) @ self.to_dense().reshape(self.shape[0], -1).T",
          "return np.asarray(x) @ self.to_dense().reshape(self.shape[0], -2).T", "NumPy: any negative is -1"),
     ],
@@ -450,6 +456,13 @@ EQUIVALENT_BY_HAND = {
         # qdtype reads a dtype's name case-blind
         ('return cls(fields["weight"], QParams(np.float32(s), np.uint8(z), "uint8"),',
          'return cls(fields["weight"], QParams(np.float32(s), np.uint8(z), "UINT8"),', "names are case-blind"),
+    ],
+    "refcomp/formats/dynamic.py": [
+        # checked here or not, a NaN or inf in x is refused by the input quantizer
+        # (dynamic_quantize_linear / _rows) with the same ValidationError naming x
+        *[('x = float_array(x, "x", dtype=np.float32, ndim=2, finite=False)',
+           f'x = float_array(x, "x", dtype=np.float32, ndim=2, {new})', "the quantizer refuses it the same")
+          for new in ("finite=None", "", "finite=True")],
     ],
     "refcomp/compress/share/cross_layer.py": [
         # kmeans' codebook has exactly 2**bits entries, and Clustered's default bits is the fewest
