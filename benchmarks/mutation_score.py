@@ -463,6 +463,16 @@ EQUIVALENT_BY_HAND = {
         *[('x = float_array(x, "x", dtype=np.float32, ndim=2, finite=False)',
            f'x = float_array(x, "x", dtype=np.float32, ndim=2, {new})', "the quantizer refuses it the same")
           for new in ("finite=None", "", "finite=True")],
+        # an all-zero weight zero point subtracts nothing from the exact integer product; compared
+        # in float64 or int64, an integer zero point is 0 in both or in neither
+        *[("self._weight_t = pack_weight(weight.data.T, zp if np.any(zp.astype(np.int64) != 0) else None)", new,
+           "zero points of 0 subtract nothing") for new in (
+            "self._weight_t = pack_weight(weight.data.T, zp if (np.any(zp.astype(np.int64) != 0)) or True else None)",
+            "self._weight_t = pack_weight(weight.data.T, zp if np.any(zp.astype(None) != 0) else None)")],
+        # a float32 (or 16-bit) scale is exact in float64; s_x · s_w is then an exact float64
+        # product, which the product's dtype=float32 rounds once: the float32 product
+        ("self._scale = qp.scale.astype(np.float32)", "self._scale = qp.scale.astype(None)",
+         "exact, then rounded once"),
     ],
     "refcomp/compress/share/cross_layer.py": [
         # kmeans' codebook has exactly 2**bits entries, and Clustered's default bits is the fewest

@@ -27,8 +27,8 @@ def _d1_reference(x, q):
     s_x = np.float32(1) if hi == lo else np.float32(np.float32(hi - lo) / np.float32(255))
     z_x = np.rint(np.clip(-np.float32(lo / s_x), 0, 255))
     q_x = np.clip(np.rint(x / s_x) + z_x, 0, 255).astype(np.int64)
-    z_w = q.qparams.zero_point.astype(np.int64)
-    acc = (q_x - int(z_x)) @ (q.data.astype(np.int64) - z_w[:, None]).T
+    z_w = q.qparams.zero_point.astype(np.int64).reshape(-1, 1)  # per tensor or per row
+    acc = (q_x - int(z_x)) @ (q.data.astype(np.int64) - z_w).T
     return acc.astype(np.int32).astype(np.float32) * (s_x * q.qparams.scale)
 
 
@@ -190,3 +190,14 @@ def test_per_column_weight_scales_are_refused():
     with pytest.raises(ValidationError) as info:
         DynamicQuantized(per_column)
     assert info.value.argument == "weight"
+
+
+@pytest.mark.parametrize("per_tensor", [False, True])
+def test_weight_zero_points_of_1_are_subtracted(per_tensor):
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((5, 8)).astype(np.float32)
+    qp = (QParams(np.float32(0.02), np.int8(1), "int8") if per_tensor
+          else QParams(np.full(5, 0.02, np.float32), np.ones(5, np.int8), "int8", axis=0))
+    q = QTensor.quantize(w, qp)
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    np.testing.assert_array_equal(DynamicQuantized(q).matmul(x), _d1_reference(x, q))
