@@ -226,6 +226,8 @@ def _float_layer():
      "index_bits"),
     (lambda: RelativeIndexCSR.encode(np.ones(3, bool), np.array([0, 1, 1]), index_bits=3,
                                      codebook=np.ones((2, 2))), ShapeError, "codebook"),
+    (lambda: RelativeIndexCSR.encode(np.ones(3, bool), np.array([0, 1, 1]), index_bits=3,
+                                     codebook=np.zeros(0)), ShapeError, "codebook"),  # an empty codebook
     (lambda: RelativeIndexCSR.encode(np.ones(3, bool), np.array([0.0, 1.0, 1.0]), index_bits=3,
                                      codebook=np.ones(4)), DTypeError, "values"),
     (lambda: RelativeIndexCSR.encode(np.ones(3, bool), np.array([0, -1, 1]), index_bits=3,
