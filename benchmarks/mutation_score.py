@@ -429,6 +429,79 @@ EQUIVALENT_BY_HAND = {
         ("if not qp.per_tensor or np.any(qp.zero_point.astype(np.int64) != 0):",
          "if not qp.per_tensor or np.any(qp.zero_point.astype(None) != 0):", "int8 zero points, exact either way"),
     ],
+    "refcomp/formats/relative_csr.py": [
+        # float_array tests ``not allow_empty``: None refuses an empty codebook as False does
+        ('cb = float_array(codebook, "codebook", allow_empty=False)',
+         'cb = float_array(codebook, "codebook", allow_empty=None)', "None is falsy"),
+        # min(x ∪ {1}) < 0 exactly when min(x ∪ {0}) < 0: the initial only answers for no kept weight
+        ("if v.size and (v[m].min(initial=0) < 0 or v[m].max(initial=0) >= cb.size):",
+         "if v.size and (v[m].min(initial=1) < 0 or v[m].max(initial=0) >= cb.size):", "neither initial is < 0"),
+        # the fixed-width code: code_field returns no lengths for it, and encode / decode read a
+        # code's lengths as int64 whatever their dtype
+        *[(line, line.replace("dtype=np.uint8", new), "the lengths are read as int64")
+          for line in ("code, lengths = HuffmanCode(np.full(n_sym, width, dtype=np.uint8)), np.zeros(0, np.uint8)",
+                       "code = HuffmanCode(np.full(n_sym, width, dtype=np.uint8))")
+          for new in ("dtype=None", "")],
+        # n = int(...): a list of Python ints is int64, NumPy's default integer
+        *[("row_ptr = np.array([0, n], np.int64)", f"row_ptr = np.array([0, n], {new})", "Python ints: int64")
+          for new in ("None", "")],
+    ],
+    "refcomp/formats/hashed.py": [
+        # the seed is checked to be in [0, 2^64): below 2^63 NumPy makes an int64 array, which
+        # splitmix64's asarray(uint64) casts exactly; above, a uint64 array either way
+        *[("a = splitmix64(np.array([seed], np.uint64))", f"a = splitmix64(np.array([seed], {new}))",
+           "splitmix64 casts to uint64") for new in ("None", "")],
+        # Python ints (the seed below 2^63, the positive sizes): NumPy's default integer is int64
+        *[(old.format(d="np.int64"), old.format(d=new), "Python ints: int64") for old in (
+            'return {{"data": self.data, "seed": np.asarray([self.seed], {d}),',
+            '"shape": np.asarray(self.shape, {d})}}') for new in ("None", "")],
+        # a negative seed reaches hash_buckets, which refuses it with the same ValidationError naming seed
+        *[('seed = integer(seed, "seed", minimum=0, maximum=2 ** 63 - 1)', new, "hash_buckets refuses it the same")
+          for new in ('seed = integer(seed, "seed", minimum=None, maximum=2 ** 63 - 1)',
+                      'seed = integer(seed, "seed", maximum=2 ** 63 - 1)')],
+        # copy=True is np.array's default
+        ("self.data = np.array(d, copy=True)", "self.data = np.array(d, )", "np.array copies by default"),
+        ("return np.asarray(x) @ self.to_dense().reshape(self.shape[0], -1).T",
+         "return np.asarray(x) @ self.to_dense().reshape(self.shape[0], -2).T", "NumPy: any negative is -1"),
+    ],
+    "refcomp/formats/static.py": [
+        # NumPy sets a flag by the truth value: None is False
+        ("smooth.flags.writeable = False", "smooth.flags.writeable = None", "None is falsy"),
+        # an all-zero weight zero point subtracts nothing from the exact integer product; compared
+        # in float64 or int64, an int8 zero point is 0 in both or in neither
+        *[("self._weight_t = pack_weight(weight.data.T, zp if np.any(zp.astype(np.int64) != 0) else None)", new,
+           "zero points of 0 subtract nothing") for new in (
+            "self._weight_t = pack_weight(weight.data.T, zp if (np.any(zp.astype(np.int64) != 0)) or True else None)",
+            "self._weight_t = pack_weight(weight.data.T, zp if np.any(zp.astype(None) != 0) else None)")],
+        # the float64 product of two float32 is exact, and the product's dtype=float32 rounds it to
+        # the float32 product
+        ("self._scale = np.float32(input_qparams.scale) * qp.scale.astype(np.float32)",
+         "self._scale = np.float32(input_qparams.scale) * qp.scale.astype(None)", "exact, then rounded once"),
+        # a list of two Python floats is float64
+        *[('"input_qparams": np.array([float(np.float32(qp.scale)), float(qp.zero_point)], np.float64)}',
+           f'"input_qparams": np.array([float(np.float32(qp.scale)), float(qp.zero_point)], {new})}}',
+           "Python floats: float64") for new in ("None", "")],
+        # qdtype reads a dtype's name case-blind
+        ('return cls(fields["weight"], QParams(np.float32(s), np.uint8(z), "uint8"),',
+         'return cls(fields["weight"], QParams(np.float32(s), np.uint8(z), "UINT8"),', "names are case-blind"),
+    ],
+    "refcomp/formats/dynamic.py": [
+        # checked here or not, a NaN or inf in x is refused by the input quantizer
+        # (dynamic_quantize_linear / _rows) with the same ValidationError naming x
+        *[('x = float_array(x, "x", dtype=np.float32, ndim=2, finite=False)',
+           f'x = float_array(x, "x", dtype=np.float32, ndim=2, {new})', "the quantizer refuses it the same")
+          for new in ("finite=None", "", "finite=True")],
+        # an all-zero weight zero point subtracts nothing from the exact integer product; compared
+        # in float64 or int64, an integer zero point is 0 in both or in neither
+        *[("self._weight_t = pack_weight(weight.data.T, zp if np.any(zp.astype(np.int64) != 0) else None)", new,
+           "zero points of 0 subtract nothing") for new in (
+            "self._weight_t = pack_weight(weight.data.T, zp if (np.any(zp.astype(np.int64) != 0)) or True else None)",
+            "self._weight_t = pack_weight(weight.data.T, zp if np.any(zp.astype(None) != 0) else None)")],
+        # a float32 (or 16-bit) scale is exact in float64; s_x · s_w is then an exact float64
+        # product, which the product's dtype=float32 rounds once: the float32 product
+        ("self._scale = qp.scale.astype(np.float32)", "self._scale = qp.scale.astype(None)",
+         "exact, then rounded once"),
+    ],
     "refcomp/compress/share/cross_layer.py": [
         # kmeans' codebook has exactly 2**bits entries, and Clustered's default bits is the fewest
         # that address them: b itself

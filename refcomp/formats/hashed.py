@@ -48,14 +48,16 @@ def splitmix64(z: np.ndarray) -> np.ndarray:
 
 def hash_buckets(shape, n_buckets: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(h, ξ) of (H.3) for every position of ``shape``: intp bucket indices in [0, K) and int8 signs ±1,
-    both flat (row-major), length prod(shape)."""
+    both flat (row-major), length prod(shape). ``seed``: any 64-bit unsigned integer."""
+    seed = integer(seed, "seed", minimum=0, maximum=2 ** 64 - 1)
     n = math.prod(shape)
-    with np.errstate(over="ignore"):
-        a = splitmix64(np.array([seed], np.uint64))
-        b = splitmix64(a)
-        p = np.arange(n, dtype=np.uint64)
-        h = (splitmix64(p ^ a) % np.uint64(n_buckets)).astype(np.intp)
-        xi = (1 - 2 * (splitmix64(p ^ b) >> np.uint64(63)).astype(np.int8)).astype(np.int8)
+    # every operand is an array of >= 1 element: NumPy wraps array arithmetic silently (only
+    # scalar arithmetic warns of an overflow)
+    a = splitmix64(np.array([seed], np.uint64))
+    b = splitmix64(a)
+    p = np.arange(n, dtype=np.uint64)
+    h = (splitmix64(p ^ a) % np.uint64(n_buckets)).astype(np.intp)
+    xi = 1 - 2 * (splitmix64(p ^ b) >> np.uint64(63)).astype(np.int8)  # int8: the Python ints adapt
     return h, xi
 
 
@@ -96,7 +98,7 @@ class Hashed(WeightFormat):
 
     def to_dense(self) -> np.ndarray:
         """V of (H.1), in data's dtype."""
-        return (self.signs * self.data[self.buckets]).astype(self.data.dtype).reshape(self.shape)
+        return (self.signs * self.data[self.buckets]).reshape(self.shape)  # int8 · float keeps the float dtype
 
     def matmul(self, x: np.ndarray) -> np.ndarray:
         """x @ V2ᵀ, V2 the (out, rest) matrix of V; x (batch, rest)."""

@@ -57,12 +57,13 @@ LAYOUTS = ("rows", "flat")
 
 
 def _as_rows(shape: tuple[int, ...], layout: str) -> tuple[int, int]:
+    # math.prod: Python ints, exact at any size (from_fields bounds a file's shape below 2^62)
     if layout == "flat":
-        return 1, int(np.prod(shape, dtype=np.int64))
+        return 1, math.prod(shape)
     if len(shape) < 1:
         raise ShapeError("mask", "an array of >= 1 dims", "a scalar")
     rows = shape[0]
-    return rows, int(np.prod(shape[1:], dtype=np.int64))
+    return rows, math.prod(shape[1:])
 
 
 @dataclass(eq=False)
@@ -134,9 +135,8 @@ class RelativeIndexCSR(WeightFormat):
         escape = (1 << b) - 1
         prev = np.empty_like(c_idx)
         if c_idx.size:
-            prev[0] = -1
             prev[1:] = c_idx[:-1]
-            new_row = np.ones(c_idx.size, dtype=bool)
+            new_row = np.ones(c_idx.size, dtype=bool)  # the first kept weight starts a row: prev = -1
             new_row[1:] = r_idx[1:] != r_idx[:-1]
             prev[new_row] = -1
         zeros = c_idx - prev - 1
@@ -148,7 +148,7 @@ class RelativeIndexCSR(WeightFormat):
         fields[real_at] = rest
         stored = np.zeros(n_entries, dtype=v.dtype)
         stored[real_at] = v2[r_idx, c_idx]
-        per_row = np.bincount(r_idx, weights=per_kept, minlength=rows).astype(np.int64)
+        per_row = np.bincount(r_idx, weights=per_kept, minlength=rows)  # float64 counts, exact below 2^53
         row_ptr = np.concatenate([[0], np.cumsum(per_row)]).astype(np.int64)
         return cls(shape, layout, b, row_ptr, fields, stored, cb, wb)
 
@@ -292,8 +292,8 @@ class RelativeIndexCSR(WeightFormat):
         check_field_names(fields, want)
         index_fields = decode_field(fields["index_lengths"], fields["index_stream"], ibits, ib, n, "index")
         if clustered:
-            if wb > 8:
-                raise FileFormatError(f"fields['header']: weight fields of {wb} bits (at most 8 with a codebook)")
+            if wb > 16:  # encode stores cluster indices of up to 16 bits (uint16)
+                raise FileFormatError(f"fields['header']: weight fields of {wb} bits (at most 16 with a codebook)")
             cb = np.asarray(fields["codebook"])
             if cb.dtype not in (np.float32, np.float64) or cb.ndim != 1 or cb.size > (1 << wb) \
                     or not np.all(np.isfinite(cb)):
@@ -302,7 +302,7 @@ class RelativeIndexCSR(WeightFormat):
             values = decode_field(fields["weight_lengths"], fields["weight_stream"], wbits, wb, n, "weight")
             if values.size and values.max() >= cb.size:
                 raise FileFormatError("fields: a cluster index beyond the codebook")
-            values = values.astype(np.uint8)
+            values = values.astype(np.uint8 if wb <= 8 else np.uint16)  # as encode stores them
         else:
             cb = None
             values = np.asarray(fields["values"])
@@ -359,7 +359,7 @@ def code_field(symbols: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray,
     if symbols.size:
         huff = HuffmanCode.from_symbols(symbols, n_sym)
         if huff.encoded_bits(symbols) + huff.header_bits() < symbols.size * width:
-            code, lengths = huff, np.asarray(huff.lengths, dtype=np.uint8)
+            code, lengths = huff, huff.lengths  # code_lengths returns uint8 lengths
     data, nbits = encode(symbols, code)
     return lengths, np.frombuffer(data, np.uint8).copy(), nbits
 
@@ -397,7 +397,7 @@ def size_breakdown(layer: RelativeIndexCSR, *, dense_bits_per_weight: int = 32) 
     """
     if not isinstance(layer, RelativeIndexCSR):
         raise ValidationError("layer", "a RelativeIndexCSR", type(layer).__name__)
-    n = int(np.prod(layer.shape, dtype=np.int64))
+    n = math.prod(layer.shape)
     entries = layer.n_entries
     codebook_bits = 0 if layer.codebook is None else int(layer.codebook.size * 8 * layer.codebook.itemsize)
     row_ptr_bits = layer.row_ptr.size * max(1, entries.bit_length()) if layer.layout == "rows" else 0
@@ -433,7 +433,7 @@ def size_breakdown(layer: RelativeIndexCSR, *, dense_bits_per_weight: int = 32) 
         "pq_bytes": math.ceil(pq / 8),
         "pqh_bytes": math.ceil(pqh / 8),
         "pq_ratio": dense / pq if pq else math.inf,
-        "pqh_ratio": dense / pqh if pqh else math.inf,
+        "pqh_ratio": dense / pqh,  # pqh >= 2: the two flag bits
     }
 
 
@@ -461,7 +461,7 @@ def size_table(layers: Mapping[str, RelativeIndexCSR], *, dense_bits_per_weight:
     total["pq_bytes"] = math.ceil(total["pq_bits"] / 8)
     total["pqh_bytes"] = math.ceil(total["pqh_bits"] / 8)
     total["pq_ratio"] = total["dense_bits"] / total["pq_bits"] if total["pq_bits"] else math.inf
-    total["pqh_ratio"] = total["dense_bits"] / total["pqh_bits"] if total["pqh_bits"] else math.inf
+    total["pqh_ratio"] = total["dense_bits"] / total["pqh_bits"]  # >= 2 flag bits per layer
     rows.append(total)
     return rows
 

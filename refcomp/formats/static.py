@@ -75,13 +75,13 @@ class StaticQuantized(WeightFormat):
         # B of MatMulInteger, q_wᵀ (in, out) with its zero point, packed once (a cache, as in DynamicQuantized)
         zp = qp.zero_point
         self._weight_t = pack_weight(weight.data.T, zp if np.any(zp.astype(np.int64) != 0) else None)
-        self._scale = (np.float32(input_qparams.scale) * qp.scale.astype(np.float32)).astype(np.float32)
-        self._z_x = np.asarray(input_qparams.zero_point, np.uint8).reshape(())
+        self._scale = np.float32(input_qparams.scale) * qp.scale.astype(np.float32)  # float32 · float32
+        self._z_x = input_qparams.zero_point  # per tensor, uint8: a read-only 0-d uint8 array
 
     def to_dense(self) -> np.ndarray:
         """The weight the product stands for, W ≈ (q_w − z_w)·s_w / m per column (float32 (out, in))."""
         w = self.weight.to_dense()
-        return w if self.smooth is None else (w / self.smooth).astype(np.float32)
+        return w if self.smooth is None else w / self.smooth  # float32 / float32
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """q_x of eq. (S1): uint8 (batch, in)."""

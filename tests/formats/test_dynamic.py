@@ -27,8 +27,8 @@ def _d1_reference(x, q):
     s_x = np.float32(1) if hi == lo else np.float32(np.float32(hi - lo) / np.float32(255))
     z_x = np.rint(np.clip(-np.float32(lo / s_x), 0, 255))
     q_x = np.clip(np.rint(x / s_x) + z_x, 0, 255).astype(np.int64)
-    z_w = q.qparams.zero_point.astype(np.int64)
-    acc = (q_x - int(z_x)) @ (q.data.astype(np.int64) - z_w[:, None]).T
+    z_w = q.qparams.zero_point.astype(np.int64).reshape(-1, 1)  # per tensor or per row
+    acc = (q_x - int(z_x)) @ (q.data.astype(np.int64) - z_w).T
     return acc.astype(np.int32).astype(np.float32) * (s_x * q.qparams.scale)
 
 
@@ -159,3 +159,45 @@ def test_rejects_bad_weights_and_inputs():
         fmt.matmul(np.ones(6, np.float32))
     with pytest.raises(ValidationError, match="x"):
         fmt.matmul(np.full((1, 6), np.nan, np.float32))
+
+
+# --- the input's dtype, the per_token flag as a file holds it, the repr
+@pytest.mark.parametrize("per_token", [False, True])
+def test_a_float64_input_is_rounded_to_float32_first(per_token):
+    # range [0, 255]: s_x = 1, z_x = 0; 2.5 + 1e-12 is 2.5 in float32, rounded half to even to code 2
+    q = QTensor(np.array([[0, 0, 1]], np.int8), QParams(np.float32(1), None, "int8"))
+    y = DynamicQuantized(q, per_token=per_token).matmul(np.array([[0.0, 255.0, 2.5 + 1e-12]]))
+    assert y.dtype == np.float32 and y.tolist() == [[2.0]]
+
+
+@pytest.mark.parametrize("flag", [1, np.array([1], np.uint8), np.array(1, np.int64), np.array(True)])
+def test_per_token_flag_must_be_the_uint8_scalar_1(flag):
+    q = _int8_weight(np.random.default_rng(1).standard_normal((4, 6)).astype(np.float32))
+    with pytest.raises(FileFormatError, match="per_token"):
+        DynamicQuantized.from_fields({"weight": q, "per_token": flag})
+
+
+def test_repr_names_the_shape_the_qparams_and_per_token_only_when_set():
+    q = _int8_weight(np.random.default_rng(1).standard_normal((4, 6)).astype(np.float32))
+    assert repr(DynamicQuantized(q)) == f"DynamicQuantized(shape=(4, 6), {q.qparams!r})"
+    assert repr(DynamicQuantized(q, per_token=True)) == f"DynamicQuantized(shape=(4, 6), {q.qparams!r}, per_token=True)"
+
+
+def test_per_column_weight_scales_are_refused():
+    # one scale per input column cannot leave the integer product: only per tensor or per output row
+    w = np.random.default_rng(3).standard_normal((4, 6)).astype(np.float32)
+    per_column = QTensor.quantize(w, QParams(np.ones(6, np.float32), None, "int8", axis=1))
+    with pytest.raises(ValidationError) as info:
+        DynamicQuantized(per_column)
+    assert info.value.argument == "weight"
+
+
+@pytest.mark.parametrize("per_tensor", [False, True])
+def test_weight_zero_points_of_1_are_subtracted(per_tensor):
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((5, 8)).astype(np.float32)
+    qp = (QParams(np.float32(0.02), np.int8(1), "int8") if per_tensor
+          else QParams(np.full(5, 0.02, np.float32), np.ones(5, np.int8), "int8", axis=0))
+    q = QTensor.quantize(w, qp)
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    np.testing.assert_array_equal(DynamicQuantized(q).matmul(x), _d1_reference(x, q))

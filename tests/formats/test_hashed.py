@@ -5,6 +5,7 @@ import pytest
 
 from refcomp.errors import DTypeError, FileFormatError, ShapeError, ValidationError
 from refcomp.formats import Hashed
+from refcomp.formats.hashed import hash_buckets, splitmix64
 from refcomp.nn import CrossEntropyLoss, Linear
 
 MASK = (1 << 64) - 1
@@ -111,3 +112,78 @@ def test_fields_round_trip_and_bad_arguments():
         Hashed.from_fields({**h.fields(), "seed": np.asarray([1.0])})
     with pytest.raises(FileFormatError):
         Hashed.from_fields({"data": h.data})
+
+
+# --- the hash on any 64-bit input, the dtypes it returns
+def test_splitmix64_of_any_integers_is_the_stated_mix():
+    values = [0, 1, 12345, 2 ** 63 - 1]
+    for z in (values, np.array(values, np.int64), np.array(values, np.uint64)):
+        assert splitmix64(z).tolist() == [_mix(v) for v in values]
+    assert splitmix64(np.array([2 ** 64 - 1], np.uint64)).tolist() == [_mix(2 ** 64 - 1)]
+
+
+def test_hash_buckets_take_any_64_bit_seed_and_return_intp_buckets_and_int8_signs():
+    for seed in (0, 2 ** 63, 2 ** 64 - 1):
+        h, xi = hash_buckets((3, 4), 5, seed)
+        assert h.dtype == np.intp and xi.dtype == np.int8
+        a, b = _mix(seed), _mix(_mix(seed))
+        assert h.tolist() == [_mix(p ^ a) % 5 for p in range(12)]
+        assert xi.tolist() == [1 - 2 * (_mix(p ^ b) >> 63) for p in range(12)]
+    for seed in (-1, 2 ** 64):
+        with pytest.raises(ValidationError) as info:
+            hash_buckets((3, 4), 5, seed)
+        assert info.value.argument == "seed"
+
+
+# --- the edges of what Hashed accepts
+def test_one_real_weight_and_unit_sizes_are_accepted():
+    h = Hashed(np.array([2.5]), seed=3, shape=(1, 4))
+    np.testing.assert_array_equal(h.to_dense(), 2.5 * h.signs.reshape(1, 4))
+    np.testing.assert_array_equal(Hashed(np.ones(3), seed=3, shape=(5,)).to_dense(), _virtual(np.ones(3), 3, (5,)))
+    with pytest.raises(ShapeError, match="data"):
+        Hashed(np.zeros(0), seed=0, shape=(2, 2))
+
+
+def test_the_largest_seed_is_2_to_the_63_minus_1():
+    top = 2 ** 63 - 1  # what an int64 file field holds
+    w = np.arange(1.0, 6.0)
+    np.testing.assert_array_equal(Hashed(w, seed=top, shape=(3, 4)).to_dense(), _virtual(w, top, (3, 4)))
+    with pytest.raises(ValidationError) as info:
+        Hashed(w, seed=2 ** 63, shape=(3, 4))
+    assert info.value.argument == "seed"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_real_weights_are_copied_and_set_the_dtype_of_the_weight_and_its_gradient(dtype):
+    d = np.arange(1, 5, dtype=dtype)
+    h = Hashed(d, seed=4, shape=(3, 5))
+    d[:] = 0  # the caller's array is not the format's
+    np.testing.assert_array_equal(h.data, np.arange(1, 5))
+    assert h.to_dense().dtype == dtype
+    g = np.random.default_rng(0).standard_normal((3, 5))
+    h.accumulate_grad(g)
+    first = h.grad.copy()
+    assert first.dtype == dtype
+    h.accumulate_grad(2 * g)  # gradients of several batches add up
+    np.testing.assert_allclose(h.grad, 3 * first, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(64,), (1, 1), (4, 4, 4)])
+def test_fields_round_trip_any_positive_shape(shape):
+    h = Hashed(np.arange(1.0, 4.0), seed=7, shape=shape)
+    back = Hashed.from_fields(h.fields())
+    assert back.shape == shape and back.seed == 7
+    np.testing.assert_array_equal(back.to_dense(), h.to_dense())
+
+
+@pytest.mark.parametrize("field,value", [
+    ("shape", np.array([[2, 5]], np.int64)),      # 2-D
+    ("shape", np.zeros(0, np.int64)),             # no dimension
+    ("shape", np.array([2, 0], np.int64)),        # an empty dimension
+    ("shape", np.array([2 ** 15] * 3 + [2], np.int64)),  # 2^46 weights: far more than 2^31
+    ("seed", np.array([9, 9], np.int64)),         # two seeds
+])
+def test_from_fields_refuses_a_shape_or_seed_it_did_not_write(field, value):
+    h = Hashed(np.arange(1.0, 4.0, dtype=np.float32), seed=9, shape=(2, 5))
+    with pytest.raises(FileFormatError, match="fields"):
+        Hashed.from_fields({**h.fields(), field: value})
