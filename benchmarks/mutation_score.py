@@ -401,6 +401,17 @@ EQUIVALENT_BY_HAND = {
         ("if not qp.per_tensor or np.any(qp.zero_point.astype(np.int64) != 0):",
          "if not qp.per_tensor or np.any(qp.zero_point.astype(None) != 0):", "int8 zero points, exact either way"),
     ],
+    "refcomp/quant/packing.py": [
+        # bits is 2 or 4 (_sub_byte refuses the rest): 9 // 4 == 8 // 4 and 9 // 2 == 8 // 2
+        ("per_byte = 8 // dt.bits", "per_byte = 9 // dt.bits", "bits is 2 or 4"),
+        # unpack: per_byte 2.0 or 4.0 only feeds np.arange, whose float steps cast to the same uint8 shifts
+        ("per_byte = 8 // dt.bits", "per_byte = 8 / dt.bits", "arange(2.0) * 4 casts to the same shifts"),
+        # NumPy reads any negative size in reshape as "the unknown dimension"
+        *[(old, old.replace("reshape(-1", "reshape(-2"), "NumPy: any negative is -1") for old in (
+            "codes = q.reshape(-1).view(np.uint8) & np.uint8((1 << dt.bits) - 1)",
+            "codes = np.concatenate([codes, np.zeros(pad, np.uint8)]).reshape(-1, per_byte)",
+            "codes = ((packed[:, None] >> shifts) & np.uint8((1 << dt.bits) - 1)).reshape(-1)[:n]")],
+    ],
     "refcomp/compress/share/cross_layer.py": [
         # kmeans' codebook has exactly 2**bits entries, and Clustered's default bits is the fewest
         # that address them: b itself
