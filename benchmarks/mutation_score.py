@@ -412,6 +412,11 @@ EQUIVALENT_BY_HAND = {
             "codes = np.concatenate([codes, np.zeros(pad, np.uint8)]).reshape(-1, per_byte)",
             "codes = ((packed[:, None] >> shifts) & np.uint8((1 << dt.bits) - 1)).reshape(-1)[:n]")],
     ],
+    "refcomp/quant/observers/minmax.py": [
+        # qdtype reads a dtype's name case-blind
+        ('def __init__(self, dtype="int8", *, averaging_constant: float = 0.01, **kwargs):',
+         'def __init__(self, dtype="INT8", *, averaging_constant: float = 0.01, **kwargs):', "names are case-blind"),
+    ],
     "refcomp/compress/share/cross_layer.py": [
         # kmeans' codebook has exactly 2**bits entries, and Clustered's default bits is the fewest
         # that address them: b itself
