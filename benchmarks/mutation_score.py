@@ -417,6 +417,14 @@ EQUIVALENT_BY_HAND = {
         ('def __init__(self, dtype="int8", *, averaging_constant: float = 0.01, **kwargs):',
          'def __init__(self, dtype="INT8", *, averaging_constant: float = 0.01, **kwargs):', "names are case-blind"),
     ],
+    "refcomp/quant/observers/percentile.py": [
+        # qdtype reads a dtype's name case-blind
+        ('def __init__(self, dtype="int8", *, percentile: float = 99.99, **kwargs):',
+         'def __init__(self, dtype="INT8", *, percentile: float = 99.99, **kwargs):', "names are case-blind"),
+        # _percentile reads edges[i] and edges[i + 1] with i <= counts.size - 1: an extra edge is never read
+        ("t = _percentile(counts, np.arange(counts.size + 1) * hist.width, p)",
+         "t = _percentile(counts, np.arange(counts.size + 2) * hist.width, p)", "the extra edge is never read"),
+    ],
     "refcomp/compress/share/cross_layer.py": [
         # kmeans' codebook has exactly 2**bits entries, and Clustered's default bits is the fewest
         # that address them: b itself
