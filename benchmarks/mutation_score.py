@@ -430,6 +430,16 @@ EQUIVALENT_BY_HAND = {
         ("t = _percentile(counts, np.arange(counts.size + 1) * hist.width, p)",
          "t = _percentile(counts, np.arange(counts.size + 2) * hist.width, p)", "the extra edge is never read"),
     ],
+    "refcomp/quant/observers/base.py": [
+        # qdtype reads a dtype's name case-blind
+        ('def __init__(self, dtype="int8", *, symmetric=False, restricted_range=False, reduce_range=False, axis=None):',
+         'def __init__(self, dtype="INT8", *, symmetric=False, restricted_range=False, reduce_range=False, axis=None):',
+         "names are case-blind"),
+        # NumPy reads any negative size in reshape as "the unknown dimension"
+        ("rows = x.reshape(1, -1)", "rows = x.reshape(1, -2)", "NumPy: any negative is -1"),
+        ("rows = np.moveaxis(x, self.axis, 0).reshape(x.shape[self.axis], -1)",
+         "rows = np.moveaxis(x, self.axis, 0).reshape(x.shape[self.axis], -2)", "NumPy: any negative is -1"),
+    ],
     "refcomp/compress/share/cross_layer.py": [
         # kmeans' codebook has exactly 2**bits entries, and Clustered's default bits is the fewest
         # that address them: b itself
