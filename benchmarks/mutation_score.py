@@ -440,6 +440,16 @@ EQUIVALENT_BY_HAND = {
         ("rows = np.moveaxis(x, self.axis, 0).reshape(x.shape[self.axis], -1)",
          "rows = np.moveaxis(x, self.axis, 0).reshape(x.shape[self.axis], -2)", "NumPy: any negative is -1"),
     ],
+    "refcomp/quant/observers/mse.py": [
+        # qdtype reads a dtype's name case-blind
+        ('def __init__(self, dtype="int8", *, num_candidates: int = 100, **kwargs):',
+         'def __init__(self, dtype="INT8", *, num_candidates: int = 100, **kwargs):', "names are case-blind"),
+        # min(lo, c) with c >= 0 differs from min(lo, 0) only when lo > 0, where alpha·min(lo, c) <= lo
+        # (alpha <= 1) and the clip to [lo, hi] gives lo either way
+        ("return alphas, np.clip(alphas * min(lo, 0.0), lo, hi), np.clip(alphas * max(hi, 0.0), lo, hi)",
+         "return alphas, np.clip(alphas * min(lo, 1.0), lo, hi), np.clip(alphas * max(hi, 0.0), lo, hi)",
+         "lo > 0: clipped to lo either way"),
+    ],
     "refcomp/compress/share/cross_layer.py": [
         # kmeans' codebook has exactly 2**bits entries, and Clustered's default bits is the fewest
         # that address them: b itself
