@@ -450,6 +450,20 @@ EQUIVALENT_BY_HAND = {
          "return alphas, np.clip(alphas * min(lo, 1.0), lo, hi), np.clip(alphas * max(hi, 0.0), lo, hi)",
          "lo > 0: clipped to lo either way"),
     ],
+    "refcomp/quant/observers/histogram.py": [
+        # NumPy reads any negative size in reshape as "the unknown dimension"
+        ("self.counts = self.counts.reshape(-1, 2).sum(axis=1)", "self.counts = self.counts.reshape(-2, 2).sum(axis=1)",
+         "NumPy: any negative is -1"),
+        # a list of one Python int is int64 by default; bincount's result is j.max() + 1 long without a
+        # minlength (and with any shorter one)
+        ("return np.array([self._pending_zeros], dtype=np.int64)", "return np.array([self._pending_zeros], dtype=None)",
+         "a Python int is int64"),
+        ("return np.array([self._pending_zeros], dtype=np.int64)", "return np.array([self._pending_zeros], )",
+         "a Python int is int64"),
+        *[("return np.bincount(j, weights=self.counts, minlength=int(j.max()) + 1).astype(np.int64)",
+           f"return np.bincount(j, weights=self.counts, {new}).astype(np.int64)", "bincount is j.max() + 1 long")
+          for new in ("", "minlength=int(j.max()) - 1")],
+    ],
     "refcomp/compress/share/cross_layer.py": [
         # kmeans' codebook has exactly 2**bits entries, and Clustered's default bits is the fewest
         # that address them: b itself
