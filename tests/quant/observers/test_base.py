@@ -129,6 +129,7 @@ def test_running_extremes_and_batch_count():
         obs.observe(x)
     assert obs.batches == 3 and (obs.min_val, obs.max_val) == (-5.0, 7.0)
     assert repr(obs) == "MinMaxObserver(int8, asymmetric, per-tensor, batches=3)"
+    assert repr(MinMaxObserver("uint8", symmetric=True, axis=1)) == "MinMaxObserver(uint8, symmetric, axis=1, batches=0)"
     per_channel = MinMaxObserver(axis=0)
     for x in (np.array([[-5.0, 1.0], [0.0, 2.0]]), np.array([[-1.0, 7.0], [-3.0, 1.0]])):
         per_channel.observe(x)

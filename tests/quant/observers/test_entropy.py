@@ -106,6 +106,7 @@ def test_kl_threshold_of_mass_only_beyond_the_candidates_is_infinite():
     (("int4",), {}, -1.0, 8),
     (("float8_e4m3fn",), {}, -1.0, 128),                         # 2^(bits - 1)
     (("int8",), dict(num_quantized_bins=10), -1.0, 10),
+    (("int8",), dict(num_quantized_bins=2), -1.0, 2),           # the fewest levels accepted
 ])
 def test_levels(args, kwargs, data_min, levels):
     assert EntropyObserver(*args, **kwargs).levels(data_min) == levels
