@@ -158,3 +158,16 @@ def test_nan_error_counts_the_bad_values():
     with pytest.raises(ValidationError) as info:
         MinMaxObserver().observe(np.array([1.0, np.nan, np.inf, 2.0, 3.0]))
     assert info.value.got == "2 NaN/Inf"
+
+
+# ---- the histogram observers' options reach each channel's histogram; bad ones fail at construction
+@pytest.mark.parametrize("cls", CLIPPING)
+def test_histogram_options_reach_every_channel(cls):
+    obs = make(cls, "int8", bins=8, max_bins=20, axis=0)
+    assert obs.histograms == []
+    obs.observe(np.array([[-1.0, 2.0], [3.0, 0.5]], np.float32))
+    assert [(h.bins, h.max_bins) for h in obs.histograms] == [(8, 20), (8, 20)]
+    assert [(h.bins, h.max_bins) for h in make(cls, "int8", bins=8).observe(np.ones(2)).histograms] == [(8, 32)]
+    with pytest.raises(ValidationError) as info:
+        make(cls, "int8", bins=8, max_bins=15)
+    assert info.value.argument == "max_bins"
