@@ -66,6 +66,11 @@ MODULES = {
     "refcomp/ops/dequantize_linear.py": ["tests/ops/test_dequantize_linear.py", "tests/ops/test_vs_onnx_reference.py",
                                          "tests/ops/test_vs_onnxruntime.py", "tests/ops/test_onnx_conformance.py"],
     "refcomp/quant/qparams.py": ["tests/quant"],
+    # the shared base of the histogram observers: stated through the three that derive from it
+    "refcomp/quant/observers/_histogram_observer.py": ["tests/quant/observers/test_base.py",
+                                                       "tests/quant/observers/test_percentile.py",
+                                                       "tests/quant/observers/test_mse.py",
+                                                       "tests/quant/observers/test_entropy.py"],
     "refcomp/formats/huffman.py": ["tests/formats/test_huffman.py"],
     "refcomp/formats/csr.py": ["tests/formats/test_csr.py", "tests/formats/test_csr_compositions.py"],
     "refcomp/nn/optim.py": ["tests/nn/test_optim.py"],
@@ -501,6 +506,64 @@ EQUIVALENT_BY_HAND = {
         # product, which the product's dtype=float32 rounds once: the float32 product
         ("self._scale = qp.scale.astype(np.float32)", "self._scale = qp.scale.astype(None)",
          "exact, then rounded once"),
+    ],
+    "refcomp/quant/packing.py": [
+        # bits is 2 or 4 (_sub_byte refuses the rest): 9 // 4 == 8 // 4 and 9 // 2 == 8 // 2
+        ("per_byte = 8 // dt.bits", "per_byte = 9 // dt.bits", "bits is 2 or 4"),
+        # unpack: per_byte 2.0 or 4.0 only feeds np.arange, whose float steps cast to the same uint8 shifts
+        ("per_byte = 8 // dt.bits", "per_byte = 8 / dt.bits", "arange(2.0) * 4 casts to the same shifts"),
+        # NumPy reads any negative size in reshape as "the unknown dimension"
+        *[(old, old.replace("reshape(-1", "reshape(-2"), "NumPy: any negative is -1") for old in (
+            "codes = q.reshape(-1).view(np.uint8) & np.uint8((1 << dt.bits) - 1)",
+            "codes = np.concatenate([codes, np.zeros(pad, np.uint8)]).reshape(-1, per_byte)",
+            "codes = ((packed[:, None] >> shifts) & np.uint8((1 << dt.bits) - 1)).reshape(-1)[:n]")],
+    ],
+    "refcomp/quant/observers/minmax.py": [
+        # qdtype reads a dtype's name case-blind
+        ('def __init__(self, dtype="int8", *, averaging_constant: float = 0.01, **kwargs):',
+         'def __init__(self, dtype="INT8", *, averaging_constant: float = 0.01, **kwargs):', "names are case-blind"),
+    ],
+    "refcomp/quant/observers/percentile.py": [
+        # qdtype reads a dtype's name case-blind
+        ('def __init__(self, dtype="int8", *, percentile: float = 99.99, **kwargs):',
+         'def __init__(self, dtype="INT8", *, percentile: float = 99.99, **kwargs):', "names are case-blind"),
+        # _percentile reads edges[i] and edges[i + 1] with i <= counts.size - 1: an extra edge is never read
+        ("t = _percentile(counts, np.arange(counts.size + 1) * hist.width, p)",
+         "t = _percentile(counts, np.arange(counts.size + 2) * hist.width, p)", "the extra edge is never read"),
+    ],
+    "refcomp/quant/observers/base.py": [
+        # qdtype reads a dtype's name case-blind
+        ('def __init__(self, dtype="int8", *, symmetric=False, restricted_range=False, reduce_range=False, axis=None):',
+         'def __init__(self, dtype="INT8", *, symmetric=False, restricted_range=False, reduce_range=False, axis=None):',
+         "names are case-blind"),
+        # NumPy reads any negative size in reshape as "the unknown dimension"
+        ("rows = x.reshape(1, -1)", "rows = x.reshape(1, -2)", "NumPy: any negative is -1"),
+        ("rows = np.moveaxis(x, self.axis, 0).reshape(x.shape[self.axis], -1)",
+         "rows = np.moveaxis(x, self.axis, 0).reshape(x.shape[self.axis], -2)", "NumPy: any negative is -1"),
+    ],
+    "refcomp/quant/observers/mse.py": [
+        # qdtype reads a dtype's name case-blind
+        ('def __init__(self, dtype="int8", *, num_candidates: int = 100, **kwargs):',
+         'def __init__(self, dtype="INT8", *, num_candidates: int = 100, **kwargs):', "names are case-blind"),
+        # min(lo, c) with c >= 0 differs from min(lo, 0) only when lo > 0, where alpha·min(lo, c) <= lo
+        # (alpha <= 1) and the clip to [lo, hi] gives lo either way
+        ("return alphas, np.clip(alphas * min(lo, 0.0), lo, hi), np.clip(alphas * max(hi, 0.0), lo, hi)",
+         "return alphas, np.clip(alphas * min(lo, 1.0), lo, hi), np.clip(alphas * max(hi, 0.0), lo, hi)",
+         "lo > 0: clipped to lo either way"),
+    ],
+    "refcomp/quant/observers/histogram.py": [
+        # NumPy reads any negative size in reshape as "the unknown dimension"
+        ("self.counts = self.counts.reshape(-1, 2).sum(axis=1)", "self.counts = self.counts.reshape(-2, 2).sum(axis=1)",
+         "NumPy: any negative is -1"),
+        # a list of one Python int is int64 by default; bincount's result is j.max() + 1 long without a
+        # minlength (and with any shorter one)
+        ("return np.array([self._pending_zeros], dtype=np.int64)", "return np.array([self._pending_zeros], dtype=None)",
+         "a Python int is int64"),
+        ("return np.array([self._pending_zeros], dtype=np.int64)", "return np.array([self._pending_zeros], )",
+         "a Python int is int64"),
+        *[("return np.bincount(j, weights=self.counts, minlength=int(j.max()) + 1).astype(np.int64)",
+           f"return np.bincount(j, weights=self.counts, {new}).astype(np.int64)", "bincount is j.max() + 1 long")
+          for new in ("", "minlength=int(j.max()) - 1")],
     ],
     "refcomp/compress/share/cross_layer.py": [
         # kmeans' codebook has exactly 2**bits entries, and Clustered's default bits is the fewest

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refcomp.errors import DTypeError, ShapeError
+from refcomp.errors import DTypeError, ShapeError, ValidationError
 from refcomp.quant.packing import pack_bits, packed_size, unpack_bits
 
 SUB_BYTE = {"int4": 4, "uint4": 4, "int2": 2, "uint2": 2, "float4_e2m1fn": 4}
@@ -54,3 +54,40 @@ def test_bad_input():
     with pytest.raises(DTypeError) as info:
         unpack_bits(np.zeros(4, np.int8), "int4", (7,))
     assert info.value.argument == "packed"
+
+
+# ---- what is packed: each element's value, whatever the high bits of its storage byte hold
+@pytest.mark.parametrize("dtype", ["int4", "uint4", "int2", "uint2"])
+def test_packs_the_values_not_the_storage_bytes(dtype):
+    # ml_dtypes reads a sub-byte integer from the low bits of its byte only: an array viewed from
+    # arbitrary bytes holds the values of those low bits, and packs as the same values built directly do
+    raw = np.random.default_rng(1).integers(0, 256, size=9).astype(np.uint8)
+    viewed = raw.view(getattr(ml_dtypes, dtype))
+    rebuilt = np.array(viewed.astype(np.float32), dtype=getattr(ml_dtypes, dtype))
+    assert pack_bits(viewed).tolist() == pack_bits(rebuilt).tolist()
+    bits = SUB_BYTE[dtype]
+    expected = [sum((int(c) & (2**bits - 1)) << (bits * i) for i, c in enumerate(raw[j:j + 8 // bits]))
+                for j in range(0, raw.size, 8 // bits)]
+    assert pack_bits(viewed).tolist() == expected
+
+
+# ---- bad input: each error names the argument at fault
+@pytest.mark.parametrize("call,exc,argument", [
+    (lambda: pack_bits([1, 2]), DTypeError, "q"),
+    (lambda: pack_bits(np.zeros(3, np.float32)), DTypeError, "q"),            # not a quantized dtype
+    (lambda: unpack_bits(np.zeros(1, np.uint8), "int9", (2,)), DTypeError, "dtype"),
+    (lambda: unpack_bits(np.zeros(1, np.uint8), "int8", (1,)), DTypeError, "dtype"),   # 8 bits
+    (lambda: unpack_bits(np.zeros((1, 1), np.uint8), "int4", (2,)), DTypeError, "packed"),
+    (lambda: unpack_bits(np.zeros(1, np.uint8), "int4", ("a",)), ValidationError, "shape"),
+    (lambda: unpack_bits(np.zeros(1, np.uint8), "int4", 2), ValidationError, "shape"),
+    (lambda: unpack_bits(np.zeros(1, np.uint8), "int4", (-2,)), ValidationError, "shape"),
+])
+def test_bad_input_names_the_argument(call, exc, argument):
+    with pytest.raises(exc) as info:
+        call()
+    assert info.value.argument == argument
+
+
+def test_packed_size_is_the_ceiling():
+    assert [packed_size(n, 4) for n in (0, 1, 2, 3)] == [0, 1, 1, 2]
+    assert [packed_size(n, 2) for n in (0, 1, 4, 5)] == [0, 1, 1, 2]

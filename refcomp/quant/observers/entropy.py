@@ -74,10 +74,7 @@ def kl_thresholds(abs_counts: np.ndarray, levels: int, stride: int = 1) -> tuple
     for c, i in enumerate(candidates):
         raw = h[:i]
         p = raw.copy()
-        p[-1] += tail[i]  # eq. (14)
-        if p.sum() == 0:
-            divergences[c] = np.inf
-            continue
+        p[-1] += tail[i]  # eq. (14); p holds all the mass, so p.sum() == h.sum() > 0
         group = (np.arange(i) * levels) // i  # eq. (15)
         nonzero = p != 0
         total = np.bincount(group, weights=raw, minlength=levels)

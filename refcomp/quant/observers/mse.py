@@ -56,14 +56,16 @@ class MSEObserver(HistogramObserver):
         return data_min, data_max
 
     def _candidates(self, lo, hi):
-        """alphas and their ranges; asymmetric ranges scale the 0-including range, clamped to the data."""
+        """alphas and their ranges; asymmetric ranges scale the 0-including range, clamped to the data.
+
+        The last alpha is N/N = 1.0 exactly, so its range is exactly the min-max range (1.0·x == x).
+        The clamped ends never cross: with lo <= 0 <= hi they straddle 0; data of one sign pins the
+        end nearer 0 to the data's own end, which the other end's clamp keeps on its side.
+        """
         alphas = np.arange(1, self.num_candidates + 1) / self.num_candidates
         if self.symmetric:
             return alphas, alphas * lo, alphas * hi
-        c_lo = np.clip(alphas * min(lo, 0.0), lo, hi)
-        c_hi = np.clip(alphas * max(hi, 0.0), lo, hi)
-        c_lo[-1], c_hi[-1] = lo, hi  # alpha = 1 is exactly the min-max range
-        return alphas, c_lo, np.maximum(c_lo, c_hi)
+        return alphas, np.clip(alphas * min(lo, 0.0), lo, hi), np.clip(alphas * max(hi, 0.0), lo, hi)
 
     def _errors(self, hist, lo, hi):
         alphas, c_lo, c_hi = self._candidates(lo, hi)
@@ -92,6 +94,4 @@ class MSEObserver(HistogramObserver):
         alphas, errors = self._errors(hist, lo, hi)
         best = int(np.flatnonzero(errors == errors.min())[-1])
         _, c_lo, c_hi = self._candidates(lo, hi)
-        if self.symmetric and best == alphas.size - 1:
-            return lo, hi
         return float(c_lo[best]), float(c_hi[best])

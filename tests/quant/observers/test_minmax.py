@@ -47,3 +47,34 @@ def test_bad_averaging_constant(c):
     with pytest.raises(ValidationError) as info:
         MovingAverageMinMaxObserver(averaging_constant=c)
     assert info.value.argument == "averaging_constant"
+
+
+# ---- the moving average's options: c in (0, 1], default 0.01, int8 by default
+def test_moving_average_defaults_c_001_and_int8():
+    obs = MovingAverageMinMaxObserver()
+    assert obs.averaging_constant == 0.01
+    for x in (np.array([-1.0, 2.0]), np.array([-3.0, 6.0])):
+        obs.observe(x)
+    assert obs.range() == (-1.0 + 0.01 * (-3.0 + 1.0), 2.0 + 0.01 * (6.0 - 2.0))
+    assert obs.qparams().dtype.name == "int8"
+
+
+def test_moving_average_c_1_keeps_only_the_last_batch():
+    obs = MovingAverageMinMaxObserver(averaging_constant=1)
+    for x in (np.array([-5.0, 9.0]), np.array([-1.0, 0.5]), np.array([-2.0, 3.0])):
+        obs.observe(x)
+    assert obs.range() == (-2.0, 3.0)
+
+
+@pytest.mark.parametrize("c", [True, "0.5", None])
+def test_averaging_constant_must_be_a_number(c):
+    with pytest.raises(ValidationError) as info:
+        MovingAverageMinMaxObserver(averaging_constant=c)
+    assert info.value.argument == "averaging_constant"
+
+
+def test_moving_average_reset_forgets_the_averages():
+    obs = MovingAverageMinMaxObserver(averaging_constant=0.5).observe(np.array([-8.0, 8.0]))
+    obs.reset()
+    assert obs.avg_min is None and obs.avg_max is None
+    assert obs.observe(np.array([-1.0, 2.0])).range() == (-1.0, 2.0)

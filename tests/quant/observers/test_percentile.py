@@ -32,3 +32,48 @@ def test_bad_percentile(p):
     with pytest.raises(ValidationError) as info:
         PercentileObserver(percentile=p)
     assert info.value.argument == "percentile"
+
+
+# ---- the options: p in [50, 100] both ends included, 99.99 and int8 by default
+def test_defaults_and_dtype():
+    obs = PercentileObserver()
+    assert obs.percentile == 99.99
+    assert obs.dtype.name == "int8"
+    assert PercentileObserver("uint8").dtype.name == "uint8"
+
+
+@pytest.mark.parametrize("p", [True, "99", None])
+def test_percentile_must_be_a_number(p):
+    with pytest.raises(ValidationError) as info:
+        PercentileObserver(percentile=p)
+    assert info.value.argument == "percentile"
+
+
+# ---- the ends of the range of p: 100 is min-max, 50 the median
+def test_percentile_100_is_the_min_max_range():
+    # the extremes on the negative side: the symmetric T is max|x| = -min x, not max x
+    x = np.random.default_rng(4).normal(size=3000)
+    x[0], x[1] = -25.0, 3.0
+    x = np.clip(x, -25.0, 3.0)
+    sym = PercentileObserver(percentile=100, symmetric=True).observe(x)
+    w = sym.histograms[0].width
+    assert abs(sym.range()[1] - 25.0) <= w and sym.range()[1] <= 25.0
+    asym = PercentileObserver(percentile=100).observe(x)
+    lo, hi = asym.range()
+    w = asym.histograms[0].width
+    assert abs(lo - x.min()) <= w and abs(hi - x.max()) <= w
+
+
+def test_percentile_50_is_the_median():
+    x = np.random.default_rng(5).normal(size=4001) + 1.0
+    obs = PercentileObserver(percentile=50).observe(x)
+    lo, hi = obs.range()
+    w = obs.histograms[0].width
+    assert abs(lo - np.median(x)) <= w and abs(hi - np.median(x)) <= w
+
+
+def test_only_zeros_give_the_zero_range():
+    # no width yet: T = +0, so the symmetric range is (-0, +0), as for any T
+    lo, hi = PercentileObserver(symmetric=True).observe(np.zeros(5, np.float32)).range()
+    assert lo == hi == 0.0 and not np.signbit(hi)
+    assert PercentileObserver().observe(np.zeros(5, np.float32)).range() == (0.0, 0.0)
