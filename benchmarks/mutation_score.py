@@ -474,6 +474,14 @@ EQUIVALENT_BY_HAND = {
         ("y_dtype=y_dtype, channel_axis=1)", "y_dtype=y_dtype, )", "channel_axis=1 is the default"),
         # its size is checked to be 1 just above, and requantize reads any size-1 zero point as the scalar
         ("zp = zp.reshape(())", "zp = zp.reshape(None)", "a size-1 zero point either way"),
+        # "float" is requantize's default method
+        ('y = requantize(flat, np.asarray(multiplier, np.float32), zp, output_dtype=y_dtype, method="float", axis=1)',
+         "y = requantize(flat, np.asarray(multiplier, np.float32), zp, output_dtype=y_dtype, axis=1)",
+         "float is the default method"),
+        # padding by zero widths copies q_x unchanged
+        ("qp = np.pad(q_x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=zp) if ph or pw else q_x",
+         "qp = np.pad(q_x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=zp) if (ph or pw) or True else q_x",
+         "a pad of zero widths is q_x"),
     ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64

@@ -273,3 +273,19 @@ def test_zero_points_are_scalars_of_any_size_one_shape():
     with pytest.raises(ShapeError) as e:
         integer_linear(q_x, np.uint8(7), w_t, None, m, sh, np.array([9, 9], np.uint8), y_dtype="uint8")
     assert e.value.argument == "y_zero_point"
+
+
+def test_conv_accumulator_overflow_and_the_float_multiplier_as_given():
+    """A convolution's acc + bias outside int32 is named like a Linear's; eq. (I4')'s M is read as
+    float32 whatever the dtype it comes in (a list of Python numbers too)."""
+    q_b, m, sh = requantization_params(np.float32(1), np.ones(1, np.float32), np.float32(1), None)
+    x = np.full((1, 1, 1, 1), 255, np.uint8)
+    w = np.full((1, 1, 1, 1), 127, np.int8)
+    with pytest.raises(OverflowRiskError, match="layer accumulator"):
+        integer_conv2d(x, np.uint8(0), w, np.array([I32_MAX], np.int64), m, sh, np.uint8(0), y_dtype="uint8")
+    acc = np.array([[1000, -3000], [250, 7]], np.int32)
+    want = requantize_accumulators(acc, np.array([0.5, 0.25], np.float32), None, np.int8(3), y_dtype="int8")
+    for M in ([0.5, 0.25], np.array([0.5, 0.25])):
+        np.testing.assert_array_equal(requantize_accumulators(acc, M, None, np.int8(3), y_dtype="int8"), want)
+    np.testing.assert_array_equal(requantize_accumulators(acc, [1, 1], None, np.int8(3), y_dtype="int8"),
+                                  requantize_accumulators(acc, np.ones(2, np.float32), None, np.int8(3), y_dtype="int8"))
