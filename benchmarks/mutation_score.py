@@ -578,6 +578,75 @@ EQUIVALENT_BY_HAND = {
         ("h.data[...] = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)",
          "h.data[...] = np.where(counts >= 0, sums / np.maximum(counts, 1), 0.0)", "0 / 1 is 0.0"),
     ],
+    "refcomp/ops/matmul_integer.py": [
+        # operand_is_1d: None is falsy like False
+        ('self._bzp = _zero_point(b_zero_point, "b_zero_point", B, N, "column", False)',
+         'self._bzp = _zero_point(b_zero_point, "b_zero_point", B, N, "column", None)', "None is falsy like False"),
+        # b_zero_point was checked to have B's dtype: frozen keeps it without being told
+        *[("self.b_zero_point = None if b_zero_point is None else frozen(b_zero_point, B.dtype)",
+           f"self.b_zero_point = None if b_zero_point is None else frozen(b_zero_point, {new})", "already B's dtype")
+          for new in ("None", "")],
+        # 8-bit extremes and zero points are exact in float64, and int() ends the result
+        *[(f"{v} = X.{f}(axis=axis, keepdims=True).astype(np.int64)",
+           f"{v} = X.{f}(axis=axis, keepdims=True).astype(None)", "exact in float64")
+          for v, f in (("hi", "max"), ("lo", "min"))],
+        # row 0 of a broadcast is the same row whatever the number of rows; a packed b_zp (int32 [N])
+        # broadcast to [1, N] and taken back is itself
+        ("self._b_zp_int32 = frozen(np.broadcast_to(self._bzp, (1, N))[0], np.int32)",
+         "self._b_zp_int32 = frozen(np.broadcast_to(self._bzp, (2, N))[0], np.int32)", "row 0 either way"),
+        ("a_zp = np.ascontiguousarray(np.broadcast_to(azp, (M, 1))[:, 0], dtype=np.int32)",
+         "a_zp = np.ascontiguousarray(np.broadcast_to(azp, (M, 2))[:, 0], dtype=np.int32)", "column 0 either way"),
+        *[("b_zp = np.ascontiguousarray(np.broadcast_to(bzp, (1, N))[0], dtype=np.int32) if bzp.ndim == 2 else bzp",
+           new, "the same int32 [N] vector") for new in (
+            "b_zp = np.ascontiguousarray(np.broadcast_to(bzp, (2, N))[0], dtype=np.int32) if bzp.ndim == 2 else bzp",
+            "b_zp = np.ascontiguousarray(np.broadcast_to(bzp, (1, N))[0], dtype=np.int32) "
+            "if (bzp.ndim == 2) or True else bzp")],
+        # zero points are 8-bit integers: exact in float64, and so is every sum of eq. M1 (|Y| < 2^47 < 2^53),
+        # cast to int32 at the end
+        *[(old, new, "exact in float64") for old, new in (
+            ("return np.zeros((1, 1), np.int64)", "return np.zeros((1, 1), None)"),
+            ("return np.zeros((1, 1), np.int64)", "return np.zeros((1, 1), )"),
+            ("z = z.astype(np.int64)", "z = z.astype(None)"))],
+        # the emulation's sums: |products| <= 32640, pair sums saturated to int16, K bounded by memory
+        # (an [M, K, N] product array): exact in float64 far below 2^53; the result is cast to int32
+        *[(old, old.replace("astype(np.int64)", "astype(None)"), "exact in float64") for old in (
+            "a = A.astype(np.int64)", "b = B.astype(np.int64)",
+            "rowsum_a = A.astype(np.int64).sum(axis=-1, keepdims=True)",
+            "colsum_b = B.astype(np.int64).sum(axis=-2, keepdims=True)")],
+        # (y ± 2^31) mod 2^32 ∓ 2^31 differ by multiples of 2^32, which the cast to int32 drops
+        *[("return ((y + 2**31) % 2**32 - 2**31).astype(np.int32)", new, "equal modulo 2^32") for new in (
+            "return ((y + 2**31) % 2**32 + 2**31).astype(np.int32)",
+            "return ((y - 2**31) % 2**32 - 2**31).astype(np.int32)")],
+    ],
+    "refcomp/ops/integer_linear.py": [
+        # NumPy reads any negative size in reshape as "the unknown dimension"
+        *[(old, old.replace("-1", "-2", 1), "NumPy: any negative is -1") for old in (
+            "flat = np.ascontiguousarray(moved.reshape(-1, shape[-1]))",
+            "total = acc.astype(np.int64) + q_bias.reshape((-1,) + (1,) * (acc.ndim - 2))",
+            "w_t = np.ascontiguousarray(w_codes.reshape(w_codes.shape[0], -1).T)",
+            "acc = np.ascontiguousarray(acc.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2))",
+            "s_w = np.asarray(w_scale, dtype=np.float32).reshape(-1)")],
+        # an int32 accumulator plus an int32 bias is exact in float64, checked, then cast to int32
+        ("total = acc.astype(np.int64) + q_bias.reshape((-1,) + (1,) * (acc.ndim - 2))",
+         "total = acc.astype(None) + q_bias.reshape((-1,) + (1,) * (acc.ndim - 2))", "exact in float64"),
+        # an argument dropped whose default is the value passed
+        ("acc = matmul_integer(q_x, w_codes_t, np.asarray(x_zero_point).reshape(()), None)",
+         "acc = matmul_integer(q_x, w_codes_t, np.asarray(x_zero_point).reshape(()), )", "b_zero_point=None"),
+        ("acc = matmul_integer(cols, w_t, zp, None)", "acc = matmul_integer(cols, w_t, zp, )", "b_zero_point=None"),
+        ("acc = conv_integer(q_x, w_codes, zp, None, strides=list(strides), pads=[ph, pw, ph, pw],",
+         "acc = conv_integer(q_x, w_codes, zp, strides=list(strides), pads=[ph, pw, ph, pw],", "w_zero_point=None"),
+        ("y_dtype=y_dtype, channel_axis=1)", "y_dtype=y_dtype, )", "channel_axis=1 is the default"),
+        # its size is checked to be 1 just above, and requantize reads any size-1 zero point as the scalar
+        ("zp = zp.reshape(())", "zp = zp.reshape(None)", "a size-1 zero point either way"),
+        # "float" is requantize's default method
+        ('y = requantize(flat, np.asarray(multiplier, np.float32), zp, output_dtype=y_dtype, method="float", axis=1)',
+         "y = requantize(flat, np.asarray(multiplier, np.float32), zp, output_dtype=y_dtype, axis=1)",
+         "float is the default method"),
+        # padding by zero widths copies q_x unchanged
+        ("qp = np.pad(q_x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=zp) if ph or pw else q_x",
+         "qp = np.pad(q_x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=zp) if (ph or pw) or True else q_x",
+         "a pad of zero widths is q_x"),
+    ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64
         *[("self.velocity = {key: np.zeros(shared[0].codebook.shape, np.float64) for key, shared in self.groups.items()}",

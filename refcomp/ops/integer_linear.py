@@ -99,13 +99,17 @@ def requantize_accumulators(acc, multiplier, shift, y_zero_point, *, y_dtype, ch
     """Eq. (I4): int32 accumulators (channel along ``channel_axis``) -> output codes of ``y_dtype``.
 
     ``shift`` None means eq. (I4'): ``multiplier`` is the float32 M of (I3').
+    ``y_zero_point`` is per tensor: one value, of any size-1 shape (else ShapeError).
     The channel axis is moved last and the rest flattened, so the 2-D
     per-column requantization kernel (refcomp.kernels) is used when registered.
     """
     moved = np.moveaxis(acc, channel_axis, -1)
     shape = moved.shape
     flat = np.ascontiguousarray(moved.reshape(-1, shape[-1]))
-    zp = np.asarray(y_zero_point).astype(np.int64).reshape(())
+    zp = np.asarray(y_zero_point).astype(np.int64)
+    if zp.size != 1:
+        raise ShapeError("y_zero_point", "a scalar (per-tensor, eq. I4)", f"shape {zp.shape}")
+    zp = zp.reshape(())
     if shift is None:
         y = requantize(flat, np.asarray(multiplier, np.float32), zp, output_dtype=y_dtype, method="float", axis=1)
     else:

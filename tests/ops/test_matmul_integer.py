@@ -283,3 +283,189 @@ def test_packed_weight_bad_input_names_the_argument():
         pack_weight(B, np.zeros((2, 1, 2), S8))
     with pytest.raises(ShapeError, match="B"):
         matmul_integer(np.zeros((1, 4), U8), p)
+
+
+# ---------------------------------------------------------------- packed weight: its statistic, errors, kernels without a layout
+
+
+def test_packed_max_deviation_is_taken_column_by_column():
+    """max |B - b_zp| pairs each column with its own zero point: not the whole B's extremes with every zero point."""
+    B = np.array([[0, 100], [10, 110]], S8)
+    zb = np.array([-100, 105], S8)
+    # column 0: |10 + 100| = 110; column 1: |100 - 105| = 5 (B's max 110 against zb[0] would give 210)
+    assert pack_weight(B, zb).max_deviation == 110
+    assert pack_weight(B, S8(-20)).max_deviation == 130
+    assert pack_weight(B).max_deviation == 110
+    assert pack_weight(np.array([[-100], [20]], S8), S8(30)).max_deviation == 130
+
+
+def test_packed_weight_errors_name_b_zero_point():
+    B = np.zeros((3, 2), S8)
+    for zb, error in ((U8(0), DTypeError), (np.zeros(3, S8), ShapeError), (np.zeros((2, 1, 2), S8), ShapeError)):
+        with pytest.raises(error) as e:
+            pack_weight(B, zb)
+        assert e.value.argument == "b_zero_point"
+    with pytest.raises(ShapeError, match="per-column vector of length 2"):
+        pack_weight(B, np.zeros(3, S8))
+
+
+def test_a_backend_without_a_packed_layout_gets_the_plain_weight(monkeypatch):
+    """A kernel whose backend has no "pack_b" multiplies the PackedWeight's own B array."""
+    seen = []
+
+    def fake(a, b, a_zp, b_zp):
+        seen.append(b)
+        return np.matmul(a.astype(np.int64) - a_zp[:, None], b.astype(np.int64) - b_zp[None, :]).astype(np.int32)
+
+    monkeypatch.setattr(refcomp.backend, "resolve", lambda op, backend=None: ("plain", fake))
+    monkeypatch.setattr(refcomp.backend, "lookup", lambda op, backend: None)
+    rng = np.random.default_rng(2)
+    A, B, zb = ints(rng, U8, (3, 8)), ints(rng, S8, (8, 5)), ints(rng, S8, (5,))
+    p = pack_weight(B, zb)
+    np.testing.assert_array_equal(matmul_integer(A, p, U8(7)), python_ints(A, B, U8(7), zb))
+    assert len(seen) == 1 and seen[0] is p.B
+
+
+def test_fast_kernel_bound_pairs_each_row_with_its_zero_point(monkeypatch):
+    """For K > 33025 the bound reads max |A - a_zp| row by row, each row against its own zero point
+    (batched A too): rows equal to their zero points deviate by 0, so the kernel runs."""
+    calls = []
+
+    def fake(a, b, a_zp, b_zp):
+        calls.append(a.shape)
+        return np.matmul(a.astype(np.int64) - a_zp[:, None], b.astype(np.int64) - b_zp[None, :]).astype(np.int32)
+
+    monkeypatch.setattr(refcomp.backend, "implementation", lambda op, backend=None: fake)
+    K = 70000  # 70000 * 255 * 128 > 2**31 - 1: A's whole range against any zero point would not fit
+    levels = np.array([255, 0, 128], U8)
+    A = np.broadcast_to(levels[:, None], (2, 3, K)).copy()
+    y = matmul_integer(A, np.full((K, 1), -128, S8), levels, S8(0))
+    assert calls == [(3, K), (3, K)]
+    np.testing.assert_array_equal(y, np.zeros((2, 3, 1), np.int32))
+
+
+# ---------------------------------------------------------------- which kernel runs, and when
+
+
+def _spy(calls):
+    def fake(a, b, a_zp, b_zp):
+        b = b[1] if isinstance(b, tuple) else b
+        calls.append((a.shape, b.shape))
+        return np.matmul(a.astype(np.int64) - a_zp[:, None], b.astype(np.int64) - b_zp[None, :]).astype(np.int32)
+    return fake
+
+
+def test_the_kernel_registered_for_matmul_integer_runs_unless_numpy_is_asked(monkeypatch):
+    calls = []
+    registry = {("matmul_integer", "c"): _spy(calls), ("pack_b", "c"): lambda b: ("packed", b)}
+    monkeypatch.setattr(refcomp.backend, "_registry", registry)
+    monkeypatch.setattr(refcomp.backend, "_loaded", True)
+    monkeypatch.setattr(refcomp.backend, "_default_backend", "auto")
+    rng = np.random.default_rng(6)
+    A, B, zb = ints(rng, U8, (3, 8)), ints(rng, S8, (8, 5)), ints(rng, S8, (5,))
+    want = python_ints(A, B, U8(9), zb)
+    for b in (B, pack_weight(B, zb)):
+        for backend, n_calls in (("auto", 1), ("c", 1), ("numpy", 0)):
+            calls.clear()
+            zp = zb if isinstance(b, np.ndarray) else None
+            np.testing.assert_array_equal(matmul_integer(A, b, U8(9), zp, backend=backend), want)
+            assert calls == [((3, 8), (8, 5))] * n_calls, (backend, type(b))
+
+
+def test_kernel_runs_for_every_nonempty_sum_within_the_bound(monkeypatch):
+    """K = 1 is a product like any other; K = 0 (an empty sum, 0) and empty outputs need no kernel."""
+    calls = []
+    monkeypatch.setattr(refcomp.backend, "implementation", lambda op, backend=None: _spy(calls))
+    matmul_integer(np.ones((2, 1), U8), np.ones((1, 3), S8))
+    assert calls == [((2, 1), (1, 3))]
+    calls.clear()
+    y = matmul_integer(np.ones((2, 0), U8), np.ones((0, 3), S8), U8(1), S8(1))
+    assert calls == [] and y.dtype == np.int32
+    np.testing.assert_array_equal(y, np.zeros((2, 3), np.int32))
+    # empty outputs, also when K is large enough for the bound to read the data (there is none)
+    K = 40000
+    for a_shape, b_shape, out in (((0, K), (K, 2), (0, 2)), ((2, K), (K, 0), (2, 0)),
+                                  ((0, 2, K), (K, 3), (0, 2, 3))):
+        y = matmul_integer(np.ones(a_shape, U8), np.ones(b_shape, S8))
+        assert y.shape == out and y.dtype == np.int32
+    assert calls == []
+
+
+def test_a_batch_dimension_of_one_is_a_batch_like_any_other():
+    rng = np.random.default_rng(8)
+    A, B = ints(rng, U8, (1, 3, 4)), ints(rng, S8, (1, 4, 2))
+    for backend in ("numpy", "auto"):
+        y = matmul_integer(A, B, U8(5), S8(-1), backend=backend)
+        assert y.shape == (1, 3, 2) and y.dtype == np.int32
+        np.testing.assert_array_equal(y[0], python_ints(A[0], B[0], U8(5), S8(-1)))
+
+
+def test_batched_product_over_a_long_k_keeps_the_bound(monkeypatch):
+    """The bound's K is the summed dimension A.shape[-1], not a batch or row count: a batched
+    A of 70000 extreme columns goes to the exact check and is refused, never to the kernel."""
+    calls = []
+    monkeypatch.setattr(refcomp.backend, "implementation", lambda op, backend=None: _spy(calls))
+    K = 70000
+    with pytest.raises(OverflowRiskError):
+        matmul_integer(np.full((2, 1, K), 255, U8), np.full((K, 1), -128, S8))
+    assert calls == []
+
+
+# ---------------------------------------------------------------- zero-point shapes, bad input, the emulation's edges
+
+
+def test_zero_point_shapes_are_read_as_the_spec_says():
+    rng = np.random.default_rng(12)
+    A, B = ints(rng, U8, (2, 3, 4)), ints(rng, S8, (4, 2))
+    want = matmul_integer(A, B, U8(5), S8(-3))
+    # one value, as a scalar or a 1-element vector, is per tensor (also when M, N > 1)
+    np.testing.assert_array_equal(matmul_integer(A, B, np.array([5], U8), np.array([-3], S8)), want)
+    # N-D zero points must be [..., M, 1] / [..., 1, N]; a 1-D operand takes none of them
+    for az in (np.zeros((2, 1, 3), U8), np.zeros((1, 1), U8)):
+        a = A if az.ndim == 3 else A[0, 0]
+        with pytest.raises(ShapeError) as e:
+            matmul_integer(a, B, az, None)
+        assert e.value.argument == "a_zero_point"
+    with pytest.raises(ShapeError, match="per-row vector of length 3"):
+        matmul_integer(A, B, np.zeros(2, U8), None)
+    with pytest.raises(ShapeError, match="per-column vector of length 2") as e:
+        matmul_integer(A, B, None, np.zeros(3, S8))
+    assert e.value.argument == "b_zero_point"
+    with pytest.raises(DTypeError) as e:
+        matmul_integer(A, B, None, U8(0))
+    assert e.value.argument == "b_zero_point"
+
+
+def test_scalars_and_other_emulated_types_are_refused():
+    with pytest.raises(ShapeError) as e:
+        matmul_integer(U8(3), np.zeros(3, U8))
+    assert e.value.argument == "A"
+    with pytest.raises(ShapeError) as e:
+        matmul_integer(np.zeros(3, U8), U8(3))
+    assert e.value.argument == "B"
+    for a, b in ((U8, U8), (S8, S8), (S8, U8)):
+        with pytest.raises(DTypeError):
+            matmul_integer(np.zeros((1, 2), a), np.zeros((2, 1), b), numerics="x86_u8s8_int16_saturating")
+
+
+@settings(max_examples=20)
+@given(seed=seeds, k=st.integers(1, 9))
+def test_emulation_of_a_batch_is_the_emulation_of_each_matrix(seed, k):
+    rng = np.random.default_rng(seed)
+    A = rng.integers(150, 256, (2, 3, k)).astype(U8)
+    B = ints(rng, S8, (2, k, 4))
+    az, bz = ints(rng, U8, ()), ints(rng, S8, ())
+    y = matmul_integer(A, B, az, bz, numerics="x86_u8s8_int16_saturating")
+    assert y.shape == (2, 3, 4) and y.dtype == np.int32
+    for i in range(2):
+        np.testing.assert_array_equal(y[i], emulate_loop(A[i], B[i], az, bz))
+
+
+def test_emulation_wraps_its_int32_sum_both_ways():
+    """Saturated pairs summed over K = 140000 leave int32: the kernel's int32 adds wrap (two's complement)."""
+    K = 140000
+    A = np.full((1, K), 255, U8)
+    for b, pair in ((127, 32767), (-128, -32768)):
+        y = matmul_integer(A, np.full((K, 1), b, S8), numerics="x86_u8s8_int16_saturating")
+        total = K // 2 * pair                                   # outside int32
+        assert y.dtype == np.int32 and y.item() == (total + 2**31) % 2**32 - 2**31
