@@ -74,8 +74,7 @@ MODULES = {
     "refcomp/formats/huffman.py": ["tests/formats/test_huffman.py"],
     "refcomp/formats/csr.py": ["tests/formats/test_csr.py", "tests/formats/test_csr_compositions.py"],
     "refcomp/nn/optim.py": ["tests/nn/test_optim.py"],
-    # no mirror file of their own: the numerics are stated by the operators that use them
-    "refcomp/numerics/rounding.py": ["tests/ops/test_quantize_linear.py", "tests/ops/test_vs_onnx_reference.py"],
+    # no mirror file of its own: the dtypes are stated by the operators that use them
     "refcomp/numerics/dtypes.py": ["tests/ops/test_quantize_linear.py", "tests/ops/test_vs_onnx_reference.py",
                                    "tests/ops/test_bad_input.py"],
 }
