@@ -433,6 +433,12 @@ EQUIVALENT_BY_HAND = {
         ("if not qp.per_tensor or np.any(qp.zero_point.astype(np.int64) != 0):",
          "if not qp.per_tensor or np.any(qp.zero_point.astype(None) != 0):", "int8 zero points, exact either way"),
     ],
+    "refcomp/ops/erf.py": [
+        # _erf64 returns a fresh array: whether astype copies it again is not observable
+        *[("return _erf64(x.astype(np.float64)).astype(x.dtype, copy=False)",
+           f"return _erf64(x.astype(np.float64)).astype(x.dtype, {new})", "the vectorized result is fresh")
+          for new in ("copy=None", "", "copy=True")],
+    ],
     "refcomp/formats/relative_csr.py": [
         # float_array tests ``not allow_empty``: None refuses an empty codebook as False does
         ('cb = float_array(codebook, "codebook", allow_empty=False)',

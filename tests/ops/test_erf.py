@@ -36,3 +36,39 @@ def test_odd_and_bounded():
 def test_integer_input_is_refused():
     with pytest.raises(DTypeError, match="x"):
         erf(np.arange(3))
+
+
+# ---------------------------------------------------------------- dispatch, and the NumPy path's edges
+def test_the_registered_kernel_runs_by_default_and_for_its_name_never_for_numpy(monkeypatch):
+    import refcomp.backend
+
+    calls = []
+
+    def fake(x):
+        calls.append(x.shape)
+        return np.full_like(x, 7)
+
+    monkeypatch.setattr(refcomp.backend, "_registry", {("erf", "numba"): fake})
+    monkeypatch.setattr(refcomp.backend, "_loaded", True)
+    monkeypatch.setattr(refcomp.backend, "_default_backend", "auto")
+    x = np.array([0.5, -1.0], np.float32)
+    for backend, n_calls in ((None, 1), ("auto", 1), ("numba", 1), ("numpy", 0)):
+        calls.clear()
+        y = erf(x) if backend is None else erf(x, backend=backend)
+        assert calls == [(2,)] * n_calls, backend
+        np.testing.assert_array_equal(y, [7, 7] if n_calls else special.erf(x.astype(np.float64)).astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(0,), (1,), (2, 0, 3), (), (2, 3)])
+def test_numpy_path_keeps_shape_and_dtype_for_empty_single_and_0d(shape, dtype):
+    x = np.full(shape, 0.75, dtype)
+    y = erf(x, backend="numpy")
+    assert y.shape == shape and y.dtype == dtype
+    np.testing.assert_array_equal(y, np.full(shape, dtype(special.erf(0.75))))
+
+
+def test_float64_result_is_a_new_array():
+    x = np.array([0.1, 0.2])
+    y = erf(x, backend="numpy")
+    assert not np.shares_memory(x, y) and np.all(x == [0.1, 0.2])
