@@ -434,6 +434,18 @@ EQUIVALENT_BY_HAND = {
         # a spec NumPy cannot read as a dtype: None or "" is in no row of the table, the same DTypeError
         ("dt = None", 'dt = ""', "neither is a table key"),
     ],
+    "refcomp/ops/binary_matmul.py": [
+        # each row of neg is 64·W bits, a whole number of bytes: packing the flattened rows gives the
+        # same bytes in the same order as packing row by row
+        *[('return np.packbits(neg, axis=1, bitorder="little").view("<u8").astype(np.uint64).reshape(m, words_for(k))',
+           f'return np.packbits(neg, {new}bitorder="little").view("<u8").astype(np.uint64).reshape(m, words_for(k))',
+           "rows are whole bytes") for new in ("axis=None, ", "")],
+        # a uint64 d makes k - 2d wrap modulo 2^64; its low 32 bits, kept by the int32 store, are
+        # the same as the int64 result's since |k - 2d| < 2^31
+        *[("d = np.bitwise_count(a[i][None, :] ^ b).sum(axis=1, dtype=np.int64)",
+           f"d = np.bitwise_count(a[i][None, :] ^ b).sum(axis=1, {new})", "the same value modulo 2^32")
+          for new in ("dtype=None", "")],
+    ],
     "refcomp/ops/erf.py": [
         # _erf64 returns a fresh array: whether astype copies it again is not observable
         *[("return _erf64(x.astype(np.float64)).astype(x.dtype, copy=False)",

@@ -67,3 +67,47 @@ def test_bad_arguments_name_themselves():
         binary_matmul(bad, a, 70)
     with pytest.raises(ShapeError, match="x"):
         pack_signs(np.ones(5))
+
+
+# ---------------------------------------------------------------- k's range, each operand named, dispatch
+def test_k_is_an_int32_from_1():
+    for k in (0, -1, 2**31, 2**32 - 1):
+        with pytest.raises(ValidationError, match="^k: "):
+            binary_matmul(np.zeros((1, 1), np.uint64), np.zeros((1, 1), np.uint64), k)
+    # the largest k: no rows, so nothing is allocated for its 2^25 words
+    empty = np.zeros((0, 2**25), np.uint64)
+    assert binary_matmul(empty, empty, 2**31 - 1).shape == (0, 0)
+
+
+def test_each_operand_is_named():
+    a = pack_signs(np.ones((2, 70)))
+    for bad in (a[0], a[:, :1], a.astype(np.int64), np.array([["x", "y"]])):
+        with pytest.raises(ValidationError, match="^a: "):
+            binary_matmul(bad, a, 70)
+        with pytest.raises(ValidationError, match="^b: "):
+            binary_matmul(a, bad, 70)
+
+
+def test_the_registered_kernel_gets_the_checked_operands_unless_numpy_is_asked(monkeypatch):
+    import refcomp.backend
+
+    calls = []
+
+    def fake(a, b, k):
+        calls.append((a, b, k))
+        return np.full((a.shape[0], b.shape[0]), -7, np.int32)
+
+    monkeypatch.setattr(refcomp.backend, "_registry", {("binary_matmul", "c"): fake})
+    monkeypatch.setattr(refcomp.backend, "_loaded", True)
+    monkeypatch.setattr(refcomp.backend, "_default_backend", "auto")
+    x, w = np.array([[1.0, -2.0, 3.0]]), np.array([[-1.0, -1.0, 1.0], [1.0, 1.0, 1.0]])
+    a, b = pack_signs(x), pack_signs(w)
+    for backend, fast in ((None, True), ("auto", True), ("c", True), ("numpy", False)):
+        calls.clear()
+        got = binary_matmul(a, b, 3) if backend is None else binary_matmul(a, b, 3, backend=backend)
+        if fast:
+            assert len(calls) == 1 and calls[0][0] is a and calls[0][1] is b and calls[0][2] == 3
+            np.testing.assert_array_equal(got, [[-7, -7]])
+        else:
+            assert calls == []
+            np.testing.assert_array_equal(got, oracle(x, w))
