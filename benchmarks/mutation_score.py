@@ -487,6 +487,16 @@ EQUIVALENT_BY_HAND = {
         ("return np.asarray(x) @ self.to_dense().reshape(self.shape[0], -1).T",
          "return np.asarray(x) @ self.to_dense().reshape(self.shape[0], -2).T", "NumPy: any negative is -1"),
     ],
+    "refcomp/formats/half.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("return x @ self.to_dense().reshape(self.shape[0], -1).T",
+         "return x @ self.to_dense().reshape(self.shape[0], -2).T", "NumPy: any negative is -1"),
+    ],
+    "refcomp/formats/dense.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("return self.data.reshape(self.data.shape[0], -1)",
+         "return self.data.reshape(self.data.shape[0], -2)", "NumPy: any negative is -1"),
+    ],
     "refcomp/formats/static.py": [
         # NumPy sets a flag by the truth value: None is False
         ("smooth.flags.writeable = False", "smooth.flags.writeable = None", "None is falsy"),

@@ -46,3 +46,24 @@ def test_a_pruned_model_keeps_its_masks_in_the_file_and_in_training(container, t
         opt.step()
     assert not back["fc1"].weight.data[~report["masks"]["fc1"]].any()
     assert back["fc1"].weight.data[report["masks"]["fc1"]].any()
+
+
+# Rank: any rank >= 1 is a weight (a bias vector too), a 0-d scalar is not
+def test_rank_one_is_accepted_and_rank_zero_refused():
+    b = Dense(np.array([1.0, -2.0, 3.0], np.float32))
+    assert b.shape == (3,) and b.matrix().shape == (3, 1)
+    np.testing.assert_array_equal(b.matmul(np.ones((2, 1), np.float32)), [[1.0, -2.0, 3.0]] * 2)
+    with pytest.raises(ValidationError, match="rank 0"):
+        Dense(np.float32(1.0))
+
+
+# from_fields: {'data'} alone is a weight without a mask; refusals say which keys or type came
+def test_from_fields_data_alone_and_refusals_name_what_came():
+    w = np.arange(6, dtype=np.float32).reshape(2, 3)
+    d = Dense.from_fields({"data": w.copy()})
+    assert d.mask is None
+    np.testing.assert_array_equal(d.data, w)
+    with pytest.raises(ValidationError, match=r"got \['bits', 'data'\]"):
+        Dense.from_fields({"data": w, "bits": w})
+    with pytest.raises(ValidationError, match="got list"):
+        Dense.from_fields([w])

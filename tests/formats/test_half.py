@@ -34,3 +34,23 @@ def test_bad_input():
         HalfPrecision.from_fields({"float16": np.zeros(3, np.uint16)})
     with pytest.raises(FileFormatError):
         HalfPrecision.from_fields({"data": np.zeros(3, np.float16)})
+
+
+# Refusals say what came: the dtype of a wrong array, the type of a non-array, each field's dtype
+def test_refusals_name_what_came():
+    with pytest.raises(DTypeError, match="got dtype float32"):
+        HalfPrecision(np.zeros(3, np.float32))
+    with pytest.raises(DTypeError, match="got list"):
+        HalfPrecision([1.0, 2.0])  # a list is not an array, even of floats
+    with pytest.raises(FileFormatError, match=r"got \{'float16': 'uint16'\}"):
+        HalfPrecision.from_fields({"float16": np.zeros(3, np.uint16)})
+    with pytest.raises(FileFormatError, match="got list"):
+        HalfPrecision.from_fields([np.zeros(3, np.float16)])
+
+
+# matmul of a rank > 2 weight uses its (out, rest) matrix
+def test_matmul_of_a_kernel_uses_its_out_rest_matrix():
+    w = np.random.default_rng(2).standard_normal((4, 3, 2, 2)).astype(np.float16)
+    x = np.random.default_rng(3).standard_normal((5, 12)).astype(np.float32)
+    expected = x @ w.astype(np.float32).reshape(4, 12).T
+    np.testing.assert_array_equal(HalfPrecision(w).matmul(x), expected)
