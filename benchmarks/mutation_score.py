@@ -446,6 +446,16 @@ EQUIVALENT_BY_HAND = {
            f"d = np.bitwise_count(a[i][None, :] ^ b).sum(axis=1, {new})", "the same value modulo 2^32")
           for new in ("dtype=None", "")],
     ],
+    "refcomp/ops/gelu.py": [
+        # both forms' products are fresh temporaries: whether astype copies them again is not observable
+        *[(f"return {expr}.astype(x.dtype, copy=False)", f"return {expr}.astype(x.dtype, {new})", "the product is fresh")
+          for expr in ("(0.5 * x * (1 + t))", "(x * cdf)") for new in ("copy=None", "", "copy=True")],
+    ],
+    "refcomp/ops/im2col.py": [
+        # as_strided clears the writeable flag on ``not writeable``: None is falsy like False
+        ("strides=(s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw), writeable=False)",
+         "strides=(s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw), writeable=None)", "None is falsy"),
+    ],
     "refcomp/ops/erf.py": [
         # _erf64 returns a fresh array: whether astype copies it again is not observable
         *[("return _erf64(x.astype(np.float64)).astype(x.dtype, copy=False)",

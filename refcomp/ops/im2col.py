@@ -32,12 +32,13 @@ def conv_output_size(size: int, k: int, stride: int, pad: int, dilation: int) ->
 
 
 def im2col(xp: np.ndarray, kernel, stride, dilation, out_hw) -> np.ndarray:
-    """Receptive fields of padded xp (N, C, Hp, Wp) as the (C·kh·kw, N·OH·OW) matrix colsᵀ (a copy).
+    """Receptive fields of padded xp (N, C, Hp, Wp) as the (C·kh·kw, N·OH·OW) matrix colsᵀ.
 
     Row (c, u, v), column (n, i, j) holds xp[n, c, i·sh + u·dh, j·sw + v·dw]. This
     transposed layout is copied with contiguous runs along j (the textbook
     (N·OH·OW, C·kh·kw) order would copy runs of kw); ``colsT.T`` is the textbook
-    cols matrix, as a view.
+    cols matrix, as a view. colsᵀ is a copy, except when the fields tile xp (a 1×1
+    kernel at stride 1): then it is a read-only view of xp, never a writable one.
     """
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
     n, c = xp.shape[:2]

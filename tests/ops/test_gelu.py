@@ -87,3 +87,53 @@ def test_bad_input_names_the_argument():
         gelu(np.ones(3, np.float32), approximate="erf")
     with pytest.raises(ValidationError, match="backend"):
         gelu(np.ones(3, np.float32), backend="gpu")
+
+
+# --- dispatch: the float32 erf form goes to the registered gelu kernel unless backend="numpy";
+# the erf step follows the same choice (erf's kernel is bit-identical), "numpy" never leaves NumPy
+
+def test_kernel_dispatch_by_dtype_form_and_backend(monkeypatch):
+    import refcomp.backend
+    from refcomp.ops import erf
+
+    calls = []
+
+    def fake(name, value):
+        def kernel(x):
+            calls.append((name, x.dtype))
+            return np.full_like(x, value)
+        return kernel
+
+    monkeypatch.setattr(refcomp.backend, "_registry", {("gelu", "numba"): fake("gelu", 7), ("erf", "numba"): fake("erf", 3)})
+    monkeypatch.setattr(refcomp.backend, "_loaded", True)
+    monkeypatch.setattr(refcomp.backend, "_default_backend", "auto")
+    x32 = np.array([0.5, -1.0], np.float32)
+    for kw in ({}, {"backend": "auto"}, {"backend": "numba"}):
+        calls.clear()
+        np.testing.assert_array_equal(gelu(x32, **kw), [7, 7])
+        assert calls == [("gelu", np.float32)], kw
+    # backend="numpy": neither kernel, the definition with NumPy's erf
+    calls.clear()
+    y = gelu(x32, backend="numpy")
+    assert calls == []
+    np.testing.assert_array_equal(y, x32 * (np.float32(0.5) * (1 + erf(x32 / np.float32(math.sqrt(2)), backend="numpy"))))
+    # the tanh form has no kernel: eq. G3 in float32 whatever the backend
+    t = np.tanh(np.float32(math.sqrt(2 / math.pi)) * (x32 + np.float32(0.044715) * x32 ** 3))
+    y = gelu(x32, approximate="tanh")
+    assert calls == [] and y.dtype == np.float32
+    np.testing.assert_allclose(y, np.float32(0.5) * x32 * (1 + t), rtol=2e-7)
+    # float64 has no gelu kernel: the definition, its erf step through erf's kernel (erf = 3 gives y = 2x)
+    x64 = x32.astype(np.float64)
+    np.testing.assert_array_equal(gelu(x64), 2 * x64)
+    assert calls == [("erf", np.float64)]
+    calls.clear()
+    np.testing.assert_allclose(gelu(x64, backend="numpy"), x64 * 0.5 * (1 + special.erf(x64 / math.sqrt(2))), rtol=1e-15)
+    assert calls == []
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(), (1,), (0, 2), (2, 3)])
+def test_both_forms_keep_shape_and_dtype(shape, dtype, approximate):
+    y = gelu(np.full(shape, 1.25, dtype), approximate=approximate, backend="numpy")
+    assert y.shape == shape and y.dtype == dtype

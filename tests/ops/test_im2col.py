@@ -49,3 +49,44 @@ def test_col2im_is_the_adjoint(g):
     d_ijn = d.reshape(-1, n, oh, ow).transpose(0, 2, 3, 1).reshape(cols.shape[0], -1)
     back = col2im(d_ijn, xp.shape, kernel, stride, dilation, (oh, ow))
     np.testing.assert_allclose(np.sum(cols * d), np.sum(xp * back), rtol=1e-10, atol=1e-10)
+
+
+# --- conv_output_size counts the windows; col2im keeps the dtype; im2col never aliases xp writably
+
+@given(st.integers(1, 12), st.integers(1, 4), st.integers(1, 3), st.integers(0, 3), st.integers(1, 3))
+def test_conv_output_size_counts_the_windows_that_fit(size, k, stride, pad, dilation):
+    """The number of i ≥ 0 whose window i·s, i·s + d, …, i·s + d·(k − 1) lies inside the padded size
+    (below 1 when none fits: the callers refuse that geometry)."""
+    fits = [i for i in range(size + 2 * pad + 1) if i * stride + dilation * (k - 1) <= size + 2 * pad - 1]
+    got = conv_output_size(size, k, stride, pad, dilation)
+    assert got == len(fits) if fits else got < 1
+
+
+def test_conv_output_size_hand_cases():
+    assert conv_output_size(5, 3, 1, 1, 1) == 5          # "same" padding
+    assert conv_output_size(7, 3, 2, 0, 1) == 3
+    assert conv_output_size(7, 3, 1, 0, 2) == 3          # dilated: the window spans 5
+    assert conv_output_size(4, 2, 2, 1, 1) == 3
+
+
+def test_col2im_keeps_the_dtype_and_sums_exactly():
+    """col2im of all-ones counts how many receptive fields read each position, in the given dtype."""
+    n, c, hp, wp, kh, kw, sh, sw = 2, 1, 5, 4, 3, 2, 1, 2
+    oh, ow = conv_output_size(hp, kh, sh, 0, 1), conv_output_size(wp, kw, sw, 0, 1)
+    count = np.zeros((n, c, hp, wp), np.int64)
+    for i in range(oh):
+        for j in range(ow):
+            count[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw] += 1
+    for dtype in (np.float32, np.int32, np.float64):
+        back = col2im(np.ones((c * kh * kw, oh * ow * n), dtype), (n, c, hp, wp), (kh, kw), (sh, sw), (1, 1), (oh, ow))
+        assert back.dtype == dtype and back.flags.c_contiguous
+        np.testing.assert_array_equal(back, count)
+
+
+def test_im2col_result_is_never_a_writable_view_of_the_input():
+    """A 1×1 kernel at stride 1 tiles xp: the reshape may then return a view, which must be read-only."""
+    for shape in ((1, 1, 3, 4), (2, 3, 3, 4)):
+        xp = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+        cols = im2col(xp, (1, 1), (1, 1), (1, 1), shape[2:])
+        assert not (np.shares_memory(cols, xp) and cols.flags.writeable)
+        np.testing.assert_array_equal(cols, xp.transpose(1, 0, 2, 3).reshape(shape[1], -1))
