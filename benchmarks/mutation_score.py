@@ -451,6 +451,18 @@ EQUIVALENT_BY_HAND = {
         *[(f"return {expr}.astype(x.dtype, copy=False)", f"return {expr}.astype(x.dtype, {new})", "the product is fresh")
           for expr in ("(0.5 * x * (1 + t))", "(x * cdf)") for new in ("copy=None", "", "copy=True")],
     ],
+    "refcomp/ops/shift_linear.py": [
+        # a dtype kind is one character: no kind is "X", so "XXiuXX" holds the same kinds as "iu"
+        ('if v.dtype.kind not in "iu" or v.dtype == np.uint64:',
+         'if v.dtype.kind not in "XXiuXX" or v.dtype == np.uint64:', "no dtype kind is X"),
+        # |sign| of an int8 (-128 included) is exact in float64 as in int16: the same values are refused
+        ("if sign.size and np.abs(sign.astype(np.int16)).max() > 1:",
+         "if sign.size and np.abs(sign.astype(None)).max() > 1:", "int8 magnitudes are exact in float64"),
+        # both paths give the same exact integers whenever big <= 2^53 (every partial sum is an
+        # integer of magnitude <= big, exact in float64); the switch point only changes speed
+        ("if big < 2**53:", "if big <= 2**53:", "2^53 itself is exact in float64"),
+        ("if big < 2**53:", "if big < 2 * 53:", "the int64 path is exact everywhere; only slower"),
+    ],
     "refcomp/ops/im2col.py": [
         # as_strided clears the writeable flag on ``not writeable``: None is falsy like False
         ("strides=(s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw), writeable=False)",

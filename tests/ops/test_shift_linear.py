@@ -78,3 +78,98 @@ def test_bad_arguments_name_themselves():
         shift_linear(x, s, e, None, 0, qmin=2, qmax=1)
     with pytest.raises(ValidationError, match="2\\^62"):
         shift_linear(x * 2**40, s, e + 30, None, 0, qmin=0, qmax=1)
+
+
+# each bad argument is refused with an error naming it first; the edges of every bound
+def _ok():
+    return np.ones((2, 3), np.int64), np.ones((4, 3), np.int8), np.zeros((4, 3), np.int64)
+
+
+@pytest.mark.parametrize("which, error, bad", [
+    ("x", DTypeError, np.array([["a", "b", "c"]])),
+    ("x", DTypeError, np.ones((2, 3), np.uint64)),
+    ("x", ShapeError, np.ones(3, np.int64)),
+    ("shift", DTypeError, np.array([["a", "b", "c"]] * 4)),
+    ("shift", DTypeError, np.zeros((4, 3), np.float64)),
+    ("shift", ShapeError, np.zeros((4, 3, 1), np.int64)),
+    ("bias", DTypeError, np.array(["a"] * 4)),
+    ("bias", DTypeError, np.zeros(4, np.float64)),
+    ("bias", ShapeError, np.zeros((4, 1), np.int64)),
+])
+def test_each_bad_array_is_refused_naming_itself(which, error, bad):
+    args = dict(zip(("x", "sign", "shift"), _ok()), bias=None)
+    args[which] = bad
+    with pytest.raises(error, match=f"^{which}: "):
+        shift_linear(args["x"], args["sign"], args["shift"], args["bias"], 0, qmin=0, qmax=1)
+
+
+def test_sign_must_be_two_dimensional():
+    x, s, e = _ok()
+    for bad in (s[0], s[:, :, None]):
+        with pytest.raises(ShapeError, match="^sign: "):
+            shift_linear(x, bad, e, None, 0, qmin=0, qmax=1)
+
+
+def test_shift_and_r_edges():
+    x0, s = np.zeros((2, 3), np.int64), np.ones((4, 3), np.int8)
+    # shift 62 and r = -62 are allowed (x = 0 keeps the sum within the bound); -1, 63 and r = -63 are not
+    np.testing.assert_array_equal(shift_linear(x0, s, np.full((4, 3), 62), None, 0, qmin=-9, qmax=9), 0)
+    np.testing.assert_array_equal(shift_linear(x0, s, np.zeros((4, 3), np.int64), None, -62, qmin=-9, qmax=9), 0)
+    for bad in (-1, 63):
+        with pytest.raises(ValidationError, match="^shift: "):
+            shift_linear(x0, s, np.full((4, 3), bad), None, 0, qmin=-9, qmax=9)
+    with pytest.raises(ValidationError, match="^r: "):
+        shift_linear(x0, s, np.zeros((4, 3), np.int64), None, -63, qmin=-9, qmax=9)
+
+
+def test_qmin_equal_to_qmax_is_a_constant_output():
+    x, s, e = _ok()
+    np.testing.assert_array_equal(shift_linear(x, s, e, None, 0, qmin=5, qmax=5), np.full((2, 4), 5))
+
+
+def test_overflow_bound_at_and_just_beyond_its_edge():
+    x, s, e = np.array([[1]]), np.array([[1]], np.int8), np.array([[61]])
+    lim = dict(qmin=-(2**62), qmax=2**62)
+    # K·max|x|·2^max(shift) + max|bias| = 2^61 + 2^61 - 1 = 2^62 - 1: accepted, exact, for r >= 0
+    for r in (0, 3):
+        got = shift_linear(x, s, e, np.array([2**61 - 1]), r, **lim)
+        assert int(got[0, 0]) == round_half_up(Fraction(2**62 - 1, 2**r))
+    with pytest.raises(ValidationError, match="2\\^62"):  # the bound reached: 2^61 + 2^61
+        shift_linear(x, s, e, np.array([2**61]), 0, **lim)
+    # r < 0 multiplies the bound by 2^-r: 1 · 2^61 passes, 1 · 2^62 does not
+    assert int(shift_linear(x, s, np.array([[0]]), None, -61, **lim)[0, 0]) == 2**61
+    with pytest.raises(ValidationError, match="2\\^62"):
+        shift_linear(x, s, np.array([[0]]), None, -62, **lim)
+
+
+def test_float_path_ends_at_2_pow_53_and_big_bias_stays_exact():
+    s, e = np.array([[1]], np.int8), np.array([[0]])
+    lim = dict(qmin=-(2**62), qmax=2**62)
+    # 2^53 + 1 is no float64: it must be summed in int64, without bias and with two rows
+    x = np.array([[2**53 + 1], [-(2**53) - 1]])
+    got = shift_linear(x, s, e, None, 0, **lim)
+    assert got.shape == (2, 1) and got.dtype == np.int64
+    assert [int(v) for v in got[:, 0]] == [2**53 + 1, -(2**53) - 1]
+    # a small product plus a bias beyond 2^53: the bias is added in int64
+    assert int(shift_linear(np.array([[1]]), s, e, np.array([2**61 + 1]), 0, **lim)[0, 0]) == 2**61 + 2
+
+
+def test_empty_shapes():
+    lim = dict(qmin=-(2**62), qmax=2**62)
+    # x with no columns: every output is the bias alone (rounded and clipped)
+    got = shift_linear(np.zeros((3, 0), np.int64), np.zeros((2, 0), np.int8), np.zeros((2, 0), np.int64),
+                       np.array([5, -6]), 1, **lim)
+    np.testing.assert_array_equal(got, [[3, -3]] * 3)
+    # no rows of x: nothing is computed, whatever the shifts
+    got = shift_linear(np.zeros((0, 2), np.int64), np.ones((2, 2), np.int8), np.full((2, 2), 62), None, 0, **lim)
+    assert got.shape == (0, 2)
+    # no outputs: any x within the bound (here 2^62 - 1) is accepted
+    got = shift_linear(np.array([[2**62 - 1]]), np.zeros((0, 1), np.int8), np.zeros((0, 1), np.int64), None, 0, **lim)
+    assert got.shape == (1, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int32, np.uint64])
+def test_rshift_works_in_int64_whatever_the_integer_input_dtype(dtype):
+    a = np.array([100, 7], dtype)
+    assert rshift_round(a, -4).dtype == np.int64 and list(rshift_round(a, -4)) == [1600, 112]  # 1600 > int8
+    assert rshift_round(a, 1).dtype == np.int64 and list(rshift_round(a, 1)) == [50, 4]
