@@ -76,7 +76,6 @@ class StaticQuantized(WeightFormat):
         zp = qp.zero_point
         self._weight_t = pack_weight(weight.data.T, zp if np.any(zp.astype(np.int64) != 0) else None)
         self._scale = np.float32(input_qparams.scale) * qp.scale.astype(np.float32)  # float32 · float32
-        self._z_x = input_qparams.zero_point  # per tensor, uint8: a read-only 0-d uint8 array
 
     def to_dense(self) -> np.ndarray:
         """The weight the product stands for, W ≈ (q_w − z_w)·s_w / m per column (float32 (out, in))."""
@@ -86,14 +85,14 @@ class StaticQuantized(WeightFormat):
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """q_x of eq. (S1): uint8 (batch, in)."""
         xs = x if self.smooth is None else x / self.smooth
-        return quantize_linear(xs, self.input_qparams.scale, self._z_x)
+        return quantize_linear(xs, self.input_qparams.scale, self.input_qparams.zero_point)
 
     def matmul(self, x: np.ndarray) -> np.ndarray:
         """y of eq. (S1) for x (batch, in): float32 (batch, out), no bias."""
         x = float_array(x, "x", dtype=np.float32, ndim=2)
         if x.shape[1] != self.shape[1]:
             raise ShapeError("x", f"(batch, {self.shape[1]})", f"shape {x.shape}")
-        acc = matmul_integer(self.quantize_input(x), self._weight_t, self._z_x)
+        acc = matmul_integer(self.quantize_input(x), self._weight_t, self.input_qparams.zero_point)
         return np.multiply(acc, self._scale, dtype=np.float32)  # float32(acc) · scale, one pass
 
     @property
