@@ -56,6 +56,11 @@ __all__ = [
 LAYOUTS = ("rows", "flat")
 
 
+def _field_dtype(bits: int) -> type:
+    """The dtype that holds fields (index fields, cluster indices) of ``bits`` <= 16 bits."""
+    return np.uint8 if bits <= 8 else np.uint16
+
+
 def _as_rows(shape: tuple[int, ...], layout: str) -> tuple[int, int]:
     # math.prod: Python ints, exact at any size (from_fields bounds a file's shape below 2^62)
     if layout == "flat":
@@ -121,8 +126,7 @@ class RelativeIndexCSR(WeightFormat):
                                       f"range [{v[m].min()}, {v[m].max()}]")
             need = max(1, (cb.size - 1).bit_length())
             wb = need if weight_bits is None else integer(weight_bits, "weight_bits", minimum=need, maximum=16)
-            stored_dtype = np.uint8 if wb <= 8 else np.uint16
-            v = v.astype(stored_dtype)
+            v = v.astype(_field_dtype(wb))
         else:
             cb = None
             v = float_array(v, "values")
@@ -144,7 +148,7 @@ class RelativeIndexCSR(WeightFormat):
         per_kept = n_fill + 1
         real_at = np.cumsum(per_kept) - 1  # position of each kept weight among all entries
         n_entries = int(per_kept.sum())
-        fields = np.full(n_entries, escape, dtype=np.uint8 if b <= 8 else np.uint16)
+        fields = np.full(n_entries, escape, dtype=_field_dtype(b))
         fields[real_at] = rest
         stored = np.zeros(n_entries, dtype=v.dtype)
         stored[real_at] = v2[r_idx, c_idx]
@@ -302,7 +306,7 @@ class RelativeIndexCSR(WeightFormat):
             values = decode_field(fields["weight_lengths"], fields["weight_stream"], wbits, wb, n, "weight")
             if values.size and values.max() >= cb.size:
                 raise FileFormatError("fields: a cluster index beyond the codebook")
-            values = values.astype(np.uint8 if wb <= 8 else np.uint16)  # as encode stores them
+            values = values.astype(_field_dtype(wb))  # as encode stores them
         else:
             cb = None
             values = np.asarray(fields["values"])
@@ -315,7 +319,7 @@ class RelativeIndexCSR(WeightFormat):
             row_ptr = rp.astype(np.int64)
         else:
             row_ptr = np.array([0, n], np.int64)
-        layer = cls(shape, layout, ib, row_ptr, index_fields.astype(np.uint8 if ib <= 8 else np.uint16), values,
+        layer = cls(shape, layout, ib, row_ptr, index_fields.astype(_field_dtype(ib)), values,
                     cb, wb)
         # validates the row pointers and every position (FileFormatError) without building the
         # (rows, cols) mask, so a file declaring a huge shape costs no memory before it is refused
