@@ -44,10 +44,8 @@ def requant(acc: int, m: int, shift: int, z: int, lo: int, hi: int) -> int:
     return min(max(rdivpot(srdhm(acc * (1 << left), m), right) + z, lo), hi)
 
 
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 4), k=st.integers(1, 9), o=st.integers(1, 5),
-       act=st.sampled_from(["uint8", "int8"]), bias=st.booleans())
-def test_integer_linear_equals_written_out_arithmetic(seed, n, k, o, act, bias):
+def random_linear(seed, n, k, o, act, bias):
+    """A random quantized Linear: (lo, hi, q_x (n, k), w int8 (o, k), z_x, z_y, s_x, s_y, s_w (o,), b or None)."""
     rng = np.random.default_rng(seed)
     lo, hi = (0, 255) if act == "uint8" else (-128, 127)
     q_x = rng.integers(lo, hi + 1, size=(n, k)).astype(act)
@@ -56,12 +54,26 @@ def test_integer_linear_equals_written_out_arithmetic(seed, n, k, o, act, bias):
     s_x, s_y = np.float32(rng.uniform(1e-3, 0.1)), np.float32(rng.uniform(1e-2, 1.0))
     s_w = rng.uniform(1e-3, 0.05, size=o).astype(np.float32)
     b = rng.normal(size=o).astype(np.float32) if bias else None
+    return lo, hi, q_x, w, z_x, z_y, s_x, s_y, s_w, b
+
+
+def exact_accumulator(q_x, z_x, w, q_b, i, j):
+    """Σ_t (q_x[i, t] − z_x)·w[j, t] (+ q_b[j]) in Python ints."""
+    acc = sum((int(q_x[i, t]) - z_x) * int(w[j, t]) for t in range(q_x.shape[1]))
+    return acc + (0 if q_b is None else int(q_b[j]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 4), k=st.integers(1, 9), o=st.integers(1, 5),
+       act=st.sampled_from(["uint8", "int8"]), bias=st.booleans())
+def test_integer_linear_equals_written_out_arithmetic(seed, n, k, o, act, bias):
+    lo, hi, q_x, w, z_x, z_y, s_x, s_y, s_w, b = random_linear(seed, n, k, o, act, bias)
     q_b, m, sh = requantization_params(s_x, s_w, s_y, b)
     got = integer_linear(q_x, np.array(z_x, act), np.ascontiguousarray(w.T), q_b, m, sh, np.array(z_y, act),
                          y_dtype=act)
     for i in range(n):
         for j in range(o):
-            acc = sum((int(q_x[i, t]) - z_x) * int(w[j, t]) for t in range(k)) + (int(q_b[j]) if bias else 0)
+            acc = exact_accumulator(q_x, z_x, w, q_b if bias else None, i, j)
             assert got[i, j] == requant(acc, int(m[j]), int(sh[j]), z_y, lo, hi)
     # eqs. (I2)-(I3) written out: the bias on the accumulator's grid, M = s_x·s_w / s_y within 2^-31
     unit = np.float64(s_x) * s_w.astype(np.float64)
@@ -165,14 +177,7 @@ def float_requant(acc: int, M: np.float32, z: int, lo: int, hi: int) -> int:
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 3), k=st.integers(1, 9), o=st.integers(1, 4),
        act=st.sampled_from(["uint8", "int8"]), bias=st.booleans())
 def test_float_method_is_onnx_float32_requantization(seed, n, k, o, act, bias):
-    rng = np.random.default_rng(seed)
-    lo, hi = (0, 255) if act == "uint8" else (-128, 127)
-    q_x = rng.integers(lo, hi + 1, size=(n, k)).astype(act)
-    w = rng.integers(-127, 128, size=(o, k)).astype(np.int8)
-    z_x, z_y = int(rng.integers(lo, hi + 1)), int(rng.integers(lo, hi + 1))
-    s_x, s_y = np.float32(rng.uniform(1e-3, 0.1)), np.float32(rng.uniform(1e-2, 1.0))
-    s_w = rng.uniform(1e-3, 0.05, size=o).astype(np.float32)
-    b = rng.normal(size=o).astype(np.float32) if bias else None
+    lo, hi, q_x, w, z_x, z_y, s_x, s_y, s_w, b = random_linear(seed, n, k, o, act, bias)
     q_b, M, shift = requantization_params(s_x, s_w, s_y, b, method="float")
     # eq. (I3'): M = f32(f32(s_x · s_w) / s_y); the bias is eq. (I2), as for the fixed-point form
     assert shift is None and M.dtype == np.float32 and M.shape == (o,)
@@ -184,7 +189,7 @@ def test_float_method_is_onnx_float32_requantization(seed, n, k, o, act, bias):
     assert got.dtype == np.dtype(act) and got.shape == (n, o)
     for i in range(n):
         for j in range(o):
-            acc = sum((int(q_x[i, t]) - z_x) * int(w[j, t]) for t in range(k)) + (int(q_b[j]) if bias else 0)
+            acc = exact_accumulator(q_x, z_x, w, q_b if bias else None, i, j)
             assert got[i, j] == float_requant(acc, M[j], z_y, lo, hi)
 
 
