@@ -88,18 +88,14 @@ def test_each_operand_is_named():
             binary_matmul(a, bad, 70)
 
 
-def test_the_registered_kernel_gets_the_checked_operands_unless_numpy_is_asked(monkeypatch):
-    import refcomp.backend
-
+def test_the_registered_kernel_gets_the_checked_operands_unless_numpy_is_asked(kernel_registry):
     calls = []
 
     def fake(a, b, k):
         calls.append((a, b, k))
         return np.full((a.shape[0], b.shape[0]), -7, np.int32)
 
-    monkeypatch.setattr(refcomp.backend, "_registry", {("binary_matmul", "c"): fake})
-    monkeypatch.setattr(refcomp.backend, "_loaded", True)
-    monkeypatch.setattr(refcomp.backend, "_default_backend", "auto")
+    kernel_registry({("binary_matmul", "c"): fake})
     x, w = np.array([[1.0, -2.0, 3.0]]), np.array([[-1.0, -1.0, 1.0], [1.0, 1.0, 1.0]])
     a, b = pack_signs(x), pack_signs(w)
     for backend, fast in ((None, True), ("auto", True), ("c", True), ("numpy", False)):

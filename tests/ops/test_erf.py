@@ -39,18 +39,14 @@ def test_integer_input_is_refused():
 
 
 # ---------------------------------------------------------------- dispatch, and the NumPy path's edges
-def test_the_registered_kernel_runs_by_default_and_for_its_name_never_for_numpy(monkeypatch):
-    import refcomp.backend
-
+def test_the_registered_kernel_runs_by_default_and_for_its_name_never_for_numpy(kernel_registry):
     calls = []
 
     def fake(x):
         calls.append(x.shape)
         return np.full_like(x, 7)
 
-    monkeypatch.setattr(refcomp.backend, "_registry", {("erf", "numba"): fake})
-    monkeypatch.setattr(refcomp.backend, "_loaded", True)
-    monkeypatch.setattr(refcomp.backend, "_default_backend", "auto")
+    kernel_registry({("erf", "numba"): fake})
     x = np.array([0.5, -1.0], np.float32)
     for backend, n_calls in ((None, 1), ("auto", 1), ("numba", 1), ("numpy", 0)):
         calls.clear()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from refcomp.errors import DTypeError, ValidationError
-from refcomp.ops import gelu
+from refcomp.ops import erf, gelu
 
 special = pytest.importorskip("scipy.special")
 
@@ -42,7 +42,6 @@ def test_float32_is_the_stated_sequence_of_roundings():
 
 def test_numpy_path_keeps_the_layer_numerics():
     """The expression refcomp.nn's GELU evaluated before it called ops.gelu, bit for bit."""
-    from refcomp.ops import erf
     for dtype in (np.float32, np.float64):
         x = np.random.default_rng(0).standard_normal(5000).astype(dtype) * 4
         old = (x * (0.5 * (1 + erf(x / np.asarray(math.sqrt(2.0), x.dtype))))).astype(x.dtype)
@@ -92,10 +91,7 @@ def test_bad_input_names_the_argument():
 # --- dispatch: the float32 erf form goes to the registered gelu kernel unless backend="numpy";
 # the erf step follows the same choice (erf's kernel is bit-identical), "numpy" never leaves NumPy
 
-def test_kernel_dispatch_by_dtype_form_and_backend(monkeypatch):
-    import refcomp.backend
-    from refcomp.ops import erf
-
+def test_kernel_dispatch_by_dtype_form_and_backend(kernel_registry):
     calls = []
 
     def fake(name, value):
@@ -104,9 +100,7 @@ def test_kernel_dispatch_by_dtype_form_and_backend(monkeypatch):
             return np.full_like(x, value)
         return kernel
 
-    monkeypatch.setattr(refcomp.backend, "_registry", {("gelu", "numba"): fake("gelu", 7), ("erf", "numba"): fake("erf", 3)})
-    monkeypatch.setattr(refcomp.backend, "_loaded", True)
-    monkeypatch.setattr(refcomp.backend, "_default_backend", "auto")
+    kernel_registry({("gelu", "numba"): fake("gelu", 7), ("erf", "numba"): fake("erf", 3)})
     x32 = np.array([0.5, -1.0], np.float32)
     for kw in ({}, {"backend": "auto"}, {"backend": "numba"}):
         calls.clear()

@@ -355,12 +355,10 @@ def _spy(calls):
     return fake
 
 
-def test_the_kernel_registered_for_matmul_integer_runs_unless_numpy_is_asked(monkeypatch):
+def test_the_kernel_registered_for_matmul_integer_runs_unless_numpy_is_asked(kernel_registry):
     calls = []
     registry = {("matmul_integer", "c"): _spy(calls), ("pack_b", "c"): lambda b: ("packed", b)}
-    monkeypatch.setattr(refcomp.backend, "_registry", registry)
-    monkeypatch.setattr(refcomp.backend, "_loaded", True)
-    monkeypatch.setattr(refcomp.backend, "_default_backend", "auto")
+    kernel_registry(registry)
     rng = np.random.default_rng(6)
     A, B, zb = ints(rng, U8, (3, 8)), ints(rng, S8, (8, 5)), ints(rng, S8, (5,))
     want = python_ints(A, B, U8(9), zb)
