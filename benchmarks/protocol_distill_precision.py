@@ -184,7 +184,7 @@ def run_distillation(only, seeds, quick, rows):
             ev("thin, FitNets (hints relu2 <- relu1, then KD T=4)", fit, t)
 
 
-def run_precision(seeds, quick, rows):
+def run_precision(seeds, quick, rows, dtypes=("float16", "bfloat16")):
     tr, va, te = pc.data(quick=quick)
     recipe = pc.BASELINE["lenet5"]
     epochs = 1 if quick else recipe["epochs"]
@@ -195,7 +195,7 @@ def run_precision(seeds, quick, rows):
         res["float32"][1].append(rec["test_errors"])
         res["float32"] = (*res["float32"][:2], res["float32"][2] + rec["train_seconds"])
     extra = {}
-    for dtype in ("float16", "bfloat16"):
+    for dtype in dtypes:
         val, test, t = [], [], time.perf_counter()
         skipped = []
         for seed in seeds:
@@ -257,6 +257,8 @@ def main(argv=None):
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--temperature", type=float,
                     help="for init: the T a hinton run on the same seeds chose on val (skips re-running its grid)")
+    ap.add_argument("--dtypes", nargs="+", choices=("float16", "bfloat16"), default=["float16", "bfloat16"],
+                    help="for precision: the 16-bit formats to train (each run is ~45 min per seed)")
     args = ap.parse_args(argv)
     print(pc.PROTOCOL + (" — QUICK: 2,000 / 1,000 / 1,000 images, 1 epoch, not a result" if args.quick else ""))
     rows, t0 = Rows(), time.perf_counter()
@@ -267,7 +269,7 @@ def main(argv=None):
         if name == "init" and args.temperature:
             _BEST_T.update({s: args.temperature for s in seeds if s not in _BEST_T})
         if name == "precision":
-            run_precision(seeds, args.quick, rows)
+            run_precision(seeds, args.quick, rows, args.dtypes)
         elif name == "dc_reg":
             run_dc_reg(seeds, args.quick, rows)
         else:
