@@ -19,8 +19,25 @@ can be checked (docs/results.md).
 from __future__ import annotations
 
 import os
+import platform
 
+# A float result depends on the BLAS kernels that computed it: one thread (a fixed summation split) and,
+# on x86-64, OpenBLAS's AVX2 (Haswell) kernels whatever the CPU (an AVX-512 machine otherwise picks its
+# own and trains a different LeNet-5: 64 test errors for seed 0 instead of 58). Both must be set before
+# NumPy loads OpenBLAS, so every protocol script imports this module first; the environment overrides.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def _has_avx2() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return any(line.startswith("flags") and " avx2" in line for line in f)
+    except OSError:
+        return False
+
+
+if platform.machine().lower() in ("x86_64", "amd64") and _has_avx2():
+    os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
 
 import json  # noqa: E402
 import time  # noqa: E402
@@ -74,6 +91,7 @@ def baseline(name: str, *, seed: int = 0, quick: bool = False, progress=False):
                     rng=seed, val_data=val_set, progress=progress)
     seconds = time.perf_counter() - t
     record = {"model": name, "seed": seed, "recipe": recipe, "train_seconds": round(seconds, 1),
+              "blas": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")},
               "val_errors_per_epoch": [int(round((1 - h["val_accuracy"]) * len(val_set[1]))) for h in history],
               "val_errors": errors(model, val_set), "test_errors": errors(model, test_set),
               "n_val": len(val_set[1]), "n_test": len(test_set[1])}

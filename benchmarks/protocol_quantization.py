@@ -41,9 +41,9 @@ import argparse
 import json
 import time
 
+import protocol_common as pc  # first: it pins the BLAS (threads, kernels) before NumPy loads it
 import numpy as np
 
-import protocol_common as pc
 from refcomp.compress.precision.model import mixed_bits_model, model_bytes
 from refcomp.compress.quantize.binary_model import PackedBinaryModel, binarize_model, binary_bytes
 from refcomp.compress.quantize.shift_model import power_of_two_model, prepare_power_of_two

@@ -18,8 +18,8 @@ import argparse
 import json
 import time
 
+import protocol_common as pc  # first: it pins the BLAS (threads, kernels) before NumPy loads it
 import numpy as np
-import protocol_common as pc
 
 from refcomp import models
 from refcomp.compress.lowrank.pca import pca_lowrank_quantize
