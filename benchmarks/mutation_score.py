@@ -748,6 +748,27 @@ EQUIVALENT_BY_HAND = {
           for new in ("twin.weight = Dense(w_hat, trainable=None)", "twin.weight = Dense(w_hat, )",
                       "twin.weight = Dense(w_hat, trainable=True)")],
     ],
+    "refcomp/compress/quantize/static_inputs.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("hooks = [(layer, lambda mod, inputs, out, name=name: fn(name, np.asarray(inputs[0]).reshape(-1, mod.in_features)))",
+         "hooks = [(layer, lambda mod, inputs, out, name=name: fn(name, np.asarray(inputs[0]).reshape(-2, mod.in_features)))",
+         "NumPy: any negative is -1"),
+        # "uint8" is make_observer's default dtype; qdtype reads a dtype's name case-blind
+        ('observers = {n: make_observer(observer, "uint8", **(observer_kwargs or {})) for n, _ in layers}',
+         'observers = {n: make_observer(observer, **(observer_kwargs or {})) for n, _ in layers}', "uint8 by default"),
+        ('observers = {n: make_observer(observer, "uint8", **(observer_kwargs or {})) for n, _ in layers}',
+         'observers = {n: make_observer(observer, "UINT8", **(observer_kwargs or {})) for n, _ in layers}',
+         "names are case-blind"),
+        # "int8" is choose_qparams' default dtype; names are case-blind
+        *[('wq = choose_qparams(ws.min(axis=1), ws.max(axis=1), "int8", symmetric=True, restricted_range=True, axis=0)',
+           new, "int8 by default, case-blind") for new in (
+            'wq = choose_qparams(ws.min(axis=1), ws.max(axis=1), symmetric=True, restricted_range=True, axis=0)',
+            'wq = choose_qparams(ws.min(axis=1), ws.max(axis=1), "INT8", symmetric=True, restricted_range=True, axis=0)')],
+        # quantize() rounds a float64 input to float32 first, as the cast does
+        ("layer.weight = StaticQuantized(QTensor.quantize(ws.astype(np.float32), wq), iq, smooth=smooth[name])",
+         "layer.weight = StaticQuantized(QTensor.quantize(ws.astype(None), wq), iq, smooth=smooth[name])",
+         "quantize rounds float64 to float32 first"),
+    ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64
         *[("self.velocity = {key: np.zeros(shared[0].codebook.shape, np.float64) for key, shared in self.groups.items()}",
