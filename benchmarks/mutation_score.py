@@ -769,6 +769,10 @@ EQUIVALENT_BY_HAND = {
          "layer.weight = StaticQuantized(QTensor.quantize(ws.astype(None), wq), iq, smooth=smooth[name])",
          "quantize rounds float64 to float32 first"),
     ],
+    "refcomp/compress/quantize/weight_only.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("return x.reshape(len(x), -1)", "return x.reshape(len(x), -2)", "NumPy: any negative is -1"),
+    ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64
         *[("self.velocity = {key: np.zeros(shared[0].codebook.shape, np.float64) for key, shared in self.groups.items()}",
