@@ -772,6 +772,11 @@ EQUIVALENT_BY_HAND = {
     "refcomp/compress/quantize/weight_only.py": [
         # NumPy reads any negative size in reshape as the one unknown dimension
         ("return x.reshape(len(x), -1)", "return x.reshape(len(x), -2)", "NumPy: any negative is -1"),
+        # padding by zero widths copies x unchanged
+        ("xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x",
+         "xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if (ph or pw) or True else x", "a pad of zero widths is x"),
+        ("w2 = w.reshape(w.shape[0], -1).astype(np.float64)", "w2 = w.reshape(w.shape[0], -2).astype(np.float64)",
+         "NumPy: any negative is -1"),
     ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64

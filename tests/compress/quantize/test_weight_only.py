@@ -383,3 +383,43 @@ def test_calibration_x_is_cut_into_float32_batches_of_any_rank_and_size():
             return self.fc(a + b)
 
     quantize_weights(Pair(), bits=4, method="gptq", calibration_x=(x64[:1], x64[1:2]))    # N = 1 inputs
+
+
+def test_gptq_options_and_defaults_reach_gptq_quantize():
+    """group_size, act_order and percdamp are GPTQ's own (gptq_quantize is the oracle, with H = 2XᵀX/n);
+    their defaults are percdamp 0.01, no reordering, and batches of 256 samples. The inputs are correlated
+    (4 directions in 12 features, little noise) so that each option changes the codes."""
+    from refcomp.compress.quantize.gptq import gptq_quantize
+    from refcomp.nn import Module, Sequential
+
+    sizes = []
+
+    class Count(Module):
+        def forward(self, x):
+            sizes.append(len(x))
+            return x
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((300, 4)) @ rng.standard_normal((4, 12)) + 0.01 * rng.standard_normal((300, 12)))
+    x = x.astype(np.float32)
+    model = Sequential(("count", Count()), ("fc", Linear(12, 6, rng=0)))
+    w = model["fc"].weight.to_dense().astype(np.float64)
+    x64 = x.astype(np.float64)
+    h = 2 * x64.T @ x64 / len(x64)
+
+    def codes(**kw):
+        return quantize_weights(model, bits=3, method="gptq", calibration_x=x, **kw)[0]["fc"].weight.data
+
+    default = codes()
+    assert sizes == [256, 44]
+    np.testing.assert_array_equal(default, gptq_quantize(w, h, bits=3, percdamp=0.01).data)
+    assert not np.array_equal(default, gptq_quantize(w, h, bits=3, percdamp=1.01).data)
+    options = {"group_size": 4, "act_order": True, "percdamp": 0.1}
+    want = gptq_quantize(w, h, bits=3, **options).data
+    np.testing.assert_array_equal(codes(**options), want)
+    for name in options:                        # each option on its own changes the codes
+        assert not np.array_equal(gptq_quantize(w, h, bits=3, **{k: v for k, v in options.items() if k != name}).data,
+                                  want), name
+    sizes.clear()
+    codes(batch_size=1)                         # one sample per batch is a batch size
+    assert sizes == [1] * 300
