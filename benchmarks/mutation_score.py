@@ -74,6 +74,7 @@ MODULES = {
     "refcomp/formats/huffman.py": ["tests/formats/test_huffman.py"],
     "refcomp/formats/csr.py": ["tests/formats/test_csr.py", "tests/formats/test_csr_compositions.py"],
     "refcomp/nn/optim.py": ["tests/nn/test_optim.py"],
+    "refcomp/compress/quantize/simulate.py": ["tests/compress/quantize/test_simulate.py"],
 }
 
 #: the packages whose modules hold algorithms (what ``--all`` mutates)
@@ -696,6 +697,86 @@ EQUIVALENT_BY_HAND = {
         ("qp = np.pad(q_x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=zp) if ph or pw else q_x",
          "qp = np.pad(q_x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=zp) if (ph or pw) or True else q_x",
          "a pad of zero widths is q_x"),
+    ],
+    "refcomp/compress/quantize/simulate.py": [
+        # a QParams scale is stored as float32, float16 or bfloat16 (refcomp.quant.qparams), each exact in
+        # float32 and in float64: read as float32 or as itself, the same float64 value
+        *[("s = np.float64(np.asarray(qp.scale, dtype=np.float32))", new, "the scale is exact in float32")
+          for new in ("s = np.float64(np.asarray(qp.scale, dtype=None))", "s = np.float64(np.asarray(qp.scale, ))")],
+        *[("unit = np.float64(np.asarray(qp.scale, dtype=np.float32)) * s_w.astype(np.float64)", new,
+           "the scale is exact in float32") for new in (
+            "unit = np.float64(np.asarray(qp.scale, dtype=None)) * s_w.astype(np.float64)",
+            "unit = np.float64(np.asarray(qp.scale, )) * s_w.astype(np.float64)")],
+        *[("s_w = np.broadcast_to(np.asarray(w.qparams.scale, np.float32).reshape(-1), (w.shape[0],))", new,
+           "the scale is exact in float32; every later use converts it") for new in (
+            "s_w = np.broadcast_to(np.asarray(w.qparams.scale, None).reshape(-1), (w.shape[0],))",
+            "s_w = np.broadcast_to(np.asarray(w.qparams.scale, ).reshape(-1), (w.shape[0],))")],
+        # a weight scale is 0-d, (1,) or (O,) (QParams per tensor or along axis 0): broadcast_to (O,) takes
+        # each as it is, flattened or not
+        ("s_w = np.broadcast_to(np.asarray(w.qparams.scale, np.float32).reshape(-1), (w.shape[0],))",
+         "s_w = np.broadcast_to(np.asarray(w.qparams.scale, np.float32).reshape(None), (w.shape[0],))",
+         "broadcast_to reads the unflattened scale alike"),
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        *[(old, old.replace("(-1,)", "(-2,)").replace("reshape(-1)", "reshape(-2)"), "NumPy: any negative is -1")
+          for old in ("w_hat = w_codes.astype(np.float64) * s_w.astype(np.float64).reshape((-1,) + (1,) * (w_codes.ndim - 1))",
+                      "s_w = np.broadcast_to(np.asarray(w.qparams.scale, np.float32).reshape(-1), (w.shape[0],))",
+                      "a = y / unit.reshape((-1,) + (1,) * (y.ndim - 2))")],
+        # zero points and rint's results are integers, exact in float64, and converted to int64 / the code
+        # dtype right after
+        ("return (q.astype(np.float64) - np.float64(np.asarray(qp.zero_point).astype(np.int64))) * s",
+         "return (q.astype(np.float64) - np.float64(np.asarray(qp.zero_point).astype(None))) * s", "exact in float64"),
+        ("z = np.int64(np.asarray(qp.zero_point).astype(np.int64))", "z = np.int64(np.asarray(qp.zero_point).astype(None))",
+         "exact in float64, then int64"),
+        ("return (np.rint(xh / s).astype(np.int64) + z).astype(qp.dtype.np_dtype)",
+         "return (np.rint(xh / s).astype(None) + z).astype(qp.dtype.np_dtype)", "integers, cast to the code dtype after"),
+        # the twin's bias flag: a layer made without a bias gets q_b·s_x·s_w assigned right after (simulate),
+        # and one made with a bias it does not need holds zeros (rng None), which add nothing
+        *[(old, old.replace("bias=q_b is not None, ", new), "a zero bias adds nothing; a real one is assigned after")
+          for old in ('twin = Linear(w_codes.shape[1], o, bias=q_b is not None, dtype="float64")',
+                      'bias=q_b is not None, dtype="float64")')
+          for new in ("bias=None, ", "", "bias=q_b is None, ")],
+        ("twin = _float_layer(layer, s_w, w.data, q_b)", "twin = _float_layer(layer, s_w, w.data, None)",
+         "q_b only sets the bias flag: the bias is assigned after"),
+        # the twin's dtype: its weight (and a real bias) are replaced by float64 arrays; np.dtype(None) is
+        # float64, and a float32 zero bias adds nothing to the float64 product
+        *[(old, old.replace('dtype="float64"', new).replace(", )", ", )"), "the weight and bias are replaced")
+          for old in ('twin = Linear(w_codes.shape[1], o, bias=q_b is not None, dtype="float64")',
+                      'bias=q_b is not None, dtype="float64")')
+          for new in ("dtype=None", "")],
+        # trainable only says whether training may update the weight; the simulation runs forward only
+        *[("twin.weight = Dense(w_hat, trainable=False)", new, "forward ignores the flag")
+          for new in ("twin.weight = Dense(w_hat, trainable=None)", "twin.weight = Dense(w_hat, )",
+                      "twin.weight = Dense(w_hat, trainable=True)")],
+    ],
+    "refcomp/compress/quantize/static_inputs.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("hooks = [(layer, lambda mod, inputs, out, name=name: fn(name, np.asarray(inputs[0]).reshape(-1, mod.in_features)))",
+         "hooks = [(layer, lambda mod, inputs, out, name=name: fn(name, np.asarray(inputs[0]).reshape(-2, mod.in_features)))",
+         "NumPy: any negative is -1"),
+        # "uint8" is make_observer's default dtype; qdtype reads a dtype's name case-blind
+        ('observers = {n: make_observer(observer, "uint8", **(observer_kwargs or {})) for n, _ in layers}',
+         'observers = {n: make_observer(observer, **(observer_kwargs or {})) for n, _ in layers}', "uint8 by default"),
+        ('observers = {n: make_observer(observer, "uint8", **(observer_kwargs or {})) for n, _ in layers}',
+         'observers = {n: make_observer(observer, "UINT8", **(observer_kwargs or {})) for n, _ in layers}',
+         "names are case-blind"),
+        # "int8" is choose_qparams' default dtype; names are case-blind
+        *[('wq = choose_qparams(ws.min(axis=1), ws.max(axis=1), "int8", symmetric=True, restricted_range=True, axis=0)',
+           new, "int8 by default, case-blind") for new in (
+            'wq = choose_qparams(ws.min(axis=1), ws.max(axis=1), symmetric=True, restricted_range=True, axis=0)',
+            'wq = choose_qparams(ws.min(axis=1), ws.max(axis=1), "INT8", symmetric=True, restricted_range=True, axis=0)')],
+        # quantize() rounds a float64 input to float32 first, as the cast does
+        ("layer.weight = StaticQuantized(QTensor.quantize(ws.astype(np.float32), wq), iq, smooth=smooth[name])",
+         "layer.weight = StaticQuantized(QTensor.quantize(ws.astype(None), wq), iq, smooth=smooth[name])",
+         "quantize rounds float64 to float32 first"),
+    ],
+    "refcomp/compress/quantize/weight_only.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("return x.reshape(len(x), -1)", "return x.reshape(len(x), -2)", "NumPy: any negative is -1"),
+        # padding by zero widths copies x unchanged
+        ("xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x",
+         "xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if (ph or pw) or True else x", "a pad of zero widths is x"),
+        ("w2 = w.reshape(w.shape[0], -1).astype(np.float64)", "w2 = w.reshape(w.shape[0], -2).astype(np.float64)",
+         "NumPy: any negative is -1"),
     ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64

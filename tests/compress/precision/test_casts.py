@@ -208,3 +208,195 @@ def test_loss_scaling_rescues_fp16_gradients_and_training_matches_fp32():
     # the float32 least-squares solution, up to fp16 rounding of x, y and the model copy of w
     w_ls = np.linalg.lstsq(x16.astype(np.float64), y16.astype(np.float64), rcond=None)[0]
     np.testing.assert_allclose(mw.master["w"], w_ls, rtol=5e-3, atol=5e-3)
+
+
+def test_cast_report_counts_and_errors_by_hand():
+    """float64 input: nbytes_before is the input's 8 bytes per value; the errors are measured against the
+    float32 weight; a value below half of float16's smallest subnormal 2^-24 is flushed (counted, left out
+    of the relative error); the absolute error of 1 + 2^-11 (a tie, to even: 1) is 2^-11."""
+    w = np.array([1 + 2.0**-11, 2.0**-26, 0.0, -3.0], np.float64)
+    r = cast_weights(w, "float16")
+    assert r.nbytes_before == 32 and r.nbytes_after == 8
+    np.testing.assert_array_equal(r.array.astype(np.float64), [1.0, 0.0, 0.0, -3.0])
+    assert r.n_flushed_to_zero == 1 and r.n_saturated == 0
+    assert r.max_abs_error == 2.0**-11 and r.max_rel_error == 2.0**-11 / (1 + 2.0**-11)
+    empty = cast_weights(np.zeros(0, np.float32))
+    assert empty.max_abs_error == 0.0 and empty.max_rel_error == 0.0 and empty.array.dtype == np.float16
+    zeros = cast_weights(np.zeros(3, np.float32), "bfloat16")
+    assert zeros.max_rel_error == 0.0 and zeros.n_flushed_to_zero == 0
+
+
+def test_the_error_reference_is_the_float32_weight():
+    """A float64 input is rounded to float32 first (one rounding float32 -> target): the report measures
+    against that float32 value, so 1 + 2^-30 (float32: 1.0) casts to 1.0 with no error at all."""
+    r = cast_weights(np.array([1 + 2.0**-30, 2.0]), "bfloat16")
+    assert r.max_abs_error == 0.0 and r.max_rel_error == 0.0
+
+
+def test_saturation_keeps_the_sign_and_the_in_range_values():
+    """on_overflow="saturate": ±inf after rounding becomes ±max; the others are the plain RNE cast
+    (ml_dtypes' own float32 -> 16-bit conversion is the oracle)."""
+    w = np.array([7e4, -7e4, 65504.0, -1.5, 1e-3], np.float32)
+    r = cast_weights(w, "float16", on_overflow="saturate")
+    np.testing.assert_array_equal(r.array, np.array([65504, -65504, 65504, -1.5, w[4]], np.float16))
+    assert r.n_saturated == 2 and r.array.dtype == np.float16
+    big = np.float32(3.4e38)
+    b = cast_weights(np.array([big, -big, 1.0], np.float32), "bfloat16", on_overflow="saturate")
+    bmax = ml_dtypes.finfo(ml_dtypes.bfloat16).max
+    np.testing.assert_array_equal(b.array.astype(np.float64), [float(bmax), -float(bmax), 1.0])
+    assert b.n_saturated == 2
+    with pytest.raises(OverflowRiskError, match="2 values"):
+        cast_weights(np.array([big, -big, 1.0], np.float32), "bfloat16")
+
+
+def test_loss_scaler_with_other_factors_and_bounds():
+    """The rule written out, with growth ×4 and backoff ×1/4: S ← max(S·backoff, min_scale) on a non-finite
+    step, S ← min(S·growth, max_scale) after growth_interval clean steps in a row (an overflow restarts the
+    count); last_scale is the scale in force when the step's gradients were made."""
+    s = DynamicLossScaler(2.0**8, growth_factor=4.0, backoff_factor=0.25, growth_interval=2, min_scale=2.0**5,
+                          max_scale=2.0**11)
+    bad, ok = np.array([1.0, np.nan]), np.ones(2)
+    assert not s.step(bad) and s.scale == 2.0**6 and s.last_scale == 2.0**8
+    assert not s.step(bad) and s.scale == 2.0**5                   # floor: max(2^4, 2^5)
+    assert s.step(ok) and s.scale == 2.0**5 and s.clean_steps == 1
+    assert not s.step(bad) and s.clean_steps == 0 and s.scale == 2.0**5
+    assert s.step(ok) and s.step(ok) and s.scale == 2.0**7 and s.clean_steps == 0
+    assert s.step(ok) and s.step(ok) and s.scale == 2.0**9
+    assert s.step(ok) and s.step(ok) and s.scale == 2.0**11       # min(2^11, 2^11)
+    assert s.step(ok) and s.step(ok) and s.scale == 2.0**11       # capped
+    assert s.last_scale == 2.0**11 and s.skipped_steps == 3
+
+
+@pytest.mark.parametrize("kwargs, name", [({"growth_factor": 0.5}, "growth_factor"),
+                                          ({"backoff_factor": 1.0}, "backoff_factor"),
+                                          ({"backoff_factor": 0.0}, "backoff_factor"),
+                                          ({"growth_interval": 0}, "growth_interval"),
+                                          ({"init_scale": 2.0**25}, "init_scale"),
+                                          ({"min_scale": 0.0}, "min_scale"),
+                                          ({"max_scale": 0.0}, "max_scale"),
+                                          ({"init_scale": 0.0}, "init_scale")])
+def test_loss_scaler_refuses_bad_settings(kwargs, name):
+    with pytest.raises(ValidationError, match=f"^{name}:"):
+        DynamicLossScaler(**kwargs)
+
+
+def test_loss_scaler_accepts_its_bounds():
+    """init_scale may equal min_scale or max_scale; growth just above 1 and backoff just below 1 are valid."""
+    assert DynamicLossScaler(1.0).scale == 1.0
+    assert DynamicLossScaler(2.0**24).scale == 2.0**24
+    s = DynamicLossScaler(4.0, growth_factor=1.5, backoff_factor=0.75, growth_interval=1, min_scale=4.0, max_scale=9.0)
+    assert s.step(np.ones(1)) and s.scale == 6.0 and s.step(np.ones(1)) and s.scale == 9.0
+
+
+def test_unscale_and_all_finite_keep_the_container():
+    """grads / S in float32 for an array, a list, a tuple and a dict; all_finite looks into every one."""
+    s = DynamicLossScaler(8.0)
+    g = np.array([8.0, -4.0], np.float64)
+    assert s.step([g, g])
+    one = s.unscale(g)
+    assert one.dtype == np.float32 and one.tolist() == [1.0, -0.5]
+    as_list, as_tuple, as_dict = s.unscale([g, 2 * g]), s.unscale((g,)), s.unscale({"a": g})
+    assert type(as_list) is list and as_list[1].tolist() == [2.0, -1.0] and as_list[1].dtype == np.float32
+    assert type(as_tuple) is tuple and as_tuple[0].tolist() == [1.0, -0.5]
+    assert set(as_dict) == {"a"} and as_dict["a"].dtype == np.float32 and as_dict["a"].tolist() == [1.0, -0.5]
+    inf = np.array([1.0, np.inf])
+    assert DynamicLossScaler.all_finite({"a": g, "b": g}) and not DynamicLossScaler.all_finite({"a": g, "b": inf})
+    assert not DynamicLossScaler.all_finite((g, inf)) and not DynamicLossScaler.all_finite([inf])
+    assert not DynamicLossScaler.all_finite(inf) and DynamicLossScaler.all_finite(g)
+    # last_scale is the scale that made the gradients: after an overflow halves S, the next
+    # unscale divides by the new S (the one the next gradients are made with)
+    assert not s.step(inf) and s.last_scale == 8.0 and s.scale == 4.0
+    assert s.step(g) and s.unscale(g).tolist() == [2.0, -1.0]
+    # the division is float32's: the float64 gradient is rounded first, then divided (S = 3 is not a power of 2)
+    s3 = DynamicLossScaler(3.0)
+    g = np.random.default_rng(0).standard_normal(64)
+    assert s3.step(g)
+    np.testing.assert_array_equal(s3.unscale(g), g.astype(np.float32) / np.float32(3.0))
+
+
+def test_master_weights_sgd_step_by_the_formula():
+    """master ← master − lr · float32(g) / S in float32, per key; bfloat16 model copies round to nearest even."""
+    b0 = np.array([[0.5]], np.float32)
+    mw = MasterWeights({"a": np.array([1.0, 2.0]), "b": b0}, "bfloat16")
+    assert mw.master["a"].dtype == np.float32
+    mw.sgd_step({"a": np.array([4.0, -8.0]), "b": np.array([[2.0]])}, lr=0.5, loss_scale=4.0)
+    np.testing.assert_array_equal(mw.master["a"], np.float32([0.5, 3.0]))
+    np.testing.assert_array_equal(mw.master["b"], np.float32([[0.25]]))
+    assert b0[0, 0] == 0.5                                  # the master is a copy: the caller's array is untouched
+    mw.sgd_step({"a": np.array([1.0, 1.0]), "b": np.array([[1.0]])}, lr=0.25)        # loss_scale 1 by default
+    np.testing.assert_array_equal(mw.master["a"], np.float32([0.25, 2.75]))
+    mw.master["a"][0] = np.float32(1 + 2.0**-8)                                      # a bfloat16 tie: to even, 1
+    copy = mw.model_copy()
+    assert copy["a"].dtype == ml_dtypes.bfloat16 and float(copy["a"][0]) == 1.0
+    with pytest.raises(ValidationError, match=r"grads\['a'\]"):
+        mw.sgd_step({"a": np.ones(3), "b": np.ones((1, 1))}, lr=0.1)             # wrong shape
+    with pytest.raises(ValidationError, match="params"):
+        MasterWeights([np.ones(2)])
+    with pytest.raises(ValidationError, match="lr"):
+        mw.sgd_step({"a": np.ones(2), "b": np.ones((1, 1))}, lr=0.0)
+    with pytest.raises(ValidationError, match="loss_scale"):
+        mw.sgd_step({"a": np.ones(2), "b": np.ones((1, 1))}, lr=0.1, loss_scale=0.0)
+
+
+def test_greedy_narrows_the_cheapest_error_per_bit_first():
+    """Eq. 8 by hand: from a = 8, b = 8 (cost 8·10 + 8·10 = 160 > 120), narrowing a to 4 costs
+    (0.5 − 0.1) / 40 = 0.01 per bit, b to 4 costs (0.2 − 0.1) / 40 = 0.0025: b goes first (120 <= 120)."""
+    sens = {"a": {4: 0.5, 8: 0.1}, "b": {4: 0.2, 8: 0.1}}
+    alloc = select_bitwidths(sens, {"a": 10, "b": 10}, 120, method="greedy")
+    assert alloc.bits == {"a": 8, "b": 4} and alloc.total_bits == 120 and alloc.total_error == pytest.approx(0.3)
+    # a budget that needs both narrowed
+    alloc = select_bitwidths(sens, {"a": 10, "b": 10}, 80, method="greedy")
+    assert alloc.bits == {"a": 4, "b": 4}
+    # a layer that loses nothing by narrowing (ratio 0) goes first, however large it is
+    alloc = select_bitwidths({"a": {4: 0.3, 8: 0.1}, "b": {4: 0.0, 8: 0.0}}, {"a": 10, "b": 10}, 120, method="greedy")
+    assert alloc.bits["a"] == 8
+    # equal ratios: the first layer of the table is narrowed first
+    tie = {"a": {4: 0.2, 8: 0.1}, "b": {4: 0.2, 8: 0.1}}
+    assert select_bitwidths(tie, {"a": 10, "b": 10}, 120, method="greedy").bits == {"a": 4, "b": 8}
+    # the options are read by cost whatever the order the table gives them in
+    desc = {"a": {8: 0.1, 4: 0.5}, "b": {8: 0.1, 4: 0.2}}
+    for method in ("greedy", "exact"):
+        assert select_bitwidths(desc, {"a": 10, "b": 10}, 120, method=method).bits == {"a": 8, "b": 4}
+        with pytest.raises(ValidationError, match="^budget_bits:"):
+            select_bitwidths(desc, {"a": 10, "b": 10}, 79, method=method)
+    assert select_bitwidths({"a": {1: 0.5, 2: 0.1}}, {"a": 4}, 4).bits == {"a": 1}      # 1 bit is a width
+
+
+def test_exact_prefers_the_cheaper_of_two_equally_good_choices():
+    """Among allocations with the same total error, the one with fewer bits (a tie on error, then cost)."""
+    alloc = select_bitwidths({"a": {4: 0.0, 8: 0.0}}, {"a": 10}, 100)
+    assert alloc.bits == {"a": 4} and alloc.total_bits == 40
+    alloc = select_bitwidths({"a": {2: 0.5, 4: 0.25, 8: 0.25}}, {"a": 10}, 100, method="exact")
+    assert alloc.bits == {"a": 4}
+    assert select_bitwidths({"a": {4: 0.1}}, {"a": 10}, 40).bits == {"a": 4}        # the budget met exactly
+
+
+@pytest.mark.parametrize("sens, sizes, budget, match", [
+    ({}, {}, 10, "sensitivity"), ([("a", 1)], {"a": 1}, 10, "sensitivity"),
+    ({"a": {}}, {"a": 1}, 10, r"sensitivity\['a'\]"), ({"a": {4: 0.1}}, {"a": 0}, 10, r"sizes\['a'\]"),
+    ({"a": {0: 0.1}}, {"a": 1}, 10, "key"), ({"a": {4: -0.1}}, {"a": 1}, 10, r"sensitivity\['a'\]\[4\]"),
+    ({"a": {4: float("nan")}}, {"a": 1}, 10, r"\[4\]"), ({"a": {4: True}}, {"a": 1}, 10, r"\[4\]"),
+    ({"a": {4: 0.1}}, [1], 10, "sizes"), ({"a": {4: 0.1}}, {"a": 1}, -1, "budget_bits"),
+    ({"a": {4: 0.1}}, {"a": 1}, 10, "method")])
+def test_bit_selection_refuses_bad_tables(sens, sizes, budget, match):
+    kwargs = {"method": "best"} if match == "method" else {}
+    with pytest.raises(ValidationError, match=match):
+        select_bitwidths(sens, sizes, budget, **kwargs)
+
+
+def test_weight_sensitivity_by_the_formula():
+    """error[b] = ||W − RTN_b(W)||² / ||W||² with rows of groups (group_size) and a 1-D weight as one row;
+    an all-zero weight has no error (its norm is read as 1)."""
+    from refcomp.compress.quantize.rtn import rtn_quantize
+
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((4, 8))
+    t = weight_sensitivity({"w": w, "v": w[0], "z": np.zeros((2, 2))}, bit_choices=(3,), group_size=4)
+    want = rtn_quantize(w, bits=3, group_size=4).to_dense().astype(np.float64)
+    assert t["w"][3] == pytest.approx(np.sum((w - want) ** 2) / np.sum(w * w), rel=1e-12)
+    want_v = rtn_quantize(w[:1], bits=3, group_size=4).to_dense().astype(np.float64)
+    assert t["v"][3] == pytest.approx(np.sum((w[:1] - want_v) ** 2) / np.sum(w[0] ** 2), rel=1e-12)
+    assert t["z"] == {3: 0.0}
+    coarse = weight_sensitivity({"w": w}, bit_choices=(3,))["w"][3]        # one scale per row
+    rows = rtn_quantize(w, bits=3).to_dense().astype(np.float64)
+    assert coarse == pytest.approx(np.sum((w - rows) ** 2) / np.sum(w * w), rel=1e-12) and coarse != t["w"][3]

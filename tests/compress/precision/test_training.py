@@ -118,3 +118,86 @@ def test_bad_arguments():
     x, y = np.zeros((4, 4), np.float32), np.zeros(4, np.int64)
     with pytest.raises(ValidationError, match="regularizer"):
         train(m, (x, y), optimizer=MixedPrecisionOptimizer(m), regularizer=L1(1e-4), progress=False)
+
+
+def test_default_scalers_follow_the_papers():
+    """float16: S₀ = 2^16, doubled after 2000 clean steps (Micikevicius et al. 2018 §3.2, as PyTorch's
+    GradScaler); bfloat16: a constant S = 1 (float32's exponent range, Kalamkar et al. 2019 §3)."""
+    half = MixedPrecisionOptimizer(_model(), "float16")
+    assert half.scaler.scale == 2.0**16 and half.scaler.growth_interval == 2000 and half.compute == "emulated"
+    bf = MixedPrecisionOptimizer(_model(), "bfloat16")
+    assert bf.scaler.scale == 1.0 and bf.scaler.max_scale == 1.0
+    assert bf.dtype == ml_dtypes.bfloat16 and half.dtype == np.float16
+
+
+def test_casts_round_to_16_bits_and_keep_integer_inputs():
+    """fl(x) is the round-to-nearest-even cast (ml_dtypes / NumPy are the oracle), held as float32 in
+    emulation and as float16 natively; integer inputs (token ids) pass untouched; the logits go to the
+    loss in float32; ∂L/∂z is multiplied by S before its rounding (eq. 10)."""
+    x = np.array([[1 + 2.0**-11, 1 + 3 * 2.0**-11, 1 + 2.0**-8, 7e4]], np.float64)
+
+    def fl(a, store):
+        with np.errstate(over="ignore"):        # 7e4 is inf in float16: what the scaler must see
+            return a.astype(np.float32).astype(store).astype(np.float64)
+
+    for dtype, compute, store in (("float16", "emulated", np.float16), ("float16", "native", np.float16),
+                                  ("bfloat16", "emulated", ml_dtypes.bfloat16)):
+        opt = MixedPrecisionOptimizer(_model(), dtype, compute=compute, scaler=DynamicLossScaler(2.0**10))
+        got = opt.cast_input(x)
+        assert got.dtype == (np.float16 if compute == "native" else np.float32)
+        np.testing.assert_array_equal(got.astype(np.float64), fl(x, store))
+        ids = np.array([[3, 1]], np.int64)
+        assert opt.cast_input(ids) is ids
+        assert opt.cast_output(np.ones(2, np.float16)).dtype == np.float32
+        dz = np.array([2.0**-20, 1e-3, 100.0], np.float32)
+        np.testing.assert_array_equal(opt.scale_gradient(dz).astype(np.float64), fl(dz * np.float32(2.0**10), store))
+    opt = MixedPrecisionOptimizer(_model(), "float16", scaler=DynamicLossScaler(2.0**16))
+    assert np.isinf(opt.scale_gradient(np.float32([2.0])))[0]                   # 2^17 overflows float16
+
+
+def test_lr_is_the_inner_sgd_lr_and_zero_grad_clears_the_model():
+    opt = MixedPrecisionOptimizer(_model(), "float16", lr=0.25)
+    assert opt.lr == 0.25 and opt.inner.lr == 0.25
+    opt.lr = 0.125                                      # what refcomp.nn.train's schedules do
+    assert opt.inner.lr == 0.125
+    _set_grads(opt, 1.0)
+    opt.zero_grad()
+    assert all(p.grad is None for p in opt.params.values())
+
+
+def test_step_is_float32_sgd_with_momentum_and_weight_decay_on_the_master():
+    """Eq. (12) by hand (refcomp.nn.optim.SGD's rule written out): g = g16 / S + λθ, v ← μv + g (v₀ = g),
+    θ ← θ − lr·v, all in float32; a parameter without a gradient keeps its value."""
+    m = _model()
+    opt = MixedPrecisionOptimizer(m, "float16", lr=0.5, momentum=0.5, weight_decay=0.25,
+                                  scaler=DynamicLossScaler(4.0))
+    theta = {n: p.data.astype(np.float32).copy() for n, p in opt.master.items()}
+    v = {}
+    for k in range(2):
+        _set_grads(opt, 2.0)
+        opt.params["fc1.bias"].grad = None
+        assert opt.step()
+        for n in theta:
+            if n == "fc1.bias":
+                continue
+            g = np.float32(2.0 / 4.0) + np.float32(0.25) * theta[n]
+            v[n] = g if k == 0 else np.float32(0.5) * v[n] + g
+            theta[n] = theta[n] - np.float32(0.5) * v[n]
+            np.testing.assert_allclose(opt.master[n].data, theta[n], rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(opt.master["fc1.bias"].data, theta["fc1.bias"])
+    assert opt.steps == 2
+
+
+def test_use_master_gives_the_model_float32_copies():
+    m = _model()
+    opt = MixedPrecisionOptimizer(m, "bfloat16")
+    opt.master["fc0.weight"].data[0, 0] = np.float32(1 + 2.0**-10)           # not a bfloat16 value
+    opt.use_master()
+    assert m["fc0"].weight.data.dtype == np.float32 and m["fc0"].weight.data[0, 0] == np.float32(1 + 2.0**-10)
+    m["fc0"].weight.data[0, 0] = 5.0
+    assert opt.master["fc0.weight"].data[0, 0] == np.float32(1 + 2.0**-10)    # a copy, not the master itself
+
+
+def test_a_model_without_parameters_is_refused():
+    with pytest.raises(ValidationError, match="model"):
+        MixedPrecisionOptimizer(Sequential(("relu", ReLU())))

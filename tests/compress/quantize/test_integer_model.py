@@ -5,7 +5,7 @@ kernels when registered, and fixed-point requantization) inside the model's own
 layers; the simulation runs float refcomp.nn layers on dequantized values
 (refcomp.compress.quantize.simulate). The simulation shares the requantization
 code with the integer path, so the MLP is also checked against the formulas
-written out in Python integers (_oracle_codes), which share no code with it.
+written out in Python integers (integer_oracle.oracle_codes), which share no code with it.
 """
 
 import numpy as np
@@ -23,8 +23,8 @@ from refcomp.nn.layers import DequantizeLinear, QuantizeLinear
 from refcomp.ops import conv_integer
 from refcomp.ops.integer_linear import requantization_params, requantize_accumulators
 
-from ..conv_reference import conv2d
 from ..models_for_tests import small_cnn, small_mlp
+from .integer_oracle import oracle_codes
 
 
 def _same_codes(im, x):
@@ -287,90 +287,25 @@ def test_integer_model_builders_name_what_is_missing():
 
 
 # ---------------------------------------------- an oracle that shares no code with the integer path
-
-def _oracle_codes(im, x):
-    """The integer model's output codes from the formulas alone, in Python integers:
-    QuantizeLinear q = clip(round_half_even(f32(x) / f32(s)) + z) (ONNX QuantizeLinear-19);
-    acc = Σ (q_x − z_x)·q_w + round_half_even(b / (s_x·s_w)) (Jacob et al. 2018 eq. 7-9);
-    M = f32(f32(s_x·s_w) / s_y), (m, n) by TFLite QuantizeMultiplier (frexp, m = ⌊q·2³¹ + ½⌋);
-    y = clip(RDivPOT(SRDHM(acc·2^max(n,0), m), max(−n,0)) + z_y) with gemmlowp's roundings
-    (SRDHM ties upward, RDivPOT ties away from zero); a fused ReLU clamps at z_y."""
-    import math
-
-    def srdhm(a, b):
-        v = a * b + (2**30 if a * b >= 0 else 1 - 2**30)
-        q = abs(v) // 2**31 if v >= 0 else -(abs(v) // 2**31)          # C's division: toward zero
-        return max(min(q, 2**31 - 1), -2**31)
-
-    def rdivpot(v, e):
-        mask = (1 << e) - 1
-        rem, thresh = v & mask, (mask >> 1) + (1 if v < 0 else 0)
-        return (v >> e) + (1 if rem > thresh else 0)
-
-    def multiplier(m_real):
-        q, n = math.frexp(float(m_real))
-        m = math.floor(q * 2**31 + 0.5)
-        return (m // 2, n + 1) if m == 2**31 else (m, n)
-
-    def requantize(acc, q_b, s_x, s_w, oq, relu):
-        """acc (…, C) int64 per output channel c (last axis) -> output codes."""
-        s_y, z_y = np.float32(oq.scale), int(oq.zero_point)
-        lo, hi = (0, 255) if oq.dtype.name == "uint8" else (-128, 127)
-        out = np.empty(acc.shape, np.int64)
-        for c in range(acc.shape[-1]):
-            m, n = multiplier(np.float32(np.float32(s_x * s_w[c]) / s_y))
-            for idx in np.ndindex(acc.shape[:-1]):
-                y = rdivpot(srdhm((int(acc[idx + (c,)]) + int(q_b[c])) * 2 ** max(n, 0), m), max(-n, 0)) + z_y
-                out[idx + (c,)] = min(max(y, z_y if relu else lo), hi)
-        return out
-
-    qx = im["quantize"].qparams
-    lo, hi = (0, 255) if qx.dtype.name == "uint8" else (-128, 127)
-    s_x, z_x = np.float32(qx.scale), int(qx.zero_point)
-    codes = np.clip(np.rint(x.astype(np.float32) / s_x) + z_x, lo, hi).astype(np.int64)
-    layers = list(im["model"])
-    for i, layer in enumerate(layers):
-        kind = type(layer).__name__
-        if kind == "MaxPool2d":                      # on codes: max commutes with a monotone map
-            n_, c_, h_, w_ = codes.shape
-            codes = codes[:, :, :h_ // 2 * 2, :w_ // 2 * 2].reshape(n_, c_, h_ // 2, 2, w_ // 2, 2).max(axis=(3, 5))
-        elif kind == "Flatten":
-            codes = codes.reshape(len(codes), -1)
-        elif kind in ("Linear", "Conv2d"):
-            relu = i + 1 < len(layers) and type(layers[i + 1]).__name__ == "ReLU"
-            q_w = layer.weight.data.astype(np.int64)
-            s_w = np.asarray(layer.weight.qparams.scale, np.float32)
-            q_b = [int(np.rint(np.float64(layer.bias.data[o]) / (np.float64(s_x) * np.float64(s_w[o]))))
-                   for o in range(len(q_w))]
-            if kind == "Linear":
-                acc = (codes - z_x) @ q_w.T                                   # (N, O)
-            else:                                                             # (N, OH, OW, O), 'valid', stride 1
-                assert layer.padding == (0, 0) and layer.stride == (1, 1)
-                acc = np.moveaxis(conv2d(codes - z_x, q_w), 1, -1)
-            codes = requantize(acc, q_b, s_x, s_w, layer.output_qparams, relu)
-            if kind == "Conv2d":
-                codes = np.moveaxis(codes, -1, 1)
-            s_x, z_x = np.float32(layer.output_qparams.scale), int(layer.output_qparams.zero_point)
-    return codes
-
+# (integer_oracle.oracle_codes: the formulas written out in Python integers)
 
 @pytest.mark.parametrize("seed, act", [(0, "uint8"), (1, "int8"), (2, "uint8")])
 def test_mlp_integer_equals_the_formulas_written_out(seed, act):
-    """The integer MLP against _oracle_codes (no refcomp op in it): the simulation shares the
+    """The integer MLP against oracle_codes (no refcomp op in it): the simulation shares the
     requantization code with the integer path, so only this catches a bug common to both."""
     rng = np.random.default_rng(seed)
     model = small_mlp(seed)
     im, _ = quantize_static(model, rng.normal(size=(64, 12)).astype(np.float32), activation_dtype=act)
     x = (rng.normal(size=(24, 12)) * 1.5).astype(np.float32)
-    np.testing.assert_array_equal(output_codes(im, x).astype(np.int64), _oracle_codes(im, x))
+    np.testing.assert_array_equal(output_codes(im, x).astype(np.int64), oracle_codes(im, x))
 
 
 @pytest.mark.parametrize("seed, act", [(0, "uint8"), (1, "int8")])
 def test_cnn_integer_equals_the_formulas_written_out(seed, act):
-    """The integer CNN (conv, ReLU, max-pool, conv, ReLU, flatten, linear) against _oracle_codes,
+    """The integer CNN (conv, ReLU, max-pool, conv, ReLU, flatten, linear) against oracle_codes,
     whose convolution is the direct sum of conv_reference (no im2col, no refcomp op)."""
     rng = np.random.default_rng(seed)
     model = small_cnn(seed)
     im, _ = quantize_static(model, rng.normal(size=(40, 1, 10, 10)).astype(np.float32), activation_dtype=act)
     x = (rng.normal(size=(6, 1, 10, 10)) * 1.5).astype(np.float32)
-    np.testing.assert_array_equal(output_codes(im, x).astype(np.int64), _oracle_codes(im, x))
+    np.testing.assert_array_equal(output_codes(im, x).astype(np.int64), oracle_codes(im, x))

@@ -210,3 +210,216 @@ def test_gptq_beats_rtn_on_minilm_w4_group_64(minilm_1_block, minilm_golden, tmp
     assert 0 <= w4 - (f32 - 4 * codes + stored) < 64 * 1024            # the headers: JSON of 6 QTensors
     back = load_model(tmp_path / "q.safetensors")
     assert np.array_equal(embed(back), e)
+
+
+# ---- the pieces by hand: the rows a layer multiplies, the Hessian GPTQ gets, the report ---------------------------
+
+@pytest.mark.parametrize("stride, padding, dilation", [((2, 1), (1, 2), (1, 2)), ((1, 2), (0, 1), (2, 1)),
+                                                     ((1, 1), (1, 0), (1, 1))])
+def test_conv_layer_inputs_are_its_receptive_fields(stride, padding, dilation):
+    """layer_inputs of a Conv2d: one row per output position (n, i, j), the zero-padded input window
+    x[n, c, i·s_h + k·d_h − p_h, j·s_w + l·d_w − p_w] in (c, k, l) order — so rows · W2ᵀ is the convolution.
+    Each geometry differs between height and width; one pads only one of them."""
+    from refcomp.compress.quantize.weight_only import layer_inputs
+    from refcomp.nn.layers import Conv2d
+
+    rng = np.random.default_rng(0)
+    conv = Conv2d(2, 3, (2, 3), stride=stride, padding=padding, dilation=dilation, rng=0)
+    x = rng.standard_normal((2, 2, 5, 6))
+    rows = layer_inputs(conv, x)
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    oh, ow = (5 + 2 * ph - dh * (2 - 1) - 1) // sh + 1, (6 + 2 * pw - dw * (3 - 1) - 1) // sw + 1
+    want = []
+    for n in range(2):
+        for i in range(oh):
+            for j in range(ow):
+                row = []
+                for c in range(2):
+                    for k in range(2):
+                        for m in range(3):
+                            r, s = i * sh + k * dh - ph, j * sw + m * dw - pw
+                            row.append(x[n, c, r, s] if 0 <= r < 5 and 0 <= s < 6 else 0.0)
+                want.append(row)
+    np.testing.assert_array_equal(rows, np.array(want))
+    np.testing.assert_array_equal(layer_inputs(Linear(60, 2, rng=0), x), x.reshape(2, 60))   # a Linear: flattened
+
+
+def test_gptq_gets_the_hessian_of_the_calibration_rows_and_reports_the_output_error():
+    """Eq. (G1) for the first layer: H = 2 XᵀX / n over every calibration row (all batches), so the codes are
+    gptq_quantize(W, H) itself; output_mse = mean((X₁ (Ŵ − W)ᵀ)²) on the first batch's rows X₁."""
+    from refcomp.compress.quantize.gptq import gptq_quantize
+    from refcomp.nn import ReLU, Sequential
+
+    rng = np.random.default_rng(1)
+    model = Sequential(("fc1", Linear(6, 5, rng=0)), ("relu", ReLU()), ("fc2", Linear(5, 3, rng=1)))
+    x = rng.standard_normal((20, 6)).astype(np.float32)
+    q, rep = quantize_weights(model, bits=3, method="gptq", calibration_x=x, batch_size=8, percdamp=0.05)
+    x64 = x.astype(np.float64)
+    w = model["fc1"].weight.to_dense().astype(np.float64)
+    want = gptq_quantize(w, 2 * x64.T @ x64 / len(x64), bits=3, percdamp=0.05)
+    np.testing.assert_array_equal(q["fc1"].weight.data, want.data)
+    d = x64[:8] @ (want.to_dense().astype(np.float64) - w).T
+    assert rep["fc1"]["output_mse"] == pytest.approx(np.mean(d * d), rel=1e-12)
+    assert rep["fc1"]["shape"] == [5, 6] and rep["fc1"]["bits"] == 3 and rep["fc1"]["float_bytes"] == 5 * 6 * 4
+    assert rep["fc1"]["bytes"] == q["fc1"].weight.nbytes
+    # fc2 sees fc1's *quantized* output (after the ReLU) in its Hessian
+    h = np.maximum(x64 @ want.to_dense().astype(np.float64).T + model["fc1"].bias.data, 0)
+    w2 = model["fc2"].weight.to_dense().astype(np.float64)
+    want2 = gptq_quantize(w2, 2 * h.T @ h / len(h), bits=3, percdamp=0.05)
+    np.testing.assert_array_equal(q["fc2"].weight.data, want2.data)
+
+
+def test_rtn_without_calibration_reports_no_output_error():
+    from refcomp.compress.quantize.rtn import rtn_quantize
+    from refcomp.nn import Sequential
+
+    model = Linear(8, 4, rng=0)
+
+    q, rep = quantize_weights(Sequential(("fc", model)), bits=4, group_size=4)
+    assert "output_mse" not in rep["fc"]
+    want = rtn_quantize(model.weight.to_dense().astype(np.float64), bits=4, group_size=4)
+    np.testing.assert_array_equal(q["fc"].weight.data, want.data)
+
+
+def test_layer_rows_are_capped_at_4096_for_the_report():
+    from refcomp.compress.quantize.weight_only import layerwise_hessians
+    from refcomp.nn import Sequential
+
+    model = Sequential(("fc", Linear(2, 1, rng=0)))
+    x = np.random.default_rng(2).standard_normal((5000, 2)).astype(np.float32)
+    ((name, layer, h, rows),) = list(layerwise_hessians(model, ["fc"], [x]))
+    assert name == "fc" and rows.shape == (4096, 2) and rows.dtype == np.float64
+    np.testing.assert_allclose(h, 2 * x.astype(np.float64).T @ x.astype(np.float64) / 5000, rtol=1e-10)
+    assert not layer.__dict__.get("_forward_hooks")                # the capturing hook is removed again
+    from refcomp.errors import ValidationError
+    from refcomp.nn import ReLU
+
+    for bad in ("nope", "relu"):                                      # unknown, or not a Linear / Conv2d
+        with pytest.raises(ValidationError, match="layers"):
+            list(layerwise_hessians(Sequential(("fc", Linear(2, 1)), ("relu", ReLU())), ["fc", bad], [x]))
+
+
+def test_model_bytes_counts_formats_and_parameters():
+    from refcomp.compress.quantize.weight_only import model_bytes
+    from refcomp.nn import Sequential
+
+    model = Sequential(("fc", Linear(8, 4, rng=0)))
+    assert model_bytes(model) == (8 * 4 + 4) * 4
+    q, _ = quantize_weights(model, bits=8)
+    assert model_bytes(q) == q["fc"].weight.nbytes + 4 * 4
+
+
+def test_bad_arguments_of_quantize_weights():
+    from refcomp.errors import ShapeError, ValidationError
+    from refcomp.nn import Sequential
+    from refcomp.nn.layers import Conv2d
+
+    model = Sequential(("fc", Linear(4, 2, rng=0)))
+    x = np.ones((4, 4), np.float32)
+    with pytest.raises(ValidationError, match="method"):
+        quantize_weights(model, method="awq")
+    with pytest.raises(ValidationError, match="calibration_x"):
+        quantize_weights(model, method="gptq")
+    for bad in (True, 2.0, 0):
+        with pytest.raises(ValidationError, match="batch_size"):
+            quantize_weights(model, calibration_x=x, batch_size=bad)
+    with pytest.raises(ShapeError, match="calibration_x"):
+        quantize_weights(model, calibration_x=np.zeros((0, 4), np.float32))
+    with pytest.raises(ShapeError, match="calibration_x"):
+        quantize_weights(model, calibration_x=np.float32(1.0))
+    with pytest.raises(ValidationError, match="calibration_batches"):
+        quantize_weights(model, calibration_batches=5)
+    with pytest.raises(ValidationError, match="calibration_batches"):
+        quantize_weights(model, calibration_batches=x)                  # an array would be one batch
+    with pytest.raises(ShapeError, match=r"calibration_batches\[0\]"):
+        quantize_weights(model, calibration_batches=[np.zeros((0, 4))])
+    with pytest.raises(ShapeError, match=r"calibration_batches\[0\]"):
+        quantize_weights(model, calibration_batches=[np.float32(1.0)])
+    with pytest.raises(ShapeError, match="^calibration_x:"):
+        quantize_weights(model, calibration_x=(x, np.float32(1.0)))     # a 0-d input has no N
+    grouped = Sequential(("conv", Conv2d(2, 2, 1, groups=2, rng=0)))
+    with pytest.raises(ValidationError, match="layer 'conv'"):
+        quantize_weights(grouped, bits=8)
+    assert quantize_weights(grouped, bits={"conv": None})[1] == {}     # a layer left float is not checked
+
+
+def test_calibration_x_is_cut_into_float32_batches_of_any_rank_and_size():
+    """One input: float32 (a float64 calibration set is rounded first), cut into consecutive batches of
+    batch_size samples (the last shorter), every sample once; one sample is enough; a tuple of inputs with
+    N = 1 too. The batch sizes a model sees are counted by a layer of the test's own."""
+    from refcomp.compress.quantize.gptq import gptq_quantize
+    from refcomp.nn import Module, Sequential
+
+    sizes = []
+
+    class Count(Module):
+        def forward(self, x):
+            sizes.append(len(x))
+            return x.reshape(len(x), -1)
+
+    model = Sequential(("count", Count()), ("fc", Linear(3, 2, rng=0)))
+    x64 = np.random.default_rng(3).standard_normal((20, 3)) * (1 + 2.0**-30)
+    q, rep = quantize_weights(model, bits=4, method="gptq", calibration_x=x64, batch_size=8)
+    assert sizes == [8, 8, 4]
+    x32 = x64.astype(np.float32).astype(np.float64)
+    w = model["fc"].weight.to_dense().astype(np.float64)
+    np.testing.assert_array_equal(q["fc"].weight.data, gptq_quantize(w, 2 * x32.T @ x32 / 20, bits=4).data)
+    d = x32[:8] @ (q["fc"].weight.to_dense().astype(np.float64) - w).T
+    assert rep["fc"]["output_mse"] == pytest.approx(np.mean(d * d), rel=1e-12)
+    sizes.clear()
+    quantize_weights(model, bits=4, method="gptq", calibration_x=x64[:1, :, None])       # one sample, 3-D
+    one_d = Sequential(("count", Count()), ("fc", Linear(1, 2, rng=0)))
+    quantize_weights(one_d, bits=4, method="gptq", calibration_x=x64[:5, 0], batch_size=2)  # 1-D samples
+    quantize_weights(one_d, bits=4, method="gptq", calibration_batches=[x64[:1, 0], x64[1:4, 0]])  # given as is
+    assert sizes == [1, 2, 2, 1, 1, 3]
+
+    class Pair(Module):
+        inputs = ["a", "b"]
+
+        def __init__(self):
+            self.fc = Linear(3, 2, rng=0)
+
+        def forward(self, a, b):
+            return self.fc(a + b)
+
+    quantize_weights(Pair(), bits=4, method="gptq", calibration_x=(x64[:1], x64[1:2]))    # N = 1 inputs
+
+
+def test_gptq_options_and_defaults_reach_gptq_quantize():
+    """group_size, act_order and percdamp are GPTQ's own (gptq_quantize is the oracle, with H = 2XᵀX/n);
+    their defaults are percdamp 0.01, no reordering, and batches of 256 samples. The inputs are correlated
+    (4 directions in 12 features, little noise) so that each option changes the codes."""
+    from refcomp.compress.quantize.gptq import gptq_quantize
+    from refcomp.nn import Module, Sequential
+
+    sizes = []
+
+    class Count(Module):
+        def forward(self, x):
+            sizes.append(len(x))
+            return x
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((300, 4)) @ rng.standard_normal((4, 12)) + 0.01 * rng.standard_normal((300, 12)))
+    x = x.astype(np.float32)
+    model = Sequential(("count", Count()), ("fc", Linear(12, 6, rng=0)))
+    w = model["fc"].weight.to_dense().astype(np.float64)
+    x64 = x.astype(np.float64)
+    h = 2 * x64.T @ x64 / len(x64)
+
+    def codes(**kw):
+        return quantize_weights(model, bits=3, method="gptq", calibration_x=x, **kw)[0]["fc"].weight.data
+
+    default = codes()
+    assert sizes == [256, 44]
+    np.testing.assert_array_equal(default, gptq_quantize(w, h, bits=3, percdamp=0.01).data)
+    assert not np.array_equal(default, gptq_quantize(w, h, bits=3, percdamp=1.01).data)
+    options = {"group_size": 4, "act_order": True, "percdamp": 0.1}
+    want = gptq_quantize(w, h, bits=3, **options).data
+    np.testing.assert_array_equal(codes(**options), want)
+    for name in options:                        # each option on its own changes the codes
+        assert not np.array_equal(gptq_quantize(w, h, bits=3, **{k: v for k, v in options.items() if k != name}).data,
+                                  want), name
+    sizes.clear()
+    codes(batch_size=1)                         # one sample per batch is a batch size
+    assert sizes == [1] * 300
