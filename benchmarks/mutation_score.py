@@ -434,6 +434,36 @@ EQUIVALENT_BY_HAND = {
         # a spec NumPy cannot read as a dtype: None or "" is in no row of the table, the same DTypeError
         ("dt = None", 'dt = ""', "neither is a table key"),
     ],
+    "refcomp/ops/qlinear_matmul.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("mult = real_multiplier(sa.reshape(-1, 1) if sa.ndim else sa, sb, sy.reshape(()))",
+         "mult = real_multiplier(sa.reshape(-2, 1) if sa.ndim else sa, sb, sy.reshape(()))", "NumPy: any negative is -1"),
+        # the per-tensor branch: requantize reads a single-element multiplier and zero point as
+        # scalars whatever axis says (its per_axis), and its kernels read axis only for a 2-D acc with
+        # a longer parameter. A longer multiplier needs b_scale [N > 1], so b 2-D, so acc.ndim >= 1
+        # and the line resetting axis for a vector b only ever sees a single-element multiplier
+        *[(old, new, "requantize reads single-element parameters as scalars") for old, new in [
+            ("axis = None if mult.size == 1 else acc.ndim - 1", "axis = None if (mult.size == 1) and False else acc.ndim - 1"),
+            ("if acc.ndim == 1 and b.ndim == 1:", "if acc.ndim != 1 and b.ndim == 1:"),
+            ("if acc.ndim == 1 and b.ndim == 1:", "if acc.ndim == 2 and b.ndim == 1:"),
+            ("axis = None", 'axis = ""'),
+            *[("return requantize(acc, mult.reshape(-1) if axis is not None else mult.reshape(()), yz.reshape(()),",
+               new) for new in (
+                "return requantize(acc, mult.reshape(-1) if (axis is not None) or True else mult.reshape(()), yz.reshape(()),",
+                "return requantize(acc, mult.reshape(-1) if axis is not None else mult.reshape(None), yz.reshape(()),",
+                "return requantize(acc, mult.reshape(-1) if axis is not None else mult.reshape(()), yz.reshape(None),")]]],
+        # with an axis the multiplier is 1-D already: reshape(None) keeps it, any negative size is -1
+        *[("return requantize(acc, mult.reshape(-1) if axis is not None else mult.reshape(()), yz.reshape(()),",
+           f"return requantize(acc, mult.reshape({new}) if axis is not None else mult.reshape(()), yz.reshape(()),",
+           "mult is 1-D") for new in ("None", "-2")],
+        # "float" is requantize's default method
+        ('output_dtype=q, method="float", axis=axis, backend=backend)', "output_dtype=q, axis=axis, backend=backend)",
+         "the default method"),
+        # the zero point is an integer: exact in float64, added to the float64 rint of the product either way
+        ("y = _float_numpy(acc, m.astype(np.float32), yz.astype(np.int64).reshape(()), int(q.qmin), int(q.qmax))",
+         "y = _float_numpy(acc, m.astype(np.float32), yz.astype(None).reshape(()), int(q.qmin), int(q.qmax))",
+         "an integer, exact in float64"),
+    ],
     "refcomp/ops/binary_matmul.py": [
         # each row of neg is 64·W bits, a whole number of bytes: packing the flattened rows gives the
         # same bytes in the same order as packing row by row
