@@ -464,6 +464,33 @@ EQUIVALENT_BY_HAND = {
          "y = _float_numpy(acc, m.astype(np.float32), yz.astype(None).reshape(()), int(q.qmin), int(q.qmax))",
          "an integer, exact in float64"),
     ],
+    "refcomp/ops/qlinear_conv.py": [
+        # the call only validates the backend's name: QLinearConv has no fast kernel under any op name
+        *[('_backend.implementation("qlinear_conv", backend)', f"_backend.implementation({op}, backend)",
+           "no kernel either way") for op in ("None", '"XXqlinear_convXX"', '"QLINEAR_CONV"')],
+        # the bias is int32 and the accumulator exact int64 (far below 2^53): their sum is the same integer in
+        # float64, which _to_int32 range-checks and casts the same
+        ("acc = acc + bias.astype(np.int64).reshape((1, M) + (1,) * (acc.ndim - 2))",
+         "acc = acc + bias.astype(None).reshape((1, M) + (1,) * (acc.ndim - 2))", "integers exact in float64"),
+        # w_scale is 0-d, [1] or [M] (checked above): reshape(None) keeps it, and a 0-d one gives a 0-d
+        # multiplier, which is per tensor; any negative size is -1
+        *[("mult = real_multiplier(sx.reshape(()), sw.reshape(-1), sy.reshape(()))",
+           f"mult = real_multiplier(sx.reshape(()), sw.reshape({new}), sy.reshape(()))", "w_scale is at most 1-D")
+          for new in ("None", "-2")],
+        # requantize reads a single-element multiplier and zero point as scalars whatever axis says (its
+        # per_axis), and its kernels take only a 2-D accumulator (a convolution's is >= 3-D); the backend's
+        # name was validated on entry
+        *[(old, new, "requantize reads single-element parameters as scalars") for old, new in [
+            ("axis = 1 if mult.size > 1 else None", "axis = 1 if (mult.size > 1) or True else None"),
+            ("axis = 1 if mult.size > 1 else None", "axis = 1 if mult.size >= 1 else None"),
+            *[('return requantize(acc, mult if axis else mult.reshape(()), yz.reshape(()), output_dtype=q, method="float",',
+               new) for new in (
+                'return requantize(acc, mult if (axis) or True else mult.reshape(()), yz.reshape(()), output_dtype=q, method="float",',
+                'return requantize(acc, mult if axis else mult.reshape(None), yz.reshape(()), output_dtype=q, method="float",',
+                'return requantize(acc, mult if axis else mult.reshape(()), yz.reshape(None), output_dtype=q, method="float",')]]],
+        *[("axis=axis, backend=backend)", new, "no kernel for a >= 3-D accumulator; the name was validated on entry")
+          for new in ("axis=axis, backend=None)", "axis=axis, )")],
+    ],
     "refcomp/ops/binary_matmul.py": [
         # each row of neg is 64·W bits, a whole number of bytes: packing the flattened rows gives the
         # same bytes in the same order as packing row by row
