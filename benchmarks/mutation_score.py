@@ -491,6 +491,35 @@ EQUIVALENT_BY_HAND = {
         *[("axis=axis, backend=backend)", new, "no kernel for a >= 3-D accumulator; the name was validated on entry")
           for new in ("axis=axis, backend=None)", "axis=axis, )")],
     ],
+    "refcomp/ops/conv_integer.py": [
+        # the call only validates the backend's name: ConvInteger has no fast kernel under any op name
+        *[('_backend.implementation("conv_integer", backend)', f"_backend.implementation({op}, backend)",
+           "no kernel either way") for op in ("None", '"XXconv_integerXX"', '"CONV_INTEGER"')],
+        # eq. CI1 in float64 instead of int64: every operand is an 8-bit integer or a difference of two, and
+        # every partial sum an integer far below 2^53, so each is exact and _to_int32 checks and casts the
+        # same integers
+        *[(old, new, "integers exact in float64") for old, new in [
+            ("xz = np.zeros((), np.int64)", "xz = np.zeros((), None)"),
+            ("xz = np.zeros((), np.int64)", "xz = np.zeros((), )"),
+            ("xz = z.astype(np.int64).reshape(())", "xz = z.astype(None).reshape(())"),
+            ("wz = np.zeros((1,), np.int64)", "wz = np.zeros((1,), None)"),
+            ("wz = np.zeros((1,), np.int64)", "wz = np.zeros((1,), )"),
+            ("wz = z.astype(np.int64).reshape(-1)", "wz = z.astype(None).reshape(-1)"),
+            ("xc = np.pad(x.astype(np.int64) - xz, [(0, 0), (0, 0)] + list(zip(g.pads_begin, g.pads_end)))",
+             "xc = np.pad(x.astype(None) - xz, [(0, 0), (0, 0)] + list(zip(g.pads_begin, g.pads_end)))"),
+            ("wc = w.astype(np.int64) - wz.reshape((-1,) + (1,) * (w.ndim - 1))",
+             "wc = w.astype(None) - wz.reshape((-1,) + (1,) * (w.ndim - 1))")]],
+        # a single-element x_zero_point kept [1]-shaped broadcasts as the scalar; a 0-d w_zero_point is
+        # reshaped to [M or 1, 1, ...] below all the same; NumPy reads any negative size as -1
+        *[(old, new, "the same broadcast") for old, new in [
+            ("xz = z.astype(np.int64).reshape(())", "xz = z.astype(np.int64).reshape(None)"),
+            ("wz = z.astype(np.int64).reshape(-1)", "wz = z.astype(np.int64).reshape(None)"),
+            ("wz = z.astype(np.int64).reshape(-1)", "wz = z.astype(np.int64).reshape(-2)"),
+            ("wc = w.astype(np.int64) - wz.reshape((-1,) + (1,) * (w.ndim - 1))",
+             "wc = w.astype(np.int64) - wz.reshape((-2,) + (1,) * (w.ndim - 1))")]],
+        # group divides C (checked just above): C / G is the exact float of C // G
+        ("if Cg != C // G:", "if Cg != C / G:", "G divides C"),
+    ],
     "refcomp/ops/binary_matmul.py": [
         # each row of neg is 64·W bits, a whole number of bytes: packing the flattened rows gives the
         # same bytes in the same order as packing row by row
