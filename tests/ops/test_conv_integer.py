@@ -122,6 +122,13 @@ def test_the_value_reported_is_the_one_outside_int32():
     with pytest.raises(OverflowRiskError) as e:
         conv_integer(x, np.concatenate([w2, np.zeros_like(w2)]), None, np.array([0, 1], U8))
     assert e.value.got == 2**31 + 126
+    # 2**31 itself, the first value past the top, beside one past the bottom: the top one is reported
+    w3 = np.full_like(w0, 255)
+    w3[0, -2, 0], w3[0, -1, 0] = 3, 254  # 33025 * 65025 + 255 * 3 + 127 * 254 = 2**31
+    for w, got in ((w3, 2**31), (np.concatenate([w3, 255 - w1]), 2**31)):
+        with pytest.raises(OverflowRiskError) as e:
+            conv_integer(x, w, None, np.array([0, 255][: w.shape[0]], U8))
+        assert e.value.got == got
 
 
 def test_an_empty_batch_gives_an_empty_int32_result():
