@@ -208,3 +208,17 @@ def test_matrices_wider_than_int32_indices_never_reach_the_kernels(kernel_regist
         W = CSRMatrix([0, 0], np.zeros(0, np.int64), np.zeros(0, dt), (1, 2**31))  # no entry: an X of 2**31 rows and no column
         Y = csr_matmul(W, np.zeros((2**31, 0), xdt))
         assert Y.shape == (1, 0) and calls == []
+
+
+def test_the_int32_result_is_exact_up_to_both_ends_and_refused_beyond():
+    def product(w, x):
+        return csr_matmul(CSRMatrix.from_dense(np.array([w], np.int8)), np.array(x, np.int16)[:, None], backend="numpy")
+
+    # 512 * (-128) * (-32768) = 2**31 is one past the top; one more product of 1 * (-1) brings it back
+    assert product([-128] * 512 + [1], [-32768] * 512 + [-1]).tolist() == [[2**31 - 1]]
+    with pytest.raises(OverflowRiskError):
+        product([-128] * 512, [-32768] * 512)
+    # 1024 * (-128) * 16384 = -2**31 is the bottom; one more product of -1 * 1 is past it
+    assert product([-128] * 1024, [16384] * 1024).tolist() == [[-(2**31)]]
+    with pytest.raises(OverflowRiskError):
+        product([-128] * 1024 + [-1], [16384] * 1024 + [1])
