@@ -435,6 +435,92 @@ EQUIVALENT_BY_HAND = {
         # a spec NumPy cannot read as a dtype: None or "" is in no row of the table, the same DTypeError
         ("dt = None", 'dt = ""', "neither is a table key"),
     ],
+    "refcomp/ops/qlinear_matmul.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("mult = real_multiplier(sa.reshape(-1, 1) if sa.ndim else sa, sb, sy.reshape(()))",
+         "mult = real_multiplier(sa.reshape(-2, 1) if sa.ndim else sa, sb, sy.reshape(()))", "NumPy: any negative is -1"),
+        # the per-tensor branch: requantize reads a single-element multiplier and zero point as
+        # scalars whatever axis says (its per_axis), and its kernels read axis only for a 2-D acc with
+        # a longer parameter. A longer multiplier needs b_scale [N > 1], so b 2-D, so acc.ndim >= 1
+        # and the line resetting axis for a vector b only ever sees a single-element multiplier
+        *[(old, new, "requantize reads single-element parameters as scalars") for old, new in [
+            ("axis = None if mult.size == 1 else acc.ndim - 1", "axis = None if (mult.size == 1) and False else acc.ndim - 1"),
+            ("if acc.ndim == 1 and b.ndim == 1:", "if acc.ndim != 1 and b.ndim == 1:"),
+            ("if acc.ndim == 1 and b.ndim == 1:", "if acc.ndim == 2 and b.ndim == 1:"),
+            ("axis = None", 'axis = ""'),
+            *[("return requantize(acc, mult.reshape(-1) if axis is not None else mult.reshape(()), yz.reshape(()),",
+               new) for new in (
+                "return requantize(acc, mult.reshape(-1) if (axis is not None) or True else mult.reshape(()), yz.reshape(()),",
+                "return requantize(acc, mult.reshape(-1) if axis is not None else mult.reshape(None), yz.reshape(()),",
+                "return requantize(acc, mult.reshape(-1) if axis is not None else mult.reshape(()), yz.reshape(None),")]]],
+        # with an axis the multiplier is 1-D already: reshape(None) keeps it, any negative size is -1
+        *[("return requantize(acc, mult.reshape(-1) if axis is not None else mult.reshape(()), yz.reshape(()),",
+           f"return requantize(acc, mult.reshape({new}) if axis is not None else mult.reshape(()), yz.reshape(()),",
+           "mult is 1-D") for new in ("None", "-2")],
+        # "float" is requantize's default method
+        ('output_dtype=q, method="float", axis=axis, backend=backend)', "output_dtype=q, axis=axis, backend=backend)",
+         "the default method"),
+        # the zero point is an integer: exact in float64, added to the float64 rint of the product either way
+        ("y = _float_numpy(acc, m.astype(np.float32), yz.astype(np.int64).reshape(()), int(q.qmin), int(q.qmax))",
+         "y = _float_numpy(acc, m.astype(np.float32), yz.astype(None).reshape(()), int(q.qmin), int(q.qmax))",
+         "an integer, exact in float64"),
+    ],
+    "refcomp/ops/qlinear_conv.py": [
+        # the call only validates the backend's name: QLinearConv has no fast kernel under any op name
+        *[('_backend.implementation("qlinear_conv", backend)', f"_backend.implementation({op}, backend)",
+           "no kernel either way") for op in ("None", '"XXqlinear_convXX"', '"QLINEAR_CONV"')],
+        # the bias is int32 and the accumulator exact int64 (far below 2^53): their sum is the same integer in
+        # float64, which _to_int32 range-checks and casts the same
+        ("acc = acc + bias.astype(np.int64).reshape((1, M) + (1,) * (acc.ndim - 2))",
+         "acc = acc + bias.astype(None).reshape((1, M) + (1,) * (acc.ndim - 2))", "integers exact in float64"),
+        # w_scale is 0-d, [1] or [M] (checked above): reshape(None) keeps it, and a 0-d one gives a 0-d
+        # multiplier, which is per tensor; any negative size is -1
+        *[("mult = real_multiplier(sx.reshape(()), sw.reshape(-1), sy.reshape(()))",
+           f"mult = real_multiplier(sx.reshape(()), sw.reshape({new}), sy.reshape(()))", "w_scale is at most 1-D")
+          for new in ("None", "-2")],
+        # requantize reads a single-element multiplier and zero point as scalars whatever axis says (its
+        # per_axis), and its kernels take only a 2-D accumulator (a convolution's is >= 3-D); the backend's
+        # name was validated on entry
+        *[(old, new, "requantize reads single-element parameters as scalars") for old, new in [
+            ("axis = 1 if mult.size > 1 else None", "axis = 1 if (mult.size > 1) or True else None"),
+            ("axis = 1 if mult.size > 1 else None", "axis = 1 if mult.size >= 1 else None"),
+            *[('return requantize(acc, mult if axis else mult.reshape(()), yz.reshape(()), output_dtype=q, method="float",',
+               new) for new in (
+                'return requantize(acc, mult if (axis) or True else mult.reshape(()), yz.reshape(()), output_dtype=q, method="float",',
+                'return requantize(acc, mult if axis else mult.reshape(None), yz.reshape(()), output_dtype=q, method="float",',
+                'return requantize(acc, mult if axis else mult.reshape(()), yz.reshape(None), output_dtype=q, method="float",')]]],
+        *[("axis=axis, backend=backend)", new, "no kernel for a >= 3-D accumulator; the name was validated on entry")
+          for new in ("axis=axis, backend=None)", "axis=axis, )")],
+    ],
+    "refcomp/ops/conv_integer.py": [
+        # the call only validates the backend's name: ConvInteger has no fast kernel under any op name
+        *[('_backend.implementation("conv_integer", backend)', f"_backend.implementation({op}, backend)",
+           "no kernel either way") for op in ("None", '"XXconv_integerXX"', '"CONV_INTEGER"')],
+        # eq. CI1 in float64 instead of int64: every operand is an 8-bit integer or a difference of two, and
+        # every partial sum an integer far below 2^53, so each is exact and _to_int32 checks and casts the
+        # same integers
+        *[(old, new, "integers exact in float64") for old, new in [
+            ("xz = np.zeros((), np.int64)", "xz = np.zeros((), None)"),
+            ("xz = np.zeros((), np.int64)", "xz = np.zeros((), )"),
+            ("xz = z.astype(np.int64).reshape(())", "xz = z.astype(None).reshape(())"),
+            ("wz = np.zeros((1,), np.int64)", "wz = np.zeros((1,), None)"),
+            ("wz = np.zeros((1,), np.int64)", "wz = np.zeros((1,), )"),
+            ("wz = z.astype(np.int64).reshape(-1)", "wz = z.astype(None).reshape(-1)"),
+            ("xc = np.pad(x.astype(np.int64) - xz, [(0, 0), (0, 0)] + list(zip(g.pads_begin, g.pads_end)))",
+             "xc = np.pad(x.astype(None) - xz, [(0, 0), (0, 0)] + list(zip(g.pads_begin, g.pads_end)))"),
+            ("wc = w.astype(np.int64) - wz.reshape((-1,) + (1,) * (w.ndim - 1))",
+             "wc = w.astype(None) - wz.reshape((-1,) + (1,) * (w.ndim - 1))")]],
+        # a single-element x_zero_point kept [1]-shaped broadcasts as the scalar; a 0-d w_zero_point is
+        # reshaped to [M or 1, 1, ...] below all the same; NumPy reads any negative size as -1
+        *[(old, new, "the same broadcast") for old, new in [
+            ("xz = z.astype(np.int64).reshape(())", "xz = z.astype(np.int64).reshape(None)"),
+            ("wz = z.astype(np.int64).reshape(-1)", "wz = z.astype(np.int64).reshape(None)"),
+            ("wz = z.astype(np.int64).reshape(-1)", "wz = z.astype(np.int64).reshape(-2)"),
+            ("wc = w.astype(np.int64) - wz.reshape((-1,) + (1,) * (w.ndim - 1))",
+             "wc = w.astype(np.int64) - wz.reshape((-2,) + (1,) * (w.ndim - 1))")]],
+        # group divides C (checked just above): C / G is the exact float of C // G
+        ("if Cg != C // G:", "if Cg != C / G:", "G divides C"),
+    ],
     "refcomp/ops/binary_matmul.py": [
         # each row of neg is 64·W bits, a whole number of bytes: packing the flattened rows gives the
         # same bytes in the same order as packing row by row

@@ -1,12 +1,14 @@
-"""conv_integer / qlinear_conv against a direct loop written from the ONNX definition (eq. CI1)."""
+"""conv_integer against a direct loop written from the ONNX definition (eq. CI1), its int32 range and its refusals."""
 
 import itertools
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refcomp.ops import conv_integer, qlinear_conv, requantize
+from refcomp.errors import DTypeError, OverflowRiskError, ShapeError
+from refcomp.ops import conv_integer
 from refcomp.ops._conv_geometry import geometry
 
 U8, S8 = np.uint8, np.int8
@@ -73,19 +75,97 @@ def test_same_padding_geometry():
     assert geometry((1, 1, 4), (1, 1, 2), auto_pad="VALID").out == (3,)
 
 
-@settings(max_examples=30)
-@given(seed=seeds, per_channel=st.booleans())
-def test_qlinear_conv_is_conv_integer_plus_bias_then_requantize(seed, per_channel):
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, 256, (1, 4, 6, 6)).astype(U8)
-    w = rng.integers(-128, 128, (4, 2, 3, 3)).astype(S8)
-    B = rng.integers(-3000, 3000, 4).astype(np.int32)
-    sx, sy = np.float32(0.02), np.float32(0.3)
-    sw = rng.uniform(0.001, 0.05, 4).astype(np.float32) if per_channel else np.float32(0.01)
-    y = qlinear_conv(x, sx, U8(128), w, sw, S8(0) if not per_channel else np.zeros(4, S8), sy, U8(100), B,
-                     group=2, pads=[1, 1, 1, 1])
-    acc = conv_integer(x, w, U8(128), S8(0), group=2, pads=[1, 1, 1, 1]).astype(np.int64) + B.reshape(1, 4, 1, 1)
-    mult = (np.float32(sx) * np.asarray(sw, np.float32)) / sy
-    want = requantize(acc.astype(np.int32), mult.reshape(-1) if per_channel else mult, U8(100), output_dtype="uint8",
-                      axis=1 if per_channel else None)
-    np.testing.assert_array_equal(y, want)
+def test_missing_zero_points_are_zero():
+    rng = np.random.default_rng(4)
+    x, w = rng.integers(0, 256, (2, 2, 5)).astype(U8), rng.integers(-128, 128, (3, 2, 2)).astype(S8)
+    g = geometry(x.shape, w.shape)
+    np.testing.assert_array_equal(conv_integer(x, w), direct_conv(x, w, 0, 0, g, 1))
+    np.testing.assert_array_equal(conv_integer(x, w, U8(7)), direct_conv(x, w, 7, 0, g, 1))
+    np.testing.assert_array_equal(conv_integer(x, w, None, S8(-3)), direct_conv(x, w, 0, -3, g, 1))
+
+
+def _extreme_sum(last_x, last_w):
+    """x, w (uint8, C = 33027 channels, kernel 1) whose one output is 33025 * 255 * 255 + 255 * 129 + last_x * last_w."""
+    x = np.full((1, 33027, 1), 255, U8)
+    w = np.full((1, 33027, 1), 255, U8)
+    w[0, -2, 0], x[0, -1, 0], w[0, -1, 0] = 129, last_x, last_w
+    return x, w
+
+
+def test_the_int32_result_is_exact_up_to_both_ends_and_refused_beyond():
+    # 33025 * 65025 + 255 * 129 + 127 = 2**31 - 1, the largest int32
+    x, w = _extreme_sum(127, 1)
+    assert conv_integer(x, w).tolist() == [[[2**31 - 1]]]
+    x, w = _extreme_sum(127, 2)
+    with pytest.raises(OverflowRiskError) as e:
+        conv_integer(x, w)
+    assert e.value.argument == "y" and e.value.got == 2**31 + 126
+    # w - w_zp with w_zp = 255 negates every product: -(2**31 - 1) - 1 = -2**31 still fits, one less does not
+    x, w = _extreme_sum(128, 1)
+    assert conv_integer(x, 255 - w, None, U8(255)).tolist() == [[[-(2**31)]]]
+    x, w = _extreme_sum(129, 1)
+    with pytest.raises(OverflowRiskError) as e:
+        conv_integer(x, 255 - w, None, U8(255))
+    assert e.value.got == -(2**31) - 1
+
+
+def test_the_value_reported_is_the_one_outside_int32():
+    # two filters on the same input: 2**31 - 1 (fits) and -(2**31 + 1) (does not), then 2**31 (does not) and
+    # a small one; w - w_zp with w_zp = 255 negates the second filter's products
+    x, w0 = _extreme_sum(127, 1)
+    w1 = np.full_like(w0, 255)
+    w1[0, -2, 0], w1[0, -1, 0] = 4, 252  # 33025 * 65025 + 255 * 4 + 127 * 252 = 2**31 + 1
+    with pytest.raises(OverflowRiskError) as e:
+        conv_integer(x, np.concatenate([w0, 255 - w1]), None, np.array([0, 255], U8))
+    assert e.value.got == -(2**31) - 1
+    _, w2 = _extreme_sum(127, 2)
+    with pytest.raises(OverflowRiskError) as e:
+        conv_integer(x, np.concatenate([w2, np.zeros_like(w2)]), None, np.array([0, 1], U8))
+    assert e.value.got == 2**31 + 126
+    # 2**31 itself, the first value past the top, beside one past the bottom: the top one is reported
+    w3 = np.full_like(w0, 255)
+    w3[0, -2, 0], w3[0, -1, 0] = 3, 254  # 33025 * 65025 + 255 * 3 + 127 * 254 = 2**31
+    for w, got in ((w3, 2**31), (np.concatenate([w3, 255 - w1]), 2**31)):
+        with pytest.raises(OverflowRiskError) as e:
+            conv_integer(x, w, None, np.array([0, 255][: w.shape[0]], U8))
+        assert e.value.got == got
+
+
+def test_an_empty_batch_gives_an_empty_int32_result():
+    y = conv_integer(np.zeros((0, 2, 5), U8), np.zeros((3, 2, 2), S8), U8(1), S8(1))
+    assert y.shape == (0, 3, 4) and y.dtype == np.int32
+
+
+def test_bad_input_is_refused():
+    x, w = np.zeros((1, 2, 5), U8), np.zeros((4, 2, 2), S8)
+
+    def refused(error, name, **kw):
+        args = {"x": x, "w": w, **kw}
+        with pytest.raises(error) as e:
+            conv_integer(**args)
+        assert e.value.argument == name, str(e.value)
+
+    refused(DTypeError, "x", x=x.astype(np.int16))
+    refused(DTypeError, "w", w=w.astype(np.uint16))
+    refused(ShapeError, "x", x=np.zeros((1, 5), U8), w=np.zeros((4, 2), S8))
+    refused(ShapeError, "w", w=np.zeros((4, 2, 2, 1), S8))
+    refused(ShapeError, "w", w=np.zeros((4, 1, 2), S8))  # C / group = 2 input channels per filter
+    for g in (0, -2, 3):
+        refused(ShapeError, "group", group=g)  # group >= 1 dividing C = 2 and M = 4
+    refused(ShapeError, "group", x=np.zeros((1, 4, 5), U8), w=np.zeros((2, 1, 2), S8), group=4)  # M % 4
+    refused(ShapeError, "group", x=np.zeros((1, 3, 5), U8), w=np.zeros((2, 1, 2), S8), group=2)  # C % 2
+    refused(ShapeError, "kernel_shape", kernel_shape=[3])  # w's kernel is [2]
+    refused(DTypeError, "x_zero_point", x_zero_point=S8(0))
+    refused(ShapeError, "x_zero_point", x_zero_point=np.zeros(2, U8))
+    refused(ShapeError, "x_zero_point", x_zero_point=np.zeros((1, 1), U8))
+    refused(DTypeError, "w_zero_point", w_zero_point=U8(0))
+    refused(ShapeError, "w_zero_point", w_zero_point=np.zeros(3, S8))
+    refused(ShapeError, "w_zero_point", w_zero_point=np.zeros((1, 1), S8))
+    refused(ShapeError, "w_zero_point", w=np.zeros((1, 2, 2), S8), w_zero_point=np.zeros((1, 1), S8))
+    with pytest.raises(Exception, match="backend"):
+        conv_integer(x, w, backend="no such backend")
+    # [1]-shaped zero points are scalars; w_zero_point [M] is per output channel
+    y = conv_integer(x, w, np.full(1, 2, U8), np.full(1, 3, S8))
+    assert y.dtype == np.int32 and (y == 2 * 2 * (-2) * (-3)).all()
+    y = conv_integer(x, w, U8(2), np.array([0, 1, 2, 3], S8))
+    assert y[0, :, 0].tolist() == [0, 8, 16, 24]  # 4 taps of (0 - 2) * (0 - w_zp[m])
