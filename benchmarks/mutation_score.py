@@ -214,6 +214,18 @@ EQUIVALENT_BY_HAND = {
          'return np.einsum("RSKL,OR,SI->OIKL", core, last[:, :, 0, 0], first[:, :, 0, 0])',
          "the same subscripts in capitals"),
     ],
+    "refcomp/compress/lowrank/pca.py": [
+        # w only meets float64 arrays (p, vec, mu: x is float64): a float32 w widens exactly by promotion
+        *[('w = float_array(w, "w", ndim=2, dtype=np.float64)', f'w = float_array(w, "w", ndim=2, {new})',
+           "w's partners are float64: exact promotion") for new in ("dtype=None", "")],
+        # LowRank's default shape is (left rows, right columns) = (out, in) = w.shape for a Linear
+        *[("layer.weight = LowRank(rtn_quantize(left, bits=bits), rtn_quantize(right, bits=bits), shape=w.shape)",
+           f"layer.weight = LowRank(rtn_quantize(left, bits=bits), rtn_quantize(right, bits=bits), {new})",
+           "the default shape is w.shape") for new in ("shape=None", "")],
+        # float_array tests ``not allow_empty``: None refuses an empty array as False does
+        ('x_cal = float_array(calibration, "calibration", allow_empty=False)',
+         'x_cal = float_array(calibration, "calibration", allow_empty=None)', "None is falsy"),
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),
