@@ -226,6 +226,43 @@ EQUIVALENT_BY_HAND = {
         ('x_cal = float_array(calibration, "calibration", allow_empty=False)',
          'x_cal = float_array(calibration, "calibration", allow_empty=None)', "None is falsy"),
     ],
+    "refcomp/compress/lowrank/tensor.py": [
+        # einsum's optimize only picks the contraction order: the same sums, only the speed changes
+        *[("return np.einsum(spec, np.asarray(weights), *factors, optimize=True)",
+           f"return np.einsum(spec, np.asarray(weights), *factors, {new})", "the contraction order only")
+          for new in ("optimize=None", "", "optimize=False")],
+        # every factor has R columns (cp_als makes them (n_k, R)), and d >= 2: factors[1] exists
+        ("r = factors[0].shape[1]", "r = factors[1].shape[1]", "every factor has R columns"),
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        *[(old, old.replace("-1", "-2", 1), "NumPy: any negative is -1") for old in (
+            "kr = (kr[:, None, :] * factors[m][None, :, :]).reshape(-1, r)",
+            "return np.moveaxis(t, k, 0).reshape(t.shape[k], -1), kr",
+            "u = np.linalg.svd(np.moveaxis(t, k, 0).reshape(n, -1), full_matrices=False)[0][:, :r]",
+            "c = c.reshape(r_prev * dims[k], -1)",
+            "full = tt_to_tensor([g.reshape(g.shape[0], -1, g.shape[3]) for g in cores])")],
+        # float_array tests ``not allow_empty``: None refuses an empty array as False does
+        ('t = float_array(tensor, "tensor", dtype=np.float64, allow_empty=False)',
+         't = float_array(tensor, "tensor", dtype=np.float64, allow_empty=None)', "None is falsy"),
+        ('a = float_array(tensor, "tensor", allow_empty=False)', 'a = float_array(tensor, "tensor", allow_empty=None)',
+         "None is falsy"),
+        # the first sweep (n_iter >= 1, d >= 2 modes) sets weights before anything reads them
+        ("weights = np.ones(r)", "weights = None", "overwritten before it is read"),
+        # the zero tensor: its ALS factors and weights are 0, so its error is 0 divided by 1 or by 2
+        ("norm = np.linalg.norm(t) or 1.0", "norm = np.linalg.norm(t) or 2.0", "0 / 1 == 0 / 2"),
+        # a column of weight 0 (its norm) is all zeros: divided by 1 or by 2 it stays zeros
+        ("factors[k] = a / np.where(weights > 0, weights, 1.0)", "factors[k] = a / np.where(weights > 0, weights, 2.0)",
+         "a zero column / 2 is zero"),
+        # tt_svd keeps u[:, :r] and vt[:r] with r <= min(m, n): full_matrices only adds vectors cut off again
+        *[("u, s, vt = np.linalg.svd(c, full_matrices=False)", f"u, s, vt = np.linalg.svd(c, {new})",
+           "the extra singular vectors are cut off") for new in ("full_matrices=None", "", "full_matrices=True")],
+        # i == s.size is in the range (s.size >= 1: the tensor is non-empty): the generator always
+        # yields before it ends, so next's default is never used, and i = s.size + 1 never reached
+        *[("r = next((i for i in range(1, s.size + 1) if i == s.size or tail[i] <= delta), s.size)", new,
+           "the generator yields at i == s.size at the latest") for new in (
+            "r = next((i for i in range(1, s.size + 1) if i == s.size or tail[i] <= delta), None)",
+            "r = next((i for i in range(1, s.size + 1) if i == s.size or tail[i] <= delta), )",
+            "r = next((i for i in range(1, s.size + 2) if i == s.size or tail[i] <= delta), s.size)")],
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),
