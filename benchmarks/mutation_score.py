@@ -263,6 +263,31 @@ EQUIVALENT_BY_HAND = {
             "r = next((i for i in range(1, s.size + 1) if i == s.size or tail[i] <= delta), )",
             "r = next((i for i in range(1, s.size + 2) if i == s.size or tail[i] <= delta), s.size)")],
     ],
+    "refcomp/compress/lowrank/tensor_model.py": [
+        # a kernel of width 1 (vert) or of height 1 (horiz) has no gap to dilate along that axis
+        ("groups=groups_mid, stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1))",
+         "groups=groups_mid, stride=(sh, 1), padding=(ph, 0), dilation=(dh, 2))", "a kh×1 kernel: no w gaps"),
+        ("groups=groups_mid, stride=(1, sw), padding=(0, pw), dilation=(1, dw))",
+         "groups=groups_mid, stride=(1, sw), padding=(0, pw), dilation=(2, dw))", "a 1×kw kernel: no h gaps"),
+        # Conv2d reads bias by truth value (None: no bias, as False), and the last one's is set after
+        # whenever the layer has one; its dtype only types the weight and bias it allocates, both replaced
+        # (the weight always, the bias whenever there is one)
+        *[("c = Conv2d(n_in, n_out, kernel, bias=bias, groups=groups, dtype=dt, **geometry)", new,
+           "the allocated weight and bias are replaced") for new in (
+            "c = Conv2d(n_in, n_out, kernel, bias=None, groups=groups, dtype=dt, **geometry)",
+            "c = Conv2d(n_in, n_out, kernel, bias=bias, groups=groups, dtype=None, **geometry)",
+            "c = Conv2d(n_in, n_out, kernel, bias=bias, groups=groups, **geometry)")],
+        ("last = conv(w_last.shape[1], layer.out_channels, 1, w_last, bias=layer.bias is not None)",
+         "last = conv(w_last.shape[1], layer.out_channels, 1, w_last, bias=None)", "the bias is set after"),
+        # TTLinear reads bias by truth value (None: no bias), and the layer's bias is set after
+        ("tt = TTLinear(in_modes, out_modes, [g.shape[3] for g in cores[:-1]], bias=layer.bias is not None,",
+         "tt = TTLinear(in_modes, out_modes, [g.shape[3] for g in cores[:-1]], bias=None,", "the bias is set after"),
+        # an all-zero weight: its decompositions are zero, so the error is 0 divided by 1 or by 2
+        ("err = np.linalg.norm(tt_to_tensor(cores).transpose(3, 0, 1, 2) - k) / (np.linalg.norm(k) or 1.0)",
+         "err = np.linalg.norm(tt_to_tensor(cores).transpose(3, 0, 1, 2) - k) / (np.linalg.norm(k) or 2.0)", "0 / 1 == 0 / 2"),
+        ("err = float(np.linalg.norm(new.to_dense() - w) / (np.linalg.norm(w) or 1.0))",
+         "err = float(np.linalg.norm(new.to_dense() - w) / (np.linalg.norm(w) or 2.0))", "0 / 1 == 0 / 2"),
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),
