@@ -277,8 +277,9 @@ EQUIVALENT_BY_HAND = {
             "c = Conv2d(n_in, n_out, kernel, bias=None, groups=groups, dtype=dt, **geometry)",
             "c = Conv2d(n_in, n_out, kernel, bias=bias, groups=groups, dtype=None, **geometry)",
             "c = Conv2d(n_in, n_out, kernel, bias=bias, groups=groups, **geometry)")],
-        ("last = conv(w_last.shape[1], layer.out_channels, 1, w_last, bias=layer.bias is not None)",
-         "last = conv(w_last.shape[1], layer.out_channels, 1, w_last, bias=None)", "the bias is set after"),
+        *[("last = conv(w_last.shape[1], layer.out_channels, 1, w_last, bias=layer.bias is not None)",
+           f"last = conv(w_last.shape[1], layer.out_channels, 1, w_last, {new})", "no bias; the bias is set after")
+          for new in ("bias=None", "")],       # conv()'s default bias is False
         # TTLinear reads bias by truth value (None: no bias), and the layer's bias is set after
         ("tt = TTLinear(in_modes, out_modes, [g.shape[3] for g in cores[:-1]], bias=layer.bias is not None,",
          "tt = TTLinear(in_modes, out_modes, [g.shape[3] for g in cores[:-1]], bias=None,", "the bias is set after"),

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from refcomp.compress.lowrank.tensor import cp_als
 from refcomp.compress.lowrank.tensor_model import cp_conv, decompose_model, tt_conv, tt_linear
 from refcomp.errors import ShapeError, ValidationError
 from refcomp.nn import Conv2d, Linear, evaluate, train
@@ -87,6 +88,8 @@ def test_cp_conv_reports_the_error_of_its_kernel_after_n_iter_sweeps():
         assert err == pytest.approx(np.linalg.norm(_kernel_of(cp, True) - k) / np.linalg.norm(k), rel=1e-9)
         errs.append(err)
     assert errs[1] < errs[0]
+    slow = Conv2d(5, 5, (5, 5), rng=0, dtype="float64")     # ALS is still improving after 200 sweeps here
+    assert cp_conv(slow, 4)[1] == cp_als(slow.weight.data, 4, n_iter=200)[2][-1]   # cp_als's 200 by default
     with pytest.raises(ValidationError, match="^layer"):
         cp_conv(Conv2d(4, 4, 3, groups=2, rng=0), 2)
 
