@@ -127,6 +127,8 @@ def test_bits_reach_both_factors():
         assert f.qparams.dtype.bits == 4
         assert -8 <= int(f.data.astype(np.int64).min()) and int(f.data.astype(np.int64).max()) <= 7
     assert r4["fc1"]["bytes"] < r8["fc1"]["bytes"]
+    q_default, _ = pca_lowrank_quantize(m, {"fc1": 3}, x)          # bits = 8 by default
+    assert q_default["fc1"].weight.left.qparams.dtype.bits == 8 == q_default["fc1"].weight.right.qparams.dtype.bits
 
 
 def test_the_model_holds_quantized_factors_and_keeps_its_accuracy():
