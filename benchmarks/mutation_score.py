@@ -215,6 +215,81 @@ EQUIVALENT_BY_HAND = {
          'return np.einsum("RSKL,OR,SI->OIKL", core, last[:, :, 0, 0], first[:, :, 0, 0])',
          "the same subscripts in capitals"),
     ],
+    "refcomp/compress/lowrank/pca.py": [
+        # w only meets float64 arrays (p, vec, mu: x is float64): a float32 w widens exactly by promotion
+        *[('w = float_array(w, "w", ndim=2, dtype=np.float64)', f'w = float_array(w, "w", ndim=2, {new})',
+           "w's partners are float64: exact promotion") for new in ("dtype=None", "")],
+        # LowRank's default shape is (left rows, right columns) = (out, in) = w.shape for a Linear
+        *[("layer.weight = LowRank(rtn_quantize(left, bits=bits), rtn_quantize(right, bits=bits), shape=w.shape)",
+           f"layer.weight = LowRank(rtn_quantize(left, bits=bits), rtn_quantize(right, bits=bits), {new})",
+           "the default shape is w.shape") for new in ("shape=None", "")],
+        # float_array tests ``not allow_empty``: None refuses an empty array as False does
+        ('x_cal = float_array(calibration, "calibration", allow_empty=False)',
+         'x_cal = float_array(calibration, "calibration", allow_empty=None)', "None is falsy"),
+    ],
+    "refcomp/compress/lowrank/tensor.py": [
+        # einsum's optimize only picks the contraction order: the same sums, only the speed changes
+        *[("return np.einsum(spec, np.asarray(weights), *factors, optimize=True)",
+           f"return np.einsum(spec, np.asarray(weights), *factors, {new})", "the contraction order only")
+          for new in ("optimize=None", "", "optimize=False")],
+        # every factor has R columns (cp_als makes them (n_k, R)), and d >= 2: factors[1] exists
+        ("r = factors[0].shape[1]", "r = factors[1].shape[1]", "every factor has R columns"),
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        *[(old, old.replace("-1", "-2", 1), "NumPy: any negative is -1") for old in (
+            "kr = (kr[:, None, :] * factors[m][None, :, :]).reshape(-1, r)",
+            "return np.moveaxis(t, k, 0).reshape(t.shape[k], -1), kr",
+            "u = np.linalg.svd(np.moveaxis(t, k, 0).reshape(n, -1), full_matrices=False)[0][:, :r]",
+            "c = c.reshape(r_prev * dims[k], -1)",
+            "full = tt_to_tensor([g.reshape(g.shape[0], -1, g.shape[3]) for g in cores])")],
+        # float_array tests ``not allow_empty``: None refuses an empty array as False does
+        ('t = float_array(tensor, "tensor", dtype=np.float64, allow_empty=False)',
+         't = float_array(tensor, "tensor", dtype=np.float64, allow_empty=None)', "None is falsy"),
+        ('a = float_array(tensor, "tensor", allow_empty=False)', 'a = float_array(tensor, "tensor", allow_empty=None)',
+         "None is falsy"),
+        # the first sweep (n_iter >= 1, d >= 2 modes) sets weights before anything reads them
+        ("weights = np.ones(r)", "weights = None", "overwritten before it is read"),
+        # the zero tensor: its ALS factors and weights are 0, so its error is 0 divided by 1 or by 2
+        ("norm = np.linalg.norm(t) or 1.0", "norm = np.linalg.norm(t) or 2.0", "0 / 1 == 0 / 2"),
+        # a column of weight 0 (its norm) is all zeros: divided by 1 or by 2 it stays zeros
+        ("factors[k] = a / np.where(weights > 0, weights, 1.0)", "factors[k] = a / np.where(weights > 0, weights, 2.0)",
+         "a zero column / 2 is zero"),
+        # tt_svd keeps u[:, :r] and vt[:r] with r <= min(m, n): full_matrices only adds vectors cut off again
+        *[("u, s, vt = np.linalg.svd(c, full_matrices=False)", f"u, s, vt = np.linalg.svd(c, {new})",
+           "the extra singular vectors are cut off") for new in ("full_matrices=None", "", "full_matrices=True")],
+        # i == s.size is in the range (s.size >= 1: the tensor is non-empty): the generator always
+        # yields before it ends, so next's default is never used, and i = s.size + 1 never reached
+        *[("r = next((i for i in range(1, s.size + 1) if i == s.size or tail[i] <= delta), s.size)", new,
+           "the generator yields at i == s.size at the latest") for new in (
+            "r = next((i for i in range(1, s.size + 1) if i == s.size or tail[i] <= delta), None)",
+            "r = next((i for i in range(1, s.size + 1) if i == s.size or tail[i] <= delta), )",
+            "r = next((i for i in range(1, s.size + 2) if i == s.size or tail[i] <= delta), s.size)")],
+    ],
+    "refcomp/compress/lowrank/tensor_model.py": [
+        # a kernel of width 1 (vert) or of height 1 (horiz) has no gap to dilate along that axis
+        ("groups=groups_mid, stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1))",
+         "groups=groups_mid, stride=(sh, 1), padding=(ph, 0), dilation=(dh, 2))", "a kh×1 kernel: no w gaps"),
+        ("groups=groups_mid, stride=(1, sw), padding=(0, pw), dilation=(1, dw))",
+         "groups=groups_mid, stride=(1, sw), padding=(0, pw), dilation=(2, dw))", "a 1×kw kernel: no h gaps"),
+        # Conv2d reads bias by truth value (None: no bias, as False), and the last one's is set after
+        # whenever the layer has one; its dtype only types the weight and bias it allocates, both replaced
+        # (the weight always, the bias whenever there is one)
+        *[("c = Conv2d(n_in, n_out, kernel, bias=bias, groups=groups, dtype=dt, **geometry)", new,
+           "the allocated weight and bias are replaced") for new in (
+            "c = Conv2d(n_in, n_out, kernel, bias=None, groups=groups, dtype=dt, **geometry)",
+            "c = Conv2d(n_in, n_out, kernel, bias=bias, groups=groups, dtype=None, **geometry)",
+            "c = Conv2d(n_in, n_out, kernel, bias=bias, groups=groups, **geometry)")],
+        *[("last = conv(w_last.shape[1], layer.out_channels, 1, w_last, bias=layer.bias is not None)",
+           f"last = conv(w_last.shape[1], layer.out_channels, 1, w_last, {new})", "no bias; the bias is set after")
+          for new in ("bias=None", "")],       # conv()'s default bias is False
+        # TTLinear reads bias by truth value (None: no bias), and the layer's bias is set after
+        ("tt = TTLinear(in_modes, out_modes, [g.shape[3] for g in cores[:-1]], bias=layer.bias is not None,",
+         "tt = TTLinear(in_modes, out_modes, [g.shape[3] for g in cores[:-1]], bias=None,", "the bias is set after"),
+        # an all-zero weight: its decompositions are zero, so the error is 0 divided by 1 or by 2
+        ("err = np.linalg.norm(tt_to_tensor(cores).transpose(3, 0, 1, 2) - k) / (np.linalg.norm(k) or 1.0)",
+         "err = np.linalg.norm(tt_to_tensor(cores).transpose(3, 0, 1, 2) - k) / (np.linalg.norm(k) or 2.0)", "0 / 1 == 0 / 2"),
+        ("err = float(np.linalg.norm(new.to_dense() - w) / (np.linalg.norm(w) or 1.0))",
+         "err = float(np.linalg.norm(new.to_dense() - w) / (np.linalg.norm(w) or 2.0))", "0 / 1 == 0 / 2"),
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from refcomp.compress.lowrank.tensor import cp_als
 from refcomp.compress.lowrank.tensor_model import cp_conv, decompose_model, tt_conv, tt_linear
 from refcomp.errors import ShapeError, ValidationError
 from refcomp.nn import Conv2d, Linear, evaluate, train
@@ -31,7 +32,8 @@ def _conv_with(layer, kernel):
     return c
 
 
-@pytest.mark.parametrize("geometry", [dict(), dict(stride=2, padding=1), dict(padding=(2, 1), dilation=(1, 2))])
+@pytest.mark.parametrize("geometry", [dict(), dict(stride=2, padding=1), dict(padding=(2, 1), dilation=(1, 2)),
+                                      dict(padding=(2, 0), dilation=(2, 1))])
 def test_four_convolutions_equal_the_conv_of_their_kernel(geometry):
     rng = np.random.default_rng(0)
     layer = Conv2d(3, 5, (3, 2), rng=0, dtype="float64", **geometry)
@@ -59,6 +61,44 @@ def test_cp_conv_is_exact_on_a_rank_r_kernel_and_tt_conv_keeps_its_bound():
     assert np.linalg.norm(k_hat - k) <= 0.4 * np.linalg.norm(k) * (1 + 1e-9)
     assert np.isclose(err, np.linalg.norm(k_hat - k) / np.linalg.norm(k))
     assert tt_conv(layer, max_rank=2)[0].num_parameters() < layer.num_parameters()
+
+
+def test_the_four_convolutions_count_and_type_their_weights():
+    """(CP.3): in·R + kh·R + kw·R + R·out weights, a bias only on the last one and only if the layer has one;
+    every weight in the layer's dtype (float32 stays float32 though cp_als computes in float64)."""
+    for bias, dtype in ((True, "float32"), (False, "float64")):
+        layer = Conv2d(3, 5, (3, 2), bias=bias, rng=0, dtype=dtype)
+        cp, _ = cp_conv(layer, 4, rng=0)
+        assert cp.num_parameters() == 3 * 4 + 3 * 4 + 2 * 4 + 4 * 5 + (5 if bias else 0)
+        assert [c.bias is None for _, c in cp.named_children()] == [True, True, True, not bias]
+        assert all(c.weight.to_dense().dtype == np.dtype(dtype) for _, c in cp.named_children())
+        tt, _, _ = tt_conv(layer, max_rank=2)
+        assert [c.bias is None for _, c in tt.named_children()] == [True, True, True, not bias]
+        assert all(c.weight.to_dense().dtype == np.dtype(dtype) for _, c in tt.named_children())
+
+
+def test_cp_conv_reports_the_error_of_its_kernel_after_n_iter_sweeps():
+    """The error is ‖K − K̂‖_F/‖K‖_F of the kernel the four convolutions hold (oracle: _kernel_of);
+    more sweeps, lower error."""
+    layer = Conv2d(4, 6, 3, rng=0, dtype="float64")
+    errs = []
+    for n_iter in (1, 50):
+        cp, err = cp_conv(layer, 3, n_iter=n_iter)
+        k = layer.weight.data
+        assert err == pytest.approx(np.linalg.norm(_kernel_of(cp, True) - k) / np.linalg.norm(k), rel=1e-9)
+        errs.append(err)
+    assert errs[1] < errs[0]
+    slow = Conv2d(5, 5, (5, 5), rng=0, dtype="float64")     # ALS is still improving after 200 sweeps here
+    assert cp_conv(slow, 4)[1] == cp_als(slow.weight.data, 4, n_iter=200)[2][-1]   # cp_als's 200 by default
+    with pytest.raises(ValidationError, match="^layer"):
+        cp_conv(Conv2d(4, 4, 3, groups=2, rng=0), 2)
+
+
+def test_tt_linear_keeps_the_dtype_the_bias_and_the_rank_cap():
+    lin = Linear(12, 12, bias=False, rng=0)
+    tt, _ = tt_linear(lin, (2, 3, 2), (3, 2, 2), max_rank=1)
+    assert tt.bias is None and tt.ranks == [1, 1]
+    assert tt.forward(np.ones((2, 12), np.float32)).dtype == np.float32
 
 
 def test_tt_linear_from_a_linear_at_eps_zero_is_the_linear():
@@ -98,3 +138,22 @@ def test_decompose_model_replaces_trains_and_reports():
         decompose_model(m, {"conv2": {"method": "cp", "rnk": 2}})
     with pytest.raises(ShapeError, match="in_modes"):
         decompose_model(m, {"fc1": {"method": "tt", "out_modes": (7, 1), "in_modes": (4, 4), "eps": 0.1}})
+    for specs in ({"conv1": "tt"}, {"nope": {"method": "tt", "eps": 0.1}}, {"conv1": {"method": "tt", "rank": 2}},
+                  {"fc1": {"method": "tt", "out_modes": (7, 1), "in_modes": (4, 5), "rank": 2}}):
+        with pytest.raises(ValidationError, match=r"^specs\["):
+            decompose_model(m, specs)
+
+
+def test_decompose_model_takes_every_option_of_each_method_and_reports_the_relative_error():
+    """All the options a method allows at once; a Linear's rel_error is ‖W − Ŵ‖_F/‖W‖_F with Ŵ read from
+    the TTLinear's outputs on the identity (oracle)."""
+    m = convnet(dtype="float64")
+    dm, report = decompose_model(m, {"conv1": {"method": "tt", "eps": 0.1, "max_rank": 3},
+                                     "conv2": {"method": "cp", "rank": 2, "rng": 0, "n_iter": 5},
+                                     "fc1": {"method": "tt", "out_modes": (7, 1), "in_modes": (4, 5), "eps": 0.0,
+                                             "max_rank": 2}})
+    assert report["conv1"]["method"] == "tt" and report["conv2"]["method"] == "cp"
+    w = m["fc1"].weight.data
+    w_hat = (dm["fc1"].forward(np.eye(20)) - m["fc1"].bias.data).T
+    assert report["fc1"]["rel_error"] == pytest.approx(np.linalg.norm(w_hat - w) / np.linalg.norm(w), rel=1e-9)
+    assert 0 < report["fc1"]["rel_error"] < 1
