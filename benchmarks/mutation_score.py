@@ -214,6 +214,11 @@ EQUIVALENT_BY_HAND = {
          'return np.einsum("RSKL,OR,SI->OIKL", core, last[:, :, 0, 0], first[:, :, 0, 0])',
          "the same subscripts in capitals"),
     ],
+    "refcomp/compress/prune/l0.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("shape = (-1,) + (1,) * (prev.weight.data.ndim - 1)", "shape = (-2,) + (1,) * (prev.weight.data.ndim - 1)",
+         "NumPy: any negative is -1"),
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),
