@@ -219,6 +219,18 @@ EQUIVALENT_BY_HAND = {
         ("shape = (-1,) + (1,) * (prev.weight.data.ndim - 1)", "shape = (-2,) + (1,) * (prev.weight.data.ndim - 1)",
          "NumPy: any negative is -1"),
     ],
+    "refcomp/nn/layers/hard_concrete.py": [
+        # at v = 0 both branches are 1 / (1 + 1) = e / (1 + e) = 0.5 (e = exp(0) = 1)
+        ("return np.where(v >= 0, 1.0 / (1.0 + e), e / (1.0 + e))", "return np.where(v > 0, 1.0 / (1.0 + e), e / (1.0 + e))",
+         "both branches are 0.5 at 0"),
+        # 1.0 is Generator.uniform's default high; np.finfo(None) is float64's (NumPy reads None as float64)
+        *[("u = self.rng.uniform(np.finfo(np.float64).tiny, 1.0, size=(n, self.num_features))", new, why) for new, why in (
+            ("u = self.rng.uniform(np.finfo(np.float64).tiny, size=(n, self.num_features))", "high=1.0 is the default"),
+            ("u = self.rng.uniform(np.finfo(None).tiny, 1.0, size=(n, self.num_features))", "None is float64"))],
+        # the products are fresh temporaries: whether astype copies them again is not observable
+        *[(f"return {expr}.astype({d}.dtype, copy=False)", f"return {expr}.astype({d}.dtype, {new})", "the product is fresh")
+          for expr, d in (("(x * z.reshape(shape))", "x"), ("(dy * z)", "dy")) for new in ("copy=None", "", "copy=True")],
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),
