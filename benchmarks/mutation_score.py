@@ -231,6 +231,12 @@ EQUIVALENT_BY_HAND = {
         *[(f"return {expr}.astype({d}.dtype, copy=False)", f"return {expr}.astype({d}.dtype, {new})", "the product is fresh")
           for expr, d in (("(x * z.reshape(shape))", "x"), ("(dy * z)", "dy")) for new in ("copy=None", "", "copy=True")],
     ],
+    "refcomp/compress/prune/gradflow.py": [
+        # np.zeros' default dtype is float64
+        *[("total = {n: np.zeros(l.weight.data.shape, dtype=np.float64) for n, l in layers.items()}",
+           f"total = {{n: np.zeros(l.weight.data.shape, {new}) for n, l in layers.items()}}", "float64 is the default")
+          for new in ("dtype=None", "")],
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),
