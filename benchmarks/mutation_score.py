@@ -237,6 +237,18 @@ EQUIVALENT_BY_HAND = {
            f"total = {{n: np.zeros(l.weight.data.shape, {new}) for n, l in layers.items()}}", "float64 is the default")
           for new in ("dtype=None", "")],
     ],
+    "refcomp/compress/prune/sensitivity.py": [
+        # _layer_curve's name comes from sensitivity's prunable_layers(model, layers): the same layer
+        # object is found among all prunable layers
+        *[("layer = prunable_layers(model, [name])[name]", f"layer = prunable_layers(model, {new})[name]",
+           "the same layer either way") for new in ("None", "")],
+        # matplotlib reads backend names and savefig formats case-blind
+        *[('matplotlib.use("Agg")', f'matplotlib.use("{new}")', "case-blind backend name") for new in ("agg", "AGG")],
+        ('fig.savefig(buf, format="png", dpi=100, metadata=png_metadata())',
+         'fig.savefig(buf, format="PNG", dpi=100, metadata=png_metadata())', "case-blind format"),
+        # plt.subplots made fig the current figure, and nothing changes it before the close
+        ("plt.close(fig)", "plt.close(None)", "None closes the current figure: fig"),
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),
