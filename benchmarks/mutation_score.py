@@ -255,6 +255,12 @@ EQUIVALENT_BY_HAND = {
         ("def activation_sparsity(model, data, layers, *, batch_size: int = 256) -> dict:",
          "def activation_sparsity(model, data, layers, *, batch_size: int = 257) -> dict:", "counts add over batches"),
     ],
+    "refcomp/nn/layers/activity_l1.py": [
+        # the sum is a fresh temporary: whether astype copies it again is not observable
+        *[("return (dy + (self.l1 / self._x.shape[0]) * np.sign(self._x)).astype(dy.dtype, copy=False)",
+           f"return (dy + (self.l1 / self._x.shape[0]) * np.sign(self._x)).astype(dy.dtype, {new})",
+           "the sum is fresh") for new in ("copy=None", "", "copy=True")],
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),
