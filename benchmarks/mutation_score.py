@@ -261,6 +261,10 @@ EQUIVALENT_BY_HAND = {
            f"return (dy + (self.l1 / self._x.shape[0]) * np.sign(self._x)).astype(dy.dtype, {new})",
            "the sum is fresh") for new in ("copy=None", "", "copy=True")],
     ],
+    "refcomp/compress/prune/apply.py": [
+        # copy=True is np.array's default
+        ("a = np.array(array, copy=True)", "a = np.array(array, )", "np.array copies by default"),
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),
