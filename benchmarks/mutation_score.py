@@ -265,6 +265,14 @@ EQUIVALENT_BY_HAND = {
         # copy=True is np.array's default
         ("a = np.array(array, copy=True)", "a = np.array(array, )", "np.array copies by default"),
     ],
+    "refcomp/compress/prune/depth.py": [
+        # nxt is only read (its weight, bias and out_features feed the new merged Linear)
+        ("first, nxt = items[i][1], copy.deepcopy(items[j][1])", "first, nxt = items[i][1], copy.copy(items[j][1])",
+         "nxt is never modified"),
+        # display() reads progress None as False: no bars
+        ("train(model, train_set, epochs=epochs, optimizer=sgd, rng=rng, progress=False)",
+         "train(model, train_set, epochs=epochs, optimizer=sgd, rng=rng, progress=None)", "None is quiet as False"),
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),
