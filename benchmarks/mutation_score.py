@@ -290,6 +290,65 @@ EQUIVALENT_BY_HAND = {
         ("err = float(np.linalg.norm(new.to_dense() - w) / (np.linalg.norm(w) or 1.0))",
          "err = float(np.linalg.norm(new.to_dense() - w) / (np.linalg.norm(w) or 2.0))", "0 / 1 == 0 / 2"),
     ],
+    "refcomp/compress/prune/l0.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("shape = (-1,) + (1,) * (prev.weight.data.ndim - 1)", "shape = (-2,) + (1,) * (prev.weight.data.ndim - 1)",
+         "NumPy: any negative is -1"),
+    ],
+    "refcomp/nn/layers/hard_concrete.py": [
+        # at v = 0 both branches are 1 / (1 + 1) = e / (1 + e) = 0.5 (e = exp(0) = 1)
+        ("return np.where(v >= 0, 1.0 / (1.0 + e), e / (1.0 + e))", "return np.where(v > 0, 1.0 / (1.0 + e), e / (1.0 + e))",
+         "both branches are 0.5 at 0"),
+        # 1.0 is Generator.uniform's default high; np.finfo(None) is float64's (NumPy reads None as float64)
+        *[("u = self.rng.uniform(np.finfo(np.float64).tiny, 1.0, size=(n, self.num_features))", new, why) for new, why in (
+            ("u = self.rng.uniform(np.finfo(np.float64).tiny, size=(n, self.num_features))", "high=1.0 is the default"),
+            ("u = self.rng.uniform(np.finfo(None).tiny, 1.0, size=(n, self.num_features))", "None is float64"))],
+        # the products are fresh temporaries: whether astype copies them again is not observable
+        *[(f"return {expr}.astype({d}.dtype, copy=False)", f"return {expr}.astype({d}.dtype, {new})", "the product is fresh")
+          for expr, d in (("(x * z.reshape(shape))", "x"), ("(dy * z)", "dy")) for new in ("copy=None", "", "copy=True")],
+    ],
+    "refcomp/compress/prune/gradflow.py": [
+        # np.zeros' default dtype is float64
+        *[("total = {n: np.zeros(l.weight.data.shape, dtype=np.float64) for n, l in layers.items()}",
+           f"total = {{n: np.zeros(l.weight.data.shape, {new}) for n, l in layers.items()}}", "float64 is the default")
+          for new in ("dtype=None", "")],
+    ],
+    "refcomp/compress/prune/sensitivity.py": [
+        # _layer_curve's name comes from sensitivity's prunable_layers(model, layers): the same layer
+        # object is found among all prunable layers
+        *[("layer = prunable_layers(model, [name])[name]", f"layer = prunable_layers(model, {new})[name]",
+           "the same layer either way") for new in ("None", "")],
+        # matplotlib reads backend names and savefig formats case-blind
+        *[('matplotlib.use("Agg")', f'matplotlib.use("{new}")', "case-blind backend name") for new in ("agg", "AGG")],
+        ('fig.savefig(buf, format="png", dpi=100, metadata=png_metadata())',
+         'fig.savefig(buf, format="PNG", dpi=100, metadata=png_metadata())', "case-blind format"),
+        # plt.subplots made fig the current figure, and nothing changes it before the close
+        ("plt.close(fig)", "plt.close(None)", "None closes the current figure: fig"),
+    ],
+    "refcomp/compress/prune/activation_l1.py": [
+        # the zeros and the sizes are summed over the batches in eval mode (no batch statistics):
+        # the batch size splits the same count differently
+        ("def activation_sparsity(model, data, layers, *, batch_size: int = 256) -> dict:",
+         "def activation_sparsity(model, data, layers, *, batch_size: int = 257) -> dict:", "counts add over batches"),
+    ],
+    "refcomp/nn/layers/activity_l1.py": [
+        # the sum is a fresh temporary: whether astype copies it again is not observable
+        *[("return (dy + (self.l1 / self._x.shape[0]) * np.sign(self._x)).astype(dy.dtype, copy=False)",
+           f"return (dy + (self.l1 / self._x.shape[0]) * np.sign(self._x)).astype(dy.dtype, {new})",
+           "the sum is fresh") for new in ("copy=None", "", "copy=True")],
+    ],
+    "refcomp/compress/prune/apply.py": [
+        # copy=True is np.array's default
+        ("a = np.array(array, copy=True)", "a = np.array(array, )", "np.array copies by default"),
+    ],
+    "refcomp/compress/prune/depth.py": [
+        # nxt is only read (its weight, bias and out_features feed the new merged Linear)
+        ("first, nxt = items[i][1], copy.deepcopy(items[j][1])", "first, nxt = items[i][1], copy.copy(items[j][1])",
+         "nxt is never modified"),
+        # display() reads progress None as False: no bars
+        ("train(model, train_set, epochs=epochs, optimizer=sgd, rng=rng, progress=False)",
+         "train(model, train_set, epochs=epochs, optimizer=sgd, rng=rng, progress=None)", "None is quiet as False"),
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),

@@ -89,3 +89,93 @@ def test_bad_arguments():
         HardConcreteGate(3).forward(np.ones((2, 3), np.float32))
     with pytest.raises(ShapeError, match="x"):
         HardConcreteGate(3, rng=0).forward(np.ones((2, 4), np.float32))
+
+
+@pytest.mark.parametrize("kw, name", [({"num_features": 0}, "num_features"), ({"beta": 0.0}, "beta"),
+                                      ({"beta": -0.5}, "beta"), ({"gamma": 0.0}, "gamma"),
+                                      ({"zeta": 1.0}, "zeta"), ({"drop_init": 0.0}, "drop_init"),
+                                      ({"drop_init": 1.0}, "drop_init"), ({"drop_init": -0.5}, "drop_init"),
+                                      ({"drop_init": 1.5}, "drop_init")])
+def test_the_distribution_needs_beta_positive_gamma_negative_zeta_above_one_and_p_strictly_inside(kw, name):
+    # γ < 0 < 1 < ζ is what lets z reach exact 0 and 1; log(1 − p) − log p needs 0 < p < 1
+    kw = {"num_features": 3, **kw}
+    with pytest.raises(ValidationError) as e:
+        HardConcreteGate(kw.pop("num_features"), **kw)
+    assert e.value.argument == name
+
+
+def test_one_feature_and_values_near_the_ends_are_accepted():
+    g = HardConcreteGate(1, beta=1e-3, gamma=-1e-9, zeta=1 + 1e-9, drop_init=1e-6)
+    assert g.log_alpha.data.shape == (1,)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.9])
+def test_log_alpha_starts_at_log_1_minus_p_over_p_in_the_requested_dtype(p):
+    # Louizos et al.'s initialisation: P(ẑ closed) at p means σ(log α) = 1 − p
+    assert HardConcreteGate(4).log_alpha.data.dtype == np.float32       # float32 by default
+    g = HardConcreteGate(4, drop_init=p, dtype="float64")
+    assert g.log_alpha.data.dtype == np.float64
+    np.testing.assert_allclose(g.log_alpha.data, math.log((1 - p) / p), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(_sig(g.log_alpha.data), 1 - p, rtol=1e-14)
+
+
+def test_without_rng_the_gate_runs_in_eval_mode_and_refuses_only_training():
+    g = HardConcreteGate(3)                  # no noise needed at test time
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(g.eval().forward(x), x * np.float32(0.5 * 1.2 - 0.1))
+    with pytest.raises(ValidationError, match="rng"):
+        g.train().forward(x)
+
+
+def test_backward_before_forward_is_refused():
+    with pytest.raises(ValidationError) as e:
+        HardConcreteGate(3, rng=0).backward(np.ones((2, 3), np.float32))
+    assert e.value.argument == "backward"
+
+
+def test_input_errors_name_x():
+    g = HardConcreteGate(3, rng=0)
+    for bad in (np.ones(3, np.float32), np.ones((2, 3, 1, 1, 1), np.float32), np.ones((2, 3), np.int32)):
+        with pytest.raises(ValidationError) as e:
+            g.forward(bad)
+        assert e.value.argument == "x"
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_float32_in_float32_out_both_ways(training):
+    g = HardConcreteGate(5, rng=0).train(training)
+    x = np.random.default_rng(0).normal(size=(4, 5, 3)).astype(np.float32)
+    assert g.forward(x).dtype == np.float32
+    assert g.backward(x).dtype == np.float32 and g.log_alpha.grad.dtype == np.float32
+
+
+def test_log_alpha_gradients_of_two_backwards_add_in_float32():
+    # accumulation is the sum of each pass's float32 gradient (not one float64 sum rounded once)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(6, 64)).astype(np.float32)
+    r1, r2 = (rng.normal(size=x.shape).astype(np.float32) for _ in range(2))
+    g = HardConcreteGate(64).eval()
+    g.log_alpha.data[...] = rng.normal(size=64)
+    grads = []
+    for r in (r1, r2):
+        g.zero_grad()
+        g.forward(x)
+        g.backward(r)
+        grads.append(g.log_alpha.grad.copy())
+    g.zero_grad()
+    for r in (r1, r2):
+        g.forward(x)
+        g.backward(r)
+    np.testing.assert_array_equal(g.log_alpha.grad, grads[0] + grads[1])
+
+
+def test_no_log_alpha_gradient_exactly_at_the_clip_ends():
+    # log α = 0: σ = 1/2 exactly, so s̄ = span/2 + γ is exact; γ = −1.5, ζ = 1.5 puts it at 0 and
+    # γ = −1, ζ = 3 at 1: the clip passes gradient only where 0 < s̄ < 1 (strictly)
+    x = np.ones((2, 1))
+    for gamma, zeta, zhat in ((-1.5, 1.5, 0.0), (-1.0, 3.0, 1.0)):
+        g = _gate([0.0], 0, 2, gamma=gamma, zeta=zeta).eval()
+        np.testing.assert_array_equal(g.forward(x), zhat * x)
+        g.zero_grad()
+        g.backward(np.ones((2, 1)))
+        np.testing.assert_array_equal(g.log_alpha.grad, [0.0])

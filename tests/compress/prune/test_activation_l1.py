@@ -73,3 +73,79 @@ def test_train_activation_l1_leaves_its_input_alone():
     assert len(report["history"]) == 1
     for k, v in m.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
+
+
+def test_one_layer_name_may_be_a_string_and_l1_must_be_non_negative():
+    m = add_activation_l1(mlp(), "relu1", 0.1)
+    assert list(m.layers) == ["fc1", "relu1", "relu1_l1", "fc2", "relu2", "fc3"]
+    for after in (["relu1"], []):          # refused even when no layer is named
+        with pytest.raises(ValidationError, match="l1"):
+            add_activation_l1(mlp(), after, -0.1)
+
+
+def test_the_model_without_its_penalty_layers_is_a_copy():
+    m = add_activation_l1(mlp(), ["relu1"], 0.1)
+    before = m["fc1"].weight.data.copy()
+    out = remove_activation_l1(m)
+    out["fc1"].weight.data[...] = 0
+    np.testing.assert_array_equal(m["fc1"].weight.data, before)
+    assert "relu1_l1" in m.layers
+
+
+def test_sparsity_is_the_share_of_exact_zeros_over_all_batches():
+    # 300 samples: two batches of the default size 256; the share written out from the ReLU outputs
+    m = mlp(dtype="float64")
+    x, y = blobs(n=300)
+    x = x.astype(np.float64)
+    a1 = np.maximum(x @ m["fc1"].weight.data.T + m["fc1"].bias.data, 0)
+    a2 = np.maximum(a1 @ m["fc2"].weight.data.T + m["fc2"].bias.data, 0)
+    s = activation_sparsity(m, (x, y), ["relu1", "relu2"])
+    assert s["relu1"] == pytest.approx(np.mean(a1 == 0), abs=1e-15)
+    assert s["relu2"] == pytest.approx(np.mean(a2 == 0), abs=1e-15)
+    assert activation_sparsity(m, (x, y), "relu1") == {"relu1": s["relu1"]}
+    # one output value in all: the share is 0 or 1
+    from refcomp.nn import Linear, ReLU, Sequential
+    tiny = Sequential(("fc", Linear(2, 1, dtype="float64")), ("relu", ReLU()))
+    tiny["fc"].weight.data[...] = [[1.0, 1.0]]
+    tiny["fc"].bias.data[...] = 0.0
+    assert activation_sparsity(tiny, (np.array([[-1.0, -2.0]]), np.array([0])), "relu") == {"relu": 1.0}
+
+
+def _by_hand(m, data, after, l1, *, lr=0.01, momentum=0.9, weight_decay=0.0, epochs=1, batch_size=64, rng=0,
+             val_data=None):
+    """train_activation_l1 as its docstring states it: the penalty layers, SGD, train with the penalty, removed."""
+    from refcomp.nn import SGD, train
+    gated = add_activation_l1(m, after, l1)
+    sgd = SGD(gated.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    history = train(gated, data, epochs=epochs, batch_size=batch_size, optimizer=sgd,
+                    regularizer=ActivationL1Penalty(), rng=rng, progress=False, val_data=val_data)
+    return remove_activation_l1(gated), history
+
+
+@pytest.mark.parametrize("kw", [{}, {"weight_decay": 0.01, "rng": 5, "batch_size": 16}])
+def test_train_activation_l1_is_sgd_with_the_penalty_layers_and_its_documented_defaults(kw):
+    # defaults: epochs 1, lr 0.01, momentum 0.9, no weight decay, batch 64, rng 0
+    m = mlp()
+    x, y = blobs(n=150)
+    out, report = train_activation_l1(m, (x, y), after=["relu1"], l1=0.05, val_data=(x, y), **kw)
+    ref, history = _by_hand(m, (x, y), ["relu1"], 0.05, val_data=(x, y), **kw)
+    for k, v in ref.state_dict().items():
+        np.testing.assert_array_equal(out.state_dict()[k], v)
+    assert [r["loss"] for r in report["history"]] == [r["loss"] for r in history]
+    assert all("val_accuracy" in r for r in report["history"])
+
+
+class _Terminal(__import__("io").StringIO):
+    def isatty(self):
+        return True
+
+
+def test_train_activation_l1_is_quiet_by_default_and_passes_progress_to_training(monkeypatch):
+    monkeypatch.setenv("TERM", "xterm-256color")
+    term = _Terminal()
+    monkeypatch.setattr("sys.stdout", term)
+    x, y = blobs(n=64)
+    train_activation_l1(mlp(), (x, y), after=["relu1"], l1=0.1)
+    assert term.getvalue() == ""          # no bar even on a terminal
+    train_activation_l1(mlp(), (x, y), after=["relu1"], l1=0.1, epochs=2, progress="epoch")
+    assert len([ln for ln in term.getvalue().splitlines() if "samples/s" in ln]) == 2   # one line per epoch

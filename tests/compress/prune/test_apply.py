@@ -54,3 +54,12 @@ def test_apply_mask_validation():
     ro.flags.writeable = False
     with pytest.raises(ValidationError, match="array"):
         apply_mask(ro, np.ones(3, dtype=bool))
+
+
+def test_apply_masks_skips_a_missing_buffer_and_goes_on():
+    # an optimizer without momentum passes None in the middle: the arrays after it are still masked
+    mask = np.array([True, False, True])
+    w, g = np.ones(3), np.full(3, 2.0)
+    apply_masks(mask, None, w, None, g)
+    np.testing.assert_array_equal(w, [1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(g, [2.0, 0.0, 2.0])

@@ -96,3 +96,84 @@ def test_eps_must_be_positive():
     m = _net()
     with pytest.raises(ValidationError, match="eps"):
         hessian_gradient_product(m, prunable_layers(m), [_data()], eps=0.0)
+
+
+class _ScaledCrossEntropy:
+    """2 × cross-entropy: ∇ doubles and H doubles, so Hg (taken along its own g) is 4 × the plain one."""
+
+    def __init__(self):
+        from refcomp.nn import CrossEntropyLoss
+        self.ce = CrossEntropyLoss()
+
+    def forward(self, logits, target):
+        return 2 * self.ce.forward(logits, target)
+
+    def backward(self):
+        return 2 * self.ce.backward()
+
+
+def test_the_given_loss_is_used_for_g_and_for_both_shifted_gradients():
+    m = _net()
+    x, y = _data()
+    layers = prunable_layers(m)
+    g, hg = hessian_gradient_product(m, layers, [(x, y)])
+    g2, hg2 = hessian_gradient_product(m, layers, [(x, y)], loss=_ScaledCrossEntropy())
+    for k in g:
+        np.testing.assert_allclose(g2[k], 2 * g[k], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(hg2[k], 4 * hg[k], rtol=1e-6, atol=1e-12)
+
+
+def test_the_model_is_evaluated_at_theta_plus_and_minus_eps_along_the_unit_gradient():
+    # (P.3) in a float32 model: the step ε·g/‖g‖ is rounded to float32 once and added, then subtracted
+    # (ε = 1 makes the step as large as the weights, so the rounding of the step itself shows)
+    m = Sequential(("fc1", Linear(3, 4, rng=0)), ("act", Tanh()), ("fc2", Linear(4, 3, rng=1)))
+    x, y = _data()
+    layers = prunable_layers(m)
+    seen = []
+
+    class Recording(_ScaledCrossEntropy):
+        def forward(self, logits, target):
+            seen.append({k: l.weight.data.copy() for k, l in layers.items()})
+            return super().forward(logits, target)
+
+    w0 = {k: l.weight.data.copy() for k, l in layers.items()}
+    g, _ = hessian_gradient_product(m, layers, [(x, y)], eps=1.0, loss=Recording())
+    assert len(seen) == 3
+    norm = np.sqrt(sum(np.sum(v.astype(np.float64) ** 2) for v in g.values()))
+    for k in layers:
+        step = (1.0 * g[k] / norm).astype(np.float32)
+        np.testing.assert_array_equal(seen[0][k], w0[k])
+        np.testing.assert_array_equal(seen[1][k], w0[k] + step)
+        np.testing.assert_array_equal(seen[2][k], w0[k] + (-step))
+        np.testing.assert_array_equal(layers[k].weight.data, w0[k])
+
+
+def test_a_zero_gradient_has_a_zero_product():
+    # fc2 = 0 cuts every path from fc1 to the loss: g and Hg of fc1 are exactly 0 (no 0/0 direction)
+    m = _net()
+    m["fc2"].weight.data[...] = 0
+    g, hg = hessian_gradient_product(m, {"fc1": m["fc1"]}, [_data()])
+    np.testing.assert_array_equal(g["fc1"], np.zeros((4, 3)))
+    assert hg["fc1"].shape == (4, 3) and hg["fc1"].dtype == np.float64
+    np.testing.assert_array_equal(hg["fc1"], np.zeros((4, 3)))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_gradients_leave_the_model_in_the_mode_it_came_in(training):
+    m = _net().train(training)
+    hessian_gradient_product(m, prunable_layers(m), [_data()])
+    assert all(mod.training is training for _, mod in m.named_modules())
+
+
+def test_layers_must_be_a_non_empty_mapping_and_batches_a_non_empty_list_of_pairs():
+    m = _net()
+    x, y = _data()
+    layers = prunable_layers(m)
+    for bad in ({}, [m["fc1"]], list(layers.items())):
+        with pytest.raises(ValidationError) as e:
+            hessian_gradient_product(m, bad, [(x, y)])
+        assert e.value.argument == "layers"
+    for bad in ([], ((x, y),), [[x, y]], [(x, y, y)], [x]):
+        with pytest.raises(ValidationError) as e:
+            hessian_gradient_product(m, layers, bad)
+        assert e.value.argument == "batches"
