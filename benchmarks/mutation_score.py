@@ -697,6 +697,16 @@ EQUIVALENT_BY_HAND = {
          "qp = np.pad(q_x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=zp) if (ph or pw) or True else q_x",
          "a pad of zero widths is q_x"),
     ],
+    "refcomp/nn/layers/pwl.py": [
+        # dy * cache is a fresh temporary: whether astype copies it again is not observable
+        *[("return (dy * self._cache).astype(dy.dtype, copy=False)", f"return (dy * self._cache).astype(dy.dtype, {new})",
+           "the product is fresh") for new in ("copy=None", "", "copy=True")],
+        # the cached 0 / 1 factor in float64 instead of x's dtype: dy times 0 or 1 is exact in float64
+        # and the backward casts it back to dy's dtype, the same value (NaN and inf included)
+        *[(f"self._cache = {mask}.astype(x.dtype)", f"self._cache = {mask}.astype(None)",
+           "0 / 1 factors: exact, cast back to dy's dtype")
+          for mask in ("((x > -1) & (x < 1))", "(np.abs(x) <= 1)")],
+    ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64
         *[("self.velocity = {key: np.zeros(shared[0].codebook.shape, np.float64) for key, shared in self.groups.items()}",
