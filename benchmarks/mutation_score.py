@@ -707,6 +707,31 @@ EQUIVALENT_BY_HAND = {
            "0 / 1 factors: exact, cast back to dy's dtype")
           for mask in ("((x > -1) & (x < 1))", "(np.abs(x) <= 1)")],
     ],
+    "refcomp/nn/layers/quantize.py": [
+        # an activation's QParams is per tensor, and QParams stores a per-tensor scale and zero point
+        # 0-D: reshape(()) and reshape(None) keep the shape; a float32 / float16 / bfloat16 scale
+        # widens exactly, so float() of it is the same Python float
+        *[('return {"scale": float(np.asarray(qparams.scale, np.float32).reshape(())),', new,
+           "0-D already; an exact widening") for new in (
+            'return {"scale": float(np.asarray(qparams.scale, np.float32).reshape(None)),',
+            'return {"scale": float(np.asarray(qparams.scale, None).reshape(())),',
+            'return {"scale": float(np.asarray(qparams.scale, ).reshape(())),')],
+        ('"zero_point": int(np.asarray(qparams.zero_point).reshape(())), "dtype": qparams.dtype.name}',
+         '"zero_point": int(np.asarray(qparams.zero_point).reshape(None)), "dtype": qparams.dtype.name}', "0-D already"),
+        # the weight's scale is 0-D or (O,), either broadcast to (O,) the same (reshape(None) keeps the
+        # shape, any negative size is -1), and its only reader, requantization_params, casts it to float32
+        # quantize() rounds a float64 x to float32 itself and computes a float16 / bfloat16 x's ratio
+        # in float32 (an exact widening): asking for float32 here changes no code
+        *[("return QTensor(quantize(np.asarray(x, dtype=np.float32), self.qparams), self.qparams)",
+           f"return QTensor(quantize(np.asarray(x, {new}), self.qparams), self.qparams)",
+           "quantize() rounds to float32 itself") for new in ("dtype=None", "")],
+        *[("scales = np.broadcast_to(np.asarray(qp.scale, np.float32).reshape(-1), (w.shape[0],))", new,
+           "the same (O,) scales, cast to float32 by their reader") for new in (
+            "scales = np.broadcast_to(np.asarray(qp.scale, np.float32).reshape(None), (w.shape[0],))",
+            "scales = np.broadcast_to(np.asarray(qp.scale, None).reshape(-1), (w.shape[0],))",
+            "scales = np.broadcast_to(np.asarray(qp.scale, ).reshape(-1), (w.shape[0],))",
+            "scales = np.broadcast_to(np.asarray(qp.scale, np.float32).reshape(-2), (w.shape[0],))")],
+    ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64
         *[("self.velocity = {key: np.zeros(shared[0].codebook.shape, np.float64) for key, shared in self.groups.items()}",
