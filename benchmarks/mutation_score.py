@@ -732,6 +732,26 @@ EQUIVALENT_BY_HAND = {
             "scales = np.broadcast_to(np.asarray(qp.scale, ).reshape(-1), (w.shape[0],))",
             "scales = np.broadcast_to(np.asarray(qp.scale, np.float32).reshape(-2), (w.shape[0],))")],
     ],
+    "refcomp/nn/layers/tt_linear.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        *[(old, old.replace(a, b, 1), "NumPy: any negative is -1") for old, a, b in (
+            ("t = x.reshape(x.shape[0], 1, self.in_modes[0], -1)", "-1)", "-2)"),
+            ("t = t.reshape(t.shape[0] * t.shape[1], t.shape[2], self.in_modes[k + 1], -1)", "-1)", "-2)"),
+            ("full = (full @ g.data.reshape(g.data.shape[0], -1)).reshape(-1, g.data.shape[3])",
+             "g.data.shape[0], -1)", "g.data.shape[0], -2)"),
+            ("full = (full @ g.data.reshape(g.data.shape[0], -1)).reshape(-1, g.data.shape[3])",
+             ".reshape(-1, g", ".reshape(-2, g"))],
+        # a two-operand einsum: ``optimize`` picks how the same sum is evaluated (BLAS or loops), not
+        # what it is; the subscripts in capitals name the same axes
+        *[(f"{lhs}np.einsum({sub}, {ops}, optimize=True){end}", new, "the same contraction")
+          for lhs, sub, ops, end in (("t = ", '"arnb,rmns->amsb"', "t, g.data", ""),
+                                     ("_accumulate(g, ", '"arnb,amsb->rmns"', "t, dt", ")"),
+                                     ("grad = ", '"amsb,rmns->arnb"', "dt, g.data", ""))
+          for new in (f"{lhs}np.einsum({sub}, {ops}, optimize=None){end}",
+                      f"{lhs}np.einsum({sub}, {ops}, ){end}",
+                      f"{lhs}np.einsum({sub}, {ops}, optimize=False){end}",
+                      f"{lhs}np.einsum({sub.upper()}, {ops}, optimize=True){end}")],
+    ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64
         *[("self.velocity = {key: np.zeros(shared[0].codebook.shape, np.float64) for key, shared in self.groups.items()}",
