@@ -752,6 +752,16 @@ EQUIVALENT_BY_HAND = {
                       f"{lhs}np.einsum({sub}, {ops}, optimize=False){end}",
                       f"{lhs}np.einsum({sub.upper()}, {ops}, optimize=True){end}")],
     ],
+    "refcomp/nn/layers/linear.py": [
+        # a format without a ``trainable`` attribute: None is falsy like False (no weight gradient)
+        ('if getattr(self.weight, "trainable", False):', 'if getattr(self.weight, "trainable", None):',
+         "None is falsy"),
+    ],
+    "refcomp/nn/layers/conv.py": [
+        # a format without a ``trainable`` attribute: None is falsy like False (no weight gradient)
+        ('trainable = getattr(self.weight, "trainable", False)', 'trainable = getattr(self.weight, "trainable", None)',
+         "None is falsy"),
+    ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64
         *[("self.velocity = {key: np.zeros(shared[0].codebook.shape, np.float64) for key, shared in self.groups.items()}",
