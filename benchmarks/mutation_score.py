@@ -761,6 +761,37 @@ EQUIVALENT_BY_HAND = {
         # a format without a ``trainable`` attribute: None is falsy like False (no weight gradient)
         ('trainable = getattr(self.weight, "trainable", False)', 'trainable = getattr(self.weight, "trainable", None)',
          "None is falsy"),
+        # groups divides out_channels (checked above): the true quotient is the same integer
+        ("fan_out = self.out_channels // self.groups * kh * kw", "fan_out = self.out_channels / self.groups * kh * kw",
+         "an exact quotient"),
+        # padding by zero widths copies x; slicing zero widths off keeps dxp; dy_ijn computed and unused
+        ("xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x",
+         "xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if (ph or pw) or True else x", "a pad of zero widths"),
+        ("return dxp[:, :, ph:xp_shape[2] - ph, pw:xp_shape[3] - pw] if ph or pw else dxp",
+         "return dxp[:, :, ph:xp_shape[2] - ph, pw:xp_shape[3] - pw] if (ph or pw) or True else dxp",
+         "a slice of zero widths"),
+        ("dy_ijn = dy.transpose(1, 2, 3, 0).reshape(o, -1) if input_grad else None",
+         "dy_ijn = dy.transpose(1, 2, 3, 0).reshape(o, -1) if (input_grad) or True else None",
+         "only read when input_grad"),
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        *[(old, old.replace(a, b, 1), "NumPy: any negative is -1") for old, a, b in (
+            ("return cols @ w.to_dense().reshape(self.out_channels, -1).T", "-1)", "-2)"),
+            ("wg = self.weight.to_dense().reshape(g, o // g, -1)", "-1)", "-2)"),
+            ("yT = np.matmul(wg, colsT.reshape(g, -1, colsT.shape[1]))", "-1,", "-2,"),
+            ("dyT = dy.transpose(1, 0, 2, 3).reshape(o, -1)", "-1)", "-2)"),
+            ("dy_ijn = dy.transpose(1, 2, 3, 0).reshape(o, -1) if input_grad else None", "-1)", "-2)"),
+            ("dcolsT = w.reshape(o, -1).T @ dy_ijn", "-1)", "-2)"),
+            ("wg = w.reshape(g, o // g, -1)", "-1)", "-2)"),
+            ("dyg = dyT.reshape(g, o // g, -1)", "-1)", "-2)"),
+            ("cg = colsT.reshape(g, -1, colsT.shape[1])", "-1,", "-2,"))],
+        # col2im reads dL/dcolsᵀ through reshape(C, kh, kw, OH, OW, N): any shape with the same C-order
+        # elements is the same input to it
+        *[("dcolsT = np.matmul(wg.transpose(0, 2, 1), dy_ijn.reshape(g, o // g, -1)).reshape(colsT.shape[0], -1)",
+           new, "col2im reshapes it first") for new in (
+            "dcolsT = np.matmul(wg.transpose(0, 2, 1), dy_ijn.reshape(g, o // g, -1)).reshape(-1)",
+            "dcolsT = np.matmul(wg.transpose(0, 2, 1), dy_ijn.reshape(g, o // g, -2)).reshape(colsT.shape[0], -1)",
+            "dcolsT = np.matmul(wg.transpose(0, 2, 1), dy_ijn.reshape(g, o // g, -1)).reshape(colsT.shape[1], -1)",
+            "dcolsT = np.matmul(wg.transpose(0, 2, 1), dy_ijn.reshape(g, o // g, -1)).reshape(colsT.shape[0], -2)")],
     ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64
