@@ -793,6 +793,26 @@ EQUIVALENT_BY_HAND = {
             "dcolsT = np.matmul(wg.transpose(0, 2, 1), dy_ijn.reshape(g, o // g, -1)).reshape(colsT.shape[1], -1)",
             "dcolsT = np.matmul(wg.transpose(0, 2, 1), dy_ijn.reshape(g, o // g, -1)).reshape(colsT.shape[0], -2)")],
     ],
+    "refcomp/nn/layers/pooling.py": [
+        # zeros are always a correct gradient buffer; the condition only picks the faster np.empty, and a
+        # float quotient oh / kh never equals the padded size here (kh >= 2 when it matters; kh = 1 gives
+        # oh = H, which zeros serve as well)
+        *[("if (sh, sw) == (kh, kw) and oh * kh == xp_shape[2] and ow * kw == xp_shape[3]:", new,
+           "zeros serve where np.empty would") for new in (
+            "if (sh, sw) == (kh, kw) and oh / kh == xp_shape[2] and ow * kw == xp_shape[3]:",
+            "if (sh, sw) == (kh, kw) and oh * kh == xp_shape[2] and ow / kw == xp_shape[3]:")],
+        # codes of 8 bits are exact in float64 as in float32: the same maximum, cast back to the codes' dtype
+        ("return QTensor(self.forward(x.data.astype(np.float32)).astype(x.data.dtype), x.qparams)",
+         "return QTensor(self.forward(x.data.astype(None)).astype(x.data.dtype), x.qparams)", "exact codes"),
+        # the window-offset index: int8 holds the offsets 0 … 127 of a window of up to 128 elements;
+        # int32 and float64 hold every offset: the same comparisons idx == t
+        *[("small = self.kernel_size[0] * self.kernel_size[1] <= 127", new, "a wider index, or 128 offsets")
+          for new in ("small = None", "small = self.kernel_size[0] * self.kernel_size[1] < 127",
+                      "small = self.kernel_size[0] * self.kernel_size[1] <= 128")],
+        *[("idx = np.zeros(best.shape, dtype=np.int8 if small else np.int32)", new, "a wider index")
+          for new in ("idx = np.zeros(best.shape, dtype=None)", "idx = np.zeros(best.shape, )",
+                      "idx = np.zeros(best.shape, dtype=np.int8 if (small) and False else np.int32)")],
+    ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64
         *[("self.velocity = {key: np.zeros(shared[0].codebook.shape, np.float64) for key, shared in self.groups.items()}",

@@ -5,7 +5,7 @@ element) and central differences, for overlapping, tiling and gapped windows; co
 import numpy as np
 import pytest
 
-from refcomp.errors import ShapeError, ValidationError
+from refcomp.errors import DTypeError, ShapeError, ValidationError
 from refcomp.formats import QTensor
 from refcomp.nn import AvgPool2d, GlobalAvgPool2d, MaxPool2d
 from refcomp.quant import QParams
@@ -56,6 +56,9 @@ CASES = [  # kernel, stride, padding, input H × W
     ((2, 3), (3, 4), (0, 1), (7, 9)),       # gaps between windows
     ((2, 2), (2, 2), (0, 0), (5, 5)),       # disjoint, the last row / column left out
     ((3, 3), (2, 2), (1, 1), (6, 5)),
+    ((2, 2), (2, 2), (0, 0), (5, 4)),       # disjoint, the last row left out
+    ((2, 3), (1, 3), (0, 0), (5, 9)),       # rows overlap, columns do not
+    ((3, 1), (2, 1), (0, 0), (7, 4)),
 ]
 
 
@@ -69,7 +72,11 @@ def test_forward_and_backward_are_the_window_rules(kind, k, s, p, hw):
     dy = rng.standard_normal(y.shape)
     want_y, want_dx = (reference_max if kind == "max" else reference_avg)(x, dy, k, s, p)
     np.testing.assert_allclose(y, want_y, rtol=1e-13, atol=1e-15)
+    junk = np.full((2, 3, hw[0] + 2 * p[0], hw[1] + 2 * p[1]), np.nan)   # freed memory the gradient may reuse:
+    del junk                                                              # every element must be written
     np.testing.assert_allclose(layer.backward(dy), want_dx, rtol=1e-13, atol=1e-15)
+    y32 = layer.forward(x.astype(np.float32))
+    assert y32.dtype == np.float32 and layer.backward(dy.astype(np.float32)).dtype == np.float32
 
 
 @pytest.mark.parametrize("k, s, p, hw", CASES[2:4])
@@ -92,10 +99,10 @@ def test_ties_send_the_gradient_to_the_first_maximum_once(s):
 
 
 def test_a_large_window_finds_its_maximum_past_offset_127():
-    # 12 × 12 = 144 offsets: more than an int8 index holds
-    x = np.zeros((1, 1, 12, 12))
-    x[0, 0, 11, 10] = 1.0                               # offset 11·12 + 10 = 142
-    layer = MaxPool2d(12)
+    # 12 × 11 = 132 offsets: more than an int8 index holds
+    x = np.zeros((1, 1, 12, 11))
+    x[0, 0, 11, 10] = 1.0                               # offset 11·11 + 10 = 131
+    layer = MaxPool2d((12, 11))
     assert layer.forward(x)[0, 0, 0, 0] == 1.0
     dx = layer.backward(np.full((1, 1, 1, 1), 3.0))
     assert dx[0, 0, 11, 10] == 3.0 and dx.sum() == 3.0
@@ -145,7 +152,17 @@ def test_geometry_and_config():
 
 
 def test_bad_input_is_named():
+    np.testing.assert_array_equal(MaxPool2d(1).forward(np.arange(4.0).reshape(1, 1, 2, 2)),
+                                  np.arange(4.0).reshape(1, 1, 2, 2))      # a 1 × 1 window is the identity
+    for kind in (MaxPool2d, AvgPool2d, GlobalAvgPool2d):
+        with pytest.raises(ShapeError, match="^x:"):
+            (kind() if kind is GlobalAvgPool2d else kind(1)).forward(np.ones((1, 2, 2)))
+        with pytest.raises(DTypeError, match="^x:"):
+            (kind() if kind is GlobalAvgPool2d else kind(1)).forward(np.ones((1, 1, 2, 2), np.int32))
     for kind in (MaxPool2d, AvgPool2d):
+        for name, args in (("kernel_size", (0,)), ("stride", (2, 0)), ("padding", (2, 1, -1))):
+            with pytest.raises(ValidationError, match=f"^{name}:"):
+                kind(*args)
         with pytest.raises(ValidationError, match="^padding:"):
             kind(2, padding=(2, 0))
         with pytest.raises(ValidationError, match="^padding:"):
