@@ -998,6 +998,122 @@ EQUIVALENT_BY_HAND = {
         ("w2 = w.reshape(w.shape[0], -1).astype(np.float64)", "w2 = w.reshape(w.shape[0], -2).astype(np.float64)",
          "NumPy: any negative is -1"),
     ],
+    "refcomp/nn/layers/pwl.py": [
+        # dy * cache is a fresh temporary: whether astype copies it again is not observable
+        *[("return (dy * self._cache).astype(dy.dtype, copy=False)", f"return (dy * self._cache).astype(dy.dtype, {new})",
+           "the product is fresh") for new in ("copy=None", "", "copy=True")],
+        # the cached 0 / 1 factor in float64 instead of x's dtype: dy times 0 or 1 is exact in float64
+        # and the backward casts it back to dy's dtype, the same value (NaN and inf included)
+        *[(f"self._cache = {mask}.astype(x.dtype)", f"self._cache = {mask}.astype(None)",
+           "0 / 1 factors: exact, cast back to dy's dtype")
+          for mask in ("((x > -1) & (x < 1))", "(np.abs(x) <= 1)")],
+    ],
+    "refcomp/nn/layers/quantize.py": [
+        # an activation's QParams is per tensor, and QParams stores a per-tensor scale and zero point
+        # 0-D: reshape(()) and reshape(None) keep the shape; a float32 / float16 / bfloat16 scale
+        # widens exactly, so float() of it is the same Python float
+        *[('return {"scale": float(np.asarray(qparams.scale, np.float32).reshape(())),', new,
+           "0-D already; an exact widening") for new in (
+            'return {"scale": float(np.asarray(qparams.scale, np.float32).reshape(None)),',
+            'return {"scale": float(np.asarray(qparams.scale, None).reshape(())),',
+            'return {"scale": float(np.asarray(qparams.scale, ).reshape(())),')],
+        ('"zero_point": int(np.asarray(qparams.zero_point).reshape(())), "dtype": qparams.dtype.name}',
+         '"zero_point": int(np.asarray(qparams.zero_point).reshape(None)), "dtype": qparams.dtype.name}', "0-D already"),
+        # the weight's scale is 0-D or (O,), either broadcast to (O,) the same (reshape(None) keeps the
+        # shape, any negative size is -1), and its only reader, requantization_params, casts it to float32
+        # quantize() rounds a float64 x to float32 itself and computes a float16 / bfloat16 x's ratio
+        # in float32 (an exact widening): asking for float32 here changes no code
+        *[("return QTensor(quantize(np.asarray(x, dtype=np.float32), self.qparams), self.qparams)",
+           f"return QTensor(quantize(np.asarray(x, {new}), self.qparams), self.qparams)",
+           "quantize() rounds to float32 itself") for new in ("dtype=None", "")],
+        *[("scales = np.broadcast_to(np.asarray(qp.scale, np.float32).reshape(-1), (w.shape[0],))", new,
+           "the same (O,) scales, cast to float32 by their reader") for new in (
+            "scales = np.broadcast_to(np.asarray(qp.scale, np.float32).reshape(None), (w.shape[0],))",
+            "scales = np.broadcast_to(np.asarray(qp.scale, None).reshape(-1), (w.shape[0],))",
+            "scales = np.broadcast_to(np.asarray(qp.scale, ).reshape(-1), (w.shape[0],))",
+            "scales = np.broadcast_to(np.asarray(qp.scale, np.float32).reshape(-2), (w.shape[0],))")],
+    ],
+    "refcomp/nn/layers/tt_linear.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        *[(old, old.replace(a, b, 1), "NumPy: any negative is -1") for old, a, b in (
+            ("t = x.reshape(x.shape[0], 1, self.in_modes[0], -1)", "-1)", "-2)"),
+            ("t = t.reshape(t.shape[0] * t.shape[1], t.shape[2], self.in_modes[k + 1], -1)", "-1)", "-2)"),
+            ("full = (full @ g.data.reshape(g.data.shape[0], -1)).reshape(-1, g.data.shape[3])",
+             "g.data.shape[0], -1)", "g.data.shape[0], -2)"),
+            ("full = (full @ g.data.reshape(g.data.shape[0], -1)).reshape(-1, g.data.shape[3])",
+             ".reshape(-1, g", ".reshape(-2, g"))],
+        # a two-operand einsum: ``optimize`` picks how the same sum is evaluated (BLAS or loops), not
+        # what it is; the subscripts in capitals name the same axes
+        *[(f"{lhs}np.einsum({sub}, {ops}, optimize=True){end}", new, "the same contraction")
+          for lhs, sub, ops, end in (("t = ", '"arnb,rmns->amsb"', "t, g.data", ""),
+                                     ("_accumulate(g, ", '"arnb,amsb->rmns"', "t, dt", ")"),
+                                     ("grad = ", '"amsb,rmns->arnb"', "dt, g.data", ""))
+          for new in (f"{lhs}np.einsum({sub}, {ops}, optimize=None){end}",
+                      f"{lhs}np.einsum({sub}, {ops}, ){end}",
+                      f"{lhs}np.einsum({sub}, {ops}, optimize=False){end}",
+                      f"{lhs}np.einsum({sub.upper()}, {ops}, optimize=True){end}")],
+    ],
+    "refcomp/nn/layers/linear.py": [
+        # a format without a ``trainable`` attribute: None is falsy like False (no weight gradient)
+        ('if getattr(self.weight, "trainable", False):', 'if getattr(self.weight, "trainable", None):',
+         "None is falsy"),
+    ],
+    "refcomp/nn/layers/conv.py": [
+        # a format without a ``trainable`` attribute: None is falsy like False (no weight gradient)
+        ('trainable = getattr(self.weight, "trainable", False)', 'trainable = getattr(self.weight, "trainable", None)',
+         "None is falsy"),
+        # groups divides out_channels (checked above): the true quotient is the same integer
+        ("fan_out = self.out_channels // self.groups * kh * kw", "fan_out = self.out_channels / self.groups * kh * kw",
+         "an exact quotient"),
+        # padding by zero widths copies x; slicing zero widths off keeps dxp; dy_ijn computed and unused
+        ("xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x",
+         "xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if (ph or pw) or True else x", "a pad of zero widths"),
+        ("return dxp[:, :, ph:xp_shape[2] - ph, pw:xp_shape[3] - pw] if ph or pw else dxp",
+         "return dxp[:, :, ph:xp_shape[2] - ph, pw:xp_shape[3] - pw] if (ph or pw) or True else dxp",
+         "a slice of zero widths"),
+        ("dy_ijn = dy.transpose(1, 2, 3, 0).reshape(o, -1) if input_grad else None",
+         "dy_ijn = dy.transpose(1, 2, 3, 0).reshape(o, -1) if (input_grad) or True else None",
+         "only read when input_grad"),
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        *[(old, old.replace(a, b, 1), "NumPy: any negative is -1") for old, a, b in (
+            ("return cols @ w.to_dense().reshape(self.out_channels, -1).T", "-1)", "-2)"),
+            ("wg = self.weight.to_dense().reshape(g, o // g, -1)", "-1)", "-2)"),
+            ("yT = np.matmul(wg, colsT.reshape(g, -1, colsT.shape[1]))", "-1,", "-2,"),
+            ("dyT = dy.transpose(1, 0, 2, 3).reshape(o, -1)", "-1)", "-2)"),
+            ("dy_ijn = dy.transpose(1, 2, 3, 0).reshape(o, -1) if input_grad else None", "-1)", "-2)"),
+            ("dcolsT = w.reshape(o, -1).T @ dy_ijn", "-1)", "-2)"),
+            ("wg = w.reshape(g, o // g, -1)", "-1)", "-2)"),
+            ("dyg = dyT.reshape(g, o // g, -1)", "-1)", "-2)"),
+            ("cg = colsT.reshape(g, -1, colsT.shape[1])", "-1,", "-2,"))],
+        # col2im reads dL/dcolsᵀ through reshape(C, kh, kw, OH, OW, N): any shape with the same C-order
+        # elements is the same input to it
+        *[("dcolsT = np.matmul(wg.transpose(0, 2, 1), dy_ijn.reshape(g, o // g, -1)).reshape(colsT.shape[0], -1)",
+           new, "col2im reshapes it first") for new in (
+            "dcolsT = np.matmul(wg.transpose(0, 2, 1), dy_ijn.reshape(g, o // g, -1)).reshape(-1)",
+            "dcolsT = np.matmul(wg.transpose(0, 2, 1), dy_ijn.reshape(g, o // g, -2)).reshape(colsT.shape[0], -1)",
+            "dcolsT = np.matmul(wg.transpose(0, 2, 1), dy_ijn.reshape(g, o // g, -1)).reshape(colsT.shape[1], -1)",
+            "dcolsT = np.matmul(wg.transpose(0, 2, 1), dy_ijn.reshape(g, o // g, -1)).reshape(colsT.shape[0], -2)")],
+    ],
+    "refcomp/nn/layers/pooling.py": [
+        # zeros are always a correct gradient buffer; the condition only picks the faster np.empty, and a
+        # float quotient oh / kh never equals the padded size here (kh >= 2 when it matters; kh = 1 gives
+        # oh = H, which zeros serve as well)
+        *[("if (sh, sw) == (kh, kw) and oh * kh == xp_shape[2] and ow * kw == xp_shape[3]:", new,
+           "zeros serve where np.empty would") for new in (
+            "if (sh, sw) == (kh, kw) and oh / kh == xp_shape[2] and ow * kw == xp_shape[3]:",
+            "if (sh, sw) == (kh, kw) and oh * kh == xp_shape[2] and ow / kw == xp_shape[3]:")],
+        # codes of 8 bits are exact in float64 as in float32: the same maximum, cast back to the codes' dtype
+        ("return QTensor(self.forward(x.data.astype(np.float32)).astype(x.data.dtype), x.qparams)",
+         "return QTensor(self.forward(x.data.astype(None)).astype(x.data.dtype), x.qparams)", "exact codes"),
+        # the window-offset index: int8 holds the offsets 0 … 127 of a window of up to 128 elements;
+        # int32 and float64 hold every offset: the same comparisons idx == t
+        *[("small = self.kernel_size[0] * self.kernel_size[1] <= 127", new, "a wider index, or 128 offsets")
+          for new in ("small = None", "small = self.kernel_size[0] * self.kernel_size[1] < 127",
+                      "small = self.kernel_size[0] * self.kernel_size[1] <= 128")],
+        *[("idx = np.zeros(best.shape, dtype=np.int8 if small else np.int32)", new, "a wider index")
+          for new in ("idx = np.zeros(best.shape, dtype=None)", "idx = np.zeros(best.shape, )",
+                      "idx = np.zeros(best.shape, dtype=np.int8 if (small) and False else np.int32)")],
+    ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64
         *[("self.velocity = {key: np.zeros(shared[0].codebook.shape, np.float64) for key, shared in self.groups.items()}",

@@ -132,6 +132,10 @@ def test_input_grad_false_gives_the_same_parameter_gradients():
     assert layer.backward(dy, input_grad=False) is None
     for k, p in layer.named_parameters():
         assert p.grad.tobytes() == want[k].tobytes(), k
+    # a model's first layer is told to skip dL/dx (accepts_input_grad)
+    model = nn.Sequential(("attn", layer))
+    model.forward(x)
+    assert model.backward(dy, input_grad=False) is None
 
 
 def test_projection_names_and_hooks_see_rows():
@@ -158,3 +162,26 @@ def test_bad_input():
         layer.forward(np.zeros((2, 3, 4)), np.full((2, 3), 2))
     with pytest.raises(ValidationError, match="^backward:"):
         nn.MultiHeadAttention(4, 2).backward(np.zeros((2, 3, 4)))
+
+
+def test_config_and_the_projections_drawn_in_turn():
+    assert nn.MultiHeadAttention(6, 3).config() == {"d_model": 6, "num_heads": 3, "bias": True, "dtype": "float32"}
+    assert nn.MultiHeadAttention(4, 1, False, dtype="float64").config() == {
+        "d_model": 4, "num_heads": 1, "bias": False, "dtype": "float64"}
+    layer = nn.MultiHeadAttention(4, 2, rng=11, init="glorot_uniform", dtype="float64")
+    assert layer.head_dim == 2 and layer.scale == 1 / math.sqrt(2)
+    g = np.random.default_rng(11)
+    for proj in (layer.q_proj, layer.k_proj, layer.v_proj, layer.out_proj):    # q, k, v, out from one generator
+        want = nn.Linear(4, 4, rng=g, init="glorot_uniform", dtype="float64")
+        np.testing.assert_array_equal(proj.weight.data, want.weight.data)
+        np.testing.assert_array_equal(proj.bias.data, want.bias.data)
+    zero = nn.MultiHeadAttention(4, 2, bias=False)
+    assert zero.q_proj.bias is None and np.all(zero.out_proj.weight.data == 0)
+
+
+def test_a_mask_of_another_kind_is_refused():
+    layer = nn.MultiHeadAttention(4, 2)
+    for mask in (np.ones((2, 3), np.complex64), np.array([["1", "1", "0"], ["1", "0", "0"]]),
+                 np.array([[1, 1, 0.5], [1, 0, 0]])):
+        with pytest.raises(ValidationError, match="^mask:"):
+            layer.forward(np.zeros((2, 3, 4), np.float32), mask)

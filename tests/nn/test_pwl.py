@@ -66,3 +66,36 @@ def test_bad_arguments():
     s.forward(np.ones(3))
     with pytest.raises(ShapeError, match="dy"):
         s.backward(np.ones(4))
+
+
+def test_the_derivative_at_a_kink_is_the_flat_side():
+    # HardTanh's kinks at ±1; HardSigmoid's where α·x + β is exactly 0 or 1 (x = −2.5, 2.5)
+    x = np.array([-2.5, -1.0, 1.0, 2.5])
+    dy = np.array([1.0, 2.0, 3.0, 4.0])
+    h, s = HardTanh(), HardSigmoid()
+    np.testing.assert_array_equal(h.forward(x), [-1, -1, 1, 1])
+    np.testing.assert_array_equal(h.backward(dy), [0, 0, 0, 0])
+    np.testing.assert_array_equal(s.forward(x), [0.0, 0.3, 0.7, 1.0])
+    np.testing.assert_array_equal(s.backward(dy), [0, 2 * 0.2, 3 * 0.2, 0])
+
+
+@pytest.mark.parametrize("layer", [HardTanh(), HardSigmoid(), BinarySign()])
+@pytest.mark.parametrize("shape", [(), (2,) * 8])
+def test_any_rank_from_0_to_8_and_the_input_dtype(layer, shape):
+    x = np.full(shape, 0.25, np.float32)
+    y = layer.forward(x)
+    assert y.shape == shape and y.dtype == np.float32
+    dx = layer.backward(np.ones(shape, np.float32))
+    assert dx.shape == shape and dx.dtype == np.float32
+    with pytest.raises(ShapeError, match="^x:"):
+        layer.forward(np.zeros((1,) * 9))
+
+
+def test_hard_sigmoid_config_and_backward_before_forward():
+    assert HardSigmoid().config() == {"alpha": 0.2, "beta": 0.5}
+    assert HardSigmoid(0.5, 0.25).config() == {"alpha": 0.5, "beta": 0.25}
+    for layer in (HardTanh(), HardSigmoid(), BinarySign()):
+        with pytest.raises(ValidationError, match="^backward:"):
+            layer.backward(np.ones(3))
+    with pytest.raises(ValidationError, match="beta"):
+        HardSigmoid(beta=float("inf"))
