@@ -290,6 +290,37 @@ EQUIVALENT_BY_HAND = {
             ("else np.asarray(p).reshape(n), dtype=dt)", "else np.asarray(p).reshape(None), dtype=dt)"),
         ]],
     ],
+    "refcomp/compress/quantize/bias_correction.py": [
+        # no function writes into its checked inputs or returns one of them (every result is a fresh
+        # difference, product, mean or np.maximum), so whether float_array copies them is not observable
+        *[(line, line.replace("copy=True", new), "inputs are never written nor returned") for line in (
+            'w = float_array(w, "w", ndim=(2, 4), dtype=np.float64, copy=True)',
+            'w_hat = float_array(w_hat, "w_hat", ndim=(2, 4), dtype=np.float64, copy=True)',
+            'mu = float_array(input_mean, "input_mean", ndim=1, dtype=np.float64, copy=True)',
+            'b = np.zeros_like(shift) if bias is None else float_array(bias, "bias", ndim=1, dtype=np.float64, copy=True)',
+            'x = float_array(x, "x", ndim=(2, 3, 4, 5), dtype=np.float64, copy=True)',
+            'beta = float_array(beta, "beta", dtype=np.float64, copy=True)',
+            'gamma = np.abs(float_array(gamma, "gamma", dtype=np.float64, copy=True))')
+          for new in ("copy=None", "copy=False", "")],
+        # one operand of each pair left float32 (float_array keeps float32, makes any other dtype
+        # float64): its partner is float64, the float32 -> float64 widening is exact, and NumPy promotes
+        # w_hat - w, eps @ mu, b - shift, beta / gamma, gamma · pdf and beta · cdf to float64 all the same
+        *[(line, line.replace(old, new), "the partner is float64: promoted exactly") for line in (
+            'w = float_array(w, "w", ndim=(2, 4), dtype=np.float64, copy=True)',
+            'w_hat = float_array(w_hat, "w_hat", ndim=(2, 4), dtype=np.float64, copy=True)',
+            'mu = float_array(input_mean, "input_mean", ndim=1, dtype=np.float64, copy=True)',
+            'b = np.zeros_like(shift) if bias is None else float_array(bias, "bias", ndim=1, dtype=np.float64, copy=True)',
+            'beta = float_array(beta, "beta", dtype=np.float64, copy=True)',
+            'gamma = np.abs(float_array(gamma, "gamma", dtype=np.float64, copy=True))')
+          for old, new in (("np.float64", "None"), ("dtype=np.float64, ", ""))],
+        # w is checked 2-D or 4-D first: a w_hat (a bias) of any other rank cannot have w's shape (the
+        # shift's (out,)), and the shape comparison refuses it with the same ShapeError naming w_hat (bias)
+        *[(line, line.replace(old, new), "the shape check refuses it by the same name") for line, nd in (
+            ('w_hat = float_array(w_hat, "w_hat", ndim=(2, 4), dtype=np.float64, copy=True)', "ndim=(2, 4)"),
+            ('b = np.zeros_like(shift) if bias is None else float_array(bias, "bias", ndim=1, dtype=np.float64, copy=True)',
+             "ndim=1"))
+          for old, new in ((nd, "ndim=None"), (nd + ", ", ""))],
+    ],
     "refcomp/compress/quantize/rtn.py": [
         # RTN's codes never fall below qmin, so that clip is a no-op (the one at qmax does bind:
         # half-to-even can round the two ends of an asymmetric range apart). Symmetric: s = max|w| /
