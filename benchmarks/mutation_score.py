@@ -321,6 +321,46 @@ EQUIVALENT_BY_HAND = {
              "ndim=1"))
           for old, new in ((nd, "ndim=None"), (nd + ", ", ""))],
     ],
+    "refcomp/compress/quantize/cle.py": [
+        # no function writes into its checked inputs or returns one of them (W1 / s, W2 · s, b1 / s are
+        # fresh, the ranges only read), so whether float_array copies them is not observable
+        *[(line, line.replace("copy=True", new), "inputs are never written nor returned") for line in (
+            'w1 = float_array(w1, "w1", ndim=(2, 4), dtype=np.float64, copy=True)',
+            'w2 = float_array(w2, "w2", ndim=(2, 4), dtype=np.float64, copy=True)',
+            'b = float_array(b1, "b1", ndim=1, dtype=np.float64, copy=True)',
+            'ws = [float_array(w, f"weights[{i}]", ndim=(2, 4), dtype=np.float64, copy=True) for i, w in enumerate(weights)]',
+            'bs = [None if b is None else float_array(b, f"biases[{i}]", ndim=1, dtype=np.float64, copy=True) '
+            'for i, b in enumerate(biases)]')
+          for new in ("copy=None", "copy=False", "")],
+        # an operand left float32 (float_array keeps float32, makes any other dtype float64) meets a
+        # float64 partner: r1 (so ones_like(r1)) for w2 in equalization_scales; in _equalize the
+        # float64 s (equalization_scales converts w1, w2 itself) for w1, w2 and b1; in equalize_chain
+        # each weight and bias goes through _equalize, and the float32 ones it never touches (a lone
+        # layer, the last bias) come out as the same float32 values. The widening is exact: the same
+        # float64 results. (The w1 line in equalization_scales would give a float32 s: tested.)
+        *[(line, line.replace(old, new), "the partner is float64: promoted exactly") for line in (
+            'w1 = float_array(w1, "w1", ndim=(2, 4), dtype=np.float64, copy=True)',
+            'w2 = float_array(w2, "w2", ndim=(2, 4), dtype=np.float64, copy=True)',
+            'b = float_array(b1, "b1", ndim=1, dtype=np.float64, copy=True)',
+            'ws = [float_array(w, f"weights[{i}]", ndim=(2, 4), dtype=np.float64, copy=True) for i, w in enumerate(weights)]',
+            'bs = [None if b is None else float_array(b, f"biases[{i}]", ndim=1, dtype=np.float64, copy=True) '
+            'for i, b in enumerate(biases)]')
+          for old, new in (("np.float64", "None"), ("dtype=np.float64, ", ""))],
+        # _equalize: equalization_scales checks w2's rank by the same name right after (the w2 line of
+        # equalization_scales itself is tested); a b1 of another rank cannot have shape (out1,), and the
+        # shape check refuses it with the same ShapeError naming b1
+        *[(line, line.replace(old, new), "refused by the same name just after") for line, nd in (
+            ('w2 = float_array(w2, "w2", ndim=(2, 4), dtype=np.float64, copy=True)', "ndim=(2, 4)"),
+            ('b = float_array(b1, "b1", ndim=1, dtype=np.float64, copy=True)', "ndim=1"))
+          for old, new in ((nd, "ndim=None"), (nd + ", ", ""))],
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("w1_new = w1 / s.reshape((-1,) + (1,) * (w1.ndim - 1))", "w1_new = w1 / s.reshape((-2,) + (1,) * (w1.ndim - 1))",
+         "NumPy: any negative is -1"),
+        ("w2_new = w2 * s.reshape((1, -1) + (1,) * (w2.ndim - 2))",
+         "w2_new = w2 * s.reshape((1, -2) + (1,) * (w2.ndim - 2))", "NumPy: any negative is -1"),
+        # max_iter >= 1 is checked: the loop runs at least once and sets sweeps before it is read
+        *[("sweeps = 0", new, "the loop always assigns it") for new in ("sweeps = 1", "sweeps = None")],
+    ],
     "refcomp/compress/quantize/rtn.py": [
         # RTN's codes never fall below qmin, so that clip is a no-op (the one at qmax does bind:
         # half-to-even can round the two ends of an asymmetric range apart). Symmetric: s = max|w| /
