@@ -361,6 +361,18 @@ EQUIVALENT_BY_HAND = {
         # max_iter >= 1 is checked: the loop runs at least once and sets sweeps before it is read
         *[("sweeps = 0", new, "the loop always assigns it") for new in ("sweeps = 1", "sweeps = None")],
     ],
+    "refcomp/compress/quantize/dynamic.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("w2 = np.asarray(w, dtype=np.float32).reshape(len(w), -1)",
+         "w2 = np.asarray(w, dtype=np.float32).reshape(len(w), -2)", "NumPy: any negative is -1"),
+        # "int8" is choose_qparams' default dtype, and qdtype reads a dtype's name case-blind
+        *[('qp = choose_qparams(w2.min(axis=1), w2.max(axis=1), "int8", symmetric=True, restricted_range=True, axis=0)',
+           new, why) for new, why in (
+            ("qp = choose_qparams(w2.min(axis=1), w2.max(axis=1), symmetric=True, restricted_range=True, axis=0)",
+             "int8 is the default dtype"),
+            ('qp = choose_qparams(w2.min(axis=1), w2.max(axis=1), "INT8", symmetric=True, restricted_range=True, axis=0)',
+             "names are case-blind"))],
+    ],
     "refcomp/compress/quantize/rtn.py": [
         # RTN's codes never fall below qmin, so that clip is a no-op (the one at qmax does bind:
         # half-to-even can round the two ends of an asymmetric range apart). Symmetric: s = max|w| /
