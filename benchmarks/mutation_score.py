@@ -373,6 +373,15 @@ EQUIVALENT_BY_HAND = {
             ('qp = choose_qparams(w2.min(axis=1), w2.max(axis=1), "INT8", symmetric=True, restricted_range=True, axis=0)',
              "names are case-blind"))],
     ],
+    "refcomp/compress/quantize/embedding.py": [
+        # "int8" is choose_qparams' default dtype, and qdtype reads a dtype's name case-blind
+        *[('qp = choose_qparams(t.min(axis=1), t.max(axis=1), "int8", symmetric=True, restricted_range=True, axis=0)',
+           new, why) for new, why in (
+            ("qp = choose_qparams(t.min(axis=1), t.max(axis=1), symmetric=True, restricted_range=True, axis=0)",
+             "int8 is the default dtype"),
+            ('qp = choose_qparams(t.min(axis=1), t.max(axis=1), "INT8", symmetric=True, restricted_range=True, axis=0)',
+             "names are case-blind"))],
+    ],
     "refcomp/compress/quantize/rtn.py": [
         # RTN's codes never fall below qmin, so that clip is a no-op (the one at qmax does bind:
         # half-to-even can round the two ends of an asymmetric range apart). Symmetric: s = max|w| /
