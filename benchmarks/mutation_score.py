@@ -382,6 +382,27 @@ EQUIVALENT_BY_HAND = {
             ('qp = choose_qparams(t.min(axis=1), t.max(axis=1), "INT8", symmetric=True, restricted_range=True, axis=0)',
              "names are case-blind"))],
     ],
+    "refcomp/compress/quantize/grid.py": [
+        # qdtype reads a dtype's name case-blind
+        *[('return qdtype(("int" if symmetric else "uint") + str(width))', new, "names are case-blind") for new in (
+            'return qdtype(("INT" if symmetric else "uint") + str(width))',
+            'return qdtype(("int" if symmetric else "UINT") + str(width))')],
+        # grid_qparams: choose_qparams converts both bounds to float64 itself (_as_bound); the shape
+        # check and the [:, 0] before it do not depend on the dtype
+        *[("w_min, w_max = np.asarray(w_min, dtype=np.float64), np.asarray(w_max, dtype=np.float64)", new,
+           "choose_qparams converts to float64") for new in (
+            "w_min, w_max = np.asarray(w_min, dtype=None), np.asarray(w_max, dtype=np.float64)",
+            "w_min, w_max = np.asarray(w_min, ), np.asarray(w_max, dtype=np.float64)",
+            "w_min, w_max = np.asarray(w_min, dtype=np.float64), np.asarray(w_max, dtype=None)",
+            "w_min, w_max = np.asarray(w_min, dtype=np.float64), np.asarray(w_max, )")],
+        # round_to_grid: w / s has one float64 operand either way (a narrower float or integer partner
+        # widens to float64 exactly), and rint(w / s) + z with an integer zero point of any integer dtype
+        # is the same float64 sum (zero points are integers: QParams, choose_qparams)
+        *[(f"{v} = np.asarray({arg}, dtype=np.{d})", f"{v} = np.asarray({arg}, {new})", why)
+          for v, arg, d, why in (("w", "w", "float64", "s is float64"), ("s", "scale", "float64", "w is float64"),
+                                 ("z", "zero_point", "int64", "integer zero points add exactly"))
+          for new in ("dtype=None", "")],
+    ],
     "refcomp/compress/quantize/rtn.py": [
         # RTN's codes never fall below qmin, so that clip is a no-op (the one at qmax does bind:
         # half-to-even can round the two ends of an asymmetric range apart). Symmetric: s = max|w| /
