@@ -403,6 +403,19 @@ EQUIVALENT_BY_HAND = {
                                  ("z", "zero_point", "int64", "integer zero points add exactly"))
           for new in ("dtype=None", "")],
     ],
+    "refcomp/compress/quantize/bias_correction_model.py": [
+        # w is float64: w_hat - w promotes a float32 (or narrower) w_hat to float64 exactly
+        *[("w_hat = np.asarray(w_hat, dtype=np.float64)", new, "w is float64") for new in (
+            "w_hat = np.asarray(w_hat, dtype=None)", "w_hat = np.asarray(w_hat, )")],
+        # the error layer only runs forward and is dropped: whether its weight is trainable is not observable
+        *[("err.weight = Dense(w_hat - w, trainable=False)", f"err.weight = Dense(w_hat - w, {new})",
+           "never trained") for new in ("trainable=None", "", "trainable=True")],
+        # the shallow copy's weight and bias are rebound (not written into), and the forward pass rebinds
+        # its caches (_x, _cache) on the copy: the layer it shares the rest with (configuration) is unchanged
+        ("err = copy.deepcopy(layer)", "err = copy.copy(layer)", "only rebinding on the copy"),
+        # d.size is a multiple of d.shape[1]: the true quotient is the same integer, and sums / counts the same
+        ("counts[name] += d.size // d.shape[1]", "counts[name] += d.size / d.shape[1]", "an exact quotient"),
+    ],
     "refcomp/compress/quantize/rtn.py": [
         # RTN's codes never fall below qmin, so that clip is a no-op (the one at qmax does bind:
         # half-to-even can round the two ends of an asymmetric range apart). Symmetric: s = max|w| /
