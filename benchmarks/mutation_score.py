@@ -425,6 +425,132 @@ EQUIVALENT_BY_HAND = {
             ("else np.asarray(p).reshape(n), dtype=dt)", "else np.asarray(p).reshape(None), dtype=dt)"),
         ]],
     ],
+    "refcomp/compress/quantize/bias_correction.py": [
+        # no function writes into its checked inputs or returns one of them (every result is a fresh
+        # difference, product, mean or np.maximum), so whether float_array copies them is not observable
+        *[(line, line.replace("copy=True", new), "inputs are never written nor returned") for line in (
+            'w = float_array(w, "w", ndim=(2, 4), dtype=np.float64, copy=True)',
+            'w_hat = float_array(w_hat, "w_hat", ndim=(2, 4), dtype=np.float64, copy=True)',
+            'mu = float_array(input_mean, "input_mean", ndim=1, dtype=np.float64, copy=True)',
+            'b = np.zeros_like(shift) if bias is None else float_array(bias, "bias", ndim=1, dtype=np.float64, copy=True)',
+            'x = float_array(x, "x", ndim=(2, 3, 4, 5), dtype=np.float64, copy=True)',
+            'beta = float_array(beta, "beta", dtype=np.float64, copy=True)',
+            'gamma = np.abs(float_array(gamma, "gamma", dtype=np.float64, copy=True))')
+          for new in ("copy=None", "copy=False", "")],
+        # one operand of each pair left float32 (float_array keeps float32, makes any other dtype
+        # float64): its partner is float64, the float32 -> float64 widening is exact, and NumPy promotes
+        # w_hat - w, eps @ mu, b - shift, beta / gamma, gamma · pdf and beta · cdf to float64 all the same
+        *[(line, line.replace(old, new), "the partner is float64: promoted exactly") for line in (
+            'w = float_array(w, "w", ndim=(2, 4), dtype=np.float64, copy=True)',
+            'w_hat = float_array(w_hat, "w_hat", ndim=(2, 4), dtype=np.float64, copy=True)',
+            'mu = float_array(input_mean, "input_mean", ndim=1, dtype=np.float64, copy=True)',
+            'b = np.zeros_like(shift) if bias is None else float_array(bias, "bias", ndim=1, dtype=np.float64, copy=True)',
+            'beta = float_array(beta, "beta", dtype=np.float64, copy=True)',
+            'gamma = np.abs(float_array(gamma, "gamma", dtype=np.float64, copy=True))')
+          for old, new in (("np.float64", "None"), ("dtype=np.float64, ", ""))],
+        # w is checked 2-D or 4-D first: a w_hat (a bias) of any other rank cannot have w's shape (the
+        # shift's (out,)), and the shape comparison refuses it with the same ShapeError naming w_hat (bias)
+        *[(line, line.replace(old, new), "the shape check refuses it by the same name") for line, nd in (
+            ('w_hat = float_array(w_hat, "w_hat", ndim=(2, 4), dtype=np.float64, copy=True)', "ndim=(2, 4)"),
+            ('b = np.zeros_like(shift) if bias is None else float_array(bias, "bias", ndim=1, dtype=np.float64, copy=True)',
+             "ndim=1"))
+          for old, new in ((nd, "ndim=None"), (nd + ", ", ""))],
+    ],
+    "refcomp/compress/quantize/cle.py": [
+        # no function writes into its checked inputs or returns one of them (W1 / s, W2 · s, b1 / s are
+        # fresh, the ranges only read), so whether float_array copies them is not observable
+        *[(line, line.replace("copy=True", new), "inputs are never written nor returned") for line in (
+            'w1 = float_array(w1, "w1", ndim=(2, 4), dtype=np.float64, copy=True)',
+            'w2 = float_array(w2, "w2", ndim=(2, 4), dtype=np.float64, copy=True)',
+            'b = float_array(b1, "b1", ndim=1, dtype=np.float64, copy=True)',
+            'ws = [float_array(w, f"weights[{i}]", ndim=(2, 4), dtype=np.float64, copy=True) for i, w in enumerate(weights)]',
+            'bs = [None if b is None else float_array(b, f"biases[{i}]", ndim=1, dtype=np.float64, copy=True) '
+            'for i, b in enumerate(biases)]')
+          for new in ("copy=None", "copy=False", "")],
+        # an operand left float32 (float_array keeps float32, makes any other dtype float64) meets a
+        # float64 partner: r1 (so ones_like(r1)) for w2 in equalization_scales; in _equalize the
+        # float64 s (equalization_scales converts w1, w2 itself) for w1, w2 and b1; in equalize_chain
+        # each weight and bias goes through _equalize, and the float32 ones it never touches (a lone
+        # layer, the last bias) come out as the same float32 values. The widening is exact: the same
+        # float64 results. (The w1 line in equalization_scales would give a float32 s: tested.)
+        *[(line, line.replace(old, new), "the partner is float64: promoted exactly") for line in (
+            'w1 = float_array(w1, "w1", ndim=(2, 4), dtype=np.float64, copy=True)',
+            'w2 = float_array(w2, "w2", ndim=(2, 4), dtype=np.float64, copy=True)',
+            'b = float_array(b1, "b1", ndim=1, dtype=np.float64, copy=True)',
+            'ws = [float_array(w, f"weights[{i}]", ndim=(2, 4), dtype=np.float64, copy=True) for i, w in enumerate(weights)]',
+            'bs = [None if b is None else float_array(b, f"biases[{i}]", ndim=1, dtype=np.float64, copy=True) '
+            'for i, b in enumerate(biases)]')
+          for old, new in (("np.float64", "None"), ("dtype=np.float64, ", ""))],
+        # _equalize: equalization_scales checks w2's rank by the same name right after (the w2 line of
+        # equalization_scales itself is tested); a b1 of another rank cannot have shape (out1,), and the
+        # shape check refuses it with the same ShapeError naming b1
+        *[(line, line.replace(old, new), "refused by the same name just after") for line, nd in (
+            ('w2 = float_array(w2, "w2", ndim=(2, 4), dtype=np.float64, copy=True)', "ndim=(2, 4)"),
+            ('b = float_array(b1, "b1", ndim=1, dtype=np.float64, copy=True)', "ndim=1"))
+          for old, new in ((nd, "ndim=None"), (nd + ", ", ""))],
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("w1_new = w1 / s.reshape((-1,) + (1,) * (w1.ndim - 1))", "w1_new = w1 / s.reshape((-2,) + (1,) * (w1.ndim - 1))",
+         "NumPy: any negative is -1"),
+        ("w2_new = w2 * s.reshape((1, -1) + (1,) * (w2.ndim - 2))",
+         "w2_new = w2 * s.reshape((1, -2) + (1,) * (w2.ndim - 2))", "NumPy: any negative is -1"),
+        # max_iter >= 1 is checked: the loop runs at least once and sets sweeps before it is read
+        *[("sweeps = 0", new, "the loop always assigns it") for new in ("sweeps = 1", "sweeps = None")],
+    ],
+    "refcomp/compress/quantize/dynamic.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("w2 = np.asarray(w, dtype=np.float32).reshape(len(w), -1)",
+         "w2 = np.asarray(w, dtype=np.float32).reshape(len(w), -2)", "NumPy: any negative is -1"),
+        # "int8" is choose_qparams' default dtype, and qdtype reads a dtype's name case-blind
+        *[('qp = choose_qparams(w2.min(axis=1), w2.max(axis=1), "int8", symmetric=True, restricted_range=True, axis=0)',
+           new, why) for new, why in (
+            ("qp = choose_qparams(w2.min(axis=1), w2.max(axis=1), symmetric=True, restricted_range=True, axis=0)",
+             "int8 is the default dtype"),
+            ('qp = choose_qparams(w2.min(axis=1), w2.max(axis=1), "INT8", symmetric=True, restricted_range=True, axis=0)',
+             "names are case-blind"))],
+    ],
+    "refcomp/compress/quantize/embedding.py": [
+        # "int8" is choose_qparams' default dtype, and qdtype reads a dtype's name case-blind
+        *[('qp = choose_qparams(t.min(axis=1), t.max(axis=1), "int8", symmetric=True, restricted_range=True, axis=0)',
+           new, why) for new, why in (
+            ("qp = choose_qparams(t.min(axis=1), t.max(axis=1), symmetric=True, restricted_range=True, axis=0)",
+             "int8 is the default dtype"),
+            ('qp = choose_qparams(t.min(axis=1), t.max(axis=1), "INT8", symmetric=True, restricted_range=True, axis=0)',
+             "names are case-blind"))],
+    ],
+    "refcomp/compress/quantize/grid.py": [
+        # qdtype reads a dtype's name case-blind
+        *[('return qdtype(("int" if symmetric else "uint") + str(width))', new, "names are case-blind") for new in (
+            'return qdtype(("INT" if symmetric else "uint") + str(width))',
+            'return qdtype(("int" if symmetric else "UINT") + str(width))')],
+        # grid_qparams: choose_qparams converts both bounds to float64 itself (_as_bound); the shape
+        # check and the [:, 0] before it do not depend on the dtype
+        *[("w_min, w_max = np.asarray(w_min, dtype=np.float64), np.asarray(w_max, dtype=np.float64)", new,
+           "choose_qparams converts to float64") for new in (
+            "w_min, w_max = np.asarray(w_min, dtype=None), np.asarray(w_max, dtype=np.float64)",
+            "w_min, w_max = np.asarray(w_min, ), np.asarray(w_max, dtype=np.float64)",
+            "w_min, w_max = np.asarray(w_min, dtype=np.float64), np.asarray(w_max, dtype=None)",
+            "w_min, w_max = np.asarray(w_min, dtype=np.float64), np.asarray(w_max, )")],
+        # round_to_grid: w / s has one float64 operand either way (a narrower float or integer partner
+        # widens to float64 exactly), and rint(w / s) + z with an integer zero point of any integer dtype
+        # is the same float64 sum (zero points are integers: QParams, choose_qparams)
+        *[(f"{v} = np.asarray({arg}, dtype=np.{d})", f"{v} = np.asarray({arg}, {new})", why)
+          for v, arg, d, why in (("w", "w", "float64", "s is float64"), ("s", "scale", "float64", "w is float64"),
+                                 ("z", "zero_point", "int64", "integer zero points add exactly"))
+          for new in ("dtype=None", "")],
+    ],
+    "refcomp/compress/quantize/bias_correction_model.py": [
+        # w is float64: w_hat - w promotes a float32 (or narrower) w_hat to float64 exactly
+        *[("w_hat = np.asarray(w_hat, dtype=np.float64)", new, "w is float64") for new in (
+            "w_hat = np.asarray(w_hat, dtype=None)", "w_hat = np.asarray(w_hat, )")],
+        # the error layer only runs forward and is dropped: whether its weight is trainable is not observable
+        *[("err.weight = Dense(w_hat - w, trainable=False)", f"err.weight = Dense(w_hat - w, {new})",
+           "never trained") for new in ("trainable=None", "", "trainable=True")],
+        # the shallow copy's weight and bias are rebound (not written into), and the forward pass rebinds
+        # its caches (_x, _cache) on the copy: the layer it shares the rest with (configuration) is unchanged
+        ("err = copy.deepcopy(layer)", "err = copy.copy(layer)", "only rebinding on the copy"),
+        # d.size is a multiple of d.shape[1]: the true quotient is the same integer, and sums / counts the same
+        ("counts[name] += d.size // d.shape[1]", "counts[name] += d.size / d.shape[1]", "an exact quotient"),
+    ],
     "refcomp/compress/quantize/rtn.py": [
         # RTN's codes never fall below qmin, so that clip is a no-op (the one at qmax does bind:
         # half-to-even can round the two ends of an asymmetric range apart). Symmetric: s = max|w| /

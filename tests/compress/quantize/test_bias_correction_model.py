@@ -119,3 +119,25 @@ def test_bias_correction_gives_a_bias_to_bias_free_layers():
     eq, report = equalize_model(m)
     assert list(report) == [("conv1", "conv2.first", "conv2.second", "fc.first", "fc.second")]
     np.testing.assert_allclose(eq.forward(x), m.forward(x), atol=1e-5 * (1 + np.abs(m.forward(x)).max()))
+
+
+@pytest.mark.parametrize("x", [np.zeros((4, 12), np.int64), np.zeros(12, np.float32), np.zeros((0, 12), np.float32)])
+def test_calibration_inputs_must_be_a_non_empty_float_batch(x):
+    folded = prepare(small_mlp(0))
+    with pytest.raises(ValidationError) as e:
+        empirical_output_shift(folded, x, {"fc0": folded["fc0"].weight.to_dense()})
+    assert e.value.argument == "calibration_x"
+
+
+def test_one_calibration_input_is_enough():
+    # Δ of eq. (BC1) over a single input: that input's error-layer output ε x
+    folded = prepare(small_mlp(0))
+    x = np.random.default_rng(3).random((1, 12), dtype=np.float32)
+    w = folded["fc0"].weight.to_dense().astype(np.float64)
+    w_hat = np.round(w * 8) / 8
+    before = {k: v.copy() for k, v in folded.state_dict().items()}
+    shift = empirical_output_shift(folded, x, {"fc0": w_hat})["fc0"]
+    # the error layer is a copy: the model keeps its weights and biases
+    assert all(v.tobytes() == before[k].tobytes() for k, v in folded.state_dict().items())
+    assert folded["fc0"].bias is not None and folded["fc0"].weight.to_dense().dtype == np.float32
+    np.testing.assert_allclose(shift, (w_hat - w) @ x[0].astype(np.float64), rtol=1e-12, atol=1e-15)

@@ -12,7 +12,7 @@ from refcomp.formats import Dense, DynamicQuantized
 from refcomp.nn import Conv2d, Linear, evaluate
 from refcomp.ops import conv_integer, dynamic_quantize_linear, matmul_integer
 
-from ..models_for_tests import digits_split, small_cnn, trained_digits_mlp
+from ..models_for_tests import digits_split, small_cnn, small_mlp, trained_digits_mlp
 
 
 def test_dynamic_quantization_on_digits():
@@ -100,6 +100,7 @@ def test_any_graph_and_grouped_convolutions_are_refused():
 def test_dynamic_weight_is_int8_restricted_per_channel():
     w = np.random.default_rng(5).standard_normal((3, 2, 2, 2)).astype(np.float32)
     fmt = dynamic_weight(w)
+    assert not fmt.per_token and dynamic_weight(w, per_token=True).per_token   # one input range per call by default
     qp = fmt.weight.qparams
     assert qp.dtype.name == "int8" and qp.per_axis and (qp.qmin, qp.qmax) == (-127, 127)
     codes, scales = quantize_weight_per_channel(w)
@@ -129,3 +130,40 @@ def test_a_dynamic_model_deep_copies_after_running():
     y = d.forward(x)  # fills each weight's packed-B cache (a cffi handle with the C backend)
     twin = copy.deepcopy(d)
     assert twin.forward(x).tobytes() == y.tobytes() and model_bytes(twin) == model_bytes(d)
+
+
+def test_per_token_outputs_are_the_graph_run_on_each_token_alone():
+    # eq. (D2): every row of x gets its own DynamicQuantizeLinear range. Rows never mix in an MLP, so the
+    # per-token model is the per-call graph (D1) run on one token at a time
+    m = small_mlp(7)
+    widths = np.float32([[0.1], [1], [5], [1], [30], [2]])                  # tokens of very different ranges
+    x = np.random.default_rng(8).standard_normal((6, 12)).astype(np.float32) * widths
+    d, _ = quantize_dynamic(m, per_token=True)
+    assert all(layer.weight.per_token for _, layer in d.named_modules() if isinstance(layer, Linear))
+    want = np.concatenate([_d1_graph(m, x[b:b + 1]) for b in range(len(x))])
+    assert d.forward(x).tobytes() == want.tobytes()
+    assert d.forward(x).tobytes() != quantize_dynamic(m)[0].forward(x).tobytes()   # one range per call differs
+    with pytest.raises(ValidationError, match="Linear layers only"):
+        quantize_dynamic(small_cnn(0), per_token=True)
+
+
+def test_report_gives_each_layers_shape_and_bytes():
+    m = small_cnn(1)
+    _, report = quantize_dynamic(m)
+    want = {}
+    for name, layer in m.named_modules():
+        if isinstance(layer, (Conv2d, Linear)):
+            w = layer.weight.to_dense()
+            o = w.shape[0]
+            # int8 codes and a float32 scale per output channel, against the float32 weight
+            want[name] = {"shape": list(w.shape), "bytes": w.size + 4 * o, "float_bytes": 4 * w.size}
+    assert report == want
+
+
+def test_a_float64_weight_is_quantized_as_its_float32_values():
+    # the weight is read as float32 first, the dtype of the model's layers and of their scales
+    rng = np.random.default_rng(9)
+    w64 = rng.standard_normal((7, 3, 2, 2)) * rng.uniform(0.1, 5, (7, 1, 1, 1))
+    w64[:, 0, 0, 0] = np.abs(w64).max(axis=(1, 2, 3)) * (1 - 2.0**-30)   # maxima that move when rounded to float32
+    a, b = dynamic_weight(w64).weight, dynamic_weight(w64.astype(np.float32)).weight
+    assert a.qparams.scale.tobytes() == b.qparams.scale.tobytes() and a.data.tobytes() == b.data.tobytes()

@@ -49,3 +49,22 @@ def test_whole_model_lookups_stay_close_and_tables_shrink():
     ids = np.random.default_rng(2).integers(0, 50, (3, 7))
     assert np.abs(q(ids) - g(ids)).max() < 0.05
     assert isinstance(g["emb"].word.weight, type(g["extra"].weight))        # the input is left float
+
+
+def test_report_gives_each_tables_shape_and_bytes_and_the_copy_is_a_new_model():
+    g = Graph(inputs=["ids"])
+    g.add("emb", Embedding(30, 6, rng=0), "ids")
+    g.outputs = ["emb"]
+    q, report = quantize_embeddings(g)
+    assert report == {"emb": {"shape": [30, 6], "bytes": 30 * 6 + 30 * 4, "float_bytes": 30 * 6 * 4}}
+    assert q is not g and q["emb"] is not g["emb"]
+    assert not isinstance(g["emb"].weight, QTensor)                  # the input model keeps its float table
+
+
+def test_a_float64_table_is_quantized_as_its_float32_values():
+    # the table is read as float32 first (the dtype the int8 grid's scales and a float model hold)
+    rng = np.random.default_rng(4)
+    t64 = rng.standard_normal((9, 5)) * rng.uniform(0.1, 5, (9, 1))
+    t64[:, 0] = np.abs(t64).max(axis=1) * (1 - 2.0**-30)        # the row maxima move when rounded to float32
+    a, b = quantize_embedding_table(t64), quantize_embedding_table(t64.astype(np.float32))
+    assert a.qparams.scale.tobytes() == b.qparams.scale.tobytes() and a.data.tobytes() == b.data.tobytes()

@@ -5,8 +5,9 @@ import pytest
 from hypothesis import given, settings
 
 from refcomp.compress.quantize import rtn_quantize
-from refcomp.compress.quantize.grid import code_range, grid_dtype, grid_qparams
-from refcomp.errors import ShapeError
+from refcomp.compress.quantize.grid import (check_bits, check_group_size, code_range, grid_dtype, grid_qparams,
+                                           round_to_grid)
+from refcomp.errors import ShapeError, ValidationError
 from refcomp.formats import QTensor
 from refcomp.quant import QParams
 
@@ -114,3 +115,52 @@ def test_grid_qparams_rejects_ranges_of_two_shapes(group_size):
     # per row, a wider w_max would otherwise be cut silently to its first column
     with pytest.raises(ShapeError, match="w_max"):
         grid_qparams(np.zeros((2, 1)), np.ones((2, 2)), 4, True, group_size)
+
+
+@pytest.mark.parametrize("bits", [1, 9])
+def test_widths_outside_2_to_8_are_refused(bits):
+    with pytest.raises(ValidationError) as e:
+        check_bits(bits)
+    assert e.value.argument == "bits"
+
+
+def test_group_size_is_capped_at_the_row_and_a_weight_needs_a_column():
+    assert check_group_size(None, 1) == 1 and check_group_size(1, 1) == 1 and check_group_size(64, 5) == 5
+    assert check_group_size(3, 5) == 3
+    with pytest.raises(ShapeError) as e:
+        check_group_size(None, 0)
+    assert e.value.argument == "w"
+    with pytest.raises(ValidationError) as e:
+        check_group_size(0, 5)
+    assert e.value.argument == "group_size"
+
+
+def test_round_to_grid_is_eq_3_in_int64_half_to_even():
+    # w / s lands on ties: 0.5, 1.5, 2.5, -0.5, -2.5 round to even; then + z and clipped to [qmin, qmax]
+    w = np.array([[0.25, 0.75, 1.25, -0.25, -1.25, 10.0, -10.0]])
+    q = round_to_grid(w, np.float32(0.5), np.int8(1), -2, 3)
+    assert q.dtype == np.int64
+    np.testing.assert_array_equal(q, [[0 + 1, 2 + 1, 2 + 1, 0 + 1, -2 + 1, 3, -2]])
+    # per-row scales and zero points broadcast over the columns
+    q = round_to_grid(np.array([[1.0, -1.0], [3.0, 0.0]]), np.array([[0.5], [1.0]]), np.array([[0], [-1]]), -8, 7)
+    np.testing.assert_array_equal(q, [[2, -2], [2, -1]])
+
+
+def test_a_weight_without_a_finite_range_is_refused_by_its_own_name():
+    # the ranges come from w: the error names w, not choose_qparams' min_val / max_val
+    for w_min, w_max in [(np.array([[-np.inf]]), np.array([[1.0]])), (np.array([[-1.0]]), np.array([[np.inf]]))]:
+        with pytest.raises(ValidationError) as e:
+            grid_qparams(w_min, w_max, 4, False)
+        assert e.value.argument == "w"
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_only_a_narrowed_code_range_is_stored(symmetric):
+    # 2, 4 and 8 bits fill their dtype: no qmin / qmax in the stored QParams (to_dict, the file layout);
+    # 3 bits in int4 / uint4 store the b-bit range of eq. (3)
+    w_min, w_max = np.array([[-1.0], [-0.5]]), np.array([[2.0], [0.25]])
+    for bits in (2, 4, 8):
+        d = grid_qparams(w_min, w_max, bits, symmetric).to_dict()
+        assert "qmin" not in d and "qmax" not in d
+    d = grid_qparams(w_min, w_max, 3, symmetric).to_dict()
+    assert (d["qmin"], d["qmax"]) == ((-4, 3) if symmetric else (0, 7))
