@@ -66,8 +66,8 @@ def qlinear_matmul(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, 
     acc = matmul_integer(a, b, a_zero_point, b_zero_point, backend=backend)
     q = qdtype(yz.dtype, "y_zero_point")
     mult = real_multiplier(sa.reshape(-1, 1) if sa.ndim else sa, sb, sy.reshape(()))  # [M, N], [N] or []
-    # a [K] @ b [K] gives a 0-d acc with a 0-d multiplier: per tensor too (it used to reach the
-    # per-row branch below, whose mult[:, 0] cannot index a 0-d array)
+    # any multiplier of at most one axis is per tensor or per column, a 0-d acc (a [K] @ b [K])
+    # included: the per-row branch below indexes mult[:, 0], which needs the [M, 1] multiplier
     if mult.ndim <= 1:
         axis = None if mult.size == 1 else acc.ndim - 1
         if acc.ndim == 1 and b.ndim == 1:  # y is [M] when b is a vector: the column axis is gone
