@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from refcomp.nn import Sequential
+
 H = 1e-6
 TOL = 1e-6
 
@@ -63,6 +65,28 @@ def check_layer(layer, x: np.ndarray, rng: np.random.Generator, *, max_coords: i
         num = _numeric(loss, p.data, idx)
         np.testing.assert_allclose(grads[name].reshape(-1)[idx], num, rtol=tol, atol=tol,
                                    err_msg=f"{type(layer).__name__}: dL/d{name}")
+
+
+def check_input_grad_false(layer, x: np.ndarray, dy: np.ndarray, *, rtol: float | None = None) -> None:
+    """Assert backward(dy, input_grad=False) returns None and the parameter gradients of a full backward.
+
+    rtol None: bit for bit (the same arithmetic, dL/dx only skipped). Then the same layer as a model's
+    first layer, which is told to skip dL/dx (accepts_input_grad).
+    """
+    layer.forward(x)
+    layer.backward(dy)
+    want = {k: p.grad.copy() for k, p in layer.named_parameters()}
+    layer.zero_grad()
+    layer.forward(x)
+    assert layer.backward(dy, input_grad=False) is None
+    for k, p in layer.named_parameters():
+        if rtol is None:
+            assert p.grad.dtype == want[k].dtype and p.grad.tobytes() == want[k].tobytes(), k
+        else:
+            np.testing.assert_allclose(p.grad, want[k], rtol=rtol, err_msg=k)
+    model = Sequential(("layer", layer))
+    model.forward(x)
+    assert model.backward(dy, input_grad=False) is None
 
 
 def check_loss(loss, pred: np.ndarray, target, rng, *, tol: float = TOL) -> None:

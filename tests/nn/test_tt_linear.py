@@ -10,7 +10,7 @@ from refcomp.io import load_model, save_model
 from refcomp.nn import Sequential
 from refcomp.nn.layers import TTLinear
 
-from .nn_gradcheck import check_layer
+from .nn_gradcheck import check_input_grad_false, check_layer
 
 SHAPES = ((1, 2, 3, 2), (2, 3, 2, 3), (3, 2, 2, 1))   # out modes (2, 3, 2), in modes (3, 2, 2), ranks (2, 3)
 
@@ -104,18 +104,7 @@ def test_input_grad_false_gives_the_same_core_gradients():
     rng = np.random.default_rng(7)
     layer = _layer(7)
     x, dy = rng.standard_normal((3, 12)), rng.standard_normal((3, 12))
-    layer.forward(x)
-    layer.backward(dy)
-    want = {k: p.grad.copy() for k, p in layer.named_parameters()}
-    layer.zero_grad()
-    layer.forward(x)
-    assert layer.backward(dy, input_grad=False) is None
-    for k, p in layer.named_parameters():
-        np.testing.assert_allclose(p.grad, want[k], rtol=1e-12, err_msg=k)
-    # a model's first layer is told to skip dL/dx (accepts_input_grad)
-    model = Sequential(("tt", layer))
-    model.forward(x)
-    assert model.backward(dy, input_grad=False) is None
+    check_input_grad_false(layer, x, dy, rtol=1e-12)
 
 
 def test_zero_cores_config_and_sizes():

@@ -9,10 +9,10 @@ from scipy import signal
 from refcomp.errors import DTypeError, ShapeError, ValidationError
 from refcomp.formats import Dense, LowRank, QTensor
 from refcomp.formats.base import WeightFormat
-from refcomp.nn import Conv2d, Sequential
+from refcomp.nn import Conv2d
 from refcomp.quant import QParams
 
-from ..nn_gradcheck import check_layer
+from ..nn_gradcheck import check_input_grad_false, check_layer
 
 
 def _layer(cin, cout, k, stride=1, pad=0, dil=1, groups=1, bias=True, seed=0):
@@ -87,18 +87,7 @@ def test_input_grad_false_gives_the_same_parameter_gradients(groups):
     rng = np.random.default_rng(4)
     layer = _layer(2, 4, 3, pad=1, groups=groups, seed=4)
     x, dy = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((2, 4, 5, 5))
-    layer.forward(x)
-    layer.backward(dy)
-    want = {k: p.grad.copy() for k, p in layer.named_parameters()}
-    layer.zero_grad()
-    layer.forward(x)
-    assert layer.backward(dy, input_grad=False) is None
-    for k, p in layer.named_parameters():
-        np.testing.assert_array_equal(p.grad, want[k], err_msg=k)
-    # a model's first layer is told to skip dL/dx (accepts_input_grad)
-    model = Sequential(("conv", layer))
-    model.forward(x)
-    assert model.backward(dy, input_grad=False) is None
+    check_input_grad_false(layer, x, dy)
 
 
 @pytest.mark.parametrize("groups", [1, 2])
