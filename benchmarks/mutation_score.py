@@ -781,6 +781,54 @@ EQUIVALENT_BY_HAND = {
         # group divides C (checked just above): C / G is the exact float of C // G
         ("if Cg != C // G:", "if Cg != C / G:", "G divides C"),
     ],
+    "refcomp/ops/csr_matmul.py": [
+        # the promise must be True itself: neither False nor None is
+        ('if getattr(type(W), "canonical_csr", False) is not True:',
+         'if getattr(type(W), "canonical_csr", None) is not True:', "neither default is True"),
+        # block_width: with one non-zero, density * kb >= 12 needs kb >= 12 rows cols > cols, so the rule
+        # says None as the early return does
+        ("if rows < 256 or nnz == 0 or n < 16:", "if rows < 256 or nnz == 1 or n < 16:", "one non-zero never blocks"),
+        # 4 n is even and 32769 odd: 4 n never divides 32769, so the two floors agree for every n
+        ("kb = max(16, 32768 // (4 * n))", "kb = max(16, 32769 // (4 * n))", "same floor for every even divisor"),
+        # at kb == cols the loop's one more doubling still ends in kb >= cols: None either way
+        ("while kb < cols and density * kb < 12:", "while kb <= cols and density * kb < 12:", "None either way"),
+        # block_pointers: row_ids only index counts (any integer type does), and counts are small whole
+        # numbers, exact in float64, that cumsum writes into the int64 pointers
+        *[("row_ids = np.repeat(np.arange(rows, dtype=np.int64), np.diff(indptr))", new, "any integer index")
+          for new in ("row_ids = np.repeat(np.arange(rows, dtype=None), np.diff(indptr))",
+                      "row_ids = np.repeat(np.arange(rows, ), np.diff(indptr))")],
+        *[("counts = np.zeros((rows, nb), np.int64)", new, "exact small counts")
+          for new in ("counts = np.zeros((rows, nb), None)", "counts = np.zeros((rows, nb), )")],
+        # an empty row's product is the zero Y starts with
+        ("if p1 > p0:", "if p1 >= p0:", "empty row: 0"),
+        # csr_matmul_int16: every product is at most 128 * 32768 = 2**22 in magnitude, so a float64 sum is
+        # exact while a row has fewer than 2**31 non-zeros (a row of 2**31 needs 18 GiB of data and
+        # indices); the bound's factors are exact in float64 and int() gives them back
+        ("bound = row_nnz * int(np.abs(W.data.astype(np.int64)).max()) * int(np.abs(X16.astype(np.int64)).max())",
+         "bound = row_nnz * int(np.abs(W.data.astype(None)).max()) * int(np.abs(X16.astype(np.int64)).max())",
+         "exact in float64"),
+        ("Y[r] = W.data[p0:p1].astype(np.int64) @ X16[W.indices[p0:p1]].astype(np.int64)",
+         "Y[r] = W.data[p0:p1].astype(None) @ X16[W.indices[p0:p1]].astype(np.int64)", "exact in float64"),
+        ("bound = row_nnz * int(np.abs(W.data.astype(np.int64)).max()) * int(np.abs(X16.astype(np.int64)).max())",
+         "bound = row_nnz * int(np.abs(W.data.astype(np.int64)).max()) * int(np.abs(X16.astype(None)).max())",
+         "exact in float64"),
+        ("Y[r] = W.data[p0:p1].astype(np.int64) @ X16[W.indices[p0:p1]].astype(np.int64)",
+         "Y[r] = W.data[p0:p1].astype(np.int64) @ X16[W.indices[p0:p1]].astype(None)", "exact in float64"),
+        *[("Y = np.zeros((rows, n), np.int64)", new, "exact in float64")
+          for new in ("Y = np.zeros((rows, n), None)", "Y = np.zeros((rows, n), )")],
+        # with no entry or no column the bound only has to pass bound <= 2**31 - 1: 0 and 1 both do
+        ("bound = 0", "bound = 1", "both pass"),
+        # 2**31 - 1 is prime, so bound = row_nnz * max|w| * max|x| (max|w| <= 128, max|x| <= 32768) equals
+        # it only for a row of 2**31 - 1 non-zeros (above); and a W of exactly 2**31 - 1 columns (with an X
+        # of as many rows) gets the same exact result from the NumPy loop as from the kernel
+        ("if bound <= _INT32_MAX and W.shape[1] <= _INT32_MAX:", "if bound < _INT32_MAX and W.shape[1] <= _INT32_MAX:",
+         "bound is never 2**31 - 1"),
+        ("if bound <= _INT32_MAX and W.shape[1] <= _INT32_MAX:", "if bound <= _INT32_MAX and W.shape[1] < _INT32_MAX:",
+         "same result from either path"),
+        ("if W.data.dtype == np.float32 and X.dtype == np.float32 and W.shape[1] <= _INT32_MAX:",
+         "if W.data.dtype == np.float32 and X.dtype == np.float32 and W.shape[1] < _INT32_MAX:",
+         "same result from either path"),
+    ],
     "refcomp/ops/binary_matmul.py": [
         # each row of neg is 64·W bits, a whole number of bytes: packing the flattened rows gives the
         # same bytes in the same order as packing row by row

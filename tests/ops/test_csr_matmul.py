@@ -83,9 +83,10 @@ def test_bad_operands_are_refused():
     Wi = CSRMatrix.from_dense(np.eye(3, dtype=np.int8))
 
     def refused(error, name, W, X):
-        with pytest.raises(error) as e:
-            csr_matmul(W, X)
-        assert e.value.argument == name, str(e.value)
+        for backend in ("auto", "numpy"):  # the op refuses, not only a kernel's wrapper
+            with pytest.raises(error) as e:
+                csr_matmul(W, X, backend=backend)
+            assert e.value.argument == name, (backend, str(e.value))
 
     refused(ShapeError, "X", W, np.ones((2, 2), np.float32))
     refused(ShapeError, "X", W, np.ones((3, 2, 1), np.float32))
@@ -148,6 +149,9 @@ def test_block_width_rule():
     assert block_width((1024, 1024), full, 15) is None
     assert block_width((256, 64), 256 * 64, 128) is None
     assert block_width((256, 65), 256 * 65, 128) == 64
+    # 32768 // 400 = 81: the start width is a whole number of columns, not 81.92
+    kb = block_width((1024, 1024), full // 2, 100)
+    assert kb == 81 and type(kb) is int
 
 
 @settings(max_examples=30, deadline=None)
@@ -222,3 +226,30 @@ def test_the_int32_result_is_exact_up_to_both_ends_and_refused_beyond():
     assert product([-128] * 1024, [16384] * 1024).tolist() == [[-(2**31)]]
     with pytest.raises(OverflowRiskError):
         product([-128] * 1024 + [-1], [16384] * 1024 + [1])
+
+
+def test_the_kernels_are_told_w_is_validated_and_given_its_column_blocks(kernel_registry):
+    # a CSRMatrix is validated once, at construction: the op says so (validated=True) so the kernel
+    # wrappers skip their O(nnz) re-check, and the float kernel gets the blocks W caches for this n
+    # (None when blocking does not pay), not blocks of its own making
+    seen = []
+
+    def record(result_dtype):
+        def kernel(indptr, indices, data, shape, X, **kwargs):
+            seen.append(kwargs)
+            return np.zeros((shape[0], X.shape[1]), result_dtype)
+        return kernel
+
+    kernel_registry({("csr_spmm_f32", "c"): record(np.float32), ("csr_spmm_i8", "c"): record(np.int32)})
+    rng = np.random.default_rng(0)
+    W = random_csr(rng, (256, 64), 0.5, np.float32)  # kb would be >= its 64 columns: not blocked
+    csr_matmul(W, np.ones((64, 16), np.float32))
+    assert seen == [{"validated": True, "blocks": None}]
+    Wb = random_csr(rng, (256, 1024), 0.5, np.float32)  # kb = 64 for n = 128: blocked
+    seen.clear()
+    csr_matmul(Wb, np.ones((1024, 128), np.float32))
+    nb, bp = seen[0]["blocks"]
+    assert nb == 1024 // 64 and np.array_equal(bp, block_pointers(Wb.indptr, Wb.indices, Wb.shape, 64)[1])
+    seen.clear()
+    csr_matmul(random_csr(rng, (3, 4), 0.5, np.int8), np.ones((4, 2), np.int8))
+    assert seen == [{"validated": True}]
