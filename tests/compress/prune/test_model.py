@@ -177,3 +177,119 @@ def test_apply_model_masks_checks_shapes():
         apply_model_masks(mlp(), {"fc1": np.ones((12, 16), bool)})
     with pytest.raises(ValidationError, match="unknown"):
         apply_model_masks(mlp(), {"bogus": np.ones((12, 16), bool)})
+
+
+class _TrainSpy:
+    """Stands for refcomp.nn.train inside prune_with_schedule: records what each epoch is given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, model, data, **kw):
+        opt = kw["optimizer"]
+        names = {id(layer.weight): name for name, layer in prunable_layers(model).items()}
+        self.calls.append(dict(kw, model=model, data=data, opt_id=id(opt), inner=opt.inner, lr=opt.inner.lr,
+                               params={id(p) for p in opt.inner.params} == {id(p) for p in model.parameters()},
+                               masks={names[id(p)]: mk.copy() for p, mk in opt.pairs}))
+        return []
+
+
+def test_prune_with_schedule_runs_one_masked_sgd_epoch_per_step_with_the_cosine_lr(monkeypatch):
+    # the algorithm written out: at each pruning step t recompute the masks at s_t, then one epoch of SGD
+    # (momentum, weight decay) under those masks at lr_t = lr (1 + cos(pi t / epochs)) / 2, one generator
+    # seeded once for every epoch's shuffle; before the first pruning step, the dense model trains
+    import refcomp.compress.prune.model as prune_model_module
+    spy = _TrainSpy()
+    monkeypatch.setattr(prune_model_module, "train", spy)
+    original = mlp()
+    before = {k: l.weight.data.copy() for k, l in prunable_layers(original).items()}
+    seen, regularizer, data = [], object(), blobs()
+    m, report = prune_with_schedule(original, Iterative([(2, 0.5), (3, 0.75)]), data, epochs=4, lr=0.04,
+                                    momentum=0.5, weight_decay=0.001, batch_size=32, rng=7, regularizer=regularizer,
+                                    callback=lambda t, mk: seen.append((t, {k: v.copy() for k, v in mk.items()})))
+    assert [t for t, _ in seen] == [0, 1, 2, 3] and len(spy.calls) == 4
+    rng = spy.calls[0]["rng"]
+    assert isinstance(rng, np.random.Generator)
+    assert rng.bit_generator.state == np.random.default_rng(7).bit_generator.state  # (the spy draws nothing)
+    for t, call in enumerate(spy.calls):
+        assert call["epochs"] == 1 and call["batch_size"] == 32 and call["schedule"] is None
+        assert call["progress"] is False and call["regularizer"] is regularizer and call["rng"] is rng
+        assert call["model"] is m and call["data"] is data and call["params"]
+        inner = call["inner"]
+        assert type(inner) is SGD and (inner.momentum, inner.weight_decay) == (0.5, 0.001)
+        assert call["lr"] == pytest.approx(0.04 * (1 + np.cos(np.pi * t / 4)) / 2, rel=1e-12)
+        sparsity = {0: 0.0, 1: 0.0, 2: 0.5, 3: 0.75}[t]
+        assert set(call["masks"]) == {"fc1", "fc2", "fc3"}
+        for name, mk in call["masks"].items():
+            assert abs((~mk).sum() - sparsity * mk.size) <= 1, (t, name)
+            assert np.array_equal(mk, seen[t][1][name])  # the callback gets the masks in force
+    # the dense epochs share one optimizer; each pruning step starts a fresh one (no stale momentum)
+    ids = [c["opt_id"] for c in spy.calls]
+    assert ids[0] == ids[1] and len({ids[1], ids[2], ids[3]}) == 3
+    for name, mk in report["masks"].items():
+        assert np.array_equal(mk, seen[-1][1][name]) and not m[name].weight.data[~mk].any()
+    for k, w in before.items():  # the input model is untouched
+        assert np.array_equal(original[k].weight.data, w) and original[k].weight.mask is None
+
+
+def test_prune_with_schedule_defaults(monkeypatch):
+    import refcomp.compress.prune.model as prune_model_module
+    spy = _TrainSpy()
+    monkeypatch.setattr(prune_model_module, "train", spy)
+    prune_with_schedule(mlp(), OneShot(0.5), blobs(), epochs=1)
+    (call,) = spy.calls
+    assert (call["lr"], call["inner"].momentum, call["inner"].weight_decay, call["batch_size"]) == (0.01, 0.9, 0.0, 64)
+    assert call["regularizer"] is None
+    assert call["rng"].bit_generator.state == np.random.default_rng(0).bit_generator.state
+    g = np.random.default_rng(3)
+    prune_with_schedule(mlp(), OneShot(0.5), blobs(), epochs=1, rng=g)
+    assert spy.calls[-1]["rng"] is g  # a Generator is used as given
+    with pytest.raises(ValidationError, match="epochs"):
+        prune_with_schedule(mlp(), OneShot(0.5), blobs(), epochs=0)
+    with pytest.raises(ValidationError, match="schedule"):
+        prune_with_schedule(mlp(), 0.5, blobs(), epochs=1)
+
+
+def test_prune_with_schedule_per_layer_targets_scale_the_schedule(monkeypatch):
+    # sparsity_of_layer: layer n gets s_t * r_n / max r, so each reaches r_n when s_t reaches max r;
+    # the layers not named stay dense
+    import refcomp.compress.prune.model as prune_model_module
+    monkeypatch.setattr(prune_model_module, "train", _TrainSpy())
+    _, report = prune_with_schedule(mlp(), OneShot(0.6), blobs(), epochs=1, sparsity_of_layer={"fc1": 0.8, "fc2": 0.4})
+    masks = report["masks"]
+    assert set(masks) == {"fc1", "fc2"}
+    assert abs((~masks["fc1"]).sum() - 0.6 * masks["fc1"].size) <= 1
+    assert abs((~masks["fc2"]).sum() - 0.3 * masks["fc2"].size) <= 1
+    _, report = prune_with_schedule(mlp(), OneShot(0.6), blobs(), epochs=1, sparsity_of_layer={"fc1": 0.0, "fc2": 0.0})
+    assert all(mk.all() for mk in report["masks"].values()) and set(report["masks"]) == {"fc1", "fc2"}
+    _, report = prune_with_schedule(mlp(), OneShot(0.5), blobs(), epochs=1, layers=["fc2"])
+    assert set(report["masks"]) == {"fc2"}
+
+
+def test_prune_with_schedule_passes_the_mask_options_on(monkeypatch):
+    import refcomp.compress.prune.model as prune_model_module
+    monkeypatch.setattr(prune_model_module, "train", _TrainSpy())
+    x, y = blobs()
+    # global scope: one threshold across the layers, so the layers' own ratios differ
+    _, report = prune_with_schedule(mlp(), OneShot(0.5), (x, y), epochs=1, scope="global")
+    ratios = {k: (~mk).mean() for k, mk in report["masks"].items()}
+    total = sum((~mk).sum() for mk in report["masks"].values()) / sum(mk.size for mk in report["masks"].values())
+    assert abs(total - 0.5) < 0.01 and len({round(r, 3) for r in ratios.values()}) > 1
+    # granularity and its options (**mask_kw): 2 of every 4 inputs kept in each row
+    _, report = prune_with_schedule(mlp(), OneShot(0.5), (x, y), epochs=1, granularity="nm", n=2, m=4)
+    for mk in report["masks"].values():
+        assert (mk.reshape(mk.shape[0], -1, 4).sum(axis=2) == 2).all()
+    # a data-driven criterion gets the calibration data
+    _, report = prune_with_schedule(mlp(), OneShot(0.5), (x, y), epochs=1, criterion="activation", calibration=(x, y))
+    assert all(abs((~mk).mean() - 0.5) < 0.1 for mk in report["masks"].values())
+
+
+def test_prune_with_schedule_keeps_removed_weights_removed_under_a_gradient_criterion():
+    # |dL/dw| of a removed (zero) weight is not zero: without ``previous`` a later step could keep it again
+    x, y = blobs()
+    seen = []
+    prune_with_schedule(mlp(), Iterative([(0, 0.5), (1, 0.7), (2, 0.8)]), (x, y), epochs=3, criterion="gradient",
+                        calibration=(x, y), lr=0.05, callback=lambda t, mk: seen.append({k: v.copy() for k, v in mk.items()}))
+    for before, after in zip(seen, seen[1:]):
+        for k in before:
+            assert not (after[k] & ~before[k]).any(), k
