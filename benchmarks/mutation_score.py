@@ -829,6 +829,20 @@ EQUIVALENT_BY_HAND = {
          "if W.data.dtype == np.float32 and X.dtype == np.float32 and W.shape[1] < _INT32_MAX:",
          "same result from either path"),
     ],
+    "refcomp/compress/prune/model.py": [
+        # nm_mask's default axis is 1, the input axis this call names
+        ("masks = {k: nm_mask(v, n, m, axis=1) for k, v in s.items()}",
+         "masks = {k: nm_mask(v, n, m, ) for k, v in s.items()}", "axis=1 is the default"),
+        # scores are >= 0: any negative value puts a removed weight (structure) below every real score
+        ('s[k][~bool_mask(pm, s[k].shape, f"previous[{k!r}]")] = -1.0',
+         's[k][~bool_mask(pm, s[k].shape, f"previous[{k!r}]")] = -2.0', "any negative is below every score"),
+        ("st[k][dead > 0] = -1.0", "st[k][dead > 0] = -2.0", "any negative is below every score"),
+        # dead > 0 asks whether a structure holds a removed element: every norm of a non-negative
+        # structure is > 0 exactly when one of its elements is
+        ("dead = _structure_scores((~np.asarray(pm)).astype(np.float64), granularity, block_shape, 1)",
+         "dead = _structure_scores((~np.asarray(pm)).astype(np.float64), granularity, block_shape, 2)",
+         "any norm is > 0 iff an element is"),
+    ],
     "refcomp/ops/binary_matmul.py": [
         # each row of neg is 64·W bits, a whole number of bytes: packing the flattened rows gives the
         # same bytes in the same order as packing row by row

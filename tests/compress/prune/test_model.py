@@ -293,3 +293,114 @@ def test_prune_with_schedule_keeps_removed_weights_removed_under_a_gradient_crit
     for before, after in zip(seen, seen[1:]):
         for k in before:
             assert not (after[k] & ~before[k]).any(), k
+
+
+def test_structured_masks_rank_rows_by_the_l1_norm_of_their_scores():
+    # rows [0.45, 0.45] (L1 0.9, L2 0.64) and [0.8, 0] (L1 0.8, L2 0.8): the default norm (L1) removes the
+    # second, L2 the first; scores below 1 so clipping at anything but 0 would tie them
+    scores = {"fc": np.array([[0.45, 0.45], [0.8, 0.0], [0.3, 0.3], [0.9, 0.9]])}
+    assert model_masks(scores, 0.25, granularity="row")["fc"][:, 0].tolist() == [True, True, False, True]
+    assert model_masks(scores, 0.5, granularity="row")["fc"][:, 0].tolist() == [True, False, False, True]
+    assert model_masks(scores, 0.5, granularity="row", norm=2)["fc"][:, 0].tolist() == [False, True, False, True]
+
+
+def test_a_structure_with_a_removed_element_is_removed_first():
+    # the best row (L1 1.8) lost one element before: it goes before the worst live row
+    scores = {"fc": np.array([[0.2, 0.2], [0.9, 0.9], [0.3, 0.3], [0.5, 0.5]])}
+    previous = {"fc": np.array([[True, True], [True, False], [True, True], [True, True]])}
+    mk = model_masks(scores, 0.25, granularity="row", previous=previous)["fc"]
+    assert mk.tolist() == [[True, True], [False, False], [True, True], [True, True]]
+    # the same with blocks of (1, 2) (each block one row here) and with input channels
+    mk = model_masks(scores, 0.25, granularity="block", block_shape=(1, 2), previous=previous)["fc"]
+    assert mk.tolist() == [[True, True], [False, False], [True, True], [True, True]]
+    mk = model_masks({"fc": scores["fc"].T}, 0.25, granularity="channel", previous={"fc": previous["fc"].T})["fc"]
+    assert mk.T.tolist() == [[True, True], [False, False], [True, True], [True, True]]
+    # integer scores (counts) work too
+    mk = model_masks({"fc": np.array([[2, 2], [9, 9], [3, 3], [5, 5]], np.uint8)}, 0.25, granularity="row",
+                     previous=previous)["fc"]
+    assert mk[:, 0].tolist() == [True, False, True, True]
+
+
+def test_global_structured_masks_use_one_threshold_across_layers():
+    # 8 rows in all, their L1 norms ranked together: the 4 lowest go, whatever layer holds them
+    a = np.array([[0.1, 0.1], [0.9, 0.9], [0.2, 0.2], [0.8, 0.8]])
+    b = np.array([[0.7, 0.7], [0.15, 0.15], [0.6, 0.6], [0.05, 0.05]])
+    masks = model_masks({"a": a, "b": b}, 0.5, granularity="row", scope="global")
+    assert masks["a"][:, 0].tolist() == [False, True, False, True]
+    assert masks["b"][:, 0].tolist() == [True, False, True, False]
+    with pytest.raises(ValidationError) as e:
+        model_masks({"a": a, "b": b}, {"a": 0.5}, granularity="row", scope="global")
+    assert e.value.argument == "sparsity"
+
+
+def test_semi_structured_masks_never_bring_back_a_removed_weight():
+    # 2:4 keeps 2 of each 4, but a group that lost 3 before keeps only its 1 survivor; a layer that
+    # ``previous`` does not name is masked afresh
+    scores = {"fc": np.array([[0.9, 0.8, 0.7, 0.6]]), "fc2": np.array([[0.1, 0.2, 0.3, 0.4]])}
+    previous = {"fc": np.array([[False, False, True, False]])}
+    masks = model_masks(scores, granularity="nm", n=2, m=4, previous=previous)
+    assert masks["fc"].tolist() == [[False, False, True, False]]
+    assert masks["fc2"].tolist() == [[False, False, True, True]]
+    with pytest.raises(ValidationError) as e:
+        model_masks(scores, granularity="nm", n=2)
+    assert e.value.argument == "n, m"
+
+
+def test_model_masks_argument_checks():
+    for bad in ([np.ones((2, 2))], {}):
+        with pytest.raises(ValidationError) as e:
+            model_masks(bad, 0.5)
+        assert e.value.argument == "scores"
+    for shape in ((2,), (1, 2, 3), 4):
+        with pytest.raises(ValidationError) as e:
+            model_masks({"fc": np.ones((4, 4))}, 0.5, granularity="block", block_shape=shape)
+        assert e.value.argument == "block_shape"
+
+
+def test_masked_optimizer_zeroes_the_pruned_slots_of_the_optimizer_state():
+    # after a step with gradients everywhere, momentum (SGD) and both moments (Adam) are 0 where pruned
+    # and untouched where kept
+    m = mlp()
+    mk = np.random.default_rng(0).random(m["fc1"].weight.data.shape) < 0.5
+    for inner, buffers in ((SGD(m.parameters(), lr=0.1, momentum=0.9), 1), (Adam(m.parameters(), lr=0.01), 2)):
+        opt = MaskedOptimizer(inner, m, {"fc1": mk})
+        g = np.random.default_rng(1).normal(size=mk.shape).astype(np.float32)
+        for p in m.parameters():
+            p.grad = np.ones_like(p.data)
+        m["fc1"].weight.grad = g.copy()
+        opt.step()
+        state = [b for b in inner.state[id(m["fc1"].weight)].values()
+                 if isinstance(b, np.ndarray) and b.shape == mk.shape]
+        assert len(state) == buffers
+        for buf in state:
+            assert not buf[~mk].any() and buf[mk].all()
+        assert not m["fc1"].weight.data[~mk].any()
+    with pytest.raises(ValidationError) as e:
+        MaskedOptimizer(SGD(m["fc2"].parameters(), lr=0.1), m, {"fc1": mk})
+    assert e.value.argument == "optimizer" and "fc1" in str(e.value)
+    with pytest.raises(ValidationError) as e:
+        MaskedOptimizer(type("StepOnly", (), {"step": lambda self: None})(), m, {"fc1": mk})
+    assert e.value.argument == "optimizer"
+
+
+def test_masked_fine_tune_trains_the_copy_with_masked_sgd(monkeypatch):
+    import refcomp.compress.prune.model as prune_model_module
+    spy = _TrainSpy()
+    monkeypatch.setattr(prune_model_module, "train", spy)
+    m = mlp()
+    mk = np.random.default_rng(0).random(m["fc1"].weight.data.shape) < 0.5
+    val, loss, data = blobs(n=30, seed=1), object(), blobs()
+    out, _ = masked_fine_tune(m, data, masks={"fc1": mk}, epochs=3, lr=0.02, momentum=0.5, batch_size=16, rng=5,
+                              schedule="constant", progress=True, val_data=val, loss=loss)
+    (call,) = spy.calls
+    assert call["model"] is out and out is not m and call["data"] is data
+    assert (call["epochs"], call["batch_size"], call["rng"], call["schedule"], call["progress"]) == (3, 16, 5, "constant", True)
+    assert call["val_data"] is val and call["loss"] is loss
+    assert (call["lr"], call["inner"].momentum) == (0.02, 0.5) and call["params"]
+    assert set(call["masks"]) == {"fc1"} and np.array_equal(call["masks"]["fc1"], mk)
+    assert not out["fc1"].weight.data[~mk].any() and m["fc1"].weight.mask is None
+    masked_fine_tune(out, data)  # default: the masks the weights hold, and the defaults below
+    call = spy.calls[-1]
+    assert np.array_equal(call["masks"]["fc1"], mk) and set(call["masks"]) == {"fc1"}
+    assert (call["epochs"], call["batch_size"], call["rng"], call["schedule"], call["progress"]) == (1, 64, 0, "cosine", False)
+    assert (call["lr"], call["inner"].momentum, call["val_data"], call["loss"]) == (0.01, 0.9, None, None)
