@@ -842,6 +842,8 @@ EQUIVALENT_BY_HAND = {
         ("dead = _structure_scores((~np.asarray(pm)).astype(np.float64), granularity, block_shape, 1)",
          "dead = _structure_scores((~np.asarray(pm)).astype(np.float64), granularity, block_shape, 2)",
          "any norm is > 0 iff an element is"),
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("s2 = scores.reshape(scores.shape[0], -1)", "s2 = scores.reshape(scores.shape[0], -2)", "-2 is unknown as -1"),
     ],
     "refcomp/ops/binary_matmul.py": [
         # each row of neg is 64·W bits, a whole number of bytes: packing the flattened rows gives the

@@ -404,3 +404,143 @@ def test_masked_fine_tune_trains_the_copy_with_masked_sgd(monkeypatch):
     assert np.array_equal(call["masks"]["fc1"], mk) and set(call["masks"]) == {"fc1"}
     assert (call["epochs"], call["batch_size"], call["rng"], call["schedule"], call["progress"]) == (1, 64, 0, "cosine", False)
     assert (call["lr"], call["inner"].momentum, call["val_data"], call["loss"]) == (0.01, 0.9, None, None)
+
+
+def _fd_batch_gradients(model, name, batches, eps=1e-6):
+    """∂L_b/∂W of layer ``name`` for each batch b by central differences, L_b the mean cross-entropy
+    -log softmax(z)_y written out here (float64 model)."""
+    def loss(xb, yb):
+        z = np.asarray(model.forward(xb), np.float64)
+        top = z.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(z - top).sum(axis=1)) + top[:, 0] - z[np.arange(len(yb)), yb]))
+
+    w = model[name].weight.data
+    grads = []
+    for xb, yb in batches:
+        g = np.zeros(w.shape)
+        for i in np.ndindex(w.shape):
+            keep = w[i]
+            w[i] = keep + eps
+            up = loss(xb, yb)
+            w[i] = keep - eps
+            down = loss(xb, yb)
+            w[i] = keep
+            g[i] = (up - down) / (2 * eps)
+        grads.append(g)
+    return grads
+
+
+def test_gradient_criteria_from_the_model_equal_their_formulas_on_finite_difference_gradients():
+    # two calibration batches of 60: gradient |mean_b g_b| (P.1), taylor mean_b |w g_b| (D.4), snip
+    # |w mean_b g_b| over its sum across the chosen layers (D.6)
+    m = mlp(dtype="float64")
+    x, y = blobs(n=120)
+    x = x.astype(np.float64)
+    batches = [(x[:60], y[:60]), (x[60:], y[60:])]
+    g = {n: _fd_batch_gradients(m, n, batches) for n in ("fc2", "fc3")}
+    w = {n: m[n].weight.data for n in g}
+    scores = {c: layer_scores(m, c, layers=["fc2", "fc3"], data=(x, y), batch_size=60)
+              for c in ("gradient", "taylor", "snip")}
+    total = sum(np.abs(w[n] * (g[n][0] + g[n][1]) / 2).sum() for n in g)
+    for n in g:
+        np.testing.assert_allclose(scores["gradient"][n], np.abs((g[n][0] + g[n][1]) / 2), rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(scores["taylor"][n], (np.abs(w[n] * g[n][0]) + np.abs(w[n] * g[n][1])) / 2,
+                                   rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(scores["snip"][n], np.abs(w[n] * (g[n][0] + g[n][1]) / 2) / total,
+                                   rtol=1e-5, atol=1e-9)
+    # the model is scored in eval mode and left in the mode it was in
+    for mode in (True, False):
+        m.train(mode)
+        layer_scores(m, "taylor", data=(x, y))
+        assert m.training is mode
+
+
+def test_activation_and_grasp_criteria_from_the_model():
+    # activation (D.3): s_ij = |w_ij| mean_n |x_nj|, x the layer's input, here relu(fc1(x)) written out
+    m = mlp(dtype="float64")
+    x, y = blobs(n=50)
+    x = x.astype(np.float64)
+    h = np.maximum(x @ m["fc1"].weight.data.T + m["fc1"].bias.data, 0)
+    s = layer_scores(m, "activation", layers=["fc2"], data=(x, y), batch_size=16)["fc2"]
+    np.testing.assert_allclose(s, np.abs(m["fc2"].weight.data) * np.abs(h).mean(axis=0), rtol=1e-12)
+    # a conv layer's input is seen through its own stride / padding / dilation
+    from refcomp.compress.prune.criteria import activation_importance
+    c = convnet(dtype="float64")
+    xc = np.random.default_rng(0).normal(size=(4, 2, 8, 8))
+    s = layer_scores(c, "activation", layers=["conv1"], data=(xc, np.zeros(4, np.int64)))["conv1"]
+    np.testing.assert_allclose(s, activation_importance(c["conv1"].weight.data, xc, padding=1), rtol=1e-12)
+    # grasp: GraSP's S = -w ⊙ Hg of the chosen layers, as keep-scores max S - S
+    from refcomp.compress.prune.criteria import grasp, grasp_keep_scores
+    from refcomp.compress.prune.gradflow import hessian_gradient_product
+    import refcomp.compress.prune.model as prune_model_module
+    chosen = {n: m[n] for n in ("fc2", "fc3")}
+    _, hg = hessian_gradient_product(m, chosen, prune_model_module._calibration_batches((x, y), 16))
+    expected = grasp_keep_scores({n: grasp(layer.weight.data, hg[n]) for n, layer in chosen.items()})
+    got = layer_scores(m, "grasp", layers=["fc2", "fc3"], data=(x, y), batch_size=16)
+    for n in chosen:
+        np.testing.assert_allclose(got[n], expected[n], rtol=1e-12)
+
+
+def test_calibration_data_checks():
+    m = mlp()
+    x, y = blobs(n=10)
+    one = layer_scores(m, "taylor", data=(x[:1], y[:1]))  # a single sample is a calibration set
+    assert one["fc1"].shape == (16, 12)
+    for bad, error in (((x[:0], y[:0]), ShapeError), ((x, y[:5]), ShapeError), ([], ValidationError),
+                       (np.zeros((2, 12), np.float32), ValidationError), ((x, y, y), ValidationError)):
+        with pytest.raises(error) as e:
+            layer_scores(m, "taylor", data=bad)
+        assert e.value.argument == "data", bad
+
+
+def test_prune_model_report_and_options():
+    m = mlp()
+    _, report = prune_model(m, {"fc1": 0.5})
+    assert set(report["sparsity"]) == {"fc1", "total"} and report["sparsity"]["fc1"] == 0.5
+    _, report = prune_model(m, 0.5, layers=["fc2"])
+    assert set(report["masks"]) == {"fc2"} and set(report["sparsity"]) == {"fc2", "total"}
+    assert set(prunable_layers(m, "fc1")) == {"fc1"}  # one name as a string
+    # previous: removed weights stay removed, even the largest
+    w = m["fc1"].weight.data
+    previous = {"fc1": np.abs(w) < np.median(np.abs(w))}  # the larger half already removed
+    _, report = prune_model(m, {"fc1": 0.5}, previous=previous)
+    assert np.array_equal(report["masks"]["fc1"], previous["fc1"])
+    # a data-driven criterion gets the data
+    x, y = blobs()
+    _, report = prune_model(m, {"fc1": 0.5}, criterion="taylor", data=(x, y))
+    assert report["sparsity"]["fc1"] == 0.5
+    # model_sparsity: exact fractions; no layer, no sparsity
+    pruned, _ = prune_model(m, {"fc1": 0.25, "fc2": 0.5})
+    w1, w2 = pruned["fc1"].weight.data, pruned["fc2"].weight.data
+    assert model_sparsity(pruned, {"fc1": None, "fc2": None})["total"] == (48 + 64) / (w1.size + w2.size)
+    assert model_sparsity(pruned, {}) == {"total": 0.0}
+
+
+def test_structured_masks_expand_to_whole_structures():
+    rng = np.random.default_rng(0)
+    conv = rng.random((4, 6, 3, 3))
+    rows = model_masks({"c": conv}, 0.5, granularity="row")["c"].reshape(4, -1)  # whole filters
+    assert (rows.all(axis=1) | ~rows.any(axis=1)).all() and rows.all(axis=1).sum() == 2
+    channels = model_masks({"c": conv}, 0.5, granularity="channel", norm=2)["c"]  # whole input channels
+    per = channels.transpose(1, 0, 2, 3).reshape(6, -1)
+    assert (per.all(axis=1) | ~per.any(axis=1)).all()
+    l2 = np.sqrt((conv ** 2).transpose(1, 0, 2, 3).reshape(6, -1).sum(axis=1))
+    assert set(np.flatnonzero(per.all(axis=1))) == set(np.argsort(l2)[3:].tolist())
+    # (2, 2) blocks of a (4, 4) matrix: the two best blocks stay whole
+    w = np.array([[9, 9, 1, 1], [9, 9, 1, 1], [5, 0, 6, 6], [5, 0, 6, 6]], float) / 10
+    mk = model_masks({"w": w}, 0.5, granularity="block", block_shape=(2, 2))["w"]
+    assert mk.astype(int).tolist() == [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]]
+    # blocks [0.4] * 4 (L1 1.6, L2 0.8) and [0.9, 0, 0, 0] (L1 0.9, L2 0.9): L1 (the default) keeps the
+    # first, L2 the second
+    w = np.array([[0.4, 0.4, 0.9, 0.0], [0.4, 0.4, 0.0, 0.0]])
+    assert model_masks({"w": w}, 0.5, granularity="block", block_shape=(2, 2))["w"][0].tolist() == [True, True, False, False]
+    assert model_masks({"w": w}, 0.5, granularity="block", block_shape=(2, 2), norm=2)["w"][0].tolist() == [False, False, True, True]
+
+
+def test_per_layer_ratios():
+    scores = {"a": np.arange(1.0, 5.0).reshape(2, 2), "b": np.arange(1.0, 5.0).reshape(2, 2)}
+    masks = model_masks(scores, {"a": 0.5})
+    assert masks["a"].tolist() == [[False, False], [True, True]] and masks["b"].all()  # unnamed: dense
+    with pytest.raises(ValidationError) as e:
+        model_masks(scores, {"zz": 0.5})
+    assert e.value.argument == "sparsity"
