@@ -337,6 +337,19 @@ EQUIVALENT_BY_HAND = {
            f"return (dy + (self.l1 / self._x.shape[0]) * np.sign(self._x)).astype(dy.dtype, {new})",
            "the sum is fresh") for new in ("copy=None", "", "copy=True")],
     ],
+    "refcomp/nn/layers/activations.py": [
+        # range(0, 9) is range(9): the same allowed ranks
+        ('x = float_tensor(x, "x", tuple(range(0, 9)))', 'x = float_tensor(x, "x", tuple(range(9)))', "range(0, 9) is range(9)"),
+        # at x = 0 (and -0) both branches are 1 / (1 + 1) = e / (1 + e) = 0.5 (e = exp(0) = 1); NaN takes
+        # the second branch either way
+        ("return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)",
+         "return np.where(x > 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)", "both branches are 0.5 at 0"),
+        # np.where's and the product's results are fresh temporaries: whether astype copies them again
+        # is not observable
+        *[(f"return {expr}.astype({d}.dtype, copy=False)", f"return {expr}.astype({d}.dtype, {new})", "a fresh result")
+          for expr, d in (("np.where(x >= 0, 1 / (1 + e), e / (1 + e))", "x"), ("(dy * d)", "dy"))
+          for new in ("copy=None", "", "copy=True")],
+    ],
     "refcomp/compress/prune/apply.py": [
         # copy=True is np.array's default
         ("a = np.array(array, copy=True)", "a = np.array(array, )", "np.array copies by default"),
