@@ -350,6 +350,19 @@ EQUIVALENT_BY_HAND = {
           for expr, d in (("np.where(x >= 0, 1 / (1 + e), e / (1 + e))", "x"), ("(dy * d)", "dy"))
           for new in ("copy=None", "", "copy=True")],
     ],
+    "refcomp/nn/layers/norm.py": [
+        # x.shape[1] == num_features (checked above): the true quotient is the same integer, as a float; every
+        # use (m < 2, m / (m - 1), inv_std / m, m · dxhat) gives the same values with it
+        ("m = x.size // self.num_features", "m = x.size / self.num_features", "an exact quotient"),
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("self.running_mean += k * mu.reshape(-1)", "self.running_mean += k * mu.reshape(-2)", "NumPy: any negative is -1"),
+        ("self.running_var += k * var.reshape(-1) * (m / (m - 1))",
+         "self.running_var += k * var.reshape(-2) * (m / (m - 1))", "NumPy: any negative is -1"),
+        # a rank below k cannot end in the k axes of normalized_shape: the trailing-shape check just after
+        # refuses it with the same ShapeError naming x
+        ('x = float_tensor(x, "x", tuple(range(k, k + 8)))', 'x = float_tensor(x, "x", tuple(range(k + 8)))',
+         "the trailing-shape check refuses it by the same name"),
+    ],
     "refcomp/compress/prune/apply.py": [
         # copy=True is np.array's default
         ("a = np.array(array, copy=True)", "a = np.array(array, )", "np.array copies by default"),
