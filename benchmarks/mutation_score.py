@@ -363,6 +363,18 @@ EQUIVALENT_BY_HAND = {
         ('x = float_tensor(x, "x", tuple(range(k, k + 8)))', 'x = float_tensor(x, "x", tuple(range(k + 8)))',
          "the trailing-shape check refuses it by the same name"),
     ],
+    "refcomp/nn/layers/embedding.py": [
+        # a dtype kind is one character: no kind is "X", so "XXiuXX" holds the same kinds as "iu"
+        ('if idx.dtype.kind not in "iu":', 'if idx.dtype.kind not in "XXiuXX":', "no dtype kind is X"),
+        # a format without a ``trainable`` attribute: None is falsy like False (no weight gradient)
+        ('if getattr(self.weight, "trainable", False):', 'if getattr(self.weight, "trainable", None):', "None is falsy"),
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        *[("np.add.at(g, self._idx.reshape(-1), dy.reshape(-1, self.embedding_dim))", new, "NumPy: any negative is -1")
+          for new in ("np.add.at(g, self._idx.reshape(-2), dy.reshape(-1, self.embedding_dim))",
+                      "np.add.at(g, self._idx.reshape(-1), dy.reshape(-2, self.embedding_dim))")],
+        # the flag is read by truth value: None is falsy like False
+        ("self._types_given = False", "self._types_given = None", "None is falsy"),
+    ],
     "refcomp/compress/prune/apply.py": [
         # copy=True is np.array's default
         ("a = np.array(array, copy=True)", "a = np.array(array, )", "np.array copies by default"),
