@@ -375,6 +375,28 @@ EQUIVALENT_BY_HAND = {
         # the flag is read by truth value: None is falsy like False
         ("self._types_given = False", "self._types_given = None", "None is falsy"),
     ],
+    "refcomp/nn/layers/attention.py": [
+        # a dtype kind is one character: no kind is "X", so "XXbiufXX" holds the same kinds as "biuf"
+        ('if mask.dtype.kind not in "biuf" or not np.isin(mask, (0, 1)).all():',
+         'if mask.dtype.kind not in "XXbiufXX" or not np.isin(mask, (0, 1)).all():', "no dtype kind is X"),
+        # the bias left float64 is added in place into the float32 (or float64) scores: 0 and the float32
+        # minimum are exact in either dtype, and a float32 sum computed in float64 then rounded to float32
+        # is the float32 sum (53 >= 2·24 + 2 bits: double rounding of an addition is innocuous)
+        ("neg = np.where(mask == 0, np.finfo(s.dtype).min, 0).astype(s.dtype)",
+         "neg = np.where(mask == 0, np.finfo(s.dtype).min, 0).astype(None)", "innocuous double rounding"),
+        # the scores are a local temporary never read after the softmax: computing in their memory or in a
+        # copy gives the same values (softmax reads overwrite_x by truth value); -1 is the default axis of
+        # softmax and of softmax_backward
+        *[("p = softmax(s, axis=-1, overwrite_x=True)", new, "s is not read after; axis -1 is the default")
+          for new in ("p = softmax(s, axis=-1, overwrite_x=None)", "p = softmax(s, overwrite_x=True)",
+                      "p = softmax(s, axis=-1, )", "p = softmax(s, axis=-1, overwrite_x=False)")],
+        ("ds = softmax_backward(p, dp, axis=-1) * self.scale", "ds = softmax_backward(p, dp, ) * self.scale",
+         "axis -1 is the default"),
+        # without input_grad=False the projections also compute their dL/d(rows), which backward then drops
+        # (``if not input_grad: return None``): the same parameter gradients and result, only slower
+        ("grads = [proj.backward(self._rows(d, n, t), input_grad=input_grad)",
+         "grads = [proj.backward(self._rows(d, n, t), )", "the extra input gradients are dropped"),
+    ],
     "refcomp/compress/prune/apply.py": [
         # copy=True is np.array's default
         ("a = np.array(array, copy=True)", "a = np.array(array, )", "np.array copies by default"),
