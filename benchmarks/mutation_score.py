@@ -337,6 +337,66 @@ EQUIVALENT_BY_HAND = {
            f"return (dy + (self.l1 / self._x.shape[0]) * np.sign(self._x)).astype(dy.dtype, {new})",
            "the sum is fresh") for new in ("copy=None", "", "copy=True")],
     ],
+    "refcomp/nn/layers/activations.py": [
+        # range(0, 9) is range(9): the same allowed ranks
+        ('x = float_tensor(x, "x", tuple(range(0, 9)))', 'x = float_tensor(x, "x", tuple(range(9)))', "range(0, 9) is range(9)"),
+        # at x = 0 (and -0) both branches are 1 / (1 + 1) = e / (1 + e) = 0.5 (e = exp(0) = 1); NaN takes
+        # the second branch either way
+        ("return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)",
+         "return np.where(x > 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)", "both branches are 0.5 at 0"),
+        # np.where's and the product's results are fresh temporaries: whether astype copies them again
+        # is not observable
+        *[(f"return {expr}.astype({d}.dtype, copy=False)", f"return {expr}.astype({d}.dtype, {new})", "a fresh result")
+          for expr, d in (("np.where(x >= 0, 1 / (1 + e), e / (1 + e))", "x"), ("(dy * d)", "dy"))
+          for new in ("copy=None", "", "copy=True")],
+    ],
+    "refcomp/nn/layers/norm.py": [
+        # x.shape[1] == num_features (checked above): the true quotient is the same integer, as a float; every
+        # use (m < 2, m / (m - 1), inv_std / m, m · dxhat) gives the same values with it
+        ("m = x.size // self.num_features", "m = x.size / self.num_features", "an exact quotient"),
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("self.running_mean += k * mu.reshape(-1)", "self.running_mean += k * mu.reshape(-2)", "NumPy: any negative is -1"),
+        ("self.running_var += k * var.reshape(-1) * (m / (m - 1))",
+         "self.running_var += k * var.reshape(-2) * (m / (m - 1))", "NumPy: any negative is -1"),
+        # a rank below k cannot end in the k axes of normalized_shape: the trailing-shape check just after
+        # refuses it with the same ShapeError naming x
+        ('x = float_tensor(x, "x", tuple(range(k, k + 8)))', 'x = float_tensor(x, "x", tuple(range(k + 8)))',
+         "the trailing-shape check refuses it by the same name"),
+    ],
+    "refcomp/nn/layers/embedding.py": [
+        # a dtype kind is one character: no kind is "X", so "XXiuXX" holds the same kinds as "iu"
+        ('if idx.dtype.kind not in "iu":', 'if idx.dtype.kind not in "XXiuXX":', "no dtype kind is X"),
+        # a format without a ``trainable`` attribute: None is falsy like False (no weight gradient)
+        ('if getattr(self.weight, "trainable", False):', 'if getattr(self.weight, "trainable", None):', "None is falsy"),
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        *[("np.add.at(g, self._idx.reshape(-1), dy.reshape(-1, self.embedding_dim))", new, "NumPy: any negative is -1")
+          for new in ("np.add.at(g, self._idx.reshape(-2), dy.reshape(-1, self.embedding_dim))",
+                      "np.add.at(g, self._idx.reshape(-1), dy.reshape(-2, self.embedding_dim))")],
+        # the flag is read by truth value: None is falsy like False
+        ("self._types_given = False", "self._types_given = None", "None is falsy"),
+    ],
+    "refcomp/nn/layers/attention.py": [
+        # a dtype kind is one character: no kind is "X", so "XXbiufXX" holds the same kinds as "biuf"
+        ('if mask.dtype.kind not in "biuf" or not np.isin(mask, (0, 1)).all():',
+         'if mask.dtype.kind not in "XXbiufXX" or not np.isin(mask, (0, 1)).all():', "no dtype kind is X"),
+        # the bias left float64 is added in place into the float32 (or float64) scores: 0 and the float32
+        # minimum are exact in either dtype, and a float32 sum computed in float64 then rounded to float32
+        # is the float32 sum (53 >= 2·24 + 2 bits: double rounding of an addition is innocuous)
+        ("neg = np.where(mask == 0, np.finfo(s.dtype).min, 0).astype(s.dtype)",
+         "neg = np.where(mask == 0, np.finfo(s.dtype).min, 0).astype(None)", "innocuous double rounding"),
+        # the scores are a local temporary never read after the softmax: computing in their memory or in a
+        # copy gives the same values (softmax reads overwrite_x by truth value); -1 is the default axis of
+        # softmax and of softmax_backward
+        *[("p = softmax(s, axis=-1, overwrite_x=True)", new, "s is not read after; axis -1 is the default")
+          for new in ("p = softmax(s, axis=-1, overwrite_x=None)", "p = softmax(s, overwrite_x=True)",
+                      "p = softmax(s, axis=-1, )", "p = softmax(s, axis=-1, overwrite_x=False)")],
+        ("ds = softmax_backward(p, dp, axis=-1) * self.scale", "ds = softmax_backward(p, dp, ) * self.scale",
+         "axis -1 is the default"),
+        # without input_grad=False the projections also compute their dL/d(rows), which backward then drops
+        # (``if not input_grad: return None``): the same parameter gradients and result, only slower
+        ("grads = [proj.backward(self._rows(d, n, t), input_grad=input_grad)",
+         "grads = [proj.backward(self._rows(d, n, t), )", "the extra input gradients are dropped"),
+    ],
     "refcomp/compress/prune/apply.py": [
         # copy=True is np.array's default
         ("a = np.array(array, copy=True)", "a = np.array(array, )", "np.array copies by default"),

@@ -175,3 +175,25 @@ def test_a_mask_of_another_kind_is_refused():
                  np.array([[1, 1, 0.5], [1, 0, 0]])):
         with pytest.raises(ValidationError, match="^mask:"):
             layer.forward(np.zeros((2, 3, 4), np.float32), mask)
+
+
+def test_a_size_or_head_count_below_one_is_refused_by_name():
+    for args, name in (((0, 1), "d_model"), ((-2, 1), "d_model"), ((4, 0), "num_heads"), ((4, -2), "num_heads")):
+        with pytest.raises(ValidationError, match=f"^{name}:"):
+            nn.MultiHeadAttention(*args)
+    assert nn.MultiHeadAttention(1, 1).head_dim == 1                    # the smallest layer
+
+
+def test_a_mask_keeping_every_key_adds_exactly_zero_to_the_scores():
+    # one head of size 1, float32, the projections set by hand: q = 1, k = 2x + 2^24, v = x, out = identity.
+    # x = (0, 1) gives the scores (2^24, 2^24 + 2), exact in float32 (its ulp there is 2), and every query
+    # weighs key 1 by e^2 / (1 + e^2): y = sigmoid(2). Anything but an exact 0 added to a kept score would
+    # be rounded at 2^24 and change the gap of 2.
+    layer = nn.MultiHeadAttention(1, 1)
+    for proj, w, b in ((layer.q_proj, 0, 1), (layer.k_proj, 2, 2.0 ** 24), (layer.v_proj, 1, 0), (layer.out_proj, 1, 0)):
+        proj.weight.data[...] = w
+        proj.bias.data[...] = b
+    x = np.array([[[0.0], [1.0]]], np.float32)
+    y = layer.forward(x)
+    np.testing.assert_allclose(y, np.full((1, 2, 1), 1 / (1 + math.exp(-2))), rtol=1e-6)
+    assert layer.forward(x, np.ones((1, 2), np.int64)).tobytes() == y.tobytes()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from refcomp.errors import ShapeError, ValidationError
+from refcomp.errors import DTypeError, ShapeError, ValidationError
 from refcomp.formats import QTensor
 from refcomp.nn import GELU, LeakyReLU, ReLU, ReLU6, Sigmoid, Tanh
 from refcomp.quant import QParams
@@ -98,3 +98,29 @@ def test_bad_arguments_and_config():
     with pytest.raises(ValidationError, match="^approximate:"):
         GELU("erf")
     assert GELU().config() == {"approximate": "none"} and GELU("tanh").config() == {"approximate": "tanh"}
+
+
+@pytest.mark.parametrize("cls", [ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid, GELU])
+def test_x_must_be_a_floating_tensor_of_rank_at_most_8(cls):
+    # every rank from a scalar to 8 is taken; integers (no conversion) and a rank of 9 are refused by x's name
+    assert cls().forward(np.zeros((1,) * 8)).shape == (1,) * 8
+    with pytest.raises(DTypeError, match="^x:"):
+        cls().forward(np.arange(3))
+    with pytest.raises(ShapeError, match="^x:"):
+        cls().forward(np.zeros((1,) * 9))
+
+
+def test_gelu_float32_backward_rounds_each_step_in_float32():
+    # float32 in, float32 arithmetic throughout (as the forward): Φ(x) = ½(1 + erf(x / √2)) with x / √2 a
+    # float32 quotient and erf the C library's double erf rounded to float32, φ(x) = e^(−x·x/2) / √(2π)
+    f32 = np.float32
+    x = np.linspace(-6, 6, 401).astype(f32)
+    dy = np.random.default_rng(4).standard_normal(x.shape).astype(f32)
+    z = x / f32(math.sqrt(2.0))
+    cdf = f32(0.5) * (f32(1) + np.array([math.erf(float(v)) for v in z], f32))
+    pdf = np.exp(f32(-0.5) * x * x) / f32(math.sqrt(2 * math.pi))
+    layer = GELU()
+    layer.forward(x)
+    got = layer.backward(dy)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, dy * (cdf + x * pdf))

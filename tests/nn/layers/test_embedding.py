@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from refcomp.errors import DTypeError, ShapeError, ValidationError
-from refcomp.formats import Dense
+from refcomp.formats import Dense, WeightFormat
 from refcomp.nn import BertEmbeddings, Embedding
 
 from ..nn_gradcheck import numeric_gradient
@@ -126,3 +126,61 @@ def test_bert_embeddings_bad_input_is_named():
         layer.forward(np.zeros((2, 3), np.int64), np.zeros((2, 4), np.int64))
     with pytest.raises(ValidationError, match="^idx:"):
         layer.forward(np.zeros((2, 3), np.int64), np.full((2, 3), 3))
+
+
+def test_one_row_of_one_value_is_the_smallest_table():
+    for args, name in (((0, 2), "num_embeddings"), ((-1, 2), "num_embeddings"), ((2, 0), "embedding_dim")):
+        with pytest.raises(ValidationError, match=f"^{name}:"):
+            Embedding(*args)
+    layer = Embedding(1, 1, rng=0, dtype="float64")
+    np.testing.assert_array_equal(layer.forward(np.zeros(3, np.int64)), np.full((3, 1), layer.weight.data[0, 0]))
+
+
+def test_ids_out_of_range_are_reported_with_their_range():
+    with pytest.raises(ValidationError, match=r"^idx: expected values in \[0, 4\), got range \[-2, 5\]$"):
+        Embedding(4, 2).forward(np.array([[3, -2], [5, 0]]))
+
+
+class _Stored(WeightFormat):
+    """A stored table that says neither its dtype nor whether it trains (the WeightFormat minimum)."""
+
+    def __init__(self, a):
+        self.a, self.shape = a, a.shape
+
+    def to_dense(self):
+        return self.a
+
+    @property
+    def nbytes(self):
+        return self.a.nbytes
+
+
+def test_a_format_without_dtype_or_trainable_looks_up_and_is_not_trained():
+    layer = Embedding(3, 2)
+    layer.weight = _Stored(np.arange(6.0).reshape(3, 2))
+    assert layer.config()["dtype"] == "float32"                 # the layers' default dtype
+    np.testing.assert_array_equal(layer.forward(np.array([2, 0])), [[4.0, 5.0], [0.0, 1.0]])
+    assert layer.backward(np.ones((2, 2))) is None              # nothing to train, no error
+
+
+def test_float32_table_scatters_in_float32_position_by_position():
+    # dL/dW[k] accumulates the float32 dy rows of the positions with idx = k in float32, in their order:
+    # written out as a loop of float32 additions
+    rng = np.random.default_rng(6)
+    layer = Embedding(3, 4, rng=6)
+    idx = rng.integers(0, 3, 200)
+    dy = (rng.standard_normal((200, 4)) * 10 ** rng.uniform(-4, 4, (200, 1))).astype(np.float32)
+    layer.forward(idx)
+    layer.backward(dy)
+    want = np.zeros((3, 4), np.float32)
+    for i, k in enumerate(idx):
+        want[k] = want[k] + dy[i]
+    assert layer.weight.grad.dtype == np.float32
+    np.testing.assert_array_equal(layer.weight.grad, want)
+
+
+def test_bert_tables_take_the_dtype():
+    for dtype, rng in (("float32", None), ("float32", 0), ("float64", None), ("float64", 0)):
+        layer = BertEmbeddings(5, 2, max_positions=3, rng=rng, dtype=dtype)
+        for table in (layer.word, layer.position, layer.token_type):
+            assert table.weight.dtype == np.dtype(dtype)

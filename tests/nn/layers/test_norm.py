@@ -5,7 +5,7 @@ eval mode), without the affine map, bad input."""
 import numpy as np
 import pytest
 
-from refcomp.errors import ShapeError, ValidationError
+from refcomp.errors import DTypeError, ShapeError, ValidationError
 from refcomp.nn import BatchNorm1d, BatchNorm2d, LayerNorm
 
 from ..nn_gradcheck import check_layer
@@ -158,3 +158,39 @@ def test_layernorm_bad_input_is_named():
     layer.forward(np.ones((4, 2, 3)))
     with pytest.raises(ShapeError, match="^dy:"):
         layer.backward(np.ones((4, 3, 2)))
+
+
+def test_one_feature_is_enough_and_zero_is_refused():
+    # num_features / normalized_shape count channels: 1 is the smallest layer, 0 (or fewer) is refused
+    for bad in (0, -1):
+        with pytest.raises(ValidationError, match="^num_features:"):
+            BatchNorm1d(bad)
+        with pytest.raises(ValidationError, match="^normalized_shape:"):
+            LayerNorm(bad)
+        with pytest.raises(ValidationError, match="^normalized_shape:"):
+            LayerNorm((3, bad))
+    x = np.array([[1.0], [3.0]])
+    # one channel: (x − 2) / √(1 + ε) over the batch of two; one feature: every sample is its own mean
+    want = np.array([[-1.0], [1.0]]) / np.sqrt(1 + 1e-5)
+    np.testing.assert_allclose(BatchNorm1d(1, dtype="float64").forward(x), want, rtol=1e-12)
+    np.testing.assert_array_equal(LayerNorm(1, dtype="float64").forward(x), [[0.0], [0.0]])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_parameters_and_buffers_have_the_layer_dtype(dtype):
+    bn, ln = BatchNorm2d(3, dtype=dtype), LayerNorm((2, 3), dtype=dtype)
+    for a in (bn.weight.data, bn.bias.data, bn.running_mean, bn.running_var, ln.weight.data, ln.bias.data):
+        assert a.dtype == np.dtype(dtype)
+
+
+def test_layernorm_takes_a_numpy_integer_and_up_to_7_leading_axes():
+    # the input has the k normalized axes and up to 7 leading ones: ranks k … k + 7
+    layer = LayerNorm(np.int64(2))
+    assert layer.normalized_shape == (2,)
+    assert layer.forward(np.ones((1,) * 7 + (2,))).shape == (1,) * 7 + (2,)
+    with pytest.raises(ShapeError, match="^x:"):
+        layer.forward(np.ones((1,) * 8 + (2,)))
+    with pytest.raises(DTypeError, match="^x:"):
+        layer.forward(np.ones((3, 2), np.int64))
+    with pytest.raises(DTypeError, match="^x:"):
+        BatchNorm1d(2).forward(np.ones((3, 2), np.int64))
