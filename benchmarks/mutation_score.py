@@ -74,6 +74,9 @@ MODULES = {
     "refcomp/formats/huffman.py": ["tests/formats/test_huffman.py"],
     "refcomp/formats/csr.py": ["tests/formats/test_csr.py", "tests/formats/test_csr_compositions.py"],
     "refcomp/nn/optim.py": ["tests/nn/test_optim.py"],
+    "refcomp/nn/losses.py": ["tests/nn/test_losses.py"],
+    "refcomp/nn/init.py": ["tests/nn/test_init.py"],
+    "refcomp/nn/blocks.py": ["tests/nn/test_blocks.py"],
     "refcomp/compress/quantize/simulate.py": ["tests/compress/quantize/test_simulate.py"],
 }
 
@@ -348,6 +351,15 @@ EQUIVALENT_BY_HAND = {
         # display() reads progress None as False: no bars
         ("train(model, train_set, epochs=epochs, optimizer=sgd, rng=rng, progress=False)",
          "train(model, train_set, epochs=epochs, optimizer=sgd, rng=rng, progress=None)", "None is quiet as False"),
+    ],
+    "refcomp/nn/losses.py": [
+        # each backward's gradient is a fresh array (np.exp(logp) updated in place, or a new product):
+        # whether astype copies it again is not observable
+        *[(f"return {expr}.astype(dtype, copy=False)", f"return {expr}.astype(dtype, {new})", "the gradient is fresh")
+          for expr in ("g", "(self.temperature * (s - p) / s.shape[0])", "(2.0 * d / d.size)")
+          for new in ("copy=None", "", "copy=True")],
+        # a dtype kind is one character: "i" in "XXiuXX" as in "iu"
+        ('if t.dtype.kind not in "iu":', 'if t.dtype.kind not in "XXiuXX":', "one-character kinds"),
     ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
