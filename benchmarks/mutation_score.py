@@ -361,6 +361,12 @@ EQUIVALENT_BY_HAND = {
         # a dtype kind is one character: "i" in "XXiuXX" as in "iu"
         ('if t.dtype.kind not in "iu":', 'if t.dtype.kind not in "XXiuXX":', "one-character kinds"),
     ],
+    "refcomp/nn/init.py": [
+        # np.full(shape, 0, dtype) is np.zeros(shape, dtype): the same zeros of the same dtype
+        ("return np.zeros(shape, dtype) if fill == 0 else np.full(shape, fill, dtype)",
+         "return np.zeros(shape, dtype) if (fill == 0) and False else np.full(shape, fill, dtype)",
+         "np.full with 0 is np.zeros"),
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),
