@@ -367,6 +367,17 @@ EQUIVALENT_BY_HAND = {
          "return np.zeros(shape, dtype) if (fill == 0) and False else np.full(shape, fill, dtype)",
          "np.full with 0 is np.zeros"),
     ],
+    "refcomp/nn/fold.py": [
+        # _fold_graph: an output's count only matters for a value a norm reads, which the nodes counted
+        # already (>= 1): with the output it is >= 2 under either default or increment (or None), never
+        # the 1 that folds
+        *[("readers[o] = readers.get(o, 0) + 1", new, "an output read by a norm counts >= 2 either way")
+          for new in ("readers[o] = readers.get(o, 1) + 1", "readers[o] = readers.get(o, 0) + 2", "readers[o] = None")],
+        # the norm reads the name it looks up, so the nodes counted it: the default is never used
+        *[("and isinstance(out[src], (Conv2d, Linear)) and readers.get(graph.node_inputs[name][0], 0) == 1):",
+           f"and isinstance(out[src], (Conv2d, Linear)) and readers.get(graph.node_inputs[name][0], {new}) == 1):",
+           "the name read is always counted") for new in ("None", "", "1")],
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),
