@@ -378,6 +378,15 @@ EQUIVALENT_BY_HAND = {
            f"and isinstance(out[src], (Conv2d, Linear)) and readers.get(graph.node_inputs[name][0], {new}) == 1):",
            "the name read is always counted") for new in ("None", "", "1")],
     ],
+    "refcomp/nn/blocks.py": [
+        # Conv2d reads bias by truth value (None: no bias, as False); He-normal biases are zeros drawn
+        # from nothing, so the weights that follow are the same draws
+        ('conv = dict(bias=False, rng=g, init="he_normal", dtype=dtype)',
+         'conv = dict(bias=None, rng=g, init="he_normal", dtype=dtype)', "None is no bias as False"),
+        # 0 is Conv2d's default padding
+        ('m.add("skip_conv", Conv2d(in_channels, out_channels, 1, stride, 0, **conv), "x")',
+         'm.add("skip_conv", Conv2d(in_channels, out_channels, 1, stride, **conv), "x")', "padding 0 is the default"),
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),
