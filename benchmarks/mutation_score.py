@@ -387,6 +387,15 @@ EQUIVALENT_BY_HAND = {
         ('m.add("skip_conv", Conv2d(in_channels, out_channels, 1, stride, 0, **conv), "x")',
          'm.add("skip_conv", Conv2d(in_channels, out_channels, 1, stride, **conv), "x")', "padding 0 is the default"),
     ],
+    "refcomp/nn/graph.py": [
+        # a module without the attribute reads as not accepting input_grad under either falsy default
+        ('if getattr(module, "accepts_input_grad", False):', 'if getattr(module, "accepts_input_grad", None):',
+         "None is falsy"),
+        # named_modules yields ("", root) first: the root is its own entry under the empty name
+        ("parent = root if not parent_name else dict(root.named_modules())[parent_name]",
+         "parent = root if (not parent_name) and False else dict(root.named_modules())[parent_name]",
+         'named_modules()[""] is the root'),
+    ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way
         ("if n_keep > 0:", "if n_keep >= 0:", "order[:0] is empty"),

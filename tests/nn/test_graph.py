@@ -258,7 +258,7 @@ class _TwoGrads(nn.Module):
 
 
 def test_default_input_is_x_and_a_name_is_one_list():
-    assert nn.Graph().inputs == ["x"]
+    assert nn.Graph().inputs == ["x"] and nn.Graph().outputs == []     # no outputs until set
     g = nn.Graph("a")
     assert g.inputs == ["a"]
     g.add("r", nn.ReLU(), "a")
@@ -381,3 +381,59 @@ def test_replace_module_in_graph_sequential_and_attribute():
     assert g["seq"]["fc"] is new_fc and g["attn"].q_proj is new_q
     replace_module(g, "seq", new_seq)                  # a top-level node: the root is the parent
     assert g["seq"] is new_seq and g.node_inputs["seq"] == ("attn",)
+
+
+class _Recorder(nn.Module):
+    """A weightless module that accepts input_grad and records what it was told."""
+
+    accepts_input_grad = True
+
+    def forward(self, x):
+        return x * 2.0
+
+    def backward(self, dy, *, input_grad: bool = True):
+        self.told = input_grad
+        return dy * 2.0 if input_grad else None
+
+
+def test_input_grad_false_is_passed_to_nodes_fed_only_by_graph_inputs():
+    """A node reading only graph inputs is told input_grad=False when it accepts it (its dL/dx is not
+    needed); a node reading an inner value is run in full."""
+    g = nn.Graph()
+    first, second = _Recorder(), _Recorder()
+    g.add("first", first, "x")
+    g.add("second", second, "first")
+    g.outputs = ["second"]
+    g.forward(np.ones(3))
+    assert g.backward(np.ones(3), input_grad=False) is None
+    assert first.told is False and second.told is True
+    g.forward(np.ones(3))
+    np.testing.assert_array_equal(g.backward(np.ones(3)), [4.0, 4.0, 4.0])
+    assert first.told is True
+
+
+def test_unused_input_gets_zeros_of_its_dtype():
+    g = nn.Graph(["x", "unused"])
+    g.add("r", nn.ReLU(), "x")
+    g.outputs = ["r"]
+    x = np.ones((2, 3), np.float32)
+    g.forward(x, np.ones((4,), np.float32))
+    dx, dunused = g.backward(np.ones((2, 3), np.float32))
+    assert dx.dtype == np.float32 and dunused.dtype == np.float32 and dunused.shape == (4,) and not dunused.any()
+
+
+def test_repr_is_one_line_per_node():
+    g = nn.Graph()
+    g.add("a", nn.ReLU(), "x")
+    g.add("b", nn.Tanh(), "a")
+    g.outputs = ["b"]
+    assert repr(g) == "Graph(inputs=['x'], outputs=['b'])(\n  (a <- x): ReLU()\n  (b <- a): Tanh()\n)"
+
+
+def test_unknown_names_are_refused_with_the_names_known():
+    g = nn.Graph(["x", "mask"])
+    g.add("r", nn.ReLU(), "x")
+    with pytest.raises(ValidationError, match=r"\(x, mask, r\)"):
+        g.add("s", nn.ReLU(), "nope")
+    with pytest.raises(ValidationError, match=r"\(x, mask, r\)"):
+        g.outputs = ["nope"]
