@@ -74,6 +74,9 @@ MODULES = {
     "refcomp/formats/huffman.py": ["tests/formats/test_huffman.py"],
     "refcomp/formats/csr.py": ["tests/formats/test_csr.py", "tests/formats/test_csr_compositions.py"],
     "refcomp/nn/optim.py": ["tests/nn/test_optim.py"],
+    "refcomp/nn/losses.py": ["tests/nn/test_losses.py"],
+    "refcomp/nn/init.py": ["tests/nn/test_init.py"],
+    "refcomp/nn/blocks.py": ["tests/nn/test_blocks.py"],
     "refcomp/compress/quantize/simulate.py": ["tests/compress/quantize/test_simulate.py"],
 }
 
@@ -408,6 +411,50 @@ EQUIVALENT_BY_HAND = {
         # display() reads progress None as False: no bars
         ("train(model, train_set, epochs=epochs, optimizer=sgd, rng=rng, progress=False)",
          "train(model, train_set, epochs=epochs, optimizer=sgd, rng=rng, progress=None)", "None is quiet as False"),
+    ],
+    "refcomp/nn/losses.py": [
+        # each backward's gradient is a fresh array (np.exp(logp) updated in place, or a new product):
+        # whether astype copies it again is not observable
+        *[(f"return {expr}.astype(dtype, copy=False)", f"return {expr}.astype(dtype, {new})", "the gradient is fresh")
+          for expr in ("g", "(self.temperature * (s - p) / s.shape[0])", "(2.0 * d / d.size)")
+          for new in ("copy=None", "", "copy=True")],
+        # a dtype kind is one character: "i" in "XXiuXX" as in "iu"
+        ('if t.dtype.kind not in "iu":', 'if t.dtype.kind not in "XXiuXX":', "one-character kinds"),
+    ],
+    "refcomp/nn/init.py": [
+        # np.full(shape, 0, dtype) is np.zeros(shape, dtype): the same zeros of the same dtype
+        ("return np.zeros(shape, dtype) if fill == 0 else np.full(shape, fill, dtype)",
+         "return np.zeros(shape, dtype) if (fill == 0) and False else np.full(shape, fill, dtype)",
+         "np.full with 0 is np.zeros"),
+    ],
+    "refcomp/nn/fold.py": [
+        # _fold_graph: an output's count only matters for a value a norm reads, which the nodes counted
+        # already (>= 1): with the output it is >= 2 under either default or increment (or None), never
+        # the 1 that folds
+        *[("readers[o] = readers.get(o, 0) + 1", new, "an output read by a norm counts >= 2 either way")
+          for new in ("readers[o] = readers.get(o, 1) + 1", "readers[o] = readers.get(o, 0) + 2", "readers[o] = None")],
+        # the norm reads the name it looks up, so the nodes counted it: the default is never used
+        *[("and isinstance(out[src], (Conv2d, Linear)) and readers.get(graph.node_inputs[name][0], 0) == 1):",
+           f"and isinstance(out[src], (Conv2d, Linear)) and readers.get(graph.node_inputs[name][0], {new}) == 1):",
+           "the name read is always counted") for new in ("None", "", "1")],
+    ],
+    "refcomp/nn/blocks.py": [
+        # Conv2d reads bias by truth value (None: no bias, as False); He-normal biases are zeros drawn
+        # from nothing, so the weights that follow are the same draws
+        ('conv = dict(bias=False, rng=g, init="he_normal", dtype=dtype)',
+         'conv = dict(bias=None, rng=g, init="he_normal", dtype=dtype)', "None is no bias as False"),
+        # 0 is Conv2d's default padding
+        ('m.add("skip_conv", Conv2d(in_channels, out_channels, 1, stride, 0, **conv), "x")',
+         'm.add("skip_conv", Conv2d(in_channels, out_channels, 1, stride, **conv), "x")', "padding 0 is the default"),
+    ],
+    "refcomp/nn/graph.py": [
+        # a module without the attribute reads as not accepting input_grad under either falsy default
+        ('if getattr(module, "accepts_input_grad", False):', 'if getattr(module, "accepts_input_grad", None):',
+         "None is falsy"),
+        # named_modules yields ("", root) first: the root is its own entry under the empty name
+        ("parent = root if not parent_name else dict(root.named_modules())[parent_name]",
+         "parent = root if (not parent_name) and False else dict(root.named_modules())[parent_name]",
+         'named_modules()[""] is the root'),
     ],
     "refcomp/compress/prune/masks.py": [
         # n_keep == 0: order[:0] keeps nothing either way

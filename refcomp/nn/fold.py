@@ -106,8 +106,11 @@ def _fold_graph(graph: Graph) -> Graph:
     for name, module in graph.nodes.items():
         srcs = [renamed.get(s, s) for s in graph.node_inputs[name]]
         src = srcs[0]
+        # the readers counted are those of the value the norm reads, under its name in ``graph``: after
+        # a norm folded into the layer, the layer's name stands for that norm's output, which other
+        # nodes may read too (readers of the layer's own name would miss them)
         if (isinstance(module, (BatchNorm1d, BatchNorm2d)) and len(srcs) == 1 and src in out.nodes
-                and isinstance(out[src], (Conv2d, Linear)) and readers.get(src, 0) == 1):
+                and isinstance(out[src], (Conv2d, Linear)) and readers.get(graph.node_inputs[name][0], 0) == 1):
             out[src] = fold_pair(out[src], module)
             renamed[name] = src
             continue

@@ -7,6 +7,7 @@ from .graph_gradcheck import check_module
 from .nn_gradcheck import check_layer, numeric_gradient
 from refcomp import datasets, nn
 from refcomp.errors import ShapeError, ValidationError
+from refcomp.nn.graph import replace_module
 
 F64 = "float64"
 
@@ -238,3 +239,201 @@ def test_run_with_hooks_unpacks_tuple_batches_for_a_multi_input_graph():
     np.testing.assert_array_equal(nn.run_batch(block.eval(), (x, mask)), block.forward(x, mask))
     one = nn.blocks.transformer_encoder_block(8, 2, 16, mask=False, rng=0).eval()
     np.testing.assert_array_equal(nn.run_batch(one, x), one.forward(x))
+
+
+# --- rules and corner cases stated one by one ---------------------------------------------
+class _Pair(nn.Module):
+    """A module with two outputs (not allowed as a node) or a backward with the wrong arity."""
+
+    def forward(self, x):
+        return x, x
+
+
+class _TwoGrads(nn.Module):
+    def forward(self, x):
+        return x * 2.0
+
+    def backward(self, dy):
+        return dy * 2.0, dy
+
+
+def test_default_input_is_x_and_a_name_is_one_list():
+    assert nn.Graph().inputs == ["x"] and nn.Graph().outputs == []     # no outputs until set
+    g = nn.Graph("a")
+    assert g.inputs == ["a"]
+    g.add("r", nn.ReLU(), "a")
+    g.outputs = "r"
+    assert g.outputs == ["r"]
+    g.outputs = ("a", "r")                             # a graph input may be an output too
+    x = np.array([-1.0, 2.0])
+    a, r = g.forward(x)
+    np.testing.assert_array_equal(a, x)
+    np.testing.assert_array_equal(r, [0.0, 2.0])
+
+
+def test_a_module_may_be_one_node_only():
+    g = nn.Graph()
+    relu = nn.ReLU()
+    g.add("r1", relu, "x")
+    with pytest.raises(ValidationError, match="module of node 'r2'"):
+        g.add("r2", relu, "r1")
+    g["r1"] = relu                                     # putting a node's own module back is allowed
+    assert g["r1"] is relu
+    with pytest.raises(ValidationError, match="module of node 'r1'"):
+        g["r1"] = np.tanh
+
+
+def test_node_names_are_non_empty_strings_without_dots():
+    for bad in ("", "a.b", 3, None):
+        with pytest.raises(ValidationError, match="^name:"):
+            nn.Graph().add(bad, nn.ReLU(), "x")
+    with pytest.raises(ValidationError, match=r"^outputs\[1\]:"):
+        nn.Graph().outputs = ["x", "a.b"]
+    with pytest.raises(ValidationError, match="^inputs:"):
+        nn.Graph([])
+
+
+def test_a_node_with_two_outputs_or_a_wrong_backward_is_refused():
+    g = nn.Graph()
+    g.add("pair", _Pair(), "x")
+    g.outputs = ["pair"]
+    with pytest.raises(ValidationError, match="^node 'pair':"):
+        g.forward(np.zeros(2))
+    h = nn.Graph()
+    h.add("two", _TwoGrads(), "x")
+    h.outputs = ["two"]
+    np.testing.assert_array_equal(h.forward(np.ones(2)), [2.0, 2.0])
+    with pytest.raises(ValidationError, match="^backward of node 'two':"):
+        h.backward(np.ones(2))
+
+
+def test_backward_sums_the_gradients_of_a_value_read_three_times():
+    """y = x + x + x·x (Add then Mul, x read three times): dL/dx = dy·(2 + 2x), by hand."""
+    g = nn.Graph()
+    g.add("twice", nn.Add(), "x", "x")
+    g.add("sq", nn.Mul(), "x", "x")
+    g.add("y", nn.Add(), "twice", "sq")
+    g.outputs = ["y"]
+    x = np.array([[0.5, -2.0, 3.0]])
+    np.testing.assert_array_equal(g.forward(x), x + x + x * x)
+    dy = np.array([[1.0, 2.0, -1.0]])
+    np.testing.assert_array_equal(g.backward(dy), dy * (2 + 2 * x))
+
+
+def test_backward_of_two_outputs_adds_their_gradients():
+    """Outputs a = 3·x (Linear, no bias, w = 3) and b = relu(a) = a: dL/dx = 3·(da + db)."""
+    g = nn.Graph()
+    fc = nn.Linear(1, 1, bias=False, dtype=F64)
+    fc.weight.data[:] = 3.0
+    g.add("a", fc, "x")
+    g.add("b", nn.ReLU(), "a")                          # a > 0 here: b = a
+    g.outputs = ["a", "b"]
+    g.forward(np.array([[1.0], [2.0]]))
+    dx = g.backward(np.array([[1.0], [0.0]]), np.array([[2.0], [5.0]]))
+    np.testing.assert_array_equal(dx, [[9.0], [15.0]])
+
+
+def test_input_grad_false_still_trains_a_norm_on_a_graph_input():
+    """A LayerNorm (weights, no input_grad option) fed by the graph input still gets its gradients;
+    an integer input and a float one both get None, and the call returns None."""
+    g = nn.Graph(["x", "ids"])
+    g.add("ln", nn.LayerNorm(3, dtype=F64), "x")
+    g.add("emb", nn.Embedding(4, 3, rng=0, dtype=F64), "ids")
+    g.add("sum", nn.Add(), "ln", "emb")
+    g.add("fc", nn.Linear(3, 2, rng=1, dtype=F64), "x")
+    g.add("cat", nn.Concat(-1), "sum", "fc")
+    g.outputs = ["cat"]
+    rng = np.random.default_rng(8)
+    x, ids = rng.standard_normal((2, 3)), np.array([1, 3])
+    dy = rng.standard_normal((2, 5))
+    g.forward(x, ids)
+    dx, dids = g.backward(dy)
+    assert dids is None and dx.shape == (2, 3)
+    want = {k: p.grad.copy() for k, p in g.named_parameters()}
+    g.zero_grad()
+    g.forward(x, ids)
+    assert g.backward(dy, input_grad=False) is None
+    for k, p in g.named_parameters():
+        assert p.grad is not None and p.grad.tobytes() == want[k].tobytes(), k
+    # the LayerNorm's weight gradient by hand: Σ_n dy ⊙ x̂
+    xhat = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(want["ln.weight"], (dy[:, :3] * xhat).sum(0), rtol=1e-12)
+
+
+def test_repr_indents_a_nested_graph():
+    outer = nn.Graph()
+    outer.add("inner", fan_out_graph(), "x")
+    outer.outputs = ["inner"]
+    lines = repr(outer).splitlines()
+    assert lines[0] == "Graph(inputs=['x'], outputs=['inner'])("
+    assert lines[1] == "  (inner <- x): Graph(inputs=['x'], outputs=['mul'])("
+    assert lines[2].startswith("    (fc1 <- x): Linear(") and lines[-1] == ")" and lines[-2] == "  )"
+
+
+def test_replace_module_in_graph_sequential_and_attribute():
+    g = nn.Graph(["x", "mask"])
+    g.add("attn", nn.MultiHeadAttention(4, 2, rng=0), "x", "mask")
+    g.add("seq", nn.Sequential(("fc", nn.Linear(4, 4, rng=1)), ("act", nn.ReLU())), "attn")
+    g.outputs = ["seq"]
+    new_fc, new_q, new_seq = nn.Linear(4, 4, rng=2), nn.Linear(4, 4, rng=3), nn.Sequential(("r", nn.ReLU()))
+    replace_module(g, "seq.fc", new_fc)
+    replace_module(g, "attn.q_proj", new_q)
+    assert g["seq"]["fc"] is new_fc and g["attn"].q_proj is new_q
+    replace_module(g, "seq", new_seq)                  # a top-level node: the root is the parent
+    assert g["seq"] is new_seq and g.node_inputs["seq"] == ("attn",)
+
+
+class _Recorder(nn.Module):
+    """A weightless module that accepts input_grad and records what it was told."""
+
+    accepts_input_grad = True
+
+    def forward(self, x):
+        return x * 2.0
+
+    def backward(self, dy, *, input_grad: bool = True):
+        self.told = input_grad
+        return dy * 2.0 if input_grad else None
+
+
+def test_input_grad_false_is_passed_to_nodes_fed_only_by_graph_inputs():
+    """A node reading only graph inputs is told input_grad=False when it accepts it (its dL/dx is not
+    needed); a node reading an inner value is run in full."""
+    g = nn.Graph()
+    first, second = _Recorder(), _Recorder()
+    g.add("first", first, "x")
+    g.add("second", second, "first")
+    g.outputs = ["second"]
+    g.forward(np.ones(3))
+    assert g.backward(np.ones(3), input_grad=False) is None
+    assert first.told is False and second.told is True
+    g.forward(np.ones(3))
+    np.testing.assert_array_equal(g.backward(np.ones(3)), [4.0, 4.0, 4.0])
+    assert first.told is True
+
+
+def test_unused_input_gets_zeros_of_its_dtype():
+    g = nn.Graph(["x", "unused"])
+    g.add("r", nn.ReLU(), "x")
+    g.outputs = ["r"]
+    x = np.ones((2, 3), np.float32)
+    g.forward(x, np.ones((4,), np.float32))
+    dx, dunused = g.backward(np.ones((2, 3), np.float32))
+    assert dx.dtype == np.float32 and dunused.dtype == np.float32 and dunused.shape == (4,) and not dunused.any()
+
+
+def test_repr_is_one_line_per_node():
+    g = nn.Graph()
+    g.add("a", nn.ReLU(), "x")
+    g.add("b", nn.Tanh(), "a")
+    g.outputs = ["b"]
+    assert repr(g) == "Graph(inputs=['x'], outputs=['b'])(\n  (a <- x): ReLU()\n  (b <- a): Tanh()\n)"
+
+
+def test_unknown_names_are_refused_with_the_names_known():
+    g = nn.Graph(["x", "mask"])
+    g.add("r", nn.ReLU(), "x")
+    with pytest.raises(ValidationError, match=r"\(x, mask, r\)"):
+        g.add("s", nn.ReLU(), "nope")
+    with pytest.raises(ValidationError, match=r"\(x, mask, r\)"):
+        g.outputs = ["nope"]
