@@ -74,6 +74,7 @@ MODULES = {
     "refcomp/formats/huffman.py": ["tests/formats/test_huffman.py"],
     "refcomp/formats/csr.py": ["tests/formats/test_csr.py", "tests/formats/test_csr_compositions.py"],
     "refcomp/nn/optim.py": ["tests/nn/test_optim.py"],
+    "refcomp/nn/layers/flatten.py": ["tests/nn/layers/test_flatten.py"],
     "refcomp/compress/quantize/simulate.py": ["tests/compress/quantize/test_simulate.py"],
 }
 
@@ -1239,6 +1240,10 @@ EQUIVALENT_BY_HAND = {
         *[("idx = np.zeros(best.shape, dtype=np.int8 if small else np.int32)", new, "a wider index")
           for new in ("idx = np.zeros(best.shape, dtype=None)", "idx = np.zeros(best.shape, )",
                       "idx = np.zeros(best.shape, dtype=np.int8 if (small) and False else np.int32)")],
+    ],
+    "refcomp/nn/layers/flatten.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("return x.reshape(x.shape[0], -1)", "return x.reshape(x.shape[0], -2)", "NumPy: any negative is -1"),
     ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64
