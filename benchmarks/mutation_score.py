@@ -75,6 +75,7 @@ MODULES = {
     "refcomp/formats/csr.py": ["tests/formats/test_csr.py", "tests/formats/test_csr_compositions.py"],
     "refcomp/nn/optim.py": ["tests/nn/test_optim.py"],
     "refcomp/nn/layers/flatten.py": ["tests/nn/layers/test_flatten.py"],
+    "refcomp/nn/layers/dropout.py": ["tests/nn/layers/test_dropout.py"],
     "refcomp/compress/quantize/simulate.py": ["tests/compress/quantize/test_simulate.py"],
 }
 
@@ -1244,6 +1245,11 @@ EQUIVALENT_BY_HAND = {
     "refcomp/nn/layers/flatten.py": [
         # NumPy reads any negative size in reshape as the one unknown dimension
         ("return x.reshape(x.shape[0], -1)", "return x.reshape(x.shape[0], -2)", "NumPy: any negative is -1"),
+    ],
+    "refcomp/nn/layers/dropout.py": [
+        # range's start defaults to 0: the same ranks 0 … 8
+        ('x = float_tensor(x, "x", tuple(range(0, 9)))', 'x = float_tensor(x, "x", tuple(range(9)))',
+         "range(9) is range(0, 9)"),
     ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64
