@@ -77,6 +77,7 @@ MODULES = {
     "refcomp/nn/layers/flatten.py": ["tests/nn/layers/test_flatten.py"],
     "refcomp/nn/layers/dropout.py": ["tests/nn/layers/test_dropout.py"],
     "refcomp/nn/layers/constant.py": ["tests/nn/layers/test_constant.py"],
+    "refcomp/nn/layers/matmul.py": ["tests/nn/layers/test_matmul.py"],
     "refcomp/compress/quantize/simulate.py": ["tests/compress/quantize/test_simulate.py"],
 }
 
