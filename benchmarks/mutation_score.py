@@ -78,6 +78,7 @@ MODULES = {
     "refcomp/nn/layers/dropout.py": ["tests/nn/layers/test_dropout.py"],
     "refcomp/nn/layers/constant.py": ["tests/nn/layers/test_constant.py"],
     "refcomp/nn/layers/matmul.py": ["tests/nn/layers/test_matmul.py"],
+    "refcomp/nn/layers/softmax.py": ["tests/nn/layers/test_softmax.py"],
     "refcomp/compress/quantize/simulate.py": ["tests/compress/quantize/test_simulate.py"],
 }
 
@@ -1256,6 +1257,12 @@ EQUIVALENT_BY_HAND = {
     "refcomp/nn/layers/constant.py": [
         # _ran is only a marker for _require_forward, which tests ``is None``: False marks a forward as True does
         ("self._ran = True", "self._ran = False", "_require_forward tests is None"),
+    ],
+    "refcomp/nn/layers/softmax.py": [
+        # a 0-d x has no axis (-0 <= axis < 0 holds for none): the axis check refuses it with a ShapeError
+        # naming x, as float_tensor does
+        ('x = float_tensor(x, "x", tuple(range(1, 9)))', 'x = float_tensor(x, "x", tuple(range(9)))',
+         "0-d x: the axis check refuses it by the same name"),
     ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64
