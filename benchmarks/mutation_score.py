@@ -79,6 +79,7 @@ MODULES = {
     "refcomp/nn/layers/constant.py": ["tests/nn/layers/test_constant.py"],
     "refcomp/nn/layers/matmul.py": ["tests/nn/layers/test_matmul.py"],
     "refcomp/nn/layers/softmax.py": ["tests/nn/layers/test_softmax.py"],
+    "refcomp/nn/layers/shape.py": ["tests/nn/layers/test_shape.py"],
     "refcomp/compress/quantize/simulate.py": ["tests/compress/quantize/test_simulate.py"],
 }
 
@@ -1263,6 +1264,18 @@ EQUIVALENT_BY_HAND = {
         # naming x, as float_tensor does
         ('x = float_tensor(x, "x", tuple(range(1, 9)))', 'x = float_tensor(x, "x", tuple(range(9)))',
          "0-d x: the axis check refuses it by the same name"),
+    ],
+    "refcomp/nn/layers/shape.py": [
+        # a 0-d input has no axis: the first is refused by the axis check (ShapeError naming inputs[0]),
+        # a later one by the rank comparison with the first (ShapeError naming inputs[i]), as float_tensor does
+        ('xs = [float_tensor(x, f"inputs[{i}]", tuple(range(1, 9))) for i, x in enumerate(xs)]',
+         'xs = [float_tensor(x, f"inputs[{i}]", tuple(range(9))) for i, x in enumerate(xs)]',
+         "0-d inputs: refused just after by the same name"),
+        # a dtype kind is one character: "i" or "u" is in "XXiuXX" as in "iu", and "X" is no kind
+        ('if shape.dtype.kind not in "iu" or shape.ndim != 1:', 'if shape.dtype.kind not in "XXiuXX" or shape.ndim != 1:',
+         "one-character kinds"),
+        # _ran is only a marker for _require_forward, which tests ``is None``: False marks a forward as True does
+        ("self._ran = True", "self._ran = False", "_require_forward tests is None"),
     ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64
