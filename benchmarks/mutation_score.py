@@ -80,6 +80,7 @@ MODULES = {
     "refcomp/nn/layers/matmul.py": ["tests/nn/layers/test_matmul.py"],
     "refcomp/nn/layers/softmax.py": ["tests/nn/layers/test_softmax.py"],
     "refcomp/nn/layers/shape.py": ["tests/nn/layers/test_shape.py"],
+    "refcomp/nn/layers/arithmetic.py": ["tests/nn/layers/test_arithmetic.py"],
     "refcomp/compress/quantize/simulate.py": ["tests/compress/quantize/test_simulate.py"],
 }
 
