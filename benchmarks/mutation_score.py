@@ -1278,6 +1278,19 @@ EQUIVALENT_BY_HAND = {
         # _ran is only a marker for _require_forward, which tests ``is None``: False marks a forward as True does
         ("self._ran = True", "self._ran = False", "_require_forward tests is None"),
     ],
+    "refcomp/compress/prune/structured.py": [
+        # a bias and a BatchNorm's γ, β, running mean and variance are 1-D (out,): np.compress along axis 0
+        # and along the flattened array (axis=None) pick the same elements
+        *[(f"{lhs} = {wrap}_take({arr}, k, 0){end}", f"{lhs} = {wrap}_take({arr}, k, None){end}", "a 1-D array")
+          for lhs, wrap, arr, end in (("layer.bias", "Parameter(", "layer.bias.data", ")"),
+                                      ("norm.weight", "Parameter(", "norm.weight.data", ")"),
+                                      ("norm.bias", "Parameter(", "norm.bias.data", ")"),
+                                      ("norm.running_mean", "", "norm.running_mean", ""),
+                                      ("norm.running_var", "", "norm.running_var", ""))],
+        # the line before refuses in_features not divisible by k.size: the true quotient is the same whole
+        # number, and np.repeat takes a whole float count as that integer
+        ("cols = np.repeat(k, w.shape[1] // k.size)", "cols = np.repeat(k, w.shape[1] / k.size)", "an exact quotient"),
+    ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64
         *[("self.velocity = {key: np.zeros(shared[0].codebook.shape, np.float64) for key, shared in self.groups.items()}",
