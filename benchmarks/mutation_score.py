@@ -1291,6 +1291,11 @@ EQUIVALENT_BY_HAND = {
         # number, and np.repeat takes a whole float count as that integer
         ("cols = np.repeat(k, w.shape[1] // k.size)", "cols = np.repeat(k, w.shape[1] / k.size)", "an exact quotient"),
     ],
+    "refcomp/compress/prune/deploy.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("w2 = np.ascontiguousarray(dense.reshape(dense.shape[0], -1))",
+         "w2 = np.ascontiguousarray(dense.reshape(dense.shape[0], -2))", "NumPy: any negative is -1"),
+    ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64
         *[("self.velocity = {key: np.zeros(shared[0].codebook.shape, np.float64) for key, shared in self.groups.items()}",
