@@ -1295,6 +1295,10 @@ EQUIVALENT_BY_HAND = {
         # NumPy reads any negative size in reshape as the one unknown dimension
         ("w2 = np.ascontiguousarray(dense.reshape(dense.shape[0], -1))",
          "w2 = np.ascontiguousarray(dense.reshape(dense.shape[0], -2))", "NumPy: any negative is -1"),
+        # m >= 0, and choose_qparams widens the range to hold 0 (lo = min(r_min, 0)): the symmetric
+        # amax = max(-lo, hi) is m for r_min = -m and for r_min = +m alike
+        ("qp = choose_qparams(-m, m, dt.name, symmetric=True)", "qp = choose_qparams(+m, m, dt.name, symmetric=True)",
+         "the same symmetric amax"),
     ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64

@@ -165,3 +165,15 @@ def test_min_sparsity_picks_layers_and_the_report_states_each():
     for bad in (-0.1, 1.5):
         with pytest.raises(ValidationError, match="^min_sparsity:"):
             to_csr(m, min_sparsity=bad)
+
+
+def test_int8_codes_are_symmetric_whatever_the_largest_magnitude():
+    # max|w| = 1: s = 1 / 127.5 (float32), zero point 0 — an asymmetric choice on [-1, 1] would shift it
+    csr = csr_weight(np.array([[1.0, 0.0, -0.5]], np.float32), values="int8")
+    s = np.float32(1 / 127.5)
+    assert csr.values.qparams.scale.item() == s and not csr.values.qparams.zero_point.any()
+    # 1 / s = 127.5 rounds to 128 and saturates at 127; −0.5 / s = −63.75 rounds to −64
+    assert csr.values.data.tolist() == [127, -64]
+    # an all-zero weight: the empty range's scale 1 (choose_qparams eq. 8), nothing stored
+    empty = csr_weight(np.zeros((2, 3), np.float32), values="int8")
+    assert empty.values.qparams.scale.item() == 1.0 and not empty.values.qparams.zero_point.any()
