@@ -77,6 +77,13 @@ MODULES = {
     "refcomp/nn/losses.py": ["tests/nn/test_losses.py"],
     "refcomp/nn/init.py": ["tests/nn/test_init.py"],
     "refcomp/nn/blocks.py": ["tests/nn/test_blocks.py"],
+    "refcomp/nn/layers/flatten.py": ["tests/nn/layers/test_flatten.py"],
+    "refcomp/nn/layers/dropout.py": ["tests/nn/layers/test_dropout.py"],
+    "refcomp/nn/layers/constant.py": ["tests/nn/layers/test_constant.py"],
+    "refcomp/nn/layers/matmul.py": ["tests/nn/layers/test_matmul.py"],
+    "refcomp/nn/layers/softmax.py": ["tests/nn/layers/test_softmax.py"],
+    "refcomp/nn/layers/shape.py": ["tests/nn/layers/test_shape.py"],
+    "refcomp/nn/layers/arithmetic.py": ["tests/nn/layers/test_arithmetic.py"],
     "refcomp/compress/quantize/simulate.py": ["tests/compress/quantize/test_simulate.py"],
 }
 
@@ -1410,6 +1417,59 @@ EQUIVALENT_BY_HAND = {
         *[("idx = np.zeros(best.shape, dtype=np.int8 if small else np.int32)", new, "a wider index")
           for new in ("idx = np.zeros(best.shape, dtype=None)", "idx = np.zeros(best.shape, )",
                       "idx = np.zeros(best.shape, dtype=np.int8 if (small) and False else np.int32)")],
+    ],
+    "refcomp/nn/layers/flatten.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("return x.reshape(x.shape[0], -1)", "return x.reshape(x.shape[0], -2)", "NumPy: any negative is -1"),
+    ],
+    "refcomp/nn/layers/dropout.py": [
+        # range's start defaults to 0: the same ranks 0 … 8
+        ('x = float_tensor(x, "x", tuple(range(0, 9)))', 'x = float_tensor(x, "x", tuple(range(9)))',
+         "range(9) is range(0, 9)"),
+    ],
+    "refcomp/nn/layers/constant.py": [
+        # _ran is only a marker for _require_forward, which tests ``is None``: False marks a forward as True does
+        ("self._ran = True", "self._ran = False", "_require_forward tests is None"),
+    ],
+    "refcomp/nn/layers/softmax.py": [
+        # a 0-d x has no axis (-0 <= axis < 0 holds for none): the axis check refuses it with a ShapeError
+        # naming x, as float_tensor does
+        ('x = float_tensor(x, "x", tuple(range(1, 9)))', 'x = float_tensor(x, "x", tuple(range(9)))',
+         "0-d x: the axis check refuses it by the same name"),
+    ],
+    "refcomp/nn/layers/shape.py": [
+        # a 0-d input has no axis: the first is refused by the axis check (ShapeError naming inputs[0]),
+        # a later one by the rank comparison with the first (ShapeError naming inputs[i]), as float_tensor does
+        ('xs = [float_tensor(x, f"inputs[{i}]", tuple(range(1, 9))) for i, x in enumerate(xs)]',
+         'xs = [float_tensor(x, f"inputs[{i}]", tuple(range(9))) for i, x in enumerate(xs)]',
+         "0-d inputs: refused just after by the same name"),
+        # a dtype kind is one character: "i" or "u" is in "XXiuXX" as in "iu", and "X" is no kind
+        ('if shape.dtype.kind not in "iu" or shape.ndim != 1:', 'if shape.dtype.kind not in "XXiuXX" or shape.ndim != 1:',
+         "one-character kinds"),
+        # _ran is only a marker for _require_forward, which tests ``is None``: False marks a forward as True does
+        ("self._ran = True", "self._ran = False", "_require_forward tests is None"),
+    ],
+    "refcomp/compress/prune/structured.py": [
+        # a bias and a BatchNorm's γ, β, running mean and variance are 1-D (out,): np.compress along axis 0
+        # and along the flattened array (axis=None) pick the same elements
+        *[(f"{lhs} = {wrap}_take({arr}, k, 0){end}", f"{lhs} = {wrap}_take({arr}, k, None){end}", "a 1-D array")
+          for lhs, wrap, arr, end in (("layer.bias", "Parameter(", "layer.bias.data", ")"),
+                                      ("norm.weight", "Parameter(", "norm.weight.data", ")"),
+                                      ("norm.bias", "Parameter(", "norm.bias.data", ")"),
+                                      ("norm.running_mean", "", "norm.running_mean", ""),
+                                      ("norm.running_var", "", "norm.running_var", ""))],
+        # the line before refuses in_features not divisible by k.size: the true quotient is the same whole
+        # number, and np.repeat takes a whole float count as that integer
+        ("cols = np.repeat(k, w.shape[1] // k.size)", "cols = np.repeat(k, w.shape[1] / k.size)", "an exact quotient"),
+    ],
+    "refcomp/compress/prune/deploy.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("w2 = np.ascontiguousarray(dense.reshape(dense.shape[0], -1))",
+         "w2 = np.ascontiguousarray(dense.reshape(dense.shape[0], -2))", "NumPy: any negative is -1"),
+        # m >= 0, and choose_qparams widens the range to hold 0 (lo = min(r_min, 0)): the symmetric
+        # amax = max(-lo, hi) is m for r_min = -m and for r_min = +m alike
+        ("qp = choose_qparams(-m, m, dt.name, symmetric=True)", "qp = choose_qparams(+m, m, dt.name, symmetric=True)",
+         "the same symmetric amax"),
     ],
     "refcomp/compress/share/trained_quantization.py": [
         # np.zeros' default dtype is float64

@@ -108,3 +108,72 @@ def test_values_must_be_a_signed_integer_dtype():
         csr_weight(QTensor.quantize(np.ones((2, 2), np.float32), choose_qparams(0.0, 1.0, "int8")))
     W = csr_weight(m["fc1"].weight, values="int4")
     assert W.values.qparams.dtype.name == "int4" and W.nbytes == 8 * 17 + 8 * W.nnz + -(-W.nnz // 2) + 4
+
+
+def test_a_plain_array_is_stored_as_its_2d_view_in_a_float_dtype():
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(3, 2, 2, 2)) * (rng.random((3, 2, 2, 2)) < 0.5)
+    for dtype in (np.float64, np.float32):
+        csr = csr_weight(w.astype(dtype))
+        assert csr.to_dense().dtype == dtype
+        np.testing.assert_array_equal(csr.to_dense(), w.astype(dtype).reshape(3, 8))
+        assert csr.nnz == np.count_nonzero(w)
+    ints = csr_weight(np.array([[0, 2], [-3, 0]], np.int64))            # other dtypes become float32
+    assert ints.to_dense().dtype == np.float32 and ints.to_dense().tolist() == [[0.0, 2.0], [-3.0, 0.0]]
+
+
+def test_a_clustered_kernel_keeps_its_bits_and_its_kept_indices():
+    codebook = np.array([0.0, -0.5, 0.25, 1.0], np.float32)
+    idx = np.random.default_rng(4).integers(0, 4, size=(2, 3, 2, 2)).astype(np.uint8)
+    csr = csr_weight(Clustered(codebook, idx, bits=5))
+    assert isinstance(csr.values, Clustered) and csr.values.bits == 5
+    np.testing.assert_array_equal(csr.to_dense(), codebook[idx].reshape(2, 12))
+    assert csr.nnz == np.count_nonzero(idx)                     # index 0 is the codebook's 0: not stored
+
+
+def test_an_all_zero_weight_quantizes_to_no_codes():
+    csr = csr_weight(np.zeros((2, 3), np.float32), values="int8")
+    assert csr.nnz == 0 and not csr.to_dense().any()
+
+
+def test_layers_by_one_name_and_unknown_names_refused():
+    m, _ = prune_model(mlp(1), {"fc1": 0.8, "fc2": 0.5})
+    sparse, report = to_csr(m, "fc2")
+    assert list(report) == ["fc2"] and isinstance(sparse["fc2"].weight, CSRMatrix)
+    assert not isinstance(sparse["fc1"].weight, CSRMatrix)
+    for bad in (["fc9"], "fc9", ["fc1", "nope"]):
+        with pytest.raises(ValidationError, match="^layers:"):
+            to_csr(m, bad)
+
+
+def test_min_sparsity_picks_layers_and_the_report_states_each():
+    m, _ = prune_model(mlp(1), {"fc1": 0.75, "fc2": 0.5})     # fc3 unpruned: sparsity 0 (a float32 init)
+    w = {n: m[n].weight.data for n in ("fc1", "fc2", "fc3")}
+    s = {n: 1 - np.count_nonzero(v) / v.size for n, v in w.items()}
+    assert s["fc1"] == 0.75 and s["fc2"] == 0.5 and s["fc3"] == 0.0
+    _, report = to_csr(m, min_sparsity=0.5)                    # fc2 exactly at the threshold is taken
+    assert list(report) == ["fc1", "fc2"]
+    for n in report:
+        assert report[n] == {"nnz": np.count_nonzero(w[n]), "sparsity": s[n],
+                             "bytes": report[n]["bytes"], "dense_bytes": w[n].nbytes}
+    m2 = copy.deepcopy(m)
+    m2.layers["fc1"], m2.layers["fc3"] = m2.layers["fc3"], m2.layers["fc1"]   # a skipped layer first
+    assert list(to_csr(m2, min_sparsity=0.6)[1]) == ["fc3"]
+    # named layers are converted whatever their sparsity
+    assert list(to_csr(m, ["fc3"], min_sparsity=0.9)[1]) == ["fc3"]
+    assert list(to_csr(m, min_sparsity=1.0)[1]) == []
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValidationError, match="^min_sparsity:"):
+            to_csr(m, min_sparsity=bad)
+
+
+def test_int8_codes_are_symmetric_whatever_the_largest_magnitude():
+    # max|w| = 1: s = 1 / 127.5 (float32), zero point 0 — an asymmetric choice on [-1, 1] would shift it
+    csr = csr_weight(np.array([[1.0, 0.0, -0.5]], np.float32), values="int8")
+    s = np.float32(1 / 127.5)
+    assert csr.values.qparams.scale.item() == s and not csr.values.qparams.zero_point.any()
+    # 1 / s = 127.5 rounds to 128 and saturates at 127; −0.5 / s = −63.75 rounds to −64
+    assert csr.values.data.tolist() == [127, -64]
+    # an all-zero weight: the empty range's scale 1 (choose_qparams eq. 8), nothing stored
+    empty = csr_weight(np.zeros((2, 3), np.float32), values="int8")
+    assert empty.values.qparams.scale.item() == 1.0 and not empty.values.qparams.zero_point.any()

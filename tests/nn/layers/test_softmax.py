@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from refcomp.errors import ShapeError, ValidationError
+from refcomp.errors import DTypeError, ShapeError, ValidationError
 from refcomp.nn import Softmax
 from refcomp.nn.layers.softmax import softmax, softmax_backward
 
@@ -67,3 +67,16 @@ def test_config_and_bad_input():
     layer.forward(np.ones((2, 3)))
     with pytest.raises(ShapeError, match="^dy:"):
         layer.backward(np.ones((3, 2)))
+
+
+def test_ranks_one_to_eight_of_floats():
+    x = np.array([0.5, -1.0, 2.0])
+    np.testing.assert_allclose(Softmax().forward(x), special.softmax(x), rtol=1e-14)     # a lone vector
+    assert Softmax(3).forward(np.zeros((1,) * 7 + (4,))).shape == (1,) * 7 + (4,)        # rank 8
+    with pytest.raises(ShapeError, match="^x:"):
+        Softmax().forward(np.zeros((1,) * 8 + (4,)))                                     # rank 9
+    with pytest.raises(ShapeError, match="^x:"):
+        Softmax().forward(np.float64(1.0))
+    for x in (np.arange(3), np.array([True, False])):
+        with pytest.raises(DTypeError, match="^x:"):
+            Softmax().forward(x)
