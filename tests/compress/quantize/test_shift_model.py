@@ -132,6 +132,7 @@ def test_power_of_two_weight_forward_and_saturating_gradient_written_out():
     STE): the weight 1.3 rounds to 2^0 = e_max and its gradient is cut; 4 bits is the default."""
     m = small_mlp(0, (6, 5, 3))
     m["fc0"].weight.data[0, 0] = 1.3                         # the peak: e_max = round(log2 1.3) = 0 < log2 1.3
+    m["fc0"].weight.data[0, 1] = 0.005                       # 2^-8 after rounding: below 4 bits' e_min = -6, flushed
     w = m["fc0"].weight.to_dense()
     for bits, q in ((3, prepare_power_of_two(m, bits=3)), (4, prepare_power_of_two(m))):
         want, _, e_max = _pot(w, bits)
