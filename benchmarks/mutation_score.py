@@ -499,6 +499,14 @@ EQUIVALENT_BY_HAND = {
             "shift = (p.exponent.astype(np.int64) - p.min_exponent).reshape(p.shape[0], -1)",
             "q = q.reshape(q.shape[0], -1)")],
     ],
+    "refcomp/compress/quantize/model_graph.py": [
+        # the fused ReLU x·1{x > 0}: at x = 0 (either sign) both give x·0 = x·1 = x; NaN stays NaN either way
+        ("x = x * (x > 0)", "x = x * (x >= 0)", "the two differ only at x = 0, where x·0 = x·1"),
+        # flat_layers of a non-Sequential is [(prefix, model)]: the recursion returns [(full, layer)] itself
+        ("out.extend(flat_layers(layer, full) if isinstance(layer, Sequential) else [(full, layer)])",
+         "out.extend(flat_layers(layer, full) if (isinstance(layer, Sequential)) or True else [(full, layer)])",
+         "the recursion on a leaf is [(full, layer)]"),
+    ],
     "refcomp/compress/quantize/bias_correction.py": [
         # no function writes into its checked inputs or returns one of them (every result is a fresh
         # difference, product, mean or np.maximum), so whether float_array copies them is not observable

@@ -52,8 +52,10 @@ def test_layers_without_an_exact_integer_stage_are_named():
         value_stage("x", Linear(2, 2, rng=0))                      # a compute layer is no value stage
     with pytest.raises(ValidationError, match="^model: "):
         stages_of(Sequential(("r", ReLU()), ("f", Flatten())))     # nothing to quantize
-    assert [value_stage(n, m).kind for n, m in (("p", MaxPool2d(2)), ("r", ReLU()), ("f", Flatten()),
-                                                ("d", Dropout()))] == ["maxpool", "relu", "flatten", "identity"]
+    layers = (("p", MaxPool2d(2)), ("r", ReLU()), ("f", Flatten()), ("d", Dropout()))
+    stages = [value_stage(n, m) for n, m in layers]
+    assert [s.kind for s in stages] == ["maxpool", "relu", "flatten", "identity"]
+    assert all(s.name == n and s.layer is m and not s.relu for s, (n, m) in zip(stages, layers))
 
 
 def test_forward_float_of_each_kind_of_stage():
