@@ -18,7 +18,7 @@ from refcomp.compress.quantize.ptq import quantize_static
 from refcomp.compress.quantize.simulate import simulate
 from refcomp.errors import DTypeError, ValidationError
 from refcomp.formats import Dense, QTensor
-from refcomp.nn import AvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, Sequential, Tanh
+from refcomp.nn import AvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential, Tanh
 from refcomp.nn.layers import DequantizeLinear, QuantizeLinear
 from refcomp.ops import conv_integer
 from refcomp.ops.integer_linear import requantization_params, requantize_accumulators
@@ -309,3 +309,134 @@ def test_cnn_integer_equals_the_formulas_written_out(seed, act):
     im, _ = quantize_static(model, rng.normal(size=(40, 1, 10, 10)).astype(np.float32), activation_dtype=act)
     x = (rng.normal(size=(6, 1, 10, 10)) * 1.5).astype(np.float32)
     np.testing.assert_array_equal(output_codes(im, x).astype(np.int64), oracle_codes(im, x))
+
+
+# ---------------------------------------------- the builders, the byte count and the output hook, by hand
+
+def _symmetric_int8(w):
+    """Per-output-channel symmetric codes in [-127, 127] of w and their scales max|w_o| / 127, written out
+    (int64 codes and float64 scales: the builders store them as int8 and float32)."""
+    s = np.abs(w.reshape(len(w), -1)).max(axis=1) / 127.0
+    return np.rint(w / s.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.int64), s
+
+
+def test_integer_model_from_hand_made_tables_equals_the_formulas_written_out():
+    """integer_model alone (no PTQ): uint8 input codes, the given int8 weight codes with float32 scales per
+    output channel (z_w = 0), each compute stage's output QParams, and a bias table that replaces a bias and
+    gives a bias-free layer one; its codes are oracle_codes' (formulas in Python integers). The float
+    model is not modified, and the integer one is ``quantize / model / dequantize``."""
+    from refcomp.compress.quantize.integer_model import integer_model
+    from refcomp.quant import QParams
+
+    rng = np.random.default_rng(7)
+    model = Sequential(("fc0", Linear(6, 5, rng=rng)), ("fc1", Linear(5, 3, bias=False, rng=rng)))
+    w0 = model["fc0"].weight.to_dense().copy()
+    weights = {n: _symmetric_int8(model[n].weight.to_dense().astype(np.float64)) for n in ("fc0", "fc1")}
+    qparams = {"input": QParams(np.float32(0.02), np.array(128, np.uint8), "uint8"),
+               "fc0": QParams(np.float32(0.05), np.array(120, np.uint8), "uint8"),
+               "fc1": QParams(np.float32(0.03), np.array(-3, np.int8), "int8")}
+    biases = {"fc1": np.array([0.25, -0.5, 0.125])}                      # float64 in, float32 inside
+    im = integer_model(model, qparams, weights, biases=biases)
+    assert list(im.layers) == ["quantize", "model", "dequantize"]
+    fc0, fc1 = im["model"]["fc0"], im["model"]["fc1"]
+    assert fc1.bias.data.dtype == np.float32 and fc1.bias.data.tolist() == [0.25, -0.5, 0.125]
+    np.testing.assert_array_equal(fc0.bias.data, model["fc0"].bias.data)
+    for layer, (codes, s) in ((fc0, weights["fc0"]), (fc1, weights["fc1"])):
+        np.testing.assert_array_equal(layer.weight.data, codes)
+        assert layer.weight.data.dtype == np.int8 and layer.weight.qparams.axis == 0
+        assert np.asarray(layer.weight.qparams.scale).dtype == np.float32
+        np.testing.assert_array_equal(layer.weight.qparams.scale, s.astype(np.float32))
+        assert np.all(np.asarray(layer.weight.qparams.zero_point) == 0)
+    assert fc0.output_qparams is qparams["fc0"] and fc1.output_qparams is qparams["fc1"]
+    # scales of another float dtype or shape, holding one value per output channel: float32 (O,) all the same
+    codes0, s0 = weights["fc0"]
+    other = integer_model(model, qparams, {"fc0": (codes0, s0.astype(np.float16).reshape(-1, 1)), "fc1": weights["fc1"]})
+    scale = other["model"]["fc0"].weight.qparams.scale
+    assert scale.dtype == np.float32 and scale.shape == (5,)
+    np.testing.assert_array_equal(scale, s0.astype(np.float16).astype(np.float32))
+    x = rng.normal(size=(9, 6)).astype(np.float32)
+    np.testing.assert_array_equal(output_codes(im, x).astype(np.int64), oracle_codes(im, x))
+    # the float model keeps its float weights and its missing bias
+    assert model["fc1"].bias is None and isinstance(model["fc0"].weight, Dense)
+    np.testing.assert_array_equal(model["fc0"].weight.to_dense(), w0)
+
+
+def test_integer_model_names_the_missing_table():
+    from refcomp.compress.quantize.integer_model import integer_model
+    from refcomp.quant import QParams
+
+    model = small_mlp(1)
+    qp = QParams(np.float32(0.1), np.array(0, np.uint8), "uint8")
+    codes = {n: (np.zeros(model[n].weight.shape, np.int8), np.ones(model[n].weight.shape[0], np.float32))
+             for n in ("fc0", "fc1", "fc2")}
+    with pytest.raises(ValidationError, match="^weights: "):
+        integer_model(model, {"input": qp, "fc0": qp, "fc1": qp, "fc2": qp}, {"fc0": codes["fc0"]})
+    with pytest.raises(ValidationError, match="^qparams: "):
+        integer_model(model, {"input": qp, "fc0": qp}, codes)
+
+
+def test_qdq_model_wraps_only_the_named_layers_and_refuses_the_root():
+    from refcomp.compress.quantize.integer_model import integer_layers, qdq_model
+    from refcomp.quant import QParams
+
+    model = small_mlp(2)
+    qp = QParams(np.float32(0.1), np.array(0, np.uint8), "uint8")
+    codes, s = _symmetric_int8(model["fc1"].weight.to_dense().astype(np.float64))
+    qm = qdq_model(model, {"fc1": qp}, {"fc1": qp}, {"fc1": (codes, s)})
+    assert list(qm["fc1"].layers) == ["quantize", "layer", "dequantize"]
+    assert [n for n, _ in integer_layers(qm)] == ["fc1.layer"]
+    assert isinstance(model["fc1"].weight, Dense)                      # the model is not modified
+    lone = Linear(3, 2, rng=0)                                          # the model itself is no named layer
+    with pytest.raises(ValidationError, match="^weights: "):
+        qdq_model(lone, {"": qp}, {"": qp}, {"": _symmetric_int8(lone.weight.to_dense().astype(np.float64))})
+
+
+@pytest.mark.parametrize("requantize", ["fixed_point", "float"])
+def test_integer_bytes_counts_codes_int32_biases_and_the_requantization(requantize):
+    """One byte per int8 code, an int32 bias per output channel (bias-free layers: none), and per output
+    channel an int32 multiplier and shift (8 bytes, eq. I3) or one float32 M (4 bytes, I3')."""
+    from refcomp.compress.quantize.integer_model import integer_bytes
+
+    rng = np.random.default_rng(8)
+    model = Sequential(("fc0", Linear(12, 16, rng=rng)), ("relu0", ReLU()), ("fc1", Linear(16, 4, bias=False, rng=rng)))
+    im, _ = quantize_static(model, rng.normal(size=(32, 12)).astype(np.float32), requantize=requantize)
+    per_channel = 4 if requantize == "float" else 8
+    assert integer_bytes(im) == (12 * 16 + per_channel * 16 + 4 * 16) + (16 * 4 + per_channel * 4)
+    assert type(integer_bytes(im)) is int
+
+
+def test_output_codes_reads_the_one_dequantize_input_of_a_float64_batch_too():
+    from refcomp.compress.quantize.integer_model import qdq_model
+    from refcomp.quant import QParams
+
+    rng = np.random.default_rng(9)
+    model = small_mlp(9)
+    im, _ = quantize_static(model, rng.normal(size=(32, 12)).astype(np.float32))
+    x = rng.normal(size=(5, 12))
+    np.testing.assert_array_equal(output_codes(im, x), output_codes(im, x.astype(np.float32)))
+    np.testing.assert_array_equal(output_codes(im, x).astype(np.int64), oracle_codes(im, x.astype(np.float32)))
+    with pytest.raises(ValidationError, match="^model: "):
+        output_codes(model, x)                                         # a float model: no DequantizeLinear
+    qp = QParams(np.float32(0.1), np.array(0, np.uint8), "uint8")
+    two = qdq_model(model, {"fc0": qp, "fc1": qp}, {"fc0": qp, "fc1": qp},
+                    {n: _symmetric_int8(model[n].weight.to_dense().astype(np.float64)) for n in ("fc0", "fc1")})
+    with pytest.raises(ValidationError, match="^model: "):
+        output_codes(two, x)                                           # two islands: which exit?
+
+
+def test_output_codes_quantize_a_float64_or_integer_batch_as_float32():
+    """The batch is read as float32 first (as the integer model's QuantizeLinear defines it): x = (k + ½)·s·
+    (1 + 2^-30) is (k + ½)·s exactly in float32, a tie that rounds to even, while in float64 it lies above the
+    tie. A one-Linear model whose output code is its input code (ŵ = 1, s_y = s_x) shows the input codes."""
+    from refcomp.compress.quantize.integer_model import integer_model
+    from refcomp.quant import QParams
+
+    model = Sequential(("fc", Linear(1, 1, bias=False, rng=0)))
+    qp = QParams(np.float32(0.0625), np.array(0, np.int8), "int8")
+    im = integer_model(model, {"input": qp, "fc": qp}, {"fc": (np.array([[127]]), np.array([1 / 127]))})
+    k = np.arange(10.0)
+    x = ((k + 0.5) * 0.0625 * (1 + 2.0**-30)).reshape(-1, 1)
+    np.testing.assert_array_equal(output_codes(im, x)[:, 0], np.rint(k + 0.5))      # 0, 2, 2, 4, 4, ...
+    # an integer batch (pixel values, say) is a float32 batch too: code 16·k, clipped to int8
+    k = np.arange(-9, 10)
+    np.testing.assert_array_equal(output_codes(im, k.reshape(-1, 1))[:, 0], np.clip(16 * k, -128, 127))
