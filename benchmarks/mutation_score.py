@@ -57,6 +57,10 @@ MODULES = {
     "refcomp/compress/quantize/lowbit.py": ["tests/compress/quantize/test_lowbit.py"],
     "refcomp/compress/lowrank/factorize.py": ["tests/compress/lowrank/test_factorize.py"],
     "refcomp/compress/share/cluster.py": ["tests/compress/share/test_cluster.py"],
+    # the fast tests only: the others train a digits model first (minutes per mutant on a loaded machine)
+    "refcomp/compress/lowrank/model.py": [f"tests/compress/lowrank/test_model.py::test_{t}" for t in (
+        "full_rank_factorizations_equal_the_conv", "truncated_factorizations_store_fewer_weights",
+        "factorize_model_on_a_graph_by_dotted_names", "factorize_model_with_calibration_whitens_each_layer_in_order")],
     "refcomp/compress/distill/loss.py": ["tests/compress/distill/test_loss.py"],
     "refcomp/ops/requantize.py": ["tests/ops/test_requantize.py", "tests/kernels/test_requantize.py"],
     "refcomp/ops/quantize_linear.py": ["tests/ops/test_quantize_linear.py", "tests/ops/test_vs_onnx_reference.py",
@@ -263,6 +267,15 @@ EQUIVALENT_BY_HAND = {
             "r = next((i for i in range(1, s.size + 1) if i == s.size or tail[i] <= delta), None)",
             "r = next((i for i in range(1, s.size + 1) if i == s.size or tail[i] <= delta), )",
             "r = next((i for i in range(1, s.size + 2) if i == s.size or tail[i] <= delta), s.size)")],
+    ],
+    "refcomp/compress/lowrank/search.py": [
+        # r⁰ = ⌈out·in / (out + in)⌉ − 1 < min(out, in): out·in / (out + in) < min(out, in) (the max over
+        # out + in is < 1), so its ceiling is at most min(out, in): neither cap ever binds
+        *[("r = min(math.ceil(out * n_in / (out + n_in)) - 1, out, n_in)", new, "r⁰ < min(out, in) already")
+          for new in ("r = min(math.ceil(out * n_in / (out + n_in)) - 1, n_in)",
+                      "r = min(math.ceil(out * n_in / (out + n_in)) - 1, out, )")],
+        # errors() tests its argument by truth value: None is falsy as the empty {} (the dense model)
+        ("current = dense = errors(ranks)", "current = dense = errors(None)", "None is falsy as {}"),
     ],
     "refcomp/compress/lowrank/tensor_model.py": [
         # a kernel of width 1 (vert) or of height 1 (horiz) has no gap to dilate along that axis
