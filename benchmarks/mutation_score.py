@@ -58,7 +58,8 @@ MODULES = {
     "refcomp/compress/lowrank/factorize.py": ["tests/compress/lowrank/test_factorize.py"],
     "refcomp/compress/share/cluster.py": ["tests/compress/share/test_cluster.py"],
     # the fast tests only: the others train or load a digits model first
-    "refcomp/compress/precision/model.py": ["tests/compress/precision/test_mixed_bits.py",
+    "refcomp/compress/precision/model.py": ["tests/compress/precision/test_model_by_hand.py",
+                                            "tests/compress/precision/test_mixed_bits.py",
                                             "tests/compress/precision/test_model.py::"
                                             "test_loss_scaling_never_applies_nonfinite_updates"],
     # the fast tests only: the others train a digits model first (minutes per mutant on a loaded machine)
@@ -316,6 +317,12 @@ EQUIVALENT_BY_HAND = {
             "w2 = w.reshape(w.shape[0], -1).astype(np.float64)",
             "w_r = (left.weight.to_dense().reshape(w.shape[0], -1).astype(np.float64)",
             "@ right.weight.to_dense().reshape(right.weight.shape[0], -1).astype(np.float64))")],
+    ],
+    "refcomp/compress/precision/model.py": [
+        # a budget below 1 byte is below every layer's narrowest bytes (> 0): the check that follows refuses
+        # it with the same ValidationError naming budget_bytes
+        *[('budget = integer(budget_bytes, "budget_bytes", minimum=1)', f'budget = integer(budget_bytes, "budget_bytes", {new}',
+           "refused by the same name just after") for new in ("minimum=None)", ")", "minimum=2)")],
     ],
     "refcomp/compress/lowrank/tensor_model.py": [
         # a kernel of width 1 (vert) or of height 1 (horiz) has no gap to dilate along that axis
