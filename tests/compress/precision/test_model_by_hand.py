@@ -119,8 +119,8 @@ def test_layer_bits_minimise_the_summed_sensitivity_under_the_average_width(grou
     """The table: output MSE with only one layer quantized (float32 inputs; groups of 16 by default); the
     choice: a brute force minimum of Σ error over every assignment with Σ n·b <= avg_bits·Σ n (greedy:
     within that budget)."""
-    m = small_mlp(1, sizes=(8, 12, 8, 4))
-    x = np.random.default_rng(2).normal(size=(16, 8))
+    m = small_mlp(1, sizes=(20, 12, 8, 4))                           # fc0's rows: a group of 16, then 4
+    x = np.random.default_rng(2).normal(size=(16, 20))
     kw = {} if group_size == "default" else {"group_size": group_size}
     alloc, sens = select_layer_bits(m, x, 4.5, bit_choices=(2, 4, 8), method=method, **kw)
     want = _sensitivity_by_hand(m, x.astype(np.float32), (2, 4, 8), 16 if group_size == "default" else group_size)
@@ -128,7 +128,7 @@ def test_layer_bits_minimise_the_summed_sensitivity_under_the_average_width(grou
     for name in want:
         np.testing.assert_allclose([sens[name][b] for b in (2, 4, 8)], [want[name][b] for b in (2, 4, 8)],
                                    rtol=1e-9)
-    sizes = {"fc0": 96, "fc1": 96, "fc2": 32}
+    sizes = {"fc0": 240, "fc1": 96, "fc2": 32}
     budget = int(4.5 * sum(sizes.values()))
     assert alloc.total_bits == sum(sizes[n] * b for n, b in alloc.bits.items()) <= budget
     if method == "exact":
@@ -185,6 +185,10 @@ def test_mixed_bits_model_quantizes_in_groups_of_16_and_reports_its_budget():
     ref, _ = quantize_weights(m, bits=rep["bits"], group_size=16)
     assert rep["budget_bytes"] == big and rep["bytes"] == model_bytes(ref)
     np.testing.assert_array_equal(q.forward(x), ref.forward(x))
+    _, rep = mixed_bits_model(m, x, big, bit_choices=(2, 4), group_size=8)   # the group size reaches the table
+    want = _sensitivity_by_hand(m, x, (2, 4), 8)
+    np.testing.assert_allclose([rep["sensitivity"][n][b] for n in want for b in (2, 4)],
+                               [want[n][b] for n in want for b in (2, 4)], rtol=1e-9)
     with pytest.raises(ValidationError, match="budget_bytes"):
         mixed_bits_model(m, x, floor - 1, bit_choices=(2, 4))
     with pytest.raises(ValidationError, match="bit_choices"):
