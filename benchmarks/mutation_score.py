@@ -57,6 +57,16 @@ MODULES = {
     "refcomp/compress/quantize/lowbit.py": ["tests/compress/quantize/test_lowbit.py"],
     "refcomp/compress/lowrank/factorize.py": ["tests/compress/lowrank/test_factorize.py"],
     "refcomp/compress/share/cluster.py": ["tests/compress/share/test_cluster.py"],
+    # the fast tests only: the others train or load a digits model first
+    "refcomp/compress/precision/model.py": ["tests/compress/precision/test_model_by_hand.py",
+                                            "tests/compress/precision/test_mixed_bits.py",
+                                            "tests/compress/precision/test_model.py::"
+                                            "test_loss_scaling_never_applies_nonfinite_updates"],
+    # the fast tests only: the others train a digits model first (minutes per mutant on a loaded machine)
+    "refcomp/compress/lowrank/model.py": ["tests/compress/lowrank/test_model_factors.py"] + [
+        f"tests/compress/lowrank/test_model.py::test_{t}" for t in (
+            "full_rank_factorizations_equal_the_conv", "truncated_factorizations_store_fewer_weights",
+            "factorize_model_on_a_graph_by_dotted_names", "factorize_model_with_calibration_whitens_each_layer_in_order")],
     "refcomp/compress/distill/loss.py": ["tests/compress/distill/test_loss.py"],
     "refcomp/ops/requantize.py": ["tests/ops/test_requantize.py", "tests/kernels/test_requantize.py"],
     "refcomp/ops/quantize_linear.py": ["tests/ops/test_quantize_linear.py", "tests/ops/test_vs_onnx_reference.py",
@@ -301,6 +311,56 @@ EQUIVALENT_BY_HAND = {
             "r = next((i for i in range(1, s.size + 1) if i == s.size or tail[i] <= delta), None)",
             "r = next((i for i in range(1, s.size + 1) if i == s.size or tail[i] <= delta), )",
             "r = next((i for i in range(1, s.size + 2) if i == s.size or tail[i] <= delta), s.size)")],
+    ],
+    "refcomp/compress/lowrank/search.py": [
+        # r⁰ = ⌈out·in / (out + in)⌉ − 1 < min(out, in): out·in / (out + in) < min(out, in) (the max over
+        # out + in is < 1), so its ceiling is at most min(out, in): neither cap ever binds
+        *[("r = min(math.ceil(out * n_in / (out + n_in)) - 1, out, n_in)", new, "r⁰ < min(out, in) already")
+          for new in ("r = min(math.ceil(out * n_in / (out + n_in)) - 1, n_in)",
+                      "r = min(math.ceil(out * n_in / (out + n_in)) - 1, out, )")],
+        # errors() tests its argument by truth value: None is falsy as the empty {} (the dense model)
+        ("current = dense = errors(ranks)", "current = dense = errors(None)", "None is falsy as {}"),
+    ],
+    "refcomp/compress/lowrank/model.py": [
+        # Linear / Conv2d read bias by truth value (None: no bias, as False); their dtype only types the weight
+        # and bias they allocate, and both are replaced right after (the weight always, the bias whenever the
+        # layer has one, and _conv's default bias is False): so is dt, which types nothing else
+        ("dt = str(w.dtype)", "dt = None", "the allocated weight and bias are replaced"),
+        *[("first = Linear(layer.in_features, r, bias=False, dtype=dt)", f"first = Linear(layer.in_features, r, {new}",
+           "the allocated weight is replaced") for new in ("bias=None, dtype=dt)", "bias=False, dtype=None)",
+                                                          "bias=False, )")],
+        *[("second = Linear(r, layer.out_features, bias=layer.bias is not None, dtype=dt)",
+           f"second = Linear(r, layer.out_features, {new}", "the allocated weight and bias are replaced")
+          for new in ("bias=None, dtype=dt)", "bias=layer.bias is not None, dtype=None)",
+                      "bias=layer.bias is not None, )")],
+        *[("c = Conv2d(n_in, n_out, kernel, bias=bias, dtype=dtype, **geometry)", f"c = Conv2d(n_in, n_out, kernel, {new}",
+           "the allocated weight and bias are replaced") for new in (
+            "bias=None, dtype=dtype, **geometry)", "bias=bias, dtype=None, **geometry)", "bias=bias, **geometry)")],
+        *[(old, old.replace("dtype=dt)", "dtype=None)"), "the allocated weight and bias are replaced") for old in (
+            "first = _conv(layer.in_channels, r, layer.kernel_size, like=layer, weight=first_w, dtype=dt)",
+            "second = _conv(r, layer.out_channels, 1, bias=layer.bias is not None, weight=second_w, dtype=dt)",
+            "first = _conv(layer.in_channels, r_in, 1, weight=first_w, dtype=dt)",
+            "core = _conv(r_in, r_out, layer.kernel_size, like=layer, weight=core_w, dtype=dt)",
+            "last = _conv(r_out, layer.out_channels, 1, bias=layer.bias is not None, weight=last_w, dtype=dt)")],
+        *[(old, old.replace("bias=layer.bias is not None, ", new), "no bias, or the bias is set after")
+          for old in ("second = _conv(r, layer.out_channels, 1, bias=layer.bias is not None, weight=second_w, dtype=dt)",
+                      "last = _conv(r_out, layer.out_channels, 1, bias=layer.bias is not None, weight=last_w, dtype=dt)")
+          for new in ("bias=None, ", "")],
+        # tucker2 takes a list of ranks as the tuple (it unpacks either), and tuple() of a tuple is the tuple
+        *[("first_w, core_w, last_w = tucker2(w, ranks=tuple(ranks) if isinstance(ranks, list) else ranks)",
+           f"first_w, core_w, last_w = tucker2(w, ranks=tuple(ranks) if {new} else ranks)", "a list or a tuple alike")
+          for new in ("(isinstance(ranks, list)) and False", "(isinstance(ranks, list)) or True")],
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        *[(old, old.replace("-1)", "-2)"), "NumPy: any negative is -1") for old in (
+            "w2 = w.reshape(w.shape[0], -1).astype(np.float64)",
+            "w_r = (left.weight.to_dense().reshape(w.shape[0], -1).astype(np.float64)",
+            "@ right.weight.to_dense().reshape(right.weight.shape[0], -1).astype(np.float64))")],
+    ],
+    "refcomp/compress/precision/model.py": [
+        # a budget below 1 byte is below every layer's narrowest bytes (> 0): the check that follows refuses
+        # it with the same ValidationError naming budget_bytes
+        *[('budget = integer(budget_bytes, "budget_bytes", minimum=1)', f'budget = integer(budget_bytes, "budget_bytes", {new}',
+           "refused by the same name just after") for new in ("minimum=None)", ")", "minimum=2)")],
     ],
     "refcomp/compress/lowrank/tensor_model.py": [
         # a kernel of width 1 (vert) or of height 1 (horiz) has no gap to dilate along that axis

@@ -48,7 +48,8 @@ def rank_ladder(out: int, n_in: int, shrink: float = 0.75) -> list[int]:
     ladder = []
     while r >= 1:
         ladder.append(r)
-        r = min(r - 1, int(math.floor(s * r)))
+        # at least 1: with s < 1/2, ⌊s·2⌋ = 0 would end the ladder at 2 and never try rank 1 (R.1 ends at 1)
+        r = min(r - 1, max(1, int(math.floor(s * r))))
     return ladder
 
 
