@@ -1269,6 +1269,14 @@ EQUIVALENT_BY_HAND = {
         # train() stores bool(mode): bool(None) is False
         ("return self.train(False)", "return self.train(None)", "bool(None) is False"),
     ],
+    "refcomp/nn/train.py": [
+        # a dtype kind is one character: "i" or "u" is in "XXiuXX" as in "iu"
+        ('return first if first.ndim == 1 and first.dtype.kind in "iu" else None',
+         'return first if first.ndim == 1 and first.dtype.kind in "XXiuXX" else None', "one-character kinds"),
+        # getattr's default is read by truth value: a model without accepts_input_grad gets the plain call
+        ('if getattr(model, "accepts_input_grad", False):', 'if getattr(model, "accepts_input_grad", None):',
+         "None is falsy"),
+    ],
 }
 
 
