@@ -94,6 +94,11 @@ MODULES = {
     "refcomp/nn/layers/softmax.py": ["tests/nn/layers/test_softmax.py"],
     "refcomp/nn/layers/shape.py": ["tests/nn/layers/test_shape.py"],
     "refcomp/nn/layers/arithmetic.py": ["tests/nn/layers/test_arithmetic.py"],
+    # the loop is stated by the fast tests; the accuracy runs (30 epochs of digits, LeNet-300-100 on
+    # MNIST) would cost each mutant half a minute and state nothing those do not
+    "refcomp/nn/train.py": ["tests/nn/test_train.py",
+                            "--deselect", "tests/nn/test_train.py::test_digits_mlp_reaches_96_percent",
+                            "--deselect", "tests/nn/test_train.py::test_lenet_300_100_short_run_on_mnist"],
     "refcomp/compress/quantize/simulate.py": ["tests/compress/quantize/test_simulate.py"],
     # the retraining test (a minute of training) is left to the suite: the layer and byte-count tests state it
     "refcomp/compress/quantize/lowbit_model.py": [f"tests/compress/quantize/test_lowbit_model.py::{t}" for t in (
@@ -1624,6 +1629,26 @@ EQUIVALENT_BY_HAND = {
         # a negative epochs is truthy, and train() refuses it with the same ValidationError naming epochs
         *[('epochs = integer(epochs, "epochs", minimum=0)', f'epochs = integer(epochs, "epochs", {new})',
            "train() refuses epochs < 1 by the same argument") for new in ("minimum=None", "")],
+    ],
+    "refcomp/nn/module.py": [
+        # _accumulate: np.array copies by default, so the first gradient is a copy either way
+        ("p.grad = np.array(g, dtype=p.dtype, copy=True)", "p.grad = np.array(g, dtype=p.dtype, )",
+         "np.array copies by default"),
+        # getattr's default is read by truth value: None is as falsy as False (a weight without
+        # ``trainable`` is not trained; a layer without ``accepts_input_grad`` gets the plain backward)
+        ('if getattr(p, "trainable", False):', 'if getattr(p, "trainable", None):', "None is falsy"),
+        ('if not input_grad and i == first and getattr(layer, "accepts_input_grad", False):',
+         'if not input_grad and i == first and getattr(layer, "accepts_input_grad", None):', "None is falsy"),
+        # train() stores bool(mode): bool(None) is False
+        ("return self.train(False)", "return self.train(None)", "bool(None) is False"),
+    ],
+    "refcomp/nn/train.py": [
+        # a dtype kind is one character: "i" or "u" is in "XXiuXX" as in "iu"
+        ('return first if first.ndim == 1 and first.dtype.kind in "iu" else None',
+         'return first if first.ndim == 1 and first.dtype.kind in "XXiuXX" else None', "one-character kinds"),
+        # getattr's default is read by truth value: a model without accepts_input_grad gets the plain call
+        ('if getattr(model, "accepts_input_grad", False):', 'if getattr(model, "accepts_input_grad", None):',
+         "None is falsy"),
     ],
 }
 
