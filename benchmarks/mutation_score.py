@@ -75,6 +75,18 @@ MODULES = {
     "refcomp/formats/csr.py": ["tests/formats/test_csr.py", "tests/formats/test_csr_compositions.py"],
     "refcomp/nn/optim.py": ["tests/nn/test_optim.py"],
     "refcomp/compress/quantize/simulate.py": ["tests/compress/quantize/test_simulate.py"],
+    # the fast statements of the fully binary model (its training test takes minutes; the accelerated
+    # backends compute the same bit counts, checked by the fast-backend test outside this selection)
+    "refcomp/compress/quantize/binary_model.py": [
+        "tests/compress/quantize/test_binary_model.py::" + t for t in (
+            "test_xnor_layer_forward_and_gradient", "test_structure_first_and_last_float",
+            "test_packed_path_equals_float_simulation", "test_refuses_what_it_cannot_binarize",
+            "test_xnor_layer_without_bias_and_with_one_output_channel",
+            "test_xnor_layer_keeps_float32_and_skips_the_input_gradient",
+            "test_xnor_layer_leaves_the_wrapped_layer_alone_and_needs_a_forward",
+            "test_bytes_of_a_bias_free_one_row_hidden_layer",
+            "test_packed_model_runs_the_hidden_layers_on_bit_counts_with_its_backend",
+            "test_packed_model_is_a_snapshot_of_the_model", "test_nested_layer_names_are_flattened_with_underscores")],
 }
 
 #: the packages whose modules hold algorithms (what ``--all`` mutates)
@@ -289,6 +301,20 @@ EQUIVALENT_BY_HAND = {
          "err = np.linalg.norm(tt_to_tensor(cores).transpose(3, 0, 1, 2) - k) / (np.linalg.norm(k) or 2.0)", "0 / 1 == 0 / 2"),
         ("err = float(np.linalg.norm(new.to_dense() - w) / (np.linalg.norm(w) or 1.0))",
          "err = float(np.linalg.norm(new.to_dense() - w) / (np.linalg.norm(w) or 2.0))", "0 / 1 == 0 / 2"),
+    ],
+    "refcomp/compress/quantize/binary_model.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        *[(old, old.replace("-1", "-2", 1) if i == 0 else new, "NumPy: any negative is -1") for i, old, new in (
+            (0, "return (1, -1) if isinstance(layer, Linear) else (1, -1, 1, 1)", None),
+            (1, "return (1, -1) if isinstance(layer, Linear) else (1, -1, 1, 1)",
+             "return (1, -1) if isinstance(layer, Linear) else (1, -2, 1, 1)"),
+            (0, "w.grad = w.grad + (s / n * d_alpha.reshape((-1,) + (1,) * (w.data.ndim - 1))).astype(w.grad.dtype)",
+             None),
+            (0, "packed = pack_signs(w.reshape(w.shape[0], -1))", None),
+            (0, "s = d.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)", None))],
+        # PackedBinaryModel: the flag is only read after ``binary_input or isinstance(...)``, a bool
+        # from either start (None or b is b, as False or b)
+        ("binary_input = False", "binary_input = None", "None or b is b"),
     ],
     "refcomp/compress/prune/l0.py": [
         # NumPy reads any negative size in reshape as the one unknown dimension
