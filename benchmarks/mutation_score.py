@@ -87,6 +87,11 @@ MODULES = {
             "test_bytes_of_a_bias_free_one_row_hidden_layer",
             "test_packed_model_runs_the_hidden_layers_on_bit_counts_with_its_backend",
             "test_packed_model_is_a_snapshot_of_the_model", "test_nested_layer_names_are_flattened_with_underscores")],
+    # the fast statements of static PTQ (the digits accuracy tests train a model for minutes)
+    "refcomp/compress/quantize/ptq.py": [
+        "tests/compress/quantize/test_ptq.py::" + t for t in (
+            "test_static_ptq_conv_weights_per_channel", "test_requantize_float_is_onnx_float32_requantization",
+            "test_integer_bytes_count_what_each_requantization_stores")],
 }
 
 #: the packages whose modules hold algorithms (what ``--all`` mutates)

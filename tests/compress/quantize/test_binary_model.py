@@ -169,17 +169,20 @@ def test_xnor_layer_leaves_the_wrapped_layer_alone_and_needs_a_forward():
 
 
 def _one_row_model():
-    """A hidden layer of one output row over K = 65 inputs (two words, the second with one bit), no bias."""
+    """A hidden layer of one output row over K = 65 inputs (two words, the second with one bit), no bias;
+    a float last layer without bias too."""
     rng = np.random.default_rng(5)
     return Sequential(("fc0", Linear(6, 65, rng=rng)), ("relu0", ReLU()),
-                      ("fc1", Linear(65, 1, bias=False, rng=rng)), ("relu1", ReLU()), ("fc2", Linear(1, 3, rng=rng)))
+                      ("fc1", Linear(65, 1, bias=False, rng=rng)), ("relu1", ReLU()),
+                      ("fc2", Linear(1, 3, bias=False, rng=rng)))
 
 
 def test_bytes_of_a_bias_free_one_row_hidden_layer():
     m, report = binarize_model(_one_row_model())
     assert report["binary_layers"] == ["fc1"]
-    # fc0, fc2 float32 weights + biases; fc1: 1 row of ceil(65 / 64) = 2 uint64 words, one float32 α, no bias
-    assert report["bytes"] == binary_bytes(m) == 4 * (6 * 65 + 65) + (1 * 2 * 8 + 4) + 4 * (1 * 3 + 3)
+    # fc0 float32 weight + bias; fc1: 1 row of ceil(65 / 64) = 2 uint64 words, one float32 α, no bias;
+    # fc2 a float32 weight, no bias
+    assert report["bytes"] == binary_bytes(m) == 4 * (6 * 65 + 65) + (1 * 2 * 8 + 4) + 4 * (1 * 3)
 
 
 def test_packed_model_runs_the_hidden_layers_on_bit_counts_with_its_backend(monkeypatch):
@@ -228,7 +231,7 @@ def test_packed_model_is_a_snapshot_of_the_model():
     assert all(layer.training for _, layer in m.named_modules())
     m["fc0"].weight.data[...] *= -1.0
     m["fc1"].inner.weight.data[...] *= 3.0
-    m["fc2"].bias.data[...] += 1.0
+    m["fc2"].weight.data[...] += 1.0
     np.testing.assert_array_equal(packed.forward(x), want)
 
 
