@@ -91,7 +91,17 @@ MODULES = {
     "refcomp/compress/quantize/ptq.py": [
         "tests/compress/quantize/test_ptq.py::" + t for t in (
             "test_static_ptq_conv_weights_per_channel", "test_requantize_float_is_onnx_float32_requantization",
-            "test_integer_bytes_count_what_each_requantization_stores")],
+            "test_integer_bytes_count_what_each_requantization_stores",
+            "test_calibrate_sees_every_batch_min_max_written_out", "test_calibrate_passes_observer_kwargs_and_kind",
+            "test_weight_codes_written_out", "test_weight_codes_are_of_the_float32_weight",
+            "test_calibration_batches_partition_the_data", "test_static_ptq_options_are_checked_by_name",
+            "test_static_ptq_int8_activations_and_per_tensor_low_bit_weights", "test_bias_correction_written_out",
+            "test_equalize_balances_the_ranges_of_a_pair", "test_per_layer_ptq_observes_each_layers_input_and_output")],
+    # the fast statements of QAT (the digits tests train a model for minutes)
+    "refcomp/compress/quantize/qat.py": [
+        "tests/compress/quantize/test_qat.py::" + t for t in (
+            "test_qat_layer_gradients_by_finite_differences", "test_lsq_step_gradient_where_defined",
+            "test_bad_qat_inputs_are_named", "test_prepared_model_computes_with_the_int8_grid_written_out")],
 }
 
 #: the packages whose modules hold algorithms (what ``--all`` mutates)
@@ -320,6 +330,25 @@ EQUIVALENT_BY_HAND = {
         # PackedBinaryModel: the flag is only read after ``binary_input or isinstance(...)``, a bool
         # from either start (None or b is b, as False or b)
         ("binary_input = False", "binary_input = None", "None or b is b"),
+    ],
+    "refcomp/compress/quantize/ptq.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("flat = w.reshape(w.shape[0], -1)", "flat = w.reshape(w.shape[0], -2)", "NumPy: any negative is -1"),
+        ("w_hats = {name: codes.astype(np.float64) * scales.astype(np.float64).reshape((-1,) + (1,) * (codes.ndim - 1))",
+         "w_hats = {name: codes.astype(np.float64) * scales.astype(np.float64).reshape((-2,) + (1,) * (codes.ndim - 1))",
+         "NumPy: any negative is -1"),
+        # choose_qparams' scale is float32 already (and 0-D per tensor: reshape(None) keeps its shape ());
+        # np.full takes a float32 0-D fill's dtype
+        *[(old.format("dtype=np.float32", "()", ", dtype=np.float32"), old.format(*args), "the scale is float32 already")
+          for old in ["scales = np.full(w.shape[0], np.asarray(qp.scale, {}).reshape({}){})"]
+          for args in (("dtype=np.float32", "()", ", dtype=None"), ("dtype=np.float32", "()", ", "),
+                       ("dtype=np.float32", "None", ", dtype=np.float32"), ("dtype=None", "()", ", dtype=np.float32"),
+                       ("", "()", ", dtype=np.float32"))],
+        *[("scales = np.asarray(qp.scale, dtype=np.float32)", f"scales = np.asarray(qp.scale, {new})",
+           "the scale is float32 already") for new in ("dtype=None", "")],
+        # without bias correction, integer_model reads ``name in biases`` only if biases is not None:
+        # no layer name is in "" either
+        ("biases = None", 'biases = ""', "no name is in an empty string"),
     ],
     "refcomp/compress/prune/l0.py": [
         # NumPy reads any negative size in reshape as the one unknown dimension
