@@ -96,12 +96,19 @@ MODULES = {
             "test_weight_codes_written_out", "test_weight_codes_are_of_the_float32_weight",
             "test_calibration_batches_partition_the_data", "test_static_ptq_options_are_checked_by_name",
             "test_static_ptq_int8_activations_and_per_tensor_low_bit_weights", "test_bias_correction_written_out",
-            "test_equalize_balances_the_ranges_of_a_pair", "test_per_layer_ptq_observes_each_layers_input_and_output")],
+            "test_equalize_balances_the_ranges_of_a_pair", "test_per_layer_ptq_observes_each_layers_input_and_output",
+            "test_two_bit_weights_and_bias_correction_batches")],
     # the fast statements of QAT (the digits tests train a model for minutes)
     "refcomp/compress/quantize/qat.py": [
         "tests/compress/quantize/test_qat.py::" + t for t in (
             "test_qat_layer_gradients_by_finite_differences", "test_lsq_step_gradient_where_defined",
-            "test_bad_qat_inputs_are_named", "test_prepared_model_computes_with_the_int8_grid_written_out")],
+            "test_bad_qat_inputs_are_named", "test_prepared_model_computes_with_the_int8_grid_written_out",
+            "test_observer_fake_quant_moving_average_only_while_training_and_not_frozen",
+            "test_lsq_initial_step_forward_and_gradients_written_out",
+            "test_fake_quantized_weight_accumulates_its_gradient_and_reports_its_step",
+            "test_prepare_qat_places_a_quantizer_after_each_stage", "test_train_qat_freezes_observers_from_the_given_epoch",
+            "test_to_integer_exports_the_trained_scales", "test_prepare_qat_first_batch_default_and_observer_switch",
+            "test_only_prepared_models_are_trained_or_exported", "test_train_qat_defaults")],
 }
 
 #: the packages whose modules hold algorithms (what ``--all`` mutates)
@@ -349,6 +356,9 @@ EQUIVALENT_BY_HAND = {
         # without bias correction, integer_model reads ``name in biases`` only if biases is not None:
         # no layer name is in "" either
         ("biases = None", 'biases = ""', "no name is in an empty string"),
+        # integer_model stores each corrected bias as np.asarray(bias, dtype=np.float32) itself
+        ("biases[s.name] = (b - shifts[s.name]).astype(np.float32)", "biases[s.name] = (b - shifts[s.name]).astype(None)",
+         "integer_model casts to float32"),
     ],
     "refcomp/compress/prune/l0.py": [
         # NumPy reads any negative size in reshape as the one unknown dimension

@@ -385,5 +385,34 @@ def test_per_layer_ptq_observes_each_layers_input_and_output():
         w = m[name.split(".")[0]].weight.to_dense().astype(np.float64)
         np.testing.assert_array_equal(layer.weight.qparams.scale, np.full(w.shape[0], np.float32(np.abs(w).max() / 7)))
     assert rep["bytes"] == integer_bytes(qm) + 2 * 6 * 4
+    # int8 activations on both sides of each layer, observer options on both sides too
+    _, r8 = quantize_static(m, x, integer_only=False, activation_dtype="int8")
+    _assert_qparams(r8["activation_qparams"]["fc0"]["input"], x.min(), x.max(), -128, 127)
+    _assert_qparams(r8["activation_qparams"]["fc0"]["output"], y0.min(), y0.max(), -128, 127)
+    kw = {"observer": "percentile", "integer_only": False}
+    _, rn = quantize_static(m, x, observer_kwargs={"percentile": 50.0}, **kw)
+    _, rw = quantize_static(m, x, **kw)
+    for side in ("input", "output"):
+        narrow, wide = (r["activation_qparams"]["fc0"][side] for r in (rn, rw))
+        assert np.float32(narrow.scale) < 0.9 * np.float32(wide.scale), side
     with pytest.raises(ValidationError, match="model"):
         quantize_static(Linear(5, 3, rng=0), x, integer_only=False)     # no layer inside a container
+
+
+def test_two_bit_weights_and_bias_correction_batches(monkeypatch):
+    """weight_bits=2 gives codes in [−1, 1]; bias correction measures on batches of batch_size."""
+    from refcomp.compress.quantize import ptq
+
+    m, x = _mlp_with_extremes(n=12)
+    im, _ = quantize_static(m, x, weight_bits=2)
+    assert {int(v) for _, layer in integer_layers(im) for v in np.unique(layer.weight.data)} <= {-1, 0, 1}
+    sizes = []
+    real = ptq.empirical_output_shift
+
+    def spy(*args, batch_size=500, **kwargs):
+        sizes.append(batch_size)
+        return real(*args, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(ptq, "empirical_output_shift", spy)
+    quantize_static(m, x, bias_correction=True, batch_size=5)
+    assert sizes == [5]
