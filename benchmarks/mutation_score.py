@@ -360,6 +360,25 @@ EQUIVALENT_BY_HAND = {
         ("biases[s.name] = (b - shifts[s.name]).astype(np.float32)", "biases[s.name] = (b - shifts[s.name]).astype(None)",
          "integer_model casts to float32"),
     ],
+    "refcomp/compress/quantize/qat.py": [
+        # ObserverFakeQuant.forward sets fq.observer_enabled before every use; frozen is read by truth value
+        *[("self.fq = FakeQuantize(obs, observer_enabled=True)", f"self.fq = FakeQuantize(obs, observer_enabled={v})",
+           "forward() sets it before every use") for v in ("None", "False")],
+        ("self.frozen = False", "self.frozen = None", "None is falsy"),
+        # fake_quantize's result is a fresh array: whether astype copies it again is not observable
+        *[("return self.fq.forward(x).astype(x.dtype, copy=False)", f"return self.fq.forward(x).astype(x.dtype, {v})",
+           "the result is fresh") for v in ("copy=None", "copy=True")],
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        *[(old, old.replace("-1", "-2", 1), "NumPy: any negative is -1") for old in (
+            "return s.reshape((-1,) + (1,) * (v.ndim - 1)) if self.axis == 0 else s",
+            "mean = a.reshape(a.shape[0], -1).mean(axis=1) if self.axis == 0 else a.mean()",
+            "d_s = d_s.reshape(shape[0], -1).sum(axis=1)",
+            "flat = w.reshape(w.shape[0], -1)",
+            "r = w.astype(np.float64) / s.astype(np.float64).reshape((-1,) + (1,) * (w.ndim - 1))")],
+        # the element count is a multiple of the number of steps: the true quotient is the same integer
+        ("n_per_step = int(np.prod(shape)) // self.step.data.size",
+         "n_per_step = int(np.prod(shape)) / self.step.data.size", "an exact quotient"),
+    ],
     "refcomp/compress/prune/l0.py": [
         # NumPy reads any negative size in reshape as the one unknown dimension
         ("shape = (-1,) + (1,) * (prev.weight.data.ndim - 1)", "shape = (-2,) + (1,) * (prev.weight.data.ndim - 1)",
