@@ -128,6 +128,40 @@ MODULES = {
         "test_bias_bytes_int64_when_the_accumulator_scale_is_tiny_and_grouped_convs_refused",
         "test_conv_geometry_equals_the_direct_convolution", "test_bias_free_layers_bias_widths_and_sparse_weights",
         "test_bits_and_act_bits_bounds", "test_latent_weights_and_integer_calibration")],
+    # the fast statements of the fully binary model (its training test takes minutes; the accelerated
+    # backends compute the same bit counts, checked by the fast-backend test outside this selection)
+    "refcomp/compress/quantize/binary_model.py": [
+        "tests/compress/quantize/test_binary_model.py::" + t for t in (
+            "test_xnor_layer_forward_and_gradient", "test_structure_first_and_last_float",
+            "test_packed_path_equals_float_simulation", "test_refuses_what_it_cannot_binarize",
+            "test_xnor_layer_without_bias_and_with_one_output_channel",
+            "test_xnor_layer_keeps_float32_and_skips_the_input_gradient",
+            "test_xnor_layer_leaves_the_wrapped_layer_alone_and_needs_a_forward",
+            "test_bytes_of_a_bias_free_one_row_hidden_layer",
+            "test_packed_model_runs_the_hidden_layers_on_bit_counts_with_its_backend",
+            "test_packed_model_is_a_snapshot_of_the_model", "test_nested_layer_names_are_flattened_with_underscores")],
+    # the fast statements of static PTQ (the digits accuracy tests train a model for minutes)
+    "refcomp/compress/quantize/ptq.py": [
+        "tests/compress/quantize/test_ptq.py::" + t for t in (
+            "test_static_ptq_conv_weights_per_channel", "test_requantize_float_is_onnx_float32_requantization",
+            "test_integer_bytes_count_what_each_requantization_stores",
+            "test_calibrate_sees_every_batch_min_max_written_out", "test_calibrate_passes_observer_kwargs_and_kind",
+            "test_weight_codes_written_out", "test_weight_codes_are_of_the_float32_weight",
+            "test_calibration_batches_partition_the_data", "test_static_ptq_options_are_checked_by_name",
+            "test_static_ptq_int8_activations_and_per_tensor_low_bit_weights", "test_bias_correction_written_out",
+            "test_equalize_balances_the_ranges_of_a_pair", "test_per_layer_ptq_observes_each_layers_input_and_output",
+            "test_two_bit_weights_and_bias_correction_batches")],
+    # the fast statements of QAT (the digits tests train a model for minutes)
+    "refcomp/compress/quantize/qat.py": [
+        "tests/compress/quantize/test_qat.py::" + t for t in (
+            "test_qat_layer_gradients_by_finite_differences", "test_lsq_step_gradient_where_defined",
+            "test_bad_qat_inputs_are_named", "test_prepared_model_computes_with_the_int8_grid_written_out",
+            "test_observer_fake_quant_moving_average_only_while_training_and_not_frozen",
+            "test_lsq_initial_step_forward_and_gradients_written_out",
+            "test_fake_quantized_weight_accumulates_its_gradient_and_reports_its_step",
+            "test_prepare_qat_places_a_quantizer_after_each_stage", "test_train_qat_freezes_observers_from_the_given_epoch",
+            "test_to_integer_exports_the_trained_scales", "test_prepare_qat_first_batch_default_and_observer_switch",
+            "test_only_prepared_models_are_trained_or_exported", "test_train_qat_defaults")],
 }
 
 #: the packages whose modules hold algorithms (what ``--all`` mutates)
@@ -392,6 +426,61 @@ EQUIVALENT_BY_HAND = {
          "err = np.linalg.norm(tt_to_tensor(cores).transpose(3, 0, 1, 2) - k) / (np.linalg.norm(k) or 2.0)", "0 / 1 == 0 / 2"),
         ("err = float(np.linalg.norm(new.to_dense() - w) / (np.linalg.norm(w) or 1.0))",
          "err = float(np.linalg.norm(new.to_dense() - w) / (np.linalg.norm(w) or 2.0))", "0 / 1 == 0 / 2"),
+    ],
+    "refcomp/compress/quantize/binary_model.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        *[(old, old.replace("-1", "-2", 1) if i == 0 else new, "NumPy: any negative is -1") for i, old, new in (
+            (0, "return (1, -1) if isinstance(layer, Linear) else (1, -1, 1, 1)", None),
+            (1, "return (1, -1) if isinstance(layer, Linear) else (1, -1, 1, 1)",
+             "return (1, -1) if isinstance(layer, Linear) else (1, -2, 1, 1)"),
+            (0, "w.grad = w.grad + (s / n * d_alpha.reshape((-1,) + (1,) * (w.data.ndim - 1))).astype(w.grad.dtype)",
+             None),
+            (0, "packed = pack_signs(w.reshape(w.shape[0], -1))", None),
+            (0, "s = d.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)", None))],
+        # PackedBinaryModel: the flag is only read after ``binary_input or isinstance(...)``, a bool
+        # from either start (None or b is b, as False or b)
+        ("binary_input = False", "binary_input = None", "None or b is b"),
+    ],
+    "refcomp/compress/quantize/ptq.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("flat = w.reshape(w.shape[0], -1)", "flat = w.reshape(w.shape[0], -2)", "NumPy: any negative is -1"),
+        ("w_hats = {name: codes.astype(np.float64) * scales.astype(np.float64).reshape((-1,) + (1,) * (codes.ndim - 1))",
+         "w_hats = {name: codes.astype(np.float64) * scales.astype(np.float64).reshape((-2,) + (1,) * (codes.ndim - 1))",
+         "NumPy: any negative is -1"),
+        # choose_qparams' scale is float32 already (and 0-D per tensor: reshape(None) keeps its shape ());
+        # np.full takes a float32 0-D fill's dtype
+        *[(old.format("dtype=np.float32", "()", ", dtype=np.float32"), old.format(*args), "the scale is float32 already")
+          for old in ["scales = np.full(w.shape[0], np.asarray(qp.scale, {}).reshape({}){})"]
+          for args in (("dtype=np.float32", "()", ", dtype=None"), ("dtype=np.float32", "()", ", "),
+                       ("dtype=np.float32", "None", ", dtype=np.float32"), ("dtype=None", "()", ", dtype=np.float32"),
+                       ("", "()", ", dtype=np.float32"))],
+        *[("scales = np.asarray(qp.scale, dtype=np.float32)", f"scales = np.asarray(qp.scale, {new})",
+           "the scale is float32 already") for new in ("dtype=None", "")],
+        # without bias correction, integer_model reads ``name in biases`` only if biases is not None:
+        # no layer name is in "" either
+        ("biases = None", 'biases = ""', "no name is in an empty string"),
+        # integer_model stores each corrected bias as np.asarray(bias, dtype=np.float32) itself
+        ("biases[s.name] = (b - shifts[s.name]).astype(np.float32)", "biases[s.name] = (b - shifts[s.name]).astype(None)",
+         "integer_model casts to float32"),
+    ],
+    "refcomp/compress/quantize/qat.py": [
+        # ObserverFakeQuant.forward sets fq.observer_enabled before every use; frozen is read by truth value
+        *[("self.fq = FakeQuantize(obs, observer_enabled=True)", f"self.fq = FakeQuantize(obs, observer_enabled={v})",
+           "forward() sets it before every use") for v in ("None", "False")],
+        ("self.frozen = False", "self.frozen = None", "None is falsy"),
+        # fake_quantize's result is a fresh array: whether astype copies it again is not observable
+        *[("return self.fq.forward(x).astype(x.dtype, copy=False)", f"return self.fq.forward(x).astype(x.dtype, {v})",
+           "the result is fresh") for v in ("copy=None", "copy=True")],
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        *[(old, old.replace("-1", "-2", 1), "NumPy: any negative is -1") for old in (
+            "return s.reshape((-1,) + (1,) * (v.ndim - 1)) if self.axis == 0 else s",
+            "mean = a.reshape(a.shape[0], -1).mean(axis=1) if self.axis == 0 else a.mean()",
+            "d_s = d_s.reshape(shape[0], -1).sum(axis=1)",
+            "flat = w.reshape(w.shape[0], -1)",
+            "r = w.astype(np.float64) / s.astype(np.float64).reshape((-1,) + (1,) * (w.ndim - 1))")],
+        # the element count is a multiple of the number of steps: the true quotient is the same integer
+        ("n_per_step = int(np.prod(shape)) // self.step.data.size",
+         "n_per_step = int(np.prod(shape)) / self.step.data.size", "an exact quotient"),
     ],
     "refcomp/compress/prune/l0.py": [
         # NumPy reads any negative size in reshape as the one unknown dimension
