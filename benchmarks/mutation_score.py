@@ -362,6 +362,20 @@ EQUIVALENT_BY_HAND = {
         ('order = np.argsort(-groups, axis=1, kind="stable")', 'order = np.argsort(-groups, kind="stable")',
          "the last axis of a 2-D array"),
     ],
+    "refcomp/ops/sparse_linear.py": [
+        # _check_weight reads ``integer`` by truth value: None takes the float branch as False does
+        ("W = _check_weight(W, integer=False)", "W = _check_weight(W, integer=None)", "None is falsy"),
+        # a dtype kind is one character: no kind is "X", so "XXiuXX" holds the same kinds as "iu"
+        ('if zx.ndim != 0 or zx.dtype.kind not in "iu" or not (info.min <= int(zx) <= info.max):',
+         'if zx.ndim != 0 or zx.dtype.kind not in "XXiuXX" or not (info.min <= int(zx) <= info.max):',
+         "no dtype kind is X"),
+        # the integer path's values: csr_matmul_int16 returns exact int32 (|y| < 2^31, else it raises) and the
+        # bias is int32, so every value and every sum (|y + b| < 2^32) is an integer exact in float64: the
+        # same range check, the same message value, the same int32 cast
+        ("yT = csr_matmul_int16(W, xT, backend).astype(np.int64)", "yT = csr_matmul_int16(W, xT, backend).astype(None)",
+         "integers below 2^33 are exact in float64"),
+        ("y = y + b.astype(np.int64)", "y = y + b.astype(None)", "integers below 2^33 are exact in float64"),
+    ],
     "refcomp/ops/requantize.py": [
         # quantize_multiplier: m, shift are integers < 2**32 in every dtype they pass through, and
         # end in .astype(np.int32); m == 2**31 (the carry) is even, so m / 2 == m // 2
