@@ -870,6 +870,12 @@ EQUIVALENT_BY_HAND = {
         ("return np.asarray(x) @ self.to_dense().reshape(self.shape[0], -1).T",
          "return np.asarray(x) @ self.to_dense().reshape(self.shape[0], -2).T", "NumPy: any negative is -1"),
     ],
+    "refcomp/formats/lowrank.py": [
+        # the shape is a tuple of Python ints (made by int() in __init__): NumPy's default integer is int64
+        *[('return {"left": self.left, "right": self.right, "shape": np.asarray(self.shape, dtype=np.int64)}',
+           f'return {{"left": self.left, "right": self.right, "shape": np.asarray(self.shape, {new})}}',
+           "Python ints: int64") for new in ("dtype=None", "")],
+    ],
     "refcomp/formats/half.py": [
         # NumPy reads any negative size in reshape as the one unknown dimension
         ("return x @ self.to_dense().reshape(self.shape[0], -1).T",
