@@ -876,6 +876,37 @@ EQUIVALENT_BY_HAND = {
            f'return {{"left": self.left, "right": self.right, "shape": np.asarray(self.shape, {new})}}',
            "Python ints: int64") for new in ("dtype=None", "")],
     ],
+    "refcomp/formats/qtensor.py": [
+        # an 8-bit integer dtype's storage dtype is int8 / uint8 itself, and no dtype has 9 bits: the same container
+        *[("if dt.bits <= 8:", new, "int8 / uint8 are their own containers") for new in ("if dt.bits < 8:", "if dt.bits <= 9:")],
+        # ``natural`` only skips a check that cannot fail (codes of a dtype whose range is [qmin, qmax]):
+        # running it anyway finds nothing (a dtype kind is one character; numpy's are lower case)
+        *[('natural = data.dtype.kind in "iu" and (qparams.qmin, qparams.qmax) == (np.iinfo(data.dtype).min,',
+           f'natural = data.dtype.kind in "{new}" and (qparams.qmin, qparams.qmax) == (np.iinfo(data.dtype).min,',
+           "the skipped check cannot fail") for new in ("XXiuXX", "IU")],
+        # NumPy sets a flag by the truth value: None is False
+        ("self.data.flags.writeable = False", "self.data.flags.writeable = None", "None is falsy"),
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("return x @ w.reshape(w.shape[0], -1).T", "return x @ w.reshape(w.shape[0], -2).T", "NumPy: any negative is -1"),
+        # Python's codec names are case-blind
+        ('header = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8).copy()',
+         'header = np.frombuffer(json.dumps(meta, sort_keys=True).encode("UTF-8"), dtype=np.uint8).copy()', "case-blind codec"),
+        ('meta = json.loads(np.asarray(fields["header"], dtype=np.uint8).tobytes().decode("utf-8"))',
+         'meta = json.loads(np.asarray(fields["header"], dtype=np.uint8).tobytes().decode("UTF-8"))', "case-blind codec"),
+        # from_fields' code range check is vacuous for the dtypes it reads (>= 8 bits: the container, checked
+        # just above, is the storage dtype itself, whose range is [qmin, qmax]); weakened, it still finds nothing
+        *[("if not dt.is_float and dt.bits >= 8 and data.size and (data.min() < dt.qmin or data.max() > dt.qmax):",
+           new, "the container's range is the dtype's") for new in (
+            "if not dt.is_float and dt.bits > 8 and data.size and (data.min() < dt.qmin or data.max() > dt.qmax):",
+            "if not dt.is_float and dt.bits >= 9 and data.size and (data.min() < dt.qmin or data.max() > dt.qmax):",
+            "if not dt.is_float and dt.bits >= 8 and data.size and (data.min() < dt.qmin and data.max() > dt.qmax):")],
+        # zero points as float64 or int64 before QParams casts them to the code dtype: an integer zero point
+        # is exact in float64, and a float one is 0 (QParams refuses any other, and makes -0.0 a 0)
+        *[('meta["zero_point"] = dec(zp, scale.shape).astype(np.float64 if dt.is_float else np.int64).tolist()',
+           f'meta["zero_point"] = dec(zp, scale.shape).astype({new}).tolist()', "the same zero points after QParams")
+          for new in ("None", "np.float64 if (dt.is_float) and False else np.int64",
+                      "np.float64 if (dt.is_float) or True else np.int64")],
+    ],
     "refcomp/formats/half.py": [
         # NumPy reads any negative size in reshape as the one unknown dimension
         ("return x @ self.to_dense().reshape(self.shape[0], -1).T",
