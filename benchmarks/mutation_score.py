@@ -612,6 +612,20 @@ EQUIVALENT_BY_HAND = {
         # backward() checks self._x first, and forward() sets both: the initial value is never read
         ("self._qparams_used = None", 'self._qparams_used = ""', "never read before forward() sets it"),
     ],
+    "refcomp/compress/distill/hints.py": [
+        # Linear and Conv2d read bias by truth value: None makes no bias as False does
+        ("return Linear(cs, ct, bias=False, rng=rng)", "return Linear(cs, ct, bias=None, rng=rng)", "None is falsy"),
+        ("return Conv2d(cs, ct, 1, bias=False, rng=rng)", "return Conv2d(cs, ct, 1, bias=None, rng=rng)", "None is falsy"),
+        # only the feature shape after the batch axis is read (_regressor), in eval mode: rows are independent
+        ("u_shape = guided.forward(x[:1]).shape", "u_shape = guided.forward(x[:2]).shape", "only shape[1:] is read"),
+        # the names of the stage-1 Sequential's two children: a temporary that nothing reads by name
+        *[(line, line.replace(f'"{n}"', new), "a temporary nobody reads by name") for line in [
+            'records["hint"] = train(Sequential(("guided", guided), ("regressor", reg)), (x, v), epochs=hint_epochs,']
+          for n in ("guided", "regressor") for new in (f'"XX{n}XX"', f'"{n.upper()}"')],
+        # display() reads progress None as False: no bars
+        ("schedule=schedule, loss=HintLoss(), rng=g, progress=False)",
+         "schedule=schedule, loss=HintLoss(), rng=g, progress=None)", "None is quiet as False"),
+    ],
     "refcomp/compress/distill/loss.py": [
         # a dtype kind is one character: "i" in "XXiuXX" as in "iu"
         ('if y.dtype.kind not in "iu":', 'if y.dtype.kind not in "XXiuXX":', "one-character kinds"),
