@@ -626,6 +626,11 @@ EQUIVALENT_BY_HAND = {
         ("schedule=schedule, loss=HintLoss(), rng=g, progress=False)",
          "schedule=schedule, loss=HintLoss(), rng=g, progress=None)", "None is quiet as False"),
     ],
+    "refcomp/compress/distill/student.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("w = layer.weight.to_dense().astype(np.float64).reshape(layer.weight.shape[0], -1)",
+         "w = layer.weight.to_dense().astype(np.float64).reshape(layer.weight.shape[0], -2)", "NumPy: any negative is -1"),
+    ],
     "refcomp/compress/distill/loss.py": [
         # a dtype kind is one character: "i" in "XXiuXX" as in "iu"
         ('if y.dtype.kind not in "iu":', 'if y.dtype.kind not in "XXiuXX":', "one-character kinds"),
