@@ -631,6 +631,13 @@ EQUIVALENT_BY_HAND = {
         ("w = layer.weight.to_dense().astype(np.float64).reshape(layer.weight.shape[0], -1)",
          "w = layer.weight.to_dense().astype(np.float64).reshape(layer.weight.shape[0], -2)", "NumPy: any negative is -1"),
     ],
+    "refcomp/compress/distill/train.py": [
+        # a dtype kind is one character: no kind is "X", so "XXiuXX" holds the same kinds as "iu"
+        ('if y.ndim != 1 or y.dtype.kind not in "iu":', 'if y.ndim != 1 or y.dtype.kind not in "XXiuXX":',
+         "no dtype kind is X"),
+        # display() reads progress None as False: no bars
+        ("progress=False)", "progress=None)", "None is quiet as False"),
+    ],
     "refcomp/compress/distill/loss.py": [
         # a dtype kind is one character: "i" in "XXiuXX" as in "iu"
         ('if y.dtype.kind not in "iu":', 'if y.dtype.kind not in "XXiuXX":', "one-character kinds"),
