@@ -658,6 +658,20 @@ EQUIVALENT_BY_HAND = {
         ('order = np.argsort(-groups, axis=1, kind="stable")', 'order = np.argsort(-groups, kind="stable")',
          "the last axis of a 2-D array"),
     ],
+    "refcomp/ops/sparse_linear.py": [
+        # _check_weight reads ``integer`` by truth value: None takes the float branch as False does
+        ("W = _check_weight(W, integer=False)", "W = _check_weight(W, integer=None)", "None is falsy"),
+        # a dtype kind is one character: no kind is "X", so "XXiuXX" holds the same kinds as "iu"
+        ('if zx.ndim != 0 or zx.dtype.kind not in "iu" or not (info.min <= int(zx) <= info.max):',
+         'if zx.ndim != 0 or zx.dtype.kind not in "XXiuXX" or not (info.min <= int(zx) <= info.max):',
+         "no dtype kind is X"),
+        # the integer path's values: csr_matmul_int16 returns exact int32 (|y| < 2^31, else it raises) and the
+        # bias is int32, so every value and every sum (|y + b| < 2^32) is an integer exact in float64: the
+        # same range check, the same message value, the same int32 cast
+        ("yT = csr_matmul_int16(W, xT, backend).astype(np.int64)", "yT = csr_matmul_int16(W, xT, backend).astype(None)",
+         "integers below 2^33 are exact in float64"),
+        ("y = y + b.astype(np.int64)", "y = y + b.astype(None)", "integers below 2^33 are exact in float64"),
+    ],
     "refcomp/ops/requantize.py": [
         # quantize_multiplier: m, shift are integers < 2**32 in every dtype they pass through, and
         # end in .astype(np.int32); m == 2**31 (the carry) is even, so m / 2 == m // 2
@@ -947,6 +961,32 @@ EQUIVALENT_BY_HAND = {
     "refcomp/quant/fake_quant.py": [
         # backward() checks self._x first, and forward() sets both: the initial value is never read
         ("self._qparams_used = None", 'self._qparams_used = ""', "never read before forward() sets it"),
+    ],
+    "refcomp/compress/distill/hints.py": [
+        # Linear and Conv2d read bias by truth value: None makes no bias as False does
+        ("return Linear(cs, ct, bias=False, rng=rng)", "return Linear(cs, ct, bias=None, rng=rng)", "None is falsy"),
+        ("return Conv2d(cs, ct, 1, bias=False, rng=rng)", "return Conv2d(cs, ct, 1, bias=None, rng=rng)", "None is falsy"),
+        # only the feature shape after the batch axis is read (_regressor), in eval mode: rows are independent
+        ("u_shape = guided.forward(x[:1]).shape", "u_shape = guided.forward(x[:2]).shape", "only shape[1:] is read"),
+        # the names of the stage-1 Sequential's two children: a temporary that nothing reads by name
+        *[(line, line.replace(f'"{n}"', new), "a temporary nobody reads by name") for line in [
+            'records["hint"] = train(Sequential(("guided", guided), ("regressor", reg)), (x, v), epochs=hint_epochs,']
+          for n in ("guided", "regressor") for new in (f'"XX{n}XX"', f'"{n.upper()}"')],
+        # display() reads progress None as False: no bars
+        ("schedule=schedule, loss=HintLoss(), rng=g, progress=False)",
+         "schedule=schedule, loss=HintLoss(), rng=g, progress=None)", "None is quiet as False"),
+    ],
+    "refcomp/compress/distill/student.py": [
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("w = layer.weight.to_dense().astype(np.float64).reshape(layer.weight.shape[0], -1)",
+         "w = layer.weight.to_dense().astype(np.float64).reshape(layer.weight.shape[0], -2)", "NumPy: any negative is -1"),
+    ],
+    "refcomp/compress/distill/train.py": [
+        # a dtype kind is one character: no kind is "X", so "XXiuXX" holds the same kinds as "iu"
+        ('if y.ndim != 1 or y.dtype.kind not in "iu":', 'if y.ndim != 1 or y.dtype.kind not in "XXiuXX":',
+         "no dtype kind is X"),
+        # display() reads progress None as False: no bars
+        ("progress=False)", "progress=None)", "None is quiet as False"),
     ],
     "refcomp/compress/distill/loss.py": [
         # a dtype kind is one character: "i" in "XXiuXX" as in "iu"
@@ -1269,6 +1309,43 @@ EQUIVALENT_BY_HAND = {
         ("self.data = np.array(d, copy=True)", "self.data = np.array(d, )", "np.array copies by default"),
         ("return np.asarray(x) @ self.to_dense().reshape(self.shape[0], -1).T",
          "return np.asarray(x) @ self.to_dense().reshape(self.shape[0], -2).T", "NumPy: any negative is -1"),
+    ],
+    "refcomp/formats/lowrank.py": [
+        # the shape is a tuple of Python ints (made by int() in __init__): NumPy's default integer is int64
+        *[('return {"left": self.left, "right": self.right, "shape": np.asarray(self.shape, dtype=np.int64)}',
+           f'return {{"left": self.left, "right": self.right, "shape": np.asarray(self.shape, {new})}}',
+           "Python ints: int64") for new in ("dtype=None", "")],
+    ],
+    "refcomp/formats/qtensor.py": [
+        # an 8-bit integer dtype's storage dtype is int8 / uint8 itself, and no dtype has 9 bits: the same container
+        *[("if dt.bits <= 8:", new, "int8 / uint8 are their own containers") for new in ("if dt.bits < 8:", "if dt.bits <= 9:")],
+        # ``natural`` only skips a check that cannot fail (codes of a dtype whose range is [qmin, qmax]):
+        # running it anyway finds nothing (a dtype kind is one character; numpy's are lower case)
+        *[('natural = data.dtype.kind in "iu" and (qparams.qmin, qparams.qmax) == (np.iinfo(data.dtype).min,',
+           f'natural = data.dtype.kind in "{new}" and (qparams.qmin, qparams.qmax) == (np.iinfo(data.dtype).min,',
+           "the skipped check cannot fail") for new in ("XXiuXX", "IU")],
+        # NumPy sets a flag by the truth value: None is False
+        ("self.data.flags.writeable = False", "self.data.flags.writeable = None", "None is falsy"),
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        ("return x @ w.reshape(w.shape[0], -1).T", "return x @ w.reshape(w.shape[0], -2).T", "NumPy: any negative is -1"),
+        # Python's codec names are case-blind
+        ('header = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8).copy()',
+         'header = np.frombuffer(json.dumps(meta, sort_keys=True).encode("UTF-8"), dtype=np.uint8).copy()', "case-blind codec"),
+        ('meta = json.loads(np.asarray(fields["header"], dtype=np.uint8).tobytes().decode("utf-8"))',
+         'meta = json.loads(np.asarray(fields["header"], dtype=np.uint8).tobytes().decode("UTF-8"))', "case-blind codec"),
+        # from_fields' code range check is vacuous for the dtypes it reads (>= 8 bits: the container, checked
+        # just above, is the storage dtype itself, whose range is [qmin, qmax]); weakened, it still finds nothing
+        *[("if not dt.is_float and dt.bits >= 8 and data.size and (data.min() < dt.qmin or data.max() > dt.qmax):",
+           new, "the container's range is the dtype's") for new in (
+            "if not dt.is_float and dt.bits > 8 and data.size and (data.min() < dt.qmin or data.max() > dt.qmax):",
+            "if not dt.is_float and dt.bits >= 9 and data.size and (data.min() < dt.qmin or data.max() > dt.qmax):",
+            "if not dt.is_float and dt.bits >= 8 and data.size and (data.min() < dt.qmin and data.max() > dt.qmax):")],
+        # zero points as float64 or int64 before QParams casts them to the code dtype: an integer zero point
+        # is exact in float64, and a float one is 0 (QParams refuses any other, and makes -0.0 a 0)
+        *[('meta["zero_point"] = dec(zp, scale.shape).astype(np.float64 if dt.is_float else np.int64).tolist()',
+           f'meta["zero_point"] = dec(zp, scale.shape).astype({new}).tolist()', "the same zero points after QParams")
+          for new in ("None", "np.float64 if (dt.is_float) and False else np.int64",
+                      "np.float64 if (dt.is_float) or True else np.int64")],
     ],
     "refcomp/formats/half.py": [
         # NumPy reads any negative size in reshape as the one unknown dimension

@@ -111,3 +111,69 @@ def test_a_composed_part_missing_from_the_file_is_a_file_format_error(tmp_path):
     np.savez(path, **arrays)
     with pytest.raises(FileFormatError, match="unknown format"):
         load_model(path)
+
+
+# --- the checks, and the product for any batch shape and any mix of factors
+
+
+def test_each_bad_factor_is_named():
+    # the error names the factor at fault: left or right, for a non-float dtype or a rank other than 2
+    for args, error, argument in (((np.ones((3, 2), np.int32), np.ones((2, 4))), DTypeError, "left"),
+                                  ((np.ones((3, 2)), np.ones((2, 4), np.int64)), DTypeError, "right"),
+                                  ((np.ones(3), np.ones((2, 4))), ShapeError, "left"),
+                                  ((np.ones((3, 2)), np.ones((2, 4, 1))), ShapeError, "right"),
+                                  ((np.ones((3, 2), np.float32), np.ones((2, 4))), DTypeError, "right")):  # mixed
+        with pytest.raises(error) as e:
+            LowRank(*args)
+        assert e.value.argument == argument, args
+
+
+def test_the_logical_shape_must_start_with_out_and_multiply_to_in():
+    left, right = np.ones((3, 2)), np.ones((2, 1))            # a (3, 1) matrix
+    assert LowRank(left, right, shape=(3, 1, 1, 1)).to_dense().shape == (3, 1, 1, 1)
+    for bad in ((3,), (4, 1), (1, 3), (3, 2)):                 # too short, wrong out, wrong in
+        with pytest.raises(ShapeError) as e:
+            LowRank(left, right, shape=bad)
+        assert e.value.argument == "shape", bad
+
+
+def test_matmul_takes_any_leading_batch_shape():
+    # x (..., in) -> (..., out): a single vector and a 3-D batch as rows of x W^T, W = L R written out
+    rng = np.random.default_rng(4)
+    left, right = rng.standard_normal((5, 2)), rng.standard_normal((2, 3))
+    lr, w = LowRank(left, right), left @ right
+    v = rng.standard_normal(3)
+    np.testing.assert_allclose(lr.matmul(v), [sum(w[o, i] * v[i] for i in range(3)) for o in range(5)], rtol=1e-12)
+    x = rng.standard_normal((2, 4, 3))
+    y = lr.matmul(x)
+    assert y.shape == (2, 4, 5)
+    np.testing.assert_allclose(y, np.einsum("abi,oi->abo", x, w), rtol=1e-12)
+    with pytest.raises(ShapeError) as e:
+        lr.matmul(np.ones((3, 4)))                             # in is the last axis, not the second
+    assert e.value.argument == "x"
+
+
+def test_one_quantized_factor_and_one_array():
+    # a composition may mix a weight format with a plain array, either way round: the product is
+    # x (L R)^T with L, R the decoded factors, and only the arrays' dtypes are compared
+    from refcomp.formats import QTensor
+    from refcomp.quant import choose_qparams
+
+    rng = np.random.default_rng(5)
+    left, right = rng.standard_normal((4, 2)).astype(np.float32), rng.standard_normal((2, 6)).astype(np.float32)
+    q = lambda a: QTensor.quantize(a, choose_qparams(-3.0, 3.0, "int8", symmetric=True))  # noqa: E731
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    for lr in (LowRank(q(left), right), LowRank(left, q(right)), LowRank(q(left), right.astype(np.float64))):
+        w = lr.left.to_dense() if isinstance(lr.left, QTensor) else lr.left
+        w = w.astype(np.float64) @ (lr.right.to_dense() if isinstance(lr.right, QTensor) else lr.right)
+        np.testing.assert_allclose(lr.matmul(x), x.astype(np.float64) @ w.T, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(lr.to_dense(), w, rtol=1e-6)
+
+
+def test_from_fields_takes_only_a_1d_int64_shape():
+    lr = LowRank(np.ones((3, 2)), np.ones((2, 4)))
+    f = lr.fields()
+    assert f["shape"].dtype == np.int64 and f["shape"].tolist() == [3, 4]
+    for bad in (np.array([3, 4], np.int32), np.array([[3, 4]], np.int64)):
+        with pytest.raises(FileFormatError, match="shape"):
+            LowRank.from_fields({**f, "shape": bad})

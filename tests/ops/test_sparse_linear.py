@@ -176,3 +176,55 @@ def test_the_kernels_run_unless_numpy_is_asked(kernel_registry):
         calls.clear()
         y = sparse_linear_integer(x.astype(np.uint8), Wi, np.array([5, 0], np.int32), x_zero_point=1, backend=backend)
         assert y.tolist() == [[5 - 4, 3]] and calls == expected, backend
+
+
+def test_dtype_errors_name_the_dtypes_each_function_takes():
+    # the message says what would have been accepted: float32 / float64 for the float layer, int8 / uint8
+    # inputs and an int32 bias for the integer one
+    Wf = CSRMatrix.from_dense(np.eye(2, dtype=np.float32))
+    Wi = CSRMatrix.from_dense(np.eye(2, dtype=np.int8))
+    cases = ((lambda: sparse_linear(np.ones((1, 2), np.int32), Wf), "x", "dtype float32 or float64"),
+             (lambda: sparse_linear(np.ones((1, 2), np.float32), Wf, np.ones(2, np.int32)), "bias",
+              "dtype float32 or float64"),
+             (lambda: sparse_linear_integer(np.ones((1, 2), np.int16), Wi), "x", "dtype int8 or uint8"),
+             (lambda: sparse_linear_integer(np.ones((1, 2), np.int8), Wi, np.ones(2, np.int64)), "bias", "dtype int32"))
+    for call, argument, want in cases:
+        with pytest.raises(DTypeError, match=rf"^{argument}: expected {want}, got dtype") as e:
+            call()
+        assert e.value.argument == argument
+
+
+def test_the_fused_kernel_gets_the_validated_operand_and_the_blocks_for_the_batch_width(kernel_registry):
+    # the op has checked W (a CSRMatrix) and x, so the kernel may skip its own checks (validated=True);
+    # the column blocks are tuned to the batch width n of x^T: for n = 16, 32 KiB of float32 X rows is
+    # 32768 / (4 * 16) = 512 columns, and a dense row has >= 12 non-zeros per block, so kb = 512 and each
+    # of the 256 rows of 1024 non-zeros splits at 512 (csr_matmul.block_width; blocks for n = in = 1024
+    # would be 16 columns wide)
+    seen = []
+
+    def linear(indptr, idx, data, shape, x, b, **kw):
+        seen.append(kw)
+        return x @ CSRMatrix(indptr, np.asarray(idx, np.int64), data, shape).to_dense().T
+
+    kernel_registry({("csr_linear_f32", "c"): linear})
+    W = CSRMatrix.from_dense(np.ones((256, 1024), np.float32))
+    y = sparse_linear(np.ones((16, 1024), np.float32), W)
+    assert y.shape == (16, 256) and np.all(y == 1024)
+    (kw,) = seen
+    assert kw["validated"] is True
+    nb, bp = kw["blocks"]
+    rows = np.arange(256)[:, None] * 1024
+    assert nb == 2 and np.array_equal(bp, rows + np.array([0, 512, 1024]))
+
+
+def test_only_matrices_whose_columns_fit_int32_indices_reach_the_fused_kernel(kernel_registry):
+    # 2**31 - 1 columns is the widest an int32 column index addresses: that one still goes to the
+    # kernel, 2**31 goes to the NumPy definition (no entry, a batch of 0 rows: nothing is allocated)
+    calls = []
+    kernel_registry({("csr_linear_f32", "c"): _spy(calls, "linear", lambda *a, **k: np.zeros((0, 1), np.float32)),
+                     ("csr_spmm_f32", "c"): _spy(calls, "f32", None)})
+    for cols, expected in ((2**31 - 1, ["linear"]), (2**31, [])):
+        calls.clear()
+        W = CSRMatrix([0, 0], np.zeros(0, np.int64), np.zeros(0, np.float32), (1, cols))
+        y = sparse_linear(np.zeros((0, cols), np.float32), W)
+        assert y.shape == (0, 1) and calls == expected, cols

@@ -108,3 +108,45 @@ def test_slice_width_bad_arguments():
         slice_width(teacher, {"fc0": 2}, criterion="l3")
     with pytest.raises(ValidationError, match="teacher"):
         slice_width(object(), {"fc0": 2})
+
+
+def test_a_single_name_and_an_activation_without_dropout():
+    """A name alone is a list of one; only the parameter-free layers up to the next Linear go with it
+    (here one ReLU: fc2 and what follows stay)."""
+    rng = np.random.default_rng(8)
+    teacher = Sequential(("fc0", Linear(4, 5, rng=rng, dtype="float64")), ("relu0", ReLU()),
+                         ("fc1", Linear(5, 5, rng=rng, dtype="float64")), ("relu1", ReLU()),
+                         ("fc2", Linear(5, 5, rng=rng, dtype="float64")), ("relu2", ReLU()),
+                         ("fc3", Linear(5, 2, rng=rng, dtype="float64")))
+    student, rep = drop_layers(teacher, "fc1")
+    assert rep["dropped"] == ["fc1", "relu1"]
+    assert list(student.layers) == ["fc0", "relu0", "fc2", "relu2", "fc3"]
+
+
+def test_unit_scores_l2_is_the_euclidean_norm_of_each_row():
+    w = np.array([[3.0, -4.0, 0.0], [1.0, 1.0, -1.0]])
+    layer = Linear(3, 2, rng=0, dtype="float64")
+    layer.weight.data[...] = w
+    assert unit_scores(layer, "l2").tolist() == [5.0, 3 ** 0.5]
+    assert unit_scores(layer, "l1").tolist() == [7.0, 3.0]
+
+
+def test_slice_width_any_hidden_layer_and_a_single_unit():
+    """Every hidden Linear may be sliced, not only the first; k = 1 keeps the unit of largest norm."""
+    teacher = _mlp(4, sizes=(6, 8, 8, 3))
+    norms = np.abs(teacher["fc1"].weight.to_dense()).sum(axis=1)
+    student, rep = slice_width(teacher, {"fc1": 1})
+    assert rep["fc1"] == [int(np.argmax(norms))]
+    assert student["fc1"].weight.shape == (1, 8) and student["fc2"].weight.shape == (3, 1)
+
+
+def test_slice_width_refusals_name_their_argument():
+    teacher = _mlp(2, sizes=(6, 10, 4))
+    for args, argument in (((object(), {"fc0": 2}), "teacher"), ((teacher, {}), "widths"),
+                           ((teacher, [("fc0", 2)]), "widths"), ((teacher, {"fc0": 0}), "widths['fc0']")):
+        with pytest.raises(ValidationError) as e:
+            slice_width(*args)
+        assert e.value.argument == argument, args
+    with pytest.raises(ValidationError) as e:
+        drop_layers(object(), ["fc0"])
+    assert e.value.argument == "teacher"

@@ -5,7 +5,7 @@ import pytest
 
 from refcomp.compress.distill.loss import distillation_loss
 from refcomp.compress.distill.train import distill_train, teacher_logits
-from refcomp.errors import ValidationError
+from refcomp.errors import ShapeError, ValidationError
 from refcomp.formats.dense import Dense
 from refcomp.nn import Dropout, Linear, ReLU, Sequential, evaluate
 
@@ -176,3 +176,116 @@ def test_hard_label_student_follows_the_teacher_not_the_labels():
     student = small_mlp(2, sizes=(64, 16, 10))
     distill_train(student, teacher, tr, epochs=10, alpha=0.0, targets="hard", rng=0)
     assert evaluate(student, (te[0], (te[1] + 1) % 10))["accuracy"] >= 0.85
+
+
+# --- defaults, the teacher's passes, the settings passed on to the loop
+
+
+class _Counting:
+    """Wraps a teacher's forward to count its passes and the rows of each."""
+
+    def __init__(self, model):
+        self.sizes = []
+        inner = model.forward
+
+        def forward(x):
+            self.sizes.append(len(x))
+            return inner(x)
+
+        model.forward = forward
+
+
+def _small(seed, n):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=n)
+    teacher = Sequential(("fc", Linear(5, 3, rng=rng)))
+    student = Sequential(("fc", Linear(5, 3, rng=rng)))
+    return x, y, teacher, student
+
+
+def test_teacher_logits_are_computed_in_batches_of_1000():
+    x, _, teacher, _ = _small(0, 2500)
+    count = _Counting(teacher)
+    want = x.astype(np.float64) @ teacher["fc"].weight.to_dense().T.astype(np.float64) + teacher["fc"].bias.data
+    np.testing.assert_allclose(teacher_logits(teacher, x), want, rtol=1e-5, atol=1e-5)
+    assert count.sizes == [1000, 1000, 500]
+
+
+def test_the_teacher_runs_once_when_cached_else_once_per_batch():
+    # 20 rows in batches of 7 for 2 epochs: one pass of 20 rows cached, else 2 x (7, 7, 6)
+    for cache, want in ((True, [20]), (False, [7, 7, 6] * 2)):
+        x, y, teacher, student = _small(1, 20)
+        count = _Counting(teacher)
+        distill_train(student, teacher, (x, y), epochs=2, batch_size=7, cache_logits=cache)
+        assert count.sizes == want, cache
+
+
+def test_distill_train_defaults():
+    # 10 epochs of 64-row batches, lr 0.05, momentum 0.9, cosine, alpha 0.5, T = 4, soft targets, cached, seed 0
+    import copy
+
+    x, y, teacher, student = _small(2, 70)
+    twin = copy.deepcopy(student)
+    count = _Counting(teacher)
+    h = distill_train(student, teacher, (x, y))
+    assert count.sizes == [70]                                   # the logits cached: one teacher pass
+    want = distill_train(twin, teacher, (x, y), epochs=10, batch_size=64, lr=0.05, momentum=0.9, schedule="cosine",
+                         alpha=0.5, temperature=4.0, targets="soft", cache_logits=True, rng=0)
+    assert len(h) == 10 and [r["loss"] for r in h] == [r["loss"] for r in want]
+    np.testing.assert_array_equal(student["fc"].weight.to_dense(), twin["fc"].weight.to_dense())
+
+
+def test_distillation_loss_defaults_and_gradient_dtype():
+    # T = 4, alpha = 0.5, soft targets; the gradient comes back in the logits' dtype
+    from refcomp.compress.distill.train import DistillationLoss
+
+    rng = np.random.default_rng(3)
+    s, t = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(4, 3)).astype(np.float32)
+    y = np.array([0, 2, 1, 1])
+    loss = DistillationLoss()
+    want, grad = distillation_loss(s, t, y, temperature=4.0, alpha=0.5)
+    assert loss.forward(s, (y, t)) == want
+    g = loss.backward()
+    assert g.dtype == np.float32 and np.array_equal(g, grad.astype(np.float32))
+
+
+def test_the_schedule_and_the_rng_are_passed_on():
+    # cosine: lr_e = lr (1 + cos(pi e / E)) / 2 for epochs e = 0 .. E-1; the rng orders the batches
+    import math
+
+    x, y, teacher, _ = _small(4, 20)
+    runs = {}
+    for rng in (3, np.random.default_rng(3), 0):
+        student = _small(4, 20)[3]
+        h = distill_train(student, teacher, (x, y), epochs=3, batch_size=7, lr=0.1, schedule="cosine", rng=rng)
+        assert [r["lr"] for r in h] == pytest.approx([0.1 * (1 + math.cos(math.pi * e / 3)) / 2 for e in range(3)])
+        runs[str(rng)[:9]] = student["fc"].weight.to_dense()
+    same, other = list(runs.values())[:2], list(runs.values())[2]
+    np.testing.assert_array_equal(same[0], same[1])
+    assert not np.array_equal(same[0], other)
+
+
+def test_distill_train_data_checks():
+    x, y, teacher, student = _small(5, 6)
+    for data, error, argument in (((x, y, y), ValidationError, "data"), ((x, y[:5]), ShapeError, "data"),
+                                  ((x[:0], y[:0]), ShapeError, "data")):
+        with pytest.raises(error, match="same non-zero length" if error is ShapeError else "pair") as e:
+            distill_train(student, teacher, data, epochs=1)
+        assert e.value.argument == argument
+    assert len(distill_train(student, teacher, (x[:1], y[:1]), epochs=1)) == 1      # one row is data
+
+
+def test_distill_train_draws_no_progress_bars_even_on_a_terminal(monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Terminal()
+    monkeypatch.setattr(sys, "stdout", out)
+    x, y, teacher, student = _small(6, 20)
+    distill_train(student, teacher, (x, y), epochs=1)
+    assert out.getvalue() == ""
