@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 from ...checks import integer
-from ...errors import ValidationError
+from ...errors import OverflowRiskError, ValidationError
 from ...formats.dense import Dense
 from ...nn.layers import Linear
 from ...ops import shift_linear
@@ -143,7 +143,16 @@ def power_of_two_model(model, calibration_x, *, bits: int = 4, act_bits: int = 8
         shift = (p.exponent.astype(np.int64) - p.min_exponent).reshape(p.shape[0], -1)
         acc_e = f + p.min_exponent
         bias = s.layer.bias
-        bias_int = None if bias is None else np.rint(bias.data.astype(np.float64) * 2.0 ** -acc_e).astype(np.int64)
+        bias_int = None
+        if bias is not None:
+            scaled = np.rint(bias.data.astype(np.float64) * 2.0 ** -acc_e)
+            # shift_linear refuses |bias| >= 2^62 (eq. P1's exact int64 sum): say so here, where the
+            # layer is named, instead of casting past int64 and reporting a meaningless size
+            if not np.all(np.abs(scaled) < 2.0**62):
+                raise OverflowRiskError(f"model layer {s.name!r} bias", "|bias| / 2^acc_exponent < 2^62",
+                                        f"max |bias| {float(np.max(np.abs(bias.data))):.3g} at accumulator "
+                                        f"scale 2^{acc_e} (fewer bits or act_bits give a coarser scale)")
+            bias_int = scaled.astype(np.int64)
         st = {"kind": "compute", "name": s.name, "layer": s.layer, "sign": w_sign, "shift": shift, "bias": bias_int,
               "e_min": p.min_exponent, "f_in": f, "acc_exponent": acc_e, "last": i == last}
         if i == last:

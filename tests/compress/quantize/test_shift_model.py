@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from refcomp.compress.quantize.shift_model import power_of_two_model, prepare_power_of_two
-from refcomp.errors import ValidationError
+from refcomp.errors import OverflowRiskError, ValidationError
 from refcomp.nn import Linear, ReLU, Sequential, evaluate, train
 
 from ..models_for_tests import small_cnn, small_mlp
@@ -220,6 +220,11 @@ def test_bias_bytes_int64_when_the_accumulator_scale_is_tiny_and_grouped_convs_r
     sm, rep = power_of_two_model(m, np.random.default_rng(0).uniform(0.5, 1, (4, 2)).astype(np.float32))
     assert np.abs(sm.stages[0]["bias"]).max() >= 2**31
     assert rep["bytes"] == 1 + (2 + 1) + 2 * 8
+    # 1e30 / 2^-33 is past 2^62, what the shift-only kernel can add exactly: refused, naming the layer
+    m["fc"].bias.data[...] = [1e30, 0]
+    with pytest.raises(OverflowRiskError) as e:
+        power_of_two_model(m, np.random.default_rng(0).uniform(0.5, 1, (4, 2)).astype(np.float32))
+    assert e.value.argument == "model layer 'fc' bias"
     g = Sequential(("conv", Conv2d(2, 2, 1, groups=2, rng=0)), ("flatten", Flatten()))
     with pytest.raises(ValidationError, match="model layer 'conv'"):
         power_of_two_model(g, np.ones((1, 2, 3, 3), np.float32))
