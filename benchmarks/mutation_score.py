@@ -151,6 +151,12 @@ MODULES = {
             "test_static_ptq_int8_activations_and_per_tensor_low_bit_weights", "test_bias_correction_written_out",
             "test_equalize_balances_the_ranges_of_a_pair", "test_per_layer_ptq_observes_each_layers_input_and_output",
             "test_two_bit_weights_and_bias_correction_batches")],
+    # the loop is stated by the fast tests (master weights, eq. 12's float32 SGD, loss-scale growth, backoff
+    # and skips written out); the digits runs (seconds to half a minute) are left to the suite
+    "refcomp/compress/precision/training.py": [
+        "tests/compress/precision/test_training.py", "--deselect",
+        "tests/compress/precision/test_training.py::test_16_bit_training_tracks_float32_on_digits", "--deselect",
+        "tests/compress/precision/test_training.py::test_loss_scaling_rescues_gradients_that_underflow_float16"],
     # the fast statements of QAT (the digits tests train a model for minutes)
     "refcomp/compress/quantize/qat.py": [
         "tests/compress/quantize/test_qat.py::" + t for t in (

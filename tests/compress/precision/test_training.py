@@ -148,7 +148,10 @@ def test_casts_round_to_16_bits_and_keep_integer_inputs():
         np.testing.assert_array_equal(got.astype(np.float64), fl(x, store))
         ids = np.array([[3, 1]], np.int64)
         assert opt.cast_input(ids) is ids
-        assert opt.cast_output(np.ones(2, np.float16)).dtype == np.float32
+        z16 = np.array([[1.5, -2.0**-14], [6e4, 0.0]], np.float16)
+        z = opt.cast_output(z16)                         # the logits widened (exactly) for the loss
+        assert z.dtype == np.float32 and z.shape == (2, 2)
+        np.testing.assert_array_equal(z, np.float32([[1.5, -2.0**-14], [z16[1, 0], 0.0]]))
         dz = np.array([2.0**-20, 1e-3, 100.0], np.float32)
         np.testing.assert_array_equal(opt.scale_gradient(dz).astype(np.float64), fl(dz * np.float32(2.0**10), store))
     opt = MixedPrecisionOptimizer(_model(), "float16", scaler=DynamicLossScaler(2.0**16))
@@ -201,3 +204,97 @@ def test_use_master_gives_the_model_float32_copies():
 def test_a_model_without_parameters_is_refused():
     with pytest.raises(ValidationError, match="model"):
         MixedPrecisionOptimizer(Sequential(("relu", ReLU())))
+
+
+def test_defaults_are_the_float32_sgd_of_refcomp_nn_train():
+    """lr 0.05, momentum 0.9, no weight decay (nor dampening, nor Nesterov): refcomp.nn.train's SGD defaults."""
+    opt = MixedPrecisionOptimizer(_model())
+    assert (opt.inner.lr, opt.inner.momentum, opt.inner.weight_decay) == (0.05, 0.9, 0.0)
+    assert opt.inner.dampening == 0.0 and opt.inner.nesterov is False and opt.steps == 0
+
+
+def test_master_weights_are_float32_copies_even_of_a_float64_model():
+    """θ is float32 whatever the model held (eq. 12 updates float32 masters); the model then holds fl(θ),
+    and the master is its own array: writing the model's does not touch it."""
+    rng = np.random.default_rng(1)
+    m = Sequential(("fc", Linear(5, 4, rng=rng, dtype="float64")))
+    w64 = m["fc"].weight.data.copy()
+    opt = MixedPrecisionOptimizer(m, "float16")
+    for n, p in opt.master.items():
+        assert p.data.dtype == np.float32
+    np.testing.assert_array_equal(opt.master["fc.weight"].data, w64.astype(np.float32))
+    np.testing.assert_array_equal(m["fc"].weight.data, w64.astype(np.float32).astype(np.float16).astype(np.float32))
+    m["fc"].weight.data[...] = 7.0
+    np.testing.assert_array_equal(opt.master["fc.weight"].data, w64.astype(np.float32))
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_native_float16_steps_are_exact_float32_sgd_on_the_master(momentum):
+    """Natively the gradients are float16 arrays: eq. (12) widens them to float32 before dividing by S, so
+    the whole update is float32 arithmetic, bit for bit the SGD rule written out here (g = g16·(1/S) + λθ,
+    b = g then b = μb + g, θ ← θ − η·b) — not a float64 computation rounded once at the end."""
+    rng = np.random.default_rng(7)
+    m = Sequential(("fc", Linear(32, 16, rng=rng)))
+    lr, wd, s = 0.1, 0.01, 8.0
+    opt = MixedPrecisionOptimizer(m, "float16", compute="native", lr=lr, momentum=momentum, weight_decay=wd,
+                                  scaler=DynamicLossScaler(s))
+    theta = {n: p.data.copy() for n, p in opt.master.items()}
+    buf = {}
+    f32 = np.float32
+    for k in range(3):
+        g16 = {n: rng.standard_normal(p.data.shape).astype(np.float16) for n, p in opt.params.items()}
+        for n, p in opt.params.items():
+            p.grad = g16[n]
+        assert opt.step() is True
+        for n in theta:
+            g = g16[n].astype(f32) * f32(1 / s) + f32(wd) * theta[n]
+            assert g.dtype == np.float32
+            if momentum:
+                buf[n] = g.copy() if k == 0 else buf[n] * f32(momentum) + f32(1.0) * g
+                g = buf[n]
+            theta[n] = theta[n] - f32(lr) * g
+            np.testing.assert_array_equal(opt.master[n].data, theta[n])
+            np.testing.assert_array_equal(opt.params[n].data, theta[n].astype(np.float16))
+            assert opt.params[n].data.dtype == np.float16
+
+
+def test_float64_values_are_rounded_to_float32_before_16_bits():
+    """fl rounds the float32 value the float32 model would hold: a float64 input or loss gradient is cast to
+    float32 first (round to nearest even twice). 1 + 2⁻¹¹ + 2⁻⁴⁰ is 1 + 2⁻¹¹ in float32, a tie in float16 that
+    goes to the even 1; rounded directly it would go up to 1 + 2⁻¹⁰ (likewise 1 + 2⁻⁸ + 2⁻⁴⁰ in bfloat16)."""
+    for dtype, tie in (("float16", 2.0**-11), ("bfloat16", 2.0**-8)):
+        opt = MixedPrecisionOptimizer(_model(), dtype, scaler=DynamicLossScaler(1.0))
+        x = np.array([1 + tie + 2.0**-40, -(1 + tie + 2.0**-40)], np.float64)
+        np.testing.assert_array_equal(opt.cast_input(x), np.float32([1.0, -1.0]))
+        np.testing.assert_array_equal(opt.scale_gradient(x), np.float32([1.0, -1.0]))
+    # ∂L/∂z is taken in float32 before S multiplies it (S = 3, not a power of two: the product rounds):
+    # dz = 1145/2048 − 3·2⁻²⁷ is 1145/2048 in float32 (0.75 of a half-ulp away), times 3 is 3435/2048 exactly,
+    # a float16 tie that goes to the even 1718/1024; dz·3 in float64 lies below the tie and would go down
+    opt = MixedPrecisionOptimizer(_model(), "float16", scaler=DynamicLossScaler(3.0))
+    dz = np.array([1145 / 2048 - 3 * 2.0**-27], np.float64)
+    np.testing.assert_array_equal(opt.scale_gradient(dz), np.float32([1718 / 1024]))
+
+
+def test_overflow_to_inf_is_silent_and_a_nan_gradient_is_skipped():
+    """A value beyond float16's range rounds to inf, any NaN to NaN, without a warning (it is what the scaler
+    reads), and a NaN gradient skips the step like an inf one: S halves, the counter of clean steps restarts."""
+    import warnings
+
+    opt = MixedPrecisionOptimizer(_model(), "float16", scaler=DynamicLossScaler(2.0**4, growth_interval=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isinf(opt.cast_input(np.float32([1e5, -1e5]))).all()
+        # a signalling NaN (bit patterns 0x7ff0000000000001 in float64, 0x7f800001 in float32) is a NaN
+        # too: its cast sets the invalid flag, which must not warn either
+        snan64 = np.array([0x7FF0000000000001], np.uint64).view(np.float64)
+        assert np.isnan(opt.cast_input(snan64)).all()
+        bf = MixedPrecisionOptimizer(_model(), "bfloat16")
+        assert np.isnan(bf.cast_input(np.array([0x7F800001], np.uint32).view(np.float32))).all()
+        _set_grads(opt, 1.0)
+        assert opt.step() is True and opt.scaler.clean_steps == 1
+        _set_grads(opt, np.nan)
+        assert opt.step() is False and opt.scaler.scale == 2.0**3 and opt.scaler.clean_steps == 0
+        for _ in range(2):
+            _set_grads(opt, 1.0)
+            assert opt.step() is True
+    assert opt.scaler.scale == 2.0**4 and opt.steps == 3 and opt.scaler.skipped_steps == 1
