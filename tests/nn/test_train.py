@@ -141,23 +141,29 @@ def test_sequential_names_and_replacement():
     np.testing.assert_array_equal(m2["a"].weight.data, m["a"].weight.data)
 
 
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal: the bars are drawn only on one."""
+
+    def isatty(self):
+        return True
+
+
+class _DrawEachBatch:
+    """Draws the open bars at each batch (else they are drawn 10 times a second: maybe never in a short run)."""
+
+    def on_batch_start(self, x, y):
+        from refcomp import progress
+        progress._OPEN[-1].refresh()
+
+
 def test_progress_bar_on_a_terminal(monkeypatch):
     monkeypatch.setenv("TERM", "xterm-256color")      # a terminal that moves its cursor (CI may say dumb)
     from refcomp.progress import Display
 
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
-    class DrawNow:
-        """Draws the bars at each batch (else they are drawn 10 times a second: maybe never in a short run)."""
-        def on_batch_start(self, x, y):
-            shown.refresh()
-
     x, y = datasets.digits()
-    out = Terminal()
-    with Display(out) as shown:
-        nn.train(models.digits_mlp(0), (x[:256], y[:256]), epochs=2, progress="auto", callbacks=[DrawNow()])
+    out = _Terminal()
+    with Display(out):
+        nn.train(models.digits_mlp(0), (x[:256], y[:256]), epochs=2, progress="auto", callbacks=[_DrawEachBatch()])
     text = out.getvalue()
     assert "epoch 1/2" in text and "epoch 2/2" in text and "loss" in text and "acc" in text
 
@@ -166,17 +172,13 @@ def test_a_failed_training_takes_its_bar_off_a_shared_display(monkeypatch):
     monkeypatch.setenv("TERM", "xterm-256color")      # a terminal that moves its cursor (CI may say dumb)
     from refcomp.progress import Display
 
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
     class Fail:
         def on_batch_start(self, x, y):
             shown.refresh()
             raise RuntimeError("stop")
 
     x, y = datasets.digits()
-    term = Terminal()
+    term = _Terminal()
     with Display(term) as shown:
         with pytest.raises(RuntimeError):
             nn.train(models.digits_mlp(0), (x[:256], y[:256]), epochs=1, progress="auto", callbacks=[Fail()])
@@ -703,36 +705,25 @@ def test_evaluate_is_the_mean_loss_and_accuracy_in_batches_of_1000():
 
 def test_bars_are_drawn_on_the_given_terminal_stream(monkeypatch):
     monkeypatch.setenv("TERM", "xterm-256color")      # a terminal that moves its cursor (CI may say dumb)
-    from refcomp import progress
-
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
-    class DrawNow:
-        """Draws the bars at each batch (else they are drawn 10 times a second: maybe never in a short run)."""
-        def on_batch_start(self, x, y):
-            progress._OPEN[-1].refresh()
-
     x, y = datasets.digits()
-    term = Terminal()
+    term = _Terminal()
     nn.train(models.digits_mlp(0), (x[:256], y[:256]), epochs=1, batch_size=64, stream=term,
-             callbacks=[DrawNow()])        # progress="auto", the default
+             callbacks=[_DrawEachBatch()])        # progress="auto", the default
     text = term.getvalue()
     # the bar: its epoch, samples seen of 256, and the running loss and accuracy to 4 decimals
     assert "epoch 1/1" in text and "64/256" in text and "192/256" in text and re.search(r"\bsamples\b", text)
     # a mean cross-entropy over 10 classes starts near ln 10 = 2.3: one digit before the point
     assert re.search(r"loss \d\.\d{4} acc [01]\.\d{4}", text)
     # targets that are not class labels: no accuracy on the bar either
-    term = Terminal()
+    term = _Terminal()
     nn.train(models.digits_mlp(0), (x[:128], np.eye(10, dtype=np.float32)[y[:128]]), epochs=1, loss=nn.MSELoss(),
-             stream=term, callbacks=[DrawNow()])
+             stream=term, callbacks=[_DrawEachBatch()])
     assert "acc nan" in term.getvalue()
     # progress False or None: nothing at all, even on a terminal
     for quiet in (False, None):
-        term = Terminal()
+        term = _Terminal()
         nn.train(models.digits_mlp(0), (x[:128], y[:128]), epochs=1, stream=term, progress=quiet,
-                 callbacks=[DrawNow()])
+                 callbacks=[_DrawEachBatch()])
         assert term.getvalue() == ""
 
 
