@@ -8,7 +8,7 @@ from refcomp import progress
 from refcomp.errors import ValidationError
 from refcomp.progress import Display, display
 
-from ._support.terminal import screen
+from ._support.terminal import TerminalStream, screen
 
 
 @pytest.fixture(autouse=True)
@@ -17,13 +17,9 @@ def cursor_terminal(monkeypatch):
     monkeypatch.setenv("TERM", "xterm-256color")
 
 
-class Terminal(io.StringIO):
-    def isatty(self):
-        return True
-
 
 def test_bars_on_a_terminal_are_erased_and_lines_stay():
-    term = Terminal()
+    term = TerminalStream()
     with Display(term) as shown:
         bar = shown.bar("stage one", total=4, unit="epochs")
         bar.update(2, loss="0.5")
@@ -51,7 +47,7 @@ def test_no_terminal_no_bar_no_control_code():
 
 def test_a_dumb_terminal_gets_plain_lines(monkeypatch):
     monkeypatch.setenv("TERM", "dumb")
-    term = Terminal()
+    term = TerminalStream()
     with Display(term) as shown:
         shown.bar("x", total=3).update(1)
         shown.refresh()
@@ -60,7 +56,7 @@ def test_a_dumb_terminal_gets_plain_lines(monkeypatch):
 
 
 def test_a_quiet_display_draws_nothing_on_a_terminal():
-    term = Terminal()
+    term = TerminalStream()
     with Display(term, enabled=False) as shown:
         shown.bar("x", total=3).update(1)
         shown.refresh()
@@ -68,14 +64,14 @@ def test_a_quiet_display_draws_nothing_on_a_terminal():
 
 
 def test_one_display_shared_by_nested_loops():
-    term = Terminal()
+    term = TerminalStream()
     with display(term) as outer:
         with display(io.StringIO()) as inner:            # a loop inside: the outer, live display
             assert inner is outer
             with display(io.StringIO(), progress=False) as quiet:
                 assert quiet is not outer and not quiet.live
-                quiet.print("through the live one", file=Terminal())
-            progress.echo("echoed", Terminal())
+                quiet.print("through the live one", file=TerminalStream())
+            progress.echo("echoed", TerminalStream())
         outer.refresh()
     assert screen(term.getvalue()) == ["through the live one", "echoed"]
     with display(io.StringIO()) as alone:
@@ -83,7 +79,7 @@ def test_one_display_shared_by_nested_loops():
 
 
 def test_lines_for_a_pipe_go_to_the_pipe_while_bars_are_live():
-    term, log = Terminal(), io.StringIO()
+    term, log = TerminalStream(), io.StringIO()
     with Display(term) as shown:
         shown.bar("x", total=2)
         shown.print("to the log", file=log)
@@ -98,7 +94,7 @@ def test_progress_values():
 
 def test_a_bar_left_open_is_erased_when_the_display_stops():
     """An error or Ctrl-C mid-loop: the display stops with the bar still there, and erases it."""
-    term = Terminal()
+    term = TerminalStream()
     with pytest.raises(KeyboardInterrupt):
         with Display(term) as shown:
             shown.bar("interrupted", total=10).update(3)

@@ -9,11 +9,19 @@ every other escape sequence (colours, cursor visibility) draws nothing.
 
 from __future__ import annotations
 
+import io
 import os
 import pty
 import re
 import subprocess
 import sys
+
+class TerminalStream(io.StringIO):
+    """An in-memory stream that says it is a terminal (progress bars are drawn only on one)."""
+
+    def isatty(self):
+        return True
+
 
 _CSI = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])")
 

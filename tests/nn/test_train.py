@@ -12,6 +12,8 @@ from refcomp.errors import ShapeError, ValidationError
 from refcomp.formats.base import WeightFormat
 from refcomp.nn import Linear, Module, Sequential, train
 
+from .._support.terminal import TerminalStream
+
 
 def test_digits_mlp_reaches_96_percent():
     train_set, test_set = datasets.load_split("digits", seed=0)
@@ -141,12 +143,6 @@ def test_sequential_names_and_replacement():
     np.testing.assert_array_equal(m2["a"].weight.data, m["a"].weight.data)
 
 
-class _Terminal(io.StringIO):
-    """A stream that says it is a terminal: the bars are drawn only on one."""
-
-    def isatty(self):
-        return True
-
 
 class _DrawEachBatch:
     """Draws the open bars at each batch (else they are drawn 10 times a second: maybe never in a short run)."""
@@ -161,7 +157,7 @@ def test_progress_bar_on_a_terminal(monkeypatch):
     from refcomp.progress import Display
 
     x, y = datasets.digits()
-    out = _Terminal()
+    out = TerminalStream()
     with Display(out):
         nn.train(models.digits_mlp(0), (x[:256], y[:256]), epochs=2, progress="auto", callbacks=[_DrawEachBatch()])
     text = out.getvalue()
@@ -178,7 +174,7 @@ def test_a_failed_training_takes_its_bar_off_a_shared_display(monkeypatch):
             raise RuntimeError("stop")
 
     x, y = datasets.digits()
-    term = _Terminal()
+    term = TerminalStream()
     with Display(term) as shown:
         with pytest.raises(RuntimeError):
             nn.train(models.digits_mlp(0), (x[:256], y[:256]), epochs=1, progress="auto", callbacks=[Fail()])
@@ -706,7 +702,7 @@ def test_evaluate_is_the_mean_loss_and_accuracy_in_batches_of_1000():
 def test_bars_are_drawn_on_the_given_terminal_stream(monkeypatch):
     monkeypatch.setenv("TERM", "xterm-256color")      # a terminal that moves its cursor (CI may say dumb)
     x, y = datasets.digits()
-    term = _Terminal()
+    term = TerminalStream()
     nn.train(models.digits_mlp(0), (x[:256], y[:256]), epochs=1, batch_size=64, stream=term,
              callbacks=[_DrawEachBatch()])        # progress="auto", the default
     text = term.getvalue()
@@ -715,13 +711,13 @@ def test_bars_are_drawn_on_the_given_terminal_stream(monkeypatch):
     # a mean cross-entropy over 10 classes starts near ln 10 = 2.3: one digit before the point
     assert re.search(r"loss \d\.\d{4} acc [01]\.\d{4}", text)
     # targets that are not class labels: no accuracy on the bar either
-    term = _Terminal()
+    term = TerminalStream()
     nn.train(models.digits_mlp(0), (x[:128], np.eye(10, dtype=np.float32)[y[:128]]), epochs=1, loss=nn.MSELoss(),
              stream=term, callbacks=[_DrawEachBatch()])
     assert "acc nan" in term.getvalue()
     # progress False or None: nothing at all, even on a terminal
     for quiet in (False, None):
-        term = _Terminal()
+        term = TerminalStream()
         nn.train(models.digits_mlp(0), (x[:128], y[:128]), epochs=1, stream=term, progress=quiet,
                  callbacks=[_DrawEachBatch()])
         assert term.getvalue() == ""

@@ -8,6 +8,8 @@ import pytest
 from refcomp.pipelines.deep_compression import PRESETS, PipelineConfig, run_pipeline
 from refcomp.errors import ValidationError
 
+from .._support.terminal import TerminalStream
+
 pytest.importorskip("sklearn")
 
 
@@ -50,11 +52,7 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
     from refcomp.pipelines.deep_compression.run import _Progress
     from refcomp.progress import Display
 
-    class Tty(io.StringIO):
-        def isatty(self):
-            return True
-
-    tty, pipe = Tty(), io.StringIO()
+    tty, pipe = TerminalStream(), io.StringIO()
     for stream in (tty, pipe):
         with Display(stream) as shown:
             bar = _Progress(shown, 3)

@@ -8,6 +8,7 @@ from refcomp.errors import ShapeError, ValidationError
 from refcomp.nn import Conv2d, Flatten, Graph, Linear, ReLU, Sequential, evaluate
 
 from ..models_for_tests import digits_split, small_mlp
+from ..._support.terminal import TerminalStream
 
 
 def _params(m):
@@ -235,14 +236,9 @@ def test_teacher_features_are_read_in_batches_of_1000():
 
 
 def test_hint_train_draws_no_progress_bars_even_on_a_terminal(monkeypatch):
-    import io
     import sys
 
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
-    out = Terminal()
+    out = TerminalStream()
     monkeypatch.setattr(sys, "stdout", out)
     x, y, teacher, student = _pair(4)
     hint_train(student, teacher, (x, y), student_layer="relu0", teacher_layer="relu0", hint_epochs=1, kd_epochs=1)

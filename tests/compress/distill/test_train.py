@@ -10,6 +10,7 @@ from refcomp.formats.dense import Dense
 from refcomp.nn import Dropout, Linear, ReLU, Sequential, evaluate
 
 from ..models_for_tests import digits_split, small_mlp
+from ..._support.terminal import TerminalStream
 
 
 def test_distillation_gradient_through_student_by_finite_differences():
@@ -277,14 +278,9 @@ def test_distill_train_data_checks():
 
 
 def test_distill_train_draws_no_progress_bars_even_on_a_terminal(monkeypatch):
-    import io
     import sys
 
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
-    out = Terminal()
+    out = TerminalStream()
     monkeypatch.setattr(sys, "stdout", out)
     x, y, teacher, student = _small(6, 20)
     distill_train(student, teacher, (x, y), epochs=1)

@@ -9,6 +9,7 @@ from refcomp.errors import ValidationError
 from refcomp.nn import CrossEntropyLoss
 
 from ..._support.helpers import blobs, mlp
+from ..._support.terminal import TerminalStream
 
 
 def test_penalty_layers_sit_after_the_activations_and_report_the_penalty():
@@ -135,14 +136,10 @@ def test_train_activation_l1_is_sgd_with_the_penalty_layers_and_its_documented_d
     assert all("val_accuracy" in r for r in report["history"])
 
 
-class _Terminal(__import__("io").StringIO):
-    def isatty(self):
-        return True
-
 
 def test_train_activation_l1_is_quiet_by_default_and_passes_progress_to_training(monkeypatch):
     monkeypatch.setenv("TERM", "xterm-256color")
-    term = _Terminal()
+    term = TerminalStream()
     monkeypatch.setattr("sys.stdout", term)
     x, y = blobs(n=64)
     train_activation_l1(mlp(), (x, y), after=["relu1"], l1=0.1)

@@ -10,6 +10,7 @@ from refcomp.errors import ShapeError, ValidationError
 from refcomp.nn import Linear, ReLU, Sequential
 
 from ..._support.helpers import blobs, mlp
+from ..._support.terminal import TerminalStream
 
 
 @settings(max_examples=30, deadline=None)
@@ -191,14 +192,10 @@ def test_depth_tradeoff_counts_must_be_non_negative():
     assert len(report["rows"]) == 1
 
 
-class _Terminal(__import__("io").StringIO):
-    def isatty(self):
-        return True
-
 
 def test_fine_tuning_draws_no_bar_even_on_a_terminal(monkeypatch):
     monkeypatch.setenv("TERM", "xterm-256color")
-    term = _Terminal()
+    term = TerminalStream()
     monkeypatch.setattr("sys.stdout", term)
     x, y = blobs(n=40)
     depth_tradeoff(mlp(), (x, y), (x, y), max_removed=1)

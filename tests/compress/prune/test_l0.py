@@ -10,6 +10,7 @@ from refcomp.errors import ValidationError
 
 from ..._support.helpers import blobs, mlp
 from ...nn.nn_gradcheck import numeric_gradient
+from ..._support.terminal import TerminalStream
 
 
 def test_penalty_is_lambda_times_the_expected_open_gates_and_its_gradient_is_its_derivative():
@@ -144,14 +145,10 @@ def test_l0_prune_is_gates_then_adam_with_the_penalty_then_folding_with_its_docu
         assert report["kept"][n] == int((gates[n] > 0).sum()) == small[n].weight.data.shape[0]
 
 
-class _Terminal(__import__("io").StringIO):
-    def isatty(self):
-        return True
-
 
 def test_l0_prune_is_quiet_by_default_and_passes_progress_and_validation_to_training(monkeypatch):
     monkeypatch.setenv("TERM", "xterm-256color")
-    term = _Terminal()
+    term = TerminalStream()
     monkeypatch.setattr("sys.stdout", term)
     m = mlp()
     x, y = blobs(n=64)

@@ -11,6 +11,7 @@ from refcomp.errors import ShapeError, ValidationError
 from refcomp.nn import SGD, CrossEntropyLoss
 
 from ..._support.helpers import blobs, mlp
+from ..._support.terminal import TerminalStream
 
 
 @settings(max_examples=30, deadline=None)
@@ -258,17 +259,12 @@ def test_train_frozen_is_freeze_then_train_with_its_stated_defaults(capsys, kw):
 
 
 def test_train_frozen_is_quiet_by_default_even_on_a_terminal_and_passes_progress_and_validation(monkeypatch):
-    import io
     import sys
-
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
 
     m = mlp()
     x, y = blobs(n=40)
     for progress, shown in ((None, False), (True, True)):
-        term = Terminal()
+        term = TerminalStream()
         monkeypatch.setattr(sys, "stdout", term)
         kw = {} if progress is None else {"progress": progress}
         _, report = train_frozen(m, (x, y), fraction=0.25, calibration=(x, y), layers=["fc1"], val_data=(x, y),

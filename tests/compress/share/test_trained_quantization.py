@@ -1,7 +1,6 @@
 """Trained quantization on a model: k-means per layer, centroid fine-tuning by summed gradients (D.16, D.17)."""
 
 import copy
-import io
 import sys
 
 import numpy as np
@@ -16,6 +15,7 @@ from refcomp.io import load_model, save_model
 from refcomp.nn import CrossEntropyLoss, Linear, Sequential, evaluate, train
 
 from ..._support.helpers import blobs, mlp
+from ..._support.terminal import TerminalStream
 
 
 def _trained_pruned():
@@ -253,13 +253,9 @@ def test_finetune_defaults_options_and_callback():
 
 
 def test_fine_tuning_draws_no_progress_bars_even_on_a_terminal(monkeypatch):
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
     m, masks, data = _trained_pruned()
     cm, _ = cluster_model(m, {"fc1": 2}, masks=masks)
-    out = Terminal()
+    out = TerminalStream()
     monkeypatch.setattr(sys, "stdout", out)
     finetune_centroids(cm, data, epochs=1)
     assert out.getvalue() == ""
