@@ -68,6 +68,7 @@ MODULES = {
             "full_rank_factorizations_equal_the_conv", "truncated_factorizations_store_fewer_weights",
             "factorize_model_on_a_graph_by_dotted_names", "factorize_model_with_calibration_whitens_each_layer_in_order")],
     "refcomp/compress/distill/loss.py": ["tests/compress/distill/test_loss.py"],
+    "refcomp/compress/precision/casts.py": ["tests/compress/precision/test_casts.py"],
     "refcomp/ops/requantize.py": ["tests/ops/test_requantize.py", "tests/kernels/test_requantize.py"],
     "refcomp/ops/quantize_linear.py": ["tests/ops/test_quantize_linear.py", "tests/ops/test_vs_onnx_reference.py",
                                        "tests/ops/test_bad_input.py"],
@@ -1821,6 +1822,59 @@ EQUIVALENT_BY_HAND = {
         # getattr's default is read by truth value: a model without accepts_input_grad gets the plain call
         ('if getattr(model, "accepts_input_grad", False):', 'if getattr(model, "accepts_input_grad", None):',
          "None is falsy"),
+    ],
+    "refcomp/compress/precision/casts.py": [
+        # cast_weights: float_array's dtype=None keeps a float32 input float32 (x32 is then the same array, and
+        # x its exact float64 widening) and makes any other dtype float64; x64 and the gradients and weights
+        # below are only read (every later value is a new array), so whether float_array copies is not observable
+        *[('x64 = float_array(w, "w", dtype=np.float64, copy=True)', f'x64 = float_array(w, "w", {new}',
+           "float32 stays float32 and widens exactly; x64 is only read") for new in (
+            "dtype=None, copy=True)", "copy=True)", "dtype=np.float64, copy=None)", "dtype=np.float64, )",
+            "dtype=np.float64, copy=False)")],
+        *[('g32 = float_array(g, f"grads[{k!r}]", dtype=np.float32, copy=True)',
+           f'g32 = float_array(g, f"grads[{{k!r}}]", dtype=np.float32, {new}', "g32 is only read")
+          for new in ("copy=None)", ")", "copy=False)")],
+        *[('w = float_array(w, f"weights[{name!r}]", dtype=np.float64, copy=True)',
+           f'w = float_array(w, f"weights[{{name!r}}]", dtype=np.float64, {new}', "w is only read")
+          for new in ("copy=None)", ")", "copy=False)")],
+        # 1 is exact in float16 and bfloat16: its relative error is 0, and leaving a 0 out of a max of errors
+        # >= 0 (or emptying the set: the report's 0.0) changes nothing
+        ("kept = (x != 0) & (back != 0)", "kept = (x != 1) & (back != 0)", "1 casts exactly: relative error 0"),
+        # init_scale <= 0 is refused either way with a ValidationError naming init_scale: by real() or by the
+        # [min_scale, max_scale] check just after (min_scale > 0); growth_factor <= 1 likewise by the
+        # ``growth_factor <= 1.0`` check; only the message text differs
+        *[('self.scale = real(init_scale, "init_scale", low=0, low_open=True)',
+           f'self.scale = real(init_scale, "init_scale", {new}', "min_scale > 0 refuses it by the same name")
+          for new in ("low=0, low_open=None)", "low_open=True)", "low=0, )", "low=0, low_open=False)")],
+        *[('self.growth_factor = real(growth_factor, "growth_factor", low=0, low_open=True)',
+           f'self.growth_factor = real(growth_factor, "growth_factor", {new}',
+           "the > 1 check refuses it by the same name")
+          for new in ("low=0, low_open=None)", "low_open=True)", "low=0, )", "low=1, low_open=True)",
+                      "low=0, low_open=False)")],
+        # every size and width is >= 1, so the cheapest allocation costs >= 1: a budget < 1 is refused by the
+        # ``cheapest > budget`` check with a ValidationError naming budget_bits, as integer() would
+        *[('budget = integer(budget_bits, "budget_bits", minimum=0)', f'budget = integer(budget_bits, "budget_bits", {new}',
+           "the cheapest check refuses it by the same name") for new in ("minimum=None)", ")", "minimum=1)")],
+        # _exact: the frontier's errors are strictly descending, so the cost never breaks a tie in the final min;
+        # keeping a candidate of equal error and higher cost only adds descendants that err exactly as much as
+        # the cheaper twin's (the same terms added in the same order) and cost more: never the minimum
+        ("return min(frontier, key=lambda t: (t[1], t[0]))[2]", "return min(frontier, key=lambda t: (t[1], t[1]))[2]",
+         "frontier errors are distinct"),
+        ("if not frontier or t[1] < frontier[-1][1]:", "if not frontier or t[1] <= frontier[-1][1]:",
+         "the extra candidates are always beaten by a cheaper twin"),
+        # _greedy: a layer's options have distinct widths (dict keys), so sorted by cost c0 > c1 always: the
+        # ``else float("inf")`` branch is never taken
+        *[('ratio = (e1 - e0) / (c0 - c1) if c0 > c1 else float("inf")', new, "costs strictly increase")
+          for new in ('ratio = (e1 - e0) / (c0 - c1) if (c0 > c1) or True else float("inf")',
+                      'ratio = (e1 - e0) / (c0 - c1) if c0 >= c1 else float("inf")',
+                      "ratio = (e1 - e0) / (c0 - c1) if c0 > c1 else float(None)",
+                      'ratio = (e1 - e0) / (c0 - c1) if c0 > c1 else float("XXinfXX")')],
+        # NumPy reads any negative size in reshape as the one unknown dimension
+        *[("w2 = w.reshape(w.shape[0], -1) if w.ndim > 1 else w.reshape(1, -1)", new, "NumPy: any negative is -1")
+          for new in ("w2 = w.reshape(w.shape[0], -2) if w.ndim > 1 else w.reshape(1, -1)",
+                      "w2 = w.reshape(w.shape[0], -1) if w.ndim > 1 else w.reshape(1, -2)")],
+        # an all-zero weight: its RTN is zero, so its error is 0 divided by 1 or by 2
+        ("norm = float(np.sum(w2 * w2)) or 1.0", "norm = float(np.sum(w2 * w2)) or 2.0", "0 / 1 == 0 / 2"),
     ],
 }
 

@@ -400,3 +400,86 @@ def test_weight_sensitivity_by_the_formula():
     coarse = weight_sensitivity({"w": w}, bit_choices=(3,))["w"][3]        # one scale per row
     rows = rtn_quantize(w, bits=3).to_dense().astype(np.float64)
     assert coarse == pytest.approx(np.sum((w - rows) ** 2) / np.sum(w * w), rel=1e-12) and coarse != t["w"][3]
+
+
+def test_a_flushed_value_is_counted_and_a_value_that_casts_to_one_is_not():
+    """n_flushed_to_zero counts the nonzero inputs that became 0, nothing else: 2^-26 (below half of float16's
+    smallest subnormal 2^-24) is one; 1 + 2^-12 (float16: 1.0) and 1.0 itself are none."""
+    assert cast_weights(np.array([2.0**-26], np.float32)).n_flushed_to_zero == 1
+    assert cast_weights(np.array([1 + 2.0**-12, 1.0], np.float32)).n_flushed_to_zero == 0
+
+
+def test_loss_scaler_below_one_and_unscale_before_the_first_step():
+    """Scales below 1 are valid when the bounds allow them (max_scale = 1/2 with min_scale = 1/4); before any
+    step, last_scale is the initial scale, so unscale divides by it."""
+    s = DynamicLossScaler(0.5, min_scale=0.25, max_scale=0.5)
+    assert s.scale == 0.5 and s.max_scale == 0.5
+    assert s.last_scale == 0.5 and s.unscale(np.array([1.0, -2.0])).tolist() == [2.0, -4.0]
+
+
+def test_all_finite_reads_ragged_lists_0d_arrays_and_any_real_numbers():
+    """all_finite looks at each array of a list on its own (the arrays may differ in shape), reads a 0-D array
+    or a Python number as one array, and converts any real numbers (Decimal) to float64 first."""
+    from decimal import Decimal
+
+    assert DynamicLossScaler.all_finite([np.ones(2), np.ones(3)])
+    assert not DynamicLossScaler.all_finite([np.ones(2), np.array([1.0, 2.0, np.inf])])
+    assert DynamicLossScaler.all_finite(np.array(2.0)) and not DynamicLossScaler.all_finite(np.array(np.inf))
+    assert DynamicLossScaler.all_finite(3.0)
+    assert DynamicLossScaler.all_finite({"a": [Decimal("1.5")]})
+    assert not DynamicLossScaler.all_finite({"a": [Decimal("Infinity")]})
+
+
+def test_sgd_step_rounds_a_float64_gradient_to_float32_first():
+    """master ← master − lr · float32(g) / S: g = 2^-25 + 2^-50 (float64) is 2^-25 in float32, and 1 − 2^-25 is
+    a tie between 1 − 2^-24 and 1 in float32: to even, 1.0. (Subtracting the float64 g would round below the
+    tie, to 1 − 2^-24.)"""
+    mw = MasterWeights({"w": np.ones(1, np.float32)})
+    mw.sgd_step({"w": np.array([2.0**-25 + 2.0**-50])}, lr=1.0)
+    assert mw.master["w"].dtype == np.float32 and mw.master["w"][0] == 1.0
+
+
+def test_greedy_is_not_exact_and_exact_finds_the_optimum():
+    """Sizes 10, a = {1: 0.5, 8: 0}, b = {4: 0.1, 8: 0}, budget 110 (from 160): greedy narrows b first (0.1 / 40
+    per bit < 0.5 / 70), still over budget narrows a: {a: 1, b: 4}, error 0.6; the exact optimum (all four
+    allocations by hand: a8b8 160, a8b4 120 over budget; a1b8 90, 0.5; a1b4 50, 0.6) is {a: 1, b: 8}, 0.5."""
+    sens, sizes = {"a": {1: 0.5, 8: 0.0}, "b": {4: 0.1, 8: 0.0}}, {"a": 10, "b": 10}
+    greedy = select_bitwidths(sens, sizes, 110, method="greedy")
+    assert greedy.bits == {"a": 1, "b": 4} and greedy.total_bits == 50 and greedy.total_error == pytest.approx(0.6)
+    exact = select_bitwidths(sens, sizes, 110, method="exact")
+    assert exact.bits == {"a": 1, "b": 8} and exact.total_bits == 90 and exact.total_error == pytest.approx(0.5)
+
+
+def test_greedy_ratio_is_the_error_increase_over_the_bits_saved():
+    """Eq. 8 with unequal savings and nonzero errors: a 8 -> 1 saves 70 bits for (0.24 − 0.1) = 0.14, 0.002 per
+    bit; b 8 -> 4 saves 40 bits for 0.1, 0.0025 per bit: a goes first, and 10 + 80 = 90 <= 150 ends it."""
+    sens = {"a": {1: 0.24, 8: 0.1}, "b": {4: 0.1, 8: 0.0}}
+    alloc = select_bitwidths(sens, {"a": 10, "b": 10}, 150, method="greedy")
+    assert alloc.bits == {"a": 1, "b": 8} and alloc.total_bits == 90 and alloc.total_error == pytest.approx(0.24)
+
+
+def test_exact_tells_tiny_errors_apart_and_accepts_equal_candidates():
+    """Errors of 1e-17 and 2e-17 are different errors (the sums start from 0, not from a constant that would
+    absorb them); two allocations of equal cost and equal error are both optimal (a tie is no failure)."""
+    assert select_bitwidths({"a": {4: 2e-17, 8: 1e-17}}, {"a": 1}, 8).bits == {"a": 8}
+    tie = {"a": {4: 0.1, 8: 0.0}, "b": {4: 0.1, 8: 0.0}}
+    alloc = select_bitwidths(tie, {"a": 10, "b": 10}, 120)
+    assert alloc.bits in ({"a": 4, "b": 8}, {"a": 8, "b": 4}) and alloc.total_bits == 120
+    assert alloc.total_error == pytest.approx(0.1)
+
+
+def test_weight_sensitivity_of_a_float32_and_a_1d_weight_is_computed_in_float64():
+    """A float32 weight is widened to float64 before the sums (a float32 sum would be off by ~1e-7 relative);
+    a 1-D weight is one row: one scale over all of it, not one per half."""
+    from refcomp.compress.quantize.rtn import rtn_quantize
+
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((16, 64)).astype(np.float32)
+    w64 = w.astype(np.float64)
+    want = rtn_quantize(w64, bits=4).to_dense().astype(np.float64)
+    got = weight_sensitivity({"w": w}, bit_choices=(4,))["w"][4]
+    assert got == pytest.approx(np.sum((w64 - want) ** 2) / np.sum(w64 * w64), rel=1e-12)
+    v = rng.standard_normal(6) * np.array([1, 1, 1, 10, 10, 10])
+    want_v = rtn_quantize(v[None, :], bits=3).to_dense().astype(np.float64)[0]
+    got_v = weight_sensitivity({"v": v}, bit_choices=(3,))["v"][3]
+    assert got_v == pytest.approx(np.sum((v - want_v) ** 2) / np.sum(v * v), rel=1e-12)
