@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from refcomp.formats.base import WeightFormat
 from refcomp.nn import BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 
 
@@ -34,3 +35,26 @@ def blobs(n=120, d=12, classes=3, seed=0):
     y = g.integers(0, classes, size=n)
     x = centers[y] + g.normal(size=(n, d))
     return x.astype(np.float32), y.astype(np.int64)
+
+
+class PlainFormat(WeightFormat):
+    """A stored array with nothing but WeightFormat's abstract methods: it says neither its dtype nor
+    whether it trains (what a layer must cope with from a third-party format)."""
+
+    def __init__(self, w):
+        self.w, self.shape = w, w.shape
+
+    def to_dense(self):
+        return self.w
+
+    @property
+    def nbytes(self):
+        return self.w.nbytes
+
+
+def recording_kernel(calls: list, name: str, fn):
+    """A fake kernel for refcomp.backend's registry: appends ``name`` to ``calls``, then runs ``fn``."""
+    def kernel(*args, **kwargs):
+        calls.append(name)
+        return fn(*args, **kwargs)
+    return kernel

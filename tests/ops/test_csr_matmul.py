@@ -13,6 +13,7 @@ from refcomp.formats import CSRMatrix
 from refcomp.ops.csr_matmul import block_pointers, block_width, csr_matmul, csr_operand, kernel_index_dtype
 
 from .._support.csr import sparse_dense
+from .._support.helpers import recording_kernel
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -169,19 +170,12 @@ def test_block_pointers_count_the_entries_before_each_block(seed, rows, cols, kb
             assert bp[r, b] == W.indptr[r] + sum(1 for c in row if c < b * kb), (r, b)
 
 
-def _spy(calls, name, fn):
-    def kernel(*args, **kwargs):
-        calls.append(name)
-        return fn(*args, **kwargs)
-    return kernel
-
-
 def test_the_kernels_run_unless_numpy_is_asked_or_int32_could_overflow(kernel_registry):
     calls = []
     dense = lambda indptr, idx, data, shape, X, **kw: (  # noqa: E731
         CSRMatrix(indptr, np.asarray(idx, np.int64), data, shape).to_dense().astype(np.int64) @ X.astype(np.int64))
-    kernel_registry({("csr_spmm_f32", "c"): _spy(calls, "f32", lambda *a, **k: dense(*a, **k).astype(np.float32)),
-                     ("csr_spmm_i8", "c"): _spy(calls, "i8", lambda *a, **k: dense(*a, **k).astype(np.int32))})
+    kernel_registry({("csr_spmm_f32", "c"): recording_kernel(calls, "f32", lambda *a, **k: dense(*a, **k).astype(np.float32)),
+                     ("csr_spmm_i8", "c"): recording_kernel(calls, "i8", lambda *a, **k: dense(*a, **k).astype(np.int32))})
     W = CSRMatrix.from_dense(np.array([[1, 0, 2], [0, 3, 0]], np.float32))
     X = np.arange(6, dtype=np.float32).reshape(3, 2)
     for backend, Wd, Xd, expected in (("auto", np.float32, np.float32, ["f32"]), ("numpy", np.float32, np.float32, []),
@@ -207,7 +201,7 @@ def test_the_kernels_run_unless_numpy_is_asked_or_int32_could_overflow(kernel_re
 
 def test_matrices_wider_than_int32_indices_never_reach_the_kernels(kernel_registry):
     calls = []
-    kernel_registry({("csr_spmm_f32", "c"): _spy(calls, "f32", None), ("csr_spmm_i8", "c"): _spy(calls, "i8", None)})
+    kernel_registry({("csr_spmm_f32", "c"): recording_kernel(calls, "f32", None), ("csr_spmm_i8", "c"): recording_kernel(calls, "i8", None)})
     for dt, xdt in ((np.float32, np.float32), (np.int8, np.int8)):
         W = CSRMatrix([0, 0], np.zeros(0, np.int64), np.zeros(0, dt), (1, 2**31))  # no entry: an X of 2**31 rows and no column
         Y = csr_matmul(W, np.zeros((2**31, 0), xdt))

@@ -11,6 +11,7 @@ from refcomp.formats import CSRMatrix
 from refcomp.ops import sparse_linear, sparse_linear_integer
 
 from .._support.csr import make
+from .._support.helpers import recording_kernel
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -140,13 +141,6 @@ def test_float_bias_must_be_finite_float_of_shape_out():
     assert e.value.argument == "x"
 
 
-def _spy(calls, name, fn):
-    def kernel(*args, **kwargs):
-        calls.append(name)
-        return fn(*args, **kwargs)
-    return kernel
-
-
 def test_the_kernels_run_unless_numpy_is_asked(kernel_registry):
     calls = []
 
@@ -158,8 +152,8 @@ def test_the_kernels_run_unless_numpy_is_asked(kernel_registry):
         D = CSRMatrix(indptr, np.asarray(idx, np.int64), data, shape).to_dense()
         return (D.astype(np.int64) @ X.astype(np.int64)).astype(np.int32) if D.dtype == np.int8 else D @ X
 
-    kernel_registry({("csr_linear_f32", "c"): _spy(calls, "linear", linear), ("csr_spmm_f32", "c"): _spy(calls, "f32", spmm),
-                     ("csr_spmm_i8", "c"): _spy(calls, "i8", spmm)})
+    kernel_registry({("csr_linear_f32", "c"): recording_kernel(calls, "linear", linear), ("csr_spmm_f32", "c"): recording_kernel(calls, "f32", spmm),
+                     ("csr_spmm_i8", "c"): recording_kernel(calls, "i8", spmm)})
     W = CSRMatrix.from_dense(np.array([[1, 0, 2], [0, 3, 0]], np.float32))
     x = np.array([[1, 2, 3]], np.float32)
     # float32 x, W and bias: the fused layer kernel; a float64 bias: W @ x^T by the SpMM kernel, then + bias
@@ -221,8 +215,8 @@ def test_only_matrices_whose_columns_fit_int32_indices_reach_the_fused_kernel(ke
     # 2**31 - 1 columns is the widest an int32 column index addresses: that one still goes to the
     # kernel, 2**31 goes to the NumPy definition (no entry, a batch of 0 rows: nothing is allocated)
     calls = []
-    kernel_registry({("csr_linear_f32", "c"): _spy(calls, "linear", lambda *a, **k: np.zeros((0, 1), np.float32)),
-                     ("csr_spmm_f32", "c"): _spy(calls, "f32", None)})
+    kernel_registry({("csr_linear_f32", "c"): recording_kernel(calls, "linear", lambda *a, **k: np.zeros((0, 1), np.float32)),
+                     ("csr_spmm_f32", "c"): recording_kernel(calls, "f32", None)})
     for cols, expected in ((2**31 - 1, ["linear"]), (2**31, [])):
         calls.clear()
         W = CSRMatrix([0, 0], np.zeros(0, np.int64), np.zeros(0, np.float32), (1, cols))

@@ -13,6 +13,7 @@ from refcomp.nn import Conv2d
 from refcomp.quant import QParams
 
 from ..nn_gradcheck import check_input_grad_false, check_layer
+from ..._support.helpers import PlainFormat
 
 
 def _layer(cin, cout, k, stride=1, pad=0, dil=1, groups=1, bias=True, seed=0):
@@ -157,24 +158,12 @@ def test_the_forward_product_goes_through_the_format():
     assert layer.weight.used == "matmul"
 
 
-class _Plain(WeightFormat):
-    """A stored kernel with nothing but the abstract methods: no dtype, no trainable flag."""
-
-    def __init__(self, w):
-        self.w, self.shape = w, w.shape
-
-    def to_dense(self):
-        return self.w
-
-    nbytes = property(lambda self: self.w.nbytes)
-
-
 @pytest.mark.parametrize("groups", [1, 2])
 def test_a_format_without_dtype_or_trainable_flag(groups):
     rng = np.random.default_rng(8)
     layer = Conv2d(2, 2, 3, padding=1, groups=groups, dtype="float64")
     w = rng.standard_normal(layer.weight.shape)
-    layer.weight = _Plain(w)
+    layer.weight = PlainFormat(w)
     assert layer.config()["dtype"] == "float32"                    # the default
     x, dy = rng.standard_normal((1, 2, 4, 4)), rng.standard_normal((1, 2, 4, 4))
     want = reference_conv(x, w, layer.bias.data, (1, 1), (1, 1), (1, 1), groups)

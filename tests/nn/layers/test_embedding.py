@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from refcomp.errors import DTypeError, ShapeError, ValidationError
-from refcomp.formats import Dense, WeightFormat
+from refcomp.formats import Dense
 from refcomp.nn import BertEmbeddings, Embedding
 
 from ..nn_gradcheck import numeric_gradient
+from ..._support.helpers import PlainFormat
 
 
 def test_lookup_and_scatter_by_loops():
@@ -141,23 +142,9 @@ def test_ids_out_of_range_are_reported_with_their_range():
         Embedding(4, 2).forward(np.array([[3, -2], [5, 0]]))
 
 
-class _Stored(WeightFormat):
-    """A stored table that says neither its dtype nor whether it trains (the WeightFormat minimum)."""
-
-    def __init__(self, a):
-        self.a, self.shape = a, a.shape
-
-    def to_dense(self):
-        return self.a
-
-    @property
-    def nbytes(self):
-        return self.a.nbytes
-
-
 def test_a_format_without_dtype_or_trainable_looks_up_and_is_not_trained():
     layer = Embedding(3, 2)
-    layer.weight = _Stored(np.arange(6.0).reshape(3, 2))
+    layer.weight = PlainFormat(np.arange(6.0).reshape(3, 2))
     assert layer.config()["dtype"] == "float32"                 # the layers' default dtype
     np.testing.assert_array_equal(layer.forward(np.array([2, 0])), [[4.0, 5.0], [0.0, 1.0]])
     assert layer.backward(np.ones((2, 2))) is None              # nothing to train, no error

@@ -6,11 +6,11 @@ import pytest
 
 from refcomp.errors import ShapeError, ValidationError
 from refcomp.formats import Dense, QTensor
-from refcomp.formats.base import WeightFormat
 from refcomp.nn import Linear, Sequential
 from refcomp.quant import QParams
 
 from ..nn_gradcheck import check_layer
+from ..._support.helpers import PlainFormat
 
 
 def _layer(i, o, bias=True, seed=0, dtype="float64"):
@@ -101,23 +101,11 @@ def test_a_qtensor_weight_computes_with_its_dequantized_values():
     np.testing.assert_allclose(layer.backward(dy), dy @ w, rtol=1e-5, atol=1e-6)
 
 
-class _Plain(WeightFormat):
-    """A stored (out, in) matrix with nothing but the abstract methods: no dtype, no trainable flag."""
-
-    def __init__(self, w):
-        self.w, self.shape = w, w.shape
-
-    def to_dense(self):
-        return self.w
-
-    nbytes = property(lambda self: self.w.nbytes)
-
-
 def test_a_format_without_dtype_or_trainable_flag():
     rng = np.random.default_rng(8)
     layer = Linear(3, 2, dtype="float64")
     w = rng.standard_normal((2, 3))
-    layer.weight = _Plain(w)
+    layer.weight = PlainFormat(w)
     assert layer.weight_dtype() == np.float32 and layer.config()["dtype"] == "float32"   # the default
     x, dy = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
     np.testing.assert_allclose(layer.forward(x), x @ w.T, rtol=1e-13)
