@@ -28,6 +28,18 @@ the project's design notes or docs, so (R.2) is this module's assumption of it.
 With momentum (refcomp.nn.train's SGD) the gradient step is the momentum step
 and (R.1) follows it: proximal SGD with momentum, a heuristic without ISTA's
 guarantee.
+
+The max-norm constraint — MaxNorm (Srivastava et al. 2014, "Dropout", JMLR
+15, §5.1; the "weight constraints" of Hinton et al. 2012 that Hinton et al.
+2015 §3 train their MNIST teacher with). Not a penalty but a projection after
+each step: every unit's incoming weight vector w_j (row j of a Linear weight
+(out, in); output channel j of a Conv2d weight, flattened) is rescaled onto the
+ball of radius c when it leaves it::
+
+    w_j ← w_j · min(1, c / ‖w_j‖₂)                                             (R.3)
+
+It lets dropout nets train with a large learning rate and momentum without
+the weights growing without bound.
 """
 
 from __future__ import annotations
@@ -37,7 +49,8 @@ import numpy as np
 from ..errors import ValidationError
 from .module import _accumulate
 
-__all__ = ["L1", "L2", "ElasticNet", "soft_threshold", "proximal_elastic_net_step", "ProximalElasticNet"]
+__all__ = ["L1", "L2", "ElasticNet", "soft_threshold", "proximal_elastic_net_step", "ProximalElasticNet",
+           "max_norm", "MaxNorm"]
 
 
 def _weights(model, select):
@@ -127,3 +140,41 @@ class ProximalElasticNet(ElasticNet):
         if self.l1:
             for p in _weights(model, self.select):
                 p.data[...] = soft_threshold(p.data, p.data.dtype.type(lr * self.l1))
+
+
+def max_norm(w, c: float) -> np.ndarray:
+    """(R.3): each w[j] (all axes but the first flattened) rescaled to L2 norm <= c; w (out, ...); a new array.
+
+    A row already inside the ball is returned unchanged (bit for bit); one outside keeps its direction.
+    """
+    if not (c > 0 and np.isfinite(c)):
+        raise ValidationError("c", "a finite value > 0", c)
+    w = np.asarray(w)
+    if w.ndim < 2:
+        raise ValidationError("w", "a weight of rank >= 2 (out, ...)", w.shape)
+    norms = np.sqrt((w.reshape(len(w), -1).astype(np.float64) ** 2).sum(axis=1))
+    over = norms > c
+    out = w.copy()
+    # only the rows outside the ball are touched, so a row inside keeps its exact bits
+    out[over] = (w[over] * (c / norms[over]).reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
+    return out
+
+
+class MaxNorm:
+    """The max-norm constraint (R.3) as a regularizer for refcomp.nn.train: no penalty and no gradient;
+    ``after_step`` projects each selected weight's units onto ‖w_j‖₂ <= c after every optimizer step."""
+
+    def __init__(self, c: float, select=_default_select):
+        if not (c > 0 and np.isfinite(c)):
+            raise ValidationError("c", "a finite value > 0", c)
+        self.c, self.select = float(c), select
+
+    def penalty(self, model) -> float:
+        return 0.0
+
+    def add_gradient(self, model) -> None:
+        return None
+
+    def after_step(self, model, lr: float) -> None:
+        for p in _weights(model, self.select):
+            p.data[...] = max_norm(p.data, self.c)

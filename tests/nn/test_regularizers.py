@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from refcomp import nn
 from refcomp.errors import ValidationError
@@ -192,3 +194,82 @@ def test_l1_subgradient_is_zero_at_a_zero_weight():
     lin.zero_grad()
     regularizers.L1(0.3).add_gradient(lin)
     np.testing.assert_array_equal(lin.weight.grad, [[0.0, 0.3], [-0.3, 0.0]])
+
+
+# --- the max-norm constraint (R.3) ----------------------------------------------------------
+
+
+def _max_norm_by_hand(w, c):
+    """(R.3) one unit at a time, in Python floats: the oracle for max_norm."""
+    out = w.astype(np.float64).copy()
+    for j in range(w.shape[0]):
+        norm = sum(float(v) ** 2 for v in w[j].ravel()) ** 0.5
+        if norm > c:
+            out[j] = w[j].astype(np.float64) * (c / norm)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.sampled_from([(1, 1), (5, 3), (3, 7), (4, 2, 3, 3)]), scale=st.floats(0.01, 10.0),
+       c=st.floats(0.1, 5.0), seed=st.integers(0, 2 ** 16))
+def test_max_norm_is_r3_by_hand_per_unit(shape, scale, c, seed):
+    """Each unit's incoming weights (row of a Linear weight, output channel of a Conv2d kernel) onto the
+    ball ‖w_j‖₂ <= c; units inside it keep their exact bits; the others keep their direction."""
+    rng = np.random.default_rng(seed)
+    w = (rng.normal(size=shape) * rng.uniform(0.05, 3.0, size=(shape[0],) + (1,) * (len(shape) - 1))
+         * scale).astype(np.float32)
+    out = regularizers.max_norm(w, c)
+    assert out.dtype == w.dtype and out.shape == w.shape
+    np.testing.assert_allclose(out, _max_norm_by_hand(w, c), rtol=1e-5, atol=1e-7)
+    norms = np.linalg.norm(w.reshape(len(w), -1).astype(np.float64), axis=1)
+    inside = norms <= c
+    assert np.array_equal(out[inside], w[inside])
+    assert np.all(np.linalg.norm(out.reshape(len(w), -1), axis=1) <= c * (1 + 1e-6))
+
+
+def test_max_norm_projects_rows_not_columns():
+    """A (2, 3) weight whose one row is long and whose columns are all short: only that row moves."""
+    w = np.array([[3.0, 4.0, 0.0], [0.1, 0.0, 0.0]], np.float32)   # row norms 5, 0.1; column norms <= 4
+    np.testing.assert_array_equal(regularizers.max_norm(w, 2.5), np.float32([[1.5, 2.0, 0.0], [0.1, 0.0, 0.0]]))
+    assert regularizers.max_norm(w, 2.5) is not w and w[0, 0] == 3.0     # a new array; w is kept
+
+
+def test_max_norm_in_train_bounds_every_unit_and_leaves_biases():
+    """With a step large enough that plain SGD grows some unit past c, MaxNorm keeps every weight's units
+    inside the ball after training; the biases (not selected) are free. Its penalty and gradient are 0."""
+    from refcomp import datasets, models
+
+    x, y = datasets.digits()
+    c = 1.0
+    free, bound = models.digits_mlp(0), models.digits_mlp(0)
+    reg = regularizers.MaxNorm(c)
+    kw = dict(epochs=2, lr=0.5, momentum=0.9, progress=False)
+    nn.train(free, (x, y), **kw)
+    nn.train(bound, (x, y), regularizer=reg, **kw)
+
+    def unit_norms(m):
+        return np.concatenate([np.linalg.norm(p.data.reshape(len(p.data), -1), axis=1)
+                               for n, p in m.named_parameters() if n.endswith("weight")])
+
+    assert unit_norms(free).max() > 1.5 * c                  # the constraint has something to do
+    assert unit_norms(bound).max() <= c * (1 + 1e-6)
+    assert np.isclose(unit_norms(bound), c, rtol=1e-5).sum() > 0       # units sit on the sphere
+    biases = [p.data for n, p in bound.named_parameters() if n.endswith("bias")]
+    assert any(np.abs(b).max() > 0 for b in biases)
+    assert reg.penalty(bound) == 0.0
+    bound.zero_grad()
+    reg.add_gradient(bound)
+    assert all(p.grad is None for p in bound.parameters())
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_max_norm_refuses_a_radius_that_is_not_finite_and_positive(bad):
+    with pytest.raises(ValidationError, match="c"):
+        regularizers.MaxNorm(bad)
+    with pytest.raises(ValidationError, match="c"):
+        regularizers.max_norm(np.ones((2, 2)), bad)
+
+
+def test_max_norm_refuses_a_vector():
+    with pytest.raises(ValidationError, match="w.*rank >= 2"):
+        regularizers.max_norm(np.ones(3), 1.0)
