@@ -141,7 +141,7 @@ def choose(candidates, val_set):
     return min(candidates, key=lambda c: pc.errors(c[1], val_set))
 
 
-def run_distillation(only, seeds, quick, rows, recipe="maxnorm", alone=True):
+def run_distillation(only, seeds, quick, rows, recipe="maxnorm", with_alone=True):
     tr, va, te = pc.data(flatten=True, quick=quick)
     ep_s, ep_h = (1, 1) if quick else (30, 10)
     temps = (4.0,) if quick else (2.0, 4.0, 8.0, 20.0)
@@ -153,7 +153,7 @@ def run_distillation(only, seeds, quick, rows, recipe="maxnorm", alone=True):
                                               time.perf_counter() - t, len(te[1]), **x)
         if only == "hinton":
             ev(f"teacher 1200-1200 (dropout, jitter; {recipe})", tm, t0, paper=PAPER["teacher"])
-        if only == "hinton" and alone:
+        if only == "hinton" and with_alone:
             t = time.perf_counter()
             alone = mlp([784, 800, 800, 10], seed + 100)
             train(alone, tr, epochs=ep_s, rng=seed, progress=False, **kw)
