@@ -142,6 +142,13 @@ class ProximalElasticNet(ElasticNet):
                 p.data[...] = soft_threshold(p.data, p.data.dtype.type(lr * self.l1))
 
 
+def _outside(w: np.ndarray, c: float):
+    """The units of w (out, ...) outside the ball ‖w_j‖₂ <= c, and the factor c/‖w_j‖₂ (R.3) for each."""
+    norms = np.sqrt((w.reshape(len(w), -1).astype(np.float64) ** 2).sum(axis=1))
+    over = norms > c
+    return over, (c / norms[over]).reshape((-1,) + (1,) * (w.ndim - 1))
+
+
 def max_norm(w, c: float) -> np.ndarray:
     """(R.3): each w[j] (all axes but the first flattened) rescaled to L2 norm <= c; w (out, ...); a new array.
 
@@ -152,11 +159,10 @@ def max_norm(w, c: float) -> np.ndarray:
     w = np.asarray(w)
     if w.ndim < 2:
         raise ValidationError("w", "a weight of rank >= 2 (out, ...)", w.shape)
-    norms = np.sqrt((w.reshape(len(w), -1).astype(np.float64) ** 2).sum(axis=1))
-    over = norms > c
+    over, scale = _outside(w, c)
     out = w.copy()
     # only the rows outside the ball are touched, so a row inside keeps its exact bits
-    out[over] = (w[over] * (c / norms[over]).reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
+    out[over] = (w[over] * scale).astype(w.dtype)
     return out
 
 
@@ -176,5 +182,8 @@ class MaxNorm:
         return None
 
     def after_step(self, model, lr: float) -> None:
+        # in place, on the rows outside the ball only: this runs after every step, and a whole copy
+        # of each weight (max_norm's contract) would be work the projection does not need
         for p in _weights(model, self.select):
-            p.data[...] = max_norm(p.data, self.c)
+            over, scale = _outside(p.data, self.c)
+            p.data[over] = (p.data[over] * scale).astype(p.data.dtype)
